@@ -1,0 +1,166 @@
+//! Configuration: the command line (parsed by `clap`) and the [`Config`] the server runs with.
+//!
+//! The server takes a plain [`Config`] struct, not the command line, so tests and embedders
+//! build one directly (`Config { max_line: 16, ..Config::default() }`). Defaults and the
+//! reasons for them live in `limits.rs`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use log::LevelFilter;
+
+use crate::limits;
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses to listen on (IPv4 and IPv6; port 0 picks a free port).
+    pub bind: Vec<SocketAddr>,
+    /// Longest line accepted, in bytes, line ending excluded.
+    pub max_line: usize,
+    /// Unsent output a client may have queued before it is disconnected as too slow.
+    pub max_output: usize,
+    /// Most clients in the room at once; `None` derives it from the open-file limit.
+    pub max_clients: Option<usize>,
+    /// Lines per second per client; `0.0` turns flood control off.
+    pub rate: f64,
+    /// Lines a client may send at once before `rate` applies.
+    pub burst: u32,
+    /// Disconnect clients silent for this long; `None` never does.
+    pub idle_timeout: Option<Duration>,
+    /// Do not announce joins and leaves.
+    pub quiet_joins: bool,
+    /// Turn SIGINT/SIGTERM into a graceful shutdown. Only one server per process may, so
+    /// the binary sets it and in-process tests do not.
+    pub handle_signals: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            bind: vec![SocketAddr::from(([127, 0, 0, 1], 7878))],
+            max_line: limits::DEFAULT_MAX_LINE,
+            max_output: limits::DEFAULT_MAX_OUTPUT,
+            max_clients: None,
+            rate: limits::DEFAULT_RATE,
+            burst: limits::DEFAULT_BURST,
+            idle_timeout: None,
+            quiet_joins: false,
+            handle_signals: false,
+        }
+    }
+}
+
+/// A single-threaded chat server for nc and telnet clients, built on one mio poll loop.
+#[derive(Debug, Parser)]
+#[command(name = "pollchat", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Address to listen on; repeat for several (e.g. --bind 0.0.0.0:7878 --bind [::]:7878)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
+    pub bind: Vec<SocketAddr>,
+
+    /// Longest line a client may send; longer lines are dropped with an error (suffixes K, M)
+    #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_bytes)]
+    pub max_line: usize,
+
+    /// Unsent output a client may fall behind by before it is disconnected (suffixes K, M)
+    #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_bytes)]
+    pub max_output: usize,
+
+    /// Most clients at once; more are told "server full" [default: open-file limit minus 32]
+    #[arg(long, value_name = "N")]
+    pub max_clients: Option<usize>,
+
+    /// Lines per second per client before the server stops reading it for a while (0: no limit)
+    #[arg(long, value_name = "LINES_PER_SEC", default_value_t = limits::DEFAULT_RATE)]
+    pub rate: f64,
+
+    /// Lines a client may send at once before --rate applies
+    #[arg(long, value_name = "LINES", default_value_t = limits::DEFAULT_BURST)]
+    pub burst: u32,
+
+    /// Disconnect clients that send nothing for this many seconds (0: never)
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub idle_timeout: f64,
+
+    /// Do not announce joins and leaves (they cost N lines each: use for big rooms and benchmarks)
+    #[arg(long)]
+    pub quiet_joins: bool,
+
+    /// Log level: off, error, warn, info, debug or trace (trace logs every line)
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: LevelFilter,
+
+    /// Also append the log to this file
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The server configuration this command line asks for.
+    pub fn config(&self) -> Config {
+        Config {
+            bind: self.bind.clone(),
+            max_line: self.max_line,
+            max_output: self.max_output,
+            max_clients: self.max_clients,
+            rate: self.rate.max(0.0),
+            burst: self.burst,
+            idle_timeout: (self.idle_timeout > 0.0)
+                .then(|| Duration::from_secs_f64(self.idle_timeout)),
+            quiet_joins: self.quiet_joins,
+            handle_signals: true,
+        }
+    }
+}
+
+/// `4096`, `64K`, `64KiB`, `1M`, `1MiB` (binary units; case does not matter).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => lower.split_at(i),
+        None => (lower.as_str(), ""),
+    };
+    let multiplier = match unit {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(format!("unknown unit {unit:?} (use K or M)")),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size in bytes"))?;
+    match n.checked_mul(multiplier) {
+        Some(0) | None => Err(format!("{text:?} is out of range")),
+        Some(bytes) => Ok(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_binary_suffixes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64K"), Ok(65536));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert!(parse_bytes("1G").is_err());
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("x").is_err());
+    }
+
+    #[test]
+    fn no_arguments_means_the_documented_defaults() {
+        let cli = Cli::try_parse_from(["pollchat"]).unwrap();
+        let config = cli.config();
+        let default = Config::default();
+        assert_eq!(config.bind, default.bind);
+        assert_eq!(config.max_line, 4096);
+        assert_eq!(config.max_output, 1 << 20);
+        assert_eq!(config.idle_timeout, None);
+        assert!(config.handle_signals);
+    }
+}

@@ -1,0 +1,211 @@
+//! One client: its socket, its read side (a [`LineFramer`]), its write side (a [`WriteQueue`]),
+//! and where it is in its life ([`Phase`]).
+//!
+//! A `Connection` knows how to do I/O on its own socket and nothing about other clients: the
+//! loop (`server.rs`) decides when to read and flush, the room (`room.rs`) decides what to
+//! queue. The two system calls of the whole server are here: [`Connection::read`] and
+//! [`Connection::flush`].
+//!
+//! A connection's life:
+//!
+//! ```text
+//!   accept ──► Chatting ──(quit, peer closed, idle, shutdown)──► Leaving ──(queue flushed
+//!                 │                                                 │        or linger over)
+//!                 └──(reset, write error, too slow)──────────────────┴──► Closed ──► removed at
+//!                                                                                end of batch
+//! ```
+//!
+//! `Leaving` exists so that a client who is being sent away still gets its last lines
+//! (`*** bye`, `*** server full`, ...) before the socket closes. `Closed` exists because a
+//! connection must not be removed from the slab while the current batch of events may still
+//! name its token (see `server.rs`).
+
+use std::fmt;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+
+use crate::framing::LineFramer;
+use crate::rate_limit::TokenBucket;
+use crate::write_queue::{Flushed, WriteQueue};
+
+/// Names one connection for longer than a batch of events: the slab key plus the
+/// connection's unique serial number. Timers and the ready list hold these, and a `ConnRef`
+/// whose slot now holds a different connection (its `id` differs) is stale and ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRef {
+    pub token: usize,
+    pub id: u64,
+}
+
+/// Why a connection ended. Logged when it closes, and shown to the others in the leave
+/// notice (`*** alice left (REASON)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// `/quit`, with the client's reason if it gave one.
+    Quit(Option<String>),
+    /// The client closed its side (`read` returned 0).
+    PeerClosed,
+    /// The socket failed: reset by the peer, broken pipe, ...
+    Failed(io::ErrorKind),
+    /// Its unsent output passed `--max-output`: it stopped reading.
+    TooSlow { limit: usize },
+    /// Silent for longer than `--idle-timeout`.
+    Idle,
+    /// Arrived when `--max-clients` were already connected.
+    ServerFull,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Quit(None) => write!(f, "quit"),
+            CloseReason::Quit(Some(reason)) => write!(f, "quit: {reason}"),
+            CloseReason::PeerClosed => write!(f, "connection closed"),
+            CloseReason::Failed(io::ErrorKind::ConnectionReset) => write!(f, "connection reset"),
+            CloseReason::Failed(kind) => write!(f, "connection error: {kind}"),
+            CloseReason::TooSlow { limit } => {
+                write!(f, "too slow: over {limit} bytes of output waiting")
+            }
+            CloseReason::Idle => write!(f, "idle timeout"),
+            CloseReason::ServerFull => write!(f, "server full"),
+            CloseReason::Shutdown => write!(f, "server shutting down"),
+        }
+    }
+}
+
+/// Where a connection is in its life. See the module documentation for the diagram.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// In the room: its lines are read and relayed, it receives everyone's.
+    Chatting,
+    /// Out of the room, its nick released; its queued output is still being flushed. Input is
+    /// read and thrown away (closing a socket with unread input makes the kernel send a reset,
+    /// which can destroy the very lines we are trying to deliver).
+    Leaving(CloseReason),
+    /// Done. The socket is deregistered and dropped at the end of the batch.
+    Closed(CloseReason),
+}
+
+/// What one [`Connection::read`] call found.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    /// This many bytes went into the framer.
+    Data(usize),
+    /// Nothing more to read now (`WouldBlock`): wait for the next readable event.
+    Drained,
+    /// The peer closed its side of the connection (`read` returned 0).
+    Eof,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    /// Unique for the life of the server, unlike the slab key, which is reused.
+    pub id: u64,
+    pub socket: TcpStream,
+    pub peer: SocketAddr,
+    /// Current nick; unique among chatting connections (the room's registry says so).
+    pub nick: String,
+    pub phase: Phase,
+    pub framer: LineFramer,
+    pub output: WriteQueue,
+    /// `None` when flood control is off (`--rate 0`).
+    pub bucket: Option<TokenBucket>,
+    /// The last time the client sent us anything: the idle timer measures from here.
+    pub last_heard: Instant,
+    /// Flood control stopped reading this client until a token is due; readable events are
+    /// ignored meanwhile (a `RateLimit` timer resumes it).
+    pub throttled: bool,
+    /// Flood control has been logged for this client (once is enough).
+    pub warned_throttle: bool,
+    /// Already on the room's list of connections to flush at the end of this batch.
+    pub needs_flush: bool,
+    /// Already on the loop's ready list (it has unread input left over from its budget).
+    pub on_ready_list: bool,
+    /// A `Linger` timer is set for it.
+    pub linger_armed: bool,
+    /// Registered for writable events too. True only while output is stuck behind a full
+    /// send buffer: a socket with an empty queue that asked for writable events would wake the
+    /// loop for nothing.
+    writable_interest: bool,
+}
+
+impl Connection {
+    pub fn new(
+        id: u64,
+        socket: TcpStream,
+        peer: SocketAddr,
+        max_line: usize,
+        bucket: Option<TokenBucket>,
+        now: Instant,
+    ) -> Connection {
+        Connection {
+            id,
+            socket,
+            peer,
+            nick: String::new(),
+            phase: Phase::Chatting,
+            framer: LineFramer::new(max_line),
+            output: WriteQueue::default(),
+            bucket,
+            last_heard: now,
+            throttled: false,
+            warned_throttle: false,
+            needs_flush: false,
+            on_ready_list: false,
+            linger_armed: false,
+            writable_interest: false,
+        }
+    }
+
+    pub fn conn_ref(&self, token: usize) -> ConnRef {
+        ConnRef { token, id: self.id }
+    }
+
+    pub fn is_chatting(&self) -> bool {
+        self.phase == Phase::Chatting
+    }
+
+    /// One `read` into `scratch`, handing the bytes to the framer.
+    ///
+    /// `Interrupted` (a signal arrived during the call) is retried: it says nothing about the
+    /// socket. Any other error means the connection is broken and is returned.
+    pub fn read(&mut self, scratch: &mut [u8]) -> io::Result<ReadOutcome> {
+        loop {
+            return match self.socket.read(scratch) {
+                Ok(0) => Ok(ReadOutcome::Eof),
+                Ok(n) => {
+                    if self.is_chatting() {
+                        self.framer.extend(&scratch[..n]);
+                    }
+                    Ok(ReadOutcome::Data(n))
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+
+    /// Writes queued output until it is all sent or the socket's buffer is full, then makes
+    /// the registration match: writable interest only while output is still waiting.
+    pub fn flush(&mut self, registry: &Registry, token: usize) -> io::Result<Flushed> {
+        let flushed = self.output.write_to(&mut self.socket)?;
+        let want_writable = flushed == Flushed::Blocked;
+        if want_writable != self.writable_interest {
+            let interest = if want_writable {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            registry.reregister(&mut self.socket, Token(token), interest)?;
+            self.writable_interest = want_writable;
+        }
+        Ok(flushed)
+    }
+}

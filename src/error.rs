@@ -1,0 +1,69 @@
+//! The errors that stop the server. There are few on purpose: anything that goes wrong with
+//! one client is that client's problem (it is disconnected with a logged reason) and never
+//! reaches this type.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug)]
+pub enum Error {
+    /// A `--bind` address could not be listened on.
+    Bind { addr: SocketAddr, source: io::Error },
+    /// The log file could not be opened.
+    LogFile { path: PathBuf, source: io::Error },
+    /// The poll instance, signal pipe or waker could not be set up or failed: the loop cannot
+    /// go on without them.
+    Poll(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Bind { addr, source } => {
+                let hint = match source.kind() {
+                    io::ErrorKind::AddrInUse => " (is another server using that port?)",
+                    io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges)",
+                    io::ErrorKind::AddrNotAvailable => " (no such address on this machine)",
+                    _ => "",
+                };
+                write!(f, "cannot listen on {addr}: {}{hint}", describe(source))
+            }
+            Error::LogFile { path, source } => {
+                write!(
+                    f,
+                    "cannot open log file {}: {}",
+                    path.display(),
+                    describe(source)
+                )
+            }
+            Error::Poll(source) => write!(f, "event loop failed: {}", describe(source)),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Bind { source, .. } | Error::LogFile { source, .. } | Error::Poll(source) => {
+                Some(source)
+            }
+        }
+    }
+}
+
+/// An io::Error as a lower-case phrase, without the "(os error 98)" suffix operators do not
+/// need.
+fn describe(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_string(),
+    }
+}

@@ -1,0 +1,272 @@
+//! Line framing and sanitising: turns the bytes a client sends into the text lines the chat
+//! relays.
+//!
+//! TCP is a byte stream, not a message stream: one `read` may return half a line, or ten lines
+//! and a bit of the eleventh. A [`LineFramer`] belongs to each connection. The loop appends
+//! whatever it reads ([`LineFramer::extend`]) and then takes whole lines out one at a time
+//! ([`LineFramer::next_frame`]). Taking them one at a time lets the loop stop between two lines
+//! (flood control) without losing the rest: they stay here until the client may speak again.
+//!
+//! The framer also enforces `--max-line`. A line that grows past the limit is dropped as soon
+//! as the limit is passed, not when its newline finally arrives, and everything up to that
+//! newline is thrown away as it comes in. So however long a line a client sends, the framer
+//! holds at most `max_line` bytes plus one read.
+//!
+//! Every line goes through [`sanitize`] before the rest of the server sees it, so what is
+//! relayed is always valid UTF-8 without control characters: nobody can move other users'
+//! cursors, change their colours or retitle their terminals with escape sequences.
+
+/// What the framer hands out.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete line, decoded and sanitised, without its line ending.
+    Line(String),
+    /// A line longer than `max_line` was dropped. Reported once per overlong line.
+    TooLong,
+}
+
+/// Capacity a connection's buffer may keep once it is empty. Above this the buffer is freed,
+/// so a connection that once received a burst does not hold that memory while it sits idle.
+const KEEP_CAPACITY: usize = 1024;
+
+/// Splits one connection's byte stream into lines. See the module documentation.
+#[derive(Debug)]
+pub struct LineFramer {
+    /// Bytes received but not yet handed out: `buf[start..]`.
+    buf: Vec<u8>,
+    /// First byte of the first line not yet handed out. Consumed lines are not removed one by
+    /// one (that would move the rest of the buffer once per line); the buffer is compacted
+    /// once, before the next read is appended.
+    start: usize,
+    /// `buf[start..scanned]` has been searched and holds no newline, so a line that arrives in
+    /// many small reads is scanned once, not once per read.
+    scanned: usize,
+    /// Inside an overlong line that was already reported: drop bytes up to the next newline.
+    discarding: bool,
+    max_line: usize,
+}
+
+impl LineFramer {
+    pub fn new(max_line: usize) -> LineFramer {
+        LineFramer {
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            discarding: false,
+            max_line,
+        }
+    }
+
+    /// Appends bytes just read from the socket. Take every available frame out before the next
+    /// `extend`: that is what keeps the buffer bounded.
+    pub fn extend(&mut self, data: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The next complete line, or `None` when more bytes are needed ("not enough data yet" is
+    /// the normal state of a stream, not an error).
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            let newline = self.buf[self.scanned..].iter().position(|&b| b == b'\n');
+            let Some(offset) = newline else {
+                self.scanned = self.buf.len();
+                let pending = self.buf.len() - self.start;
+                if self.discarding {
+                    self.clear();
+                } else if pending > self.max_line + 1 {
+                    // `+ 1`: the last byte may be the `\r` of a `\r\n` still on its way.
+                    self.clear();
+                    self.discarding = true;
+                    return Some(Frame::TooLong);
+                } else if pending == 0 {
+                    self.clear();
+                }
+                return None;
+            };
+            let end = self.scanned + offset;
+            let line_start = self.start;
+            self.start = end + 1;
+            self.scanned = self.start;
+            if self.discarding {
+                // The tail of a line already reported as too long.
+                self.discarding = false;
+                continue;
+            }
+            let line = strip_cr(&self.buf[line_start..end]);
+            if line.len() > self.max_line {
+                return Some(Frame::TooLong);
+            }
+            return Some(Frame::Line(sanitize(line)));
+        }
+    }
+
+    /// The peer closed its side: the last line may have no newline (`printf 'hi' | nc`).
+    /// Hands it out if there is one.
+    pub fn finish(&mut self) -> Option<Frame> {
+        if let Some(frame) = self.next_frame() {
+            return Some(frame);
+        }
+        if self.discarding || self.start == self.buf.len() {
+            self.clear();
+            return None;
+        }
+        let line = strip_cr(&self.buf[self.start..]);
+        let frame = if line.len() > self.max_line {
+            Frame::TooLong
+        } else {
+            Frame::Line(sanitize(line))
+        };
+        self.clear();
+        Some(frame)
+    }
+
+    /// Bytes currently held (for tests and for reasoning about memory).
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Heap bytes reserved by the buffer.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.start = 0;
+        self.scanned = 0;
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+/// Telnet and Windows clients end lines with `\r\n`; the `\r` is not part of the text.
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Decodes a line (invalid UTF-8 becomes U+FFFD) and removes every control character but tab:
+/// C0 (which includes ESC, the start of every terminal escape sequence), DEL, and C1 (which
+/// includes CSI, U+009B, a one-character ESC-[ on some terminals).
+pub fn sanitize(line: &[u8]) -> String {
+    let text = String::from_utf8_lossy(line);
+    if !text.chars().any(is_forbidden) {
+        return text.into_owned();
+    }
+    text.chars().filter(|&c| !is_forbidden(c)).collect()
+}
+
+/// Characters never relayed: see [`sanitize`].
+pub fn is_forbidden(c: char) -> bool {
+    (c.is_control() && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(framer: &mut LineFramer) -> Vec<Frame> {
+        std::iter::from_fn(|| framer.next_frame()).collect()
+    }
+
+    fn line(s: &str) -> Frame {
+        Frame::Line(s.to_string())
+    }
+
+    #[test]
+    fn lines_split_across_reads_are_joined() {
+        let mut f = LineFramer::new(100);
+        f.extend(b"hel");
+        assert_eq!(frames(&mut f), vec![]);
+        f.extend(b"lo\nwor");
+        assert_eq!(frames(&mut f), vec![line("hello")]);
+        f.extend(b"ld\n\n");
+        assert_eq!(frames(&mut f), vec![line("world"), line("")]);
+        assert_eq!(f.buffered(), 0);
+    }
+
+    #[test]
+    fn crlf_and_lf_both_end_a_line() {
+        let mut f = LineFramer::new(100);
+        f.extend(b"a\r\nb\nc\r");
+        assert_eq!(frames(&mut f), vec![line("a"), line("b")]);
+        f.extend(b"\n");
+        assert_eq!(frames(&mut f), vec![line("c")]);
+    }
+
+    #[test]
+    fn overlong_line_is_reported_once_and_dropped_to_its_newline() {
+        let mut f = LineFramer::new(8);
+        f.extend(b"0123456789");
+        assert_eq!(frames(&mut f), vec![Frame::TooLong]);
+        f.extend(&[b'x'; 10_000]);
+        assert_eq!(frames(&mut f), vec![]);
+        assert_eq!(f.buffered(), 0, "the tail of an overlong line is not kept");
+        f.extend(b"yyy\nok\n");
+        assert_eq!(frames(&mut f), vec![line("ok")]);
+    }
+
+    #[test]
+    fn overlong_line_within_one_read_is_dropped() {
+        let mut f = LineFramer::new(4);
+        f.extend(b"12345\nabcd\n");
+        assert_eq!(frames(&mut f), vec![Frame::TooLong, line("abcd")]);
+    }
+
+    #[test]
+    fn line_of_exactly_the_limit_passes_even_with_crlf() {
+        let mut f = LineFramer::new(4);
+        f.extend(b"abcd\r");
+        assert_eq!(frames(&mut f), vec![]);
+        f.extend(b"\n");
+        assert_eq!(frames(&mut f), vec![line("abcd")]);
+    }
+
+    #[test]
+    fn buffer_never_holds_more_than_the_limit_plus_one_read() {
+        let mut f = LineFramer::new(4096);
+        for _ in 0..1000 {
+            f.extend(&[b'a'; 1000]);
+            let _ = frames(&mut f);
+            assert!(f.buffered() <= 4096 + 1 + 1000);
+        }
+    }
+
+    #[test]
+    fn finish_hands_out_a_last_line_without_newline() {
+        let mut f = LineFramer::new(100);
+        f.extend(b"one\ntwo");
+        assert_eq!(frames(&mut f), vec![line("one")]);
+        assert_eq!(f.finish(), Some(line("two")));
+        assert_eq!(f.finish(), None);
+    }
+
+    #[test]
+    fn idle_framer_gives_its_memory_back() {
+        let mut f = LineFramer::new(100_000);
+        f.extend(&[b'a'; 50_000]);
+        f.extend(b"\n");
+        assert!(matches!(f.next_frame(), Some(Frame::Line(_))));
+        assert_eq!(f.next_frame(), None);
+        assert!(f.capacity() <= KEEP_CAPACITY);
+    }
+
+    #[test]
+    fn escape_sequences_lose_their_escape() {
+        assert_eq!(sanitize(b"\x1b[31mred\x1b[0m"), "[31mred[0m");
+        assert_eq!(sanitize(b"\x1b]0;title\x07x"), "]0;titlex");
+        assert_eq!(sanitize("a\u{9b}31mb".as_bytes()), "a31mb");
+        assert_eq!(sanitize(b"tab\tkept\x7f\x00"), "tab\tkept");
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced_not_dropped() {
+        assert_eq!(sanitize(b"caf\xe9 ok"), "caf\u{fffd} ok");
+        assert_eq!(sanitize("héllo ✓".as_bytes()), "héllo ✓");
+    }
+}

@@ -1,0 +1,64 @@
+//! Every bound pollchat has, with its value and the reason for it, in one place.
+//!
+//! The loop serves thousands of strangers from one thread, so everything a client can make it
+//! hold (bytes of a line, bytes of unsent output, time, descriptors) has a ceiling. The
+//! operator-facing ones have flags (see `config.rs`); the rest are fixed here because changing
+//! them changes the design, not the deployment.
+
+use std::time::Duration;
+
+/// `--max-line`: longest line a client may send, in bytes, line ending excluded. Long enough
+/// for any human message; short enough that a client sending an endless line cannot make the
+/// server buffer more than this (plus one read) on its behalf.
+pub const DEFAULT_MAX_LINE: usize = 4096;
+
+/// `--max-output`: unsent output a client may have queued before it is disconnected as too
+/// slow. One MiB is thousands of chat lines: a client that far behind has stopped reading, and
+/// holding more would let a few stalled clients eat the server's memory.
+pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
+
+/// `--rate`: lines per second a client may send before the server stops reading it for a
+/// while. Ten a second is faster than anyone types and slower than any flood script.
+pub const DEFAULT_RATE: f64 = 10.0;
+
+/// `--burst`: lines a client may send at once after being quiet (a pasted paragraph).
+pub const DEFAULT_BURST: u32 = 20;
+
+/// Descriptors kept back from `--max-clients` when it is derived from the open-file limit:
+/// stdio, the poll instance, listeners, the signal pipe, the waker, a log file, and room for
+/// the over-the-limit clients we accept only to tell them the server is full.
+pub const FD_RESERVE: u64 = 32;
+
+/// Bytes read from one client per wakeup before the loop moves on to others. Edge-triggered
+/// readiness asks us to read until `WouldBlock`, but a client that floods faster than we read
+/// would then keep the loop to itself; past this budget it goes on the ready list and is served
+/// again next turn, after everyone else has had a go.
+pub const READ_BUDGET: usize = 64 * 1024;
+
+/// Size of the one scratch buffer every `read` goes into (shared by all connections, so an
+/// idle connection owns no read buffer at all, only the bytes of its unfinished line).
+pub const READ_CHUNK: usize = 16 * 1024;
+
+/// Most queued lines handed to one `write_vectored` call. Linux accepts up to 1024 (IOV_MAX);
+/// 64 small lines already fill a loopback segment, and the array lives on the stack.
+pub const MAX_IOVECS: usize = 64;
+
+/// How long a client that is leaving (it quit, the server is full, it went idle) gets to take
+/// the last lines we queued for it before we close the socket anyway.
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// How long a shutdown (SIGINT/SIGTERM) waits for every client's output to be flushed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How long accepting pauses after the process runs out of descriptors (EMFILE/ENFILE). The
+/// pending connection stays in the kernel's backlog, so trying again at once would fail again
+/// at once: that is how a loop ends up spinning at 100% CPU.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Listen backlog: connections the kernel completes for us before we `accept` them. A storm of
+/// thousands of connects arrives faster than one loop turn; mio's default (128) would make the
+/// kernel drop SYNs silently. Linux caps it at `net.core.somaxconn` (4096 on current kernels).
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Longest nick, in characters of `[A-Za-z0-9_-]`.
+pub const MAX_NICK: usize = 32;

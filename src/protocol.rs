@@ -1,0 +1,252 @@
+//! The chat protocol: what a line from a client means ([`parse`] into a [`Command`]) and every
+//! line of text the server writes back.
+//!
+//! Nothing here touches a socket or the loop; `room.rs` decides who receives what. Keeping all
+//! the wording in this one file means a reader (or a translator) finds every message in one
+//! place, and every server line goes through [`server_line`], which is what guarantees they all
+//! begin with `*** ` so people and scripts can tell them from chat.
+
+use std::fmt;
+
+use crate::limits::MAX_NICK;
+
+/// What one line from a client asks for. Borrowed from the line: parsing allocates nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// Plain text: relayed to everyone else as `<nick> text`.
+    Say(&'a str),
+    /// `/me ACTION`: relayed as `* nick ACTION`.
+    Me(&'a str),
+    /// `/nick NAME`, with `NAME` already checked against the nick rules.
+    Nick(&'a str),
+    /// `/who`: list who is here.
+    Who,
+    /// `/msg NICK TEXT`: to one client only.
+    Msg { to: &'a str, text: &'a str },
+    /// `/quit [REASON]`.
+    Quit(Option<&'a str>),
+    /// `/help`.
+    Help,
+}
+
+/// Why a line that looked like a command is not one. Its `Display` is the error text the
+/// client is sent.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ParseError<'a> {
+    Unknown(&'a str),
+    Usage(&'static str),
+    BadNick(&'a str),
+}
+
+impl fmt::Display for ParseError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Unknown(name) => write!(f, "unknown command: /{name} (try /help)"),
+            ParseError::Usage(usage) => write!(f, "usage: {usage}"),
+            ParseError::BadNick(nick) => write!(
+                f,
+                "invalid nick \"{nick}\": use 1-{MAX_NICK} of the characters A-Z a-z 0-9 _ -"
+            ),
+        }
+    }
+}
+
+/// Reads one (sanitised) line. `Ok(None)` means there is nothing to do: the line is blank.
+///
+/// A line starting with `/` is a command; `//` escapes that, so `//shrug` says `/shrug`.
+pub fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let Some(rest) = line.strip_prefix('/') else {
+        return Ok(Some(Command::Say(line)));
+    };
+    if rest.starts_with('/') {
+        return Ok(Some(Command::Say(rest)));
+    }
+    let (name, args) = match rest.split_once(char::is_whitespace) {
+        Some((name, args)) => (name, args.trim()),
+        None => (rest, ""),
+    };
+    let command = match name.to_ascii_lowercase().as_str() {
+        "me" if args.is_empty() => return Err(ParseError::Usage("/me ACTION")),
+        "me" => Command::Me(args),
+        "nick" if args.is_empty() => return Err(ParseError::Usage("/nick NAME")),
+        "nick" if !is_valid_nick(args) => return Err(ParseError::BadNick(args)),
+        "nick" => Command::Nick(args),
+        "who" => Command::Who,
+        "msg" => match args.split_once(char::is_whitespace) {
+            Some((to, text)) if !text.trim().is_empty() => Command::Msg {
+                to,
+                text: text.trim_start(),
+            },
+            _ => return Err(ParseError::Usage("/msg NICK TEXT")),
+        },
+        "quit" => Command::Quit(Some(args).filter(|a| !a.is_empty())),
+        "help" => Command::Help,
+        _ => return Err(ParseError::Unknown(name)),
+    };
+    Ok(Some(command))
+}
+
+/// 1 to [`MAX_NICK`] characters of `[A-Za-z0-9_-]`. Nothing else, so a nick can never
+/// contain a space (it is the first word of `/msg`), `<`/`>` (they frame chat lines) or
+/// anything a terminal would interpret.
+pub fn is_valid_nick(nick: &str) -> bool {
+    (1..=MAX_NICK).contains(&nick.len())
+        && nick
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The key nicks are unique under: `Alice` and `alice` are the same person.
+pub fn nick_key(nick: &str) -> String {
+    nick.to_ascii_lowercase()
+}
+
+/// Any line the server itself writes: `*** ` + text + newline.
+pub fn server_line(text: impl fmt::Display) -> String {
+    format!("*** {text}\n")
+}
+
+/// A chat line as the other clients see it.
+pub fn chat_line(nick: &str, text: &str) -> String {
+    format!("<{nick}> {text}\n")
+}
+
+/// `/me` as the other clients see it.
+pub fn action_line(nick: &str, action: &str) -> String {
+    format!("* {nick} {action}\n")
+}
+
+/// `/msg` as its recipient sees it.
+pub fn private_line(from: &str, text: &str) -> String {
+    format!("*{from}* {text}\n")
+}
+
+pub fn welcome(nick: &str) -> String {
+    server_line(format_args!(
+        "welcome to pollchat, you are {nick} (type /help for commands)"
+    ))
+}
+
+pub fn joined(nick: &str) -> String {
+    server_line(format_args!("{nick} joined"))
+}
+
+pub fn left(nick: &str, reason: impl fmt::Display) -> String {
+    server_line(format_args!("{nick} left ({reason})"))
+}
+
+pub fn renamed(old: &str, new: &str) -> String {
+    server_line(format_args!("{old} is now known as {new}"))
+}
+
+pub fn nick_taken(nick: &str) -> String {
+    server_line(format_args!("nick \"{nick}\" is taken"))
+}
+
+pub fn no_such_nick(nick: &str) -> String {
+    server_line(format_args!("no such nick: {nick}"))
+}
+
+/// The `/who` reply: one line, nicks sorted so the answer is stable.
+pub fn who(nicks: &mut [&str]) -> String {
+    nicks.sort_unstable_by_key(|n| n.to_ascii_lowercase());
+    let count = nicks.len();
+    let noun = if count == 1 { "user" } else { "users" };
+    server_line(format_args!("{count} {noun} here: {}", nicks.join(", ")))
+}
+
+pub fn line_too_long(max_line: usize) -> String {
+    server_line(format_args!(
+        "line too long (over {max_line} bytes), dropped"
+    ))
+}
+
+pub const BYE: &str = "*** bye\n";
+pub const SERVER_FULL: &str = "*** server full, try again later\n";
+pub const SHUTTING_DOWN: &str = "*** server shutting down\n";
+
+/// `/help`: one `*** ` line per command.
+pub const HELP: &str = "\
+*** commands:
+***   /nick NAME        change your nick (1-32 of A-Z a-z 0-9 _ -)
+***   /who              list who is here
+***   /me ACTION        say what you are doing: * nick ACTION
+***   /msg NICK TEXT    send TEXT to NICK only
+***   /quit [REASON]    leave
+***   /help             this list
+***   //text            say \"/text\" (a line starting with / is a command)
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_text_is_said() {
+        assert_eq!(parse("hello"), Ok(Some(Command::Say("hello"))));
+        assert_eq!(parse("  "), Ok(None));
+        assert_eq!(parse("//shrug"), Ok(Some(Command::Say("/shrug"))));
+    }
+
+    #[test]
+    fn commands_parse_with_their_arguments() {
+        assert_eq!(parse("/nick Bob_2"), Ok(Some(Command::Nick("Bob_2"))));
+        assert_eq!(parse("/NICK bob"), Ok(Some(Command::Nick("bob"))));
+        assert_eq!(parse("/me waves"), Ok(Some(Command::Me("waves"))));
+        assert_eq!(parse("/who"), Ok(Some(Command::Who)));
+        assert_eq!(parse("/help"), Ok(Some(Command::Help)));
+        assert_eq!(parse("/quit"), Ok(Some(Command::Quit(None))));
+        assert_eq!(parse("/quit  gone "), Ok(Some(Command::Quit(Some("gone")))));
+        assert_eq!(
+            parse("/msg bob  hi  there"),
+            Ok(Some(Command::Msg {
+                to: "bob",
+                text: "hi  there"
+            }))
+        );
+    }
+
+    #[test]
+    fn bad_commands_say_what_is_wrong() {
+        assert_eq!(parse("/frob x"), Err(ParseError::Unknown("frob")));
+        assert_eq!(parse("/msg bob"), Err(ParseError::Usage("/msg NICK TEXT")));
+        assert_eq!(parse("/me"), Err(ParseError::Usage("/me ACTION")));
+        assert_eq!(parse("/nick a b"), Err(ParseError::BadNick("a b")));
+        assert_eq!(
+            ParseError::Unknown("frob").to_string(),
+            "unknown command: /frob (try /help)"
+        );
+    }
+
+    #[test]
+    fn nicks_follow_the_rules() {
+        assert!(is_valid_nick("a"));
+        assert!(is_valid_nick(&"x".repeat(MAX_NICK)));
+        assert!(!is_valid_nick(&"x".repeat(MAX_NICK + 1)));
+        assert!(!is_valid_nick(""));
+        assert!(!is_valid_nick("é"));
+        assert!(!is_valid_nick("<a>"));
+    }
+
+    #[test]
+    fn every_server_line_starts_with_the_marker() {
+        for line in [
+            welcome("a"),
+            joined("a"),
+            left("a", "quit"),
+            renamed("a", "b"),
+            who(&mut ["b", "A"]),
+            line_too_long(1),
+            BYE.to_string(),
+            SERVER_FULL.to_string(),
+            SHUTTING_DOWN.to_string(),
+        ] {
+            assert!(line.starts_with("*** ") && line.ends_with('\n'), "{line:?}");
+        }
+        assert!(HELP.lines().all(|l| l.starts_with("*** ")));
+        assert_eq!(who(&mut ["b", "A"]), "*** 2 users here: A, b\n");
+    }
+}

@@ -1,0 +1,346 @@
+//! The chat itself: who is here, what each line does, and who must receive what.
+//!
+//! The room owns every [`Connection`] (in a `Slab`, whose keys are the mio tokens) and the
+//! nick registry. It turns a client's line into output on other clients' [`WriteQueue`]s, but
+//! it never writes to a socket. It only queues, and it notes who has new output on a flush
+//! list. The loop (`server.rs`) writes to the sockets once per batch of events. So when one
+//! batch holds lines from many senders, each recipient gets all of them in one system call,
+//! not one call per line.
+//!
+//! Ordering: there is one thread and one room, and a line is appended to every recipient's
+//! queue before the next line is looked at. Every client therefore sees every line in the
+//! same global order. No queue is ever reordered, and a client is sent away before a line
+//! is skipped for it.
+//!
+//! [`WriteQueue`]: crate::write_queue::WriteQueue
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use log::{debug, info, trace, warn};
+use mio::Registry;
+use slab::Slab;
+
+use crate::connection::{CloseReason, ConnRef, Connection, Phase};
+use crate::protocol::{self, Command};
+
+#[derive(Debug)]
+pub struct Room {
+    /// Every connection the server holds, in any phase. A slot is freed only in [`Room::reap`],
+    /// at the end of a batch.
+    pub conns: Slab<Connection>,
+    /// Lower-cased nick → token, for every chatting connection and nobody else.
+    nicks: HashMap<String, usize>,
+    /// Tokens with output queued since the last flush (each at most once: see
+    /// `Connection::needs_flush`).
+    to_flush: Vec<usize>,
+    /// Leave notices not yet sent (see [`Room::announce_departures`] for why they wait).
+    departures: Vec<String>,
+    /// Tokens in [`Phase::Closed`], to be removed by [`Room::reap`].
+    closed: Vec<usize>,
+    next_guest: u64,
+    max_output: usize,
+    max_line: usize,
+    quiet_joins: bool,
+}
+
+impl Room {
+    pub fn new(max_output: usize, max_line: usize, quiet_joins: bool) -> Room {
+        Room {
+            conns: Slab::new(),
+            nicks: HashMap::new(),
+            to_flush: Vec::new(),
+            departures: Vec::new(),
+            closed: Vec::new(),
+            next_guest: 1,
+            max_output,
+            max_line,
+            quiet_joins,
+        }
+    }
+
+    /// Clients in the room (not counting those on their way out).
+    pub fn members(&self) -> usize {
+        self.nicks.len()
+    }
+
+    /// The connection a [`ConnRef`] names, if it is still the same connection.
+    pub fn get(&mut self, r: ConnRef) -> Option<&mut Connection> {
+        self.conns.get_mut(r.token).filter(|c| c.id == r.id)
+    }
+
+    /// A new client joins under a guest nick, gets the welcome line, and everyone else
+    /// hears about it. Returns its token.
+    pub fn join(&mut self, mut conn: Connection) -> usize {
+        let nick = self.free_guest_nick();
+        conn.nick.clone_from(&nick);
+        let peer = conn.peer;
+        let token = self.conns.insert(conn);
+        self.nicks.insert(protocol::nick_key(&nick), token);
+        info!("{peer} connected as {nick} (token {token})");
+        self.send_to(token, &protocol::welcome(&nick));
+        if !self.quiet_joins {
+            self.broadcast(Some(token), &protocol::joined(&nick));
+        }
+        token
+    }
+
+    /// A client that arrived over `--max-clients`: it is told so, and closed once that line
+    /// is out. It never joins, so nobody else hears of it.
+    pub fn refuse(&mut self, mut conn: Connection) -> usize {
+        warn!(
+            "{} refused: server full ({} clients)",
+            conn.peer,
+            self.members()
+        );
+        conn.phase = Phase::Leaving(CloseReason::ServerFull);
+        let token = self.conns.insert(conn);
+        self.send_to(token, protocol::SERVER_FULL);
+        token
+    }
+
+    /// What one line from a chatting client does.
+    pub fn handle_line(&mut self, token: usize, line: &str) {
+        let nick = self.conns[token].nick.clone();
+        trace!("token {token} ({nick}) line {line:?}");
+        let command = match protocol::parse(line) {
+            Ok(Some(command)) => command,
+            Ok(None) => return,
+            Err(error) => {
+                self.send_to(token, &protocol::server_line(error));
+                return;
+            }
+        };
+        match command {
+            Command::Say(text) => self.broadcast(Some(token), &protocol::chat_line(&nick, text)),
+            Command::Me(action) => {
+                self.broadcast(Some(token), &protocol::action_line(&nick, action))
+            }
+            Command::Nick(new) => self.rename(token, &nick, new),
+            Command::Who => {
+                let mut nicks: Vec<&str> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.is_chatting())
+                    .map(|(_, c)| c.nick.as_str())
+                    .collect();
+                let reply = protocol::who(&mut nicks);
+                self.send_to(token, &reply);
+            }
+            Command::Msg { to, text } => match self.nicks.get(&protocol::nick_key(to)) {
+                Some(&recipient) => {
+                    self.send_to(recipient, &protocol::private_line(&nick, text));
+                }
+                None => self.send_to(token, &protocol::no_such_nick(to)),
+            },
+            Command::Quit(reason) => {
+                self.send_to(token, protocol::BYE);
+                self.leave(token, CloseReason::Quit(reason.map(str::to_string)));
+            }
+            Command::Help => self.send_to(token, protocol::HELP),
+        }
+    }
+
+    /// The client sent a line over `--max-line`; it was dropped by the framer.
+    pub fn line_too_long(&mut self, token: usize) {
+        let conn = &self.conns[token];
+        warn!(
+            "{} ({}): line over {} bytes dropped",
+            conn.peer, conn.nick, self.max_line
+        );
+        self.send_to(token, &protocol::line_too_long(self.max_line));
+    }
+
+    fn rename(&mut self, token: usize, old: &str, new: &str) {
+        if old == new {
+            self.send_to(token, &protocol::server_line(format_args!("you are {new}")));
+            return;
+        }
+        let new_key = protocol::nick_key(new);
+        if self.nicks.get(&new_key).is_some_and(|&owner| owner != token) {
+            self.send_to(token, &protocol::nick_taken(new));
+            return;
+        }
+        self.nicks.remove(&protocol::nick_key(old));
+        self.nicks.insert(new_key, token);
+        self.conns[token].nick = new.to_string();
+        info!("token {token}: {old} is now {new}");
+        // Everyone sees it, the renamed client included: that is its confirmation.
+        self.broadcast(None, &protocol::renamed(old, new));
+    }
+
+    /// The client leaves the room but keeps its socket until its queued output is flushed
+    /// (or [`LINGER`](crate::limits::LINGER) runs out). No effect unless it is chatting.
+    pub fn leave(&mut self, token: usize, reason: CloseReason) {
+        if self.depart(token, &reason) {
+            self.conns[token].phase = Phase::Leaving(reason);
+            self.mark_for_flush(token);
+        }
+    }
+
+    /// The connection is finished: it leaves the room if it was in it, and its socket is
+    /// closed at the end of the batch. Idempotent.
+    pub fn close(&mut self, token: usize, reason: CloseReason) {
+        let Some(conn) = self.conns.get(token) else {
+            return;
+        };
+        if matches!(conn.phase, Phase::Closed(_)) {
+            return;
+        }
+        self.depart(token, &reason);
+        self.conns[token].phase = Phase::Closed(reason);
+        self.closed.push(token);
+    }
+
+    /// Takes a chatting client out of the room: frees its nick and queues the leave notice.
+    /// Returns false if it was not chatting.
+    fn depart(&mut self, token: usize, reason: &CloseReason) -> bool {
+        let conn = &self.conns[token];
+        if !conn.is_chatting() {
+            return false;
+        }
+        self.nicks.remove(&protocol::nick_key(&conn.nick));
+        if !self.quiet_joins && *reason != CloseReason::Shutdown {
+            self.departures.push(protocol::left(&conn.nick, reason));
+        }
+        true
+    }
+
+    /// Sends the leave notices collected during the batch.
+    ///
+    /// They wait until here because a client can be sent away in the middle of a
+    /// broadcast (its queue overflowed). Announcing it right there would start a broadcast
+    /// inside a broadcast. A notice can itself overflow another queue and cause another
+    /// departure, so this loops until there are none left.
+    pub fn announce_departures(&mut self) {
+        while !self.departures.is_empty() {
+            for notice in std::mem::take(&mut self.departures) {
+                self.broadcast(None, &notice);
+            }
+        }
+    }
+
+    /// Tells every chatting client the server is going away and moves it to `Leaving`, so
+    /// the loop flushes it and then closes it.
+    pub fn shutdown(&mut self) {
+        let tokens: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_chatting())
+            .map(|(t, _)| t)
+            .collect();
+        for token in tokens {
+            self.send_to(token, protocol::SHUTTING_DOWN);
+            self.leave(token, CloseReason::Shutdown);
+        }
+    }
+
+    /// One line to one client.
+    pub fn send_to(&mut self, token: usize, line: &str) {
+        let line: Rc<[u8]> = Rc::from(line.as_bytes());
+        if let Err(reason) = self.enqueue(token, line) {
+            self.close(token, reason);
+        }
+    }
+
+    /// One line to every chatting client except `except`. The line is allocated once, and
+    /// every recipient's queue shares it.
+    pub fn broadcast(&mut self, except: Option<usize>, line: &str) {
+        let line: Rc<[u8]> = Rc::from(line.as_bytes());
+        let mut too_slow = Vec::new();
+        for (token, conn) in &mut self.conns {
+            if Some(token) == except || !conn.is_chatting() {
+                continue;
+            }
+            match queue_line(conn, token, Rc::clone(&line), self.max_output) {
+                Ok(true) => self.to_flush.push(token),
+                Ok(false) => {}
+                // Not closed here: that would change the room while we walk through it.
+                Err(reason) => too_slow.push((token, reason)),
+            }
+        }
+        for (token, reason) in too_slow {
+            self.close(token, reason);
+        }
+    }
+
+    fn enqueue(&mut self, token: usize, line: Rc<[u8]>) -> Result<(), CloseReason> {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return Ok(());
+        };
+        if queue_line(conn, token, line, self.max_output)? {
+            self.to_flush.push(token);
+        }
+        Ok(())
+    }
+
+    /// Puts a connection on the flush list (a writable event, or it started leaving).
+    pub fn mark_for_flush(&mut self, token: usize) {
+        if let Some(conn) = self.conns.get_mut(token)
+            && !conn.needs_flush
+        {
+            conn.needs_flush = true;
+            self.to_flush.push(token);
+        }
+    }
+
+    /// The connections to flush now; the list starts empty again.
+    pub fn take_flush_list(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.to_flush)
+    }
+
+    /// Removes the connections closed during the batch. Only here, with every event of the
+    /// batch handled, may a slot be freed: the slab hands a freed slot to the next client it
+    /// accepts. Had we freed it earlier, an event still waiting in this batch for the old
+    /// connection would be delivered to the new one.
+    pub fn reap(&mut self, registry: &Registry) {
+        for token in std::mem::take(&mut self.closed) {
+            let mut conn = self.conns.remove(token);
+            if let Err(e) = registry.deregister(&mut conn.socket) {
+                debug!("token {token}: deregister failed: {e}");
+            }
+            let reason = match &conn.phase {
+                Phase::Closed(reason) => reason.to_string(),
+                other => format!("{other:?}"),
+            };
+            let unsent = conn.output.unsent();
+            if unsent > 0 {
+                info!(
+                    "{} ({}) disconnected: {reason}; {unsent} bytes unsent",
+                    conn.peer, conn.nick
+                );
+            } else {
+                info!("{} ({}) disconnected: {reason}", conn.peer, conn.nick);
+            }
+        }
+    }
+
+    fn free_guest_nick(&mut self) -> String {
+        loop {
+            let nick = format!("guest-{}", self.next_guest);
+            self.next_guest += 1;
+            if !self.nicks.contains_key(&protocol::nick_key(&nick)) {
+                return nick;
+            }
+        }
+    }
+}
+
+/// Appends `line` to one client's queue, enforcing `--max-output`. `Ok(true)`: the connection
+/// was not yet on the flush list and must be put there.
+fn queue_line(
+    conn: &mut Connection,
+    token: usize,
+    line: Rc<[u8]>,
+    max_output: usize,
+) -> Result<bool, CloseReason> {
+    if conn.output.unsent() + line.len() > max_output {
+        warn!(
+            "{} ({}): over {max_output} bytes of output waiting, disconnecting (token {token})",
+            conn.peer, conn.nick
+        );
+        return Err(CloseReason::TooSlow { limit: max_output });
+    }
+    conn.output.push(line);
+    Ok(!std::mem::replace(&mut conn.needs_flush, true))
+}

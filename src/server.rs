@@ -1,0 +1,631 @@
+//! The event loop: one thread, one `mio::Poll`, every socket the server has.
+//!
+//! Each turn of [`Server::run`] does the same five things, in this order:
+//!
+//! 1. **Wait** in `poll` until a socket is ready or the next timer is due.
+//! 2. **Handle every event** of the batch: accept new clients, read from readable clients and
+//!    turn their lines into output queued for others (in `room.rs`), note writable clients.
+//!    Nothing is written to a client yet.
+//! 3. **Serve the ready list**: clients that still had unread input when their read budget
+//!    ran out last turn. Edge-triggered readiness will not report them again, so the loop
+//!    must remember them itself.
+//! 4. **Fire due timers**: idle timeouts, flood control resuming, lingering closes, accept
+//!    pauses, the shutdown deadline.
+//! 5. **End the batch**: send the leave notices, then flush every client that has new output,
+//!    once each, then free the slots of the connections that closed.
+//!
+//! Why write only at the end (step 5)? A batch often holds lines from several senders. Writing
+//! after each line would cost every recipient one system call per line; writing once at the
+//! end costs one `writev` per recipient per batch, however many lines it got. This is the
+//! `beforeSleep` write of Redis.
+//!
+//! Why free slots only at the end? Tokens are slab keys, and the slab reuses a freed key for
+//! the next connection. If a client were removed in the middle of a batch, and a new one
+//! accepted later in the same batch took its key, an event still waiting in the batch for
+//! the old client would be handled as the new client's. So a connection that ends is only
+//! marked `Closed`; events for a closed token are ignored; the slot is freed in step 5.
+//!
+//! Readiness is edge-triggered (mio's only mode). "Readable" means "new data arrived since
+//! you last saw `WouldBlock`". The rule is therefore to read until `WouldBlock` (and to write
+//! until `WouldBlock` when output is stuck), or to remember that the socket may still be
+//! ready. The ready list (step 3) is where the loop remembers that.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, trace, warn};
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::config::Config;
+use crate::connection::{CloseReason, ConnRef, Connection, Phase, ReadOutcome};
+use crate::error::Error;
+use crate::framing::Frame;
+use crate::limits::{ACCEPT_PAUSE, FD_RESERVE, LINGER, READ_BUDGET, READ_CHUNK, SHUTDOWN_GRACE};
+use crate::os;
+use crate::protocol;
+use crate::rate_limit::TokenBucket;
+use crate::room::Room;
+use crate::timers::{Timer, Timers};
+use crate::write_queue::Flushed;
+
+/// Tokens that are not clients sit at the top of the token space; clients are slab keys,
+/// which count up from 0 and never get near these.
+const SIGNALS: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+const FIRST_LISTENER: usize = usize::MAX - 2;
+
+fn listener_token(index: usize) -> Token {
+    Token(FIRST_LISTENER - index)
+}
+
+/// Events fetched from the kernel per `poll` call. More events than this are simply left for
+/// the next call.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// The readiness the loop acts on, taken from a mio event. An error or hang-up is reported as
+/// readable and writable: the next `read` or `write` returns the actual error (or the last
+/// bytes before an orderly close), which is handled there, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    pub token: Token,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+impl From<&Event> for Readiness {
+    fn from(event: &Event) -> Readiness {
+        Readiness {
+            token: event.token(),
+            readable: event.is_readable() || event.is_read_closed() || event.is_error(),
+            writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+        }
+    }
+}
+
+/// Stops a running server from another thread, as SIGTERM would (for tests and embedders).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the loop to shut down gracefully. Does nothing if the server already stopped.
+    pub fn shutdown(&self) {
+        let _ = self.waker.wake();
+    }
+}
+
+/// The whole server: the poll instance and everything registered in it.
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    local_addrs: Vec<SocketAddr>,
+    signals: Option<Signals>,
+    waker: Arc<Waker>,
+    room: Room,
+    timers: Timers,
+    /// Clients whose read budget ran out before `WouldBlock`: served again next turn.
+    ready: Vec<ConnRef>,
+    /// Every `read` lands here first; a connection keeps only its unfinished line.
+    scratch: Box<[u8]>,
+    config: Config,
+    max_clients: usize,
+    next_id: u64,
+    /// Accepting is paused after running out of descriptors; a `ResumeAccept` timer is set.
+    accept_paused: bool,
+    /// Consecutive accept failures, so only the first of a run is a warning.
+    accept_failures: u32,
+    shutting_down: bool,
+    /// Leave the loop at the end of this turn, flushed or not.
+    exit_now: bool,
+}
+
+impl Server {
+    /// Sets everything up (descriptor limit, listeners, signals) without serving anyone yet.
+    pub fn bind(config: Config) -> Result<Server, Error> {
+        let poll = Poll::new().map_err(Error::Poll)?;
+        let max_clients = max_clients(config.max_clients);
+
+        let mut listeners = Vec::new();
+        let mut local_addrs = Vec::new();
+        for (index, &addr) in config.bind.iter().enumerate() {
+            let mut listener =
+                os::listen(addr).map_err(|source| Error::Bind { addr, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| Error::Bind { addr, source })?;
+            poll.registry()
+                .register(&mut listener, listener_token(index), Interest::READABLE)
+                .map_err(Error::Poll)?;
+            listeners.push(listener);
+            local_addrs.push(local);
+        }
+
+        // signal-hook's handler writes to a pipe that is registered here like any socket, so
+        // a signal is one more event in the batch rather than code run at a random moment.
+        let signals = if config.handle_signals {
+            let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(Error::Poll)?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)
+                .map_err(Error::Poll)?;
+            Some(signals)
+        } else {
+            None
+        };
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Poll)?);
+
+        Ok(Server {
+            poll,
+            listeners,
+            local_addrs,
+            signals,
+            waker,
+            room: Room::new(config.max_output, config.max_line, config.quiet_joins),
+            timers: Timers::default(),
+            ready: Vec::new(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            config,
+            max_clients,
+            next_id: 1,
+            accept_paused: false,
+            accept_failures: 0,
+            shutting_down: false,
+            exit_now: false,
+        })
+    }
+
+    /// The addresses actually listened on (with the real port when `--bind` said port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// Serves until shut down (a signal, or a [`ShutdownHandle`]).
+    pub fn run(mut self) -> Result<(), Error> {
+        for addr in &self.local_addrs {
+            info!("listening on {addr}");
+        }
+        info!(
+            "up to {} clients; lines up to {} bytes; output queue up to {} bytes per client",
+            self.max_clients, self.config.max_line, self.config.max_output
+        );
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            self.turn(&mut events)?;
+            if self.exit_now || (self.shutting_down && self.room.conns.is_empty()) {
+                break;
+            }
+        }
+        let left = self.room.conns.len();
+        if left > 0 {
+            warn!("shutdown grace period over; closing {left} connections with output unsent");
+        }
+        info!("server stopped");
+        Ok(())
+    }
+
+    /// One turn of the loop: steps 1 to 5 of the module documentation.
+    fn turn(&mut self, events: &mut Events) -> Result<(), Error> {
+        // 1. Wait. With clients on the ready list there is work already: don't sleep.
+        let timeout = if self.ready.is_empty() {
+            self.timers.timeout(Instant::now())
+        } else {
+            Some(Duration::ZERO)
+        };
+        if let Err(e) = self.poll.poll(events, timeout) {
+            // A signal interrupted the wait: not an error, just wait again.
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(Error::Poll(e));
+        }
+        let now = Instant::now();
+
+        // 2. Handle every event of the batch.
+        for event in events.iter() {
+            self.handle(Readiness::from(event), now);
+        }
+
+        // 3. Clients left with unread input by their read budget last turn.
+        for r in std::mem::take(&mut self.ready) {
+            if let Some(conn) = self.room.get(r) {
+                conn.on_ready_list = false;
+                self.serve_reader(r.token, now);
+            }
+        }
+
+        // 4. Timers.
+        self.fire_timers(now);
+
+        // 5. Notices, writes, and freeing closed slots.
+        self.end_batch(now);
+        Ok(())
+    }
+
+    /// Step 2 for one event. Public only so tests can replay a crafted batch.
+    #[doc(hidden)]
+    pub fn handle(&mut self, ready: Readiness, now: Instant) {
+        trace!("event {ready:?}");
+        match ready.token {
+            SIGNALS => self.on_signal(now),
+            WAKER => self.begin_shutdown(now),
+            Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
+                if !self.accept_paused && !self.shutting_down {
+                    self.accept(FIRST_LISTENER - t, now);
+                }
+            }
+            Token(token) => {
+                // No connection in the slot: a spurious event, which mio allows. A closed
+                // connection: its slot is kept until the end of the batch exactly so that
+                // this event lands here and not on a new client.
+                let Some(conn) = self.room.conns.get(token) else {
+                    return;
+                };
+                if matches!(conn.phase, Phase::Closed(_)) {
+                    return;
+                }
+                if ready.writable {
+                    self.room.mark_for_flush(token);
+                }
+                if ready.readable {
+                    self.serve_reader(token, now);
+                }
+            }
+        }
+    }
+
+    /// Accepts until the listener's backlog is empty (edge-triggered: one event may stand for
+    /// many waiting connections).
+    fn accept(&mut self, index: usize, now: Instant) {
+        loop {
+            let (stream, peer) = match self.listeners[index].accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Interrupted by a signal, or the client gave up while waiting in the
+                // backlog: neither says anything about the next connection.
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::ConnectionAborted =>
+                {
+                    continue;
+                }
+                Err(e) => return self.pause_accepting(&e, now),
+            };
+            self.accept_failures = 0;
+            self.admit(stream, peer, now);
+        }
+    }
+
+    /// Out of descriptors (EMFILE/ENFILE) or kernel memory. The connection stays in the
+    /// backlog, so retrying now would fail now, forever: a 100% CPU spin. Instead stop
+    /// accepting for a moment. Clients already connected are served as usual, and one of
+    /// them leaving frees a descriptor for the next attempt.
+    fn pause_accepting(&mut self, error: &io::Error, now: Instant) {
+        self.accept_failures += 1;
+        if self.accept_failures == 1 {
+            warn!(
+                "cannot accept new connections: {error}; pausing accepts, retrying every {} ms",
+                ACCEPT_PAUSE.as_millis()
+            );
+        } else {
+            debug!("accept failed again: {error}");
+        }
+        self.accept_paused = true;
+        self.timers.add(now + ACCEPT_PAUSE, Timer::ResumeAccept);
+    }
+
+    /// A new client: registered for readable events, then into the room (or told it is full).
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+        // Without TCP_NODELAY, Nagle's algorithm holds back a small write until the previous
+        // one is acknowledged, and delayed ACKs make that ~40 ms per line.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("{peer}: cannot set TCP_NODELAY: {e}");
+        }
+        let token = self.room.conns.vacant_key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(token), Interest::READABLE)
+        {
+            warn!("{peer}: cannot register connection: {e}");
+            return;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        let bucket = (self.config.rate > 0.0)
+            .then(|| TokenBucket::new(self.config.rate, self.config.burst, now));
+        let conn = Connection::new(id, stream, peer, self.config.max_line, bucket, now);
+        let conn_ref = ConnRef { token, id };
+        if self.room.members() >= self.max_clients {
+            self.room.refuse(conn);
+            return;
+        }
+        self.room.join(conn);
+        if let Some(idle) = self.config.idle_timeout {
+            self.timers.add(now + idle, Timer::Idle(conn_ref));
+        }
+    }
+
+    /// Reads a client's input and hands its lines to the room until the socket says
+    /// `WouldBlock`, the read budget is spent, flood control says wait, or the client is gone.
+    fn serve_reader(&mut self, token: usize, now: Instant) {
+        let mut budget = READ_BUDGET;
+        loop {
+            if !self.relay_lines(token, now) {
+                return;
+            }
+            let Some(conn) = self.room.conns.get_mut(token) else {
+                return;
+            };
+            if matches!(conn.phase, Phase::Closed(_)) {
+                return;
+            }
+            if budget == 0 {
+                if !conn.on_ready_list {
+                    conn.on_ready_list = true;
+                    self.ready.push(conn.conn_ref(token));
+                }
+                return;
+            }
+            match conn.read(&mut self.scratch) {
+                Ok(ReadOutcome::Data(n)) => {
+                    trace!("token {token}: read {n} bytes");
+                    budget = budget.saturating_sub(n);
+                    conn.last_heard = now;
+                }
+                Ok(ReadOutcome::Drained) => return,
+                Ok(ReadOutcome::Eof) => {
+                    // The peer will send no more, but it may still read: flush what it is
+                    // owed (`printf '/who\n' | nc -N` must print the answer), then close.
+                    if conn.is_chatting()
+                        && let Some(frame) = conn.framer.finish()
+                    {
+                        self.relay_frame(token, frame);
+                    }
+                    self.room.leave(token, CloseReason::PeerClosed);
+                    return;
+                }
+                Err(e) => {
+                    debug!("token {token}: read failed: {e}");
+                    self.room.close(token, CloseReason::Failed(e.kind()));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands the framer's complete lines to the room, one token of flood control each.
+    /// Returns false when the loop must stop reading this client for now.
+    fn relay_lines(&mut self, token: usize, now: Instant) -> bool {
+        loop {
+            let Some(conn) = self.room.conns.get_mut(token) else {
+                return false;
+            };
+            match conn.phase {
+                Phase::Chatting => {}
+                // Leaving: keep reading, but only to throw the input away.
+                Phase::Leaving(_) => return true,
+                Phase::Closed(_) => return false,
+            }
+            if conn.throttled {
+                return false;
+            }
+            if let Some(bucket) = &mut conn.bucket {
+                let next = bucket.next_token_at(now);
+                if next > now {
+                    // Stop reading: its bytes wait in the kernel, and TCP pushes back on it.
+                    if !conn.warned_throttle {
+                        conn.warned_throttle = true;
+                        warn!(
+                            "{} ({}): over {} lines/s, reading it more slowly",
+                            conn.peer, conn.nick, self.config.rate
+                        );
+                    }
+                    conn.throttled = true;
+                    let conn_ref = conn.conn_ref(token);
+                    self.timers.add(next, Timer::RateLimit(conn_ref));
+                    return false;
+                }
+            }
+            let Some(frame) = conn.framer.next_frame() else {
+                return true;
+            };
+            if let Some(bucket) = &mut conn.bucket {
+                bucket.try_take(now);
+            }
+            self.relay_frame(token, frame);
+        }
+    }
+
+    fn relay_frame(&mut self, token: usize, frame: Frame) {
+        match frame {
+            Frame::Line(line) => self.room.handle_line(token, &line),
+            Frame::TooLong => self.room.line_too_long(token),
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Idle(r) => self.check_idle(r, now),
+                Timer::RateLimit(r) => {
+                    if let Some(conn) = self.room.get(r) {
+                        conn.throttled = false;
+                        self.serve_reader(r.token, now);
+                    }
+                }
+                Timer::Linger(r) => {
+                    if let Some(conn) = self.room.get(r)
+                        && let Phase::Leaving(reason) = &conn.phase
+                    {
+                        debug!("token {}: linger over, closing", r.token);
+                        let reason = reason.clone();
+                        self.room.close(r.token, reason);
+                    }
+                }
+                Timer::ResumeAccept => {
+                    self.accept_paused = false;
+                    for index in 0..self.listeners.len() {
+                        if !self.accept_paused {
+                            self.accept(index, now);
+                        }
+                    }
+                }
+                Timer::ShutdownDeadline => self.exit_now = true,
+            }
+        }
+    }
+
+    /// The idle timer fired. If the client spoke since it was set, set it again for the new
+    /// deadline (timers are never cancelled, see `timers.rs`).
+    fn check_idle(&mut self, r: ConnRef, now: Instant) {
+        let Some(idle) = self.config.idle_timeout else {
+            return;
+        };
+        let Some(conn) = self.room.get(r) else {
+            return;
+        };
+        if !conn.is_chatting() {
+            return;
+        }
+        let deadline = conn.last_heard + idle;
+        if deadline > now {
+            self.timers.add(deadline, Timer::Idle(r));
+            return;
+        }
+        info!("{} ({}): idle timeout", conn.peer, conn.nick);
+        let notice = protocol::server_line(format_args!(
+            "disconnected: idle for {} s",
+            idle.as_secs_f64()
+        ));
+        self.room.send_to(r.token, &notice);
+        self.room.leave(r.token, CloseReason::Idle);
+    }
+
+    /// Step 5. Leave notices first (they are output too), then one flush per client with new
+    /// output. A failed write ends that client, which makes a new leave notice, so repeat
+    /// until nothing new appears. Only then free the closed slots.
+    fn end_batch(&mut self, now: Instant) {
+        loop {
+            self.room.announce_departures();
+            let to_flush = self.room.take_flush_list();
+            if to_flush.is_empty() {
+                break;
+            }
+            for token in to_flush {
+                self.flush(token, now);
+            }
+        }
+        self.room.reap(self.poll.registry());
+    }
+
+    /// Writes one client's queued output, as far as its socket takes it.
+    fn flush(&mut self, token: usize, now: Instant) {
+        let Some(conn) = self.room.conns.get_mut(token) else {
+            return;
+        };
+        conn.needs_flush = false;
+        if matches!(conn.phase, Phase::Closed(_)) {
+            return;
+        }
+        let unsent = conn.output.unsent();
+        match conn.flush(self.poll.registry(), token) {
+            Ok(Flushed::All) => {
+                trace!("token {token}: wrote {unsent} bytes");
+                // A leaving client has had its last lines: now it can go.
+                if let Phase::Leaving(reason) = &conn.phase {
+                    let reason = reason.clone();
+                    self.room.close(token, reason);
+                }
+            }
+            Ok(Flushed::Blocked) => {
+                // A partial write. The rest stays queued, and the connection is now registered
+                // for writable events. It goes out when the client reads, or never, if the
+                // client falls `--max-output` behind first.
+                trace!(
+                    "token {token}: socket full, {} of {unsent} bytes still queued",
+                    conn.output.unsent()
+                );
+                if matches!(conn.phase, Phase::Leaving(_)) && !conn.linger_armed {
+                    conn.linger_armed = true;
+                    let conn_ref = conn.conn_ref(token);
+                    self.timers.add(now + LINGER, Timer::Linger(conn_ref));
+                }
+            }
+            Err(e) => {
+                debug!("token {token}: write failed: {e}");
+                self.room.close(token, CloseReason::Failed(e.kind()));
+            }
+        }
+    }
+
+    fn on_signal(&mut self, now: Instant) {
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
+        let received: Vec<i32> = signals.pending().collect();
+        for signal in received {
+            if self.shutting_down {
+                info!("signal {signal} again: exiting now");
+                self.exit_now = true;
+            } else {
+                info!("signal {signal}: shutting down");
+                self.begin_shutdown(now);
+            }
+        }
+    }
+
+    /// Stop accepting, tell everyone, and give their output [`SHUTDOWN_GRACE`] to drain.
+    fn begin_shutdown(&mut self, now: Instant) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        for listener in &mut self.listeners {
+            let _ = self.poll.registry().deregister(listener);
+        }
+        // Closing the listeners makes new connects fail at once instead of hanging.
+        self.listeners.clear();
+        info!(
+            "shutting down: telling {} clients, waiting up to {} s for their output",
+            self.room.members(),
+            SHUTDOWN_GRACE.as_secs()
+        );
+        self.room.shutdown();
+        self.timers.add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);
+    }
+}
+
+/// `--max-clients`, or what the open-file limit allows once raised as far as it goes.
+fn max_clients(requested: Option<usize>) -> usize {
+    let fd_limit = match os::raise_fd_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!("cannot read or raise the open-file limit: {e}; assuming 1024");
+            1024
+        }
+    };
+    let allowed = usize::try_from(fd_limit.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+    match requested {
+        Some(n) if n > allowed => {
+            warn!(
+                "--max-clients {n} is more than the open-file limit ({fd_limit}) allows; \
+                 past about {allowed} clients, accepts will pause until descriptors free up"
+            );
+            n
+        }
+        Some(n) => n,
+        None => allowed.max(1),
+    }
+}

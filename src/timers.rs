@@ -1,0 +1,115 @@
+//! Timers without threads: a heap of deadlines that the loop turns into its poll timeout.
+//!
+//! `Poll::poll` takes a timeout. The loop passes "time until the earliest deadline", so it
+//! sleeps in the kernel until either a socket is ready or the next timer is due, then fires the
+//! due timers itself. No timer thread, no signal, no lock.
+//!
+//! Timers are never cancelled. A timer that is no longer wanted (the client spoke, so its idle
+//! timer is early; the client is gone) is recognised as stale when it fires and ignored. That
+//! makes arming a timer O(log n) and cancelling free, at the price of a few dead entries.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use crate::connection::ConnRef;
+
+/// What to do when a deadline passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    /// Check whether the client has been silent for `--idle-timeout`.
+    Idle(ConnRef),
+    /// A flood-controlled client has a token again: resume reading it.
+    RateLimit(ConnRef),
+    /// A leaving client had its chance to take its last lines: close it now.
+    Linger(ConnRef),
+    /// Accepting was paused for lack of descriptors: try again.
+    ResumeAccept,
+    /// The shutdown grace period is over: exit whatever is still queued.
+    ShutdownDeadline,
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: Instant,
+    /// Insertion order, so timers due at the same instant fire in the order they were set.
+    seq: u64,
+    timer: Timer,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Pending deadlines, earliest first.
+#[derive(Debug, Default)]
+pub struct Timers {
+    heap: BinaryHeap<Reverse<Entry>>,
+    next_seq: u64,
+}
+
+impl Timers {
+    pub fn add(&mut self, at: Instant, timer: Timer) {
+        self.next_seq += 1;
+        self.heap.push(Reverse(Entry {
+            at,
+            seq: self.next_seq,
+            timer,
+        }));
+    }
+
+    /// How long the loop may sleep before the earliest timer is due; `None` if there is none.
+    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        self.heap
+            .peek()
+            .map(|Reverse(e)| e.at.saturating_duration_since(now))
+    }
+
+    /// Removes and returns one timer that is due at `now`.
+    pub fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        if self.heap.peek()?.0.at > now {
+            return None;
+        }
+        self.heap.pop().map(|Reverse(e)| e.timer)
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_in_deadline_order_and_not_before() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        timers.add(t0 + Duration::from_secs(2), Timer::ShutdownDeadline);
+        timers.add(t0 + Duration::from_secs(1), Timer::ResumeAccept);
+        assert_eq!(timers.timeout(t0), Some(Duration::from_secs(1)));
+        assert_eq!(timers.pop_due(t0), None);
+        let t3 = t0 + Duration::from_secs(3);
+        assert_eq!(timers.pop_due(t3), Some(Timer::ResumeAccept));
+        assert_eq!(timers.pop_due(t3), Some(Timer::ShutdownDeadline));
+        assert_eq!(timers.pop_due(t3), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! A connection's output: lines waiting to be written, and the partial-write bookkeeping that
+//! makes non-blocking writes correct.
+//!
+//! A non-blocking `write` may take all of what it is given, part of it, or nothing
+//! (`WouldBlock`: the kernel's send buffer for that socket is full). Whatever it did not take
+//! must be kept, in order, and offered again when the socket is writable. That is all this
+//! module does, and it is the part most toy servers get wrong.
+//!
+//! Lines are queued as `Rc<[u8]>`: a chat line sent to 10,000 people is allocated once, and each
+//! recipient's queue holds a pointer to it. When a queue is flushed, up to
+//! [`MAX_IOVECS`](crate::limits::MAX_IOVECS) lines go to the kernel in one `write_vectored`
+//! (`writev(2)`) call, so a client that fell behind by a hundred lines costs two system calls,
+//! not a hundred.
+//!
+//! The queue never touches a socket by itself: [`WriteQueue::write_to`] takes any
+//! [`std::io::Write`], which keeps it testable with a writer that takes a few bytes at a time.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
+
+use crate::limits::MAX_IOVECS;
+
+/// Queue entries a drained queue may keep room for; a longer idle queue is freed (see
+/// `LineFramer` for the same reasoning on the read side).
+const KEEP_ENTRIES: usize = 16;
+
+/// How a flush ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything queued was written.
+    All,
+    /// The socket's send buffer is full and bytes are still queued: wait for a writable event.
+    Blocked,
+}
+
+/// Unsent output of one connection. See the module documentation.
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    /// Lines in the order they must reach the client. Every entry is non-empty.
+    lines: VecDeque<Rc<[u8]>>,
+    /// Bytes at the front of `lines[0]` that the kernel already took (a partial write).
+    written_of_first: usize,
+    /// Bytes still to send: the sum of the entries' lengths minus `written_of_first`.
+    unsent: usize,
+}
+
+impl WriteQueue {
+    /// Appends a line. O(1): the bytes are shared, not copied.
+    pub fn push(&mut self, line: Rc<[u8]>) {
+        if line.is_empty() {
+            return;
+        }
+        self.unsent += line.len();
+        self.lines.push_back(line);
+    }
+
+    /// Bytes not yet taken by the kernel.
+    pub fn unsent(&self) -> usize {
+        self.unsent
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.unsent == 0
+    }
+
+    /// Writes as much as `out` accepts: until the queue is empty or `out` says `WouldBlock`.
+    ///
+    /// With edge-triggered readiness that stopping rule matters: mio reports "writable" again
+    /// only after a write has failed with `WouldBlock`, so stopping earlier with bytes left
+    /// could wait forever. Any other error is returned: the connection is broken.
+    pub fn write_to(&mut self, out: &mut impl Write) -> io::Result<Flushed> {
+        while !self.lines.is_empty() {
+            let result = {
+                let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
+                let mut count = 0;
+                for (slice, line) in slices.iter_mut().zip(&self.lines) {
+                    let skip = if count == 0 { self.written_of_first } else { 0 };
+                    *slice = IoSlice::new(&line[skip..]);
+                    count += 1;
+                }
+                out.write_vectored(&slices[..count])
+            };
+            match result {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if self.lines.capacity() > KEEP_ENTRIES {
+            self.lines = VecDeque::new();
+        }
+        Ok(Flushed::All)
+    }
+
+    /// Forgets the first `n` unsent bytes: whole lines are dropped, and a line the kernel took
+    /// only part of stays at the front with `written_of_first` marking where to resume.
+    fn consume(&mut self, mut n: usize) {
+        self.unsent -= n;
+        while let Some(first) = self.lines.front() {
+            let left_in_first = first.len() - self.written_of_first;
+            if n < left_in_first {
+                self.written_of_first += n;
+                return;
+            }
+            n -= left_in_first;
+            self.lines.pop_front();
+            self.written_of_first = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that behaves like a non-blocking socket with a tiny send buffer: it takes at
+    /// most `per_call` bytes per call and says `WouldBlock` once `room` is used up.
+    struct Trickle {
+        got: Vec<u8>,
+        per_call: usize,
+        room: usize,
+        calls: usize,
+    }
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut budget = self.per_call.min(self.room);
+            let mut taken = 0;
+            for b in bufs {
+                let n = b.len().min(budget);
+                self.got.extend_from_slice(&b[..n]);
+                budget -= n;
+                taken += n;
+            }
+            self.room -= taken;
+            Ok(taken)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn line(s: &str) -> Rc<[u8]> {
+        Rc::from(s.as_bytes())
+    }
+
+    #[test]
+    fn partial_writes_resume_where_they_stopped_and_keep_order() {
+        let mut q = WriteQueue::default();
+        let mut expected = Vec::new();
+        for i in 0..100 {
+            let l = format!("line {i}\n");
+            expected.extend_from_slice(l.as_bytes());
+            q.push(line(&l));
+        }
+        let mut out = Trickle {
+            got: Vec::new(),
+            per_call: 7,
+            room: 50,
+            calls: 0,
+        };
+        assert_eq!(q.write_to(&mut out).unwrap(), Flushed::Blocked);
+        assert_eq!(out.got.len(), 50);
+        assert_eq!(q.unsent(), expected.len() - 50);
+        // The socket drains; the rest goes out on the next writable event.
+        out.room = usize::MAX;
+        assert_eq!(q.write_to(&mut out).unwrap(), Flushed::All);
+        assert_eq!(out.got, expected);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn many_small_lines_go_out_in_few_calls() {
+        let mut q = WriteQueue::default();
+        for _ in 0..MAX_IOVECS * 2 {
+            q.push(line("hi\n"));
+        }
+        let mut out = Trickle {
+            got: Vec::new(),
+            per_call: usize::MAX,
+            room: usize::MAX,
+            calls: 0,
+        };
+        q.write_to(&mut out).unwrap();
+        assert_eq!(out.calls, 2);
+    }
+
+    #[test]
+    fn one_line_shared_by_many_queues_is_not_copied() {
+        let shared = line("<alice> hi\n");
+        let mut queues: Vec<WriteQueue> = (0..3).map(|_| WriteQueue::default()).collect();
+        for q in &mut queues {
+            q.push(Rc::clone(&shared));
+        }
+        assert_eq!(Rc::strong_count(&shared), 4);
+    }
+
+    #[test]
+    fn a_writer_that_takes_nothing_is_an_error_not_a_spin() {
+        struct Zero;
+        impl Write for Zero {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Ok(0)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut q = WriteQueue::default();
+        q.push(line("x"));
+        let err = q.write_to(&mut Zero).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WriteZero);
+    }
+}
