@@ -157,7 +157,11 @@ impl Room {
             return;
         }
         let new_key = protocol::nick_key(new);
-        if self.nicks.get(&new_key).is_some_and(|&owner| owner != token) {
+        if self
+            .nicks
+            .get(&new_key)
+            .is_some_and(|&owner| owner != token)
+        {
             self.send_to(token, &protocol::nick_taken(new));
             return;
         }

@@ -135,8 +135,7 @@ impl Server {
         let mut listeners = Vec::new();
         let mut local_addrs = Vec::new();
         for (index, &addr) in config.bind.iter().enumerate() {
-            let mut listener =
-                os::listen(addr).map_err(|source| Error::Bind { addr, source })?;
+            let mut listener = os::listen(addr).map_err(|source| Error::Bind { addr, source })?;
             let local = listener
                 .local_addr()
                 .map_err(|source| Error::Bind { addr, source })?;
@@ -603,7 +602,8 @@ impl Server {
             SHUTDOWN_GRACE.as_secs()
         );
         self.room.shutdown();
-        self.timers.add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);
+        self.timers
+            .add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);
     }
 }
 
@@ -627,5 +627,105 @@ fn max_clients(requested: Option<usize>) -> usize {
         }
         Some(n) => n,
         None => allowed.max(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpStream as StdStream;
+
+    use socket2::SockRef;
+
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    fn test_server() -> Server {
+        Server::bind(Config {
+            bind: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            rate: 0.0,
+            quiet_joins: true,
+            ..Config::default()
+        })
+        .expect("bind on loopback")
+    }
+
+    fn read_line(stream: &StdStream) -> String {
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).expect("a line");
+        line
+    }
+
+    /// Polls until the kernel has reported readiness for every token in `tokens`, so that a
+    /// crafted batch replayed afterwards meets sockets in a known state.
+    fn wait_for_events(server: &mut Server, tokens: &[Token]) {
+        let mut events = Events::with_capacity(16);
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + DEADLINE;
+        while !tokens.iter().all(|t| seen.contains(t)) {
+            assert!(Instant::now() < deadline, "no events for {tokens:?}");
+            server.poll.poll(&mut events, Some(DEADLINE)).expect("poll");
+            seen.extend(events.iter().map(|e| e.token()));
+        }
+    }
+
+    /// A connection that ends early in a batch keeps its slot until the batch is over. A client
+    /// accepted later in the same batch therefore gets another token, and an event still in
+    /// the batch for the old token never reaches the newcomer.
+    #[test]
+    fn slot_freed_in_a_batch_is_not_reused_within_it() {
+        let mut server = test_server();
+        let addr = server.local_addrs()[0];
+        let now = Instant::now();
+        let accept = Readiness {
+            token: listener_token(0),
+            readable: true,
+            writable: false,
+        };
+
+        let old = StdStream::connect(addr).expect("connect");
+        wait_for_events(&mut server, &[listener_token(0)]);
+        server.handle(accept, now);
+        server.end_batch(now);
+        assert!(read_line(&old).starts_with("*** welcome"));
+        let old_token = server.room.conns.iter().next().expect("one client").0;
+
+        // The old client resets its connection and a new client connects.
+        SockRef::from(&old)
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER");
+        drop(old);
+        let new = StdStream::connect(addr).expect("connect");
+        wait_for_events(&mut server, &[Token(old_token), listener_token(0)]);
+
+        // One batch: the reset is found, the newcomer accepted, then a late event for the
+        // old token.
+        let late = Readiness {
+            token: Token(old_token),
+            readable: true,
+            writable: true,
+        };
+        server.handle(late, now);
+        assert!(matches!(
+            server.room.conns[old_token].phase,
+            Phase::Closed(CloseReason::Failed(_))
+        ));
+        server.handle(accept, now);
+        let (new_token, _) = server
+            .room
+            .conns
+            .iter()
+            .find(|(_, c)| c.is_chatting())
+            .expect("newcomer accepted");
+        assert_ne!(new_token, old_token, "slot reused inside the batch");
+        server.handle(late, now);
+        assert!(server.room.conns[new_token].is_chatting());
+        server.end_batch(now);
+
+        // After the batch the old slot is free, and the newcomer is served normally.
+        assert!(!server.room.conns.contains(old_token));
+        assert!(read_line(&new).starts_with("*** welcome"));
     }
 }

@@ -1,0 +1,380 @@
+//! Helpers shared by the integration tests: a server on an ephemeral loopback port (in-process
+//! or as the built binary), and a line-oriented client whose every read has a deadline.
+//!
+//! Tests synchronise on what the server sends, never on sleeps: to know that the server has
+//! handled everything a client sent, have the client send `/who` and wait for the answer
+//! ([`Client::sync`]). The server handles each client's lines in order, so by then it has
+//! handled all of them.
+
+#![allow(dead_code)] // each test file uses its own subset of these helpers
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use pollchat::{Config, Server, ShutdownHandle};
+use socket2::{Domain, SockRef, Socket, Type};
+
+/// How long any single wait in a test may take before the test fails. Generous, because CI
+/// machines are shared and slow; a passing test never waits this long.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A server running in a thread of the test process. Stopped (gracefully) when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    handle: ShutdownHandle,
+    thread: Option<JoinHandle<Result<(), pollchat::Error>>>,
+}
+
+impl TestServer {
+    /// Defaults, except: an ephemeral port, and no flood control (tests send fast).
+    pub fn start() -> TestServer {
+        TestServer::with(|_| {})
+    }
+
+    pub fn with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config {
+            bind: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            rate: 0.0,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let (tx, rx) = mpsc::channel();
+        // The server is built inside its thread: it holds `Rc`s and never leaves its thread,
+        // exactly as in the real binary.
+        let thread = thread::spawn(move || {
+            let server = Server::bind(config)?;
+            let _ = tx.send((server.local_addrs()[0], server.shutdown_handle()));
+            server.run()
+        });
+        match rx.recv_timeout(DEADLINE) {
+            Ok((addr, handle)) => TestServer {
+                addr,
+                handle,
+                thread: Some(thread),
+            },
+            Err(_) => panic!("server did not start: {:?}", thread.join()),
+        }
+    }
+
+    /// A client that has read its welcome line.
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// `n` clients, connected one after another, each having read the join notices of the
+    /// ones after it, so every client starts with nothing unread.
+    pub fn clients(&self, n: usize) -> Vec<Client> {
+        let mut clients: Vec<Client> = Vec::new();
+        for _ in 0..n {
+            let new = self.connect();
+            for old in &mut clients {
+                old.expect(&format!("*** {} joined", new.nick));
+            }
+            clients.push(new);
+        }
+        clients
+    }
+
+    /// Shuts the server down and waits for its loop to return.
+    pub fn stop(mut self) -> Result<(), pollchat::Error> {
+        self.handle.shutdown();
+        let thread = self.thread.take().expect("stop is called once");
+        thread.join().expect("server thread panicked")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            self.handle.shutdown();
+            let result = thread.join();
+            if !thread::panicking() {
+                result
+                    .expect("server thread panicked")
+                    .expect("server failed");
+            }
+        }
+    }
+}
+
+/// A blocking client that reads whole lines, each read bounded by [`DEADLINE`].
+pub struct Client {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    pub nick: String,
+}
+
+impl Client {
+    /// Connects and reads the welcome line, which names the client.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let mut client = Client::raw(addr);
+        client.read_welcome();
+        client
+    }
+
+    /// Reads the welcome line and takes the nick from it.
+    pub fn read_welcome(&mut self) {
+        let welcome = self.line();
+        self.nick = welcome
+            .strip_prefix("*** welcome to pollchat, you are ")
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("not a welcome line: {welcome:?}"))
+            .to_string();
+    }
+
+    /// Connects without reading anything.
+    pub fn raw(addr: SocketAddr) -> Client {
+        Client::from_stream(TcpStream::connect(addr).expect("connect to test server"))
+    }
+
+    /// Connects with a tiny receive buffer, so that the server's writes to this client stop
+    /// fitting in the kernel soon and pile up in the server's write queue instead.
+    pub fn with_small_receive_buffer(addr: SocketAddr) -> Client {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        socket
+            .connect(&addr.into())
+            .expect("connect to test server");
+        let mut client = Client::from_stream(socket.into());
+        client.read_welcome();
+        client
+    }
+
+    fn from_stream(stream: TcpStream) -> Client {
+        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        let writer = stream.try_clone().expect("clone stream");
+        Client {
+            reader: BufReader::new(stream),
+            writer,
+            nick: String::new(),
+        }
+    }
+
+    /// Sends one line (the newline is added).
+    pub fn send(&mut self, line: &str) {
+        self.send_bytes(format!("{line}\n").as_bytes());
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send to server");
+    }
+
+    /// The next line, without its newline. Fails the test on EOF or after [`DEADLINE`].
+    pub fn line(&mut self) -> String {
+        match self.try_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("{}: server closed the connection", self.nick),
+            Err(e) => panic!("{}: no line from the server: {e}", self.nick),
+        }
+    }
+
+    /// The next line, `Ok(None)` at EOF.
+    pub fn try_line(&mut self) -> std::io::Result<Option<String>> {
+        let mut buf = Vec::new();
+        let n = self.reader.read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        assert_eq!(buf.pop(), Some(b'\n'), "line cut short by EOF: {buf:?}");
+        Ok(Some(
+            String::from_utf8(buf).expect("server sent invalid UTF-8"),
+        ))
+    }
+
+    pub fn expect(&mut self, expected: &str) {
+        let got = self.line();
+        assert_eq!(got, expected, "{}: unexpected line", self.nick);
+    }
+
+    /// Reads lines until one satisfies `pred`; returns the lines before it and the match.
+    pub fn read_until(&mut self, pred: impl Fn(&str) -> bool) -> (Vec<String>, String) {
+        let mut before = Vec::new();
+        loop {
+            let line = self.line();
+            if pred(&line) {
+                return (before, line);
+            }
+            before.push(line);
+        }
+    }
+
+    /// Round trip through the server: sends `/who` and returns every line received before
+    /// its answer. Once it returns, the server has handled everything sent before it.
+    pub fn sync(&mut self) -> Vec<String> {
+        self.send("/who");
+        self.read_until(|l| l.starts_with("*** ") && l.contains(" here: "))
+            .0
+    }
+
+    /// Reads until the server closes the connection; returns the lines read. A reset counts
+    /// as a close.
+    pub fn read_to_eof(&mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.try_line() {
+                Ok(Some(line)) => lines.push(line),
+                Ok(None) => return lines,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return lines,
+                Err(e) => panic!("{}: waiting for the server to close: {e}", self.nick),
+            }
+        }
+    }
+
+    /// Half-close: "I will send no more", as `nc -N` does at the end of its input.
+    pub fn shutdown_write(&mut self) {
+        self.writer.shutdown(Shutdown::Write).expect("shutdown");
+    }
+
+    /// Closes with a reset (RST) instead of an orderly FIN, as a crashing client would.
+    pub fn reset(self) {
+        SockRef::from(&self.writer)
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER");
+    }
+
+    /// Everything the server sent, as raw bytes, until it closes the connection.
+    pub fn read_all_bytes(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        let _ = self.reader.read_to_end(&mut all);
+        all
+    }
+}
+
+/// The built `pollchat` binary, started as a real process on an ephemeral port.
+pub struct ServerProcess {
+    /// `None` once [`ServerProcess::wait_exit`] has reaped it.
+    child: Option<Child>,
+    pid: u32,
+    pub addr: SocketAddr,
+    /// Lines the process writes to stderr (its log), forwarded by a thread.
+    log: Receiver<String>,
+}
+
+impl ServerProcess {
+    pub fn start(args: &[&str]) -> ServerProcess {
+        ServerProcess::start_command(Command::new(env!("CARGO_BIN_EXE_pollchat")), args)
+    }
+
+    /// Runs the binary through `sh -c 'ulimit -n LIMIT; exec pollchat ...'`.
+    pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> ServerProcess {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\"",));
+        command.arg(env!("CARGO_BIN_EXE_pollchat"));
+        ServerProcess::start_command(command, args)
+    }
+
+    fn start_command(mut command: Command, args: &[&str]) -> ServerProcess {
+        let mut child = command
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pollchat binary");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, log) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = ServerProcess {
+            pid: child.id(),
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            log,
+        };
+        let listening = server.wait_for_log("listening on ");
+        let addr = listening.rsplit(' ').next().expect("address in log line");
+        server.addr = addr.parse().expect("listening address");
+        server
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_for_log(&mut self, needle: &str) -> String {
+        self.log_until(needle)
+            .pop()
+            .expect("at least the matching line")
+    }
+
+    /// Collects log lines up to and including the first one containing `needle`.
+    pub fn log_until(&mut self, needle: &str) -> Vec<String> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut lines = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    lines.push(line);
+                    if found {
+                        return lines;
+                    }
+                }
+                Err(_) => panic!(
+                    "no log line containing {needle:?} in:\n{}",
+                    lines.join("\n")
+                ),
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Sends a signal with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, failing the test after [`DEADLINE`].
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("wait_exit is called once");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(DEADLINE) {
+            Ok(status) => status.expect("wait for pollchat"),
+            Err(_) => {
+                self.signal("KILL");
+                panic!("pollchat did not exit in time");
+            }
+        }
+    }
+
+    /// CPU time (user + system) the process has used, in clock ticks, from /proc.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
+        // Fields after the command name, which is in parentheses and may contain spaces.
+        let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        // utime and stime are fields 14 and 15 of stat(5); `after` starts at field 3.
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The built binary as an operator runs it: signals, exit codes, error messages, descriptor
+//! exhaustion, logging.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use common::{Client, ServerProcess};
+
+/// SIGTERM: everyone is told, output is flushed, the process exits 0, even with a client
+/// that stopped reading and never lets its queue drain.
+#[test]
+fn sigterm_tells_everyone_flushes_and_exits_zero() {
+    let mut server = ServerProcess::start(&["--rate", "0", "--quiet-joins", "--max-output", "64M"]);
+    let mut stuck = Client::with_small_receive_buffer(server.addr);
+    let mut a = Client::connect(server.addr);
+    let mut b = Client::connect(server.addr);
+    let nick = a.nick.clone();
+    // ~5 MB: more than the kernel buffers hold, so output is still queued in the server for
+    // the stuck client when the signal arrives.
+    const LINES: usize = 25_000;
+    let pad = "s".repeat(200);
+    let sending = thread::spawn(move || {
+        for n in 0..LINES {
+            a.send(&format!("{n} {pad}"));
+        }
+        a
+    });
+    let pad = "s".repeat(200);
+    for n in 0..LINES {
+        assert_eq!(b.line(), format!("<{nick}> {n} {pad}"));
+    }
+    let mut a = sending.join().unwrap();
+    server.signal("TERM");
+    assert_eq!(
+        a.read_to_eof(),
+        vec!["*** server shutting down".to_string()]
+    );
+    assert_eq!(
+        b.read_to_eof(),
+        vec!["*** server shutting down".to_string()]
+    );
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+    server.wait_for_log("shutting down");
+    // The stuck client got a prefix of its lines, then the connection closed.
+    let all = stuck.read_all_bytes();
+    assert!(all.starts_with(format!("<{nick}> 0 {pad}\n").as_bytes()));
+}
+
+/// SIGINT (Ctrl-C) shuts down the same way.
+#[test]
+fn sigint_shuts_down_gracefully() {
+    let mut server = ServerProcess::start(&[]);
+    let mut a = Client::connect(server.addr);
+    server.signal("INT");
+    assert_eq!(
+        a.read_to_eof(),
+        vec!["*** server shutting down".to_string()]
+    );
+    assert_eq!(server.wait_exit().code(), Some(0));
+}
+
+/// A port already in use: one sentence on stderr, exit status 1, no panic.
+#[test]
+fn port_in_use_prints_one_sentence_and_exits_nonzero() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+        .args(["--bind", &addr.to_string(), "--log-level", "off"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        format!(
+            "pollchat: cannot listen on {addr}: address already in use \
+             (is another server using that port?)\n"
+        )
+    );
+}
+
+/// A bad flag value is a usage error (exit 2) naming the flag.
+#[test]
+fn bad_flag_value_is_a_usage_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+        .args(["--max-line", "lots"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--max-line"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// `--help` documents every flag with its default.
+#[test]
+fn help_documents_every_flag_with_its_default() {
+    let output = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for (flag, default) in [
+        ("--bind", "127.0.0.1:7878"),
+        ("--max-line", "4096"),
+        ("--max-output", "1M"),
+        ("--max-clients", "open-file limit minus 32"),
+        ("--rate", "10"),
+        ("--burst", "20"),
+        ("--idle-timeout", "0"),
+        ("--log-level", "info"),
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+        assert!(
+            help.contains(&format!("[default: {default}]")),
+            "default of {flag} missing from --help:\n{help}"
+        );
+    }
+    for flag in ["--quiet-joins", "--log-file"] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
+
+/// Out of descriptors: accepting pauses instead of spinning, connected clients keep
+/// chatting, and waiting clients get in once descriptors free up.
+#[test]
+fn running_out_of_descriptors_pauses_accepting_without_spinning() {
+    let mut server = ServerProcess::start_with_fd_limit(
+        40,
+        &["--max-clients", "1000", "--quiet-joins", "--rate", "0"],
+    );
+    // More clients than descriptors. The kernel completes every connection (the listen
+    // backlog); the server accepts until it runs out, in connection order.
+    let mut clients: Vec<Client> = (0..60).map(|_| Client::raw(server.addr)).collect();
+    let before_pause = server.log_until("cannot accept new connections");
+    let accepted = before_pause
+        .iter()
+        .filter(|l| l.contains("connected as"))
+        .count();
+    assert!((10..60).contains(&accepted), "accepted {accepted} of 60");
+    let mut waiting = clients.split_off(accepted);
+    for client in &mut clients {
+        client.read_welcome();
+    }
+
+    // Not spinning: over one second the loop uses a small fraction of a CPU second. (The
+    // second is the observation window, not a synchronisation.)
+    let before = server.cpu_ticks();
+    thread::sleep(Duration::from_secs(1));
+    let used = server.cpu_ticks() - before;
+    assert!(used < 30, "accept loop spinning: {used} ticks in 1 s");
+
+    // Connected clients are unaffected.
+    let nick = clients[0].nick.clone();
+    clients[0].send("still chatting");
+    clients[1].expect(&format!("<{nick}> still chatting"));
+
+    // A descriptor frees up; the first waiting client gets in.
+    drop(clients.pop());
+    waiting[0].read_welcome();
+    waiting[0].sync();
+}
+
+/// `--log-file` gets the same log as the terminal: connects and disconnects with reasons.
+#[test]
+fn log_file_records_connects_and_disconnects() {
+    let dir = std::env::temp_dir().join(format!("pollchat-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("server.log");
+    let _ = std::fs::remove_file(&path);
+    let mut server = ServerProcess::start(&["--log-file", path.to_str().unwrap()]);
+    let mut a = Client::connect(server.addr);
+    a.send("/quit");
+    a.read_to_eof();
+    server.wait_for_log("disconnected: quit");
+    server.signal("TERM");
+    server.wait_exit();
+    let log = std::fs::read_to_string(&path).unwrap();
+    assert!(log.contains(&format!("connected as {}", a.nick)), "{log}");
+    assert!(log.contains("disconnected: quit"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
