@@ -6,7 +6,15 @@
 //! ([`Client::sync`]). The server handles each client's lines in order, so by then it has
 //! handled all of them.
 
-#![allow(dead_code)] // each test file uses its own subset of these helpers
+#![allow(
+    dead_code,
+    reason = "each test file uses its own subset of these helpers"
+)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a failed unwrap in a test helper is a failed test, with its message"
+)]
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
