@@ -167,6 +167,15 @@ impl Connection {
         ConnRef { token, id: self.id }
     }
 
+    /// How logs name the client: its address, and its nick once it has one.
+    pub fn label(&self) -> String {
+        if self.nick.is_empty() {
+            self.peer.to_string()
+        } else {
+            format!("{} ({})", self.peer, self.nick)
+        }
+    }
+
     pub fn is_chatting(&self) -> bool {
         self.phase == Phase::Chatting
     }

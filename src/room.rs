@@ -145,8 +145,9 @@ impl Room {
     pub fn line_too_long(&mut self, token: usize) {
         let conn = &self.conns[token];
         warn!(
-            "{} ({}): line over {} bytes dropped",
-            conn.peer, conn.nick, self.max_line
+            "{}: line over {} bytes dropped",
+            conn.label(),
+            self.max_line
         );
         self.send_to(token, &protocol::line_too_long(self.max_line));
     }
@@ -308,13 +309,11 @@ impl Room {
                 other => format!("{other:?}"),
             };
             let unsent = conn.output.unsent();
+            let label = conn.label();
             if unsent > 0 {
-                info!(
-                    "{} ({}) disconnected: {reason}; {unsent} bytes unsent",
-                    conn.peer, conn.nick
-                );
+                info!("{label} disconnected: {reason}; {unsent} bytes unsent");
             } else {
-                info!("{} ({}) disconnected: {reason}", conn.peer, conn.nick);
+                info!("{label} disconnected: {reason}");
             }
         }
     }
@@ -340,8 +339,8 @@ fn queue_line(
 ) -> Result<bool, CloseReason> {
     if conn.output.unsent() + line.len() > max_output {
         warn!(
-            "{} ({}): over {max_output} bytes of output waiting, disconnecting (token {token})",
-            conn.peer, conn.nick
+            "{}: over {max_output} bytes of output waiting, disconnecting (token {token})",
+            conn.label()
         );
         return Err(CloseReason::TooSlow { limit: max_output });
     }

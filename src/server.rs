@@ -427,8 +427,9 @@ impl Server {
                     if !conn.warned_throttle {
                         conn.warned_throttle = true;
                         warn!(
-                            "{} ({}): over {} lines/s, reading it more slowly",
-                            conn.peer, conn.nick, self.config.rate
+                            "{}: over {} lines/s, reading it more slowly",
+                            conn.label(),
+                            self.config.rate
                         );
                     }
                     conn.throttled = true;
@@ -503,7 +504,7 @@ impl Server {
             self.timers.add(deadline, Timer::Idle(r));
             return;
         }
-        info!("{} ({}): idle timeout", conn.peer, conn.nick);
+        info!("{}: idle timeout", conn.label());
         let notice = protocol::server_line(format_args!(
             "disconnected: idle for {} s",
             idle.as_secs_f64()
@@ -527,6 +528,25 @@ impl Server {
             }
         }
         self.room.reap(self.poll.registry());
+        self.sweep_dead_timers();
+    }
+
+    /// Drops timers of connections that are gone, once they outnumber the live ones (see
+    /// `timers.rs` for why this is needed and why it is cheap).
+    fn sweep_dead_timers(&mut self) {
+        let live = self.room.conns.len();
+        if self.timers.len() <= 2 * live + 64 {
+            return;
+        }
+        let before = self.timers.len();
+        let conns = &self.room.conns;
+        self.timers.retain(|timer| match timer {
+            Timer::Idle(r) | Timer::RateLimit(r) | Timer::Linger(r) => {
+                conns.get(r.token).is_some_and(|c| c.id == r.id)
+            }
+            Timer::ResumeAccept | Timer::ShutdownDeadline => true,
+        });
+        debug!("swept {} dead timers", before - self.timers.len());
     }
 
     /// Writes one client's queued output, as far as its socket takes it.
@@ -727,5 +747,36 @@ mod tests {
         // After the batch the old slot is free, and the newcomer is served normally.
         assert!(!server.room.conns.contains(old_token));
         assert!(read_line(&new).starts_with("*** welcome"));
+    }
+
+    /// With a long idle timeout, clients that come and go leave dead idle timers behind; the
+    /// loop sweeps them out instead of letting the heap grow with every connection ever made.
+    #[test]
+    fn timers_of_departed_clients_do_not_pile_up() {
+        const CLIENTS: u64 = 300;
+        let mut server = Server::bind(Config {
+            bind: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            idle_timeout: Some(Duration::from_secs(3600)),
+            quiet_joins: true,
+            ..Config::default()
+        })
+        .expect("bind on loopback");
+        let addr = server.local_addrs()[0];
+        for _ in 0..CLIENTS {
+            drop(StdStream::connect(addr).expect("connect"));
+        }
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let deadline = Instant::now() + DEADLINE;
+        // Turn the loop until every client has been accepted and has gone again. Each turn
+        // has events to handle (accepts, end-of-file) until then, so none waits an hour.
+        while server.next_id <= CLIENTS || !server.room.conns.is_empty() {
+            assert!(Instant::now() < deadline, "clients not all served");
+            server.turn(&mut events).expect("turn");
+        }
+        assert!(
+            server.timers.len() <= 64,
+            "{} timers left for 0 clients",
+            server.timers.len()
+        );
     }
 }
