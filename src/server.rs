@@ -652,7 +652,7 @@ fn max_clients(requested: Option<usize>) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader};
+    use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpStream as StdStream;
 
     use socket2::SockRef;
@@ -777,6 +777,97 @@ mod tests {
             server.timers.len() <= 64,
             "{} timers left for 0 clients",
             server.timers.len()
+        );
+    }
+
+    /// Connects a client through the listener in one crafted batch and reads its welcome.
+    fn admit_one(server: &mut Server) -> (StdStream, ConnRef) {
+        let stream = StdStream::connect(server.local_addrs()[0]).expect("connect");
+        wait_for_events(server, &[listener_token(0)]);
+        let now = Instant::now();
+        server.handle(
+            Readiness {
+                token: listener_token(0),
+                readable: true,
+                writable: false,
+            },
+            now,
+        );
+        server.end_batch(now);
+        assert!(read_line(&stream).starts_with("*** welcome"));
+        let (token, conn) = server.room.conns.iter().last().expect("admitted");
+        let conn_ref = conn.conn_ref(token);
+        (stream, conn_ref)
+    }
+
+    /// One readiness event for a client with megabytes waiting reads only the read budget,
+    /// and the client goes on the ready list instead of keeping the loop to itself; after
+    /// that, every one of its lines still gets through, in order.
+    #[test]
+    fn flooding_client_is_read_in_budgets_and_loses_nothing() {
+        let mut server = test_server();
+        server.room = Room::new(usize::MAX, 4096, true);
+        let (mut flooder, flooder_ref) = admit_one(&mut server);
+        let (receiver, _) = admit_one(&mut server);
+
+        // The flooder writes until its socket will take no more: megabytes, all waiting in
+        // the kernel for the server to read.
+        let line = format!("{}\n", "f".repeat(99));
+        flooder.set_nonblocking(true).expect("non-blocking");
+        let mut sent_lines = 0usize;
+        let mut unsent_tail: &[u8] = &[];
+        loop {
+            match flooder.write(line.as_bytes()) {
+                Ok(n) if n == line.len() => sent_lines += 1,
+                Ok(n) => {
+                    // Half a line went out; the rest is sent once the server has made room.
+                    unsent_tail = &line.as_bytes()[n..];
+                    sent_lines += 1;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("flooder write: {e}"),
+            }
+        }
+        assert!(sent_lines * line.len() > 4 * READ_BUDGET);
+        wait_for_events(&mut server, &[Token(flooder_ref.token)]);
+
+        let now = Instant::now();
+        server.handle(
+            Readiness {
+                token: Token(flooder_ref.token),
+                readable: true,
+                writable: false,
+            },
+            now,
+        );
+        assert_eq!(server.ready, vec![flooder_ref], "budget not applied");
+        // The budget's worth was read, so the tail of a half-sent line fits now.
+        flooder.set_nonblocking(false).expect("blocking");
+        flooder.write_all(unsent_tail).expect("write");
+
+        // Now let the loop run as it does in production. The receiver reads in its own thread
+        // (one thread cannot be both ends of a TCP connection that is full in both
+        // directions), and stops the server when it has every line or its deadline passes.
+        let expected_len = sent_lines * ("<guest-1> ".len() + line.len());
+        let handle = server.shutdown_handle();
+        let reader = std::thread::spawn(move || {
+            receiver.set_read_timeout(Some(DEADLINE)).expect("timeout");
+            let mut received = vec![0; expected_len];
+            let result = (&receiver).read_exact(&mut received);
+            handle.shutdown();
+            result.map(|()| received)
+        });
+        server.run().expect("run");
+        let received = reader
+            .join()
+            .expect("reader thread")
+            .expect("every line reaches the receiver");
+        let expected = format!("<guest-1> {line}");
+        assert!(
+            received
+                .chunks(expected.len())
+                .all(|l| l == expected.as_bytes())
         );
     }
 }
