@@ -576,7 +576,10 @@ impl Server {
                     "token {token}: socket full, {} of {unsent} bytes still queued",
                     conn.output.unsent()
                 );
-                if matches!(conn.phase, Phase::Leaving(_)) && !conn.linger_armed {
+                // (During a shutdown the grace deadline alone decides, for everyone at once.)
+                let lingers =
+                    matches!(&conn.phase, Phase::Leaving(r) if *r != CloseReason::Shutdown);
+                if lingers && !conn.linger_armed {
                     conn.linger_armed = true;
                     let conn_ref = conn.conn_ref(token);
                     self.timers.add(now + LINGER, Timer::Linger(conn_ref));

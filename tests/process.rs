@@ -10,20 +10,26 @@ use std::time::Duration;
 
 use common::{Client, ServerProcess};
 
-/// SIGTERM: everyone is told, output is flushed, the process exits 0, even with a client
-/// that stopped reading and never lets its queue drain.
-#[test]
-fn sigterm_tells_everyone_flushes_and_exits_zero() {
-    let mut server = ServerProcess::start(&["--rate", "0", "--quiet-joins", "--max-output", "64M"]);
-    let mut stuck = Client::with_small_receive_buffer(server.addr);
-    let mut a = Client::connect(server.addr);
+/// A server whose client `stuck` stopped reading while `a` sent ~5 MB (more than the kernel
+/// buffers hold), so output for `stuck` is still queued in the server; `b` read everything.
+struct StuckServer {
+    server: ServerProcess,
+    stuck: Client,
+    a: Client,
+    b: Client,
+    first_line: String,
+}
+
+fn server_with_a_stuck_client() -> StuckServer {
+    let server = ServerProcess::start(&["--rate", "0", "--quiet-joins", "--max-output", "64M"]);
+    let stuck = Client::with_small_receive_buffer(server.addr);
+    let a = Client::connect(server.addr);
     let mut b = Client::connect(server.addr);
     let nick = a.nick.clone();
-    // ~5 MB: more than the kernel buffers hold, so output is still queued in the server for
-    // the stuck client when the signal arrives.
     const LINES: usize = 25_000;
     let pad = "s".repeat(200);
     let sending = thread::spawn(move || {
+        let mut a = a;
         for n in 0..LINES {
             a.send(&format!("{n} {pad}"));
         }
@@ -33,7 +39,29 @@ fn sigterm_tells_everyone_flushes_and_exits_zero() {
     for n in 0..LINES {
         assert_eq!(b.line(), format!("<{nick}> {n} {pad}"));
     }
-    let mut a = sending.join().unwrap();
+    let a = sending
+        .join()
+        .unwrap_or_else(|_| panic!("sender thread panicked"));
+    StuckServer {
+        server,
+        stuck,
+        a,
+        b,
+        first_line: format!("<{nick}> 0 {pad}\n"),
+    }
+}
+
+/// SIGTERM: everyone is told, output is flushed, the process exits 0, even with a client
+/// that stopped reading and never lets its queue drain.
+#[test]
+fn sigterm_tells_everyone_flushes_and_exits_zero() {
+    let StuckServer {
+        mut server,
+        mut stuck,
+        mut a,
+        mut b,
+        first_line,
+    } = server_with_a_stuck_client();
     server.signal("TERM");
     assert_eq!(
         a.read_to_eof(),
@@ -46,9 +74,24 @@ fn sigterm_tells_everyone_flushes_and_exits_zero() {
     let status = server.wait_exit();
     assert_eq!(status.code(), Some(0), "exit status {status}");
     server.wait_for_log("shutting down");
+    server.wait_for_log("shutdown grace period over");
     // The stuck client got a prefix of its lines, then the connection closed.
     let all = stuck.read_all_bytes();
-    assert!(all.starts_with(format!("<{nick}> 0 {pad}\n").as_bytes()));
+    assert!(all.starts_with(first_line.as_bytes()));
+}
+
+/// A second signal during the shutdown grace period exits at once, still with status 0.
+#[test]
+fn second_signal_exits_at_once() {
+    let StuckServer {
+        mut server, stuck, ..
+    } = server_with_a_stuck_client();
+    server.signal("TERM");
+    server.wait_for_log("signal 15: shutting down");
+    server.signal("TERM");
+    server.wait_for_log("again: exiting now");
+    assert_eq!(server.wait_exit().code(), Some(0));
+    drop(stuck);
 }
 
 /// SIGINT (Ctrl-C) shuts down the same way.
