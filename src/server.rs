@@ -873,4 +873,42 @@ mod tests {
                 .all(|l| l == expected.as_bytes())
         );
     }
+
+    /// Lines handled in a batch are not written until the batch ends: a recipient's socket
+    /// stays empty while events are being handled, then gets everything in one flush.
+    #[test]
+    fn output_waits_for_the_end_of_the_batch() {
+        let mut server = test_server();
+        let (mut sender, sender_ref) = admit_one(&mut server);
+        let (receiver, _) = admit_one(&mut server);
+        sender.write_all(b"one\ntwo\n").expect("write");
+        wait_for_events(&mut server, &[Token(sender_ref.token)]);
+        let now = Instant::now();
+        server.handle(
+            Readiness {
+                token: Token(sender_ref.token),
+                readable: true,
+                writable: false,
+            },
+            now,
+        );
+        receiver.set_nonblocking(true).expect("non-blocking");
+        let mut buf = [0u8; 64];
+        let early = (&receiver).read(&mut buf);
+        assert!(
+            matches!(&early, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "written before the end of the batch: {early:?}"
+        );
+        server.end_batch(now);
+        receiver.set_nonblocking(false).expect("blocking");
+        receiver.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        let expected = b"<guest-1> one\n<guest-1> two\n";
+        let mut got = Vec::new();
+        while got.len() < expected.len() {
+            let n = (&receiver).read(&mut buf).expect("read");
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, expected);
+    }
 }

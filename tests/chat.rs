@@ -128,3 +128,14 @@ fn last_line_without_newline_is_relayed_at_eof() {
     c[1].expect(&format!("<{sender_nick}> no newline"));
     c[1].expect(&format!("*** {sender_nick} left (connection closed)"));
 }
+
+/// IPv6 works like IPv4: `--bind [::1]:0`.
+#[test]
+fn chat_works_over_ipv6() {
+    let server = TestServer::with(|c| c.bind = vec!["[::1]:0".parse().unwrap()]);
+    assert!(server.addr.is_ipv6());
+    let mut c = server.clients(2);
+    let nick = c[0].nick.clone();
+    c[0].send("over six");
+    c[1].expect(&format!("<{nick}> over six"));
+}

@@ -229,3 +229,21 @@ fn log_file_records_connects_and_disconnects() {
     assert!(log.contains("disconnected: quit"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The soft open-file limit is raised to the hard limit, and `--max-clients` defaults to what
+/// that allows minus a reserve of 32.
+#[test]
+fn soft_file_limit_is_raised_and_sets_the_default_max_clients() {
+    let mut probe = Command::new("sh");
+    let hard: u64 = String::from_utf8(probe.args(["-c", "ulimit -H -n"]).output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .expect("a numeric hard limit");
+    let mut server = ServerProcess::start_with_soft_fd_limit(64, &[]);
+    let line = server.wait_for_log("clients;");
+    assert!(
+        line.contains(&format!("up to {} clients;", hard - 32)),
+        "hard limit {hard}: {line}"
+    );
+}

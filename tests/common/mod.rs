@@ -268,12 +268,22 @@ impl ServerProcess {
         ServerProcess::start_command(Command::new(env!("CARGO_BIN_EXE_pollchat")), args)
     }
 
-    /// Runs the binary through `sh -c 'ulimit -n LIMIT; exec pollchat ...'`.
+    /// Runs the binary with its open-file limit (soft and hard) lowered to `limit`.
     pub fn start_with_fd_limit(limit: u32, args: &[&str]) -> ServerProcess {
+        ServerProcess::start_under_ulimit(&format!("-n {limit}"), args)
+    }
+
+    /// Runs the binary with only its soft open-file limit lowered to `limit`.
+    pub fn start_with_soft_fd_limit(limit: u32, args: &[&str]) -> ServerProcess {
+        ServerProcess::start_under_ulimit(&format!("-S -n {limit}"), args)
+    }
+
+    /// `sh -c 'ulimit ULIMIT_ARGS && exec pollchat ARGS'`.
+    fn start_under_ulimit(ulimit_args: &str, args: &[&str]) -> ServerProcess {
         let mut command = Command::new("sh");
         command
             .arg("-c")
-            .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\"",));
+            .arg(format!("ulimit {ulimit_args} && exec \"$0\" \"$@\""));
         command.arg(env!("CARGO_BIN_EXE_pollchat"));
         ServerProcess::start_command(command, args)
     }
