@@ -154,11 +154,37 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 /// C0 (which includes ESC, the start of every terminal escape sequence), DEL, and C1 (which
 /// includes CSI, U+009B, a one-character ESC-[ on some terminals).
 pub fn sanitize(line: &[u8]) -> String {
-    let text = String::from_utf8_lossy(line);
-    if !text.chars().any(is_forbidden) {
-        return text.into_owned();
+    // Fast path, taken by nearly every line: valid UTF-8 with nothing to remove. Checking
+    // bytes is several times faster than decoding to chars and filtering (see the README's
+    // benchmark figures).
+    if let Ok(text) = std::str::from_utf8(line)
+        && !has_forbidden(text)
+    {
+        return text.to_owned();
     }
-    text.chars().filter(|&c| !is_forbidden(c)).collect()
+    String::from_utf8_lossy(line)
+        .chars()
+        .filter(|&c| !is_forbidden(c))
+        .collect()
+}
+
+/// Whether `text` holds a character [`is_forbidden`] rejects, checked on bytes: in UTF-8 the C0
+/// controls and DEL are the single bytes 0x00-0x1F and 0x7F, and the C1 controls
+/// (U+0080-U+009F) are exactly the two-byte sequences 0xC2 0x80-0x9F.
+fn has_forbidden(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    // A branch-free pass the compiler vectorises. It can only say "maybe" (it also flags tab
+    // and every 0xC2 lead byte); the exact check below runs only then.
+    let maybe = bytes.iter().fold(false, |seen, &b| {
+        seen | (b < 0x20) | (b == 0x7f) | (b == 0xc2)
+    });
+    maybe
+        && bytes.iter().enumerate().any(|(i, &b)| match b {
+            b'\t' => false,
+            0x00..=0x1f | 0x7f => true,
+            0xc2 => matches!(bytes.get(i + 1), Some(0x80..=0x9f)),
+            _ => false,
+        })
 }
 
 /// Characters never relayed: see [`sanitize`].
@@ -262,6 +288,14 @@ mod tests {
         assert_eq!(sanitize(b"\x1b]0;title\x07x"), "]0;titlex");
         assert_eq!(sanitize("a\u{9b}31mb".as_bytes()), "a31mb");
         assert_eq!(sanitize(b"tab\tkept\x7f\x00"), "tab\tkept");
+    }
+
+    #[test]
+    fn byte_check_agrees_with_the_char_rule_for_every_character() {
+        for c in (0..=0x10ffff).filter_map(char::from_u32) {
+            let text = format!("a{c}b");
+            assert_eq!(has_forbidden(&text), is_forbidden(c), "{:?}", c);
+        }
     }
 
     #[test]
