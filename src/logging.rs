@@ -23,7 +23,9 @@ pub fn init(level: LevelFilter, file: Option<&Path>) -> Result<(), Error> {
     builder
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
-        .set_location_level(LevelFilter::Off);
+        .set_location_level(LevelFilter::Off)
+        // mio traces its own registrations; ours already say what the loop is doing.
+        .add_filter_ignore_str("mio");
     // An RFC 3339 timestamp (UTC) reads the same in every time zone and sorts as text.
     let config = builder.set_time_format_rfc3339().build();
     // simplelog's `ColorChoice::Auto` looks only at $TERM, so it would write colour codes

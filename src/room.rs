@@ -253,10 +253,12 @@ impl Room {
     pub fn broadcast(&mut self, except: Option<usize>, line: &str) {
         let line: Rc<[u8]> = Rc::from(line.as_bytes());
         let mut too_slow = Vec::new();
+        let mut recipients = 0usize;
         for (token, conn) in &mut self.conns {
             if Some(token) == except || !conn.is_chatting() {
                 continue;
             }
+            recipients += 1;
             match queue_line(conn, token, Rc::clone(&line), self.max_output) {
                 Ok(true) => self.to_flush.push(token),
                 Ok(false) => {}
@@ -264,6 +266,10 @@ impl Room {
                 Err(reason) => too_slow.push((token, reason)),
             }
         }
+        trace!(
+            "queued {} bytes for {recipients} clients (one allocation, shared)",
+            line.len()
+        );
         for (token, reason) in too_slow {
             self.close(token, reason);
         }

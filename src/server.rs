@@ -68,6 +68,16 @@ fn listener_token(index: usize) -> Token {
 /// the next call.
 const EVENTS_CAPACITY: usize = 1024;
 
+/// What a token stands for, in words, for the logs.
+fn token_name(token: Token) -> String {
+    match token {
+        SIGNALS => "signals".to_string(),
+        WAKER => "waker".to_string(),
+        Token(t) if t > FIRST_LISTENER - 64 => format!("listener {}", FIRST_LISTENER - t),
+        Token(t) => format!("token {t}"),
+    }
+}
+
 /// The readiness the loop acts on, taken from a mio event. An error or hang-up is reported as
 /// readable and writable: the next `read` or `write` returns the actual error (or the last
 /// bytes before an orderly close), which is handled there, in one place.
@@ -255,7 +265,12 @@ impl Server {
     /// Step 2 for one event. Public only so tests can replay a crafted batch.
     #[doc(hidden)]
     pub fn handle(&mut self, ready: Readiness, now: Instant) {
-        trace!("event {ready:?}");
+        trace!(
+            "event: {}{}{}",
+            token_name(ready.token),
+            if ready.readable { " readable" } else { "" },
+            if ready.writable { " writable" } else { "" }
+        );
         match ready.token {
             SIGNALS => self.on_signal(now),
             WAKER => self.begin_shutdown(now),
@@ -561,7 +576,9 @@ impl Server {
         let unsent = conn.output.unsent();
         match conn.flush(self.poll.registry(), token) {
             Ok(Flushed::All) => {
-                trace!("token {token}: wrote {unsent} bytes");
+                if unsent > 0 {
+                    trace!("token {token}: wrote {unsent} bytes, queue empty");
+                }
                 // A leaving client has had its last lines: now it can go.
                 if let Phase::Leaving(reason) = &conn.phase {
                     let reason = reason.clone();
