@@ -691,6 +691,15 @@ mod tests {
         .expect("bind on loopback")
     }
 
+    /// A crafted readable event for `token`.
+    fn readable(token: Token) -> Readiness {
+        Readiness {
+            token,
+            readable: true,
+            writable: false,
+        }
+    }
+
     fn read_line(stream: &StdStream) -> String {
         stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
         let mut line = String::new();
@@ -719,11 +728,7 @@ mod tests {
         let mut server = test_server();
         let addr = server.local_addrs()[0];
         let now = Instant::now();
-        let accept = Readiness {
-            token: listener_token(0),
-            readable: true,
-            writable: false,
-        };
+        let accept = readable(listener_token(0));
 
         let old = StdStream::connect(addr).expect("connect");
         wait_for_events(&mut server, &[listener_token(0)]);
@@ -805,14 +810,7 @@ mod tests {
         let stream = StdStream::connect(server.local_addrs()[0]).expect("connect");
         wait_for_events(server, &[listener_token(0)]);
         let now = Instant::now();
-        server.handle(
-            Readiness {
-                token: listener_token(0),
-                readable: true,
-                writable: false,
-            },
-            now,
-        );
+        server.handle(readable(listener_token(0)), now);
         server.end_batch(now);
         assert!(read_line(&stream).starts_with("*** welcome"));
         let (token, conn) = server.room.conns.iter().last().expect("admitted");
@@ -853,14 +851,7 @@ mod tests {
         wait_for_events(&mut server, &[Token(flooder_ref.token)]);
 
         let now = Instant::now();
-        server.handle(
-            Readiness {
-                token: Token(flooder_ref.token),
-                readable: true,
-                writable: false,
-            },
-            now,
-        );
+        server.handle(readable(Token(flooder_ref.token)), now);
         assert_eq!(server.ready, vec![flooder_ref], "budget not applied");
         // The budget's worth was read, so the tail of a half-sent line fits now.
         flooder.set_nonblocking(false).expect("blocking");
@@ -901,14 +892,7 @@ mod tests {
         sender.write_all(b"one\ntwo\n").expect("write");
         wait_for_events(&mut server, &[Token(sender_ref.token)]);
         let now = Instant::now();
-        server.handle(
-            Readiness {
-                token: Token(sender_ref.token),
-                readable: true,
-                writable: false,
-            },
-            now,
-        );
+        server.handle(readable(Token(sender_ref.token)), now);
         receiver.set_nonblocking(true).expect("non-blocking");
         let mut buf = [0u8; 64];
         let early = (&receiver).read(&mut buf);
