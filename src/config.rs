@@ -55,8 +55,18 @@ impl Default for Config {
 
 /// A single-threaded chat server for nc and telnet clients, built on one mio poll loop.
 #[derive(Debug, Parser)]
-#[command(name = "pollchat", version, about, max_term_width = 100)]
+#[command(
+    name = "pollchat",
+    version,
+    about,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// Without a subcommand, pollchat serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on; repeat for several (e.g. --bind 0.0.0.0:7878 --bind [::]:7878)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
     pub bind: Vec<SocketAddr>,
@@ -96,6 +106,14 @@ pub struct Cli {
     /// Also append the log to this file
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+}
+
+/// What else the binary can do besides serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Load-test a chat server (pollchat or Redis pub/sub): connections held, deliveries per
+    /// second, latency, server memory
+    Bench(crate::bench::BenchArgs),
 }
 
 impl Cli {

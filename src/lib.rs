@@ -21,6 +21,7 @@
 //! - [`config`], [`limits`]: the command line, and every bound with its reason.
 //! - [`os`]: listening sockets and the open-file limit.
 //! - [`logging`], [`error`]: log set-up, and the few errors that stop the server.
+//! - [`bench`]: `pollchat bench`, the load generator (not part of the server: it has threads).
 //!
 //! # Glossary
 //!
@@ -44,6 +45,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod config;
 pub mod connection;
 pub mod error;

@@ -1,0 +1,232 @@
+//! What the load generator says and hears on the wire, for each protocol it can drive.
+//!
+//! A benchmark line carries everything a receiver needs to account for it, so no state has
+//! to be shared between the sender and its receivers beyond a clock:
+//!
+//! ```text
+//! B <sender> <seq> <sent_at_ns> <padding>
+//! ```
+//!
+//! `sent_at_ns` is nanoseconds since the generator's start (one `Instant`, shared by all its
+//! threads), so `now - sent_at_ns` at the receiver is the end-to-end latency: the sender's
+//! kernel, the server, the receiver's kernel.
+//!
+//! - `pollchat`: the line is sent as a chat line and arrives as `<nick> B ...`. Server lines
+//!   (`*** ...`: welcome, joins, "server full") are recognised and not counted.
+//! - `redis`: receivers `SUBSCRIBE` to one channel, senders `PUBLISH` to it, and the line
+//!   arrives inside a RESP push `*3 $7 message $<n> <channel> $<n> <line>`.
+
+use std::fmt::Write as _;
+
+/// The server protocol the generator speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Proto {
+    Pollchat,
+    Redis,
+}
+
+/// The Redis channel every connection uses.
+pub const CHANNEL: &str = "pollchat-bench";
+
+/// A benchmark line as a receiver decoded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub sender: u32,
+    pub seq: u64,
+    pub sent_at_ns: u64,
+}
+
+/// One complete thing a receiver read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming {
+    /// A benchmark line.
+    Line(Stamp),
+    /// pollchat's welcome: the connection is in the room.
+    Welcome,
+    /// pollchat's "server full": the connection was refused.
+    Refused,
+    /// Redis confirmed a subscription.
+    Subscribed,
+    /// Anything else (join notices, PUBLISH replies, other chat): read and ignored.
+    Other,
+}
+
+/// The bytes a receiver sends once connected (Redis: the subscription).
+pub fn receiver_hello(proto: Proto) -> Vec<u8> {
+    match proto {
+        Proto::Pollchat => Vec::new(),
+        Proto::Redis => resp_command(&["SUBSCRIBE", CHANNEL]),
+    }
+}
+
+/// Appends one benchmark line, encoded for `proto`, to `out`. `size` is the length of the
+/// line's text (the padding makes it up), so both protocols carry the same payload.
+pub fn encode_line(proto: Proto, stamp: Stamp, size: usize, out: &mut Vec<u8>) {
+    let mut text = String::with_capacity(size + 32);
+    let _ = write!(
+        text,
+        "B {} {} {} ",
+        stamp.sender, stamp.seq, stamp.sent_at_ns
+    );
+    while text.len() < size {
+        text.push('x');
+    }
+    match proto {
+        Proto::Pollchat => {
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'\n');
+        }
+        Proto::Redis => out.extend_from_slice(&resp_command(&["PUBLISH", CHANNEL, &text])),
+    }
+}
+
+/// A RESP array of bulk strings: how every Redis command is sent.
+fn resp_command(parts: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", parts.len());
+    for part in parts {
+        let _ = write!(out, "${}\r\n{part}\r\n", part.len());
+    }
+    out.into_bytes()
+}
+
+/// Takes the next complete message off the front of `buf`: `Some((message, bytes used))`,
+/// or `None` if more bytes are needed.
+pub fn decode(proto: Proto, buf: &[u8]) -> Option<(Incoming, usize)> {
+    match proto {
+        Proto::Pollchat => decode_pollchat(buf),
+        Proto::Redis => decode_resp(buf),
+    }
+}
+
+fn decode_pollchat(buf: &[u8]) -> Option<(Incoming, usize)> {
+    let end = buf.iter().position(|&b| b == b'\n')?;
+    let line = &buf[..end];
+    let incoming = if line.starts_with(b"*** welcome") {
+        Incoming::Welcome
+    } else if line.starts_with(b"*** server full") {
+        Incoming::Refused
+    } else if line.starts_with(b"<") {
+        // `<nick> B ...`: the text starts after the first "> ".
+        match line.windows(2).position(|w| w == b"> ") {
+            Some(i) => parse_stamp(&line[i + 2..]).map_or(Incoming::Other, Incoming::Line),
+            None => Incoming::Other,
+        }
+    } else {
+        Incoming::Other
+    };
+    Some((incoming, end + 1))
+}
+
+/// RESP frames the generator meets: integers (`:n`, PUBLISH replies), simple strings and
+/// errors, and arrays of bulk strings and integers (pushes and subscription replies).
+fn decode_resp(buf: &[u8]) -> Option<(Incoming, usize)> {
+    let (first, mut used) = resp_line(buf)?;
+    match first.first()? {
+        b':' | b'+' | b'-' => Some((Incoming::Other, used)),
+        b'*' => {
+            let count: usize = std::str::from_utf8(&first[1..]).ok()?.parse().ok()?;
+            let mut items: Vec<&[u8]> = Vec::with_capacity(count);
+            for _ in 0..count {
+                let (header, n) = resp_line(&buf[used..])?;
+                used += n;
+                match header.first()? {
+                    b'$' => {
+                        let len: usize = std::str::from_utf8(&header[1..]).ok()?.parse().ok()?;
+                        if buf.len() < used + len + 2 {
+                            return None;
+                        }
+                        items.push(&buf[used..used + len]);
+                        used += len + 2;
+                    }
+                    _ => items.push(&header[1..]),
+                }
+            }
+            let incoming = match items.as_slice() {
+                [kind, _, payload] if *kind == b"message" => {
+                    parse_stamp(payload).map_or(Incoming::Other, Incoming::Line)
+                }
+                [kind, ..] if *kind == b"subscribe" => Incoming::Subscribed,
+                _ => Incoming::Other,
+            };
+            Some((incoming, used))
+        }
+        _ => Some((Incoming::Other, used)),
+    }
+}
+
+/// One CRLF-terminated line of RESP, without the CRLF, and the bytes it used.
+fn resp_line(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    Some((&buf[..end], end + 2))
+}
+
+fn parse_stamp(text: &[u8]) -> Option<Stamp> {
+    let text = std::str::from_utf8(text).ok()?;
+    let mut fields = text.strip_prefix("B ")?.split(' ');
+    Some(Stamp {
+        sender: fields.next()?.parse().ok()?,
+        seq: fields.next()?.parse().ok()?,
+        sent_at_ns: fields.next()?.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAMP: Stamp = Stamp {
+        sender: 3,
+        seq: 42,
+        sent_at_ns: 123_456,
+    };
+
+    #[test]
+    fn pollchat_lines_round_trip_through_the_chat_format() {
+        let mut out = Vec::new();
+        encode_line(Proto::Pollchat, STAMP, 64, &mut out);
+        assert_eq!(out.len(), 65);
+        let mut relayed = b"<guest-7> ".to_vec();
+        relayed.extend_from_slice(&out);
+        assert_eq!(
+            decode(Proto::Pollchat, &relayed),
+            Some((Incoming::Line(STAMP), relayed.len()))
+        );
+        assert_eq!(decode(Proto::Pollchat, &relayed[..20]), None);
+        let welcome = b"*** welcome to pollchat, you are guest-1 (type /help)\n";
+        assert_eq!(
+            decode(Proto::Pollchat, welcome),
+            Some((Incoming::Welcome, welcome.len()))
+        );
+    }
+
+    #[test]
+    fn redis_messages_are_decoded_only_when_complete() {
+        let mut publish = Vec::new();
+        encode_line(Proto::Redis, STAMP, 64, &mut publish);
+        let payload = &publish[publish.len() - 66..publish.len() - 2];
+        let mut push = format!(
+            "*3\r\n$7\r\nmessage\r\n${}\r\n{CHANNEL}\r\n${}\r\n",
+            CHANNEL.len(),
+            payload.len()
+        )
+        .into_bytes();
+        push.extend_from_slice(payload);
+        push.extend_from_slice(b"\r\n");
+        for cut in 0..push.len() {
+            assert_eq!(decode(Proto::Redis, &push[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(
+            decode(Proto::Redis, &push),
+            Some((Incoming::Line(STAMP), push.len()))
+        );
+        let subscribed = b"*3\r\n$9\r\nsubscribe\r\n$14\r\npollchat-bench\r\n:1\r\n";
+        assert_eq!(
+            decode(Proto::Redis, subscribed),
+            Some((Incoming::Subscribed, subscribed.len()))
+        );
+        assert_eq!(
+            decode(Proto::Redis, b":1000\r\n"),
+            Some((Incoming::Other, 7))
+        );
+    }
+}

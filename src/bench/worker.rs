@@ -1,0 +1,413 @@
+//! One load-generator thread: a mio loop of its own, driving its share of the connections.
+//!
+//! The generator is built like the server it measures: non-blocking sockets in one `Poll`,
+//! read until `WouldBlock`, and output kept in a buffer when the socket will not take it all.
+//! A generator that blocked, or that used a thread per connection, would measure itself.
+//!
+//! The orchestrator (`bench/mod.rs`) moves every worker through the same phases by setting
+//! [`Shared::phase`]; workers only report counts back, through atomics.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, SockRef, Socket, Type};
+
+use super::wire::{self, Incoming, Proto, Stamp};
+
+/// Phases every worker goes through, in order.
+pub mod phase {
+    /// Opening connections at the paced rate.
+    pub const CONNECT: u8 = 0;
+    /// Connections held open and idle (memory is measured here).
+    pub const HOLD: u8 = 1;
+    /// Senders send; receivers count and time what arrives.
+    pub const TRAFFIC: u8 = 2;
+    /// Senders stop; receivers keep counting what is still on its way.
+    pub const DRAIN: u8 = 3;
+    /// Close everything and return.
+    pub const STOP: u8 = 4;
+}
+
+/// What the orchestrator and every worker share.
+#[derive(Debug)]
+pub struct Shared {
+    pub phase: AtomicU8,
+    /// The clock every timestamp in a benchmark line is relative to.
+    pub epoch: Instant,
+    pub established: AtomicUsize,
+    pub receivers_established: AtomicUsize,
+    pub refused: AtomicUsize,
+    pub failed: AtomicUsize,
+    /// Established connections the server closed before the end.
+    pub dropped: AtomicUsize,
+    pub sent: AtomicU64,
+    pub delivered: AtomicU64,
+    /// Per sender: how many of its lines the probe receiver has seen (for `--rate max`).
+    pub acked: Vec<AtomicU64>,
+}
+
+impl Shared {
+    pub fn new(senders: usize) -> Shared {
+        Shared {
+            phase: AtomicU8::new(phase::CONNECT),
+            epoch: Instant::now(),
+            established: AtomicUsize::new(0),
+            receivers_established: AtomicUsize::new(0),
+            refused: AtomicUsize::new(0),
+            failed: AtomicUsize::new(0),
+            dropped: AtomicUsize::new(0),
+            sent: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            acked: (0..senders).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Acquire)
+    }
+
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
+
+/// What one worker does; the same for all workers but for `worker`.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub target: SocketAddr,
+    pub proto: Proto,
+    pub conns: usize,
+    pub senders: usize,
+    pub threads: usize,
+    pub worker: usize,
+    /// Connects per second for this worker.
+    pub connect_rate: f64,
+    /// Source addresses to spread connections over (empty: let the kernel choose).
+    pub source_ips: Vec<IpAddr>,
+    pub size: usize,
+    pub load: Load,
+}
+
+/// How fast senders send.
+#[derive(Debug, Clone, Copy)]
+pub enum Load {
+    /// Each sender sends one line per interval.
+    Paced { interval: Duration },
+    /// Each sender keeps `window` lines in flight (sent but not yet seen by the probe).
+    Window { window: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Sender(u32),
+    /// The probe is the first receiver; it acknowledges lines for windowed senders.
+    Receiver {
+        probe: bool,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    Connecting,
+    /// Connected; waiting for the welcome (pollchat) or the subscription (Redis receivers).
+    Joining,
+    Ready,
+    Done,
+}
+
+struct Conn {
+    stream: TcpStream,
+    role: Role,
+    state: State,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    seq: u64,
+    next_send: Instant,
+}
+
+/// A sender stops producing while this much of its output is still unsent: the server is
+/// pushing back, and the generator must not buffer without bound either.
+const MAX_PENDING_OUTPUT: usize = 64 * 1024;
+/// Longest a worker sleeps in `poll`, so it notices phase changes promptly.
+const TICK: Duration = Duration::from_millis(2);
+
+/// Runs one worker until the `STOP` phase; returns its latency histogram (microseconds).
+pub fn run(plan: &Plan, shared: &Shared) -> io::Result<Histogram<u64>> {
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    // Indexed by token. `None`: the connect could not even be started.
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut traffic_started = false;
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mine: Vec<usize> = (plan.worker..plan.conns).step_by(plan.threads).collect();
+    let connect_interval = Duration::from_secs_f64(1.0 / plan.connect_rate.max(1e-3));
+    let mut next_connect = Instant::now();
+
+    loop {
+        let phase = shared.phase();
+        if phase == phase::STOP {
+            break;
+        }
+        let now = Instant::now();
+        while phase == phase::CONNECT && conns.len() < mine.len() && next_connect <= now {
+            let index = mine[conns.len()];
+            match open(plan, index, &poll, conns.len()) {
+                Ok(conn) => conns.push(Some(conn)),
+                Err(_) => {
+                    shared.failed.fetch_add(1, Ordering::Relaxed);
+                    conns.push(None);
+                }
+            }
+            next_connect += connect_interval;
+        }
+        if phase == phase::TRAFFIC {
+            let ready = conns
+                .iter_mut()
+                .flatten()
+                .filter(|c| c.state == State::Ready);
+            for conn in ready {
+                if !traffic_started {
+                    // Paced senders start their schedule now, not when they connected.
+                    conn.next_send = now;
+                }
+                produce(conn, plan, shared, now);
+            }
+            traffic_started = true;
+        }
+        poll.poll(&mut events, Some(TICK))?;
+        for event in events.iter() {
+            let Token(i) = event.token();
+            let Some(Some(conn)) = conns.get_mut(i) else {
+                continue;
+            };
+            service(conn, plan, shared, &mut latency, &mut scratch);
+        }
+    }
+    for conn in conns.iter().flatten().filter(|c| c.state != State::Done) {
+        // Close with a reset: no TIME_WAIT left behind to eat ports between runs.
+        let _ = SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
+    }
+    Ok(latency)
+}
+
+impl Conn {
+    fn new(stream: TcpStream, role: Role, state: State) -> Conn {
+        Conn {
+            stream,
+            role,
+            state,
+            input: Vec::new(),
+            output: Vec::new(),
+            seq: 0,
+            next_send: Instant::now(),
+        }
+    }
+}
+
+fn role(plan: &Plan, index: usize) -> Role {
+    if index < plan.senders {
+        Role::Sender(u32::try_from(index).unwrap_or(u32::MAX))
+    } else {
+        Role::Receiver {
+            probe: index == plan.senders,
+        }
+    }
+}
+
+/// Starts a non-blocking connect (from a chosen source address if there are several).
+fn open(plan: &Plan, index: usize, poll: &Poll, token: usize) -> io::Result<Conn> {
+    let mut stream = if plan.source_ips.is_empty() {
+        TcpStream::connect(plan.target)?
+    } else {
+        let source = plan.source_ips[index % plan.source_ips.len()];
+        let socket = Socket::new(Domain::for_address(plan.target), Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+        match socket.connect(&plan.target.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(115) => {} // EINPROGRESS: the normal answer
+            Err(e) => return Err(e),
+        }
+        TcpStream::from_std(socket.into())
+    };
+    poll.registry().register(
+        &mut stream,
+        Token(token),
+        Interest::READABLE | Interest::WRITABLE,
+    )?;
+    Ok(Conn::new(stream, role(plan, index), State::Connecting))
+}
+
+/// Handles readiness on one connection: completes a connect, flushes output, reads input.
+fn service(
+    conn: &mut Conn,
+    plan: &Plan,
+    shared: &Shared,
+    latency: &mut Histogram<u64>,
+    scratch: &mut [u8],
+) {
+    if conn.state == State::Done {
+        return;
+    }
+    if conn.state == State::Connecting {
+        // A non-blocking connect has finished when the socket turns writable; whether it
+        // succeeded is in SO_ERROR, or in whether it has a peer.
+        match (conn.stream.take_error(), conn.stream.peer_addr()) {
+            (Ok(None), Ok(_)) => {}
+            (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => return,
+            _ => {
+                shared.failed.fetch_add(1, Ordering::Relaxed);
+                conn.state = State::Done;
+                return;
+            }
+        }
+        let _ = conn.stream.set_nodelay(true);
+        conn.state = State::Joining;
+        if plan.proto == Proto::Redis {
+            match conn.role {
+                Role::Receiver { .. } => conn.output = wire::receiver_hello(plan.proto),
+                // A Redis publisher needs no greeting: it is ready at once.
+                Role::Sender(_) => become_ready(conn, shared),
+            }
+        }
+    }
+    if flush(conn).is_err() {
+        lost(conn, shared);
+        return;
+    }
+    // Read until WouldBlock; a close is acted on only after what came before it is decoded
+    // (the server's last words, such as "server full", arrive just before its FIN).
+    let mut closed = false;
+    loop {
+        match conn.stream.read(scratch) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => conn.input.extend_from_slice(&scratch[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    let mut used = 0;
+    while let Some((incoming, n)) = wire::decode(plan.proto, &conn.input[used..]) {
+        used += n;
+        match incoming {
+            Incoming::Welcome | Incoming::Subscribed if conn.state == State::Joining => {
+                become_ready(conn, shared);
+            }
+            Incoming::Refused => {
+                shared.refused.fetch_add(1, Ordering::Relaxed);
+                conn.state = State::Done;
+                return;
+            }
+            Incoming::Line(stamp) => receive(conn.role, stamp, shared, latency),
+            _ => {}
+        }
+    }
+    conn.input.drain(..used);
+    if closed {
+        lost(conn, shared);
+    }
+}
+
+fn become_ready(conn: &mut Conn, shared: &Shared) {
+    conn.state = State::Ready;
+    shared.established.fetch_add(1, Ordering::Relaxed);
+    if matches!(conn.role, Role::Receiver { .. }) {
+        shared.receivers_established.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The server closed an established connection, or a connect failed late.
+fn lost(conn: &mut Conn, shared: &Shared) {
+    if conn.state == State::Ready {
+        shared.dropped.fetch_add(1, Ordering::Relaxed);
+    } else if conn.state != State::Done {
+        shared.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    conn.state = State::Done;
+}
+
+/// A benchmark line reached a receiver: count it, time it, acknowledge it (probe only).
+fn receive(role: Role, stamp: Stamp, shared: &Shared, latency: &mut Histogram<u64>) {
+    let Role::Receiver { probe } = role else {
+        return; // a pollchat sender hears the other senders; not a delivery we measure
+    };
+    let phase = shared.phase();
+    if phase != phase::TRAFFIC && phase != phase::DRAIN {
+        return;
+    }
+    shared.delivered.fetch_add(1, Ordering::Relaxed);
+    let micros = shared.now_ns().saturating_sub(stamp.sent_at_ns) / 1000;
+    latency.saturating_record(micros.max(1));
+    if probe && let Some(acked) = shared.acked.get(stamp.sender as usize) {
+        acked.fetch_max(stamp.seq + 1, Ordering::Relaxed);
+    }
+}
+
+/// Lets a sender send what its load allows now, then flushes.
+fn produce(conn: &mut Conn, plan: &Plan, shared: &Shared, now: Instant) {
+    let Role::Sender(sender) = conn.role else {
+        return;
+    };
+    let mut produced = 0u64;
+    while conn.output.len() < MAX_PENDING_OUTPUT {
+        let due = match plan.load {
+            Load::Paced { .. } => conn.next_send <= now,
+            Load::Window { window } => {
+                let acked = shared
+                    .acked
+                    .get(sender as usize)
+                    .map_or(0, |a| a.load(Ordering::Relaxed));
+                conn.seq < acked + window
+            }
+        };
+        if !due {
+            break;
+        }
+        let stamp = Stamp {
+            sender,
+            seq: conn.seq,
+            sent_at_ns: shared.now_ns(),
+        };
+        wire::encode_line(plan.proto, stamp, plan.size, &mut conn.output);
+        conn.seq += 1;
+        produced += 1;
+        if let Load::Paced { interval } = plan.load {
+            // Catch up after a stall, but not by more than a second's worth of lines.
+            conn.next_send = (conn.next_send + interval).max(now - Duration::from_secs(1));
+        }
+    }
+    shared.sent.fetch_add(produced, Ordering::Relaxed);
+    if produced > 0 && flush(conn).is_err() {
+        lost(conn, shared);
+    }
+}
+
+/// Writes pending output until it is gone or the socket is full (kept for the next event).
+fn flush(conn: &mut Conn) -> io::Result<()> {
+    while !conn.output.is_empty() {
+        match conn.stream.write(&conn.output) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                conn.output.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

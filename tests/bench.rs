@@ -1,0 +1,127 @@
+//! The load generator against a real server: its counts must be exact, so the benchmark
+//! kit cannot silently rot.
+
+mod common;
+
+use std::process::Command;
+
+use clap::Parser;
+use common::TestServer;
+use pollchat::bench::{self, BenchArgs};
+
+/// `pollchat bench ARGS` as the command line would parse it.
+fn bench_args(args: &[&str]) -> BenchArgs {
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+    let argv = std::iter::once("bench").chain(args.iter().copied());
+    match Wrapper::try_parse_from(argv) {
+        Ok(wrapper) => wrapper.args,
+        Err(e) => panic!("invalid bench arguments: {e}"),
+    }
+}
+
+/// A few hundred connections, two paced senders: every line reaches every receiver, and
+/// nothing fails.
+#[test]
+fn bench_counts_every_delivery_to_every_receiver() {
+    let server = TestServer::with(|c| c.quiet_joins = true);
+    let addr = server.addr.to_string();
+    let report = bench::run(&bench_args(&[
+        "--target",
+        &addr,
+        "--conns",
+        "300",
+        "--senders",
+        "2",
+        "--rate",
+        "200",
+        "--duration",
+        "1",
+        "--hold",
+        "0.1",
+    ]))
+    .expect("bench runs");
+    assert_eq!(report.established, 300, "{}", report.summary());
+    assert_eq!((report.refused, report.failed, report.dropped), (0, 0, 0));
+    assert_eq!(report.receivers, 298);
+    assert!(report.sent >= 100, "{}", report.summary());
+    assert_eq!(report.expected, report.sent * 298);
+    assert_eq!(report.delivered, report.expected, "{}", report.summary());
+    assert!(report.latency_us[0] > 0 && report.latency_us[3] >= report.latency_us[0]);
+}
+
+/// Connections over `--max-clients` are counted as refused, not failed, and the deliveries
+/// expected are those of the receivers that got in.
+#[test]
+fn bench_counts_refusals_separately() {
+    let server = TestServer::with(|c| {
+        c.quiet_joins = true;
+        c.max_clients = Some(20);
+    });
+    let addr = server.addr.to_string();
+    let report = bench::run(&bench_args(&[
+        "--target",
+        &addr,
+        "--conns",
+        "30",
+        "--senders",
+        "1",
+        "--rate",
+        "50",
+        "--duration",
+        "0.5",
+        "--hold",
+        "0",
+    ]))
+    .expect("bench runs");
+    assert_eq!(report.established, 20, "{}", report.summary());
+    assert_eq!((report.refused, report.failed), (10, 0));
+    assert_eq!(report.delivered, report.sent * report.receivers as u64);
+}
+
+/// The binary's `bench --json` prints one JSON object with the counts.
+#[test]
+fn bench_subcommand_prints_json() {
+    let server = TestServer::with(|c| c.quiet_joins = true);
+    let output = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+        .args([
+            "bench",
+            "--target",
+            &server.addr.to_string(),
+            "--conns",
+            "50",
+        ])
+        .args([
+            "--rate",
+            "100",
+            "--duration",
+            "0.5",
+            "--hold",
+            "0",
+            "--json",
+        ])
+        .output()
+        .expect("run pollchat bench");
+    assert!(output.status.success(), "{output:?}");
+    let json = String::from_utf8(output.stdout).unwrap();
+    assert!(json.trim_end().starts_with('{') && json.trim_end().ends_with('}'));
+    for field in [
+        "\"established\":50",
+        "\"failed\":0",
+        "\"proto\":\"pollchat\"",
+    ] {
+        assert!(json.contains(field), "{field} missing in {json}");
+    }
+}
+
+/// Bad arguments are refused with a reason before anything connects.
+#[test]
+fn bench_refuses_impossible_arguments() {
+    let err = bench::run(&bench_args(&["--conns", "2", "--senders", "2"])).unwrap_err();
+    assert!(err.contains("--senders"), "{err}");
+    let err = bench::run(&bench_args(&["--threads", "999"])).unwrap_err();
+    assert!(err.contains("--threads"), "{err}");
+}
