@@ -125,3 +125,35 @@ fn bench_refuses_impossible_arguments() {
     let err = bench::run(&bench_args(&["--threads", "999"])).unwrap_err();
     assert!(err.contains("--threads"), "{err}");
 }
+
+/// The same load over Redis pub/sub: receivers subscribe, senders publish, and the counts
+/// are just as exact.
+#[test]
+fn bench_drives_redis_pub_sub_with_exact_counts() {
+    let Some(redis) = common::RedisServer::start() else {
+        return;
+    };
+    let addr = redis.addr.to_string();
+    let report = bench::run(&bench_args(&[
+        "--proto",
+        "redis",
+        "--target",
+        &addr,
+        "--conns",
+        "200",
+        "--senders",
+        "2",
+        "--rate",
+        "200",
+        "--duration",
+        "1",
+        "--hold",
+        "0",
+    ]))
+    .expect("bench runs");
+    assert_eq!(report.established, 200, "{}", report.summary());
+    assert_eq!((report.refused, report.failed, report.dropped), (0, 0, 0));
+    assert_eq!(report.receivers, 198);
+    assert!(report.sent >= 100, "{}", report.summary());
+    assert_eq!(report.delivered, report.sent * 198, "{}", report.summary());
+}
