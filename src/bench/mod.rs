@@ -143,6 +143,9 @@ pub struct Report {
     pub latency_us: [u64; 4],
     /// Server RSS in KiB before connecting, with every connection idle, at the end.
     pub rss_kib: Option<[u64; 3]>,
+    /// The server's CPU time (user + system) during the traffic and drain phases, seconds
+    /// (with `--server-pid`). Close to `traffic_secs`: the server's core was the limit.
+    pub server_cpu_secs: Option<f64>,
     /// The generator's own CPU time (user + system), seconds, and the run's wall time.
     pub cpu_secs: f64,
     pub wall_secs: f64,
@@ -216,6 +219,13 @@ impl Report {
                 self.established
             );
         }
+        if let Some(server_cpu) = self.server_cpu_secs {
+            let _ = writeln!(
+                s,
+                "server CPU during traffic: {server_cpu:.2} s over {:.2} s",
+                self.traffic_secs
+            );
+        }
         let _ = writeln!(
             s,
             "generator CPU: {:.2} s over {:.2} s wall ({} threads)",
@@ -238,6 +248,9 @@ impl Report {
             ),
             None => String::new(),
         };
+        let server_cpu = self
+            .server_cpu_secs
+            .map_or(String::new(), |c| format!("\"server_cpu_secs\":{c:.3},"));
         let [p50, p99, p999, max] = self.latency_us;
         format!(
             "{{\"proto\":\"{}\",\"conns\":{},\"threads\":{},\"established\":{},\
@@ -246,7 +259,7 @@ impl Report {
              \"window\":{},\"size\":{},\"traffic_secs\":{:.3},\"sent\":{},\"delivered\":{},\
              \"expected\":{},\"deliveries_per_sec\":{:.1},\"latency_us_p50\":{p50},\
              \"latency_us_p99\":{p99},\"latency_us_p999\":{p999},\"latency_us_max\":{max},\
-             {rss}\"generator_cpu_secs\":{:.3},\"wall_secs\":{:.3}}}",
+             {rss}{server_cpu}\"generator_cpu_secs\":{:.3},\"wall_secs\":{:.3}}}",
             format!("{:?}", self.proto).to_lowercase(),
             self.conns,
             self.threads,
@@ -341,6 +354,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
     // 3. Traffic.
     shared.phase.store(phase::TRAFFIC, Ordering::Release);
     let traffic_started = Instant::now();
+    let server_cpu_before = args.server_pid.and_then(cpu_secs);
     thread::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
 
     // 4. Drain: stop sending, wait for what is in flight.
@@ -351,6 +365,10 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         shared.delivered.load(Ordering::Relaxed) >= expected()
     });
     let traffic_secs = traffic_started.elapsed().as_secs_f64();
+    let server_cpu_secs = match (server_cpu_before, args.server_pid.and_then(cpu_secs)) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
     let rss_end = args.server_pid.and_then(rss_kib);
 
     // 5. Stop.
@@ -399,6 +417,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
             (Some(b), Some(i), Some(e)) => Some([b, i, e]),
             _ => None,
         },
+        server_cpu_secs,
         cpu_secs: own_cpu_secs() - cpu_before,
         wall_secs: started.elapsed().as_secs_f64(),
     })
@@ -421,23 +440,22 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU time this process has used (all threads, user + system), from /proc/self/stat, in
-/// seconds. Clock ticks are 1/100 s on Linux.
+/// CPU time this process has used (all threads, user + system), in seconds.
 fn own_cpu_secs() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
+    cpu_secs_of("self").unwrap_or(0.0)
+}
+
+/// CPU time a process has used (user + system), in seconds.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    cpu_secs_of(&pid.to_string())
+}
+
+/// From /proc/PROC/stat. Clock ticks are 1/100 s on Linux.
+fn cpu_secs_of(proc: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{proc}/stat")).ok()?;
     // Fields after the command name (in parentheses, possibly with spaces) start at field 3;
     // utime and stime are fields 14 and 15.
-    let Some(close) = stat.rfind(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) + ticks(12)) as f64 / 100.0
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }

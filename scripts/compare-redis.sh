@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Runs the same scenarios against pollchat and Redis pub/sub, with the server pinned to one
+# core and the load generator (pollchat bench) to the other, and prints a table of
+# pollchat/Redis ratios. Writes results.jsonl, results.md and compare.png to the output
+# directory. Every process it starts is stopped, by PID, when it exits (or on Ctrl-C).
+set -euo pipefail
+
+usage() {
+  cat <<'USAGE'
+usage: scripts/compare-redis.sh [--duration SECS] [--idle-conns N] [--receivers N] [--out DIR]
+
+Scenarios (the same names as scripts/bench-connections.sh):
+  idle     N idle connections (--idle-conns, default 10000): server memory per connection
+  fanout   1 sender, --receivers receivers (default 1000), 64-byte lines as fast as the
+           server takes them (window of 64 lines in flight): deliveries/s and latency
+
+Needs: cargo, taskset, python3, gnuplot (installed from Debian if missing, as root), and
+redis-server (the same). Uses loopback only; every run is bounded in time.
+USAGE
+}
+
+duration=5
+idle_conns=10000
+receivers=1000
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --duration) duration="$2"; shift 2 ;;
+    --idle-conns) idle_conns="$2"; shift 2 ;;
+    --receivers) receivers="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+cd "$(dirname "$0")/.."
+out="${out:-target/bench/compare-$(date -u +%Y%m%dT%H%M%SZ)}"
+mkdir -p "$out"
+
+need() {  # need COMMAND DEBIAN_PACKAGE
+  command -v "$1" >/dev/null && return
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing $2"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
+  else
+    echo "$1 is missing: install the Debian package $2" >&2; exit 1
+  fi
+}
+need redis-server redis-server
+need gnuplot gnuplot-nox
+need taskset util-linux
+need python3 python3
+
+if [ "$(nproc)" -lt 2 ]; then
+  echo "this comparison pins the server and the generator to separate cores: needs 2" >&2
+  exit 1
+fi
+
+echo "== building release"
+cargo build --release --quiet
+pollchat=target/release/pollchat
+
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for_port() {  # waits up to 10 s for 127.0.0.1:PORT to accept connections
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "server on port $1 did not start" >&2; exit 1
+}
+
+start_server() {  # start_server pollchat|redis PORT: starts it pinned to core 0
+  case "$1" in
+    pollchat)
+      taskset -c 0 "$pollchat" --bind "127.0.0.1:$2" --rate 0 --quiet-joins --log-level warn \
+        2>>"$out/pollchat.log" &
+      ;;
+    redis)
+      taskset -c 0 redis-server --port "$2" --bind 127.0.0.1 --save '' --appendonly no \
+        --maxclients $((idle_conns + 1000)) --daemonize no >>"$out/redis.log" 2>&1 &
+      ;;
+  esac
+  server_pid=$!
+  wait_for_port "$2"
+}
+
+run() {  # run SCENARIO PROTO BENCH_ARGS...: one fresh server, one generator run, one JSON line
+  local scenario=$1 proto=$2; shift 2
+  local port; port=$(free_port)
+  start_server "$proto" "$port"
+  echo "== $scenario: $proto"
+  taskset -c 1 "$pollchat" bench --json --proto "$proto" --target "127.0.0.1:$port" \
+    --server-pid "$server_pid" --threads 1 "$@" \
+    | python3 -c 'import json, sys; r = json.load(sys.stdin); r["scenario"] = sys.argv[1]; print(json.dumps(r))' "$scenario" \
+    | tee -a "$out/results.jsonl"
+  cleanup
+  server_pid=""
+}
+
+: > "$out/results.jsonl"
+for proto in pollchat redis; do
+  run idle "$proto" --conns "$idle_conns" --senders 1 --rate 1 --duration 0 --hold 2
+  run fanout "$proto" --conns $((receivers + 1)) --senders 1 --rate max --window 64 \
+    --duration "$duration" --hold 0.5
+done
+
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+runs = {(r["scenario"], r["proto"]): r for r in map(json.loads, open(f"{out}/results.jsonl"))}
+rows = [
+    ("fanout", "deliveries per second", "deliveries_per_sec", "{:,.0f}", "higher is better"),
+    ("fanout", "p99 latency (ms)", "latency_us_p99", "{:.2f}", "lower is better"),
+    ("fanout", "p50 latency (ms)", "latency_us_p50", "{:.2f}", "lower is better"),
+    ("fanout", "server CPU during traffic (s)", "server_cpu_secs", "{:.2f}", "near the traffic time: server-bound"),
+    ("fanout", "generator CPU (s)", "generator_cpu_secs", "{:.2f}", "near the run time: generator-bound"),
+    ("fanout", "traffic time (s)", "traffic_secs", "{:.2f}", ""),
+    ("idle", "RSS per idle connection (bytes)", "rss_bytes_per_conn", "{:,.0f}", "lower is better"),
+]
+lines = ["| scenario | measure | pollchat | Redis | pollchat/Redis | |", "|---|---|---|---|---|---|"]
+chart = []
+for scenario, name, key, fmt, note in rows:
+    p, r = runs[(scenario, "pollchat")][key], runs[(scenario, "redis")][key]
+    if key.startswith("latency"):
+        p, r = p / 1000, r / 1000
+    ratio = p / r if r else float("nan")
+    lines.append(f"| {scenario} | {name} | {fmt.format(p)} | {fmt.format(r)} | {ratio:.2f} | {note} |")
+    if key in ("deliveries_per_sec", "latency_us_p99", "rss_bytes_per_conn"):
+        chart.append((name, p, r))
+for scenario in ("idle", "fanout"):
+    for proto in ("pollchat", "redis"):
+        r = runs[(scenario, proto)]
+        lines.append(f"<!-- {scenario}/{proto}: {r['established']} established, {r['failed']} failed, "
+                     f"{r['delivered']} of {r['expected']} delivered -->")
+table = "\n".join(lines)
+open(f"{out}/results.md", "w").write(table + "\n")
+with open(f"{out}/chart.dat", "w") as f:
+    for name, p, r in chart:
+        f.write(f'"{name}" {p} {r}\n')
+print()
+print(table)
+PY
+
+gnuplot <<GP
+set terminal pngcairo size 900,320 font ",9"
+set output "$out/compare.png"
+set multiplot layout 1,3 title "pollchat vs Redis pub/sub (server on one core, generator on the other)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set key below horizontal
+set yrange [0:*]
+set xtics format ""
+do for [i=0:2] {
+  set title word("deliveries/s p99-latency-ms RSS-bytes-per-idle-conn", i+1)
+  plot "$out/chart.dat" every ::i::i using 2 title "pollchat" lc rgb "#3366cc", \
+       "" every ::i::i using 3 title "Redis" lc rgb "#cc3333"
+}
+unset multiplot
+GP
+echo
+echo "results: $out/results.jsonl, $out/results.md, $out/compare.png"
