@@ -34,79 +34,28 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-cd "$(dirname "$0")/.."
+[ -n "$out" ] && out=$(realpath -m "$out")  # before lib.sh moves to the repository root
+source "$(dirname "$0")/lib.sh"
 out="${out:-target/bench/compare-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
-
-need() {  # need COMMAND DEBIAN_PACKAGE
-  command -v "$1" >/dev/null && return
-  if [ "$(id -u)" = 0 ]; then
-    echo "== installing $2"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }
-  else
-    echo "$1 is missing: install the Debian package $2" >&2; exit 1
-  fi
-}
 need redis-server redis-server
 need gnuplot gnuplot-nox
 need taskset util-linux
 need python3 python3
-
-if [ "$(nproc)" -lt 2 ]; then
-  echo "this comparison pins the server and the generator to separate cores: needs 2" >&2
-  exit 1
-fi
-
-echo "== building release"
-cargo build --release --quiet
-pollchat=target/release/pollchat
-
-server_pid=""
-cleanup() {
-  if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_for_port() {  # waits up to 10 s for 127.0.0.1:PORT to accept connections
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "server on port $1 did not start" >&2; exit 1
-}
-
-start_server() {  # start_server pollchat|redis PORT: starts it pinned to core 0
-  case "$1" in
-    pollchat)
-      taskset -c 0 "$pollchat" --bind "127.0.0.1:$2" --rate 0 --quiet-joins --log-level warn \
-        2>>"$out/pollchat.log" &
-      ;;
-    redis)
-      taskset -c 0 redis-server --port "$2" --bind 127.0.0.1 --save '' --appendonly no \
-        --maxclients $((idle_conns + 1000)) --daemonize no >>"$out/redis.log" 2>&1 &
-      ;;
-  esac
-  server_pid=$!
-  wait_for_port "$2"
-}
+need_two_cores
+build_release
 
 run() {  # run SCENARIO PROTO BENCH_ARGS...: one fresh server, one generator run, one JSON line
-  local scenario=$1 proto=$2; shift 2
-  local port; port=$(free_port)
-  start_server "$proto" "$port"
+  local scenario=$1 proto=$2
+  shift 2
+  local port
+  port=$(free_port)
+  start_server "$proto" "$port" "$out/$proto.log"
   echo "== $scenario: $proto"
-  taskset -c 1 "$pollchat" bench --json --proto "$proto" --target "127.0.0.1:$port" \
-    --server-pid "$server_pid" --threads 1 "$@" \
+  bench "$proto" "$port" "$@" \
     | python3 -c 'import json, sys; r = json.load(sys.stdin); r["scenario"] = sys.argv[1]; print(json.dumps(r))' "$scenario" \
     | tee -a "$out/results.jsonl"
-  cleanup
-  server_pid=""
+  stop_server
 }
 
 : > "$out/results.jsonl"
