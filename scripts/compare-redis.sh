@@ -13,6 +13,8 @@ Scenarios (the same names as scripts/bench-connections.sh):
   idle     N idle connections (--idle-conns, default 10000): server memory per connection
   fanout   1 sender, --receivers receivers (default 1000), 64-byte lines as fast as the
            server takes them (window of 64 lines in flight): deliveries/s and latency
+  chatty   500 clients each sending 5 lines/s and receiving everyone else's (Redis clients
+           publish on one connection and subscribe on a second): latency under chat load
 
 Needs: cargo, taskset, python3, gnuplot (installed from Debian if missing, as root), and
 redis-server (the same). Uses loopback only; every run is bounded in time.
@@ -63,6 +65,8 @@ for proto in pollchat redis; do
   run idle "$proto" --conns "$idle_conns" --senders 1 --rate 1 --duration 0 --hold 2
   run fanout "$proto" --conns $((receivers + 1)) --senders 1 --rate max --window 64 \
     --duration "$duration" --hold 0.5
+  run chatty "$proto" --conns 500 --senders 500 --senders-receive --rate 2500 \
+    --duration "$duration" --hold 0.5
 done
 
 python3 - "$out" <<'PY'
@@ -76,6 +80,10 @@ rows = [
     ("fanout", "server CPU during traffic (s)", "server_cpu_secs", "{:.2f}", "near the traffic time: server-bound"),
     ("fanout", "generator CPU (s)", "generator_cpu_secs", "{:.2f}", "near the run time: generator-bound"),
     ("fanout", "traffic time (s)", "traffic_secs", "{:.2f}", ""),
+    ("chatty", "deliveries per second", "deliveries_per_sec", "{:,.0f}", "fixed by the load"),
+    ("chatty", "p99 latency (ms)", "latency_us_p99", "{:.2f}", "lower is better"),
+    ("chatty", "p50 latency (ms)", "latency_us_p50", "{:.2f}", "lower is better"),
+    ("chatty", "server CPU during traffic (s)", "server_cpu_secs", "{:.2f}", "lower is better"),
     ("idle", "RSS per idle connection (bytes)", "rss_bytes_per_conn", "{:,.0f}", "lower is better"),
 ]
 lines = ["| scenario | measure | pollchat | Redis | pollchat/Redis | |", "|---|---|---|---|---|---|"]
@@ -88,7 +96,7 @@ for scenario, name, key, fmt, note in rows:
     lines.append(f"| {scenario} | {name} | {fmt.format(p)} | {fmt.format(r)} | {ratio:.2f} | {note} |")
     if key in ("deliveries_per_sec", "latency_us_p99", "rss_bytes_per_conn"):
         chart.append((name, p, r))
-for scenario in ("idle", "fanout"):
+for scenario in ("idle", "fanout", "chatty"):
     for proto in ("pollchat", "redis"):
         r = runs[(scenario, proto)]
         lines.append(f"<!-- {scenario}/{proto}: {r['established']} established, {r['failed']} failed, "

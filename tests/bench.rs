@@ -157,3 +157,61 @@ fn bench_drives_redis_pub_sub_with_exact_counts() {
     assert!(report.sent >= 100, "{}", report.summary());
     assert_eq!(report.delivered, report.sent * 198, "{}", report.summary());
 }
+
+/// Chatters (every client sends and receives): each line reaches every client but its
+/// sender, and the generator expects exactly that.
+#[test]
+fn bench_counts_chatters_exactly() {
+    let server = TestServer::with(|c| c.quiet_joins = true);
+    let addr = server.addr.to_string();
+    let report = bench::run(&bench_args(&[
+        "--target",
+        &addr,
+        "--conns",
+        "50",
+        "--senders",
+        "50",
+        "--senders-receive",
+        "--rate",
+        "250",
+        "--duration",
+        "0.5",
+        "--hold",
+        "0",
+    ]))
+    .expect("bench runs");
+    assert_eq!(report.established, 50, "{}", report.summary());
+    assert!(report.sent >= 50, "{}", report.summary());
+    assert_eq!(report.expected, report.sent * 49);
+    assert_eq!(report.delivered, report.expected, "{}", report.summary());
+}
+
+/// Redis chatters publish on one connection and listen on a second, subscribed one.
+#[test]
+fn bench_counts_redis_chatters_with_companion_subscriptions() {
+    let Some(redis) = common::RedisServer::start() else {
+        return;
+    };
+    let addr = redis.addr.to_string();
+    let report = bench::run(&bench_args(&[
+        "--proto",
+        "redis",
+        "--target",
+        &addr,
+        "--conns",
+        "50",
+        "--senders",
+        "50",
+        "--senders-receive",
+        "--rate",
+        "250",
+        "--duration",
+        "0.5",
+        "--hold",
+        "0",
+    ]))
+    .expect("bench runs");
+    assert_eq!(report.established, 100, "{}", report.summary());
+    assert_eq!(report.receivers, 50);
+    assert_eq!(report.delivered, report.sent * 50, "{}", report.summary());
+}

@@ -88,6 +88,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "LINES_PER_SEC", default_value = "max")]
     pub rate: Rate,
 
+    /// Senders are chatters too: count the lines they receive. For Redis each sender then
+    /// gets a second, subscribed connection (a subscribed connection cannot PUBLISH)
+    #[arg(long)]
+    pub senders_receive: bool,
+
     /// With --rate max: lines each sender may have in flight
     #[arg(long, value_name = "LINES", default_value_t = 64)]
     pub window: u64,
@@ -292,8 +297,15 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
             "--threads must be 1 to {cores} (the number of cores)"
         ));
     }
-    if args.senders >= args.conns {
-        return Err("--senders must be fewer than --conns (someone has to receive)".into());
+    if args.senders > args.conns || (args.senders == args.conns && !args.senders_receive) {
+        return Err(
+            "--senders must be fewer than --conns (someone has to receive), \
+             or equal with --senders-receive"
+                .into(),
+        );
+    }
+    if args.rate == Rate::Max && args.senders == args.conns {
+        return Err("--rate max needs at least one pure receiver to pace the window".into());
     }
     if args.source_ips == 0 || (args.source_ips > 1 && !args.target.ip().is_loopback()) {
         return Err("--source-ips spreads over 127.0.0.x: only for a loopback --target".into());
@@ -316,6 +328,13 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         },
     };
     let rss_before = args.server_pid.and_then(rss_kib);
+    // Redis chatters need a subscribed connection besides the one they publish on.
+    let companions = if args.senders_receive && args.proto == Proto::Redis {
+        args.senders
+    } else {
+        0
+    };
+    let total = args.conns + companions;
     let shared = Arc::new(Shared::new(args.senders));
     let workers: Vec<_> = (0..args.threads)
         .map(|worker| {
@@ -323,7 +342,9 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
                 target: args.target,
                 proto: args.proto,
                 conns: args.conns,
+                total,
                 senders: args.senders,
+                senders_receive: args.senders_receive,
                 threads: args.threads,
                 worker,
                 connect_rate: args.connect_rate / args.threads as f64,
@@ -337,14 +358,14 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         .collect();
 
     // 1. Connect, bounded by twice the paced time plus ten seconds.
-    let connect_limit = Duration::from_secs_f64(2.0 * args.conns as f64 / args.connect_rate)
-        + Duration::from_secs(10);
+    let connect_limit =
+        Duration::from_secs_f64(2.0 * total as f64 / args.connect_rate) + Duration::from_secs(10);
     let settled = |s: &Shared| {
         s.established.load(Ordering::Relaxed)
             + s.refused.load(Ordering::Relaxed)
             + s.failed.load(Ordering::Relaxed)
     };
-    let connect_secs = wait_until(connect_limit, || settled(&shared) >= args.conns);
+    let connect_secs = wait_until(connect_limit, || settled(&shared) >= total);
 
     // 2. Hold.
     shared.phase.store(phase::HOLD, Ordering::Release);
@@ -360,7 +381,14 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
     // 4. Drain: stop sending, wait for what is in flight.
     shared.phase.store(phase::DRAIN, Ordering::Release);
     let receivers = shared.receivers_established.load(Ordering::Relaxed) as u64;
-    let expected = || shared.sent.load(Ordering::Relaxed) * receivers;
+    let established = shared.established.load(Ordering::Relaxed) as u64;
+    // Every line reaches every receiver; pollchat chatters also get every line but their own.
+    let per_line = if args.senders_receive && args.proto == Proto::Pollchat {
+        established.saturating_sub(1)
+    } else {
+        receivers
+    };
+    let expected = || shared.sent.load(Ordering::Relaxed) * per_line;
     wait_until(DRAIN_LIMIT, || {
         shared.delivered.load(Ordering::Relaxed) >= expected()
     });

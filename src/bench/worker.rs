@@ -82,7 +82,11 @@ pub struct Plan {
     pub target: SocketAddr,
     pub proto: Proto,
     pub conns: usize,
+    /// `conns` plus, for Redis chatters, one subscribed companion per sender.
+    pub total: usize,
     pub senders: usize,
+    /// Senders count the lines they receive too (see `--senders-receive`).
+    pub senders_receive: bool,
     pub threads: usize,
     pub worker: usize,
     /// Connects per second for this worker.
@@ -146,7 +150,7 @@ pub fn run(plan: &Plan, shared: &Shared) -> io::Result<Histogram<u64>> {
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut traffic_started = false;
     let mut scratch = vec![0u8; 64 * 1024];
-    let mine: Vec<usize> = (plan.worker..plan.conns).step_by(plan.threads).collect();
+    let mine: Vec<usize> = (plan.worker..plan.total).step_by(plan.threads).collect();
     let connect_interval = Duration::from_secs_f64(1.0 / plan.connect_rate.max(1e-3));
     let mut next_connect = Instant::now();
 
@@ -215,8 +219,9 @@ fn role(plan: &Plan, index: usize) -> Role {
     if index < plan.senders {
         Role::Sender(u32::try_from(index).unwrap_or(u32::MAX))
     } else {
+        // The probe is the first pure receiver (companion subscriptions come after `conns`).
         Role::Receiver {
-            probe: index == plan.senders,
+            probe: index == plan.senders && index < plan.conns,
         }
     }
 }
@@ -312,7 +317,7 @@ fn service(
                 conn.state = State::Done;
                 return;
             }
-            Incoming::Line(stamp) => receive(conn.role, stamp, shared, latency),
+            Incoming::Line(stamp) => receive(conn.role, plan, stamp, shared, latency),
             _ => {}
         }
     }
@@ -341,9 +346,12 @@ fn lost(conn: &mut Conn, shared: &Shared) {
 }
 
 /// A benchmark line reached a receiver: count it, time it, acknowledge it (probe only).
-fn receive(role: Role, stamp: Stamp, shared: &Shared, latency: &mut Histogram<u64>) {
-    let Role::Receiver { probe } = role else {
-        return; // a pollchat sender hears the other senders; not a delivery we measure
+fn receive(role: Role, plan: &Plan, stamp: Stamp, shared: &Shared, latency: &mut Histogram<u64>) {
+    let probe = match role {
+        Role::Receiver { probe } => probe,
+        Role::Sender(_) if plan.senders_receive => false,
+        // A pollchat sender hears the other senders; not a delivery measured in this run.
+        Role::Sender(_) => return,
     };
     let phase = shared.phase();
     if phase != phase::TRAFFIC && phase != phase::DRAIN {
