@@ -8,26 +8,35 @@ set -euo pipefail
 
 usage() {
   cat <<'USAGE'
-usage: scripts/bench-connections.sh [--counts "100 1000 ..."] [--rate LINES_PER_SEC]
-                                    [--duration SECS] [--out DIR]
+usage: scripts/bench-connections.sh [--scenario idle|fanout|chatty] [--counts "100 1000 ..."]
+                                    [--rate LINES_PER_SEC] [--duration SECS] [--out DIR]
 
+  --scenario   the traffic at each count, named as in scripts/compare-redis.sh:
+                 idle    none: connections and memory only
+                 fanout  one sender, --rate lines/s to everyone (default)
+                 chatty  every client sends 5 lines/s and receives everyone else's (N x 5
+                         lines/s x N deliveries: past a few thousand clients, far more than
+                         one core can deliver, and the report says how much arrived)
   --counts     connection counts to measure (default: 100 1000 5000 10000, and the most the
                open-file limit allows both processes, minus a reserve)
-  --rate       lines per second from the one sender during the fan-out (default 20: each
-               line goes to every connection, so this is 20 x N deliveries per second)
-  --duration   seconds of fan-out per count (default 3)
+  --rate       fanout: lines per second from the sender (default 20: each line goes to
+               every connection, so this is 20 x N deliveries per second); "max" for as fast
+               as the server takes them
+  --duration   seconds of traffic per count (default 3)
 
 For each count: connect rate, server RSS per idle connection, fan-out latency (p50, p99),
 deliveries per second, failures. Uses loopback only; every run is bounded in time.
 USAGE
 }
 
+scenario=fanout
 counts=""
 rate=20
 duration=3
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --scenario) scenario="$2"; shift 2 ;;
     --counts) counts="$2"; shift 2 ;;
     --rate) rate="$2"; shift 2 ;;
     --duration) duration="$2"; shift 2 ;;
@@ -37,6 +46,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+case "$scenario" in
+  idle|fanout|chatty) ;;
+  *) echo "unknown scenario: $scenario" >&2; usage >&2; exit 2 ;;
+esac
 [ -n "$out" ] && out=$(realpath -m "$out")  # before lib.sh moves to the repository root
 source "$(dirname "$0")/lib.sh"
 out="${out:-target/bench/connections-$(date -u +%Y%m%dT%H%M%SZ)}"
@@ -72,9 +85,14 @@ for n in $counts; do
   sources=$(( n / (ports - 1000) + 1 ))
   port=$(free_port)
   start_server pollchat "$port" "$out/pollchat.log"
-  echo "== $n connections"
-  bench pollchat "$port" --conns "$n" --senders 1 --rate "$rate" --duration "$duration" \
-    --hold 1 --source-ips "$sources" | tee -a "$out/results.jsonl" \
+  echo "== $n connections ($scenario)"
+  case "$scenario" in
+    idle) traffic=(--senders 1 --duration 0) ;;
+    fanout) traffic=(--senders 1 --rate "$rate" --duration "$duration") ;;
+    chatty) traffic=(--senders "$n" --senders-receive --rate $((5 * n)) --duration "$duration") ;;
+  esac
+  bench pollchat "$port" --conns "$n" "${traffic[@]}" --hold 1 --source-ips "$sources" \
+    | tee -a "$out/results.jsonl" \
     | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
@@ -89,7 +107,7 @@ done
 gnuplot <<GP
 set terminal pngcairo size 800,420 font ",9"
 set output "$out/connections.png"
-set title "pollchat: memory and fan-out latency by connection count (${rate} lines/s to everyone)"
+set title "pollchat: memory and p99 latency by connection count (scenario: $scenario)"
 set datafile separator ","
 set key top left
 set logscale x

@@ -151,6 +151,9 @@ pub struct Report {
     /// The server's CPU time (user + system) during the traffic and drain phases, seconds
     /// (with `--server-pid`). Close to `traffic_secs`: the server's core was the limit.
     pub server_cpu_secs: Option<f64>,
+    /// The generator's own CPU time during the traffic and drain phases, seconds. Near
+    /// `traffic_secs × threads`, the generator was the limit (see [`Report::generator_bound`]).
+    pub traffic_cpu_secs: f64,
     /// The generator's own CPU time (user + system), seconds, and the run's wall time.
     pub cpu_secs: f64,
     pub wall_secs: f64,
@@ -163,6 +166,13 @@ impl Report {
 
     pub fn connect_rate(&self) -> f64 {
         self.established as f64 / self.connect_secs.max(1e-9)
+    }
+
+    /// The generator's threads were busy at least 90% of the traffic: what it measured is
+    /// a lower bound for the server.
+    pub fn generator_bound(&self) -> bool {
+        self.traffic_secs > 0.0
+            && self.traffic_cpu_secs >= 0.9 * self.traffic_secs * self.threads as f64
     }
 
     /// Server memory per idle connection, in bytes.
@@ -233,9 +243,16 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "generator CPU: {:.2} s over {:.2} s wall ({} threads)",
-            self.cpu_secs, self.wall_secs, self.threads
+            "generator CPU: {:.2} s during the traffic, {:.2} s in all over {:.2} s ({} threads)",
+            self.traffic_cpu_secs, self.cpu_secs, self.wall_secs, self.threads
         );
+        if self.generator_bound() {
+            let _ = writeln!(
+                s,
+                "note: the generator was busy for over 90% of the traffic: the figures above are \
+                 a lower bound for the server (try more --threads, on more cores)"
+            );
+        }
         s
     }
 
@@ -264,7 +281,8 @@ impl Report {
              \"window\":{},\"size\":{},\"traffic_secs\":{:.3},\"sent\":{},\"delivered\":{},\
              \"expected\":{},\"deliveries_per_sec\":{:.1},\"latency_us_p50\":{p50},\
              \"latency_us_p99\":{p99},\"latency_us_p999\":{p999},\"latency_us_max\":{max},\
-             {rss}{server_cpu}\"generator_cpu_secs\":{:.3},\"wall_secs\":{:.3}}}",
+             {rss}{server_cpu}\"generator_traffic_cpu_secs\":{:.3},\
+             \"generator_bound\":{},\"generator_cpu_secs\":{:.3},\"wall_secs\":{:.3}}}",
             format!("{:?}", self.proto).to_lowercase(),
             self.conns,
             self.threads,
@@ -283,6 +301,8 @@ impl Report {
             self.delivered,
             self.expected,
             self.deliveries_per_sec(),
+            self.traffic_cpu_secs,
+            self.generator_bound(),
             self.cpu_secs,
             self.wall_secs,
         )
@@ -372,10 +392,13 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
     thread::sleep(Duration::from_secs_f64(args.hold.max(0.0)));
     let rss_idle = args.server_pid.and_then(rss_kib);
 
-    // 3. Traffic.
-    shared.phase.store(phase::TRAFFIC, Ordering::Release);
+    // 3. Traffic (none at all for `--duration 0`: a memory-only run sends nothing).
+    if args.duration > 0.0 {
+        shared.phase.store(phase::TRAFFIC, Ordering::Release);
+    }
     let traffic_started = Instant::now();
     let server_cpu_before = args.server_pid.and_then(cpu_secs);
+    let own_cpu_at_traffic = own_cpu_secs();
     thread::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
 
     // 4. Drain: stop sending, wait for what is in flight.
@@ -393,6 +416,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         shared.delivered.load(Ordering::Relaxed) >= expected()
     });
     let traffic_secs = traffic_started.elapsed().as_secs_f64();
+    let traffic_cpu_secs = own_cpu_secs() - own_cpu_at_traffic;
     let server_cpu_secs = match (server_cpu_before, args.server_pid.and_then(cpu_secs)) {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
@@ -446,6 +470,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
             _ => None,
         },
         server_cpu_secs,
+        traffic_cpu_secs,
         cpu_secs: own_cpu_secs() - cpu_before,
         wall_secs: started.elapsed().as_secs_f64(),
     })
