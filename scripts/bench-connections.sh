@@ -76,7 +76,7 @@ fi
 build_release
 
 csv="$out/connections.csv"
-echo "conns,established,failed,connect_per_sec,rss_bytes_per_conn,p50_ms,p99_ms,deliveries_per_sec,delivered,expected,server_cpu_secs" >"$csv"
+echo "conns,established,failed,connect_per_sec,rss_bytes_per_conn,p50_ms,p99_ms,deliveries_per_sec,delivered,expected,server_cpu_secs,server_idle_cpu_secs,hold_secs" >"$csv"
 for n in $counts; do
   if [ "$n" -gt "$most" ]; then
     echo "skipping $n: over what the open-file limit allows ($most)" >&2
@@ -91,14 +91,15 @@ for n in $counts; do
     fanout) traffic=(--senders 1 --rate "$rate" --duration "$duration") ;;
     chatty) traffic=(--senders "$n" --senders-receive --rate $((5 * n)) --duration "$duration") ;;
   esac
-  bench pollchat "$port" --conns "$n" "${traffic[@]}" --hold 1 --source-ips "$sources" \
+  bench pollchat "$port" --conns "$n" "${traffic[@]}" --hold 3 --source-ips "$sources" \
     | tee -a "$out/results.jsonl" \
     | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
 print(",".join(str(x) for x in [r["conns"], r["established"], r["failed"], round(r["connect_rate"]),
       round(r["rss_bytes_per_conn"]), r["latency_us_p50"] / 1000, r["latency_us_p99"] / 1000,
-      round(r["deliveries_per_sec"]), r["delivered"], r["expected"], r.get("server_cpu_secs", "")]))
+      round(r["deliveries_per_sec"]), r["delivered"], r["expected"], r.get("server_cpu_secs", ""),
+      r.get("server_hold_cpu_secs", ""), round(r.get("hold_secs", 0), 2)]))
 ' >>"$csv"
   stop_server
   tail -1 "$csv"

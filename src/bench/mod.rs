@@ -148,6 +148,10 @@ pub struct Report {
     pub latency_us: [u64; 4],
     /// Server RSS in KiB before connecting, with every connection idle, at the end.
     pub rss_kib: Option<[u64; 3]>,
+    /// The server's CPU time while every connection sat idle (the hold), seconds, and the
+    /// hold's length: near zero means the loop sleeps when there is nothing to do.
+    pub server_hold_cpu_secs: Option<f64>,
+    pub hold_secs: f64,
     /// The server's CPU time (user + system) during the traffic and drain phases, seconds
     /// (with `--server-pid`). Close to `traffic_secs`: the server's core was the limit.
     pub server_cpu_secs: Option<f64>,
@@ -234,6 +238,13 @@ impl Report {
                 self.established
             );
         }
+        if let Some(hold_cpu) = self.server_hold_cpu_secs {
+            let _ = writeln!(
+                s,
+                "server CPU while idle: {hold_cpu:.2} s over {:.2} s",
+                self.hold_secs
+            );
+        }
         if let Some(server_cpu) = self.server_cpu_secs {
             let _ = writeln!(
                 s,
@@ -270,9 +281,16 @@ impl Report {
             ),
             None => String::new(),
         };
-        let server_cpu = self
+        let mut server_cpu = self
             .server_cpu_secs
             .map_or(String::new(), |c| format!("\"server_cpu_secs\":{c:.3},"));
+        if let Some(c) = self.server_hold_cpu_secs {
+            let _ = write!(
+                server_cpu,
+                "\"server_hold_cpu_secs\":{c:.3},\"hold_secs\":{:.3},",
+                self.hold_secs
+            );
+        }
         let [p50, p99, p999, max] = self.latency_us;
         format!(
             "{{\"proto\":\"{}\",\"conns\":{},\"threads\":{},\"established\":{},\
@@ -389,7 +407,14 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
 
     // 2. Hold.
     shared.phase.store(phase::HOLD, Ordering::Release);
+    let server_cpu_at_hold = args.server_pid.and_then(cpu_secs);
+    let hold_started = Instant::now();
     thread::sleep(Duration::from_secs_f64(args.hold.max(0.0)));
+    let hold_secs = hold_started.elapsed().as_secs_f64();
+    let server_hold_cpu_secs = match (server_cpu_at_hold, args.server_pid.and_then(cpu_secs)) {
+        (Some(before), Some(after)) => Some(after - before),
+        _ => None,
+    };
     let rss_idle = args.server_pid.and_then(rss_kib);
 
     // 3. Traffic (none at all for `--duration 0`: a memory-only run sends nothing).
@@ -469,6 +494,8 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
             (Some(b), Some(i), Some(e)) => Some([b, i, e]),
             _ => None,
         },
+        server_hold_cpu_secs,
+        hold_secs,
         server_cpu_secs,
         traffic_cpu_secs,
         cpu_secs: own_cpu_secs() - cpu_before,
