@@ -72,7 +72,9 @@ impl LineFramer {
     /// the normal state of a stream, not an error).
     pub fn next_frame(&mut self) -> Option<Frame> {
         loop {
-            let newline = self.buf[self.scanned..].iter().position(|&b| b == b'\n');
+            // memchr compares 16 or 32 bytes per instruction; a byte loop was a quarter of
+            // the framing benchmark.
+            let newline = memchr::memchr(b'\n', &self.buf[self.scanned..]);
             let Some(offset) = newline else {
                 self.scanned = self.buf.len();
                 let pending = self.buf.len() - self.start;
