@@ -178,8 +178,7 @@ pub fn run(plan: &Plan, shared: &Shared) -> io::Result<Histogram<u64>> {
                 .filter(|c| c.state == State::Ready);
             for conn in ready {
                 if !traffic_started {
-                    // Paced senders start their schedule now, not when they connected.
-                    conn.next_send = now;
+                    conn.next_send = first_send(conn.role, plan, now);
                 }
                 produce(conn, plan, shared, now);
             }
@@ -386,6 +385,18 @@ fn receive(
         acked.fetch_max(stamp.seq + 1, Ordering::Relaxed);
     }
     true
+}
+
+/// When a paced sender sends its first line: staggered evenly over one interval. Started
+/// together, 500 chatters would send in lockstep bursts of 500 lines every interval, and the
+/// latency measured would be that of the bursts the generator made, not of the server.
+fn first_send(role: Role, plan: &Plan, now: Instant) -> Instant {
+    match (role, plan.load) {
+        (Role::Sender(sender), Load::Paced { interval }) => {
+            now + interval.mul_f64(f64::from(sender) / plan.senders.max(1) as f64)
+        }
+        _ => now,
+    }
 }
 
 /// Lets a sender send what its load allows now, then flushes.
