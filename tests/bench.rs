@@ -215,3 +215,35 @@ fn bench_counts_redis_chatters_with_companion_subscriptions() {
     assert_eq!(report.receivers, 50);
     assert_eq!(report.delivered, report.sent * 50, "{}", report.summary());
 }
+
+/// `--source-ips` spreads connections over 127.0.0.1, 127.0.0.2, ...: all of them get in, and
+/// the server's log shows them arriving from the extra addresses.
+#[test]
+fn bench_spreads_connections_over_source_addresses() {
+    let mut server = common::ServerProcess::start(&["--quiet-joins", "--rate", "0"]);
+    let addr = server.addr.to_string();
+    let report = bench::run(&bench_args(&[
+        "--target",
+        &addr,
+        "--conns",
+        "60",
+        "--source-ips",
+        "3",
+        "--rate",
+        "50",
+        "--duration",
+        "0.3",
+        "--hold",
+        "0",
+    ]))
+    .expect("bench runs");
+    assert_eq!(report.established, 60, "{}", report.summary());
+    assert_eq!(report.failed, 0);
+    assert_eq!(report.delivered, report.expected, "{}", report.summary());
+    // Connections are made in order, round-robin over the sources.
+    let log = server.log_until("127.0.0.3:");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("127.0.0.2:") && l.contains("connected as"))
+    );
+}
