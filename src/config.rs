@@ -24,6 +24,8 @@ pub struct Config {
     pub max_output: usize,
     /// Most clients in the room at once; `None` derives it from the open-file limit.
     pub max_clients: Option<usize>,
+    /// Most connections from one client address; `0` means no limit.
+    pub max_per_ip: usize,
     /// Lines per second per client; `0.0` turns flood control off.
     pub rate: f64,
     /// Lines a client may send at once before `rate` applies.
@@ -44,6 +46,7 @@ impl Default for Config {
             max_line: limits::DEFAULT_MAX_LINE,
             max_output: limits::DEFAULT_MAX_OUTPUT,
             max_clients: None,
+            max_per_ip: 0,
             rate: limits::DEFAULT_RATE,
             burst: limits::DEFAULT_BURST,
             idle_timeout: None,
@@ -82,6 +85,10 @@ pub struct Cli {
     /// Most clients at once; more are told "server full" [default: open-file limit minus 32]
     #[arg(long, value_name = "N")]
     pub max_clients: Option<usize>,
+
+    /// Most connections from one address; more are told so and closed (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_per_ip: usize,
 
     /// Lines per second per client before the server stops reading it for a while (0: no limit)
     #[arg(long, value_name = "LINES_PER_SEC", default_value_t = limits::DEFAULT_RATE)]
@@ -124,6 +131,7 @@ impl Cli {
             max_line: self.max_line,
             max_output: self.max_output,
             max_clients: self.max_clients,
+            max_per_ip: self.max_per_ip,
             rate: self.rate.max(0.0),
             burst: self.burst,
             idle_timeout: (self.idle_timeout > 0.0)

@@ -57,6 +57,8 @@ pub enum CloseReason {
     Idle,
     /// Arrived when `--max-clients` were already connected.
     ServerFull,
+    /// Arrived when `--max-per-ip` connections from its address were already connected.
+    TooManyFromAddress,
     /// The server is shutting down.
     Shutdown,
 }
@@ -74,6 +76,7 @@ impl fmt::Display for CloseReason {
             }
             CloseReason::Idle => write!(f, "idle timeout"),
             CloseReason::ServerFull => write!(f, "server full"),
+            CloseReason::TooManyFromAddress => write!(f, "too many connections from its address"),
             CloseReason::Shutdown => write!(f, "server shutting down"),
         }
     }
@@ -129,6 +132,8 @@ pub struct Connection {
     pub on_ready_list: bool,
     /// A `Linger` timer is set for it.
     pub linger_armed: bool,
+    /// Counted in the room's connections per address (it joined; refused ones are not).
+    pub counted_by_address: bool,
     /// Registered for writable events too. True only while output is stuck behind a full
     /// send buffer: a socket with an empty queue that asked for writable events would wake the
     /// loop for nothing.
@@ -159,6 +164,7 @@ impl Connection {
             needs_flush: false,
             on_ready_list: false,
             linger_armed: false,
+            counted_by_address: false,
             writable_interest: false,
         }
     }

@@ -166,6 +166,7 @@ pub fn line_too_long(max_line: usize) -> String {
 
 pub const BYE: &str = "*** bye\n";
 pub const SERVER_FULL: &str = "*** server full, try again later\n";
+pub const TOO_MANY_FROM_ADDRESS: &str = "*** too many connections from your address\n";
 pub const SHUTTING_DOWN: &str = "*** server shutting down\n";
 
 /// `/help`: one `*** ` line per command.
@@ -242,6 +243,7 @@ mod tests {
             line_too_long(1),
             BYE.to_string(),
             SERVER_FULL.to_string(),
+            TOO_MANY_FROM_ADDRESS.to_string(),
             SHUTTING_DOWN.to_string(),
         ] {
             assert!(line.starts_with("*** ") && line.ends_with('\n'), "{line:?}");

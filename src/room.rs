@@ -15,6 +15,7 @@
 //! [`WriteQueue`]: crate::write_queue::WriteQueue
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::rc::Rc;
 
 use log::{debug, info, trace, warn};
@@ -38,6 +39,10 @@ pub struct Room {
     departures: Vec<String>,
     /// Tokens in [`Phase::Closed`], to be removed by [`Room::reap`].
     closed: Vec<usize>,
+    /// Connections per client address, for `--max-per-ip`: counted from `join` until the
+    /// slot is freed in `reap` (a leaving client still holds its descriptor). Addresses
+    /// with none are removed, so the map holds only addresses connected now.
+    per_address: HashMap<IpAddr, usize>,
     next_guest: u64,
     max_output: usize,
     max_line: usize,
@@ -52,6 +57,7 @@ impl Room {
             to_flush: Vec::new(),
             departures: Vec::new(),
             closed: Vec::new(),
+            per_address: HashMap::new(),
             next_guest: 1,
             max_output,
             max_line,
@@ -62,6 +68,11 @@ impl Room {
     /// Clients in the room (not counting those on their way out).
     pub fn members(&self) -> usize {
         self.nicks.len()
+    }
+
+    /// Connections from `addr` that joined and are not yet removed.
+    pub fn connections_from(&self, addr: IpAddr) -> usize {
+        self.per_address.get(&addr).copied().unwrap_or(0)
     }
 
     /// The connection a [`ConnRef`] names, if it is still the same connection.
@@ -75,6 +86,8 @@ impl Room {
         let nick = self.free_guest_nick();
         conn.nick.clone_from(&nick);
         let peer = conn.peer;
+        conn.counted_by_address = true;
+        *self.per_address.entry(peer.ip()).or_insert(0) += 1;
         let token = self.conns.insert(conn);
         self.nicks.insert(protocol::nick_key(&nick), token);
         info!("{peer} connected as {nick} (token {token})");
@@ -85,17 +98,21 @@ impl Room {
         token
     }
 
-    /// A client that arrived over `--max-clients`: it is told so, and closed once that line
-    /// is out. It never joins, so nobody else hears of it.
-    pub fn refuse(&mut self, mut conn: Connection) -> usize {
+    /// A client that arrived over `--max-clients` or `--max-per-ip`: it is told why, and
+    /// closed once that line is out. It never joins, so nobody else hears of it.
+    pub fn refuse(&mut self, mut conn: Connection, reason: CloseReason) -> usize {
+        let line = match reason {
+            CloseReason::TooManyFromAddress => protocol::TOO_MANY_FROM_ADDRESS,
+            _ => protocol::SERVER_FULL,
+        };
         warn!(
-            "{} refused: server full ({} clients)",
+            "{} refused: {reason} ({} clients)",
             conn.peer,
             self.members()
         );
-        conn.phase = Phase::Leaving(CloseReason::ServerFull);
+        conn.phase = Phase::Leaving(reason);
         let token = self.conns.insert(conn);
-        self.send_to(token, protocol::SERVER_FULL);
+        self.send_to(token, line);
         token
     }
 
@@ -307,6 +324,15 @@ impl Room {
     pub fn reap(&mut self, registry: &Registry) {
         for token in std::mem::take(&mut self.closed) {
             let mut conn = self.conns.remove(token);
+            if conn.counted_by_address {
+                let ip = conn.peer.ip();
+                if let Some(count) = self.per_address.get_mut(&ip) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.per_address.remove(&ip);
+                    }
+                }
+            }
             if let Err(e) = registry.deregister(&mut conn.socket) {
                 debug!("token {token}: deregister failed: {e}");
             }

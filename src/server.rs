@@ -362,7 +362,12 @@ impl Server {
         let conn = Connection::new(id, stream, peer, self.config.max_line, bucket, now);
         let conn_ref = ConnRef { token, id };
         if self.room.members() >= self.max_clients {
-            self.room.refuse(conn);
+            self.room.refuse(conn, CloseReason::ServerFull);
+            return;
+        }
+        let per_ip = self.config.max_per_ip;
+        if per_ip > 0 && self.room.connections_from(peer.ip()) >= per_ip {
+            self.room.refuse(conn, CloseReason::TooManyFromAddress);
             return;
         }
         self.room.join(conn);

@@ -31,6 +31,29 @@ fn server_full_refuses_the_extra_client_until_someone_leaves() {
     late.sync();
 }
 
+/// `--max-per-ip`: a client over the limit for its address is told so and closed; other
+/// addresses are not affected; when a client from the address leaves, there is room again.
+#[test]
+fn connections_over_the_per_address_limit_are_refused() {
+    let server = TestServer::with(|c| {
+        c.max_per_ip = 2;
+        c.quiet_joins = true;
+    });
+    let mut first = server.connect();
+    let _second = server.connect();
+    let mut third = Client::raw(server.addr);
+    assert_eq!(
+        third.read_to_eof(),
+        vec!["*** too many connections from your address".to_string()]
+    );
+    let mut other = Client::raw_from(server.addr, [127, 0, 0, 2].into());
+    other.read_welcome();
+    first.send("/quit");
+    first.read_to_eof();
+    let mut again = server.connect();
+    again.sync();
+}
+
 /// Sends `count` numbered lines of about 200 bytes from `sender` in a thread.
 fn send_numbered(mut sender: Client, count: usize) -> thread::JoinHandle<Client> {
     thread::spawn(move || {

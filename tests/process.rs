@@ -154,6 +154,7 @@ fn help_documents_every_flag_with_its_default() {
         ("--max-line", "4096"),
         ("--max-output", "1M"),
         ("--max-clients", "open-file limit minus 32"),
+        ("--max-per-ip", "0"),
         ("--rate", "10"),
         ("--burst", "20"),
         ("--idle-timeout", "0"),

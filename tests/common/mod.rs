@@ -152,6 +152,18 @@ impl Client {
         client
     }
 
+    /// Connects from a chosen loopback source address (127.0.0.2, ...), without reading.
+    pub fn raw_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        socket
+            .bind(&SocketAddr::new(source, 0).into())
+            .expect("bind source address");
+        socket
+            .connect(&addr.into())
+            .expect("connect to test server");
+        Client::from_stream(socket.into())
+    }
+
     fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
         stream.set_nodelay(true).expect("nodelay");
