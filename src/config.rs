@@ -34,6 +34,8 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Do not announce joins and leaves.
     pub quiet_joins: bool,
+    /// Answer `stats` datagrams on this UDP address with the counters as JSON.
+    pub stats_udp: Option<SocketAddr>,
     /// Turn SIGINT/SIGTERM into a graceful shutdown. Only one server per process may, so
     /// the binary sets it and in-process tests do not.
     pub handle_signals: bool,
@@ -51,6 +53,7 @@ impl Default for Config {
             burst: limits::DEFAULT_BURST,
             idle_timeout: None,
             quiet_joins: false,
+            stats_udp: None,
             handle_signals: false,
         }
     }
@@ -106,6 +109,10 @@ pub struct Cli {
     #[arg(long)]
     pub quiet_joins: bool,
 
+    /// Answer the UDP datagram "stats" on this address with the server's counters as JSON
+    #[arg(long, value_name = "ADDR")]
+    pub stats_udp: Option<SocketAddr>,
+
     /// Log level: off, error, warn, info, debug or trace (trace logs every line)
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: LevelFilter,
@@ -137,6 +144,7 @@ impl Cli {
             idle_timeout: (self.idle_timeout > 0.0)
                 .then(|| Duration::from_secs_f64(self.idle_timeout)),
             quiet_joins: self.quiet_joins,
+            stats_udp: self.stats_udp,
             handle_signals: true,
         }
     }

@@ -63,6 +63,23 @@ pub enum CloseReason {
     Shutdown,
 }
 
+impl CloseReason {
+    /// A short name for counting disconnects by reason.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CloseReason::Quit(_) => "quit",
+            CloseReason::PeerClosed => "closed",
+            CloseReason::Failed(io::ErrorKind::ConnectionReset) => "reset",
+            CloseReason::Failed(_) => "error",
+            CloseReason::TooSlow { .. } => "too_slow",
+            CloseReason::Idle => "idle",
+            CloseReason::ServerFull => "server_full",
+            CloseReason::TooManyFromAddress => "too_many_from_address",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
+}
+
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

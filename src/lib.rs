@@ -18,6 +18,7 @@
 //! - [`write_queue`]: a client's unsent output and the partial-write bookkeeping.
 //! - [`rate_limit`]: the token bucket behind `--rate`.
 //! - [`timers`]: deadlines kept in a heap and turned into the poll timeout.
+//! - [`stats`]: the loop's counters, reported as JSON on a UDP socket in the same poll.
 //! - [`config`], [`limits`]: the command line, and every bound with its reason.
 //! - [`os`]: listening sockets and the open-file limit.
 //! - [`logging`], [`error`]: log set-up, and the few errors that stop the server.
@@ -57,6 +58,7 @@ pub mod protocol;
 pub mod rate_limit;
 pub mod room;
 pub mod server;
+pub mod stats;
 pub mod timers;
 pub mod write_queue;
 

@@ -24,6 +24,7 @@ use slab::Slab;
 
 use crate::connection::{CloseReason, ConnRef, Connection, Phase};
 use crate::protocol::{self, Command};
+use crate::stats::Stats;
 
 #[derive(Debug)]
 pub struct Room {
@@ -43,6 +44,8 @@ pub struct Room {
     /// slot is freed in `reap` (a leaving client still holds its descriptor). Addresses
     /// with none are removed, so the map holds only addresses connected now.
     per_address: HashMap<IpAddr, usize>,
+    /// The loop's counters (the room sees every line queued and every disconnect).
+    pub stats: Stats,
     next_guest: u64,
     max_output: usize,
     max_line: usize,
@@ -58,6 +61,7 @@ impl Room {
             departures: Vec::new(),
             closed: Vec::new(),
             per_address: HashMap::new(),
+            stats: Stats::default(),
             next_guest: 1,
             max_output,
             max_line,
@@ -259,6 +263,7 @@ impl Room {
 
     /// One line to one client.
     pub fn send_to(&mut self, token: usize, line: &str) {
+        self.stats.lines_out += line.bytes().filter(|&b| b == b'\n').count() as u64;
         let line: Rc<[u8]> = Rc::from(line.as_bytes());
         if let Err(reason) = self.enqueue(token, line) {
             self.close(token, reason);
@@ -287,6 +292,7 @@ impl Room {
             "queued {} bytes for {recipients} clients (one allocation, shared)",
             line.len()
         );
+        self.stats.lines_out += recipients as u64;
         for (token, reason) in too_slow {
             self.close(token, reason);
         }
@@ -337,7 +343,10 @@ impl Room {
                 debug!("token {token}: deregister failed: {e}");
             }
             let reason = match &conn.phase {
-                Phase::Closed(reason) => reason.to_string(),
+                Phase::Closed(reason) => {
+                    *self.stats.disconnects.entry(reason.kind()).or_insert(0) += 1;
+                    reason.to_string()
+                }
                 other => format!("{other:?}"),
             };
             let unsent = conn.output.unsent();

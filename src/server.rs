@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info, trace, warn};
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -58,7 +58,8 @@ use crate::write_queue::Flushed;
 /// which count up from 0 and never get near these.
 const SIGNALS: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
-const FIRST_LISTENER: usize = usize::MAX - 2;
+const STATS: Token = Token(usize::MAX - 2);
+const FIRST_LISTENER: usize = usize::MAX - 3;
 
 fn listener_token(index: usize) -> Token {
     Token(FIRST_LISTENER - index)
@@ -73,6 +74,7 @@ fn token_name(token: Token) -> String {
     match token {
         SIGNALS => "signals".to_string(),
         WAKER => "waker".to_string(),
+        STATS => "stats".to_string(),
         Token(t) if t > FIRST_LISTENER - 64 => format!("listener {}", FIRST_LISTENER - t),
         Token(t) => format!("token {t}"),
     }
@@ -118,6 +120,8 @@ pub struct Server {
     local_addrs: Vec<SocketAddr>,
     signals: Option<Signals>,
     waker: Arc<Waker>,
+    /// `--stats-udp`: answers a datagram `stats` with the counters as JSON.
+    stats_socket: Option<UdpSocket>,
     room: Room,
     timers: Timers,
     /// Clients whose read budget ran out before `WouldBlock`: served again next turn.
@@ -168,6 +172,17 @@ impl Server {
             None
         };
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Poll)?);
+        let stats_socket = match config.stats_udp {
+            Some(addr) => {
+                let mut socket =
+                    UdpSocket::bind(addr).map_err(|source| Error::Bind { addr, source })?;
+                poll.registry()
+                    .register(&mut socket, STATS, Interest::READABLE)
+                    .map_err(Error::Poll)?;
+                Some(socket)
+            }
+            None => None,
+        };
 
         Ok(Server {
             poll,
@@ -175,6 +190,7 @@ impl Server {
             local_addrs,
             signals,
             waker,
+            stats_socket,
             room: Room::new(config.max_output, config.max_line, config.quiet_joins),
             timers: Timers::default(),
             ready: Vec::new(),
@@ -194,6 +210,11 @@ impl Server {
         &self.local_addrs
     }
 
+    /// Where `--stats-udp` answers, if it is on (with the real port when it said port 0).
+    pub fn stats_addr(&self) -> Option<SocketAddr> {
+        self.stats_socket.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
             waker: Arc::clone(&self.waker),
@@ -204,6 +225,9 @@ impl Server {
     pub fn run(mut self) -> Result<(), Error> {
         for addr in &self.local_addrs {
             info!("listening on {addr}");
+        }
+        if let Some(addr) = self.stats_addr() {
+            info!("stats on udp {addr} (send the datagram \"stats\")");
         }
         info!(
             "up to {} clients; lines up to {} bytes; output queue up to {} bytes per client",
@@ -274,6 +298,7 @@ impl Server {
         match ready.token {
             SIGNALS => self.on_signal(now),
             WAKER => self.begin_shutdown(now),
+            STATS => self.answer_stats(),
             Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
                 if !self.accept_paused && !self.shutting_down {
                     self.accept(FIRST_LISTENER - t, now);
@@ -336,6 +361,7 @@ impl Server {
             debug!("accept failed again: {error}");
         }
         self.accept_paused = true;
+        self.room.stats.accept_pauses += 1;
         self.timers.add(now + ACCEPT_PAUSE, Timer::ResumeAccept);
     }
 
@@ -357,6 +383,7 @@ impl Server {
         }
         let id = self.next_id;
         self.next_id += 1;
+        self.room.stats.connections_total += 1;
         let bucket = (self.config.rate > 0.0)
             .then(|| TokenBucket::new(self.config.rate, self.config.burst, now));
         let conn = Connection::new(id, stream, peer, self.config.max_line, bucket, now);
@@ -400,6 +427,7 @@ impl Server {
             match conn.read(&mut self.scratch) {
                 Ok(ReadOutcome::Data(n)) => {
                     trace!("token {token}: read {n} bytes");
+                    self.room.stats.bytes_in += n as u64;
                     budget = budget.saturating_sub(n);
                     conn.last_heard = now;
                 }
@@ -469,6 +497,7 @@ impl Server {
     }
 
     fn relay_frame(&mut self, token: usize, frame: Frame) {
+        self.room.stats.lines_in += 1;
         match frame {
             Frame::Line(line) => self.room.handle_line(token, &line),
             Frame::TooLong => self.room.line_too_long(token),
@@ -579,7 +608,9 @@ impl Server {
             return;
         }
         let unsent = conn.output.unsent();
-        match conn.flush(self.poll.registry(), token) {
+        let result = conn.flush(self.poll.registry(), token);
+        self.room.stats.bytes_out += (unsent - conn.output.unsent()) as u64;
+        match result {
             Ok(Flushed::All) => {
                 if unsent > 0 {
                     trace!("token {token}: wrote {unsent} bytes, queue empty");
@@ -610,6 +641,36 @@ impl Server {
             Err(e) => {
                 debug!("token {token}: write failed: {e}");
                 self.room.close(token, CloseReason::Failed(e.kind()));
+            }
+        }
+    }
+
+    /// Datagrams on the stats socket: read until `WouldBlock` (edge-triggered, as for any
+    /// socket), answer each `stats` with the counters. A reply the socket cannot take at once
+    /// is dropped: the asker times out and asks again, and the loop never waits.
+    fn answer_stats(&mut self) {
+        let Some(socket) = &self.stats_socket else {
+            return;
+        };
+        loop {
+            let (n, from) = match socket.recv_from(&mut self.scratch) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("stats socket: {e}");
+                    return;
+                }
+            };
+            let reply = if self.scratch[..n].trim_ascii() == b"stats" {
+                self.room
+                    .stats
+                    .json(self.room.conns.len(), self.room.members())
+            } else {
+                "{\"error\":\"send the datagram stats\"}".to_string()
+            };
+            if let Err(e) = socket.send_to(reply.as_bytes(), from) {
+                debug!("stats reply to {from} dropped: {e}");
             }
         }
     }
@@ -858,9 +919,15 @@ mod tests {
         let now = Instant::now();
         server.handle(readable(Token(flooder_ref.token)), now);
         assert_eq!(server.ready, vec![flooder_ref], "budget not applied");
-        // The budget's worth was read, so the tail of a half-sent line fits now.
-        flooder.set_nonblocking(false).expect("blocking");
-        flooder.write_all(unsent_tail).expect("write");
+        // The tail of the half-sent line goes out from a thread, while the loop runs: written
+        // here, with the loop stopped, it could wait on TCP's zero-window persist timer, whose
+        // backoff grows to minutes (reading one budget does not always reopen the window).
+        let tail = unsent_tail.to_vec();
+        let tail_writer = std::thread::spawn(move || {
+            flooder.set_nonblocking(false).expect("blocking");
+            flooder.write_all(&tail).expect("write");
+            flooder
+        });
 
         // Now let the loop run as it does in production. The receiver reads in its own thread
         // (one thread cannot be both ends of a TCP connection that is full in both
@@ -875,6 +942,7 @@ mod tests {
             result.map(|()| received)
         });
         server.run().expect("run");
+        let _flooder = tail_writer.join().expect("tail writer");
         let received = reader
             .join()
             .expect("reader thread")

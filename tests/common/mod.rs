@@ -33,6 +33,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 /// A server running in a thread of the test process. Stopped (gracefully) when dropped.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// Where `--stats-udp` answers, when the test turned it on.
+    pub stats: Option<SocketAddr>,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<Result<(), pollchat::Error>>>,
 }
@@ -55,12 +57,17 @@ impl TestServer {
         // exactly as in the real binary.
         let thread = thread::spawn(move || {
             let server = Server::bind(config)?;
-            let _ = tx.send((server.local_addrs()[0], server.shutdown_handle()));
+            let _ = tx.send((
+                server.local_addrs()[0],
+                server.stats_addr(),
+                server.shutdown_handle(),
+            ));
             server.run()
         });
         match rx.recv_timeout(DEADLINE) {
-            Ok((addr, handle)) => TestServer {
+            Ok((addr, stats, handle)) => TestServer {
                 addr,
+                stats,
                 handle,
                 thread: Some(thread),
             },
@@ -85,6 +92,19 @@ impl TestServer {
             clients.push(new);
         }
         clients
+    }
+
+    /// Sends one datagram to the server's `--stats-udp` socket and returns the reply.
+    pub fn ask_stats(&self, datagram: &[u8]) -> String {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(DEADLINE)).unwrap();
+        let stats = self.stats.expect("the test turned --stats-udp on");
+        socket.send_to(datagram, stats).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = socket
+            .recv(&mut buf)
+            .expect("a reply from the stats socket");
+        String::from_utf8(buf[..n].to_vec()).unwrap()
     }
 
     /// Shuts the server down and waits for its loop to return.
