@@ -166,7 +166,7 @@ fn help_documents_every_flag_with_its_default() {
             "default of {flag} missing from --help:\n{help}"
         );
     }
-    for flag in ["--quiet-joins", "--log-file"] {
+    for flag in ["--quiet-joins", "--log-file", "--stats-udp"] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
