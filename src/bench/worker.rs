@@ -137,6 +137,9 @@ struct Conn {
 /// A sender stops producing while this much of its output is still unsent: the server is
 /// pushing back, and the generator must not buffer without bound either.
 const MAX_PENDING_OUTPUT: usize = 64 * 1024;
+/// Linux's EINPROGRESS (`io::ErrorKind::InProgress` is not stable yet). The generator reads
+/// /proc and runs on Linux only.
+const EINPROGRESS: i32 = 115;
 /// Longest a worker sleeps in `poll`, so it notices phase changes promptly.
 const TICK: Duration = Duration::from_millis(2);
 
@@ -236,7 +239,8 @@ fn open(plan: &Plan, index: usize, poll: &Poll, token: usize) -> io::Result<Conn
         socket.bind(&SocketAddr::new(source, 0).into())?;
         match socket.connect(&plan.target.into()) {
             Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(115) => {} // EINPROGRESS: the normal answer
+            // The normal answer of a non-blocking connect.
+            Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
             Err(e) => return Err(e),
         }
         TcpStream::from_std(socket.into())
