@@ -9,14 +9,14 @@ use clap::Parser;
 use common::TestServer;
 use pollchat::bench::{self, BenchArgs};
 
-/// `pollchat bench ARGS` as the command line would parse it.
-fn bench_args(args: &[&str]) -> BenchArgs {
+/// `pollchat bench ARGS` as the command line would parse it (arguments split on spaces).
+fn bench_args(args: &str) -> BenchArgs {
     #[derive(Parser)]
     struct Wrapper {
         #[command(flatten)]
         args: BenchArgs,
     }
-    let argv = std::iter::once("bench").chain(args.iter().copied());
+    let argv = std::iter::once("bench").chain(args.split_whitespace());
     match Wrapper::try_parse_from(argv) {
         Ok(wrapper) => wrapper.args,
         Err(e) => panic!("invalid bench arguments: {e}"),
@@ -29,20 +29,9 @@ fn bench_args(args: &[&str]) -> BenchArgs {
 fn bench_counts_every_delivery_to_every_receiver() {
     let server = TestServer::with(|c| c.quiet_joins = true);
     let addr = server.addr.to_string();
-    let report = bench::run(&bench_args(&[
-        "--target",
-        &addr,
-        "--conns",
-        "300",
-        "--senders",
-        "2",
-        "--rate",
-        "200",
-        "--duration",
-        "1",
-        "--hold",
-        "0.1",
-    ]))
+    let report = bench::run(&bench_args(&format!(
+        "--target {addr} --conns 300 --senders 2 --rate 200 --duration 1 --hold 0.1"
+    )))
     .expect("bench runs");
     assert_eq!(report.established, 300, "{}", report.summary());
     assert_eq!((report.refused, report.failed, report.dropped), (0, 0, 0));
@@ -62,20 +51,9 @@ fn bench_counts_refusals_separately() {
         c.max_clients = Some(20);
     });
     let addr = server.addr.to_string();
-    let report = bench::run(&bench_args(&[
-        "--target",
-        &addr,
-        "--conns",
-        "30",
-        "--senders",
-        "1",
-        "--rate",
-        "50",
-        "--duration",
-        "0.5",
-        "--hold",
-        "0",
-    ]))
+    let report = bench::run(&bench_args(&format!(
+        "--target {addr} --conns 30 --senders 1 --rate 50 --duration 0.5 --hold 0"
+    )))
     .expect("bench runs");
     assert_eq!(report.established, 20, "{}", report.summary());
     assert_eq!((report.refused, report.failed), (10, 0));
@@ -120,9 +98,9 @@ fn bench_subcommand_prints_json() {
 /// Bad arguments are refused with a reason before anything connects.
 #[test]
 fn bench_refuses_impossible_arguments() {
-    let err = bench::run(&bench_args(&["--conns", "2", "--senders", "2"])).unwrap_err();
+    let err = bench::run(&bench_args("--conns 2 --senders 2")).unwrap_err();
     assert!(err.contains("--senders"), "{err}");
-    let err = bench::run(&bench_args(&["--threads", "999"])).unwrap_err();
+    let err = bench::run(&bench_args("--threads 999")).unwrap_err();
     assert!(err.contains("--threads"), "{err}");
 }
 
@@ -134,22 +112,9 @@ fn bench_drives_redis_pub_sub_with_exact_counts() {
         return;
     };
     let addr = redis.addr.to_string();
-    let report = bench::run(&bench_args(&[
-        "--proto",
-        "redis",
-        "--target",
-        &addr,
-        "--conns",
-        "200",
-        "--senders",
-        "2",
-        "--rate",
-        "200",
-        "--duration",
-        "1",
-        "--hold",
-        "0",
-    ]))
+    let report = bench::run(&bench_args(&format!(
+        "--proto redis --target {addr} --conns 200 --senders 2 --rate 200 --duration 1 --hold 0"
+    )))
     .expect("bench runs");
     assert_eq!(report.established, 200, "{}", report.summary());
     assert_eq!((report.refused, report.failed, report.dropped), (0, 0, 0));
@@ -164,21 +129,10 @@ fn bench_drives_redis_pub_sub_with_exact_counts() {
 fn bench_counts_chatters_exactly() {
     let server = TestServer::with(|c| c.quiet_joins = true);
     let addr = server.addr.to_string();
-    let report = bench::run(&bench_args(&[
-        "--target",
-        &addr,
-        "--conns",
-        "50",
-        "--senders",
-        "50",
-        "--senders-receive",
-        "--rate",
-        "250",
-        "--duration",
-        "0.5",
-        "--hold",
-        "0",
-    ]))
+    let report = bench::run(&bench_args(&format!(
+        "--target {addr} --conns 50 --senders 50 --senders-receive \
+         --rate 250 --duration 0.5 --hold 0"
+    )))
     .expect("bench runs");
     assert_eq!(report.established, 50, "{}", report.summary());
     assert!(report.sent >= 50, "{}", report.summary());
@@ -193,23 +147,10 @@ fn bench_counts_redis_chatters_with_companion_subscriptions() {
         return;
     };
     let addr = redis.addr.to_string();
-    let report = bench::run(&bench_args(&[
-        "--proto",
-        "redis",
-        "--target",
-        &addr,
-        "--conns",
-        "50",
-        "--senders",
-        "50",
-        "--senders-receive",
-        "--rate",
-        "250",
-        "--duration",
-        "0.5",
-        "--hold",
-        "0",
-    ]))
+    let report = bench::run(&bench_args(&format!(
+        "--proto redis --target {addr} --conns 50 --senders 50 --senders-receive \
+         --rate 250 --duration 0.5 --hold 0"
+    )))
     .expect("bench runs");
     assert_eq!(report.established, 100, "{}", report.summary());
     assert_eq!(report.receivers, 50);
@@ -222,20 +163,9 @@ fn bench_counts_redis_chatters_with_companion_subscriptions() {
 fn bench_spreads_connections_over_source_addresses() {
     let mut server = common::ServerProcess::start(&["--quiet-joins", "--rate", "0"]);
     let addr = server.addr.to_string();
-    let report = bench::run(&bench_args(&[
-        "--target",
-        &addr,
-        "--conns",
-        "60",
-        "--source-ips",
-        "3",
-        "--rate",
-        "50",
-        "--duration",
-        "0.3",
-        "--hold",
-        "0",
-    ]))
+    let report = bench::run(&bench_args(&format!(
+        "--target {addr} --conns 60 --source-ips 3 --rate 50 --duration 0.3 --hold 0"
+    )))
     .expect("bench runs");
     assert_eq!(report.established, 60, "{}", report.summary());
     assert_eq!(report.failed, 0);
