@@ -407,11 +407,14 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
 
     // 2. Hold.
     shared.phase.store(phase::HOLD, Ordering::Release);
-    let server_cpu_at_hold = args.server_pid.and_then(cpu_secs);
+    let server_cpu_at_hold = args.server_pid.and_then(process_cpu_secs);
     let hold_started = Instant::now();
     thread::sleep(Duration::from_secs_f64(args.hold.max(0.0)));
     let hold_secs = hold_started.elapsed().as_secs_f64();
-    let server_hold_cpu_secs = match (server_cpu_at_hold, args.server_pid.and_then(cpu_secs)) {
+    let server_hold_cpu_secs = match (
+        server_cpu_at_hold,
+        args.server_pid.and_then(process_cpu_secs),
+    ) {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
     };
@@ -422,7 +425,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         shared.phase.store(phase::TRAFFIC, Ordering::Release);
     }
     let traffic_started = Instant::now();
-    let server_cpu_before = args.server_pid.and_then(cpu_secs);
+    let server_cpu_before = args.server_pid.and_then(process_cpu_secs);
     let own_cpu_at_traffic = own_cpu_secs();
     thread::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
 
@@ -442,7 +445,10 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
     });
     let traffic_secs = traffic_started.elapsed().as_secs_f64();
     let traffic_cpu_secs = own_cpu_secs() - own_cpu_at_traffic;
-    let server_cpu_secs = match (server_cpu_before, args.server_pid.and_then(cpu_secs)) {
+    let server_cpu_secs = match (
+        server_cpu_before,
+        args.server_pid.and_then(process_cpu_secs),
+    ) {
         (Some(before), Some(after)) => Some(after - before),
         _ => None,
     };
@@ -525,8 +531,9 @@ fn own_cpu_secs() -> f64 {
     cpu_secs_of("self").unwrap_or(0.0)
 }
 
-/// CPU time a process has used (user + system), in seconds.
-fn cpu_secs(pid: u32) -> Option<f64> {
+/// CPU time a process has used (user + system), in seconds: how the generator judges which
+/// side was the limit, and how the tests tell a sleeping loop from a spinning one.
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
     cpu_secs_of(&pid.to_string())
 }
 

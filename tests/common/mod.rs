@@ -329,16 +329,7 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start pollchat binary");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, log) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let log = forward_lines(child.stderr.take().expect("piped stderr"));
         let mut server = ServerProcess {
             pid: child.id(),
             child: Some(child),
@@ -360,24 +351,7 @@ impl ServerProcess {
 
     /// Collects log lines up to and including the first one containing `needle`.
     pub fn log_until(&mut self, needle: &str) -> Vec<String> {
-        let deadline = Instant::now() + DEADLINE;
-        let mut lines = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.log.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line.contains(needle);
-                    lines.push(line);
-                    if found {
-                        return lines;
-                    }
-                }
-                Err(_) => panic!(
-                    "no log line containing {needle:?} in:\n{}",
-                    lines.join("\n")
-                ),
-            }
-        }
+        wait_for_line(&self.log, needle)
     }
 
     pub fn pid(&self) -> u32 {
@@ -409,14 +383,9 @@ impl ServerProcess {
         }
     }
 
-    /// CPU time (user + system) the process has used, in clock ticks, from /proc.
-    pub fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("stat");
-        // Fields after the command name, which is in parentheses and may contain spaces.
-        let after = &stat[stat.rfind(')').expect("stat format") + 2..];
-        let fields: Vec<&str> = after.split(' ').collect();
-        // utime and stime are fields 14 and 15 of stat(5); `after` starts at field 3.
-        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    /// CPU time (user + system) the process has used, in seconds.
+    pub fn cpu_secs(&self) -> f64 {
+        pollchat::bench::process_cpu_secs(self.pid).expect("the server's /proc/PID/stat")
     }
 }
 
@@ -429,10 +398,48 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Sends each line a child writes to `pipe` into the returned channel, from a thread, so
+/// tests can wait for a line with a deadline. Keep the receiver while the child runs: once
+/// it is dropped the thread stops reading, and a child that writes more would block.
+fn forward_lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Lines from `lines` up to and including the first containing `needle`; fails the test
+/// after [`DEADLINE`].
+fn wait_for_line(lines: &Receiver<String>, needle: &str) -> Vec<String> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(_) => panic!("no line containing {needle:?} in:\n{}", seen.join("\n")),
+        }
+    }
+}
+
 /// A `redis-server` on a free loopback port, persistence off. Stopped when dropped.
 pub struct RedisServer {
     child: Child,
     pub addr: SocketAddr,
+    /// Its output, kept flowing (see [`forward_lines`]).
+    _log: Receiver<String>,
 }
 
 impl RedisServer {
@@ -462,20 +469,12 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start redis-server");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("Ready to accept connections") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(DEADLINE).expect("redis-server ready");
+        let log = forward_lines(child.stdout.take().expect("piped stdout"));
+        wait_for_line(&log, "Ready to accept connections");
         Some(RedisServer {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            _log: log,
         })
     }
 }
