@@ -27,8 +27,6 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
-
 pub use wire::Proto;
 use worker::{Load, Plan, Shared, phase};
 
@@ -407,17 +405,14 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
 
     // 2. Hold.
     shared.phase.store(phase::HOLD, Ordering::Release);
-    let server_cpu_at_hold = args.server_pid.and_then(process_cpu_secs);
+    // The server's CPU time now, and what it has used since an earlier reading.
+    let server_cpu = || args.server_pid.and_then(process_cpu_secs);
+    let server_cpu_since = |before: Option<f64>| Some(server_cpu()? - before?);
+    let server_cpu_at_hold = server_cpu();
     let hold_started = Instant::now();
     thread::sleep(Duration::from_secs_f64(args.hold.max(0.0)));
     let hold_secs = hold_started.elapsed().as_secs_f64();
-    let server_hold_cpu_secs = match (
-        server_cpu_at_hold,
-        args.server_pid.and_then(process_cpu_secs),
-    ) {
-        (Some(before), Some(after)) => Some(after - before),
-        _ => None,
-    };
+    let server_hold_cpu_secs = server_cpu_since(server_cpu_at_hold);
     let rss_idle = args.server_pid.and_then(rss_kib);
 
     // 3. Traffic (none at all for `--duration 0`: a memory-only run sends nothing).
@@ -425,7 +420,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         shared.phase.store(phase::TRAFFIC, Ordering::Release);
     }
     let traffic_started = Instant::now();
-    let server_cpu_before = args.server_pid.and_then(process_cpu_secs);
+    let server_cpu_before = server_cpu();
     let own_cpu_at_traffic = own_cpu_secs();
     thread::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
 
@@ -445,19 +440,12 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
     });
     let traffic_secs = traffic_started.elapsed().as_secs_f64();
     let traffic_cpu_secs = own_cpu_secs() - own_cpu_at_traffic;
-    let server_cpu_secs = match (
-        server_cpu_before,
-        args.server_pid.and_then(process_cpu_secs),
-    ) {
-        (Some(before), Some(after)) => Some(after - before),
-        _ => None,
-    };
+    let server_cpu_secs = server_cpu_since(server_cpu_before);
     let rss_end = args.server_pid.and_then(rss_kib);
 
     // 5. Stop.
     shared.phase.store(phase::STOP, Ordering::Release);
-    let mut latency =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
+    let mut latency = worker::latency_histogram().map_err(|e| e.to_string())?;
     for worker in workers {
         let histogram = worker
             .join()

@@ -143,10 +143,15 @@ const EINPROGRESS: i32 = 115;
 /// Longest a worker sleeps in `poll`, so it notices phase changes promptly.
 const TICK: Duration = Duration::from_millis(2);
 
+/// An empty latency histogram: microseconds from 1 µs to 60 s, 3 significant digits. Every
+/// worker's and the merged one must have the same bounds, so they all come from here.
+pub fn latency_histogram() -> io::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).map_err(|e| io::Error::other(e.to_string()))
+}
+
 /// Runs one worker until the `STOP` phase; returns its latency histogram (microseconds).
 pub fn run(plan: &Plan, shared: &Shared) -> io::Result<Histogram<u64>> {
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-        .map_err(|e| io::Error::other(e.to_string()))?;
+    let mut latency = latency_histogram()?;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     // Indexed by token. `None`: the connect could not even be started.
