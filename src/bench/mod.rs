@@ -187,7 +187,7 @@ impl Report {
     /// A human summary.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let proto = format!("{:?}", self.proto).to_lowercase();
+        let proto = self.proto.name();
         let _ = writeln!(
             s,
             "connections: {} of {} established ({proto}), {} refused, {} failed, {} dropped; \
@@ -299,7 +299,7 @@ impl Report {
              \"latency_us_p99\":{p99},\"latency_us_p999\":{p999},\"latency_us_max\":{max},\
              {rss}{server_cpu}\"generator_traffic_cpu_secs\":{:.3},\
              \"generator_bound\":{},\"generator_cpu_secs\":{:.3},\"wall_secs\":{:.3}}}",
-            format!("{:?}", self.proto).to_lowercase(),
+            self.proto.name(),
             self.conns,
             self.threads,
             self.established,

@@ -25,6 +25,16 @@ pub enum Proto {
     Redis,
 }
 
+impl Proto {
+    /// The name reports use, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Proto::Pollchat => "pollchat",
+            Proto::Redis => "redis",
+        }
+    }
+}
+
 /// The Redis channel every connection uses.
 pub const CHANNEL: &str = "pollchat-bench";
 
