@@ -69,17 +69,6 @@ fn listener_token(index: usize) -> Token {
 /// the next call.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// What a token stands for, in words, for the logs.
-fn token_name(token: Token) -> String {
-    match token {
-        SIGNALS => "signals".to_string(),
-        WAKER => "waker".to_string(),
-        STATS => "stats".to_string(),
-        Token(t) if t > FIRST_LISTENER - 64 => format!("listener {}", FIRST_LISTENER - t),
-        Token(t) => format!("token {t}"),
-    }
-}
-
 /// The readiness the loop acts on, taken from a mio event. An error or hang-up is reported as
 /// readable and writable: the next `read` or `write` returns the actual error (or the last
 /// bytes before an orderly close), which is handled there, in one place.
@@ -286,24 +275,46 @@ impl Server {
         Ok(())
     }
 
+    /// Which of the listeners `token` belongs to, if any. (After a shutdown there are none,
+    /// so a late event for an old listener token is treated like any unknown token.)
+    fn listener_index(&self, token: Token) -> Option<usize> {
+        FIRST_LISTENER
+            .checked_sub(token.0)
+            .filter(|&index| index < self.listeners.len())
+    }
+
+    /// What a token stands for, in words, for the logs.
+    fn token_name(&self, token: Token) -> String {
+        match token {
+            SIGNALS => "signals".to_string(),
+            WAKER => "waker".to_string(),
+            STATS => "stats".to_string(),
+            _ => match self.listener_index(token) {
+                Some(index) => format!("listener {index}"),
+                None => format!("token {}", token.0),
+            },
+        }
+    }
+
     /// Step 2 for one event. Public only so tests can replay a crafted batch.
     #[doc(hidden)]
     pub fn handle(&mut self, ready: Readiness, now: Instant) {
         trace!(
             "event: {}{}{}",
-            token_name(ready.token),
+            self.token_name(ready.token),
             if ready.readable { " readable" } else { "" },
             if ready.writable { " writable" } else { "" }
         );
+        if let Some(index) = self.listener_index(ready.token) {
+            if !self.accept_paused && !self.shutting_down {
+                self.accept(index, now);
+            }
+            return;
+        }
         match ready.token {
             SIGNALS => self.on_signal(now),
             WAKER => self.begin_shutdown(now),
             STATS => self.answer_stats(),
-            Token(t) if t > FIRST_LISTENER - self.listeners.len() => {
-                if !self.accept_paused && !self.shutting_down {
-                    self.accept(FIRST_LISTENER - t, now);
-                }
-            }
             Token(token) => {
                 // No connection in the slot: a spurious event, which mio allows. A closed
                 // connection: its slot is kept until the end of the batch exactly so that
