@@ -20,8 +20,11 @@ pub struct Config {
     pub bind: Vec<SocketAddr>,
     /// Longest line accepted, in bytes, line ending excluded.
     pub max_line: usize,
-    /// Unsent output a client may have queued before it is disconnected as too slow.
+    /// Unsent output a client may stay above for `output_grace` (or exceed eightfold at
+    /// any moment) before it is disconnected as too slow.
     pub max_output: usize,
+    /// How long a client may stay above `max_output`.
+    pub output_grace: Duration,
     /// Most clients in the room at once; `None` derives it from the open-file limit.
     pub max_clients: Option<usize>,
     /// Most connections from one client address; `0` means no limit.
@@ -47,6 +50,7 @@ impl Default for Config {
             bind: vec![SocketAddr::from(([127, 0, 0, 1], 7878))],
             max_line: limits::DEFAULT_MAX_LINE,
             max_output: limits::DEFAULT_MAX_OUTPUT,
+            output_grace: limits::DEFAULT_OUTPUT_GRACE,
             max_clients: None,
             max_per_ip: 0,
             rate: limits::DEFAULT_RATE,
@@ -81,9 +85,14 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_bytes)]
     pub max_line: usize,
 
-    /// Unsent output a client may fall behind by before it is disconnected (suffixes K, M)
+    /// Unsent output a client may stay behind by for --output-grace before it is disconnected
+    /// as too slow; eight times this disconnects at once (suffixes K, M)
     #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_bytes)]
     pub max_output: usize,
+
+    /// Seconds a client may stay over --max-output before it is disconnected
+    #[arg(long, value_name = "SECS", default_value_t = limits::DEFAULT_OUTPUT_GRACE.as_secs_f64())]
+    pub output_grace: f64,
 
     /// Most clients at once; more are told "server full" [default: open-file limit minus 32]
     #[arg(long, value_name = "N")]
@@ -137,6 +146,7 @@ impl Cli {
             bind: self.bind.clone(),
             max_line: self.max_line,
             max_output: self.max_output,
+            output_grace: Duration::from_secs_f64(self.output_grace.clamp(0.0, 1e6)),
             max_clients: self.max_clients,
             max_per_ip: self.max_per_ip,
             rate: self.rate.max(0.0),

@@ -51,7 +51,8 @@ pub enum CloseReason {
     PeerClosed,
     /// The socket failed: reset by the peer, broken pipe, ...
     Failed(io::ErrorKind),
-    /// Its unsent output passed `--max-output`: it stopped reading.
+    /// Its unsent output stayed over `--max-output` for `--output-grace`, or passed eight
+    /// times the limit: it stopped reading. `limit` is `--max-output` either way.
     TooSlow { limit: usize },
     /// Silent for longer than `--idle-timeout`.
     Idle,
@@ -151,6 +152,8 @@ pub struct Connection {
     pub linger_armed: bool,
     /// Counted in the room's connections per address (it joined; refused ones are not).
     pub counted_by_address: bool,
+    /// Since when its unsent output has been over `--max-output`, as of its last flush.
+    pub over_output_since: Option<Instant>,
     /// Registered for writable events too. True only while output is stuck behind a full
     /// send buffer: a socket with an empty queue that asked for writable events would wake the
     /// loop for nothing.
@@ -182,6 +185,7 @@ impl Connection {
             on_ready_list: false,
             linger_armed: false,
             counted_by_address: false,
+            over_output_since: None,
             writable_interest: false,
         }
     }

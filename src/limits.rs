@@ -17,6 +17,17 @@ pub const DEFAULT_MAX_LINE: usize = 4096;
 /// holding more would let a few stalled clients eat the server's memory.
 pub const DEFAULT_MAX_OUTPUT: usize = 1024 * 1024;
 
+/// `--output-grace`: how long a client may stay over `--max-output` before it is judged too
+/// slow. A client that reads is over the limit only for a moment after a burst: one batch
+/// can queue the bursts of many senders for it before a single byte is written, and even a
+/// fast reader then needs a few round trips to take them. A client that stopped reading stays
+/// over. Redis judges pub/sub clients the same way (a soft limit held for some seconds).
+pub const DEFAULT_OUTPUT_GRACE: Duration = Duration::from_secs(5);
+
+/// Unsent output past which a client is disconnected at once, however long the grace, as a
+/// multiple of `--max-output`: what bounds the memory a burst can make the server hold.
+pub const HARD_OUTPUT_FACTOR: usize = 8;
+
 /// `--rate`: lines per second a client may send before the server stops reading it for a
 /// while. Ten a second is faster than anyone types and slower than any flood script.
 pub const DEFAULT_RATE: f64 = 10.0;

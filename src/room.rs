@@ -23,6 +23,7 @@ use mio::Registry;
 use slab::Slab;
 
 use crate::connection::{CloseReason, ConnRef, Connection, Phase};
+use crate::limits::HARD_OUTPUT_FACTOR;
 use crate::protocol::{self, Command};
 use crate::stats::Stats;
 
@@ -370,17 +371,23 @@ impl Room {
     }
 }
 
-/// Appends `line` to one client's queue, enforcing `--max-output`. `Ok(true)`: the connection
-/// was not yet on the flush list and must be put there.
+/// Appends `line` to one client's queue. `Ok(true)`: the connection was not yet on the
+/// flush list and must be put there.
+///
+/// Only the hard limit (eight times `--max-output`) is enforced here. Whether the client is
+/// too slow is judged after its flush, over time (see `Server::judge_output`): here, in the
+/// middle of a batch, nothing queued in this batch has had a chance to be written yet.
 fn queue_line(
     conn: &mut Connection,
     token: usize,
     line: Rc<[u8]>,
     max_output: usize,
 ) -> Result<bool, CloseReason> {
-    if conn.output.unsent() + line.len() > max_output {
+    let hard_limit = max_output.saturating_mul(HARD_OUTPUT_FACTOR);
+    if conn.output.unsent() + line.len() > hard_limit {
         warn!(
-            "{}: over {max_output} bytes of output waiting, disconnecting (token {token})",
+            "{}: over {hard_limit} bytes of output waiting ({HARD_OUTPUT_FACTOR} times \
+             --max-output), disconnecting (token {token})",
             conn.label()
         );
         return Err(CloseReason::TooSlow { limit: max_output });

@@ -525,6 +525,7 @@ impl Server {
                         self.serve_reader(r.token, now);
                     }
                 }
+                Timer::SlowCheck(r) => self.check_slow(r, now),
                 Timer::Linger(r) => {
                     if let Some(conn) = self.room.get(r)
                         && let Phase::Leaving(reason) = &conn.phase
@@ -601,7 +602,7 @@ impl Server {
         let before = self.timers.len();
         let conns = &self.room.conns;
         self.timers.retain(|timer| match timer {
-            Timer::Idle(r) | Timer::RateLimit(r) | Timer::Linger(r) => {
+            Timer::Idle(r) | Timer::RateLimit(r) | Timer::SlowCheck(r) | Timer::Linger(r) => {
                 conns.get(r.token).is_some_and(|c| c.id == r.id)
             }
             Timer::ResumeAccept | Timer::ShutdownDeadline => true,
@@ -654,6 +655,51 @@ impl Server {
                 self.room.close(token, CloseReason::Failed(e.kind()));
             }
         }
+        self.judge_output(token, now);
+    }
+
+    /// After a flush, whether the client is behind by more than `--max-output`, and since
+    /// when. The first flush that leaves it over the limit starts its grace (a `SlowCheck`
+    /// timer); a flush that brings it back under ends it.
+    ///
+    /// Judged here, after writing, and not when lines are queued: within one batch the loop
+    /// may queue the bursts of many senders for a client before writing it a byte, and a
+    /// client that reads takes them within a few round trips. Only a client that stays
+    /// behind for the whole grace has stopped reading.
+    fn judge_output(&mut self, token: usize, now: Instant) {
+        let Some(conn) = self.room.conns.get_mut(token) else {
+            return;
+        };
+        if !conn.is_chatting() || conn.output.unsent() <= self.config.max_output {
+            conn.over_output_since = None;
+        } else if conn.over_output_since.is_none() {
+            conn.over_output_since = Some(now);
+            let conn_ref = conn.conn_ref(token);
+            self.timers
+                .add(now + self.config.output_grace, Timer::SlowCheck(conn_ref));
+        }
+    }
+
+    /// A client's grace over `--max-output` is over. If it caught up meanwhile, nothing to do
+    /// (and if it fell behind again since, a later timer judges that).
+    fn check_slow(&mut self, r: ConnRef, now: Instant) {
+        let grace = self.config.output_grace;
+        let Some(conn) = self.room.get(r) else {
+            return;
+        };
+        let Some(since) = conn.over_output_since else {
+            return;
+        };
+        if !conn.is_chatting() || since + grace > now {
+            return;
+        }
+        let limit = self.config.max_output;
+        warn!(
+            "{}: over {limit} bytes of output waiting for {:.1} s, disconnecting",
+            conn.label(),
+            grace.as_secs_f64()
+        );
+        self.room.close(r.token, CloseReason::TooSlow { limit });
     }
 
     /// Datagrams on the stats socket: read until `WouldBlock` (edge-triggered, as for any

@@ -25,6 +25,8 @@ pub enum Timer {
     Idle(ConnRef),
     /// A flood-controlled client has a token again: resume reading it.
     RateLimit(ConnRef),
+    /// A client went over `--max-output`: if it is still over when its grace ends, it goes.
+    SlowCheck(ConnRef),
     /// A leaving client had its chance to take its last lines: close it now.
     Linger(ConnRef),
     /// Accepting was paused for lack of descriptors: try again.

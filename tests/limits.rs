@@ -77,8 +77,11 @@ fn slow_reader_gets_every_line_once_it_reads() {
     // ~8 MB: twice what loopback's kernel buffers (up to `tcp_wmem` max, 4 MiB) can hide, so
     // megabytes of it wait in the server's own write queue.
     const LINES: usize = 40_000;
+    // Megabytes over `--max-output`, but under eight times it, and reading again well within
+    // the grace: it is behind, not gone, and must not be judged too slow.
     let server = TestServer::with(|c| {
-        c.max_output = 64 * 1024 * 1024;
+        c.max_output = 1024 * 1024;
+        c.output_grace = Duration::from_secs(60);
         c.quiet_joins = true;
     });
     let mut slow = Client::with_small_receive_buffer(server.addr);
@@ -98,14 +101,31 @@ fn slow_reader_gets_every_line_once_it_reads() {
     assert_eq!(slow.sync(), Vec::<String>::new());
 }
 
-/// A client that stopped reading is disconnected once it is `--max-output` behind; the
-/// others lose nothing, and what it did receive is an in-order prefix.
+/// A client that stopped reading stays over `--max-output` (1 MiB here) for its whole grace
+/// and is disconnected; the others lose nothing. (About 2-3 MB wait for it in the server,
+/// under the hard limit of 8 MiB, so it is the grace that ends it.)
 #[test]
-fn client_that_stops_reading_is_disconnected_and_nobody_else_loses_a_line() {
+fn client_that_stops_reading_is_disconnected_after_its_grace_and_nobody_else_loses_a_line() {
+    stalled_client_is_disconnected(1024 * 1024, Duration::from_millis(200));
+}
+
+/// Eight times `--max-output` behind, a client is disconnected at once: with a grace of a
+/// minute, nothing else could end it within the test.
+#[test]
+fn client_eight_times_over_max_output_is_disconnected_at_once() {
+    stalled_client_is_disconnected(64 * 1024, Duration::from_secs(60));
+}
+
+/// A client that does not read while ~6 MB are sent is disconnected as too slow; the others
+/// lose nothing, and what it did receive is an in-order prefix.
+fn stalled_client_is_disconnected(max_output: usize, grace: Duration) {
     // ~6 MB: loopback's kernel buffers alone absorb up to `tcp_wmem` max (4 MiB) for a
     // client that does not read, and only what is beyond them sits in the server's queue.
     const LINES: usize = 30_000;
-    let server = TestServer::with(|c| c.max_output = 64 * 1024);
+    let server = TestServer::with(|c| {
+        c.max_output = max_output;
+        c.output_grace = grace;
+    });
     let mut slow = Client::with_small_receive_buffer(server.addr);
     let sender = server.connect();
     let mut fast = server.connect();
@@ -143,11 +163,13 @@ fn client_that_stops_reading_is_disconnected_and_nobody_else_loses_a_line() {
             }
         }
     }
-    let _sender = sending.join().unwrap();
+    let Ok(_sender) = sending.join() else {
+        panic!("the sending thread panicked");
+    };
     let notice = left_notice.unwrap_or_else(|| fast.line());
     assert_eq!(
         notice,
-        format!("*** {slow_nick} left (too slow: over 65536 bytes of output waiting)")
+        format!("*** {slow_nick} left (too slow: over {max_output} bytes of output waiting)")
     );
     // What the slow client did get is an in-order prefix, possibly ending in half a line:
     // the kernel had taken part of a line when the server gave up on it.
