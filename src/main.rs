@@ -4,20 +4,41 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use pollchat::bench::Scenario;
 use pollchat::config::{Cli, Command};
 use pollchat::{Server, bench, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Bench(args)) = &cli.command {
-        return match bench::run(args) {
-            Ok(report) if args.json => {
-                println!("{}", report.json());
-                ExitCode::SUCCESS
-            }
-            Ok(report) => {
-                print!("{}", report.summary());
-                ExitCode::SUCCESS
+        // Load: the report. Chaos: the report, and a failing exit status if a check failed,
+        // so scripts and CI can act on it.
+        let outcome = match args.scenario {
+            Scenario::Load => bench::run(args).map(|r| {
+                let text = if args.json {
+                    r.json() + "\n"
+                } else {
+                    r.summary()
+                };
+                (text, true)
+            }),
+            Scenario::Chaos => bench::chaos::run(args).map(|r| {
+                let text = if args.json {
+                    r.json() + "\n"
+                } else {
+                    r.summary()
+                };
+                (text, r.passed())
+            }),
+        };
+        return match outcome {
+            Ok((text, passed)) => {
+                print!("{text}");
+                if passed {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
             }
             Err(e) => {
                 eprintln!("pollchat bench: {e}");

@@ -17,6 +17,8 @@
 //! The work is spread over `--threads` worker threads, each a mio loop of its own (see
 //! `worker.rs`). Senders and receivers are spread over them round-robin.
 
+pub mod chaos;
+pub mod invariants;
 mod wire;
 mod worker;
 
@@ -55,9 +57,23 @@ impl std::str::FromStr for Rate {
     }
 }
 
-/// Measure a chat server: connections held, fan-out rate, latency, memory.
+/// What a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Connections held, deliveries per second, latency, memory (the phases above).
+    Load,
+    /// Misbehaving clients around well-behaved chatters; PASS/FAIL per promise (`chaos.rs`).
+    Chaos,
+}
+
+/// Measure a chat server: connections held, fan-out rate, latency, memory; or, with
+/// `--scenario chaos`, whether it keeps its promises under abuse.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
+    /// load: measure; chaos: check the server's promises under misbehaving clients
+    #[arg(long, value_enum, default_value_t = Scenario::Load)]
+    pub scenario: Scenario,
+
     /// Server to load (loopback unless you mean otherwise)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
     pub target: SocketAddr,
@@ -66,11 +82,11 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Proto::Pollchat)]
     pub proto: Proto,
 
-    /// Connections to open
+    /// Connections to open (chaos: misbehaving connections open at once)
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub conns: usize,
 
-    /// Connections opened per second
+    /// Connections opened per second (chaos: misbehaving ones)
     #[arg(long, value_name = "PER_SEC", default_value_t = 5000.0)]
     pub connect_rate: f64,
 
@@ -95,7 +111,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "LINES", default_value_t = 64)]
     pub window: u64,
 
-    /// Seconds of traffic
+    /// Seconds of traffic (chaos: of misbehaviour)
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub duration: f64,
 
@@ -115,6 +131,27 @@ pub struct BenchArgs {
     /// address has about 28,000 ephemeral ports)
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub source_ips: u8,
+
+    /// Chaos: well-behaved chatters, whose every line is checked
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub chatters: usize,
+
+    /// Chaos: lines per second each chatter sends (keep it under the server's --rate)
+    #[arg(long, value_name = "LINES_PER_SEC", default_value_t = 2.0)]
+    pub chat_rate: f64,
+
+    /// Chaos: connections in each of the two connect storms (set the server's --max-clients
+    /// below chatters + conns + storm to see it refuse)
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub storm: usize,
+
+    /// Chaos: seed for the misbehaving clients' lifetimes (same seed, same schedule)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+
+    /// The server's --stats-udp address, to report its counters at the end
+    #[arg(long, value_name = "ADDR")]
+    pub server_stats: Option<SocketAddr>,
 
     /// Print one JSON object instead of the summary
     #[arg(long)]
@@ -508,7 +545,7 @@ fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> f64 {
 }
 
 /// Resident memory of a process, in KiB, from /proc/PID/status.
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()

@@ -235,27 +235,54 @@ fn role(plan: &Plan, index: usize) -> Role {
 
 /// Starts a non-blocking connect (from a chosen source address if there are several).
 fn open(plan: &Plan, index: usize, poll: &Poll, token: usize) -> io::Result<Conn> {
-    let mut stream = if plan.source_ips.is_empty() {
-        TcpStream::connect(plan.target)?
-    } else {
-        let source = plan.source_ips[index % plan.source_ips.len()];
-        let socket = Socket::new(Domain::for_address(plan.target), Type::STREAM, None)?;
-        socket.set_nonblocking(true)?;
-        socket.bind(&SocketAddr::new(source, 0).into())?;
-        match socket.connect(&plan.target.into()) {
-            Ok(()) => {}
-            // The normal answer of a non-blocking connect.
-            Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
-        TcpStream::from_std(socket.into())
-    };
+    let source =
+        (!plan.source_ips.is_empty()).then(|| plan.source_ips[index % plan.source_ips.len()]);
+    let mut stream = connect(plan.target, source, None)?;
     poll.registry().register(
         &mut stream,
         Token(token),
         Interest::READABLE | Interest::WRITABLE,
     )?;
     Ok(Conn::new(stream, role(plan, index), State::Connecting))
+}
+
+/// Starts a non-blocking connect to `target`, from `source` if given, with a receive buffer
+/// of `receive_buffer` bytes if given (set before connecting, so the window the peer sees
+/// is small from the first segment). The connect completes when the socket turns writable.
+pub(super) fn connect(
+    target: SocketAddr,
+    source: Option<IpAddr>,
+    receive_buffer: Option<usize>,
+) -> io::Result<TcpStream> {
+    if source.is_none() && receive_buffer.is_none() {
+        return TcpStream::connect(target);
+    }
+    let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+    socket.set_nonblocking(true)?;
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    if let Some(source) = source {
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+    }
+    match socket.connect(&target.into()) {
+        Ok(()) => {}
+        // The normal answer of a non-blocking connect.
+        Err(e) if e.raw_os_error() == Some(EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(TcpStream::from_std(socket.into()))
+}
+
+/// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` still
+/// under way (a spurious wakeup), `Err` failed. It has finished when the socket turns
+/// writable; whether it succeeded is in SO_ERROR, or in whether it has a peer.
+pub(super) fn connect_finished(stream: &TcpStream) -> io::Result<bool> {
+    match (stream.take_error(), stream.peer_addr()) {
+        (Ok(None), Ok(_)) => Ok(true),
+        (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        (Ok(Some(e)) | Err(e), _) | (Ok(None), Err(e)) => Err(e),
+    }
 }
 
 /// Handles readiness on one connection: completes a connect, flushes output, reads input.
@@ -270,12 +297,10 @@ fn service(
         return;
     }
     if conn.state == State::Connecting {
-        // A non-blocking connect has finished when the socket turns writable; whether it
-        // succeeded is in SO_ERROR, or in whether it has a peer.
-        match (conn.stream.take_error(), conn.stream.peer_addr()) {
-            (Ok(None), Ok(_)) => {}
-            (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => return,
-            _ => {
+        match connect_finished(&conn.stream) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(_) => {
                 shared.failed.fetch_add(1, Ordering::Relaxed);
                 conn.state = State::Done;
                 return;
@@ -291,7 +316,7 @@ fn service(
             }
         }
     }
-    if flush(conn).is_err() {
+    if flush(&mut conn.stream, &mut conn.output).is_err() {
         lost(conn, shared);
         return;
     }
@@ -442,18 +467,18 @@ fn produce(conn: &mut Conn, plan: &Plan, shared: &Shared, now: Instant) {
         }
     }
     shared.sent.fetch_add(produced, Ordering::Relaxed);
-    if produced > 0 && flush(conn).is_err() {
+    if produced > 0 && flush(&mut conn.stream, &mut conn.output).is_err() {
         lost(conn, shared);
     }
 }
 
 /// Writes pending output until it is gone or the socket is full (kept for the next event).
-fn flush(conn: &mut Conn) -> io::Result<()> {
-    while !conn.output.is_empty() {
-        match conn.stream.write(&conn.output) {
+pub(super) fn flush(stream: &mut TcpStream, output: &mut Vec<u8>) -> io::Result<()> {
+    while !output.is_empty() {
+        match stream.write(output) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
-                conn.output.drain(..n);
+                output.drain(..n);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -1,0 +1,1174 @@
+//! `pollchat bench --scenario chaos`: well-behaved chatters talk while strangers misbehave
+//! around them, and the run says, promise by promise, whether the server kept it (PASS/FAIL).
+//!
+//! The generator is one thread and one mio loop, built like the server. A run goes through
+//! fixed phases, each bounded in time:
+//!
+//! 1. **baseline**: the server's open descriptors and memory (with `--server-pid`);
+//! 2. **join**: `--chatters` chatters and one pinger connect and are welcomed;
+//! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; the pinger
+//!    sends itself a `/msg` five times a second and times the answer; misbehaving clients
+//!    come and go, up to `--conns` at once, cycling through the roles of [`Role`]; two connect
+//!    storms of `--storm` connections each, a third and two thirds of the way through;
+//! 4. **calm**: every misbehaving client vanishes; chatters stop and wait for what is in
+//!    flight;
+//! 5. **leave**: chatters and pinger `/quit` and wait for the server to close them;
+//! 6. **settle**: wait for the server's descriptors to come back down, read its memory.
+//!
+//! Then the checks in `invariants.rs` run over what the well-behaved clients recorded.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use socket2::SockRef;
+
+use super::invariants::{self, LineId};
+use super::wire::{self, Incoming, Proto, Stamp};
+use super::worker::{connect, connect_finished, flush, latency_histogram};
+use super::{BenchArgs, rss_kib};
+
+/// How often the pinger asks the server for an answer.
+const PING_EVERY: Duration = Duration::from_millis(200);
+/// An answer slower than this means the server stopped answering. Generous: CI machines
+/// are shared, and the pinger's answer queues behind the flood's lines like everyone's.
+const PING_LIMIT: Duration = Duration::from_secs(2);
+/// How long the well-behaved clients get to be welcomed, to receive what is in flight once
+/// the chaos stops, and to be closed after `/quit`.
+const JOIN_LIMIT: Duration = Duration::from_secs(10);
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+const LEAVE_LIMIT: Duration = Duration::from_secs(5);
+/// How long the server gets to close every socket once all clients are gone. Its lingering
+/// closes take up to `limits::LINGER` (2 s).
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+/// Memory the server may keep above its baseline after everyone left: what the allocator
+/// holds on to (freed memory is not always returned to the OS), not what the server does.
+/// Measured at about 200 KiB after a 30 s run; see the README.
+pub const RSS_MARGIN_KIB: u64 = 4096;
+/// Longest a loop turn sleeps in `poll`, so timed actions (sends, pings, vanishings) are
+/// punctual.
+const TICK: Duration = Duration::from_millis(2);
+/// Output a producing client (flooder, endless line) keeps queued: it writes as fast as the
+/// server reads, but the generator does not buffer without bound either.
+const PRODUCE_AHEAD: usize = 16 * 1024;
+/// Bytes of padding in a flooder's line: long lines, so that what the rate limit lets through
+/// still fills the queues of the clients that stopped reading.
+const FLOOD_LINE: usize = 4000;
+/// Receive buffer of a client that stops reading: small, so the server's queue for it fills.
+const NON_READER_BUFFER: usize = 4096;
+
+/// Who a connection plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Well-behaved: sends numbered lines at the chat rate, reads and records everything.
+    Chatter(u32),
+    /// Well-behaved: sends itself a `/msg` every [`PING_EVERY`] and times the answer.
+    Pinger,
+    /// Connects and resets (SO_LINGER 0): half of them as soon as connected, before the
+    /// welcome; the others after the welcome and half a line.
+    Vanisher,
+    /// Never reads, with a small receive buffer: the server's queue for it fills.
+    NonReader,
+    /// Sends one endless line, without a newline, as fast as the server takes it.
+    Endless,
+    /// Sends invalid UTF-8, NUL bytes, terminal escapes, lone `\r`, control characters.
+    Garbage,
+    /// Sends lines as fast as the server takes them: far past the rate limit.
+    Flooder,
+    /// Sends a line, then shuts down its sending half and reads until the server closes.
+    HalfCloser,
+    /// One of a connect storm: connects with many others at once, resets a moment later.
+    Storm,
+}
+
+/// The misbehaving roles, in the order they are started.
+const MISBEHAVING: [Role; 6] = [
+    Role::Vanisher,
+    Role::NonReader,
+    Role::Endless,
+    Role::Garbage,
+    Role::Flooder,
+    Role::HalfCloser,
+];
+
+/// What the garbage clients send, one line each: everything the sanitiser must remove.
+const GARBAGE: [&[u8]; 8] = [
+    b"G invalid utf-8 \xff\xfe\xc3\x28 \xed\xa0\x80\n",
+    b"G nul \x00 byte\n",
+    b"G escape \x1b[2J\x1b[31mred\x1b[0m\n",
+    b"G lone\rcarriage return\n",
+    b"G title \x1b]0;owned\x07\n",
+    b"G c1 \xc2\x9b31m csi\n",
+    b"\x00\x01\x02\x03\x7f\n",
+    b"/nick \x1b[1mbold\n",
+];
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Chatter(_) => "chatter",
+            Role::Pinger => "pinger",
+            Role::Vanisher => "vanisher",
+            Role::NonReader => "non-reader",
+            Role::Endless => "endless line",
+            Role::Garbage => "garbage",
+            Role::Flooder => "flooder",
+            Role::HalfCloser => "half-closer",
+            Role::Storm => "storm",
+        }
+    }
+
+    fn well_behaved(self) -> bool {
+        matches!(self, Role::Chatter(_) | Role::Pinger)
+    }
+
+    /// How long a misbehaving client stays, in milliseconds (a range the run picks from).
+    fn lifetime_ms(self) -> (u64, u64) {
+        match self {
+            Role::NonReader => (2000, 6000),
+            Role::Flooder => (500, 2000),
+            Role::Endless => (300, 1500),
+            Role::Storm => (300, 1000),
+            // These leave by themselves; the lifetime is a backstop.
+            Role::Vanisher | Role::HalfCloser => (2000, 2000),
+            _ => (200, 1000),
+        }
+    }
+
+    /// Closes with a reset rather than a FIN.
+    fn resets(self) -> bool {
+        matches!(self, Role::Vanisher | Role::NonReader | Role::Storm)
+    }
+}
+
+/// What happened to the connections of one role.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tally {
+    pub opened: u64,
+    /// Could not connect at all.
+    pub failed: u64,
+    pub welcomed: u64,
+    /// Told the server is full, or that its address has too many connections.
+    pub refused: u64,
+    /// Closed by the server (for chatters and the pinger: after their `/quit`).
+    pub closed_by_server: u64,
+    /// "line too long" notices received.
+    pub too_long: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Join,
+    Chaos,
+    Calm,
+    Leave,
+}
+
+struct Client {
+    stream: TcpStream,
+    role: Role,
+    /// Which client of its role this is (varies the behaviour within a role).
+    serial: u64,
+    connected: bool,
+    welcomed: bool,
+    /// This client asked to be closed (`/quit`, half-close): the server's close is expected.
+    leaving: bool,
+    /// Shut down the sending half once `output` is written (half-closers).
+    shutdown_when_flushed: bool,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// When a misbehaving client goes.
+    until: Instant,
+    /// When a chatter sends its next line, or the pinger its next ping.
+    next_send: Instant,
+    seq: u64,
+    /// The pinger's nick, from its welcome: it sends `/msg` to itself.
+    nick: String,
+}
+
+/// What a chatter sent and received.
+#[derive(Debug, Default)]
+struct ChatterLog {
+    sent: u64,
+    received: Vec<LineId>,
+}
+
+/// The pinger's round trips.
+struct PingLog {
+    sent: u64,
+    answered: u64,
+    pending: VecDeque<(u64, Instant)>,
+    slowest: Duration,
+    round_trip: Histogram<u64>,
+}
+
+/// Everything a client's handler may update besides the client itself.
+struct Context {
+    epoch: Instant,
+    phase: Phase,
+    size: usize,
+    /// Time between two lines of one chatter.
+    chat_interval: Duration,
+    tallies: BTreeMap<&'static str, Tally>,
+    chatters: Vec<ChatterLog>,
+    pings: PingLog,
+    latency: Histogram<u64>,
+    scratch: Vec<u8>,
+    /// Lines a well-behaved client received that were not clean text, and the first one.
+    dirty: u64,
+    first_dirty: Option<String>,
+    /// Why well-behaved clients were disconnected, if any were.
+    lost: Vec<String>,
+}
+
+/// What the handler wants done with a client.
+#[derive(Debug, PartialEq, Eq)]
+enum After {
+    Keep,
+    Close,
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// Not checked (a run without `--server-pid` cannot see the server's resources).
+    Skipped,
+}
+
+impl Outcome {
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Skipped => "SKIP",
+        }
+    }
+}
+
+/// One promise checked.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+/// What a chaos run saw, and what it concluded.
+#[derive(Debug, Clone)]
+pub struct ChaosReport {
+    pub secs: f64,
+    pub tallies: Vec<(&'static str, Tally)>,
+    pub lines_sent: u64,
+    pub deliveries: u64,
+    pub expected: u64,
+    /// Chatter lines, sender to receiver, in microseconds: p50, p99, max.
+    pub latency_us: [u64; 3],
+    pub pings_sent: u64,
+    pub pings_answered: u64,
+    /// Round trips in microseconds: p50, p99, slowest (including any never answered).
+    pub ping_us: [u64; 3],
+    /// The server's open descriptors: before, at the end.
+    pub fds: Option<(usize, usize)>,
+    /// The server's RSS in KiB: before, highest seen during the run, at the end.
+    pub rss_kib: Option<(u64, u64, u64)>,
+    /// The server's counters at the end (`--server-stats`), as it sent them.
+    pub server_stats: Option<String>,
+    pub checks: Vec<Check>,
+}
+
+impl ChaosReport {
+    /// Every check passed (skipped ones do not count against).
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.outcome != Outcome::Fail)
+    }
+
+    /// One JSON object on one line: the figures, and each check as `"name": "PASS"`.
+    pub fn json(&self) -> String {
+        let mut tallies = String::new();
+        for (i, (name, t)) in self.tallies.iter().enumerate() {
+            let _ = write!(
+                tallies,
+                "{}\"{name}\":{{\"opened\":{},\"failed\":{},\"welcomed\":{},\"refused\":{},\
+                 \"closed_by_server\":{},\"too_long\":{}}}",
+                if i == 0 { "" } else { "," },
+                t.opened,
+                t.failed,
+                t.welcomed,
+                t.refused,
+                t.closed_by_server,
+                t.too_long
+            );
+        }
+        let mut checks = String::new();
+        for (i, c) in self.checks.iter().enumerate() {
+            let _ = write!(
+                checks,
+                "{}\"{}\":\"{}\"",
+                if i == 0 { "" } else { "," },
+                c.name,
+                c.outcome.word()
+            );
+        }
+        let mut server = String::new();
+        if let (Some((fds_before, fds_end)), Some((before, peak, end))) = (self.fds, self.rss_kib) {
+            let _ = write!(
+                server,
+                "\"fds_before\":{fds_before},\"fds_end\":{fds_end},\"rss_kib_before\":{before},\
+                 \"rss_kib_peak\":{peak},\"rss_kib_end\":{end},"
+            );
+        }
+        if let Some(stats) = &self.server_stats {
+            let _ = write!(server, "\"server_stats\":{stats},");
+        }
+        let [p50, p99, max] = self.latency_us;
+        let [ping50, ping99, ping_max] = self.ping_us;
+        format!(
+            "{{\"scenario\":\"chaos\",\"passed\":{},\"secs\":{:.3},\"lines_sent\":{},\
+             \"deliveries\":{},\"expected\":{},\"latency_us_p50\":{p50},\
+             \"latency_us_p99\":{p99},\"latency_us_max\":{max},\"pings_sent\":{},\
+             \"pings_answered\":{},\"ping_us_p50\":{ping50},\"ping_us_p99\":{ping99},\
+             \"ping_us_max\":{ping_max},{server}\"roles\":{{{tallies}}},\"checks\":{{{checks}}}}}",
+            self.passed(),
+            self.secs,
+            self.lines_sent,
+            self.deliveries,
+            self.expected,
+            self.pings_sent,
+            self.pings_answered,
+        )
+    }
+
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "chaos: {:.1} s", self.secs);
+        let _ = writeln!(
+            s,
+            "  {:<13}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}",
+            "role", "opened", "failed", "welcomed", "refused", "closed by server", "too long"
+        );
+        for (name, t) in &self.tallies {
+            let _ = writeln!(
+                s,
+                "  {name:<13}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}",
+                t.opened, t.failed, t.welcomed, t.refused, t.closed_by_server, t.too_long
+            );
+        }
+        let [p50, p99, max] = self.latency_us.map(|us| us as f64 / 1000.0);
+        let _ = writeln!(
+            s,
+            "chatter lines: {} sent, {} of {} deliveries; latency p50 {p50:.2} ms, \
+             p99 {p99:.2} ms, max {max:.2} ms",
+            self.lines_sent, self.deliveries, self.expected
+        );
+        let [p50, p99, max] = self.ping_us.map(|us| us as f64 / 1000.0);
+        let _ = writeln!(
+            s,
+            "pings: {} sent, {} answered; round trip p50 {p50:.2} ms, p99 {p99:.2} ms, \
+             slowest {max:.2} ms",
+            self.pings_sent, self.pings_answered
+        );
+        if let (Some((fd_before, fd_end)), Some((before, peak, end))) = (self.fds, self.rss_kib) {
+            let _ = writeln!(
+                s,
+                "server: {fd_before} descriptors before, {fd_end} after; RSS {before} KiB \
+                 before, {peak} KiB at most, {end} KiB after"
+            );
+        }
+        if let Some(stats) = &self.server_stats {
+            let _ = writeln!(s, "server counters: {stats}");
+        }
+        for check in &self.checks {
+            let word = check.outcome.word();
+            let _ = writeln!(s, "{word}  {}: {}", check.name, check.detail);
+        }
+        let failed = self
+            .checks
+            .iter()
+            .filter(|c| c.outcome == Outcome::Fail)
+            .count();
+        let verdict = if failed == 0 { "PASS" } else { "FAIL" };
+        let _ = writeln!(
+            s,
+            "chaos: {verdict} ({failed} of {} checks failed)",
+            self.checks.len()
+        );
+        s
+    }
+}
+
+/// The run's connections and its loop.
+struct Chaos {
+    target: SocketAddr,
+    poll: Poll,
+    events: Events,
+    clients: Slab<Client>,
+    ctx: Context,
+    /// Misbehaving clients started so far (picks the next role and varies behaviour).
+    started: u64,
+    /// xorshift state: lifetimes are random but the same for the same `--seed`.
+    rng: u64,
+    last_timed: Instant,
+}
+
+/// Runs the chaos scenario against `args.target`. `Err` only for bad arguments or a machine
+/// that cannot run it; a server that breaks a promise gives a report with a FAIL.
+pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
+    if args.proto != Proto::Pollchat {
+        return Err("--scenario chaos speaks pollchat's protocol only".into());
+    }
+    if args.chatters < 2 {
+        return Err("--chatters must be at least 2 (someone has to hear them)".into());
+    }
+    let chat_interval = rate_interval(args.chat_rate, "--chat-rate")?;
+    let spawn_interval = rate_interval(args.connect_rate, "--connect-rate")?;
+    let started = Instant::now();
+    let resources = |pid| Some((open_fds(pid)?, rss_kib(pid)?));
+    let baseline = args.server_pid.and_then(resources);
+    let mut chaos = Chaos::new(args, chat_interval).map_err(|e| format!("cannot start: {e}"))?;
+    let mut rss_peak = baseline.map_or(0, |(_, rss)| rss);
+    let mut sample_rss = |at: &mut Instant| {
+        if at.elapsed() >= Duration::from_millis(100)
+            && let Some(rss) = args.server_pid.and_then(rss_kib)
+        {
+            rss_peak = rss_peak.max(rss);
+            *at = Instant::now();
+        }
+    };
+    let mut sampled = Instant::now();
+
+    // 2. Join.
+    let chatters = u32::try_from(args.chatters).unwrap_or(u32::MAX);
+    for chatter in 0..chatters {
+        chaos.open(Role::Chatter(chatter));
+    }
+    chaos.open(Role::Pinger);
+    let joined = chaos.run_until(JOIN_LIMIT, |c| {
+        c.clients
+            .iter()
+            .filter(|(_, c)| c.role.well_behaved() && c.welcomed)
+            .count()
+            == args.chatters + 1
+    });
+    if !joined {
+        return Err(format!(
+            "the {} chatters and the pinger were not all welcomed within {} s: is the server \
+             running, with --max-clients and --max-per-ip above {}?",
+            args.chatters,
+            JOIN_LIMIT.as_secs(),
+            args.chatters + 1
+        ));
+    }
+
+    // 3. Chaos.
+    chaos.ctx.phase = Phase::Chaos;
+    let chaos_started = Instant::now();
+    let duration = Duration::from_secs_f64(args.duration.max(0.0));
+    for (key, client) in chaos.clients.iter_mut() {
+        // Chatters start staggered over one interval, not in lockstep.
+        let stagger = chat_interval.mul_f64(key as f64 / (args.chatters + 1) as f64);
+        client.next_send = chaos_started + stagger;
+    }
+    let mut storms: VecDeque<Instant> = if args.storm > 0 {
+        [duration / 3, duration * 2 / 3]
+            .map(|at| chaos_started + at)
+            .into()
+    } else {
+        VecDeque::new()
+    };
+    let mut next_spawn = chaos_started;
+    while chaos_started.elapsed() < duration {
+        let now = Instant::now();
+        if storms.front().is_some_and(|&at| at <= now) {
+            storms.pop_front();
+            for _ in 0..args.storm {
+                chaos.open(Role::Storm);
+            }
+        }
+        while next_spawn <= now && chaos.misbehaving_now() < args.conns {
+            let role = MISBEHAVING[(chaos.started % MISBEHAVING.len() as u64) as usize];
+            chaos.open(role);
+            next_spawn += spawn_interval;
+        }
+        // Do not save up spawns while the cap holds them back.
+        next_spawn = next_spawn.max(earlier(now, spawn_interval));
+        chaos.turn();
+        sample_rss(&mut sampled);
+    }
+
+    // 4. Calm: the strangers go; what the chatters sent must all arrive.
+    chaos.ctx.phase = Phase::Calm;
+    chaos.clients.retain(|_, c| {
+        if !c.role.well_behaved() {
+            close(c);
+        }
+        c.role.well_behaved()
+    });
+    chaos.run_until(DRAIN_LIMIT, |c| c.drained());
+    sample_rss(&mut sampled);
+
+    // 5. Leave.
+    chaos.ctx.phase = Phase::Leave;
+    for (_, client) in chaos.clients.iter_mut() {
+        client.output.extend_from_slice(b"/quit\n");
+        client.leaving = true;
+        let _ = flush(&mut client.stream, &mut client.output);
+    }
+    chaos.run_until(LEAVE_LIMIT, |c| c.clients.is_empty());
+    for client in chaos.clients.drain() {
+        chaos
+            .ctx
+            .lost
+            .push(format!("{} was not closed after /quit", client.role.name()));
+    }
+    let secs = started.elapsed().as_secs_f64();
+
+    // 6. Settle: the server closes what it still holds (lingering closes take up to 2 s).
+    let settle_started = Instant::now();
+    let mut end = args.server_pid.and_then(resources);
+    while let (Some((fds_before, _)), Some((fds, _))) = (baseline, end) {
+        if fds <= fds_before || settle_started.elapsed() >= SETTLE_LIMIT {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        end = args.server_pid.and_then(resources);
+    }
+    let server_stats = args.server_stats.and_then(ask_stats);
+    Ok(chaos.report(secs, baseline, end, rss_peak, server_stats))
+}
+
+/// The interval between events at `rate` per second.
+fn rate_interval(rate: f64, flag: &str) -> Result<Duration, String> {
+    if rate > 0.0 && rate.is_finite() {
+        Ok(Duration::from_secs_f64(1.0 / rate))
+    } else {
+        Err(format!("{flag} must be a positive number per second"))
+    }
+}
+
+impl Chaos {
+    fn new(args: &BenchArgs, chat_interval: Duration) -> io::Result<Chaos> {
+        let pings = PingLog {
+            sent: 0,
+            answered: 0,
+            pending: VecDeque::new(),
+            slowest: Duration::ZERO,
+            round_trip: latency_histogram()?,
+        };
+        Ok(Chaos {
+            target: args.target,
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            clients: Slab::new(),
+            ctx: Context {
+                epoch: Instant::now(),
+                phase: Phase::Join,
+                size: args.size,
+                chat_interval,
+                tallies: BTreeMap::new(),
+                chatters: (0..args.chatters).map(|_| ChatterLog::default()).collect(),
+                pings,
+                latency: latency_histogram()?,
+                scratch: vec![0; 64 * 1024],
+                dirty: 0,
+                first_dirty: None,
+                lost: Vec::new(),
+            },
+            started: 0,
+            rng: args.seed.max(1),
+            last_timed: Instant::now(),
+        })
+    }
+
+    fn misbehaving_now(&self) -> usize {
+        self.clients
+            .iter()
+            .filter(|(_, c)| !c.role.well_behaved() && c.role != Role::Storm)
+            .count()
+    }
+
+    /// A random number of milliseconds in `low..=high` (xorshift64).
+    fn random_ms(&mut self, (low, high): (u64, u64)) -> Duration {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        Duration::from_millis(low + self.rng % (high - low + 1))
+    }
+
+    /// Starts a client of `role` connecting.
+    fn open(&mut self, role: Role) {
+        let serial = if role.well_behaved() {
+            0
+        } else {
+            self.started += 1;
+            self.started
+        };
+        let until = Instant::now() + self.random_ms(role.lifetime_ms());
+        let tally = self.ctx.tallies.entry(role.name()).or_default();
+        tally.opened += 1;
+        let receive_buffer = (role == Role::NonReader).then_some(NON_READER_BUFFER);
+        let entry = self.clients.vacant_entry();
+        let registered = connect(self.target, None, receive_buffer).and_then(|mut stream| {
+            self.poll.registry().register(
+                &mut stream,
+                Token(entry.key()),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(stream)
+        });
+        match registered {
+            Ok(stream) => {
+                entry.insert(Client {
+                    stream,
+                    role,
+                    serial,
+                    connected: false,
+                    welcomed: false,
+                    leaving: false,
+                    shutdown_when_flushed: false,
+                    input: Vec::new(),
+                    output: Vec::new(),
+                    until,
+                    next_send: Instant::now(),
+                    seq: 0,
+                    nick: String::new(),
+                });
+            }
+            Err(e) => {
+                tally.failed += 1;
+                if role.well_behaved() {
+                    self.ctx
+                        .lost
+                        .push(format!("{} could not connect: {e}", role.name()));
+                }
+            }
+        }
+    }
+
+    /// Runs loop turns until `done` holds or `limit` passes; whether `done` held.
+    fn run_until(&mut self, limit: Duration, done: impl Fn(&Chaos) -> bool) -> bool {
+        let started = Instant::now();
+        loop {
+            if done(self) {
+                return true;
+            }
+            if started.elapsed() >= limit {
+                return false;
+            }
+            self.turn();
+        }
+    }
+
+    /// One loop turn: timed actions (at most once a millisecond), then one poll and its
+    /// events.
+    fn turn(&mut self) {
+        let now = Instant::now();
+        if now - self.last_timed >= Duration::from_millis(1) {
+            self.last_timed = now;
+            let ctx = &mut self.ctx;
+            self.clients.retain(|_, client| {
+                let after = timed(client, ctx, now);
+                if after == After::Close {
+                    close(client);
+                }
+                after == After::Keep
+            });
+        }
+        if self.poll.poll(&mut self.events, Some(TICK)).is_err() {
+            return;
+        }
+        for event in self.events.iter() {
+            let Token(key) = event.token();
+            let Some(client) = self.clients.get_mut(key) else {
+                continue;
+            };
+            if service(client, &mut self.ctx) == After::Close {
+                close(client);
+                self.clients.remove(key);
+            }
+        }
+    }
+
+    /// Every chatter has every line sent so far by the others, and every ping is answered.
+    fn drained(&self) -> bool {
+        let total: u64 = self.ctx.chatters.iter().map(|c| c.sent).sum();
+        self.ctx
+            .chatters
+            .iter()
+            .all(|c| c.received.len() as u64 >= total - c.sent)
+            && self.ctx.pings.pending.is_empty()
+    }
+
+    fn report(
+        self,
+        secs: f64,
+        baseline: Option<(usize, u64)>,
+        end: Option<(usize, u64)>,
+        rss_peak: u64,
+        server_stats: Option<String>,
+    ) -> ChaosReport {
+        let ctx = self.ctx;
+        let sent: Vec<u64> = ctx.chatters.iter().map(|c| c.sent).collect();
+        let received: Vec<Vec<LineId>> = ctx.chatters.into_iter().map(|c| c.received).collect();
+        let total: u64 = sent.iter().sum();
+        let expected = total * (sent.len() as u64).saturating_sub(1);
+        let deliveries = received.iter().map(|r| r.len() as u64).sum();
+        let mut checks = Vec::new();
+        let mut check = |name, result: Result<String, String>| {
+            let (outcome, detail) = match result {
+                Ok(detail) => (Outcome::Pass, detail),
+                Err(detail) => (Outcome::Fail, detail),
+            };
+            checks.push(Check {
+                name,
+                outcome,
+                detail,
+            });
+        };
+        check(
+            "exactly once",
+            invariants::exactly_once(&sent, &received)
+                .map(|()| format!("{deliveries} of {expected} chatter lines delivered, none twice"))
+                .and_then(|d| {
+                    (total > 0)
+                        .then_some(d)
+                        .ok_or_else(|| "the chatters sent nothing".to_string())
+                }),
+        );
+        check(
+            "one global order",
+            invariants::one_global_order(&sent, &received).map(|()| {
+                "every chatter saw the lines in one order, each sender's as sent".to_string()
+            }),
+        );
+        check(
+            "clean text",
+            match &ctx.first_dirty {
+                None => Ok("every line received was UTF-8 without control characters".into()),
+                Some(line) => Err(format!(
+                    "{} lines with control characters or invalid UTF-8, e.g. {line:?}",
+                    ctx.dirty
+                )),
+            },
+        );
+        let pings = &ctx.pings;
+        let slowest = pings
+            .pending
+            .front()
+            .map_or(pings.slowest, |(_, at)| pings.slowest.max(at.elapsed()));
+        let answered = format!(
+            "{} of {} pings answered, slowest in {:.1} ms (limit {} s)",
+            pings.answered,
+            pings.sent,
+            slowest.as_secs_f64() * 1000.0,
+            PING_LIMIT.as_secs()
+        );
+        check(
+            "kept answering",
+            if pings.sent > 0 && pings.answered == pings.sent && slowest <= PING_LIMIT {
+                Ok(answered)
+            } else {
+                Err(answered)
+            },
+        );
+        check(
+            "no well-behaved client lost",
+            if ctx.lost.is_empty() {
+                Ok(format!(
+                    "all {} chatters and the pinger stayed until they quit",
+                    sent.len()
+                ))
+            } else {
+                Err(ctx.lost.join("; "))
+            },
+        );
+        let mut checks_resources = Vec::new();
+        match (baseline, end) {
+            (Some((fds_before, rss_before)), Some((fds_end, rss_end))) => {
+                let fds = format!("{fds_before} before, {fds_end} after everyone left");
+                checks_resources.push((
+                    "descriptors back to baseline",
+                    if fds_end <= fds_before {
+                        Outcome::Pass
+                    } else {
+                        Outcome::Fail
+                    },
+                    fds,
+                ));
+                let rss = format!(
+                    "{rss_before} KiB before, {rss_peak} KiB at most, {rss_end} KiB after \
+                     (margin {RSS_MARGIN_KIB} KiB)"
+                );
+                checks_resources.push((
+                    "memory back to baseline",
+                    if rss_end <= rss_before + RSS_MARGIN_KIB {
+                        Outcome::Pass
+                    } else {
+                        Outcome::Fail
+                    },
+                    rss,
+                ));
+            }
+            _ => {
+                for name in ["descriptors back to baseline", "memory back to baseline"] {
+                    checks_resources.push((
+                        name,
+                        Outcome::Skipped,
+                        "needs --server-pid of a server on this machine".to_string(),
+                    ));
+                }
+            }
+        }
+        checks.extend(
+            checks_resources
+                .into_iter()
+                .map(|(name, outcome, detail)| Check {
+                    name,
+                    outcome,
+                    detail,
+                }),
+        );
+        let quantiles = |h: &Histogram<u64>| {
+            if h.is_empty() {
+                [0, 0, 0]
+            } else {
+                [h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()]
+            }
+        };
+        let mut ping_us = quantiles(&pings.round_trip);
+        ping_us[2] = u64::try_from(slowest.as_micros()).unwrap_or(u64::MAX);
+        ChaosReport {
+            secs,
+            tallies: ctx.tallies.into_iter().collect(),
+            lines_sent: total,
+            deliveries,
+            expected,
+            latency_us: quantiles(&ctx.latency),
+            pings_sent: pings.sent,
+            pings_answered: pings.answered,
+            ping_us,
+            fds: baseline.zip(end).map(|((b, _), (e, _))| (b, e)),
+            rss_kib: baseline.zip(end).map(|((_, b), (_, e))| (b, rss_peak, e)),
+            server_stats,
+            checks,
+        }
+    }
+}
+
+/// Closes a client's socket, with a reset for the roles that vanish that way.
+fn close(client: &Client) {
+    if client.role.resets() {
+        let _ = SockRef::from(&client.stream).set_linger(Some(Duration::ZERO));
+    }
+}
+
+/// What a client does because time passed: chatters and the pinger send, producers top up
+/// their output, misbehaving clients whose time is up go.
+fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> After {
+    if !client.connected {
+        return if client.role.well_behaved() || client.until > now {
+            After::Keep
+        } else {
+            After::Close
+        };
+    }
+    match client.role {
+        _ if !client.role.well_behaved() && client.until <= now => return After::Close,
+        Role::Chatter(me) if ctx.phase == Phase::Chaos => {
+            // Catch up after a stall, but never send a burst the rate limit would hold back.
+            let mut budget = 4;
+            while client.next_send <= now && budget > 0 {
+                let stamp = Stamp {
+                    sender: me,
+                    seq: client.seq,
+                    sent_at_ns: u64::try_from(ctx.epoch.elapsed().as_nanos()).unwrap_or(0),
+                };
+                wire::encode_line(Proto::Pollchat, stamp, ctx.size, &mut client.output);
+                client.seq += 1;
+                if let Some(log) = ctx.chatters.get_mut(me as usize) {
+                    log.sent += 1;
+                }
+                client.next_send += ctx.chat_interval;
+                budget -= 1;
+            }
+            client.next_send = client.next_send.max(earlier(now, ctx.chat_interval));
+        }
+        Role::Pinger if ctx.phase == Phase::Chaos && client.welcomed && client.next_send <= now => {
+            let pings = &mut ctx.pings;
+            let _ = writeln!(
+                PushStr(&mut client.output),
+                "/msg {} P {}",
+                client.nick,
+                pings.sent
+            );
+            pings.pending.push_back((pings.sent, now));
+            pings.sent += 1;
+            client.next_send = now + PING_EVERY;
+        }
+        Role::Endless if client.welcomed && client.output.len() < PRODUCE_AHEAD => {
+            client.output.resize(PRODUCE_AHEAD, b'x');
+        }
+        Role::Flooder if client.welcomed => {
+            while client.output.len() < PRODUCE_AHEAD {
+                let _ = writeln!(
+                    PushStr(&mut client.output),
+                    "F {} {} {:x<FLOOD_LINE$}",
+                    client.serial,
+                    client.seq,
+                    ""
+                );
+                client.seq += 1;
+            }
+        }
+        _ => {}
+    }
+    write_out(client)
+}
+
+/// Writes what a client has queued; a half-closer shuts its sending half once it is out.
+fn write_out(client: &mut Client) -> After {
+    if client.output.is_empty() {
+        return After::Keep;
+    }
+    if flush(&mut client.stream, &mut client.output).is_err() {
+        return After::Close;
+    }
+    if client.shutdown_when_flushed && client.output.is_empty() {
+        client.shutdown_when_flushed = false;
+        if client.stream.shutdown(Shutdown::Write).is_err() {
+            return After::Close;
+        }
+    }
+    After::Keep
+}
+
+/// Handles readiness on one client: completes its connect, writes, reads and reacts to
+/// every complete line.
+fn service(client: &mut Client, ctx: &mut Context) -> After {
+    let tally = ctx.tallies.entry(client.role.name()).or_default();
+    if !client.connected {
+        match connect_finished(&client.stream) {
+            Ok(true) => {}
+            Ok(false) => return After::Keep,
+            Err(e) => {
+                tally.failed += 1;
+                if client.role.well_behaved() {
+                    ctx.lost
+                        .push(format!("{} could not connect: {e}", client.role.name()));
+                }
+                return After::Close;
+            }
+        }
+        client.connected = true;
+        let _ = client.stream.set_nodelay(true);
+        // Half the vanishers go before the server could even greet them.
+        if client.role == Role::Vanisher && client.serial.is_multiple_of(2) {
+            return After::Close;
+        }
+    }
+    if write_out(client) == After::Close {
+        return lost(client, ctx, "writing failed");
+    }
+    if client.role == Role::NonReader {
+        return After::Keep;
+    }
+    let mut closed = None;
+    loop {
+        match client.stream.read(&mut ctx.scratch) {
+            Ok(0) => {
+                closed = Some("the server closed the connection");
+                break;
+            }
+            Ok(n) => client.input.extend_from_slice(&ctx.scratch[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                closed = Some("the connection failed");
+                break;
+            }
+        }
+    }
+    let mut used = 0;
+    let mut after = After::Keep;
+    while let Some(end) = memchr::memchr(b'\n', &client.input[used..]) {
+        let line = used..used + end;
+        used += end + 1;
+        let line = client.input[line].to_vec();
+        if on_line(client, &line, ctx) == After::Close {
+            after = After::Close;
+            break;
+        }
+    }
+    client.input.drain(..used);
+    if after == After::Close {
+        return after;
+    }
+    if let Some(why) = closed {
+        return lost(client, ctx, why);
+    }
+    write_out(client)
+}
+
+/// The server closed a client (or the connection failed): expected for some, a broken
+/// promise for a well-behaved client that did not ask to leave.
+fn lost(client: &Client, ctx: &mut Context, why: &str) -> After {
+    ctx.tallies
+        .entry(client.role.name())
+        .or_default()
+        .closed_by_server += 1;
+    if !client.leaving && client.role.well_behaved() {
+        let name = match client.role {
+            Role::Chatter(n) => format!("chatter {n}"),
+            role => role.name().to_string(),
+        };
+        ctx.lost
+            .push(format!("{name}: {why} ({:?} phase)", ctx.phase));
+    }
+    After::Close
+}
+
+/// Reacts to one line from the server.
+fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
+    let tally = ctx.tallies.entry(client.role.name()).or_default();
+    if client.role.well_behaved() {
+        let clean = std::str::from_utf8(line).is_ok_and(invariants::is_clean_text);
+        if !clean {
+            ctx.dirty += 1;
+            if ctx.first_dirty.is_none() {
+                ctx.first_dirty = Some(String::from_utf8_lossy(line).into_owned());
+            }
+        }
+    }
+    if line.starts_with(b"*** server full") || line.starts_with(b"*** too many connections") {
+        tally.refused += 1;
+        if client.role.well_behaved() {
+            ctx.lost.push(format!(
+                "{} was refused: {}",
+                client.role.name(),
+                lossy(line)
+            ));
+        }
+        return After::Keep;
+    }
+    if line.starts_with(b"*** line too long") {
+        tally.too_long += 1;
+    }
+    if line.starts_with(b"*** welcome") && !client.welcomed {
+        client.welcomed = true;
+        tally.welcomed += 1;
+        return welcomed(client, line);
+    }
+    match client.role {
+        Role::Chatter(me) => {
+            let mut framed = line.to_vec();
+            framed.push(b'\n');
+            if let Some((Incoming::Line(stamp), _)) = wire::decode(Proto::Pollchat, &framed)
+                && let Some(log) = ctx.chatters.get_mut(me as usize)
+            {
+                log.received.push((stamp.sender, stamp.seq));
+                let now_ns = u64::try_from(ctx.epoch.elapsed().as_nanos()).unwrap_or(0);
+                let micros = now_ns.saturating_sub(stamp.sent_at_ns) / 1000;
+                ctx.latency.saturating_record(micros.max(1));
+            }
+        }
+        Role::Pinger => {
+            let prefix = format!("*{}* P ", client.nick);
+            let seq = line
+                .strip_prefix(prefix.as_bytes())
+                .and_then(|rest| std::str::from_utf8(rest).ok()?.parse::<u64>().ok());
+            let pings = &mut ctx.pings;
+            if let Some(seq) = seq
+                && pings.pending.front().is_some_and(|&(s, _)| s == seq)
+                && let Some((_, sent)) = pings.pending.pop_front()
+            {
+                let rtt = sent.elapsed();
+                pings.answered += 1;
+                pings.slowest = pings.slowest.max(rtt);
+                let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+                pings.round_trip.saturating_record(micros.max(1));
+            }
+        }
+        _ => {}
+    }
+    After::Keep
+}
+
+/// What a client does once it is in the room.
+fn welcomed(client: &mut Client, line: &[u8]) -> After {
+    match client.role {
+        Role::Pinger => {
+            // "*** welcome to pollchat, you are NICK (type /help for commands)"
+            let text = lossy(line);
+            client.nick = text
+                .split_once("you are ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or_default()
+                .to_string();
+        }
+        Role::Vanisher => {
+            client.output.extend_from_slice(b"V half a li");
+            let _ = write_out(client);
+            return After::Close;
+        }
+        Role::Garbage => {
+            for line in GARBAGE {
+                client.output.extend_from_slice(line);
+            }
+        }
+        Role::HalfCloser => {
+            client.output.extend_from_slice(b"H leaving half-way\n");
+            client.shutdown_when_flushed = true;
+            client.leaving = true;
+        }
+        _ => {}
+    }
+    write_out(client)
+}
+
+/// `at - by`, or `at` on a machine up for less than `by`.
+fn earlier(at: Instant, by: Duration) -> Instant {
+    at.checked_sub(by).unwrap_or(at)
+}
+
+fn lossy(line: &[u8]) -> String {
+    String::from_utf8_lossy(line).into_owned()
+}
+
+/// `write!` into a byte buffer.
+struct PushStr<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for PushStr<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Descriptors a process has open, from /proc/PID/fd.
+fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// Asks a server's `--stats-udp` socket for its counters (three tries, a second each).
+fn ask_stats(server: SocketAddr) -> Option<String> {
+    let local: SocketAddr = if server.is_ipv4() {
+        ([127, 0, 0, 1], 0).into()
+    } else {
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
+    };
+    let socket = UdpSocket::bind(local).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let mut buf = vec![0; 64 * 1024];
+    (0..3).find_map(|_| {
+        socket.send_to(b"stats", server).ok()?;
+        let n = socket.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+}
