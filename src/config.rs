@@ -16,8 +16,11 @@ use crate::limits;
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Addresses to listen on (IPv4 and IPv6; port 0 picks a free port).
+    /// Addresses to listen on for plain TCP (IPv4 and IPv6; port 0 picks a free port). Empty
+    /// with `tls` set serves TLS only.
     pub bind: Vec<SocketAddr>,
+    /// TLS listeners, with the certificate they present; `None` serves plain TCP only.
+    pub tls: Option<TlsSettings>,
     /// Longest line accepted, in bytes, line ending excluded.
     pub max_line: usize,
     /// Unsent output a client may stay above for `output_grace` (or exceed eightfold at
@@ -44,10 +47,36 @@ pub struct Config {
     pub handle_signals: bool,
 }
 
+/// What a TLS listener needs.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// PEM file with the certificate chain, the server's own certificate first.
+    pub cert: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// Addresses to listen on for TLS.
+    pub bind: Vec<SocketAddr>,
+    /// How long a client has to finish its handshake.
+    pub handshake_timeout: Duration,
+}
+
+impl TlsSettings {
+    /// TLS with this certificate and key on `bind`, other settings at their defaults.
+    pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>, bind: SocketAddr) -> Self {
+        TlsSettings {
+            cert: cert.into(),
+            key: key.into(),
+            bind: vec![bind],
+            handshake_timeout: limits::DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
             bind: vec![SocketAddr::from(([127, 0, 0, 1], 7878))],
+            tls: None,
             max_line: limits::DEFAULT_MAX_LINE,
             max_output: limits::DEFAULT_MAX_OUTPUT,
             output_grace: limits::DEFAULT_OUTPUT_GRACE,
@@ -80,6 +109,27 @@ pub struct Cli {
     /// Address to listen on; repeat for several (e.g. --bind 0.0.0.0:7878 --bind [::]:7878)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
     pub bind: Vec<SocketAddr>,
+
+    /// Serve TLS too, with this certificate chain (PEM; needs --tls-key)
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key for --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Address to listen on for TLS; repeat for several
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7879")]
+    pub tls_bind: Vec<SocketAddr>,
+
+    /// Serve TLS only: no plain listener (--bind is ignored)
+    #[arg(long, requires = "tls_cert")]
+    pub tls_only: bool,
+
+    /// Seconds a TLS client has to finish its handshake before it is closed
+    #[arg(long, value_name = "SECS",
+          default_value_t = limits::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs_f64())]
+    pub tls_handshake_timeout: f64,
 
     /// Longest line a client may send; longer lines are dropped with an error (suffixes K, M)
     #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_bytes)]
@@ -142,8 +192,24 @@ pub enum Command {
 impl Cli {
     /// The server configuration this command line asks for.
     pub fn config(&self) -> Config {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings {
+                cert: cert.clone(),
+                key: key.clone(),
+                bind: self.tls_bind.clone(),
+                handshake_timeout: Duration::from_secs_f64(
+                    self.tls_handshake_timeout.clamp(0.001, 1e6),
+                ),
+            }),
+            _ => None,
+        };
         Config {
-            bind: self.bind.clone(),
+            bind: if self.tls_only {
+                Vec::new()
+            } else {
+                self.bind.clone()
+            },
+            tls,
             max_line: self.max_line,
             max_output: self.max_output,
             output_grace: Duration::from_secs_f64(self.output_grace.clamp(0.0, 1e6)),

@@ -15,6 +15,9 @@
 //!                                                                                end of batch
 //! ```
 //!
+//! A TLS client starts in `Handshaking` instead, and enters `Chatting` (the room) only once
+//! its handshake is over; garbage or a stalled handshake takes it straight to `Closed`.
+//!
 //! `Leaving` exists so that a client who is being sent away still gets its last lines
 //! (`*** bye`, `*** server full`, ...) before the socket closes. `Closed` exists because a
 //! connection must not be removed from the slab while the current batch of events may still
@@ -30,6 +33,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::framing::LineFramer;
 use crate::rate_limit::TokenBucket;
+use crate::tls::Session;
 use crate::write_queue::{Flushed, WriteQueue};
 
 /// Names one connection for longer than a batch of events: the slab key plus the
@@ -62,6 +66,11 @@ pub enum CloseReason {
     TooManyFromAddress,
     /// The server is shutting down.
     Shutdown,
+    /// TLS failed: rustls rejected what the client sent (not a TLS client, a bad handshake,
+    /// a corrupt record). rustls's reason.
+    Tls(String),
+    /// A TLS client did not finish its handshake within `--tls-handshake-timeout`.
+    HandshakeTimeout,
 }
 
 impl CloseReason {
@@ -77,6 +86,8 @@ impl CloseReason {
             CloseReason::ServerFull => "server_full",
             CloseReason::TooManyFromAddress => "too_many_from_address",
             CloseReason::Shutdown => "shutdown",
+            CloseReason::Tls(_) => "tls_error",
+            CloseReason::HandshakeTimeout => "handshake_timeout",
         }
     }
 }
@@ -96,6 +107,8 @@ impl fmt::Display for CloseReason {
             CloseReason::ServerFull => write!(f, "server full"),
             CloseReason::TooManyFromAddress => write!(f, "too many connections from its address"),
             CloseReason::Shutdown => write!(f, "server shutting down"),
+            CloseReason::Tls(why) => write!(f, "TLS error: {why}"),
+            CloseReason::HandshakeTimeout => write!(f, "TLS handshake timed out"),
         }
     }
 }
@@ -103,6 +116,9 @@ impl fmt::Display for CloseReason {
 /// Where a connection is in its life. See the module documentation for the diagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
+    /// A TLS client whose handshake is not over: not in the room, no nick, nothing relayed.
+    /// Lines it sends in the same flight as its last handshake message wait in the framer.
+    Handshaking,
     /// In the room: its lines are read and relayed, it receives everyone's.
     Chatting,
     /// Out of the room, its nick released; its queued output is still being flushed. Input is
@@ -129,6 +145,8 @@ pub struct Connection {
     /// Unique for the life of the server, unlike the slab key, which is reused.
     pub id: u64,
     pub socket: TcpStream,
+    /// `Some` for a client of a TLS listener: every byte to and from `socket` goes through it.
+    pub tls: Option<Box<Session>>,
     pub peer: SocketAddr,
     /// Current nick; unique among chatting connections (the room's registry says so).
     pub nick: String,
@@ -172,6 +190,7 @@ impl Connection {
         Connection {
             id,
             socket,
+            tls: None,
             peer,
             nick: String::new(),
             phase: Phase::Chatting,
@@ -207,16 +226,35 @@ impl Connection {
         self.phase == Phase::Chatting
     }
 
+    /// A TLS client whose handshake finished and that is not in the room yet.
+    pub fn handshake_done(&self) -> bool {
+        self.phase == Phase::Handshaking && self.tls.as_ref().is_some_and(|t| !t.is_handshaking())
+    }
+
+    /// Output owed to the client and not yet taken by the kernel: its queue, plus what TLS
+    /// has encrypted and not yet written. `--max-output` judges this.
+    pub fn unsent(&self) -> usize {
+        self.output.unsent() + self.tls.as_ref().map_or(0, |t| t.unsent())
+    }
+
     /// One `read` into `scratch`, handing the bytes to the framer.
     ///
     /// `Interrupted` (a signal arrived during the call) is retried: it says nothing about the
     /// socket. Any other error means the connection is broken and is returned.
+    ///
+    /// A TLS connection reads through its session, which decrypts into the framer.
     pub fn read(&mut self, scratch: &mut [u8]) -> io::Result<ReadOutcome> {
+        // A leaving client's input is read only to be thrown away.
+        let keep = matches!(self.phase, Phase::Chatting | Phase::Handshaking);
+        if let Some(tls) = &mut self.tls {
+            let framer = keep.then_some(&mut self.framer);
+            return tls.read(&mut self.socket, framer, scratch);
+        }
         loop {
             return match self.socket.read(scratch) {
                 Ok(0) => Ok(ReadOutcome::Eof),
                 Ok(n) => {
-                    if self.is_chatting() {
+                    if keep {
                         self.framer.extend(&scratch[..n]);
                     }
                     Ok(ReadOutcome::Data(n))
@@ -230,8 +268,24 @@ impl Connection {
 
     /// Writes queued output until it is all sent or the socket's buffer is full, then makes
     /// the registration match: writable interest only while output is still waiting.
+    ///
+    /// A TLS connection writes through its session; once a leaving TLS client's queue is empty,
+    /// its `close_notify` goes out last.
     pub fn flush(&mut self, registry: &Registry, token: usize) -> io::Result<Flushed> {
-        let flushed = self.output.write_to(&mut self.socket)?;
+        let flushed = match &mut self.tls {
+            None => self.output.write_to(&mut self.socket)?,
+            Some(tls) => {
+                let mut flushed = tls.flush(&mut self.socket, &mut self.output)?;
+                if flushed == Flushed::All
+                    && matches!(self.phase, Phase::Leaving(_))
+                    && !tls.is_closing()
+                {
+                    tls.close();
+                    flushed = tls.flush(&mut self.socket, &mut self.output)?;
+                }
+                flushed
+            }
+        };
         let want_writable = flushed == Flushed::Blocked;
         if want_writable != self.writable_interest {
             let interest = if want_writable {

@@ -16,6 +16,10 @@ pub enum Error {
     /// The poll instance, signal pipe or waker could not be set up or failed: the loop cannot
     /// go on without them.
     Poll(io::Error),
+    /// The TLS certificate or key could not be loaded or used (the sentence says which).
+    Tls(String),
+    /// The configuration leaves nothing to listen on.
+    NoListeners,
 }
 
 impl fmt::Display for Error {
@@ -39,6 +43,10 @@ impl fmt::Display for Error {
                 )
             }
             Error::Poll(source) => write!(f, "event loop failed: {}", describe(source)),
+            Error::Tls(sentence) => f.write_str(sentence),
+            Error::NoListeners => f.write_str(
+                "nothing to listen on: give --bind, or --tls-cert and --tls-key for TLS",
+            ),
         }
     }
 }
@@ -49,13 +57,14 @@ impl std::error::Error for Error {
             Error::Bind { source, .. } | Error::LogFile { source, .. } | Error::Poll(source) => {
                 Some(source)
             }
+            Error::Tls(_) | Error::NoListeners => None,
         }
     }
 }
 
 /// An io::Error as a lower-case phrase, without the "(os error 98)" suffix operators do not
 /// need.
-fn describe(error: &io::Error) -> String {
+pub(crate) fn describe(error: &io::Error) -> String {
     let text = error.to_string();
     let text = match text.find(" (os error") {
         Some(i) => &text[..i],

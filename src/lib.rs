@@ -18,6 +18,8 @@
 //! - [`write_queue`]: a client's unsent output and the partial-write bookkeeping.
 //! - [`rate_limit`]: the token bucket behind `--rate`.
 //! - [`timers`]: deadlines kept in a heap and turned into the poll timeout.
+//! - [`tls`]: TLS (rustls) between a connection's socket and its framer and write queue, in
+//!   the same loop: the handshake, decrypting reads, encrypting as the socket takes output.
 //! - [`stats`]: the loop's counters, reported as JSON on a UDP socket in the same poll.
 //! - [`config`], [`limits`]: the command line, and every bound with its reason.
 //! - [`os`]: listening sockets and the open-file limit.
@@ -60,6 +62,7 @@ pub mod room;
 pub mod server;
 pub mod stats;
 pub mod timers;
+pub mod tls;
 pub mod write_queue;
 
 pub use config::Config;

@@ -73,3 +73,14 @@ pub const LISTEN_BACKLOG: i32 = 4096;
 
 /// Longest nick, in characters of `[A-Za-z0-9_-]`.
 pub const MAX_NICK: usize = 32;
+
+/// `--tls-handshake-timeout`: how long a TLS client has to finish its handshake. A real client
+/// needs a few round trips (milliseconds); one that connects and says nothing, or dribbles a
+/// hello byte by byte, holds a descriptor and rustls's buffers without ever joining. Ten
+/// seconds is far beyond any real network's round trips.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Plaintext a TLS connection may have encrypted but not yet written: one full TLS record.
+/// Output is encrypted only as the socket takes it, so everything else a TLS client is owed
+/// stays in its write queue, shared with the other recipients and counted by `--max-output`.
+pub const TLS_RECORDS_AHEAD: usize = 16 * 1024;

@@ -45,6 +45,8 @@ pub struct Room {
     /// slot is freed in `reap` (a leaving client still holds its descriptor). Addresses
     /// with none are removed, so the map holds only addresses connected now.
     per_address: HashMap<IpAddr, usize>,
+    /// TLS connections in [`Phase::Handshaking`]: held, but not in the room yet.
+    handshaking: usize,
     /// The loop's counters (the room sees every line queued and every disconnect).
     pub stats: Stats,
     next_guest: u64,
@@ -62,6 +64,7 @@ impl Room {
             departures: Vec::new(),
             closed: Vec::new(),
             per_address: HashMap::new(),
+            handshaking: 0,
             stats: Stats::default(),
             next_guest: 1,
             max_output,
@@ -73,6 +76,11 @@ impl Room {
     /// Clients in the room (not counting those on their way out).
     pub fn members(&self) -> usize {
         self.nicks.len()
+    }
+
+    /// TLS clients still in their handshake.
+    pub fn handshaking(&self) -> usize {
+        self.handshaking
     }
 
     /// Connections from `addr` that joined and are not yet removed.
@@ -87,25 +95,63 @@ impl Room {
 
     /// A new client joins under a guest nick, gets the welcome line, and everyone else
     /// hears about it. Returns its token.
-    pub fn join(&mut self, mut conn: Connection) -> usize {
+    pub fn join(&mut self, conn: Connection) -> usize {
+        let token = self.conns.insert(conn);
+        self.enter(token);
+        token
+    }
+
+    /// A new TLS client: held in [`Phase::Handshaking`] until its handshake is over, then it
+    /// [`enter`](Room::enter)s (or is [`turn_away`](Room::turn_away)ed). Returns its token.
+    pub fn hold_for_handshake(&mut self, mut conn: Connection) -> usize {
+        conn.phase = Phase::Handshaking;
+        self.handshaking += 1;
+        self.conns.insert(conn)
+    }
+
+    /// A connection already held (accepted, or past its TLS handshake) joins the room. No
+    /// effect unless it is new or handshaking.
+    pub fn enter(&mut self, token: usize) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Handshaking => self.handshaking -= 1,
+            Phase::Chatting if conn.nick.is_empty() => {}
+            _ => return,
+        }
+        conn.phase = Phase::Chatting;
         let nick = self.free_guest_nick();
+        let conn = &mut self.conns[token];
         conn.nick.clone_from(&nick);
         let peer = conn.peer;
         conn.counted_by_address = true;
         *self.per_address.entry(peer.ip()).or_insert(0) += 1;
-        let token = self.conns.insert(conn);
         self.nicks.insert(protocol::nick_key(&nick), token);
         info!("{peer} connected as {nick} (token {token})");
         self.send_to(token, &protocol::welcome(&nick));
         if !self.quiet_joins {
             self.broadcast(Some(token), &protocol::joined(&nick));
         }
-        token
     }
 
     /// A client that arrived over `--max-clients` or `--max-per-ip`: it is told why, and
     /// closed once that line is out. It never joins, so nobody else hears of it.
-    pub fn refuse(&mut self, mut conn: Connection, reason: CloseReason) -> usize {
+    pub fn refuse(&mut self, conn: Connection, reason: CloseReason) -> usize {
+        let token = self.conns.insert(conn);
+        self.turn_away(token, reason);
+        token
+    }
+
+    /// [`Room::refuse`] for a connection already held: a TLS client refused once its
+    /// handshake is over, so that it can be told why, encrypted.
+    pub fn turn_away(&mut self, token: usize, reason: CloseReason) {
+        let Some(conn) = self.conns.get_mut(token) else {
+            return;
+        };
+        if conn.phase == Phase::Handshaking {
+            self.handshaking -= 1;
+        }
         let line = match reason {
             CloseReason::TooManyFromAddress => protocol::TOO_MANY_FROM_ADDRESS,
             _ => protocol::SERVER_FULL,
@@ -113,12 +159,10 @@ impl Room {
         warn!(
             "{} refused: {reason} ({} clients)",
             conn.peer,
-            self.members()
+            self.nicks.len()
         );
         conn.phase = Phase::Leaving(reason);
-        let token = self.conns.insert(conn);
         self.send_to(token, line);
-        token
     }
 
     /// What one line from a chatting client does.
@@ -214,6 +258,9 @@ impl Room {
         if matches!(conn.phase, Phase::Closed(_)) {
             return;
         }
+        if conn.phase == Phase::Handshaking {
+            self.handshaking -= 1;
+        }
         self.depart(token, &reason);
         self.conns[token].phase = Phase::Closed(reason);
         self.closed.push(token);
@@ -249,7 +296,18 @@ impl Room {
 
     /// Tells every chatting client the server is going away and moves it to `Leaving`, so
     /// the loop flushes it and then closes it.
+    ///
+    /// Clients still in their TLS handshake are closed at once: they have nothing to flush.
     pub fn shutdown(&mut self) {
+        let handshaking: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Handshaking)
+            .map(|(t, _)| t)
+            .collect();
+        for token in handshaking {
+            self.close(token, CloseReason::Shutdown);
+        }
         let tokens: Vec<usize> = self
             .conns
             .iter()
@@ -345,7 +403,7 @@ impl Room {
             }
             let reason = match &conn.phase {
                 Phase::Closed(reason) => {
-                    *self.stats.disconnects.entry(reason.kind()).or_insert(0) += 1;
+                    self.stats.count_disconnect(reason);
                     reason.to_string()
                 }
                 other => format!("{other:?}"),
@@ -384,7 +442,7 @@ fn queue_line(
     max_output: usize,
 ) -> Result<bool, CloseReason> {
     let hard_limit = max_output.saturating_mul(HARD_OUTPUT_FACTOR);
-    if conn.output.unsent() + line.len() > hard_limit {
+    if conn.unsent() + line.len() > hard_limit {
         warn!(
             "{}: over {hard_limit} bytes of output waiting ({HARD_OUTPUT_FACTOR} times \
              --max-output), disconnecting (token {token})",

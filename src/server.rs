@@ -52,6 +52,7 @@ use crate::protocol;
 use crate::rate_limit::TokenBucket;
 use crate::room::Room;
 use crate::timers::{Timer, Timers};
+use crate::tls::{self, Session};
 use crate::write_queue::Flushed;
 
 /// Tokens that are not clients sit at the top of the token space; clients are slab keys,
@@ -102,11 +103,22 @@ impl ShutdownHandle {
     }
 }
 
+/// A listening socket, plain or TLS.
+struct Listener {
+    socket: TcpListener,
+    addr: SocketAddr,
+    /// Clients accepted here speak TLS (`--tls-bind`).
+    tls: bool,
+}
+
 /// The whole server: the poll instance and everything registered in it.
 pub struct Server {
     poll: Poll,
-    listeners: Vec<TcpListener>,
-    local_addrs: Vec<SocketAddr>,
+    listeners: Vec<Listener>,
+    /// Where each listener listens, plain and TLS (kept after a shutdown closes them).
+    local_addrs: Vec<(SocketAddr, bool)>,
+    /// Certificate and key for TLS clients, loaded once at start-up.
+    tls_config: Option<Arc<rustls::ServerConfig>>,
     signals: Option<Signals>,
     waker: Arc<Waker>,
     /// `--stats-udp`: answers a datagram `stats` with the counters as JSON.
@@ -133,21 +145,37 @@ impl Server {
     /// Sets everything up (descriptor limit, listeners, signals) without serving anyone yet.
     pub fn bind(config: Config) -> Result<Server, Error> {
         let poll = Poll::new().map_err(Error::Poll)?;
+        // Certificate problems are found before anything listens: one sentence, no server.
+        let tls_config = match &config.tls {
+            Some(settings) => Some(tls::server_config(&settings.cert, &settings.key)?),
+            None => None,
+        };
         let max_clients = max_clients(config.max_clients);
 
+        let plain = config.bind.iter().map(|&addr| (addr, false));
+        let secure = config
+            .tls
+            .iter()
+            .flat_map(|t| t.bind.iter().map(|&addr| (addr, true)));
         let mut listeners = Vec::new();
-        let mut local_addrs = Vec::new();
-        for (index, &addr) in config.bind.iter().enumerate() {
-            let mut listener = os::listen(addr).map_err(|source| Error::Bind { addr, source })?;
-            let local = listener
+        for (index, (addr, tls)) in plain.chain(secure).enumerate() {
+            let mut socket = os::listen(addr).map_err(|source| Error::Bind { addr, source })?;
+            let local = socket
                 .local_addr()
                 .map_err(|source| Error::Bind { addr, source })?;
             poll.registry()
-                .register(&mut listener, listener_token(index), Interest::READABLE)
+                .register(&mut socket, listener_token(index), Interest::READABLE)
                 .map_err(Error::Poll)?;
-            listeners.push(listener);
-            local_addrs.push(local);
+            listeners.push(Listener {
+                socket,
+                addr: local,
+                tls,
+            });
         }
+        if listeners.is_empty() {
+            return Err(Error::NoListeners);
+        }
+        let local_addrs = listeners.iter().map(|l| (l.addr, l.tls)).collect();
 
         // signal-hook's handler writes to a pipe that is registered here like any socket, so
         // a signal is one more event in the batch rather than code run at a random moment.
@@ -177,6 +205,7 @@ impl Server {
             poll,
             listeners,
             local_addrs,
+            tls_config,
             signals,
             waker,
             stats_socket,
@@ -194,9 +223,23 @@ impl Server {
         })
     }
 
-    /// The addresses actually listened on (with the real port when `--bind` said port 0).
-    pub fn local_addrs(&self) -> &[SocketAddr] {
-        &self.local_addrs
+    /// The plain addresses actually listened on (with the real port when `--bind` said port
+    /// 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(false)
+    }
+
+    /// The TLS addresses actually listened on (`--tls-bind`).
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(true)
+    }
+
+    fn addrs(&self, tls: bool) -> Vec<SocketAddr> {
+        self.local_addrs
+            .iter()
+            .filter(|&&(_, t)| t == tls)
+            .map(|&(addr, _)| addr)
+            .collect()
     }
 
     /// Where `--stats-udp` answers, if it is on (with the real port when it said port 0).
@@ -212,8 +255,8 @@ impl Server {
 
     /// Serves until shut down (a signal, or a [`ShutdownHandle`]).
     pub fn run(mut self) -> Result<(), Error> {
-        for addr in &self.local_addrs {
-            info!("listening on {addr}");
+        for &(addr, tls) in &self.local_addrs {
+            info!("listening on {addr}{}", if tls { " (TLS)" } else { "" });
         }
         if let Some(addr) = self.stats_addr() {
             info!("stats on udp {addr} (send the datagram \"stats\")");
@@ -338,8 +381,9 @@ impl Server {
     /// Accepts until the listener's backlog is empty (edge-triggered: one event may stand for
     /// many waiting connections).
     fn accept(&mut self, index: usize, now: Instant) {
+        let tls = self.listeners[index].tls;
         loop {
-            let (stream, peer) = match self.listeners[index].accept() {
+            let (stream, peer) = match self.listeners[index].socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // Interrupted by a signal, or the client gave up while waiting in the
@@ -353,7 +397,11 @@ impl Server {
                 Err(e) => return self.pause_accepting(&e, now),
             };
             self.accept_failures = 0;
-            self.admit(stream, peer, now);
+            if tls {
+                self.admit_tls(stream, peer, now);
+            } else {
+                self.admit(stream, peer, now);
+            }
         }
     }
 
@@ -376,8 +424,66 @@ impl Server {
         self.timers.add(now + ACCEPT_PAUSE, Timer::ResumeAccept);
     }
 
-    /// A new client: registered for readable events, then into the room (or told it is full).
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr, now: Instant) {
+    /// A new plain client: registered for readable events, then into the room (or told why
+    /// not).
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let Some(conn) = self.new_connection(stream, peer, now) else {
+            return;
+        };
+        let token = self.room.conns.vacant_key();
+        match self.refusal(peer) {
+            Some(reason) => {
+                self.room.refuse(conn, reason);
+            }
+            None => {
+                self.room.join(conn);
+                self.start_idle_timer(token, now);
+            }
+        }
+    }
+
+    /// A new TLS client: registered, and held out of the room until its handshake is over
+    /// ([`Server::finish_handshake`]), for at most the handshake timeout.
+    ///
+    /// A TLS client cannot be told "server full" before it has a session, so when the server
+    /// is full (counting handshakes under way) it is closed at once; everything else about
+    /// refusing waits for the handshake, so the client can read why.
+    fn admit_tls(&mut self, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let (Some(config), Some(settings)) = (&self.tls_config, &self.config.tls) else {
+            return;
+        };
+        let timeout = settings.handshake_timeout;
+        if self.room.members() + self.room.handshaking() >= self.max_clients {
+            warn!("{peer}: TLS connection closed before its handshake: server full");
+            self.room.stats.connections_total += 1;
+            self.room.stats.count_disconnect(&CloseReason::ServerFull);
+            return;
+        }
+        let session = match Session::new(config) {
+            Ok(session) => session,
+            Err(e) => {
+                warn!("{peer}: cannot start a TLS session: {e}");
+                return;
+            }
+        };
+        let Some(mut conn) = self.new_connection(stream, peer, now) else {
+            return;
+        };
+        conn.tls = Some(Box::new(session));
+        let conn_ref = conn.conn_ref(self.room.conns.vacant_key());
+        self.room.hold_for_handshake(conn);
+        debug!("{peer}: TLS handshake started (token {})", conn_ref.token);
+        self.timers.add(now + timeout, Timer::Handshake(conn_ref));
+    }
+
+    /// Registers an accepted socket under the next free token and wraps it in a
+    /// [`Connection`]; `None` (logged) if it cannot be registered.
+    fn new_connection(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Option<Connection> {
         // Without TCP_NODELAY, Nagle's algorithm holds back a small write until the previous
         // one is acknowledged, and delayed ACKs make that ~40 ms per line.
         if let Err(e) = stream.set_nodelay(true) {
@@ -390,27 +496,58 @@ impl Server {
             .register(&mut stream, Token(token), Interest::READABLE)
         {
             warn!("{peer}: cannot register connection: {e}");
-            return;
+            return None;
         }
         let id = self.next_id;
         self.next_id += 1;
         self.room.stats.connections_total += 1;
         let bucket = (self.config.rate > 0.0)
             .then(|| TokenBucket::new(self.config.rate, self.config.burst, now));
-        let conn = Connection::new(id, stream, peer, self.config.max_line, bucket, now);
-        let conn_ref = ConnRef { token, id };
-        if self.room.members() >= self.max_clients {
-            self.room.refuse(conn, CloseReason::ServerFull);
-            return;
-        }
+        Some(Connection::new(
+            id,
+            stream,
+            peer,
+            self.config.max_line,
+            bucket,
+            now,
+        ))
+    }
+
+    /// Why a client from `peer` may not join now, if it may not.
+    fn refusal(&self, peer: SocketAddr) -> Option<CloseReason> {
         let per_ip = self.config.max_per_ip;
-        if per_ip > 0 && self.room.connections_from(peer.ip()) >= per_ip {
-            self.room.refuse(conn, CloseReason::TooManyFromAddress);
-            return;
+        if self.room.members() >= self.max_clients {
+            Some(CloseReason::ServerFull)
+        } else if per_ip > 0 && self.room.connections_from(peer.ip()) >= per_ip {
+            Some(CloseReason::TooManyFromAddress)
+        } else {
+            None
         }
-        self.room.join(conn);
-        if let Some(idle) = self.config.idle_timeout {
+    }
+
+    fn start_idle_timer(&mut self, token: usize, now: Instant) {
+        if let (Some(idle), Some(conn)) = (self.config.idle_timeout, self.room.conns.get(token)) {
+            let conn_ref = conn.conn_ref(token);
             self.timers.add(now + idle, Timer::Idle(conn_ref));
+        }
+    }
+
+    /// A TLS client's handshake is over: it joins the room like a plain client that was just
+    /// accepted (or is told, encrypted, why it may not).
+    fn finish_handshake(&mut self, token: usize, now: Instant) {
+        let Some(conn) = self.room.conns.get(token) else {
+            return;
+        };
+        let peer = conn.peer;
+        if let Some(tls) = &conn.tls {
+            debug!("{peer}: TLS handshake done ({})", tls.describe());
+        }
+        match self.refusal(peer) {
+            Some(reason) => self.room.turn_away(token, reason),
+            None => {
+                self.room.enter(token);
+                self.start_idle_timer(token, now);
+            }
         }
     }
 
@@ -441,8 +578,23 @@ impl Server {
                     self.room.stats.bytes_in += n as u64;
                     budget = budget.saturating_sub(n);
                     conn.last_heard = now;
+                    let tls_to_send = conn.tls.as_ref().is_some_and(|t| t.wants_write());
+                    let handshake_done = conn.handshake_done();
+                    if tls_to_send {
+                        // Handshake messages (or an answer to a key update) to send: they go
+                        // out with everyone's output at the end of the batch.
+                        self.room.mark_for_flush(token);
+                    }
+                    if handshake_done {
+                        self.finish_handshake(token, now);
+                    }
                 }
                 Ok(ReadOutcome::Drained) => return,
+                Ok(ReadOutcome::Eof) if conn.phase == Phase::Handshaking => {
+                    // Gave up (or was never TLS) before its handshake: nothing is owed.
+                    self.room.close(token, CloseReason::PeerClosed);
+                    return;
+                }
                 Ok(ReadOutcome::Eof) => {
                     // The peer will send no more, but it may still read: flush what it is
                     // owed (`printf '/who\n' | nc -N` must print the answer), then close.
@@ -455,8 +607,17 @@ impl Server {
                     return;
                 }
                 Err(e) => {
-                    debug!("token {token}: read failed: {e}");
-                    self.room.close(token, CloseReason::Failed(e.kind()));
+                    let reason = match Session::rejected(&e) {
+                        Some(why) => {
+                            info!("{}: TLS error: {why}", conn.label());
+                            CloseReason::Tls(why)
+                        }
+                        None => {
+                            debug!("token {token}: read failed: {e}");
+                            CloseReason::Failed(e.kind())
+                        }
+                    };
+                    self.room.close(token, reason);
                     return;
                 }
             }
@@ -472,8 +633,9 @@ impl Server {
             };
             match conn.phase {
                 Phase::Chatting => {}
-                // Leaving: keep reading, but only to throw the input away.
-                Phase::Leaving(_) => return true,
+                // Leaving: keep reading, but only to throw the input away. Handshaking: keep
+                // reading; any lines wait in the framer until the client is in the room.
+                Phase::Leaving(_) | Phase::Handshaking => return true,
                 Phase::Closed(_) => return false,
             }
             if conn.throttled {
@@ -526,6 +688,14 @@ impl Server {
                     }
                 }
                 Timer::SlowCheck(r) => self.check_slow(r, now),
+                Timer::Handshake(r) => {
+                    if let Some(conn) = self.room.get(r)
+                        && conn.phase == Phase::Handshaking
+                    {
+                        info!("{}: TLS handshake not finished in time, closing", conn.peer);
+                        self.room.close(r.token, CloseReason::HandshakeTimeout);
+                    }
+                }
                 Timer::Linger(r) => {
                     if let Some(conn) = self.room.get(r)
                         && let Phase::Leaving(reason) = &conn.phase
@@ -602,9 +772,11 @@ impl Server {
         let before = self.timers.len();
         let conns = &self.room.conns;
         self.timers.retain(|timer| match timer {
-            Timer::Idle(r) | Timer::RateLimit(r) | Timer::SlowCheck(r) | Timer::Linger(r) => {
-                conns.get(r.token).is_some_and(|c| c.id == r.id)
-            }
+            Timer::Idle(r)
+            | Timer::RateLimit(r)
+            | Timer::SlowCheck(r)
+            | Timer::Linger(r)
+            | Timer::Handshake(r) => conns.get(r.token).is_some_and(|c| c.id == r.id),
             Timer::ResumeAccept | Timer::ShutdownDeadline => true,
         });
         debug!("swept {} dead timers", before - self.timers.len());
@@ -619,9 +791,9 @@ impl Server {
         if matches!(conn.phase, Phase::Closed(_)) {
             return;
         }
-        let unsent = conn.output.unsent();
+        let unsent = conn.unsent();
         let result = conn.flush(self.poll.registry(), token);
-        self.room.stats.bytes_out += (unsent - conn.output.unsent()) as u64;
+        self.room.stats.bytes_out += unsent.saturating_sub(conn.unsent()) as u64;
         match result {
             Ok(Flushed::All) => {
                 if unsent > 0 {
@@ -633,6 +805,8 @@ impl Server {
                     self.room.close(token, reason);
                 }
             }
+            // Its output waits for the handshake, which the next readable event moves on.
+            Ok(Flushed::Handshaking) => {}
             Ok(Flushed::Blocked) => {
                 // A partial write. The rest stays queued, and the connection is now registered
                 // for writable events. It goes out when the client reads, or never, if the
@@ -670,7 +844,7 @@ impl Server {
         let Some(conn) = self.room.conns.get_mut(token) else {
             return;
         };
-        if !conn.is_chatting() || conn.output.unsent() <= self.config.max_output {
+        if !conn.is_chatting() || conn.unsent() <= self.config.max_output {
             conn.over_output_since = None;
         } else if conn.over_output_since.is_none() {
             conn.over_output_since = Some(now);
@@ -755,7 +929,7 @@ impl Server {
         }
         self.shutting_down = true;
         for listener in &mut self.listeners {
-            let _ = self.poll.registry().deregister(listener);
+            let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         // Closing the listeners makes new connects fail at once instead of hanging.
         self.listeners.clear();

@@ -46,6 +46,10 @@ impl Default for Stats {
 }
 
 impl Stats {
+    pub fn count_disconnect(&mut self, reason: &crate::connection::CloseReason) {
+        *self.disconnects.entry(reason.kind()).or_insert(0) += 1;
+    }
+
     /// The report: these counters plus the two gauges only the loop knows.
     pub fn json(&self, connections_now: usize, clients: usize) -> String {
         let mut disconnects = String::new();

@@ -29,6 +29,8 @@ pub enum Timer {
     SlowCheck(ConnRef),
     /// A leaving client had its chance to take its last lines: close it now.
     Linger(ConnRef),
+    /// A TLS client's time to finish its handshake is up: close it if it has not.
+    Handshake(ConnRef),
     /// Accepting was paused for lack of descriptors: try again.
     ResumeAccept,
     /// The shutdown grace period is over: exit whatever is still queued.

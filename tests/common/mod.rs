@@ -30,9 +30,14 @@ use socket2::{Domain, SockRef, Socket, Type};
 /// machines are shared and slow; a passing test never waits this long.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+pub mod tls;
+
 /// A server running in a thread of the test process. Stopped (gracefully) when dropped.
 pub struct TestServer {
+    /// The plain listener (the TLS one, when the test serves TLS only).
     pub addr: SocketAddr,
+    /// The TLS listener, when the test turned TLS on.
+    pub tls_addr: Option<SocketAddr>,
     /// Where `--stats-udp` answers, when the test turned it on.
     pub stats: Option<SocketAddr>,
     handle: ShutdownHandle,
@@ -57,16 +62,20 @@ impl TestServer {
         // exactly as in the real binary.
         let thread = thread::spawn(move || {
             let server = Server::bind(config)?;
+            let tls_addr = server.tls_addrs().first().copied();
+            let addr = server.local_addrs().first().copied().or(tls_addr);
             let _ = tx.send((
-                server.local_addrs()[0],
+                addr.expect("Server::bind refuses a config with no listener"),
+                tls_addr,
                 server.stats_addr(),
                 server.shutdown_handle(),
             ));
             server.run()
         });
         match rx.recv_timeout(DEADLINE) {
-            Ok((addr, stats, handle)) => TestServer {
+            Ok((addr, tls_addr, stats, handle)) => TestServer {
                 addr,
+                tls_addr,
                 stats,
                 handle,
                 thread: Some(thread),
@@ -129,10 +138,17 @@ impl Drop for TestServer {
     }
 }
 
+/// What a [`Client`] talks through: the TCP stream itself, or a TLS stream over it.
+pub trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
 /// A blocking client that reads whole lines, each read bounded by [`DEADLINE`].
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    /// Lines are read through the buffer; writes go to the stream inside it (the buffer
+    /// holds only what was read), so plain and TLS clients share every helper below.
+    reader: BufReader<Box<dyn Stream>>,
+    /// The TCP socket underneath, for socket-level acts: half-close, reset.
+    socket: TcpStream,
     pub nick: String,
 }
 
@@ -185,12 +201,17 @@ impl Client {
     }
 
     fn from_stream(stream: TcpStream) -> Client {
-        stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        stream.set_nodelay(true).expect("nodelay");
-        let writer = stream.try_clone().expect("clone stream");
+        let socket = stream.try_clone().expect("clone stream");
+        Client::over(socket, Box::new(stream))
+    }
+
+    /// A client speaking through `stream`, which runs over `socket`.
+    pub fn over(socket: TcpStream, stream: Box<dyn Stream>) -> Client {
+        socket.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        socket.set_nodelay(true).expect("nodelay");
         Client {
             reader: BufReader::new(stream),
-            writer,
+            socket,
             nick: String::new(),
         }
     }
@@ -201,7 +222,9 @@ impl Client {
     }
 
     pub fn send_bytes(&mut self, bytes: &[u8]) {
-        self.writer.write_all(bytes).expect("send to server");
+        let stream = self.reader.get_mut();
+        stream.write_all(bytes).expect("send to server");
+        stream.flush().expect("send to server");
     }
 
     /// The next line, without its newline. Fails the test on EOF or after [`DEADLINE`].
@@ -267,12 +290,12 @@ impl Client {
 
     /// Half-close: "I will send no more", as `nc -N` does at the end of its input.
     pub fn shutdown_write(&mut self) {
-        self.writer.shutdown(Shutdown::Write).expect("shutdown");
+        self.socket.shutdown(Shutdown::Write).expect("shutdown");
     }
 
     /// Closes with a reset (RST) instead of an orderly FIN, as a crashing client would.
     pub fn reset(self) {
-        SockRef::from(&self.writer)
+        SockRef::from(&self.socket)
             .set_linger(Some(Duration::ZERO))
             .expect("SO_LINGER");
     }
@@ -395,6 +418,48 @@ impl Drop for ServerProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A child process a test talks to: lines in on its stdin, lines out of its stdout, read by
+/// a thread so that every wait has a deadline. Killed when dropped.
+pub struct Interactive {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    out: Receiver<String>,
+}
+
+impl Interactive {
+    pub fn spawn(command: &mut Command) -> Interactive {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start child process");
+        let stdin = child.stdin.take();
+        let out = forward_lines(child.stdout.take().expect("piped stdout"));
+        Interactive { child, stdin, out }
+    }
+
+    pub fn send_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").expect("write to child's stdin");
+        stdin.flush().expect("flush child's stdin");
+    }
+
+    /// Waits for an output line containing `needle` and returns it.
+    pub fn wait_for_line(&mut self, needle: &str) -> String {
+        wait_for_line(&self.out, needle)
+            .pop()
+            .expect("at least the matching line")
+    }
+}
+
+impl Drop for Interactive {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,286 @@
+//! TLS in the same loop: a [`Session`] sits between a connection's socket and the rest of the
+//! connection, so a TLS client is, to the room and the loop, a connection like any other.
+//!
+//! rustls does no I/O of its own. It is a state machine with two sides: ciphertext goes in
+//! and out through `read_tls`/`write_tls` (here, on the non-blocking socket, which may say
+//! `WouldBlock` at any point), and plaintext goes in and out through `reader()`/`writer()`.
+//! That is what lets it live inside a readiness loop without a thread: the loop decides when
+//! the socket is read or written, exactly as for a plain connection.
+//!
+//! Where it sits in the data path:
+//!
+//! ```text
+//!  read side:  socket ──read_tls──► rustls ──process_new_packets──► plaintext ──► LineFramer
+//!  write side: WriteQueue (Rc lines) ──writer(), one record's worth──► rustls ──write_tls──► socket
+//! ```
+//!
+//! On the write side, lines stay in the connection's [`WriteQueue`] (shared, not copied)
+//! until the socket can take them. Only then is the next record's worth of plaintext handed to
+//! rustls and encrypted, and no more is encrypted until those records have gone to the kernel.
+//! So at most [`TLS_RECORDS_AHEAD`] bytes of a client's output ever sit encrypted in
+//! rustls, and `--max-output` judges a TLS client by the same queue as a plain one (plus those
+//! few bytes).
+//!
+//! The handshake happens on the same events: the client's hello arrives as readable data, the
+//! server's answer is records to write at the end of the batch. A client is not in the room
+//! until its handshake is over (`Phase::Handshaking` in `connection.rs`), and one that sends
+//! garbage is closed when rustls rejects it, after the alert is sent. One that stalls is closed
+//! by the handshake timer.
+
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use rustls::{ServerConfig, ServerConnection};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::connection::ReadOutcome;
+use crate::error::Error;
+use crate::framing::LineFramer;
+use crate::limits::TLS_RECORDS_AHEAD;
+use crate::write_queue::{Flushed, WriteQueue};
+
+/// The server's TLS settings, loaded from PEM files: certificate chain and private key.
+///
+/// The crypto provider is *ring*: it builds with a C compiler alone (aws-lc-rs, rustls's
+/// default, also wants cmake and, on some targets, nasm), and it is what rustls's own examples
+/// use. Protocol versions are rustls's safe defaults: TLS 1.2 and 1.3.
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error> {
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| tls_error(format!("cannot read TLS certificate {}", cert.display()), e))?;
+    if certs.is_empty() {
+        return Err(Error::Tls(format!(
+            "{} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
+            cert.display()
+        )));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| tls_error(format!("cannot read TLS private key {}", key.display()), e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| {
+            builder
+                .with_no_client_auth()
+                .with_single_cert(certs, key_der)
+        })
+        .map_err(|e| {
+            Error::Tls(format!(
+                "the TLS key {} cannot be used with certificate {}: {e}",
+                key.display(),
+                cert.display()
+            ))
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// One sentence from a PEM loading error (pki-types says "no items found" for a file with no
+/// PEM section of the kind asked for, which reads better said plainly).
+fn tls_error(what: String, error: rustls_pki_types::pem::Error) -> Error {
+    use rustls_pki_types::pem::Error as Pem;
+    let why = match error {
+        Pem::NoItemsFound => "no PEM section of that kind in it".to_string(),
+        Pem::Io(e) => crate::error::describe(&e),
+        other => format!("not valid PEM ({other:?})"),
+    };
+    Error::Tls(format!("{what}: {why}"))
+}
+
+/// An error from rustls on a client's connection, carried inside an `io::Error` so the read
+/// path has one error type; [`Session::rejected`] gets it back out for the close reason.
+#[derive(Debug)]
+struct Rejected(rustls::Error);
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// The TLS state of one connection. See the module documentation.
+pub struct Session {
+    tls: ServerConnection,
+    /// Plaintext handed to rustls whose records the kernel has not taken yet. At most
+    /// [`TLS_RECORDS_AHEAD`]; zero once rustls has nothing left to write.
+    encrypted_unsent: usize,
+    /// `close_notify` queued: the last thing this connection will send.
+    closing: bool,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("handshaking", &self.tls.is_handshaking())
+            .field("encrypted_unsent", &self.encrypted_unsent)
+            .field("closing", &self.closing)
+            .finish()
+    }
+}
+
+impl Session {
+    pub fn new(config: &Arc<ServerConfig>) -> Result<Session, rustls::Error> {
+        let mut tls = ServerConnection::new(Arc::clone(config))?;
+        // Bounds what rustls buffers of our output (see the module documentation).
+        tls.set_buffer_limit(Some(TLS_RECORDS_AHEAD));
+        Ok(Session {
+            tls,
+            encrypted_unsent: 0,
+            closing: false,
+        })
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.tls.is_handshaking()
+    }
+
+    /// rustls has records to send (handshake messages, encrypted output, an alert).
+    pub fn wants_write(&self) -> bool {
+        self.tls.wants_write()
+    }
+
+    /// Output handed to rustls and not yet taken by the kernel, in plaintext bytes.
+    pub fn unsent(&self) -> usize {
+        self.encrypted_unsent
+    }
+
+    /// Protocol and cipher suite, for the log, once the handshake is over.
+    pub fn describe(&self) -> String {
+        match (
+            self.tls.protocol_version(),
+            self.tls.negotiated_cipher_suite(),
+        ) {
+            (Some(version), Some(suite)) => format!("{version:?}, {:?}", suite.suite()),
+            _ => "handshake not finished".to_string(),
+        }
+    }
+
+    /// If `error` came from rustls rejecting what the client sent, rustls's reason.
+    pub fn rejected(error: &io::Error) -> Option<String> {
+        error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<Rejected>())
+            .map(|r| r.0.to_string())
+    }
+
+    /// One `read` from the socket into rustls, then every byte of plaintext that it yields into
+    /// `framer` (`None` while the connection is leaving: the input is thrown away).
+    ///
+    /// Returns the ciphertext bytes read, so the loop's read budget and byte counts see what
+    /// the socket delivered. Records that complete the handshake yield no plaintext; the loop
+    /// asks [`Session::is_handshaking`] after each read.
+    pub fn read(
+        &mut self,
+        socket: &mut TcpStream,
+        framer: Option<&mut LineFramer>,
+        scratch: &mut [u8],
+    ) -> io::Result<ReadOutcome> {
+        let read = loop {
+            match self.tls.read_tls(socket) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let state = match self.tls.process_new_packets() {
+            Ok(state) => state,
+            Err(error) => {
+                // rustls has queued an alert saying what was wrong: one best-effort write
+                // tells the client, then the connection is closed. Nobody else is affected.
+                let _ = self.tls.write_tls(socket);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, Rejected(error)));
+            }
+        };
+        // Take every byte of plaintext now: rustls refuses to read more records while what it
+        // decrypted is still waiting, and edge-triggered readiness will not remind us.
+        let mut plaintext = state.plaintext_bytes_to_read();
+        let mut framer = framer;
+        while plaintext > 0 {
+            let n = self.tls.reader().read(scratch)?;
+            if n == 0 {
+                break;
+            }
+            if let Some(framer) = framer.as_deref_mut() {
+                framer.extend(&scratch[..n]);
+            }
+            plaintext = plaintext.saturating_sub(n);
+        }
+        // End of the stream: TCP's (the socket read 0) or TLS's (`close_notify`).
+        if read == 0 || state.peer_has_closed() {
+            return Ok(ReadOutcome::Eof);
+        }
+        Ok(ReadOutcome::Data(read))
+    }
+
+    /// Writes what can be written: first the records rustls already made, then, one record's
+    /// worth at a time, lines from `queue`, each encrypted only once the previous records are
+    /// in the kernel. Stops at `WouldBlock`, as a plain flush does.
+    pub fn flush(&mut self, socket: &mut TcpStream, queue: &mut WriteQueue) -> io::Result<Flushed> {
+        loop {
+            while self.tls.wants_write() {
+                match self.tls.write_tls(socket) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.encrypted_unsent = 0;
+            if self.tls.is_handshaking() {
+                // Application data waits for the handshake; the read side finishes it.
+                return Ok(Flushed::Handshaking);
+            }
+            if queue.is_empty() || self.closing {
+                return Ok(Flushed::All);
+            }
+            let before = queue.unsent();
+            queue.write_to(&mut Plaintext(&mut self.tls))?;
+            self.encrypted_unsent = before - queue.unsent();
+        }
+    }
+
+    /// Queues `close_notify`, TLS's own end of stream, once; the next flush sends it. A client
+    /// that gets it knows the server ended the session, not an attacker cutting the stream.
+    pub fn close(&mut self) {
+        if !self.closing {
+            self.closing = true;
+            self.tls.send_close_notify();
+        }
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+}
+
+/// rustls's plaintext side as an `io::Write` for [`WriteQueue::write_to`]: it takes up to
+/// [`TLS_RECORDS_AHEAD`] bytes (rustls's buffer limit), then says `WouldBlock` until the
+/// records made of them have been written to the socket.
+struct Plaintext<'a>(&'a mut ServerConnection);
+
+impl Write for Plaintext<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.0.wants_write() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match self.0.writer().write_vectored(bufs)? {
+            0 => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,95 @@
+//! TLS for the tests: a self-signed certificate made on the spot (rcgen), written where the
+//! server can load it, and a rustls client that speaks through the shared [`Client`].
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+use super::Client;
+
+/// A self-signed certificate for `localhost` and 127.0.0.1, as PEM files in a directory of
+/// its own (removed when dropped).
+pub struct TestCert {
+    dir: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    der: CertificateDer<'static>,
+}
+
+impl TestCert {
+    pub fn new() -> TestCert {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let made = rcgen::generate_simple_self_signed(names).expect("make a certificate");
+        let dir = std::env::temp_dir().join(format!(
+            "pollchat-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("certificate directory");
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&cert, made.cert.pem()).expect("write certificate");
+        std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
+        TestCert {
+            dir,
+            cert,
+            key,
+            der: made.cert.der().clone(),
+        }
+    }
+
+    /// The directory the files are in, for tests that write more files there.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// A client configuration that trusts this certificate and nothing else.
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(self.der.clone())
+            .expect("trust the test certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+}
+
+impl Drop for TestCert {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Client {
+    /// Connects over TLS, trusting `cert`, without reading anything. The handshake happens
+    /// on the first read or write, as with any rustls stream.
+    pub fn raw_tls(addr: SocketAddr, cert: &TestCert) -> Client {
+        let socket = TcpStream::connect(addr).expect("connect to test server");
+        Client::tls_over(socket, cert)
+    }
+
+    /// [`Client::raw_tls`] over a socket the test set up itself (a small receive buffer...).
+    pub fn tls_over(socket: TcpStream, cert: &TestCert) -> Client {
+        let name = ServerName::try_from("localhost").expect("server name");
+        let tls = ClientConnection::new(cert.client_config(), name).expect("TLS client");
+        let stream = StreamOwned::new(tls, socket.try_clone().expect("clone stream"));
+        Client::over(socket, Box::new(stream))
+    }
+
+    /// Connects over TLS and reads the welcome line.
+    pub fn connect_tls(addr: SocketAddr, cert: &TestCert) -> Client {
+        let mut client = Client::raw_tls(addr, cert);
+        client.read_welcome();
+        client
+    }
+}
