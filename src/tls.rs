@@ -32,7 +32,6 @@ use std::io::{self, IoSlice, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use mio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -176,7 +175,7 @@ impl Session {
     /// asks [`Session::is_handshaking`] after each read.
     pub fn read(
         &mut self,
-        socket: &mut TcpStream,
+        socket: &mut (impl Read + Write),
         framer: Option<&mut LineFramer>,
         scratch: &mut [u8],
     ) -> io::Result<ReadOutcome> {
@@ -221,7 +220,14 @@ impl Session {
     /// Writes what can be written: first the records rustls already made, then, one record's
     /// worth at a time, lines from `queue`, each encrypted only once the previous records are
     /// in the kernel. Stops at `WouldBlock`, as a plain flush does.
-    pub fn flush(&mut self, socket: &mut TcpStream, queue: &mut WriteQueue) -> io::Result<Flushed> {
+    ///
+    /// `socket` is the connection's `TcpStream`; anything that reads and writes like a
+    /// non-blocking socket will do, which is how the tests below drive it.
+    pub fn flush(
+        &mut self,
+        socket: &mut impl Write,
+        queue: &mut WriteQueue,
+    ) -> io::Result<Flushed> {
         loop {
             while self.tls.wants_write() {
                 match self.tls.write_tls(socket) {
@@ -282,5 +288,178 @@ impl Write for Plaintext<'_> {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+    use super::*;
+
+    /// One direction of a loopback socket, in memory: takes at most `room` bytes, then says
+    /// `WouldBlock` like a non-blocking socket whose send buffer is full.
+    #[derive(Default)]
+    struct Wire {
+        bytes: Vec<u8>,
+        room: usize,
+    }
+
+    impl Write for Wire {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.room);
+            self.bytes.extend_from_slice(&buf[..n]);
+            self.room -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The server's socket: reads what the client sent, writes into `to_client`.
+    struct Socket<'a> {
+        from_client: &'a mut Vec<u8>,
+        to_client: &'a mut Wire,
+    }
+
+    impl Read for Socket<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.from_client.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(self.from_client.len());
+            buf[..n].copy_from_slice(&self.from_client[..n]);
+            self.from_client.drain(..n);
+            Ok(n)
+        }
+    }
+
+    impl Write for Socket<'_> {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.to_client.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A server session and a rustls client that have finished their handshake in memory.
+    fn connected() -> (Session, ClientConnection) {
+        let made =
+            rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
+        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).expect("key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server_config = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .and_then(|b| {
+                b.with_no_client_auth()
+                    .with_single_cert(vec![made.cert.der().clone()], key)
+            })
+            .expect("server config");
+        let mut roots = RootCertStore::empty();
+        roots.add(made.cert.der().clone()).expect("root");
+        let client_config = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").expect("name");
+        let mut client = ClientConnection::new(Arc::new(client_config), name).expect("client");
+        let mut server = Session::new(&Arc::new(server_config)).expect("session");
+        let mut framer = LineFramer::new(1024);
+        let mut scratch = vec![0; 16 * 1024];
+        for _ in 0..10 {
+            let mut from_client = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut from_client).expect("client writes");
+            }
+            let mut to_client = Wire {
+                bytes: Vec::new(),
+                room: usize::MAX,
+            };
+            let mut socket = Socket {
+                from_client: &mut from_client,
+                to_client: &mut to_client,
+            };
+            while !socket.from_client.is_empty() {
+                server
+                    .read(&mut socket, Some(&mut framer), &mut scratch)
+                    .expect("server reads");
+            }
+            server
+                .flush(&mut to_client, &mut WriteQueue::default())
+                .expect("server writes");
+            client
+                .read_tls(&mut to_client.bytes.as_slice())
+                .expect("client reads");
+            client.process_new_packets().expect("client accepts");
+            if !server.is_handshaking() && !client.is_handshaking() {
+                return (server, client);
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    /// While the socket takes nothing, at most one record's worth of output is encrypted: the
+    /// rest stays in the write queue, shared and counted. Once the socket drains, every byte
+    /// arrives, decrypted, in order.
+    #[test]
+    fn output_is_encrypted_only_as_the_socket_takes_it() {
+        let (mut server, mut client) = connected();
+        let mut queue = WriteQueue::default();
+        let mut expected = Vec::new();
+        for i in 0..2000 {
+            let line = format!("<guest-{i}> {}\n", "x".repeat(500));
+            expected.extend_from_slice(line.as_bytes());
+            queue.push(Rc::from(line.as_bytes()));
+        }
+        let total = queue.unsent();
+
+        // The socket is full: the first record's worth is encrypted, and no more.
+        let mut wire = Wire::default();
+        assert_eq!(
+            server.flush(&mut wire, &mut queue).unwrap(),
+            Flushed::Blocked
+        );
+        assert!(
+            queue.unsent() >= total - TLS_RECORDS_AHEAD,
+            "encrypted ahead"
+        );
+        assert!(server.unsent() <= TLS_RECORDS_AHEAD);
+        assert_eq!(queue.unsent() + server.unsent(), total);
+
+        // A little room at a time: partial writes of records resume where they stopped.
+        let mut received = Vec::new();
+        let mut plaintext = vec![0; 64 * 1024];
+        loop {
+            wire.room = 3000;
+            let flushed = server.flush(&mut wire, &mut queue).unwrap();
+            assert!(server.unsent() <= TLS_RECORDS_AHEAD);
+            let mut ciphertext = std::mem::take(&mut wire.bytes);
+            let mut from = ciphertext.as_slice();
+            while !from.is_empty() {
+                client.read_tls(&mut from).unwrap();
+                client.process_new_packets().unwrap();
+                while let Ok(n) = client.reader().read(&mut plaintext) {
+                    if n == 0 {
+                        break;
+                    }
+                    received.extend_from_slice(&plaintext[..n]);
+                }
+            }
+            ciphertext.clear();
+            if flushed == Flushed::All {
+                break;
+            }
+        }
+        assert_eq!(received.len(), expected.len());
+        assert!(received == expected, "output reordered or corrupted");
     }
 }
