@@ -259,10 +259,10 @@ fn bad_certificate_or_key_is_one_sentence_and_a_failing_exit() {
     }
 }
 
-/// A real `openssl s_client` session against the binary: it verifies the certificate,
-/// gets the welcome, and chats with a plain client.
+/// A real `openssl s_client` session against the binary, with a certificate made by
+/// `scripts/gen-cert.sh`: openssl verifies it, gets the welcome, and chats with a plain client.
 #[test]
-fn openssl_s_client_chats_through_the_tls_listener() {
+fn openssl_s_client_chats_through_the_tls_listener_with_a_gen_cert_certificate() {
     if Command::new("openssl").arg("version").output().is_err() {
         eprintln!(
             "\n*** SKIPPED: openssl is not installed; this test needs it \
@@ -270,14 +270,21 @@ fn openssl_s_client_chats_through_the_tls_listener() {
         );
         return;
     }
-    let cert = TestCert::new();
+    let scratch = TestCert::new();
+    let dir = scratch.dir().join("gen-cert");
+    let made = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gen-cert.sh"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "gen-cert.sh: {made:?}");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let mut server = ServerProcess::start(&[
         "--tls-bind",
         "127.0.0.1:0",
         "--tls-cert",
-        cert.cert.to_str().unwrap(),
+        cert.to_str().unwrap(),
         "--tls-key",
-        cert.key.to_str().unwrap(),
+        key.to_str().unwrap(),
     ]);
     let tls_line = server.wait_for_log("(TLS)");
     let tls_addr = tls_line.split(' ').rev().nth(1).unwrap().to_string();
@@ -286,7 +293,7 @@ fn openssl_s_client_chats_through_the_tls_listener() {
     let mut s_client = common::Interactive::spawn(
         Command::new("openssl")
             .args(["s_client", "-connect", &tls_addr, "-quiet"])
-            .args(["-CAfile", cert.cert.to_str().unwrap()])
+            .args(["-CAfile", cert.to_str().unwrap()])
             .args(["-verify_return_error", "-servername", "localhost"]),
     );
     let welcome = s_client.wait_for_line("*** welcome");
