@@ -304,3 +304,52 @@ fn openssl_s_client_chats_through_the_tls_listener_with_a_gen_cert_certificate()
     plain.send("hello, s_client");
     s_client.wait_for_line(&format!("<{}> hello, s_client", plain.nick));
 }
+
+/// A TLS client meets the same limits as a plain one: an overlong line is dropped with the
+/// same notice, and a flood is slowed down, never cut short.
+#[test]
+fn tls_client_meets_the_line_limit_and_flood_control_like_a_plain_one() {
+    let cert = TestCert::new();
+    let server = tls_server(&cert, |c| {
+        c.max_line = 16;
+        c.rate = 20.0;
+        c.burst = 2;
+    });
+    let mut secure = Client::connect_tls(server.tls_addr.unwrap(), &cert);
+    let mut other = server.connect();
+    secure.expect(&format!("*** {} joined", other.nick));
+
+    secure.send(&"y".repeat(40));
+    secure.expect("*** line too long (over 16 bytes), dropped");
+
+    // Ten lines at once against a burst of two: all arrive, in order, paced by the server.
+    let lines: Vec<String> = (0..10).map(|i| format!("flood {i}")).collect();
+    secure.send(&lines.join("\n"));
+    for line in &lines {
+        other.expect(&format!("<{}> {line}", secure.nick));
+    }
+}
+
+/// Refusals that need words are made after the handshake, encrypted: a TLS client over
+/// `--max-per-ip` reads why, then gets `close_notify`. A full server closes a new TLS
+/// connection before its handshake, since it cannot tell it anything.
+#[test]
+fn tls_refusals_are_told_encrypted_or_made_before_the_handshake() {
+    let cert = TestCert::new();
+    let server = tls_server(&cert, |c| c.max_per_ip = 1);
+    let _first = server.connect();
+    let mut second = Client::raw_tls(server.tls_addr.unwrap(), &cert);
+    assert_eq!(
+        second.read_to_eof(),
+        vec!["*** too many connections from your address".to_string()]
+    );
+
+    let full = tls_server(&cert, |c| c.max_clients = Some(1));
+    let _only = full.connect();
+    let mut late = Client::raw_tls(full.tls_addr.unwrap(), &cert);
+    let refused = late.try_line();
+    assert!(
+        refused.is_err(),
+        "a full server let a TLS client in: {refused:?}"
+    );
+}
