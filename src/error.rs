@@ -55,7 +55,7 @@ impl std::error::Error for Error {
 
 /// An io::Error as a lower-case phrase, without the "(os error 98)" suffix operators do not
 /// need.
-fn describe(error: &io::Error) -> String {
+pub(crate) fn describe(error: &io::Error) -> String {
     let text = error.to_string();
     let text = match text.find(" (os error") {
         Some(i) => &text[..i],
