@@ -181,7 +181,7 @@ Exit status:
   3  you typed /quit, then the server closed
   4  the server closed the connection first
   5  TLS failed: the server's certificate was not trusted, or the handshake failed
-  128+N  stopped by signal N (130 for Ctrl-C)";
+  128+N  ended by signal N (130 for Ctrl-C, 129 when the terminal closes)";
 
 /// Where `pollchat connect` goes: a host name or address, and a port.
 #[derive(Debug, Clone, PartialEq, Eq)]

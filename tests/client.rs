@@ -296,7 +296,7 @@ fn connect_puts_stdin_back_to_blocking_when_interrupted() {
     client.signal("INT");
     let exit = client.wait_exit();
     assert_eq!(exit.code, Some(130), "{exit:?}");
-    assert_eq!(exit.stderr, ["pollchat: stopped by signal 2"]);
+    assert_eq!(exit.stderr, ["pollchat: interrupted (SIGINT)"]);
     assert!(!SockRef::from(&ours).nonblocking().unwrap());
 }
 

@@ -107,7 +107,9 @@ impl Outcome {
             Outcome::Quit => "you quit; disconnected".to_string(),
             Outcome::ServerClosed => "the server closed the connection".to_string(),
             Outcome::CannotConnect(why) | Outcome::Failed(why) | Outcome::Tls(why) => why.clone(),
-            Outcome::Signalled(signal) => format!("stopped by signal {signal}"),
+            Outcome::Signalled(SIGINT) => "interrupted (SIGINT)".to_string(),
+            Outcome::Signalled(SIGHUP) => "hung up (SIGHUP: the terminal went away)".to_string(),
+            Outcome::Signalled(signal) => format!("ended by signal {signal}"),
         })
     }
 }
