@@ -7,7 +7,7 @@
 //! the *open file description*, not of our file descriptor. When stdin is the terminal, that
 //! description is the one the shell started us with and will read its next command from
 //! (usually stdout and stderr too: the terminal was opened once and duplicated onto 0, 1 and
-//! 2). A shell handed back a non-blocking terminal may fail its next read. So [`NonBlocking`]
+//! 2). A shell handed back a non-blocking terminal may fail its next read. So `NonBlocking`
 //! puts the flag back as it found it when it is dropped, which happens on every way out of
 //! the client: a normal end, an error, a panic. Signals are events in the loop (see `mod.rs`)
 //! and end it normally; SIGTSTP (Ctrl-Z) gives the terminal back before stopping. Only SIGKILL
@@ -139,7 +139,7 @@ impl Input {
         })
     }
 
-    /// Whether stdin needs no readiness event to be read (see [`Readiness::AlwaysReady`]).
+    /// Whether stdin needs no readiness event to be read (a regular file, `/dev/null`).
     pub fn always_ready(&self) -> bool {
         matches!(self.readiness, Readiness::AlwaysReady)
     }
@@ -238,10 +238,6 @@ impl Screen {
     /// Bytes waiting for stdout.
     pub fn backlog(&self) -> usize {
         self.queue.unsent()
-    }
-
-    pub fn is_blocked(&self) -> bool {
-        self.blocked
     }
 
     /// A writable event for stdout.

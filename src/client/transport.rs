@@ -220,8 +220,9 @@ fn non_blocking_write(mut write: impl FnMut() -> io::Result<usize>) -> io::Resul
 /// Why the client could not get as far as a connection.
 #[derive(Debug)]
 pub enum ConnectError {
-    /// `--ca` could not be read or holds no certificate.
-    Ca(String),
+    /// TLS could not be set up: the `--ca` file could not be read or holds no certificate,
+    /// or HOST is not a name a certificate can be checked against.
+    Setup(String),
     /// The host did not resolve, or no address accepted a connection.
     Connect { target: Target, error: io::Error },
 }
@@ -229,7 +230,7 @@ pub enum ConnectError {
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConnectError::Ca(message) => f.write_str(message),
+            ConnectError::Setup(message) => f.write_str(message),
             ConnectError::Connect { target, error } => {
                 let hint = match error.kind() {
                     io::ErrorKind::ConnectionRefused => " (is the server running?)",
@@ -253,13 +254,13 @@ pub fn connect(args: &ConnectArgs) -> Result<Transport, ConnectError> {
     let tls = if args.tls {
         let config = tls_config(args)?;
         let name = ServerName::try_from(args.server.host.clone()).map_err(|_| {
-            ConnectError::Ca(format!(
+            ConnectError::Setup(format!(
                 "{:?} is not a host name or address TLS can check a certificate against",
                 args.server.host
             ))
         })?;
         let connection = ClientConnection::new(Arc::new(config), name)
-            .map_err(|e| ConnectError::Ca(format!("cannot set up TLS: {e}")))?;
+            .map_err(|e| ConnectError::Setup(format!("cannot set up TLS: {e}")))?;
         Some(Box::new(connection))
     } else {
         None
@@ -298,7 +299,7 @@ fn tls_config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectError::Ca(format!("cannot set up TLS: {e}")))?;
+        .map_err(|e| ConnectError::Setup(format!("cannot set up TLS: {e}")))?;
     if args.insecure {
         let verifier = Arc::new(NoVerification(provider));
         return Ok(builder
@@ -318,7 +319,7 @@ fn tls_config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
 /// Adds every certificate in the PEM file at `path` to `roots`.
 fn add_pem_certificates(roots: &mut RootCertStore, path: &Path) -> Result<(), ConnectError> {
     let unreadable = |e: &dyn fmt::Display| {
-        ConnectError::Ca(format!("cannot read --ca {}: {e}", path.display()))
+        ConnectError::Setup(format!("cannot read --ca {}: {e}", path.display()))
     };
     let mut added = 0;
     for certificate in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
@@ -327,7 +328,7 @@ fn add_pem_certificates(roots: &mut RootCertStore, path: &Path) -> Result<(), Co
         added += 1;
     }
     if added == 0 {
-        return Err(ConnectError::Ca(format!(
+        return Err(ConnectError::Setup(format!(
             "--ca {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
             path.display()
         )));
