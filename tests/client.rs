@@ -16,6 +16,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use common::{ClientProcess, DEADLINE, OpensslServer, TempDir, TestServer};
 use socket2::SockRef;
@@ -187,6 +188,44 @@ fn connect_writes_no_colour_codes_into_a_pipe() {
     }
 }
 
+/// `pollchat connect ... | head -1`: once stdout's reader is gone, the next line received
+/// ends the client quietly, with status 0 (a broken pipe is not a failure).
+#[test]
+fn connect_exits_quietly_with_status_0_when_stdout_is_closed() {
+    let server = TestServer::start();
+    let mut bob = server.connect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+        .args(["connect", &server.addr.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held until the end: stdin stays open, so only the closed stdout can end the client.
+    let _stdin = child.stdin.take();
+    let mut first = [0u8; 4];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // That was the reader's last read: the pipe is closed now, like `head` exiting.
+    bob.read_until(|l| l.ends_with(" joined"));
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    // Another test spawning a process at the wrong moment can hold a copy of the pipe's read
+    // end for an instant (between its fork and its exec); a line written then fits in the
+    // pipe and breaks nothing. So bob says something again until the client has exited.
+    let deadline = Instant::now() + DEADLINE;
+    let output = loop {
+        bob.send("anyone there?");
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(output) => break output.unwrap(),
+            Err(_) => assert!(Instant::now() < deadline, "the client did not exit"),
+        }
+    };
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(output.stderr.is_empty(), "{output:?}");
+}
+
 /// Runs `pollchat connect ADDR` on a pseudo-terminal (with util-linux `script`), with `input`
 /// typed and then Ctrl-D, and returns what the terminal showed. `None` (said loudly) if
 /// `script` is missing.
@@ -253,7 +292,12 @@ fn connect_strips_escape_sequences_a_server_sends() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut client = ClientProcess::start(&[&addr.to_string()]);
-    let (mut socket, _) = listener.accept().unwrap();
+    // accept() in a thread, so a client that never connects fails the test at the deadline.
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(listener.accept());
+    });
+    let (mut socket, _) = rx.recv_timeout(DEADLINE).unwrap().unwrap();
     socket
         .write_all(b"*** \x1b[31mred\x1b[0m \x1b]0;title\x07text\x9b2J\r\n")
         .unwrap();
