@@ -25,6 +25,8 @@
 //! - [`os`]: listening sockets and the open-file limit.
 //! - [`logging`], [`error`]: log set-up, and the few errors that stop the server.
 //! - [`bench`]: `pollchat bench`, the load generator (not part of the server: it has threads).
+//! - [`client`]: `pollchat connect`, a terminal client built like the server: one poll loop
+//!   over stdin and the socket, TLS (rustls) between its write queue and the socket.
 //!
 //! # Glossary
 //!
@@ -49,6 +51,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod error;

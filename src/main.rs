@@ -1,15 +1,24 @@
 //! The `pollchat` binary: parse the command line, set up logging, run the server (or the
-//! load generator). Everything else is in the library.
+//! load generator, or the terminal client). Everything else is in the library.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use pollchat::bench::Scenario;
 use pollchat::config::{Cli, Command};
-use pollchat::{Server, bench, logging};
+use pollchat::{Server, bench, client, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Connect(args)) = &cli.command {
+        // The session's one line on stderr (why it ended), and a status that says the same
+        // to scripts; `pollchat connect --help` lists them.
+        let outcome = client::run(args);
+        if let Some(message) = outcome.message() {
+            eprintln!("pollchat: {message}");
+        }
+        return ExitCode::from(outcome.exit_code());
+    }
     if let Some(Command::Bench(args)) = &cli.command {
         // Load: the report. Chaos: the report, and a failing exit status if a check failed,
         // so scripts and CI can act on it.

@@ -805,8 +805,6 @@ impl Server {
                     self.room.close(token, reason);
                 }
             }
-            // Its output waits for the handshake, which the next readable event moves on.
-            Ok(Flushed::Handshaking) => {}
             Ok(Flushed::Blocked) => {
                 // A partial write. The rest stays queued, and the connection is now registered
                 // for writable events. It goes out when the client reads, or never, if the

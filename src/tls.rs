@@ -239,11 +239,10 @@ impl Session {
                 }
             }
             self.encrypted_unsent = 0;
-            if self.tls.is_handshaking() {
-                // Application data waits for the handshake; the read side finishes it.
-                return Ok(Flushed::Handshaking);
-            }
-            if queue.is_empty() || self.closing {
+            // During the handshake the queue is empty: a client is given its first line only
+            // once it is in the room, after the handshake. What rustls had to say is written,
+            // and the read side (not a writable event) moves the handshake on.
+            if queue.is_empty() || self.closing || self.tls.is_handshaking() {
                 return Ok(Flushed::All);
             }
             let before = queue.unsent();

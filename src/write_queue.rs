@@ -32,9 +32,6 @@ pub enum Flushed {
     All,
     /// The socket's send buffer is full and bytes are still queued: wait for a writable event.
     Blocked,
-    /// A TLS connection still in its handshake: its output waits, and the read side (not a
-    /// writable event) moves the handshake on.
-    Handshaking,
 }
 
 /// Unsent output of one connection. See the module documentation.

@@ -550,3 +550,233 @@ impl Drop for RedisServer {
         let _ = self.child.wait();
     }
 }
+
+/// `pollchat connect ...` as a real child process: its stdin is given by the test, its stdout
+/// and stderr are forwarded line by line so the test can wait for a line with a deadline.
+pub struct ClientProcess {
+    /// `None` once [`ClientProcess::wait_exit`] has reaped it.
+    child: Option<Child>,
+    pid: u32,
+    /// The write end of its stdin, when the test gave it a pipe.
+    stdin: Option<std::process::ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+}
+
+impl ClientProcess {
+    /// `pollchat connect ARGS` with stdin a pipe the test writes to ([`ClientProcess::send`]).
+    pub fn start(args: &[&str]) -> ClientProcess {
+        ClientProcess::start_with(args, Stdio::piped(), &[])
+    }
+
+    /// `pollchat connect ARGS` with the given stdin and extra environment variables.
+    pub fn start_with(args: &[&str], stdin: Stdio, env: &[(&str, &str)]) -> ClientProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+            .arg("connect")
+            .args(args)
+            .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start pollchat connect");
+        ClientProcess {
+            pid: child.id(),
+            stdin: child.stdin.take(),
+            stdout: forward_lines(child.stdout.take().expect("piped stdout")),
+            stderr: forward_lines(child.stderr.take().expect("piped stderr")),
+            child: Some(child),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Types one line (the newline is added).
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is a pipe the test holds");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write to the client's stdin");
+    }
+
+    /// Closes its stdin: what Ctrl-D is at a terminal.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Its stdout up to and including the first line containing `needle`.
+    pub fn wait_for_output(&mut self, needle: &str) -> Vec<String> {
+        wait_for_line(&self.stdout, needle)
+    }
+
+    /// Sends a signal with `kill(1)`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit (failing the test after [`DEADLINE`]) and returns its
+    /// status with the stdout and stderr lines not read yet.
+    pub fn wait_exit(&mut self) -> ClientExit {
+        let mut child = self.child.take().expect("wait_exit is called once");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = match rx.recv_timeout(DEADLINE) {
+            Ok(status) => status.expect("wait for pollchat connect"),
+            Err(_) => {
+                self.signal("KILL");
+                panic!("pollchat connect did not exit in time");
+            }
+        };
+        ClientExit {
+            code: status.code(),
+            stdout: lines_until_closed(&self.stdout),
+            stderr: lines_until_closed(&self.stderr),
+        }
+    }
+}
+
+impl Drop for ClientProcess {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// How a [`ClientProcess`] ended.
+#[derive(Debug)]
+pub struct ClientExit {
+    /// `None` if a signal killed it.
+    pub code: Option<i32>,
+    /// Lines it wrote after the last one a `wait_for_output` returned.
+    pub stdout: Vec<String>,
+    pub stderr: Vec<String>,
+}
+
+/// Every line still coming from `lines` until its writer closes; fails after [`DEADLINE`].
+fn lines_until_closed(lines: &Receiver<String>) -> Vec<String> {
+    let deadline = Instant::now() + DEADLINE;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return seen,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("output still open after the deadline:\n{}", seen.join("\n"))
+            }
+        }
+    }
+}
+
+/// A directory of its own under the system's temporary directory, removed when dropped.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("pollchat-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir { path }
+    }
+
+    /// Writes `contents` to `name` in the directory and returns its path.
+    pub fn file(&self, name: &str, contents: &[u8]) -> std::path::PathBuf {
+        let path = self.path.join(name);
+        std::fs::write(&path, contents).expect("write a temporary file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// `openssl s_server` on a free loopback port, for one connection, as a TLS server to test
+/// the client against. What it receives is on its stdout; what the test writes to its stdin
+/// goes to the client; closing its stdin makes it close the connection. Killed when dropped.
+pub struct OpensslServer {
+    child: Child,
+    pub addr: SocketAddr,
+    stdin: Option<std::process::ChildStdin>,
+    output: Receiver<String>,
+}
+
+impl OpensslServer {
+    /// `None`, after saying so loudly on stderr, if `openssl` is not installed.
+    pub fn start(cert: &std::path::Path, key: &std::path::Path) -> Option<OpensslServer> {
+        if Command::new("openssl").arg("version").output().is_err() {
+            eprintln!(
+                "\n*** SKIPPED: openssl is not installed; this TLS test needs its s_server \
+                 (apt-get install openssl, as .ci/run does) ***\n"
+            );
+            return None;
+        }
+        let mut child = Command::new("openssl")
+            .args(["s_server", "-accept", "127.0.0.1:0", "-naccept", "1"])
+            .arg("-cert")
+            .arg(cert)
+            .arg("-key")
+            .arg(key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start openssl s_server");
+        let output = forward_lines(child.stdout.take().expect("piped stdout"));
+        let accept = wait_for_line(&output, "ACCEPT ")
+            .pop()
+            .expect("the ACCEPT line");
+        let addr = accept
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {accept:?}"));
+        Some(OpensslServer {
+            stdin: child.stdin.take(),
+            child,
+            addr,
+            output,
+        })
+    }
+
+    /// Sends one line to the connected client (the newline is added).
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write to s_server");
+    }
+
+    /// Its output (what the client sent, among its own reports) up to a line with `needle`.
+    pub fn wait_for_output(&mut self, needle: &str) -> Vec<String> {
+        wait_for_line(&self.output, needle)
+    }
+
+    /// Closes its stdin, which makes it shut the connection down (close_notify, then close).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+}
+
+impl Drop for OpensslServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,412 @@
+//! The client's connection to the server: a TCP socket, with TLS (rustls) on top when
+//! `--tls` asks for it.
+//!
+//! The loop in `mod.rs` sees one [`Transport`] whatever is underneath. It hands the transport
+//! plaintext to send (its [`WriteQueue`]) and gets plaintext back (into a [`LineFramer`]).
+//! With TLS, rustls sits between the write queue and the socket, in the shape of rustls's
+//! `tlsclient-mio` example:
+//!
+//! ```text
+//!   send:     WriteQueue ──plaintext──► rustls writer() ──records──► write_tls ──► socket
+//!   receive:  socket ──► read_tls ──► process_new_packets ──► reader() ──plaintext──► framer
+//! ```
+//!
+//! rustls does no I/O of its own: it is a state machine with a buffer on each side.
+//! `write_tls` and `read_tls` are the only calls that touch the socket, and they are made when
+//! the socket is ready, like any other non-blocking read or write. The handshake needs no code
+//! of its own either. A new `ClientConnection` already has its hello to send (`wants_write`),
+//! each answer from the server is handled by `process_new_packets`, and lines typed before the
+//! handshake is over wait inside rustls until it is.
+//!
+//! Connecting is the one blocking step of the client (see [`connect`]).
+
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpStream as StdStream, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
+
+use mio::net::TcpStream;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::{
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
+    SignatureScheme,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::config::{ConnectArgs, Target};
+use crate::connection::ReadOutcome;
+use crate::error::describe;
+use crate::framing::LineFramer;
+use crate::limits::CONNECT_TIMEOUT;
+use crate::write_queue::{Flushed, WriteQueue};
+
+use super::non_blocking_read;
+
+/// What went wrong on the connection: the two kinds end the client with different statuses.
+#[derive(Debug)]
+pub enum TransportError {
+    /// The socket failed (reset by the server, ...).
+    Io(io::Error),
+    /// TLS failed: the certificate was not trusted, the handshake failed, a record was bad.
+    Tls(rustls::Error),
+}
+
+impl From<io::Error> for TransportError {
+    fn from(error: io::Error) -> TransportError {
+        TransportError::Io(error)
+    }
+}
+
+/// How far a [`Transport::send`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Everything is in the kernel's hands.
+    All,
+    /// The socket's send buffer is full: wait for a writable event.
+    SocketFull,
+    /// rustls holds the lines until the handshake is over: the server's next answer (a
+    /// readable event) moves it on.
+    AwaitingHandshake,
+}
+
+/// The connection to the server. See the module documentation.
+pub struct Transport {
+    socket: TcpStream,
+    /// `None` without `--tls`. Boxed: a `ClientConnection` is large, and the transport is
+    /// moved around while the client is built.
+    tls: Option<Box<ClientConnection>>,
+    /// TLS: `close_notify` is queued (once only; rustls would send another each time).
+    close_notify_queued: bool,
+}
+
+impl Transport {
+    /// The socket, for registering it with the poll.
+    pub fn socket(&mut self) -> &mut TcpStream {
+        &mut self.socket
+    }
+
+    /// One read from the socket; whatever plaintext it yields goes into `framer`.
+    ///
+    /// With TLS, one `read_tls` may bring part of a record (no plaintext yet, which is
+    /// `Data` all the same: the socket had bytes), a whole record, or several.
+    pub fn receive(
+        &mut self,
+        scratch: &mut [u8],
+        framer: &mut LineFramer,
+    ) -> Result<ReadOutcome, TransportError> {
+        let Some(tls) = &mut self.tls else {
+            let outcome = non_blocking_read(|| self.socket.read(scratch))?;
+            if let ReadOutcome::Data(n) = outcome {
+                framer.extend(&scratch[..n]);
+            }
+            return Ok(outcome);
+        };
+        let outcome = non_blocking_read(|| tls.read_tls(&mut self.socket))?;
+        if let Err(error) = tls.process_new_packets() {
+            // rustls has queued an alert telling the server why; send it if the socket takes
+            // it at once. We are closing either way.
+            let _ = tls.write_tls(&mut self.socket);
+            return Err(TransportError::Tls(error));
+        }
+        // Take every byte of plaintext out, so rustls's buffer has room for the next read.
+        loop {
+            match tls.reader().read(scratch) {
+                Ok(0) => return Ok(ReadOutcome::Eof), // the server's close_notify
+                Ok(n) => framer.extend(&scratch[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // TCP closed without close_notify. A truncation attack could look like this,
+                // but a chat line cut short shows as a last line without its newline, and a
+                // chat client has nothing better to do than to say the server closed.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Ok(ReadOutcome::Eof);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Moves what is queued towards the server as far as it goes without waiting.
+    pub fn send(&mut self, queue: &mut WriteQueue) -> Result<Sent, TransportError> {
+        let Some(tls) = &mut self.tls else {
+            return Ok(match queue.write_to(&mut self.socket)? {
+                Flushed::All => Sent::All,
+                Flushed::Blocked => Sent::SocketFull,
+            });
+        };
+        loop {
+            // Plaintext into rustls until the queue is empty or rustls's buffer is full...
+            queue.write_to(&mut Plaintext(tls))?;
+            // ...then records out until the socket is full or rustls has none left.
+            while tls.wants_write() {
+                match non_blocking_write(|| tls.write_tls(&mut self.socket))? {
+                    Some(_) => {}
+                    None => return Ok(Sent::SocketFull),
+                }
+            }
+            if queue.is_empty() && !tls.is_handshaking() {
+                return Ok(Sent::All);
+            }
+            if tls.is_handshaking() {
+                // Records can only be made once the keys are agreed; until then rustls keeps
+                // the plaintext (and the queue whatever rustls could not keep).
+                return Ok(Sent::AwaitingHandshake);
+            }
+        }
+    }
+
+    /// Closes the sending half, once everything queued has been sent: "I will send no more".
+    /// The server can still send, and its last lines are still read.
+    ///
+    /// With TLS, a `close_notify` alert goes first: it tells the server the stream ended on
+    /// purpose, where a bare FIN could be an attacker cutting the connection short.
+    pub fn close_sending(&mut self) -> Result<Sent, TransportError> {
+        if let Some(tls) = &mut self.tls
+            && !self.close_notify_queued
+        {
+            tls.send_close_notify();
+            self.close_notify_queued = true;
+        }
+        let sent = self.send(&mut WriteQueue::default())?;
+        if sent == Sent::All {
+            match self.socket.shutdown(Shutdown::Write) {
+                // The server closed in the meantime: the read side will say so.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {}
+                other => other?,
+            }
+        }
+        Ok(sent)
+    }
+}
+
+/// rustls's plaintext writer, as a non-blocking writer. rustls says "my buffer is full" by
+/// taking 0 bytes; a socket says it with `WouldBlock`, and [`WriteQueue::write_to`] takes a
+/// 0 for a broken writer. This says it the socket's way.
+struct Plaintext<'a>(&'a mut ClientConnection);
+
+impl Write for Plaintext<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self.0.writer().write_vectored(bufs)? {
+            0 if bufs.iter().any(|b| !b.is_empty()) => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One non-blocking write: `Some(n)` bytes taken, `None` for `WouldBlock`. `Interrupted` is
+/// retried (a signal arrived; it says nothing about the socket).
+fn non_blocking_write(mut write: impl FnMut() -> io::Result<usize>) -> io::Result<Option<usize>> {
+    loop {
+        return match write() {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
+    }
+}
+
+/// Why the client could not get as far as a connection.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// TLS could not be set up: the `--ca` file could not be read or holds no certificate,
+    /// or HOST is not a name a certificate can be checked against.
+    Setup(String),
+    /// The host did not resolve, or no address accepted a connection.
+    Connect { target: Target, error: io::Error },
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Setup(message) => f.write_str(message),
+            ConnectError::Connect { target, error } => {
+                let hint = match error.kind() {
+                    io::ErrorKind::ConnectionRefused => " (is the server running?)",
+                    io::ErrorKind::TimedOut => " (no answer: is the address right?)",
+                    _ => "",
+                };
+                write!(f, "cannot connect to {target}: {}{hint}", describe(error))
+            }
+        }
+    }
+}
+
+/// Connects to the server (and starts TLS when asked to).
+///
+/// The TCP connect blocks, on purpose. Until it is done the client has nothing else to do:
+/// stdin is not read before there is somewhere to send it, and resolving the host name
+/// (`getaddrinfo`) blocks anyway. A non-blocking connect would add a state ("connecting")
+/// to the loop for nothing. Everything after this is non-blocking, the TLS handshake too.
+pub fn connect(args: &ConnectArgs) -> Result<Transport, ConnectError> {
+    // The TLS set-up comes first, so a bad --ca file is reported before any connection.
+    let tls = if args.tls {
+        let config = tls_config(args)?;
+        let name = ServerName::try_from(args.server.host.clone()).map_err(|_| {
+            ConnectError::Setup(format!(
+                "{:?} is not a host name or address TLS can check a certificate against",
+                args.server.host
+            ))
+        })?;
+        let connection = ClientConnection::new(Arc::new(config), name)
+            .map_err(|e| ConnectError::Setup(format!("cannot set up TLS: {e}")))?;
+        Some(Box::new(connection))
+    } else {
+        None
+    };
+    let failed = |error| ConnectError::Connect {
+        target: args.server.clone(),
+        error,
+    };
+    let stream = connect_tcp(&args.server).map_err(failed)?;
+    // Without TCP_NODELAY, Nagle's algorithm holds a typed line back until the previous one is
+    // acknowledged (the server sets it for the same reason).
+    stream.set_nodelay(true).map_err(failed)?;
+    stream.set_nonblocking(true).map_err(failed)?;
+    Ok(Transport {
+        socket: TcpStream::from_std(stream),
+        tls,
+        close_notify_queued: false,
+    })
+}
+
+/// Tries each address the host resolves to, in order, and returns the first connection.
+fn connect_tcp(target: &Target) -> io::Result<StdStream> {
+    let mut last_error = None;
+    for addr in (target.host.as_str(), target.port).to_socket_addrs()? {
+        match StdStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::other("the name has no address")))
+}
+
+/// The rustls client configuration `--tls`, `--ca` and `--insecure` ask for.
+fn tls_config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
+    // ring, named explicitly rather than picked by crate features behind our back.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::Setup(format!("cannot set up TLS: {e}")))?;
+    if args.insecure {
+        let verifier = Arc::new(NoVerification(provider));
+        return Ok(builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth());
+    }
+    // The public CAs (Mozilla's list, compiled in), plus the --ca certificates if any.
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &args.ca {
+        add_pem_certificates(&mut roots, path)?;
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// Adds every certificate in the PEM file at `path` to `roots`.
+fn add_pem_certificates(roots: &mut RootCertStore, path: &Path) -> Result<(), ConnectError> {
+    let unreadable = |e: &dyn fmt::Display| {
+        ConnectError::Setup(format!("cannot read --ca {}: {e}", path.display()))
+    };
+    let mut added = 0;
+    for certificate in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
+        let certificate = certificate.map_err(|e| unreadable(&e))?;
+        roots.add(certificate).map_err(|e| unreadable(&e))?;
+        added += 1;
+    }
+    if added == 0 {
+        return Err(ConnectError::Setup(format!(
+            "--ca {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// What a TLS failure means for the person at the terminal, in one sentence.
+pub fn explain_tls(error: &rustls::Error, target: &Target) -> String {
+    use rustls::Error;
+    let why = match error {
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "the server's certificate is not signed by an authority this client trusts \
+             (for a self-signed server, pass its certificate with --ca PEM)"
+                .to_string()
+        }
+        Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => format!("the server's certificate is not valid for {}", target.host),
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => "the server's certificate has expired".to_string(),
+        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
+            format!("the server did not answer in TLS ({error}; is it a plain-text server?)")
+        }
+        other => other.to_string(),
+    };
+    format!("TLS with {target} failed: {why}")
+}
+
+/// `--insecure`: accepts any certificate for any name. The handshake's signatures are still
+/// checked (that the server holds the key of the certificate it sent), which is worthless
+/// without trusting the certificate, but keeps the rest of rustls's checks as they are. This
+/// is rustls's own `tlsclient-mio` example's `NoCertificateVerification`.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
