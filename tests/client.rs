@@ -18,6 +18,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::tls::TestCert;
 use common::{ClientProcess, DEADLINE, OpensslServer, TempDir, TestServer};
 use socket2::SockRef;
 
@@ -344,28 +345,11 @@ fn connect_puts_stdin_back_to_blocking_when_interrupted() {
     assert!(!SockRef::from(&ours).nonblocking().unwrap());
 }
 
-/// A self-signed certificate made for the test, as files `s_server` and `--ca` can read.
-struct Certificate {
-    dir: TempDir,
-    cert: std::path::PathBuf,
-    key: std::path::PathBuf,
-}
-
-fn self_signed_certificate() -> Certificate {
-    let made =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
-    let dir = TempDir::new();
-    let cert = dir.file("cert.pem", made.cert.pem().as_bytes());
-    let key = dir.file("key.pem", made.signing_key.serialize_pem().as_bytes());
-    Certificate { dir, cert, key }
-}
-
 /// `--tls --ca CERT` against a TLS server with that self-signed certificate: lines go both
 /// ways, and the end of input closes the session cleanly (close_notify), with status 0.
 #[test]
 fn connect_tls_with_ca_exchanges_lines_with_a_tls_server() {
-    let certificate = self_signed_certificate();
+    let certificate = TestCert::new();
     let Some(mut server) = OpensslServer::start(&certificate.cert, &certificate.key) else {
         return;
     };
@@ -380,13 +364,12 @@ fn connect_tls_with_ca_exchanges_lines_with_a_tls_server() {
     assert_eq!(exit.code, Some(0), "{exit:?}");
     // s_server reports the close_notify it got as the end of the session.
     server.wait_for_output("DONE");
-    drop(certificate.dir);
 }
 
 /// Without `--ca`, a self-signed certificate is not trusted: one clear sentence, status 5.
 #[test]
 fn connect_tls_refuses_an_untrusted_certificate_with_status_5() {
-    let certificate = self_signed_certificate();
+    let certificate = TestCert::new();
     let Some(server) = OpensslServer::start(&certificate.cert, &certificate.key) else {
         return;
     };
@@ -410,7 +393,7 @@ fn connect_tls_refuses_an_untrusted_certificate_with_status_5() {
 /// When that server closes the connection, the status is 4.
 #[test]
 fn connect_tls_insecure_connects_and_warns() {
-    let certificate = self_signed_certificate();
+    let certificate = TestCert::new();
     let Some(mut server) = OpensslServer::start(&certificate.cert, &certificate.key) else {
         return;
     };
@@ -429,4 +412,37 @@ fn connect_tls_insecure_connects_and_warns() {
         exit.stderr[1..],
         ["pollchat: the server closed the connection"]
     );
+}
+
+/// `--tls --ca CERT` against pollchat's own TLS listener: the client chats with a plain `nc`
+/// style client through the one room, and the end of its input ends the session cleanly in
+/// both directions (its close_notify, then the server's), with status 0.
+#[test]
+fn connect_tls_chats_through_pollchats_tls_listener_with_a_plain_client() {
+    let certificate = TestCert::new();
+    let settings = pollchat::config::TlsSettings::new(
+        &certificate.cert,
+        &certificate.key,
+        ([127, 0, 0, 1], 0).into(),
+    );
+    let server = TestServer::with(|c| c.tls = Some(settings));
+    let mut plain = server.connect();
+    let tls_addr = server.tls_addr.unwrap().to_string();
+    let ca = certificate.cert.to_str().unwrap();
+    let mut client = ClientProcess::start(&[&tls_addr, "--tls", "--ca", ca]);
+    let welcome = client.wait_for_output("*** welcome").pop().unwrap();
+    let nick = welcome_nick(&welcome);
+    plain.expect(&format!("*** {nick} joined"));
+
+    client.send("hello over TLS");
+    plain.expect(&format!("<{nick}> hello over TLS"));
+    plain.send("hello over plain TCP");
+    client.wait_for_output(&format!("<{}> hello over plain TCP", plain.nick));
+
+    client.send("/who");
+    client.close_stdin();
+    let exit = client.wait_exit();
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    assert!(exit.stdout[0].contains("2 users here"), "{exit:?}");
+    plain.expect(&format!("*** {nick} left (connection closed)"));
 }

@@ -235,8 +235,13 @@ impl Client {
     /// One turn of the loop: steps 1 to 5 of the module documentation. An `Err` ends the
     /// session at once (a signal, stdout gone); `self.ended` ends it once the screen is shown.
     fn turn(&mut self, events: &mut Events) -> Result<(), Outcome> {
-        // 1. Wait, unless there is input we already know of.
-        let timeout = (self.may_read_input() || self.may_read_server()).then_some(Duration::ZERO);
+        // 1. Wait, unless there is input we already know of, or TLS has records to send that
+        //    the socket may take now. (The first turn of a TLS session is one: the
+        //    ClientHello waits in rustls, and the server says nothing until it gets it, so
+        //    waiting here would wait until the user typed something.)
+        let must_write = self.ended.is_none() && !self.socket_full && self.transport.wants_write();
+        let timeout = (self.may_read_input() || self.may_read_server() || must_write)
+            .then_some(Duration::ZERO);
         if let Err(e) = self.poll.poll(events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 return Ok(());

@@ -88,6 +88,12 @@ impl Transport {
         &mut self.socket
     }
 
+    /// TLS has records of its own to send: the ClientHello at the start, the rest of the
+    /// handshake, an alert. They are written by [`Transport::send`] like queued lines.
+    pub fn wants_write(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+
     /// One read from the socket; whatever plaintext it yields goes into `framer`.
     ///
     /// With TLS, one `read_tls` may bring part of a record (no plaintext yet, which is

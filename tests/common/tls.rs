@@ -2,19 +2,18 @@
 //! server can load it, and a rustls client that speaks through the shared [`Client`].
 
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use super::Client;
+use super::{Client, TempDir};
 
-/// A self-signed certificate for `localhost` and 127.0.0.1, as PEM files in a directory of
-/// its own (removed when dropped).
+/// A self-signed certificate for `localhost` and 127.0.0.1, as PEM files in a temporary
+/// directory of its own (removed when dropped).
 pub struct TestCert {
-    dir: PathBuf,
+    dir: TempDir,
     pub cert: PathBuf,
     pub key: PathBuf,
     der: CertificateDer<'static>,
@@ -22,19 +21,11 @@ pub struct TestCert {
 
 impl TestCert {
     pub fn new() -> TestCert {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
         let made = rcgen::generate_simple_self_signed(names).expect("make a certificate");
-        let dir = std::env::temp_dir().join(format!(
-            "pollchat-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("certificate directory");
-        let cert = dir.join("cert.pem");
-        let key = dir.join("key.pem");
-        std::fs::write(&cert, made.cert.pem()).expect("write certificate");
-        std::fs::write(&key, made.signing_key.serialize_pem()).expect("write key");
+        let dir = TempDir::new();
+        let cert = dir.file("cert.pem", made.cert.pem().as_bytes());
+        let key = dir.file("key.pem", made.signing_key.serialize_pem().as_bytes());
         TestCert {
             dir,
             cert,
@@ -44,8 +35,8 @@ impl TestCert {
     }
 
     /// The directory the files are in, for tests that write more files there.
-    pub fn dir(&self) -> &std::path::Path {
-        &self.dir
+    pub fn dir(&self) -> &Path {
+        &self.dir.path
     }
 
     /// A client configuration that trusts this certificate and nothing else.
@@ -61,12 +52,6 @@ impl TestCert {
             .with_root_certificates(roots)
             .with_no_client_auth();
         Arc::new(config)
-    }
-}
-
-impl Drop for TestCert {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
