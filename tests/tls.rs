@@ -296,13 +296,13 @@ fn openssl_s_client_chats_through_the_tls_listener_with_a_gen_cert_certificate()
             .args(["-CAfile", cert.to_str().unwrap()])
             .args(["-verify_return_error", "-servername", "localhost"]),
     );
-    let welcome = s_client.wait_for_line("*** welcome");
+    let welcome = s_client.wait_for_output("*** welcome").pop().unwrap();
     let nick = welcome.split(' ').nth(6).unwrap().to_string();
     plain.expect(&format!("*** {nick} joined"));
-    s_client.send_line("hello from openssl");
+    s_client.send("hello from openssl");
     plain.expect(&format!("<{nick}> hello from openssl"));
     plain.send("hello, s_client");
-    s_client.wait_for_line(&format!("<{}> hello, s_client", plain.nick));
+    s_client.wait_for_output(&format!("<{}> hello, s_client", plain.nick));
 }
 
 /// A TLS client meets the same limits as a plain one: an overlong line is dropped with the

@@ -383,27 +383,13 @@ impl ServerProcess {
 
     /// Sends a signal with `kill(1)`.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        send_signal(self.pid, name);
     }
 
     /// Waits for the process to exit, failing the test after [`DEADLINE`].
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("wait_exit is called once");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        match rx.recv_timeout(DEADLINE) {
-            Ok(status) => status.expect("wait for pollchat"),
-            Err(_) => {
-                self.signal("KILL");
-                panic!("pollchat did not exit in time");
-            }
-        }
+        let child = self.child.take().expect("wait_exit is called once");
+        wait_with_deadline(child, "pollchat")
     }
 
     /// CPU time (user + system) the process has used, in seconds.
@@ -442,17 +428,21 @@ impl Interactive {
         Interactive { child, stdin, out }
     }
 
-    pub fn send_line(&mut self, line: &str) {
+    /// Sends one line to its stdin (the newline is added).
+    pub fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin still open");
         writeln!(stdin, "{line}").expect("write to child's stdin");
         stdin.flush().expect("flush child's stdin");
     }
 
-    /// Waits for an output line containing `needle` and returns it.
-    pub fn wait_for_line(&mut self, needle: &str) -> String {
+    /// Closes its stdin: the end of its input.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Its output up to and including the first line containing `needle`.
+    pub fn wait_for_output(&mut self, needle: &str) -> Vec<String> {
         wait_for_line(&self.out, needle)
-            .pop()
-            .expect("at least the matching line")
     }
 }
 
@@ -460,6 +450,32 @@ impl Drop for Interactive {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `kill -NAME PID`, failing the test if it fails.
+fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} failed");
+}
+
+/// Waits for `child` to exit, from a thread so the wait has a deadline; after [`DEADLINE`]
+/// it is killed and the test fails, naming `what`.
+fn wait_with_deadline(mut child: Child, what: &str) -> std::process::ExitStatus {
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(status) => status.unwrap_or_else(|e| panic!("wait for {what}: {e}")),
+        Err(_) => {
+            send_signal(pid, "KILL");
+            panic!("{what} did not exit in time");
+        }
     }
 }
 
@@ -614,28 +630,14 @@ impl ClientProcess {
 
     /// Sends a signal with `kill(1)`.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+        send_signal(self.pid, name);
     }
 
     /// Waits for the process to exit (failing the test after [`DEADLINE`]) and returns its
     /// status with the stdout and stderr lines not read yet.
     pub fn wait_exit(&mut self) -> ClientExit {
-        let mut child = self.child.take().expect("wait_exit is called once");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let _ = tx.send(child.wait());
-        });
-        let status = match rx.recv_timeout(DEADLINE) {
-            Ok(status) => status.expect("wait for pollchat connect"),
-            Err(_) => {
-                self.signal("KILL");
-                panic!("pollchat connect did not exit in time");
-            }
-        };
+        let child = self.child.take().expect("wait_exit is called once");
+        let status = wait_with_deadline(child, "pollchat connect");
         ClientExit {
             code: status.code(),
             stdout: lines_until_closed(&self.stdout),
@@ -711,10 +713,8 @@ impl Drop for TempDir {
 /// the client against. What it receives is on its stdout; what the test writes to its stdin
 /// goes to the client; closing its stdin makes it close the connection. Killed when dropped.
 pub struct OpensslServer {
-    child: Child,
+    process: Interactive,
     pub addr: SocketAddr,
-    stdin: Option<std::process::ChildStdin>,
-    output: Receiver<String>,
 }
 
 impl OpensslServer {
@@ -727,19 +727,16 @@ impl OpensslServer {
             );
             return None;
         }
-        let mut child = Command::new("openssl")
-            .args(["s_server", "-accept", "127.0.0.1:0", "-naccept", "1"])
-            .arg("-cert")
-            .arg(cert)
-            .arg("-key")
-            .arg(key)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start openssl s_server");
-        let output = forward_lines(child.stdout.take().expect("piped stdout"));
-        let accept = wait_for_line(&output, "ACCEPT ")
+        let mut process = Interactive::spawn(
+            Command::new("openssl")
+                .args(["s_server", "-accept", "127.0.0.1:0", "-naccept", "1"])
+                .arg("-cert")
+                .arg(cert)
+                .arg("-key")
+                .arg(key),
+        );
+        let accept = process
+            .wait_for_output("ACCEPT ")
             .pop()
             .expect("the ACCEPT line");
         let addr = accept
@@ -747,36 +744,21 @@ impl OpensslServer {
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {accept:?}"));
-        Some(OpensslServer {
-            stdin: child.stdin.take(),
-            child,
-            addr,
-            output,
-        })
-    }
-
-    /// Sends one line to the connected client (the newline is added).
-    pub fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin still open");
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .expect("write to s_server");
-    }
-
-    /// Its output (what the client sent, among its own reports) up to a line with `needle`.
-    pub fn wait_for_output(&mut self, needle: &str) -> Vec<String> {
-        wait_for_line(&self.output, needle)
-    }
-
-    /// Closes its stdin, which makes it shut the connection down (close_notify, then close).
-    pub fn close_stdin(&mut self) {
-        self.stdin = None;
+        Some(OpensslServer { process, addr })
     }
 }
 
-impl Drop for OpensslServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// What the test writes to its stdin goes to the client (closing it makes s_server shut the
+/// connection down: close_notify, then close); what the client sent is on its stdout.
+impl std::ops::Deref for OpensslServer {
+    type Target = Interactive;
+    fn deref(&self) -> &Interactive {
+        &self.process
+    }
+}
+
+impl std::ops::DerefMut for OpensslServer {
+    fn deref_mut(&mut self) -> &mut Interactive {
+        &mut self.process
     }
 }
