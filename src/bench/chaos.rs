@@ -898,7 +898,7 @@ impl Chaos {
             if ctx.lost.is_empty() {
                 Ok(())
             } else {
-                Err(ctx.lost.join("; "))
+                Err(counted(&ctx.lost))
             },
         ];
         Round {
@@ -1065,6 +1065,26 @@ impl ChaosReport {
             checks,
         })
     }
+}
+
+/// The reasons, each once, in the order first given, with how often it came when more than
+/// once: twenty chatters not closed after `/quit` make one line, not twenty.
+fn counted(reasons: &[String]) -> String {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for reason in reasons {
+        match seen.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((reason, 1)),
+        }
+    }
+    let said: Vec<String> = seen
+        .into_iter()
+        .map(|(reason, n)| match n {
+            1 => reason.to_string(),
+            n => format!("{reason} ({n} times)"),
+        })
+        .collect();
+    said.join("; ")
 }
 
 /// "N of M pings answered, slowest in X ms (limit 2 s)".
@@ -1602,6 +1622,21 @@ mod tests {
         assert_eq!(r.rounds[0].failed, Vec::<&str>::new());
         assert_eq!(r.rounds[1].failed, vec!["exactly once"]);
         assert!(r.json().contains("\"failed\":[\"exactly once\"]"));
+    }
+
+    #[test]
+    fn the_same_reason_is_said_once_with_its_count() {
+        let lost = [
+            "chatter was not closed after /quit",
+            "pinger was not closed after /quit",
+        ];
+        let reasons: Vec<String> = [lost[0], lost[0], lost[1], lost[0]]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            counted(&reasons),
+            "chatter was not closed after /quit (3 times); pinger was not closed after /quit"
+        );
     }
 
     #[test]
