@@ -80,6 +80,26 @@ const PRODUCE_AHEAD: usize = 16 * 1024;
 const FLOOD_LINE: usize = 4000;
 /// Receive buffer of a client that stops reading: small, so the server's queue for it fills.
 const NON_READER_BUFFER: usize = 4096;
+/// One flooder line in this many goes to everyone; the others are a `/msg` to one
+/// non-reader. Before the server's own queue for a client that stopped reading grows at all,
+/// the kernel's send buffer for its socket fills, and on loopback that buffer grows to
+/// megabytes (`ss -tm` showed 2,803,712 bytes queued, `tb` 4 MiB, for a 4 KiB receive
+/// buffer). Flood everyone with that much and the readers must take it too: with every line
+/// broadcast at `--rate 100`, a debug build of this generator fell behind and all its
+/// chatters were cut off as too slow (the server keeping its rule, not breaking a promise).
+/// Aimed at one non-reader, the volume fills that one's queue while the readers get a
+/// quarter of the flood.
+const FLOOD_BROADCAST_EVERY: u64 = 4;
+/// Send buffer of a flooder: small, so that what it sends is what the server reads now. The
+/// server reads a flooder only as fast as `--rate` allows, and on loopback a socket's send
+/// buffer grows to 4 MiB (`ss -tn` showed 4,166,144 bytes waiting on flooders' sockets): ten
+/// seconds of flood at 100 lines/s, aimed at non-readers long gone by the time it arrives.
+const FLOODER_SEND_BUFFER: usize = 64 * 1024;
+/// Bytes the flooders aim at one non-reader before they move on to the next: more than its
+/// kernel send buffer takes (at most `net.ipv4.tcp_wmem`'s 4 MiB by default) plus the
+/// server's default `--max-output` (1 MiB). A non-reader never drains, so after its dose it
+/// stays over `--max-output` until the server cuts it off, with no more flooding.
+const TARGET_DOSE: usize = 6 * 1024 * 1024;
 
 /// Who a connection plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,13 +111,15 @@ enum Role {
     /// Connects and resets (SO_LINGER 0): half of them as soon as connected, before the
     /// welcome; the others after the welcome and half a line.
     Vanisher,
-    /// Never reads, with a small receive buffer: the server's queue for it fills.
+    /// Never reads, with a small receive buffer, and names itself `nr-N` so that flooders can
+    /// aim at it: the server's queue for it fills until it is cut off as too slow.
     NonReader,
     /// Sends one endless line, without a newline, as fast as the server takes it.
     Endless,
     /// Sends invalid UTF-8, NUL bytes, terminal escapes, lone `\r`, control characters.
     Garbage,
-    /// Sends lines as fast as the server takes them: far past the rate limit.
+    /// Sends long lines as fast as the server takes them, far past the rate limit: one in
+    /// [`FLOOD_BROADCAST_EVERY`] to everyone, the others to the current target non-reader.
     Flooder,
     /// Sends a line, then shuts down its sending half and reads until the server closes.
     HalfCloser,
@@ -217,8 +239,11 @@ struct Client {
     /// When a chatter sends its next line, or the pinger its next ping.
     next_send: Instant,
     seq: u64,
-    /// The pinger's nick, from its welcome: it sends `/msg` to itself.
+    /// The pinger's nick, from its welcome: it sends `/msg` to itself. A non-reader's, which
+    /// it chose itself: flooders send `/msg` to it.
     nick: String,
+    /// A non-reader the flooders have aimed at (each gets one dose).
+    aimed_at: bool,
 }
 
 /// What a chatter sent and received.
@@ -254,6 +279,16 @@ struct Context {
     first_dirty: Option<String>,
     /// Why well-behaved clients were disconnected, if any were.
     lost: Vec<String>,
+    /// The non-reader the flooders aim at, until it has had its [`TARGET_DOSE`] or is gone.
+    target: Option<Target>,
+}
+
+/// A non-reader the flooders aim at.
+struct Target {
+    key: usize,
+    nick: String,
+    /// Bytes of `/msg` lines the flooders have queued for it so far.
+    aimed: usize,
 }
 
 /// What the handler wants done with a client.
@@ -738,6 +773,7 @@ impl Chaos {
                 dirty: 0,
                 first_dirty: None,
                 lost: Vec::new(),
+                target: None,
             },
             started: 0,
             rng: args.seed.max(1),
@@ -774,6 +810,9 @@ impl Chaos {
         let receive_buffer = (role == Role::NonReader).then_some(NON_READER_BUFFER);
         let entry = self.clients.vacant_entry();
         let registered = connect(self.target, None, receive_buffer).and_then(|mut stream| {
+            if role == Role::Flooder {
+                SockRef::from(&stream).set_send_buffer_size(FLOODER_SEND_BUFFER)?;
+            }
             self.poll.registry().register(
                 &mut stream,
                 Token(entry.key()),
@@ -797,6 +836,7 @@ impl Chaos {
                     next_send: Instant::now(),
                     seq: 0,
                     nick: String::new(),
+                    aimed_at: false,
                 });
             }
             Err(e) => {
@@ -830,6 +870,7 @@ impl Chaos {
         let now = Instant::now();
         if now - self.last_timed >= Duration::from_millis(1) {
             self.last_timed = now;
+            self.choose_target();
             let ctx = &mut self.ctx;
             self.clients.retain(|_, client| {
                 let after = timed(client, ctx, now);
@@ -852,6 +893,35 @@ impl Chaos {
                 self.clients.remove(key);
             }
         }
+    }
+
+    /// Keeps the flooders' target until it has had its dose or is gone; then takes, of the
+    /// connected non-readers never aimed at, the one due to stay longest, so that it has time
+    /// to be cut off as too slow before it goes.
+    fn choose_target(&mut self) {
+        let keep = self.ctx.target.as_ref().is_some_and(|t| {
+            t.aimed < TARGET_DOSE
+                && self
+                    .clients
+                    .get(t.key)
+                    .is_some_and(|c| c.role == Role::NonReader && c.nick == t.nick)
+        });
+        if keep {
+            return;
+        }
+        self.ctx.target = self
+            .clients
+            .iter_mut()
+            .filter(|(_, c)| c.role == Role::NonReader && c.connected && !c.aimed_at)
+            .max_by_key(|(_, c)| c.until)
+            .map(|(key, c)| {
+                c.aimed_at = true;
+                Target {
+                    key,
+                    nick: c.nick.clone(),
+                    aimed: 0,
+                }
+            });
     }
 
     /// Every chatter has every line sent so far by the others, and every ping is answered.
@@ -1236,13 +1306,22 @@ fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> After {
         }
         Role::Flooder if client.welcomed => {
             while client.output.len() < PRODUCE_AHEAD {
-                let _ = writeln!(
-                    PushStr(&mut client.output),
-                    "F {} {} {:x<FLOOD_LINE$}",
-                    client.serial,
-                    client.seq,
-                    ""
-                );
+                let before = client.output.len();
+                let mut out = PushStr(&mut client.output);
+                let aim = ctx
+                    .target
+                    .as_mut()
+                    .filter(|_| !client.seq.is_multiple_of(FLOOD_BROADCAST_EVERY));
+                if let Some(target) = &aim {
+                    let _ = write!(out, "/msg {} ", target.nick);
+                }
+                let _ = write!(out, "F {} {} ", client.serial, client.seq);
+                // One copy, not the formatter's padding one character at a time.
+                client.output.extend_from_slice(&[b'x'; FLOOD_LINE]);
+                client.output.push(b'\n');
+                if let Some(target) = aim {
+                    target.aimed += client.output.len() - before;
+                }
                 client.seq += 1;
             }
         }
@@ -1287,6 +1366,10 @@ fn service(client: &mut Client, ctx: &mut Context) -> After {
         }
         client.connected = true;
         let _ = client.stream.set_nodelay(true);
+        if client.role == Role::NonReader {
+            client.nick = format!("nr-{}", client.serial);
+            let _ = writeln!(PushStr(&mut client.output), "/nick {}", client.nick);
+        }
         // Half the vanishers go before the server could even greet them.
         if client.role == Role::Vanisher && client.serial.is_multiple_of(2) {
             return After::Close;
