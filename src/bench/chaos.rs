@@ -350,6 +350,14 @@ pub struct RoundFigures {
     pub failed: Vec<&'static str>,
 }
 
+impl RoundFigures {
+    /// The server's descriptors and RSS after the round and its highest RSS during it: all
+    /// three, or none (without `--server-pid`, or once the server is gone).
+    pub fn server(&self) -> Option<(usize, u64, u64)> {
+        Some((self.fds_end?, self.rss_kib_end?, self.rss_kib_peak?))
+    }
+}
+
 /// What a chaos run saw over all its rounds, and what it concluded.
 #[derive(Debug, Clone)]
 pub struct ChaosReport {
@@ -438,7 +446,7 @@ impl ChaosReport {
                 r.lines_sent,
                 r.deliveries
             );
-            if let (Some(fds), Some(end), Some(peak)) = (r.fds_end, r.rss_kib_end, r.rss_kib_peak) {
+            if let Some((fds, end, peak)) = r.server() {
                 let _ = write!(
                     rounds,
                     "\"fds_end\":{fds},\"rss_kib_end\":{end},\"rss_kib_peak\":{peak},"
@@ -531,7 +539,7 @@ impl ChaosReport {
                 r.lines_sent,
                 r.deliveries
             );
-            if let (Some(fds), Some(end), Some(peak)) = (r.fds_end, r.rss_kib_end, r.rss_kib_peak) {
+            if let Some((fds, end, peak)) = r.server() {
                 let _ = write!(
                     s,
                     "; server RSS {peak} KiB at most, then {fds} descriptors and {end} KiB"
@@ -1616,78 +1624,61 @@ mod tests {
 
     const COLD: Option<(usize, u64)> = Some((11, 3_400));
 
+    /// Rounds that kept every promise and left the server with `ends` (descriptors, RSS
+    /// KiB), after the cold baseline [`COLD`].
+    fn after_rounds(ends: &[Option<(usize, u64)>]) -> ChaosReport {
+        let rounds = ends.iter().map(|&end| kept_round(10, 100, end)).collect();
+        report(rounds, COLD)
+    }
+
+    fn check<'a>(report: &'a ChaosReport, name: &str) -> &'a Check {
+        report.checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    const FDS: &str = "descriptors back to baseline";
+    const RSS: &str = "memory back to baseline";
+
     #[test]
     fn retention_after_round_one_is_not_a_leak() {
-        let r = report(
-            vec![
-                kept_round(10, 100, Some((11, 13_500))),
-                kept_round(10, 100, Some((11, 12_900))),
-                kept_round(10, 100, Some((11, 13_200))),
-            ],
-            COLD,
-        );
+        let r = after_rounds(&[Some((11, 13_500)), Some((11, 12_900)), Some((11, 13_200))]);
         assert!(r.passed(), "{}", r.summary());
     }
 
     #[test]
     fn memory_growing_past_the_margin_after_round_one_fails() {
-        let r = report(
-            vec![
-                kept_round(10, 100, Some((11, 13_500))),
-                kept_round(10, 100, Some((11, 13_500 + RSS_MARGIN_KIB + 1))),
-            ],
-            COLD,
-        );
-        assert_eq!(r.outcome("memory back to baseline"), Some(Outcome::Fail));
-        assert_eq!(
-            r.outcome("descriptors back to baseline"),
-            Some(Outcome::Pass)
-        );
+        let r = after_rounds(&[Some((11, 13_500)), Some((11, 13_500 + RSS_MARGIN_KIB + 1))]);
+        assert_eq!(r.outcome(RSS), Some(Outcome::Fail));
+        assert_eq!(r.outcome(FDS), Some(Outcome::Pass));
     }
 
     #[test]
     fn one_round_compares_memory_with_the_cold_baseline() {
-        let r = report(vec![kept_round(10, 100, Some((11, 13_500)))], COLD);
-        let memory = &r.checks[6];
+        let r = after_rounds(&[Some((11, 13_500))]);
+        let memory = check(&r, RSS);
         assert_eq!(memory.outcome, Outcome::Fail);
         assert!(memory.detail.contains("--rounds 2"), "{}", memory.detail);
     }
 
     #[test]
     fn descriptors_left_open_after_a_round_fail_and_name_it() {
-        let r = report(
-            vec![
-                kept_round(10, 100, Some((11, 13_500))),
-                kept_round(10, 100, Some((25, 13_500))),
-            ],
-            COLD,
-        );
-        let fds = &r.checks[5];
+        let r = after_rounds(&[Some((11, 13_500)), Some((25, 13_500))]);
+        let fds = check(&r, FDS);
         assert_eq!(fds.outcome, Outcome::Fail);
         assert!(fds.detail.ends_with("after round 2"), "{}", fds.detail);
     }
 
     #[test]
     fn a_server_that_exited_fails_the_resource_checks() {
-        let r = report(
-            vec![
-                kept_round(10, 100, Some((11, 13_500))),
-                kept_round(10, 100, None),
-            ],
-            COLD,
-        );
-        assert_eq!(
-            r.outcome("descriptors back to baseline"),
-            Some(Outcome::Fail)
-        );
-        assert_eq!(r.outcome("memory back to baseline"), Some(Outcome::Fail));
+        let r = after_rounds(&[Some((11, 13_500)), None]);
+        assert_eq!(r.outcome(FDS), Some(Outcome::Fail));
+        assert_eq!(r.outcome(RSS), Some(Outcome::Fail));
     }
 
     #[test]
     fn resources_are_skipped_without_a_server_pid() {
         let r = report(vec![kept_round(10, 100, None)], None);
         assert!(r.passed());
-        assert_eq!(r.outcome("memory back to baseline"), Some(Outcome::Skipped));
+        assert_eq!(r.outcome(RSS), Some(Outcome::Skipped));
     }
 
     #[test]
@@ -1696,7 +1687,7 @@ mod tests {
         broken.verdicts[0] = Err("chatter 1 received line 3 of chatter 0 never".into());
         let r = report(vec![kept_round(10, 100, None), broken], None);
         assert!(!r.passed());
-        let once = &r.checks[0];
+        let once = check(&r, "exactly once");
         assert_eq!(once.outcome, Outcome::Fail);
         assert_eq!(
             once.detail,
