@@ -58,8 +58,8 @@ const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 /// How much more memory the server may hold after the last round than after the first.
 ///
 /// Not compared with the cold baseline, because freed memory is not returned to the OS: after
-/// one 5 s round (`--conns 100 --storm 200`) the server's RSS stayed at 13.5 MB against 3.4 MB
-/// cold, yet `gdb -p PID -batch -ex 'call (int)malloc_trim(0)'` on the idle server took it
+/// one 5 s round (`--conns 100 --storm 200`, when every flood line still went to everyone)
+/// the server's RSS stayed at 13.5 MB against 3.4 MB cold, yet `gdb -p PID -batch -ex 'call (int)malloc_trim(0)'` on the idle server took it
 /// from 13,472 kB to 4,084 kB (and, on 2026-11-22 after eleven rounds, from 13,820 kB to
 /// 4,128 kB): the memory was free, glibc kept it for reuse. So round 1 brings the allocator to
 /// its high-water mark, and later rounds reuse what it kept: a leak grows round over round,
