@@ -1,10 +1,12 @@
 //! `pollchat bench --scenario chaos`: well-behaved chatters talk while strangers misbehave
 //! around them, and the run says, promise by promise, whether the server kept it (PASS/FAIL).
 //!
-//! The generator is one thread and one mio loop, built like the server. A run goes through
-//! fixed phases, each bounded in time:
+//! The generator is one thread and one mio loop, built like the server. A run is
+//! `--rounds` rounds (two by default), each with fresh clients, each through fixed phases
+//! bounded in time:
 //!
-//! 1. **baseline**: the server's open descriptors and memory (with `--server-pid`);
+//! 1. **baseline** (once, before round 1): the server's open descriptors and memory, cold
+//!    (with `--server-pid`);
 //! 2. **join**: `--chatters` chatters and one pinger connect and are welcomed;
 //! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; the pinger
 //!    sends itself a `/msg` five times a second and times the answer; misbehaving clients
@@ -13,9 +15,15 @@
 //! 4. **calm**: every misbehaving client vanishes; chatters stop and wait for what is in
 //!    flight;
 //! 5. **leave**: chatters and pinger `/quit` and wait for the server to close them;
-//! 6. **settle**: wait for the server's descriptors to come back down, read its memory.
+//! 6. **settle**: wait for the server's descriptors to come back down to the cold baseline,
+//!    read its memory.
 //!
-//! Then the checks in `invariants.rs` run over what the well-behaved clients recorded.
+//! After each round the checks in `invariants.rs` run over what its well-behaved clients
+//! recorded: every round must keep every promise, and the report names the round that broke
+//! one. The server's resources are judged across rounds: descriptors must be back to the cold
+//! baseline after every round, and memory after the last round must be within
+//! [`RSS_MARGIN_KIB`] of memory after the first (why the first and not the cold baseline is
+//! explained there).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
@@ -47,9 +55,19 @@ const LEAVE_LIMIT: Duration = Duration::from_secs(5);
 /// How long the server gets to close every socket once all clients are gone. Its lingering
 /// closes take up to `limits::LINGER` (2 s).
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
-/// Memory the server may keep above its baseline after everyone left: what the allocator
-/// holds on to (freed memory is not always returned to the OS), not what the server does.
-/// Measured at about 200 KiB after a 30 s run; see the README.
+/// How much more memory the server may hold after the last round than after the first.
+///
+/// Not compared with the cold baseline, because freed memory is not returned to the OS: after
+/// one 5 s round (`--conns 100 --storm 200`, when every flood line still went to everyone)
+/// the server's RSS stayed at 13.5 MB against 3.4 MB cold, yet `gdb -p PID -batch -ex 'call (int)malloc_trim(0)'` on the idle server took it
+/// from 13,472 kB to 4,084 kB (and, on 2026-11-22 after eleven rounds, from 13,820 kB to
+/// 4,128 kB): the memory was free, glibc kept it for reuse. So round 1 brings the allocator to
+/// its high-water mark, and later rounds reuse what it kept: a leak grows round over round,
+/// retention does not. Eleven rounds against one server measured after each round (KiB):
+/// 12,112, 13,380, 13,628, 13,680, 14,076, 14,120, 13,812, 13,856, 13,824, 13,816, 13,820,
+/// that is at most 2,008 KiB above round 1. The margin is twice that; a leak shows once it
+/// passes the margin between round 1 and the last, so more rounds, or longer ones, catch
+/// smaller leaks.
 pub const RSS_MARGIN_KIB: u64 = 4096;
 /// Longest a loop turn sleeps in `poll`, so timed actions (sends, pings, vanishings) are
 /// punctual.
@@ -62,6 +80,26 @@ const PRODUCE_AHEAD: usize = 16 * 1024;
 const FLOOD_LINE: usize = 4000;
 /// Receive buffer of a client that stops reading: small, so the server's queue for it fills.
 const NON_READER_BUFFER: usize = 4096;
+/// One flooder line in this many goes to everyone; the others are a `/msg` to one
+/// non-reader. Before the server's own queue for a client that stopped reading grows at all,
+/// the kernel's send buffer for its socket fills, and on loopback that buffer grows to
+/// megabytes (`ss -tm` showed 2,803,712 bytes queued, `tb` 4 MiB, for a 4 KiB receive
+/// buffer). Flood everyone with that much and the readers must take it too: with every line
+/// broadcast at `--rate 100`, a debug build of this generator fell behind and all its
+/// chatters were cut off as too slow (the server keeping its rule, not breaking a promise).
+/// Aimed at one non-reader, the volume fills that one's queue while the readers get a
+/// quarter of the flood.
+const FLOOD_BROADCAST_EVERY: u64 = 4;
+/// Send buffer of a flooder: small, so that what it sends is what the server reads now. The
+/// server reads a flooder only as fast as `--rate` allows, and on loopback a socket's send
+/// buffer grows to 4 MiB (`ss -tn` showed 4,166,144 bytes waiting on flooders' sockets): ten
+/// seconds of flood at 100 lines/s, aimed at non-readers long gone by the time it arrives.
+const FLOODER_SEND_BUFFER: usize = 64 * 1024;
+/// Bytes the flooders aim at one non-reader before they move on to the next: more than its
+/// kernel send buffer takes (at most `net.ipv4.tcp_wmem`'s 4 MiB by default) plus the
+/// server's default `--max-output` (1 MiB). A non-reader never drains, so after its dose it
+/// stays over `--max-output` until the server cuts it off, with no more flooding.
+const TARGET_DOSE: usize = 6 * 1024 * 1024;
 
 /// Who a connection plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,13 +111,15 @@ enum Role {
     /// Connects and resets (SO_LINGER 0): half of them as soon as connected, before the
     /// welcome; the others after the welcome and half a line.
     Vanisher,
-    /// Never reads, with a small receive buffer: the server's queue for it fills.
+    /// Never reads, with a small receive buffer, and names itself `nr-N` so that flooders can
+    /// aim at it: the server's queue for it fills until it is cut off as too slow.
     NonReader,
     /// Sends one endless line, without a newline, as fast as the server takes it.
     Endless,
     /// Sends invalid UTF-8, NUL bytes, terminal escapes, lone `\r`, control characters.
     Garbage,
-    /// Sends lines as fast as the server takes them: far past the rate limit.
+    /// Sends long lines as fast as the server takes them, far past the rate limit: one in
+    /// [`FLOOD_BROADCAST_EVERY`] to everyone, the others to the current target non-reader.
     Flooder,
     /// Sends a line, then shuts down its sending half and reads until the server closes.
     HalfCloser,
@@ -162,6 +202,17 @@ pub struct Tally {
     pub too_long: u64,
 }
 
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, other: Tally) {
+        self.opened += other.opened;
+        self.failed += other.failed;
+        self.welcomed += other.welcomed;
+        self.refused += other.refused;
+        self.closed_by_server += other.closed_by_server;
+        self.too_long += other.too_long;
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Join,
@@ -188,8 +239,11 @@ struct Client {
     /// When a chatter sends its next line, or the pinger its next ping.
     next_send: Instant,
     seq: u64,
-    /// The pinger's nick, from its welcome: it sends `/msg` to itself.
+    /// The pinger's nick, from its welcome: it sends `/msg` to itself. A non-reader's, which
+    /// it chose itself: flooders send `/msg` to it.
     nick: String,
+    /// A non-reader the flooders have aimed at (each gets one dose).
+    aimed_at: bool,
 }
 
 /// What a chatter sent and received.
@@ -225,6 +279,16 @@ struct Context {
     first_dirty: Option<String>,
     /// Why well-behaved clients were disconnected, if any were.
     lost: Vec<String>,
+    /// The non-reader the flooders aim at, until it has had its [`TARGET_DOSE`] or is gone.
+    target: Option<Target>,
+}
+
+/// A non-reader the flooders aim at.
+struct Target {
+    key: usize,
+    nick: String,
+    /// Bytes of `/msg` lines the flooders have queued for it so far.
+    aimed: usize,
 }
 
 /// What the handler wants done with a client.
@@ -261,24 +325,60 @@ pub struct Check {
     pub detail: String,
 }
 
-/// What a chaos run saw, and what it concluded.
+/// The promises checked in every round, over what its well-behaved clients recorded.
+const PER_ROUND: [&str; 5] = [
+    "exactly once",
+    "one global order",
+    "clean text",
+    "kept answering",
+    "no well-behaved client lost",
+];
+
+/// What one round left behind, for the report.
+#[derive(Debug, Clone)]
+pub struct RoundFigures {
+    /// From the first connect to the end of the settle phase.
+    pub secs: f64,
+    pub lines_sent: u64,
+    pub deliveries: u64,
+    /// The server's open descriptors and RSS (KiB) once the round's clients were gone, and
+    /// its highest RSS during the round (with `--server-pid`).
+    pub fds_end: Option<usize>,
+    pub rss_kib_end: Option<u64>,
+    pub rss_kib_peak: Option<u64>,
+    /// The per-round promises this round broke.
+    pub failed: Vec<&'static str>,
+}
+
+impl RoundFigures {
+    /// The server's descriptors and RSS after the round and its highest RSS during it: all
+    /// three, or none (without `--server-pid`, or once the server is gone).
+    pub fn server(&self) -> Option<(usize, u64, u64)> {
+        Some((self.fds_end?, self.rss_kib_end?, self.rss_kib_peak?))
+    }
+}
+
+/// What a chaos run saw over all its rounds, and what it concluded.
 #[derive(Debug, Clone)]
 pub struct ChaosReport {
+    /// The whole run, every round and its settling.
     pub secs: f64,
+    pub rounds: Vec<RoundFigures>,
+    /// Counts summed over the rounds.
     pub tallies: Vec<(&'static str, Tally)>,
     pub lines_sent: u64,
     pub deliveries: u64,
     pub expected: u64,
-    /// Chatter lines, sender to receiver, in microseconds: p50, p99, max.
+    /// Chatter lines, sender to receiver, in microseconds, over every round: p50, p99, max.
     pub latency_us: [u64; 3],
     pub pings_sent: u64,
     pub pings_answered: u64,
     /// Round trips in microseconds: p50, p99, slowest (including any never answered).
     pub ping_us: [u64; 3],
-    /// The server's open descriptors: before, at the end.
-    pub fds: Option<(usize, usize)>,
-    /// The server's RSS in KiB: before, highest seen during the run, at the end.
-    pub rss_kib: Option<(u64, u64, u64)>,
+    /// The server's open descriptors and RSS (KiB) before round 1 (with `--server-pid`).
+    pub cold: Option<(usize, u64)>,
+    /// The server's highest RSS (KiB) seen during the run.
+    pub rss_kib_peak: Option<u64>,
     /// The server's counters at the end (`--server-stats`), as it sent them.
     pub server_stats: Option<String>,
     pub checks: Vec<Check>,
@@ -290,7 +390,24 @@ impl ChaosReport {
         self.checks.iter().all(|c| c.outcome != Outcome::Fail)
     }
 
-    /// One JSON object on one line: the figures, and each check as `"name": "PASS"`.
+    /// The outcome of the check called `name`, if there is one.
+    pub fn outcome(&self, name: &str) -> Option<Outcome> {
+        self.checks
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.outcome)
+    }
+
+    /// The role's counts summed over the rounds (zero for a role that never ran).
+    pub fn tally(&self, role: &str) -> Tally {
+        self.tallies
+            .iter()
+            .find(|(name, _)| *name == role)
+            .map_or_else(Tally::default, |&(_, t)| t)
+    }
+
+    /// One JSON object on one line: the figures, each round's, and each check as
+    /// `"name": "PASS"`.
     pub fn json(&self) -> String {
         let mut tallies = String::new();
         for (i, (name, t)) in self.tallies.iter().enumerate() {
@@ -317,12 +434,36 @@ impl ChaosReport {
                 c.outcome.word()
             );
         }
+        let mut rounds = String::new();
+        for (i, r) in self.rounds.iter().enumerate() {
+            let failed: Vec<String> = r.failed.iter().map(|name| format!("\"{name}\"")).collect();
+            let _ = write!(
+                rounds,
+                "{}{{\"round\":{},\"secs\":{:.3},\"lines_sent\":{},\"deliveries\":{},",
+                if i == 0 { "" } else { "," },
+                i + 1,
+                r.secs,
+                r.lines_sent,
+                r.deliveries
+            );
+            if let Some((fds, end, peak)) = r.server() {
+                let _ = write!(
+                    rounds,
+                    "\"fds_end\":{fds},\"rss_kib_end\":{end},\"rss_kib_peak\":{peak},"
+                );
+            }
+            let _ = write!(rounds, "\"failed\":[{}]}}", failed.join(","));
+        }
         let mut server = String::new();
-        if let (Some((fds_before, fds_end)), Some((before, peak, end))) = (self.fds, self.rss_kib) {
+        if let (Some((fds_before, rss_before)), Some(peak)) = (self.cold, self.rss_kib_peak) {
+            let last = self.rounds.last();
             let _ = write!(
                 server,
-                "\"fds_before\":{fds_before},\"fds_end\":{fds_end},\"rss_kib_before\":{before},\
-                 \"rss_kib_peak\":{peak},\"rss_kib_end\":{end},"
+                "\"fds_before\":{fds_before},\"fds_end\":{},\"rss_kib_before\":{rss_before},\
+                 \"rss_kib_first_round\":{},\"rss_kib_peak\":{peak},\"rss_kib_end\":{},",
+                json_number(last.and_then(|r| r.fds_end)),
+                json_number(self.rounds.first().and_then(|r| r.rss_kib_end)),
+                json_number(last.and_then(|r| r.rss_kib_end)),
             );
         }
         if let Some(stats) = &self.server_stats {
@@ -331,13 +472,15 @@ impl ChaosReport {
         let [p50, p99, max] = self.latency_us;
         let [ping50, ping99, ping_max] = self.ping_us;
         format!(
-            "{{\"scenario\":\"chaos\",\"passed\":{},\"secs\":{:.3},\"lines_sent\":{},\
-             \"deliveries\":{},\"expected\":{},\"latency_us_p50\":{p50},\
+            "{{\"scenario\":\"chaos\",\"passed\":{},\"secs\":{:.3},\"rounds\":{},\
+             \"lines_sent\":{},\"deliveries\":{},\"expected\":{},\"latency_us_p50\":{p50},\
              \"latency_us_p99\":{p99},\"latency_us_max\":{max},\"pings_sent\":{},\
              \"pings_answered\":{},\"ping_us_p50\":{ping50},\"ping_us_p99\":{ping99},\
-             \"ping_us_max\":{ping_max},{server}\"roles\":{{{tallies}}},\"checks\":{{{checks}}}}}",
+             \"ping_us_max\":{ping_max},{server}\"roles\":{{{tallies}}},\
+             \"per_round\":[{rounds}],\"checks\":{{{checks}}}}}",
             self.passed(),
             self.secs,
+            self.rounds.len(),
             self.lines_sent,
             self.deliveries,
             self.expected,
@@ -348,7 +491,12 @@ impl ChaosReport {
 
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "chaos: {:.1} s", self.secs);
+        let _ = writeln!(
+            s,
+            "chaos: {} rounds, {:.1} s; counts summed over the rounds",
+            self.rounds.len(),
+            self.secs
+        );
         let _ = writeln!(
             s,
             "  {:<13}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}",
@@ -375,12 +523,32 @@ impl ChaosReport {
              slowest {max:.2} ms",
             self.pings_sent, self.pings_answered
         );
-        if let (Some((fd_before, fd_end)), Some((before, peak, end))) = (self.fds, self.rss_kib) {
+        if let (Some((fds, rss)), Some(peak)) = (self.cold, self.rss_kib_peak) {
             let _ = writeln!(
                 s,
-                "server: {fd_before} descriptors before, {fd_end} after; RSS {before} KiB \
-                 before, {peak} KiB at most, {end} KiB after"
+                "server: {fds} descriptors and {rss} KiB RSS cold (before round 1), \
+                 {peak} KiB at most"
             );
+        }
+        for (i, r) in self.rounds.iter().enumerate() {
+            let _ = write!(
+                s,
+                "round {}: {:.1} s, {} chatter lines sent, {} delivered",
+                i + 1,
+                r.secs,
+                r.lines_sent,
+                r.deliveries
+            );
+            if let Some((fds, end, peak)) = r.server() {
+                let _ = write!(
+                    s,
+                    "; server RSS {peak} KiB at most, then {fds} descriptors and {end} KiB"
+                );
+            }
+            if !r.failed.is_empty() {
+                let _ = write!(s, "; FAILED {}", r.failed.join(", "));
+            }
+            let _ = writeln!(s);
         }
         if let Some(stats) = &self.server_stats {
             let _ = writeln!(s, "server counters: {stats}");
@@ -404,6 +572,11 @@ impl ChaosReport {
     }
 }
 
+/// A number for JSON, or `null`.
+fn json_number(n: Option<impl std::fmt::Display>) -> String {
+    n.map_or_else(|| "null".to_string(), |n| n.to_string())
+}
+
 /// The run's connections and its loop.
 struct Chaos {
     target: SocketAddr,
@@ -418,8 +591,9 @@ struct Chaos {
     last_timed: Instant,
 }
 
-/// Runs the chaos scenario against `args.target`. `Err` only for bad arguments or a machine
-/// that cannot run it; a server that breaks a promise gives a report with a FAIL.
+/// Runs the chaos scenario against `args.target`: `--rounds` rounds, then the checks. `Err`
+/// only for bad arguments or a machine that cannot run it; a server that breaks a promise
+/// gives a report with a FAIL.
 pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
     if args.proto != Proto::Pollchat {
         return Err("--scenario chaos speaks pollchat's protocol only".into());
@@ -427,18 +601,41 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
     if args.chatters < 2 {
         return Err("--chatters must be at least 2 (someone has to hear them)".into());
     }
+    if args.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
     let chat_interval = rate_interval(args.chat_rate, "--chat-rate")?;
     let spawn_interval = rate_interval(args.connect_rate, "--connect-rate")?;
     let started = Instant::now();
-    let resources = |pid| Some((open_fds(pid)?, rss_kib(pid)?));
-    let baseline = args.server_pid.and_then(resources);
+    // 1. Baseline, cold: what the server holds before anyone connects.
+    let cold = args.server_pid.and_then(resources);
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let outcome = run_round(args, chat_interval, spawn_interval, cold)
+            .map_err(|e| format!("round {round}: {e}"))?;
+        rounds.push(outcome);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let server_stats = args.server_stats.and_then(ask_stats);
+    ChaosReport::new(secs, args.chatters, rounds, cold, server_stats)
+}
+
+/// One round, phases 2 to 6, with fresh clients (and the same `--seed`, so every round runs
+/// the same schedule and only a leak makes the server hold more after it).
+fn run_round(
+    args: &BenchArgs,
+    chat_interval: Duration,
+    spawn_interval: Duration,
+    cold: Option<(usize, u64)>,
+) -> Result<Round, String> {
+    let started = Instant::now();
     let mut chaos = Chaos::new(args, chat_interval).map_err(|e| format!("cannot start: {e}"))?;
-    let mut rss_peak = baseline.map_or(0, |(_, rss)| rss);
+    let mut rss_peak = None;
     let mut sample_rss = |at: &mut Instant| {
         if at.elapsed() >= Duration::from_millis(100)
             && let Some(rss) = args.server_pid.and_then(rss_kib)
         {
-            rss_peak = rss_peak.max(rss);
+            rss_peak = rss_peak.max(Some(rss));
             *at = Instant::now();
         }
     };
@@ -528,20 +725,24 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
             .lost
             .push(format!("{} was not closed after /quit", client.role.name()));
     }
-    let secs = started.elapsed().as_secs_f64();
 
     // 6. Settle: the server closes what it still holds (lingering closes take up to 2 s).
     let settle_started = Instant::now();
     let mut end = args.server_pid.and_then(resources);
-    while let (Some((fds_before, _)), Some((fds, _))) = (baseline, end) {
-        if fds <= fds_before || settle_started.elapsed() >= SETTLE_LIMIT {
+    while let (Some((fds_cold, _)), Some((fds, _))) = (cold, end) {
+        if fds <= fds_cold || settle_started.elapsed() >= SETTLE_LIMIT {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
         end = args.server_pid.and_then(resources);
     }
-    let server_stats = args.server_stats.and_then(ask_stats);
-    Ok(chaos.report(secs, baseline, end, rss_peak, server_stats))
+    let rss_peak = rss_peak.max(end.map(|(_, rss)| rss));
+    Ok(chaos.into_round(started.elapsed().as_secs_f64(), end, rss_peak))
+}
+
+/// The server's open descriptors and RSS in KiB, from /proc (`None` once it has exited).
+fn resources(pid: u32) -> Option<(usize, u64)> {
+    Some((open_fds(pid)?, rss_kib(pid)?))
 }
 
 /// The interval between events at `rate` per second.
@@ -580,6 +781,7 @@ impl Chaos {
                 dirty: 0,
                 first_dirty: None,
                 lost: Vec::new(),
+                target: None,
             },
             started: 0,
             rng: args.seed.max(1),
@@ -616,6 +818,9 @@ impl Chaos {
         let receive_buffer = (role == Role::NonReader).then_some(NON_READER_BUFFER);
         let entry = self.clients.vacant_entry();
         let registered = connect(self.target, None, receive_buffer).and_then(|mut stream| {
+            if role == Role::Flooder {
+                SockRef::from(&stream).set_send_buffer_size(FLOODER_SEND_BUFFER)?;
+            }
             self.poll.registry().register(
                 &mut stream,
                 Token(entry.key()),
@@ -639,6 +844,7 @@ impl Chaos {
                     next_send: Instant::now(),
                     seq: 0,
                     nick: String::new(),
+                    aimed_at: false,
                 });
             }
             Err(e) => {
@@ -672,6 +878,7 @@ impl Chaos {
         let now = Instant::now();
         if now - self.last_timed >= Duration::from_millis(1) {
             self.last_timed = now;
+            self.choose_target();
             let ctx = &mut self.ctx;
             self.clients.retain(|_, client| {
                 let after = timed(client, ctx, now);
@@ -696,6 +903,35 @@ impl Chaos {
         }
     }
 
+    /// Keeps the flooders' target until it has had its dose or is gone; then takes, of the
+    /// connected non-readers never aimed at, the one due to stay longest, so that it has time
+    /// to be cut off as too slow before it goes.
+    fn choose_target(&mut self) {
+        let keep = self.ctx.target.as_ref().is_some_and(|t| {
+            t.aimed < TARGET_DOSE
+                && self
+                    .clients
+                    .get(t.key)
+                    .is_some_and(|c| c.role == Role::NonReader && c.nick == t.nick)
+        });
+        if keep {
+            return;
+        }
+        self.ctx.target = self
+            .clients
+            .iter_mut()
+            .filter(|(_, c)| c.role == Role::NonReader && c.connected && !c.aimed_at)
+            .max_by_key(|(_, c)| c.until)
+            .map(|(key, c)| {
+                c.aimed_at = true;
+                Target {
+                    key,
+                    nick: c.nick.clone(),
+                    aimed: 0,
+                }
+            });
+    }
+
     /// Every chatter has every line sent so far by the others, and every ping is answered.
     fn drained(&self) -> bool {
         let total: u64 = self.ctx.chatters.iter().map(|c| c.sent).sum();
@@ -706,135 +942,162 @@ impl Chaos {
             && self.ctx.pings.pending.is_empty()
     }
 
-    fn report(
-        self,
-        secs: f64,
-        baseline: Option<(usize, u64)>,
-        end: Option<(usize, u64)>,
-        rss_peak: u64,
-        server_stats: Option<String>,
-    ) -> ChaosReport {
+    /// Boils the round down to its figures and its verdict on each per-round promise.
+    fn into_round(self, secs: f64, end: Option<(usize, u64)>, rss_peak: Option<u64>) -> Round {
         let ctx = self.ctx;
         let sent: Vec<u64> = ctx.chatters.iter().map(|c| c.sent).collect();
         let received: Vec<Vec<LineId>> = ctx.chatters.into_iter().map(|c| c.received).collect();
-        let total: u64 = sent.iter().sum();
-        let expected = total * (sent.len() as u64).saturating_sub(1);
-        let deliveries = received.iter().map(|r| r.len() as u64).sum();
-        let mut checks = Vec::new();
-        let mut check = |name, result: Result<String, String>| {
-            let (outcome, detail) = match result {
-                Ok(detail) => (Outcome::Pass, detail),
-                Err(detail) => (Outcome::Fail, detail),
-            };
-            checks.push(Check {
-                name,
-                outcome,
-                detail,
-            });
-        };
-        check(
-            "exactly once",
-            invariants::exactly_once(&sent, &received)
-                .map(|()| format!("{deliveries} of {expected} chatter lines delivered, none twice"))
-                .and_then(|d| {
-                    (total > 0)
-                        .then_some(d)
-                        .ok_or_else(|| "the chatters sent nothing".to_string())
-                }),
-        );
-        check(
-            "one global order",
-            invariants::one_global_order(&sent, &received).map(|()| {
-                "every chatter saw the lines in one order, each sender's as sent".to_string()
+        let lines_sent: u64 = sent.iter().sum();
+        let pings = ctx.pings;
+        // A ping never answered counts as taking until now.
+        let ping_slowest = pings
+            .pending
+            .front()
+            .map_or(pings.slowest, |(_, at)| pings.slowest.max(at.elapsed()));
+        let verdicts = [
+            invariants::exactly_once(&sent, &received).and_then(|()| {
+                (lines_sent > 0)
+                    .then_some(())
+                    .ok_or_else(|| "the chatters sent nothing".to_string())
             }),
-        );
-        check(
-            "clean text",
+            invariants::one_global_order(&sent, &received),
             match &ctx.first_dirty {
-                None => Ok("every line received was UTF-8 without control characters".into()),
+                None => Ok(()),
                 Some(line) => Err(format!(
                     "{} lines with control characters or invalid UTF-8, e.g. {line:?}",
                     ctx.dirty
                 )),
             },
-        );
-        let pings = &ctx.pings;
-        let slowest = pings
-            .pending
-            .front()
-            .map_or(pings.slowest, |(_, at)| pings.slowest.max(at.elapsed()));
-        let answered = format!(
-            "{} of {} pings answered, slowest in {:.1} ms (limit {} s)",
-            pings.answered,
-            pings.sent,
-            slowest.as_secs_f64() * 1000.0,
-            PING_LIMIT.as_secs()
-        );
-        check(
-            "kept answering",
-            if pings.sent > 0 && pings.answered == pings.sent && slowest <= PING_LIMIT {
-                Ok(answered)
+            if pings.sent > 0 && pings.answered == pings.sent && ping_slowest <= PING_LIMIT {
+                Ok(())
             } else {
-                Err(answered)
+                Err(answered(pings.answered, pings.sent, ping_slowest))
             },
-        );
-        check(
-            "no well-behaved client lost",
             if ctx.lost.is_empty() {
-                Ok(format!(
-                    "all {} chatters and the pinger stayed until they quit",
-                    sent.len()
-                ))
+                Ok(())
             } else {
-                Err(ctx.lost.join("; "))
+                Err(counted(&ctx.lost))
             },
-        );
-        let mut checks_resources = Vec::new();
-        match (baseline, end) {
-            (Some((fds_before, rss_before)), Some((fds_end, rss_end))) => {
-                let fds = format!("{fds_before} before, {fds_end} after everyone left");
-                checks_resources.push((
-                    "descriptors back to baseline",
-                    if fds_end <= fds_before {
-                        Outcome::Pass
-                    } else {
-                        Outcome::Fail
-                    },
-                    fds,
-                ));
-                let rss = format!(
-                    "{rss_before} KiB before, {rss_peak} KiB at most, {rss_end} KiB after \
-                     (margin {RSS_MARGIN_KIB} KiB)"
-                );
-                checks_resources.push((
-                    "memory back to baseline",
-                    if rss_end <= rss_before + RSS_MARGIN_KIB {
-                        Outcome::Pass
-                    } else {
-                        Outcome::Fail
-                    },
-                    rss,
-                ));
-            }
-            _ => {
-                for name in ["descriptors back to baseline", "memory back to baseline"] {
-                    checks_resources.push((
-                        name,
-                        Outcome::Skipped,
-                        "needs --server-pid of a server on this machine".to_string(),
-                    ));
-                }
-            }
+        ];
+        Round {
+            secs,
+            tallies: ctx.tallies,
+            lines_sent,
+            deliveries: received.iter().map(|r| r.len() as u64).sum(),
+            expected: lines_sent * (sent.len() as u64).saturating_sub(1),
+            latency: ctx.latency,
+            pings_sent: pings.sent,
+            pings_answered: pings.answered,
+            ping_slowest,
+            round_trip: pings.round_trip,
+            verdicts,
+            end,
+            rss_peak,
         }
-        checks.extend(
-            checks_resources
-                .into_iter()
-                .map(|(name, outcome, detail)| Check {
-                    name,
-                    outcome,
-                    detail,
-                }),
+    }
+}
+
+/// What one round recorded, once its clients are gone.
+struct Round {
+    secs: f64,
+    tallies: BTreeMap<&'static str, Tally>,
+    lines_sent: u64,
+    deliveries: u64,
+    /// What a lossless server delivers: every chatter line to every other chatter.
+    expected: u64,
+    latency: Histogram<u64>,
+    pings_sent: u64,
+    pings_answered: u64,
+    /// The slowest round trip, a ping never answered counting as taking until the end.
+    ping_slowest: Duration,
+    round_trip: Histogram<u64>,
+    /// One per promise of [`PER_ROUND`], in that order: `Err` says how it was broken.
+    verdicts: [Result<(), String>; PER_ROUND.len()],
+    /// The server's descriptors and RSS after the settle phase, and its highest RSS during
+    /// the round (with `--server-pid`).
+    end: Option<(usize, u64)>,
+    rss_peak: Option<u64>,
+}
+
+impl ChaosReport {
+    /// Merges the rounds: counts summed, latency histograms added, and each per-round promise
+    /// failed if any round broke it (the report names the round). Then the server's resources,
+    /// across the rounds.
+    fn new(
+        secs: f64,
+        chatters: usize,
+        rounds: Vec<Round>,
+        cold: Option<(usize, u64)>,
+        server_stats: Option<String>,
+    ) -> Result<ChaosReport, String> {
+        let mut tallies: BTreeMap<&'static str, Tally> = BTreeMap::new();
+        let mut latency = latency_histogram().map_err(|e| e.to_string())?;
+        let mut round_trip = latency_histogram().map_err(|e| e.to_string())?;
+        for round in &rounds {
+            for (&role, &tally) in &round.tallies {
+                *tallies.entry(role).or_default() += tally;
+            }
+            latency.add(&round.latency).map_err(|e| e.to_string())?;
+            round_trip
+                .add(&round.round_trip)
+                .map_err(|e| e.to_string())?;
+        }
+        let sum = |figure: fn(&Round) -> u64| rounds.iter().map(figure).sum::<u64>();
+        let (lines_sent, deliveries, expected) = (
+            sum(|r| r.lines_sent),
+            sum(|r| r.deliveries),
+            sum(|r| r.expected),
         );
+        let (pings_sent, pings_answered) = (sum(|r| r.pings_sent), sum(|r| r.pings_answered));
+        let ping_slowest = rounds
+            .iter()
+            .map(|r| r.ping_slowest)
+            .max()
+            .unwrap_or_default();
+
+        let in_every_round = if rounds.len() > 1 {
+            format!("; kept in each of the {} rounds", rounds.len())
+        } else {
+            String::new()
+        };
+        let kept = [
+            format!("{deliveries} of {expected} chatter lines delivered, none twice"),
+            "every chatter saw the lines in one order, each sender's as sent".to_string(),
+            "every line received was UTF-8 without control characters".to_string(),
+            answered(pings_answered, pings_sent, ping_slowest),
+            format!("all {chatters} chatters and the pinger stayed until they quit"),
+        ];
+        let mut checks: Vec<Check> = PER_ROUND
+            .iter()
+            .zip(kept)
+            .enumerate()
+            .map(|(i, (&name, kept))| {
+                let broken: Vec<String> = rounds
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(r, round)| {
+                        let why = round.verdicts[i].as_ref().err()?;
+                        Some(format!("round {}: {why}", r + 1))
+                    })
+                    .collect();
+                if broken.is_empty() {
+                    Check {
+                        name,
+                        outcome: Outcome::Pass,
+                        detail: kept + &in_every_round,
+                    }
+                } else {
+                    Check {
+                        name,
+                        outcome: Outcome::Fail,
+                        detail: broken.join("; "),
+                    }
+                }
+            })
+            .collect();
+        let ends: Vec<_> = rounds.iter().map(|r| r.end).collect();
+        checks.extend(resource_checks(cold, &ends));
+
         let quantiles = |h: &Histogram<u64>| {
             if h.is_empty() {
                 [0, 0, 0]
@@ -842,24 +1105,158 @@ impl Chaos {
                 [h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()]
             }
         };
-        let mut ping_us = quantiles(&pings.round_trip);
-        ping_us[2] = u64::try_from(slowest.as_micros()).unwrap_or(u64::MAX);
-        ChaosReport {
+        let mut ping_us = quantiles(&round_trip);
+        ping_us[2] = u64::try_from(ping_slowest.as_micros()).unwrap_or(u64::MAX);
+        let rss_kib_peak =
+            cold.map(|(_, rss)| rounds.iter().filter_map(|r| r.rss_peak).fold(rss, u64::max));
+        let figures = rounds
+            .iter()
+            .map(|r| RoundFigures {
+                secs: r.secs,
+                lines_sent: r.lines_sent,
+                deliveries: r.deliveries,
+                fds_end: r.end.map(|(fds, _)| fds),
+                rss_kib_end: r.end.map(|(_, rss)| rss),
+                rss_kib_peak: r.rss_peak,
+                failed: PER_ROUND
+                    .iter()
+                    .zip(&r.verdicts)
+                    .filter(|(_, verdict)| verdict.is_err())
+                    .map(|(&name, _)| name)
+                    .collect(),
+            })
+            .collect();
+        Ok(ChaosReport {
             secs,
-            tallies: ctx.tallies.into_iter().collect(),
-            lines_sent: total,
+            rounds: figures,
+            tallies: tallies.into_iter().collect(),
+            lines_sent,
             deliveries,
             expected,
-            latency_us: quantiles(&ctx.latency),
-            pings_sent: pings.sent,
-            pings_answered: pings.answered,
+            latency_us: quantiles(&latency),
+            pings_sent,
+            pings_answered,
             ping_us,
-            fds: baseline.zip(end).map(|((b, _), (e, _))| (b, e)),
-            rss_kib: baseline.zip(end).map(|((_, b), (_, e))| (b, rss_peak, e)),
+            cold,
+            rss_kib_peak,
             server_stats,
             checks,
+        })
+    }
+}
+
+/// The reasons, each once, in the order first given, with how often it came when more than
+/// once: twenty chatters not closed after `/quit` make one line, not twenty.
+fn counted(reasons: &[String]) -> String {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for reason in reasons {
+        match seen.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((reason, 1)),
         }
     }
+    let said: Vec<String> = seen
+        .into_iter()
+        .map(|(reason, n)| match n {
+            1 => reason.to_string(),
+            n => format!("{reason} ({n} times)"),
+        })
+        .collect();
+    said.join("; ")
+}
+
+/// "N of M pings answered, slowest in X ms (limit 2 s)".
+fn answered(answered: u64, sent: u64, slowest: Duration) -> String {
+    format!(
+        "{answered} of {sent} pings answered, slowest in {:.1} ms (limit {} s)",
+        slowest.as_secs_f64() * 1000.0,
+        PING_LIMIT.as_secs()
+    )
+}
+
+/// The server's descriptors and memory, judged across the rounds from `cold` (before round 1)
+/// and `ends` (after each round's settle phase). Descriptors must be back to the cold
+/// baseline after every round. Memory after the last round must be within [`RSS_MARGIN_KIB`]
+/// of memory after the first; with one round, of the cold baseline.
+fn resource_checks(cold: Option<(usize, u64)>, ends: &[Option<(usize, u64)>]) -> [Check; 2] {
+    const FDS: &str = "descriptors back to baseline";
+    const RSS: &str = "memory back to baseline";
+    let all = |outcome, detail: &str| {
+        [FDS, RSS].map(|name| Check {
+            name,
+            outcome,
+            detail: detail.to_string(),
+        })
+    };
+    let Some((fds_cold, rss_cold)) = cold else {
+        return all(
+            Outcome::Skipped,
+            "needs --server-pid of a server on this machine",
+        );
+    };
+    let ends: Option<Vec<(usize, u64)>> = ends.iter().copied().collect();
+    let Some((ends, first, last)) = ends.as_ref().and_then(|e| Some((e, e.first()?, e.last()?)))
+    else {
+        return all(
+            Outcome::Fail,
+            "the server's /proc entry went away during the run: did it exit?",
+        );
+    };
+    let list = |figure: fn(&(usize, u64)) -> String| {
+        ends.iter().map(figure).collect::<Vec<_>>().join(", ")
+    };
+    let over: Vec<String> = (1..)
+        .zip(ends)
+        .filter(|(_, (fds, _))| *fds > fds_cold)
+        .map(|(round, _)| format!("round {round}"))
+        .collect();
+    let mut detail = format!(
+        "{fds_cold} before round 1, {} after each round",
+        list(|(fds, _)| fds.to_string())
+    );
+    if !over.is_empty() {
+        let _ = write!(detail, ": still more than before after {}", over.join(", "));
+    }
+    let fds = Check {
+        name: FDS,
+        outcome: if over.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
+        detail,
+    };
+    let (rss_first, rss_last) = (first.1, last.1);
+    let (baseline, detail) = if ends.len() > 1 {
+        (
+            rss_first,
+            format!(
+                "{rss_last} KiB after round {} against {rss_first} KiB after round 1 \
+                 (margin {RSS_MARGIN_KIB} KiB); {rss_cold} KiB cold, {} KiB after each round",
+                ends.len(),
+                list(|(_, rss)| rss.to_string())
+            ),
+        )
+    } else {
+        (
+            rss_cold,
+            format!(
+                "{rss_last} KiB after the round against {rss_cold} KiB cold (margin \
+                 {RSS_MARGIN_KIB} KiB); with one round, memory the allocator keeps for reuse \
+                 counts as growth: use --rounds 2 or more"
+            ),
+        )
+    };
+    let rss = Check {
+        name: RSS,
+        outcome: if rss_last <= baseline + RSS_MARGIN_KIB {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
+        detail,
+    };
+    [fds, rss]
 }
 
 /// Closes a client's socket, with a reset for the roles that vanish that way.
@@ -917,13 +1314,22 @@ fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> After {
         }
         Role::Flooder if client.welcomed => {
             while client.output.len() < PRODUCE_AHEAD {
-                let _ = writeln!(
-                    PushStr(&mut client.output),
-                    "F {} {} {:x<FLOOD_LINE$}",
-                    client.serial,
-                    client.seq,
-                    ""
-                );
+                let before = client.output.len();
+                let mut out = PushStr(&mut client.output);
+                let aim = ctx
+                    .target
+                    .as_mut()
+                    .filter(|_| !client.seq.is_multiple_of(FLOOD_BROADCAST_EVERY));
+                if let Some(target) = &aim {
+                    let _ = write!(out, "/msg {} ", target.nick);
+                }
+                let _ = write!(out, "F {} {} ", client.serial, client.seq);
+                // One copy, not the formatter's padding one character at a time.
+                client.output.extend_from_slice(&[b'x'; FLOOD_LINE]);
+                client.output.push(b'\n');
+                if let Some(target) = aim {
+                    target.aimed += client.output.len() - before;
+                }
                 client.seq += 1;
             }
         }
@@ -968,6 +1374,10 @@ fn service(client: &mut Client, ctx: &mut Context) -> After {
         }
         client.connected = true;
         let _ = client.stream.set_nodelay(true);
+        if client.role == Role::NonReader {
+            client.nick = format!("nr-{}", client.serial);
+            let _ = writeln!(PushStr(&mut client.output), "/nick {}", client.nick);
+        }
         // Half the vanishers go before the server could even greet them.
         if client.role == Role::Vanisher && client.serial.is_multiple_of(2) {
             return After::Close;
@@ -1171,4 +1581,149 @@ fn ask_stats(server: SocketAddr) -> Option<String> {
         let n = socket.recv(&mut buf).ok()?;
         Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A round in which every promise was kept: `lines` chatter lines among 3 chatters, one
+    /// latency of `latency_us`, and the server left with `end` (descriptors, RSS KiB).
+    fn kept_round(lines: u64, latency_us: u64, end: Option<(usize, u64)>) -> Round {
+        let mut latency = latency_histogram().unwrap();
+        latency.record(latency_us).unwrap();
+        let mut tallies = BTreeMap::new();
+        tallies.insert(
+            "storm",
+            Tally {
+                opened: 10,
+                refused: 4,
+                ..Tally::default()
+            },
+        );
+        Round {
+            secs: 1.0,
+            tallies,
+            lines_sent: lines,
+            deliveries: 2 * lines,
+            expected: 2 * lines,
+            latency,
+            pings_sent: 5,
+            pings_answered: 5,
+            ping_slowest: Duration::from_millis(3),
+            round_trip: latency_histogram().unwrap(),
+            verdicts: PER_ROUND.map(|_| Ok(())),
+            end,
+            rss_peak: end.map(|(_, rss)| rss),
+        }
+    }
+
+    fn report(rounds: Vec<Round>, cold: Option<(usize, u64)>) -> ChaosReport {
+        ChaosReport::new(10.0, 3, rounds, cold, None).unwrap()
+    }
+
+    const COLD: Option<(usize, u64)> = Some((11, 3_400));
+
+    /// Rounds that kept every promise and left the server with `ends` (descriptors, RSS
+    /// KiB), after the cold baseline [`COLD`].
+    fn after_rounds(ends: &[Option<(usize, u64)>]) -> ChaosReport {
+        let rounds = ends.iter().map(|&end| kept_round(10, 100, end)).collect();
+        report(rounds, COLD)
+    }
+
+    fn check<'a>(report: &'a ChaosReport, name: &str) -> &'a Check {
+        report.checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    const FDS: &str = "descriptors back to baseline";
+    const RSS: &str = "memory back to baseline";
+
+    #[test]
+    fn retention_after_round_one_is_not_a_leak() {
+        let r = after_rounds(&[Some((11, 13_500)), Some((11, 12_900)), Some((11, 13_200))]);
+        assert!(r.passed(), "{}", r.summary());
+    }
+
+    #[test]
+    fn memory_growing_past_the_margin_after_round_one_fails() {
+        let r = after_rounds(&[Some((11, 13_500)), Some((11, 13_500 + RSS_MARGIN_KIB + 1))]);
+        assert_eq!(r.outcome(RSS), Some(Outcome::Fail));
+        assert_eq!(r.outcome(FDS), Some(Outcome::Pass));
+    }
+
+    #[test]
+    fn one_round_compares_memory_with_the_cold_baseline() {
+        let r = after_rounds(&[Some((11, 13_500))]);
+        let memory = check(&r, RSS);
+        assert_eq!(memory.outcome, Outcome::Fail);
+        assert!(memory.detail.contains("--rounds 2"), "{}", memory.detail);
+    }
+
+    #[test]
+    fn descriptors_left_open_after_a_round_fail_and_name_it() {
+        let r = after_rounds(&[Some((11, 13_500)), Some((25, 13_500))]);
+        let fds = check(&r, FDS);
+        assert_eq!(fds.outcome, Outcome::Fail);
+        assert!(fds.detail.ends_with("after round 2"), "{}", fds.detail);
+    }
+
+    #[test]
+    fn a_server_that_exited_fails_the_resource_checks() {
+        let r = after_rounds(&[Some((11, 13_500)), None]);
+        assert_eq!(r.outcome(FDS), Some(Outcome::Fail));
+        assert_eq!(r.outcome(RSS), Some(Outcome::Fail));
+    }
+
+    #[test]
+    fn resources_are_skipped_without_a_server_pid() {
+        let r = report(vec![kept_round(10, 100, None)], None);
+        assert!(r.passed());
+        assert_eq!(r.outcome(RSS), Some(Outcome::Skipped));
+    }
+
+    #[test]
+    fn a_promise_broken_in_one_round_fails_and_names_that_round() {
+        let mut broken = kept_round(10, 100, None);
+        broken.verdicts[0] = Err("chatter 1 received line 3 of chatter 0 never".into());
+        let r = report(vec![kept_round(10, 100, None), broken], None);
+        assert!(!r.passed());
+        let once = check(&r, "exactly once");
+        assert_eq!(once.outcome, Outcome::Fail);
+        assert_eq!(
+            once.detail,
+            "round 2: chatter 1 received line 3 of chatter 0 never"
+        );
+        assert_eq!(r.rounds[0].failed, Vec::<&str>::new());
+        assert_eq!(r.rounds[1].failed, vec!["exactly once"]);
+        assert!(r.json().contains("\"failed\":[\"exactly once\"]"));
+    }
+
+    #[test]
+    fn the_same_reason_is_said_once_with_its_count() {
+        let lost = [
+            "chatter was not closed after /quit",
+            "pinger was not closed after /quit",
+        ];
+        let reasons: Vec<String> = [lost[0], lost[0], lost[1], lost[0]]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            counted(&reasons),
+            "chatter was not closed after /quit (3 times); pinger was not closed after /quit"
+        );
+    }
+
+    #[test]
+    fn rounds_are_merged_counts_summed_and_latencies_combined() {
+        let r = report(
+            vec![kept_round(10, 100, None), kept_round(30, 9_000, None)],
+            None,
+        );
+        assert_eq!((r.lines_sent, r.deliveries, r.expected), (40, 80, 80));
+        assert_eq!((r.pings_sent, r.pings_answered), (10, 10));
+        assert_eq!((r.tally("storm").opened, r.tally("storm").refused), (20, 8));
+        // Two samples: the median is the first round's, the maximum the second's.
+        assert_eq!(r.latency_us[0], 100);
+        assert!(r.latency_us[2] >= 9_000, "{:?}", r.latency_us);
+    }
 }

@@ -145,6 +145,14 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub storm: usize,
 
+    /// Chaos: rounds, each a full join, chaos, calm, leave and settle with fresh clients.
+    /// Every round must keep every promise; memory after the last round is compared with
+    /// memory after the first, because the allocator keeps freed memory for reuse (a leak
+    /// grows round over round, retention does not). With 1, memory is compared with the
+    /// server's before the run, which malloc's retention will usually fail
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub rounds: u32,
+
     /// Chaos: seed for the misbehaving clients' lifetimes (same seed, same schedule)
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,

@@ -23,6 +23,8 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
+use pollchat::bench::BenchArgs;
 use pollchat::{Config, Server, ShutdownHandle};
 use socket2::{Domain, SockRef, Socket, Type};
 
@@ -377,8 +379,26 @@ impl ServerProcess {
         wait_for_line(&self.log, needle)
     }
 
+    /// Every log line written so far and not yet read, without waiting.
+    pub fn log_so_far(&mut self) -> Vec<String> {
+        self.log.try_iter().collect()
+    }
+
     pub fn pid(&self) -> u32 {
         self.pid
+    }
+
+    /// Where `--stats-udp` answers, from the log line that says so (with the real port when
+    /// the test asked for port 0). Call it right after [`ServerProcess::start`]: the line
+    /// follows "listening on", and log lines read past are gone.
+    pub fn stats_addr(&mut self) -> SocketAddr {
+        let line = self.wait_for_log("stats on udp ");
+        line.split("stats on udp ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .expect("address in log line")
+            .parse()
+            .expect("stats address")
     }
 
     /// Sends a signal with `kill(1)`.
@@ -512,6 +532,20 @@ fn wait_for_line(lines: &Receiver<String>, needle: &str) -> Vec<String> {
             }
             Err(_) => panic!("no line containing {needle:?} in:\n{}", seen.join("\n")),
         }
+    }
+}
+
+/// `pollchat bench ARGS` as the command line would parse it (arguments split on spaces).
+pub fn bench_args(args: &str) -> BenchArgs {
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+    let argv = std::iter::once("bench").chain(args.split_whitespace());
+    match Wrapper::try_parse_from(argv) {
+        Ok(wrapper) => wrapper.args,
+        Err(e) => panic!("invalid bench arguments: {e}"),
     }
 }
 
