@@ -592,6 +592,8 @@ impl Server {
                 Ok(ReadOutcome::Drained) => return,
                 Ok(ReadOutcome::Eof) if conn.phase == Phase::Handshaking => {
                     // Gave up (or was never TLS) before its handshake: nothing is owed.
+                    // (A handshake that finished in the read that brought the end was handled
+                    // on that read's data: see `Session::read`.)
                     self.room.close(token, CloseReason::PeerClosed);
                     return;
                 }

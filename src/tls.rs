@@ -110,6 +110,9 @@ pub struct Session {
     encrypted_unsent: usize,
     /// `close_notify` queued: the last thing this connection will send.
     closing: bool,
+    /// The client's stream ended (TCP's end, or its `close_notify`) in a read that also
+    /// brought data: that read reports the data, and the next one the end.
+    ended: bool,
 }
 
 impl fmt::Debug for Session {
@@ -118,6 +121,7 @@ impl fmt::Debug for Session {
             .field("handshaking", &self.tls.is_handshaking())
             .field("encrypted_unsent", &self.encrypted_unsent)
             .field("closing", &self.closing)
+            .field("ended", &self.ended)
             .finish()
     }
 }
@@ -131,6 +135,7 @@ impl Session {
             tls,
             encrypted_unsent: 0,
             closing: false,
+            ended: false,
         })
     }
 
@@ -179,6 +184,9 @@ impl Session {
         framer: Option<&mut LineFramer>,
         scratch: &mut [u8],
     ) -> io::Result<ReadOutcome> {
+        if self.ended {
+            return Ok(ReadOutcome::Eof);
+        }
         let read = loop {
             match self.tls.read_tls(socket) {
                 Ok(n) => break n,
@@ -210,8 +218,13 @@ impl Session {
             }
             plaintext = plaintext.saturating_sub(n);
         }
-        // End of the stream: TCP's (the socket read 0) or TLS's (`close_notify`).
-        if read == 0 || state.peer_has_closed() {
+        // End of the stream: TCP's (the socket read 0) or TLS's (`close_notify`). Unlike a
+        // plain `read`, one call can bring both data and the end: a client that pipes its
+        // input sends its last handshake message, its lines, `close_notify` and FIN at once.
+        // The data is reported first, so the loop handles the handshake and relays the lines
+        // before it treats the connection as ended.
+        self.ended = read == 0 || state.peer_has_closed();
+        if read == 0 {
             return Ok(ReadOutcome::Eof);
         }
         Ok(ReadOutcome::Data(read))

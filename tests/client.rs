@@ -446,3 +446,26 @@ fn connect_tls_chats_through_pollchats_tls_listener_with_a_plain_client() {
     assert!(exit.stdout[0].contains("2 users here"), "{exit:?}");
     plain.expect(&format!("*** {nick} left (connection closed)"));
 }
+
+/// `printf '/who\n' | pollchat connect --tls ...`: the input ends before the handshake does,
+/// and the answer is still printed before the client exits with status 0.
+#[test]
+fn connect_tls_prints_the_answer_to_piped_input_before_exiting_with_status_0() {
+    let certificate = TestCert::new();
+    let settings = pollchat::config::TlsSettings::new(
+        &certificate.cert,
+        &certificate.key,
+        ([127, 0, 0, 1], 0).into(),
+    );
+    let server = TestServer::with(|c| c.tls = Some(settings));
+    let tls_addr = server.tls_addr.unwrap().to_string();
+    let ca = certificate.cert.to_str().unwrap();
+    let mut client = ClientProcess::start(&[&tls_addr, "--tls", "--ca", ca]);
+    client.send("/who");
+    client.close_stdin();
+    let exit = client.wait_exit();
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    assert_eq!(exit.stdout.len(), 2, "{exit:?}");
+    assert!(exit.stdout[0].starts_with("*** welcome"), "{exit:?}");
+    assert!(exit.stdout[1].starts_with("*** 1 user here: "), "{exit:?}");
+}

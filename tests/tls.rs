@@ -353,3 +353,64 @@ fn tls_refusals_are_told_encrypted_or_made_before_the_handshake() {
         "a full server let a TLS client in: {refused:?}"
     );
 }
+
+/// A client that pipes its input sends its last handshake message, its lines, `close_notify`
+/// and FIN at once, and the server may read them all in one go. Its lines are still relayed
+/// and answered, and it gets everything it is owed before the server closes.
+#[test]
+fn lines_sent_with_the_last_handshake_message_and_the_close_are_all_answered() {
+    use rustls::ClientConnection;
+    use rustls::pki_types::ServerName;
+
+    let cert = TestCert::new();
+    let server = tls_server(&cert, |_| {});
+    let mut listener = server.connect();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = ClientConnection::new(cert.client_config(), name).unwrap();
+    let mut socket = TcpStream::connect(server.tls_addr.unwrap()).unwrap();
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
+    // The ClientHello, then the server's whole flight.
+    while tls.wants_write() {
+        tls.write_tls(&mut socket).unwrap();
+    }
+    while tls.is_handshaking() {
+        tls.read_tls(&mut socket).unwrap();
+        tls.process_new_packets().unwrap();
+    }
+    // Now our Finished, two lines and close_notify, in one write, and then FIN.
+    tls.writer()
+        .write_all(b"hello from a pipe\n/who\n")
+        .unwrap();
+    tls.send_close_notify();
+    let mut flight = Vec::new();
+    while tls.wants_write() {
+        tls.write_tls(&mut flight).unwrap();
+    }
+    socket.write_all(&flight).unwrap();
+    socket.shutdown(std::net::Shutdown::Write).unwrap();
+
+    let mut received = Vec::new();
+    loop {
+        let n = tls.read_tls(&mut socket).unwrap();
+        let state = tls.process_new_packets().unwrap();
+        let mut plaintext = vec![0; state.plaintext_bytes_to_read()];
+        tls.reader().read_exact(&mut plaintext).unwrap();
+        received.extend_from_slice(&plaintext);
+        if n == 0 || state.peer_has_closed() {
+            break;
+        }
+    }
+    let received = String::from_utf8(received).unwrap();
+    let lines: Vec<&str> = received.lines().collect();
+    assert_eq!(lines.len(), 2, "{received:?}");
+    assert!(
+        lines[0].starts_with("*** welcome to pollchat, you are "),
+        "{received:?}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("*** 2 users here: {}, guest-2", listener.nick)
+    );
+    listener.expect("*** guest-2 joined");
+    listener.expect("<guest-2> hello from a pipe");
+}
