@@ -21,6 +21,7 @@
 //! - [`tls`]: TLS (rustls) between a connection's socket and its framer and write queue, in
 //!   the same loop: the handshake, decrypting reads, encrypting as the socket takes output.
 //! - [`stats`]: the loop's counters, reported as JSON on a UDP socket in the same poll.
+//! - [`backplane`]: RESP, the Redis protocol: an encoder and an incremental decoder.
 //! - [`config`], [`limits`]: the command line, and every bound with its reason.
 //! - [`os`]: listening sockets and the open-file limit.
 //! - [`logging`], [`error`]: log set-up, and the few errors that stop the server.
@@ -48,6 +49,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backplane;
 pub mod bench;
 pub mod config;
 pub mod connection;
