@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use log::LevelFilter;
 
+use crate::backplane::{BackplaneConfig, RedisUrl};
 use crate::limits;
 
 /// Everything the server needs to run.
@@ -42,6 +43,8 @@ pub struct Config {
     pub quiet_joins: bool,
     /// Answer `stats` datagrams on this UDP address with the counters as JSON.
     pub stats_udp: Option<SocketAddr>,
+    /// `--backplane`: share the chat with other instances through Redis pub/sub.
+    pub backplane: Option<BackplaneConfig>,
     /// Turn SIGINT/SIGTERM into a graceful shutdown. Only one server per process may, so
     /// the binary sets it and in-process tests do not.
     pub handle_signals: bool,
@@ -87,6 +90,7 @@ impl Default for Config {
             idle_timeout: None,
             quiet_joins: false,
             stats_udp: None,
+            backplane: None,
             handle_signals: false,
         }
     }
@@ -172,6 +176,17 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub stats_udp: Option<SocketAddr>,
 
+    /// Share one chat with other pollchat instances through Redis pub/sub (off by default;
+    /// CHANNEL defaults to pollchat)
+    #[arg(long, value_name = "redis://HOST:PORT[/CHANNEL]", value_parser = RedisUrl::parse)]
+    pub backplane: Option<RedisUrl>,
+
+    /// Seconds a nick stays claimed in Redis unless this instance refreshes it: how long the
+    /// nicks of an instance that died stay taken
+    #[arg(long, value_name = "SECS", requires = "backplane",
+          default_value_t = limits::DEFAULT_NICK_TTL.as_secs_f64())]
+    pub backplane_nick_ttl: f64,
+
     /// Log level: off, error, warn, info, debug or trace (trace logs every line)
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: LevelFilter,
@@ -221,6 +236,12 @@ impl Cli {
                 .then(|| Duration::from_secs_f64(self.idle_timeout)),
             quiet_joins: self.quiet_joins,
             stats_udp: self.stats_udp,
+            backplane: self.backplane.clone().map(|url| BackplaneConfig {
+                url,
+                // Milliseconds are Redis's unit for the expiry; under 0.3 s the refresh
+                // (every third) would be a busy loop.
+                nick_ttl: Duration::from_secs_f64(self.backplane_nick_ttl.clamp(0.3, 1e6)),
+            }),
             handle_signals: true,
         }
     }

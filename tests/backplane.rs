@@ -1,0 +1,296 @@
+//! `--backplane`: several instances as one chat through a real `redis-server` on an ephemeral
+//! loopback port. Each test says loudly that it skipped if `redis-server` is missing.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a failed unwrap in a test is a failed test, with its message"
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Client, DEADLINE, RedisServer, ServerProcess, TestServer};
+use pollchat::backplane::{BackplaneConfig, RedisUrl};
+
+/// An in-process instance on `redis`'s `channel`, with `--stats-udp` on (to see the
+/// backplane's state), once its backplane is up.
+fn instance(
+    redis: &RedisServer,
+    channel: &str,
+    tweak: impl FnOnce(&mut pollchat::Config),
+) -> TestServer {
+    let url = RedisUrl::parse(&redis.url(channel)).unwrap();
+    let server = TestServer::with(|c| {
+        c.stats_udp = Some("127.0.0.1:0".parse().unwrap());
+        c.backplane = Some(BackplaneConfig::new(url));
+        tweak(c);
+    });
+    server.wait_backplane("up");
+    server
+}
+
+/// Sends `/nick NAME` and reads until it is granted (true) or refused (false), skipping other
+/// lines (another client's rename, joins).
+fn try_nick(client: &mut Client, name: &str) -> bool {
+    let old = client.nick.clone();
+    client.send(&format!("/nick {name}"));
+    let granted = format!("*** {old} is now known as {name}");
+    let refused = format!("*** nick \"{name}\" is taken");
+    let (_, line) = client.read_until(|l| l == granted || l == refused);
+    if line == granted {
+        client.nick = name.to_string();
+        true
+    } else {
+        false
+    }
+}
+
+/// Clients on two instances, sending at once: every client on either instance sees the lines
+/// in one order (Redis's), each sender's own lines in the order it sent them, and a sender
+/// never gets its own lines back.
+#[test]
+fn backplane_two_instances_chat_in_one_global_order() {
+    const LINES: usize = 200;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "order", |c| c.quiet_joins = true);
+    let b = instance(&redis, "order", |c| c.quiet_joins = true);
+    let mut observers = [a.connect(), b.connect()];
+    let senders: Vec<Client> = vec![a.connect(), b.connect()];
+    let nicks: Vec<String> = senders.iter().map(|c| c.nick.clone()).collect();
+    assert_ne!(nicks[0], nicks[1], "guest nicks collided across instances");
+    let threads: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(s, mut client)| {
+            thread::spawn(move || {
+                for n in 0..LINES {
+                    client.send(&format!("s{s} n{n}"));
+                }
+                client
+            })
+        })
+        .collect();
+    let mut senders: Vec<Client> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+
+    let views: Vec<Vec<String>> = observers
+        .iter_mut()
+        .map(|o| (0..2 * LINES).map(|_| o.line()).collect())
+        .collect();
+    assert_eq!(
+        views[0], views[1],
+        "the two instances delivered different orders"
+    );
+    for (s, sender) in senders.iter_mut().enumerate() {
+        let own = format!("<{}> ", nicks[s]);
+        let others: Vec<&String> = views[0].iter().filter(|l| !l.starts_with(&own)).collect();
+        let seen: Vec<String> = (0..others.len()).map(|_| sender.line()).collect();
+        assert_eq!(
+            seen.iter().collect::<Vec<_>>(),
+            others,
+            "sender {s} saw another order"
+        );
+        let mine: Vec<&String> = views[0].iter().filter(|l| l.starts_with(&own)).collect();
+        let sent: Vec<String> = (0..LINES).map(|n| format!("{own}s{s} n{n}")).collect();
+        assert_eq!(
+            mine,
+            sent.iter().collect::<Vec<_>>(),
+            "sender {s}'s lines reordered"
+        );
+        // Nothing of its own came back before the answer to /who.
+        assert!(sender.sync().is_empty());
+    }
+    let stats = a.ask_stats(b"stats");
+    assert!(
+        stats.contains("\"backplane\":{\"state\":\"up\",\"published\":"),
+        "{stats}"
+    );
+}
+
+/// Joins, renames and leaves on one instance are announced on the other, and `/who` lists the
+/// clients of both.
+#[test]
+fn backplane_notices_and_who_span_instances() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "notices", |_| {});
+    let b = instance(&redis, "notices", |_| {});
+    let mut alice = a.connect();
+    let mut bob = b.connect();
+    alice.expect(&format!("*** {} joined", bob.nick));
+    let (alice_was, bob_was) = (alice.nick.clone(), bob.nick.clone());
+    assert!(try_nick(&mut alice, "alice"));
+    bob.expect(&format!("*** {alice_was} is now known as alice"));
+    assert!(try_nick(&mut bob, "bob"));
+    alice.expect(&format!("*** {bob_was} is now known as bob"));
+    alice.send("/who");
+    alice.expect("*** 2 users here: alice, bob");
+    bob.send("/me waves");
+    alice.expect("* bob waves");
+    bob.send("/quit gone");
+    alice.expect("*** bob left (quit: gone)");
+    alice.send("/who");
+    alice.expect("*** 1 user here: alice");
+}
+
+/// A nick held on one instance cannot be taken on another, whatever its case; and when two
+/// instances' clients ask for the same nick at the same moment, exactly one gets it.
+#[test]
+fn backplane_nick_collision_across_instances() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "nicks", |c| c.quiet_joins = true);
+    let b = instance(&redis, "nicks", |c| c.quiet_joins = true);
+    let mut a1 = a.connect();
+    let mut b1 = b.connect();
+    assert!(try_nick(&mut a1, "alice"));
+    assert!(
+        !try_nick(&mut b1, "ALICE"),
+        "a nick held on A was granted on B"
+    );
+
+    let (mut a2, mut b2) = (a.connect(), b.connect());
+    a2.send("/nick carol");
+    b2.send("/nick carol");
+    let mut won = 0;
+    for c in [&mut a2, &mut b2] {
+        let granted = format!("*** {} is now known as carol", c.nick);
+        let (_, line) = c.read_until(|l| l == granted || l == "*** nick \"carol\" is taken");
+        won += usize::from(line == granted);
+    }
+    assert_eq!(won, 1, "both or neither of two racing claims won");
+}
+
+/// `/msg` reaches a client on another instance, and only that client.
+#[test]
+fn backplane_msg_reaches_a_client_on_another_instance() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "msg", |c| c.quiet_joins = true);
+    let b = instance(&redis, "msg", |c| c.quiet_joins = true);
+    let mut alice = a.connect();
+    let mut other = a.connect();
+    let mut bob = b.connect();
+    assert!(try_nick(&mut bob, "bob"));
+    // Once alice has seen the rename, her instance knows where bob is.
+    alice.read_until(|l| l.ends_with("is now known as bob"));
+    alice.send("/msg bob psst");
+    bob.expect(&format!("*{}* psst", alice.nick));
+    alice.send("/msg nobody hi");
+    alice.expect("*** no such nick: nobody");
+    let seen = other.sync();
+    assert!(!seen.iter().any(|l| l.contains("psst")), "{seen:?}");
+}
+
+/// Redis killed in the middle of a chat: clients stay connected, are told the chat is local
+/// only, and still reach the clients of their own instance; when Redis is back, they are told
+/// so and lines cross instances again.
+#[test]
+fn backplane_redis_killed_and_restarted_mid_chat() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "outage", |c| c.quiet_joins = true);
+    let b = instance(&redis, "outage", |c| c.quiet_joins = true);
+    let mut a1 = a.connect();
+    let mut a2 = a.connect();
+    let mut b1 = b.connect();
+    a1.send("before");
+    b1.expect(&format!("<{}> before", a1.nick));
+    a2.expect(&format!("<{}> before", a1.nick));
+
+    redis.kill();
+    for c in [&mut a1, &mut a2, &mut b1] {
+        c.expect("*** backplane unavailable, chat is local only");
+    }
+    a1.send("local");
+    a2.expect(&format!("<{}> local", a1.nick));
+    let seen = b1.sync();
+    assert!(!seen.iter().any(|l| l.contains("local")), "{seen:?}");
+
+    redis.restart();
+    for c in [&mut a1, &mut a2, &mut b1] {
+        c.expect("*** backplane back, chat is shared again");
+    }
+    a1.send("after");
+    b1.expect(&format!("<{}> after", a1.nick));
+    a2.expect(&format!("<{}> after", a1.nick));
+    assert!(a.ask_stats(b"stats").contains("\"state\":\"up\""));
+}
+
+/// An instance killed without a chance to clean up (SIGKILL): its clients' nicks become free
+/// once the nick TTL passes without a refresh, and it drops out of the others' `/who`.
+#[test]
+fn backplane_instance_killed_its_nicks_become_free() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let url = redis.url("killed");
+    let mut doomed = ServerProcess::start(&[
+        "--backplane",
+        &url,
+        "--backplane-nick-ttl",
+        "1.5",
+        "--quiet-joins",
+    ]);
+    doomed.wait_for_log("backplane up");
+    let b = instance(&redis, "killed", |c| {
+        c.quiet_joins = true;
+        c.backplane.as_mut().unwrap().nick_ttl = Duration::from_millis(1500);
+    });
+    let mut alice = Client::connect(doomed.addr);
+    let mut b1 = b.connect();
+    assert!(try_nick(&mut alice, "alice"));
+    assert!(!try_nick(&mut b1, "alice"), "held on the other instance");
+
+    doomed.signal("KILL");
+    doomed.wait_exit();
+    let started = Instant::now();
+    while !try_nick(&mut b1, "alice") {
+        assert!(started.elapsed() < DEADLINE, "alice never became free");
+        thread::sleep(Duration::from_millis(100));
+    }
+    // Not before the nick's key could have expired: the claim really waited for the TTL.
+    assert!(started.elapsed() > Duration::from_millis(300));
+    b1.send("/who");
+    b1.expect("*** 1 user here: alice");
+}
+
+/// Redis answering garbage: the backplane closes its connections and opens new ones again
+/// and again, and the server carries on serving its clients.
+#[test]
+fn backplane_garbage_from_redis_reconnects_and_never_crashes() {
+    let fake = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = RedisUrl::parse(&format!("redis://{}/x", fake.local_addr().unwrap())).unwrap();
+    let server = TestServer::with(|c| {
+        c.stats_udp = Some("127.0.0.1:0".parse().unwrap());
+        c.backplane = Some(BackplaneConfig::new(url));
+    });
+    fake.set_nonblocking(false).unwrap();
+    // Six connections in a row (three attempts, two connections each) get garbage.
+    let fake_redis = thread::spawn(move || {
+        for _ in 0..6 {
+            let (mut socket, _) = fake.accept().unwrap();
+            socket.set_read_timeout(Some(DEADLINE)).unwrap();
+            let mut buf = [0u8; 256];
+            let _ = socket.read(&mut buf);
+            let _ = socket.write_all(b"%garbage\r\n");
+            // Wait for the server to hang up: it must, on garbage.
+            while matches!(socket.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    let mut client = server.connect();
+    client.expect("*** backplane unavailable, chat is local only");
+    fake_redis.join().unwrap();
+    client.sync();
+    let stats = server.ask_stats(b"stats");
+    assert!(!stats.contains("\"reconnects\":0}"), "{stats}");
+}
