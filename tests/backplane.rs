@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, DEADLINE, RedisServer, ServerProcess, TestServer};
+use common::{Client, DEADLINE, RedisServer, ServerProcess, TestServer, bench_args};
 use pollchat::backplane::{BackplaneConfig, RedisUrl};
 
 /// An in-process instance on `redis`'s `channel`, with `--stats-udp` on (to see the
@@ -293,4 +293,27 @@ fn backplane_garbage_from_redis_reconnects_and_never_crashes() {
     client.sync();
     let stats = server.ask_stats(b"stats");
     assert!(!stats.contains("\"reconnects\":0}"), "{stats}");
+}
+
+/// The load generator spread over two instances (`--target` twice): half the connections on
+/// each, and every line reaches every receiver on either instance.
+#[test]
+fn backplane_bench_spreads_over_instances_and_counts_every_delivery() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "bench", |c| c.quiet_joins = true);
+    let b = instance(&redis, "bench", |c| c.quiet_joins = true);
+    let report = pollchat::bench::run(&bench_args(&format!(
+        "--target {} --target {} --conns 100 --senders 2 --rate 100 --duration 1 --hold 0.1",
+        a.addr, b.addr
+    )))
+    .expect("bench runs");
+    assert_eq!(report.established, 100, "{}", report.summary());
+    assert!(report.sent >= 50, "{}", report.summary());
+    assert_eq!(report.delivered, report.sent * 98, "{}", report.summary());
+    for server in [&a, &b] {
+        let stats = server.ask_stats(b"stats");
+        assert!(stats.contains("\"connections_total\":50,"), "{stats}");
+    }
 }

@@ -5,23 +5,8 @@ mod common;
 
 use std::process::Command;
 
-use clap::Parser;
-use common::TestServer;
-use pollchat::bench::{self, BenchArgs};
-
-/// `pollchat bench ARGS` as the command line would parse it (arguments split on spaces).
-fn bench_args(args: &str) -> BenchArgs {
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        args: BenchArgs,
-    }
-    let argv = std::iter::once("bench").chain(args.split_whitespace());
-    match Wrapper::try_parse_from(argv) {
-        Ok(wrapper) => wrapper.args,
-        Err(e) => panic!("invalid bench arguments: {e}"),
-    }
-}
+use common::{TestServer, bench_args};
+use pollchat::bench;
 
 /// A few hundred connections, two paced senders: every line reaches every receiver, and
 /// nothing fails.

@@ -418,7 +418,7 @@ struct Chaos {
     last_timed: Instant,
 }
 
-/// Runs the chaos scenario against `args.target`. `Err` only for bad arguments or a machine
+/// Runs the chaos scenario against the first `--target`. `Err` only for bad arguments or a machine
 /// that cannot run it; a server that breaks a promise gives a report with a FAIL.
 pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
     if args.proto != Proto::Pollchat {
@@ -432,7 +432,12 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
     let started = Instant::now();
     let resources = |pid| Some((open_fds(pid)?, rss_kib(pid)?));
     let baseline = args.server_pid.and_then(resources);
-    let mut chaos = Chaos::new(args, chat_interval).map_err(|e| format!("cannot start: {e}"))?;
+    let &target = args
+        .target
+        .first()
+        .ok_or("--target: give the server's address")?;
+    let mut chaos =
+        Chaos::new(args, target, chat_interval).map_err(|e| format!("cannot start: {e}"))?;
     let mut rss_peak = baseline.map_or(0, |(_, rss)| rss);
     let mut sample_rss = |at: &mut Instant| {
         if at.elapsed() >= Duration::from_millis(100)
@@ -554,7 +559,7 @@ fn rate_interval(rate: f64, flag: &str) -> Result<Duration, String> {
 }
 
 impl Chaos {
-    fn new(args: &BenchArgs, chat_interval: Duration) -> io::Result<Chaos> {
+    fn new(args: &BenchArgs, target: SocketAddr, chat_interval: Duration) -> io::Result<Chaos> {
         let pings = PingLog {
             sent: 0,
             answered: 0,
@@ -563,7 +568,7 @@ impl Chaos {
             round_trip: latency_histogram()?,
         };
         Ok(Chaos {
-            target: args.target,
+            target,
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
             clients: Slab::new(),

@@ -517,6 +517,20 @@ fn wait_for_line(lines: &Receiver<String>, needle: &str) -> Vec<String> {
     }
 }
 
+/// `pollchat bench ARGS` as the command line would parse it (arguments split on spaces).
+pub fn bench_args(args: &str) -> pollchat::bench::BenchArgs {
+    #[derive(clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: pollchat::bench::BenchArgs,
+    }
+    let argv = std::iter::once("bench").chain(args.split_whitespace());
+    match <Wrapper as clap::Parser>::try_parse_from(argv) {
+        Ok(wrapper) => wrapper.args,
+        Err(e) => panic!("invalid bench arguments: {e}"),
+    }
+}
+
 /// A `redis-server` on a free loopback port, persistence off. Stopped when dropped.
 pub struct RedisServer {
     child: Child,
