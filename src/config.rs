@@ -176,13 +176,13 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub stats_udp: Option<SocketAddr>,
 
-    /// Share one chat with other pollchat instances through Redis pub/sub (off by default;
-    /// CHANNEL defaults to pollchat)
-    #[arg(long, value_name = "redis://HOST:PORT[/CHANNEL]", value_parser = RedisUrl::parse)]
+    /// Share one chat with other instances through Redis: redis://HOST:PORT[/CHANNEL] (off by
+    /// default)
+    #[arg(long, value_name = "URL", value_parser = RedisUrl::parse)]
     pub backplane: Option<RedisUrl>,
 
-    /// Seconds a nick stays claimed in Redis unless this instance refreshes it: how long the
-    /// nicks of an instance that died stay taken
+    /// Seconds a nick stays claimed in Redis without a refresh (a dead instance's nicks stay
+    /// taken this long)
     #[arg(long, value_name = "SECS", requires = "backplane",
           default_value_t = limits::DEFAULT_NICK_TTL.as_secs_f64())]
     pub backplane_nick_ttl: f64,

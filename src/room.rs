@@ -92,6 +92,8 @@ struct Cluster {
     /// Lower-cased nicks a `/nick` is claiming in Redis right now: taken, locally, until the
     /// answer comes, so two local clients cannot both be granted one.
     claiming: HashSet<String>,
+    /// Clients whose `/nick` was answered: the loop reads them again.
+    resumed: Vec<ConnRef>,
     /// Part of every guest nick, from the instance id, so two instances rarely pick the same
     /// guest nick (if they do, the claim catches it).
     guest_tag: String,
@@ -128,6 +130,7 @@ impl Room {
             outbox: Vec::new(),
             replica: Replica::default(),
             claiming: HashSet::new(),
+            resumed: Vec::new(),
             guest_tag: instance.chars().take(4).collect(),
             nick_ttl,
         });
@@ -324,7 +327,9 @@ impl Room {
             && new_key != protocol::nick_key(old)
         {
             cluster.claiming.insert(new_key);
-            let conn_ref = self.conns[token].conn_ref(token);
+            let conn = &mut self.conns[token];
+            conn.waiting_for_nick = true;
+            let conn_ref = conn.conn_ref(token);
             self.claim(conn_ref, new, Purpose::Rename);
             return;
         }
@@ -609,6 +614,13 @@ impl Room {
         if let Some(cluster) = &mut self.cluster {
             cluster.claiming.remove(&protocol::nick_key(&nick));
         }
+        if purpose == Purpose::Rename
+            && let Some(c) = self.get(conn)
+            && std::mem::take(&mut c.waiting_for_nick)
+            && let Some(cluster) = &mut self.cluster
+        {
+            cluster.resumed.push(conn);
+        }
         let current = self
             .get(conn)
             .filter(|c| c.is_chatting())
@@ -714,13 +726,20 @@ impl Room {
         }
         for claim in claims {
             let free = !self.nicks.contains_key(&protocol::nick_key(&claim.nick));
-            if claim.purpose == Purpose::Rename && free {
-                self.claim_answered(claim, true);
+            if claim.purpose == Purpose::Rename {
+                self.claim_answered(claim, free);
             }
         }
         if tell {
             self.tell_everyone(protocol::BACKPLANE_DOWN);
         }
+    }
+
+    /// Clients to read again: their `/nick` has its answer.
+    pub fn take_resumed(&mut self) -> Vec<ConnRef> {
+        self.cluster
+            .as_mut()
+            .map_or_else(Vec::new, |c| std::mem::take(&mut c.resumed))
     }
 
     /// What the loop must send to Redis now.

@@ -685,7 +685,7 @@ impl Server {
                 Phase::Leaving(_) | Phase::Handshaking => return true,
                 Phase::Closed(_) => return false,
             }
-            if conn.throttled {
+            if conn.throttled || conn.waiting_for_nick {
                 return false;
             }
             if let Some(bucket) = &mut conn.bucket {
@@ -794,6 +794,16 @@ impl Server {
             && let Some(at) = backplane.take_timer()
         {
             self.timers.add(at, Timer::Backplane);
+        }
+        // Clients whose `/nick` was answered read on from the next turn's ready list (their
+        // next lines may already be in their framer, where no readable event will report them).
+        for r in self.room.take_resumed() {
+            if let Some(conn) = self.room.get(r)
+                && !conn.on_ready_list
+            {
+                conn.on_ready_list = true;
+                self.ready.push(r);
+            }
         }
     }
 

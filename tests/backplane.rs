@@ -112,8 +112,9 @@ fn backplane_two_instances_chat_in_one_global_order() {
     );
 }
 
-/// Joins, renames and leaves on one instance are announced on the other, and `/who` lists the
-/// clients of both.
+/// Joins, renames and leaves on one instance are announced on the other, `/who` lists the
+/// clients of both, and a client's lines keep their order behind a `/nick` that waits for
+/// Redis.
 #[test]
 fn backplane_notices_and_who_span_instances() {
     let Some(redis) = RedisServer::start() else {
@@ -126,9 +127,20 @@ fn backplane_notices_and_who_span_instances() {
     alice.expect(&format!("*** {} joined", bob.nick));
     let (alice_was, bob_was) = (alice.nick.clone(), bob.nick.clone());
     assert!(try_nick(&mut alice, "alice"));
-    bob.expect(&format!("*** {alice_was} is now known as alice"));
-    assert!(try_nick(&mut bob, "bob"));
+    // Whether bob hears of alice's join depends on whether it came back from Redis before he
+    // joined: nothing else may come first.
+    let (before, _) = bob.read_until(|l| l == format!("*** {alice_was} is now known as alice"));
+    assert!(
+        before
+            .iter()
+            .all(|l| *l == format!("*** {alice_was} joined")),
+        "{before:?}"
+    );
+    // A line right behind a /nick waits for Redis's answer, and goes out under the new nick.
+    bob.send_bytes(b"/nick bob\nfirst as bob\n");
+    bob.expect(&format!("*** {bob_was} is now known as bob"));
     alice.expect(&format!("*** {bob_was} is now known as bob"));
+    alice.expect("<bob> first as bob");
     alice.send("/who");
     alice.expect("*** 2 users here: alice, bob");
     bob.send("/me waves");
@@ -191,8 +203,8 @@ fn backplane_msg_reaches_a_client_on_another_instance() {
 }
 
 /// Redis killed in the middle of a chat: clients stay connected, are told the chat is local
-/// only, and still reach the clients of their own instance; when Redis is back, they are told
-/// so and lines cross instances again.
+/// only, and still reach the clients of their own instance; when Redis is back, a nick taken
+/// on both sides meanwhile is settled, they are told so, and lines cross instances again.
 #[test]
 fn backplane_redis_killed_and_restarted_mid_chat() {
     let Some(mut redis) = RedisServer::start() else {
@@ -216,13 +228,30 @@ fn backplane_redis_killed_and_restarted_mid_chat() {
     let seen = b1.sync();
     assert!(!seen.iter().any(|l| l.contains("local")), "{seen:?}");
 
+    // The same nick taken on both instances while they cannot see each other.
+    let a2_was = a2.nick.clone();
+    assert!(try_nick(&mut a2, "zoe"));
+    a1.expect(&format!("*** {a2_was} is now known as zoe"));
+    assert!(try_nick(&mut b1, "zoe"));
+
     redis.restart();
+    // Back: every nick is claimed again, and one of the two zoes has to give hers up, with a
+    // notice, before "back".
+    let mut renamed = 0;
     for c in [&mut a1, &mut a2, &mut b1] {
-        c.expect("*** backplane back, chat is shared again");
+        let (before, _) = c.read_until(|l| l == "*** backplane back, chat is shared again");
+        renamed += before
+            .iter()
+            .filter(|l| {
+                l.starts_with("*** nick \"zoe\" is taken on another instance; you are now guest-")
+            })
+            .count();
     }
+    assert_eq!(renamed, 1, "the clash over zoe was not settled");
     a1.send("after");
-    b1.expect(&format!("<{}> after", a1.nick));
-    a2.expect(&format!("<{}> after", a1.nick));
+    let after = format!("<{}> after", a1.nick);
+    b1.read_until(|l| l == after);
+    a2.read_until(|l| l == after);
     assert!(a.ask_stats(b"stats").contains("\"state\":\"up\""));
 }
 
