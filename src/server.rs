@@ -769,11 +769,14 @@ impl Server {
                     self.absorb(happened);
                 }
                 Timer::BackplaneRefresh => {
-                    if let Some(backplane) = &self.backplane {
+                    let mut happened = Vec::new();
+                    if let Some(backplane) = &mut self.backplane {
                         let every = backplane.nick_ttl() / 3;
                         self.timers.add(now + every, Timer::BackplaneRefresh);
-                        self.room.refresh_nicks();
+                        backplane.check_alive(self.poll.registry(), now, &mut happened);
                     }
+                    self.absorb(happened);
+                    self.room.refresh_nicks();
                 }
             }
         }

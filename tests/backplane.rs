@@ -346,3 +346,29 @@ fn backplane_bench_spreads_over_instances_and_counts_every_delivery() {
         assert!(stats.contains("\"connections_total\":50,"), "{stats}");
     }
 }
+
+/// Redis hangs (SIGSTOP: connections open, nothing answered): the silence is noticed within
+/// the nick TTL and clients are told the chat is local only; when Redis resumes, the
+/// backplane reconnects and the chat is shared again.
+#[test]
+fn backplane_hung_redis_is_noticed_and_survived() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let ttl = |c: &mut pollchat::Config| {
+        c.quiet_joins = true;
+        c.backplane.as_mut().unwrap().nick_ttl = Duration::from_millis(900);
+    };
+    let a = instance(&redis, "hang", ttl);
+    let b = instance(&redis, "hang", ttl);
+    let mut a1 = a.connect();
+    let mut b1 = b.connect();
+    redis.signal("STOP");
+    a1.expect("*** backplane unavailable, chat is local only");
+    b1.expect("*** backplane unavailable, chat is local only");
+    redis.signal("CONT");
+    a1.expect("*** backplane back, chat is shared again");
+    b1.expect("*** backplane back, chat is shared again");
+    a1.send("still here");
+    b1.read_until(|l| l == format!("<{}> still here", a1.nick));
+}

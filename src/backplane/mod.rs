@@ -418,6 +418,9 @@ pub struct Backplane {
     timer: Option<Instant>,
     /// `CHANNEL:nick:`, the prefix of every nick key.
     nick_prefix: String,
+    /// When each connection last brought something from Redis (see [`Backplane::check_alive`]).
+    heard_on_sub: Instant,
+    heard_on_cmd: Instant,
     pub counters: Counters,
 }
 
@@ -454,6 +457,8 @@ impl Backplane {
             warned: false,
             timer: None,
             nick_prefix,
+            heard_on_sub: Instant::now(),
+            heard_on_cmd: Instant::now(),
             counters: Counters::default(),
         })
     }
@@ -548,6 +553,24 @@ impl Backplane {
         }
     }
 
+    /// Every TTL / 3, while up: a Redis that hangs (stopped, or a network that drops
+    /// everything) closes no connection, so silence is the only sign. This instance publishes a
+    /// `HELLO` every TTL / 3 and hears it back on the subscriber, and the command connection
+    /// always has replies due then; so nothing heard on either for a whole TTL means Redis is
+    /// gone, and the backplane is re-opened as for any failure.
+    pub fn check_alive(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Happening>) {
+        if self.state != State::Up {
+            return;
+        }
+        let ttl = self.config.nick_ttl;
+        let silent = |since: Instant| now.saturating_duration_since(since) > ttl;
+        let waiting = !self.awaiting.is_empty();
+        if silent(self.heard_on_sub) || (waiting && silent(self.heard_on_cmd)) {
+            let reason = format!("Redis has not answered for over {} s", ttl.as_secs_f64());
+            self.fail(&reason, registry, now, out);
+        }
+    }
+
     /// Whether a token is one of the backplane's.
     pub fn owns(&self, token: Token) -> bool {
         token == self.sub.token || token == self.cmd.token
@@ -569,7 +592,7 @@ impl Backplane {
         } else {
             Role::Commands
         };
-        if let Err(reason) = self.serve(role, readable, registry, scratch, out) {
+        if let Err(reason) = self.serve(role, readable, registry, scratch, now, out) {
             self.fail(&reason, registry, now, out);
         }
     }
@@ -587,6 +610,7 @@ impl Backplane {
         readable: bool,
         registry: &Registry,
         scratch: &mut [u8],
+        now: Instant,
         out: &mut Vec<Happening>,
     ) -> Result<(), String> {
         let addr = self.addr;
@@ -605,8 +629,15 @@ impl Backplane {
         let link = self.link(role);
         if readable {
             let name = link.name();
+            let before = link.input.len();
             link.read(scratch)
                 .map_err(|e| format!("{name}: {}", describe(&e)))?;
+            if link.input.len() > before {
+                match role {
+                    Role::Subscriber => self.heard_on_sub = now,
+                    Role::Commands => self.heard_on_cmd = now,
+                }
+            }
             self.decode_all(role, out)?;
         }
         self.flush_link(role, registry)?;
@@ -615,6 +646,7 @@ impl Backplane {
             && self.cmd.phase == LinkPhase::Ready
         {
             self.state = State::Up;
+            (self.heard_on_sub, self.heard_on_cmd) = (now, now);
             self.backoff = BACKPLANE_RETRY_FIRST;
             self.warned = false;
             info!(

@@ -598,6 +598,15 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// Stops (SIGSTOP) or resumes (SIGCONT) this Redis: a hang, with every connection open.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} redis-server failed");
+    }
+
     /// Starts a fresh, empty Redis on the same port after [`RedisServer::kill`].
     pub fn restart(&mut self) {
         let port = self.addr.port();
