@@ -44,15 +44,6 @@ need redis-server redis-server
 need python3 python3
 build_release
 
-pids=()
-stop_all() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  pids=()
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-
 wait_for_log() {  # wait_for_log FILE TEXT: waits up to 10 s for TEXT to appear in FILE
   for _ in $(seq 100); do
     grep -q "$2" "$1" && return 0
@@ -75,10 +66,7 @@ run() {  # run CONFIG INSTANCES BACKPLANE(yes|no): fresh processes, one generato
   if [ "$backplane" = yes ]; then
     local redis_port
     redis_port=$(free_port)
-    redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-      --daemonize no >>"$out/redis.log" 2>&1 &
-    pids+=($!)
-    wait_for_port "$redis_port"
+    redis_server "$redis_port" "$out/redis.log"
     args=(--backplane "redis://127.0.0.1:$redis_port/bench")
   fi
   for i in $(seq 1 "$instances"); do

@@ -43,20 +43,11 @@ build_release
 
 logs=target/cluster
 mkdir -p "$logs"
-pids=()
-stop_all() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  pids=()
-}
-trap stop_all EXIT
 trap 'echo; echo "== stopping"; exit 130' INT TERM
 
 redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no \
-  --daemonize no >"$logs/redis.log" 2>&1 &
-pids+=($!)
-wait_for_port "$redis_port"
+: >"$logs/redis.log"
+redis_server "$redis_port" "$logs/redis.log"
 echo "== redis-server on 127.0.0.1:$redis_port (log: $logs/redis.log)"
 
 url="redis://127.0.0.1:$redis_port/$channel"

@@ -64,19 +64,7 @@ fn backplane_two_instances_chat_in_one_global_order() {
     let senders: Vec<Client> = vec![a.connect(), b.connect()];
     let nicks: Vec<String> = senders.iter().map(|c| c.nick.clone()).collect();
     assert_ne!(nicks[0], nicks[1], "guest nicks collided across instances");
-    let threads: Vec<_> = senders
-        .into_iter()
-        .enumerate()
-        .map(|(s, mut client)| {
-            thread::spawn(move || {
-                for n in 0..LINES {
-                    client.send(&format!("s{s} n{n}"));
-                }
-                client
-            })
-        })
-        .collect();
-    let mut senders: Vec<Client> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut senders = common::send_concurrently(senders, LINES);
 
     let views: Vec<Vec<String>> = observers
         .iter_mut()

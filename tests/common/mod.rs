@@ -326,6 +326,27 @@ impl Client {
     }
 }
 
+/// Each client sends `lines` lines `s<index> n<n>` from a thread of its own, all at once;
+/// returns the clients once every line is sent.
+pub fn send_concurrently(senders: Vec<Client>, lines: usize) -> Vec<Client> {
+    let threads: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(s, mut client)| {
+            thread::spawn(move || {
+                for n in 0..lines {
+                    client.send(&format!("s{s} n{n}"));
+                }
+                client
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("sender thread"))
+        .collect()
+}
+
 /// The built `pollchat` binary, started as a real process on an ephemeral port.
 pub struct ServerProcess {
     /// `None` once [`ServerProcess::wait_exit`] has reaped it.
