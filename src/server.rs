@@ -314,7 +314,8 @@ impl Server {
     /// One turn of the loop: steps 1 to 5 of the module documentation.
     fn turn(&mut self, events: &mut Events) -> Result<(), Error> {
         // 1. Wait. With clients on the ready list there is work already: don't sleep.
-        let timeout = if self.ready.is_empty() {
+        let backplane_unread = self.backplane.as_ref().is_some_and(Backplane::has_unread);
+        let timeout = if self.ready.is_empty() && !backplane_unread {
             self.timers.timeout(Instant::now())
         } else {
             Some(Duration::ZERO)
@@ -339,6 +340,13 @@ impl Server {
                 conn.on_ready_list = false;
                 self.serve_reader(r.token, now);
             }
+        }
+
+        // ... and the backplane's, if its read budget ran out too.
+        if backplane_unread && let Some(backplane) = &mut self.backplane {
+            let mut happened = Vec::new();
+            backplane.serve_unread(self.poll.registry(), &mut self.scratch, now, &mut happened);
+            self.absorb(happened);
         }
 
         // 4. Timers.

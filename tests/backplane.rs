@@ -54,7 +54,7 @@ fn try_nick(client: &mut Client, name: &str) -> bool {
 /// never gets its own lines back.
 #[test]
 fn backplane_two_instances_chat_in_one_global_order() {
-    const LINES: usize = 200;
+    const LINES: usize = 1000;
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -359,4 +359,87 @@ fn backplane_hung_redis_is_noticed_and_survived() {
     b1.expect("*** backplane back, chat is shared again");
     a1.send("still here");
     b1.read_until(|l| l == format!("<{}> still here", a1.nick));
+}
+
+/// A fake Redis for what a real one will not do on demand: it answers the backplane's
+/// commands (SUBSCRIBE, PING, PUBLISH, EVAL) as Redis would, and once a nick is claimed (a
+/// client joined) it pushes `burst` on the subscription in one write.
+fn fake_redis(burst: Vec<u8>) -> std::net::SocketAddr {
+    use pollchat::backplane::resp::{self, Value};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let joined = Arc::new(AtomicBool::new(false));
+    thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { return };
+            let (burst, joined) = (burst.clone(), Arc::clone(&joined));
+            thread::spawn(move || {
+                let mut input = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = socket.read(&mut buf) {
+                    input.extend_from_slice(&buf[..n]);
+                    while let Ok(Some((Value::Array(Some(parts)), used))) = resp::decode(&input) {
+                        let command = parts[0].bytes().unwrap().to_vec();
+                        input.drain(..used);
+                        let reply: &[u8] = match command.as_slice() {
+                            b"SUBSCRIBE" => b"*3\r\n$9\r\nsubscribe\r\n$1\r\nx\r\n:1\r\n",
+                            b"PING" => b"+PONG\r\n",
+                            _ => b":1\r\n",
+                        };
+                        if socket.write_all(reply).is_err() {
+                            return;
+                        }
+                        if command == b"EVAL" {
+                            joined.store(true, Ordering::Release);
+                        }
+                        if command == b"SUBSCRIBE" {
+                            // Paced polling of a flag set by the other connection's thread,
+                            // bounded by the deadline: this thread is the fake server, not
+                            // the test's synchronisation.
+                            let deadline = Instant::now() + DEADLINE;
+                            while !joined.load(Ordering::Acquire) && Instant::now() < deadline {
+                                thread::sleep(Duration::from_millis(5));
+                            }
+                            if socket.write_all(&burst).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Events arriving faster than one read budget (64 KiB) takes are read in budgets, like a
+/// flooding client, and the rest is read on the next turns without a new readiness event:
+/// every line of a burst far larger than the budget arrives, in order.
+#[test]
+fn backplane_a_burst_over_the_read_budget_arrives_whole() {
+    const LINES: usize = 5000;
+    let mut burst = Vec::new();
+    for n in 0..LINES {
+        let event = format!("pc1 ffff 1 SAY bob line {n} {}", "x".repeat(40));
+        let push = format!(
+            "*3\r\n$7\r\nmessage\r\n$1\r\nx\r\n${}\r\n{event}\r\n",
+            event.len()
+        );
+        burst.extend_from_slice(push.as_bytes());
+    }
+    assert!(burst.len() > 4 * 64 * 1024);
+    let fake = fake_redis(burst);
+    let url = RedisUrl::parse(&format!("redis://{fake}/x")).unwrap();
+    let server = TestServer::with(|c| {
+        c.stats_udp = Some("127.0.0.1:0".parse().unwrap());
+        c.backplane = Some(BackplaneConfig::new(url));
+    });
+    server.wait_backplane("up");
+    let mut client = server.connect();
+    for n in 0..LINES {
+        let line = client.line();
+        assert!(line.starts_with(&format!("<bob> line {n} ")), "{line}");
+    }
 }

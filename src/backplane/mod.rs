@@ -62,6 +62,7 @@ use crate::connection::ConnRef;
 use crate::error::{Error, describe};
 use crate::limits::{
     BACKPLANE_CONNECT_TIMEOUT, BACKPLANE_MAX_OUTPUT, BACKPLANE_RETRY_FIRST, BACKPLANE_RETRY_MAX,
+    READ_BUDGET,
 };
 pub use event::{Event, What};
 use resp::Value;
@@ -257,6 +258,9 @@ struct Link {
     output: Vec<u8>,
     written: usize,
     writable_interest: bool,
+    /// The read budget ran out before `WouldBlock`: read again next turn without waiting for
+    /// an event (none will come for bytes already there).
+    unread: bool,
 }
 
 impl Link {
@@ -270,6 +274,7 @@ impl Link {
             output: Vec::new(),
             written: 0,
             writable_interest: false,
+            unread: false,
         }
     }
 
@@ -305,6 +310,7 @@ impl Link {
         self.output.clear();
         self.written = 0;
         self.writable_interest = false;
+        self.unread = false;
     }
 
     /// While connecting: `Ok(true)` once the connect has finished, `Ok(false)` if this event
@@ -327,13 +333,20 @@ impl Link {
     }
 
     /// Reads until `WouldBlock` (edge-triggered: no new event comes for bytes already
-    /// there). Redis closing the connection is an error here: it never should.
-    fn read(&mut self, scratch: &mut [u8]) -> io::Result<()> {
+    /// there) or until [`READ_BUDGET`] bytes are read, as for a client, so a flood of events
+    /// cannot keep the loop from the clients. `Ok(false)`: the budget ran out first, and the
+    /// socket may hold more (the loop comes back next turn). Redis closing the connection is
+    /// an error here: it never should.
+    fn read(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
         let name = self.name();
         let Some(socket) = &mut self.socket else {
-            return Ok(());
+            return Ok(true);
         };
+        let mut budget = READ_BUDGET;
         loop {
+            if budget == 0 {
+                return Ok(false);
+            }
             match socket.read(scratch) {
                 Ok(0) => {
                     return Err(io::Error::new(
@@ -344,8 +357,9 @@ impl Link {
                 Ok(n) => {
                     trace!("backplane {name}: read {n} bytes");
                     self.input.extend_from_slice(&scratch[..n]);
+                    budget = budget.saturating_sub(n);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
@@ -597,6 +611,28 @@ impl Backplane {
         }
     }
 
+    /// Whether a connection still had bytes to read when its read budget ran out.
+    pub fn has_unread(&self) -> bool {
+        self.sub.unread || self.cmd.unread
+    }
+
+    /// Step 3 of the loop for the backplane: reads on where the budget stopped last turn.
+    pub fn serve_unread(
+        &mut self,
+        registry: &Registry,
+        scratch: &mut [u8],
+        now: Instant,
+        out: &mut Vec<Happening>,
+    ) {
+        for role in [Role::Subscriber, Role::Commands] {
+            let link = self.link(role);
+            if std::mem::take(&mut link.unread) {
+                let token = link.token;
+                self.handle(token, true, registry, scratch, now, out);
+            }
+        }
+    }
+
     fn link(&mut self, role: Role) -> &mut Link {
         match role {
             Role::Subscriber => &mut self.sub,
@@ -630,8 +666,10 @@ impl Backplane {
         if readable {
             let name = link.name();
             let before = link.input.len();
-            link.read(scratch)
+            let drained = link
+                .read(scratch)
                 .map_err(|e| format!("{name}: {}", describe(&e)))?;
+            link.unread = !drained;
             if link.input.len() > before {
                 match role {
                     Role::Subscriber => self.heard_on_sub = now,
