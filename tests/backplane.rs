@@ -281,27 +281,49 @@ fn backplane_instance_killed_its_nicks_become_free() {
     b1.expect("*** 1 user here: alice");
 }
 
-/// Redis answering garbage: the backplane closes its connections and opens new ones again
-/// and again, and the server carries on serving its clients.
-#[test]
-fn backplane_garbage_from_redis_reconnects_and_never_crashes() {
+/// A fake Redis that answers every connection's first command with `reply`, then waits for
+/// the server to hang up, for six connections (three attempts of two connections each);
+/// then checks the server is still serving, and counted its reconnects.
+fn reopens_after(reply: &'static [u8]) {
     let fake = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = RedisUrl::parse(&format!("redis://{}/x", fake.local_addr().unwrap())).unwrap();
     let server = TestServer::with(|c| {
         c.stats_udp = Some("127.0.0.1:0".parse().unwrap());
         c.backplane = Some(BackplaneConfig::new(url));
     });
-    fake.set_nonblocking(false).unwrap();
-    // Six connections in a row (three attempts, two connections each) get garbage.
+    fake.set_nonblocking(true).unwrap();
     let fake_redis = thread::spawn(move || {
-        for _ in 0..6 {
-            let (mut socket, _) = fake.accept().unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        let mut served = 0;
+        while served < 6 {
+            assert!(
+                Instant::now() < deadline,
+                "the backplane stopped reconnecting"
+            );
+            let Ok((mut socket, _)) = fake.accept() else {
+                // Paced polling of a non-blocking accept, bounded by the deadline.
+                thread::sleep(Duration::from_millis(5));
+                continue;
+            };
+            served += 1;
+            socket.set_nonblocking(false).unwrap();
             socket.set_read_timeout(Some(DEADLINE)).unwrap();
             let mut buf = [0u8; 256];
             let _ = socket.read(&mut buf);
-            let _ = socket.write_all(b"%garbage\r\n");
-            // Wait for the server to hang up: it must, on garbage.
-            while matches!(socket.read(&mut buf), Ok(n) if n > 0) {}
+            let _ = socket.write_all(reply);
+            // The server must hang up on this reply, not merely when its 2 s connect timeout
+            // runs out: a read timeout here fails the test.
+            socket
+                .set_read_timeout(Some(Duration::from_secs(1)))
+                .unwrap();
+            loop {
+                match socket.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+                    Err(e) => panic!("the server kept a connection that answered {reply:?}: {e}"),
+                }
+            }
         }
     });
     let mut client = server.connect();
@@ -310,6 +332,19 @@ fn backplane_garbage_from_redis_reconnects_and_never_crashes() {
     client.sync();
     let stats = server.ask_stats(b"stats");
     assert!(!stats.contains("\"reconnects\":0}"), "{stats}");
+}
+
+/// Redis answering bytes that are not RESP: the backplane closes its connections and opens
+/// new ones again and again, and the server carries on serving its clients.
+#[test]
+fn backplane_garbage_from_redis_reconnects_and_never_crashes() {
+    reopens_after(b"%garbage\r\n");
+}
+
+/// Redis answering with an error (a password it was not given, say): the same.
+#[test]
+fn backplane_error_replies_from_redis_reconnect_and_never_crash() {
+    reopens_after(b"-NOAUTH Authentication required.\r\n");
 }
 
 /// The load generator spread over two instances (`--target` twice): half the connections on

@@ -174,6 +174,18 @@ pub enum Awaiting {
     Resync,
 }
 
+impl Awaiting {
+    /// The command, as the log names it.
+    fn describe(&self) -> &'static str {
+        match self {
+            Awaiting::Handshake | Awaiting::Resync => "PING",
+            Awaiting::Publish => "PUBLISH",
+            Awaiting::Claim(_) => "a nick claim",
+            Awaiting::Release => "a nick release",
+        }
+    }
+}
+
 /// A nick claim waiting for Redis's answer, and what it was for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -752,7 +764,8 @@ impl Backplane {
 
     /// One message on the subscriber: the subscription's confirmation, then events.
     fn on_push(&mut self, value: Value<'_>, out: &mut Vec<Happening>) -> Result<(), String> {
-        let unexpected = |value: &Value<'_>| format!("unexpected message from Redis: {value:?}");
+        let unexpected =
+            |value: &Value<'_>| format!("unexpected message from Redis: {}", value.describe());
         let Value::Array(Some(items)) = &value else {
             return Err(unexpected(&value));
         };
@@ -787,11 +800,15 @@ impl Backplane {
     /// One reply on the command connection, matched with what it answers.
     fn on_reply(&mut self, value: Value<'_>, out: &mut Vec<Happening>) -> Result<(), String> {
         let Some(awaiting) = self.awaiting.pop_front() else {
-            return Err(format!("Redis sent a reply nobody asked for: {value:?}"));
+            return Err(format!(
+                "Redis sent a reply nobody asked for: {}",
+                value.describe()
+            ));
         };
         if let Value::Error(text) = value {
             return Err(format!(
-                "Redis answered {awaiting:?} with an error: {}",
+                "Redis answered {} with an error: {}",
+                awaiting.describe(),
                 resp::lossy(text)
             ));
         }
@@ -809,7 +826,9 @@ impl Backplane {
             (Awaiting::Resync, Value::Simple(b"PONG")) => out.push(Happening::Resynced),
             (awaiting, value) => {
                 return Err(format!(
-                    "Redis answered {awaiting:?} with an unexpected {value:?}"
+                    "Redis answered {} with an unexpected {}",
+                    awaiting.describe(),
+                    value.describe()
                 ));
             }
         }

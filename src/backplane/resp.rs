@@ -43,6 +43,22 @@ pub enum Value<'a> {
 }
 
 impl Value<'_> {
+    /// The value as RESP-like text for a log line, long strings cut short: `+PONG`, `:1`,
+    /// `$"hello"`, `*[...]`.
+    pub fn describe(&self) -> String {
+        match self {
+            Value::Simple(b) => format!("+{}", lossy(b)),
+            Value::Error(b) => format!("-{}", lossy(b)),
+            Value::Integer(n) => format!(":{n}"),
+            Value::Bulk(None) | Value::Array(None) => "nil".to_string(),
+            Value::Bulk(Some(b)) => format!("${:?}", lossy(b)),
+            Value::Array(Some(items)) => {
+                let items: Vec<String> = items.iter().map(Value::describe).collect();
+                format!("*[{}]", items.join(", "))
+            }
+        }
+    }
+
     /// A bulk or simple string's bytes.
     pub fn bytes(&self) -> Option<&[u8]> {
         match self {
@@ -228,5 +244,14 @@ mod tests {
             assert!(decode(garbage).is_err(), "{:?}", lossy(garbage));
         }
         assert!(decode(&[b'+'; 70_000]).is_err());
+    }
+
+    #[test]
+    fn values_describe_themselves_for_the_log() {
+        let (value, _) = decode(b"*3\r\n$7\r\nmessage\r\n:1\r\n$-1\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(value.describe(), "*[$\"message\", :1, nil]");
+        assert_eq!(Value::Error(b"ERR x").describe(), "-ERR x");
     }
 }
