@@ -294,4 +294,28 @@ mod tests {
         assert_eq!(config.idle_timeout, None);
         assert!(config.handle_signals);
     }
+
+    #[test]
+    fn backplane_flags_make_a_backplane_config() {
+        let cli = Cli::try_parse_from([
+            "pollchat",
+            "--backplane",
+            "redis://127.0.0.1:6379/chat",
+            "--backplane-nick-ttl",
+            "2.5",
+        ])
+        .unwrap();
+        let backplane = cli.config().backplane.unwrap();
+        assert_eq!(backplane.url.channel, "chat");
+        assert_eq!(backplane.nick_ttl, Duration::from_millis(2500));
+        assert!(
+            Cli::try_parse_from(["pollchat"])
+                .unwrap()
+                .config()
+                .backplane
+                .is_none()
+        );
+        assert!(Cli::try_parse_from(["pollchat", "--backplane", "127.0.0.1:6379"]).is_err());
+        assert!(Cli::try_parse_from(["pollchat", "--backplane-nick-ttl", "3"]).is_err());
+    }
 }

@@ -478,3 +478,89 @@ fn backplane_a_burst_over_the_read_budget_arrives_whole() {
         assert!(line.starts_with(&format!("<bob> line {n} ")), "{line}");
     }
 }
+
+/// What the backplane sends survives partial writes: a fake Redis that does not read for a
+/// while (its receive buffer small) makes the instance's socket refuse bytes, and once it
+/// reads, every PUBLISH arrives, whole and in the order the client said the lines.
+#[test]
+fn backplane_publishes_survive_partial_writes() {
+    use pollchat::backplane::resp::{self, Value};
+    const LINES: usize = 20_000;
+    let fake = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    fake.set_recv_buffer_size(4096).unwrap();
+    fake.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    fake.listen(8).unwrap();
+    let fake: TcpListener = fake.into();
+    let url = RedisUrl::parse(&format!("redis://{}/x", fake.local_addr().unwrap())).unwrap();
+    let (tx, published) = std::sync::mpsc::channel::<Vec<u8>>();
+    thread::spawn(move || {
+        for socket in fake.incoming() {
+            let Ok(mut socket) = socket else { return };
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut input = Vec::new();
+                let mut buf = [0u8; 65536];
+                let mut publishes = 0;
+                while let Ok(n @ 1..) = socket.read(&mut buf) {
+                    input.extend_from_slice(&buf[..n]);
+                    let mut replies = Vec::new();
+                    while let Ok(Some((Value::Array(Some(parts)), used))) = resp::decode(&input) {
+                        let command = parts[0].bytes().unwrap();
+                        replies.extend_from_slice(match command {
+                            b"SUBSCRIBE" => b"*3\r\n$9\r\nsubscribe\r\n$1\r\nx\r\n:1\r\n",
+                            b"PING" => b"+PONG\r\n",
+                            _ => b":1\r\n",
+                        });
+                        if command == b"PUBLISH" {
+                            let _ = tx.send(parts[2].bytes().unwrap().to_vec());
+                            publishes += 1;
+                            if publishes == 1 {
+                                // Stop reading for a moment, with the client flooding: the
+                                // instance's writes to us must hit a full socket.
+                                thread::sleep(Duration::from_millis(500));
+                            }
+                        }
+                        input.drain(..used);
+                    }
+                    if socket.write_all(&replies).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let server = TestServer::with(|c| {
+        c.stats_udp = Some("127.0.0.1:0".parse().unwrap());
+        c.backplane = Some(BackplaneConfig::new(url));
+        c.quiet_joins = true;
+    });
+    server.wait_backplane("up");
+    let mut client = server.connect();
+    let nick = client.nick.clone();
+    let pad = "p".repeat(100);
+    let mut all = String::new();
+    for n in 0..LINES {
+        all.push_str(&format!("{n} {pad}\n"));
+    }
+    client.send_bytes(all.as_bytes());
+    let mut n = 0;
+    let deadline = Instant::now() + DEADLINE;
+    while n < LINES {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let payload = published
+            .recv_timeout(left)
+            .expect("every PUBLISH reaches Redis");
+        let text = String::from_utf8(payload).unwrap();
+        // HELLO and the like are not chat lines.
+        if let Some(said) = text.split_once(&format!(" SAY {nick} ")).map(|(_, s)| s) {
+            assert_eq!(said, format!("{n} {pad}"), "PUBLISH {n} lost or cut");
+            n += 1;
+        }
+    }
+}
