@@ -5,14 +5,16 @@
 //! 1. **Wait** in `poll` until a socket is ready or the next timer is due.
 //! 2. **Handle every event** of the batch: accept new clients, read from readable clients and
 //!    turn their lines into output queued for others (in `room.rs`), note writable clients.
+//!    With `--backplane`, read Redis's replies and hand the events they carry to the room.
 //!    Nothing is written to a client yet.
 //! 3. **Serve the ready list**: clients that still had unread input when their read budget
 //!    ran out last turn. Edge-triggered readiness will not report them again, so the loop
-//!    must remember them itself.
+//!    must remember them itself. (The backplane's Redis connections have a budget too.)
 //! 4. **Fire due timers**: idle timeouts, flood control resuming, lingering closes, accept
-//!    pauses, the shutdown deadline.
-//! 5. **End the batch**: send the leave notices, then flush every client that has new output,
-//!    once each, then free the slots of the connections that closed.
+//!    pauses, the shutdown deadline, the backplane's reconnects and nick refreshes.
+//! 5. **End the batch**: send the leave notices, publish what the room has for Redis, then
+//!    flush every client that has new output, once each, then free the slots of the
+//!    connections that closed.
 //!
 //! Why write only at the end (step 5)? A batch often holds lines from several senders. Writing
 //! after each line would cost every recipient one system call per line; writing once at the
