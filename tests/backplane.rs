@@ -564,3 +564,29 @@ fn backplane_publishes_survive_partial_writes() {
         }
     }
 }
+
+/// An instance shut down gracefully tells the others its clients left, and gives their nicks
+/// back at once (not after the TTL): the nick is free the moment the leave is announced.
+#[test]
+fn backplane_graceful_shutdown_frees_nicks_at_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "shutdown", |_| {});
+    let b = instance(&redis, "shutdown", |_| {});
+    let mut alice = a.connect();
+    let mut bob = b.connect();
+    let alice_was = alice.nick.clone();
+    assert!(try_nick(&mut alice, "alice"));
+    // (Whether bob also hears alice's join depends on when he joined: skipped either way.)
+    bob.read_until(|l| l == format!("*** {alice_was} is now known as alice"));
+    a.stop().unwrap();
+    bob.expect("*** alice left (server shutting down)");
+    // The release went to Redis before the leave, on the same connection: no waiting.
+    assert!(
+        try_nick(&mut bob, "alice"),
+        "alice's nick was not given back"
+    );
+    bob.send("/who");
+    bob.expect("*** 1 user here: alice");
+}
