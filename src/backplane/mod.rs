@@ -28,15 +28,15 @@
 //! ```text
 //!   Connecting ──(both ready: PONG and the subscription confirmed)──► Up
 //!       ▲   │                                                         │
-//!       │   └─(refused, closed, timeout, error reply, garbage)─┐      │(same)
-//!       │                                                       ▼      ▼
+//!       │   └─(refused, closed, timeout, error reply, garbage)─┐      │(same, or silent
+//!       │                                                       ▼      ▼ for a whole TTL)
 //!       └────────────(retry timer: 100 ms doubling to 5 s)──── Down { retry_at }
 //! ```
 //!
 //! Anything unexpected from Redis (an error it should not send, a reply nobody asked for,
-//! bytes that are not RESP, more output than it reads) closes both connections: they are
-//! re-opened from a clean state. The server never panics over what Redis says, and while the
-//! backplane is down the room runs "local only" (see `room.rs`).
+//! bytes that are not RESP, more output than it reads, silence) closes both connections:
+//! they are re-opened from a clean state. The server never panics over what Redis says, and
+//! while the backplane is down the room runs "local only" (see `room.rs`).
 //!
 //! Nicks are claimed in Redis, which is the authority across instances: the key
 //! `CHANNEL:nick:<lower-cased nick>` holds the owning instance's id, with an expiry (the nick
