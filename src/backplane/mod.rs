@@ -17,7 +17,7 @@
 //! - the **command connection** sends `PUBLISH` and the nick claims, pipelined. Redis answers
 //!   in order, so a FIFO ([`Awaiting`]) says what each reply is for.
 //!
-//! Each connection ([`Link`]) keeps its own read buffer (replies arrive in any pieces: RESP is
+//! Each connection (`Link`) keeps its own read buffer (replies arrive in any pieces: RESP is
 //! decoded only when complete, see `resp.rs`) and its own write buffer (a partial write keeps
 //! the rest, and writable interest is asked for only while bytes are left), exactly like a
 //! client connection. Nothing here blocks: connects are non-blocking and finished by a
