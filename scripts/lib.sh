@@ -38,7 +38,16 @@ stop_server() {
     server_pid=""
   fi
 }
-trap stop_server EXIT
+# Scripts that start several processes (a cluster) add each PID to `pids`; stop_all stops
+# them all, and the single server too.
+pids=()
+stop_all() {
+  stop_server
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+trap stop_all EXIT
 trap 'exit 130' INT TERM
 
 free_port() {
@@ -52,6 +61,13 @@ wait_for_port() {  # waits up to 10 s for 127.0.0.1:PORT to accept connections
   done
   echo "server on port $1 did not start" >&2
   exit 1
+}
+
+redis_server() {  # redis_server PORT LOG: an unpinned redis-server in the background, in pids
+  redis-server --port "$1" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+    >>"$2" 2>&1 &
+  pids+=($!)
+  wait_for_port "$1"
 }
 
 start_server() {  # start_server pollchat|redis PORT LOG: starts it pinned to core 0

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use log::LevelFilter;
 
+use crate::backplane::{BackplaneConfig, RedisUrl};
 use crate::limits;
 
 /// Everything the server needs to run.
@@ -42,6 +43,8 @@ pub struct Config {
     pub quiet_joins: bool,
     /// Answer `stats` datagrams on this UDP address with the counters as JSON.
     pub stats_udp: Option<SocketAddr>,
+    /// `--backplane`: share the chat with other instances through Redis pub/sub.
+    pub backplane: Option<BackplaneConfig>,
     /// Turn SIGINT/SIGTERM into a graceful shutdown. Only one server per process may, so
     /// the binary sets it and in-process tests do not.
     pub handle_signals: bool,
@@ -87,6 +90,7 @@ impl Default for Config {
             idle_timeout: None,
             quiet_joins: false,
             stats_udp: None,
+            backplane: None,
             handle_signals: false,
         }
     }
@@ -171,6 +175,17 @@ pub struct Cli {
     /// Answer the UDP datagram "stats" on this address with the server's counters as JSON
     #[arg(long, value_name = "ADDR")]
     pub stats_udp: Option<SocketAddr>,
+
+    /// Share one chat with other instances through Redis: redis://HOST:PORT[/CHANNEL] (off by
+    /// default)
+    #[arg(long, value_name = "URL", value_parser = RedisUrl::parse)]
+    pub backplane: Option<RedisUrl>,
+
+    /// Seconds a nick stays claimed in Redis without a refresh (a dead instance's nicks stay
+    /// taken this long)
+    #[arg(long, value_name = "SECS", requires = "backplane",
+          default_value_t = limits::DEFAULT_NICK_TTL.as_secs_f64())]
+    pub backplane_nick_ttl: f64,
 
     /// Log level: off, error, warn, info, debug or trace (trace logs every line)
     #[arg(long, value_name = "LEVEL", default_value = "info")]
@@ -304,6 +319,12 @@ impl Cli {
                 .then(|| Duration::from_secs_f64(self.idle_timeout)),
             quiet_joins: self.quiet_joins,
             stats_udp: self.stats_udp,
+            backplane: self.backplane.clone().map(|url| BackplaneConfig {
+                url,
+                // Milliseconds are Redis's unit for the expiry; under 0.3 s the refresh
+                // (every third) would be a busy loop.
+                nick_ttl: Duration::from_secs_f64(self.backplane_nick_ttl.clamp(0.3, 1e6)),
+            }),
             handle_signals: true,
         }
     }
@@ -374,5 +395,29 @@ mod tests {
         assert_eq!(config.max_output, 1 << 20);
         assert_eq!(config.idle_timeout, None);
         assert!(config.handle_signals);
+    }
+
+    #[test]
+    fn backplane_flags_make_a_backplane_config() {
+        let cli = Cli::try_parse_from([
+            "pollchat",
+            "--backplane",
+            "redis://127.0.0.1:6379/chat",
+            "--backplane-nick-ttl",
+            "2.5",
+        ])
+        .unwrap();
+        let backplane = cli.config().backplane.unwrap();
+        assert_eq!(backplane.url.channel, "chat");
+        assert_eq!(backplane.nick_ttl, Duration::from_millis(2500));
+        assert!(
+            Cli::try_parse_from(["pollchat"])
+                .unwrap()
+                .config()
+                .backplane
+                .is_none()
+        );
+        assert!(Cli::try_parse_from(["pollchat", "--backplane", "127.0.0.1:6379"]).is_err());
+        assert!(Cli::try_parse_from(["pollchat", "--backplane-nick-ttl", "3"]).is_err());
     }
 }

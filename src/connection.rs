@@ -160,6 +160,9 @@ pub struct Connection {
     /// Flood control stopped reading this client until a token is due; readable events are
     /// ignored meanwhile (a `RateLimit` timer resumes it).
     pub throttled: bool,
+    /// `--backplane`: its `/nick` is being claimed in Redis. Its next lines wait, unread, until
+    /// the answer, so they are handled in the order sent (a line after `/nick bob` is bob's).
+    pub waiting_for_nick: bool,
     /// Flood control has been logged for this client (once is enough).
     pub warned_throttle: bool,
     /// Already on the room's list of connections to flush at the end of this batch.
@@ -199,6 +202,7 @@ impl Connection {
             bucket,
             last_heard: now,
             throttled: false,
+            waiting_for_nick: false,
             warned_throttle: false,
             needs_flush: false,
             on_ready_list: false,

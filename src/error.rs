@@ -20,6 +20,8 @@ pub enum Error {
     Tls(String),
     /// The configuration leaves nothing to listen on.
     NoListeners,
+    /// `--backplane` cannot be used (the sentence says why).
+    Backplane(String),
 }
 
 impl fmt::Display for Error {
@@ -43,7 +45,7 @@ impl fmt::Display for Error {
                 )
             }
             Error::Poll(source) => write!(f, "event loop failed: {}", describe(source)),
-            Error::Tls(sentence) => f.write_str(sentence),
+            Error::Tls(sentence) | Error::Backplane(sentence) => f.write_str(sentence),
             Error::NoListeners => f.write_str(
                 "nothing to listen on: give --bind, or --tls-cert and --tls-key for TLS",
             ),
@@ -57,7 +59,7 @@ impl std::error::Error for Error {
             Error::Bind { source, .. } | Error::LogFile { source, .. } | Error::Poll(source) => {
                 Some(source)
             }
-            Error::Tls(_) | Error::NoListeners => None,
+            Error::Tls(_) | Error::NoListeners | Error::Backplane(_) => None,
         }
     }
 }

@@ -21,6 +21,9 @@
 //! - [`tls`]: TLS (rustls) between a connection's socket and its framer and write queue, in
 //!   the same loop: the handshake, decrypting reads, encrypting as the socket takes output.
 //! - [`stats`]: the loop's counters, reported as JSON on a UDP socket in the same poll.
+//! - [`backplane`]: `--backplane`, several instances as one chat through Redis pub/sub: two
+//!   Redis connections in the same loop (RESP encoder and incremental decoder, reconnects
+//!   with backoff), the events instances exchange, nick claims in Redis, who is elsewhere.
 //! - [`config`], [`limits`]: the command line, and every bound with its reason.
 //! - [`os`]: listening sockets and the open-file limit.
 //! - [`logging`], [`error`]: log set-up, and the few errors that stop the server.
@@ -50,6 +53,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backplane;
 pub mod bench;
 pub mod client;
 pub mod config;

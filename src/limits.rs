@@ -107,3 +107,25 @@ pub const CLIENT_SCREEN_BACKLOG: usize = 64 * 1024;
 /// bound, a silently dropped SYN would leave the user waiting for the kernel's retries
 /// (about two minutes on Linux).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `--backplane-nick-ttl`: how long a nick's key lives in Redis unless its instance refreshes
+/// it (every third of this). It is how long the nicks of an instance that died stay taken,
+/// and how long a silent instance stays in the others' `/who`. Long enough that a busy
+/// Redis or a stalled loop does not lose a live client's nick; short enough that a crashed
+/// instance's users can have their nicks back when they reconnect elsewhere.
+pub const DEFAULT_NICK_TTL: Duration = Duration::from_secs(15);
+
+/// How long a connect to Redis may take before the attempt counts as failed. Loopback or
+/// a LAN answers in milliseconds; a silent host must not leave the backplane hanging.
+pub const BACKPLANE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Wait before re-connecting to Redis after a failure: the first time, and at most. It
+/// doubles in between, so a Redis restart is noticed within a few hundred milliseconds and a
+/// long outage costs one attempt every few seconds.
+pub const BACKPLANE_RETRY_FIRST: Duration = Duration::from_millis(100);
+pub const BACKPLANE_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Bytes waiting for Redis to read them before the backplane gives up on that connection and
+/// re-opens it. Redis reads as fast as we write unless it is stuck; this bounds the memory
+/// a stuck Redis can make the server hold (tens of thousands of events).
+pub const BACKPLANE_MAX_OUTPUT: usize = 64 * 1024 * 1024;

@@ -168,6 +168,10 @@ pub const BYE: &str = "*** bye\n";
 pub const SERVER_FULL: &str = "*** server full, try again later\n";
 pub const TOO_MANY_FROM_ADDRESS: &str = "*** too many connections from your address\n";
 pub const SHUTTING_DOWN: &str = "*** server shutting down\n";
+/// `--backplane`: Redis cannot be reached; lines reach this instance's clients only.
+pub const BACKPLANE_DOWN: &str = "*** backplane unavailable, chat is local only\n";
+/// `--backplane`: Redis is back and this instance's nicks are claimed again.
+pub const BACKPLANE_BACK: &str = "*** backplane back, chat is shared again\n";
 
 /// `/help`: one `*** ` line per command.
 pub const HELP: &str = "\
@@ -245,6 +249,8 @@ mod tests {
             SERVER_FULL.to_string(),
             TOO_MANY_FROM_ADDRESS.to_string(),
             SHUTTING_DOWN.to_string(),
+            BACKPLANE_DOWN.to_string(),
+            BACKPLANE_BACK.to_string(),
         ] {
             assert!(line.starts_with("*** ") && line.ends_with('\n'), "{line:?}");
         }

@@ -12,16 +12,34 @@
 //! same global order. No queue is ever reordered, and a client is sent away before a line
 //! is skipped for it.
 //!
+//! Everything clients say to each other (chat lines, `/me`, `/msg`, join, leave and nick
+//! notices) is an [`Event`], and one function, [`Room::deliver`], turns an event into output.
+//! [`Room::emit`] decides when that happens:
+//!
+//! - alone (no `--backplane`, or the backplane is down: "local only"), at once;
+//! - with the backplane up, not at all here: the event goes to the outbox, the loop publishes
+//!   it, and it is delivered when it comes back from the subscription, on every instance, this
+//!   one included. Redis's order is then the one global order, and the ordering logic is the
+//!   same function in both modes. The sender is skipped by its connection id, as before.
+//!
+//! With the backplane, nicks are claimed in Redis before they are granted (see
+//! `backplane/mod.rs`): `/nick` waits for the answer, which arrives as a later event
+//! ([`Room::claim_answered`]); `/who` lists the other instances' clients too, from a
+//! [`Replica`].
+//!
 //! [`WriteQueue`]: crate::write_queue::WriteQueue
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, trace, warn};
 use mio::Registry;
 use slab::Slab;
 
+use crate::backplane::replica::Replica;
+use crate::backplane::{Claim, Event, Outgoing, Purpose, What};
 use crate::connection::{CloseReason, ConnRef, Connection, Phase};
 use crate::limits::HARD_OUTPUT_FACTOR;
 use crate::protocol::{self, Command};
@@ -37,8 +55,8 @@ pub struct Room {
     /// Tokens with output queued since the last flush (each at most once: see
     /// `Connection::needs_flush`).
     to_flush: Vec<usize>,
-    /// Leave notices not yet sent (see [`Room::announce_departures`] for why they wait).
-    departures: Vec<String>,
+    /// Leave events not yet emitted (see [`Room::announce_departures`] for why they wait).
+    departures: Vec<Event>,
     /// Tokens in [`Phase::Closed`], to be removed by [`Room::reap`].
     closed: Vec<usize>,
     /// Connections per client address, for `--max-per-ip`: counted from `join` until the
@@ -53,6 +71,33 @@ pub struct Room {
     max_output: usize,
     max_line: usize,
     quiet_joins: bool,
+    /// The origin of this instance's events (the backplane's instance id).
+    instance: String,
+    /// `Some` with `--backplane`: what the room keeps for the chat across instances.
+    cluster: Option<Cluster>,
+}
+
+/// The room's side of the backplane.
+#[derive(Debug)]
+struct Cluster {
+    /// The backplane is up: events are published, not delivered here directly.
+    up: bool,
+    /// Clients have been told the chat is local only, and are owed "back" when it is shared
+    /// again.
+    told_down: bool,
+    /// What the loop must send to Redis at the end of the batch.
+    outbox: Vec<Outgoing>,
+    /// The other instances' clients.
+    replica: Replica,
+    /// Lower-cased nicks a `/nick` is claiming in Redis right now: taken, locally, until the
+    /// answer comes, so two local clients cannot both be granted one.
+    claiming: HashSet<String>,
+    /// Clients whose `/nick` was answered: the loop reads them again.
+    resumed: Vec<ConnRef>,
+    /// Part of every guest nick, from the instance id, so two instances rarely pick the same
+    /// guest nick (if they do, the claim catches it).
+    guest_tag: String,
+    nick_ttl: Duration,
 }
 
 impl Room {
@@ -70,7 +115,25 @@ impl Room {
             max_output,
             max_line,
             quiet_joins,
+            instance: "local".to_string(),
+            cluster: None,
         }
+    }
+
+    /// Makes this room one instance of a chat shared through the backplane. It starts local
+    /// only, until [`Room::backplane_up`].
+    pub fn join_cluster(&mut self, instance: &str, nick_ttl: Duration) {
+        self.instance = instance.to_string();
+        self.cluster = Some(Cluster {
+            up: false,
+            told_down: false,
+            outbox: Vec::new(),
+            replica: Replica::default(),
+            claiming: HashSet::new(),
+            resumed: Vec::new(),
+            guest_tag: instance.chars().take(4).collect(),
+            nick_ttl,
+        });
     }
 
     /// Clients in the room (not counting those on their way out).
@@ -124,15 +187,17 @@ impl Room {
         let nick = self.free_guest_nick();
         let conn = &mut self.conns[token];
         conn.nick.clone_from(&nick);
-        let peer = conn.peer;
+        let (peer, id, conn_ref) = (conn.peer, conn.id, conn.conn_ref(token));
         conn.counted_by_address = true;
         *self.per_address.entry(peer.ip()).or_insert(0) += 1;
         self.nicks.insert(protocol::nick_key(&nick), token);
         info!("{peer} connected as {nick} (token {token})");
         self.send_to(token, &protocol::welcome(&nick));
-        if !self.quiet_joins {
-            self.broadcast(Some(token), &protocol::joined(&nick));
+        if self.cluster.as_ref().is_some_and(|c| c.told_down) {
+            self.send_to(token, protocol::BACKPLANE_DOWN);
         }
+        self.claim(conn_ref, &nick, Purpose::Keep);
+        self.emit(id, What::Joined { nick });
     }
 
     /// A client that arrived over `--max-clients` or `--max-per-ip`: it is told why, and
@@ -168,6 +233,7 @@ impl Room {
     /// What one line from a chatting client does.
     pub fn handle_line(&mut self, token: usize, line: &str) {
         let nick = self.conns[token].nick.clone();
+        let id = self.conns[token].id;
         trace!("token {token} ({nick}) line {line:?}");
         let command = match protocol::parse(line) {
             Ok(Some(command)) => command,
@@ -178,10 +244,20 @@ impl Room {
             }
         };
         match command {
-            Command::Say(text) => self.broadcast(Some(token), &protocol::chat_line(&nick, text)),
-            Command::Me(action) => {
-                self.broadcast(Some(token), &protocol::action_line(&nick, action))
-            }
+            Command::Say(text) => self.emit(
+                id,
+                What::Say {
+                    nick,
+                    text: text.to_string(),
+                },
+            ),
+            Command::Me(action) => self.emit(
+                id,
+                What::Me {
+                    nick,
+                    action: action.to_string(),
+                },
+            ),
             Command::Nick(new) => self.rename(token, &nick, new),
             Command::Who => {
                 let mut nicks: Vec<&str> = self
@@ -190,15 +266,22 @@ impl Room {
                     .filter(|(_, c)| c.is_chatting())
                     .map(|(_, c)| c.nick.as_str())
                     .collect();
+                if let Some(cluster) = &self.cluster {
+                    nicks.extend(cluster.replica.nicks());
+                }
                 let reply = protocol::who(&mut nicks);
                 self.send_to(token, &reply);
             }
-            Command::Msg { to, text } => match self.nicks.get(&protocol::nick_key(to)) {
-                Some(&recipient) => {
-                    self.send_to(recipient, &protocol::private_line(&nick, text));
+            Command::Msg { to, text } => {
+                let known = self.nicks.contains_key(&protocol::nick_key(to))
+                    || self.cluster.as_ref().is_some_and(|c| c.replica.has(to));
+                if known {
+                    let (from, to, text) = (nick, to.to_string(), text.to_string());
+                    self.emit(id, What::Msg { from, to, text });
+                } else {
+                    self.send_to(token, &protocol::no_such_nick(to));
                 }
-                None => self.send_to(token, &protocol::no_such_nick(to)),
-            },
+            }
             Command::Quit(reason) => {
                 self.send_to(token, protocol::BYE);
                 self.leave(token, CloseReason::Quit(reason.map(str::to_string)));
@@ -224,20 +307,50 @@ impl Room {
             return;
         }
         let new_key = protocol::nick_key(new);
-        if self
-            .nicks
-            .get(&new_key)
-            .is_some_and(|&owner| owner != token)
+        let claiming = self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.claiming.contains(&new_key));
+        if claiming
+            || self
+                .nicks
+                .get(&new_key)
+                .is_some_and(|&owner| owner != token)
         {
             self.send_to(token, &protocol::nick_taken(new));
             return;
         }
-        self.nicks.remove(&protocol::nick_key(old));
-        self.nicks.insert(new_key, token);
-        self.conns[token].nick = new.to_string();
+        // Shared chat: Redis decides, and the answer comes in a later batch. (A change of
+        // case only keeps the same key, which this instance already holds.)
+        if let Some(cluster) = &mut self.cluster
+            && cluster.up
+            && new_key != protocol::nick_key(old)
+        {
+            cluster.claiming.insert(new_key);
+            let conn = &mut self.conns[token];
+            conn.waiting_for_nick = true;
+            let conn_ref = conn.conn_ref(token);
+            self.claim(conn_ref, new, Purpose::Rename);
+            return;
+        }
+        self.apply_rename(token, new);
+    }
+
+    /// The client is now `new`: the registry changes, everyone (the client too: that is its
+    /// confirmation) hears of it, and, in a shared chat, the old nick's key is released.
+    fn apply_rename(&mut self, token: usize, new: &str) {
+        let conn = &mut self.conns[token];
+        let old = std::mem::replace(&mut conn.nick, new.to_string());
+        let id = conn.id;
+        let (old_key, new_key) = (protocol::nick_key(&old), protocol::nick_key(new));
+        self.nicks.remove(&old_key);
+        self.nicks.insert(new_key.clone(), token);
         info!("token {token}: {old} is now {new}");
-        // Everyone sees it, the renamed client included: that is its confirmation.
-        self.broadcast(None, &protocol::renamed(old, new));
+        if old_key != new_key {
+            self.release(&old);
+        }
+        let new = new.to_string();
+        self.emit(id, What::Renamed { old, new });
     }
 
     /// The client leaves the room but keeps its socket until its queued output is flushed
@@ -273,9 +386,18 @@ impl Room {
         if !conn.is_chatting() {
             return false;
         }
-        self.nicks.remove(&protocol::nick_key(&conn.nick));
-        if !self.quiet_joins && *reason != CloseReason::Shutdown {
-            self.departures.push(protocol::left(&conn.nick, reason));
+        let (nick, id) = (conn.nick.clone(), conn.id);
+        self.nicks.remove(&protocol::nick_key(&nick));
+        self.release(&nick);
+        // On a shutdown, everyone here is leaving and needs no notice; the other instances'
+        // clients do.
+        if *reason != CloseReason::Shutdown || self.cluster.is_some() {
+            let reason = reason.to_string();
+            self.departures.push(Event {
+                origin: self.instance.clone(),
+                conn: id,
+                what: What::Left { nick, reason },
+            });
         }
         true
     }
@@ -288,8 +410,8 @@ impl Room {
     /// departure, so this loops until there are none left.
     pub fn announce_departures(&mut self) {
         while !self.departures.is_empty() {
-            for notice in std::mem::take(&mut self.departures) {
-                self.broadcast(None, &notice);
+            for event in std::mem::take(&mut self.departures) {
+                self.emit_event(event);
             }
         }
     }
@@ -318,6 +440,14 @@ impl Room {
             self.send_to(token, protocol::SHUTTING_DOWN);
             self.leave(token, CloseReason::Shutdown);
         }
+        // The other instances forget this one at once, after its clients' leave events.
+        if self.cluster.is_some() {
+            self.departures.push(Event {
+                origin: self.instance.clone(),
+                conn: 0,
+                what: What::Bye,
+            });
+        }
     }
 
     /// One line to one client.
@@ -329,14 +459,14 @@ impl Room {
         }
     }
 
-    /// One line to every chatting client except `except`. The line is allocated once, and
-    /// every recipient's queue shares it.
-    pub fn broadcast(&mut self, except: Option<usize>, line: &str) {
+    /// One line to every chatting client except the one whose connection id is `except`.
+    /// The line is allocated once, and every recipient's queue shares it.
+    pub fn broadcast(&mut self, except: Option<u64>, line: &str) {
         let line: Rc<[u8]> = Rc::from(line.as_bytes());
         let mut too_slow = Vec::new();
         let mut recipients = 0usize;
         for (token, conn) in &mut self.conns {
-            if Some(token) == except || !conn.is_chatting() {
+            if Some(conn.id) == except || !conn.is_chatting() {
                 continue;
             }
             recipients += 1;
@@ -382,6 +512,248 @@ impl Room {
         std::mem::take(&mut self.to_flush)
     }
 
+    /// Something a client did that the others must hear of: delivered now when the chat is
+    /// local, published when it is shared (and delivered when it comes back).
+    pub fn emit(&mut self, conn: u64, what: What) {
+        let event = Event {
+            origin: self.instance.clone(),
+            conn,
+            what,
+        };
+        self.emit_event(event);
+    }
+
+    fn emit_event(&mut self, event: Event) {
+        match &mut self.cluster {
+            Some(cluster) if cluster.up => cluster.outbox.push(Outgoing::Publish(event)),
+            _ => self.deliver(&event),
+        }
+    }
+
+    /// What an event means for this instance's clients: the one place where chat becomes
+    /// output, for local events and for events from the backplane alike. The client the
+    /// event came from (same instance, same connection id) does not get its own line back.
+    pub fn deliver(&mut self, event: &Event) {
+        let mine = event.origin == self.instance;
+        let except = mine.then_some(event.conn);
+        if !mine && let Some(cluster) = &mut self.cluster {
+            let stranger = cluster.replica.apply(event, Instant::now());
+            // A new instance: introduce this one now, so its /who is right at once.
+            if stranger && cluster.up {
+                let hello = self.hello();
+                self.emit_event(hello);
+            }
+        }
+        match &event.what {
+            What::Say { nick, text } => self.broadcast(except, &protocol::chat_line(nick, text)),
+            What::Me { nick, action } => {
+                self.broadcast(except, &protocol::action_line(nick, action));
+            }
+            What::Joined { nick } if !self.quiet_joins => {
+                self.broadcast(except, &protocol::joined(nick));
+            }
+            What::Left { nick, reason } if !self.quiet_joins => {
+                self.broadcast(except, &protocol::left(nick, reason));
+            }
+            // Everyone sees it, the renamed client included: that is its confirmation.
+            What::Renamed { old, new } => self.broadcast(None, &protocol::renamed(old, new)),
+            What::Msg { from, to, text } => {
+                if let Some(&token) = self.nicks.get(&protocol::nick_key(to)) {
+                    self.send_to(token, &protocol::private_line(from, text));
+                }
+            }
+            What::Joined { .. } | What::Left { .. } | What::Hello { .. } | What::Bye => {}
+        }
+    }
+
+    /// This instance's `HELLO`: every client it has.
+    fn hello(&self) -> Event {
+        let nicks = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_chatting())
+            .map(|(_, c)| c.nick.clone())
+            .collect();
+        Event {
+            origin: self.instance.clone(),
+            conn: 0,
+            what: What::Hello { nicks },
+        }
+    }
+
+    /// Asks Redis for a nick (shared chat, backplane up; otherwise there is nobody to ask).
+    fn claim(&mut self, conn: ConnRef, nick: &str, purpose: Purpose) {
+        if let Some(cluster) = &mut self.cluster
+            && cluster.up
+        {
+            let nick = nick.to_string();
+            cluster.outbox.push(Outgoing::Claim(Claim {
+                conn,
+                nick,
+                purpose,
+            }));
+        }
+    }
+
+    /// Gives a nick's key in Redis back (if the backplane is down, it expires instead).
+    fn release(&mut self, nick: &str) {
+        if let Some(cluster) = &mut self.cluster
+            && cluster.up
+        {
+            cluster.outbox.push(Outgoing::Release(nick.to_string()));
+        }
+    }
+
+    /// Redis answered a claim.
+    pub fn claim_answered(&mut self, claim: Claim, ok: bool) {
+        let Claim {
+            conn,
+            nick,
+            purpose,
+        } = claim;
+        if let Some(cluster) = &mut self.cluster {
+            cluster.claiming.remove(&protocol::nick_key(&nick));
+        }
+        if purpose == Purpose::Rename
+            && let Some(c) = self.get(conn)
+            && std::mem::take(&mut c.waiting_for_nick)
+            && let Some(cluster) = &mut self.cluster
+        {
+            cluster.resumed.push(conn);
+        }
+        let current = self
+            .get(conn)
+            .filter(|c| c.is_chatting())
+            .map(|c| c.nick.clone());
+        match (purpose, current) {
+            // `/nick` granted, or refused.
+            (Purpose::Rename, Some(_)) if ok => {
+                if let Some(cluster) = &mut self.cluster {
+                    cluster.replica.forget(&nick);
+                }
+                self.apply_rename(conn.token, &nick);
+            }
+            (Purpose::Rename, Some(_)) => self.send_to(conn.token, &protocol::nick_taken(&nick)),
+            // Another instance holds a nick this client already goes by (a guest nick that
+            // collided, or one taken elsewhere while Redis was away): a fresh guest nick.
+            (Purpose::Keep, Some(current)) if !ok && current == nick => {
+                let guest = self.free_guest_nick();
+                warn!(
+                    "token {}: nick {nick} is held by another instance; now {guest}",
+                    conn.token
+                );
+                let notice = protocol::server_line(format_args!(
+                    "nick \"{nick}\" is taken on another instance; you are now {guest}"
+                ));
+                self.send_to(conn.token, &notice);
+                self.apply_rename(conn.token, &guest);
+                self.claim(conn, &guest, Purpose::Keep);
+            }
+            // The client left (or changed nick) while Redis was answering: a nick granted to
+            // nobody goes back at once.
+            (Purpose::Rename, None) if ok => self.release(&nick),
+            _ => {}
+        }
+    }
+
+    /// The backplane is up: from now on events are published. Every client's nick is claimed
+    /// again (it may have been taken elsewhere while Redis was away), this instance says hello,
+    /// and a marker follows so the loop knows when every claim is answered.
+    pub fn backplane_up(&mut self) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.up = true;
+        self.refresh_nicks();
+        if let Some(cluster) = &mut self.cluster {
+            cluster.outbox.push(Outgoing::Resync);
+        }
+    }
+
+    /// Every nick claim made on reconnecting is answered: if clients were told the chat was
+    /// local only, they hear that it is shared again.
+    pub fn backplane_resynced(&mut self) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        if std::mem::take(&mut cluster.told_down) {
+            info!("backplane back: telling {} clients", self.members());
+            self.tell_everyone(protocol::BACKPLANE_BACK);
+        }
+    }
+
+    /// Every TTL / 3 while up: refresh every client's nick in Redis, say hello, and forget
+    /// instances not heard from for a whole TTL.
+    pub fn refresh_nicks(&mut self) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.replica.expire(Instant::now(), cluster.nick_ttl);
+        if !cluster.up {
+            return;
+        }
+        let chatting: Vec<(ConnRef, String)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_chatting())
+            .map(|(t, c)| (c.conn_ref(t), c.nick.clone()))
+            .collect();
+        for (conn, nick) in chatting {
+            self.claim(conn, &nick, Purpose::Keep);
+        }
+        let hello = self.hello();
+        self.emit_event(hello);
+    }
+
+    /// The backplane is down: chat is local only. Events not yet sent are delivered here;
+    /// `/nick`s waiting for Redis are granted locally (as any `/nick` is while Redis is away;
+    /// the re-claim on its return settles conflicts); clients are told, once per outage.
+    pub fn backplane_down(&mut self, lost: Vec<Claim>) {
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
+        cluster.up = false;
+        cluster.replica.clear();
+        cluster.claiming.clear();
+        let tell = !std::mem::replace(&mut cluster.told_down, true);
+        let mut claims = lost;
+        for outgoing in std::mem::take(&mut cluster.outbox) {
+            match outgoing {
+                Outgoing::Publish(event) => self.deliver(&event),
+                Outgoing::Claim(claim) => claims.push(claim),
+                Outgoing::Release(_) | Outgoing::Resync => {}
+            }
+        }
+        for claim in claims {
+            let free = !self.nicks.contains_key(&protocol::nick_key(&claim.nick));
+            if claim.purpose == Purpose::Rename {
+                self.claim_answered(claim, free);
+            }
+        }
+        if tell {
+            self.tell_everyone(protocol::BACKPLANE_DOWN);
+        }
+    }
+
+    /// Clients to read again: their `/nick` has its answer.
+    pub fn take_resumed(&mut self) -> Vec<ConnRef> {
+        self.cluster
+            .as_mut()
+            .map_or_else(Vec::new, |c| std::mem::take(&mut c.resumed))
+    }
+
+    /// What the loop must send to Redis now.
+    pub fn take_outbox(&mut self) -> Vec<Outgoing> {
+        self.cluster
+            .as_mut()
+            .map_or_else(Vec::new, |c| std::mem::take(&mut c.outbox))
+    }
+
+    /// A server line to every chatting client.
+    fn tell_everyone(&mut self, line: &str) {
+        self.broadcast(None, line);
+    }
+
     /// Removes the connections closed during the batch. Only here, with every event of the
     /// batch handled, may a slot be freed: the slab hands a freed slot to the next client it
     /// accepts. Had we freed it earlier, an event still waiting in this batch for the old
@@ -418,9 +790,15 @@ impl Room {
         }
     }
 
+    /// `guest-N`; in a shared chat `guest-TAG-N`, TAG from the instance id, so that guest
+    /// nicks rarely collide across instances. Rarely is enough: a guest nick is claimed in
+    /// Redis like any other, and one that another instance holds is replaced.
     fn free_guest_nick(&mut self) -> String {
         loop {
-            let nick = format!("guest-{}", self.next_guest);
+            let nick = match &self.cluster {
+                Some(c) => format!("guest-{}-{}", c.guest_tag, self.next_guest),
+                None => format!("guest-{}", self.next_guest),
+            };
             self.next_guest += 1;
             if !self.nicks.contains_key(&protocol::nick_key(&nick)) {
                 return nick;

@@ -5,14 +5,16 @@
 //! 1. **Wait** in `poll` until a socket is ready or the next timer is due.
 //! 2. **Handle every event** of the batch: accept new clients, read from readable clients and
 //!    turn their lines into output queued for others (in `room.rs`), note writable clients.
+//!    With `--backplane`, read Redis's replies and hand the events they carry to the room.
 //!    Nothing is written to a client yet.
 //! 3. **Serve the ready list**: clients that still had unread input when their read budget
 //!    ran out last turn. Edge-triggered readiness will not report them again, so the loop
-//!    must remember them itself.
+//!    must remember them itself. (The backplane's Redis connections have a budget too.)
 //! 4. **Fire due timers**: idle timeouts, flood control resuming, lingering closes, accept
-//!    pauses, the shutdown deadline.
-//! 5. **End the batch**: send the leave notices, then flush every client that has new output,
-//!    once each, then free the slots of the connections that closed.
+//!    pauses, the shutdown deadline, the backplane's reconnects and nick refreshes.
+//! 5. **End the batch**: send the leave notices, publish what the room has for Redis, then
+//!    flush every client that has new output, once each, then free the slots of the
+//!    connections that closed.
 //!
 //! Why write only at the end (step 5)? A batch often holds lines from several senders. Writing
 //! after each line would cost every recipient one system call per line; writing once at the
@@ -42,6 +44,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use crate::backplane::{self, Backplane, Happening};
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef, Connection, Phase, ReadOutcome};
 use crate::error::Error;
@@ -60,7 +63,10 @@ use crate::write_queue::Flushed;
 const SIGNALS: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 const STATS: Token = Token(usize::MAX - 2);
-const FIRST_LISTENER: usize = usize::MAX - 3;
+/// The backplane's two connections to Redis (`--backplane`).
+const BACKPLANE_SUB: Token = Token(usize::MAX - 3);
+const BACKPLANE_CMD: Token = Token(usize::MAX - 4);
+const FIRST_LISTENER: usize = usize::MAX - 5;
 
 fn listener_token(index: usize) -> Token {
     Token(FIRST_LISTENER - index)
@@ -123,6 +129,8 @@ pub struct Server {
     waker: Arc<Waker>,
     /// `--stats-udp`: answers a datagram `stats` with the counters as JSON.
     stats_socket: Option<UdpSocket>,
+    /// `--backplane`: the connections to Redis that make several instances one chat.
+    backplane: Option<Backplane>,
     room: Room,
     timers: Timers,
     /// Clients whose read budget ran out before `WouldBlock`: served again next turn.
@@ -201,6 +209,16 @@ impl Server {
             None => None,
         };
 
+        let mut room = Room::new(config.max_output, config.max_line, config.quiet_joins);
+        let backplane = match &config.backplane {
+            Some(settings) => {
+                let backplane = Backplane::new(settings.clone(), backplane::instance_id())?;
+                room.join_cluster(backplane.instance(), settings.nick_ttl);
+                Some(backplane)
+            }
+            None => None,
+        };
+
         Ok(Server {
             poll,
             listeners,
@@ -209,7 +227,8 @@ impl Server {
             signals,
             waker,
             stats_socket,
-            room: Room::new(config.max_output, config.max_line, config.quiet_joins),
+            backplane,
+            room,
             timers: Timers::default(),
             ready: Vec::new(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -265,6 +284,20 @@ impl Server {
             "up to {} clients; lines up to {} bytes; output queue up to {} bytes per client",
             self.max_clients, self.config.max_line, self.config.max_output
         );
+        let now = Instant::now();
+        if let Some(backplane) = &mut self.backplane {
+            let mut happened = Vec::new();
+            backplane.start(
+                BACKPLANE_SUB,
+                BACKPLANE_CMD,
+                self.poll.registry(),
+                now,
+                &mut happened,
+            );
+            let refresh = backplane.nick_ttl() / 3;
+            self.timers.add(now + refresh, Timer::BackplaneRefresh);
+            self.absorb(happened);
+        }
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             self.turn(&mut events)?;
@@ -283,7 +316,8 @@ impl Server {
     /// One turn of the loop: steps 1 to 5 of the module documentation.
     fn turn(&mut self, events: &mut Events) -> Result<(), Error> {
         // 1. Wait. With clients on the ready list there is work already: don't sleep.
-        let timeout = if self.ready.is_empty() {
+        let backplane_unread = self.backplane.as_ref().is_some_and(Backplane::has_unread);
+        let timeout = if self.ready.is_empty() && !backplane_unread {
             self.timers.timeout(Instant::now())
         } else {
             Some(Duration::ZERO)
@@ -310,6 +344,13 @@ impl Server {
             }
         }
 
+        // ... and the backplane's, if its read budget ran out too.
+        if backplane_unread && let Some(backplane) = &mut self.backplane {
+            let mut happened = Vec::new();
+            backplane.serve_unread(self.poll.registry(), &mut self.scratch, now, &mut happened);
+            self.absorb(happened);
+        }
+
         // 4. Timers.
         self.fire_timers(now);
 
@@ -332,6 +373,8 @@ impl Server {
             SIGNALS => "signals".to_string(),
             WAKER => "waker".to_string(),
             STATS => "stats".to_string(),
+            BACKPLANE_SUB => "backplane subscriber".to_string(),
+            BACKPLANE_CMD => "backplane commands".to_string(),
             _ => match self.listener_index(token) {
                 Some(index) => format!("listener {index}"),
                 None => format!("token {}", token.0),
@@ -358,6 +401,20 @@ impl Server {
             SIGNALS => self.on_signal(now),
             WAKER => self.begin_shutdown(now),
             STATS => self.answer_stats(),
+            BACKPLANE_SUB | BACKPLANE_CMD => {
+                let mut happened = Vec::new();
+                if let Some(backplane) = &mut self.backplane {
+                    backplane.handle(
+                        ready.token,
+                        ready.readable,
+                        self.poll.registry(),
+                        &mut self.scratch,
+                        now,
+                        &mut happened,
+                    );
+                }
+                self.absorb(happened);
+            }
             Token(token) => {
                 // No connection in the slot: a spurious event, which mio allows. A closed
                 // connection: its slot is kept until the end of the batch exactly so that
@@ -640,7 +697,7 @@ impl Server {
                 Phase::Leaving(_) | Phase::Handshaking => return true,
                 Phase::Closed(_) => return false,
             }
-            if conn.throttled {
+            if conn.throttled || conn.waiting_for_nick {
                 return false;
             }
             if let Some(bucket) = &mut conn.bucket {
@@ -716,7 +773,78 @@ impl Server {
                     }
                 }
                 Timer::ShutdownDeadline => self.exit_now = true,
+                Timer::Backplane => {
+                    let mut happened = Vec::new();
+                    if let Some(backplane) = &mut self.backplane {
+                        backplane.on_timer(self.poll.registry(), now, &mut happened);
+                    }
+                    self.absorb(happened);
+                }
+                Timer::BackplaneRefresh => {
+                    let mut happened = Vec::new();
+                    if let Some(backplane) = &mut self.backplane {
+                        let every = backplane.nick_ttl() / 3;
+                        self.timers.add(now + every, Timer::BackplaneRefresh);
+                        backplane.check_alive(self.poll.registry(), now, &mut happened);
+                    }
+                    self.absorb(happened);
+                    self.room.refresh_nicks();
+                }
             }
+        }
+    }
+
+    /// Hands what the backplane reported to the room, and sets the timer it asked for.
+    fn absorb(&mut self, happened: Vec<Happening>) {
+        for happening in happened {
+            match happening {
+                Happening::Up => self.room.backplane_up(),
+                Happening::Down { lost } => self.room.backplane_down(lost),
+                Happening::Event(event) => self.room.deliver(&event),
+                Happening::Claimed { claim, ok } => self.room.claim_answered(claim, ok),
+                Happening::Resynced => self.room.backplane_resynced(),
+            }
+        }
+        if let Some(backplane) = &mut self.backplane
+            && let Some(at) = backplane.take_timer()
+        {
+            self.timers.add(at, Timer::Backplane);
+        }
+        // Clients whose `/nick` was answered read on from the next turn's ready list (their
+        // next lines may already be in their framer, where no readable event will report them).
+        for r in self.room.take_resumed() {
+            if let Some(conn) = self.room.get(r)
+                && !conn.on_ready_list
+            {
+                conn.on_ready_list = true;
+                self.ready.push(r);
+            }
+        }
+    }
+
+    /// What the room wants sent to Redis goes into the backplane's buffers and out, once per
+    /// batch like every other write. If that takes the backplane down, the room delivers the
+    /// rest locally; a few rounds settle it.
+    fn pump_backplane(&mut self, now: Instant) {
+        for _ in 0..4 {
+            let outbox = self.room.take_outbox();
+            let Some(backplane) = &mut self.backplane else {
+                return;
+            };
+            if outbox.is_empty() {
+                return;
+            }
+            let mut happened = Vec::new();
+            if backplane.is_up() {
+                for outgoing in outbox {
+                    backplane.send(outgoing);
+                }
+                backplane.flush(self.poll.registry(), now, &mut happened);
+            } else {
+                // It went down earlier in this batch: the room takes its events back.
+                happened.push(Happening::Down { lost: Vec::new() });
+            }
+            self.absorb(happened);
         }
     }
 
@@ -752,6 +880,7 @@ impl Server {
     fn end_batch(&mut self, now: Instant) {
         loop {
             self.room.announce_departures();
+            self.pump_backplane(now);
             let to_flush = self.room.take_flush_list();
             if to_flush.is_empty() {
                 break;
@@ -779,7 +908,10 @@ impl Server {
             | Timer::SlowCheck(r)
             | Timer::Linger(r)
             | Timer::Handshake(r) => conns.get(r.token).is_some_and(|c| c.id == r.id),
-            Timer::ResumeAccept | Timer::ShutdownDeadline => true,
+            Timer::ResumeAccept
+            | Timer::ShutdownDeadline
+            | Timer::Backplane
+            | Timer::BackplaneRefresh => true,
         });
         debug!("swept {} dead timers", before - self.timers.len());
     }
@@ -894,9 +1026,12 @@ impl Server {
                 }
             };
             let reply = if self.scratch[..n].trim_ascii() == b"stats" {
-                self.room
-                    .stats
-                    .json(self.room.conns.len(), self.room.members())
+                let backplane = self.backplane.as_ref().map(Backplane::json);
+                self.room.stats.json(
+                    self.room.conns.len(),
+                    self.room.members(),
+                    backplane.as_deref(),
+                )
             } else {
                 "{\"error\":\"send the datagram stats\"}".to_string()
             };

@@ -50,8 +50,10 @@ impl Stats {
         *self.disconnects.entry(reason.kind()).or_insert(0) += 1;
     }
 
-    /// The report: these counters plus the two gauges only the loop knows.
-    pub fn json(&self, connections_now: usize, clients: usize) -> String {
+    /// The report: these counters plus the two gauges only the loop knows, and the
+    /// backplane's counters (`--backplane`) as a JSON object.
+    pub fn json(&self, connections_now: usize, clients: usize, backplane: Option<&str>) -> String {
+        let backplane = backplane.map_or(String::new(), |b| format!(",\"backplane\":{b}"));
         let mut disconnects = String::new();
         for (i, (reason, count)) in self.disconnects.iter().enumerate() {
             let comma = if i == 0 { "" } else { "," };
@@ -61,7 +63,7 @@ impl Stats {
             "{{\"uptime_secs\":{:.3},\"connections_now\":{connections_now},\
              \"clients\":{clients},\"connections_total\":{},\"lines_in\":{},\
              \"lines_out\":{},\"bytes_in\":{},\"bytes_out\":{},\"accept_pauses\":{},\
-             \"disconnects\":{{{disconnects}}}}}",
+             \"disconnects\":{{{disconnects}}}{backplane}}}",
             self.started.elapsed().as_secs_f64(),
             self.connections_total,
             self.lines_in,

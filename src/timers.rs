@@ -35,6 +35,10 @@ pub enum Timer {
     ResumeAccept,
     /// The shutdown grace period is over: exit whatever is still queued.
     ShutdownDeadline,
+    /// The backplane's next attempt to connect is due, or its connect attempt timed out.
+    Backplane,
+    /// Time to refresh this instance's nick claims in Redis and say hello (every TTL / 3).
+    BackplaneRefresh,
 }
 
 #[derive(Debug)]

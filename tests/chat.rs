@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::thread;
-
 use common::{Client, TestServer};
 
 /// A line goes to every other client, and not back to its sender.
@@ -38,19 +36,7 @@ fn lines_from_concurrent_senders_arrive_in_one_global_order() {
     let server = TestServer::start();
     let mut clients = server.clients(SENDERS + 2);
     let receivers: Vec<Client> = clients.drain(SENDERS..).collect();
-    let senders: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(s, mut client)| {
-            thread::spawn(move || {
-                for n in 0..LINES {
-                    client.send(&format!("s{s} n{n}"));
-                }
-                client
-            })
-        })
-        .collect();
-    let mut senders: Vec<Client> = senders.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut senders = common::send_concurrently(clients, LINES);
 
     let mut views: Vec<Vec<String>> = Vec::new();
     for mut receiver in receivers {

@@ -591,7 +591,7 @@ struct Chaos {
     last_timed: Instant,
 }
 
-/// Runs the chaos scenario against `args.target`: `--rounds` rounds, then the checks. `Err`
+/// Runs the chaos scenario against the first `--target`: `--rounds` rounds, then the checks. `Err`
 /// only for bad arguments or a machine that cannot run it; a server that breaks a promise
 /// gives a report with a FAIL.
 pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
@@ -607,11 +607,15 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
     let chat_interval = rate_interval(args.chat_rate, "--chat-rate")?;
     let spawn_interval = rate_interval(args.connect_rate, "--connect-rate")?;
     let started = Instant::now();
+    let &target = args
+        .target
+        .first()
+        .ok_or("--target: give the server's address")?;
     // 1. Baseline, cold: what the server holds before anyone connects.
     let cold = args.server_pid.and_then(resources);
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
-        let outcome = run_round(args, chat_interval, spawn_interval, cold)
+        let outcome = run_round(args, target, chat_interval, spawn_interval, cold)
             .map_err(|e| format!("round {round}: {e}"))?;
         rounds.push(outcome);
     }
@@ -624,12 +628,14 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
 /// the same schedule and only a leak makes the server hold more after it).
 fn run_round(
     args: &BenchArgs,
+    target: SocketAddr,
     chat_interval: Duration,
     spawn_interval: Duration,
     cold: Option<(usize, u64)>,
 ) -> Result<Round, String> {
     let started = Instant::now();
-    let mut chaos = Chaos::new(args, chat_interval).map_err(|e| format!("cannot start: {e}"))?;
+    let mut chaos =
+        Chaos::new(args, target, chat_interval).map_err(|e| format!("cannot start: {e}"))?;
     let mut rss_peak = None;
     let mut sample_rss = |at: &mut Instant| {
         if at.elapsed() >= Duration::from_millis(100)
@@ -755,7 +761,7 @@ fn rate_interval(rate: f64, flag: &str) -> Result<Duration, String> {
 }
 
 impl Chaos {
-    fn new(args: &BenchArgs, chat_interval: Duration) -> io::Result<Chaos> {
+    fn new(args: &BenchArgs, target: SocketAddr, chat_interval: Duration) -> io::Result<Chaos> {
         let pings = PingLog {
             sent: 0,
             answered: 0,
@@ -764,7 +770,7 @@ impl Chaos {
             round_trip: latency_histogram()?,
         };
         Ok(Chaos {
-            target: args.target,
+            target,
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
             clients: Slab::new(),

@@ -15,7 +15,8 @@
 //! 5. **stop**: every connection is closed with a reset (no TIME_WAIT left behind).
 //!
 //! The work is spread over `--threads` worker threads, each a mio loop of its own (see
-//! `worker.rs`). Senders and receivers are spread over them round-robin.
+//! `worker.rs`). Senders and receivers are spread over them round-robin, and connections
+//! over the `--target`s (instances of one chat, joined by `--backplane`) round-robin too.
 
 pub mod chaos;
 pub mod invariants;
@@ -74,9 +75,10 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Scenario::Load)]
     pub scenario: Scenario,
 
-    /// Server to load (loopback unless you mean otherwise)
+    /// Server to load (loopback unless you mean otherwise); repeat to spread the connections
+    /// round-robin over several instances of one chat (--backplane). Chaos uses the first
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
-    pub target: SocketAddr,
+    pub target: Vec<SocketAddr>,
 
     /// Protocol of the server
     #[arg(long, value_enum, default_value_t = Proto::Pollchat)]
@@ -388,7 +390,11 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
     if args.rate == Rate::Max && args.senders == args.conns {
         return Err("--rate max needs at least one pure receiver to pace the window".into());
     }
-    if args.source_ips == 0 || (args.source_ips > 1 && !args.target.ip().is_loopback()) {
+    if args.target.is_empty() {
+        return Err("--target: give at least one server address".into());
+    }
+    let remote = args.target.iter().any(|t| !t.ip().is_loopback());
+    if args.source_ips == 0 || (args.source_ips > 1 && remote) {
         return Err("--source-ips spreads over 127.0.0.x: only for a loopback --target".into());
     }
     let started = Instant::now();
@@ -420,7 +426,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
     let workers: Vec<_> = (0..args.threads)
         .map(|worker| {
             let plan = Plan {
-                target: args.target,
+                targets: args.target.clone(),
                 proto: args.proto,
                 conns: args.conns,
                 total,

@@ -18,6 +18,8 @@
 
 use std::fmt::Write as _;
 
+use crate::backplane::resp::{self, Value};
+
 /// The server protocol the generator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Proto {
@@ -92,11 +94,10 @@ pub fn encode_line(proto: Proto, stamp: Stamp, size: usize, out: &mut Vec<u8>) {
 
 /// A RESP array of bulk strings: how every Redis command is sent.
 fn resp_command(parts: &[&str]) -> Vec<u8> {
-    let mut out = format!("*{}\r\n", parts.len());
-    for part in parts {
-        let _ = write!(out, "${}\r\n{part}\r\n", part.len());
-    }
-    out.into_bytes()
+    let mut out = Vec::new();
+    let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+    resp::command(&mut out, &parts);
+    out
 }
 
 /// Takes the next complete message off the front of `buf`: `Some((message, bytes used))`,
@@ -129,49 +130,28 @@ fn decode_pollchat(buf: &[u8]) -> Option<(Incoming, usize)> {
     Some((incoming, end + 1))
 }
 
-/// RESP frames the generator meets: integers (`:n`, PUBLISH replies), simple strings and
-/// errors, and arrays of bulk strings and integers (pushes and subscription replies).
+/// A Redis reply or push, decoded by the RESP decoder the backplane uses. Pushes
+/// (`message`) carry lines; subscription confirmations say the receiver is ready; PUBLISH
+/// replies and anything else are read and ignored. Bytes that are not RESP cannot come from a
+/// real Redis: they are skipped whole rather than waited on forever.
 fn decode_resp(buf: &[u8]) -> Option<(Incoming, usize)> {
-    let (first, mut used) = resp_line(buf)?;
-    match first.first()? {
-        b':' | b'+' | b'-' => Some((Incoming::Other, used)),
-        b'*' => {
-            let count: usize = std::str::from_utf8(&first[1..]).ok()?.parse().ok()?;
-            let mut items: Vec<&[u8]> = Vec::with_capacity(count);
-            for _ in 0..count {
-                let (header, n) = resp_line(&buf[used..])?;
-                used += n;
-                match header.first()? {
-                    b'$' => {
-                        let len: usize = std::str::from_utf8(&header[1..]).ok()?.parse().ok()?;
-                        if buf.len() < used + len + 2 {
-                            return None;
-                        }
-                        items.push(&buf[used..used + len]);
-                        used += len + 2;
-                    }
-                    _ => items.push(&header[1..]),
-                }
-            }
-            let incoming = match items.as_slice() {
-                [kind, _, payload] if *kind == b"message" => {
-                    parse_stamp(payload).map_or(Incoming::Other, Incoming::Line)
-                }
-                [kind, ..] if *kind == b"subscribe" => Incoming::Subscribed,
-                _ => Incoming::Other,
-            };
-            Some((incoming, used))
-        }
-        _ => Some((Incoming::Other, used)),
-    }
-}
-
-/// One CRLF-terminated line of RESP, without the CRLF, and the bytes it used. (Headers
-/// never contain `\n`; payloads are read by length, not through here.)
-fn resp_line(buf: &[u8]) -> Option<(&[u8], usize)> {
-    let end = memchr::memchr(b'\n', buf)?;
-    let line = buf[..end].strip_suffix(b"\r")?;
-    Some((line, end + 1))
+    let (value, used) = match resp::decode(buf) {
+        Ok(Some(decoded)) => decoded,
+        Ok(None) => return None,
+        Err(_) => return Some((Incoming::Other, buf.len())),
+    };
+    let incoming = match &value {
+        Value::Array(Some(items)) => match items.as_slice() {
+            [kind, _, payload] if kind.bytes() == Some(b"message") => payload
+                .bytes()
+                .and_then(parse_stamp)
+                .map_or(Incoming::Other, Incoming::Line),
+            [kind, ..] if kind.bytes() == Some(b"subscribe") => Incoming::Subscribed,
+            _ => Incoming::Other,
+        },
+        _ => Incoming::Other,
+    };
+    Some((incoming, used))
 }
 
 /// `B <sender> <seq> <sent_at_ns> ...`, parsed straight from the bytes in one pass: this

@@ -79,7 +79,8 @@ impl Shared {
 /// What one worker does; the same for all workers but for `worker`.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub target: SocketAddr,
+    /// The servers; connection `i` goes to `targets[i % len]`.
+    pub targets: Vec<SocketAddr>,
     pub proto: Proto,
     pub conns: usize,
     /// `conns` plus, for Redis chatters, one subscribed companion per sender.
@@ -237,7 +238,8 @@ fn role(plan: &Plan, index: usize) -> Role {
 fn open(plan: &Plan, index: usize, poll: &Poll, token: usize) -> io::Result<Conn> {
     let source =
         (!plan.source_ips.is_empty()).then(|| plan.source_ips[index % plan.source_ips.len()]);
-    let mut stream = connect(plan.target, source, None)?;
+    let target = plan.targets[index % plan.targets.len()];
+    let mut stream = connect(target, source, None)?;
     poll.registry().register(
         &mut stream,
         Token(token),

@@ -118,6 +118,24 @@ impl TestServer {
         String::from_utf8(buf[..n].to_vec()).unwrap()
     }
 
+    /// Waits until the server's backplane reports `state` ("up", "down") on `--stats-udp`
+    /// (which the test must have turned on), asking every few milliseconds until [`DEADLINE`].
+    pub fn wait_backplane(&self, state: &str) {
+        let needle = format!("\"backplane\":{{\"state\":\"{state}\"");
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let stats = self.ask_stats(b"stats");
+            if stats.contains(&needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "backplane never {state}: {stats}"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Shuts the server down and waits for its loop to return.
     pub fn stop(mut self) -> Result<(), pollchat::Error> {
         self.handle.shutdown();
@@ -308,6 +326,27 @@ impl Client {
         let _ = self.reader.read_to_end(&mut all);
         all
     }
+}
+
+/// Each client sends `lines` lines `s<index> n<n>` from a thread of its own, all at once;
+/// returns the clients once every line is sent.
+pub fn send_concurrently(senders: Vec<Client>, lines: usize) -> Vec<Client> {
+    let threads: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(s, mut client)| {
+            thread::spawn(move || {
+                for n in 0..lines {
+                    client.send(&format!("s{s} n{n}"));
+                }
+                client
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("sender thread"))
+        .collect()
 }
 
 /// The built `pollchat` binary, started as a real process on an ephemeral port.
@@ -553,6 +592,7 @@ pub fn bench_args(args: &str) -> BenchArgs {
 pub struct RedisServer {
     child: Child,
     pub addr: SocketAddr,
+    pid: u32,
     /// Its output, kept flowing (see [`forward_lines`]).
     _log: Receiver<String>,
 }
@@ -576,6 +616,11 @@ impl RedisServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        Some(RedisServer::start_on(port))
+    }
+
+    /// A `redis-server` on this port (which must be free).
+    fn start_on(port: u16) -> RedisServer {
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
@@ -586,11 +631,43 @@ impl RedisServer {
             .expect("start redis-server");
         let log = forward_lines(child.stdout.take().expect("piped stdout"));
         wait_for_line(&log, "Ready to accept connections");
-        Some(RedisServer {
+        RedisServer {
+            pid: child.id(),
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             _log: log,
-        })
+        }
+    }
+
+    /// `redis://ADDR/CHANNEL`, for `--backplane`.
+    pub fn url(&self, channel: &str) -> String {
+        format!("redis://{}/{channel}", self.addr)
+    }
+
+    /// Kills this Redis (SIGKILL, by its PID: it goes without a word, as in a crash) and
+    /// waits until it is gone.
+    pub fn kill(&mut self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill redis-server failed");
+        let _ = self.child.wait();
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) this Redis: a hang, with every connection open.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} redis-server failed");
+    }
+
+    /// Starts a fresh, empty Redis on the same port after [`RedisServer::kill`].
+    pub fn restart(&mut self) {
+        let port = self.addr.port();
+        *self = RedisServer::start_on(port);
     }
 }
 
