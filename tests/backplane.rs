@@ -590,3 +590,27 @@ fn backplane_graceful_shutdown_frees_nicks_at_once() {
     bob.send("/who");
     bob.expect("*** 1 user here: alice");
 }
+
+/// A TLS client on one instance and a plain client on another are in one chat: the TLS
+/// client joins through its handshake, then is a client like any other to the backplane.
+#[test]
+fn backplane_carries_a_tls_client_to_a_plain_client_on_another_instance() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let cert = common::tls::TestCert::new();
+    let settings =
+        pollchat::config::TlsSettings::new(&cert.cert, &cert.key, "127.0.0.1:0".parse().unwrap());
+    let a = instance(&redis, "tls", |c| c.tls = Some(settings));
+    let b = instance(&redis, "tls", |_| {});
+    let mut plain = b.connect();
+    let mut secure = Client::connect_tls(a.tls_addr.unwrap(), &cert);
+    plain.expect(&format!("*** {} joined", secure.nick));
+    secure.send("across instances, encrypted on the way in");
+    plain.expect(&format!(
+        "<{}> across instances, encrypted on the way in",
+        secure.nick
+    ));
+    plain.send(&format!("/msg {} and back", secure.nick));
+    secure.expect(&format!("*{}* and back", plain.nick));
+}
