@@ -7,23 +7,24 @@
 //!
 //! 1. **baseline** (once, before round 1): the server's open descriptors and memory, cold
 //!    (with `--server-pid`);
-//! 2. **join**: `--chatters` chatters and one pinger connect and are welcomed;
-//! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; the pinger
+//! 2. **join**: `--chatters` chatters and one pinger (two with a TLS target) connect and are
+//!    welcomed;
+//! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; each pinger
 //!    sends itself a `/msg` five times a second and times the answer; misbehaving clients
 //!    come and go, up to `--conns` at once, cycling through the roles of [`Role`]; two connect
 //!    storms of `--storm` connections each, a third and two thirds of the way through;
 //! 4. **calm**: every misbehaving client vanishes; chatters stop and wait for what is in
 //!    flight;
-//! 5. **leave**: chatters and pinger `/quit` and wait for the server to close them;
+//! 5. **leave**: chatters and pingers `/quit` and wait for the server to close them;
 //! 6. **settle**: wait for the server's descriptors to come back down to the cold baseline,
 //!    read its memory.
 //!
-//! With `--tls-target` and `--tls-ca`, every other chatter talks to the server's TLS listener
-//! through a non-blocking rustls client (the same steps as `pollchat connect --tls`, from
-//! `client/transport.rs`), so the checks hold TLS and plain clients to one record: each TLS
-//! chatter's lines must reach every plain one, and the other way round, once and in the one
-//! order. Three more misbehaving roles take their turns on the TLS port: garbage instead of a
-//! handshake, a stalled handshake and a TLS client that stops reading.
+//! With `--tls-target` and `--tls-ca`, every other chatter and a second pinger talk to the
+//! server's TLS listener through a non-blocking rustls client (the same steps as `pollchat
+//! connect --tls`, from `client/transport.rs`), so the checks hold TLS and plain clients to one
+//! record: each TLS chatter's lines must reach every plain one, and the other way round, once
+//! and in the one order. Three more misbehaving roles take their turns on the TLS port:
+//! garbage instead of a handshake, a stalled handshake and a TLS client that stops reading.
 //!
 //! After each round the checks in `invariants.rs` run over what its well-behaved clients
 //! recorded: every round must keep every promise, and the report names the round that broke
@@ -124,8 +125,9 @@ const NOT_A_HANDSHAKE: &[u8] = b"hello, this is plain text on the TLS port\n";
 enum Role {
     /// Well-behaved: sends numbered lines at the chat rate, reads and records everything.
     Chatter(u32),
-    /// Well-behaved: sends itself a `/msg` every [`PING_EVERY`] and times the answer.
-    Pinger,
+    /// Well-behaved: sends itself a `/msg` every [`PING_EVERY`] and times the answer. Pinger 0
+    /// is on the plain listener; with a TLS target, pinger 1 is on the TLS one.
+    Pinger(u32),
     /// Connects and resets (SO_LINGER 0): half of them as soon as connected, before the
     /// welcome; the others after the welcome and half a line.
     Vanisher,
@@ -183,7 +185,7 @@ impl Role {
     fn name(self) -> &'static str {
         match self {
             Role::Chatter(_) => "chatter",
-            Role::Pinger => "pinger",
+            Role::Pinger(_) => "pinger",
             Role::Vanisher => "vanisher",
             Role::NonReader => "non-reader",
             Role::Endless => "endless line",
@@ -212,7 +214,7 @@ impl Role {
     }
 
     fn well_behaved(self) -> bool {
-        matches!(self, Role::Chatter(_) | Role::Pinger)
+        matches!(self, Role::Chatter(_) | Role::Pinger(_))
     }
 
     /// How long a misbehaving client stays, in milliseconds (a range the run picks from).
@@ -251,7 +253,7 @@ pub struct Tally {
     pub welcomed: u64,
     /// Told the server is full, or that its address has too many connections.
     pub refused: u64,
-    /// Closed by the server (for chatters and the pinger: after their `/quit`).
+    /// Closed by the server (for chatters and pingers: after their `/quit`).
     pub closed_by_server: u64,
     /// "line too long" notices received.
     pub too_long: u64,
@@ -315,11 +317,14 @@ struct ChatterLog {
     received: Vec<LineId>,
 }
 
-/// The pinger's round trips.
+/// The pingers' round trips.
 struct PingLog {
     sent: u64,
     answered: u64,
-    pending: VecDeque<(u64, Instant)>,
+    /// Pings sent and not answered yet, oldest first: which pinger sent it, its number
+    /// (counted over all pingers) and when. Each pinger's answers must come in the order it
+    /// sent them.
+    pending: VecDeque<(u32, u64, Instant)>,
     slowest: Duration,
     round_trip: Histogram<u64>,
 }
@@ -750,21 +755,25 @@ fn run_round(
     for chatter in 0..chatters {
         chaos.open(Role::Chatter(chatter));
     }
-    chaos.open(Role::Pinger);
+    // One pinger on each listener.
+    let pingers = if tls.is_some() { 2 } else { 1 };
+    for pinger in 0..pingers {
+        chaos.open(Role::Pinger(pinger));
+    }
+    let well_behaved = args.chatters + pingers as usize;
     let joined = chaos.run_until(JOIN_LIMIT, |c| {
         c.clients
             .iter()
             .filter(|(_, c)| c.role.well_behaved() && c.welcomed)
             .count()
-            == args.chatters + 1
+            == well_behaved
     });
     if !joined {
         return Err(format!(
-            "the {} chatters and the pinger were not all welcomed within {} s: is the server \
-             running, with --max-clients and --max-per-ip above {}?",
+            "the {} chatters and the pingers were not all welcomed within {} s: is the server \
+             running, with --max-clients and --max-per-ip above {well_behaved}?",
             args.chatters,
             JOIN_LIMIT.as_secs(),
-            args.chatters + 1
         ));
     }
 
@@ -928,13 +937,15 @@ impl Chaos {
         };
         let until = Instant::now() + self.random_ms(role.lifetime_ms());
         // Every other chatter talks TLS when there is a TLS listener.
-        let tls_target = self
-            .tls
-            .as_ref()
-            .filter(|_| role.on_tls_port() || matches!(role, Role::Chatter(n) if n % 2 == 1));
-        let with_session = matches!(role, Role::Chatter(_) | Role::TlsNonReader);
+        let tls_target = self.tls.as_ref().filter(|_| {
+            role.on_tls_port()
+                || matches!(role, Role::Chatter(n) if n % 2 == 1)
+                || role == Role::Pinger(1)
+        });
+        let with_session = role.well_behaved() || role == Role::TlsNonReader;
         let kind = match role {
             Role::Chatter(_) if tls_target.is_some() => "tls-chatter",
+            Role::Pinger(_) if tls_target.is_some() => "tls-pinger",
             role => role.name(),
         };
         if let (Role::Chatter(n), Some(_)) = (role, tls_target)
@@ -1089,7 +1100,7 @@ impl Chaos {
         let ping_slowest = pings
             .pending
             .front()
-            .map_or(pings.slowest, |(_, at)| pings.slowest.max(at.elapsed()));
+            .map_or(pings.slowest, |(_, _, at)| pings.slowest.max(at.elapsed()));
         let verdicts = [
             invariants::exactly_once(&sent, &received).and_then(|()| {
                 (lines_sent > 0)
@@ -1205,7 +1216,7 @@ impl ChaosReport {
             "every chatter saw the lines in one order, each sender's as sent".to_string(),
             "every line received was UTF-8 without control characters".to_string(),
             answered(pings_answered, pings_sent, ping_slowest),
-            format!("all {chatters} chatters and the pinger stayed until they quit"),
+            format!("all {chatters} chatters and every pinger stayed until they quit"),
         ];
         let mut checks: Vec<Check> = PER_ROUND
             .iter()
@@ -1407,7 +1418,7 @@ fn close(client: &Client) {
     }
 }
 
-/// What a client does because time passed: chatters and the pinger send, producers top up
+/// What a client does because time passed: chatters and pingers send, producers top up
 /// their output, misbehaving clients whose time is up go.
 fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> After {
     if !client.connected {
@@ -1438,7 +1449,9 @@ fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> After {
             }
             client.next_send = client.next_send.max(earlier(now, ctx.chat_interval));
         }
-        Role::Pinger if ctx.phase == Phase::Chaos && client.welcomed && client.next_send <= now => {
+        Role::Pinger(me)
+            if ctx.phase == Phase::Chaos && client.welcomed && client.next_send <= now =>
+        {
             let pings = &mut ctx.pings;
             let _ = writeln!(
                 PushStr(&mut client.output),
@@ -1446,7 +1459,7 @@ fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> After {
                 client.nick,
                 pings.sent
             );
-            pings.pending.push_back((pings.sent, now));
+            pings.pending.push_back((me, pings.sent, now));
             pings.sent += 1;
             client.next_send = now + PING_EVERY;
         }
@@ -1686,15 +1699,17 @@ fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
                 ctx.latency.saturating_record(micros.max(1));
             }
         }
-        Role::Pinger => {
+        Role::Pinger(me) => {
             let prefix = format!("*{}* P ", client.nick);
             let seq = line
                 .strip_prefix(prefix.as_bytes())
                 .and_then(|rest| std::str::from_utf8(rest).ok()?.parse::<u64>().ok());
             let pings = &mut ctx.pings;
-            if let Some(seq) = seq
-                && pings.pending.front().is_some_and(|&(s, _)| s == seq)
-                && let Some((_, sent)) = pings.pending.pop_front()
+            // The answer counts only if it is to this pinger's oldest ping still pending.
+            let oldest = pings.pending.iter().position(|&(p, _, _)| p == me);
+            if let (Some(seq), Some(i)) = (seq, oldest)
+                && pings.pending[i].1 == seq
+                && let Some((_, _, sent)) = pings.pending.remove(i)
             {
                 let rtt = sent.elapsed();
                 pings.answered += 1;
@@ -1716,7 +1731,7 @@ fn tls_done(client: &Client) -> bool {
 /// What a client does once it is in the room.
 fn welcomed(client: &mut Client, line: &[u8]) -> After {
     match client.role {
-        Role::Pinger => {
+        Role::Pinger(_) => {
             // "*** welcome to pollchat, you are NICK (type /help for commands)"
             let text = lossy(line);
             client.nick = text
