@@ -936,7 +936,9 @@ impl Chaos {
             self.started
         };
         let until = Instant::now() + self.random_ms(role.lifetime_ms());
-        // Every other chatter talks TLS when there is a TLS listener.
+        // With a TLS listener, every other chatter and the second pinger talk TLS there; the
+        // TLS roles connect there too, with a session (non-readers) or to abuse the port
+        // without one (garbage, stallers).
         let tls_target = self.tls.as_ref().filter(|_| {
             role.on_tls_port()
                 || matches!(role, Role::Chatter(n) if n % 2 == 1)
