@@ -154,3 +154,23 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
         "no TLS non-reader cut off as too slow:\n{summary}"
     );
 }
+
+/// A `--tls-ca` that cannot be used stops the run with a reason naming it, before anything
+/// connects (the target has no server).
+#[test]
+fn chaos_refuses_a_tls_ca_it_cannot_read() {
+    let cert = TestCert::new();
+    let empty = cert.dir().join("empty.pem");
+    std::fs::write(&empty, "").expect("write an empty file");
+    for (ca, says) in [
+        (cert.dir().join("missing.pem"), "cannot read --tls-ca"),
+        (empty, "holds no PEM certificate"),
+    ] {
+        let err = chaos::run(&bench_args(&format!(
+            "--scenario chaos --target 127.0.0.1:1 --tls-target 127.0.0.1:1 --tls-ca {}",
+            ca.display()
+        )))
+        .expect_err("a run with an unusable --tls-ca");
+        assert!(err.contains(says) && err.contains("--tls-ca"), "{err}");
+    }
+}

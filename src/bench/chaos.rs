@@ -683,7 +683,8 @@ impl TlsTarget {
             (None, None) => return Ok(None),
             _ => return Err("--tls-target and --tls-ca go together".into()),
         };
-        let config = transport::client_config(Some(ca), false).map_err(|e| e.to_string())?;
+        let config =
+            transport::client_config(Some(ca), "--tls-ca", false).map_err(|e| e.to_string())?;
         Ok(Some(TlsTarget {
             addr,
             config: Arc::new(config),

@@ -330,13 +330,17 @@ fn connect_tcp(target: &Target) -> io::Result<StdStream> {
 
 /// The rustls client configuration `--tls`, `--ca` and `--insecure` ask for.
 fn tls_config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
-    client_config(args.ca.as_deref(), args.insecure)
+    client_config(args.ca.as_deref(), "--ca", args.insecure)
 }
 
 /// A rustls client configuration with the ring provider that trusts the public CAs and the
 /// certificates in the PEM file `ca`, or (`insecure`) any certificate at all. Shared with the
-/// chaos generator's `--tls-ca`.
-pub fn client_config(ca: Option<&Path>, insecure: bool) -> Result<ClientConfig, ConnectError> {
+/// chaos generator's `--tls-ca`; `flag` is the option that named `ca`, for the messages.
+pub fn client_config(
+    ca: Option<&Path>,
+    flag: &str,
+    insecure: bool,
+) -> Result<ClientConfig, ConnectError> {
     // ring, named explicitly rather than picked by crate features behind our back.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -353,15 +357,19 @@ pub fn client_config(ca: Option<&Path>, insecure: bool) -> Result<ClientConfig, 
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca {
-        add_pem_certificates(&mut roots, path)?;
+        add_pem_certificates(&mut roots, path, flag)?;
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
 /// Adds every certificate in the PEM file at `path` to `roots`.
-fn add_pem_certificates(roots: &mut RootCertStore, path: &Path) -> Result<(), ConnectError> {
+fn add_pem_certificates(
+    roots: &mut RootCertStore,
+    path: &Path,
+    flag: &str,
+) -> Result<(), ConnectError> {
     let unreadable = |e: &dyn fmt::Display| {
-        ConnectError::Setup(format!("cannot read --ca {}: {e}", path.display()))
+        ConnectError::Setup(format!("cannot read {flag} {}: {e}", path.display()))
     };
     let mut added = 0;
     for certificate in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
@@ -371,7 +379,7 @@ fn add_pem_certificates(roots: &mut RootCertStore, path: &Path) -> Result<(), Co
     }
     if added == 0 {
         return Err(ConnectError::Setup(format!(
-            "--ca {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            "{flag} {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
             path.display()
         )));
     }
