@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Soak: one pollchat server (release build) under the chaos scenario for DURATION seconds,
-# in rounds of about 30 s (at least two), with its limits set low enough that misbehaving
-# clients hit them. Prints the report and the server's counters, and exits non-zero if any
+# Soak: one pollchat server (release build), serving plain TCP and TLS, under the chaos
+# scenario for DURATION seconds, in rounds of about 30 s (at least two), with its limits set
+# low enough that misbehaving clients hit them. Prints the report and the server's counters, and exits non-zero if any
 # check failed. Every process it starts is stopped, by PID, on exit or Ctrl-C.
 set -euo pipefail
 
@@ -11,8 +11,10 @@ usage: scripts/soak.sh DURATION
 
 Starts a fresh release server and runs `pollchat bench --scenario chaos` against it for
 DURATION seconds (at least 10) in rounds of about 30 s, at least two (see "Limits and failure
-behaviour" in the README for what each round checks). With two or more cores the server is
-pinned to core 0 and the generator to core 1.
+behaviour" in the README for what each round checks). The server also serves TLS, with a
+self-signed certificate made by scripts/gen-cert.sh in a temporary directory: every other
+chatter talks TLS, and garbage, stalled handshakes and TLS non-readers abuse the TLS port.
+With two or more cores the server is pinned to core 0 and the generator to core 1.
 
 The server runs with:
   --max-clients N      three quarters of chatters + pinger + misbehaving + storm (240
@@ -22,9 +24,12 @@ The server runs with:
   --rate 100 --burst 100
                        flood control still holds flooders back, and what it lets
                        through fills non-readers' queues
+  --tls-handshake-timeout 1
+                       stalled TLS handshakes are closed within a staller's lifetime
 
 Environment (defaults in brackets):
-  SOAK_PORT [27878], SOAK_STATS_PORT [27879]   loopback ports for the server
+  SOAK_PORT [27878], SOAK_STATS_PORT [27879], SOAK_TLS_PORT [27880]
+                                               loopback ports for the server
   SOAK_CHATTERS [20], SOAK_CONNS [100], SOAK_STORM [200]
                                                well-behaved chatters, misbehaving clients
                                                at once, connections per storm
@@ -48,6 +53,7 @@ fi
 
 port=${SOAK_PORT:-27878}
 stats_port=${SOAK_STATS_PORT:-27879}
+tls_port=${SOAK_TLS_PORT:-27880}
 chatters=${SOAK_CHATTERS:-20}
 conns=${SOAK_CONNS:-100}
 storm=${SOAK_STORM:-200}
@@ -65,9 +71,10 @@ per_round=$(python3 -c "print(round($duration / $rounds, 1))")
 max_clients=$(( (chatters + 1 + conns + storm) * 3 / 4 ))
 
 # Another server already on the port would answer in place of ours.
-for p in "$port" "$stats_port"; do
+for p in "$port" "$stats_port" "$tls_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "something is already listening on 127.0.0.1:$p (set SOAK_PORT / SOAK_STATS_PORT)" >&2
+    echo "something is already listening on 127.0.0.1:$p (set SOAK_PORT / SOAK_STATS_PORT /" \
+      "SOAK_TLS_PORT)" >&2
     exit 1
   fi
 done
@@ -77,13 +84,22 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   server_cpu=(taskset -c 0) generator_cpu=(taskset -c 1)
 fi
 
+# The certificate lives only as long as the run; removed on exit with the server stopped.
+cert_dir=$(mktemp -d)
+trap 'stop_server; rm -rf "$cert_dir"' EXIT
+scripts/gen-cert.sh "$cert_dir" >/dev/null
+
 build_release
-echo "== server on 127.0.0.1:$port (stats on udp $stats_port), log in $out/server.log"
+echo "== server on 127.0.0.1:$port and 127.0.0.1:$tls_port (TLS), stats on udp $stats_port," \
+  "log in $out/server.log"
 "${server_cpu[@]}" "$pollchat" --bind "127.0.0.1:$port" --stats-udp "127.0.0.1:$stats_port" \
+  --tls-bind "127.0.0.1:$tls_port" --tls-cert "$cert_dir/cert.pem" \
+  --tls-key "$cert_dir/key.pem" --tls-handshake-timeout 1 \
   --max-clients "$max_clients" --max-output 512K --output-grace 1 --rate 100 --burst 100 \
   --log-level warn 2>"$out/server.log" &
 server_pid=$!
 wait_for_port "$port"
+wait_for_port "$tls_port"
 
 echo "== chaos: $rounds rounds of $per_round s, $chatters chatters, $conns misbehaving at once," \
   "storms of $storm, against --max-clients $max_clients"
@@ -91,6 +107,7 @@ limit=$(( duration + rounds * 40 + 30 ))
 set +e
 timeout "$limit" "${generator_cpu[@]}" "$pollchat" bench --scenario chaos \
   --target "127.0.0.1:$port" --server-pid "$server_pid" --server-stats "127.0.0.1:$stats_port" \
+  --tls-target "127.0.0.1:$tls_port" --tls-ca "$cert_dir/cert.pem" \
   --chatters "$chatters" --conns "$conns" --storm "$storm" \
   --duration "$per_round" --rounds "$rounds" | tee "$out/report.txt"
 status=${PIPESTATUS[0]}

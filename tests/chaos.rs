@@ -1,10 +1,12 @@
 //! The chaos scenario (`pollchat bench --scenario chaos`) in `cargo test`: a short run against
-//! the built binary, with its limits set low enough that the misbehaving clients hit them.
-//! The test checks that every promise held in every round, and also that the limits were
-//! really hit, so it cannot pass by a run in which nothing happened.
+//! the built binary, serving plain TCP and TLS, with its limits set low enough that the
+//! misbehaving clients hit them. The test checks that every promise held in every round, and
+//! also that the limits were really hit and the TLS clients really took part, so it cannot
+//! pass by a run in which nothing happened.
 
 mod common;
 
+use common::tls::TestCert;
 use common::{ServerProcess, bench_args};
 use pollchat::bench::chaos::{self, ChaosReport, Outcome};
 
@@ -24,14 +26,27 @@ fn counter(report: &ChaosReport, name: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{name} in {stats}: {e}"))
 }
 
-/// Two short rounds against the real binary: 10 chatters and a pinger, 40 misbehaving
-/// clients at once, storms of 150 connections past `--max-clients 120`, non-readers given
-/// one second over a 512 KiB queue. Every promise holds in both rounds, descriptors and
-/// memory come back, and the limits were really hit: storms refused, lines too long dropped,
-/// non-readers cut off as too slow.
+/// Two short rounds against the real binary: 10 chatters and 2 pingers, half of each over TLS,
+/// 40 misbehaving clients at once, storms of 150 connections past `--max-clients 120`,
+/// non-readers given one second over a 512 KiB queue, TLS handshakes one second. Every
+/// promise holds in both rounds, for TLS and plain chatters alike, descriptors and memory come
+/// back, and the limits were really hit: storms refused, lines too long dropped, non-readers
+/// (a TLS one among them) cut off as too slow, garbage on the TLS port rejected, stalled
+/// handshakes timed out.
 #[test]
 fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
+    let cert = TestCert::new();
+    let (cert_pem, key_pem) = (cert.cert.to_string_lossy(), cert.key.to_string_lossy());
     let mut server = ServerProcess::start(&[
+        "--tls-bind",
+        "127.0.0.1:0",
+        "--tls-cert",
+        &cert_pem,
+        "--tls-key",
+        &key_pem,
+        // Short, so a stalled handshake is closed within a staller's lifetime (2.5 to 3 s).
+        "--tls-handshake-timeout",
+        "1",
         // Below 10 chatters + pinger + 40 + 150: each storm goes past it.
         "--max-clients",
         "120",
@@ -52,9 +67,19 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
         "--stats-udp",
         "127.0.0.1:0",
     ]);
+    // "listening on 127.0.0.1:PORT (TLS)" follows the plain listener's line and comes before
+    // the stats line.
+    let tls_line = server.wait_for_log("(TLS)");
+    let tls_addr = tls_line
+        .split(' ')
+        .rev()
+        .nth(1)
+        .expect("address in the TLS log line")
+        .to_string();
     let stats = server.stats_addr();
     let report = chaos::run(&bench_args(&format!(
-        "--scenario chaos --target {} --server-pid {} --server-stats {stats} \
+        "--scenario chaos --target {} --tls-target {tls_addr} --tls-ca {cert_pem} \
+         --server-pid {} --server-stats {stats} \
          --chatters 10 --conns 40 --storm 150 --duration 5 --rounds 2",
         server.addr,
         server.pid()
@@ -95,4 +120,57 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
         "{summary}"
     );
     assert!(report.tally("vanisher").opened > 0, "{summary}");
+
+    // TLS chatters were in the room: every other one of the 10, in both rounds, and they
+    // talked. Exactly once held above, so each of their lines reached every plain chatter
+    // (and each plain line reached them) once, in the one global order.
+    assert_eq!(report.tally("tls-chatter").welcomed, 10, "{summary}");
+    assert!(report.lines_sent_tls > 0, "{summary}");
+    assert!(report.lines_sent_tls < report.lines_sent, "{summary}");
+    // So was the TLS pinger, and "kept answering" above covers its round trips with the
+    // plain pinger's.
+    assert_eq!(report.tally("tls-pinger").welcomed, 2, "{summary}");
+    // Plain text on the TLS port was rejected after an alert, and stalled handshakes were
+    // closed by the timeout: the server counted both, and the clients saw the close.
+    assert!(counter(&report, "tls_error") > 0, "{summary}");
+    assert!(counter(&report, "handshake_timeout") > 0, "{summary}");
+    assert!(
+        report.tally("tls-garbage").closed_by_server > 0,
+        "{summary}"
+    );
+    assert!(
+        report.tally("tls-staller").closed_by_server > 0,
+        "{summary}"
+    );
+    // A TLS client that stopped reading after its handshake was cut off as too slow, like a
+    // plain one (TLS non-readers name themselves tnr-N; the server logs the nick).
+    let tls_cut = log
+        .iter()
+        .filter(|l| l.contains("(tnr-") && l.contains("disconnected: too slow"))
+        .count();
+    println!("TLS non-readers cut off as too slow: {tls_cut}");
+    assert!(
+        tls_cut > 0,
+        "no TLS non-reader cut off as too slow:\n{summary}"
+    );
+}
+
+/// A `--tls-ca` that cannot be used stops the run with a reason naming it, before anything
+/// connects (the target has no server).
+#[test]
+fn chaos_refuses_a_tls_ca_it_cannot_read() {
+    let cert = TestCert::new();
+    let empty = cert.dir().join("empty.pem");
+    std::fs::write(&empty, "").expect("write an empty file");
+    for (ca, says) in [
+        (cert.dir().join("missing.pem"), "cannot read --tls-ca"),
+        (empty, "holds no PEM certificate"),
+    ] {
+        let err = chaos::run(&bench_args(&format!(
+            "--scenario chaos --target 127.0.0.1:1 --tls-target 127.0.0.1:1 --tls-ca {}",
+            ca.display()
+        )))
+        .expect_err("a run with an unusable --tls-ca");
+        assert!(err.contains(says) && err.contains("--tls-ca"), "{err}");
+    }
 }

@@ -7,16 +7,24 @@
 //!
 //! 1. **baseline** (once, before round 1): the server's open descriptors and memory, cold
 //!    (with `--server-pid`);
-//! 2. **join**: `--chatters` chatters and one pinger connect and are welcomed;
-//! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; the pinger
+//! 2. **join**: `--chatters` chatters and one pinger (two with a TLS target) connect and are
+//!    welcomed;
+//! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; each pinger
 //!    sends itself a `/msg` five times a second and times the answer; misbehaving clients
 //!    come and go, up to `--conns` at once, cycling through the roles of [`Role`]; two connect
 //!    storms of `--storm` connections each, a third and two thirds of the way through;
 //! 4. **calm**: every misbehaving client vanishes; chatters stop and wait for what is in
 //!    flight;
-//! 5. **leave**: chatters and pinger `/quit` and wait for the server to close them;
+//! 5. **leave**: chatters and pingers `/quit` and wait for the server to close them;
 //! 6. **settle**: wait for the server's descriptors to come back down to the cold baseline,
 //!    read its memory.
+//!
+//! With `--tls-target` and `--tls-ca`, every other chatter and a second pinger talk to the
+//! server's TLS listener through a non-blocking rustls client (the same steps as `pollchat
+//! connect --tls`, from `client/transport.rs`), so the checks hold TLS and plain clients to one
+//! record: each TLS chatter's lines must reach every plain one, and the other way round, once
+//! and in the one order. Three more misbehaving roles take their turns on the TLS port:
+//! garbage instead of a handshake, a stalled handshake and a TLS client that stops reading.
 //!
 //! After each round the checks in `invariants.rs` run over what its well-behaved clients
 //! recorded: every round must keep every promise, and the report names the round that broke
@@ -27,13 +35,16 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::io::{self, Read};
+use std::io::{self, Read, Write as _};
 use std::net::{Shutdown, SocketAddr, UdpSocket};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::{ClientConfig, ClientConnection};
+use rustls_pki_types::ServerName;
 use slab::Slab;
 use socket2::SockRef;
 
@@ -41,6 +52,8 @@ use super::invariants::{self, LineId};
 use super::wire::{self, Incoming, Proto, Stamp};
 use super::worker::{connect, connect_finished, flush, latency_histogram};
 use super::{BenchArgs, rss_kib};
+use crate::client::transport::{self, TransportError};
+use crate::connection::ReadOutcome;
 
 /// How often the pinger asks the server for an answer.
 const PING_EVERY: Duration = Duration::from_millis(200);
@@ -100,14 +113,21 @@ const FLOODER_SEND_BUFFER: usize = 64 * 1024;
 /// server's default `--max-output` (1 MiB). A non-reader never drains, so after its dose it
 /// stays over `--max-output` until the server cuts it off, with no more flooding.
 const TARGET_DOSE: usize = 6 * 1024 * 1024;
+/// What a TLS staller sends: the first 3 of the 5 bytes of a TLS record header (a handshake
+/// record, version 3.1), so the server has started a record and waits for the rest.
+const STALLED_HEADER: &[u8] = b"\x16\x03\x01";
+/// What a TLS garbage client sends instead of a ClientHello: plain text, as `nc` on the TLS
+/// port would.
+const NOT_A_HANDSHAKE: &[u8] = b"hello, this is plain text on the TLS port\n";
 
 /// Who a connection plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     /// Well-behaved: sends numbered lines at the chat rate, reads and records everything.
     Chatter(u32),
-    /// Well-behaved: sends itself a `/msg` every [`PING_EVERY`] and times the answer.
-    Pinger,
+    /// Well-behaved: sends itself a `/msg` every [`PING_EVERY`] and times the answer. Pinger 0
+    /// is on the plain listener; with a TLS target, pinger 1 is on the TLS one.
+    Pinger(u32),
     /// Connects and resets (SO_LINGER 0): half of them as soon as connected, before the
     /// welcome; the others after the welcome and half a line.
     Vanisher,
@@ -125,6 +145,15 @@ enum Role {
     HalfCloser,
     /// One of a connect storm: connects with many others at once, resets a moment later.
     Storm,
+    /// On the TLS port: sends plain text instead of a ClientHello, and reads until the
+    /// server closes (after an alert).
+    TlsGarbage,
+    /// On the TLS port: sends the first bytes of a record header, then nothing, and reads
+    /// until the server's `--tls-handshake-timeout` closes it.
+    TlsStaller,
+    /// On the TLS port: completes its handshake, names itself `tnr-N`, then never reads, with
+    /// a small receive buffer. Flooders aim at it like at a [`Role::NonReader`].
+    TlsNonReader,
 }
 
 /// The misbehaving roles, in the order they are started.
@@ -136,6 +165,9 @@ const MISBEHAVING: [Role; 6] = [
     Role::Flooder,
     Role::HalfCloser,
 ];
+
+/// The misbehaving roles on the TLS port, started in turn with the others when there is one.
+const MISBEHAVING_TLS: [Role; 3] = [Role::TlsGarbage, Role::TlsStaller, Role::TlsNonReader];
 
 /// What the garbage clients send, one line each: everything the sanitiser must remove.
 const GARBAGE: [&[u8]; 8] = [
@@ -153,7 +185,7 @@ impl Role {
     fn name(self) -> &'static str {
         match self {
             Role::Chatter(_) => "chatter",
-            Role::Pinger => "pinger",
+            Role::Pinger(_) => "pinger",
             Role::Vanisher => "vanisher",
             Role::NonReader => "non-reader",
             Role::Endless => "endless line",
@@ -161,17 +193,39 @@ impl Role {
             Role::Flooder => "flooder",
             Role::HalfCloser => "half-closer",
             Role::Storm => "storm",
+            Role::TlsGarbage => "tls-garbage",
+            Role::TlsStaller => "tls-staller",
+            Role::TlsNonReader => "tls-non-reader",
         }
     }
 
+    /// Stops reading once connected (a TLS one once its handshake is over), and has a nick
+    /// flooders can aim at.
+    fn non_reader(self) -> bool {
+        matches!(self, Role::NonReader | Role::TlsNonReader)
+    }
+
+    /// Connects to the TLS listener (with a TLS session or, to abuse it, without).
+    fn on_tls_port(self) -> bool {
+        matches!(
+            self,
+            Role::TlsGarbage | Role::TlsStaller | Role::TlsNonReader
+        )
+    }
+
     fn well_behaved(self) -> bool {
-        matches!(self, Role::Chatter(_) | Role::Pinger)
+        matches!(self, Role::Chatter(_) | Role::Pinger(_))
     }
 
     /// How long a misbehaving client stays, in milliseconds (a range the run picks from).
     fn lifetime_ms(self) -> (u64, u64) {
         match self {
-            Role::NonReader => (2000, 6000),
+            Role::NonReader | Role::TlsNonReader => (2000, 6000),
+            // Outlives a --tls-handshake-timeout of 1 or 2 s, so that the server's close is
+            // seen and tallied; with a longer timeout the staller leaves first.
+            Role::TlsStaller => (2500, 3000),
+            // Leaves when the server closes it, at once; the lifetime is a backstop.
+            Role::TlsGarbage => (2000, 2000),
             Role::Flooder => (500, 2000),
             Role::Endless => (300, 1500),
             Role::Storm => (300, 1000),
@@ -183,7 +237,10 @@ impl Role {
 
     /// Closes with a reset rather than a FIN.
     fn resets(self) -> bool {
-        matches!(self, Role::Vanisher | Role::NonReader | Role::Storm)
+        matches!(
+            self,
+            Role::Vanisher | Role::NonReader | Role::TlsNonReader | Role::Storm
+        )
     }
 }
 
@@ -196,7 +253,7 @@ pub struct Tally {
     pub welcomed: u64,
     /// Told the server is full, or that its address has too many connections.
     pub refused: u64,
-    /// Closed by the server (for chatters and the pinger: after their `/quit`).
+    /// Closed by the server (for chatters and pingers: after their `/quit`).
     pub closed_by_server: u64,
     /// "line too long" notices received.
     pub too_long: u64,
@@ -223,7 +280,12 @@ enum Phase {
 
 struct Client {
     stream: TcpStream,
+    /// The client's TLS session, for TLS chatters and TLS non-readers: plaintext goes in and
+    /// out through it (see [`write_out`] and [`receive`]). Boxed: a session is large.
+    tls: Option<Box<ClientConnection>>,
     role: Role,
+    /// Its line in the role table: the role's name, or `tls-chatter` for a chatter over TLS.
+    kind: &'static str,
     /// Which client of its role this is (varies the behaviour within a role).
     serial: u64,
     connected: bool,
@@ -249,15 +311,20 @@ struct Client {
 /// What a chatter sent and received.
 #[derive(Debug, Default)]
 struct ChatterLog {
+    /// Talks to the TLS listener.
+    tls: bool,
     sent: u64,
     received: Vec<LineId>,
 }
 
-/// The pinger's round trips.
+/// The pingers' round trips.
 struct PingLog {
     sent: u64,
     answered: u64,
-    pending: VecDeque<(u64, Instant)>,
+    /// Pings sent and not answered yet, oldest first: which pinger sent it, its number
+    /// (counted over all pingers) and when. Each pinger's answers must come in the order it
+    /// sent them.
+    pending: VecDeque<(u32, u64, Instant)>,
     slowest: Duration,
     round_trip: Histogram<u64>,
 }
@@ -367,6 +434,8 @@ pub struct ChaosReport {
     /// Counts summed over the rounds.
     pub tallies: Vec<(&'static str, Tally)>,
     pub lines_sent: u64,
+    /// Of `lines_sent`, those sent by chatters on the TLS listener (`--tls-target`).
+    pub lines_sent_tls: u64,
     pub deliveries: u64,
     pub expected: u64,
     /// Chatter lines, sender to receiver, in microseconds, over every round: p50, p99, max.
@@ -473,7 +542,8 @@ impl ChaosReport {
         let [ping50, ping99, ping_max] = self.ping_us;
         format!(
             "{{\"scenario\":\"chaos\",\"passed\":{},\"secs\":{:.3},\"rounds\":{},\
-             \"lines_sent\":{},\"deliveries\":{},\"expected\":{},\"latency_us_p50\":{p50},\
+             \"lines_sent\":{},\"lines_sent_tls\":{},\"deliveries\":{},\"expected\":{},\
+             \"latency_us_p50\":{p50},\
              \"latency_us_p99\":{p99},\"latency_us_max\":{max},\"pings_sent\":{},\
              \"pings_answered\":{},\"ping_us_p50\":{ping50},\"ping_us_p99\":{ping99},\
              \"ping_us_max\":{ping_max},{server}\"roles\":{{{tallies}}},\
@@ -482,6 +552,7 @@ impl ChaosReport {
             self.secs,
             self.rounds.len(),
             self.lines_sent,
+            self.lines_sent_tls,
             self.deliveries,
             self.expected,
             self.pings_sent,
@@ -499,22 +570,22 @@ impl ChaosReport {
         );
         let _ = writeln!(
             s,
-            "  {:<13}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}",
+            "  {:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}",
             "role", "opened", "failed", "welcomed", "refused", "closed by server", "too long"
         );
         for (name, t) in &self.tallies {
             let _ = writeln!(
                 s,
-                "  {name:<13}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}",
+                "  {name:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}",
                 t.opened, t.failed, t.welcomed, t.refused, t.closed_by_server, t.too_long
             );
         }
         let [p50, p99, max] = self.latency_us.map(|us| us as f64 / 1000.0);
         let _ = writeln!(
             s,
-            "chatter lines: {} sent, {} of {} deliveries; latency p50 {p50:.2} ms, \
-             p99 {p99:.2} ms, max {max:.2} ms",
-            self.lines_sent, self.deliveries, self.expected
+            "chatter lines: {} sent ({} over TLS), {} of {} deliveries; latency p50 \
+             {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
+            self.lines_sent, self.lines_sent_tls, self.deliveries, self.expected
         );
         let [p50, p99, max] = self.ping_us.map(|us| us as f64 / 1000.0);
         let _ = writeln!(
@@ -580,6 +651,10 @@ fn json_number(n: Option<impl std::fmt::Display>) -> String {
 /// The run's connections and its loop.
 struct Chaos {
     target: SocketAddr,
+    tls: Option<TlsTarget>,
+    /// The misbehaving roles started in turn: [`MISBEHAVING`], and [`MISBEHAVING_TLS`] with a
+    /// TLS target.
+    misbehaving: Vec<Role>,
     poll: Poll,
     events: Events,
     clients: Slab<Client>,
@@ -589,6 +664,38 @@ struct Chaos {
     /// xorshift state: lifetimes are random but the same for the same `--seed`.
     rng: u64,
     last_timed: Instant,
+}
+
+/// The server's TLS listener and how to reach it.
+#[derive(Clone)]
+struct TlsTarget {
+    addr: SocketAddr,
+    /// Trusts `--tls-ca` (ring provider, rustls's safe defaults).
+    config: Arc<ClientConfig>,
+    /// The target's IP address: the name its certificate is checked against.
+    name: ServerName<'static>,
+}
+
+impl TlsTarget {
+    fn new(args: &BenchArgs) -> Result<Option<TlsTarget>, String> {
+        let (addr, ca) = match (args.tls_target, &args.tls_ca) {
+            (Some(addr), Some(ca)) => (addr, ca),
+            (None, None) => return Ok(None),
+            _ => return Err("--tls-target and --tls-ca go together".into()),
+        };
+        let config =
+            transport::client_config(Some(ca), "--tls-ca", false).map_err(|e| e.to_string())?;
+        Ok(Some(TlsTarget {
+            addr,
+            config: Arc::new(config),
+            name: ServerName::from(addr.ip()),
+        }))
+    }
+
+    /// A new client session, its ClientHello ready to send.
+    fn session(&self) -> Result<Box<ClientConnection>, rustls::Error> {
+        ClientConnection::new(Arc::clone(&self.config), self.name.clone()).map(Box::new)
+    }
 }
 
 /// Runs the chaos scenario against the first `--target`: `--rounds` rounds, then the checks. `Err`
@@ -606,6 +713,7 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
     }
     let chat_interval = rate_interval(args.chat_rate, "--chat-rate")?;
     let spawn_interval = rate_interval(args.connect_rate, "--connect-rate")?;
+    let tls = TlsTarget::new(args)?;
     let started = Instant::now();
     let &target = args
         .target
@@ -615,8 +723,15 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
     let cold = args.server_pid.and_then(resources);
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
-        let outcome = run_round(args, target, chat_interval, spawn_interval, cold)
-            .map_err(|e| format!("round {round}: {e}"))?;
+        let outcome = run_round(
+            args,
+            target,
+            tls.as_ref(),
+            chat_interval,
+            spawn_interval,
+            cold,
+        )
+        .map_err(|e| format!("round {round}: {e}"))?;
         rounds.push(outcome);
     }
     let secs = started.elapsed().as_secs_f64();
@@ -629,13 +744,14 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
 fn run_round(
     args: &BenchArgs,
     target: SocketAddr,
+    tls: Option<&TlsTarget>,
     chat_interval: Duration,
     spawn_interval: Duration,
     cold: Option<(usize, u64)>,
 ) -> Result<Round, String> {
     let started = Instant::now();
     let mut chaos =
-        Chaos::new(args, target, chat_interval).map_err(|e| format!("cannot start: {e}"))?;
+        Chaos::new(args, target, tls, chat_interval).map_err(|e| format!("cannot start: {e}"))?;
     let mut rss_peak = None;
     let mut sample_rss = |at: &mut Instant| {
         if at.elapsed() >= Duration::from_millis(100)
@@ -652,21 +768,25 @@ fn run_round(
     for chatter in 0..chatters {
         chaos.open(Role::Chatter(chatter));
     }
-    chaos.open(Role::Pinger);
+    // One pinger on each listener.
+    let pingers = if tls.is_some() { 2 } else { 1 };
+    for pinger in 0..pingers {
+        chaos.open(Role::Pinger(pinger));
+    }
+    let well_behaved = args.chatters + pingers as usize;
     let joined = chaos.run_until(JOIN_LIMIT, |c| {
         c.clients
             .iter()
             .filter(|(_, c)| c.role.well_behaved() && c.welcomed)
             .count()
-            == args.chatters + 1
+            == well_behaved
     });
     if !joined {
         return Err(format!(
-            "the {} chatters and the pinger were not all welcomed within {} s: is the server \
-             running, with --max-clients and --max-per-ip above {}?",
+            "the {} chatters and the pingers were not all welcomed within {} s: is the server \
+             running, with --max-clients and --max-per-ip above {well_behaved}?",
             args.chatters,
             JOIN_LIMIT.as_secs(),
-            args.chatters + 1
         ));
     }
 
@@ -696,7 +816,7 @@ fn run_round(
             }
         }
         while next_spawn <= now && chaos.misbehaving_now() < args.conns {
-            let role = MISBEHAVING[(chaos.started % MISBEHAVING.len() as u64) as usize];
+            let role = chaos.misbehaving[(chaos.started % chaos.misbehaving.len() as u64) as usize];
             chaos.open(role);
             next_spawn += spawn_interval;
         }
@@ -722,14 +842,14 @@ fn run_round(
     for (_, client) in chaos.clients.iter_mut() {
         client.output.extend_from_slice(b"/quit\n");
         client.leaving = true;
-        let _ = flush(&mut client.stream, &mut client.output);
+        let _ = write_out(client);
     }
     chaos.run_until(LEAVE_LIMIT, |c| c.clients.is_empty());
     for client in chaos.clients.drain() {
         chaos
             .ctx
             .lost
-            .push(format!("{} was not closed after /quit", client.role.name()));
+            .push(format!("{} was not closed after /quit", client.kind));
     }
 
     // 6. Settle: the server closes what it still holds (lingering closes take up to 2 s).
@@ -761,7 +881,12 @@ fn rate_interval(rate: f64, flag: &str) -> Result<Duration, String> {
 }
 
 impl Chaos {
-    fn new(args: &BenchArgs, target: SocketAddr, chat_interval: Duration) -> io::Result<Chaos> {
+    fn new(
+        args: &BenchArgs,
+        target: SocketAddr,
+        tls: Option<&TlsTarget>,
+        chat_interval: Duration,
+    ) -> io::Result<Chaos> {
         let pings = PingLog {
             sent: 0,
             answered: 0,
@@ -769,8 +894,14 @@ impl Chaos {
             slowest: Duration::ZERO,
             round_trip: latency_histogram()?,
         };
+        let mut misbehaving = MISBEHAVING.to_vec();
+        if tls.is_some() {
+            misbehaving.extend(MISBEHAVING_TLS);
+        }
         Ok(Chaos {
             target,
+            tls: tls.cloned(),
+            misbehaving,
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
             clients: Slab::new(),
@@ -819,26 +950,52 @@ impl Chaos {
             self.started
         };
         let until = Instant::now() + self.random_ms(role.lifetime_ms());
-        let tally = self.ctx.tallies.entry(role.name()).or_default();
+        // With a TLS listener, every other chatter and the second pinger talk TLS there; the
+        // TLS roles connect there too, with a session (non-readers) or to abuse the port
+        // without one (garbage, stallers).
+        let tls_target = self.tls.as_ref().filter(|_| {
+            role.on_tls_port()
+                || matches!(role, Role::Chatter(n) if n % 2 == 1)
+                || role == Role::Pinger(1)
+        });
+        let with_session = role.well_behaved() || role == Role::TlsNonReader;
+        let kind = match role {
+            Role::Chatter(_) if tls_target.is_some() => "tls-chatter",
+            Role::Pinger(_) if tls_target.is_some() => "tls-pinger",
+            role => role.name(),
+        };
+        if let (Role::Chatter(n), Some(_)) = (role, tls_target)
+            && let Some(log) = self.ctx.chatters.get_mut(n as usize)
+        {
+            log.tls = true;
+        }
+        let tally = self.ctx.tallies.entry(kind).or_default();
         tally.opened += 1;
-        let receive_buffer = (role == Role::NonReader).then_some(NON_READER_BUFFER);
+        let receive_buffer = role.non_reader().then_some(NON_READER_BUFFER);
+        let addr = tls_target.map_or(self.target, |t| t.addr);
         let entry = self.clients.vacant_entry();
-        let registered = connect(self.target, None, receive_buffer).and_then(|mut stream| {
+        let registered = connect(addr, None, receive_buffer).and_then(|mut stream| {
             if role == Role::Flooder {
                 SockRef::from(&stream).set_send_buffer_size(FLOODER_SEND_BUFFER)?;
             }
+            let tls = match tls_target.filter(|_| with_session) {
+                Some(target) => Some(target.session().map_err(io::Error::other)?),
+                None => None,
+            };
             self.poll.registry().register(
                 &mut stream,
                 Token(entry.key()),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
-            Ok(stream)
+            Ok((stream, tls))
         });
         match registered {
-            Ok(stream) => {
+            Ok((stream, tls)) => {
                 entry.insert(Client {
                     stream,
+                    tls,
                     role,
+                    kind,
                     serial,
                     connected: false,
                     welcomed: false,
@@ -856,9 +1013,7 @@ impl Chaos {
             Err(e) => {
                 tally.failed += 1;
                 if role.well_behaved() {
-                    self.ctx
-                        .lost
-                        .push(format!("{} could not connect: {e}", role.name()));
+                    self.ctx.lost.push(format!("{kind} could not connect: {e}"));
                 }
             }
         }
@@ -918,7 +1073,7 @@ impl Chaos {
                 && self
                     .clients
                     .get(t.key)
-                    .is_some_and(|c| c.role == Role::NonReader && c.nick == t.nick)
+                    .is_some_and(|c| c.role.non_reader() && c.nick == t.nick)
         });
         if keep {
             return;
@@ -926,7 +1081,8 @@ impl Chaos {
         self.ctx.target = self
             .clients
             .iter_mut()
-            .filter(|(_, c)| c.role == Role::NonReader && c.connected && !c.aimed_at)
+            // A TLS non-reader has a nick once its handshake is over.
+            .filter(|(_, c)| c.role.non_reader() && !c.nick.is_empty() && !c.aimed_at)
             .max_by_key(|(_, c)| c.until)
             .map(|(key, c)| {
                 c.aimed_at = true;
@@ -952,6 +1108,7 @@ impl Chaos {
     fn into_round(self, secs: f64, end: Option<(usize, u64)>, rss_peak: Option<u64>) -> Round {
         let ctx = self.ctx;
         let sent: Vec<u64> = ctx.chatters.iter().map(|c| c.sent).collect();
+        let lines_sent_tls = ctx.chatters.iter().filter(|c| c.tls).map(|c| c.sent).sum();
         let received: Vec<Vec<LineId>> = ctx.chatters.into_iter().map(|c| c.received).collect();
         let lines_sent: u64 = sent.iter().sum();
         let pings = ctx.pings;
@@ -959,7 +1116,7 @@ impl Chaos {
         let ping_slowest = pings
             .pending
             .front()
-            .map_or(pings.slowest, |(_, at)| pings.slowest.max(at.elapsed()));
+            .map_or(pings.slowest, |(_, _, at)| pings.slowest.max(at.elapsed()));
         let verdicts = [
             invariants::exactly_once(&sent, &received).and_then(|()| {
                 (lines_sent > 0)
@@ -989,6 +1146,7 @@ impl Chaos {
             secs,
             tallies: ctx.tallies,
             lines_sent,
+            lines_sent_tls,
             deliveries: received.iter().map(|r| r.len() as u64).sum(),
             expected: lines_sent * (sent.len() as u64).saturating_sub(1),
             latency: ctx.latency,
@@ -1008,6 +1166,8 @@ struct Round {
     secs: f64,
     tallies: BTreeMap<&'static str, Tally>,
     lines_sent: u64,
+    /// Of `lines_sent`, those of chatters on the TLS listener.
+    lines_sent_tls: u64,
     deliveries: u64,
     /// What a lossless server delivers: every chatter line to every other chatter.
     expected: u64,
@@ -1049,6 +1209,7 @@ impl ChaosReport {
                 .map_err(|e| e.to_string())?;
         }
         let sum = |figure: fn(&Round) -> u64| rounds.iter().map(figure).sum::<u64>();
+        let lines_sent_tls = sum(|r| r.lines_sent_tls);
         let (lines_sent, deliveries, expected) = (
             sum(|r| r.lines_sent),
             sum(|r| r.deliveries),
@@ -1071,7 +1232,7 @@ impl ChaosReport {
             "every chatter saw the lines in one order, each sender's as sent".to_string(),
             "every line received was UTF-8 without control characters".to_string(),
             answered(pings_answered, pings_sent, ping_slowest),
-            format!("all {chatters} chatters and the pinger stayed until they quit"),
+            format!("all {chatters} chatters and every pinger stayed until they quit"),
         ];
         let mut checks: Vec<Check> = PER_ROUND
             .iter()
@@ -1137,6 +1298,7 @@ impl ChaosReport {
             rounds: figures,
             tallies: tallies.into_iter().collect(),
             lines_sent,
+            lines_sent_tls,
             deliveries,
             expected,
             latency_us: quantiles(&latency),
@@ -1272,7 +1434,7 @@ fn close(client: &Client) {
     }
 }
 
-/// What a client does because time passed: chatters and the pinger send, producers top up
+/// What a client does because time passed: chatters and pingers send, producers top up
 /// their output, misbehaving clients whose time is up go.
 fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> After {
     if !client.connected {
@@ -1303,7 +1465,9 @@ fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> After {
             }
             client.next_send = client.next_send.max(earlier(now, ctx.chat_interval));
         }
-        Role::Pinger if ctx.phase == Phase::Chaos && client.welcomed && client.next_send <= now => {
+        Role::Pinger(me)
+            if ctx.phase == Phase::Chaos && client.welcomed && client.next_send <= now =>
+        {
             let pings = &mut ctx.pings;
             let _ = writeln!(
                 PushStr(&mut client.output),
@@ -1311,7 +1475,7 @@ fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> After {
                 client.nick,
                 pings.sent
             );
-            pings.pending.push_back((pings.sent, now));
+            pings.pending.push_back((me, pings.sent, now));
             pings.sent += 1;
             client.next_send = now + PING_EVERY;
         }
@@ -1346,6 +1510,12 @@ fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> After {
 
 /// Writes what a client has queued; a half-closer shuts its sending half once it is out.
 fn write_out(client: &mut Client) -> After {
+    if let Some(tls) = &mut client.tls {
+        return match send_tls(tls, &mut client.stream, &mut client.output) {
+            Ok(()) => After::Keep,
+            Err(_) => After::Close,
+        };
+    }
     if client.output.is_empty() {
         return After::Keep;
     }
@@ -1361,10 +1531,71 @@ fn write_out(client: &mut Client) -> After {
     After::Keep
 }
 
+/// Moves a TLS client's plaintext into its session and the session's records to the socket,
+/// as far as they go without waiting. Even with no plaintext there may be records to send:
+/// the ClientHello, the rest of the handshake, lines the session held until it was over.
+fn send_tls(
+    tls: &mut ClientConnection,
+    socket: &mut TcpStream,
+    output: &mut Vec<u8>,
+) -> io::Result<()> {
+    loop {
+        // rustls takes plaintext up to its buffer limit (0 bytes when full)...
+        let taken = if output.is_empty() {
+            0
+        } else {
+            tls.writer().write(output)?
+        };
+        output.drain(..taken);
+        // ...and records go out until the socket is full or there are none left.
+        if !transport::write_records(tls, socket)? {
+            return Ok(());
+        }
+        // Every record is out, so rustls has room again: go round only if it took something
+        // this time (during the handshake it keeps plaintext back, and takes no more once
+        // full), so the loop ends.
+        if output.is_empty() || taken == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads everything the socket has for a client into its `input`, through its TLS session if
+/// it has one; `Some(why)` if the server closed the connection or it failed.
+fn receive(client: &mut Client, scratch: &mut [u8]) -> Option<String> {
+    let Client {
+        stream, tls, input, ..
+    } = client;
+    loop {
+        let outcome = match tls {
+            Some(tls) => transport::receive_tls(tls, stream, scratch, |plaintext| {
+                input.extend_from_slice(plaintext);
+            }),
+            None => match stream.read(scratch) {
+                Ok(0) => Ok(ReadOutcome::Eof),
+                Ok(n) => {
+                    input.extend_from_slice(&scratch[..n]);
+                    Ok(ReadOutcome::Data(n))
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(TransportError::Io(e)),
+            },
+        };
+        match outcome {
+            Ok(ReadOutcome::Data(_)) => {}
+            Ok(ReadOutcome::Drained) => return None,
+            Ok(ReadOutcome::Eof) => return Some("the server closed the connection".into()),
+            Err(TransportError::Tls(e)) => return Some(format!("TLS failed: {e}")),
+            Err(TransportError::Io(_)) => return Some("the connection failed".into()),
+        }
+    }
+}
+
 /// Handles readiness on one client: completes its connect, writes, reads and reacts to
 /// every complete line.
 fn service(client: &mut Client, ctx: &mut Context) -> After {
-    let tally = ctx.tallies.entry(client.role.name()).or_default();
+    let tally = ctx.tallies.entry(client.kind).or_default();
     if !client.connected {
         match connect_finished(&client.stream) {
             Ok(true) => {}
@@ -1373,7 +1604,7 @@ fn service(client: &mut Client, ctx: &mut Context) -> After {
                 tally.failed += 1;
                 if client.role.well_behaved() {
                     ctx.lost
-                        .push(format!("{} could not connect: {e}", client.role.name()));
+                        .push(format!("{} could not connect: {e}", client.kind));
                 }
                 return After::Close;
             }
@@ -1388,28 +1619,24 @@ fn service(client: &mut Client, ctx: &mut Context) -> After {
         if client.role == Role::Vanisher && client.serial.is_multiple_of(2) {
             return After::Close;
         }
+        match client.role {
+            Role::TlsGarbage => client.output.extend_from_slice(NOT_A_HANDSHAKE),
+            Role::TlsStaller => client.output.extend_from_slice(STALLED_HEADER),
+            _ => {}
+        }
     }
     if write_out(client) == After::Close {
         return lost(client, ctx, "writing failed");
     }
-    if client.role == Role::NonReader {
+    if client.role == Role::NonReader || (client.role == Role::TlsNonReader && tls_done(client)) {
         return After::Keep;
     }
-    let mut closed = None;
-    loop {
-        match client.stream.read(&mut ctx.scratch) {
-            Ok(0) => {
-                closed = Some("the server closed the connection");
-                break;
-            }
-            Ok(n) => client.input.extend_from_slice(&ctx.scratch[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                closed = Some("the connection failed");
-                break;
-            }
-        }
+    let closed = receive(client, &mut ctx.scratch);
+    if client.role == Role::TlsNonReader && tls_done(client) {
+        // In from now on, and reading no more: what the server sends it piles up.
+        client.nick = format!("tnr-{}", client.serial);
+        let _ = writeln!(PushStr(&mut client.output), "/nick {}", client.nick);
+        client.input.clear();
     }
     let mut used = 0;
     let mut after = After::Keep;
@@ -1427,7 +1654,7 @@ fn service(client: &mut Client, ctx: &mut Context) -> After {
         return after;
     }
     if let Some(why) = closed {
-        return lost(client, ctx, why);
+        return lost(client, ctx, &why);
     }
     write_out(client)
 }
@@ -1435,14 +1662,11 @@ fn service(client: &mut Client, ctx: &mut Context) -> After {
 /// The server closed a client (or the connection failed): expected for some, a broken
 /// promise for a well-behaved client that did not ask to leave.
 fn lost(client: &Client, ctx: &mut Context, why: &str) -> After {
-    ctx.tallies
-        .entry(client.role.name())
-        .or_default()
-        .closed_by_server += 1;
+    ctx.tallies.entry(client.kind).or_default().closed_by_server += 1;
     if !client.leaving && client.role.well_behaved() {
         let name = match client.role {
-            Role::Chatter(n) => format!("chatter {n}"),
-            role => role.name().to_string(),
+            Role::Chatter(n) => format!("{} {n}", client.kind),
+            _ => client.kind.to_string(),
         };
         ctx.lost
             .push(format!("{name}: {why} ({:?} phase)", ctx.phase));
@@ -1452,7 +1676,7 @@ fn lost(client: &Client, ctx: &mut Context, why: &str) -> After {
 
 /// Reacts to one line from the server.
 fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
-    let tally = ctx.tallies.entry(client.role.name()).or_default();
+    let tally = ctx.tallies.entry(client.kind).or_default();
     if client.role.well_behaved() {
         let clean = std::str::from_utf8(line).is_ok_and(invariants::is_clean_text);
         if !clean {
@@ -1465,11 +1689,8 @@ fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
     if line.starts_with(b"*** server full") || line.starts_with(b"*** too many connections") {
         tally.refused += 1;
         if client.role.well_behaved() {
-            ctx.lost.push(format!(
-                "{} was refused: {}",
-                client.role.name(),
-                lossy(line)
-            ));
+            ctx.lost
+                .push(format!("{} was refused: {}", client.kind, lossy(line)));
         }
         return After::Keep;
     }
@@ -1494,15 +1715,17 @@ fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
                 ctx.latency.saturating_record(micros.max(1));
             }
         }
-        Role::Pinger => {
+        Role::Pinger(me) => {
             let prefix = format!("*{}* P ", client.nick);
             let seq = line
                 .strip_prefix(prefix.as_bytes())
                 .and_then(|rest| std::str::from_utf8(rest).ok()?.parse::<u64>().ok());
             let pings = &mut ctx.pings;
-            if let Some(seq) = seq
-                && pings.pending.front().is_some_and(|&(s, _)| s == seq)
-                && let Some((_, sent)) = pings.pending.pop_front()
+            // The answer counts only if it is to this pinger's oldest ping still pending.
+            let oldest = pings.pending.iter().position(|&(p, _, _)| p == me);
+            if let (Some(seq), Some(i)) = (seq, oldest)
+                && pings.pending[i].1 == seq
+                && let Some((_, _, sent)) = pings.pending.remove(i)
             {
                 let rtt = sent.elapsed();
                 pings.answered += 1;
@@ -1516,10 +1739,15 @@ fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
     After::Keep
 }
 
+/// A TLS client whose handshake is over (and which has no session to wait for without TLS).
+fn tls_done(client: &Client) -> bool {
+    client.tls.as_ref().is_some_and(|tls| !tls.is_handshaking())
+}
+
 /// What a client does once it is in the room.
 fn welcomed(client: &mut Client, line: &[u8]) -> After {
     match client.role {
-        Role::Pinger => {
+        Role::Pinger(_) => {
             // "*** welcome to pollchat, you are NICK (type /help for commands)"
             let text = lossy(line);
             client.nick = text
@@ -1611,6 +1839,7 @@ mod tests {
             secs: 1.0,
             tallies,
             lines_sent: lines,
+            lines_sent_tls: 0,
             deliveries: 2 * lines,
             expected: 2 * lines,
             latency,

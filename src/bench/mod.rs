@@ -134,7 +134,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub source_ips: u8,
 
-    /// Chaos: well-behaved chatters, whose every line is checked
+    /// Chaos: well-behaved chatters, whose every line is checked (with --tls-target, every
+    /// other one over TLS)
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub chatters: usize,
 
@@ -158,6 +159,17 @@ pub struct BenchArgs {
     /// Chaos: seed for the misbehaving clients' lifetimes (same seed, same schedule)
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,
+
+    /// Chaos: the server's TLS listener. Every other chatter connects there, through rustls,
+    /// and TLS misbehaving clients join the others (garbage instead of a handshake, a stalled
+    /// handshake, a TLS client that stops reading). Needs --tls-ca
+    #[arg(long, value_name = "ADDR", requires = "tls_ca")]
+    pub tls_target: Option<SocketAddr>,
+
+    /// Chaos: the PEM certificate(s) to trust for --tls-target (e.g. the server's own
+    /// self-signed certificate). The name checked is the target's IP address
+    #[arg(long, value_name = "PEM", requires = "tls_target")]
+    pub tls_ca: Option<std::path::PathBuf>,
 
     /// The server's --stats-udp address, to report its counters at the end
     #[arg(long, value_name = "ADDR")]

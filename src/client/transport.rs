@@ -110,29 +110,9 @@ impl Transport {
             }
             return Ok(outcome);
         };
-        let outcome = non_blocking_read(|| tls.read_tls(&mut self.socket))?;
-        if let Err(error) = tls.process_new_packets() {
-            // rustls has queued an alert telling the server why; send it if the socket takes
-            // it at once. We are closing either way.
-            let _ = tls.write_tls(&mut self.socket);
-            return Err(TransportError::Tls(error));
-        }
-        // Take every byte of plaintext out, so rustls's buffer has room for the next read.
-        loop {
-            match tls.reader().read(scratch) {
-                Ok(0) => return Ok(ReadOutcome::Eof), // the server's close_notify
-                Ok(n) => framer.extend(&scratch[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // TCP closed without close_notify. A truncation attack could look like this,
-                // but a chat line cut short shows as a last line without its newline, and a
-                // chat client has nothing better to do than to say the server closed.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Ok(ReadOutcome::Eof);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(outcome)
+        receive_tls(tls, &mut self.socket, scratch, |plaintext| {
+            framer.extend(plaintext)
+        })
     }
 
     /// Moves what is queued towards the server as far as it goes without waiting.
@@ -147,11 +127,8 @@ impl Transport {
             // Plaintext into rustls until the queue is empty or rustls's buffer is full...
             queue.write_to(&mut Plaintext(tls))?;
             // ...then records out until the socket is full or rustls has none left.
-            while tls.wants_write() {
-                match non_blocking_write(|| tls.write_tls(&mut self.socket))? {
-                    Some(_) => {}
-                    None => return Ok(Sent::SocketFull),
-                }
+            if !write_records(tls, &mut self.socket)? {
+                return Ok(Sent::SocketFull);
             }
             if queue.is_empty() && !tls.is_handshaking() {
                 return Ok(Sent::All);
@@ -186,6 +163,58 @@ impl Transport {
         }
         Ok(sent)
     }
+}
+
+/// One `read_tls` from `socket`, then every byte of plaintext it completes handed to
+/// `deliver`. Shared with the chaos generator's TLS clients (`bench/chaos.rs`), which call it
+/// until the socket has no more.
+///
+/// One `read_tls` may bring part of a record (no plaintext yet, which is `Data` all the same:
+/// the socket had bytes), a whole record, or several. The server's `close_notify` is `Eof`,
+/// like a TCP close.
+pub fn receive_tls(
+    tls: &mut ClientConnection,
+    socket: &mut (impl Read + Write),
+    scratch: &mut [u8],
+    mut deliver: impl FnMut(&[u8]),
+) -> Result<ReadOutcome, TransportError> {
+    let outcome = non_blocking_read(|| tls.read_tls(socket))?;
+    if let Err(error) = tls.process_new_packets() {
+        // rustls has queued an alert telling the server why; send it if the socket takes
+        // it at once. We are closing either way.
+        let _ = tls.write_tls(socket);
+        return Err(TransportError::Tls(error));
+    }
+    // Take every byte of plaintext out, so rustls's buffer has room for the next read.
+    loop {
+        match tls.reader().read(scratch) {
+            Ok(0) => return Ok(ReadOutcome::Eof), // the server's close_notify
+            Ok(n) => deliver(&scratch[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // TCP closed without close_notify. A truncation attack could look like this,
+            // but a chat line cut short shows as a last line without its newline, and a
+            // chat client has nothing better to do than to say the server closed.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Ok(ReadOutcome::Eof);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(outcome)
+}
+
+/// Writes the records rustls has ready (handshake messages, encrypted lines, alerts) until it
+/// has none left (`true`) or the socket is full (`false`: wait for a writable event).
+pub fn write_records(
+    tls: &mut ClientConnection,
+    socket: &mut (impl Read + Write),
+) -> io::Result<bool> {
+    while tls.wants_write() {
+        if non_blocking_write(|| tls.write_tls(socket))?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// rustls's plaintext writer, as a non-blocking writer. rustls says "my buffer is full" by
@@ -301,12 +330,23 @@ fn connect_tcp(target: &Target) -> io::Result<StdStream> {
 
 /// The rustls client configuration `--tls`, `--ca` and `--insecure` ask for.
 fn tls_config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
+    client_config(args.ca.as_deref(), "--ca", args.insecure)
+}
+
+/// A rustls client configuration with the ring provider that trusts the public CAs and the
+/// certificates in the PEM file `ca`, or (`insecure`) any certificate at all. Shared with the
+/// chaos generator's `--tls-ca`; `flag` is the option that named `ca`, for the messages.
+pub fn client_config(
+    ca: Option<&Path>,
+    flag: &str,
+    insecure: bool,
+) -> Result<ClientConfig, ConnectError> {
     // ring, named explicitly rather than picked by crate features behind our back.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| ConnectError::Setup(format!("cannot set up TLS: {e}")))?;
-    if args.insecure {
+    if insecure {
         let verifier = Arc::new(NoVerification(provider));
         return Ok(builder
             .dangerous()
@@ -316,16 +356,20 @@ fn tls_config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
     // The public CAs (Mozilla's list, compiled in), plus the --ca certificates if any.
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &args.ca {
-        add_pem_certificates(&mut roots, path)?;
+    if let Some(path) = ca {
+        add_pem_certificates(&mut roots, path, flag)?;
     }
     Ok(builder.with_root_certificates(roots).with_no_client_auth())
 }
 
 /// Adds every certificate in the PEM file at `path` to `roots`.
-fn add_pem_certificates(roots: &mut RootCertStore, path: &Path) -> Result<(), ConnectError> {
+fn add_pem_certificates(
+    roots: &mut RootCertStore,
+    path: &Path,
+    flag: &str,
+) -> Result<(), ConnectError> {
     let unreadable = |e: &dyn fmt::Display| {
-        ConnectError::Setup(format!("cannot read --ca {}: {e}", path.display()))
+        ConnectError::Setup(format!("cannot read {flag} {}: {e}", path.display()))
     };
     let mut added = 0;
     for certificate in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
@@ -335,7 +379,7 @@ fn add_pem_certificates(roots: &mut RootCertStore, path: &Path) -> Result<(), Co
     }
     if added == 0 {
         return Err(ConnectError::Setup(format!(
-            "--ca {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            "{flag} {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
             path.display()
         )));
     }
