@@ -60,10 +60,7 @@ fn connect_sends_typed_lines_and_prints_received_ones() {
 #[test]
 fn connect_prints_the_answer_to_piped_input_before_exiting_with_status_0() {
     let server = TestServer::start();
-    let mut client = ClientProcess::start(&[&server.addr.to_string()]);
-    client.send("/who");
-    client.close_stdin();
-    let exit = client.wait_exit();
+    let exit = ClientProcess::piped(&[&server.addr.to_string()], &["/who"]);
     assert_eq!(exit.code, Some(0), "{exit:?}");
     assert_eq!(exit.stdout.len(), 2, "{exit:?}");
     assert!(
@@ -177,10 +174,7 @@ fn connect_sends_a_large_file_completely_and_in_order() {
 #[test]
 fn connect_writes_no_colour_codes_into_a_pipe() {
     let server = TestServer::start();
-    let mut client = ClientProcess::start(&[&server.addr.to_string()]);
-    client.send("/help");
-    client.close_stdin();
-    let exit = client.wait_exit();
+    let exit = ClientProcess::piped(&[&server.addr.to_string()], &["/help"]);
     assert_eq!(exit.code, Some(0), "{exit:?}");
     assert!(exit.stdout.len() > 3, "{exit:?}");
     for line in &exit.stdout {
@@ -420,12 +414,7 @@ fn connect_tls_insecure_connects_and_warns() {
 #[test]
 fn connect_tls_chats_through_pollchats_tls_listener_with_a_plain_client() {
     let certificate = TestCert::new();
-    let settings = pollchat::config::TlsSettings::new(
-        &certificate.cert,
-        &certificate.key,
-        ([127, 0, 0, 1], 0).into(),
-    );
-    let server = TestServer::with(|c| c.tls = Some(settings));
+    let server = TestServer::with_tls(&certificate, |_| {});
     let mut plain = server.connect();
     let tls_addr = server.tls_addr.unwrap().to_string();
     let ca = certificate.cert.to_str().unwrap();
@@ -452,18 +441,10 @@ fn connect_tls_chats_through_pollchats_tls_listener_with_a_plain_client() {
 #[test]
 fn connect_tls_prints_the_answer_to_piped_input_before_exiting_with_status_0() {
     let certificate = TestCert::new();
-    let settings = pollchat::config::TlsSettings::new(
-        &certificate.cert,
-        &certificate.key,
-        ([127, 0, 0, 1], 0).into(),
-    );
-    let server = TestServer::with(|c| c.tls = Some(settings));
+    let server = TestServer::with_tls(&certificate, |_| {});
     let tls_addr = server.tls_addr.unwrap().to_string();
     let ca = certificate.cert.to_str().unwrap();
-    let mut client = ClientProcess::start(&[&tls_addr, "--tls", "--ca", ca]);
-    client.send("/who");
-    client.close_stdin();
-    let exit = client.wait_exit();
+    let exit = ClientProcess::piped(&[&tls_addr, "--tls", "--ca", ca], &["/who"]);
     assert_eq!(exit.code, Some(0), "{exit:?}");
     assert_eq!(exit.stdout.len(), 2, "{exit:?}");
     assert!(exit.stdout[0].starts_with("*** welcome"), "{exit:?}");

@@ -12,27 +12,17 @@ use std::time::Duration;
 
 use common::tls::TestCert;
 use common::{Client, DEADLINE, ServerProcess, TestServer};
-use pollchat::config::TlsSettings;
 use socket2::{Domain, Socket, Type};
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-/// A server with a plain listener and a TLS one, using `cert`.
-fn tls_server(cert: &TestCert, tweak: impl FnOnce(&mut pollchat::Config)) -> TestServer {
-    let settings = TlsSettings::new(&cert.cert, &cert.key, loopback());
-    TestServer::with(|config| {
-        config.tls = Some(settings);
-        tweak(config);
-    })
-}
-
 /// A TLS client and a plain client are in one room: each hears the other join and talk.
 #[test]
 fn tls_and_plain_clients_chat_with_each_other() {
     let cert = TestCert::new();
-    let server = tls_server(&cert, |_| {});
+    let server = TestServer::with_tls(&cert, |_| {});
     let mut plain = server.connect();
     let mut secure = Client::connect_tls(server.tls_addr.unwrap(), &cert);
     plain.expect(&format!("*** {} joined", secure.nick));
@@ -54,7 +44,7 @@ fn tls_and_plain_clients_chat_with_each_other() {
 #[test]
 fn garbage_instead_of_a_handshake_is_closed_without_disturbing_anyone() {
     let cert = TestCert::new();
-    let server = tls_server(&cert, |c| c.stats_udp = Some(loopback()));
+    let server = TestServer::with_tls(&cert, |c| c.stats_udp = Some(loopback()));
     let mut a = Client::connect_tls(server.tls_addr.unwrap(), &cert);
     let mut b = server.connect();
     a.expect(&format!("*** {} joined", b.nick));
@@ -83,7 +73,7 @@ fn garbage_instead_of_a_handshake_is_closed_without_disturbing_anyone() {
 #[test]
 fn stalled_handshake_is_closed_after_the_timeout() {
     let cert = TestCert::new();
-    let server = tls_server(&cert, |c| {
+    let server = TestServer::with_tls(&cert, |c| {
         c.stats_udp = Some(loopback());
         if let Some(tls) = &mut c.tls {
             tls.handshake_timeout = Duration::from_millis(300);
@@ -112,7 +102,7 @@ fn stalled_handshake_is_closed_after_the_timeout() {
 #[test]
 fn slow_tls_reader_gets_every_line_in_order() {
     let cert = TestCert::new();
-    let server = tls_server(&cert, |c| c.max_output = 64 << 20);
+    let server = TestServer::with_tls(&cert, |c| c.max_output = 64 << 20);
     let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     socket.connect(&server.tls_addr.unwrap().into()).unwrap();
@@ -144,7 +134,7 @@ fn slow_tls_reader_gets_every_line_in_order() {
 #[test]
 fn tls_client_that_stops_reading_is_cut_off_and_nobody_else_loses_a_line() {
     let cert = TestCert::new();
-    let server = tls_server(&cert, |c| {
+    let server = TestServer::with_tls(&cert, |c| {
         c.max_output = 64 * 1024;
         c.output_grace = Duration::from_millis(200);
     });
@@ -188,7 +178,7 @@ fn tls_client_that_stops_reading_is_cut_off_and_nobody_else_loses_a_line() {
 #[test]
 fn shutdown_ends_tls_sessions_with_close_notify() {
     let cert = TestCert::new();
-    let server = tls_server(&cert, |_| {});
+    let server = TestServer::with_tls(&cert, |_| {});
     let mut client = Client::connect_tls(server.tls_addr.unwrap(), &cert);
     server.stop().unwrap();
     let mut rest = Vec::new();
@@ -207,7 +197,7 @@ fn shutdown_ends_tls_sessions_with_close_notify() {
 #[test]
 fn tls_only_server_listens_only_for_tls() {
     let cert = TestCert::new();
-    let server = tls_server(&cert, |c| c.bind.clear());
+    let server = TestServer::with_tls(&cert, |c| c.bind.clear());
     assert_eq!(server.tls_addr, Some(server.addr));
     let mut client = Client::connect_tls(server.addr, &cert);
     assert!(client.sync().is_empty());
@@ -310,7 +300,7 @@ fn openssl_s_client_chats_through_the_tls_listener_with_a_gen_cert_certificate()
 #[test]
 fn tls_client_meets_the_line_limit_and_flood_control_like_a_plain_one() {
     let cert = TestCert::new();
-    let server = tls_server(&cert, |c| {
+    let server = TestServer::with_tls(&cert, |c| {
         c.max_line = 16;
         c.rate = 20.0;
         c.burst = 2;
@@ -336,7 +326,7 @@ fn tls_client_meets_the_line_limit_and_flood_control_like_a_plain_one() {
 #[test]
 fn tls_refusals_are_told_encrypted_or_made_before_the_handshake() {
     let cert = TestCert::new();
-    let server = tls_server(&cert, |c| c.max_per_ip = 1);
+    let server = TestServer::with_tls(&cert, |c| c.max_per_ip = 1);
     let _first = server.connect();
     let mut second = Client::raw_tls(server.tls_addr.unwrap(), &cert);
     assert_eq!(
@@ -344,7 +334,7 @@ fn tls_refusals_are_told_encrypted_or_made_before_the_handshake() {
         vec!["*** too many connections from your address".to_string()]
     );
 
-    let full = tls_server(&cert, |c| c.max_clients = Some(1));
+    let full = TestServer::with_tls(&cert, |c| c.max_clients = Some(1));
     let _only = full.connect();
     let mut late = Client::raw_tls(full.tls_addr.unwrap(), &cert);
     let refused = late.try_line();
@@ -363,7 +353,7 @@ fn lines_sent_with_the_last_handshake_message_and_the_close_are_all_answered() {
     use rustls::pki_types::ServerName;
 
     let cert = TestCert::new();
-    let server = tls_server(&cert, |_| {});
+    let server = TestServer::with_tls(&cert, |_| {});
     let mut listener = server.connect();
     let name = ServerName::try_from("localhost").unwrap();
     let mut tls = ClientConnection::new(cert.client_config(), name).unwrap();

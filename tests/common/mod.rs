@@ -721,6 +721,17 @@ impl ClientProcess {
         self.pid
     }
 
+    /// `printf LINES | pollchat connect ARGS`: the client's whole run on that input, to its
+    /// exit.
+    pub fn piped(args: &[&str], lines: &[&str]) -> ClientExit {
+        let mut client = ClientProcess::start(args);
+        for line in lines {
+            client.send(line);
+        }
+        client.close_stdin();
+        client.wait_exit()
+    }
+
     /// Types one line (the newline is added).
     pub fn send(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin is a pipe the test holds");

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
-use super::{Client, TempDir};
+use super::{Client, TempDir, TestServer};
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, as PEM files in a temporary
 /// directory of its own (removed when dropped).
@@ -52,6 +52,19 @@ impl TestCert {
             .with_root_certificates(roots)
             .with_no_client_auth();
         Arc::new(config)
+    }
+}
+
+impl TestServer {
+    /// A server with a plain listener and a TLS one presenting `cert`, both on ephemeral
+    /// loopback ports, after `tweak`.
+    pub fn with_tls(cert: &TestCert, tweak: impl FnOnce(&mut pollchat::Config)) -> TestServer {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let settings = pollchat::config::TlsSettings::new(&cert.cert, &cert.key, loopback);
+        TestServer::with(|config| {
+            config.tls = Some(settings);
+            tweak(config);
+        })
     }
 }
 
