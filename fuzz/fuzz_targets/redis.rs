@@ -13,8 +13,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pollchat::backplane::resp::{self, Value};
 use pollchat::backplane::Event;
+use pollchat::backplane::resp::{self, Value};
 use pollchat::framing::is_forbidden;
 
 /// The replies at the front of `buf`, described, and whether it ended in garbage.
@@ -24,7 +24,11 @@ fn decode_all(buf: &[u8]) -> (Vec<String>, bool) {
     loop {
         match resp::decode(&buf[at..]) {
             Ok(Some((value, used))) => {
-                assert!(used > 0 && used <= buf.len() - at, "used {used} of {}", buf.len() - at);
+                assert!(
+                    used > 0 && used <= buf.len() - at,
+                    "used {used} of {}",
+                    buf.len() - at
+                );
                 check_messages(&value);
                 replies.push(value.describe());
                 at += used;
@@ -50,7 +54,11 @@ fn check_event(message: &[u8]) {
     };
     let text = event.encode();
     assert!(!text.chars().any(is_forbidden), "{text:?}");
-    assert_eq!(Event::decode(text.as_bytes()).as_ref(), Ok(&event), "{text:?}");
+    assert_eq!(
+        Event::decode(text.as_bytes()).as_ref(),
+        Ok(&event),
+        "{text:?}"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
