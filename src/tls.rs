@@ -32,7 +32,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::{ServerConfig, ServerConnection};
+use rustls::{ConnectionCommon, ServerConfig, ServerConnection};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -242,14 +242,8 @@ impl Session {
         queue: &mut WriteQueue,
     ) -> io::Result<Flushed> {
         loop {
-            while self.tls.wants_write() {
-                match self.tls.write_tls(socket) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
+            if !write_records(&mut self.tls, socket)? {
+                return Ok(Flushed::Blocked);
             }
             self.encrypted_unsent = 0;
             // During the handshake the queue is empty: a client is given its first line only
@@ -258,6 +252,8 @@ impl Session {
             if queue.is_empty() || self.closing || self.tls.is_handshaking() {
                 return Ok(Flushed::All);
             }
+            // Every record is out, so rustls's buffer limit lets one record's worth in, and
+            // then says it is full.
             let before = queue.unsent();
             queue.write_to(&mut Plaintext(&mut self.tls))?;
             self.encrypted_unsent = before - queue.unsent();
@@ -278,22 +274,43 @@ impl Session {
     }
 }
 
-/// rustls's plaintext side as an `io::Write` for [`WriteQueue::write_to`]: it takes up to
-/// [`TLS_RECORDS_AHEAD`] bytes (rustls's buffer limit), then says `WouldBlock` until the
-/// records made of them have been written to the socket.
-struct Plaintext<'a>(&'a mut ServerConnection);
+/// Writes the records rustls has ready (handshake messages, encrypted lines, alerts) until it
+/// has none left (`true`) or the socket is full (`false`: wait for a writable event). For the
+/// server's sessions and for the clients' (`pollchat connect`, the chaos generator) alike.
+pub fn write_records<D>(
+    tls: &mut ConnectionCommon<D>,
+    socket: &mut impl Write,
+) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(socket) {
+            // A socket that takes nothing and says nothing is broken, not full: retrying
+            // would spin.
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            // A signal arrived during the call; it says nothing about the socket.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
 
-impl Write for Plaintext<'_> {
+/// rustls's plaintext side as a non-blocking writer, for [`WriteQueue::write_to`]. rustls says
+/// "my buffer is full" by taking 0 bytes; a socket says it with `WouldBlock`, and the write
+/// queue takes a 0 for a broken writer. This says it the socket's way. With a buffer limit
+/// (the server's sessions: [`TLS_RECORDS_AHEAD`]) that is one record's worth, then full until
+/// [`write_records`] has written it out.
+pub struct Plaintext<'a, D>(pub &'a mut ConnectionCommon<D>);
+
+impl<D> Write for Plaintext<'_, D> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write_vectored(&[IoSlice::new(buf)])
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        if self.0.wants_write() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
         match self.0.writer().write_vectored(bufs)? {
-            0 => Err(io::ErrorKind::WouldBlock.into()),
+            0 if bufs.iter().any(|b| !b.is_empty()) => Err(io::ErrorKind::WouldBlock.into()),
             n => Ok(n),
         }
     }

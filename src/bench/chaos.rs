@@ -54,6 +54,7 @@ use super::worker::{connect, connect_finished, flush, latency_histogram};
 use super::{BenchArgs, rss_kib};
 use crate::client::transport::{self, TransportError};
 use crate::connection::ReadOutcome;
+use crate::tls;
 
 /// How often the pinger asks the server for an answer.
 const PING_EVERY: Duration = Duration::from_millis(200);
@@ -1548,7 +1549,7 @@ fn send_tls(
         };
         output.drain(..taken);
         // ...and records go out until the socket is full or there are none left.
-        if !transport::write_records(tls, socket)? {
+        if !tls::write_records(tls, socket)? {
             return Ok(());
         }
         // Every record is out, so rustls has room again: go round only if it took something

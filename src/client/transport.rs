@@ -21,7 +21,7 @@
 //! Connecting is the one blocking step of the client (see [`connect`]).
 
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream as StdStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::Arc;
@@ -41,6 +41,7 @@ use crate::connection::ReadOutcome;
 use crate::error::describe;
 use crate::framing::LineFramer;
 use crate::limits::CONNECT_TIMEOUT;
+use crate::tls::{Plaintext, write_records};
 use crate::write_queue::{Flushed, WriteQueue};
 
 use super::non_blocking_read;
@@ -201,55 +202,6 @@ pub fn receive_tls(
         }
     }
     Ok(outcome)
-}
-
-/// Writes the records rustls has ready (handshake messages, encrypted lines, alerts) until it
-/// has none left (`true`) or the socket is full (`false`: wait for a writable event).
-pub fn write_records(
-    tls: &mut ClientConnection,
-    socket: &mut (impl Read + Write),
-) -> io::Result<bool> {
-    while tls.wants_write() {
-        if non_blocking_write(|| tls.write_tls(socket))?.is_none() {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
-/// rustls's plaintext writer, as a non-blocking writer. rustls says "my buffer is full" by
-/// taking 0 bytes; a socket says it with `WouldBlock`, and [`WriteQueue::write_to`] takes a
-/// 0 for a broken writer. This says it the socket's way.
-struct Plaintext<'a>(&'a mut ClientConnection);
-
-impl Write for Plaintext<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self.0.writer().write_vectored(bufs)? {
-            0 if bufs.iter().any(|b| !b.is_empty()) => Err(io::ErrorKind::WouldBlock.into()),
-            n => Ok(n),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// One non-blocking write: `Some(n)` bytes taken, `None` for `WouldBlock`. `Interrupted` is
-/// retried (a signal arrived; it says nothing about the socket).
-fn non_blocking_write(mut write: impl FnMut() -> io::Result<usize>) -> io::Result<Option<usize>> {
-    loop {
-        return match write() {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(e),
-        };
-    }
 }
 
 /// Why the client could not get as far as a connection.
