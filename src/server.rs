@@ -284,19 +284,12 @@ impl Server {
             "up to {} clients; lines up to {} bytes; output queue up to {} bytes per client",
             self.max_clients, self.config.max_line, self.config.max_output
         );
-        let now = Instant::now();
-        if let Some(backplane) = &mut self.backplane {
-            let mut happened = Vec::new();
-            backplane.start(
-                BACKPLANE_SUB,
-                BACKPLANE_CMD,
-                self.poll.registry(),
-                now,
-                &mut happened,
-            );
-            let refresh = backplane.nick_ttl() / 3;
-            self.timers.add(now + refresh, Timer::BackplaneRefresh);
-            self.absorb(happened);
+        if self.backplane.is_some() {
+            let now = Instant::now();
+            self.schedule_backplane_refresh(now);
+            self.drive_backplane(|backplane, registry, _, happened| {
+                backplane.start(BACKPLANE_SUB, BACKPLANE_CMD, registry, now, happened);
+            });
         }
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
@@ -345,10 +338,10 @@ impl Server {
         }
 
         // ... and the backplane's, if its read budget ran out too.
-        if backplane_unread && let Some(backplane) = &mut self.backplane {
-            let mut happened = Vec::new();
-            backplane.serve_unread(self.poll.registry(), &mut self.scratch, now, &mut happened);
-            self.absorb(happened);
+        if backplane_unread {
+            self.drive_backplane(|backplane, registry, scratch, happened| {
+                backplane.serve_unread(registry, scratch, now, happened);
+            });
         }
 
         // 4. Timers.
@@ -402,18 +395,10 @@ impl Server {
             WAKER => self.begin_shutdown(now),
             STATS => self.answer_stats(),
             BACKPLANE_SUB | BACKPLANE_CMD => {
-                let mut happened = Vec::new();
-                if let Some(backplane) = &mut self.backplane {
-                    backplane.handle(
-                        ready.token,
-                        ready.readable,
-                        self.poll.registry(),
-                        &mut self.scratch,
-                        now,
-                        &mut happened,
-                    );
-                }
-                self.absorb(happened);
+                self.drive_backplane(|backplane, registry, scratch, happened| {
+                    let (token, readable) = (ready.token, ready.readable);
+                    backplane.handle(token, readable, registry, scratch, now, happened);
+                });
             }
             Token(token) => {
                 // No connection in the slot: a spurious event, which mio allows. A closed
@@ -774,23 +759,47 @@ impl Server {
                 }
                 Timer::ShutdownDeadline => self.exit_now = true,
                 Timer::Backplane => {
-                    let mut happened = Vec::new();
-                    if let Some(backplane) = &mut self.backplane {
-                        backplane.on_timer(self.poll.registry(), now, &mut happened);
-                    }
-                    self.absorb(happened);
+                    self.drive_backplane(|backplane, registry, _, happened| {
+                        backplane.on_timer(registry, now, happened);
+                    });
                 }
                 Timer::BackplaneRefresh => {
-                    let mut happened = Vec::new();
-                    if let Some(backplane) = &mut self.backplane {
-                        let every = backplane.nick_ttl() / 3;
-                        self.timers.add(now + every, Timer::BackplaneRefresh);
-                        backplane.check_alive(self.poll.registry(), now, &mut happened);
-                    }
-                    self.absorb(happened);
+                    self.schedule_backplane_refresh(now);
+                    self.drive_backplane(|backplane, registry, _, happened| {
+                        backplane.check_alive(registry, now, happened);
+                    });
                     self.room.refresh_nicks();
                 }
             }
+        }
+    }
+
+    /// Lets the backplane act (`--backplane` only: without it, nothing happens), then hands
+    /// what it reports to the room. The backplane never touches the room itself: it returns
+    /// [`Happening`]s, and [`Server::absorb`] is the one place they take effect.
+    fn drive_backplane(
+        &mut self,
+        act: impl FnOnce(&mut Backplane, &mio::Registry, &mut [u8], &mut Vec<Happening>),
+    ) {
+        let Some(backplane) = &mut self.backplane else {
+            return;
+        };
+        let mut happened = Vec::new();
+        act(
+            backplane,
+            self.poll.registry(),
+            &mut self.scratch,
+            &mut happened,
+        );
+        self.absorb(happened);
+    }
+
+    /// Nick claims are refreshed, and the others told this instance is alive, every third of
+    /// the nick TTL, so one late or missed refresh does not let a claim expire.
+    fn schedule_backplane_refresh(&mut self, now: Instant) {
+        if let Some(backplane) = &self.backplane {
+            let every = backplane.nick_ttl() / 3;
+            self.timers.add(now + every, Timer::BackplaneRefresh);
         }
     }
 
