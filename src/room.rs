@@ -393,11 +393,8 @@ impl Room {
         // clients do.
         if *reason != CloseReason::Shutdown || self.cluster.is_some() {
             let reason = reason.to_string();
-            self.departures.push(Event {
-                origin: self.instance.clone(),
-                conn: id,
-                what: What::Left { nick, reason },
-            });
+            let left = self.event(id, What::Left { nick, reason });
+            self.departures.push(left);
         }
         true
     }
@@ -442,11 +439,8 @@ impl Room {
         }
         // The other instances forget this one at once, after its clients' leave events.
         if self.cluster.is_some() {
-            self.departures.push(Event {
-                origin: self.instance.clone(),
-                conn: 0,
-                what: What::Bye,
-            });
+            let bye = self.event(0, What::Bye);
+            self.departures.push(bye);
         }
     }
 
@@ -515,12 +509,18 @@ impl Room {
     /// Something a client did that the others must hear of: delivered now when the chat is
     /// local, published when it is shared (and delivered when it comes back).
     pub fn emit(&mut self, conn: u64, what: What) {
-        let event = Event {
+        let event = self.event(conn, what);
+        self.emit_event(event);
+    }
+
+    /// An event of this instance: `conn` is the connection it is about (0 for the instance
+    /// itself).
+    fn event(&self, conn: u64, what: What) -> Event {
+        Event {
             origin: self.instance.clone(),
             conn,
             what,
-        };
-        self.emit_event(event);
+        }
     }
 
     fn emit_event(&mut self, event: Event) {
@@ -574,11 +574,7 @@ impl Room {
             .filter(|(_, c)| c.is_chatting())
             .map(|(_, c)| c.nick.clone())
             .collect();
-        Event {
-            origin: self.instance.clone(),
-            conn: 0,
-            what: What::Hello { nicks },
-        }
+        self.event(0, What::Hello { nicks })
     }
 
     /// Asks Redis for a nick (shared chat, backplane up; otherwise there is nobody to ask).
