@@ -22,23 +22,14 @@ fn main() -> ExitCode {
     if let Some(Command::Bench(args)) = &cli.command {
         // Load: the report. Chaos: the report, and a failing exit status if a check failed,
         // so scripts and CI can act on it.
+        let as_text = |json: String, summary: String| {
+            if args.json { json + "\n" } else { summary }
+        };
         let outcome = match args.scenario {
-            Scenario::Load => bench::run(args).map(|r| {
-                let text = if args.json {
-                    r.json() + "\n"
-                } else {
-                    r.summary()
-                };
-                (text, true)
-            }),
-            Scenario::Chaos => bench::chaos::run(args).map(|r| {
-                let text = if args.json {
-                    r.json() + "\n"
-                } else {
-                    r.summary()
-                };
-                (text, r.passed())
-            }),
+            Scenario::Load => bench::run(args).map(|r| (as_text(r.json(), r.summary()), true)),
+            Scenario::Chaos => {
+                bench::chaos::run(args).map(|r| (as_text(r.json(), r.summary()), r.passed()))
+            }
         };
         return match outcome {
             Ok((text, passed)) => {
