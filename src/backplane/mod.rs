@@ -50,7 +50,7 @@ pub mod resp;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,8 @@ use crate::limits::{
     BACKPLANE_CONNECT_TIMEOUT, BACKPLANE_MAX_OUTPUT, BACKPLANE_RETRY_FIRST, BACKPLANE_RETRY_MAX,
     READ_BUDGET,
 };
+use crate::os;
+use crate::write_queue::write_until_blocked;
 pub use event::{Event, What};
 use resp::Value;
 
@@ -331,17 +333,11 @@ impl Link {
         let Some(socket) = &self.socket else {
             return Ok(false);
         };
-        if let Some(error) = socket.take_error()? {
-            return Err(error);
+        let finished = os::connect_finished(socket)?;
+        if finished {
+            self.phase = LinkPhase::Handshake;
         }
-        match socket.peer_addr() {
-            Ok(_) => {
-                self.phase = LinkPhase::Handshake;
-                Ok(true)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(finished)
     }
 
     /// Reads until `WouldBlock` (edge-triggered: no new event comes for bytes already
@@ -386,14 +382,9 @@ impl Link {
             return Ok(());
         };
         if self.phase != LinkPhase::Connecting {
-            while self.written < self.output.len() {
-                match socket.write(&self.output[self.written..]) {
-                    Ok(n) => self.written += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            }
+            // An offset, not a drain: up to BACKPLANE_MAX_OUTPUT may wait here, and moving it
+            // down after every partial write would cost a copy each time.
+            self.written += write_until_blocked(socket, &self.output[self.written..])?;
             if self.written == self.output.len() {
                 self.output.clear();
                 self.written = 0;

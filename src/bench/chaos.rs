@@ -50,10 +50,11 @@ use socket2::SockRef;
 
 use super::invariants::{self, LineId};
 use super::wire::{self, Incoming, Proto, Stamp};
-use super::worker::{connect, connect_finished, flush, latency_histogram};
+use super::worker::{connect, flush, latency_histogram};
 use super::{BenchArgs, rss_kib};
 use crate::client::transport::{self, TransportError};
 use crate::connection::ReadOutcome;
+use crate::os::connect_finished;
 use crate::tls;
 
 /// How often the pinger asks the server for an answer.

@@ -7,7 +7,7 @@
 //! The orchestrator (`bench/mod.rs`) moves every worker through the same phases by setting
 //! [`Shared::phase`]; workers only report counts back, through atomics.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -18,6 +18,8 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::wire::{self, Incoming, Proto, Stamp};
+use crate::os::connect_finished;
+use crate::write_queue::write_until_blocked;
 
 /// Phases every worker goes through, in order.
 pub mod phase {
@@ -276,17 +278,6 @@ pub(super) fn connect(
     Ok(TcpStream::from_std(socket.into()))
 }
 
-/// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` still
-/// under way (a spurious wakeup), `Err` failed. It has finished when the socket turns
-/// writable; whether it succeeded is in SO_ERROR, or in whether it has a peer.
-pub(super) fn connect_finished(stream: &TcpStream) -> io::Result<bool> {
-    match (stream.take_error(), stream.peer_addr()) {
-        (Ok(None), Ok(_)) => Ok(true),
-        (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        (Ok(Some(e)) | Err(e), _) | (Ok(None), Err(e)) => Err(e),
-    }
-}
-
 /// Handles readiness on one connection: completes a connect, flushes output, reads input.
 fn service(
     conn: &mut Conn,
@@ -476,16 +467,7 @@ fn produce(conn: &mut Conn, plan: &Plan, shared: &Shared, now: Instant) {
 
 /// Writes pending output until it is gone or the socket is full (kept for the next event).
 pub(super) fn flush(stream: &mut TcpStream, output: &mut Vec<u8>) -> io::Result<()> {
-    while !output.is_empty() {
-        match stream.write(output) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                output.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    let written = write_until_blocked(stream, output)?;
+    output.drain(..written);
     Ok(())
 }
