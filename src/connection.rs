@@ -140,6 +140,24 @@ pub enum ReadOutcome {
     Eof,
 }
 
+impl ReadOutcome {
+    /// One non-blocking read through `read` (a socket's, rustls's `read_tls`, stdin's): `Data`
+    /// for bytes, `Drained` for `WouldBlock` (come back after the next readiness event), `Eof`
+    /// for 0 bytes (the other side closed). `Interrupted` is retried: a signal arrived during
+    /// the call, which says nothing about the source. Any other error is returned.
+    pub fn from_read(mut read: impl FnMut() -> io::Result<usize>) -> io::Result<ReadOutcome> {
+        loop {
+            return match read() {
+                Ok(0) => Ok(ReadOutcome::Eof),
+                Ok(n) => Ok(ReadOutcome::Data(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Connection {
     /// Unique for the life of the server, unlike the slab key, which is reused.
@@ -254,20 +272,11 @@ impl Connection {
             let framer = keep.then_some(&mut self.framer);
             return tls.read(&mut self.socket, framer, scratch);
         }
-        loop {
-            return match self.socket.read(scratch) {
-                Ok(0) => Ok(ReadOutcome::Eof),
-                Ok(n) => {
-                    if keep {
-                        self.framer.extend(&scratch[..n]);
-                    }
-                    Ok(ReadOutcome::Data(n))
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Drained),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
-            };
+        let outcome = ReadOutcome::from_read(|| self.socket.read(scratch))?;
+        if keep && let ReadOutcome::Data(n) = outcome {
+            self.framer.extend(&scratch[..n]);
         }
+        Ok(outcome)
     }
 
     /// Writes queued output until it is all sent or the socket's buffer is full, then makes

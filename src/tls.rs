@@ -187,13 +187,10 @@ impl Session {
         if self.ended {
             return Ok(ReadOutcome::Eof);
         }
-        let read = loop {
-            match self.tls.read_tls(socket) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadOutcome::Drained),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
+        let read = match ReadOutcome::from_read(|| self.tls.read_tls(socket))? {
+            ReadOutcome::Drained => return Ok(ReadOutcome::Drained),
+            ReadOutcome::Eof => 0,
+            ReadOutcome::Data(n) => n,
         };
         let state = match self.tls.process_new_packets() {
             Ok(state) => state,

@@ -458,21 +458,6 @@ impl Client {
     }
 }
 
-/// One non-blocking read through `read`: `Data(n)`, `Drained` for `WouldBlock` (come back
-/// after the next readiness event), `Eof` for 0 bytes (the other side closed). `Interrupted`
-/// is retried: a signal arrived during the call, which says nothing about the source.
-fn non_blocking_read(mut read: impl FnMut() -> io::Result<usize>) -> io::Result<ReadOutcome> {
-    loop {
-        return match read() {
-            Ok(0) => Ok(ReadOutcome::Eof),
-            Ok(n) => Ok(ReadOutcome::Data(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Drained),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(e),
-        };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,8 +44,6 @@ use crate::framing::{Frame, LineFramer};
 use crate::limits::CLIENT_MAX_LINE;
 use crate::write_queue::{Flushed, WriteQueue};
 
-use super::non_blocking_read;
-
 /// SGR codes for server lines (cyan) and the client's own notes (dim), and the reset.
 const SERVER_COLOUR: &str = "\x1b[36m";
 const NOTE_COLOUR: &str = "\x1b[2m";
@@ -146,7 +144,7 @@ impl Input {
 
     /// One read, into the framer.
     pub fn read(&mut self, scratch: &mut [u8]) -> io::Result<ReadOutcome> {
-        let outcome = non_blocking_read(|| io::Read::read(&mut self.file, scratch))?;
+        let outcome = ReadOutcome::from_read(|| io::Read::read(&mut self.file, scratch))?;
         if let ReadOutcome::Data(n) = outcome {
             self.framer.extend(&scratch[..n]);
         }

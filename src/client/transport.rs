@@ -44,8 +44,6 @@ use crate::limits::CONNECT_TIMEOUT;
 use crate::tls::{Plaintext, write_records};
 use crate::write_queue::{Flushed, WriteQueue};
 
-use super::non_blocking_read;
-
 /// What went wrong on the connection: the two kinds end the client with different statuses.
 #[derive(Debug)]
 pub enum TransportError {
@@ -105,7 +103,7 @@ impl Transport {
         framer: &mut LineFramer,
     ) -> Result<ReadOutcome, TransportError> {
         let Some(tls) = &mut self.tls else {
-            let outcome = non_blocking_read(|| self.socket.read(scratch))?;
+            let outcome = ReadOutcome::from_read(|| self.socket.read(scratch))?;
             if let ReadOutcome::Data(n) = outcome {
                 framer.extend(&scratch[..n]);
             }
@@ -179,7 +177,7 @@ pub fn receive_tls(
     scratch: &mut [u8],
     mut deliver: impl FnMut(&[u8]),
 ) -> Result<ReadOutcome, TransportError> {
-    let outcome = non_blocking_read(|| tls.read_tls(socket))?;
+    let outcome = ReadOutcome::from_read(|| tls.read_tls(socket))?;
     if let Err(error) = tls.process_new_packets() {
         // rustls has queued an alert telling the server why; send it if the socket takes
         // it at once. We are closing either way.
