@@ -35,7 +35,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
-use std::io::{self, Read, Write as _};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +56,7 @@ use crate::client::transport::{self, TransportError};
 use crate::connection::ReadOutcome;
 use crate::os::connect_finished;
 use crate::tls;
+use crate::write_queue::write_until_blocked;
 
 /// How often the pinger asks the server for an answer.
 const PING_EVERY: Duration = Duration::from_millis(200);
@@ -1542,12 +1543,8 @@ fn send_tls(
     output: &mut Vec<u8>,
 ) -> io::Result<()> {
     loop {
-        // rustls takes plaintext up to its buffer limit (0 bytes when full)...
-        let taken = if output.is_empty() {
-            0
-        } else {
-            tls.writer().write(output)?
-        };
+        // rustls takes plaintext up to its buffer limit...
+        let taken = write_until_blocked(&mut tls::Plaintext(tls), output)?;
         output.drain(..taken);
         // ...and records go out until the socket is full or there are none left.
         if !tls::write_records(tls, socket)? {
