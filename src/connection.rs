@@ -32,6 +32,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::framing::LineFramer;
+pub use crate::nonblocking::ReadOutcome;
 use crate::rate_limit::TokenBucket;
 use crate::tls::Session;
 use crate::write_queue::{Flushed, WriteQueue};
@@ -127,35 +128,6 @@ pub enum Phase {
     Leaving(CloseReason),
     /// Done. The socket is deregistered and dropped at the end of the batch.
     Closed(CloseReason),
-}
-
-/// What one [`Connection::read`] call found.
-#[derive(Debug)]
-pub enum ReadOutcome {
-    /// This many bytes went into the framer.
-    Data(usize),
-    /// Nothing more to read now (`WouldBlock`): wait for the next readable event.
-    Drained,
-    /// The peer closed its side of the connection (`read` returned 0).
-    Eof,
-}
-
-impl ReadOutcome {
-    /// One non-blocking read through `read` (a socket's, rustls's `read_tls`, stdin's): `Data`
-    /// for bytes, `Drained` for `WouldBlock` (come back after the next readiness event), `Eof`
-    /// for 0 bytes (the other side closed). `Interrupted` is retried: a signal arrived during
-    /// the call, which says nothing about the source. Any other error is returned.
-    pub fn from_read(mut read: impl FnMut() -> io::Result<usize>) -> io::Result<ReadOutcome> {
-        loop {
-            return match read() {
-                Ok(0) => Ok(ReadOutcome::Eof),
-                Ok(n) => Ok(ReadOutcome::Data(n)),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Drained),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e),
-            };
-        }
-    }
 }
 
 #[derive(Debug)]

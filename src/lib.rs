@@ -55,6 +55,7 @@
 
 pub mod backplane;
 pub mod bench;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod connection;
@@ -62,6 +63,7 @@ pub mod error;
 pub mod framing;
 pub mod limits;
 pub mod logging;
+pub mod nonblocking;
 pub mod os;
 pub mod protocol;
 pub mod rate_limit;

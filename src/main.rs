@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pollchat::bench::Scenario;
-use pollchat::config::{Cli, Command};
+use pollchat::cli::{Cli, Command};
 use pollchat::{Server, bench, client, logging};
 
 fn main() -> ExitCode {

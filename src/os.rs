@@ -1,12 +1,10 @@
 //! What the server asks of the operating system before the loop starts: listening sockets
-//! set up the way a busy server needs, and as many file descriptors as it may have. Also the
-//! one rule of an outgoing non-blocking connect, for the backplane's connections to Redis and
-//! the load generator's to the server.
+//! set up the way a busy server needs, and as many file descriptors as it may have.
 
 use std::io;
 use std::net::SocketAddr;
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::limits::LISTEN_BACKLOG;
@@ -28,17 +26,6 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
     Ok(TcpListener::from_std(socket.into()))
-}
-
-/// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` still under
-/// way (a spurious wake-up), `Err` failed. It has finished when the socket turns writable;
-/// whether it succeeded is in SO_ERROR, or in whether the socket has a peer.
-pub fn connect_finished(stream: &TcpStream) -> io::Result<bool> {
-    match (stream.take_error(), stream.peer_addr()) {
-        (Ok(None), Ok(_)) => Ok(true),
-        (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        (Ok(Some(e)) | Err(e), _) | (Ok(None), Err(e)) => Err(e),
-    }
 }
 
 /// Raises the soft open-file limit to the hard limit and returns the new soft limit. Every

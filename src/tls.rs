@@ -28,18 +28,18 @@
 //! by the handshake timer.
 
 use std::fmt;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::{ConnectionCommon, ServerConfig, ServerConnection};
+use rustls::{ServerConfig, ServerConnection};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::connection::ReadOutcome;
 use crate::error::Error;
 use crate::framing::LineFramer;
 use crate::limits::TLS_RECORDS_AHEAD;
+use crate::nonblocking::{Plaintext, ReadOutcome, write_records};
 use crate::write_queue::{Flushed, WriteQueue};
 
 /// The server's TLS settings, loaded from PEM files: certificate chain and private key.
@@ -268,52 +268,6 @@ impl Session {
 
     pub fn is_closing(&self) -> bool {
         self.closing
-    }
-}
-
-/// Writes the records rustls has ready (handshake messages, encrypted lines, alerts) until it
-/// has none left (`true`) or the socket is full (`false`: wait for a writable event). For the
-/// server's sessions and for the clients' (`pollchat connect`, the chaos generator) alike.
-pub fn write_records<D>(
-    tls: &mut ConnectionCommon<D>,
-    socket: &mut impl Write,
-) -> io::Result<bool> {
-    while tls.wants_write() {
-        match tls.write_tls(socket) {
-            // A socket that takes nothing and says nothing is broken, not full: retrying
-            // would spin.
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            // A signal arrived during the call; it says nothing about the socket.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(true)
-}
-
-/// rustls's plaintext side as a non-blocking writer, for [`WriteQueue::write_to`]. rustls says
-/// "my buffer is full" by taking 0 bytes; a socket says it with `WouldBlock`, and the write
-/// queue takes a 0 for a broken writer. This says it the socket's way. With a buffer limit
-/// (the server's sessions: [`TLS_RECORDS_AHEAD`]) that is one record's worth, then full until
-/// [`write_records`] has written it out.
-pub struct Plaintext<'a, D>(pub &'a mut ConnectionCommon<D>);
-
-impl<D> Write for Plaintext<'_, D> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_vectored(&[IoSlice::new(buf)])
-    }
-
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self.0.writer().write_vectored(bufs)? {
-            0 if bufs.iter().any(|b| !b.is_empty()) => Err(io::ErrorKind::WouldBlock.into()),
-            n => Ok(n),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

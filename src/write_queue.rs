@@ -20,38 +20,11 @@ use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 
 use crate::limits::MAX_IOVECS;
-
-/// Writes `bytes` to a non-blocking `out` until all are taken or it says `WouldBlock`, and
-/// returns how many it took: the partial-write rule for a plain byte buffer (the backplane's
-/// output to Redis, the load generator's), where a queue of shared lines is not needed. The
-/// caller keeps the rest for the next writable event. A writer that takes 0 bytes is broken,
-/// not full: retrying would spin.
-pub fn write_until_blocked(out: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
-    let mut written = 0;
-    while written < bytes.len() {
-        match out.write(&bytes[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(written)
-}
+pub use crate::nonblocking::Flushed;
 
 /// Queue entries a drained queue may keep room for; a longer idle queue is freed (see
 /// `LineFramer` for the same reasoning on the read side).
 const KEEP_ENTRIES: usize = 16;
-
-/// How a flush ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Flushed {
-    /// Everything queued was written.
-    All,
-    /// The socket's send buffer is full and bytes are still queued: wait for a writable event.
-    Blocked,
-}
 
 /// Unsent output of one connection. See the module documentation.
 #[derive(Debug, Default)]

@@ -64,8 +64,7 @@ use crate::limits::{
     BACKPLANE_CONNECT_TIMEOUT, BACKPLANE_MAX_OUTPUT, BACKPLANE_RETRY_FIRST, BACKPLANE_RETRY_MAX,
     READ_BUDGET,
 };
-use crate::os;
-use crate::write_queue::write_until_blocked;
+use crate::nonblocking::{Registration, write_until_blocked};
 pub use event::{Event, What};
 use resp::Value;
 
@@ -271,7 +270,8 @@ struct Link {
     /// Bytes to send; `output[written..]` is what the socket has not taken yet.
     output: Vec<u8>,
     written: usize,
-    writable_interest: bool,
+    /// What the socket is registered for (the interest rule of `nonblocking.rs`).
+    registration: Registration,
     /// The read budget ran out before `WouldBlock`: read again next turn without waiting for
     /// an event (none will come for bytes already there).
     unread: bool,
@@ -287,7 +287,7 @@ impl Link {
             input: Vec::new(),
             output: Vec::new(),
             written: 0,
-            writable_interest: false,
+            registration: Registration::readable(),
             unread: false,
         }
     }
@@ -312,7 +312,7 @@ impl Link {
         )?;
         self.socket = Some(socket);
         self.phase = LinkPhase::Connecting;
-        self.writable_interest = true;
+        self.registration = Registration::both();
         Ok(())
     }
 
@@ -323,7 +323,7 @@ impl Link {
         self.input.clear();
         self.output.clear();
         self.written = 0;
-        self.writable_interest = false;
+        self.registration = Registration::readable();
         self.unread = false;
     }
 
@@ -333,7 +333,7 @@ impl Link {
         let Some(socket) = &self.socket else {
             return Ok(false);
         };
-        let finished = os::connect_finished(socket)?;
+        let finished = crate::nonblocking::connect_finished(socket)?;
         if finished {
             self.phase = LinkPhase::Handshake;
         }
@@ -396,16 +396,8 @@ impl Link {
             }
         }
         let want_writable = self.phase == LinkPhase::Connecting || self.written < self.output.len();
-        if want_writable != self.writable_interest {
-            let interest = if want_writable {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            registry.reregister(socket, self.token, interest)?;
-            self.writable_interest = want_writable;
-        }
-        Ok(())
+        self.registration
+            .update(registry, socket, self.token, want_writable)
     }
 
     fn unsent(&self) -> usize {

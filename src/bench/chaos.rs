@@ -53,10 +53,10 @@ use super::wire::{self, Incoming, Proto, Stamp};
 use super::worker::{connect, flush, latency_histogram};
 use super::{BenchArgs, rss_kib};
 use crate::client::transport::{self, TransportError};
-use crate::connection::ReadOutcome;
-use crate::os::connect_finished;
-use crate::tls;
-use crate::write_queue::write_until_blocked;
+use crate::nonblocking::ReadOutcome;
+use crate::nonblocking::connect_finished;
+use crate::nonblocking::write_until_blocked;
+use crate::nonblocking::{Plaintext, write_records};
 
 /// How often the pinger asks the server for an answer.
 const PING_EVERY: Duration = Duration::from_millis(200);
@@ -1544,10 +1544,10 @@ fn send_tls(
 ) -> io::Result<()> {
     loop {
         // rustls takes plaintext up to its buffer limit...
-        let taken = write_until_blocked(&mut tls::Plaintext(tls), output)?;
+        let taken = write_until_blocked(&mut Plaintext(tls), output)?;
         output.drain(..taken);
         // ...and records go out until the socket is full or there are none left.
-        if !tls::write_records(tls, socket)? {
+        if !write_records(tls, socket)? {
             return Ok(());
         }
         // Every record is out, so rustls has room again: go round only if it took something

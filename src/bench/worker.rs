@@ -18,8 +18,8 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::wire::{self, Incoming, Proto, Stamp};
-use crate::os::connect_finished;
-use crate::write_queue::write_until_blocked;
+use crate::nonblocking::connect_finished;
+use crate::nonblocking::write_until_blocked;
 
 /// Phases every worker goes through, in order.
 pub mod phase {

@@ -30,6 +30,7 @@
 //!
 //! How a session ends, and the exit status that says how, is [`Outcome`].
 
+pub mod args;
 pub mod terminal;
 pub mod transport;
 
@@ -41,13 +42,13 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGSTOP, SIGTERM, SIGTSTP};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::config::{ConnectArgs, Target};
-use crate::connection::ReadOutcome;
 use crate::error::describe;
 use crate::framing::{Frame, LineFramer};
 use crate::limits::{CLIENT_MAX_LINE, CLIENT_SCREEN_BACKLOG, CLIENT_SEND_BACKLOG, READ_CHUNK};
+use crate::nonblocking::{ReadOutcome, Registration};
 use crate::protocol::{self, Command};
 use crate::write_queue::WriteQueue;
+use args::{ConnectArgs, Target};
 
 use terminal::{Input, Screen};
 use transport::{Sent, Transport, TransportError};
@@ -177,8 +178,8 @@ struct Client {
     socket_ready: bool,
     /// The last write to the socket said `WouldBlock`: write again after a writable event.
     socket_full: bool,
-    /// The socket is registered for writable events as well as readable ones.
-    writable_interest: bool,
+    /// What the socket is registered for.
+    registration: Registration,
     /// The sending half is closed (the phase is `Leaving` and everything went out).
     sending_closed: bool,
     /// Set when the connection is over (the server closed, or it failed). The loop still
@@ -212,7 +213,7 @@ impl Client {
             stdin_ready,
             socket_ready: false,
             socket_full: false,
-            writable_interest: false,
+            registration: Registration::readable(),
             sending_closed: false,
             ended: None,
         })
@@ -409,19 +410,9 @@ impl Client {
     /// Writable interest exactly while the socket's send buffer is full: asking for it with
     /// nothing waiting would wake the loop for nothing, again and again.
     fn match_interest(&mut self) -> io::Result<()> {
-        if self.socket_full == self.writable_interest {
-            return Ok(());
-        }
-        let interest = if self.socket_full {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        self.poll
-            .registry()
-            .reregister(self.transport.socket(), SOCKET, interest)?;
-        self.writable_interest = self.socket_full;
-        Ok(())
+        let socket = self.transport.socket();
+        self.registration
+            .update(self.poll.registry(), socket, SOCKET, self.socket_full)
     }
 
     /// The outcome for a connection that broke.
@@ -474,7 +465,7 @@ mod tests {
         ];
         let codes: Vec<u8> = endings.iter().map(Outcome::exit_code).collect();
         assert_eq!(codes, [0, 1, 3, 4, 5, 130]);
-        let help = crate::config::CONNECT_AFTER_HELP;
+        let help = args::CONNECT_AFTER_HELP;
         for code in [0, 1, 2, 3, 4, 5] {
             assert!(help.contains(&format!("\n  {code}  ")), "{code} in {help}");
         }

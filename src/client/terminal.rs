@@ -39,9 +39,9 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use socket2::SockRef;
 
-use crate::connection::ReadOutcome;
 use crate::framing::{Frame, LineFramer};
 use crate::limits::CLIENT_MAX_LINE;
+use crate::nonblocking::ReadOutcome;
 use crate::write_queue::{Flushed, WriteQueue};
 
 /// SGR codes for server lines (cyan) and the client's own notes (dim), and the reset.

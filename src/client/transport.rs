@@ -36,12 +36,12 @@ use rustls::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::config::{ConnectArgs, Target};
-use crate::connection::ReadOutcome;
+use super::args::{ConnectArgs, Target};
 use crate::error::describe;
 use crate::framing::LineFramer;
 use crate::limits::CONNECT_TIMEOUT;
-use crate::tls::{Plaintext, write_records};
+use crate::nonblocking::ReadOutcome;
+use crate::nonblocking::{Plaintext, write_records};
 use crate::write_queue::{Flushed, WriteQueue};
 
 /// What went wrong on the connection: the two kinds end the client with different statuses.

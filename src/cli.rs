@@ -1,0 +1,241 @@
+//! The command line: the server's flags (parsed by `clap`) turned into a [`Config`], and the
+//! subcommands `bench` and `connect`, whose arguments belong to their own modules.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use log::LevelFilter;
+
+use crate::backplane::{BackplaneConfig, RedisUrl};
+use crate::client::args::{CONNECT_AFTER_HELP, ConnectArgs};
+use crate::config::{Config, TlsSettings};
+use crate::limits;
+
+/// A single-threaded chat server for nc and telnet clients, built on one mio poll loop.
+#[derive(Debug, Parser)]
+#[command(
+    name = "pollchat",
+    version,
+    about,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// Without a subcommand, pollchat serves.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Address to listen on; repeat for several (e.g. --bind 0.0.0.0:7878 --bind [::]:7878)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
+    pub bind: Vec<SocketAddr>,
+
+    /// Serve TLS too, with this certificate chain (PEM; needs --tls-key)
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key for --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Address to listen on for TLS; repeat for several
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7879")]
+    pub tls_bind: Vec<SocketAddr>,
+
+    /// Serve TLS only: no plain listener (--bind is ignored)
+    #[arg(long, requires = "tls_cert")]
+    pub tls_only: bool,
+
+    /// Seconds a TLS client has to finish its handshake before it is closed
+    #[arg(long, value_name = "SECS",
+          default_value_t = limits::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs_f64())]
+    pub tls_handshake_timeout: f64,
+
+    /// Longest line a client may send; longer lines are dropped with an error (suffixes K, M)
+    #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_bytes)]
+    pub max_line: usize,
+
+    /// Unsent output a client may stay behind by for --output-grace before it is disconnected
+    /// as too slow; eight times this disconnects at once (suffixes K, M)
+    #[arg(long, value_name = "BYTES", default_value = "1M", value_parser = parse_bytes)]
+    pub max_output: usize,
+
+    /// Seconds a client may stay over --max-output before it is disconnected
+    #[arg(long, value_name = "SECS", default_value_t = limits::DEFAULT_OUTPUT_GRACE.as_secs_f64())]
+    pub output_grace: f64,
+
+    /// Most clients at once; more are told "server full" [default: open-file limit minus 32]
+    #[arg(long, value_name = "N")]
+    pub max_clients: Option<usize>,
+
+    /// Most connections from one address; more are told so and closed (0: no limit)
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_per_ip: usize,
+
+    /// Lines per second per client before the server stops reading it for a while (0: no limit)
+    #[arg(long, value_name = "LINES_PER_SEC", default_value_t = limits::DEFAULT_RATE)]
+    pub rate: f64,
+
+    /// Lines a client may send at once before --rate applies
+    #[arg(long, value_name = "LINES", default_value_t = limits::DEFAULT_BURST)]
+    pub burst: u32,
+
+    /// Disconnect clients that send nothing for this many seconds (0: never)
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub idle_timeout: f64,
+
+    /// Do not announce joins and leaves (they cost N lines each: use for big rooms and benchmarks)
+    #[arg(long)]
+    pub quiet_joins: bool,
+
+    /// Answer the UDP datagram "stats" on this address with the server's counters as JSON
+    #[arg(long, value_name = "ADDR")]
+    pub stats_udp: Option<SocketAddr>,
+
+    /// Share one chat with other instances through Redis: redis://HOST:PORT[/CHANNEL] (off by
+    /// default)
+    #[arg(long, value_name = "URL", value_parser = RedisUrl::parse)]
+    pub backplane: Option<RedisUrl>,
+
+    /// Seconds a nick stays claimed in Redis without a refresh (a dead instance's nicks stay
+    /// taken this long)
+    #[arg(long, value_name = "SECS", requires = "backplane",
+          default_value_t = limits::DEFAULT_NICK_TTL.as_secs_f64())]
+    pub backplane_nick_ttl: f64,
+
+    /// Log level: off, error, warn, info, debug or trace (trace logs every line)
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    pub log_level: LevelFilter,
+
+    /// Also append the log to this file
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// What else the binary can do besides serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Load-test a chat server (pollchat or Redis pub/sub): connections held, deliveries per
+    /// second, latency, server memory
+    Bench(crate::bench::BenchArgs),
+    /// Chat from this terminal: lines typed are sent, lines received are printed
+    #[command(after_help = CONNECT_AFTER_HELP)]
+    Connect(ConnectArgs),
+}
+
+impl Cli {
+    /// The server configuration this command line asks for.
+    pub fn config(&self) -> Config {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsSettings {
+                cert: cert.clone(),
+                key: key.clone(),
+                bind: self.tls_bind.clone(),
+                handshake_timeout: Duration::from_secs_f64(
+                    self.tls_handshake_timeout.clamp(0.001, 1e6),
+                ),
+            }),
+            _ => None,
+        };
+        Config {
+            bind: if self.tls_only {
+                Vec::new()
+            } else {
+                self.bind.clone()
+            },
+            tls,
+            max_line: self.max_line,
+            max_output: self.max_output,
+            output_grace: Duration::from_secs_f64(self.output_grace.clamp(0.0, 1e6)),
+            max_clients: self.max_clients,
+            max_per_ip: self.max_per_ip,
+            rate: self.rate.max(0.0),
+            burst: self.burst,
+            idle_timeout: (self.idle_timeout > 0.0)
+                .then(|| Duration::from_secs_f64(self.idle_timeout)),
+            quiet_joins: self.quiet_joins,
+            stats_udp: self.stats_udp,
+            backplane: self.backplane.clone().map(|url| BackplaneConfig {
+                url,
+                // Milliseconds are Redis's unit for the expiry; under 0.3 s the refresh
+                // (every third) would be a busy loop.
+                nick_ttl: Duration::from_secs_f64(self.backplane_nick_ttl.clamp(0.3, 1e6)),
+            }),
+            handle_signals: true,
+        }
+    }
+}
+
+/// `4096`, `64K`, `64KiB`, `1M`, `1MiB` (binary units; case does not matter).
+pub fn parse_bytes(text: &str) -> Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => lower.split_at(i),
+        None => (lower.as_str(), ""),
+    };
+    let multiplier = match unit {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(format!("unknown unit {unit:?} (use K or M)")),
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size in bytes"))?;
+    match n.checked_mul(multiplier) {
+        Some(0) | None => Err(format!("{text:?} is out of range")),
+        Some(bytes) => Ok(bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_accept_binary_suffixes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("64K"), Ok(65536));
+        assert_eq!(parse_bytes("1MiB"), Ok(1 << 20));
+        assert!(parse_bytes("1G").is_err());
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("x").is_err());
+    }
+
+    #[test]
+    fn no_arguments_means_the_documented_defaults() {
+        let cli = Cli::try_parse_from(["pollchat"]).unwrap();
+        let config = cli.config();
+        let default = Config::default();
+        assert_eq!(config.bind, default.bind);
+        assert_eq!(config.max_line, 4096);
+        assert_eq!(config.max_output, 1 << 20);
+        assert_eq!(config.idle_timeout, None);
+        assert!(config.handle_signals);
+    }
+
+    #[test]
+    fn backplane_flags_make_a_backplane_config() {
+        let cli = Cli::try_parse_from([
+            "pollchat",
+            "--backplane",
+            "redis://127.0.0.1:6379/chat",
+            "--backplane-nick-ttl",
+            "2.5",
+        ])
+        .unwrap();
+        let backplane = cli.config().backplane.unwrap();
+        assert_eq!(backplane.url.channel, "chat");
+        assert_eq!(backplane.nick_ttl, Duration::from_millis(2500));
+        assert!(
+            Cli::try_parse_from(["pollchat"])
+                .unwrap()
+                .config()
+                .backplane
+                .is_none()
+        );
+        assert!(Cli::try_parse_from(["pollchat", "--backplane", "127.0.0.1:6379"]).is_err());
+        assert!(Cli::try_parse_from(["pollchat", "--backplane-nick-ttl", "3"]).is_err());
+    }
+}

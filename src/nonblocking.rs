@@ -1,0 +1,226 @@
+//! The rules of non-blocking I/O, each written once: what a `read` result means, how far a
+//! `write` goes, when a `connect` has finished, what a socket is registered for, and the same
+//! for rustls, which does no I/O of its own. The server, the terminal client, the backplane's
+//! Redis connections and the load generator all use these, and this module uses none of them.
+//!
+//! The operating system's side of it, as mio documents it:
+//!
+//! - `WouldBlock` means "not ready: come back after the next readiness event". It is not an
+//!   error, and it is the only way to learn that a socket is drained or full.
+//! - A `read` of 0 bytes means the peer closed its side.
+//! - `Interrupted` means a signal arrived during the call. It says nothing about the socket:
+//!   try again.
+//! - Readiness is edge-triggered: after an event, read (or write) until `WouldBlock`, or
+//!   remember yourself that the socket may still be ready. mio reports a socket again only
+//!   once it has said `WouldBlock` since.
+
+use std::io::{self, IoSlice, Write};
+
+use mio::event::Source;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use rustls::ConnectionCommon;
+
+/// What one non-blocking read found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// This many bytes were read.
+    Data(usize),
+    /// Nothing more to read now (`WouldBlock`): wait for the next readable event.
+    Drained,
+    /// The other side closed its end (`read` returned 0).
+    Eof,
+}
+
+impl ReadOutcome {
+    /// One non-blocking read through `read` (a socket's, rustls's `read_tls`, stdin's): `Data`
+    /// for bytes, `Drained` for `WouldBlock`, `Eof` for 0 bytes. `Interrupted` is retried. Any
+    /// other error is returned: the source is broken.
+    pub fn from_read(mut read: impl FnMut() -> io::Result<usize>) -> io::Result<ReadOutcome> {
+        loop {
+            return match read() {
+                Ok(0) => Ok(ReadOutcome::Eof),
+                Ok(n) => Ok(ReadOutcome::Data(n)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+        }
+    }
+}
+
+/// How a flush of queued output ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything queued was written.
+    All,
+    /// The socket's send buffer is full and bytes are still queued: wait for a writable event.
+    Blocked,
+}
+
+/// Writes `bytes` to a non-blocking `out` until all are taken or it says `WouldBlock`, and
+/// returns how many it took. The caller keeps the rest for the next writable event (the
+/// partial-write rule). A writer that takes 0 bytes is broken, not full: retrying would spin.
+pub fn write_until_blocked(out: &mut impl Write, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match out.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` still under
+/// way (a spurious wake-up), `Err` failed. It has finished when the socket turns writable;
+/// whether it succeeded is in `SO_ERROR`, or in whether the socket has a peer.
+pub fn connect_finished(stream: &TcpStream) -> io::Result<bool> {
+    match (stream.take_error(), stream.peer_addr()) {
+        (Ok(None), Ok(_)) => Ok(true),
+        (Ok(None), Err(e)) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+        (Ok(Some(e)) | Err(e), _) | (Ok(None), Err(e)) => Err(e),
+    }
+}
+
+/// The interest rule, and the registration it leads to: a socket is always registered for
+/// readable events, and for writable events only while output waits behind a full send
+/// buffer. Asking for writable events with nothing to write would wake the loop for nothing,
+/// again and again, since an idle socket is always writable.
+///
+/// The interest last registered is remembered, so deciding it again after every flush costs a
+/// system call only when it changes (the way rustls's `tlsserver-mio` example computes its
+/// interest from the connection's state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Registration {
+    writable: bool,
+}
+
+impl Registration {
+    /// A source just registered with [`Interest::READABLE`] only.
+    pub fn readable() -> Registration {
+        Registration { writable: false }
+    }
+
+    /// A source just registered for both (an outgoing connect: writable says it finished).
+    pub fn both() -> Registration {
+        Registration { writable: true }
+    }
+
+    /// Makes the registration readable plus, if `writable`, writable; re-registers only if
+    /// that differs from what is registered now.
+    pub fn update(
+        &mut self,
+        registry: &Registry,
+        source: &mut impl Source,
+        token: Token,
+        writable: bool,
+    ) -> io::Result<()> {
+        if writable == self.writable {
+            return Ok(());
+        }
+        let interest = if writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        registry.reregister(source, token, interest)?;
+        self.writable = writable;
+        Ok(())
+    }
+}
+
+/// Writes the records rustls has ready (handshake messages, encrypted lines, alerts) until it
+/// has none left (`true`) or the socket is full (`false`: wait for a writable event). For the
+/// server's TLS sessions and the clients' (`pollchat connect`, the chaos generator) alike.
+pub fn write_records<D>(
+    tls: &mut ConnectionCommon<D>,
+    socket: &mut impl Write,
+) -> io::Result<bool> {
+    while tls.wants_write() {
+        match tls.write_tls(socket) {
+            // A socket that takes nothing and says nothing is broken, not full: retrying
+            // would spin.
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// rustls's plaintext side as a non-blocking writer, for `WriteQueue::write_to`. rustls says
+/// "my buffer is full" by taking 0 bytes; a socket says it with `WouldBlock`, and a write
+/// queue takes a 0 for a broken writer. This says it the socket's way. With a buffer limit
+/// (the server's sessions) that is one record's worth, then full until [`write_records`] has
+/// written it out.
+pub struct Plaintext<'a, D>(pub &'a mut ConnectionCommon<D>);
+
+impl<D> Write for Plaintext<'_, D> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self.0.writer().write_vectored(bufs)? {
+            0 if bufs.iter().any(|b| !b.is_empty()) => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_result_means_what_the_os_says() {
+        assert_eq!(
+            ReadOutcome::from_read(|| Ok(5)).unwrap(),
+            ReadOutcome::Data(5)
+        );
+        assert_eq!(ReadOutcome::from_read(|| Ok(0)).unwrap(), ReadOutcome::Eof);
+        let would_block = || Err(io::ErrorKind::WouldBlock.into());
+        assert_eq!(
+            ReadOutcome::from_read(would_block).unwrap(),
+            ReadOutcome::Drained
+        );
+        let mut calls = 0;
+        let interrupted_once = || {
+            calls += 1;
+            if calls == 1 {
+                Err(io::ErrorKind::Interrupted.into())
+            } else {
+                Ok(1)
+            }
+        };
+        assert_eq!(
+            ReadOutcome::from_read(interrupted_once).unwrap(),
+            ReadOutcome::Data(1)
+        );
+    }
+
+    #[test]
+    fn a_writer_that_takes_nothing_is_broken_not_full() {
+        struct Zero;
+        impl Write for Zero {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Ok(0)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let err = write_until_blocked(&mut Zero, b"x").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WriteZero);
+    }
+}
