@@ -27,8 +27,13 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Address to listen on; repeat for several (e.g. --bind 0.0.0.0:7878 --bind [::]:7878)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
+    // (The help is an attribute, not a doc comment: rustdoc would read `[::]` as a link.)
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:7878",
+        help = "Address to listen on; repeat for several (e.g. --bind 0.0.0.0:7878 --bind [::]:7878)"
+    )]
     pub bind: Vec<SocketAddr>,
 
     /// Serve TLS too, with this certificate chain (PEM; needs --tls-key)

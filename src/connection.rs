@@ -1,46 +1,53 @@
-//! One client: its socket, its read side (a [`LineFramer`]), its write side (a [`WriteQueue`]),
+//! One client connection: its socket and [`Transport`], its read side (a [`LineFramer`] and
+//! flood control), its write side (a [`WriteQueue`] and what the socket is registered for),
 //! and where it is in its life ([`Phase`]).
 //!
-//! A `Connection` knows how to do I/O on its own socket and nothing about other clients: the
-//! loop (`server.rs`) decides when to read and flush, the room (`room.rs`) decides what to
-//! queue. The two system calls of the whole server are here: [`Connection::read`] and
-//! [`Connection::flush`].
+//! A `Connection` does I/O on its own socket and knows nothing about other clients or about
+//! chat: the loop decides when to read and flush, the connection table (`table.rs`) decides
+//! when its phase changes, and the room decides what it is sent.
 //!
 //! A connection's life:
 //!
 //! ```text
-//!   accept ──► Chatting ──(quit, peer closed, idle, shutdown)──► Leaving ──(queue flushed
-//!                 │                                                 │        or linger over)
-//!                 └──(reset, write error, too slow)──────────────────┴──► Closed ──► removed at
-//!                                                                                end of batch
+//!   accept ──► Handshaking ──(transport ready, admitted)──► Chatting
+//!                   │  (refused: full, too many from its address)    │ (quit, peer closed,
+//!                   │              │                                 │  idle, shutdown)
+//!                   │              ▼                                 ▼
+//!                   │           Leaving ◄─────────────────────────────┘
+//!                   │              │ (queue flushed, or linger over)
+//!                   ▼              ▼
+//!   (garbage, stalled handshake, reset, write error, too slow) ──► Closed ──► removed at the
+//!                                                                            end of the batch
 //! ```
 //!
-//! A TLS client starts in `Handshaking` instead, and enters `Chatting` (the room) only once
-//! its handshake is over; garbage or a stalled handshake takes it straight to `Closed`.
+//! Every connection starts in `Handshaking`. A plain one's handshake is over before it begins
+//! ([`Transport::is_ready`]), so it is admitted (or refused) at once; a TLS one waits there,
+//! out of the room, until rustls is done.
 //!
 //! `Leaving` exists so that a client who is being sent away still gets its last lines
 //! (`*** bye`, `*** server full`, ...) before the socket closes. `Closed` exists because a
 //! connection must not be removed from the slab while the current batch of events may still
-//! name its token (see `server.rs`).
+//! name its token (why: `table.rs`).
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use log::warn;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::framing::LineFramer;
-pub use crate::nonblocking::ReadOutcome;
+use crate::framing::{Frame, LineFramer};
+use crate::nonblocking::{Flushed, ReadOutcome, Registration};
 use crate::rate_limit::TokenBucket;
-use crate::tls::Session;
-use crate::write_queue::{Flushed, WriteQueue};
+use crate::transport::{Broken, Rejection, Transport};
+use crate::write_queue::WriteQueue;
 
-/// Names one connection for longer than a batch of events: the slab key plus the
-/// connection's unique serial number. Timers and the ready list hold these, and a `ConnRef`
-/// whose slot now holds a different connection (its `id` differs) is stale and ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Names one connection for longer than a batch of events: the slab key (its token) plus the
+/// connection's unique serial number. Timers, the ready list and the room hold these, and a
+/// `ConnRef` whose slot now holds a different connection (its `id` differs) is stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnRef {
     pub token: usize,
     pub id: u64,
@@ -67,11 +74,12 @@ pub enum CloseReason {
     TooManyFromAddress,
     /// The server is shutting down.
     Shutdown,
-    /// TLS failed: rustls rejected what the client sent (not a TLS client, a bad handshake,
-    /// a corrupt record). rustls's reason.
-    Tls(String),
-    /// A TLS client did not finish its handshake within `--tls-handshake-timeout`.
-    HandshakeTimeout,
+    /// Its transport rejected what it sent (not a TLS client, a bad handshake, a corrupt
+    /// record).
+    Rejected(Rejection),
+    /// Its transport's handshake was not over within the listener's timeout
+    /// (`--tls-handshake-timeout`). The transport's name.
+    HandshakeTimeout(&'static str),
 }
 
 impl CloseReason {
@@ -87,8 +95,8 @@ impl CloseReason {
             CloseReason::ServerFull => "server_full",
             CloseReason::TooManyFromAddress => "too_many_from_address",
             CloseReason::Shutdown => "shutdown",
-            CloseReason::Tls(_) => "tls_error",
-            CloseReason::HandshakeTimeout => "handshake_timeout",
+            CloseReason::Rejected(rejection) => rejection.kind,
+            CloseReason::HandshakeTimeout(_) => "handshake_timeout",
         }
     }
 }
@@ -108,8 +116,8 @@ impl fmt::Display for CloseReason {
             CloseReason::ServerFull => write!(f, "server full"),
             CloseReason::TooManyFromAddress => write!(f, "too many connections from its address"),
             CloseReason::Shutdown => write!(f, "server shutting down"),
-            CloseReason::Tls(why) => write!(f, "TLS error: {why}"),
-            CloseReason::HandshakeTimeout => write!(f, "TLS handshake timed out"),
+            CloseReason::Rejected(rejection) => rejection.fmt(f),
+            CloseReason::HandshakeTimeout(by) => write!(f, "{by} handshake timed out"),
         }
     }
 }
@@ -117,8 +125,8 @@ impl fmt::Display for CloseReason {
 /// Where a connection is in its life. See the module documentation for the diagram.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
-    /// A TLS client whose handshake is not over: not in the room, no nick, nothing relayed.
-    /// Lines it sends in the same flight as its last handshake message wait in the framer.
+    /// Not in the room yet: its transport's handshake is under way. Lines it sends in the
+    /// same flight as its last handshake message wait in the framer.
     Handshaking,
     /// In the room: its lines are read and relayed, it receives everyone's.
     Chatting,
@@ -130,77 +138,142 @@ pub enum Phase {
     Closed(CloseReason),
 }
 
+/// What the loop may do next with a connection's input (see [`Connection::next_line`]).
 #[derive(Debug)]
+pub enum Next {
+    /// A line (or the news that an overlong one was dropped), to relay.
+    Line(Frame),
+    /// No whole line is buffered: read more from the socket.
+    ReadMore,
+    /// Flood control: the next line may be relayed at this instant. Reading stops until
+    /// then; the client's bytes wait in the kernel, and TCP pushes back on it.
+    ThrottledUntil(Instant),
+    /// Stop reading for now: closed, still throttled, or held by the room.
+    Stop,
+}
+
+/// How a read went, as the loop acts on it (see [`Connection::read`]).
+#[derive(Debug)]
+pub enum Read {
+    /// The socket gave this many bytes; `handshake_done` if they completed the transport's
+    /// handshake.
+    Bytes { n: usize, handshake_done: bool },
+    /// Nothing more now (`WouldBlock`).
+    Drained,
+    /// The peer closed its side.
+    Ended,
+    /// The socket failed, or the transport rejected what came.
+    Failed(CloseReason),
+}
+
+/// The read side: bytes waiting to become lines, and what holds them back.
+#[derive(Debug)]
+struct Input {
+    framer: LineFramer,
+    /// `None` when flood control is off (`--rate 0`).
+    bucket: Option<TokenBucket>,
+    /// Flood control stopped reading this client until a token is due (a `RateLimit` timer
+    /// resumes it); readable events are ignored meanwhile.
+    throttled: bool,
+    /// The room asked to hold its lines unread (a `/nick` waiting for the bus's answer), so
+    /// they are handled in the order sent: a line after `/nick bob` is bob's.
+    held: bool,
+    /// Flood control has been logged for this client (once is enough).
+    warned_throttle: bool,
+    /// The last time the client sent us anything: the idle timer measures from here.
+    last_heard: Instant,
+}
+
+/// The write side: lines waiting for the socket, and what the socket is registered for.
+#[derive(Debug)]
+struct Output {
+    queue: WriteQueue,
+    registration: Registration,
+    /// Since when its unsent output has been over `--max-output`, as of its last flush.
+    over_limit_since: Option<Instant>,
+    /// A `Linger` timer is set for it.
+    linger_armed: bool,
+}
+
+/// One client connection. See the module documentation.
 pub struct Connection {
     /// Unique for the life of the server, unlike the slab key, which is reused.
-    pub id: u64,
-    pub socket: TcpStream,
-    /// `Some` for a client of a TLS listener: every byte to and from `socket` goes through it.
-    pub tls: Option<Box<Session>>,
-    pub peer: SocketAddr,
-    /// Current nick; unique among chatting connections (the room's registry says so).
-    pub nick: String,
-    pub phase: Phase,
-    pub framer: LineFramer,
-    pub output: WriteQueue,
-    /// `None` when flood control is off (`--rate 0`).
-    pub bucket: Option<TokenBucket>,
-    /// The last time the client sent us anything: the idle timer measures from here.
-    pub last_heard: Instant,
-    /// Flood control stopped reading this client until a token is due; readable events are
-    /// ignored meanwhile (a `RateLimit` timer resumes it).
-    pub throttled: bool,
-    /// `--backplane`: its `/nick` is being claimed in Redis. Its next lines wait, unread, until
-    /// the answer, so they are handled in the order sent (a line after `/nick bob` is bob's).
-    pub waiting_for_nick: bool,
-    /// Flood control has been logged for this client (once is enough).
-    pub warned_throttle: bool,
-    /// Already on the room's list of connections to flush at the end of this batch.
-    pub needs_flush: bool,
-    /// Already on the loop's ready list (it has unread input left over from its budget).
-    pub on_ready_list: bool,
-    /// A `Linger` timer is set for it.
-    pub linger_armed: bool,
-    /// Counted in the room's connections per address (it joined; refused ones are not).
-    pub counted_by_address: bool,
-    /// Since when its unsent output has been over `--max-output`, as of its last flush.
-    pub over_output_since: Option<Instant>,
-    /// Registered for writable events too. True only while output is stuck behind a full
-    /// send buffer: a socket with an empty queue that asked for writable events would wake the
-    /// loop for nothing.
-    writable_interest: bool,
+    id: u64,
+    peer: SocketAddr,
+    /// How the log names it: its address, then its nick once the room has given it one.
+    label: String,
+    socket: TcpStream,
+    transport: Box<dyn Transport>,
+    phase: Phase,
+    /// It reached `Chatting`, so it is counted in its address's connections until removed.
+    admitted: bool,
+    input: Input,
+    output: Output,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("label", &self.label)
+            .field("transport", &self.transport.name())
+            .field("phase", &self.phase)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Connection {
+    /// A connection just accepted and registered for readable events, in `Handshaking`.
     pub fn new(
         id: u64,
         socket: TcpStream,
         peer: SocketAddr,
+        transport: Box<dyn Transport>,
         max_line: usize,
         bucket: Option<TokenBucket>,
         now: Instant,
     ) -> Connection {
         Connection {
             id,
-            socket,
-            tls: None,
             peer,
-            nick: String::new(),
-            phase: Phase::Chatting,
-            framer: LineFramer::new(max_line),
-            output: WriteQueue::default(),
-            bucket,
-            last_heard: now,
-            throttled: false,
-            waiting_for_nick: false,
-            warned_throttle: false,
-            needs_flush: false,
-            on_ready_list: false,
-            linger_armed: false,
-            counted_by_address: false,
-            over_output_since: None,
-            writable_interest: false,
+            label: peer.to_string(),
+            socket,
+            transport,
+            phase: Phase::Handshaking,
+            admitted: false,
+            input: Input {
+                framer: LineFramer::new(max_line),
+                bucket,
+                throttled: false,
+                held: false,
+                warned_throttle: false,
+                last_heard: now,
+            },
+            output: Output {
+                queue: WriteQueue::default(),
+                registration: Registration::readable(),
+                over_limit_since: None,
+                linger_armed: false,
+            },
         }
+    }
+
+    /// Registers the socket for readable events under `token` (writable interest comes and
+    /// goes with blocked writes, see [`Registration`]).
+    pub fn register(socket: &mut TcpStream, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(socket, token, Interest::READABLE)
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.deregister(&mut self.socket)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
     }
 
     pub fn conn_ref(&self, token: usize) -> ConnRef {
@@ -208,79 +281,206 @@ impl Connection {
     }
 
     /// How logs name the client: its address, and its nick once it has one.
-    pub fn label(&self) -> String {
-        if self.nick.is_empty() {
-            self.peer.to_string()
-        } else {
-            format!("{} ({})", self.peer, self.nick)
-        }
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The room named the client: logs say so from now on.
+    pub fn set_nick(&mut self, nick: &str) {
+        self.label = format!("{} ({nick})", self.peer);
+    }
+
+    pub fn phase(&self) -> &Phase {
+        &self.phase
     }
 
     pub fn is_chatting(&self) -> bool {
         self.phase == Phase::Chatting
     }
 
-    /// A TLS client whose handshake finished and that is not in the room yet.
-    pub fn handshake_done(&self) -> bool {
-        self.phase == Phase::Handshaking && self.tls.as_ref().is_some_and(|t| !t.is_handshaking())
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed(_))
     }
 
-    /// Output owed to the client and not yet taken by the kernel: its queue, plus what TLS
-    /// has encrypted and not yet written. `--max-output` judges this.
-    pub fn unsent(&self) -> usize {
-        self.output.unsent() + self.tls.as_ref().map_or(0, |t| t.unsent())
+    pub fn is_admitted(&self) -> bool {
+        self.admitted
     }
 
-    /// One `read` into `scratch`, handing the bytes to the framer.
-    ///
-    /// `Interrupted` (a signal arrived during the call) is retried: it says nothing about the
-    /// socket. Any other error means the connection is broken and is returned.
-    ///
-    /// A TLS connection reads through its session, which decrypts into the framer.
-    pub fn read(&mut self, scratch: &mut [u8]) -> io::Result<ReadOutcome> {
-        // A leaving client's input is read only to be thrown away.
+    pub fn transport_name(&self) -> &'static str {
+        self.transport.name()
+    }
+
+    /// What the transport agreed in its handshake, for the log.
+    pub fn describe_transport(&self) -> String {
+        self.transport.describe()
+    }
+
+    // Phase changes. The table decides when; these say which changes exist.
+
+    /// `Handshaking` → `Chatting`: the client is in the room. False from any other phase.
+    pub fn start_chatting(&mut self) -> bool {
+        if self.phase != Phase::Handshaking {
+            return false;
+        }
+        self.phase = Phase::Chatting;
+        self.admitted = true;
+        true
+    }
+
+    /// `Handshaking` or `Chatting` → `Leaving`: its last lines go out, then it closes. False
+    /// if it was already leaving or closed.
+    pub fn start_leaving(&mut self, reason: CloseReason) -> bool {
+        if !matches!(self.phase, Phase::Handshaking | Phase::Chatting) {
+            return false;
+        }
+        self.phase = Phase::Leaving(reason);
+        true
+    }
+
+    /// Any phase → `Closed`; returns the phase it left, or `None` if it was closed already.
+    pub fn close(&mut self, reason: CloseReason) -> Option<Phase> {
+        if self.is_closed() {
+            return None;
+        }
+        Some(std::mem::replace(&mut self.phase, Phase::Closed(reason)))
+    }
+
+    // The read side.
+
+    /// One read from the socket through the transport. A leaving client's input is read only
+    /// to be thrown away.
+    pub fn read(&mut self, scratch: &mut [u8], now: Instant) -> Read {
         let keep = matches!(self.phase, Phase::Chatting | Phase::Handshaking);
-        if let Some(tls) = &mut self.tls {
-            let framer = keep.then_some(&mut self.framer);
-            return tls.read(&mut self.socket, framer, scratch);
+        let framer = keep.then_some(&mut self.input.framer);
+        match self.transport.read(&mut self.socket, scratch, framer) {
+            Ok(ReadOutcome::Data(n)) => {
+                self.input.last_heard = now;
+                let handshake_done = self.phase == Phase::Handshaking && self.transport.is_ready();
+                Read::Bytes { n, handshake_done }
+            }
+            Ok(ReadOutcome::Drained) => Read::Drained,
+            Ok(ReadOutcome::Eof) => Read::Ended,
+            Err(Broken::Io(e)) => Read::Failed(CloseReason::Failed(e.kind())),
+            Err(Broken::Rejected(rejection)) => Read::Failed(CloseReason::Rejected(rejection)),
         }
-        let outcome = ReadOutcome::from_read(|| self.socket.read(scratch))?;
-        if keep && let ReadOutcome::Data(n) = outcome {
-            self.framer.extend(&scratch[..n]);
-        }
-        Ok(outcome)
     }
 
-    /// Writes queued output until it is all sent or the socket's buffer is full, then makes
-    /// the registration match: writable interest only while output is still waiting.
-    ///
-    /// A TLS connection writes through its session; once a leaving TLS client's queue is empty,
-    /// its `close_notify` goes out last.
-    pub fn flush(&mut self, registry: &Registry, token: usize) -> io::Result<Flushed> {
-        let flushed = match &mut self.tls {
-            None => self.output.write_to(&mut self.socket)?,
-            Some(tls) => {
-                let mut flushed = tls.flush(&mut self.socket, &mut self.output)?;
-                if flushed == Flushed::All
-                    && matches!(self.phase, Phase::Leaving(_))
-                    && !tls.is_closing()
-                {
-                    tls.close();
-                    flushed = tls.flush(&mut self.socket, &mut self.output)?;
-                }
-                flushed
-            }
-        };
-        let want_writable = flushed == Flushed::Blocked;
-        if want_writable != self.writable_interest {
-            let interest = if want_writable {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            registry.reregister(&mut self.socket, Token(token), interest)?;
-            self.writable_interest = want_writable;
+    /// Whether the transport has bytes of its own to write (a handshake answer).
+    pub fn wants_write(&self) -> bool {
+        self.transport.wants_write()
+    }
+
+    /// The next thing to do with its input: a line to relay, or why not.
+    pub fn next_line(&mut self, now: Instant) -> Next {
+        match self.phase {
+            Phase::Chatting => {}
+            // Leaving: keep reading, but only to throw the input away. Handshaking: keep
+            // reading; any lines wait in the framer until the client is in the room.
+            Phase::Leaving(_) | Phase::Handshaking => return Next::ReadMore,
+            Phase::Closed(_) => return Next::Stop,
         }
+        let input = &mut self.input;
+        if input.throttled || input.held {
+            return Next::Stop;
+        }
+        if let Some(bucket) = &mut input.bucket {
+            let next = bucket.next_token_at(now);
+            if next > now {
+                if !input.warned_throttle {
+                    input.warned_throttle = true;
+                    warn!(
+                        "{}: over {} lines/s, reading it more slowly",
+                        self.label,
+                        bucket.rate()
+                    );
+                }
+                input.throttled = true;
+                return Next::ThrottledUntil(next);
+            }
+        }
+        let Some(frame) = input.framer.next_frame() else {
+            return Next::ReadMore;
+        };
+        if let Some(bucket) = &mut input.bucket {
+            bucket.try_take(now);
+        }
+        Next::Line(frame)
+    }
+
+    /// The peer closed its side: the last line may have come without a newline.
+    pub fn last_line(&mut self) -> Option<Frame> {
+        if self.is_chatting() {
+            self.input.framer.finish()
+        } else {
+            None
+        }
+    }
+
+    /// Flood control's timer: reading may resume. False if it was not throttled.
+    pub fn unthrottle(&mut self) -> bool {
+        std::mem::take(&mut self.input.throttled)
+    }
+
+    /// Holds or releases its lines (see `Input::held`); returns whether it was held before.
+    pub fn hold(&mut self, held: bool) -> bool {
+        std::mem::replace(&mut self.input.held, held)
+    }
+
+    pub fn last_heard(&self) -> Instant {
+        self.input.last_heard
+    }
+
+    // The write side.
+
+    /// Output owed to the client and not yet taken by the kernel: its queue, plus what its
+    /// transport holds. `--max-output` judges this.
+    pub fn unsent(&self) -> usize {
+        self.output.queue.unsent() + self.transport.unsent()
+    }
+
+    pub fn queue(&mut self) -> &mut WriteQueue {
+        &mut self.output.queue
+    }
+
+    /// Writes queued output until it is all sent or the socket's buffer is full; a leaving
+    /// client's transport then ends its stream (TLS's `close_notify` goes out last). Then the
+    /// registration is made to match: writable interest only while output is still waiting.
+    pub fn flush(&mut self, registry: &Registry, token: Token) -> io::Result<Flushed> {
+        let socket = &mut self.socket;
+        let mut flushed = self.transport.write(socket, &mut self.output.queue)?;
+        if flushed == Flushed::All
+            && matches!(self.phase, Phase::Leaving(_))
+            && self.transport.close()
+        {
+            flushed = self.transport.write(socket, &mut self.output.queue)?;
+        }
+        self.output
+            .registration
+            .update(registry, socket, token, flushed == Flushed::Blocked)?;
         Ok(flushed)
+    }
+
+    /// After a flush: notes whether it is over `limit`. True when it has just gone over, so
+    /// the caller starts its grace; a flush that leaves it under ends the grace.
+    pub fn judge_output(&mut self, limit: usize, now: Instant) -> bool {
+        if !self.is_chatting() || self.unsent() <= limit {
+            self.output.over_limit_since = None;
+            false
+        } else if self.output.over_limit_since.is_none() {
+            self.output.over_limit_since = Some(now);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Since when it has been over `--max-output`, as of its last flush.
+    pub fn over_limit_since(&self) -> Option<Instant> {
+        self.output.over_limit_since
+    }
+
+    /// Arms the linger once: true the first time it is asked.
+    pub fn arm_linger(&mut self) -> bool {
+        !std::mem::replace(&mut self.output.linger_armed, true)
     }
 }

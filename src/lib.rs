@@ -8,26 +8,39 @@
 //!
 //! # Map of the crate
 //!
-//! - [`server`]: the event loop. Waits for readiness, reads, fires timers, and at the end of
-//!   each batch of events flushes output and frees closed slots. Start reading here.
-//! - [`connection`]: one client: its socket, its [`Phase`](connection::Phase) of life, why it
-//!   closed, and the two system calls (`read`, `writev`) on its socket.
+//! The loop knows connections and transports; the room knows chat; the bus knows where a
+//! line goes. Start with [`server`], then [`table`], then [`room`].
+//!
+//! - [`server`]: the event loop. Waits for readiness, accepts, reads, fires timers, and at the
+//!   end of each batch flushes output and frees closed slots.
+//! - [`table`]: the connection table: the slab whose keys are the tokens, the flush and ready
+//!   lists, phase changes, deferred removal. Every non-blocking mechanism of the plain path
+//!   is here or in [`connection`].
+//! - [`connection`]: one client: its socket and transport, its read side (line framer, flood
+//!   control) and write side (queue, interest), its [`Phase`](connection::Phase) and why it
+//!   closed.
+//! - [`transport`]: the seam between a socket and its lines: plain TCP, and TLS (rustls, in
+//!   the same loop) in [`transport::tls`].
+//! - [`nonblocking`]: the rules of non-blocking I/O, each written once: read outcomes, partial
+//!   writes, finished connects, the interest rule, the rustls writer. Everything uses it.
 //! - [`framing`]: bytes into lines, `--max-line`, and sanitising (UTF-8, control characters).
-//! - [`protocol`]: what a line means ([`protocol::Command`]) and all the text the server sends.
-//! - [`room`]: who is here, nicks, and who receives what. Queues output; never writes.
 //! - [`write_queue`]: a client's unsent output and the partial-write bookkeeping.
+//! - [`room`]: who is here, nicks, and who receives what. Queues output through an
+//!   [`Outbox`](room::Outbox); never sees a socket.
+//! - [`cmd`]: what each command does, one file per command.
+//! - [`protocol`]: what a line means ([`protocol::Command`]) and all the text the server sends.
+//! - [`bus`]: the seam between the room and the backplane: where an event goes.
+//! - [`backplane`]: `--backplane`, the Redis bus: several instances as one chat through Redis
+//!   pub/sub, its two connections driven in the same loop.
 //! - [`rate_limit`]: the token bucket behind `--rate`.
 //! - [`timers`]: deadlines kept in a heap and turned into the poll timeout.
-//! - [`tls`]: TLS (rustls) between a connection's socket and its framer and write queue, in
-//!   the same loop: the handshake, decrypting reads, encrypting as the socket takes output.
-//! - [`stats`]: the loop's counters, reported as JSON on a UDP socket in the same poll.
-//! - [`backplane`]: `--backplane`, several instances as one chat through Redis pub/sub: two
-//!   Redis connections in the same loop (RESP encoder and incremental decoder, reconnects
-//!   with backoff), the events instances exchange, nick claims in Redis, who is elsewhere.
-//! - [`config`], [`limits`]: the command line, and every bound with its reason.
+//! - [`stats`]: the loop's counters, and the `--stats-udp` socket that reports them.
+//! - [`config`], [`limits`]: what the server runs with, and every bound with its reason.
+//! - [`cli`]: the command line, turned into a [`Config`].
 //! - [`os`]: listening sockets and the open-file limit.
 //! - [`logging`], [`error`]: log set-up, and the few errors that stop the server.
-//! - [`bench`]: `pollchat bench`, the load generator (not part of the server: it has threads).
+//! - [`bench`](mod@bench): `pollchat bench`, the load generator (not part of the server: it
+//!   has threads).
 //! - [`client`]: `pollchat connect`, a terminal client built like the server: one poll loop
 //!   over stdin and the socket, TLS (rustls) between its write queue and the socket.
 //!
@@ -55,8 +68,10 @@
 
 pub mod backplane;
 pub mod bench;
+pub mod bus;
 pub mod cli;
 pub mod client;
+pub mod cmd;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -70,8 +85,9 @@ pub mod rate_limit;
 pub mod room;
 pub mod server;
 pub mod stats;
+pub mod table;
 pub mod timers;
-pub mod tls;
+pub mod transport;
 pub mod write_queue;
 
 pub use config::Config;

@@ -1,12 +1,15 @@
 //! The chat protocol: what a line from a client means ([`parse`] into a [`Command`]) and every
 //! line of text the server writes back.
 //!
-//! Nothing here touches a socket or the loop; `room.rs` decides who receives what. Keeping all
-//! the wording in this one file means a reader (or a translator) finds every message in one
-//! place, and every server line goes through [`server_line`], which is what guarantees they all
-//! begin with `*** ` so people and scripts can tell them from chat.
+//! Nothing here touches a socket or the loop; `room.rs` and `cmd/` decide who receives what.
+//! Keeping all the wording in this one file means a reader (or a translator) finds every
+//! message in one place, and every server line goes through [`server_line`], which is what
+//! guarantees they all begin with `*** ` so people and scripts can tell them from chat. Texts
+//! that state a limit are built from the limit's constant, so the two cannot disagree.
 
 use std::fmt;
+use std::sync::LazyLock;
+use std::time::Duration;
 
 use crate::limits::MAX_NICK;
 
@@ -146,6 +149,26 @@ pub fn nick_taken(nick: &str) -> String {
     server_line(format_args!("nick \"{nick}\" is taken"))
 }
 
+/// `/nick` to the nick the client already has.
+pub fn you_are(nick: &str) -> String {
+    server_line(format_args!("you are {nick}"))
+}
+
+/// A shared chat: the nick a client goes by is held by another instance.
+pub fn nick_taken_elsewhere(nick: &str, now: &str) -> String {
+    server_line(format_args!(
+        "nick \"{nick}\" is taken on another instance; you are now {now}"
+    ))
+}
+
+/// `--idle-timeout`: the last line an idle client gets.
+pub fn idle_disconnect(idle: Duration) -> String {
+    server_line(format_args!(
+        "disconnected: idle for {} s",
+        idle.as_secs_f64()
+    ))
+}
+
 pub fn no_such_nick(nick: &str) -> String {
     server_line(format_args!("no such nick: {nick}"))
 }
@@ -174,16 +197,31 @@ pub const BACKPLANE_DOWN: &str = "*** backplane unavailable, chat is local only\
 pub const BACKPLANE_BACK: &str = "*** backplane back, chat is shared again\n";
 
 /// `/help`: one `*** ` line per command.
-pub const HELP: &str = "\
-*** commands:
-***   /nick NAME        change your nick (1-32 of A-Z a-z 0-9 _ -)
-***   /who              list who is here
-***   /me ACTION        say what you are doing: * nick ACTION
-***   /msg NICK TEXT    send TEXT to NICK only
-***   /quit [REASON]    leave
-***   /help             this list
-***   //text            say \"/text\" (a line starting with / is a command)
-";
+pub static HELP: LazyLock<String> = LazyLock::new(|| {
+    let commands = [
+        (
+            "/nick NAME",
+            format!("change your nick (1-{MAX_NICK} of A-Z a-z 0-9 _ -)"),
+        ),
+        ("/who", "list who is here".to_string()),
+        (
+            "/me ACTION",
+            "say what you are doing: * nick ACTION".to_string(),
+        ),
+        ("/msg NICK TEXT", "send TEXT to NICK only".to_string()),
+        ("/quit [REASON]", "leave".to_string()),
+        ("/help", "this list".to_string()),
+        (
+            "//text",
+            "say \"/text\" (a line starting with / is a command)".to_string(),
+        ),
+    ];
+    let mut help = server_line("commands:");
+    for (usage, what) in commands {
+        help.push_str(&server_line(format_args!("  {usage:<18}{what}")));
+    }
+    help
+});
 
 #[cfg(test)]
 mod tests {

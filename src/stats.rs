@@ -1,4 +1,4 @@
-//! Counters the loop keeps about itself, reported as one JSON object on `--stats-udp`.
+//! Counters the loop keeps about itself, and the `--stats-udp` socket that reports them.
 //!
 //! A datagram socket sits in the same poll as the stream sockets: a datagram `stats` gets
 //! one JSON datagram back. Scripts and the load generator read the server's counters this
@@ -7,8 +7,17 @@
 //! asker times out and asks again), because the loop never waits.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::io;
+use std::net::SocketAddr;
 use std::time::Instant;
+
+use log::debug;
+use mio::net::UdpSocket;
+use mio::{Interest, Registry, Token};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::connection::CloseReason;
 
 /// Counts since the server started.
 #[derive(Debug)]
@@ -45,32 +54,101 @@ impl Default for Stats {
     }
 }
 
+/// The reply to `stats`, field by field in the order it is sent.
+#[derive(Serialize)]
+struct Report<'a> {
+    uptime_secs: f64,
+    /// Every socket the server holds, in any phase.
+    connections_now: usize,
+    /// Clients in the room.
+    clients: usize,
+    connections_total: u64,
+    lines_in: u64,
+    lines_out: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+    accept_pauses: u64,
+    disconnects: &'a BTreeMap<&'static str, u64>,
+    /// The bus's own counters (`--backplane`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backplane: Option<Box<RawValue>>,
+}
+
 impl Stats {
-    pub fn count_disconnect(&mut self, reason: &crate::connection::CloseReason) {
+    pub fn count_disconnect(&mut self, reason: &CloseReason) {
         *self.disconnects.entry(reason.kind()).or_insert(0) += 1;
     }
 
-    /// The report: these counters plus the two gauges only the loop knows, and the
-    /// backplane's counters (`--backplane`) as a JSON object.
-    pub fn json(&self, connections_now: usize, clients: usize, backplane: Option<&str>) -> String {
-        let backplane = backplane.map_or(String::new(), |b| format!(",\"backplane\":{b}"));
-        let mut disconnects = String::new();
-        for (i, (reason, count)) in self.disconnects.iter().enumerate() {
-            let comma = if i == 0 { "" } else { "," };
-            let _ = write!(disconnects, "{comma}\"{reason}\":{count}");
+    /// The report: these counters plus the two gauges only the loop knows, and the bus's
+    /// counters if it has any.
+    pub fn json(
+        &self,
+        connections_now: usize,
+        clients: usize,
+        backplane: Option<Box<RawValue>>,
+    ) -> String {
+        let millis = self.started.elapsed().as_millis();
+        let report = Report {
+            uptime_secs: millis as f64 / 1000.0,
+            connections_now,
+            clients,
+            connections_total: self.connections_total,
+            lines_in: self.lines_in,
+            lines_out: self.lines_out,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            accept_pauses: self.accept_pauses,
+            disconnects: &self.disconnects,
+            backplane,
+        };
+        serde_json::to_string(&report).unwrap_or_else(|e| error_json(&e.to_string()))
+    }
+}
+
+/// `{"error": ...}`, for a datagram that is not `stats`.
+fn error_json(text: &str) -> String {
+    serde_json::json!({ "error": text }).to_string()
+}
+
+/// `--stats-udp`: the UDP socket in the loop's poll.
+#[derive(Debug)]
+pub struct StatsSocket {
+    socket: UdpSocket,
+}
+
+impl StatsSocket {
+    pub fn bind(addr: SocketAddr, registry: &Registry, token: Token) -> io::Result<StatsSocket> {
+        let mut socket = UdpSocket::bind(addr)?;
+        registry.register(&mut socket, token, Interest::READABLE)?;
+        Ok(StatsSocket { socket })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.socket.local_addr().ok()
+    }
+
+    /// Reads datagrams until `WouldBlock` (edge-triggered, as for any socket) and answers each
+    /// `stats` with `report()`. A reply the socket cannot take at once is dropped: the asker
+    /// asks again, and the loop never waits.
+    pub fn answer(&self, scratch: &mut [u8], report: impl Fn() -> String) {
+        loop {
+            let (n, from) = match self.socket.recv_from(scratch) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("stats socket: {e}");
+                    return;
+                }
+            };
+            let reply = if scratch[..n].trim_ascii() == b"stats" {
+                report()
+            } else {
+                error_json("send the datagram stats")
+            };
+            if let Err(e) = self.socket.send_to(reply.as_bytes(), from) {
+                debug!("stats reply to {from} dropped: {e}");
+            }
         }
-        format!(
-            "{{\"uptime_secs\":{:.3},\"connections_now\":{connections_now},\
-             \"clients\":{clients},\"connections_total\":{},\"lines_in\":{},\
-             \"lines_out\":{},\"bytes_in\":{},\"bytes_out\":{},\"accept_pauses\":{},\
-             \"disconnects\":{{{disconnects}}}{backplane}}}",
-            self.started.elapsed().as_secs_f64(),
-            self.connections_total,
-            self.lines_in,
-            self.lines_out,
-            self.bytes_in,
-            self.bytes_out,
-            self.accept_pauses,
-        )
     }
 }

@@ -29,16 +29,15 @@ pub enum Timer {
     SlowCheck(ConnRef),
     /// A leaving client had its chance to take its last lines: close it now.
     Linger(ConnRef),
-    /// A TLS client's time to finish its handshake is up: close it if it has not.
+    /// A connection's time to finish its transport's handshake is up: close it if it has not.
     Handshake(ConnRef),
     /// Accepting was paused for lack of descriptors: try again.
     ResumeAccept,
     /// The shutdown grace period is over: exit whatever is still queued.
     ShutdownDeadline,
-    /// The backplane's next attempt to connect is due, or its connect attempt timed out.
-    Backplane,
-    /// Time to refresh this instance's nick claims in Redis and say hello (every TTL / 3).
-    BackplaneRefresh,
+    /// A deadline the bus asked for (the backplane: a reconnect, a connect timeout, a refresh
+    /// of the nick claims).
+    Bus,
 }
 
 #[derive(Debug)]

@@ -8,7 +8,7 @@
 //!
 //! Lines are queued as `Rc<[u8]>`: a chat line sent to 10,000 people is allocated once, and each
 //! recipient's queue holds a pointer to it. When a queue is flushed, up to
-//! [`MAX_IOVECS`](crate::limits::MAX_IOVECS) lines go to the kernel in one `write_vectored`
+//! [`MAX_IOVECS`] lines go to the kernel in one `write_vectored`
 //! (`writev(2)`) call, so a client that fell behind by a hundred lines costs two system calls,
 //! not a hundred.
 //!

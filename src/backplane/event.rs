@@ -1,4 +1,4 @@
-//! What instances tell each other on the Redis channel: one [`Event`] per message.
+//! What instances tell each other on the Redis channel: one [`Event`] per message, as text.
 //!
 //! An event is one line of text, fields separated by single spaces, free text last:
 //!
@@ -22,56 +22,12 @@
 //!
 //! It is text, not a binary format, so `redis-cli subscribe CHANNEL` shows the whole chat.
 
+use crate::bus::{Event, What};
 use crate::framing::sanitize;
 use crate::protocol::is_valid_nick;
 
 /// Marks the format, so a future change can be told apart from garbage.
 const VERSION: &str = "pc1";
-
-/// One thing that happened on one instance, as every instance learns of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// The id of the instance it happened on.
-    pub origin: String,
-    /// The connection id (`Connection::id`) of the client it is about, on `origin`; `0` for
-    /// events about the instance itself.
-    pub conn: u64,
-    pub what: What,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum What {
-    Say {
-        nick: String,
-        text: String,
-    },
-    Me {
-        nick: String,
-        action: String,
-    },
-    Joined {
-        nick: String,
-    },
-    Left {
-        nick: String,
-        reason: String,
-    },
-    Renamed {
-        old: String,
-        new: String,
-    },
-    Msg {
-        from: String,
-        to: String,
-        text: String,
-    },
-    /// Every client of `origin`, sent when it connects and every nick TTL / 3 after.
-    Hello {
-        nicks: Vec<String>,
-    },
-    /// `origin` is going away: forget its clients now rather than after the TTL.
-    Bye,
-}
 
 impl Event {
     /// The message as published.
@@ -104,71 +60,72 @@ impl Event {
         }
         let conn: u64 = conn.parse().map_err(|_| format!("bad id {conn:?}"))?;
         let (kind, args) = rest.split_once(' ').unwrap_or((rest, ""));
-        let nick = |n: &str| {
-            is_valid_nick(n)
-                .then(|| n.to_string())
-                .ok_or_else(|| format!("bad nick {n:?}"))
-        };
-        // Two words then free text, or one word then free text.
-        let two = |args: &str| -> Result<(String, String), String> {
-            let (a, b) = args.split_once(' ').ok_or("missing field")?;
-            Ok((nick(a)?, b.to_string()))
-        };
-        let what = match kind {
-            "SAY" => {
-                let (nick, text) = two(args)?;
-                What::Say {
-                    nick,
-                    text: sanitize(text.as_bytes()),
-                }
-            }
-            "ME" => {
-                let (nick, action) = two(args)?;
-                What::Me {
-                    nick,
-                    action: sanitize(action.as_bytes()),
-                }
-            }
-            "JOIN" => What::Joined { nick: nick(args)? },
-            "LEFT" => {
-                let (nick, reason) = two(args)?;
-                What::Left {
-                    nick,
-                    reason: sanitize(reason.as_bytes()),
-                }
-            }
-            "NICK" => {
-                let (old, new) = two(args)?;
-                What::Renamed {
-                    old,
-                    new: nick(&new)?,
-                }
-            }
-            "MSG" => {
-                let (from, rest) = two(args)?;
-                let (to, text) = two(&rest)?;
-                What::Msg {
-                    from,
-                    to,
-                    text: sanitize(text.as_bytes()),
-                }
-            }
-            "HELLO" => What::Hello {
-                nicks: args
-                    .split(' ')
-                    .filter(|n| !n.is_empty())
-                    .map(nick)
-                    .collect::<Result<_, _>>()?,
-            },
-            "BYE" => What::Bye,
-            other => return Err(format!("unknown kind {other:?}")),
-        };
         Ok(Event {
             origin: origin.to_string(),
             conn,
-            what,
+            what: decode_what(kind, args)?,
         })
     }
+}
+
+/// A nick from the channel, held to the same rules as a client's.
+fn nick(text: &str) -> Result<String, String> {
+    is_valid_nick(text)
+        .then(|| text.to_string())
+        .ok_or_else(|| format!("bad nick {text:?}"))
+}
+
+/// A nick, then free text.
+fn nick_and_text(args: &str) -> Result<(String, String), String> {
+    let (a, b) = args.split_once(' ').ok_or("missing field")?;
+    Ok((nick(a)?, b.to_string()))
+}
+
+/// Text from the channel, cleaned as a client's line is: the channel is input like any socket.
+fn clean(text: &str) -> String {
+    sanitize(text.as_bytes())
+}
+
+/// The part after the connection id: the kind and its fields.
+fn decode_what(kind: &str, args: &str) -> Result<What, String> {
+    Ok(match kind {
+        "SAY" => {
+            let (nick, text) = nick_and_text(args)?;
+            let text = clean(&text);
+            What::Say { nick, text }
+        }
+        "ME" => {
+            let (nick, action) = nick_and_text(args)?;
+            let action = clean(&action);
+            What::Me { nick, action }
+        }
+        "JOIN" => What::Joined { nick: nick(args)? },
+        "LEFT" => {
+            let (nick, reason) = nick_and_text(args)?;
+            let reason = clean(&reason);
+            What::Left { nick, reason }
+        }
+        "NICK" => {
+            let (old, new) = nick_and_text(args)?;
+            let new = nick(&new)?;
+            What::Renamed { old, new }
+        }
+        "MSG" => {
+            let (from, rest) = nick_and_text(args)?;
+            let (to, text) = nick_and_text(&rest)?;
+            let text = clean(&text);
+            What::Msg { from, to, text }
+        }
+        "HELLO" => What::Hello {
+            nicks: args
+                .split(' ')
+                .filter(|n| !n.is_empty())
+                .map(nick)
+                .collect::<Result<_, _>>()?,
+        },
+        "BYE" => What::Bye,
+        other => return Err(format!("unknown kind {other:?}")),
+    })
 }
 
 #[cfg(test)]

@@ -7,36 +7,24 @@
 //!   clients ──► instance B ──PUBLISH──►┘                 └──message──► instance B ──► its clients
 //! ```
 //!
-//! What it owns: two non-blocking TCP connections to Redis, registered in the server's
-//! `mio::Poll` under two fixed tokens, and the bookkeeping that turns bytes into
-//! [`Happening`]s for the room. Two connections, because a connection that has subscribed may
-//! only (un)subscribe and ping:
+//! It is the Redis implementation of the bus seam (`bus.rs`): [`RedisBus`] publishes what the
+//! room says and hands back, as [`BusNews`], what comes from the channel. It owns two
+//! non-blocking TCP connections to Redis, registered in the server's `mio::Poll` under the
+//! two tokens the loop sets aside for a bus, and everything the chat needs to be shared: who
+//! is on the other instances ([`Replica`]), the nick claims in flight, and
+//! whether clients were told the chat is local only. Two connections, because a connection
+//! that has subscribed may only (un)subscribe and ping:
 //!
 //! - the **subscriber** sends `SUBSCRIBE channel` once and then only reads: every event every
 //!   instance publishes, its own included, in the one order Redis gives them;
 //! - the **command connection** sends `PUBLISH` and the nick claims, pipelined. Redis answers
-//!   in order, so a FIFO ([`Awaiting`]) says what each reply is for.
+//!   in order, so a FIFO (`Awaiting`, in `links.rs`) says what each reply is for.
 //!
-//! Each connection (`Link`) keeps its own read buffer (replies arrive in any pieces: RESP is
-//! decoded only when complete, see `resp.rs`) and its own write buffer (a partial write keeps
-//! the rest, and writable interest is asked for only while bytes are left), exactly like a
-//! client connection. Nothing here blocks: connects are non-blocking and finished by a
-//! writable event, and the host name is resolved once, at start-up.
-//!
-//! The two connections live and die together ([`State`]):
-//!
-//! ```text
-//!   Connecting ──(both ready: PONG and the subscription confirmed)──► Up
-//!       ▲   │                                                         │
-//!       │   └─(refused, closed, timeout, error reply, garbage)─┐      │(same, or silent
-//!       │                                                       ▼      ▼ for a whole TTL)
-//!       └────────────(retry timer: 100 ms doubling to 5 s)──── Down { retry_at }
-//! ```
-//!
-//! Anything unexpected from Redis (an error it should not send, a reply nobody asked for,
-//! bytes that are not RESP, more output than it reads, silence) closes both connections:
-//! they are re-opened from a clean state. The server never panics over what Redis says, and
-//! while the backplane is down the room runs "local only" (see `room.rs`).
+//! Each connection (`link.rs`) keeps its own read and write buffers, exactly like a client
+//! connection; the two live and die together (`links.rs`). Nothing here blocks: connects are
+//! non-blocking and finished by a writable event, and the host name is resolved once, at
+//! start-up. While Redis cannot be reached the chat runs "local only": events are delivered
+//! here at once, as a lone server's are, and clients are told.
 //!
 //! Nicks are claimed in Redis, which is the authority across instances: the key
 //! `CHANNEL:nick:<lower-cased nick>` holds the owning instance's id, with an expiry (the nick
@@ -45,45 +33,24 @@
 //! are atomic. An instance that dies stops refreshing, and its nicks are free after the TTL.
 
 pub mod event;
+mod link;
+mod links;
 pub mod replica;
 pub mod resp;
 
-use std::collections::VecDeque;
+use std::collections::HashSet;
 use std::fmt;
-use std::io::{self, Read};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use log::{debug, info, trace, warn};
-use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use log::info;
+use mio::{Registry, Token};
+use serde_json::value::RawValue;
 
-use crate::connection::ConnRef;
-use crate::error::{Error, describe};
-use crate::limits::{
-    BACKPLANE_CONNECT_TIMEOUT, BACKPLANE_MAX_OUTPUT, BACKPLANE_RETRY_FIRST, BACKPLANE_RETRY_MAX,
-    READ_BUDGET,
-};
-use crate::nonblocking::{Registration, write_until_blocked};
-pub use event::{Event, What};
-use resp::Value;
-
-/// Claims a nick for this instance, or refreshes the claim if it is already this instance's.
-/// `KEYS[1]` the nick's key, `ARGV[1]` the instance id, `ARGV[2]` the TTL in ms. 1: ours now;
-/// 0: another instance has it.
-const CLAIM_SCRIPT: &str = "\
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0";
-
-/// Deletes a nick's key only if it is still this instance's (after expiring it may have been
-/// claimed by another instance, which must keep it).
-const RELEASE_SCRIPT: &str = "\
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0";
+use crate::bus::{Bus, BusIo, BusNews, Claim, Claimed, Event, Purpose};
+use crate::error::Error;
+use crate::protocol::{self, nick_key};
+use links::{Happening, Links, Outgoing};
+use replica::Replica;
 
 /// Where the backplane is and how long a nick claim lasts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,769 +118,297 @@ impl fmt::Display for RedisUrl {
     }
 }
 
-/// The two connections, as one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Connecting (or re-connecting), both connections at once; given up at `deadline`.
-    Connecting { deadline: Instant },
-    /// Both connections ready: events are published and received.
-    Up,
-    /// No connection; the next attempt is at `retry_at`.
-    Down { retry_at: Instant },
-}
-
-/// What one reply on the command connection is for, in the order the commands were sent.
+/// The Redis bus: the chat shared with the other instances on the channel. See the module
+/// documentation.
 #[derive(Debug)]
-pub enum Awaiting {
-    /// `PING` on connecting: `PONG` proves Redis is there and speaks RESP.
-    Handshake,
-    Publish,
-    Claim(Claim),
-    Release,
-    /// A `PING` sent after the re-claims that follow a reconnect: its `PONG` means they are
-    /// all answered.
-    Resync,
-}
-
-impl Awaiting {
-    /// The command, as the log names it.
-    fn describe(&self) -> &'static str {
-        match self {
-            Awaiting::Handshake | Awaiting::Resync => "PING",
-            Awaiting::Publish => "PUBLISH",
-            Awaiting::Claim(_) => "a nick claim",
-            Awaiting::Release => "a nick release",
-        }
-    }
-}
-
-/// A nick claim waiting for Redis's answer, and what it was for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub conn: ConnRef,
-    pub nick: String,
-    pub purpose: Purpose,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Purpose {
-    /// `/nick`: the client becomes `nick` only if the claim succeeds.
-    Rename,
-    /// The client already goes by `nick` (a guest nick, a refresh, a re-claim after Redis
-    /// came back); if another instance has it, the client must be renamed.
-    Keep,
-}
-
-/// What the room asks the backplane to send (see `Room::take_outbox`).
-#[derive(Debug)]
-pub enum Outgoing {
-    Publish(Event),
-    Claim(Claim),
-    Release(String),
-    /// Mark the end of the re-claims after a reconnect (answered by [`Happening::Resynced`]).
-    Resync,
-}
-
-/// What the backplane tells the loop, for the room.
-#[derive(Debug)]
-pub enum Happening {
-    /// Both connections are ready: publish from now on, and re-claim every nick.
-    Up,
-    /// The backplane is gone (or could not be reached): chat is local only. `lost` are the
-    /// claims that were waiting for an answer that will never come.
-    Down { lost: Vec<Claim> },
-    /// An event from the channel (this instance's own included).
-    Event(Event),
-    /// Redis answered a nick claim: `ok` if the nick is this instance's.
-    Claimed { claim: Claim, ok: bool },
-    /// Every re-claim sent on reconnecting is answered.
-    Resynced,
-}
-
-/// Counters for `--stats-udp`.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Counters {
-    pub published: u64,
-    pub received: u64,
-    /// Connection attempts after the first.
-    pub reconnects: u64,
-}
-
-/// Which of the two connections.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Subscriber,
-    Commands,
-}
-
-/// Where one connection is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LinkPhase {
-    /// The non-blocking connect is under way: a writable event finishes it.
-    Connecting,
-    /// Connected; its first command (`SUBSCRIBE` or `PING`) is not answered yet.
-    Handshake,
-    Ready,
-}
-
-/// One connection to Redis: socket, read buffer, write buffer. Like a client's connection,
-/// but with byte buffers (RESP is not line-based) and no room.
-#[derive(Debug)]
-struct Link {
-    role: Role,
-    token: Token,
-    /// `None` while the backplane is down.
-    socket: Option<TcpStream>,
-    phase: LinkPhase,
-    /// Bytes read and not yet decoded: at most one incomplete reply once decoding is done.
-    input: Vec<u8>,
-    /// Bytes to send; `output[written..]` is what the socket has not taken yet.
-    output: Vec<u8>,
-    written: usize,
-    /// What the socket is registered for (the interest rule of `nonblocking.rs`).
-    registration: Registration,
-    /// The read budget ran out before `WouldBlock`: read again next turn without waiting for
-    /// an event (none will come for bytes already there).
-    unread: bool,
-}
-
-impl Link {
-    fn new(role: Role, token: Token) -> Link {
-        Link {
-            role,
-            token,
-            socket: None,
-            phase: LinkPhase::Connecting,
-            input: Vec::new(),
-            output: Vec::new(),
-            written: 0,
-            registration: Registration::readable(),
-            unread: false,
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self.role {
-            Role::Subscriber => "subscriber",
-            Role::Commands => "command connection",
-        }
-    }
-
-    /// Starts a non-blocking connect. Registered for writable events too: that is how the
-    /// kernel says the connect finished (or failed).
-    fn open(&mut self, addr: SocketAddr, registry: &Registry) -> io::Result<()> {
-        let mut socket = TcpStream::connect(addr)?;
-        // Events are small; Nagle would hold each back until the previous one is acknowledged.
-        socket.set_nodelay(true)?;
-        registry.register(
-            &mut socket,
-            self.token,
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        self.socket = Some(socket);
-        self.phase = LinkPhase::Connecting;
-        self.registration = Registration::both();
-        Ok(())
-    }
-
-    fn close(&mut self, registry: &Registry) {
-        if let Some(mut socket) = self.socket.take() {
-            let _ = registry.deregister(&mut socket);
-        }
-        self.input.clear();
-        self.output.clear();
-        self.written = 0;
-        self.registration = Registration::readable();
-        self.unread = false;
-    }
-
-    /// While connecting: `Ok(true)` once the connect has finished, `Ok(false)` if this event
-    /// came early (a spurious wake-up: still connecting), the error if it failed.
-    fn finish_connect(&mut self) -> io::Result<bool> {
-        let Some(socket) = &self.socket else {
-            return Ok(false);
-        };
-        let finished = crate::nonblocking::connect_finished(socket)?;
-        if finished {
-            self.phase = LinkPhase::Handshake;
-        }
-        Ok(finished)
-    }
-
-    /// Reads until `WouldBlock` (edge-triggered: no new event comes for bytes already
-    /// there) or until [`READ_BUDGET`] bytes are read, as for a client, so a flood of events
-    /// cannot keep the loop from the clients. `Ok(false)`: the budget ran out first, and the
-    /// socket may hold more (the loop comes back next turn). Redis closing the connection is
-    /// an error here: it never should.
-    fn read(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
-        let name = self.name();
-        let Some(socket) = &mut self.socket else {
-            return Ok(true);
-        };
-        let mut budget = READ_BUDGET;
-        loop {
-            if budget == 0 {
-                return Ok(false);
-            }
-            match socket.read(scratch) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "Redis closed the connection",
-                    ));
-                }
-                Ok(n) => {
-                    trace!("backplane {name}: read {n} bytes");
-                    self.input.extend_from_slice(&scratch[..n]);
-                    budget = budget.saturating_sub(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// Writes what is buffered until done or `WouldBlock`, then asks for writable events only
-    /// if bytes are left (or the connect is not finished).
-    fn flush(&mut self, registry: &Registry) -> io::Result<()> {
-        let name = self.name();
-        let Some(socket) = &mut self.socket else {
-            return Ok(());
-        };
-        if self.phase != LinkPhase::Connecting {
-            // An offset, not a drain: up to BACKPLANE_MAX_OUTPUT may wait here, and moving it
-            // down after every partial write would cost a copy each time.
-            self.written += write_until_blocked(socket, &self.output[self.written..])?;
-            if self.written == self.output.len() {
-                self.output.clear();
-                self.written = 0;
-            } else if self.written > 0 {
-                trace!(
-                    "backplane {name}: socket full, {} bytes still buffered",
-                    self.output.len() - self.written
-                );
-            }
-        }
-        let want_writable = self.phase == LinkPhase::Connecting || self.written < self.output.len();
-        self.registration
-            .update(registry, socket, self.token, want_writable)
-    }
-
-    fn unsent(&self) -> usize {
-        self.output.len() - self.written
-    }
-}
-
-/// The backplane: both connections, the reply FIFO, the state, the counters.
-#[derive(Debug)]
-pub struct Backplane {
-    config: BackplaneConfig,
-    /// The Redis address, resolved once at start-up (resolving is a blocking call).
-    addr: SocketAddr,
-    /// This instance's id, unique per process: the value of its nick keys, the origin of its
-    /// events.
+pub struct RedisBus {
+    links: Links,
+    /// This instance's id, unique per process: the origin of its events, the value of its
+    /// nick keys.
     instance: String,
-    sub: Link,
-    cmd: Link,
-    /// What each reply still to come on the command connection is for, oldest first.
-    awaiting: VecDeque<Awaiting>,
-    state: State,
-    /// Wait before the next attempt after a failure: doubles up to its cap, reset once up.
-    backoff: Duration,
-    /// The loss has been logged as a warning (once per outage; retries log at debug).
-    warned: bool,
-    /// A deadline the loop must set a timer for (see [`Backplane::take_timer`]).
-    timer: Option<Instant>,
-    /// `CHANNEL:nick:`, the prefix of every nick key.
-    nick_prefix: String,
-    /// When each connection last brought something from Redis (see [`Backplane::check_alive`]).
-    heard_on_sub: Instant,
-    heard_on_cmd: Instant,
-    pub counters: Counters,
+    /// Both connections are ready: events are published, not delivered here directly.
+    up: bool,
+    /// Clients have been told the chat is local only, and are owed "back" when it is shared
+    /// again.
+    told_down: bool,
+    /// What must go to Redis at the end of the batch.
+    outbox: Vec<Outgoing>,
+    /// The other instances' clients.
+    replica: Replica,
+    /// Lower-cased nicks a `/nick` is claiming in Redis right now: taken, locally, until the
+    /// answer comes, so two local clients cannot both be granted one.
+    claiming: HashSet<String>,
+    /// The room is re-claiming every nick after a reconnect; a marker follows the claims, so
+    /// its answer says they are all answered.
+    resync_pending: bool,
+    /// Part of every guest nick, from the instance id, so two instances rarely pick the same
+    /// guest nick (if they do, the claim catches it).
+    guest_tag: String,
+    /// Claims are refreshed, and the others told this instance is alive, every third of the
+    /// nick TTL, so one late or missed refresh does not let a claim expire.
+    next_refresh: Instant,
+    /// Deadlines to hand the loop (`BusIo::take_deadlines`).
+    deadlines: Vec<Instant>,
 }
 
-impl Backplane {
+impl RedisBus {
     /// Resolves Redis's address (once: a blocking call, so only at start-up) and picks this
-    /// instance's id. Connecting starts with [`Backplane::start`].
-    pub fn new(config: BackplaneConfig, instance: String) -> Result<Backplane, Error> {
-        let url = &config.url;
-        let addr = (url.host.as_str(), url.port)
-            .to_socket_addrs()
-            .map_err(|e| {
-                Error::Backplane(format!(
-                    "cannot resolve the backplane host {}: {}",
-                    url.host,
-                    describe(&e)
-                ))
-            })?
-            .next()
-            .ok_or_else(|| {
-                Error::Backplane(format!("the backplane host {} has no address", url.host))
-            })?;
-        let nick_prefix = format!("{}:nick:", url.channel);
-        Ok(Backplane {
-            config,
-            addr,
+    /// instance's id. Connecting starts with the loop (`BusIo::start`).
+    pub fn new(config: BackplaneConfig) -> Result<RedisBus, Error> {
+        let instance = instance_id();
+        let links = Links::new(config, instance.clone())?;
+        Ok(RedisBus {
+            links,
+            guest_tag: instance.chars().take(4).collect(),
             instance,
-            sub: Link::new(Role::Subscriber, Token(0)),
-            cmd: Link::new(Role::Commands, Token(0)),
-            awaiting: VecDeque::new(),
-            state: State::Down {
-                retry_at: Instant::now(),
-            },
-            backoff: BACKPLANE_RETRY_FIRST,
-            warned: false,
-            timer: None,
-            nick_prefix,
-            heard_on_sub: Instant::now(),
-            heard_on_cmd: Instant::now(),
-            counters: Counters::default(),
+            up: false,
+            told_down: false,
+            outbox: Vec::new(),
+            replica: Replica::default(),
+            claiming: HashSet::new(),
+            resync_pending: false,
+            next_refresh: Instant::now(),
+            deadlines: Vec::new(),
         })
     }
 
-    /// Starts the first connection, under these two tokens.
-    pub fn start(
-        &mut self,
-        sub: Token,
-        cmd: Token,
-        registry: &Registry,
-        now: Instant,
-        out: &mut Vec<Happening>,
-    ) {
-        self.sub.token = sub;
-        self.cmd.token = cmd;
-        info!(
-            "backplane: {} (instance {}, nick TTL {} s)",
-            self.config.url,
-            self.instance,
-            self.config.nick_ttl.as_secs_f64()
-        );
-        self.connect(registry, now, out);
+    fn nick_ttl(&self) -> Duration {
+        self.links.nick_ttl()
     }
 
-    pub fn instance(&self) -> &str {
+    fn schedule_refresh(&mut self, now: Instant) {
+        self.next_refresh = now + self.nick_ttl() / 3;
+        self.deadlines.push(self.next_refresh);
+    }
+
+    /// What the connections reported, as news for the room; the bus's own state follows.
+    fn absorb(&mut self, happened: Vec<Happening>, now: Instant) -> Vec<BusNews> {
+        let mut news = Vec::new();
+        for happening in happened {
+            match happening {
+                Happening::Up => {
+                    // Every nick is claimed again (it may have been taken elsewhere while
+                    // Redis was away), and this instance says hello.
+                    self.up = true;
+                    self.resync_pending = true;
+                    self.replica.expire(now, self.nick_ttl());
+                    news.push(BusNews::Refresh);
+                }
+                Happening::Down { lost } => self.went_down(lost, &mut news),
+                Happening::Event(event) => self.heard(event, now, &mut news),
+                Happening::Claimed { claim, ok } => {
+                    self.claiming.remove(&nick_key(&claim.nick));
+                    // Redis granted it here, so whoever this copy still lists with it is gone.
+                    if ok && claim.purpose == Purpose::Rename {
+                        self.replica.forget(&claim.nick);
+                    }
+                    news.push(BusNews::Answered { claim, granted: ok });
+                }
+                Happening::Resynced => {
+                    if std::mem::take(&mut self.told_down) {
+                        info!("backplane back: telling every client");
+                        news.push(BusNews::Tell(protocol::BACKPLANE_BACK));
+                    }
+                }
+            }
+        }
+        news
+    }
+
+    /// An event from the channel: the copy of who is elsewhere learns from it, a new instance
+    /// is introduced to at once (not after TTL / 3), and the room delivers it.
+    fn heard(&mut self, event: Event, now: Instant, news: &mut Vec<BusNews>) {
+        if event.origin != self.instance {
+            let stranger = self.replica.apply(&event, now);
+            if stranger && self.up {
+                news.push(BusNews::Introduce);
+            }
+        }
+        news.push(BusNews::Deliver(event));
+    }
+
+    /// Chat is local only. Events not yet sent are delivered here; claims waiting for Redis
+    /// are the room's to decide (as any claim is while Redis is away: the re-claim on its
+    /// return settles conflicts); clients are told, once per outage.
+    fn went_down(&mut self, lost: Vec<Claim>, news: &mut Vec<BusNews>) {
+        self.up = false;
+        self.resync_pending = false;
+        self.replica.clear();
+        self.claiming.clear();
+        let mut unanswered = lost;
+        for outgoing in std::mem::take(&mut self.outbox) {
+            match outgoing {
+                Outgoing::Publish(event) => news.push(BusNews::Deliver(event)),
+                Outgoing::Claim(claim) => unanswered.push(claim),
+                Outgoing::Release(_) | Outgoing::Resync => {}
+            }
+        }
+        news.extend(unanswered.into_iter().map(BusNews::Unanswered));
+        if !std::mem::replace(&mut self.told_down, true) {
+            news.push(BusNews::Tell(protocol::BACKPLANE_DOWN));
+        }
+    }
+}
+
+impl Bus for RedisBus {
+    fn origin(&self) -> &str {
         &self.instance
     }
 
-    pub fn nick_ttl(&self) -> Duration {
-        self.config.nick_ttl
+    /// Published while up: it comes back from the subscription, here too. Local only, it is
+    /// delivered here at once.
+    fn publish(&mut self, event: Event) -> Option<Event> {
+        if !self.up {
+            return Some(event);
+        }
+        self.outbox.push(Outgoing::Publish(event));
+        None
     }
 
-    pub fn is_up(&self) -> bool {
-        self.state == State::Up
+    fn is_shared(&self) -> bool {
+        true
     }
 
-    pub fn state(&self) -> State {
-        self.state
+    /// Redis decides, and the answer comes in a later batch. Local only, nobody can be asked:
+    /// granted.
+    fn claim(&mut self, claim: Claim) -> Claimed {
+        if !self.up {
+            return Claimed::Granted;
+        }
+        if claim.purpose == Purpose::Rename {
+            self.claiming.insert(nick_key(&claim.nick));
+        }
+        self.outbox.push(Outgoing::Claim(claim));
+        Claimed::Pending
     }
 
-    /// A deadline the backplane needs a `Timer::Backplane` for, if it set one since asked.
-    pub fn take_timer(&mut self) -> Option<Instant> {
-        self.timer.take()
-    }
-
-    /// The counters and state as a JSON object, for `--stats-udp`.
-    pub fn json(&self) -> String {
-        let state = match self.state {
-            State::Connecting { .. } => "connecting",
-            State::Up => "up",
-            State::Down { .. } => "down",
-        };
-        format!(
-            "{{\"state\":\"{state}\",\"published\":{},\"received\":{},\"reconnects\":{}}}",
-            self.counters.published, self.counters.received, self.counters.reconnects
-        )
-    }
-
-    fn connect(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Happening>) {
-        debug!("backplane: connecting to {}", self.addr);
-        self.state = State::Connecting {
-            deadline: now + BACKPLANE_CONNECT_TIMEOUT,
-        };
-        self.timer = Some(now + BACKPLANE_CONNECT_TIMEOUT);
-        let opened = self
-            .sub
-            .open(self.addr, registry)
-            .and_then(|()| self.cmd.open(self.addr, registry));
-        if let Err(e) = opened {
-            let reason = format!("cannot connect to {}: {}", self.addr, describe(&e));
-            self.fail(&reason, registry, now, out);
+    /// Gives a nick's key in Redis back (if Redis is away, it expires instead).
+    fn release(&mut self, nick: &str) {
+        if self.up {
+            self.outbox.push(Outgoing::Release(nick.to_string()));
         }
     }
 
-    /// The deadline of a `Timer::Backplane` passed: retry if down, give up if a connect hangs.
-    /// (Timers are never cancelled; one that is no longer wanted finds nothing to do.)
-    pub fn on_timer(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Happening>) {
-        match self.state {
-            State::Down { retry_at } if retry_at <= now => {
-                self.counters.reconnects += 1;
-                self.connect(registry, now, out);
-            }
-            State::Connecting { deadline } if deadline <= now => {
-                let reason = format!(
-                    "no answer from {} within {} s",
-                    self.addr,
-                    BACKPLANE_CONNECT_TIMEOUT.as_secs_f64()
-                );
-                self.fail(&reason, registry, now, out);
-            }
-            _ => {}
-        }
+    fn is_claiming(&self, nick: &str) -> bool {
+        self.claiming.contains(&nick_key(nick))
     }
 
-    /// Every TTL / 3, while up: a Redis that hangs (stopped, or a network that drops
-    /// everything) closes no connection, so silence is the only sign. This instance publishes a
-    /// `HELLO` every TTL / 3 and hears it back on the subscriber, and the command connection
-    /// always has replies due then; so nothing heard on either for a whole TTL means Redis is
-    /// gone, and the backplane is re-opened as for any failure.
-    pub fn check_alive(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Happening>) {
-        if self.state != State::Up {
-            return;
-        }
-        let ttl = self.config.nick_ttl;
-        let silent = |since: Instant| now.saturating_duration_since(since) > ttl;
-        let waiting = !self.awaiting.is_empty();
-        if silent(self.heard_on_sub) || (waiting && silent(self.heard_on_cmd)) {
-            let reason = format!("Redis has not answered for over {} s", ttl.as_secs_f64());
-            self.fail(&reason, registry, now, out);
-        }
+    fn is_elsewhere(&self, nick: &str) -> bool {
+        self.replica.has(nick)
     }
 
-    /// Whether a token is one of the backplane's.
-    pub fn owns(&self, token: Token) -> bool {
-        token == self.sub.token || token == self.cmd.token
+    fn nicks_elsewhere(&self) -> Vec<&str> {
+        self.replica.nicks().collect()
     }
 
-    /// A readiness event for one of the two connections: finish a connect, read and decode
-    /// replies, write what is waiting. Any trouble takes the backplane down.
-    pub fn handle(
+    /// `guest-TAG-N`, TAG from the instance id, so that guest nicks rarely collide across
+    /// instances. Rarely is enough: a guest nick is claimed like any other, and one that
+    /// another instance holds is replaced.
+    fn guest_nick(&self, n: u64) -> String {
+        format!("guest-{}-{n}", self.guest_tag)
+    }
+
+    fn greeting(&self) -> Option<&'static str> {
+        self.told_down.then_some(protocol::BACKPLANE_DOWN)
+    }
+
+    fn refreshed(&mut self) {
+        if std::mem::take(&mut self.resync_pending) {
+            self.outbox.push(Outgoing::Resync);
+        }
+    }
+}
+
+impl BusIo for RedisBus {
+    fn start(&mut self, registry: &Registry, tokens: [Token; 2], now: Instant) -> Vec<BusNews> {
+        self.schedule_refresh(now);
+        let mut happened = Vec::new();
+        self.links
+            .start(tokens[0], tokens[1], registry, now, &mut happened);
+        self.absorb(happened, now)
+    }
+
+    fn owns(&self, token: Token) -> bool {
+        self.links.owns(token)
+    }
+
+    fn ready(
         &mut self,
         token: Token,
         readable: bool,
         registry: &Registry,
         scratch: &mut [u8],
         now: Instant,
-        out: &mut Vec<Happening>,
-    ) {
-        let role = if token == self.sub.token {
-            Role::Subscriber
-        } else {
-            Role::Commands
-        };
-        if let Err(reason) = self.serve(role, readable, registry, scratch, now, out) {
-            self.fail(&reason, registry, now, out);
-        }
+    ) -> Vec<BusNews> {
+        let mut happened = Vec::new();
+        self.links
+            .handle(token, readable, registry, scratch, now, &mut happened);
+        self.absorb(happened, now)
     }
 
-    /// Whether a connection still had bytes to read when its read budget ran out.
-    pub fn has_unread(&self) -> bool {
-        self.sub.unread || self.cmd.unread
+    fn has_unread(&self) -> bool {
+        self.links.has_unread()
     }
 
-    /// Step 3 of the loop for the backplane: reads on where the budget stopped last turn.
-    pub fn serve_unread(
+    fn serve_unread(
         &mut self,
         registry: &Registry,
         scratch: &mut [u8],
         now: Instant,
-        out: &mut Vec<Happening>,
-    ) {
-        for role in [Role::Subscriber, Role::Commands] {
-            let link = self.link(role);
-            if std::mem::take(&mut link.unread) {
-                let token = link.token;
-                self.handle(token, true, registry, scratch, now, out);
-            }
-        }
+    ) -> Vec<BusNews> {
+        let mut happened = Vec::new();
+        self.links
+            .serve_unread(registry, scratch, now, &mut happened);
+        self.absorb(happened, now)
     }
 
-    fn link(&mut self, role: Role) -> &mut Link {
-        match role {
-            Role::Subscriber => &mut self.sub,
-            Role::Commands => &mut self.cmd,
-        }
+    fn take_deadlines(&mut self) -> Vec<Instant> {
+        let mut deadlines = std::mem::take(&mut self.deadlines);
+        deadlines.extend(self.links.take_timer());
+        deadlines
     }
 
-    fn serve(
-        &mut self,
-        role: Role,
-        readable: bool,
-        registry: &Registry,
-        scratch: &mut [u8],
-        now: Instant,
-        out: &mut Vec<Happening>,
-    ) -> Result<(), String> {
-        let addr = self.addr;
-        let link = self.link(role);
-        // An event after the backplane went down in this batch: nothing to serve.
-        if link.socket.is_none() {
-            return Ok(());
+    /// A reconnect or a connect timeout may be due; and every TTL / 3, while up, Redis is
+    /// checked for silence, the copy of the others forgets instances not heard from for a
+    /// whole TTL, and the room refreshes every nick claim.
+    fn on_timer(&mut self, registry: &Registry, now: Instant) -> Vec<BusNews> {
+        let mut happened = Vec::new();
+        self.links.on_timer(registry, now, &mut happened);
+        let refresh = now >= self.next_refresh;
+        if refresh {
+            self.schedule_refresh(now);
+            self.links.check_alive(registry, now, &mut happened);
         }
-        if link.phase == LinkPhase::Connecting {
-            match link.finish_connect() {
-                Ok(false) => return Ok(()),
-                Ok(true) => self.greet(role),
-                Err(e) => return Err(format!("cannot connect to {addr}: {}", describe(&e))),
+        let mut news = self.absorb(happened, now);
+        if refresh {
+            self.replica.expire(now, self.nick_ttl());
+            if self.up {
+                news.push(BusNews::Refresh);
             }
         }
-        let link = self.link(role);
-        if readable {
-            let name = link.name();
-            let before = link.input.len();
-            let drained = link
-                .read(scratch)
-                .map_err(|e| format!("{name}: {}", describe(&e)))?;
-            link.unread = !drained;
-            if link.input.len() > before {
-                match role {
-                    Role::Subscriber => self.heard_on_sub = now,
-                    Role::Commands => self.heard_on_cmd = now,
-                }
-            }
-            self.decode_all(role, out)?;
-        }
-        self.flush_link(role, registry)?;
-        if matches!(self.state, State::Connecting { .. })
-            && self.sub.phase == LinkPhase::Ready
-            && self.cmd.phase == LinkPhase::Ready
-        {
-            self.state = State::Up;
-            (self.heard_on_sub, self.heard_on_cmd) = (now, now);
-            self.backoff = BACKPLANE_RETRY_FIRST;
-            self.warned = false;
-            info!(
-                "backplane up: {} (instance {})",
-                self.config.url, self.instance
-            );
-            out.push(Happening::Up);
-        }
-        Ok(())
+        news
     }
 
-    /// A connection's first command, once connected.
-    fn greet(&mut self, role: Role) {
-        match role {
-            Role::Subscriber => {
-                let channel = self.config.url.channel.clone();
-                resp::command(&mut self.sub.output, &[b"SUBSCRIBE", channel.as_bytes()]);
-            }
-            Role::Commands => {
-                resp::command(&mut self.cmd.output, &[b"PING"]);
-                self.awaiting.push_back(Awaiting::Handshake);
-            }
+    /// Sends what the room published this batch. If Redis went away meanwhile, the room takes
+    /// it back and delivers it here.
+    fn flush(&mut self, registry: &Registry, now: Instant) -> Vec<BusNews> {
+        if self.outbox.is_empty() {
+            return Vec::new();
         }
-    }
-
-    fn flush_link(&mut self, role: Role, registry: &Registry) -> Result<(), String> {
-        let link = self.link(role);
-        let name = link.name();
-        link.flush(registry)
-            .map_err(|e| format!("{name}: {}", describe(&e)))?;
-        if link.unsent() > BACKPLANE_MAX_OUTPUT {
-            return Err(format!(
-                "Redis is not reading: over {BACKPLANE_MAX_OUTPUT} bytes waiting for it"
-            ));
-        }
-        Ok(())
-    }
-
-    /// Decodes every complete reply in a connection's read buffer; keeps an incomplete one.
-    fn decode_all(&mut self, role: Role, out: &mut Vec<Happening>) -> Result<(), String> {
-        // The buffer is taken out of the link while its replies, which borrow from it, are
-        // handled with the rest of `self`; what is left is put back.
-        let mut input = std::mem::take(&mut self.link(role).input);
-        let mut used = 0;
-        let result = loop {
-            match resp::decode(&input[used..]) {
-                Ok(None) => break Ok(()),
-                Ok(Some((value, n))) => {
-                    used += n;
-                    let handled = match role {
-                        Role::Subscriber => self.on_push(value, out),
-                        Role::Commands => self.on_reply(value, out),
-                    };
-                    if let Err(reason) = handled {
-                        break Err(reason);
-                    }
-                }
-                Err(e) => break Err(format!("Redis sent something that is not RESP: {e}")),
+        let mut happened = Vec::new();
+        if self.links.is_up() {
+            for outgoing in std::mem::take(&mut self.outbox) {
+                self.links.send(outgoing);
             }
-        };
-        input.drain(..used);
-        self.link(role).input = input;
-        result
-    }
-
-    /// One message on the subscriber: the subscription's confirmation, then events.
-    fn on_push(&mut self, value: Value<'_>, out: &mut Vec<Happening>) -> Result<(), String> {
-        let unexpected =
-            |value: &Value<'_>| format!("unexpected message from Redis: {}", value.describe());
-        let Value::Array(Some(items)) = &value else {
-            return Err(unexpected(&value));
-        };
-        match (self.sub.phase, items.as_slice()) {
-            (LinkPhase::Handshake, [kind, _, Value::Integer(_)])
-                if kind.bytes() == Some(b"subscribe") =>
-            {
-                self.sub.phase = LinkPhase::Ready;
-                Ok(())
-            }
-            (LinkPhase::Ready, [kind, _, payload]) if kind.bytes() == Some(b"message") => {
-                let payload = payload.bytes().ok_or_else(|| unexpected(&value))?;
-                self.counters.received += 1;
-                match Event::decode(payload) {
-                    Ok(event) => {
-                        trace!("backplane: received {}", resp::lossy(payload));
-                        out.push(Happening::Event(event));
-                    }
-                    // Someone else publishing on the channel, or a newer pollchat: the
-                    // connection is fine, the message is skipped.
-                    Err(why) => debug!(
-                        "backplane: skipped a message that is not an event ({why}): {}",
-                        resp::lossy(payload)
-                    ),
-                }
-                Ok(())
-            }
-            _ => Err(unexpected(&value)),
-        }
-    }
-
-    /// One reply on the command connection, matched with what it answers.
-    fn on_reply(&mut self, value: Value<'_>, out: &mut Vec<Happening>) -> Result<(), String> {
-        let Some(awaiting) = self.awaiting.pop_front() else {
-            return Err(format!(
-                "Redis sent a reply nobody asked for: {}",
-                value.describe()
-            ));
-        };
-        if let Value::Error(text) = value {
-            return Err(format!(
-                "Redis answered {} with an error: {}",
-                awaiting.describe(),
-                resp::lossy(text)
-            ));
-        }
-        match (awaiting, value) {
-            (Awaiting::Handshake, Value::Simple(b"PONG")) => self.cmd.phase = LinkPhase::Ready,
-            (Awaiting::Publish | Awaiting::Release, Value::Integer(_)) => {}
-            (Awaiting::Claim(claim), Value::Integer(n @ (0 | 1))) => {
-                debug!(
-                    "backplane: claim of {} {}",
-                    claim.nick,
-                    if n == 1 { "granted" } else { "refused" }
-                );
-                out.push(Happening::Claimed { claim, ok: n == 1 });
-            }
-            (Awaiting::Resync, Value::Simple(b"PONG")) => out.push(Happening::Resynced),
-            (awaiting, value) => {
-                return Err(format!(
-                    "Redis answered {} with an unexpected {}",
-                    awaiting.describe(),
-                    value.describe()
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Queues what the room asked for on the command connection (sent by
-    /// [`Backplane::flush`]). Only while up: the room sends nothing otherwise.
-    pub fn send(&mut self, outgoing: Outgoing) {
-        if self.state != State::Up {
-            return;
-        }
-        let ttl_ms = self.config.nick_ttl.as_millis().max(1).to_string();
-        let out = &mut self.cmd.output;
-        let awaiting = match outgoing {
-            Outgoing::Publish(event) => {
-                let payload = event.encode();
-                trace!("backplane: publishing {payload}");
-                let channel = self.config.url.channel.as_bytes();
-                resp::command(out, &[b"PUBLISH", channel, payload.as_bytes()]);
-                self.counters.published += 1;
-                Awaiting::Publish
-            }
-            Outgoing::Claim(claim) => {
-                let key = format!(
-                    "{}{}",
-                    self.nick_prefix,
-                    crate::protocol::nick_key(&claim.nick)
-                );
-                let id = self.instance.as_bytes();
-                resp::command(
-                    out,
-                    &[
-                        b"EVAL",
-                        CLAIM_SCRIPT.as_bytes(),
-                        b"1",
-                        key.as_bytes(),
-                        id,
-                        ttl_ms.as_bytes(),
-                    ],
-                );
-                Awaiting::Claim(claim)
-            }
-            Outgoing::Release(nick) => {
-                let key = format!("{}{}", self.nick_prefix, crate::protocol::nick_key(&nick));
-                let id = self.instance.as_bytes();
-                resp::command(
-                    out,
-                    &[b"EVAL", RELEASE_SCRIPT.as_bytes(), b"1", key.as_bytes(), id],
-                );
-                Awaiting::Release
-            }
-            Outgoing::Resync => {
-                resp::command(out, &[b"PING"]);
-                Awaiting::Resync
-            }
-        };
-        self.awaiting.push_back(awaiting);
-    }
-
-    /// End of the batch: writes what was queued, on both connections.
-    pub fn flush(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Happening>) {
-        if self.state == State::Up
-            && let Err(reason) = self
-                .flush_link(Role::Commands, registry)
-                .and_then(|()| self.flush_link(Role::Subscriber, registry))
-        {
-            self.fail(&reason, registry, now, out);
-        }
-    }
-
-    /// Closes both connections and schedules the next attempt. Claims still waiting for an
-    /// answer are handed back to the room as lost.
-    fn fail(&mut self, reason: &str, registry: &Registry, now: Instant, out: &mut Vec<Happening>) {
-        let retry_in = self.backoff;
-        if self.warned {
-            debug!(
-                "backplane still unavailable: {reason}; retrying in {} ms",
-                retry_in.as_millis()
-            );
+            self.links.flush(registry, now, &mut happened);
         } else {
-            warn!(
-                "backplane lost: {reason}; chat is local only, retrying in {} ms",
-                retry_in.as_millis()
-            );
-            self.warned = true;
+            happened.push(Happening::Down { lost: Vec::new() });
         }
-        self.sub.close(registry);
-        self.cmd.close(registry);
-        let lost = std::mem::take(&mut self.awaiting)
-            .into_iter()
-            .filter_map(|a| match a {
-                Awaiting::Claim(claim) => Some(claim),
-                _ => None,
-            })
-            .collect();
-        self.state = State::Down {
-            retry_at: now + retry_in,
-        };
-        self.timer = Some(now + retry_in);
-        self.backoff = (self.backoff * 2).min(BACKPLANE_RETRY_MAX);
-        out.push(Happening::Down { lost });
+        self.absorb(happened, now)
+    }
+
+    fn stats(&self) -> Option<Box<RawValue>> {
+        serde_json::value::to_raw_value(&self.links.stats()).ok()
     }
 }
 

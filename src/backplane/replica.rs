@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::event::{Event, What};
+use crate::bus::{Event, What};
 use crate::protocol::nick_key;
 
 #[derive(Debug, Default)]

@@ -5,8 +5,12 @@ use std::path::PathBuf;
 /// `pollchat connect`: the terminal client (see `client/mod.rs`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnectArgs {
-    /// The server, as HOST:PORT (e.g. 127.0.0.1:7878, localhost:7878, [::1]:7878)
-    #[arg(value_name = "HOST:PORT", value_parser = parse_target)]
+    // (The help is an attribute, not a doc comment: rustdoc would read `[::1]` as a link.)
+    #[arg(
+        value_name = "HOST:PORT",
+        value_parser = parse_target,
+        help = "The server, as HOST:PORT (e.g. 127.0.0.1:7878, localhost:7878, [::1]:7878)"
+    )]
     pub server: Target,
 
     /// Connect with TLS (the server's certificate is checked against the usual public CAs)

@@ -1,5 +1,5 @@
-//! TLS in the same loop: a [`Session`] sits between a connection's socket and the rest of the
-//! connection, so a TLS client is, to the room and the loop, a connection like any other.
+//! TLS in the same loop: a [`Session`] is the [`Transport`] of a connection accepted on a TLS
+//! listener, so a TLS client is, to the room and the loop, a connection like any other.
 //!
 //! rustls does no I/O of its own. It is a state machine with two sides: ciphertext goes in
 //! and out through `read_tls`/`write_tls` (here, on the non-blocking socket, which may say
@@ -22,25 +22,51 @@
 //! few bytes).
 //!
 //! The handshake happens on the same events: the client's hello arrives as readable data, the
-//! server's answer is records to write at the end of the batch. A client is not in the room
-//! until its handshake is over (`Phase::Handshaking` in `connection.rs`), and one that sends
-//! garbage is closed when rustls rejects it, after the alert is sent. One that stalls is closed
-//! by the handshake timer.
+//! server's answer is records to write at the end of the batch. A connection is not in the
+//! room until its transport [`is_ready`](Transport::is_ready), and one that sends garbage is
+//! closed when rustls rejects it, after the alert is sent. One that stalls is closed by the
+//! handshake timer ([`Listens::handshake_timeout`]).
 
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use mio::net::TcpStream;
 use rustls::{ServerConfig, ServerConnection};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::{Broken, Listens, Rejection, Transport};
 use crate::error::Error;
 use crate::framing::LineFramer;
 use crate::limits::TLS_RECORDS_AHEAD;
-use crate::nonblocking::{Plaintext, ReadOutcome, write_records};
-use crate::write_queue::{Flushed, WriteQueue};
+use crate::nonblocking::{Flushed, Plaintext, ReadOutcome, write_records};
+use crate::write_queue::WriteQueue;
+
+/// A TLS listener (`--tls-bind`): the certificate it presents and how long a handshake may
+/// take.
+pub struct TlsListener {
+    pub config: Arc<ServerConfig>,
+    pub handshake_timeout: Duration,
+}
+
+impl Listens for TlsListener {
+    fn name(&self) -> &'static str {
+        "TLS"
+    }
+
+    fn transport(&self) -> Result<Box<dyn Transport>, String> {
+        Session::new(&self.config)
+            .map(|session| Box::new(session) as Box<dyn Transport>)
+            .map_err(|e| format!("cannot start a TLS session: {e}"))
+    }
+
+    fn handshake_timeout(&self) -> Option<Duration> {
+        Some(self.handshake_timeout)
+    }
+}
 
 /// The server's TLS settings, loaded from PEM files: certificate chain and private key.
 ///
@@ -89,18 +115,14 @@ fn tls_error(what: String, error: rustls_pki_types::pem::Error) -> Error {
     Error::Tls(format!("{what}: {why}"))
 }
 
-/// An error from rustls on a client's connection, carried inside an `io::Error` so the read
-/// path has one error type; [`Session::rejected`] gets it back out for the close reason.
-#[derive(Debug)]
-struct Rejected(rustls::Error);
-
-impl fmt::Display for Rejected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
+/// rustls refused what the client sent: the close reason, counted as `tls_error`.
+fn rejected(error: &rustls::Error) -> Broken {
+    Broken::Rejected(Rejection {
+        by: "TLS",
+        kind: "tls_error",
+        why: error.to_string(),
+    })
 }
-
-impl std::error::Error for Rejected {}
 
 /// The TLS state of one connection. See the module documentation.
 pub struct Session {
@@ -143,33 +165,9 @@ impl Session {
         self.tls.is_handshaking()
     }
 
-    /// rustls has records to send (handshake messages, encrypted output, an alert).
-    pub fn wants_write(&self) -> bool {
-        self.tls.wants_write()
-    }
-
     /// Output handed to rustls and not yet taken by the kernel, in plaintext bytes.
     pub fn unsent(&self) -> usize {
         self.encrypted_unsent
-    }
-
-    /// Protocol and cipher suite, for the log, once the handshake is over.
-    pub fn describe(&self) -> String {
-        match (
-            self.tls.protocol_version(),
-            self.tls.negotiated_cipher_suite(),
-        ) {
-            (Some(version), Some(suite)) => format!("{version:?}, {:?}", suite.suite()),
-            _ => "handshake not finished".to_string(),
-        }
-    }
-
-    /// If `error` came from rustls rejecting what the client sent, rustls's reason.
-    pub fn rejected(error: &io::Error) -> Option<String> {
-        error
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<Rejected>())
-            .map(|r| r.0.to_string())
     }
 
     /// One `read` from the socket into rustls, then every byte of plaintext that it yields into
@@ -177,17 +175,18 @@ impl Session {
     ///
     /// Returns the ciphertext bytes read, so the loop's read budget and byte counts see what
     /// the socket delivered. Records that complete the handshake yield no plaintext; the loop
-    /// asks [`Session::is_handshaking`] after each read.
+    /// asks [`Transport::is_ready`] after each read.
     pub fn read(
         &mut self,
         socket: &mut (impl Read + Write),
         framer: Option<&mut LineFramer>,
         scratch: &mut [u8],
-    ) -> io::Result<ReadOutcome> {
+    ) -> Result<ReadOutcome, Broken> {
         if self.ended {
             return Ok(ReadOutcome::Eof);
         }
-        let read = match ReadOutcome::from_read(|| self.tls.read_tls(socket))? {
+        let read = ReadOutcome::from_read(|| self.tls.read_tls(socket)).map_err(Broken::Io)?;
+        let read = match read {
             ReadOutcome::Drained => return Ok(ReadOutcome::Drained),
             ReadOutcome::Eof => 0,
             ReadOutcome::Data(n) => n,
@@ -198,7 +197,7 @@ impl Session {
                 // rustls has queued an alert saying what was wrong: one best-effort write
                 // tells the client, then the connection is closed. Nobody else is affected.
                 let _ = self.tls.write_tls(socket);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, Rejected(error)));
+                return Err(rejected(&error));
             }
         };
         // Take every byte of plaintext now: rustls refuses to read more records while what it
@@ -206,7 +205,7 @@ impl Session {
         let mut plaintext = state.plaintext_bytes_to_read();
         let mut framer = framer;
         while plaintext > 0 {
-            let n = self.tls.reader().read(scratch)?;
+            let n = self.tls.reader().read(scratch).map_err(Broken::Io)?;
             if n == 0 {
                 break;
             }
@@ -256,18 +255,60 @@ impl Session {
             self.encrypted_unsent = before - queue.unsent();
         }
     }
+}
 
-    /// Queues `close_notify`, TLS's own end of stream, once; the next flush sends it. A client
-    /// that gets it knows the server ended the session, not an attacker cutting the stream.
-    pub fn close(&mut self) {
-        if !self.closing {
-            self.closing = true;
-            self.tls.send_close_notify();
-        }
+impl Transport for Session {
+    fn name(&self) -> &'static str {
+        "TLS"
     }
 
-    pub fn is_closing(&self) -> bool {
-        self.closing
+    fn is_ready(&self) -> bool {
+        !self.is_handshaking()
+    }
+
+    fn read(
+        &mut self,
+        socket: &mut TcpStream,
+        scratch: &mut [u8],
+        framer: Option<&mut LineFramer>,
+    ) -> Result<ReadOutcome, Broken> {
+        Session::read(self, socket, framer, scratch)
+    }
+
+    /// rustls has records to send (handshake messages, an answer to a key update, an alert).
+    fn wants_write(&self) -> bool {
+        self.tls.wants_write()
+    }
+
+    fn write(&mut self, socket: &mut TcpStream, queue: &mut WriteQueue) -> io::Result<Flushed> {
+        self.flush(socket, queue)
+    }
+
+    /// Queues `close_notify`, TLS's own end of stream, once; the next write sends it. A
+    /// client that gets it knows the server ended the session, not an attacker cutting the
+    /// stream.
+    fn close(&mut self) -> bool {
+        if self.closing {
+            return false;
+        }
+        self.closing = true;
+        self.tls.send_close_notify();
+        true
+    }
+
+    fn unsent(&self) -> usize {
+        Session::unsent(self)
+    }
+
+    /// Protocol and cipher suite, once the handshake is over.
+    fn describe(&self) -> String {
+        match (
+            self.tls.protocol_version(),
+            self.tls.negotiated_cipher_suite(),
+        ) {
+            (Some(version), Some(suite)) => format!("{version:?}, {:?}", suite.suite()),
+            _ => "handshake not finished".to_string(),
+        }
     }
 }
 

@@ -1,0 +1,259 @@
+//! The bus seam: where a chat event goes once the room has made it.
+//!
+//! Everything clients say to each other (chat lines, `/me`, `/msg`, joins, leaves, renames)
+//! is an [`Event`]. The room hands each one to its bus ([`Bus::publish`]), and the bus knows
+//! where it goes:
+//!
+//! - [`LocalBus`], a lone server: nowhere else. It hands the event straight back and the room
+//!   delivers it at once.
+//! - the Redis bus (`--backplane`, in `backplane/`): it publishes the event, and the event
+//!   comes back from the subscription, on every instance this one included, as
+//!   [`BusNews::Deliver`]. Redis's order is then the one global order, and delivery is the
+//!   same function (`Room::deliver`) in both cases.
+//!
+//! This is socket.io's adapter seam: the room calls the bus the same way whether the chat is
+//! one process or many. Nicks are the other thing a shared chat must agree on, so a bus also
+//! answers nick claims ([`Bus::claim`]): a lone server grants them at once, the Redis bus
+//! asks Redis and answers later.
+//!
+//! Two traits, because the room and the loop need different things of a bus. The room uses
+//! [`Bus`], which has no socket in it. The loop holds a [`BusIo`], the same bus seen from the
+//! loop: a bus that has sockets of its own (the Redis bus's two connections) has them driven
+//! here like every other socket, and reports what happened as [`BusNews`] for the room.
+
+use std::time::Instant;
+
+use mio::{Registry, Token};
+use serde_json::value::RawValue;
+
+use crate::connection::ConnRef;
+
+/// One thing that happened in the chat, as every instance learns of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The bus origin (instance) it happened on.
+    pub origin: String,
+    /// The connection id (`Connection::id`) of the client it is about, on `origin`; `0` for
+    /// events about the instance itself.
+    pub conn: u64,
+    pub what: What,
+}
+
+impl Event {
+    pub fn new(origin: &str, conn: u64, what: What) -> Event {
+        Event {
+            origin: origin.to_string(),
+            conn,
+            what,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    Say {
+        nick: String,
+        text: String,
+    },
+    Me {
+        nick: String,
+        action: String,
+    },
+    Joined {
+        nick: String,
+    },
+    Left {
+        nick: String,
+        reason: String,
+    },
+    Renamed {
+        old: String,
+        new: String,
+    },
+    Msg {
+        from: String,
+        to: String,
+        text: String,
+    },
+    /// Every client of `origin`: sent by a shared bus when it connects and every so often.
+    Hello {
+        nicks: Vec<String>,
+    },
+    /// `origin` is going away: forget its clients now.
+    Bye,
+}
+
+/// A client would like a nick.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub conn: ConnRef,
+    pub nick: String,
+    pub purpose: Purpose,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// `/nick`: the client becomes `nick` only if the claim is granted.
+    Rename,
+    /// The client already goes by `nick` (a guest nick, a refresh, a re-claim); if it turns
+    /// out to be taken elsewhere, the client must be renamed.
+    Keep,
+}
+
+/// A bus's answer to a claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// Granted now.
+    Granted,
+    /// Asked elsewhere: the answer comes later, as [`BusNews::Answered`] or, if the bus loses
+    /// it, [`BusNews::Unanswered`].
+    Pending,
+}
+
+/// What a bus reports for the room to act on (`Room::absorb`).
+#[derive(Debug)]
+pub enum BusNews {
+    /// An event to deliver here (from the channel, or one that could not be published).
+    Deliver(Event),
+    /// A claim was answered.
+    Answered { claim: Claim, granted: bool },
+    /// A claim will never be answered (the bus lost its connection): the room decides it
+    /// alone, as any claim is decided while the chat is local only.
+    Unanswered(Claim),
+    /// Claim every member's nick again and introduce this instance (the bus just connected,
+    /// or it is time to refresh the claims).
+    Refresh,
+    /// Introduce this instance: another one just appeared.
+    Introduce,
+    /// A server line for everyone (the chat became local only, or shared again).
+    Tell(&'static str),
+}
+
+/// The bus as the room sees it. See the module documentation.
+pub trait Bus {
+    /// This instance's name on the bus: the origin of its events.
+    fn origin(&self) -> &str;
+
+    /// An event made here. `Some(event)` hands it back to be delivered here and now; `None`
+    /// means the bus took it, and it comes back as [`BusNews::Deliver`].
+    fn publish(&mut self, event: Event) -> Option<Event>;
+
+    /// Whether other instances hear this one's events (so a shutdown still announces leaves).
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// A client would like a nick that is free here.
+    fn claim(&mut self, _claim: Claim) -> Claimed {
+        Claimed::Granted
+    }
+
+    /// A nick this instance held is free again.
+    fn release(&mut self, _nick: &str) {}
+
+    /// Whether a claim for this nick (ignoring case) is waiting for its answer.
+    fn is_claiming(&self, _nick: &str) -> bool {
+        false
+    }
+
+    /// Whether a client on another instance goes by this nick (ignoring case).
+    fn is_elsewhere(&self, _nick: &str) -> bool {
+        false
+    }
+
+    /// Every nick on the other instances, for `/who`.
+    fn nicks_elsewhere(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
+    /// The `n`th guest nick.
+    fn guest_nick(&self, n: u64) -> String {
+        format!("guest-{n}")
+    }
+
+    /// A line every newcomer must be told first (the chat is local only for now).
+    fn greeting(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// The room has done what [`BusNews::Refresh`] asked.
+    fn refreshed(&mut self) {}
+}
+
+/// The bus as the loop sees it: the room's [`Bus`], plus sockets of its own driven in the same
+/// poll. Every method has a default for a bus without sockets, which has nothing to do here.
+pub trait BusIo: Bus {
+    /// The loop is starting; `tokens` are set aside for the bus's own sockets.
+    fn start(&mut self, _registry: &Registry, _tokens: [Token; 2], _now: Instant) -> Vec<BusNews> {
+        Vec::new()
+    }
+
+    /// Whether `token` is one of the bus's sockets.
+    fn owns(&self, _token: Token) -> bool {
+        false
+    }
+
+    /// A readiness event for one of its sockets.
+    fn ready(
+        &mut self,
+        _token: Token,
+        _readable: bool,
+        _registry: &Registry,
+        _scratch: &mut [u8],
+        _now: Instant,
+    ) -> Vec<BusNews> {
+        Vec::new()
+    }
+
+    /// A socket still had bytes to read when its read budget ran out (edge-triggered: no event
+    /// will say so again), so the loop must not sleep.
+    fn has_unread(&self) -> bool {
+        false
+    }
+
+    /// Reads on where the budget stopped.
+    fn serve_unread(
+        &mut self,
+        _registry: &Registry,
+        _scratch: &mut [u8],
+        _now: Instant,
+    ) -> Vec<BusNews> {
+        Vec::new()
+    }
+
+    /// Deadlines the bus wants a timer for, asked since the last call.
+    fn take_deadlines(&mut self) -> Vec<Instant> {
+        Vec::new()
+    }
+
+    /// One of those deadlines passed (timers are never cancelled: it may find nothing to do).
+    fn on_timer(&mut self, _registry: &Registry, _now: Instant) -> Vec<BusNews> {
+        Vec::new()
+    }
+
+    /// End of the batch: send what was published, once, like every other write.
+    fn flush(&mut self, _registry: &Registry, _now: Instant) -> Vec<BusNews> {
+        Vec::new()
+    }
+
+    /// Its counters, for `--stats-udp`: a JSON object, fields in the order they are sent.
+    fn stats(&self) -> Option<Box<RawValue>> {
+        None
+    }
+}
+
+/// A lone server's bus: every event is delivered here, every nick free here is granted.
+#[derive(Debug, Default)]
+pub struct LocalBus;
+
+impl Bus for LocalBus {
+    fn origin(&self) -> &str {
+        "local"
+    }
+
+    fn publish(&mut self, event: Event) -> Option<Event> {
+        Some(event)
+    }
+}
+
+impl BusIo for LocalBus {}

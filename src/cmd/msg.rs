@@ -1,0 +1,14 @@
+//! `/msg NICK TEXT`: to one client only, wherever it is connected.
+
+use super::Ctx;
+use crate::bus::What;
+use crate::protocol;
+use crate::room::Outbox;
+
+pub fn apply(cx: &mut Ctx<'_, impl Outbox>, to: &str, text: &str) {
+    if cx.room.owner_of(to).is_none() && !cx.bus.is_elsewhere(to) {
+        return cx.reply(&protocol::no_such_nick(to));
+    }
+    let (from, to, text) = (cx.nick.clone(), to.to_string(), text.to_string());
+    cx.say(What::Msg { from, to, text });
+}

@@ -1,0 +1,245 @@
+//! Listening and admitting: the listeners, `accept` until `WouldBlock`, and the decision
+//! whether a new connection may join the room.
+//!
+//! Every listener speaks something ([`Listens`]): plain TCP, TLS, and whatever transport comes
+//! next. A connection it accepts gets that transport and starts in `Handshaking`. A transport
+//! with no handshake is ready at once, so a plain client is admitted (or refused) in the same
+//! call; one with a handshake waits until its transport says it is done, for at most the
+//! listener's handshake timeout.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use log::{debug, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Poll, Token};
+
+use super::{FIRST_LISTENER, Server};
+use crate::config::Config;
+use crate::connection::{CloseReason, ConnRef};
+use crate::error::Error;
+use crate::limits::{ACCEPT_PAUSE, FD_RESERVE};
+use crate::os;
+use crate::protocol;
+use crate::timers::Timer;
+use crate::transport::Listens;
+use crate::transport::PlainListener;
+use crate::transport::tls::{self, TlsListener};
+
+/// A listening socket and what it speaks.
+pub(super) struct Listener {
+    socket: TcpListener,
+    pub addr: SocketAddr,
+    pub speaks: Box<dyn Listens>,
+}
+
+pub(super) fn listener_token(index: usize) -> Token {
+    Token(FIRST_LISTENER - index)
+}
+
+/// Every listener the configuration asks for, registered under its token: the one place a
+/// transport is tied to an address. Certificate problems are found before anything listens.
+pub(super) fn listen(config: &Config, poll: &Poll) -> Result<Vec<Listener>, Error> {
+    let mut wanted: Vec<(SocketAddr, Box<dyn Listens>)> = Vec::new();
+    for &addr in &config.bind {
+        wanted.push((addr, Box::new(PlainListener)));
+    }
+    if let Some(settings) = &config.tls {
+        let server_config = tls::server_config(&settings.cert, &settings.key)?;
+        for &addr in &settings.bind {
+            let speaks = TlsListener {
+                config: server_config.clone(),
+                handshake_timeout: settings.handshake_timeout,
+            };
+            wanted.push((addr, Box::new(speaks)));
+        }
+    }
+    let mut listeners = Vec::new();
+    for (index, (addr, speaks)) in wanted.into_iter().enumerate() {
+        let mut socket = os::listen(addr).map_err(|source| Error::Bind { addr, source })?;
+        let local = socket
+            .local_addr()
+            .map_err(|source| Error::Bind { addr, source })?;
+        poll.registry()
+            .register(&mut socket, listener_token(index), Interest::READABLE)
+            .map_err(Error::Poll)?;
+        listeners.push(Listener {
+            socket,
+            addr: local,
+            speaks,
+        });
+    }
+    if listeners.is_empty() {
+        return Err(Error::NoListeners);
+    }
+    Ok(listeners)
+}
+
+/// `--max-clients`, or what the open-file limit allows once raised as far as it goes.
+pub(super) fn max_clients(requested: Option<usize>) -> usize {
+    let fd_limit = match os::raise_fd_limit() {
+        Ok(limit) => limit,
+        Err(e) => {
+            warn!("cannot read or raise the open-file limit: {e}; assuming 1024");
+            1024
+        }
+    };
+    let allowed = usize::try_from(fd_limit.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+    match requested {
+        Some(n) if n > allowed => {
+            warn!(
+                "--max-clients {n} is more than the open-file limit ({fd_limit}) allows; \
+                 past about {allowed} clients, accepts will pause until descriptors free up"
+            );
+            n
+        }
+        Some(n) => n,
+        None => allowed.max(1),
+    }
+}
+
+impl Server {
+    /// Which of the listeners `token` belongs to, if any. (After a shutdown there are none,
+    /// so a late event for an old listener token is treated like any unknown token.)
+    pub(super) fn listener_index(&self, token: Token) -> Option<usize> {
+        FIRST_LISTENER
+            .checked_sub(token.0)
+            .filter(|&index| index < self.listeners.len())
+    }
+
+    /// Accepts until the listener's backlog is empty (edge-triggered: one event may stand for
+    /// many waiting connections).
+    pub(super) fn accept(&mut self, index: usize, now: Instant) {
+        loop {
+            let (stream, peer) = match self.listeners[index].socket.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Interrupted by a signal, or the client gave up while waiting in the
+                // backlog: neither says anything about the next connection.
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::ConnectionAborted =>
+                {
+                    continue;
+                }
+                Err(e) => return self.pause_accepting(&e, now),
+            };
+            self.accept_failures = 0;
+            self.admit(index, stream, peer, now);
+        }
+    }
+
+    /// Out of descriptors (EMFILE/ENFILE) or kernel memory. The connection stays in the
+    /// backlog, so retrying now would fail now, forever: a 100% CPU spin. Instead stop
+    /// accepting for a moment. Clients already connected are served as usual, and one of
+    /// them leaving frees a descriptor for the next attempt.
+    fn pause_accepting(&mut self, error: &io::Error, now: Instant) {
+        self.accept_failures += 1;
+        if self.accept_failures == 1 {
+            warn!(
+                "cannot accept new connections: {error}; pausing accepts, retrying every {} ms",
+                ACCEPT_PAUSE.as_millis()
+            );
+        } else {
+            debug!("accept failed again: {error}");
+        }
+        self.accept_paused = true;
+        self.table.stats.accept_pauses += 1;
+        self.timers.add(now + ACCEPT_PAUSE, Timer::ResumeAccept);
+    }
+
+    /// The pause is over: accept again, on every listener, until one fails again.
+    pub(super) fn resume_accepting(&mut self, now: Instant) {
+        self.accept_paused = false;
+        for index in 0..self.listeners.len() {
+            if !self.accept_paused {
+                self.accept(index, now);
+            }
+        }
+    }
+
+    /// A connection just accepted: into the table with its listener's transport, then into
+    /// the room if its transport has no handshake to wait for.
+    ///
+    /// A client whose transport has a handshake cannot be told "server full" before it has a
+    /// session, so when the server is full (counting handshakes under way) it is closed at
+    /// once; everything else about refusing waits for the handshake, so the client can read
+    /// why.
+    fn admit(&mut self, index: usize, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        let speaks = &self.listeners[index].speaks;
+        let timeout = speaks.handshake_timeout();
+        let held = self.room.members() + self.table.handshaking();
+        if timeout.is_some() && held >= self.max_clients {
+            warn!(
+                "{peer}: {} connection closed before its handshake: server full",
+                speaks.name()
+            );
+            self.table.stats.connections_total += 1;
+            self.table.stats.count_disconnect(&CloseReason::ServerFull);
+            return;
+        }
+        let transport = match speaks.transport() {
+            Ok(transport) => transport,
+            Err(e) => return warn!("{peer}: {e}"),
+        };
+        let registry = self.poll.registry();
+        let Some(r) = self.table.insert(stream, peer, transport, registry, now) else {
+            return;
+        };
+        match timeout {
+            Some(timeout) => {
+                debug!(
+                    "{peer}: {} handshake started (token {})",
+                    speaks.name(),
+                    r.token
+                );
+                self.timers.add(now + timeout, Timer::Handshake(r));
+            }
+            None => self.join(r, now),
+        }
+    }
+
+    /// The connection's transport is ready (at once, or once its handshake is over): it
+    /// joins the room, or is told, through its transport, why it may not.
+    pub(super) fn join(&mut self, r: ConnRef, now: Instant) {
+        let Some(conn) = self.table.get(r) else {
+            return;
+        };
+        let peer = conn.peer();
+        if let Some(reason) = self.refusal(peer) {
+            warn!("{peer} refused: {reason} ({} clients)", self.room.members());
+            let line = match reason {
+                CloseReason::TooManyFromAddress => protocol::TOO_MANY_FROM_ADDRESS,
+                _ => protocol::SERVER_FULL,
+            };
+            return self.table.refuse(r, reason, line);
+        }
+        if self.table.admit(r) {
+            self.room.enter(r, peer, &mut *self.bus, &mut self.table);
+            if let Some(idle) = self.config.idle_timeout {
+                self.timers.add(now + idle, Timer::Idle(r));
+            }
+        }
+    }
+
+    /// Why a client from `peer` may not join now, if it may not.
+    fn refusal(&self, peer: SocketAddr) -> Option<CloseReason> {
+        let per_ip = self.config.max_per_ip;
+        if self.room.members() >= self.max_clients {
+            Some(CloseReason::ServerFull)
+        } else if per_ip > 0 && self.table.connections_from(peer.ip()) >= per_ip {
+            Some(CloseReason::TooManyFromAddress)
+        } else {
+            None
+        }
+    }
+
+    /// A shutdown: closing the listeners makes new connects fail at once instead of hanging.
+    pub(super) fn close_listeners(&mut self) {
+        for listener in &mut self.listeners {
+            let _ = self.poll.registry().deregister(&mut listener.socket);
+        }
+        self.listeners.clear();
+    }
+}

@@ -1,0 +1,109 @@
+//! Step 4 of a turn: the timers that came due, and what each one means.
+//!
+//! Timers are never cancelled (see `timers.rs`): each one checks, when it fires, whether
+//! there is still something to do, and a stale one finds nothing.
+
+use std::time::Instant;
+
+use log::{debug, info, warn};
+
+use super::Server;
+use crate::connection::{CloseReason, ConnRef};
+use crate::protocol;
+use crate::timers::Timer;
+
+impl Server {
+    pub(super) fn fire_timers(&mut self, now: Instant) {
+        while let Some(timer) = self.timers.pop_due(now) {
+            match timer {
+                Timer::Idle(r) => self.check_idle(r, now),
+                Timer::RateLimit(r) => {
+                    if self.table.unthrottle(r) {
+                        self.serve_reader(r, now);
+                    }
+                }
+                Timer::SlowCheck(r) => self.check_slow(r, now),
+                Timer::Handshake(r) => self.check_handshake(r),
+                Timer::Linger(r) => self.table.linger_over(r),
+                Timer::ResumeAccept => self.resume_accepting(now),
+                Timer::ShutdownDeadline => self.exit_now = true,
+                Timer::Bus => {
+                    let news = self.bus.on_timer(self.poll.registry(), now);
+                    self.absorb(news);
+                }
+            }
+        }
+    }
+
+    /// The idle timer fired. If the client spoke since it was set, set it again for the new
+    /// deadline.
+    fn check_idle(&mut self, r: ConnRef, now: Instant) {
+        let Some(idle) = self.config.idle_timeout else {
+            return;
+        };
+        let Some(deadline) = self.table.idle_deadline(r, idle) else {
+            return;
+        };
+        if deadline > now {
+            self.timers.add(deadline, Timer::Idle(r));
+            return;
+        }
+        if let Some(conn) = self.table.get(r) {
+            info!("{}: idle timeout", conn.label());
+        }
+        let notice = protocol::idle_disconnect(idle);
+        self.room.tell(r, &notice, &mut *self.bus, &mut self.table);
+        self.leave(r, CloseReason::Idle);
+    }
+
+    /// A client's grace over `--max-output` is over: it goes if it is still behind.
+    fn check_slow(&mut self, r: ConnRef, now: Instant) {
+        let Some(limit) = self.table.too_slow(r, now) else {
+            return;
+        };
+        if let Some(conn) = self.table.get(r) {
+            warn!(
+                "{}: over {limit} bytes of output waiting for {:.1} s, disconnecting",
+                conn.label(),
+                self.config.output_grace.as_secs_f64()
+            );
+        }
+        self.end(r, CloseReason::TooSlow { limit });
+    }
+
+    /// A connection's handshake timeout: closed if its transport is still not ready. It was
+    /// never in the room, so nobody hears of it.
+    fn check_handshake(&mut self, r: ConnRef) {
+        let Some(conn) = self.table.get(r) else {
+            return;
+        };
+        if self.table.is_handshaking(r) {
+            let by = conn.transport_name();
+            info!(
+                "{}: {by} handshake not finished in time, closing",
+                conn.peer()
+            );
+            self.table.close(r, CloseReason::HandshakeTimeout(by));
+        }
+    }
+
+    /// Drops timers of connections that are gone, once they outnumber the live ones (see
+    /// `timers.rs` for why this is needed and why it is cheap).
+    pub(super) fn sweep_dead_timers(&mut self) {
+        let live = self.table.len();
+        if self.timers.len() <= 2 * live + 64 {
+            return;
+        }
+        let before = self.timers.len();
+        let table = &self.table;
+        self.timers.retain(|timer| match timer {
+            Timer::Idle(r)
+            | Timer::RateLimit(r)
+            | Timer::SlowCheck(r)
+            | Timer::Linger(r)
+            | Timer::Handshake(r) => table.contains(*r),
+            Timer::ResumeAccept | Timer::ShutdownDeadline | Timer::Bus => true,
+        });
+        debug!("swept {} dead timers", before - self.timers.len());
+    }
+}

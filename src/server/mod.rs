@@ -1,0 +1,444 @@
+//! The event loop: one thread, one `mio::Poll`, every socket the server has.
+//!
+//! Each turn of [`Server::run`] does the same five things, in this order:
+//!
+//! 1. **Wait** in `poll` until a socket is ready or the next timer is due.
+//! 2. **Handle every event** of the batch: accept new clients (`accept.rs`), read from
+//!    readable clients and hand their lines to the room (`reader.rs`), note writable ones.
+//!    Events for the bus's own sockets go to the bus. Nothing is written to a client yet.
+//! 3. **Serve the ready list**: clients that still had unread input when their read budget
+//!    ran out last turn. Edge-triggered readiness will not report them again, so the loop
+//!    must remember them itself. (A bus with sockets has a budget too.)
+//! 4. **Fire due timers** (`deadlines.rs`): idle timeouts, flood control resuming, lingering
+//!    closes, handshakes, accept pauses, the shutdown deadline, the bus's own.
+//! 5. **End the batch**: say the leave events, let the bus send what was published, then
+//!    flush every client that has new output, once each, then free the slots of the
+//!    connections that closed ([why then](crate::table)).
+//!
+//! Why write only at the end (step 5)? A batch often holds lines from several senders. Writing
+//! after each line would cost every recipient one system call per line; writing once at the
+//! end costs one `writev` per recipient per batch, however many lines it got. This is the
+//! `beforeSleep` write of Redis. Reads come first in a turn for the same reason: everything a
+//! batch brings is queued before anything is written.
+//!
+//! Readiness is edge-triggered (mio's only mode). "Readable" means "new data arrived since
+//! you last saw `WouldBlock`". The rule is therefore to read until `WouldBlock` (and to write
+//! until `WouldBlock` when output is stuck), or to remember that the socket may still be
+//! ready. The ready list (step 3) is where the loop remembers that.
+//!
+//! The server knows three things by name: its connections ([`ConnTable`]), the room
+//! ([`Room`]) and the bus ([`BusIo`]). It does not know which transport a connection has
+//! (`transport/`), nor which bus it was given (`bus.rs`, `backplane/`).
+
+mod accept;
+mod deadlines;
+mod reader;
+#[cfg(test)]
+mod tests;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use log::{info, trace, warn};
+use mio::event::Event;
+use mio::{Events, Interest, Poll, Token, Waker};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+
+use crate::backplane::RedisBus;
+use crate::bus::{BusIo, BusNews, LocalBus};
+use crate::config::Config;
+use crate::connection::{CloseReason, ConnRef};
+use crate::error::Error;
+use crate::limits::{READ_CHUNK, SHUTDOWN_GRACE};
+use crate::room::Room;
+use crate::stats::StatsSocket;
+use crate::table::ConnTable;
+use crate::timers::{Timer, Timers};
+use accept::Listener;
+
+/// Tokens that are not clients sit at the top of the token space; clients are slab keys,
+/// which count up from 0 and never get near these.
+const SIGNALS: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+const STATS: Token = Token(usize::MAX - 2);
+/// Set aside for the bus's own sockets (the backplane's two connections to Redis).
+const BUS: [Token; 2] = [Token(usize::MAX - 3), Token(usize::MAX - 4)];
+const FIRST_LISTENER: usize = usize::MAX - 5;
+
+/// Events fetched from the kernel per `poll` call. More events than this are simply left for
+/// the next call.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// The readiness the loop acts on, taken from a mio event. An error or hang-up is reported as
+/// readable and writable: the next `read` or `write` returns the actual error (or the last
+/// bytes before an orderly close), which is handled there, in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    pub token: Token,
+    pub readable: bool,
+    pub writable: bool,
+}
+
+impl From<&Event> for Readiness {
+    fn from(event: &Event) -> Readiness {
+        Readiness {
+            token: event.token(),
+            readable: event.is_readable() || event.is_read_closed() || event.is_error(),
+            writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+        }
+    }
+}
+
+/// Stops a running server from another thread, as SIGTERM would (for tests and embedders).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the loop to shut down gracefully. Does nothing if the server already stopped.
+    pub fn shutdown(&self) {
+        let _ = self.waker.wake();
+    }
+}
+
+/// The whole server: the poll instance and everything registered in it.
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<Listener>,
+    /// Where each listener listens, and what it speaks (kept after a shutdown closes them).
+    local_addrs: Vec<(SocketAddr, &'static str)>,
+    table: ConnTable,
+    room: Room,
+    /// Where the room's events go: here only, or to Redis (`--backplane`).
+    bus: Box<dyn BusIo>,
+    timers: Timers,
+    signals: Option<Signals>,
+    waker: Arc<Waker>,
+    stats_socket: Option<StatsSocket>,
+    /// Every `read` lands here first; a connection keeps only its unfinished line.
+    scratch: Box<[u8]>,
+    config: Config,
+    max_clients: usize,
+    /// Accepting is paused after running out of descriptors; a `ResumeAccept` timer is set.
+    accept_paused: bool,
+    /// Consecutive accept failures, so only the first of a run is a warning.
+    accept_failures: u32,
+    shutting_down: bool,
+    /// Leave the loop at the end of this turn, flushed or not.
+    exit_now: bool,
+}
+
+impl Server {
+    /// Sets everything up (descriptor limit, listeners, signals, the bus) without serving
+    /// anyone yet.
+    pub fn bind(config: Config) -> Result<Server, Error> {
+        let poll = Poll::new().map_err(Error::Poll)?;
+        let listeners = accept::listen(&config, &poll)?;
+        let local_addrs = listeners
+            .iter()
+            .map(|l| (l.addr, l.speaks.name()))
+            .collect();
+        let max_clients = accept::max_clients(config.max_clients);
+        let signals = if config.handle_signals {
+            // signal-hook's handler writes to a pipe that is registered here like any socket,
+            // so a signal is one more event in the batch, not code run at a random moment.
+            let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(Error::Poll)?;
+            poll.registry()
+                .register(&mut signals, SIGNALS, Interest::READABLE)
+                .map_err(Error::Poll)?;
+            Some(signals)
+        } else {
+            None
+        };
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Poll)?);
+        let stats_socket = match config.stats_udp {
+            Some(addr) => Some(
+                StatsSocket::bind(addr, poll.registry(), STATS)
+                    .map_err(|source| Error::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        let bus: Box<dyn BusIo> = match &config.backplane {
+            Some(settings) => Box::new(RedisBus::new(settings.clone())?),
+            None => Box::new(LocalBus),
+        };
+        Ok(Server {
+            poll,
+            listeners,
+            local_addrs,
+            table: ConnTable::new(&config),
+            room: Room::new(config.quiet_joins),
+            bus,
+            timers: Timers::default(),
+            signals,
+            waker,
+            stats_socket,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            config,
+            max_clients,
+            accept_paused: false,
+            accept_failures: 0,
+            shutting_down: false,
+            exit_now: false,
+        })
+    }
+
+    /// The plain addresses actually listened on (with the real port when `--bind` said port
+    /// 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs("plain")
+    }
+
+    /// The TLS addresses actually listened on (`--tls-bind`).
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs("TLS")
+    }
+
+    fn addrs(&self, speaks: &str) -> Vec<SocketAddr> {
+        self.local_addrs
+            .iter()
+            .filter(|&&(_, s)| s == speaks)
+            .map(|&(addr, _)| addr)
+            .collect()
+    }
+
+    /// Where `--stats-udp` answers, if it is on (with the real port when it said port 0).
+    pub fn stats_addr(&self) -> Option<SocketAddr> {
+        self.stats_socket.as_ref().and_then(StatsSocket::local_addr)
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// Serves until shut down (a signal, or a [`ShutdownHandle`]).
+    pub fn run(mut self) -> Result<(), Error> {
+        for &(addr, speaks) in &self.local_addrs {
+            let tls = if speaks == "plain" { "" } else { " (TLS)" };
+            info!("listening on {addr}{tls}");
+        }
+        if let Some(addr) = self.stats_addr() {
+            info!("stats on udp {addr} (send the datagram \"stats\")");
+        }
+        info!(
+            "up to {} clients; lines up to {} bytes; output queue up to {} bytes per client",
+            self.max_clients, self.config.max_line, self.config.max_output
+        );
+        let news = self.bus.start(self.poll.registry(), BUS, Instant::now());
+        self.absorb(news);
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            self.turn(&mut events)?;
+            if self.exit_now || (self.shutting_down && self.table.is_empty()) {
+                break;
+            }
+        }
+        let left = self.table.len();
+        if left > 0 {
+            warn!("shutdown grace period over; closing {left} connections with output unsent");
+        }
+        info!("server stopped");
+        Ok(())
+    }
+
+    /// One turn of the loop: steps 1 to 5 of the module documentation.
+    fn turn(&mut self, events: &mut Events) -> Result<(), Error> {
+        // 1. Wait. With input known to be waiting there is work already: don't sleep.
+        let timeout = if self.table.has_ready() || self.bus.has_unread() {
+            Some(Duration::ZERO)
+        } else {
+            self.timers.timeout(Instant::now())
+        };
+        if let Err(e) = self.poll.poll(events, timeout) {
+            // A signal interrupted the wait: not an error, just wait again.
+            if e.kind() == io::ErrorKind::Interrupted {
+                return Ok(());
+            }
+            return Err(Error::Poll(e));
+        }
+        let now = Instant::now();
+        // 2. Every event of the batch.
+        for event in events.iter() {
+            self.handle(Readiness::from(event), now);
+        }
+        // 3. Clients, and the bus, left with unread input by their read budget last turn.
+        for r in self.table.take_ready() {
+            self.serve_reader(r, now);
+        }
+        if self.bus.has_unread() {
+            let news = self
+                .bus
+                .serve_unread(self.poll.registry(), &mut self.scratch, now);
+            self.absorb(news);
+        }
+        // 4. Timers.
+        self.fire_timers(now);
+        // 5. Notices, writes, and freeing closed slots.
+        self.end_batch(now);
+        Ok(())
+    }
+
+    /// Step 2 for one event. Public only so tests can replay a crafted batch.
+    #[doc(hidden)]
+    pub fn handle(&mut self, ready: Readiness, now: Instant) {
+        trace!(
+            "event: {}{}{}",
+            self.token_name(ready.token),
+            if ready.readable { " readable" } else { "" },
+            if ready.writable { " writable" } else { "" }
+        );
+        if let Some(index) = self.listener_index(ready.token) {
+            if !self.accept_paused && !self.shutting_down {
+                self.accept(index, now);
+            }
+            return;
+        }
+        match ready.token {
+            SIGNALS => self.on_signal(now),
+            WAKER => self.begin_shutdown(now),
+            STATS => self.answer_stats(),
+            token if self.bus.owns(token) => {
+                let registry = self.poll.registry();
+                let news = self
+                    .bus
+                    .ready(token, ready.readable, registry, &mut self.scratch, now);
+                self.absorb(news);
+            }
+            Token(token) => {
+                let Some(r) = self.table.live(token) else {
+                    return;
+                };
+                if ready.writable {
+                    self.table.mark_for_flush(r);
+                }
+                if ready.readable {
+                    self.serve_reader(r, now);
+                }
+            }
+        }
+    }
+
+    /// What a token stands for, in words, for the logs.
+    fn token_name(&self, token: Token) -> String {
+        match token {
+            SIGNALS => "signals".to_string(),
+            WAKER => "waker".to_string(),
+            STATS => "stats".to_string(),
+            token if self.bus.owns(token) => format!("bus socket {}", usize::MAX - token.0 - 3),
+            _ => match self.listener_index(token) {
+                Some(index) => format!("listener {index}"),
+                None => format!("token {}", token.0),
+            },
+        }
+    }
+
+    /// Hands what the bus reported to the room, and sets the timers the bus asked for.
+    fn absorb(&mut self, news: Vec<BusNews>) {
+        for news in news {
+            self.room.absorb(news, &mut *self.bus, &mut self.table);
+        }
+        for at in self.bus.take_deadlines() {
+            self.timers.add(at, Timer::Bus);
+        }
+    }
+
+    /// `r` leaves the room (quit, peer closed, idle): its connection closes once its last
+    /// lines are out.
+    fn leave(&mut self, r: ConnRef, reason: CloseReason) {
+        self.room.depart(r, reason, &mut *self.bus, &mut self.table);
+    }
+
+    /// `r`'s connection is finished now (reset, write error, too slow): closed in the table,
+    /// and out of the room if it was in it.
+    fn end(&mut self, r: ConnRef, reason: CloseReason) {
+        self.table.close(r, reason.clone());
+        self.room.depart(r, reason, &mut *self.bus, &mut self.table);
+    }
+
+    /// Step 5. Leave events first (they are output too), then what the bus must send, then
+    /// one flush per client with new output. A failed write ends that client, which makes a
+    /// new leave event, so repeat until nothing new appears. Only then free the closed slots.
+    fn end_batch(&mut self, now: Instant) {
+        loop {
+            self.room
+                .announce_departures(&mut *self.bus, &mut self.table);
+            self.flush_bus(now);
+            let to_flush = self.table.take_flush_list();
+            if to_flush.is_empty() {
+                break;
+            }
+            for r in to_flush {
+                let registry = self.poll.registry();
+                if let Some(reason) = self.table.flush(r, registry, &mut self.timers, now) {
+                    self.room.depart(r, reason, &mut *self.bus, &mut self.table);
+                }
+            }
+        }
+        self.table.reap(self.poll.registry());
+        self.sweep_dead_timers();
+    }
+
+    /// What the room published goes out on the bus, once per batch like every other write.
+    /// If that takes the bus down, the room delivers the rest here; a few rounds settle it.
+    fn flush_bus(&mut self, now: Instant) {
+        for _ in 0..4 {
+            let news = self.bus.flush(self.poll.registry(), now);
+            if news.is_empty() {
+                return;
+            }
+            self.absorb(news);
+        }
+    }
+
+    /// Datagrams on the stats socket, each `stats` answered with the counters.
+    fn answer_stats(&mut self) {
+        let Some(socket) = &self.stats_socket else {
+            return;
+        };
+        let (table, room, bus) = (&self.table, &self.room, &self.bus);
+        socket.answer(&mut self.scratch, || {
+            table.stats.json(table.len(), room.members(), bus.stats())
+        });
+    }
+
+    fn on_signal(&mut self, now: Instant) {
+        let Some(signals) = &mut self.signals else {
+            return;
+        };
+        let received: Vec<i32> = signals.pending().collect();
+        for signal in received {
+            if self.shutting_down {
+                info!("signal {signal} again: exiting now");
+                self.exit_now = true;
+            } else {
+                info!("signal {signal}: shutting down");
+                self.begin_shutdown(now);
+            }
+        }
+    }
+
+    /// Stop accepting, tell everyone, and give their output [`SHUTDOWN_GRACE`] to drain.
+    fn begin_shutdown(&mut self, now: Instant) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        self.close_listeners();
+        info!(
+            "shutting down: telling {} clients, waiting up to {} s for their output",
+            self.room.members(),
+            SHUTDOWN_GRACE.as_secs()
+        );
+        // Connections still in their handshake have nothing to flush: closed at once.
+        self.table.close_handshakes(&CloseReason::Shutdown);
+        self.room.shutdown(&mut *self.bus, &mut self.table);
+        self.timers
+            .add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);
+    }
+}

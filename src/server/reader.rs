@@ -1,0 +1,124 @@
+//! The read path: a readable client is read until `WouldBlock`, and each whole line it sent
+//! is handed to the room, in order, as flood control allows.
+//!
+//! Edge-triggered readiness asks us to read until `WouldBlock`, but a client that floods
+//! faster than we read would then keep the loop to itself. So each readiness event reads at
+//! most [`READ_BUDGET`] bytes; a client with more goes on the ready list and is served again
+//! next turn, after everyone else has had a go.
+
+use std::time::Instant;
+
+use log::{debug, info, warn};
+
+use super::Server;
+use crate::cmd;
+use crate::connection::{CloseReason, ConnRef, Next, Read};
+use crate::framing::Frame;
+use crate::limits::READ_BUDGET;
+use crate::protocol;
+use crate::timers::Timer;
+
+impl Server {
+    /// Reads a client's input and hands its lines to the room until the socket says
+    /// `WouldBlock`, the read budget is spent, flood control says wait, or the client is gone.
+    pub(super) fn serve_reader(&mut self, r: ConnRef, now: Instant) {
+        let mut budget = READ_BUDGET;
+        loop {
+            if !self.relay_lines(r, now) {
+                return;
+            }
+            if budget == 0 {
+                self.table.read_again(r);
+                return;
+            }
+            let Some(read) = self.table.read(r, &mut self.scratch, now) else {
+                return;
+            };
+            match read {
+                Read::Bytes { n, handshake_done } => {
+                    budget = budget.saturating_sub(n);
+                    if handshake_done {
+                        self.handshake_done(r, now);
+                    }
+                }
+                Read::Drained => return,
+                Read::Ended => return self.peer_closed(r),
+                Read::Failed(reason) => {
+                    match &reason {
+                        CloseReason::Rejected(_) => info!("{}: {reason}", self.label(r)),
+                        _ => debug!("token {}: read failed: {reason}", r.token),
+                    }
+                    return self.end(r, reason);
+                }
+            }
+        }
+    }
+
+    /// Hands the framer's complete lines to the room, one token of flood control each.
+    /// Returns false when the loop must stop reading this client for now.
+    fn relay_lines(&mut self, r: ConnRef, now: Instant) -> bool {
+        loop {
+            match self.table.next_line(r, now) {
+                Next::Line(frame) => self.relay(r, frame),
+                Next::ReadMore => return true,
+                Next::ThrottledUntil(at) => {
+                    self.timers.add(at, Timer::RateLimit(r));
+                    return false;
+                }
+                Next::Stop => return false,
+            }
+        }
+    }
+
+    /// One line to the room: the command it is, done.
+    fn relay(&mut self, r: ConnRef, frame: Frame) {
+        self.table.stats.lines_in += 1;
+        match frame {
+            Frame::Line(line) => {
+                cmd::handle_line(&mut self.room, r, &line, &mut *self.bus, &mut self.table);
+            }
+            Frame::TooLong => {
+                let max_line = self.config.max_line;
+                warn!("{}: line over {max_line} bytes dropped", self.label(r));
+                let text = protocol::line_too_long(max_line);
+                self.room.tell(r, &text, &mut *self.bus, &mut self.table);
+            }
+        }
+    }
+
+    /// The peer will send no more, but it may still read: it gets what it is owed
+    /// (`printf '/who\n' | nc -N` must print the answer), then it is closed. One that gave up
+    /// before its handshake was over is owed nothing.
+    fn peer_closed(&mut self, r: ConnRef) {
+        if self.table.is_handshaking(r) {
+            // (A handshake that finished in the read that brought the end was handled on that
+            // read's data: see `Session::read`.)
+            return self.table.close(r, CloseReason::PeerClosed);
+        }
+        if let Some(frame) = self.table.last_line(r) {
+            self.relay(r, frame);
+        }
+        self.leave(r, CloseReason::PeerClosed);
+    }
+
+    /// A connection's transport finished its handshake: it joins the room like a plain client
+    /// just accepted (or is told, through its transport, why not).
+    fn handshake_done(&mut self, r: ConnRef, now: Instant) {
+        if let Some(conn) = self.table.get(r) {
+            debug!(
+                "{}: {} handshake done ({})",
+                conn.peer(),
+                conn.transport_name(),
+                conn.describe_transport()
+            );
+        }
+        self.join(r, now);
+    }
+
+    /// How logs name `r`.
+    fn label(&self, r: ConnRef) -> String {
+        self.table
+            .get(r)
+            .map_or_else(|| format!("token {}", r.token), |c| c.label().to_string())
+    }
+}

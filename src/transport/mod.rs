@@ -1,0 +1,164 @@
+//! The transport seam: what sits between a connection's socket and its lines.
+//!
+//! A connection (`connection.rs`) reads into a line framer and
+//! writes from a write queue, and it does both through its [`Transport`]:
+//!
+//! ```text
+//!   socket ──Transport::read──► LineFramer        WriteQueue ──Transport::write──► socket
+//! ```
+//!
+//! [`Plain`] is TCP as it is: a `read` into the framer, a `writev` from the queue. TLS
+//! ([`tls`]) puts rustls in between. The loop never asks which one it has: it reads, writes,
+//! and asks the transport the three things that differ (is its handshake over, does it have
+//! bytes of its own to send, how does it end a stream). A new transport (WebSocket, say) is
+//! one more file here implementing [`Transport`] and [`Listens`], and one more entry in the
+//! server's list of listeners (`Server::bind`).
+//!
+//! What a transport does *not* decide: when to read or write (the loop does, on readiness),
+//! what a line means (the room), or what the socket is registered for. Interest follows one
+//! rule for every transport (writable only while a write is blocked, see
+//! [`Registration`](crate::nonblocking::Registration)), computed after each flush.
+
+pub mod tls;
+
+use std::fmt;
+use std::io::{self, Read};
+use std::time::Duration;
+
+use mio::net::TcpStream;
+
+use crate::framing::LineFramer;
+use crate::nonblocking::{Flushed, ReadOutcome};
+use crate::write_queue::WriteQueue;
+
+/// One connection's transport. See the module documentation.
+pub trait Transport {
+    /// The transport's own name, for logs and close reasons ("TLS").
+    fn name(&self) -> &'static str;
+
+    /// Whether its handshake is over, so lines can flow. Plain TCP has none: true from the
+    /// start. A connection is held out of the room until this is true.
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    /// One `read` from the socket. Whatever it yields for the chat goes into `framer`, or is
+    /// thrown away when `framer` is `None` (the connection is leaving). `Data(n)` counts the
+    /// bytes the socket gave, which may yield no line at all (half a TLS record).
+    fn read(
+        &mut self,
+        socket: &mut TcpStream,
+        scratch: &mut [u8],
+        framer: Option<&mut LineFramer>,
+    ) -> Result<ReadOutcome, Broken>;
+
+    /// Whether it has bytes of its own waiting to be written (handshake messages). The loop
+    /// then flushes the connection at the end of the batch, queue or no queue.
+    fn wants_write(&self) -> bool {
+        false
+    }
+
+    /// Writes queued lines, and whatever the transport itself has to say, until everything is
+    /// out or the socket says `WouldBlock`.
+    fn write(&mut self, socket: &mut TcpStream, queue: &mut WriteQueue) -> io::Result<Flushed>;
+
+    /// The connection is leaving and its queue is written: queue what ends the stream on
+    /// purpose (TLS's `close_notify`). True if that left something to write; asked once.
+    fn close(&mut self) -> bool {
+        false
+    }
+
+    /// Output handed to the transport and not yet taken by the kernel, beyond the queue
+    /// (TLS: plaintext encrypted ahead of the socket). `--max-output` counts it too.
+    fn unsent(&self) -> usize {
+        0
+    }
+
+    /// What was agreed in the handshake, for the log.
+    fn describe(&self) -> String {
+        String::new()
+    }
+}
+
+/// How a [`Transport::read`] failed.
+#[derive(Debug)]
+pub enum Broken {
+    /// The socket failed (reset by the peer, ...).
+    Io(io::Error),
+    /// The transport rejected what the peer sent (not TLS, a bad record, ...). It has already
+    /// told the peer, if its protocol has a way to.
+    Rejected(Rejection),
+}
+
+/// Why the peer was refused by its transport, as a close reason says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The transport's name ("TLS").
+    pub by: &'static str,
+    /// What the server counts it as (`tls_error`).
+    pub kind: &'static str,
+    pub why: String,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} error: {}", self.by, self.why)
+    }
+}
+
+/// What a listener speaks: it makes the [`Transport`] of each connection it accepts.
+pub trait Listens {
+    /// The transport's name, as [`Transport::name`] says it ("plain", "TLS").
+    fn name(&self) -> &'static str;
+
+    /// A transport for a connection just accepted. An error is logged, and the connection
+    /// dropped.
+    fn transport(&self) -> Result<Box<dyn Transport>, String>;
+
+    /// How long a connection may take over its handshake before it is closed; `None` for a
+    /// transport without one.
+    fn handshake_timeout(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// TCP as it is: bytes in, bytes out.
+#[derive(Debug, Default)]
+pub struct Plain;
+
+impl Transport for Plain {
+    fn name(&self) -> &'static str {
+        "plain"
+    }
+
+    fn read(
+        &mut self,
+        socket: &mut TcpStream,
+        scratch: &mut [u8],
+        framer: Option<&mut LineFramer>,
+    ) -> Result<ReadOutcome, Broken> {
+        let outcome = ReadOutcome::from_read(|| socket.read(scratch)).map_err(Broken::Io)?;
+        if let (ReadOutcome::Data(n), Some(framer)) = (outcome, framer) {
+            framer.extend(&scratch[..n]);
+        }
+        Ok(outcome)
+    }
+
+    fn write(&mut self, socket: &mut TcpStream, queue: &mut WriteQueue) -> io::Result<Flushed> {
+        queue.write_to(socket)
+    }
+}
+
+/// A plain TCP listener (`--bind`).
+#[derive(Debug, Default)]
+pub struct PlainListener;
+
+impl Listens for PlainListener {
+    fn name(&self) -> &'static str {
+        "plain"
+    }
+
+    fn transport(&self) -> Result<Box<dyn Transport>, String> {
+        Ok(Box::new(Plain))
+    }
+}
