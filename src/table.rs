@@ -92,6 +92,8 @@ fn live_mut(conns: &mut Slab<Connection>, r: ConnRef) -> Option<&mut Connection>
 struct Limits {
     max_line: usize,
     max_output: usize,
+    /// Eight times `--max-output`: past it a client is cut off at once.
+    hard_output: usize,
     output_grace: Duration,
     rate: f64,
     burst: u32,
@@ -132,6 +134,7 @@ impl ConnTable {
             limits: Limits {
                 max_line: config.max_line,
                 max_output: config.max_output,
+                hard_output: config.max_output.saturating_mul(HARD_OUTPUT_FACTOR),
                 output_grace: config.output_grace,
                 rate: config.rate,
                 burst: config.burst,
@@ -469,6 +472,29 @@ impl ConnTable {
     }
 }
 
+impl ConnTable {
+    /// `to` is past the hard output limit: closed now, as too slow. Out of line, so the path
+    /// every delivery takes stays a few comparisons and a push.
+    #[cold]
+    #[inline(never)]
+    fn cut_off(&mut self, to: ConnRef) -> CloseReason {
+        if let Some(conn) = self.get(to) {
+            warn!(
+                "{}: over {} bytes of output waiting ({HARD_OUTPUT_FACTOR} times \
+                 --max-output), disconnecting (token {})",
+                conn.label(),
+                self.limits.hard_output,
+                to.token
+            );
+        }
+        let reason = CloseReason::TooSlow {
+            limit: self.limits.max_output,
+        };
+        self.close(to, reason.clone());
+        reason
+    }
+}
+
 impl Outbox for ConnTable {
     /// Appends the line to `to`'s queue (O(1): the bytes are shared, not copied) and lists it
     /// for the flush.
@@ -476,24 +502,14 @@ impl Outbox for ConnTable {
     /// Only the hard limit (eight times `--max-output`) is enforced here. Whether the client
     /// is too slow is judged after its flush, over time ([`ConnTable::flush`]): here, in the
     /// middle of a batch, nothing queued in this batch has had a chance to be written yet.
+    #[inline]
     fn send(&mut self, to: ConnRef, line: &Rc<[u8]>) -> Result<(), CloseReason> {
         self.stats.lines_out += 1;
-        let hard_limit = self.limits.max_output.saturating_mul(HARD_OUTPUT_FACTOR);
-        let Some(conn) = self.get_mut(to).filter(|c| !c.is_closed()) else {
+        let Some(conn) = live_mut(&mut self.conns, to).filter(|c| !c.is_closed()) else {
             return Ok(());
         };
-        if conn.unsent() + line.len() > hard_limit {
-            warn!(
-                "{}: over {hard_limit} bytes of output waiting ({HARD_OUTPUT_FACTOR} times \
-                 --max-output), disconnecting (token {})",
-                conn.label(),
-                to.token
-            );
-            let reason = CloseReason::TooSlow {
-                limit: self.limits.max_output,
-            };
-            self.close(to, reason.clone());
-            return Err(reason);
+        if conn.unsent() + line.len() > self.limits.hard_output {
+            return Err(self.cut_off(to));
         }
         conn.queue().push(Rc::clone(line));
         self.flush.add(to);
