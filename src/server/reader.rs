@@ -1,10 +1,6 @@
-//! The read path: a readable client is read until `WouldBlock`, and each whole line it sent
-//! is handed to the room, in order, as flood control allows.
-//!
-//! Edge-triggered readiness asks us to read until `WouldBlock`, but a client that floods
-//! faster than we read would then keep the loop to itself. So each readiness event reads at
-//! most [`READ_BUDGET`] bytes; a client with more goes on the ready list and is served again
-//! next turn, after everyone else has had a go.
+//! The read path: a readable client is read until `WouldBlock` or until its
+//! [`READ_BUDGET`] is spent (why a budget: see there), and each whole line it sent is handed
+//! to the room, in order, as flood control allows.
 
 use std::time::Instant;
 
