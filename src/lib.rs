@@ -27,7 +27,7 @@
 //! - [`config`], [`limits`]: the command line, and every bound with its reason.
 //! - [`os`]: listening sockets and the open-file limit.
 //! - [`logging`], [`error`]: log set-up, and the few errors that stop the server.
-//! - [`bench`]: `pollchat bench`, the load generator (not part of the server: it has threads).
+//! - [`bench`](mod@bench): `pollchat bench`, the load generator (not part of the server: it has threads).
 //! - [`client`]: `pollchat connect`, a terminal client built like the server: one poll loop
 //!   over stdin and the socket, TLS (rustls) between its write queue and the socket.
 //!
