@@ -48,10 +48,11 @@ use rustls_pki_types::ServerName;
 use slab::Slab;
 use socket2::SockRef;
 
+use super::BenchArgs;
 use super::invariants::{self, LineId};
+use super::procfs::{open_fds, rss_kib};
 use super::wire::{self, Incoming, Proto, Stamp};
 use super::worker::{connect, flush, latency_histogram};
-use super::{BenchArgs, rss_kib};
 use crate::client::transport::{self, TransportError};
 use crate::nonblocking::ReadOutcome;
 use crate::nonblocking::connect_finished;
@@ -1792,11 +1793,6 @@ impl std::fmt::Write for PushStr<'_> {
         self.0.extend_from_slice(s.as_bytes());
         Ok(())
     }
-}
-
-/// Descriptors a process has open, from /proc/PID/fd.
-fn open_fds(pid: u32) -> Option<usize> {
-    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// Asks a server's `--stats-udp` socket for its counters (three tries, a second each).

@@ -4,7 +4,7 @@
 //! read until `WouldBlock`, and output kept in a buffer when the socket will not take it all.
 //! A generator that blocked, or that used a thread per connection, would measure itself.
 //!
-//! The orchestrator (`bench/mod.rs`) moves every worker through the same phases by setting
+//! The orchestrator (`bench/run.rs`) moves every worker through the same phases by setting
 //! [`Shared::phase`]; workers only report counts back, through atomics.
 
 use std::io::{self, Read};
