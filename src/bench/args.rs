@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 
+use serde::{Serialize, Serializer};
+
 use super::Proto;
 
 /// The sending rate: lines per second in total, or as fast as the window allows.
@@ -24,6 +26,16 @@ impl std::str::FromStr for Rate {
             _ => Err(format!(
                 "{s:?} is not a positive number of lines per second or \"max\""
             )),
+        }
+    }
+}
+
+/// In the JSON report: the number, or `"max"`, as on the command line.
+impl Serialize for Rate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Rate::PerSecond(r) => serializer.serialize_f64(r),
+            Rate::Max => serializer.serialize_str("max"),
         }
     }
 }

@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+use serde::Serialize;
+
 use super::{Proto, Rate};
 
 /// What a run measured.
@@ -71,6 +73,13 @@ impl Report {
     /// A human summary.
     pub fn summary(&self) -> String {
         let mut s = String::new();
+        self.write_traffic(&mut s);
+        self.write_resources(&mut s);
+        s
+    }
+
+    /// The summary's first lines: connections, traffic, lines, latency.
+    fn write_traffic(&self, s: &mut String) {
         let proto = self.proto.name();
         let _ = writeln!(
             s,
@@ -111,6 +120,11 @@ impl Report {
             s,
             "latency: p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, max {max:.2} ms"
         );
+    }
+
+    /// The summary's last lines: the server's memory and CPU, the generator's CPU, and
+    /// whether the generator was the limit.
+    fn write_resources(&self, s: &mut String) {
         if let Some([before, idle, end]) = self.rss_kib {
             let per_conn = self.rss_per_conn().unwrap_or(0.0);
             let _ = writeln!(
@@ -146,65 +160,200 @@ impl Report {
                  a lower bound for the server (try more --threads, on more cores)"
             );
         }
-        s
     }
 
-    /// One JSON object on one line.
+    /// One JSON object on one line, for scripts: the figures above and those derived from
+    /// them, flat.
     pub fn json(&self) -> String {
-        let rate = match self.rate {
-            Rate::Max => "\"max\"".to_string(),
-            Rate::PerSecond(r) => format!("{r}"),
-        };
-        let rss = match self.rss_kib {
-            Some([b, i, e]) => format!(
-                "\"rss_kib_before\":{b},\"rss_kib_idle\":{i},\"rss_kib_end\":{e},\
-                 \"rss_bytes_per_conn\":{:.1},",
-                self.rss_per_conn().unwrap_or(0.0)
-            ),
-            None => String::new(),
-        };
-        let mut server_cpu = self
-            .server_cpu_secs
-            .map_or(String::new(), |c| format!("\"server_cpu_secs\":{c:.3},"));
-        if let Some(c) = self.server_hold_cpu_secs {
-            let _ = write!(
-                server_cpu,
-                "\"server_hold_cpu_secs\":{c:.3},\"hold_secs\":{:.3},",
-                self.hold_secs
-            );
-        }
         let [p50, p99, p999, max] = self.latency_us;
-        format!(
-            "{{\"proto\":\"{}\",\"conns\":{},\"threads\":{},\"established\":{},\
-             \"receivers\":{},\"refused\":{},\"failed\":{},\"dropped\":{},\
-             \"connect_secs\":{:.3},\"connect_rate\":{:.1},\"senders\":{},\"rate\":{rate},\
-             \"window\":{},\"size\":{},\"traffic_secs\":{:.3},\"sent\":{},\"delivered\":{},\
-             \"expected\":{},\"deliveries_per_sec\":{:.1},\"latency_us_p50\":{p50},\
-             \"latency_us_p99\":{p99},\"latency_us_p999\":{p999},\"latency_us_max\":{max},\
-             {rss}{server_cpu}\"generator_traffic_cpu_secs\":{:.3},\
-             \"generator_bound\":{},\"generator_cpu_secs\":{:.3},\"wall_secs\":{:.3}}}",
-            self.proto.name(),
-            self.conns,
-            self.threads,
-            self.established,
-            self.receivers,
-            self.refused,
-            self.failed,
-            self.dropped,
-            self.connect_secs,
-            self.connect_rate(),
-            self.senders,
-            self.window,
-            self.size,
-            self.traffic_secs,
-            self.sent,
-            self.delivered,
-            self.expected,
-            self.deliveries_per_sec(),
-            self.traffic_cpu_secs,
-            self.generator_bound(),
-            self.cpu_secs,
-            self.wall_secs,
-        )
+        one_line(&Json {
+            proto: self.proto.name(),
+            conns: self.conns,
+            threads: self.threads,
+            established: self.established,
+            receivers: self.receivers,
+            refused: self.refused,
+            failed: self.failed,
+            dropped: self.dropped,
+            connect_secs: self.connect_secs,
+            connect_rate: self.connect_rate(),
+            senders: self.senders,
+            rate: self.rate,
+            window: self.window,
+            size: self.size,
+            traffic_secs: self.traffic_secs,
+            sent: self.sent,
+            delivered: self.delivered,
+            expected: self.expected,
+            deliveries_per_sec: self.deliveries_per_sec(),
+            latency_us_p50: p50,
+            latency_us_p99: p99,
+            latency_us_p999: p999,
+            latency_us_max: max,
+            rss: self.rss_kib.map(|[before, idle, end]| RssJson {
+                rss_kib_before: before,
+                rss_kib_idle: idle,
+                rss_kib_end: end,
+                rss_bytes_per_conn: self.rss_per_conn().unwrap_or(0.0),
+            }),
+            server_cpu_secs: self.server_cpu_secs,
+            hold: self.server_hold_cpu_secs.map(|cpu| HoldJson {
+                server_hold_cpu_secs: cpu,
+                hold_secs: self.hold_secs,
+            }),
+            generator_traffic_cpu_secs: self.traffic_cpu_secs,
+            generator_bound: self.generator_bound(),
+            generator_cpu_secs: self.cpu_secs,
+            wall_secs: self.wall_secs,
+        })
+    }
+}
+
+/// The report as scripts read it: the figures of [`Report`] and those derived from them,
+/// flat, in this order (serde writes the fields as declared). What needs `--server-pid` is
+/// left out without it.
+#[derive(Serialize)]
+struct Json {
+    proto: &'static str,
+    conns: usize,
+    threads: usize,
+    established: usize,
+    receivers: usize,
+    refused: usize,
+    failed: usize,
+    dropped: usize,
+    connect_secs: f64,
+    connect_rate: f64,
+    senders: usize,
+    /// The number, or `"max"`.
+    rate: Rate,
+    window: u64,
+    size: usize,
+    traffic_secs: f64,
+    sent: u64,
+    delivered: u64,
+    expected: u64,
+    deliveries_per_sec: f64,
+    latency_us_p50: u64,
+    latency_us_p99: u64,
+    latency_us_p999: u64,
+    latency_us_max: u64,
+    #[serde(flatten)]
+    rss: Option<RssJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_cpu_secs: Option<f64>,
+    #[serde(flatten)]
+    hold: Option<HoldJson>,
+    generator_traffic_cpu_secs: f64,
+    generator_bound: bool,
+    generator_cpu_secs: f64,
+    wall_secs: f64,
+}
+
+/// The server's memory: all four fields or none.
+#[derive(Serialize)]
+struct RssJson {
+    rss_kib_before: u64,
+    rss_kib_idle: u64,
+    rss_kib_end: u64,
+    rss_bytes_per_conn: f64,
+}
+
+/// The server's CPU time during the hold, with the hold's length to judge it by.
+#[derive(Serialize)]
+struct HoldJson {
+    server_hold_cpu_secs: f64,
+    hold_secs: f64,
+}
+
+/// `value` as JSON on one line. serde_json fails only on a map whose keys are not strings,
+/// or on a `Serialize` that fails by itself; the reports have neither, and should one ever
+/// fail, the line says why and still parses.
+pub(super) fn one_line(value: &impl Serialize) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of 10 connections, with the server's figures when `server` (as `--server-pid`
+    /// gives them).
+    fn report(rate: Rate, server: bool) -> Report {
+        Report {
+            proto: Proto::Pollchat,
+            conns: 10,
+            threads: 1,
+            established: 10,
+            receivers: 9,
+            refused: 0,
+            failed: 0,
+            dropped: 0,
+            connect_secs: 0.01,
+            senders: 1,
+            rate,
+            window: 64,
+            size: 64,
+            traffic_secs: 1.0,
+            sent: 100,
+            delivered: 900,
+            expected: 900,
+            latency_us: [100, 200, 300, 400],
+            rss_kib: server.then_some([3_000, 3_100, 3_200]),
+            server_hold_cpu_secs: server.then_some(0.0),
+            hold_secs: 1.0,
+            server_cpu_secs: server.then_some(0.5),
+            traffic_cpu_secs: 0.2,
+            cpu_secs: 0.3,
+            wall_secs: 2.0,
+        }
+    }
+
+    fn parsed(report: &Report) -> serde_json::Value {
+        serde_json::from_str(&report.json()).unwrap()
+    }
+
+    #[test]
+    fn json_gives_max_as_a_word_and_a_rate_as_a_number() {
+        assert_eq!(parsed(&report(Rate::Max, false))["rate"], "max");
+        assert_eq!(
+            parsed(&report(Rate::PerSecond(200.0), false))["rate"],
+            200.0
+        );
+    }
+
+    #[test]
+    fn json_leaves_out_the_server_figures_without_a_server_pid() {
+        let json = report(Rate::Max, false).json();
+        for key in [
+            "rss_kib_before",
+            "server_cpu_secs",
+            "server_hold_cpu_secs",
+            "hold_secs",
+        ] {
+            assert!(!json.contains(key), "{key} in {json}");
+        }
+    }
+
+    #[test]
+    fn json_puts_the_server_figures_between_latency_and_the_generator() {
+        let json = report(Rate::Max, true).json();
+        let order = [
+            "\"latency_us_max\":400",
+            "\"rss_kib_before\":3000,\"rss_kib_idle\":3100,\"rss_kib_end\":3200",
+            "\"rss_bytes_per_conn\":",
+            "\"server_cpu_secs\":0.5",
+            "\"server_hold_cpu_secs\":0.0,\"hold_secs\":1.0",
+            "\"generator_traffic_cpu_secs\":",
+        ];
+        let at: Vec<usize> = order
+            .iter()
+            .map(|key| {
+                json.find(key)
+                    .unwrap_or_else(|| panic!("{key} not in {json}"))
+            })
+            .collect();
+        assert!(at.is_sorted(), "{json}");
     }
 }
