@@ -45,7 +45,7 @@ impl Serialize for Rate {
 pub enum Scenario {
     /// Connections held, deliveries per second, latency, memory (the phases above).
     Load,
-    /// Misbehaving clients around well-behaved chatters; PASS/FAIL per promise (`chaos.rs`).
+    /// Misbehaving clients around well-behaved chatters; PASS/FAIL per promise (`bench/chaos/`).
     Chaos,
 }
 

@@ -30,7 +30,12 @@ fn cpu_secs_of(proc: &str) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
+/// A server's open descriptors and RSS in KiB (`None` once it has exited).
+pub(super) fn resources(pid: u32) -> Option<(usize, u64)> {
+    Some((open_fds(pid)?, rss_kib(pid)?))
+}
+
 /// Descriptors a process has open, from /proc/PID/fd.
-pub(super) fn open_fds(pid: u32) -> Option<usize> {
+fn open_fds(pid: u32) -> Option<usize> {
     Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }

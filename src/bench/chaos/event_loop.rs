@@ -1,0 +1,332 @@
+//! A round's one mio loop, built like the server's: every client of the round in one `Poll`
+//! and one `Slab`, each turn first the timed actions (sends, pings, vanishings), then one
+//! poll and its events, handed to the client's role (`roles.rs`). The round (`round.rs`)
+//! opens clients and runs turns until its phase is over.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use socket2::SockRef;
+
+use super::client::{After, Client, TlsTarget, close};
+use super::report::{Round, answered, counted};
+use super::roles::{
+    FLOODER_SEND_BUFFER, MISBEHAVING, MISBEHAVING_TLS, NON_READER_BUFFER, PING_LIMIT, Role,
+    TARGET_DOSE, service, timed,
+};
+use super::round::{ChatterLog, Context, Phase, PingLog, Target};
+use crate::bench::BenchArgs;
+use crate::bench::invariants::{self, LineId};
+use crate::bench::worker::{connect, latency_histogram};
+
+/// Longest a loop turn sleeps in `poll`, so timed actions (sends, pings, vanishings) are
+/// punctual.
+pub(super) const TICK: Duration = Duration::from_millis(2);
+
+/// The run's connections and its loop.
+pub(super) struct Chaos {
+    pub(super) target: SocketAddr,
+    pub(super) tls: Option<TlsTarget>,
+    /// The misbehaving roles started in turn: [`MISBEHAVING`], and [`MISBEHAVING_TLS`] with a
+    /// TLS target.
+    pub(super) misbehaving: Vec<Role>,
+    pub(super) poll: Poll,
+    pub(super) events: Events,
+    pub(super) clients: Slab<Client>,
+    pub(super) ctx: Context,
+    /// Misbehaving clients started so far (picks the next role and varies behaviour).
+    pub(super) started: u64,
+    /// xorshift state: lifetimes are random but the same for the same `--seed`.
+    pub(super) rng: u64,
+    pub(super) last_timed: Instant,
+}
+
+impl Chaos {
+    pub(super) fn new(
+        args: &BenchArgs,
+        target: SocketAddr,
+        tls: Option<&TlsTarget>,
+        chat_interval: Duration,
+    ) -> io::Result<Chaos> {
+        let pings = PingLog {
+            sent: 0,
+            answered: 0,
+            pending: VecDeque::new(),
+            slowest: Duration::ZERO,
+            round_trip: latency_histogram()?,
+        };
+        let mut misbehaving = MISBEHAVING.to_vec();
+        if tls.is_some() {
+            misbehaving.extend(MISBEHAVING_TLS);
+        }
+        Ok(Chaos {
+            target,
+            tls: tls.cloned(),
+            misbehaving,
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            clients: Slab::new(),
+            ctx: Context {
+                epoch: Instant::now(),
+                phase: Phase::Join,
+                size: args.size,
+                chat_interval,
+                tallies: BTreeMap::new(),
+                chatters: (0..args.chatters).map(|_| ChatterLog::default()).collect(),
+                pings,
+                latency: latency_histogram()?,
+                scratch: vec![0; 64 * 1024],
+                dirty: 0,
+                first_dirty: None,
+                lost: Vec::new(),
+                target: None,
+            },
+            started: 0,
+            rng: args.seed.max(1),
+            last_timed: Instant::now(),
+        })
+    }
+
+    pub(super) fn misbehaving_now(&self) -> usize {
+        self.clients
+            .iter()
+            .filter(|(_, c)| !c.role.well_behaved() && c.role != Role::Storm)
+            .count()
+    }
+
+    /// A random number of milliseconds in `low..=high` (xorshift64).
+    pub(super) fn random_ms(&mut self, (low, high): (u64, u64)) -> Duration {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        Duration::from_millis(low + self.rng % (high - low + 1))
+    }
+
+    /// Starts a client of `role` connecting.
+    pub(super) fn open(&mut self, role: Role) {
+        let serial = if role.well_behaved() {
+            0
+        } else {
+            self.started += 1;
+            self.started
+        };
+        let until = Instant::now() + self.random_ms(role.lifetime_ms());
+        // With a TLS listener, every other chatter and the second pinger talk TLS there; the
+        // TLS roles connect there too, with a session (non-readers) or to abuse the port
+        // without one (garbage, stallers).
+        let tls_target = self.tls.as_ref().filter(|_| {
+            role.on_tls_port()
+                || matches!(role, Role::Chatter(n) if n % 2 == 1)
+                || role == Role::Pinger(1)
+        });
+        let with_session = role.well_behaved() || role == Role::TlsNonReader;
+        let kind = match role {
+            Role::Chatter(_) if tls_target.is_some() => "tls-chatter",
+            Role::Pinger(_) if tls_target.is_some() => "tls-pinger",
+            role => role.name(),
+        };
+        if let (Role::Chatter(n), Some(_)) = (role, tls_target)
+            && let Some(log) = self.ctx.chatters.get_mut(n as usize)
+        {
+            log.tls = true;
+        }
+        let tally = self.ctx.tallies.entry(kind).or_default();
+        tally.opened += 1;
+        let receive_buffer = role.non_reader().then_some(NON_READER_BUFFER);
+        let addr = tls_target.map_or(self.target, |t| t.addr);
+        let entry = self.clients.vacant_entry();
+        let registered = connect(addr, None, receive_buffer).and_then(|mut stream| {
+            if role == Role::Flooder {
+                SockRef::from(&stream).set_send_buffer_size(FLOODER_SEND_BUFFER)?;
+            }
+            let tls = match tls_target.filter(|_| with_session) {
+                Some(target) => Some(target.session().map_err(io::Error::other)?),
+                None => None,
+            };
+            self.poll.registry().register(
+                &mut stream,
+                Token(entry.key()),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok((stream, tls))
+        });
+        match registered {
+            Ok((stream, tls)) => {
+                entry.insert(Client {
+                    stream,
+                    tls,
+                    role,
+                    kind,
+                    serial,
+                    connected: false,
+                    welcomed: false,
+                    leaving: false,
+                    shutdown_when_flushed: false,
+                    input: Vec::new(),
+                    output: Vec::new(),
+                    until,
+                    next_send: Instant::now(),
+                    seq: 0,
+                    nick: String::new(),
+                    aimed_at: false,
+                });
+            }
+            Err(e) => {
+                tally.failed += 1;
+                if role.well_behaved() {
+                    self.ctx.lost.push(format!("{kind} could not connect: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Runs loop turns until `done` holds or `limit` passes; whether `done` held.
+    pub(super) fn run_until(&mut self, limit: Duration, done: impl Fn(&Chaos) -> bool) -> bool {
+        let started = Instant::now();
+        loop {
+            if done(self) {
+                return true;
+            }
+            if started.elapsed() >= limit {
+                return false;
+            }
+            self.turn();
+        }
+    }
+
+    /// One loop turn: timed actions (at most once a millisecond), then one poll and its
+    /// events.
+    pub(super) fn turn(&mut self) {
+        let now = Instant::now();
+        if now - self.last_timed >= Duration::from_millis(1) {
+            self.last_timed = now;
+            self.choose_target();
+            let ctx = &mut self.ctx;
+            self.clients.retain(|_, client| {
+                let after = timed(client, ctx, now);
+                if after == After::Close {
+                    close(client);
+                }
+                after == After::Keep
+            });
+        }
+        if self.poll.poll(&mut self.events, Some(TICK)).is_err() {
+            return;
+        }
+        for event in self.events.iter() {
+            let Token(key) = event.token();
+            let Some(client) = self.clients.get_mut(key) else {
+                continue;
+            };
+            if service(client, &mut self.ctx) == After::Close {
+                close(client);
+                self.clients.remove(key);
+            }
+        }
+    }
+
+    /// Keeps the flooders' target until it has had its dose or is gone; then takes, of the
+    /// connected non-readers never aimed at, the one due to stay longest, so that it has time
+    /// to be cut off as too slow before it goes.
+    pub(super) fn choose_target(&mut self) {
+        let keep = self.ctx.target.as_ref().is_some_and(|t| {
+            t.aimed < TARGET_DOSE
+                && self
+                    .clients
+                    .get(t.key)
+                    .is_some_and(|c| c.role.non_reader() && c.nick == t.nick)
+        });
+        if keep {
+            return;
+        }
+        self.ctx.target = self
+            .clients
+            .iter_mut()
+            // A TLS non-reader has a nick once its handshake is over.
+            .filter(|(_, c)| c.role.non_reader() && !c.nick.is_empty() && !c.aimed_at)
+            .max_by_key(|(_, c)| c.until)
+            .map(|(key, c)| {
+                c.aimed_at = true;
+                Target {
+                    key,
+                    nick: c.nick.clone(),
+                    aimed: 0,
+                }
+            });
+    }
+
+    /// Every chatter has every line sent so far by the others, and every ping is answered.
+    pub(super) fn drained(&self) -> bool {
+        let total: u64 = self.ctx.chatters.iter().map(|c| c.sent).sum();
+        self.ctx
+            .chatters
+            .iter()
+            .all(|c| c.received.len() as u64 >= total - c.sent)
+            && self.ctx.pings.pending.is_empty()
+    }
+
+    /// Boils the round down to its figures and its verdict on each per-round promise.
+    pub(super) fn into_round(
+        self,
+        secs: f64,
+        end: Option<(usize, u64)>,
+        rss_peak: Option<u64>,
+    ) -> Round {
+        let ctx = self.ctx;
+        let sent: Vec<u64> = ctx.chatters.iter().map(|c| c.sent).collect();
+        let lines_sent_tls = ctx.chatters.iter().filter(|c| c.tls).map(|c| c.sent).sum();
+        let received: Vec<Vec<LineId>> = ctx.chatters.into_iter().map(|c| c.received).collect();
+        let lines_sent: u64 = sent.iter().sum();
+        let pings = ctx.pings;
+        // A ping never answered counts as taking until now.
+        let ping_slowest = pings
+            .pending
+            .front()
+            .map_or(pings.slowest, |(_, _, at)| pings.slowest.max(at.elapsed()));
+        let verdicts = [
+            invariants::exactly_once(&sent, &received).and_then(|()| {
+                (lines_sent > 0)
+                    .then_some(())
+                    .ok_or_else(|| "the chatters sent nothing".to_string())
+            }),
+            invariants::one_global_order(&sent, &received),
+            match &ctx.first_dirty {
+                None => Ok(()),
+                Some(line) => Err(format!(
+                    "{} lines with control characters or invalid UTF-8, e.g. {line:?}",
+                    ctx.dirty
+                )),
+            },
+            if pings.sent > 0 && pings.answered == pings.sent && ping_slowest <= PING_LIMIT {
+                Ok(())
+            } else {
+                Err(answered(pings.answered, pings.sent, ping_slowest))
+            },
+            if ctx.lost.is_empty() {
+                Ok(())
+            } else {
+                Err(counted(&ctx.lost))
+            },
+        ];
+        Round {
+            secs,
+            tallies: ctx.tallies,
+            lines_sent,
+            lines_sent_tls,
+            deliveries: received.iter().map(|r| r.len() as u64).sum(),
+            expected: lines_sent * (sent.len() as u64).saturating_sub(1),
+            latency: ctx.latency,
+            pings_sent: pings.sent,
+            pings_answered: pings.answered,
+            ping_slowest,
+            round_trip: pings.round_trip,
+            verdicts,
+            end,
+            rss_peak,
+        }
+    }
+}
