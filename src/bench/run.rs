@@ -40,13 +40,6 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
     let held = hold(args, &shared);
     let drained = drain(args, &shared, traffic(args, &shared));
     let latency = stop(&shared, workers)?;
-    let quantile = |q: f64| {
-        if latency.is_empty() {
-            0
-        } else {
-            latency.value_at_quantile(q)
-        }
-    };
     let sent = shared.sent.load(Ordering::Relaxed);
     Ok(Report {
         proto: args.proto,
@@ -66,12 +59,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         sent,
         delivered: shared.delivered.load(Ordering::Relaxed),
         expected: sent * drained.per_line,
-        latency_us: [
-            quantile(0.5),
-            quantile(0.99),
-            quantile(0.999),
-            latency.max(),
-        ],
+        latency_us: percentiles(&latency),
         rss_kib: match (rss_before, held.rss_kib, drained.rss_kib) {
             (Some(b), Some(i), Some(e)) => Some([b, i, e]),
             _ => None,
@@ -258,6 +246,23 @@ fn stop(shared: &Shared, workers: Vec<Worker>) -> Result<Histogram<u64>, String>
         latency.add(&histogram).map_err(|e| e.to_string())?;
     }
     Ok(latency)
+}
+
+/// p50, p99, p99.9 and the maximum of a latency histogram (zeros if it is empty).
+fn percentiles(latency: &Histogram<u64>) -> [u64; 4] {
+    let quantile = |q: f64| {
+        if latency.is_empty() {
+            0
+        } else {
+            latency.value_at_quantile(q)
+        }
+    };
+    [
+        quantile(0.5),
+        quantile(0.99),
+        quantile(0.999),
+        latency.max(),
+    ]
 }
 
 /// The server's CPU time now (with `--server-pid`).
