@@ -21,6 +21,7 @@ use crate::nonblocking::ReadOutcome;
 use crate::nonblocking::write_until_blocked;
 use crate::nonblocking::{Plaintext, write_records};
 
+/// One connection of the run, whatever its role.
 pub(super) struct Client {
     pub(super) stream: TcpStream,
     /// The client's TLS session, for TLS chatters and TLS non-readers: plaintext goes in and
@@ -49,6 +50,37 @@ pub(super) struct Client {
     pub(super) nick: String,
     /// A non-reader the flooders have aimed at (each gets one dose).
     pub(super) aimed_at: bool,
+}
+
+impl Client {
+    /// A client of `role` whose connect has just started.
+    pub(super) fn new(
+        stream: TcpStream,
+        tls: Option<Box<ClientConnection>>,
+        role: Role,
+        kind: &'static str,
+        serial: u64,
+        until: Instant,
+    ) -> Client {
+        Client {
+            stream,
+            tls,
+            role,
+            kind,
+            serial,
+            connected: false,
+            welcomed: false,
+            leaving: false,
+            shutdown_when_flushed: false,
+            input: Vec::new(),
+            output: Vec::new(),
+            until,
+            next_send: Instant::now(),
+            seq: 0,
+            nick: String::new(),
+            aimed_at: false,
+        }
+    }
 }
 
 /// What the handler wants done with a client.

@@ -13,14 +13,9 @@ use slab::Slab;
 use socket2::SockRef;
 
 use super::client::{After, Client, TlsTarget, close};
-use super::report::{Round, answered, counted};
-use super::roles::{
-    FLOODER_SEND_BUFFER, MISBEHAVING, MISBEHAVING_TLS, NON_READER_BUFFER, PING_LIMIT, Role,
-    TARGET_DOSE, service, timed,
-};
+use super::roles::{MISBEHAVING, MISBEHAVING_TLS, Role, TARGET_DOSE, service, timed};
 use super::round::{ChatterLog, Context, Phase, PingLog, Target};
 use crate::bench::BenchArgs;
-use crate::bench::invariants::{self, LineId};
 use crate::bench::worker::{connect, latency_histogram};
 
 /// Longest a loop turn sleeps in `poll`, so timed actions (sends, pings, vanishings) are
@@ -115,20 +110,8 @@ impl Chaos {
             self.started
         };
         let until = Instant::now() + self.random_ms(role.lifetime_ms());
-        // With a TLS listener, every other chatter and the second pinger talk TLS there; the
-        // TLS roles connect there too, with a session (non-readers) or to abuse the port
-        // without one (garbage, stallers).
-        let tls_target = self.tls.as_ref().filter(|_| {
-            role.on_tls_port()
-                || matches!(role, Role::Chatter(n) if n % 2 == 1)
-                || role == Role::Pinger(1)
-        });
-        let with_session = role.well_behaved() || role == Role::TlsNonReader;
-        let kind = match role {
-            Role::Chatter(_) if tls_target.is_some() => "tls-chatter",
-            Role::Pinger(_) if tls_target.is_some() => "tls-pinger",
-            role => role.name(),
-        };
+        let tls_target = self.tls.as_ref().filter(|_| role.over_tls());
+        let kind = role.kind(tls_target.is_some());
         if let (Role::Chatter(n), Some(_)) = (role, tls_target)
             && let Some(log) = self.ctx.chatters.get_mut(n as usize)
         {
@@ -136,14 +119,13 @@ impl Chaos {
         }
         let tally = self.ctx.tallies.entry(kind).or_default();
         tally.opened += 1;
-        let receive_buffer = role.non_reader().then_some(NON_READER_BUFFER);
         let addr = tls_target.map_or(self.target, |t| t.addr);
         let entry = self.clients.vacant_entry();
-        let registered = connect(addr, None, receive_buffer).and_then(|mut stream| {
-            if role == Role::Flooder {
-                SockRef::from(&stream).set_send_buffer_size(FLOODER_SEND_BUFFER)?;
+        let registered = connect(addr, None, role.receive_buffer()).and_then(|mut stream| {
+            if let Some(bytes) = role.send_buffer() {
+                SockRef::from(&stream).set_send_buffer_size(bytes)?;
             }
-            let tls = match tls_target.filter(|_| with_session) {
+            let tls = match tls_target.filter(|_| role.has_session()) {
                 Some(target) => Some(target.session().map_err(io::Error::other)?),
                 None => None,
             };
@@ -156,24 +138,7 @@ impl Chaos {
         });
         match registered {
             Ok((stream, tls)) => {
-                entry.insert(Client {
-                    stream,
-                    tls,
-                    role,
-                    kind,
-                    serial,
-                    connected: false,
-                    welcomed: false,
-                    leaving: false,
-                    shutdown_when_flushed: false,
-                    input: Vec::new(),
-                    output: Vec::new(),
-                    until,
-                    next_send: Instant::now(),
-                    seq: 0,
-                    nick: String::new(),
-                    aimed_at: false,
-                });
+                entry.insert(Client::new(stream, tls, role, kind, serial, until));
             }
             Err(e) => {
                 tally.failed += 1;
@@ -267,66 +232,5 @@ impl Chaos {
             .iter()
             .all(|c| c.received.len() as u64 >= total - c.sent)
             && self.ctx.pings.pending.is_empty()
-    }
-
-    /// Boils the round down to its figures and its verdict on each per-round promise.
-    pub(super) fn into_round(
-        self,
-        secs: f64,
-        end: Option<(usize, u64)>,
-        rss_peak: Option<u64>,
-    ) -> Round {
-        let ctx = self.ctx;
-        let sent: Vec<u64> = ctx.chatters.iter().map(|c| c.sent).collect();
-        let lines_sent_tls = ctx.chatters.iter().filter(|c| c.tls).map(|c| c.sent).sum();
-        let received: Vec<Vec<LineId>> = ctx.chatters.into_iter().map(|c| c.received).collect();
-        let lines_sent: u64 = sent.iter().sum();
-        let pings = ctx.pings;
-        // A ping never answered counts as taking until now.
-        let ping_slowest = pings
-            .pending
-            .front()
-            .map_or(pings.slowest, |(_, _, at)| pings.slowest.max(at.elapsed()));
-        let verdicts = [
-            invariants::exactly_once(&sent, &received).and_then(|()| {
-                (lines_sent > 0)
-                    .then_some(())
-                    .ok_or_else(|| "the chatters sent nothing".to_string())
-            }),
-            invariants::one_global_order(&sent, &received),
-            match &ctx.first_dirty {
-                None => Ok(()),
-                Some(line) => Err(format!(
-                    "{} lines with control characters or invalid UTF-8, e.g. {line:?}",
-                    ctx.dirty
-                )),
-            },
-            if pings.sent > 0 && pings.answered == pings.sent && ping_slowest <= PING_LIMIT {
-                Ok(())
-            } else {
-                Err(answered(pings.answered, pings.sent, ping_slowest))
-            },
-            if ctx.lost.is_empty() {
-                Ok(())
-            } else {
-                Err(counted(&ctx.lost))
-            },
-        ];
-        Round {
-            secs,
-            tallies: ctx.tallies,
-            lines_sent,
-            lines_sent_tls,
-            deliveries: received.iter().map(|r| r.len() as u64).sum(),
-            expected: lines_sent * (sent.len() as u64).saturating_sub(1),
-            latency: ctx.latency,
-            pings_sent: pings.sent,
-            pings_answered: pings.answered,
-            ping_slowest,
-            round_trip: pings.round_trip,
-            verdicts,
-            end,
-            rss_peak,
-        }
     }
 }

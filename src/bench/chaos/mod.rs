@@ -59,7 +59,7 @@ use super::procfs::resources;
 use super::wire::Proto;
 use client::TlsTarget;
 pub use report::{ChaosReport, Check, Outcome, RSS_MARGIN_KIB, RoundFigures, Tally};
-use round::run_round;
+use round::{Plan, run_round};
 
 /// Runs the chaos scenario against the first `--target`: `--rounds` rounds, then the checks. `Err`
 /// only for bad arguments or a machine that cannot run it; a server that breaks a promise
@@ -84,18 +84,17 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
         .ok_or("--target: give the server's address")?;
     // 1. Baseline, cold: what the server holds before anyone connects.
     let cold = args.server_pid.and_then(resources);
+    let plan = Plan {
+        args,
+        target,
+        tls: tls.as_ref(),
+        chat_interval,
+        spawn_interval,
+        cold,
+    };
     let mut rounds = Vec::new();
     for round in 1..=args.rounds {
-        let outcome = run_round(
-            args,
-            target,
-            tls.as_ref(),
-            chat_interval,
-            spawn_interval,
-            cold,
-        )
-        .map_err(|e| format!("round {round}: {e}"))?;
-        rounds.push(outcome);
+        rounds.push(run_round(&plan).map_err(|e| format!("round {round}: {e}"))?);
     }
     let secs = started.elapsed().as_secs_f64();
     let server_stats = args.server_stats.and_then(ask_stats);

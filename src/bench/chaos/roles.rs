@@ -159,6 +159,40 @@ impl Role {
         matches!(self, Role::Chatter(_) | Role::Pinger(_))
     }
 
+    /// Connects to the TLS listener when the run has one: the TLS roles, and every other
+    /// chatter and the second pinger, so that TLS and plain clients are held to one record.
+    pub(super) fn over_tls(self) -> bool {
+        self.on_tls_port()
+            || matches!(self, Role::Chatter(n) if n % 2 == 1)
+            || self == Role::Pinger(1)
+    }
+
+    /// Over TLS, talks through a TLS session: the well-behaved and the TLS non-readers. TLS
+    /// garbage and stallers abuse the port without one.
+    pub(super) fn has_session(self) -> bool {
+        self.well_behaved() || self == Role::TlsNonReader
+    }
+
+    /// Its line in the role table: its name, or `tls-chatter` and `tls-pinger` for the
+    /// well-behaved over TLS, which are counted apart.
+    pub(super) fn kind(self, over_tls: bool) -> &'static str {
+        match self {
+            Role::Chatter(_) if over_tls => "tls-chatter",
+            Role::Pinger(_) if over_tls => "tls-pinger",
+            role => role.name(),
+        }
+    }
+
+    /// The receive buffer it sets before connecting: a small one for non-readers.
+    pub(super) fn receive_buffer(self) -> Option<usize> {
+        self.non_reader().then_some(NON_READER_BUFFER)
+    }
+
+    /// The send buffer it sets once connected: a small one for flooders.
+    pub(super) fn send_buffer(self) -> Option<usize> {
+        (self == Role::Flooder).then_some(FLOODER_SEND_BUFFER)
+    }
+
     /// How long a misbehaving client stays, in milliseconds (a range the run picks from).
     pub(super) fn lifetime_ms(self) -> (u64, u64) {
         match self {
@@ -198,100 +232,89 @@ pub(super) fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> Aft
     }
     match client.role {
         _ if !client.role.well_behaved() && client.until <= now => return After::Close,
-        Role::Chatter(me) if ctx.phase == Phase::Chaos => {
-            // Catch up after a stall, but never send a burst the rate limit would hold back.
-            let mut budget = 4;
-            while client.next_send <= now && budget > 0 {
-                let stamp = Stamp {
-                    sender: me,
-                    seq: client.seq,
-                    sent_at_ns: u64::try_from(ctx.epoch.elapsed().as_nanos()).unwrap_or(0),
-                };
-                wire::encode_line(Proto::Pollchat, stamp, ctx.size, &mut client.output);
-                client.seq += 1;
-                if let Some(log) = ctx.chatters.get_mut(me as usize) {
-                    log.sent += 1;
-                }
-                client.next_send += ctx.chat_interval;
-                budget -= 1;
-            }
-            client.next_send = client.next_send.max(earlier(now, ctx.chat_interval));
-        }
+        Role::Chatter(me) if ctx.phase == Phase::Chaos => chat(client, ctx, me, now),
         Role::Pinger(me)
             if ctx.phase == Phase::Chaos && client.welcomed && client.next_send <= now =>
         {
-            let pings = &mut ctx.pings;
-            let _ = writeln!(
-                PushStr(&mut client.output),
-                "/msg {} P {}",
-                client.nick,
-                pings.sent
-            );
-            pings.pending.push_back((me, pings.sent, now));
-            pings.sent += 1;
-            client.next_send = now + PING_EVERY;
+            ping(client, ctx, me, now);
         }
         Role::Endless if client.welcomed && client.output.len() < PRODUCE_AHEAD => {
             client.output.resize(PRODUCE_AHEAD, b'x');
         }
-        Role::Flooder if client.welcomed => {
-            while client.output.len() < PRODUCE_AHEAD {
-                let before = client.output.len();
-                let mut out = PushStr(&mut client.output);
-                let aim = ctx
-                    .target
-                    .as_mut()
-                    .filter(|_| !client.seq.is_multiple_of(FLOOD_BROADCAST_EVERY));
-                if let Some(target) = &aim {
-                    let _ = write!(out, "/msg {} ", target.nick);
-                }
-                let _ = write!(out, "F {} {} ", client.serial, client.seq);
-                // One copy, not the formatter's padding one character at a time.
-                client.output.extend_from_slice(&[b'x'; FLOOD_LINE]);
-                client.output.push(b'\n');
-                if let Some(target) = aim {
-                    target.aimed += client.output.len() - before;
-                }
-                client.seq += 1;
-            }
-        }
+        Role::Flooder if client.welcomed => flood(client, ctx),
         _ => {}
     }
     write_out(client)
 }
 
+/// Chatter `me` queues the numbered lines that are due at the chat rate, each stamped with
+/// when it was sent.
+fn chat(client: &mut Client, ctx: &mut Context, me: u32, now: Instant) {
+    // Catch up after a stall, but never send a burst the rate limit would hold back.
+    let mut budget = 4;
+    while client.next_send <= now && budget > 0 {
+        let stamp = Stamp {
+            sender: me,
+            seq: client.seq,
+            sent_at_ns: u64::try_from(ctx.epoch.elapsed().as_nanos()).unwrap_or(0),
+        };
+        wire::encode_line(Proto::Pollchat, stamp, ctx.size, &mut client.output);
+        client.seq += 1;
+        if let Some(log) = ctx.chatters.get_mut(me as usize) {
+            log.sent += 1;
+        }
+        client.next_send += ctx.chat_interval;
+        budget -= 1;
+    }
+    client.next_send = client.next_send.max(earlier(now, ctx.chat_interval));
+}
+
+/// Pinger `me` queues a numbered `/msg` to itself and notes when it went.
+fn ping(client: &mut Client, ctx: &mut Context, me: u32, now: Instant) {
+    let pings = &mut ctx.pings;
+    let _ = writeln!(
+        PushStr(&mut client.output),
+        "/msg {} P {}",
+        client.nick,
+        pings.sent
+    );
+    pings.pending.push_back((me, pings.sent, now));
+    pings.sent += 1;
+    client.next_send = now + PING_EVERY;
+}
+
+/// A flooder tops its output up to [`PRODUCE_AHEAD`] with long lines: one in
+/// [`FLOOD_BROADCAST_EVERY`] to everyone, the others a `/msg` to the target non-reader, whose
+/// dose they count.
+fn flood(client: &mut Client, ctx: &mut Context) {
+    while client.output.len() < PRODUCE_AHEAD {
+        let before = client.output.len();
+        let mut out = PushStr(&mut client.output);
+        let aim = ctx
+            .target
+            .as_mut()
+            .filter(|_| !client.seq.is_multiple_of(FLOOD_BROADCAST_EVERY));
+        if let Some(target) = &aim {
+            let _ = write!(out, "/msg {} ", target.nick);
+        }
+        let _ = write!(out, "F {} {} ", client.serial, client.seq);
+        // One copy, not the formatter's padding one character at a time.
+        client.output.extend_from_slice(&[b'x'; FLOOD_LINE]);
+        client.output.push(b'\n');
+        if let Some(target) = aim {
+            target.aimed += client.output.len() - before;
+        }
+        client.seq += 1;
+    }
+}
+
 /// Handles readiness on one client: completes its connect, writes, reads and reacts to
 /// every complete line.
 pub(super) fn service(client: &mut Client, ctx: &mut Context) -> After {
-    let tally = ctx.tallies.entry(client.kind).or_default();
-    if !client.connected {
-        match connect_finished(&client.stream) {
-            Ok(true) => {}
-            Ok(false) => return After::Keep,
-            Err(e) => {
-                tally.failed += 1;
-                if client.role.well_behaved() {
-                    ctx.lost
-                        .push(format!("{} could not connect: {e}", client.kind));
-                }
-                return After::Close;
-            }
-        }
-        client.connected = true;
-        let _ = client.stream.set_nodelay(true);
-        if client.role == Role::NonReader {
-            client.nick = format!("nr-{}", client.serial);
-            let _ = writeln!(PushStr(&mut client.output), "/nick {}", client.nick);
-        }
-        // Half the vanishers go before the server could even greet them.
-        if client.role == Role::Vanisher && client.serial.is_multiple_of(2) {
-            return After::Close;
-        }
-        match client.role {
-            Role::TlsGarbage => client.output.extend_from_slice(NOT_A_HANDSHAKE),
-            Role::TlsStaller => client.output.extend_from_slice(STALLED_HEADER),
-            _ => {}
-        }
+    if !client.connected
+        && let Some(after) = finish_connect(client, ctx)
+    {
+        return after;
     }
     if write_out(client) == After::Close {
         return lost(client, ctx, "writing failed");
@@ -306,6 +329,52 @@ pub(super) fn service(client: &mut Client, ctx: &mut Context) -> After {
         let _ = writeln!(PushStr(&mut client.output), "/nick {}", client.nick);
         client.input.clear();
     }
+    if on_lines(client, ctx) == After::Close {
+        return After::Close;
+    }
+    if let Some(why) = closed {
+        return lost(client, ctx, &why);
+    }
+    write_out(client)
+}
+
+/// Completes a client's connect, and queues what its role sends first. `None` once it is
+/// connected; `Some` says what to do with it now (still connecting, failed, or a vanisher
+/// gone at once).
+fn finish_connect(client: &mut Client, ctx: &mut Context) -> Option<After> {
+    match connect_finished(&client.stream) {
+        Ok(true) => {}
+        Ok(false) => return Some(After::Keep),
+        Err(e) => {
+            ctx.tallies.entry(client.kind).or_default().failed += 1;
+            if client.role.well_behaved() {
+                ctx.lost
+                    .push(format!("{} could not connect: {e}", client.kind));
+            }
+            return Some(After::Close);
+        }
+    }
+    client.connected = true;
+    let _ = client.stream.set_nodelay(true);
+    if client.role == Role::NonReader {
+        client.nick = format!("nr-{}", client.serial);
+        let _ = writeln!(PushStr(&mut client.output), "/nick {}", client.nick);
+    }
+    // Half the vanishers go before the server could even greet them.
+    if client.role == Role::Vanisher && client.serial.is_multiple_of(2) {
+        return Some(After::Close);
+    }
+    match client.role {
+        Role::TlsGarbage => client.output.extend_from_slice(NOT_A_HANDSHAKE),
+        Role::TlsStaller => client.output.extend_from_slice(STALLED_HEADER),
+        _ => {}
+    }
+    None
+}
+
+/// Reacts to every complete line in a client's input, and keeps the incomplete rest for
+/// later.
+fn on_lines(client: &mut Client, ctx: &mut Context) -> After {
     let mut used = 0;
     let mut after = After::Keep;
     while let Some(end) = memchr::memchr(b'\n', &client.input[used..]) {
@@ -318,13 +387,7 @@ pub(super) fn service(client: &mut Client, ctx: &mut Context) -> After {
         }
     }
     client.input.drain(..used);
-    if after == After::Close {
-        return after;
-    }
-    if let Some(why) = closed {
-        return lost(client, ctx, &why);
-    }
-    write_out(client)
+    after
 }
 
 /// The server closed a client (or the connection failed): expected for some, a broken
@@ -344,16 +407,10 @@ pub(super) fn lost(client: &Client, ctx: &mut Context, why: &str) -> After {
 
 /// Reacts to one line from the server.
 pub(super) fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
-    let tally = ctx.tallies.entry(client.kind).or_default();
     if client.role.well_behaved() {
-        let clean = std::str::from_utf8(line).is_ok_and(invariants::is_clean_text);
-        if !clean {
-            ctx.dirty += 1;
-            if ctx.first_dirty.is_none() {
-                ctx.first_dirty = Some(String::from_utf8_lossy(line).into_owned());
-            }
-        }
+        check_clean(line, ctx);
     }
+    let tally = ctx.tallies.entry(client.kind).or_default();
     if line.starts_with(b"*** server full") || line.starts_with(b"*** too many connections") {
         tally.refused += 1;
         if client.role.well_behaved() {
@@ -371,40 +428,58 @@ pub(super) fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> Af
         return welcomed(client, line);
     }
     match client.role {
-        Role::Chatter(me) => {
-            let mut framed = line.to_vec();
-            framed.push(b'\n');
-            if let Some((Incoming::Line(stamp), _)) = wire::decode(Proto::Pollchat, &framed)
-                && let Some(log) = ctx.chatters.get_mut(me as usize)
-            {
-                log.received.push((stamp.sender, stamp.seq));
-                let now_ns = u64::try_from(ctx.epoch.elapsed().as_nanos()).unwrap_or(0);
-                let micros = now_ns.saturating_sub(stamp.sent_at_ns) / 1000;
-                ctx.latency.saturating_record(micros.max(1));
-            }
-        }
-        Role::Pinger(me) => {
-            let prefix = format!("*{}* P ", client.nick);
-            let seq = line
-                .strip_prefix(prefix.as_bytes())
-                .and_then(|rest| std::str::from_utf8(rest).ok()?.parse::<u64>().ok());
-            let pings = &mut ctx.pings;
-            // The answer counts only if it is to this pinger's oldest ping still pending.
-            let oldest = pings.pending.iter().position(|&(p, _, _)| p == me);
-            if let (Some(seq), Some(i)) = (seq, oldest)
-                && pings.pending[i].1 == seq
-                && let Some((_, _, sent)) = pings.pending.remove(i)
-            {
-                let rtt = sent.elapsed();
-                pings.answered += 1;
-                pings.slowest = pings.slowest.max(rtt);
-                let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
-                pings.round_trip.saturating_record(micros.max(1));
-            }
-        }
+        Role::Chatter(me) => record_line(me, line, ctx),
+        Role::Pinger(me) => record_answer(client, me, line, ctx),
         _ => {}
     }
     After::Keep
+}
+
+/// Counts a line a well-behaved client received that is not clean text (the clean text
+/// promise), and keeps the first one to show.
+fn check_clean(line: &[u8], ctx: &mut Context) {
+    let clean = std::str::from_utf8(line).is_ok_and(invariants::is_clean_text);
+    if !clean {
+        ctx.dirty += 1;
+        if ctx.first_dirty.is_none() {
+            ctx.first_dirty = Some(String::from_utf8_lossy(line).into_owned());
+        }
+    }
+}
+
+/// Chatter `me` received a line: a chatter line goes into its record, with its latency.
+fn record_line(me: u32, line: &[u8], ctx: &mut Context) {
+    let mut framed = line.to_vec();
+    framed.push(b'\n');
+    if let Some((Incoming::Line(stamp), _)) = wire::decode(Proto::Pollchat, &framed)
+        && let Some(log) = ctx.chatters.get_mut(me as usize)
+    {
+        log.received.push((stamp.sender, stamp.seq));
+        let now_ns = u64::try_from(ctx.epoch.elapsed().as_nanos()).unwrap_or(0);
+        let micros = now_ns.saturating_sub(stamp.sent_at_ns) / 1000;
+        ctx.latency.saturating_record(micros.max(1));
+    }
+}
+
+/// Pinger `me` received a line: if it is the answer to its oldest ping still pending, that
+/// ping's round trip is timed.
+fn record_answer(client: &Client, me: u32, line: &[u8], ctx: &mut Context) {
+    let prefix = format!("*{}* P ", client.nick);
+    let seq = line
+        .strip_prefix(prefix.as_bytes())
+        .and_then(|rest| std::str::from_utf8(rest).ok()?.parse::<u64>().ok());
+    let pings = &mut ctx.pings;
+    let oldest = pings.pending.iter().position(|&(p, _, _)| p == me);
+    if let (Some(seq), Some(i)) = (seq, oldest)
+        && pings.pending[i].1 == seq
+        && let Some((_, _, sent)) = pings.pending.remove(i)
+    {
+        let rtt = sent.elapsed();
+        pings.answered += 1;
+        pings.slowest = pings.slowest.max(rtt);
+        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        pings.round_trip.saturating_record(micros.max(1));
+    }
 }
 
 /// A TLS client whose handshake is over (and which has no session to wait for without TLS).
