@@ -7,16 +7,20 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 
 use super::roles::PING_LIMIT;
+use crate::bench::report::one_line;
 use crate::bench::worker::latency_histogram;
 
 /// How much more memory the server may hold after the last round than after the first.
 ///
 /// Not compared with the cold baseline, because freed memory is not returned to the OS: after
 /// one 5 s round (`--conns 100 --storm 200`, when every flood line still went to everyone)
-/// the server's RSS stayed at 13.5 MB against 3.4 MB cold, yet `gdb -p PID -batch -ex 'call (int)malloc_trim(0)'` on the idle server took it
-/// from 13,472 kB to 4,084 kB (and, on 2026-11-22 after eleven rounds, from 13,820 kB to
+/// the server's RSS stayed at 13.5 MB against 3.4 MB cold, yet
+/// `gdb -p PID -batch -ex 'call (int)malloc_trim(0)'` on the idle server took it from
+/// 13,472 kB to 4,084 kB (and, on 2026-11-22 after eleven rounds, from 13,820 kB to
 /// 4,128 kB): the memory was free, glibc kept it for reuse. So round 1 brings the allocator to
 /// its high-water mark, and later rounds reuse what it kept: a leak grows round over round,
 /// retention does not. Eleven rounds against one server measured after each round (KiB):
@@ -26,8 +30,8 @@ use crate::bench::worker::latency_histogram;
 /// smaller leaks.
 pub const RSS_MARGIN_KIB: u64 = 4096;
 
-/// What happened to the connections of one role.
-#[derive(Debug, Clone, Copy, Default)]
+/// What happened to the connections of one role (in the JSON report, one object per role).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Tally {
     pub opened: u64,
     /// Could not connect at all.
@@ -110,6 +114,24 @@ impl RoundFigures {
     pub fn server(&self) -> Option<(usize, u64, u64)> {
         Some((self.fds_end?, self.rss_kib_end?, self.rss_kib_peak?))
     }
+
+    /// A round's figures and the per-round promises it broke.
+    fn of(round: &Round) -> RoundFigures {
+        RoundFigures {
+            secs: round.secs,
+            lines_sent: round.lines_sent,
+            deliveries: round.deliveries,
+            fds_end: round.end.map(|(fds, _)| fds),
+            rss_kib_end: round.end.map(|(_, rss)| rss),
+            rss_kib_peak: round.rss_peak,
+            failed: PER_ROUND
+                .iter()
+                .zip(&round.verdicts)
+                .filter(|(_, verdict)| verdict.is_err())
+                .map(|(&name, _)| name)
+                .collect(),
+        }
+    }
 }
 
 /// What a chaos run saw over all its rounds, and what it concluded.
@@ -162,93 +184,17 @@ impl ChaosReport {
             .map_or_else(Tally::default, |&(_, t)| t)
     }
 
-    /// One JSON object on one line: the figures, each round's, and each check as
-    /// `"name": "PASS"`.
-    pub fn json(&self) -> String {
-        let mut tallies = String::new();
-        for (i, (name, t)) in self.tallies.iter().enumerate() {
-            let _ = write!(
-                tallies,
-                "{}\"{name}\":{{\"opened\":{},\"failed\":{},\"welcomed\":{},\"refused\":{},\
-                 \"closed_by_server\":{},\"too_long\":{}}}",
-                if i == 0 { "" } else { "," },
-                t.opened,
-                t.failed,
-                t.welcomed,
-                t.refused,
-                t.closed_by_server,
-                t.too_long
-            );
-        }
-        let mut checks = String::new();
-        for (i, c) in self.checks.iter().enumerate() {
-            let _ = write!(
-                checks,
-                "{}\"{}\":\"{}\"",
-                if i == 0 { "" } else { "," },
-                c.name,
-                c.outcome.word()
-            );
-        }
-        let mut rounds = String::new();
-        for (i, r) in self.rounds.iter().enumerate() {
-            let failed: Vec<String> = r.failed.iter().map(|name| format!("\"{name}\"")).collect();
-            let _ = write!(
-                rounds,
-                "{}{{\"round\":{},\"secs\":{:.3},\"lines_sent\":{},\"deliveries\":{},",
-                if i == 0 { "" } else { "," },
-                i + 1,
-                r.secs,
-                r.lines_sent,
-                r.deliveries
-            );
-            if let Some((fds, end, peak)) = r.server() {
-                let _ = write!(
-                    rounds,
-                    "\"fds_end\":{fds},\"rss_kib_end\":{end},\"rss_kib_peak\":{peak},"
-                );
-            }
-            let _ = write!(rounds, "\"failed\":[{}]}}", failed.join(","));
-        }
-        let mut server = String::new();
-        if let (Some((fds_before, rss_before)), Some(peak)) = (self.cold, self.rss_kib_peak) {
-            let last = self.rounds.last();
-            let _ = write!(
-                server,
-                "\"fds_before\":{fds_before},\"fds_end\":{},\"rss_kib_before\":{rss_before},\
-                 \"rss_kib_first_round\":{},\"rss_kib_peak\":{peak},\"rss_kib_end\":{},",
-                json_number(last.and_then(|r| r.fds_end)),
-                json_number(self.rounds.first().and_then(|r| r.rss_kib_end)),
-                json_number(last.and_then(|r| r.rss_kib_end)),
-            );
-        }
-        if let Some(stats) = &self.server_stats {
-            let _ = write!(server, "\"server_stats\":{stats},");
-        }
-        let [p50, p99, max] = self.latency_us;
-        let [ping50, ping99, ping_max] = self.ping_us;
-        format!(
-            "{{\"scenario\":\"chaos\",\"passed\":{},\"secs\":{:.3},\"rounds\":{},\
-             \"lines_sent\":{},\"lines_sent_tls\":{},\"deliveries\":{},\"expected\":{},\
-             \"latency_us_p50\":{p50},\
-             \"latency_us_p99\":{p99},\"latency_us_max\":{max},\"pings_sent\":{},\
-             \"pings_answered\":{},\"ping_us_p50\":{ping50},\"ping_us_p99\":{ping99},\
-             \"ping_us_max\":{ping_max},{server}\"roles\":{{{tallies}}},\
-             \"per_round\":[{rounds}],\"checks\":{{{checks}}}}}",
-            self.passed(),
-            self.secs,
-            self.rounds.len(),
-            self.lines_sent,
-            self.lines_sent_tls,
-            self.deliveries,
-            self.expected,
-            self.pings_sent,
-            self.pings_answered,
-        )
-    }
-
+    /// A human summary: the role table, the figures, each round, each check and the verdict.
     pub fn summary(&self) -> String {
         let mut s = String::new();
+        self.write_figures(&mut s);
+        self.write_rounds_and_checks(&mut s);
+        s
+    }
+
+    /// The summary's first part: the roles' counts, the chatters' lines, the pings, and the
+    /// server before round 1.
+    fn write_figures(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "chaos: {} rounds, {:.1} s; counts summed over the rounds",
@@ -288,6 +234,11 @@ impl ChaosReport {
                  {peak} KiB at most"
             );
         }
+    }
+
+    /// The summary's second part: each round, the server's counters, each check and the
+    /// verdict.
+    fn write_rounds_and_checks(&self, s: &mut String) {
         for (i, r) in self.rounds.iter().enumerate() {
             let _ = write!(
                 s,
@@ -326,13 +277,163 @@ impl ChaosReport {
             "chaos: {verdict} ({failed} of {} checks failed)",
             self.checks.len()
         );
-        s
+    }
+
+    /// One JSON object on one line, for scripts: the figures, the server's (with
+    /// `--server-pid`) and its counters (with `--server-stats`), each role's counts, each
+    /// round's figures, and each check as `"name": "PASS"`.
+    pub fn json(&self) -> String {
+        let [latency_us_p50, latency_us_p99, latency_us_max] = self.latency_us;
+        let [ping_us_p50, ping_us_p99, ping_us_max] = self.ping_us;
+        let checks: Vec<(&str, &str)> = self
+            .checks
+            .iter()
+            .map(|c| (c.name, c.outcome.word()))
+            .collect();
+        one_line(&Json {
+            scenario: "chaos",
+            passed: self.passed(),
+            secs: self.secs,
+            rounds: self.rounds.len(),
+            lines_sent: self.lines_sent,
+            lines_sent_tls: self.lines_sent_tls,
+            deliveries: self.deliveries,
+            expected: self.expected,
+            latency_us_p50,
+            latency_us_p99,
+            latency_us_max,
+            pings_sent: self.pings_sent,
+            pings_answered: self.pings_answered,
+            ping_us_p50,
+            ping_us_p99,
+            ping_us_max,
+            server: self.server_json(),
+            server_stats: self.server_stats.as_deref().map(Embedded::new),
+            roles: Object(&self.tallies),
+            per_round: (1..).zip(&self.rounds).map(RoundJson::new).collect(),
+            checks: Object(&checks),
+        })
+    }
+
+    /// The server's descriptors and memory for the JSON report: before round 1, at most, and
+    /// after the first and the last round (with `--server-pid`).
+    fn server_json(&self) -> Option<ServerJson> {
+        let ((fds_before, rss_kib_before), rss_kib_peak) = (self.cold?, self.rss_kib_peak?);
+        let last = self.rounds.last();
+        Some(ServerJson {
+            fds_before,
+            fds_end: last.and_then(|r| r.fds_end),
+            rss_kib_before,
+            rss_kib_first_round: self.rounds.first().and_then(|r| r.rss_kib_end),
+            rss_kib_peak,
+            rss_kib_end: last.and_then(|r| r.rss_kib_end),
+        })
     }
 }
 
-/// A number for JSON, or `null`.
-pub(super) fn json_number(n: Option<impl std::fmt::Display>) -> String {
-    n.map_or_else(|| "null".to_string(), |n| n.to_string())
+/// The report as scripts read it, in this order (serde writes the fields as declared).
+#[derive(Serialize)]
+struct Json<'a> {
+    scenario: &'static str,
+    passed: bool,
+    secs: f64,
+    rounds: usize,
+    lines_sent: u64,
+    lines_sent_tls: u64,
+    deliveries: u64,
+    expected: u64,
+    latency_us_p50: u64,
+    latency_us_p99: u64,
+    latency_us_max: u64,
+    pings_sent: u64,
+    pings_answered: u64,
+    ping_us_p50: u64,
+    ping_us_p99: u64,
+    ping_us_max: u64,
+    #[serde(flatten)]
+    server: Option<ServerJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_stats: Option<Embedded<'a>>,
+    roles: Object<'a, &'static str, Tally>,
+    per_round: Vec<RoundJson<'a>>,
+    checks: Object<'a, &'a str, &'a str>,
+}
+
+/// The server's descriptors and memory across the run. The figures after a round are `null`
+/// if the server was gone by then.
+#[derive(Serialize)]
+struct ServerJson {
+    fds_before: usize,
+    fds_end: Option<usize>,
+    rss_kib_before: u64,
+    rss_kib_first_round: Option<u64>,
+    rss_kib_peak: u64,
+    rss_kib_end: Option<u64>,
+}
+
+/// One round in the JSON report, numbered from 1.
+#[derive(Serialize)]
+struct RoundJson<'a> {
+    round: usize,
+    secs: f64,
+    lines_sent: u64,
+    deliveries: u64,
+    #[serde(flatten)]
+    server: Option<RoundServerJson>,
+    failed: &'a [&'static str],
+}
+
+/// The server after a round: all three figures, or none (see [`RoundFigures::server`]).
+#[derive(Serialize)]
+struct RoundServerJson {
+    fds_end: usize,
+    rss_kib_end: u64,
+    rss_kib_peak: u64,
+}
+
+impl<'a> RoundJson<'a> {
+    fn new((round, r): (usize, &'a RoundFigures)) -> RoundJson<'a> {
+        RoundJson {
+            round,
+            secs: r.secs,
+            lines_sent: r.lines_sent,
+            deliveries: r.deliveries,
+            server: r
+                .server()
+                .map(|(fds_end, rss_kib_end, rss_kib_peak)| RoundServerJson {
+                    fds_end,
+                    rss_kib_end,
+                    rss_kib_peak,
+                }),
+            failed: &r.failed,
+        }
+    }
+}
+
+/// The server's `--stats-udp` reply: JSON, embedded as the server sent it (its fields in its
+/// order, which parsing into a `serde_json::Value` would sort); or, if it is not JSON, a
+/// string, so that the report still parses.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Embedded<'a> {
+    Json(&'a RawValue),
+    Text(&'a str),
+}
+
+impl<'a> Embedded<'a> {
+    fn new(reply: &'a str) -> Embedded<'a> {
+        serde_json::from_str(reply).map_or(Embedded::Text(reply), Embedded::Json)
+    }
+}
+
+/// Pairs as one JSON object, in their order: the roles as the table lists them, the checks
+/// as the summary does.
+struct Object<'a, K, V>(&'a [(K, V)]);
+
+impl<K: Serialize, V: Serialize> Serialize for Object<'_, K, V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
 }
 
 /// What one round recorded, once its clients are gone.
@@ -383,108 +484,94 @@ impl ChaosReport {
                 .map_err(|e| e.to_string())?;
         }
         let sum = |figure: fn(&Round) -> u64| rounds.iter().map(figure).sum::<u64>();
-        let lines_sent_tls = sum(|r| r.lines_sent_tls);
-        let (lines_sent, deliveries, expected) = (
-            sum(|r| r.lines_sent),
-            sum(|r| r.deliveries),
-            sum(|r| r.expected),
-        );
-        let (pings_sent, pings_answered) = (sum(|r| r.pings_sent), sum(|r| r.pings_answered));
         let ping_slowest = rounds
             .iter()
             .map(|r| r.ping_slowest)
             .max()
             .unwrap_or_default();
-
-        let in_every_round = if rounds.len() > 1 {
-            format!("; kept in each of the {} rounds", rounds.len())
-        } else {
-            String::new()
-        };
-        let kept = [
-            format!("{deliveries} of {expected} chatter lines delivered, none twice"),
-            "every chatter saw the lines in one order, each sender's as sent".to_string(),
-            "every line received was UTF-8 without control characters".to_string(),
-            answered(pings_answered, pings_sent, ping_slowest),
-            format!("all {chatters} chatters and every pinger stayed until they quit"),
-        ];
-        let mut checks: Vec<Check> = PER_ROUND
-            .iter()
-            .zip(kept)
-            .enumerate()
-            .map(|(i, (&name, kept))| {
-                let broken: Vec<String> = rounds
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(r, round)| {
-                        let why = round.verdicts[i].as_ref().err()?;
-                        Some(format!("round {}: {why}", r + 1))
-                    })
-                    .collect();
-                if broken.is_empty() {
-                    Check {
-                        name,
-                        outcome: Outcome::Pass,
-                        detail: kept + &in_every_round,
-                    }
-                } else {
-                    Check {
-                        name,
-                        outcome: Outcome::Fail,
-                        detail: broken.join("; "),
-                    }
-                }
-            })
-            .collect();
-        let ends: Vec<_> = rounds.iter().map(|r| r.end).collect();
-        checks.extend(resource_checks(cold, &ends));
-
-        let quantiles = |h: &Histogram<u64>| {
-            if h.is_empty() {
-                [0, 0, 0]
-            } else {
-                [h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()]
-            }
-        };
-        let mut ping_us = quantiles(&round_trip);
-        ping_us[2] = u64::try_from(ping_slowest.as_micros()).unwrap_or(u64::MAX);
-        let rss_kib_peak =
-            cold.map(|(_, rss)| rounds.iter().filter_map(|r| r.rss_peak).fold(rss, u64::max));
-        let figures = rounds
-            .iter()
-            .map(|r| RoundFigures {
-                secs: r.secs,
-                lines_sent: r.lines_sent,
-                deliveries: r.deliveries,
-                fds_end: r.end.map(|(fds, _)| fds),
-                rss_kib_end: r.end.map(|(_, rss)| rss),
-                rss_kib_peak: r.rss_peak,
-                failed: PER_ROUND
-                    .iter()
-                    .zip(&r.verdicts)
-                    .filter(|(_, verdict)| verdict.is_err())
-                    .map(|(&name, _)| name)
-                    .collect(),
-            })
-            .collect();
-        Ok(ChaosReport {
+        let mut report = ChaosReport {
             secs,
-            rounds: figures,
+            rounds: rounds.iter().map(RoundFigures::of).collect(),
             tallies: tallies.into_iter().collect(),
-            lines_sent,
-            lines_sent_tls,
-            deliveries,
-            expected,
+            lines_sent: sum(|r| r.lines_sent),
+            lines_sent_tls: sum(|r| r.lines_sent_tls),
+            deliveries: sum(|r| r.deliveries),
+            expected: sum(|r| r.expected),
             latency_us: quantiles(&latency),
-            pings_sent,
-            pings_answered,
-            ping_us,
+            pings_sent: sum(|r| r.pings_sent),
+            pings_answered: sum(|r| r.pings_answered),
+            ping_us: quantiles(&round_trip),
             cold,
-            rss_kib_peak,
+            rss_kib_peak: cold
+                .map(|(_, rss)| rounds.iter().filter_map(|r| r.rss_peak).fold(rss, u64::max)),
             server_stats,
-            checks,
-        })
+            checks: Vec::new(),
+        };
+        report.ping_us[2] = u64::try_from(ping_slowest.as_micros()).unwrap_or(u64::MAX);
+        report.checks = per_round_checks(&report, chatters, ping_slowest, &rounds);
+        let ends: Vec<_> = rounds.iter().map(|r| r.end).collect();
+        report.checks.extend(resource_checks(cold, &ends));
+        Ok(report)
     }
+}
+
+/// p50, p99 and the maximum of a histogram (zeros if it is empty).
+fn quantiles(h: &Histogram<u64>) -> [u64; 3] {
+    if h.is_empty() {
+        [0, 0, 0]
+    } else {
+        [h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()]
+    }
+}
+
+/// The promises of [`PER_ROUND`], each judged over every round: a pass says what was kept
+/// (from the merged figures of `report`), a failure names each round that broke it and how.
+fn per_round_checks(
+    report: &ChaosReport,
+    chatters: usize,
+    ping_slowest: Duration,
+    rounds: &[Round],
+) -> Vec<Check> {
+    let in_every_round = if rounds.len() > 1 {
+        format!("; kept in each of the {} rounds", rounds.len())
+    } else {
+        String::new()
+    };
+    let (deliveries, expected) = (report.deliveries, report.expected);
+    let kept = [
+        format!("{deliveries} of {expected} chatter lines delivered, none twice"),
+        "every chatter saw the lines in one order, each sender's as sent".to_string(),
+        "every line received was UTF-8 without control characters".to_string(),
+        answered(report.pings_answered, report.pings_sent, ping_slowest),
+        format!("all {chatters} chatters and every pinger stayed until they quit"),
+    ];
+    PER_ROUND
+        .iter()
+        .zip(kept)
+        .enumerate()
+        .map(|(i, (&name, kept))| {
+            let broken: Vec<String> = (1..)
+                .zip(rounds)
+                .filter_map(|(r, round)| {
+                    let why = round.verdicts[i].as_ref().err()?;
+                    Some(format!("round {r}: {why}"))
+                })
+                .collect();
+            if broken.is_empty() {
+                Check {
+                    name,
+                    outcome: Outcome::Pass,
+                    detail: kept + &in_every_round,
+                }
+            } else {
+                Check {
+                    name,
+                    outcome: Outcome::Fail,
+                    detail: broken.join("; "),
+                }
+            }
+        })
+        .collect()
 }
 
 /// The reasons, each once, in the order first given, with how often it came when more than
@@ -516,16 +603,14 @@ pub(super) fn answered(answered: u64, sent: u64, slowest: Duration) -> String {
     )
 }
 
+const FDS: &str = "descriptors back to baseline";
+const RSS: &str = "memory back to baseline";
+
 /// The server's descriptors and memory, judged across the rounds from `cold` (before round 1)
 /// and `ends` (after each round's settle phase). Descriptors must be back to the cold
 /// baseline after every round. Memory after the last round must be within [`RSS_MARGIN_KIB`]
 /// of memory after the first; with one round, of the cold baseline.
-pub(super) fn resource_checks(
-    cold: Option<(usize, u64)>,
-    ends: &[Option<(usize, u64)>],
-) -> [Check; 2] {
-    const FDS: &str = "descriptors back to baseline";
-    const RSS: &str = "memory back to baseline";
+fn resource_checks(cold: Option<(usize, u64)>, ends: &[Option<(usize, u64)>]) -> [Check; 2] {
     let all = |outcome, detail: &str| {
         [FDS, RSS].map(|name| Check {
             name,
@@ -540,29 +625,29 @@ pub(super) fn resource_checks(
         );
     };
     let ends: Option<Vec<(usize, u64)>> = ends.iter().copied().collect();
-    let Some((ends, first, last)) = ends.as_ref().and_then(|e| Some((e, e.first()?, e.last()?)))
-    else {
+    let Some(ends) = ends.filter(|e| !e.is_empty()) else {
         return all(
             Outcome::Fail,
             "the server's /proc entry went away during the run: did it exit?",
         );
     };
-    let list = |figure: fn(&(usize, u64)) -> String| {
-        ends.iter().map(figure).collect::<Vec<_>>().join(", ")
-    };
+    let fds: Vec<usize> = ends.iter().map(|&(fds, _)| fds).collect();
+    let rss: Vec<u64> = ends.iter().map(|&(_, rss)| rss).collect();
+    [fds_check(fds_cold, &fds), rss_check(rss_cold, &rss)]
+}
+
+/// Descriptors after each round (at least one) against `cold`, before round 1.
+fn fds_check(cold: usize, after: &[usize]) -> Check {
     let over: Vec<String> = (1..)
-        .zip(ends)
-        .filter(|(_, (fds, _))| *fds > fds_cold)
+        .zip(after)
+        .filter(|&(_, &fds)| fds > cold)
         .map(|(round, _)| format!("round {round}"))
         .collect();
-    let mut detail = format!(
-        "{fds_cold} before round 1, {} after each round",
-        list(|(fds, _)| fds.to_string())
-    );
+    let mut detail = format!("{cold} before round 1, {} after each round", listed(after));
     if !over.is_empty() {
         let _ = write!(detail, ": still more than before after {}", over.join(", "));
     }
-    let fds = Check {
+    Check {
         name: FDS,
         outcome: if over.is_empty() {
             Outcome::Pass
@@ -570,38 +655,47 @@ pub(super) fn resource_checks(
             Outcome::Fail
         },
         detail,
-    };
-    let (rss_first, rss_last) = (first.1, last.1);
-    let (baseline, detail) = if ends.len() > 1 {
+    }
+}
+
+/// RSS after each round (at least one) against round 1's, or with one round against `cold`.
+fn rss_check(cold: u64, after: &[u64]) -> Check {
+    let (first, last) = (after[0], after[after.len() - 1]);
+    let (baseline, detail) = if after.len() > 1 {
         (
-            rss_first,
+            first,
             format!(
-                "{rss_last} KiB after round {} against {rss_first} KiB after round 1 \
-                 (margin {RSS_MARGIN_KIB} KiB); {rss_cold} KiB cold, {} KiB after each round",
-                ends.len(),
-                list(|(_, rss)| rss.to_string())
+                "{last} KiB after round {} against {first} KiB after round 1 \
+                 (margin {RSS_MARGIN_KIB} KiB); {cold} KiB cold, {} KiB after each round",
+                after.len(),
+                listed(after)
             ),
         )
     } else {
         (
-            rss_cold,
+            cold,
             format!(
-                "{rss_last} KiB after the round against {rss_cold} KiB cold (margin \
+                "{last} KiB after the round against {cold} KiB cold (margin \
                  {RSS_MARGIN_KIB} KiB); with one round, memory the allocator keeps for reuse \
                  counts as growth: use --rounds 2 or more"
             ),
         )
     };
-    let rss = Check {
+    Check {
         name: RSS,
-        outcome: if rss_last <= baseline + RSS_MARGIN_KIB {
+        outcome: if last <= baseline + RSS_MARGIN_KIB {
             Outcome::Pass
         } else {
             Outcome::Fail
         },
         detail,
-    };
-    [fds, rss]
+    }
+}
+
+/// "a, b, c".
+fn listed(figures: &[impl ToString]) -> String {
+    let figures: Vec<String> = figures.iter().map(ToString::to_string).collect();
+    figures.join(", ")
 }
 
 #[cfg(test)]
@@ -747,5 +841,60 @@ mod tests {
         // Two samples: the median is the first round's, the maximum the second's.
         assert_eq!(r.latency_us[0], 100);
         assert!(r.latency_us[2] >= 9_000, "{:?}", r.latency_us);
+    }
+
+    fn with_server_stats(stats: &str) -> ChaosReport {
+        ChaosReport::new(
+            10.0,
+            3,
+            vec![kept_round(10, 100, None)],
+            None,
+            Some(stats.into()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn server_counters_are_embedded_as_the_server_sent_them() {
+        let stats = r#"{"uptime_secs":7.08,"clients":0,"disconnects":{"quit":16,"reset":3}}"#;
+        let json = with_server_stats(stats).json();
+        assert!(
+            json.contains(&format!(",\"server_stats\":{stats},")),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn server_counters_that_are_not_json_become_a_string_and_the_report_still_parses() {
+        let stats = "not \"json\" {";
+        let json = with_server_stats(stats).json();
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["server_stats"], stats);
+    }
+
+    #[test]
+    fn json_lists_roles_and_checks_in_the_report_order() {
+        let r = after_rounds(&[Some((11, 13_500)), Some((11, 13_500))]);
+        let json = r.json();
+        let names: Vec<String> = r
+            .checks
+            .iter()
+            .map(|c| format!("\"{}\":\"PASS\"", c.name))
+            .collect();
+        let at: Vec<usize> = names
+            .iter()
+            .map(|n| json.find(n.as_str()).unwrap())
+            .collect();
+        assert!(at.is_sorted(), "{json}");
+        assert!(
+            json.contains(
+                "\"roles\":{\"storm\":{\"opened\":20,\"failed\":0,\"welcomed\":0,\"refused\":8,"
+            ),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"fds_before\":11,\"fds_end\":11,\"rss_kib_before\":3400,"),
+            "{json}"
+        );
     }
 }
