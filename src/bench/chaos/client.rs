@@ -188,16 +188,13 @@ pub(super) fn receive(client: &mut Client, scratch: &mut [u8]) -> Option<String>
             Some(tls) => transport::receive_tls(tls, stream, scratch, |plaintext| {
                 input.extend_from_slice(plaintext);
             }),
-            None => match stream.read(scratch) {
-                Ok(0) => Ok(ReadOutcome::Eof),
-                Ok(n) => {
+            None => {
+                let outcome = ReadOutcome::from_read(|| stream.read(scratch));
+                if let Ok(ReadOutcome::Data(n)) = outcome {
                     input.extend_from_slice(&scratch[..n]);
-                    Ok(ReadOutcome::Data(n))
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(ReadOutcome::Drained),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(TransportError::Io(e)),
-            },
+                outcome.map_err(TransportError::Io)
+            }
         };
         match outcome {
             Ok(ReadOutcome::Data(_)) => {}
