@@ -155,7 +155,7 @@ pub(super) fn write_out(client: &mut Client) -> After {
 /// Moves a TLS client's plaintext into its session and the session's records to the socket,
 /// as far as they go without waiting. Even with no plaintext there may be records to send:
 /// the ClientHello, the rest of the handshake, lines the session held until it was over.
-pub(super) fn send_tls(
+fn send_tls(
     tls: &mut ClientConnection,
     socket: &mut TcpStream,
     output: &mut Vec<u8>,

@@ -3,7 +3,6 @@
 //! poll and its events, handed to the client's role (`roles.rs`). The round (`round.rs`)
 //! opens clients and runs turns until its phase is over.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -14,30 +13,30 @@ use socket2::SockRef;
 
 use super::client::{After, Client, TlsTarget, close};
 use super::roles::{MISBEHAVING, MISBEHAVING_TLS, Role, TARGET_DOSE, service, timed};
-use super::round::{ChatterLog, Context, Phase, PingLog, Target};
+use super::round::{Context, Target};
 use crate::bench::BenchArgs;
-use crate::bench::worker::{connect, latency_histogram};
+use crate::bench::worker::connect;
 
 /// Longest a loop turn sleeps in `poll`, so timed actions (sends, pings, vanishings) are
 /// punctual.
-pub(super) const TICK: Duration = Duration::from_millis(2);
+const TICK: Duration = Duration::from_millis(2);
 
 /// The run's connections and its loop.
 pub(super) struct Chaos {
-    pub(super) target: SocketAddr,
-    pub(super) tls: Option<TlsTarget>,
+    target: SocketAddr,
+    tls: Option<TlsTarget>,
     /// The misbehaving roles started in turn: [`MISBEHAVING`], and [`MISBEHAVING_TLS`] with a
     /// TLS target.
     pub(super) misbehaving: Vec<Role>,
-    pub(super) poll: Poll,
-    pub(super) events: Events,
+    poll: Poll,
+    events: Events,
     pub(super) clients: Slab<Client>,
     pub(super) ctx: Context,
     /// Misbehaving clients started so far (picks the next role and varies behaviour).
     pub(super) started: u64,
     /// xorshift state: lifetimes are random but the same for the same `--seed`.
-    pub(super) rng: u64,
-    pub(super) last_timed: Instant,
+    rng: u64,
+    last_timed: Instant,
 }
 
 impl Chaos {
@@ -47,13 +46,6 @@ impl Chaos {
         tls: Option<&TlsTarget>,
         chat_interval: Duration,
     ) -> io::Result<Chaos> {
-        let pings = PingLog {
-            sent: 0,
-            answered: 0,
-            pending: VecDeque::new(),
-            slowest: Duration::ZERO,
-            round_trip: latency_histogram()?,
-        };
         let mut misbehaving = MISBEHAVING.to_vec();
         if tls.is_some() {
             misbehaving.extend(MISBEHAVING_TLS);
@@ -65,27 +57,14 @@ impl Chaos {
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
             clients: Slab::new(),
-            ctx: Context {
-                epoch: Instant::now(),
-                phase: Phase::Join,
-                size: args.size,
-                chat_interval,
-                tallies: BTreeMap::new(),
-                chatters: (0..args.chatters).map(|_| ChatterLog::default()).collect(),
-                pings,
-                latency: latency_histogram()?,
-                scratch: vec![0; 64 * 1024],
-                dirty: 0,
-                first_dirty: None,
-                lost: Vec::new(),
-                target: None,
-            },
+            ctx: Context::new(args, chat_interval)?,
             started: 0,
             rng: args.seed.max(1),
             last_timed: Instant::now(),
         })
     }
 
+    /// Misbehaving clients connected now, what `--conns` caps (storms come on top).
     pub(super) fn misbehaving_now(&self) -> usize {
         self.clients
             .iter()
@@ -94,7 +73,7 @@ impl Chaos {
     }
 
     /// A random number of milliseconds in `low..=high` (xorshift64).
-    pub(super) fn random_ms(&mut self, (low, high): (u64, u64)) -> Duration {
+    fn random_ms(&mut self, (low, high): (u64, u64)) -> Duration {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
@@ -197,7 +176,7 @@ impl Chaos {
     /// Keeps the flooders' target until it has had its dose or is gone; then takes, of the
     /// connected non-readers never aimed at, the one due to stay longest, so that it has time
     /// to be cut off as too slow before it goes.
-    pub(super) fn choose_target(&mut self) {
+    fn choose_target(&mut self) {
         let keep = self.ctx.target.as_ref().is_some_and(|t| {
             t.aimed < TARGET_DOSE
                 && self

@@ -32,7 +32,6 @@
 //! baseline after every round, and memory after the last round must be within
 //! [`RSS_MARGIN_KIB`] of memory after the first (why the first and not the cold baseline is
 //! explained there).
-
 //!
 //! Where each part is:
 //!

@@ -84,7 +84,7 @@ pub struct Check {
 }
 
 /// The promises checked in every round, over what its well-behaved clients recorded.
-pub(super) const PER_ROUND: [&str; 5] = [
+const PER_ROUND: [&str; 5] = [
     "exactly once",
     "one global order",
     "clean text",

@@ -13,7 +13,7 @@ use crate::bench::wire::{self, Incoming, Proto, Stamp};
 use crate::nonblocking::connect_finished;
 
 /// How often the pinger asks the server for an answer.
-pub(super) const PING_EVERY: Duration = Duration::from_millis(200);
+const PING_EVERY: Duration = Duration::from_millis(200);
 
 /// An answer slower than this means the server stopped answering. Generous: CI machines
 /// are shared, and the pinger's answer queues behind the flood's lines like everyone's.
@@ -21,14 +21,14 @@ pub(super) const PING_LIMIT: Duration = Duration::from_secs(2);
 
 /// Output a producing client (flooder, endless line) keeps queued: it writes as fast as the
 /// server reads, but the generator does not buffer without bound either.
-pub(super) const PRODUCE_AHEAD: usize = 16 * 1024;
+const PRODUCE_AHEAD: usize = 16 * 1024;
 
 /// Bytes of padding in a flooder's line: long lines, so that what the rate limit lets through
 /// still fills the queues of the clients that stopped reading.
-pub(super) const FLOOD_LINE: usize = 4000;
+const FLOOD_LINE: usize = 4000;
 
 /// Receive buffer of a client that stops reading: small, so the server's queue for it fills.
-pub(super) const NON_READER_BUFFER: usize = 4096;
+const NON_READER_BUFFER: usize = 4096;
 
 /// One flooder line in this many goes to everyone; the others are a `/msg` to one
 /// non-reader. Before the server's own queue for a client that stopped reading grows at all,
@@ -39,13 +39,13 @@ pub(super) const NON_READER_BUFFER: usize = 4096;
 /// chatters were cut off as too slow (the server keeping its rule, not breaking a promise).
 /// Aimed at one non-reader, the volume fills that one's queue while the readers get a
 /// quarter of the flood.
-pub(super) const FLOOD_BROADCAST_EVERY: u64 = 4;
+const FLOOD_BROADCAST_EVERY: u64 = 4;
 
 /// Send buffer of a flooder: small, so that what it sends is what the server reads now. The
 /// server reads a flooder only as fast as `--rate` allows, and on loopback a socket's send
 /// buffer grows to 4 MiB (`ss -tn` showed 4,166,144 bytes waiting on flooders' sockets): ten
 /// seconds of flood at 100 lines/s, aimed at non-readers long gone by the time it arrives.
-pub(super) const FLOODER_SEND_BUFFER: usize = 64 * 1024;
+const FLOODER_SEND_BUFFER: usize = 64 * 1024;
 
 /// Bytes the flooders aim at one non-reader before they move on to the next: more than its
 /// kernel send buffer takes (at most `net.ipv4.tcp_wmem`'s 4 MiB by default) plus the
@@ -55,11 +55,11 @@ pub(super) const TARGET_DOSE: usize = 6 * 1024 * 1024;
 
 /// What a TLS staller sends: the first 3 of the 5 bytes of a TLS record header (a handshake
 /// record, version 3.1), so the server has started a record and waits for the rest.
-pub(super) const STALLED_HEADER: &[u8] = b"\x16\x03\x01";
+const STALLED_HEADER: &[u8] = b"\x16\x03\x01";
 
 /// What a TLS garbage client sends instead of a ClientHello: plain text, as `nc` on the TLS
 /// port would.
-pub(super) const NOT_A_HANDSHAKE: &[u8] = b"hello, this is plain text on the TLS port\n";
+const NOT_A_HANDSHAKE: &[u8] = b"hello, this is plain text on the TLS port\n";
 
 /// Who a connection plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +112,7 @@ pub(super) const MISBEHAVING_TLS: [Role; 3] =
     [Role::TlsGarbage, Role::TlsStaller, Role::TlsNonReader];
 
 /// What the garbage clients send, one line each: everything the sanitiser must remove.
-pub(super) const GARBAGE: [&[u8]; 8] = [
+const GARBAGE: [&[u8]; 8] = [
     b"G invalid utf-8 \xff\xfe\xc3\x28 \xed\xa0\x80\n",
     b"G nul \x00 byte\n",
     b"G escape \x1b[2J\x1b[31mred\x1b[0m\n",
@@ -124,7 +124,7 @@ pub(super) const GARBAGE: [&[u8]; 8] = [
 ];
 
 impl Role {
-    pub(super) fn name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
             Role::Chatter(_) => "chatter",
             Role::Pinger(_) => "pinger",
@@ -148,7 +148,7 @@ impl Role {
     }
 
     /// Connects to the TLS listener (with a TLS session or, to abuse it, without).
-    pub(super) fn on_tls_port(self) -> bool {
+    fn on_tls_port(self) -> bool {
         matches!(
             self,
             Role::TlsGarbage | Role::TlsStaller | Role::TlsNonReader
@@ -392,7 +392,7 @@ fn on_lines(client: &mut Client, ctx: &mut Context) -> After {
 
 /// The server closed a client (or the connection failed): expected for some, a broken
 /// promise for a well-behaved client that did not ask to leave.
-pub(super) fn lost(client: &Client, ctx: &mut Context, why: &str) -> After {
+fn lost(client: &Client, ctx: &mut Context, why: &str) -> After {
     ctx.tallies.entry(client.kind).or_default().closed_by_server += 1;
     if !client.leaving && client.role.well_behaved() {
         let name = match client.role {
@@ -406,7 +406,7 @@ pub(super) fn lost(client: &Client, ctx: &mut Context, why: &str) -> After {
 }
 
 /// Reacts to one line from the server.
-pub(super) fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
+fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
     if client.role.well_behaved() {
         check_clean(line, ctx);
     }
@@ -483,12 +483,12 @@ fn record_answer(client: &Client, me: u32, line: &[u8], ctx: &mut Context) {
 }
 
 /// A TLS client whose handshake is over (and which has no session to wait for without TLS).
-pub(super) fn tls_done(client: &Client) -> bool {
+fn tls_done(client: &Client) -> bool {
     client.tls.as_ref().is_some_and(|tls| !tls.is_handshaking())
 }
 
 /// What a client does once it is in the room.
-pub(super) fn welcomed(client: &mut Client, line: &[u8]) -> After {
+fn welcomed(client: &mut Client, line: &[u8]) -> After {
     match client.role {
         Role::Pinger(_) => {
             // "*** welcome to pollchat, you are NICK (type /help for commands)"
@@ -524,6 +524,6 @@ pub(super) fn earlier(at: Instant, by: Duration) -> Instant {
     at.checked_sub(by).unwrap_or(at)
 }
 
-pub(super) fn lossy(line: &[u8]) -> String {
+fn lossy(line: &[u8]) -> String {
     String::from_utf8_lossy(line).into_owned()
 }

@@ -4,6 +4,7 @@
 //! round is over, and the counts per role.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use super::roles::{PING_LIMIT, Role, earlier};
 use crate::bench::BenchArgs;
 use crate::bench::invariants::{self, LineId};
 use crate::bench::procfs::{resources, rss_kib};
+use crate::bench::worker::latency_histogram;
 
 /// How long the well-behaved clients get to be welcomed, to receive what is in flight once
 /// the chaos stops, and to be closed after `/quit`.
@@ -73,8 +75,37 @@ pub(super) struct Context {
     pub(super) first_dirty: Option<String>,
     /// Why well-behaved clients were disconnected, if any were.
     pub(super) lost: Vec<String>,
-    /// The non-reader the flooders aim at, until it has had its [`TARGET_DOSE`] or is gone.
+    /// The non-reader the flooders aim at, until it has had its
+    /// [`TARGET_DOSE`](super::roles::TARGET_DOSE) or is gone.
     pub(super) target: Option<Target>,
+}
+
+impl Context {
+    /// A round's context before anyone joins: empty records, one per chatter.
+    pub(super) fn new(args: &BenchArgs, chat_interval: Duration) -> io::Result<Context> {
+        let pings = PingLog {
+            sent: 0,
+            answered: 0,
+            pending: VecDeque::new(),
+            slowest: Duration::ZERO,
+            round_trip: latency_histogram()?,
+        };
+        Ok(Context {
+            epoch: Instant::now(),
+            phase: Phase::Join,
+            size: args.size,
+            chat_interval,
+            tallies: BTreeMap::new(),
+            chatters: (0..args.chatters).map(|_| ChatterLog::default()).collect(),
+            pings,
+            latency: latency_histogram()?,
+            scratch: vec![0; 64 * 1024],
+            dirty: 0,
+            first_dirty: None,
+            lost: Vec::new(),
+            target: None,
+        })
+    }
 }
 
 /// A non-reader the flooders aim at.
