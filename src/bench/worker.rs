@@ -4,7 +4,7 @@
 //! read until `WouldBlock`, and output kept in a buffer when the socket will not take it all.
 //! A generator that blocked, or that used a thread per connection, would measure itself.
 //!
-//! The orchestrator (`bench/mod.rs`) moves every worker through the same phases by setting
+//! The orchestrator (`bench/run.rs`) moves every worker through the same phases by setting
 //! [`Shared::phase`]; workers only report counts back, through atomics.
 
 use std::io::{self, Read};
@@ -18,8 +18,8 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use super::wire::{self, Incoming, Proto, Stamp};
-use crate::nonblocking::connect_finished;
 use crate::nonblocking::write_until_blocked;
+use crate::nonblocking::{ReadOutcome, connect_finished};
 
 /// Phases every worker goes through, in order.
 pub mod phase {
@@ -289,25 +289,8 @@ fn service(
     if conn.state == State::Done {
         return;
     }
-    if conn.state == State::Connecting {
-        match connect_finished(&conn.stream) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(_) => {
-                shared.failed.fetch_add(1, Ordering::Relaxed);
-                conn.state = State::Done;
-                return;
-            }
-        }
-        let _ = conn.stream.set_nodelay(true);
-        conn.state = State::Joining;
-        if plan.proto == Proto::Redis {
-            match conn.role {
-                Role::Receiver { .. } => conn.output = wire::receiver_hello(plan.proto),
-                // A Redis publisher needs no greeting: it is ready at once.
-                Role::Sender(_) => become_ready(conn, shared),
-            }
-        }
+    if conn.state == State::Connecting && !finish_connect(conn, plan, shared) {
+        return;
     }
     if flush(&mut conn.stream, &mut conn.output).is_err() {
         lost(conn, shared);
@@ -315,22 +298,52 @@ fn service(
     }
     // Read until WouldBlock; a close is acted on only after what came before it is decoded
     // (the server's last words, such as "server full", arrive just before its FIN).
-    let mut closed = false;
-    loop {
-        match conn.stream.read(scratch) {
-            Ok(0) => {
-                closed = true;
-                break;
-            }
-            Ok(n) => conn.input.extend_from_slice(&scratch[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => {
-                closed = true;
-                break;
-            }
+    let closed = read_all(conn, scratch);
+    take_input(conn, plan, shared, latency);
+    if closed {
+        lost(conn, shared);
+    }
+}
+
+/// Completes a connect: the connection joins (a Redis receiver subscribes, a Redis sender
+/// is ready at once). Whether it is connected.
+fn finish_connect(conn: &mut Conn, plan: &Plan, shared: &Shared) -> bool {
+    match connect_finished(&conn.stream) {
+        Ok(true) => {}
+        Ok(false) => return false,
+        Err(_) => {
+            shared.failed.fetch_add(1, Ordering::Relaxed);
+            conn.state = State::Done;
+            return false;
         }
     }
+    let _ = conn.stream.set_nodelay(true);
+    conn.state = State::Joining;
+    if plan.proto == Proto::Redis {
+        match conn.role {
+            Role::Receiver { .. } => conn.output = wire::receiver_hello(plan.proto),
+            // A Redis publisher needs no greeting: it is ready at once.
+            Role::Sender(_) => become_ready(conn, shared),
+        }
+    }
+    true
+}
+
+/// Reads what the socket has into the connection's input, until `WouldBlock`; whether the
+/// server closed the connection (or it failed).
+fn read_all(conn: &mut Conn, scratch: &mut [u8]) -> bool {
+    loop {
+        match ReadOutcome::from_read(|| conn.stream.read(scratch)) {
+            Ok(ReadOutcome::Data(n)) => conn.input.extend_from_slice(&scratch[..n]),
+            Ok(ReadOutcome::Drained) => return false,
+            Ok(ReadOutcome::Eof) | Err(_) => return true,
+        }
+    }
+}
+
+/// Decodes every complete message in the connection's input: welcomes and subscriptions,
+/// a refusal, benchmark lines (timed and counted).
+fn take_input(conn: &mut Conn, plan: &Plan, shared: &Shared, latency: &mut Histogram<u64>) {
     // Everything decoded below arrived in this one wakeup: one clock read and one phase
     // check serve all of it (per line, they were a sixth of the generator's time).
     let arrival = Arrival {
@@ -358,9 +371,6 @@ fn service(
     }
     shared.delivered.fetch_add(delivered, Ordering::Relaxed);
     conn.input.drain(..used);
-    if closed {
-        lost(conn, shared);
-    }
 }
 
 fn become_ready(conn: &mut Conn, shared: &Shared) {

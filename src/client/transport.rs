@@ -165,8 +165,8 @@ impl Transport {
 }
 
 /// One `read_tls` from `socket`, then every byte of plaintext it completes handed to
-/// `deliver`. Shared with the chaos generator's TLS clients (`bench/chaos.rs`), which call it
-/// until the socket has no more.
+/// `deliver`. Shared with the chaos generator's TLS clients (`bench/chaos/client.rs`), which
+/// call it until the socket has no more.
 ///
 /// One `read_tls` may bring part of a record (no plaintext yet, which is `Data` all the same:
 /// the socket had bytes), a whole record, or several. The server's `close_notify` is `Eof`,

@@ -1,0 +1,163 @@
+//! The generator's command line, one set of flags for both scenarios (`--scenario`): what
+//! `pollchat bench --help` lists, parsed by clap into [`BenchArgs`]. Checking that the flags
+//! make sense together is the run's job (`run.rs`, `chaos/mod.rs`), which knows why.
+
+use std::net::SocketAddr;
+
+use serde::{Serialize, Serializer};
+
+use super::Proto;
+
+/// The sending rate: lines per second in total, or as fast as the window allows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    PerSecond(f64),
+    Max,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Rate, String> {
+        if s == "max" {
+            return Ok(Rate::Max);
+        }
+        match s.parse::<f64>() {
+            Ok(r) if r > 0.0 && r.is_finite() => Ok(Rate::PerSecond(r)),
+            _ => Err(format!(
+                "{s:?} is not a positive number of lines per second or \"max\""
+            )),
+        }
+    }
+}
+
+/// In the JSON report: the number, or `"max"`, as on the command line.
+impl Serialize for Rate {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Rate::PerSecond(r) => serializer.serialize_f64(r),
+            Rate::Max => serializer.serialize_str("max"),
+        }
+    }
+}
+
+/// What a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Connections held, deliveries per second, latency, memory (the phases above).
+    Load,
+    /// Misbehaving clients around well-behaved chatters; PASS/FAIL per promise (`bench/chaos/`).
+    Chaos,
+}
+
+/// Measure a chat server: connections held, fan-out rate, latency, memory; or, with
+/// `--scenario chaos`, whether it keeps its promises under abuse.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// load: measure; chaos: check the server's promises under misbehaving clients
+    #[arg(long, value_enum, default_value_t = Scenario::Load)]
+    pub scenario: Scenario,
+
+    /// Server to load (loopback unless you mean otherwise); repeat to spread the connections
+    /// round-robin over several instances of one chat (--backplane). Chaos uses the first
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7878")]
+    pub target: Vec<SocketAddr>,
+
+    /// Protocol of the server
+    #[arg(long, value_enum, default_value_t = Proto::Pollchat)]
+    pub proto: Proto,
+
+    /// Connections to open (chaos: misbehaving connections open at once)
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub conns: usize,
+
+    /// Connections opened per second (chaos: misbehaving ones)
+    #[arg(long, value_name = "PER_SEC", default_value_t = 5000.0)]
+    pub connect_rate: f64,
+
+    /// Seconds to hold the connections idle before the traffic
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub hold: f64,
+
+    /// Connections that send (the rest receive)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub senders: usize,
+
+    /// Total lines per second from all senders, or "max"
+    #[arg(long, value_name = "LINES_PER_SEC", default_value = "max")]
+    pub rate: Rate,
+
+    /// Senders are chatters too: count the lines they receive. For Redis each sender then
+    /// gets a second, subscribed connection (a subscribed connection cannot PUBLISH)
+    #[arg(long)]
+    pub senders_receive: bool,
+
+    /// With --rate max: lines each sender may have in flight
+    #[arg(long, value_name = "LINES", default_value_t = 64)]
+    pub window: u64,
+
+    /// Seconds of traffic (chaos: of misbehaviour)
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub duration: f64,
+
+    /// Bytes of text per line
+    #[arg(long, value_name = "BYTES", default_value_t = 64)]
+    pub size: usize,
+
+    /// Worker threads, each with its own poll loop (at most the number of cores)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub threads: usize,
+
+    /// Process id of the server, to report its memory (from /proc/PID/status)
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Spread connections over this many source addresses 127.0.0.1, 127.0.0.2, ... (one
+    /// address has about 28,000 ephemeral ports)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub source_ips: u8,
+
+    /// Chaos: well-behaved chatters, whose every line is checked (with --tls-target, every
+    /// other one over TLS)
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub chatters: usize,
+
+    /// Chaos: lines per second each chatter sends (keep it under the server's --rate)
+    #[arg(long, value_name = "LINES_PER_SEC", default_value_t = 2.0)]
+    pub chat_rate: f64,
+
+    /// Chaos: connections in each of the two connect storms (set the server's --max-clients
+    /// below chatters + conns + storm to see it refuse)
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub storm: usize,
+
+    /// Chaos: rounds, each a full join, chaos, calm, leave and settle with fresh clients.
+    /// Every round must keep every promise; memory after the last round is compared with
+    /// memory after the first, because the allocator keeps freed memory for reuse (a leak
+    /// grows round over round, retention does not). With 1, memory is compared with the
+    /// server's before the run, which malloc's retention will usually fail
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub rounds: u32,
+
+    /// Chaos: seed for the misbehaving clients' lifetimes (same seed, same schedule)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed: u64,
+
+    /// Chaos: the server's TLS listener. Every other chatter connects there, through rustls,
+    /// and TLS misbehaving clients join the others (garbage instead of a handshake, a stalled
+    /// handshake, a TLS client that stops reading). Needs --tls-ca
+    #[arg(long, value_name = "ADDR", requires = "tls_ca")]
+    pub tls_target: Option<SocketAddr>,
+
+    /// Chaos: the PEM certificate(s) to trust for --tls-target (e.g. the server's own
+    /// self-signed certificate). The name checked is the target's IP address
+    #[arg(long, value_name = "PEM", requires = "tls_target")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
+    /// The server's --stats-udp address, to report its counters at the end
+    #[arg(long, value_name = "ADDR")]
+    pub server_stats: Option<SocketAddr>,
+
+    /// Print one JSON object instead of the summary
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,217 @@
+//! One chaos client: its socket, its TLS session if it has one, its buffers, and their I/O
+//! without blocking. What it does with them is its role's (`roles.rs`); this is how bytes get
+//! in and out, the same way for every role: plain or through rustls, as far as the socket
+//! goes without waiting.
+
+use std::io::{self, Read};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use rustls::{ClientConfig, ClientConnection};
+use rustls_pki_types::ServerName;
+use socket2::SockRef;
+
+use super::roles::Role;
+use crate::bench::BenchArgs;
+use crate::bench::worker::flush;
+use crate::client::transport::{self, TransportError};
+use crate::nonblocking::ReadOutcome;
+use crate::nonblocking::write_until_blocked;
+use crate::nonblocking::{Plaintext, write_records};
+
+/// One connection of the run, whatever its role.
+pub(super) struct Client {
+    pub(super) stream: TcpStream,
+    /// The client's TLS session, for TLS chatters and TLS non-readers: plaintext goes in and
+    /// out through it (see [`write_out`] and [`receive`]). Boxed: a session is large.
+    pub(super) tls: Option<Box<ClientConnection>>,
+    pub(super) role: Role,
+    /// Its line in the role table: the role's name, or `tls-chatter` for a chatter over TLS.
+    pub(super) kind: &'static str,
+    /// Which client of its role this is (varies the behaviour within a role).
+    pub(super) serial: u64,
+    pub(super) connected: bool,
+    pub(super) welcomed: bool,
+    /// This client asked to be closed (`/quit`, half-close): the server's close is expected.
+    pub(super) leaving: bool,
+    /// Shut down the sending half once `output` is written (half-closers).
+    pub(super) shutdown_when_flushed: bool,
+    pub(super) input: Vec<u8>,
+    pub(super) output: Vec<u8>,
+    /// When a misbehaving client goes.
+    pub(super) until: Instant,
+    /// When a chatter sends its next line, or the pinger its next ping.
+    pub(super) next_send: Instant,
+    pub(super) seq: u64,
+    /// The pinger's nick, from its welcome: it sends `/msg` to itself. A non-reader's, which
+    /// it chose itself: flooders send `/msg` to it.
+    pub(super) nick: String,
+    /// A non-reader the flooders have aimed at (each gets one dose).
+    pub(super) aimed_at: bool,
+}
+
+impl Client {
+    /// A client of `role` whose connect has just started.
+    pub(super) fn new(
+        stream: TcpStream,
+        tls: Option<Box<ClientConnection>>,
+        role: Role,
+        kind: &'static str,
+        serial: u64,
+        until: Instant,
+    ) -> Client {
+        Client {
+            stream,
+            tls,
+            role,
+            kind,
+            serial,
+            connected: false,
+            welcomed: false,
+            leaving: false,
+            shutdown_when_flushed: false,
+            input: Vec::new(),
+            output: Vec::new(),
+            until,
+            next_send: Instant::now(),
+            seq: 0,
+            nick: String::new(),
+            aimed_at: false,
+        }
+    }
+}
+
+/// What the handler wants done with a client.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum After {
+    Keep,
+    Close,
+}
+
+/// The server's TLS listener and how to reach it.
+#[derive(Clone)]
+pub(super) struct TlsTarget {
+    pub(super) addr: SocketAddr,
+    /// Trusts `--tls-ca` (ring provider, rustls's safe defaults).
+    config: Arc<ClientConfig>,
+    /// The target's IP address: the name its certificate is checked against.
+    name: ServerName<'static>,
+}
+
+impl TlsTarget {
+    pub(super) fn new(args: &BenchArgs) -> Result<Option<TlsTarget>, String> {
+        let (addr, ca) = match (args.tls_target, &args.tls_ca) {
+            (Some(addr), Some(ca)) => (addr, ca),
+            (None, None) => return Ok(None),
+            _ => return Err("--tls-target and --tls-ca go together".into()),
+        };
+        let config =
+            transport::client_config(Some(ca), "--tls-ca", false).map_err(|e| e.to_string())?;
+        Ok(Some(TlsTarget {
+            addr,
+            config: Arc::new(config),
+            name: ServerName::from(addr.ip()),
+        }))
+    }
+
+    /// A new client session, its ClientHello ready to send.
+    pub(super) fn session(&self) -> Result<Box<ClientConnection>, rustls::Error> {
+        ClientConnection::new(Arc::clone(&self.config), self.name.clone()).map(Box::new)
+    }
+}
+
+/// Closes a client's socket, with a reset for the roles that vanish that way.
+pub(super) fn close(client: &Client) {
+    if client.role.resets() {
+        let _ = SockRef::from(&client.stream).set_linger(Some(Duration::ZERO));
+    }
+}
+
+/// Writes what a client has queued; a half-closer shuts its sending half once it is out.
+pub(super) fn write_out(client: &mut Client) -> After {
+    if let Some(tls) = &mut client.tls {
+        return match send_tls(tls, &mut client.stream, &mut client.output) {
+            Ok(()) => After::Keep,
+            Err(_) => After::Close,
+        };
+    }
+    if client.output.is_empty() {
+        return After::Keep;
+    }
+    if flush(&mut client.stream, &mut client.output).is_err() {
+        return After::Close;
+    }
+    if client.shutdown_when_flushed && client.output.is_empty() {
+        client.shutdown_when_flushed = false;
+        if client.stream.shutdown(Shutdown::Write).is_err() {
+            return After::Close;
+        }
+    }
+    After::Keep
+}
+
+/// Moves a TLS client's plaintext into its session and the session's records to the socket,
+/// as far as they go without waiting. Even with no plaintext there may be records to send:
+/// the ClientHello, the rest of the handshake, lines the session held until it was over.
+fn send_tls(
+    tls: &mut ClientConnection,
+    socket: &mut TcpStream,
+    output: &mut Vec<u8>,
+) -> io::Result<()> {
+    loop {
+        // rustls takes plaintext up to its buffer limit...
+        let taken = write_until_blocked(&mut Plaintext(tls), output)?;
+        output.drain(..taken);
+        // ...and records go out until the socket is full or there are none left.
+        if !write_records(tls, socket)? {
+            return Ok(());
+        }
+        // Every record is out, so rustls has room again: go round only if it took something
+        // this time (during the handshake it keeps plaintext back, and takes no more once
+        // full), so the loop ends.
+        if output.is_empty() || taken == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads everything the socket has for a client into its `input`, through its TLS session if
+/// it has one; `Some(why)` if the server closed the connection or it failed.
+pub(super) fn receive(client: &mut Client, scratch: &mut [u8]) -> Option<String> {
+    let Client {
+        stream, tls, input, ..
+    } = client;
+    loop {
+        let outcome = match tls {
+            Some(tls) => transport::receive_tls(tls, stream, scratch, |plaintext| {
+                input.extend_from_slice(plaintext);
+            }),
+            None => {
+                let outcome = ReadOutcome::from_read(|| stream.read(scratch));
+                if let Ok(ReadOutcome::Data(n)) = outcome {
+                    input.extend_from_slice(&scratch[..n]);
+                }
+                outcome.map_err(TransportError::Io)
+            }
+        };
+        match outcome {
+            Ok(ReadOutcome::Data(_)) => {}
+            Ok(ReadOutcome::Drained) => return None,
+            Ok(ReadOutcome::Eof) => return Some("the server closed the connection".into()),
+            Err(TransportError::Tls(e)) => return Some(format!("TLS failed: {e}")),
+            Err(TransportError::Io(_)) => return Some("the connection failed".into()),
+        }
+    }
+}
+
+/// `write!` into a byte buffer.
+pub(super) struct PushStr<'a>(pub(super) &'a mut Vec<u8>);
+
+impl std::fmt::Write for PushStr<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}

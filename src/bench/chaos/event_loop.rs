@@ -1,0 +1,215 @@
+//! A round's one mio loop, built like the server's: every client of the round in one `Poll`
+//! and one `Slab`, each turn first the timed actions (sends, pings, vanishings), then one
+//! poll and its events, handed to the client's role (`roles.rs`). The round (`round.rs`)
+//! opens clients and runs turns until its phase is over.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+use socket2::SockRef;
+
+use super::client::{After, Client, TlsTarget, close};
+use super::roles::{MISBEHAVING, MISBEHAVING_TLS, Role, TARGET_DOSE, service, timed};
+use super::round::{Context, Target};
+use crate::bench::BenchArgs;
+use crate::bench::worker::connect;
+
+/// Longest a loop turn sleeps in `poll`, so timed actions (sends, pings, vanishings) are
+/// punctual.
+const TICK: Duration = Duration::from_millis(2);
+
+/// The run's connections and its loop.
+pub(super) struct Chaos {
+    target: SocketAddr,
+    tls: Option<TlsTarget>,
+    /// The misbehaving roles started in turn: [`MISBEHAVING`], and [`MISBEHAVING_TLS`] with a
+    /// TLS target.
+    pub(super) misbehaving: Vec<Role>,
+    poll: Poll,
+    events: Events,
+    pub(super) clients: Slab<Client>,
+    pub(super) ctx: Context,
+    /// Misbehaving clients started so far (picks the next role and varies behaviour).
+    pub(super) started: u64,
+    /// xorshift state: lifetimes are random but the same for the same `--seed`.
+    rng: u64,
+    last_timed: Instant,
+}
+
+impl Chaos {
+    pub(super) fn new(
+        args: &BenchArgs,
+        target: SocketAddr,
+        tls: Option<&TlsTarget>,
+        chat_interval: Duration,
+    ) -> io::Result<Chaos> {
+        let mut misbehaving = MISBEHAVING.to_vec();
+        if tls.is_some() {
+            misbehaving.extend(MISBEHAVING_TLS);
+        }
+        Ok(Chaos {
+            target,
+            tls: tls.cloned(),
+            misbehaving,
+            poll: Poll::new()?,
+            events: Events::with_capacity(1024),
+            clients: Slab::new(),
+            ctx: Context::new(args, chat_interval)?,
+            started: 0,
+            rng: args.seed.max(1),
+            last_timed: Instant::now(),
+        })
+    }
+
+    /// Misbehaving clients connected now, what `--conns` caps (storms come on top).
+    pub(super) fn misbehaving_now(&self) -> usize {
+        self.clients
+            .iter()
+            .filter(|(_, c)| !c.role.well_behaved() && c.role != Role::Storm)
+            .count()
+    }
+
+    /// A random number of milliseconds in `low..=high` (xorshift64).
+    fn random_ms(&mut self, (low, high): (u64, u64)) -> Duration {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        Duration::from_millis(low + self.rng % (high - low + 1))
+    }
+
+    /// Starts a client of `role` connecting.
+    pub(super) fn open(&mut self, role: Role) {
+        let serial = if role.well_behaved() {
+            0
+        } else {
+            self.started += 1;
+            self.started
+        };
+        let until = Instant::now() + self.random_ms(role.lifetime_ms());
+        let tls_target = self.tls.as_ref().filter(|_| role.over_tls());
+        let kind = role.kind(tls_target.is_some());
+        if let (Role::Chatter(n), Some(_)) = (role, tls_target)
+            && let Some(log) = self.ctx.chatters.get_mut(n as usize)
+        {
+            log.tls = true;
+        }
+        let tally = self.ctx.tallies.entry(kind).or_default();
+        tally.opened += 1;
+        let addr = tls_target.map_or(self.target, |t| t.addr);
+        let entry = self.clients.vacant_entry();
+        let registered = connect(addr, None, role.receive_buffer()).and_then(|mut stream| {
+            if let Some(bytes) = role.send_buffer() {
+                SockRef::from(&stream).set_send_buffer_size(bytes)?;
+            }
+            let tls = match tls_target.filter(|_| role.has_session()) {
+                Some(target) => Some(target.session().map_err(io::Error::other)?),
+                None => None,
+            };
+            self.poll.registry().register(
+                &mut stream,
+                Token(entry.key()),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok((stream, tls))
+        });
+        match registered {
+            Ok((stream, tls)) => {
+                entry.insert(Client::new(stream, tls, role, kind, serial, until));
+            }
+            Err(e) => {
+                tally.failed += 1;
+                if role.well_behaved() {
+                    self.ctx.lost.push(format!("{kind} could not connect: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Runs loop turns until `done` holds or `limit` passes; whether `done` held.
+    pub(super) fn run_until(&mut self, limit: Duration, done: impl Fn(&Chaos) -> bool) -> bool {
+        let started = Instant::now();
+        loop {
+            if done(self) {
+                return true;
+            }
+            if started.elapsed() >= limit {
+                return false;
+            }
+            self.turn();
+        }
+    }
+
+    /// One loop turn: timed actions (at most once a millisecond), then one poll and its
+    /// events.
+    pub(super) fn turn(&mut self) {
+        let now = Instant::now();
+        if now - self.last_timed >= Duration::from_millis(1) {
+            self.last_timed = now;
+            self.choose_target();
+            let ctx = &mut self.ctx;
+            self.clients.retain(|_, client| {
+                let after = timed(client, ctx, now);
+                if after == After::Close {
+                    close(client);
+                }
+                after == After::Keep
+            });
+        }
+        if self.poll.poll(&mut self.events, Some(TICK)).is_err() {
+            return;
+        }
+        for event in self.events.iter() {
+            let Token(key) = event.token();
+            let Some(client) = self.clients.get_mut(key) else {
+                continue;
+            };
+            if service(client, &mut self.ctx) == After::Close {
+                close(client);
+                self.clients.remove(key);
+            }
+        }
+    }
+
+    /// Keeps the flooders' target until it has had its dose or is gone; then takes, of the
+    /// connected non-readers never aimed at, the one due to stay longest, so that it has time
+    /// to be cut off as too slow before it goes.
+    fn choose_target(&mut self) {
+        let keep = self.ctx.target.as_ref().is_some_and(|t| {
+            t.aimed < TARGET_DOSE
+                && self
+                    .clients
+                    .get(t.key)
+                    .is_some_and(|c| c.role.non_reader() && c.nick == t.nick)
+        });
+        if keep {
+            return;
+        }
+        self.ctx.target = self
+            .clients
+            .iter_mut()
+            // A TLS non-reader has a nick once its handshake is over.
+            .filter(|(_, c)| c.role.non_reader() && !c.nick.is_empty() && !c.aimed_at)
+            .max_by_key(|(_, c)| c.until)
+            .map(|(key, c)| {
+                c.aimed_at = true;
+                Target {
+                    key,
+                    nick: c.nick.clone(),
+                    aimed: 0,
+                }
+            });
+    }
+
+    /// Every chatter has every line sent so far by the others, and every ping is answered.
+    pub(super) fn drained(&self) -> bool {
+        let total: u64 = self.ctx.chatters.iter().map(|c| c.sent).sum();
+        self.ctx
+            .chatters
+            .iter()
+            .all(|c| c.received.len() as u64 >= total - c.sent)
+            && self.ctx.pings.pending.is_empty()
+    }
+}

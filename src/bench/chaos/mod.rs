@@ -1,0 +1,127 @@
+//! `pollchat bench --scenario chaos`: well-behaved chatters talk while strangers misbehave
+//! around them, and the run says, promise by promise, whether the server kept it (PASS/FAIL).
+//!
+//! The generator is one thread and one mio loop, built like the server. A run is
+//! `--rounds` rounds (two by default), each with fresh clients, each through fixed phases
+//! bounded in time:
+//!
+//! 1. **baseline** (once, before round 1): the server's open descriptors and memory, cold
+//!    (with `--server-pid`);
+//! 2. **join**: `--chatters` chatters and one pinger (two with a TLS target) connect and are
+//!    welcomed;
+//! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; each pinger
+//!    sends itself a `/msg` five times a second and times the answer; misbehaving clients
+//!    come and go, up to `--conns` at once, cycling through the roles of `roles.rs`; two connect
+//!    storms of `--storm` connections each, a third and two thirds of the way through;
+//! 4. **calm**: every misbehaving client vanishes; chatters stop and wait for what is in
+//!    flight;
+//! 5. **leave**: chatters and pingers `/quit` and wait for the server to close them;
+//! 6. **settle**: wait for the server's descriptors to come back down to the cold baseline,
+//!    read its memory.
+//!
+//! With `--tls-target` and `--tls-ca`, every other chatter and a second pinger talk to the
+//! server's TLS listener through a non-blocking rustls client (the same steps as `pollchat
+//! connect --tls`, from `client/transport.rs`), so the checks hold TLS and plain clients to one
+//! record: each TLS chatter's lines must reach every plain one, and the other way round, once
+//! and in the one order. Three more misbehaving roles take their turns on the TLS port:
+//! garbage instead of a handshake, a stalled handshake and a TLS client that stops reading.
+//!
+//! After each round the checks in `invariants.rs` run over what its well-behaved clients
+//! recorded: every round must keep every promise, and the report names the round that broke
+//! one. The server's resources are judged across rounds: descriptors must be back to the cold
+//! baseline after every round, and memory after the last round must be within
+//! [`RSS_MARGIN_KIB`] of memory after the first (why the first and not the cold baseline is
+//! explained there).
+//!
+//! Where each part is:
+//!
+//! - `roles.rs`: who a connection plays, and how each role behaves: as time passes, when its
+//!   socket is ready, on each line from the server, once it is welcomed;
+//! - `client.rs`: one connection: its socket, its TLS session, its buffers, and their I/O;
+//! - `event_loop.rs`: a round's one mio loop over its clients: opening them, timed actions,
+//!   readiness;
+//! - `round.rs`: one round's phases, 2 to 6 above, and what its well-behaved clients recorded;
+//! - `report.rs`: the rounds merged into one [`ChaosReport`], with its checks, as a summary or
+//!   as JSON.
+
+mod client;
+mod event_loop;
+mod report;
+mod roles;
+mod round;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use super::BenchArgs;
+use super::procfs::resources;
+use super::wire::Proto;
+use client::TlsTarget;
+pub use report::{ChaosReport, Check, Outcome, RSS_MARGIN_KIB, RoundFigures, Tally};
+use round::{Plan, run_round};
+
+/// Runs the chaos scenario against the first `--target`: `--rounds` rounds, then the checks. `Err`
+/// only for bad arguments or a machine that cannot run it; a server that breaks a promise
+/// gives a report with a FAIL.
+pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
+    if args.proto != Proto::Pollchat {
+        return Err("--scenario chaos speaks pollchat's protocol only".into());
+    }
+    if args.chatters < 2 {
+        return Err("--chatters must be at least 2 (someone has to hear them)".into());
+    }
+    if args.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    let chat_interval = rate_interval(args.chat_rate, "--chat-rate")?;
+    let spawn_interval = rate_interval(args.connect_rate, "--connect-rate")?;
+    let tls = TlsTarget::new(args)?;
+    let started = Instant::now();
+    let &target = args
+        .target
+        .first()
+        .ok_or("--target: give the server's address")?;
+    // 1. Baseline, cold: what the server holds before anyone connects.
+    let cold = args.server_pid.and_then(resources);
+    let plan = Plan {
+        args,
+        target,
+        tls: tls.as_ref(),
+        chat_interval,
+        spawn_interval,
+        cold,
+    };
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        rounds.push(run_round(&plan).map_err(|e| format!("round {round}: {e}"))?);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let server_stats = args.server_stats.and_then(ask_stats);
+    ChaosReport::new(secs, args.chatters, rounds, cold, server_stats)
+}
+
+/// The interval between events at `rate` per second.
+fn rate_interval(rate: f64, flag: &str) -> Result<Duration, String> {
+    if rate > 0.0 && rate.is_finite() {
+        Ok(Duration::from_secs_f64(1.0 / rate))
+    } else {
+        Err(format!("{flag} must be a positive number per second"))
+    }
+}
+
+/// Asks a server's `--stats-udp` socket for its counters (three tries, a second each).
+fn ask_stats(server: SocketAddr) -> Option<String> {
+    let local: SocketAddr = if server.is_ipv4() {
+        ([127, 0, 0, 1], 0).into()
+    } else {
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
+    };
+    let socket = UdpSocket::bind(local).ok()?;
+    socket.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let mut buf = vec![0; 64 * 1024];
+    (0..3).find_map(|_| {
+        socket.send_to(b"stats", server).ok()?;
+        let n = socket.recv(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+    })
+}

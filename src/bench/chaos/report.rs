@@ -1,0 +1,900 @@
+//! What a chaos run concludes: the rounds merged into one [`ChaosReport`], each promise
+//! checked ([`Check`]: PASS, FAIL or SKIP), the server's descriptors and memory judged
+//! across the rounds, and the report told as a summary or as one JSON object.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+
+use super::roles::PING_LIMIT;
+use crate::bench::report::one_line;
+use crate::bench::worker::latency_histogram;
+
+/// How much more memory the server may hold after the last round than after the first.
+///
+/// Not compared with the cold baseline, because freed memory is not returned to the OS: after
+/// one 5 s round (`--conns 100 --storm 200`, when every flood line still went to everyone)
+/// the server's RSS stayed at 13.5 MB against 3.4 MB cold, yet
+/// `gdb -p PID -batch -ex 'call (int)malloc_trim(0)'` on the idle server took it from
+/// 13,472 kB to 4,084 kB (and, on 2026-11-22 after eleven rounds, from 13,820 kB to
+/// 4,128 kB): the memory was free, glibc kept it for reuse. So round 1 brings the allocator to
+/// its high-water mark, and later rounds reuse what it kept: a leak grows round over round,
+/// retention does not. Eleven rounds against one server measured after each round (KiB):
+/// 12,112, 13,380, 13,628, 13,680, 14,076, 14,120, 13,812, 13,856, 13,824, 13,816, 13,820,
+/// that is at most 2,008 KiB above round 1. The margin is twice that; a leak shows once it
+/// passes the margin between round 1 and the last, so more rounds, or longer ones, catch
+/// smaller leaks.
+pub const RSS_MARGIN_KIB: u64 = 4096;
+
+/// What happened to the connections of one role (in the JSON report, one object per role).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Tally {
+    pub opened: u64,
+    /// Could not connect at all.
+    pub failed: u64,
+    pub welcomed: u64,
+    /// Told the server is full, or that its address has too many connections.
+    pub refused: u64,
+    /// Closed by the server (for chatters and pingers: after their `/quit`).
+    pub closed_by_server: u64,
+    /// "line too long" notices received.
+    pub too_long: u64,
+}
+
+impl std::ops::AddAssign for Tally {
+    fn add_assign(&mut self, other: Tally) {
+        self.opened += other.opened;
+        self.failed += other.failed;
+        self.welcomed += other.welcomed;
+        self.refused += other.refused;
+        self.closed_by_server += other.closed_by_server;
+        self.too_long += other.too_long;
+    }
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail,
+    /// Not checked (a run without `--server-pid` cannot see the server's resources).
+    Skipped,
+}
+
+impl Outcome {
+    pub fn word(self) -> &'static str {
+        match self {
+            Outcome::Pass => "PASS",
+            Outcome::Fail => "FAIL",
+            Outcome::Skipped => "SKIP",
+        }
+    }
+}
+
+/// One promise checked.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+/// The promises checked in every round, over what its well-behaved clients recorded.
+const PER_ROUND: [&str; 5] = [
+    "exactly once",
+    "one global order",
+    "clean text",
+    "kept answering",
+    "no well-behaved client lost",
+];
+
+/// What one round left behind, for the report.
+#[derive(Debug, Clone)]
+pub struct RoundFigures {
+    /// From the first connect to the end of the settle phase.
+    pub secs: f64,
+    pub lines_sent: u64,
+    pub deliveries: u64,
+    /// The server's open descriptors and RSS (KiB) once the round's clients were gone, and
+    /// its highest RSS during the round (with `--server-pid`).
+    pub fds_end: Option<usize>,
+    pub rss_kib_end: Option<u64>,
+    pub rss_kib_peak: Option<u64>,
+    /// The per-round promises this round broke.
+    pub failed: Vec<&'static str>,
+}
+
+impl RoundFigures {
+    /// The server's descriptors and RSS after the round and its highest RSS during it: all
+    /// three, or none (without `--server-pid`, or once the server is gone).
+    pub fn server(&self) -> Option<(usize, u64, u64)> {
+        Some((self.fds_end?, self.rss_kib_end?, self.rss_kib_peak?))
+    }
+
+    /// A round's figures and the per-round promises it broke.
+    fn of(round: &Round) -> RoundFigures {
+        RoundFigures {
+            secs: round.secs,
+            lines_sent: round.lines_sent,
+            deliveries: round.deliveries,
+            fds_end: round.end.map(|(fds, _)| fds),
+            rss_kib_end: round.end.map(|(_, rss)| rss),
+            rss_kib_peak: round.rss_peak,
+            failed: PER_ROUND
+                .iter()
+                .zip(&round.verdicts)
+                .filter(|(_, verdict)| verdict.is_err())
+                .map(|(&name, _)| name)
+                .collect(),
+        }
+    }
+}
+
+/// What a chaos run saw over all its rounds, and what it concluded.
+#[derive(Debug, Clone)]
+pub struct ChaosReport {
+    /// The whole run, every round and its settling.
+    pub secs: f64,
+    pub rounds: Vec<RoundFigures>,
+    /// Counts summed over the rounds.
+    pub tallies: Vec<(&'static str, Tally)>,
+    pub lines_sent: u64,
+    /// Of `lines_sent`, those sent by chatters on the TLS listener (`--tls-target`).
+    pub lines_sent_tls: u64,
+    pub deliveries: u64,
+    pub expected: u64,
+    /// Chatter lines, sender to receiver, in microseconds, over every round: p50, p99, max.
+    pub latency_us: [u64; 3],
+    pub pings_sent: u64,
+    pub pings_answered: u64,
+    /// Round trips in microseconds: p50, p99, slowest (including any never answered).
+    pub ping_us: [u64; 3],
+    /// The server's open descriptors and RSS (KiB) before round 1 (with `--server-pid`).
+    pub cold: Option<(usize, u64)>,
+    /// The server's highest RSS (KiB) seen during the run.
+    pub rss_kib_peak: Option<u64>,
+    /// The server's counters at the end (`--server-stats`), as it sent them.
+    pub server_stats: Option<String>,
+    pub checks: Vec<Check>,
+}
+
+impl ChaosReport {
+    /// Every check passed (skipped ones do not count against).
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.outcome != Outcome::Fail)
+    }
+
+    /// The outcome of the check called `name`, if there is one.
+    pub fn outcome(&self, name: &str) -> Option<Outcome> {
+        self.checks
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.outcome)
+    }
+
+    /// The role's counts summed over the rounds (zero for a role that never ran).
+    pub fn tally(&self, role: &str) -> Tally {
+        self.tallies
+            .iter()
+            .find(|(name, _)| *name == role)
+            .map_or_else(Tally::default, |&(_, t)| t)
+    }
+
+    /// A human summary: the role table, the figures, each round, each check and the verdict.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        self.write_figures(&mut s);
+        self.write_rounds_and_checks(&mut s);
+        s
+    }
+
+    /// The summary's first part: the roles' counts, the chatters' lines, the pings, and the
+    /// server before round 1.
+    fn write_figures(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "chaos: {} rounds, {:.1} s; counts summed over the rounds",
+            self.rounds.len(),
+            self.secs
+        );
+        let _ = writeln!(
+            s,
+            "  {:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}",
+            "role", "opened", "failed", "welcomed", "refused", "closed by server", "too long"
+        );
+        for (name, t) in &self.tallies {
+            let _ = writeln!(
+                s,
+                "  {name:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}",
+                t.opened, t.failed, t.welcomed, t.refused, t.closed_by_server, t.too_long
+            );
+        }
+        let [p50, p99, max] = self.latency_us.map(|us| us as f64 / 1000.0);
+        let _ = writeln!(
+            s,
+            "chatter lines: {} sent ({} over TLS), {} of {} deliveries; latency p50 \
+             {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
+            self.lines_sent, self.lines_sent_tls, self.deliveries, self.expected
+        );
+        let [p50, p99, max] = self.ping_us.map(|us| us as f64 / 1000.0);
+        let _ = writeln!(
+            s,
+            "pings: {} sent, {} answered; round trip p50 {p50:.2} ms, p99 {p99:.2} ms, \
+             slowest {max:.2} ms",
+            self.pings_sent, self.pings_answered
+        );
+        if let (Some((fds, rss)), Some(peak)) = (self.cold, self.rss_kib_peak) {
+            let _ = writeln!(
+                s,
+                "server: {fds} descriptors and {rss} KiB RSS cold (before round 1), \
+                 {peak} KiB at most"
+            );
+        }
+    }
+
+    /// The summary's second part: each round, the server's counters, each check and the
+    /// verdict.
+    fn write_rounds_and_checks(&self, s: &mut String) {
+        for (i, r) in self.rounds.iter().enumerate() {
+            let _ = write!(
+                s,
+                "round {}: {:.1} s, {} chatter lines sent, {} delivered",
+                i + 1,
+                r.secs,
+                r.lines_sent,
+                r.deliveries
+            );
+            if let Some((fds, end, peak)) = r.server() {
+                let _ = write!(
+                    s,
+                    "; server RSS {peak} KiB at most, then {fds} descriptors and {end} KiB"
+                );
+            }
+            if !r.failed.is_empty() {
+                let _ = write!(s, "; FAILED {}", r.failed.join(", "));
+            }
+            let _ = writeln!(s);
+        }
+        if let Some(stats) = &self.server_stats {
+            let _ = writeln!(s, "server counters: {stats}");
+        }
+        for check in &self.checks {
+            let word = check.outcome.word();
+            let _ = writeln!(s, "{word}  {}: {}", check.name, check.detail);
+        }
+        let failed = self
+            .checks
+            .iter()
+            .filter(|c| c.outcome == Outcome::Fail)
+            .count();
+        let verdict = if failed == 0 { "PASS" } else { "FAIL" };
+        let _ = writeln!(
+            s,
+            "chaos: {verdict} ({failed} of {} checks failed)",
+            self.checks.len()
+        );
+    }
+
+    /// One JSON object on one line, for scripts: the figures, the server's (with
+    /// `--server-pid`) and its counters (with `--server-stats`), each role's counts, each
+    /// round's figures, and each check as `"name": "PASS"`.
+    pub fn json(&self) -> String {
+        let [latency_us_p50, latency_us_p99, latency_us_max] = self.latency_us;
+        let [ping_us_p50, ping_us_p99, ping_us_max] = self.ping_us;
+        let checks: Vec<(&str, &str)> = self
+            .checks
+            .iter()
+            .map(|c| (c.name, c.outcome.word()))
+            .collect();
+        one_line(&Json {
+            scenario: "chaos",
+            passed: self.passed(),
+            secs: self.secs,
+            rounds: self.rounds.len(),
+            lines_sent: self.lines_sent,
+            lines_sent_tls: self.lines_sent_tls,
+            deliveries: self.deliveries,
+            expected: self.expected,
+            latency_us_p50,
+            latency_us_p99,
+            latency_us_max,
+            pings_sent: self.pings_sent,
+            pings_answered: self.pings_answered,
+            ping_us_p50,
+            ping_us_p99,
+            ping_us_max,
+            server: self.server_json(),
+            server_stats: self.server_stats.as_deref().map(Embedded::new),
+            roles: Object(&self.tallies),
+            per_round: (1..).zip(&self.rounds).map(RoundJson::new).collect(),
+            checks: Object(&checks),
+        })
+    }
+
+    /// The server's descriptors and memory for the JSON report: before round 1, at most, and
+    /// after the first and the last round (with `--server-pid`).
+    fn server_json(&self) -> Option<ServerJson> {
+        let ((fds_before, rss_kib_before), rss_kib_peak) = (self.cold?, self.rss_kib_peak?);
+        let last = self.rounds.last();
+        Some(ServerJson {
+            fds_before,
+            fds_end: last.and_then(|r| r.fds_end),
+            rss_kib_before,
+            rss_kib_first_round: self.rounds.first().and_then(|r| r.rss_kib_end),
+            rss_kib_peak,
+            rss_kib_end: last.and_then(|r| r.rss_kib_end),
+        })
+    }
+}
+
+/// The report as scripts read it, in this order (serde writes the fields as declared).
+#[derive(Serialize)]
+struct Json<'a> {
+    scenario: &'static str,
+    passed: bool,
+    secs: f64,
+    rounds: usize,
+    lines_sent: u64,
+    lines_sent_tls: u64,
+    deliveries: u64,
+    expected: u64,
+    latency_us_p50: u64,
+    latency_us_p99: u64,
+    latency_us_max: u64,
+    pings_sent: u64,
+    pings_answered: u64,
+    ping_us_p50: u64,
+    ping_us_p99: u64,
+    ping_us_max: u64,
+    #[serde(flatten)]
+    server: Option<ServerJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_stats: Option<Embedded<'a>>,
+    roles: Object<'a, &'static str, Tally>,
+    per_round: Vec<RoundJson<'a>>,
+    checks: Object<'a, &'a str, &'a str>,
+}
+
+/// The server's descriptors and memory across the run. The figures after a round are `null`
+/// if the server was gone by then.
+#[derive(Serialize)]
+struct ServerJson {
+    fds_before: usize,
+    fds_end: Option<usize>,
+    rss_kib_before: u64,
+    rss_kib_first_round: Option<u64>,
+    rss_kib_peak: u64,
+    rss_kib_end: Option<u64>,
+}
+
+/// One round in the JSON report, numbered from 1.
+#[derive(Serialize)]
+struct RoundJson<'a> {
+    round: usize,
+    secs: f64,
+    lines_sent: u64,
+    deliveries: u64,
+    #[serde(flatten)]
+    server: Option<RoundServerJson>,
+    failed: &'a [&'static str],
+}
+
+/// The server after a round: all three figures, or none (see [`RoundFigures::server`]).
+#[derive(Serialize)]
+struct RoundServerJson {
+    fds_end: usize,
+    rss_kib_end: u64,
+    rss_kib_peak: u64,
+}
+
+impl<'a> RoundJson<'a> {
+    fn new((round, r): (usize, &'a RoundFigures)) -> RoundJson<'a> {
+        RoundJson {
+            round,
+            secs: r.secs,
+            lines_sent: r.lines_sent,
+            deliveries: r.deliveries,
+            server: r
+                .server()
+                .map(|(fds_end, rss_kib_end, rss_kib_peak)| RoundServerJson {
+                    fds_end,
+                    rss_kib_end,
+                    rss_kib_peak,
+                }),
+            failed: &r.failed,
+        }
+    }
+}
+
+/// The server's `--stats-udp` reply: JSON, embedded as the server sent it (its fields in its
+/// order, which parsing into a `serde_json::Value` would sort); or, if it is not JSON, a
+/// string, so that the report still parses.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Embedded<'a> {
+    Json(&'a RawValue),
+    Text(&'a str),
+}
+
+impl<'a> Embedded<'a> {
+    fn new(reply: &'a str) -> Embedded<'a> {
+        serde_json::from_str(reply).map_or(Embedded::Text(reply), Embedded::Json)
+    }
+}
+
+/// Pairs as one JSON object, in their order: the roles as the table lists them, the checks
+/// as the summary does.
+struct Object<'a, K, V>(&'a [(K, V)]);
+
+impl<K: Serialize, V: Serialize> Serialize for Object<'_, K, V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(k, v)| (k, v)))
+    }
+}
+
+/// What one round recorded, once its clients are gone.
+pub(super) struct Round {
+    pub(super) secs: f64,
+    pub(super) tallies: BTreeMap<&'static str, Tally>,
+    pub(super) lines_sent: u64,
+    /// Of `lines_sent`, those of chatters on the TLS listener.
+    pub(super) lines_sent_tls: u64,
+    pub(super) deliveries: u64,
+    /// What a lossless server delivers: every chatter line to every other chatter.
+    pub(super) expected: u64,
+    pub(super) latency: Histogram<u64>,
+    pub(super) pings_sent: u64,
+    pub(super) pings_answered: u64,
+    /// The slowest round trip, a ping never answered counting as taking until the end.
+    pub(super) ping_slowest: Duration,
+    pub(super) round_trip: Histogram<u64>,
+    /// One per promise of [`PER_ROUND`], in that order: `Err` says how it was broken.
+    pub(super) verdicts: [Result<(), String>; PER_ROUND.len()],
+    /// The server's descriptors and RSS after the settle phase, and its highest RSS during
+    /// the round (with `--server-pid`).
+    pub(super) end: Option<(usize, u64)>,
+    pub(super) rss_peak: Option<u64>,
+}
+
+impl ChaosReport {
+    /// Merges the rounds: counts summed, latency histograms added, and each per-round promise
+    /// failed if any round broke it (the report names the round). Then the server's resources,
+    /// across the rounds.
+    pub(super) fn new(
+        secs: f64,
+        chatters: usize,
+        rounds: Vec<Round>,
+        cold: Option<(usize, u64)>,
+        server_stats: Option<String>,
+    ) -> Result<ChaosReport, String> {
+        let mut tallies: BTreeMap<&'static str, Tally> = BTreeMap::new();
+        let mut latency = latency_histogram().map_err(|e| e.to_string())?;
+        let mut round_trip = latency_histogram().map_err(|e| e.to_string())?;
+        for round in &rounds {
+            for (&role, &tally) in &round.tallies {
+                *tallies.entry(role).or_default() += tally;
+            }
+            latency.add(&round.latency).map_err(|e| e.to_string())?;
+            round_trip
+                .add(&round.round_trip)
+                .map_err(|e| e.to_string())?;
+        }
+        let sum = |figure: fn(&Round) -> u64| rounds.iter().map(figure).sum::<u64>();
+        let ping_slowest = rounds
+            .iter()
+            .map(|r| r.ping_slowest)
+            .max()
+            .unwrap_or_default();
+        let mut report = ChaosReport {
+            secs,
+            rounds: rounds.iter().map(RoundFigures::of).collect(),
+            tallies: tallies.into_iter().collect(),
+            lines_sent: sum(|r| r.lines_sent),
+            lines_sent_tls: sum(|r| r.lines_sent_tls),
+            deliveries: sum(|r| r.deliveries),
+            expected: sum(|r| r.expected),
+            latency_us: quantiles(&latency),
+            pings_sent: sum(|r| r.pings_sent),
+            pings_answered: sum(|r| r.pings_answered),
+            ping_us: quantiles(&round_trip),
+            cold,
+            rss_kib_peak: cold
+                .map(|(_, rss)| rounds.iter().filter_map(|r| r.rss_peak).fold(rss, u64::max)),
+            server_stats,
+            checks: Vec::new(),
+        };
+        report.ping_us[2] = u64::try_from(ping_slowest.as_micros()).unwrap_or(u64::MAX);
+        report.checks = per_round_checks(&report, chatters, ping_slowest, &rounds);
+        let ends: Vec<_> = rounds.iter().map(|r| r.end).collect();
+        report.checks.extend(resource_checks(cold, &ends));
+        Ok(report)
+    }
+}
+
+/// p50, p99 and the maximum of a histogram (zeros if it is empty).
+fn quantiles(h: &Histogram<u64>) -> [u64; 3] {
+    if h.is_empty() {
+        [0, 0, 0]
+    } else {
+        [h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max()]
+    }
+}
+
+/// The promises of [`PER_ROUND`], each judged over every round: a pass says what was kept
+/// (from the merged figures of `report`), a failure names each round that broke it and how.
+fn per_round_checks(
+    report: &ChaosReport,
+    chatters: usize,
+    ping_slowest: Duration,
+    rounds: &[Round],
+) -> Vec<Check> {
+    let in_every_round = if rounds.len() > 1 {
+        format!("; kept in each of the {} rounds", rounds.len())
+    } else {
+        String::new()
+    };
+    let (deliveries, expected) = (report.deliveries, report.expected);
+    let kept = [
+        format!("{deliveries} of {expected} chatter lines delivered, none twice"),
+        "every chatter saw the lines in one order, each sender's as sent".to_string(),
+        "every line received was UTF-8 without control characters".to_string(),
+        answered(report.pings_answered, report.pings_sent, ping_slowest),
+        format!("all {chatters} chatters and every pinger stayed until they quit"),
+    ];
+    PER_ROUND
+        .iter()
+        .zip(kept)
+        .enumerate()
+        .map(|(i, (&name, kept))| {
+            let broken: Vec<String> = (1..)
+                .zip(rounds)
+                .filter_map(|(r, round)| {
+                    let why = round.verdicts[i].as_ref().err()?;
+                    Some(format!("round {r}: {why}"))
+                })
+                .collect();
+            if broken.is_empty() {
+                Check {
+                    name,
+                    outcome: Outcome::Pass,
+                    detail: kept + &in_every_round,
+                }
+            } else {
+                Check {
+                    name,
+                    outcome: Outcome::Fail,
+                    detail: broken.join("; "),
+                }
+            }
+        })
+        .collect()
+}
+
+/// The reasons, each once, in the order first given, with how often it came when more than
+/// once: twenty chatters not closed after `/quit` make one line, not twenty.
+pub(super) fn counted(reasons: &[String]) -> String {
+    let mut seen: Vec<(&str, usize)> = Vec::new();
+    for reason in reasons {
+        match seen.iter_mut().find(|(r, _)| r == reason) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((reason, 1)),
+        }
+    }
+    let said: Vec<String> = seen
+        .into_iter()
+        .map(|(reason, n)| match n {
+            1 => reason.to_string(),
+            n => format!("{reason} ({n} times)"),
+        })
+        .collect();
+    said.join("; ")
+}
+
+/// "N of M pings answered, slowest in X ms (limit 2 s)".
+pub(super) fn answered(answered: u64, sent: u64, slowest: Duration) -> String {
+    format!(
+        "{answered} of {sent} pings answered, slowest in {:.1} ms (limit {} s)",
+        slowest.as_secs_f64() * 1000.0,
+        PING_LIMIT.as_secs()
+    )
+}
+
+const FDS: &str = "descriptors back to baseline";
+const RSS: &str = "memory back to baseline";
+
+/// The server's descriptors and memory, judged across the rounds from `cold` (before round 1)
+/// and `ends` (after each round's settle phase). Descriptors must be back to the cold
+/// baseline after every round. Memory after the last round must be within [`RSS_MARGIN_KIB`]
+/// of memory after the first; with one round, of the cold baseline.
+fn resource_checks(cold: Option<(usize, u64)>, ends: &[Option<(usize, u64)>]) -> [Check; 2] {
+    let all = |outcome, detail: &str| {
+        [FDS, RSS].map(|name| Check {
+            name,
+            outcome,
+            detail: detail.to_string(),
+        })
+    };
+    let Some((fds_cold, rss_cold)) = cold else {
+        return all(
+            Outcome::Skipped,
+            "needs --server-pid of a server on this machine",
+        );
+    };
+    let ends: Option<Vec<(usize, u64)>> = ends.iter().copied().collect();
+    let Some(ends) = ends.filter(|e| !e.is_empty()) else {
+        return all(
+            Outcome::Fail,
+            "the server's /proc entry went away during the run: did it exit?",
+        );
+    };
+    let fds: Vec<usize> = ends.iter().map(|&(fds, _)| fds).collect();
+    let rss: Vec<u64> = ends.iter().map(|&(_, rss)| rss).collect();
+    [fds_check(fds_cold, &fds), rss_check(rss_cold, &rss)]
+}
+
+/// Descriptors after each round (at least one) against `cold`, before round 1.
+fn fds_check(cold: usize, after: &[usize]) -> Check {
+    let over: Vec<String> = (1..)
+        .zip(after)
+        .filter(|&(_, &fds)| fds > cold)
+        .map(|(round, _)| format!("round {round}"))
+        .collect();
+    let mut detail = format!("{cold} before round 1, {} after each round", listed(after));
+    if !over.is_empty() {
+        let _ = write!(detail, ": still more than before after {}", over.join(", "));
+    }
+    Check {
+        name: FDS,
+        outcome: if over.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
+        detail,
+    }
+}
+
+/// RSS after each round (at least one) against round 1's, or with one round against `cold`.
+fn rss_check(cold: u64, after: &[u64]) -> Check {
+    let (first, last) = (after[0], after[after.len() - 1]);
+    let (baseline, detail) = if after.len() > 1 {
+        (
+            first,
+            format!(
+                "{last} KiB after round {} against {first} KiB after round 1 \
+                 (margin {RSS_MARGIN_KIB} KiB); {cold} KiB cold, {} KiB after each round",
+                after.len(),
+                listed(after)
+            ),
+        )
+    } else {
+        (
+            cold,
+            format!(
+                "{last} KiB after the round against {cold} KiB cold (margin \
+                 {RSS_MARGIN_KIB} KiB); with one round, memory the allocator keeps for reuse \
+                 counts as growth: use --rounds 2 or more"
+            ),
+        )
+    };
+    Check {
+        name: RSS,
+        outcome: if last <= baseline + RSS_MARGIN_KIB {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
+        detail,
+    }
+}
+
+/// "a, b, c".
+fn listed(figures: &[impl ToString]) -> String {
+    let figures: Vec<String> = figures.iter().map(ToString::to_string).collect();
+    figures.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A round in which every promise was kept: `lines` chatter lines among 3 chatters, one
+    /// latency of `latency_us`, and the server left with `end` (descriptors, RSS KiB).
+    fn kept_round(lines: u64, latency_us: u64, end: Option<(usize, u64)>) -> Round {
+        let mut latency = latency_histogram().unwrap();
+        latency.record(latency_us).unwrap();
+        let mut tallies = BTreeMap::new();
+        tallies.insert(
+            "storm",
+            Tally {
+                opened: 10,
+                refused: 4,
+                ..Tally::default()
+            },
+        );
+        Round {
+            secs: 1.0,
+            tallies,
+            lines_sent: lines,
+            lines_sent_tls: 0,
+            deliveries: 2 * lines,
+            expected: 2 * lines,
+            latency,
+            pings_sent: 5,
+            pings_answered: 5,
+            ping_slowest: Duration::from_millis(3),
+            round_trip: latency_histogram().unwrap(),
+            verdicts: PER_ROUND.map(|_| Ok(())),
+            end,
+            rss_peak: end.map(|(_, rss)| rss),
+        }
+    }
+
+    fn report(rounds: Vec<Round>, cold: Option<(usize, u64)>) -> ChaosReport {
+        ChaosReport::new(10.0, 3, rounds, cold, None).unwrap()
+    }
+
+    const COLD: Option<(usize, u64)> = Some((11, 3_400));
+
+    /// Rounds that kept every promise and left the server with `ends` (descriptors, RSS
+    /// KiB), after the cold baseline [`COLD`].
+    fn after_rounds(ends: &[Option<(usize, u64)>]) -> ChaosReport {
+        let rounds = ends.iter().map(|&end| kept_round(10, 100, end)).collect();
+        report(rounds, COLD)
+    }
+
+    fn check<'a>(report: &'a ChaosReport, name: &str) -> &'a Check {
+        report.checks.iter().find(|c| c.name == name).unwrap()
+    }
+
+    const FDS: &str = "descriptors back to baseline";
+    const RSS: &str = "memory back to baseline";
+
+    #[test]
+    fn retention_after_round_one_is_not_a_leak() {
+        let r = after_rounds(&[Some((11, 13_500)), Some((11, 12_900)), Some((11, 13_200))]);
+        assert!(r.passed(), "{}", r.summary());
+    }
+
+    #[test]
+    fn memory_growing_past_the_margin_after_round_one_fails() {
+        let r = after_rounds(&[Some((11, 13_500)), Some((11, 13_500 + RSS_MARGIN_KIB + 1))]);
+        assert_eq!(r.outcome(RSS), Some(Outcome::Fail));
+        assert_eq!(r.outcome(FDS), Some(Outcome::Pass));
+    }
+
+    #[test]
+    fn one_round_compares_memory_with_the_cold_baseline() {
+        let r = after_rounds(&[Some((11, 13_500))]);
+        let memory = check(&r, RSS);
+        assert_eq!(memory.outcome, Outcome::Fail);
+        assert!(memory.detail.contains("--rounds 2"), "{}", memory.detail);
+    }
+
+    #[test]
+    fn descriptors_left_open_after_a_round_fail_and_name_it() {
+        let r = after_rounds(&[Some((11, 13_500)), Some((25, 13_500))]);
+        let fds = check(&r, FDS);
+        assert_eq!(fds.outcome, Outcome::Fail);
+        assert!(fds.detail.ends_with("after round 2"), "{}", fds.detail);
+    }
+
+    #[test]
+    fn a_server_that_exited_fails_the_resource_checks() {
+        let r = after_rounds(&[Some((11, 13_500)), None]);
+        assert_eq!(r.outcome(FDS), Some(Outcome::Fail));
+        assert_eq!(r.outcome(RSS), Some(Outcome::Fail));
+    }
+
+    #[test]
+    fn resources_are_skipped_without_a_server_pid() {
+        let r = report(vec![kept_round(10, 100, None)], None);
+        assert!(r.passed());
+        assert_eq!(r.outcome(RSS), Some(Outcome::Skipped));
+    }
+
+    #[test]
+    fn a_promise_broken_in_one_round_fails_and_names_that_round() {
+        let mut broken = kept_round(10, 100, None);
+        broken.verdicts[0] = Err("chatter 1 received line 3 of chatter 0 never".into());
+        let r = report(vec![kept_round(10, 100, None), broken], None);
+        assert!(!r.passed());
+        let once = check(&r, "exactly once");
+        assert_eq!(once.outcome, Outcome::Fail);
+        assert_eq!(
+            once.detail,
+            "round 2: chatter 1 received line 3 of chatter 0 never"
+        );
+        assert_eq!(r.rounds[0].failed, Vec::<&str>::new());
+        assert_eq!(r.rounds[1].failed, vec!["exactly once"]);
+        assert!(r.json().contains("\"failed\":[\"exactly once\"]"));
+    }
+
+    #[test]
+    fn the_same_reason_is_said_once_with_its_count() {
+        let lost = [
+            "chatter was not closed after /quit",
+            "pinger was not closed after /quit",
+        ];
+        let reasons: Vec<String> = [lost[0], lost[0], lost[1], lost[0]]
+            .map(String::from)
+            .into();
+        assert_eq!(
+            counted(&reasons),
+            "chatter was not closed after /quit (3 times); pinger was not closed after /quit"
+        );
+    }
+
+    #[test]
+    fn rounds_are_merged_counts_summed_and_latencies_combined() {
+        let r = report(
+            vec![kept_round(10, 100, None), kept_round(30, 9_000, None)],
+            None,
+        );
+        assert_eq!((r.lines_sent, r.deliveries, r.expected), (40, 80, 80));
+        assert_eq!((r.pings_sent, r.pings_answered), (10, 10));
+        assert_eq!((r.tally("storm").opened, r.tally("storm").refused), (20, 8));
+        // Two samples: the median is the first round's, the maximum the second's.
+        assert_eq!(r.latency_us[0], 100);
+        assert!(r.latency_us[2] >= 9_000, "{:?}", r.latency_us);
+    }
+
+    fn with_server_stats(stats: &str) -> ChaosReport {
+        ChaosReport::new(
+            10.0,
+            3,
+            vec![kept_round(10, 100, None)],
+            None,
+            Some(stats.into()),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn server_counters_are_embedded_as_the_server_sent_them() {
+        let stats = r#"{"uptime_secs":7.08,"clients":0,"disconnects":{"quit":16,"reset":3}}"#;
+        let json = with_server_stats(stats).json();
+        assert!(
+            json.contains(&format!(",\"server_stats\":{stats},")),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn server_counters_that_are_not_json_become_a_string_and_the_report_still_parses() {
+        let stats = "not \"json\" {";
+        let json = with_server_stats(stats).json();
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed["server_stats"], stats);
+    }
+
+    #[test]
+    fn json_lists_roles_and_checks_in_the_report_order() {
+        let r = after_rounds(&[Some((11, 13_500)), Some((11, 13_500))]);
+        let json = r.json();
+        let names: Vec<String> = r
+            .checks
+            .iter()
+            .map(|c| format!("\"{}\":\"PASS\"", c.name))
+            .collect();
+        let at: Vec<usize> = names
+            .iter()
+            .map(|n| json.find(n.as_str()).unwrap())
+            .collect();
+        assert!(at.is_sorted(), "{json}");
+        assert!(
+            json.contains(
+                "\"roles\":{\"storm\":{\"opened\":20,\"failed\":0,\"welcomed\":0,\"refused\":8,"
+            ),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"fds_before\":11,\"fds_end\":11,\"rss_kib_before\":3400,"),
+            "{json}"
+        );
+    }
+}

@@ -1,0 +1,529 @@
+//! Who a connection plays ([`Role`]), what each role is for, and how each behaves: what it
+//! does as time passes ([`timed`]), when its socket is ready ([`service`]), on each line from
+//! the server ([`on_line`]) and once it is welcomed ([`welcomed`]). The well-behaved roles
+//! record what they see in the round's [`Context`]; the misbehaving ones only abuse the server.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use super::client::{After, Client, PushStr, receive, write_out};
+use super::round::{Context, Phase};
+use crate::bench::invariants;
+use crate::bench::wire::{self, Incoming, Proto, Stamp};
+use crate::nonblocking::connect_finished;
+
+/// How often the pinger asks the server for an answer.
+const PING_EVERY: Duration = Duration::from_millis(200);
+
+/// An answer slower than this means the server stopped answering. Generous: CI machines
+/// are shared, and the pinger's answer queues behind the flood's lines like everyone's.
+pub(super) const PING_LIMIT: Duration = Duration::from_secs(2);
+
+/// Output a producing client (flooder, endless line) keeps queued: it writes as fast as the
+/// server reads, but the generator does not buffer without bound either.
+const PRODUCE_AHEAD: usize = 16 * 1024;
+
+/// Bytes of padding in a flooder's line: long lines, so that what the rate limit lets through
+/// still fills the queues of the clients that stopped reading.
+const FLOOD_LINE: usize = 4000;
+
+/// Receive buffer of a client that stops reading: small, so the server's queue for it fills.
+const NON_READER_BUFFER: usize = 4096;
+
+/// One flooder line in this many goes to everyone; the others are a `/msg` to one
+/// non-reader. Before the server's own queue for a client that stopped reading grows at all,
+/// the kernel's send buffer for its socket fills, and on loopback that buffer grows to
+/// megabytes (`ss -tm` showed 2,803,712 bytes queued, `tb` 4 MiB, for a 4 KiB receive
+/// buffer). Flood everyone with that much and the readers must take it too: with every line
+/// broadcast at `--rate 100`, a debug build of this generator fell behind and all its
+/// chatters were cut off as too slow (the server keeping its rule, not breaking a promise).
+/// Aimed at one non-reader, the volume fills that one's queue while the readers get a
+/// quarter of the flood.
+const FLOOD_BROADCAST_EVERY: u64 = 4;
+
+/// Send buffer of a flooder: small, so that what it sends is what the server reads now. The
+/// server reads a flooder only as fast as `--rate` allows, and on loopback a socket's send
+/// buffer grows to 4 MiB (`ss -tn` showed 4,166,144 bytes waiting on flooders' sockets): ten
+/// seconds of flood at 100 lines/s, aimed at non-readers long gone by the time it arrives.
+const FLOODER_SEND_BUFFER: usize = 64 * 1024;
+
+/// Bytes the flooders aim at one non-reader before they move on to the next: more than its
+/// kernel send buffer takes (at most `net.ipv4.tcp_wmem`'s 4 MiB by default) plus the
+/// server's default `--max-output` (1 MiB). A non-reader never drains, so after its dose it
+/// stays over `--max-output` until the server cuts it off, with no more flooding.
+pub(super) const TARGET_DOSE: usize = 6 * 1024 * 1024;
+
+/// What a TLS staller sends: the first 3 of the 5 bytes of a TLS record header (a handshake
+/// record, version 3.1), so the server has started a record and waits for the rest.
+const STALLED_HEADER: &[u8] = b"\x16\x03\x01";
+
+/// What a TLS garbage client sends instead of a ClientHello: plain text, as `nc` on the TLS
+/// port would.
+const NOT_A_HANDSHAKE: &[u8] = b"hello, this is plain text on the TLS port\n";
+
+/// Who a connection plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Role {
+    /// Well-behaved: sends numbered lines at the chat rate, reads and records everything.
+    Chatter(u32),
+    /// Well-behaved: sends itself a `/msg` every [`PING_EVERY`] and times the answer. Pinger 0
+    /// is on the plain listener; with a TLS target, pinger 1 is on the TLS one.
+    Pinger(u32),
+    /// Connects and resets (SO_LINGER 0): half of them as soon as connected, before the
+    /// welcome; the others after the welcome and half a line.
+    Vanisher,
+    /// Never reads, with a small receive buffer, and names itself `nr-N` so that flooders can
+    /// aim at it: the server's queue for it fills until it is cut off as too slow.
+    NonReader,
+    /// Sends one endless line, without a newline, as fast as the server takes it.
+    Endless,
+    /// Sends invalid UTF-8, NUL bytes, terminal escapes, lone `\r`, control characters.
+    Garbage,
+    /// Sends long lines as fast as the server takes them, far past the rate limit: one in
+    /// [`FLOOD_BROADCAST_EVERY`] to everyone, the others to the current target non-reader.
+    Flooder,
+    /// Sends a line, then shuts down its sending half and reads until the server closes.
+    HalfCloser,
+    /// One of a connect storm: connects with many others at once, resets a moment later.
+    Storm,
+    /// On the TLS port: sends plain text instead of a ClientHello, and reads until the
+    /// server closes (after an alert).
+    TlsGarbage,
+    /// On the TLS port: sends the first bytes of a record header, then nothing, and reads
+    /// until the server's `--tls-handshake-timeout` closes it.
+    TlsStaller,
+    /// On the TLS port: completes its handshake, names itself `tnr-N`, then never reads, with
+    /// a small receive buffer. Flooders aim at it like at a [`Role::NonReader`].
+    TlsNonReader,
+}
+
+/// The misbehaving roles, in the order they are started.
+pub(super) const MISBEHAVING: [Role; 6] = [
+    Role::Vanisher,
+    Role::NonReader,
+    Role::Endless,
+    Role::Garbage,
+    Role::Flooder,
+    Role::HalfCloser,
+];
+
+/// The misbehaving roles on the TLS port, started in turn with the others when there is one.
+pub(super) const MISBEHAVING_TLS: [Role; 3] =
+    [Role::TlsGarbage, Role::TlsStaller, Role::TlsNonReader];
+
+/// What the garbage clients send, one line each: everything the sanitiser must remove.
+const GARBAGE: [&[u8]; 8] = [
+    b"G invalid utf-8 \xff\xfe\xc3\x28 \xed\xa0\x80\n",
+    b"G nul \x00 byte\n",
+    b"G escape \x1b[2J\x1b[31mred\x1b[0m\n",
+    b"G lone\rcarriage return\n",
+    b"G title \x1b]0;owned\x07\n",
+    b"G c1 \xc2\x9b31m csi\n",
+    b"\x00\x01\x02\x03\x7f\n",
+    b"/nick \x1b[1mbold\n",
+];
+
+impl Role {
+    fn name(self) -> &'static str {
+        match self {
+            Role::Chatter(_) => "chatter",
+            Role::Pinger(_) => "pinger",
+            Role::Vanisher => "vanisher",
+            Role::NonReader => "non-reader",
+            Role::Endless => "endless line",
+            Role::Garbage => "garbage",
+            Role::Flooder => "flooder",
+            Role::HalfCloser => "half-closer",
+            Role::Storm => "storm",
+            Role::TlsGarbage => "tls-garbage",
+            Role::TlsStaller => "tls-staller",
+            Role::TlsNonReader => "tls-non-reader",
+        }
+    }
+
+    /// Stops reading once connected (a TLS one once its handshake is over), and has a nick
+    /// flooders can aim at.
+    pub(super) fn non_reader(self) -> bool {
+        matches!(self, Role::NonReader | Role::TlsNonReader)
+    }
+
+    /// Connects to the TLS listener (with a TLS session or, to abuse it, without).
+    fn on_tls_port(self) -> bool {
+        matches!(
+            self,
+            Role::TlsGarbage | Role::TlsStaller | Role::TlsNonReader
+        )
+    }
+
+    pub(super) fn well_behaved(self) -> bool {
+        matches!(self, Role::Chatter(_) | Role::Pinger(_))
+    }
+
+    /// Connects to the TLS listener when the run has one: the TLS roles, and every other
+    /// chatter and the second pinger, so that TLS and plain clients are held to one record.
+    pub(super) fn over_tls(self) -> bool {
+        self.on_tls_port()
+            || matches!(self, Role::Chatter(n) if n % 2 == 1)
+            || self == Role::Pinger(1)
+    }
+
+    /// Over TLS, talks through a TLS session: the well-behaved and the TLS non-readers. TLS
+    /// garbage and stallers abuse the port without one.
+    pub(super) fn has_session(self) -> bool {
+        self.well_behaved() || self == Role::TlsNonReader
+    }
+
+    /// Its line in the role table: its name, or `tls-chatter` and `tls-pinger` for the
+    /// well-behaved over TLS, which are counted apart.
+    pub(super) fn kind(self, over_tls: bool) -> &'static str {
+        match self {
+            Role::Chatter(_) if over_tls => "tls-chatter",
+            Role::Pinger(_) if over_tls => "tls-pinger",
+            role => role.name(),
+        }
+    }
+
+    /// The receive buffer it sets before connecting: a small one for non-readers.
+    pub(super) fn receive_buffer(self) -> Option<usize> {
+        self.non_reader().then_some(NON_READER_BUFFER)
+    }
+
+    /// The send buffer it sets once connected: a small one for flooders.
+    pub(super) fn send_buffer(self) -> Option<usize> {
+        (self == Role::Flooder).then_some(FLOODER_SEND_BUFFER)
+    }
+
+    /// How long a misbehaving client stays, in milliseconds (a range the run picks from).
+    pub(super) fn lifetime_ms(self) -> (u64, u64) {
+        match self {
+            Role::NonReader | Role::TlsNonReader => (2000, 6000),
+            // Outlives a --tls-handshake-timeout of 1 or 2 s, so that the server's close is
+            // seen and tallied; with a longer timeout the staller leaves first.
+            Role::TlsStaller => (2500, 3000),
+            // Leaves when the server closes it, at once; the lifetime is a backstop.
+            Role::TlsGarbage => (2000, 2000),
+            Role::Flooder => (500, 2000),
+            Role::Endless => (300, 1500),
+            Role::Storm => (300, 1000),
+            // These leave by themselves; the lifetime is a backstop.
+            Role::Vanisher | Role::HalfCloser => (2000, 2000),
+            _ => (200, 1000),
+        }
+    }
+
+    /// Closes with a reset rather than a FIN.
+    pub(super) fn resets(self) -> bool {
+        matches!(
+            self,
+            Role::Vanisher | Role::NonReader | Role::TlsNonReader | Role::Storm
+        )
+    }
+}
+
+/// What a client does because time passed: chatters and pingers send, producers top up
+/// their output, misbehaving clients whose time is up go.
+pub(super) fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> After {
+    if !client.connected {
+        return if client.role.well_behaved() || client.until > now {
+            After::Keep
+        } else {
+            After::Close
+        };
+    }
+    match client.role {
+        _ if !client.role.well_behaved() && client.until <= now => return After::Close,
+        Role::Chatter(me) if ctx.phase == Phase::Chaos => chat(client, ctx, me, now),
+        Role::Pinger(me)
+            if ctx.phase == Phase::Chaos && client.welcomed && client.next_send <= now =>
+        {
+            ping(client, ctx, me, now);
+        }
+        Role::Endless if client.welcomed && client.output.len() < PRODUCE_AHEAD => {
+            client.output.resize(PRODUCE_AHEAD, b'x');
+        }
+        Role::Flooder if client.welcomed => flood(client, ctx),
+        _ => {}
+    }
+    write_out(client)
+}
+
+/// Chatter `me` queues the numbered lines that are due at the chat rate, each stamped with
+/// when it was sent.
+fn chat(client: &mut Client, ctx: &mut Context, me: u32, now: Instant) {
+    // Catch up after a stall, but never send a burst the rate limit would hold back.
+    let mut budget = 4;
+    while client.next_send <= now && budget > 0 {
+        let stamp = Stamp {
+            sender: me,
+            seq: client.seq,
+            sent_at_ns: u64::try_from(ctx.epoch.elapsed().as_nanos()).unwrap_or(0),
+        };
+        wire::encode_line(Proto::Pollchat, stamp, ctx.size, &mut client.output);
+        client.seq += 1;
+        if let Some(log) = ctx.chatters.get_mut(me as usize) {
+            log.sent += 1;
+        }
+        client.next_send += ctx.chat_interval;
+        budget -= 1;
+    }
+    client.next_send = client.next_send.max(earlier(now, ctx.chat_interval));
+}
+
+/// Pinger `me` queues a numbered `/msg` to itself and notes when it went.
+fn ping(client: &mut Client, ctx: &mut Context, me: u32, now: Instant) {
+    let pings = &mut ctx.pings;
+    let _ = writeln!(
+        PushStr(&mut client.output),
+        "/msg {} P {}",
+        client.nick,
+        pings.sent
+    );
+    pings.pending.push_back((me, pings.sent, now));
+    pings.sent += 1;
+    client.next_send = now + PING_EVERY;
+}
+
+/// A flooder tops its output up to [`PRODUCE_AHEAD`] with long lines: one in
+/// [`FLOOD_BROADCAST_EVERY`] to everyone, the others a `/msg` to the target non-reader, whose
+/// dose they count.
+fn flood(client: &mut Client, ctx: &mut Context) {
+    while client.output.len() < PRODUCE_AHEAD {
+        let before = client.output.len();
+        let mut out = PushStr(&mut client.output);
+        let aim = ctx
+            .target
+            .as_mut()
+            .filter(|_| !client.seq.is_multiple_of(FLOOD_BROADCAST_EVERY));
+        if let Some(target) = &aim {
+            let _ = write!(out, "/msg {} ", target.nick);
+        }
+        let _ = write!(out, "F {} {} ", client.serial, client.seq);
+        // One copy, not the formatter's padding one character at a time.
+        client.output.extend_from_slice(&[b'x'; FLOOD_LINE]);
+        client.output.push(b'\n');
+        if let Some(target) = aim {
+            target.aimed += client.output.len() - before;
+        }
+        client.seq += 1;
+    }
+}
+
+/// Handles readiness on one client: completes its connect, writes, reads and reacts to
+/// every complete line.
+pub(super) fn service(client: &mut Client, ctx: &mut Context) -> After {
+    if !client.connected
+        && let Some(after) = finish_connect(client, ctx)
+    {
+        return after;
+    }
+    if write_out(client) == After::Close {
+        return lost(client, ctx, "writing failed");
+    }
+    if client.role == Role::NonReader || (client.role == Role::TlsNonReader && tls_done(client)) {
+        return After::Keep;
+    }
+    let closed = receive(client, &mut ctx.scratch);
+    if client.role == Role::TlsNonReader && tls_done(client) {
+        // In from now on, and reading no more: what the server sends it piles up.
+        client.nick = format!("tnr-{}", client.serial);
+        let _ = writeln!(PushStr(&mut client.output), "/nick {}", client.nick);
+        client.input.clear();
+    }
+    if on_lines(client, ctx) == After::Close {
+        return After::Close;
+    }
+    if let Some(why) = closed {
+        return lost(client, ctx, &why);
+    }
+    write_out(client)
+}
+
+/// Completes a client's connect, and queues what its role sends first. `None` once it is
+/// connected; `Some` says what to do with it now (still connecting, failed, or a vanisher
+/// gone at once).
+fn finish_connect(client: &mut Client, ctx: &mut Context) -> Option<After> {
+    match connect_finished(&client.stream) {
+        Ok(true) => {}
+        Ok(false) => return Some(After::Keep),
+        Err(e) => {
+            ctx.tallies.entry(client.kind).or_default().failed += 1;
+            if client.role.well_behaved() {
+                ctx.lost
+                    .push(format!("{} could not connect: {e}", client.kind));
+            }
+            return Some(After::Close);
+        }
+    }
+    client.connected = true;
+    let _ = client.stream.set_nodelay(true);
+    if client.role == Role::NonReader {
+        client.nick = format!("nr-{}", client.serial);
+        let _ = writeln!(PushStr(&mut client.output), "/nick {}", client.nick);
+    }
+    // Half the vanishers go before the server could even greet them.
+    if client.role == Role::Vanisher && client.serial.is_multiple_of(2) {
+        return Some(After::Close);
+    }
+    match client.role {
+        Role::TlsGarbage => client.output.extend_from_slice(NOT_A_HANDSHAKE),
+        Role::TlsStaller => client.output.extend_from_slice(STALLED_HEADER),
+        _ => {}
+    }
+    None
+}
+
+/// Reacts to every complete line in a client's input, and keeps the incomplete rest for
+/// later.
+fn on_lines(client: &mut Client, ctx: &mut Context) -> After {
+    let mut used = 0;
+    let mut after = After::Keep;
+    while let Some(end) = memchr::memchr(b'\n', &client.input[used..]) {
+        let line = used..used + end;
+        used += end + 1;
+        let line = client.input[line].to_vec();
+        if on_line(client, &line, ctx) == After::Close {
+            after = After::Close;
+            break;
+        }
+    }
+    client.input.drain(..used);
+    after
+}
+
+/// The server closed a client (or the connection failed): expected for some, a broken
+/// promise for a well-behaved client that did not ask to leave.
+fn lost(client: &Client, ctx: &mut Context, why: &str) -> After {
+    ctx.tallies.entry(client.kind).or_default().closed_by_server += 1;
+    if !client.leaving && client.role.well_behaved() {
+        let name = match client.role {
+            Role::Chatter(n) => format!("{} {n}", client.kind),
+            _ => client.kind.to_string(),
+        };
+        ctx.lost
+            .push(format!("{name}: {why} ({:?} phase)", ctx.phase));
+    }
+    After::Close
+}
+
+/// Reacts to one line from the server.
+fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
+    if client.role.well_behaved() {
+        check_clean(line, ctx);
+    }
+    let tally = ctx.tallies.entry(client.kind).or_default();
+    if line.starts_with(b"*** server full") || line.starts_with(b"*** too many connections") {
+        tally.refused += 1;
+        if client.role.well_behaved() {
+            ctx.lost
+                .push(format!("{} was refused: {}", client.kind, lossy(line)));
+        }
+        return After::Keep;
+    }
+    if line.starts_with(b"*** line too long") {
+        tally.too_long += 1;
+    }
+    if line.starts_with(b"*** welcome") && !client.welcomed {
+        client.welcomed = true;
+        tally.welcomed += 1;
+        return welcomed(client, line);
+    }
+    match client.role {
+        Role::Chatter(me) => record_line(me, line, ctx),
+        Role::Pinger(me) => record_answer(client, me, line, ctx),
+        _ => {}
+    }
+    After::Keep
+}
+
+/// Counts a line a well-behaved client received that is not clean text (the clean text
+/// promise), and keeps the first one to show.
+fn check_clean(line: &[u8], ctx: &mut Context) {
+    let clean = std::str::from_utf8(line).is_ok_and(invariants::is_clean_text);
+    if !clean {
+        ctx.dirty += 1;
+        if ctx.first_dirty.is_none() {
+            ctx.first_dirty = Some(String::from_utf8_lossy(line).into_owned());
+        }
+    }
+}
+
+/// Chatter `me` received a line: a chatter line goes into its record, with its latency.
+fn record_line(me: u32, line: &[u8], ctx: &mut Context) {
+    let mut framed = line.to_vec();
+    framed.push(b'\n');
+    if let Some((Incoming::Line(stamp), _)) = wire::decode(Proto::Pollchat, &framed)
+        && let Some(log) = ctx.chatters.get_mut(me as usize)
+    {
+        log.received.push((stamp.sender, stamp.seq));
+        let now_ns = u64::try_from(ctx.epoch.elapsed().as_nanos()).unwrap_or(0);
+        let micros = now_ns.saturating_sub(stamp.sent_at_ns) / 1000;
+        ctx.latency.saturating_record(micros.max(1));
+    }
+}
+
+/// Pinger `me` received a line: if it is the answer to its oldest ping still pending, that
+/// ping's round trip is timed.
+fn record_answer(client: &Client, me: u32, line: &[u8], ctx: &mut Context) {
+    let prefix = format!("*{}* P ", client.nick);
+    let seq = line
+        .strip_prefix(prefix.as_bytes())
+        .and_then(|rest| std::str::from_utf8(rest).ok()?.parse::<u64>().ok());
+    let pings = &mut ctx.pings;
+    let oldest = pings.pending.iter().position(|&(p, _, _)| p == me);
+    if let (Some(seq), Some(i)) = (seq, oldest)
+        && pings.pending[i].1 == seq
+        && let Some((_, _, sent)) = pings.pending.remove(i)
+    {
+        let rtt = sent.elapsed();
+        pings.answered += 1;
+        pings.slowest = pings.slowest.max(rtt);
+        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        pings.round_trip.saturating_record(micros.max(1));
+    }
+}
+
+/// A TLS client whose handshake is over (and which has no session to wait for without TLS).
+fn tls_done(client: &Client) -> bool {
+    client.tls.as_ref().is_some_and(|tls| !tls.is_handshaking())
+}
+
+/// What a client does once it is in the room.
+fn welcomed(client: &mut Client, line: &[u8]) -> After {
+    match client.role {
+        Role::Pinger(_) => {
+            // "*** welcome to pollchat, you are NICK (type /help for commands)"
+            let text = lossy(line);
+            client.nick = text
+                .split_once("you are ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .unwrap_or_default()
+                .to_string();
+        }
+        Role::Vanisher => {
+            client.output.extend_from_slice(b"V half a li");
+            let _ = write_out(client);
+            return After::Close;
+        }
+        Role::Garbage => {
+            for line in GARBAGE {
+                client.output.extend_from_slice(line);
+            }
+        }
+        Role::HalfCloser => {
+            client.output.extend_from_slice(b"H leaving half-way\n");
+            client.shutdown_when_flushed = true;
+            client.leaving = true;
+        }
+        _ => {}
+    }
+    write_out(client)
+}
+
+/// `at - by`, or `at` on a machine up for less than `by`.
+pub(super) fn earlier(at: Instant, by: Duration) -> Instant {
+    at.checked_sub(by).unwrap_or(at)
+}
+
+fn lossy(line: &[u8]) -> String {
+    String::from_utf8_lossy(line).into_owned()
+}

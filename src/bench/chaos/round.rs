@@ -1,0 +1,356 @@
+//! One round, phases 2 to 6 of the module documentation (`chaos/mod.rs`): join, chaos, calm,
+//! leave, settle, with fresh clients. Also what the round's clients share while it runs
+//! ([`Context`]): the well-behaved clients' records, which the checks are run over once the
+//! round is over, and the counts per role.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::client::{TlsTarget, close, write_out};
+use super::event_loop::Chaos;
+use super::report::{Round, Tally, answered, counted};
+use super::roles::{PING_LIMIT, Role, earlier};
+use crate::bench::BenchArgs;
+use crate::bench::invariants::{self, LineId};
+use crate::bench::procfs::{resources, rss_kib};
+use crate::bench::worker::latency_histogram;
+
+/// How long the well-behaved clients get to be welcomed, to receive what is in flight once
+/// the chaos stops, and to be closed after `/quit`.
+const JOIN_LIMIT: Duration = Duration::from_secs(10);
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+const LEAVE_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long the server gets to close every socket once all clients are gone. Its lingering
+/// closes take up to `limits::LINGER` (2 s).
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    Join,
+    Chaos,
+    Calm,
+    Leave,
+}
+
+/// What a chatter sent and received.
+#[derive(Debug, Default)]
+pub(super) struct ChatterLog {
+    /// Talks to the TLS listener.
+    pub(super) tls: bool,
+    pub(super) sent: u64,
+    pub(super) received: Vec<LineId>,
+}
+
+/// The pingers' round trips.
+pub(super) struct PingLog {
+    pub(super) sent: u64,
+    pub(super) answered: u64,
+    /// Pings sent and not answered yet, oldest first: which pinger sent it, its number
+    /// (counted over all pingers) and when. Each pinger's answers must come in the order it
+    /// sent them.
+    pub(super) pending: VecDeque<(u32, u64, Instant)>,
+    pub(super) slowest: Duration,
+    pub(super) round_trip: Histogram<u64>,
+}
+
+/// Everything a client's handler may update besides the client itself.
+pub(super) struct Context {
+    pub(super) epoch: Instant,
+    pub(super) phase: Phase,
+    pub(super) size: usize,
+    /// Time between two lines of one chatter.
+    pub(super) chat_interval: Duration,
+    pub(super) tallies: BTreeMap<&'static str, Tally>,
+    pub(super) chatters: Vec<ChatterLog>,
+    pub(super) pings: PingLog,
+    pub(super) latency: Histogram<u64>,
+    pub(super) scratch: Vec<u8>,
+    /// Lines a well-behaved client received that were not clean text, and the first one.
+    pub(super) dirty: u64,
+    pub(super) first_dirty: Option<String>,
+    /// Why well-behaved clients were disconnected, if any were.
+    pub(super) lost: Vec<String>,
+    /// The non-reader the flooders aim at, until it has had its
+    /// [`TARGET_DOSE`](super::roles::TARGET_DOSE) or is gone.
+    pub(super) target: Option<Target>,
+}
+
+impl Context {
+    /// A round's context before anyone joins: empty records, one per chatter.
+    pub(super) fn new(args: &BenchArgs, chat_interval: Duration) -> io::Result<Context> {
+        let pings = PingLog {
+            sent: 0,
+            answered: 0,
+            pending: VecDeque::new(),
+            slowest: Duration::ZERO,
+            round_trip: latency_histogram()?,
+        };
+        Ok(Context {
+            epoch: Instant::now(),
+            phase: Phase::Join,
+            size: args.size,
+            chat_interval,
+            tallies: BTreeMap::new(),
+            chatters: (0..args.chatters).map(|_| ChatterLog::default()).collect(),
+            pings,
+            latency: latency_histogram()?,
+            scratch: vec![0; 64 * 1024],
+            dirty: 0,
+            first_dirty: None,
+            lost: Vec::new(),
+            target: None,
+        })
+    }
+}
+
+/// A non-reader the flooders aim at.
+pub(super) struct Target {
+    pub(super) key: usize,
+    pub(super) nick: String,
+    /// Bytes of `/msg` lines the flooders have queued for it so far.
+    pub(super) aimed: usize,
+}
+
+/// What every round is given, the same for each.
+pub(super) struct Plan<'a> {
+    pub(super) args: &'a BenchArgs,
+    /// The server's plain listener (the first `--target`).
+    pub(super) target: SocketAddr,
+    pub(super) tls: Option<&'a TlsTarget>,
+    /// Time between two lines of one chatter, and between two misbehaving clients started.
+    pub(super) chat_interval: Duration,
+    pub(super) spawn_interval: Duration,
+    /// The server's descriptors and RSS before round 1, which the settle phase waits for.
+    pub(super) cold: Option<(usize, u64)>,
+}
+
+/// One round, phases 2 to 6, with fresh clients (and the same `--seed`, so every round runs
+/// the same schedule and only a leak makes the server hold more after it).
+pub(super) fn run_round(plan: &Plan) -> Result<Round, String> {
+    let started = Instant::now();
+    let args = plan.args;
+    let mut chaos = Chaos::new(args, plan.target, plan.tls, plan.chat_interval)
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let mut rss = RssPeak::new(args.server_pid);
+    join(&mut chaos, plan)?;
+    misbehave(&mut chaos, plan, &mut rss);
+    calm(&mut chaos);
+    rss.sample();
+    leave(&mut chaos);
+    let end = settle(args.server_pid, plan.cold);
+    let rss_peak = rss.peak.max(end.map(|(_, rss)| rss));
+    Ok(chaos
+        .ctx
+        .into_round(started.elapsed().as_secs_f64(), end, rss_peak))
+}
+
+/// Phase 2, join: the chatters and one pinger per listener connect, and must all be welcomed
+/// within [`JOIN_LIMIT`]; `Err` says what the server may be missing.
+fn join(chaos: &mut Chaos, plan: &Plan) -> Result<(), String> {
+    let args = plan.args;
+    let chatters = u32::try_from(args.chatters).unwrap_or(u32::MAX);
+    for chatter in 0..chatters {
+        chaos.open(Role::Chatter(chatter));
+    }
+    // One pinger on each listener.
+    let pingers = if plan.tls.is_some() { 2 } else { 1 };
+    for pinger in 0..pingers {
+        chaos.open(Role::Pinger(pinger));
+    }
+    let well_behaved = args.chatters + pingers as usize;
+    let joined = chaos.run_until(JOIN_LIMIT, |c| {
+        c.clients
+            .iter()
+            .filter(|(_, c)| c.role.well_behaved() && c.welcomed)
+            .count()
+            == well_behaved
+    });
+    if !joined {
+        return Err(format!(
+            "the {} chatters and the pingers were not all welcomed within {} s: is the server \
+             running, with --max-clients and --max-per-ip above {well_behaved}?",
+            args.chatters,
+            JOIN_LIMIT.as_secs(),
+        ));
+    }
+    Ok(())
+}
+
+/// Phase 3, chaos, for `--duration`: the well-behaved talk while misbehaving clients are
+/// started in turn, up to `--conns` at once, and two storms of `--storm` connections come a
+/// third and two thirds of the way through.
+fn misbehave(chaos: &mut Chaos, plan: &Plan, rss: &mut RssPeak) {
+    let args = plan.args;
+    chaos.ctx.phase = Phase::Chaos;
+    let started = Instant::now();
+    let duration = Duration::from_secs_f64(args.duration.max(0.0));
+    for (key, client) in chaos.clients.iter_mut() {
+        // Chatters start staggered over one interval, not in lockstep.
+        let stagger = plan
+            .chat_interval
+            .mul_f64(key as f64 / (args.chatters + 1) as f64);
+        client.next_send = started + stagger;
+    }
+    let mut storms: VecDeque<Instant> = if args.storm > 0 {
+        [duration / 3, duration * 2 / 3]
+            .map(|at| started + at)
+            .into()
+    } else {
+        VecDeque::new()
+    };
+    let mut next_spawn = started;
+    while started.elapsed() < duration {
+        let now = Instant::now();
+        if storms.front().is_some_and(|&at| at <= now) {
+            storms.pop_front();
+            for _ in 0..args.storm {
+                chaos.open(Role::Storm);
+            }
+        }
+        while next_spawn <= now && chaos.misbehaving_now() < args.conns {
+            let role = chaos.misbehaving[(chaos.started % chaos.misbehaving.len() as u64) as usize];
+            chaos.open(role);
+            next_spawn += plan.spawn_interval;
+        }
+        // Do not save up spawns while the cap holds them back.
+        next_spawn = next_spawn.max(earlier(now, plan.spawn_interval));
+        chaos.turn();
+        rss.sample();
+    }
+}
+
+/// Phase 4, calm: the strangers go; what the chatters sent must all arrive (within
+/// [`DRAIN_LIMIT`]).
+fn calm(chaos: &mut Chaos) {
+    chaos.ctx.phase = Phase::Calm;
+    chaos.clients.retain(|_, c| {
+        if !c.role.well_behaved() {
+            close(c);
+        }
+        c.role.well_behaved()
+    });
+    chaos.run_until(DRAIN_LIMIT, |c| c.drained());
+}
+
+/// Phase 5, leave: chatters and pingers `/quit`; the server must close each of them within
+/// [`LEAVE_LIMIT`].
+fn leave(chaos: &mut Chaos) {
+    chaos.ctx.phase = Phase::Leave;
+    for (_, client) in chaos.clients.iter_mut() {
+        client.output.extend_from_slice(b"/quit\n");
+        client.leaving = true;
+        let _ = write_out(client);
+    }
+    chaos.run_until(LEAVE_LIMIT, |c| c.clients.is_empty());
+    for client in chaos.clients.drain() {
+        chaos
+            .ctx
+            .lost
+            .push(format!("{} was not closed after /quit", client.kind));
+    }
+}
+
+/// Phase 6, settle: the server closes what it still holds (lingering closes take up to 2 s).
+/// Waits, up to [`SETTLE_LIMIT`], for its descriptors to come back down to `cold`; returns its
+/// descriptors and RSS then (with `--server-pid`).
+fn settle(pid: Option<u32>, cold: Option<(usize, u64)>) -> Option<(usize, u64)> {
+    let started = Instant::now();
+    let mut end = pid.and_then(resources);
+    while let (Some((fds_cold, _)), Some((fds, _))) = (cold, end) {
+        if fds <= fds_cold || started.elapsed() >= SETTLE_LIMIT {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        end = pid.and_then(resources);
+    }
+    end
+}
+
+/// The server's highest RSS during a round, read at most every 100 ms as the loop turns.
+struct RssPeak {
+    pid: Option<u32>,
+    peak: Option<u64>,
+    sampled: Instant,
+}
+
+impl RssPeak {
+    fn new(pid: Option<u32>) -> RssPeak {
+        RssPeak {
+            pid,
+            peak: None,
+            sampled: Instant::now(),
+        }
+    }
+
+    fn sample(&mut self) {
+        if self.sampled.elapsed() >= Duration::from_millis(100)
+            && let Some(rss) = self.pid.and_then(rss_kib)
+        {
+            self.peak = self.peak.max(Some(rss));
+            self.sampled = Instant::now();
+        }
+    }
+}
+
+impl Context {
+    /// Boils the round down to its figures and its verdict on each per-round promise.
+    fn into_round(self, secs: f64, end: Option<(usize, u64)>, rss_peak: Option<u64>) -> Round {
+        let ctx = self;
+        let sent: Vec<u64> = ctx.chatters.iter().map(|c| c.sent).collect();
+        let lines_sent_tls = ctx.chatters.iter().filter(|c| c.tls).map(|c| c.sent).sum();
+        let received: Vec<Vec<LineId>> = ctx.chatters.into_iter().map(|c| c.received).collect();
+        let lines_sent: u64 = sent.iter().sum();
+        let pings = ctx.pings;
+        // A ping never answered counts as taking until now.
+        let ping_slowest = pings
+            .pending
+            .front()
+            .map_or(pings.slowest, |(_, _, at)| pings.slowest.max(at.elapsed()));
+        let verdicts = [
+            invariants::exactly_once(&sent, &received).and_then(|()| {
+                (lines_sent > 0)
+                    .then_some(())
+                    .ok_or_else(|| "the chatters sent nothing".to_string())
+            }),
+            invariants::one_global_order(&sent, &received),
+            match &ctx.first_dirty {
+                None => Ok(()),
+                Some(line) => Err(format!(
+                    "{} lines with control characters or invalid UTF-8, e.g. {line:?}",
+                    ctx.dirty
+                )),
+            },
+            if pings.sent > 0 && pings.answered == pings.sent && ping_slowest <= PING_LIMIT {
+                Ok(())
+            } else {
+                Err(answered(pings.answered, pings.sent, ping_slowest))
+            },
+            if ctx.lost.is_empty() {
+                Ok(())
+            } else {
+                Err(counted(&ctx.lost))
+            },
+        ];
+        Round {
+            secs,
+            tallies: ctx.tallies,
+            lines_sent,
+            lines_sent_tls,
+            deliveries: received.iter().map(|r| r.len() as u64).sum(),
+            expected: lines_sent * (sent.len() as u64).saturating_sub(1),
+            latency: ctx.latency,
+            pings_sent: pings.sent,
+            pings_answered: pings.answered,
+            ping_slowest,
+            round_trip: pings.round_trip,
+            verdicts,
+            end,
+            rss_peak,
+        }
+    }
+}

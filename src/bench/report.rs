@@ -1,0 +1,359 @@
+//! What a load run measured ([`Report`]), and the two ways it is told: a summary for people
+//! and one JSON object for scripts (`scripts/` read it with python).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::{Proto, Rate};
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub proto: Proto,
+    pub conns: usize,
+    pub threads: usize,
+    pub established: usize,
+    pub receivers: usize,
+    pub refused: usize,
+    pub failed: usize,
+    pub dropped: usize,
+    pub connect_secs: f64,
+    pub senders: usize,
+    pub rate: Rate,
+    pub window: u64,
+    pub size: usize,
+    pub traffic_secs: f64,
+    pub sent: u64,
+    pub delivered: u64,
+    /// `sent × receivers`: what a lossless server delivers.
+    pub expected: u64,
+    /// Latency percentiles in microseconds: p50, p99, p99.9, max.
+    pub latency_us: [u64; 4],
+    /// Server RSS in KiB before connecting, with every connection idle, at the end.
+    pub rss_kib: Option<[u64; 3]>,
+    /// The server's CPU time while every connection sat idle (the hold), seconds, and the
+    /// hold's length: near zero means the loop sleeps when there is nothing to do.
+    pub server_hold_cpu_secs: Option<f64>,
+    pub hold_secs: f64,
+    /// The server's CPU time (user + system) during the traffic and drain phases, seconds
+    /// (with `--server-pid`). Close to `traffic_secs`: the server's core was the limit.
+    pub server_cpu_secs: Option<f64>,
+    /// The generator's own CPU time during the traffic and drain phases, seconds. Near
+    /// `traffic_secs × threads`, the generator was the limit (see [`Report::generator_bound`]).
+    pub traffic_cpu_secs: f64,
+    /// The generator's own CPU time (user + system), seconds, and the run's wall time.
+    pub cpu_secs: f64,
+    pub wall_secs: f64,
+}
+
+impl Report {
+    pub fn deliveries_per_sec(&self) -> f64 {
+        self.delivered as f64 / self.traffic_secs.max(1e-9)
+    }
+
+    pub fn connect_rate(&self) -> f64 {
+        self.established as f64 / self.connect_secs.max(1e-9)
+    }
+
+    /// The generator's threads were busy at least 90% of the traffic: what it measured is
+    /// a lower bound for the server.
+    pub fn generator_bound(&self) -> bool {
+        self.traffic_secs > 0.0
+            && self.traffic_cpu_secs >= 0.9 * self.traffic_secs * self.threads as f64
+    }
+
+    /// Server memory per idle connection, in bytes.
+    pub fn rss_per_conn(&self) -> Option<f64> {
+        let [before, idle, _] = self.rss_kib?;
+        (self.established > 0)
+            .then(|| (idle.saturating_sub(before) * 1024) as f64 / self.established as f64)
+    }
+
+    /// A human summary.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        self.write_traffic(&mut s);
+        self.write_resources(&mut s);
+        s
+    }
+
+    /// The summary's first lines: connections, traffic, lines, latency.
+    fn write_traffic(&self, s: &mut String) {
+        let proto = self.proto.name();
+        let _ = writeln!(
+            s,
+            "connections: {} of {} established ({proto}), {} refused, {} failed, {} dropped; \
+             {:.2} s ({:.0}/s)",
+            self.established,
+            self.conns,
+            self.refused,
+            self.failed,
+            self.dropped,
+            self.connect_secs,
+            self.connect_rate()
+        );
+        let rate = match self.rate {
+            Rate::Max => format!("max rate, window {}", self.window),
+            Rate::PerSecond(r) => format!("{r} lines/s"),
+        };
+        let _ = writeln!(
+            s,
+            "traffic: {} senders, {} receivers, {rate}, {}-byte lines, {:.1} s",
+            self.senders, self.receivers, self.size, self.traffic_secs
+        );
+        let share = if self.expected > 0 {
+            100.0 * self.delivered as f64 / self.expected as f64
+        } else {
+            0.0
+        };
+        let _ = writeln!(
+            s,
+            "lines: {} sent, {} of {} deliveries ({share:.2}%), {:.0} deliveries/s",
+            self.sent,
+            self.delivered,
+            self.expected,
+            self.deliveries_per_sec()
+        );
+        let [p50, p99, p999, max] = self.latency_us.map(|us| us as f64 / 1000.0);
+        let _ = writeln!(
+            s,
+            "latency: p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, max {max:.2} ms"
+        );
+    }
+
+    /// The summary's last lines: the server's memory and CPU, the generator's CPU, and
+    /// whether the generator was the limit.
+    fn write_resources(&self, s: &mut String) {
+        if let Some([before, idle, end]) = self.rss_kib {
+            let per_conn = self.rss_per_conn().unwrap_or(0.0);
+            let _ = writeln!(
+                s,
+                "server RSS: {before} KiB before, {idle} KiB idle with {} connections \
+                 ({per_conn:.0} bytes each), {end} KiB at the end",
+                self.established
+            );
+        }
+        if let Some(hold_cpu) = self.server_hold_cpu_secs {
+            let _ = writeln!(
+                s,
+                "server CPU while idle: {hold_cpu:.2} s over {:.2} s",
+                self.hold_secs
+            );
+        }
+        if let Some(server_cpu) = self.server_cpu_secs {
+            let _ = writeln!(
+                s,
+                "server CPU during traffic: {server_cpu:.2} s over {:.2} s",
+                self.traffic_secs
+            );
+        }
+        let _ = writeln!(
+            s,
+            "generator CPU: {:.2} s during the traffic, {:.2} s in all over {:.2} s ({} threads)",
+            self.traffic_cpu_secs, self.cpu_secs, self.wall_secs, self.threads
+        );
+        if self.generator_bound() {
+            let _ = writeln!(
+                s,
+                "note: the generator was busy for over 90% of the traffic: the figures above are \
+                 a lower bound for the server (try more --threads, on more cores)"
+            );
+        }
+    }
+
+    /// One JSON object on one line, for scripts: the figures above and those derived from
+    /// them, flat.
+    pub fn json(&self) -> String {
+        let [p50, p99, p999, max] = self.latency_us;
+        one_line(&Json {
+            proto: self.proto.name(),
+            conns: self.conns,
+            threads: self.threads,
+            established: self.established,
+            receivers: self.receivers,
+            refused: self.refused,
+            failed: self.failed,
+            dropped: self.dropped,
+            connect_secs: self.connect_secs,
+            connect_rate: self.connect_rate(),
+            senders: self.senders,
+            rate: self.rate,
+            window: self.window,
+            size: self.size,
+            traffic_secs: self.traffic_secs,
+            sent: self.sent,
+            delivered: self.delivered,
+            expected: self.expected,
+            deliveries_per_sec: self.deliveries_per_sec(),
+            latency_us_p50: p50,
+            latency_us_p99: p99,
+            latency_us_p999: p999,
+            latency_us_max: max,
+            rss: self.rss_kib.map(|[before, idle, end]| RssJson {
+                rss_kib_before: before,
+                rss_kib_idle: idle,
+                rss_kib_end: end,
+                rss_bytes_per_conn: self.rss_per_conn().unwrap_or(0.0),
+            }),
+            server_cpu_secs: self.server_cpu_secs,
+            hold: self.server_hold_cpu_secs.map(|cpu| HoldJson {
+                server_hold_cpu_secs: cpu,
+                hold_secs: self.hold_secs,
+            }),
+            generator_traffic_cpu_secs: self.traffic_cpu_secs,
+            generator_bound: self.generator_bound(),
+            generator_cpu_secs: self.cpu_secs,
+            wall_secs: self.wall_secs,
+        })
+    }
+}
+
+/// The report as scripts read it: the figures of [`Report`] and those derived from them,
+/// flat, in this order (serde writes the fields as declared). What needs `--server-pid` is
+/// left out without it.
+#[derive(Serialize)]
+struct Json {
+    proto: &'static str,
+    conns: usize,
+    threads: usize,
+    established: usize,
+    receivers: usize,
+    refused: usize,
+    failed: usize,
+    dropped: usize,
+    connect_secs: f64,
+    connect_rate: f64,
+    senders: usize,
+    /// The number, or `"max"`.
+    rate: Rate,
+    window: u64,
+    size: usize,
+    traffic_secs: f64,
+    sent: u64,
+    delivered: u64,
+    expected: u64,
+    deliveries_per_sec: f64,
+    latency_us_p50: u64,
+    latency_us_p99: u64,
+    latency_us_p999: u64,
+    latency_us_max: u64,
+    #[serde(flatten)]
+    rss: Option<RssJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_cpu_secs: Option<f64>,
+    #[serde(flatten)]
+    hold: Option<HoldJson>,
+    generator_traffic_cpu_secs: f64,
+    generator_bound: bool,
+    generator_cpu_secs: f64,
+    wall_secs: f64,
+}
+
+/// The server's memory: all four fields or none.
+#[derive(Serialize)]
+struct RssJson {
+    rss_kib_before: u64,
+    rss_kib_idle: u64,
+    rss_kib_end: u64,
+    rss_bytes_per_conn: f64,
+}
+
+/// The server's CPU time during the hold, with the hold's length to judge it by.
+#[derive(Serialize)]
+struct HoldJson {
+    server_hold_cpu_secs: f64,
+    hold_secs: f64,
+}
+
+/// `value` as JSON on one line. serde_json fails only on a map whose keys are not strings,
+/// or on a `Serialize` that fails by itself; the reports have neither, and should one ever
+/// fail, the line says why and still parses.
+pub(super) fn one_line(value: &impl Serialize) -> String {
+    serde_json::to_string(value)
+        .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of 10 connections, with the server's figures when `server` (as `--server-pid`
+    /// gives them).
+    fn report(rate: Rate, server: bool) -> Report {
+        Report {
+            proto: Proto::Pollchat,
+            conns: 10,
+            threads: 1,
+            established: 10,
+            receivers: 9,
+            refused: 0,
+            failed: 0,
+            dropped: 0,
+            connect_secs: 0.01,
+            senders: 1,
+            rate,
+            window: 64,
+            size: 64,
+            traffic_secs: 1.0,
+            sent: 100,
+            delivered: 900,
+            expected: 900,
+            latency_us: [100, 200, 300, 400],
+            rss_kib: server.then_some([3_000, 3_100, 3_200]),
+            server_hold_cpu_secs: server.then_some(0.0),
+            hold_secs: 1.0,
+            server_cpu_secs: server.then_some(0.5),
+            traffic_cpu_secs: 0.2,
+            cpu_secs: 0.3,
+            wall_secs: 2.0,
+        }
+    }
+
+    fn parsed(report: &Report) -> serde_json::Value {
+        serde_json::from_str(&report.json()).unwrap()
+    }
+
+    #[test]
+    fn json_gives_max_as_a_word_and_a_rate_as_a_number() {
+        assert_eq!(parsed(&report(Rate::Max, false))["rate"], "max");
+        assert_eq!(
+            parsed(&report(Rate::PerSecond(200.0), false))["rate"],
+            200.0
+        );
+    }
+
+    #[test]
+    fn json_leaves_out_the_server_figures_without_a_server_pid() {
+        let json = report(Rate::Max, false).json();
+        for key in [
+            "rss_kib_before",
+            "server_cpu_secs",
+            "server_hold_cpu_secs",
+            "hold_secs",
+        ] {
+            assert!(!json.contains(key), "{key} in {json}");
+        }
+    }
+
+    #[test]
+    fn json_puts_the_server_figures_between_latency_and_the_generator() {
+        let json = report(Rate::Max, true).json();
+        let order = [
+            "\"latency_us_max\":400",
+            "\"rss_kib_before\":3000,\"rss_kib_idle\":3100,\"rss_kib_end\":3200",
+            "\"rss_bytes_per_conn\":",
+            "\"server_cpu_secs\":0.5",
+            "\"server_hold_cpu_secs\":0.0,\"hold_secs\":1.0",
+            "\"generator_traffic_cpu_secs\":",
+        ];
+        let at: Vec<usize> = order
+            .iter()
+            .map(|key| {
+                json.find(key)
+                    .unwrap_or_else(|| panic!("{key} not in {json}"))
+            })
+            .collect();
+        assert!(at.is_sorted(), "{json}");
+    }
+}
