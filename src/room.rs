@@ -15,7 +15,7 @@
 //! for a lone server, when it comes back from Redis for a shared chat (see `bus.rs`). What
 //! each command does is in `cmd/`; every text the room sends is built in `protocol.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
 
@@ -55,8 +55,10 @@ struct Member {
 
 #[derive(Debug)]
 pub struct Room {
-    /// Every client in the room, by token.
-    members: HashMap<usize, Member>,
+    /// Every client in the room, by token. Ordered, so a broadcast reaches (and the flush at
+    /// the end of the batch writes to) members in the order of their tokens, whatever the
+    /// history of the map: fan-out order is a property of the room, not of a hash.
+    members: BTreeMap<usize, Member>,
     /// Lower-cased nick → its member: unique among members.
     nicks: HashMap<String, ConnRef>,
     /// Leave events not yet said (see [`Room::announce_departures`] for why they wait).
@@ -68,7 +70,7 @@ pub struct Room {
 impl Room {
     pub fn new(quiet_joins: bool) -> Room {
         Room {
-            members: HashMap::new(),
+            members: BTreeMap::new(),
             nicks: HashMap::new(),
             departures: Vec::new(),
             next_guest: 1,
