@@ -201,7 +201,9 @@ mod tests {
     fn a_writer_that_takes_nothing_is_an_error_not_a_spin() {
         let mut q = WriteQueue::default();
         q.push(line("x"));
-        let err = q.write_to(&mut crate::nonblocking::TakesNothing).unwrap_err();
+        let err = q
+            .write_to(&mut crate::nonblocking::TakesNothing)
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WriteZero);
     }
 }
