@@ -66,6 +66,13 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// at once: that is how a loop ends up spinning at 100% CPU.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
+/// Connections accepted from one listener in one turn of the loop. Edge-triggered readiness
+/// asks us to accept until `WouldBlock`, but in a connection storm that is thousands, and
+/// every one of them costs work (a welcome, a slot) before anyone else is served. Past this
+/// budget the listener is remembered and served again next turn, after everyone else has had a
+/// go. Redis takes at most 1,000 per call for the same reason (`MAX_ACCEPTS_PER_CALL`).
+pub const ACCEPT_BUDGET: usize = 1000;
+
 /// Listen backlog: connections the kernel completes for us before we `accept` them. A storm of
 /// thousands of connects arrives faster than one loop turn; mio's default (128) would make the
 /// kernel drop SYNs silently. Linux caps it at `net.core.somaxconn` (4096 on current kernels).

@@ -19,7 +19,7 @@ use super::{FIRST_LISTENER, Server};
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef};
 use crate::error::Error;
-use crate::limits::{ACCEPT_PAUSE, FD_RESERVE};
+use crate::limits::{ACCEPT_BUDGET, ACCEPT_PAUSE, FD_RESERVE};
 use crate::os;
 use crate::protocol;
 use crate::timers::Timer;
@@ -109,9 +109,10 @@ impl Server {
     }
 
     /// Accepts until the listener's backlog is empty (edge-triggered: one event may stand for
-    /// many waiting connections).
+    /// many waiting connections), or until [`ACCEPT_BUDGET`] connections; then the listener
+    /// waits on the loop's list of listeners to accept from next turn.
     pub(super) fn accept(&mut self, index: usize, now: Instant) {
-        loop {
+        for _ in 0..ACCEPT_BUDGET {
             let (stream, peer) = match self.listeners[index].socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -127,6 +128,18 @@ impl Server {
             };
             self.accept_failures = 0;
             self.admit(index, stream, peer, now);
+        }
+        if !self.accept_again.contains(&index) {
+            self.accept_again.push(index);
+        }
+    }
+
+    /// Step 3 for the listeners: those whose budget ran out last turn.
+    pub(super) fn accept_leftovers(&mut self, now: Instant) {
+        for index in std::mem::take(&mut self.accept_again) {
+            if !self.accept_paused && !self.shutting_down && index < self.listeners.len() {
+                self.accept(index, now);
+            }
         }
     }
 
@@ -241,5 +254,6 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut listener.socket);
         }
         self.listeners.clear();
+        self.accept_again.clear();
     }
 }

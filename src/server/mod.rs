@@ -6,9 +6,10 @@
 //! 2. **Handle every event** of the batch: accept new clients (`accept.rs`), read from
 //!    readable clients and hand their lines to the room (`reader.rs`), note writable ones.
 //!    Events for the bus's own sockets go to the bus. Nothing is written to a client yet.
-//! 3. **Serve the ready list**: clients that still had unread input when their read budget
-//!    ran out last turn. Edge-triggered readiness will not report them again, so the loop
-//!    must remember them itself. (A bus with sockets has a budget too.)
+//! 3. **Serve the ready lists**: listeners and clients that still had connections to accept
+//!    or input to read when their budget ran out last turn. Edge-triggered readiness will not
+//!    report them again, so the loop must remember them itself. (A bus with sockets has a
+//!    budget too.)
 //! 4. **Fire due timers** (`deadlines.rs`): idle timeouts, flood control resuming, lingering
 //!    closes, handshakes, accept pauses, the shutdown deadline, the bus's own.
 //! 5. **End the batch**: say the leave events, let the bus send what was published, then
@@ -121,6 +122,8 @@ pub struct Server {
     scratch: Box<[u8]>,
     config: Config,
     max_clients: usize,
+    /// Listeners whose accept budget ran out before `WouldBlock`: accepted from next turn.
+    accept_again: Vec<usize>,
     /// Accepting is paused after running out of descriptors; a `ResumeAccept` timer is set.
     accept_paused: bool,
     /// Consecutive accept failures, so only the first of a run is a warning.
@@ -178,6 +181,7 @@ impl Server {
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             config,
             max_clients,
+            accept_again: Vec::new(),
             accept_paused: false,
             accept_failures: 0,
             shutting_down: false,
@@ -248,7 +252,8 @@ impl Server {
     /// One turn of the loop: steps 1 to 5 of the module documentation.
     fn turn(&mut self, events: &mut Events) -> Result<(), Error> {
         // 1. Wait. With input known to be waiting there is work already: don't sleep.
-        let timeout = if self.table.has_ready() || self.bus.has_unread() {
+        let waiting = !self.accept_again.is_empty() || self.table.has_ready();
+        let timeout = if waiting || self.bus.has_unread() {
             Some(Duration::ZERO)
         } else {
             self.timers.timeout(Instant::now())
@@ -265,7 +270,8 @@ impl Server {
         for event in events.iter() {
             self.handle(Readiness::from(event), now);
         }
-        // 3. Clients, and the bus, left with unread input by their read budget last turn.
+        // 3. Listeners, clients and the bus left with work by their budgets last turn.
+        self.accept_leftovers(now);
         for r in self.table.take_ready() {
             self.serve_reader(r, now);
         }
@@ -712,5 +718,35 @@ mod tests {
             got.extend_from_slice(&buf[..n]);
         }
         assert_eq!(got, expected);
+    }
+
+    /// A storm waiting in the backlog is accepted a budget at a time: one readable event
+    /// accepts `ACCEPT_BUDGET` connections, and the listener is served again next turn
+    /// (no new event would say it still has connections waiting) until the backlog is empty.
+    #[test]
+    fn a_connection_storm_is_accepted_a_budget_per_turn() {
+        use crate::limits::ACCEPT_BUDGET;
+        let mut server = test_server();
+        let addr = server.local_addrs()[0];
+        let waiting = ACCEPT_BUDGET + 200;
+        let clients: Vec<StdStream> = (0..waiting)
+            .map(|_| StdStream::connect(addr).expect("connect"))
+            .collect();
+        wait_for_events(&mut server, &[listener_token(0)]);
+        let now = Instant::now();
+        server.handle(readable(listener_token(0)), now);
+        assert_eq!(
+            server.table.len(),
+            ACCEPT_BUDGET,
+            "accepted past the budget"
+        );
+        assert_eq!(server.accept_again, vec![0], "listener not remembered");
+        server.accept_leftovers(now);
+        assert_eq!(server.table.len(), waiting);
+        assert!(
+            server.accept_again.is_empty(),
+            "listener still listed with none left"
+        );
+        drop(clients);
     }
 }
