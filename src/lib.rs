@@ -28,6 +28,8 @@
 //! - [`room`]: who is here, nicks, and who receives what. Queues output through an
 //!   [`Outbox`](room::Outbox); never sees a socket.
 //! - [`cmd`]: what each command does, one file per command.
+//! - [`notices`]: join and leave notices, said at the end of the batch and summarized in a
+//!   burst, so a connection storm cannot make every member pay for every connection.
 //! - [`protocol`]: what a line means ([`protocol::Command`]) and all the text the server sends.
 //! - [`bus`]: the seam between the room and the backplane: where an event goes.
 //! - [`backplane`]: `--backplane`, the Redis bus: several instances as one chat through Redis
@@ -79,6 +81,7 @@ pub mod framing;
 pub mod limits;
 pub mod logging;
 pub mod nonblocking;
+pub mod notices;
 pub mod os;
 pub mod protocol;
 pub mod rate_limit;

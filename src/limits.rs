@@ -78,6 +78,16 @@ pub const ACCEPT_BUDGET: usize = 1000;
 /// kernel drop SYNs silently. Linux caps it at `net.core.somaxconn` (4096 on current kernels).
 pub const LISTEN_BACKLOG: i32 = 4096;
 
+/// Joins (or leaves) said in one round one line each; more are one line naming this many.
+/// Three is what a person reads at a glance; a small room never has more at once.
+pub const NOTICE_LIST: usize = 3;
+
+/// Rounds of join and leave notices (see `notices.rs`): this many at once, then this many a
+/// second. A room where a few people come and go never waits for one; a connection storm
+/// costs each member at most a few notice lines a second, however many connections it makes.
+pub const NOTICE_ROUNDS_BURST: u32 = 10;
+pub const NOTICE_ROUNDS_PER_SEC: f64 = 5.0;
+
 /// Longest nick, in characters of `[A-Za-z0-9_-]`.
 pub const MAX_NICK: usize = 32;
 

@@ -141,6 +141,24 @@ pub fn left(nick: &str, reason: impl fmt::Display) -> String {
     server_line(format_args!("{nick} left ({reason})"))
 }
 
+/// Many joins at once (see `notices.rs`): how many, and the first few nicks.
+pub fn joined_many(first: &[String], more: usize) -> String {
+    let count = first.len() + more;
+    server_line(format_args!(
+        "{count} joined: {} and {more} more",
+        first.join(", ")
+    ))
+}
+
+/// Many leaves at once: how many, and the first few, each with its reason.
+pub fn left_many(first: &[String], more: usize) -> String {
+    let count = first.len() + more;
+    server_line(format_args!(
+        "{count} left: {} and {more} more",
+        first.join(", ")
+    ))
+}
+
 pub fn renamed(old: &str, new: &str) -> String {
     server_line(format_args!("{old} is now known as {new}"))
 }

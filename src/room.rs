@@ -18,11 +18,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::time::Instant;
 
 use log::{info, trace, warn};
 
 use crate::bus::{Bus, BusNews, Claim, Claimed, Event, Purpose, What};
 use crate::connection::{CloseReason, ConnRef};
+use crate::notices::{Clock, Notice, Notices};
 use crate::protocol;
 
 /// What the room may do to its members' connections, and nothing more.
@@ -51,6 +53,8 @@ pub trait Outbox {
 struct Member {
     conn: ConnRef,
     nick: String,
+    /// The room's clock when it joined: it hears the notices of what happened after.
+    since: Clock,
 }
 
 #[derive(Debug)]
@@ -63,6 +67,10 @@ pub struct Room {
     nicks: HashMap<String, ConnRef>,
     /// Leave events not yet said (see [`Room::announce_departures`] for why they wait).
     departures: Vec<Event>,
+    /// Join and leave notices waiting for the end of the batch (see `notices.rs`).
+    notices: Notices,
+    /// Counts joins, so each member and each notice knows who was here when.
+    clock: Clock,
     next_guest: u64,
     quiet_joins: bool,
 }
@@ -73,6 +81,8 @@ impl Room {
             members: BTreeMap::new(),
             nicks: HashMap::new(),
             departures: Vec::new(),
+            notices: Notices::new(Instant::now()),
+            clock: 0,
             next_guest: 1,
             quiet_joins,
         }
@@ -130,8 +140,17 @@ impl Room {
     }
 
     fn add(&mut self, who: ConnRef, nick: String) {
+        self.clock += 1;
         self.nicks.insert(protocol::nick_key(&nick), who);
-        self.members.insert(who.token, Member { conn: who, nick });
+        let since = self.clock;
+        self.members.insert(
+            who.token,
+            Member {
+                conn: who,
+                nick,
+                since,
+            },
+        );
     }
 
     /// Something `from` did that the others must hear of: an event on the bus, delivered here
@@ -223,16 +242,30 @@ impl Room {
 
     /// What an event means for this instance's clients: the one place where chat becomes
     /// output, for local events and for events from the bus alike. The client the event came
-    /// from (same origin, same connection id) does not get its own line back.
+    /// from (same origin, same connection id) does not get its own line back. Joins and
+    /// leaves wait for the end of the batch (see `notices.rs`); a newcomer whose join is
+    /// still waiting is announced before anything it says.
     pub fn deliver(&mut self, event: &Event, bus: &mut dyn Bus, out: &mut impl Outbox) {
         let except = (event.origin == bus.origin()).then_some(event.conn);
         let line = match &event.what {
+            What::Joined { .. } | What::Left { .. } if self.quiet_joins => return,
+            What::Joined { nick } => {
+                let heard_up_to = self.heard_join_up_to(event, nick, except.is_some());
+                return self
+                    .notices
+                    .joined(&event.origin, event.conn, nick, heard_up_to);
+            }
+            What::Left { nick, reason } => {
+                let clock = self.clock;
+                return self
+                    .notices
+                    .left(&event.origin, event.conn, nick, reason, clock);
+            }
             What::Say { nick, text } => protocol::chat_line(nick, text),
             What::Me { nick, action } => protocol::action_line(nick, action),
-            What::Joined { nick } if !self.quiet_joins => protocol::joined(nick),
-            What::Left { nick, reason } if !self.quiet_joins => protocol::left(nick, reason),
             // Everyone sees it, the renamed client included: that is its confirmation.
             What::Renamed { old, new } => {
+                self.announce_arrival(event, bus, out);
                 return self.broadcast(None, &protocol::renamed(old, new), bus, out);
             }
             What::Msg { from, to, text } => {
@@ -241,9 +274,58 @@ impl Room {
                 }
                 return;
             }
-            What::Joined { .. } | What::Left { .. } | What::Hello { .. } | What::Bye => return,
+            What::Hello { .. } | What::Bye => return,
         };
+        self.announce_arrival(event, bus, out);
         self.broadcast(except, &line, bus, out);
+    }
+
+    /// Who hears a join: the members who were here before it (for one of ours, those that
+    /// joined before it did; for another instance's, everyone here now).
+    fn heard_join_up_to(&self, event: &Event, nick: &str, mine: bool) -> Clock {
+        let joiner = self
+            .owner_of(nick)
+            .filter(|who| mine && who.id == event.conn)
+            .and_then(|who| self.member(who));
+        joiner.map_or(self.clock, |m| m.since - 1)
+    }
+
+    /// The sender of `event` is heard from: if its join has not been said yet, it is now.
+    fn announce_arrival(&mut self, event: &Event, bus: &mut dyn Bus, out: &mut impl Outbox) {
+        if let Some(notice) = self.notices.take_join(&event.origin, event.conn) {
+            self.say_notice(&notice, bus, out);
+        }
+    }
+
+    /// A round of join and leave notices, if one is due (the end of the batch). `Some(at)`:
+    /// notices are waiting for a round at `at`.
+    pub fn say_notices(
+        &mut self,
+        now: Instant,
+        bus: &mut dyn Bus,
+        out: &mut impl Outbox,
+    ) -> Option<Instant> {
+        match self.notices.round(now) {
+            Ok(notices) => {
+                for notice in &notices {
+                    self.say_notice(notice, bus, out);
+                }
+                None
+            }
+            Err(at) => Some(at),
+        }
+    }
+
+    fn say_notice(&mut self, notice: &Notice, bus: &mut dyn Bus, out: &mut impl Outbox) {
+        let origin = bus.origin().to_string();
+        let about = |m: &Member| {
+            notice
+                .about
+                .as_ref()
+                .is_some_and(|(o, conn)| *o == origin && *conn == m.conn.id)
+        };
+        let hears = |m: &Member| m.since <= notice.heard_up_to && !about(m);
+        self.broadcast_where(hears, &notice.line, bus, out);
     }
 
     /// One line to every member except the one whose connection id is `except`. The line is
@@ -255,11 +337,22 @@ impl Room {
         bus: &mut dyn Bus,
         out: &mut impl Outbox,
     ) {
+        self.broadcast_where(|m| Some(m.conn.id) != except, line, bus, out);
+    }
+
+    /// One line to every member `hears` picks, allocated once and shared by their queues.
+    fn broadcast_where(
+        &mut self,
+        hears: impl Fn(&Member) -> bool,
+        line: &str,
+        bus: &mut dyn Bus,
+        out: &mut impl Outbox,
+    ) {
         let line: Rc<[u8]> = Rc::from(line.as_bytes());
         let mut cut_off = Vec::new();
         let mut recipients = 0usize;
         for member in self.members.values() {
-            if Some(member.conn.id) == except {
+            if !hears(member) {
                 continue;
             }
             recipients += 1;
@@ -416,5 +509,71 @@ impl Room {
             out.hold(who);
         }
         claimed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::bus::LocalBus;
+
+    /// An outbox that writes down what each member was sent.
+    #[derive(Default)]
+    struct Recorder {
+        lines: Vec<(ConnRef, String)>,
+    }
+
+    impl Recorder {
+        fn to(&self, who: ConnRef) -> Vec<&str> {
+            self.lines
+                .iter()
+                .filter(|(to, _)| *to == who)
+                .map(|(_, line)| line.as_str())
+                .collect()
+        }
+    }
+
+    impl Outbox for Recorder {
+        fn send(&mut self, to: ConnRef, line: &Rc<[u8]>) -> Result<(), CloseReason> {
+            let line = String::from_utf8_lossy(line).into_owned();
+            self.lines.push((to, line));
+            Ok(())
+        }
+        fn tell(&mut self, to: ConnRef, text: &str) -> Result<(), CloseReason> {
+            self.lines.push((to, text.to_string()));
+            Ok(())
+        }
+        fn hang_up(&mut self, _: ConnRef, _: CloseReason) {}
+        fn name(&mut self, _: ConnRef, _: &str) {}
+        fn hold(&mut self, _: ConnRef) {}
+        fn resume(&mut self, _: ConnRef) {}
+    }
+
+    const PEER: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
+
+    /// Within one batch, before any round: a newcomer who speaks is announced first, on its
+    /// own, so nobody sees a line from someone they did not see arrive; and the round at the
+    /// end of the batch does not announce it again.
+    #[test]
+    fn a_newcomer_whose_join_is_waiting_is_announced_before_its_first_line() {
+        let (mut room, mut bus, mut out) = (Room::new(false), LocalBus, Recorder::default());
+        let (ann, bo) = (ConnRef { token: 0, id: 1 }, ConnRef { token: 1, id: 2 });
+        room.enter(ann, PEER, &mut bus, &mut out);
+        room.enter(bo, PEER, &mut bus, &mut out);
+        let (nick, text) = ("guest-2".to_string(), "hi".to_string());
+        room.say(bo, What::Say { nick, text }, &mut bus, &mut out);
+        assert!(
+            room.say_notices(Instant::now(), &mut bus, &mut out)
+                .is_none()
+        );
+        assert_eq!(
+            out.to(ann)[1..],
+            ["*** guest-2 joined\n", "<guest-2> hi\n"],
+            "{:?}",
+            out.to(ann)
+        );
     }
 }

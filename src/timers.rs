@@ -33,6 +33,9 @@ pub enum Timer {
     Handshake(ConnRef),
     /// Accepting was paused for lack of descriptors: try again.
     ResumeAccept,
+    /// Join and leave notices are waiting and a round may be said (see `notices.rs`): the
+    /// timer only wakes the loop, whose end of batch says them.
+    Notices,
     /// The shutdown grace period is over: exit whatever is still queued.
     ShutdownDeadline,
     /// A deadline the bus asked for (the backplane: a reconnect, a connect timeout, a refresh

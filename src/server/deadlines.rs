@@ -27,6 +27,7 @@ impl Server {
                 Timer::Linger(r) => self.table.linger_over(r),
                 Timer::ResumeAccept => self.resume_accepting(now),
                 Timer::ShutdownDeadline => self.exit_now = true,
+                Timer::Notices => self.notices_due = None,
                 Timer::Bus => {
                     let news = self.bus.on_timer(self.poll.registry(), now);
                     self.absorb(news);
@@ -102,7 +103,7 @@ impl Server {
             | Timer::SlowCheck(r)
             | Timer::Linger(r)
             | Timer::Handshake(r) => table.contains(*r),
-            Timer::ResumeAccept | Timer::ShutdownDeadline | Timer::Bus => true,
+            Timer::ResumeAccept | Timer::ShutdownDeadline | Timer::Bus | Timer::Notices => true,
         });
         debug!("swept {} dead timers", before - self.timers.len());
     }

@@ -131,6 +131,9 @@ pub struct Server {
     shutting_down: bool,
     /// Leave the loop at the end of this turn, flushed or not.
     exit_now: bool,
+    /// A `Notices` timer is set for this instant (so a storm of batches, each with notices
+    /// waiting, sets one timer and not one per batch).
+    notices_due: Option<Instant>,
 }
 
 impl Server {
@@ -186,6 +189,7 @@ impl Server {
             accept_failures: 0,
             shutting_down: false,
             exit_now: false,
+            notices_due: None,
         })
     }
 
@@ -365,13 +369,15 @@ impl Server {
         self.room.depart(r, reason, &mut *self.bus, &mut self.table);
     }
 
-    /// Step 5. Leave events first (they are output too), then what the bus must send, then
-    /// one flush per client with new output. A failed write ends that client, which makes a
-    /// new leave event, so repeat until nothing new appears. Only then free the closed slots.
+    /// Step 5. Leave events first, then a round of join and leave notices (they are output
+    /// too), then what the bus must send, then one flush per client with new output. A failed
+    /// write ends that client, which makes a new leave event, so repeat until nothing new
+    /// appears. Only then free the closed slots.
     fn end_batch(&mut self, now: Instant) {
         loop {
             self.room
                 .announce_departures(&mut *self.bus, &mut self.table);
+            self.say_notices(now);
             self.flush_bus(now);
             let to_flush = self.table.take_flush_list();
             if to_flush.is_empty() {
@@ -386,6 +392,17 @@ impl Server {
         }
         self.table.reap(self.poll.registry());
         self.sweep_dead_timers();
+    }
+
+    /// A round of join and leave notices, or a timer for when one may come.
+    fn say_notices(&mut self, now: Instant) {
+        let next = self.room.say_notices(now, &mut *self.bus, &mut self.table);
+        if let Some(at) = next
+            && self.notices_due.is_none_or(|due| at < due)
+        {
+            self.notices_due = Some(at);
+            self.timers.add(at, Timer::Notices);
+        }
     }
 
     /// What the room published goes out on the bus, once per batch like every other write.

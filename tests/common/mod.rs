@@ -884,3 +884,26 @@ impl std::ops::DerefMut for OpensslServer {
         &mut self.process
     }
 }
+
+/// Connects `total` clients from a thread, one after another, each reset at once (SO_LINGER
+/// 0), but for every `keep_every`th, which stays. Returns the ones that stayed.
+pub fn storm(addr: SocketAddr, total: usize, keep_every: usize) -> Vec<TcpStream> {
+    thread::spawn(move || {
+        let deadline = Instant::now() + DEADLINE;
+        let mut kept = Vec::new();
+        for i in 0..total {
+            assert!(Instant::now() < deadline, "storm took too long");
+            let stream = TcpStream::connect(addr).expect("connect");
+            if i % keep_every == 0 {
+                kept.push(stream);
+            } else {
+                SockRef::from(&stream)
+                    .set_linger(Some(Duration::ZERO))
+                    .expect("SO_LINGER");
+            }
+        }
+        kept
+    })
+    .join()
+    .expect("storm thread")
+}
