@@ -78,6 +78,19 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_per_ip: usize,
 
+    /// New connections per second one address may open before more are refused at once
+    /// (0: no limit; loopback is exempt unless --connect-rate-loopback)
+    #[arg(long, value_name = "PER_SEC", default_value_t = limits::DEFAULT_CONNECT_RATE)]
+    pub connect_rate: f64,
+
+    /// New connections one address may open at once before --connect-rate applies
+    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_CONNECT_BURST)]
+    pub connect_burst: u32,
+
+    /// Hold loopback addresses (127.0.0.0/8, ::1) to --connect-rate too
+    #[arg(long)]
+    pub connect_rate_loopback: bool,
+
     /// Lines per second per client before the server stops reading it for a while (0: no limit)
     #[arg(long, value_name = "LINES_PER_SEC", default_value_t = limits::DEFAULT_RATE)]
     pub rate: f64,
@@ -155,6 +168,9 @@ impl Cli {
             output_grace: Duration::from_secs_f64(self.output_grace.clamp(0.0, 1e6)),
             max_clients: self.max_clients,
             max_per_ip: self.max_per_ip,
+            connect_rate: self.connect_rate.max(0.0),
+            connect_burst: self.connect_burst.max(1),
+            connect_rate_loopback: self.connect_rate_loopback,
             rate: self.rate.max(0.0),
             burst: self.burst,
             idle_timeout: (self.idle_timeout > 0.0)

@@ -30,6 +30,12 @@ pub struct Config {
     pub max_clients: Option<usize>,
     /// Most connections from one client address; `0` means no limit.
     pub max_per_ip: usize,
+    /// Connections per second one address may open (after `connect_burst`); `0.0` turns the
+    /// limit off.
+    pub connect_rate: f64,
+    pub connect_burst: u32,
+    /// Loopback addresses are held to `connect_rate` too (by default they are not).
+    pub connect_rate_loopback: bool,
     /// Lines per second per client; `0.0` turns flood control off.
     pub rate: f64,
     /// Lines a client may send at once before `rate` applies.
@@ -82,6 +88,9 @@ impl Default for Config {
             output_grace: limits::DEFAULT_OUTPUT_GRACE,
             max_clients: None,
             max_per_ip: 0,
+            connect_rate: limits::DEFAULT_CONNECT_RATE,
+            connect_burst: limits::DEFAULT_CONNECT_BURST,
+            connect_rate_loopback: false,
             rate: limits::DEFAULT_RATE,
             burst: limits::DEFAULT_BURST,
             idle_timeout: None,

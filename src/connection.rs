@@ -72,6 +72,8 @@ pub enum CloseReason {
     ServerFull,
     /// Arrived when `--max-per-ip` connections from its address were already connected.
     TooManyFromAddress,
+    /// Its address opened connections faster than `--connect-rate`: refused as it arrived.
+    ConnectingTooFast,
     /// The server is shutting down.
     Shutdown,
     /// Its transport rejected what it sent (not a TLS client, a bad handshake, a corrupt
@@ -94,6 +96,7 @@ impl CloseReason {
             CloseReason::Idle => "idle",
             CloseReason::ServerFull => "server_full",
             CloseReason::TooManyFromAddress => "too_many_from_address",
+            CloseReason::ConnectingTooFast => "connect_rate",
             CloseReason::Shutdown => "shutdown",
             CloseReason::Rejected(rejection) => rejection.kind,
             CloseReason::HandshakeTimeout(_) => "handshake_timeout",
@@ -115,6 +118,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Idle => write!(f, "idle timeout"),
             CloseReason::ServerFull => write!(f, "server full"),
             CloseReason::TooManyFromAddress => write!(f, "too many connections from its address"),
+            CloseReason::ConnectingTooFast => write!(f, "connecting too fast from its address"),
             CloseReason::Shutdown => write!(f, "server shutting down"),
             CloseReason::Rejected(rejection) => rejection.fmt(f),
             CloseReason::HandshakeTimeout(by) => write!(f, "{by} handshake timed out"),

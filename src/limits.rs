@@ -78,6 +78,18 @@ pub const ACCEPT_BUDGET: usize = 1000;
 /// kernel drop SYNs silently. Linux caps it at `net.core.somaxconn` (4096 on current kernels).
 pub const LISTEN_BACKLOG: i32 = 4096;
 
+/// `--connect-rate` / `--connect-burst`: connections per second one address may open, and how
+/// many at once. Ten a second is far more than a person reconnecting, or an office behind one
+/// NAT address logging in at nine; a script opening connections in a loop makes thousands.
+pub const DEFAULT_CONNECT_RATE: f64 = 10.0;
+pub const DEFAULT_CONNECT_BURST: u32 = 20;
+
+/// Addresses `--connect-rate` keeps a bucket for at most. Idle ones (bucket full again) are
+/// forgotten first; past this many busy ones, more addresses are let in untracked (a
+/// per-address limit cannot stop a storm from more addresses than that: `--max-clients`
+/// bounds what they can hold). About 64 bytes each: 4 MiB at most.
+pub const CONNECT_RATE_ADDRESSES: usize = 65_536;
+
 /// Joins (or leaves) said in one round one line each; more are one line naming this many.
 /// Three is what a person reads at a glance; a small room never has more at once.
 pub const NOTICE_LIST: usize = 3;

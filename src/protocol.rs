@@ -199,6 +199,14 @@ pub fn who(nicks: &mut [&str]) -> String {
     server_line(format_args!("{count} {noun} here: {}", nicks.join(", ")))
 }
 
+/// `--connect-rate`: the one line an address connecting too fast gets before the close.
+pub fn connecting_too_fast(wait: Duration) -> String {
+    let secs = wait.as_secs_f64().ceil().max(1.0);
+    server_line(format_args!(
+        "too many new connections from your address; try again in {secs} s"
+    ))
+}
+
 pub fn line_too_long(max_line: usize) -> String {
     server_line(format_args!(
         "line too long (over {max_line} bytes), dropped"

@@ -54,6 +54,39 @@ fn connections_over_the_per_address_limit_are_refused() {
     again.sync();
 }
 
+/// `--connect-rate`: an address opening connections faster than its rate is refused at once,
+/// told when to try again, and never enters the room (nobody hears of it); another address,
+/// and the clients already in, are not affected.
+#[test]
+fn an_address_connecting_too_fast_is_refused_at_once_and_nobody_notices() {
+    let server = TestServer::with(|c| {
+        c.connect_rate = 0.1;
+        c.connect_burst = 3;
+        c.connect_rate_loopback = true;
+    });
+    let mut c = server.clients(3);
+    let mut fourth = Client::raw(server.addr);
+    let refusal = fourth.read_to_eof();
+    assert_eq!(refusal.len(), 1, "{refusal:?}");
+    assert!(
+        refusal[0].starts_with("*** too many new connections from your address; try again in "),
+        "{refusal:?}"
+    );
+    let mut other = Client::raw_from(server.addr, [127, 0, 0, 2].into());
+    other.read_welcome();
+    let seen = c[0].sync();
+    assert_eq!(seen, vec![format!("*** {} joined", other.nick)], "{seen:?}");
+}
+
+/// Loopback is exempt by default: everything on this machine (a proxy, the benchmarks, these
+/// tests) shares 127.0.0.1, so forty connections at once from it all get in.
+#[test]
+fn loopback_connects_as_fast_as_it_likes_by_default() {
+    let server = TestServer::with(|c| c.quiet_joins = true);
+    let clients: Vec<Client> = (0..40).map(|_| server.connect()).collect();
+    assert_eq!(clients.len(), 40);
+}
+
 /// Sends `count` numbered lines of about 200 bytes from `sender` in a thread.
 fn send_numbered(mut sender: Client, count: usize) -> thread::JoinHandle<Client> {
     thread::spawn(move || {

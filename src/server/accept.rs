@@ -7,9 +7,9 @@
 //! call; one with a handshake waits until its transport says it is done, for at most the
 //! listener's handshake timeout.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::limits::{ACCEPT_BUDGET, ACCEPT_PAUSE, FD_RESERVE};
 use crate::os;
 use crate::protocol;
+use crate::rate_limit::Admit;
 use crate::timers::Timer;
 use crate::transport::Listens;
 use crate::transport::PlainListener;
@@ -180,6 +181,9 @@ impl Server {
     /// once; everything else about refusing waits for the handshake, so the client can read
     /// why.
     fn admit(&mut self, index: usize, stream: TcpStream, peer: SocketAddr, now: Instant) {
+        if let Admit::No { wait } = self.connect_rates.check(peer.ip(), now) {
+            return self.refuse_at_once(index, stream, peer, wait);
+        }
         let speaks = &self.listeners[index].speaks;
         let timeout = speaks.handshake_timeout();
         let held = self.room.members() + self.table.handshaking();
@@ -211,6 +215,26 @@ impl Server {
             }
             None => self.join(r, now),
         }
+    }
+
+    /// `--connect-rate`: an address connecting too fast is refused as cheaply as can be: no
+    /// slot, no transport, no registration; one non-blocking write of why (for a transport
+    /// without a handshake, which can read it), and the close.
+    fn refuse_at_once(
+        &mut self,
+        index: usize,
+        stream: TcpStream,
+        peer: SocketAddr,
+        wait: Duration,
+    ) {
+        if self.listeners[index].speaks.handshake_timeout().is_none() {
+            let _ = (&stream).write(protocol::connecting_too_fast(wait).as_bytes());
+        }
+        debug!("{peer}: connecting too fast, refused");
+        self.table.stats.connections_total += 1;
+        self.table
+            .stats
+            .count_disconnect(&CloseReason::ConnectingTooFast);
     }
 
     /// The connection's transport is ready (at once, or once its handshake is over): it

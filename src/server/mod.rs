@@ -52,6 +52,7 @@ use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef};
 use crate::error::Error;
 use crate::limits::{READ_CHUNK, SHUTDOWN_GRACE};
+use crate::rate_limit::ConnectRates;
 use crate::room::Room;
 use crate::stats::StatsSocket;
 use crate::table::ConnTable;
@@ -124,6 +125,8 @@ pub struct Server {
     max_clients: usize,
     /// Listeners whose accept budget ran out before `WouldBlock`: accepted from next turn.
     accept_again: Vec<usize>,
+    /// `--connect-rate`: connections per address.
+    connect_rates: ConnectRates,
     /// Accepting is paused after running out of descriptors; a `ResumeAccept` timer is set.
     accept_paused: bool,
     /// Consecutive accept failures, so only the first of a run is a warning.
@@ -166,6 +169,11 @@ impl Server {
             ),
             None => None,
         };
+        let connect_rates = ConnectRates::new(
+            config.connect_rate,
+            config.connect_burst,
+            config.connect_rate_loopback,
+        );
         let bus: Box<dyn BusIo> = match &config.backplane {
             Some(settings) => Box::new(RedisBus::new(settings.clone())?),
             None => Box::new(LocalBus),
@@ -185,6 +193,7 @@ impl Server {
             config,
             max_clients,
             accept_again: Vec::new(),
+            connect_rates,
             accept_paused: false,
             accept_failures: 0,
             shutting_down: false,
