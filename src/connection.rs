@@ -39,7 +39,8 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use crate::framing::{Frame, LineFramer};
-use crate::nonblocking::{Flushed, ReadOutcome, Registration};
+use crate::limits::WRITE_BUDGET;
+use crate::nonblocking::{Budget, Flushed, ReadOutcome, Registration};
 use crate::rate_limit::TokenBucket;
 use crate::transport::{Broken, Rejection, Transport};
 use crate::write_queue::WriteQueue;
@@ -168,6 +169,19 @@ pub enum Read {
     Ended,
     /// The socket failed, or the transport rejected what came.
     Failed(CloseReason),
+}
+
+/// How a [`Connection::flush`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything queued is in the kernel.
+    Done,
+    /// The socket's send buffer is full: it is registered for writable events, and a
+    /// writable event brings it back.
+    Blocked,
+    /// The write budget ([`WRITE_BUDGET`]) is spent and more is queued. The socket is not
+    /// full, so no event will say it is writable: the loop flushes it again next turn.
+    Budget,
 }
 
 /// The read side: bytes waiting to become lines, and what holds them back.
@@ -436,38 +450,54 @@ impl Connection {
 
     // The write side.
 
-    /// Output owed to the client and not yet taken by the kernel: its queue, plus what its
-    /// transport holds. `--max-output` judges this.
+    /// Bytes owed to the client and not yet taken by the kernel: its queue, plus what its
+    /// transport holds.
     pub fn unsent(&self) -> usize {
         self.output.queue.unsent() + self.transport.unsent()
+    }
+
+    /// What the server holds on the client's behalf: [`Connection::unsent`], plus the pointer
+    /// each queued line costs. `--max-output` judges this.
+    pub fn held(&self) -> usize {
+        self.output.queue.footprint() + self.transport.unsent()
     }
 
     pub fn queue(&mut self) -> &mut WriteQueue {
         &mut self.output.queue
     }
 
-    /// Writes queued output until it is all sent or the socket's buffer is full; a leaving
-    /// client's transport then ends its stream (TLS's `close_notify` goes out last). Then the
-    /// registration is made to match: writable interest only while output is still waiting.
-    pub fn flush(&mut self, registry: &Registry, token: Token) -> io::Result<Flushed> {
-        let socket = &mut self.socket;
-        let mut flushed = self.transport.write(socket, &mut self.output.queue)?;
+    /// Writes queued output until it is all sent, the socket's buffer is full, or
+    /// [`WRITE_BUDGET`] bytes went out in this call (so one client with a huge backlog and a
+    /// fast reader cannot hold the loop); a leaving client's transport then ends its stream
+    /// (TLS's `close_notify` goes out last). Then the registration is made to match: writable
+    /// interest only while the socket itself is full.
+    pub fn flush(&mut self, registry: &Registry, token: Token) -> io::Result<Flush> {
+        let mut budget = Budget::new(&mut self.socket, WRITE_BUDGET);
+        let mut flushed = self.transport.write(&mut budget, &mut self.output.queue)?;
         if flushed == Flushed::All
             && matches!(self.phase, Phase::Leaving(_))
             && self.transport.close()
         {
-            flushed = self.transport.write(socket, &mut self.output.queue)?;
+            flushed = self.transport.write(&mut budget, &mut self.output.queue)?;
         }
-        self.output
-            .registration
-            .update(registry, socket, token, flushed == Flushed::Blocked)?;
-        Ok(flushed)
+        let flush = match flushed {
+            Flushed::All => Flush::Done,
+            Flushed::Blocked if budget.spent() => Flush::Budget,
+            Flushed::Blocked => Flush::Blocked,
+        };
+        self.output.registration.update(
+            registry,
+            &mut self.socket,
+            token,
+            flush == Flush::Blocked,
+        )?;
+        Ok(flush)
     }
 
     /// After a flush: notes whether it is over `limit`. True when it has just gone over, so
     /// the caller starts its grace; a flush that leaves it under ends the grace.
     pub fn judge_output(&mut self, limit: usize, now: Instant) -> bool {
-        if !self.is_chatting() || self.unsent() <= limit {
+        if !self.is_chatting() || self.held() <= limit {
             self.output.over_limit_since = None;
             false
         } else if self.output.over_limit_since.is_none() {

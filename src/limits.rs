@@ -46,6 +46,12 @@ pub const FD_RESERVE: u64 = 32;
 /// again next turn, after everyone else has had a go.
 pub const READ_BUDGET: usize = 64 * 1024;
 
+/// Bytes written to one client per flush before the loop moves on (Redis's
+/// `NET_MAX_WRITES_PER_EVENT` is the same 64 KiB). A client catching up on a backlog of
+/// megabytes, with a socket that takes them as fast as they come, would otherwise keep the
+/// loop writing to it alone; past the budget it is flushed again next turn.
+pub const WRITE_BUDGET: usize = 64 * 1024;
+
 /// Size of the one scratch buffer every `read` goes into (shared by all connections, so an
 /// idle connection owns no read buffer at all, only the bytes of its unfinished line).
 pub const READ_CHUNK: usize = 16 * 1024;

@@ -133,13 +133,68 @@ impl Registration {
     }
 }
 
+/// A write budget: a writer that passes at most `left` more bytes to `out`, then says
+/// `WouldBlock` as a full socket would. Whatever writes through it (a write queue, a TLS
+/// session) stops there and keeps the rest, with no budget logic of its own; [`Budget::spent`]
+/// then tells the caller that the socket was not full, only the budget: nothing will report
+/// the socket writable again (it still is), so the caller must come back by itself.
+pub struct Budget<'a> {
+    out: &'a mut dyn Write,
+    left: usize,
+    spent: bool,
+}
+
+impl<'a> Budget<'a> {
+    pub fn new(out: &'a mut dyn Write, bytes: usize) -> Budget<'a> {
+        Budget {
+            out,
+            left: bytes,
+            spent: false,
+        }
+    }
+
+    /// Whether writing stopped because the budget ran out (and not because `out` was full).
+    pub fn spent(&self) -> bool {
+        self.spent
+    }
+}
+
+impl Write for Budget<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.left == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            self.spent = true;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        // Offer no more than the budget: whole slices up to it, then part of the next.
+        let mut offered = [IoSlice::new(&[]); 64];
+        let (mut count, mut total) = (0, 0);
+        for buf in bufs.iter().take(offered.len()) {
+            let take = buf.len().min(self.left - total);
+            offered[count] = IoSlice::new(&buf[..take]);
+            count += 1;
+            total += take;
+            if total == self.left {
+                break;
+            }
+        }
+        let n = self.out.write_vectored(&offered[..count])?;
+        self.left -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// Writes the records rustls has ready (handshake messages, encrypted lines, alerts) until it
 /// has none left (`true`) or the socket is full (`false`: wait for a writable event). For the
 /// server's TLS sessions and the clients' (`pollchat connect`, the chaos generator) alike.
-pub fn write_records<D>(
-    tls: &mut ConnectionCommon<D>,
-    socket: &mut impl Write,
-) -> io::Result<bool> {
+pub fn write_records<D>(tls: &mut ConnectionCommon<D>, socket: &mut dyn Write) -> io::Result<bool> {
     while tls.wants_write() {
         match tls.write_tls(socket) {
             // A socket that takes nothing and says nothing is broken, not full: retrying
@@ -222,6 +277,19 @@ mod tests {
             ReadOutcome::from_read(interrupted_once).unwrap(),
             ReadOutcome::Data(1)
         );
+    }
+
+    #[test]
+    fn a_budget_stops_the_writer_as_a_full_socket_would_and_says_so() {
+        let mut sink = Vec::new();
+        let mut budget = Budget::new(&mut sink, 10);
+        let bufs = [IoSlice::new(b"123456"), IoSlice::new(b"789abc")];
+        assert_eq!(budget.write_vectored(&bufs).unwrap(), 10);
+        assert!(!budget.spent());
+        let again = budget.write_vectored(&bufs).unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::WouldBlock);
+        assert!(budget.spent());
+        assert_eq!(sink, b"123456789a");
     }
 
     #[test]

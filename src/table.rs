@@ -31,10 +31,9 @@ use mio::{Registry, Token};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::connection::{CloseReason, ConnRef, Connection, Next, Phase, Read};
+use crate::connection::{CloseReason, ConnRef, Connection, Flush, Next, Phase, Read};
 use crate::framing::Frame;
 use crate::limits::{HARD_OUTPUT_FACTOR, LINGER};
-use crate::nonblocking::Flushed;
 use crate::rate_limit::TokenBucket;
 use crate::room::Outbox;
 use crate::stats::Stats;
@@ -105,6 +104,8 @@ pub struct ConnTable {
     conns: Slab<Connection>,
     /// Connections with output to write at the end of this batch.
     flush: Listed,
+    /// Connections that spent their write budget with more to write: flushed next turn.
+    flush_next: Listed,
     /// Connections whose read budget ran out with input left: served again next turn.
     ready: Listed,
     /// Tokens in [`Phase::Closed`], to be removed by [`ConnTable::reap`].
@@ -126,6 +127,7 @@ impl ConnTable {
         ConnTable {
             conns: Slab::new(),
             flush: Listed::default(),
+            flush_next: Listed::default(),
             ready: Listed::default(),
             closed: Vec::new(),
             per_address: HashMap::new(),
@@ -307,13 +309,24 @@ impl ConnTable {
         self.ready.take()
     }
 
+    /// Whether any connection has work waiting that no event will announce: input left by
+    /// its read budget, or output left by its write budget. The loop must not sleep then.
     pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || !self.flush_next.is_empty()
     }
 
     /// A writable event, or output to write: flush `r` at the end of the batch.
     pub fn mark_for_flush(&mut self, r: ConnRef) {
         self.flush.add(r);
+    }
+
+    /// The end of a batch begins: connections whose write budget ran out last turn join this
+    /// batch's flush list. Once per batch only, or a client with a huge backlog would be
+    /// written again and again within one batch, and the budget would mean nothing.
+    pub fn start_flushes(&mut self) {
+        for r in self.flush_next.take() {
+            self.flush.add(r);
+        }
     }
 
     /// The connections to flush now; the list starts empty again.
@@ -337,7 +350,7 @@ impl ConnTable {
         let left = conn.unsent();
         self.stats.bytes_out += unsent.saturating_sub(left) as u64;
         match result {
-            Ok(Flushed::All) => {
+            Ok(Flush::Done) => {
                 if unsent > 0 {
                     trace!("token {}: wrote {unsent} bytes, queue empty", r.token);
                 }
@@ -347,7 +360,12 @@ impl ConnTable {
                     self.close(r, reason);
                 }
             }
-            Ok(Flushed::Blocked) => {
+            Ok(Flush::Budget) => {
+                // Not full, only over this turn's budget: no event will come, so it is
+                // listed to be flushed again next turn.
+                self.flush_next.add(r);
+            }
+            Ok(Flush::Blocked) => {
                 // A partial write. The rest stays queued, and the socket is now registered for
                 // writable events. It goes out when the client reads, or never, if the client
                 // falls `--max-output` behind first.
@@ -442,6 +460,7 @@ impl ConnTable {
         for token in std::mem::take(&mut self.closed) {
             let mut conn = self.conns.remove(token);
             self.ready.forget(token);
+            self.flush_next.forget(token);
             if conn.is_admitted() {
                 let ip = conn.peer().ip();
                 if let Some(count) = self.per_address.get_mut(&ip) {
@@ -508,7 +527,7 @@ impl Outbox for ConnTable {
         let Some(conn) = live_mut(&mut self.conns, to).filter(|c| !c.is_closed()) else {
             return Ok(());
         };
-        if conn.unsent() + line.len() > self.limits.hard_output {
+        if conn.held() + line.len() > self.limits.hard_output {
             return Err(self.cut_off(to));
         }
         conn.queue().push(Rc::clone(line));

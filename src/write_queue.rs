@@ -22,6 +22,9 @@ use std::rc::Rc;
 use crate::limits::MAX_IOVECS;
 pub use crate::nonblocking::Flushed;
 
+/// What one queued line costs besides its bytes: the shared pointer (address and length).
+pub const ENTRY_BYTES: usize = std::mem::size_of::<Rc<[u8]>>();
+
 /// Queue entries a drained queue may keep room for; a longer idle queue is freed (see
 /// `LineFramer` for the same reasoning on the read side).
 const KEEP_ENTRIES: usize = 16;
@@ -52,6 +55,13 @@ impl WriteQueue {
         self.unsent
     }
 
+    /// What the queue holds on its client's behalf: the bytes still to send, and a shared
+    /// pointer per queued line ([`ENTRY_BYTES`]). `--max-output` judges this: a queue of a
+    /// million one-byte lines holds 17 MB, not 1 MB.
+    pub fn footprint(&self) -> usize {
+        self.unsent + self.lines.len() * ENTRY_BYTES
+    }
+
     pub fn is_empty(&self) -> bool {
         self.unsent == 0
     }
@@ -61,7 +71,7 @@ impl WriteQueue {
     /// With edge-triggered readiness that stopping rule matters: mio reports "writable" again
     /// only after a write has failed with `WouldBlock`, so stopping earlier with bytes left
     /// could wait forever. Any other error is returned: the connection is broken.
-    pub fn write_to(&mut self, out: &mut impl Write) -> io::Result<Flushed> {
+    pub fn write_to<W: Write + ?Sized>(&mut self, out: &mut W) -> io::Result<Flushed> {
         while !self.lines.is_empty() {
             let result = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -169,6 +179,16 @@ mod tests {
         assert_eq!(q.write_to(&mut out).unwrap(), Flushed::All);
         assert_eq!(out.got, expected);
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_queue_counts_the_pointers_it_holds_as_well_as_the_bytes() {
+        let mut q = WriteQueue::default();
+        for _ in 0..1000 {
+            q.push(line("x"));
+        }
+        assert_eq!(q.unsent(), 1000);
+        assert_eq!(q.footprint(), 1000 + 1000 * ENTRY_BYTES);
     }
 
     #[test]

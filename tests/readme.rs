@@ -89,7 +89,7 @@ fn defined_in(file: &str, source: &str, path: &str) -> bool {
     let has_item = if item.starts_with(char::is_uppercase) {
         source.contains(&format!("enum {owner}")) && source.contains(&format!("    {item}"))
     } else {
-        source.contains(&format!("fn {item}("))
+        source.contains(&format!("fn {item}(")) || source.contains(&format!("fn {item}<"))
     };
     (is_module || is_type) && has_item
 }

@@ -383,6 +383,7 @@ impl Server {
     /// write ends that client, which makes a new leave event, so repeat until nothing new
     /// appears. Only then free the closed slots.
     fn end_batch(&mut self, now: Instant) {
+        self.table.start_flushes();
         loop {
             self.room
                 .announce_departures(&mut *self.bus, &mut self.table);
@@ -774,5 +775,61 @@ mod tests {
             "listener still listed with none left"
         );
         drop(clients);
+    }
+
+    /// A client with a megabyte queued and a socket that takes it all at once still gets one
+    /// write budget per turn: the rest waits for the next turn (no event would announce it),
+    /// so one backlog cannot hold the loop.
+    #[test]
+    fn a_huge_backlog_is_written_one_budget_per_turn() {
+        use crate::limits::WRITE_BUDGET;
+        use crate::room::Outbox;
+        let mut server = test_server();
+        let (_client, r) = admit_one(&mut server);
+        let line: std::rc::Rc<[u8]> = std::rc::Rc::from(vec![b'x'; 4096]);
+        for _ in 0..256 {
+            server.table.send(r, &line).expect("under the hard limit");
+        }
+        let before = server.table.stats.bytes_out;
+        server.end_batch(Instant::now());
+        let written = server.table.stats.bytes_out - before;
+        assert!(
+            (WRITE_BUDGET..WRITE_BUDGET + 4096).contains(&(written as usize)),
+            "{written} bytes in one turn"
+        );
+        assert!(
+            server.table.has_ready(),
+            "the rest is not listed for next turn"
+        );
+        server.end_batch(Instant::now());
+        assert!(
+            server.table.stats.bytes_out - before > written,
+            "next turn wrote nothing"
+        );
+    }
+
+    /// The hard output limit counts what a queue holds: a line's bytes and its pointer. A
+    /// queue of two-byte lines is cut off once its pointers reach the limit, long before its
+    /// bytes alone would.
+    #[test]
+    fn a_queue_of_tiny_lines_is_cut_off_by_what_it_holds() {
+        use crate::limits::HARD_OUTPUT_FACTOR;
+        use crate::room::Outbox;
+        let max_output = 64 * 1024;
+        let mut server = Server::bind(Config {
+            bind: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            max_output,
+            quiet_joins: true,
+            ..Config::default()
+        })
+        .expect("bind on loopback");
+        let (_client, r) = admit_one(&mut server);
+        let line: std::rc::Rc<[u8]> = std::rc::Rc::from(&b"x\n"[..]);
+        let hard = max_output * HARD_OUTPUT_FACTOR;
+        let queued = (0..hard)
+            .take_while(|_| server.table.send(r, &line).is_ok())
+            .count();
+        assert!(queued * 2 < hard / 4, "{queued} lines of 2 bytes queued");
+        assert!(queued * 18 >= hard / 2, "cut off early: {queued} lines");
     }
 }

@@ -22,7 +22,7 @@
 pub mod tls;
 
 use std::fmt;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use mio::net::TcpStream;
@@ -60,7 +60,9 @@ pub trait Transport {
 
     /// Writes queued lines, and whatever the transport itself has to say, until everything is
     /// out or the socket says `WouldBlock`.
-    fn write(&mut self, socket: &mut TcpStream, queue: &mut WriteQueue) -> io::Result<Flushed>;
+    /// `socket` is the connection's socket behind a write budget (see `Budget` in
+    /// `nonblocking.rs`), which says `WouldBlock` as the socket itself would.
+    fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed>;
 
     /// The connection is leaving and its queue is written: queue what ends the stream on
     /// purpose (TLS's `close_notify`). True if that left something to write; asked once.
@@ -144,7 +146,7 @@ impl Transport for Plain {
         Ok(outcome)
     }
 
-    fn write(&mut self, socket: &mut TcpStream, queue: &mut WriteQueue) -> io::Result<Flushed> {
+    fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
         queue.write_to(socket)
     }
 }

@@ -232,11 +232,7 @@ impl Session {
     ///
     /// `socket` is the connection's `TcpStream`; anything that reads and writes like a
     /// non-blocking socket will do, which is how the tests below drive it.
-    pub fn flush(
-        &mut self,
-        socket: &mut impl Write,
-        queue: &mut WriteQueue,
-    ) -> io::Result<Flushed> {
+    pub fn flush(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
         loop {
             if !write_records(&mut self.tls, socket)? {
                 return Ok(Flushed::Blocked);
@@ -280,7 +276,7 @@ impl Transport for Session {
         self.tls.wants_write()
     }
 
-    fn write(&mut self, socket: &mut TcpStream, queue: &mut WriteQueue) -> io::Result<Flushed> {
+    fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
         self.flush(socket, queue)
     }
 
