@@ -450,3 +450,24 @@ fn connect_tls_prints_the_answer_to_piped_input_before_exiting_with_status_0() {
     assert!(exit.stdout[0].starts_with("*** welcome"), "{exit:?}");
     assert!(exit.stdout[1].starts_with("*** 1 user here: "), "{exit:?}");
 }
+
+/// A `--ca` file cut short is refused before connecting, in one sentence that says what to
+/// do (pki-types' own text lists the missing END line as bytes).
+#[test]
+fn connect_tls_ca_file_cut_short_is_one_sentence_and_status_1() {
+    let certificate = TestCert::new();
+    let pem = std::fs::read_to_string(&certificate.cert).unwrap();
+    let cut = certificate.dir().join("cut.pem");
+    std::fs::write(&cut, &pem[..pem.len() / 2]).unwrap();
+    let cut = cut.to_str().unwrap();
+    // Nothing listens there: the --ca file is read, and refused, before any connection.
+    let exit = ClientProcess::piped(&["127.0.0.1:9", "--tls", "--ca", cut], &[]);
+    assert_eq!(exit.code, Some(1), "{exit:?}");
+    assert_eq!(
+        exit.stderr,
+        [format!(
+            "pollchat: cannot read --ca {cut}: a PEM section has no END line: the file is cut \
+             short, make it again"
+        )]
+    );
+}
