@@ -471,3 +471,54 @@ fn connect_tls_ca_file_cut_short_is_one_sentence_and_status_1() {
         )]
     );
 }
+
+/// Only the pinned certificate itself is let past webpki: an `openssl req -x509`
+/// certificate that is not in `--ca` (no `--ca`, or another such certificate in it) keeps
+/// webpki's refusal, said as one sentence that says what to do, not as rustls's
+/// `Other(OtherError(CaUsedAsEndEntity))`.
+#[test]
+fn connect_tls_refuses_an_unpinned_ca_certificate_in_one_sentence() {
+    let Some(certificate) = TestCert::openssl_req_x509("DNS:localhost,IP:127.0.0.1") else {
+        return;
+    };
+    let Some(another) = TestCert::openssl_req_x509("DNS:localhost,IP:127.0.0.1") else {
+        return;
+    };
+    let server = TestServer::with_tls(&certificate, |_| {});
+    let tls_addr = server.tls_addr.unwrap().to_string();
+    let another_ca = another.cert.to_str().unwrap();
+    for args in [
+        vec![tls_addr.as_str(), "--tls"],
+        vec![tls_addr.as_str(), "--tls", "--ca", another_ca],
+    ] {
+        let exit = ClientProcess::piped(&args, &["/who"]);
+        assert_eq!(exit.code, Some(5), "{args:?}: {exit:?}");
+        assert_eq!(
+            exit.stderr,
+            [format!(
+                "pollchat: TLS with {tls_addr} failed: the server's certificate is marked as an \
+                 authority (CA:TRUE, which `openssl req -x509` sets), and such a certificate is \
+                 trusted only as itself: pass that exact certificate with --ca PEM"
+            )],
+            "{args:?}"
+        );
+    }
+}
+
+/// `--tls` to a plain-text port: the server's welcome is not TLS, and the client says so in
+/// a sentence that says what to do, not as rustls's `InvalidContentType`.
+#[test]
+fn connect_tls_to_a_plain_port_is_one_sentence_and_status_5() {
+    let server = TestServer::start();
+    let exit = ClientProcess::piped(&[&server.addr.to_string(), "--tls"], &["/who"]);
+    assert_eq!(exit.code, Some(5), "{exit:?}");
+    assert_eq!(
+        exit.stderr,
+        [format!(
+            "pollchat: TLS with {} failed: the server did not answer in TLS: is that a \
+             plain-text port? (pollchat serves TLS on its --tls-bind port, 7879 unless told \
+             otherwise; drop --tls for a plain one)",
+            server.addr
+        )]
+    );
+}

@@ -30,8 +30,7 @@ use mio::net::TcpStream;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::{
-    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
-    SignatureScheme,
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
@@ -348,29 +347,6 @@ fn read_pem_certificates(
         )));
     }
     Ok(certificates)
-}
-
-/// What a TLS failure means for the person at the terminal, in one sentence.
-pub fn explain_tls(error: &rustls::Error, target: &Target) -> String {
-    use rustls::Error;
-    let why = match error {
-        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "the server's certificate is not signed by an authority this client trusts \
-             (for a self-signed server, pass its certificate with --ca PEM)"
-                .to_string()
-        }
-        Error::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        ) => format!("the server's certificate is not valid for {}", target.host),
-        Error::InvalidCertificate(
-            CertificateError::Expired | CertificateError::ExpiredContext { .. },
-        ) => "the server's certificate has expired".to_string(),
-        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
-            format!("the server did not answer in TLS ({error}; is it a plain-text server?)")
-        }
-        other => other.to_string(),
-    };
-    format!("TLS with {target} failed: {why}")
 }
 
 /// `--insecure`: accepts any certificate for any name. The handshake's signatures are still
