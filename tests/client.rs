@@ -522,3 +522,66 @@ fn connect_tls_to_a_plain_port_is_one_sentence_and_status_5() {
         )]
     );
 }
+
+/// Issue 12: a certificate made the usual way, `openssl req -x509` (which marks it `CA:TRUE`),
+/// and pinned with `--ca`, is trusted as the server's own, where webpki alone refuses it as
+/// `CaUsedAsEndEntity`. The client chats through pollchat's TLS listener and exits 0.
+#[test]
+fn connect_tls_trusts_a_pinned_openssl_req_x509_certificate() {
+    let Some(certificate) = TestCert::openssl_req_x509("DNS:localhost,IP:127.0.0.1") else {
+        return;
+    };
+    assert!(
+        certificate.says_ca_true(),
+        "openssl no longer marks it CA:TRUE"
+    );
+    let server = TestServer::with_tls(&certificate, |_| {});
+    let tls_addr = server.tls_addr.unwrap().to_string();
+    let ca = certificate.cert.to_str().unwrap();
+    let exit = ClientProcess::piped(&[&tls_addr, "--tls", "--ca", ca], &["/who"]);
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    assert!(exit.stdout[0].starts_with("*** welcome"), "{exit:?}");
+    assert!(exit.stdout[1].starts_with("*** 1 user here: "), "{exit:?}");
+    assert_eq!(exit.stderr, ["pollchat: end of input; disconnected"]);
+}
+
+/// A pinned certificate is still checked for the name connected to: pinned, but for
+/// another host, it is refused with a sentence naming the hosts it is for.
+#[test]
+fn connect_tls_refuses_a_pinned_certificate_for_another_name() {
+    let Some(certificate) = TestCert::openssl_req_x509("DNS:chat.example") else {
+        return;
+    };
+    let server = TestServer::with_tls(&certificate, |_| {});
+    let tls_addr = server.tls_addr.unwrap();
+    let ca = certificate.cert.to_str().unwrap();
+    let exit = ClientProcess::piped(&[&tls_addr.to_string(), "--tls", "--ca", ca], &["/who"]);
+    assert_eq!(exit.code, Some(5), "{exit:?}");
+    assert!(exit.stdout.is_empty(), "{exit:?}");
+    assert_eq!(
+        exit.stderr,
+        [format!(
+            "pollchat: TLS with {tls_addr} failed: the server's certificate is not valid for \
+             127.0.0.1 (it is for chat.example): connect with a name it is for, or give the \
+             server a certificate for 127.0.0.1"
+        )]
+    );
+}
+
+/// A pinned certificate is still checked for its dates: pinned, but expired, it is refused.
+#[test]
+fn connect_tls_refuses_a_pinned_certificate_that_has_expired() {
+    let certificate = TestCert::expired_authority();
+    let server = TestServer::with_tls(&certificate, |_| {});
+    let tls_addr = server.tls_addr.unwrap();
+    let ca = certificate.cert.to_str().unwrap();
+    let exit = ClientProcess::piped(&[&tls_addr.to_string(), "--tls", "--ca", ca], &["/who"]);
+    assert_eq!(exit.code, Some(5), "{exit:?}");
+    assert_eq!(
+        exit.stderr,
+        [format!(
+            "pollchat: TLS with {tls_addr} failed: the server's certificate has expired: the \
+             server needs a new one (or this machine's clock is wrong)"
+        )]
+    );
+}

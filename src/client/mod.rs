@@ -12,6 +12,7 @@
 //! - [`terminal`]: stdin made non-blocking (and put back), a regular file as stdin, and the
 //!   screen: colour, and stdout that may block or not.
 //! - [`transport`]: connecting, and TLS between the write queue and the socket.
+//! - [`pinned`]: `--ca` certificates trusted as themselves, as OpenSSL trusts them.
 //! - [`explain`]: what a TLS failure means, in one sentence that says what to do.
 //!
 //! Each turn of the loop does the same things, in this order:
@@ -33,6 +34,7 @@
 
 pub mod args;
 pub mod explain;
+pub mod pinned;
 pub mod terminal;
 pub mod transport;
 

@@ -27,6 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::{
@@ -36,6 +37,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::args::{ConnectArgs, Target};
+use super::pinned::PinnedVerifier;
 use crate::error::{describe, describe_pem};
 use crate::framing::LineFramer;
 use crate::limits::CONNECT_TIMEOUT;
@@ -283,8 +285,9 @@ fn tls_config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
 }
 
 /// A rustls client configuration with the ring provider that trusts the public CAs and the
-/// certificates in the PEM file `ca`, or (`insecure`) any certificate at all. Shared with the
-/// chaos generator's `--tls-ca`; `flag` is the option that named `ca`, for the messages.
+/// certificates in the PEM file `ca` (as authorities, and each as itself: see
+/// [`PinnedVerifier`]), or (`insecure`) any certificate at all. Shared with the chaos
+/// generator's `--tls-ca`; `flag` is the option that named `ca`, for the messages.
 pub fn client_config(
     ca: Option<&Path>,
     flag: &str,
@@ -305,18 +308,30 @@ pub fn client_config(
     // The public CAs (Mozilla's list, compiled in), plus the --ca certificates if any.
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca {
-        for certificate in read_pem_certificates(path, flag)? {
-            roots.add(certificate).map_err(|_| {
-                ConnectError::Setup(format!(
-                    "{flag} {} holds a certificate that is not valid X.509: give the \
-                     server's certificate or its CA's, in PEM",
-                    path.display()
-                ))
-            })?;
-        }
+    let Some(path) = ca else {
+        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
+    };
+    let pinned = read_pem_certificates(path, flag)?;
+    for certificate in &pinned {
+        roots.add(certificate.clone()).map_err(|_| {
+            ConnectError::Setup(format!(
+                "{flag} {} holds a certificate that is not valid X.509: give the server's \
+                 certificate or its CA's, in PEM",
+                path.display()
+            ))
+        })?;
     }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    // With --ca, webpki's verifier inside one that also takes the --ca certificates as pins
+    // (src/client/pinned.rs). `dangerous()` is only rustls's way to plug a verifier in: what
+    // is not pinned gets webpki's rules exactly, as with `with_root_certificates`.
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|_| setup_bug())?;
+    let verifier = Arc::new(PinnedVerifier::new(webpki, pinned));
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
 }
 
 /// rustls refused settings that are pollchat's own and always the same (ring's safe

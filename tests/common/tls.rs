@@ -37,6 +37,27 @@ impl TestCert {
         }
     }
 
+    /// A certificate marked as an authority (`CA:TRUE`, as `openssl req -x509` marks them)
+    /// for `localhost` and 127.0.0.1, that expired at the start of 2001.
+    pub fn expired_authority() -> TestCert {
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let mut params = rcgen::CertificateParams::new(names).expect("certificate names");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.not_before = rcgen::date_time_ymd(2000, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let key = rcgen::KeyPair::generate().expect("make a key");
+        let made = params.self_signed(&key).expect("make a certificate");
+        let dir = TempDir::new();
+        let cert = dir.file("cert.pem", made.pem().as_bytes());
+        let key = dir.file("key.pem", key.serialize_pem().as_bytes());
+        TestCert {
+            dir,
+            cert,
+            key,
+            der: made.der().clone(),
+        }
+    }
+
     /// The certificate a new user makes, the usual way:
     /// `openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -addext
     /// subjectAltName=NAMES`, with OpenSSL's default extensions, which mark it `CA:TRUE`.
