@@ -77,7 +77,10 @@ fn certificate(error: &CertificateError, target: &Target) -> String {
         CertificateError::NotValidForNameContext { presented, .. } => {
             let names: Vec<&str> = presented.iter().filter_map(|n| presented_name(n)).collect();
             let listed = match names.as_slice() {
-                [] => String::new(),
+                // webpki looks only at subjectAltName, never at the subject's CN.
+                [] => {
+                    " (it names no host in subjectAltName, and the CN does not count)".to_string()
+                }
                 names => format!(" (it is for {})", names.join(", ")),
             };
             format!(
@@ -161,6 +164,11 @@ fn alert_words(alert: AlertDescription) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        reason = "test code: a failed unwrap is a failed test"
+    )]
+
     use super::*;
 
     /// Alerts are named in words, not as the enum's `Debug`.
@@ -171,6 +179,26 @@ mod tests {
             "handshake failure"
         );
         assert_eq!(alert_words(AlertDescription::UnknownCA), "unknown ca");
+    }
+
+    /// A certificate with no subjectAltName (a CN only, which webpki does not look at) is
+    /// said to name no host, rather than to be "for" nothing.
+    #[test]
+    fn a_certificate_naming_no_host_says_the_cn_does_not_count() {
+        let target = Target {
+            host: "localhost".to_string(),
+            port: 7879,
+        };
+        let error = CertificateError::NotValidForNameContext {
+            expected: rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            presented: vec![],
+        };
+        assert_eq!(
+            certificate(&error, &target),
+            "the server's certificate is not valid for localhost (it names no host in \
+             subjectAltName, and the CN does not count): connect with a name it is for, or \
+             give the server a certificate for localhost"
+        );
     }
 
     /// webpki's names for a certificate's names, as the user would type them.

@@ -76,14 +76,12 @@ impl ServerCertVerifier for PinnedVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let refused =
-            match self
-                .webpki
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-            {
-                Ok(verified) => return Ok(verified),
-                Err(refused) => refused,
-            };
+        let webpki = &self.webpki;
+        let verdict = webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
+        let refused = match verdict {
+            Ok(verified) => return Ok(verified),
+            Err(refused) => refused,
+        };
         if !self.is_pinned(end_entity) {
             return Err(refused);
         }
