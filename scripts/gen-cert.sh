@@ -8,9 +8,11 @@
 # days. It is for local use and tests: clients must be told to trust it (`pollchat connect
 # --tls --ca DIR/cert.pem`, `openssl s_client -CAfile DIR/cert.pem`).
 #
-# The certificate says CA:FALSE: it is a server's certificate, not an authority. rustls (and
-# the WebPKI rules it follows) refuses a server certificate marked as a CA, which is what
-# `openssl req -x509` makes unless told otherwise.
+# The certificate says CA:FALSE: it is a server's certificate, not an authority. The WebPKI
+# rules rustls follows refuse a server certificate marked as a CA, which is what
+# `openssl req -x509` makes unless told otherwise. `pollchat connect --ca` accepts such a
+# certificate all the same when it is exactly the one pinned (src/client/pinned.rs), but
+# other rustls and webpki clients do not: CA:FALSE works with every client.
 set -euo pipefail
 
 dir=${1:-tls}

@@ -78,3 +78,24 @@ pub(crate) fn describe(error: &io::Error) -> String {
         None => text.to_string(),
     }
 }
+
+/// A PEM file that could not be read, as a lower-case phrase. pki-types' own text is for
+/// programmers: it quotes the offending line as a list of bytes.
+pub(crate) fn describe_pem(error: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error as Pem;
+    match error {
+        Pem::Io(e) => describe(e),
+        Pem::NoItemsFound => "no PEM section of that kind in it".to_string(),
+        Pem::MissingSectionEnd { .. } => {
+            "a PEM section has no END line: the file is cut short, make it again".to_string()
+        }
+        Pem::IllegalSectionStart { .. } => {
+            "a -----BEGIN line is malformed: the file is damaged, make it again".to_string()
+        }
+        Pem::Base64Decode(_) => {
+            "the text of a PEM section is not valid base64: the file is damaged, make it again"
+                .to_string()
+        }
+        _ => "it is not valid PEM: make it again".to_string(),
+    }
+}

@@ -450,3 +450,138 @@ fn connect_tls_prints_the_answer_to_piped_input_before_exiting_with_status_0() {
     assert!(exit.stdout[0].starts_with("*** welcome"), "{exit:?}");
     assert!(exit.stdout[1].starts_with("*** 1 user here: "), "{exit:?}");
 }
+
+/// A `--ca` file cut short is refused before connecting, in one sentence that says what to
+/// do (pki-types' own text lists the missing END line as bytes).
+#[test]
+fn connect_tls_ca_file_cut_short_is_one_sentence_and_status_1() {
+    let certificate = TestCert::new();
+    let pem = std::fs::read_to_string(&certificate.cert).unwrap();
+    let cut = certificate.dir().join("cut.pem");
+    std::fs::write(&cut, &pem[..pem.len() / 2]).unwrap();
+    let cut = cut.to_str().unwrap();
+    // Nothing listens there: the --ca file is read, and refused, before any connection.
+    let exit = ClientProcess::piped(&["127.0.0.1:9", "--tls", "--ca", cut], &[]);
+    assert_eq!(exit.code, Some(1), "{exit:?}");
+    assert_eq!(
+        exit.stderr,
+        [format!(
+            "pollchat: cannot read --ca {cut}: a PEM section has no END line: the file is cut \
+             short, make it again"
+        )]
+    );
+}
+
+/// Only the pinned certificate itself is let past webpki: an `openssl req -x509`
+/// certificate that is not in `--ca` (no `--ca`, or another such certificate in it) keeps
+/// webpki's refusal, said as one sentence that says what to do, not as rustls's
+/// `Other(OtherError(CaUsedAsEndEntity))`.
+#[test]
+fn connect_tls_refuses_an_unpinned_ca_certificate_in_one_sentence() {
+    let Some(certificate) = TestCert::openssl_req_x509("DNS:localhost,IP:127.0.0.1") else {
+        return;
+    };
+    let Some(another) = TestCert::openssl_req_x509("DNS:localhost,IP:127.0.0.1") else {
+        return;
+    };
+    let server = TestServer::with_tls(&certificate, |_| {});
+    let tls_addr = server.tls_addr.unwrap().to_string();
+    let another_ca = another.cert.to_str().unwrap();
+    for args in [
+        vec![tls_addr.as_str(), "--tls"],
+        vec![tls_addr.as_str(), "--tls", "--ca", another_ca],
+    ] {
+        let exit = ClientProcess::piped(&args, &["/who"]);
+        assert_eq!(exit.code, Some(5), "{args:?}: {exit:?}");
+        assert_eq!(
+            exit.stderr,
+            [format!(
+                "pollchat: TLS with {tls_addr} failed: the server's certificate is marked as an \
+                 authority (CA:TRUE, which `openssl req -x509` sets), and such a certificate is \
+                 trusted only as itself: pass that exact certificate with --ca PEM"
+            )],
+            "{args:?}"
+        );
+    }
+}
+
+/// `--tls` to a plain-text port: the server's welcome is not TLS, and the client says so in
+/// a sentence that says what to do, not as rustls's `InvalidContentType`.
+#[test]
+fn connect_tls_to_a_plain_port_is_one_sentence_and_status_5() {
+    let server = TestServer::start();
+    let exit = ClientProcess::piped(&[&server.addr.to_string(), "--tls"], &["/who"]);
+    assert_eq!(exit.code, Some(5), "{exit:?}");
+    assert_eq!(
+        exit.stderr,
+        [format!(
+            "pollchat: TLS with {} failed: the server did not answer in TLS: is that a \
+             plain-text port? (pollchat serves TLS on its --tls-bind port, 7879 unless told \
+             otherwise; drop --tls for a plain one)",
+            server.addr
+        )]
+    );
+}
+
+/// Issue 12: a certificate made the usual way, `openssl req -x509` (which marks it `CA:TRUE`),
+/// and pinned with `--ca`, is trusted as the server's own, where webpki alone refuses it as
+/// `CaUsedAsEndEntity`. The client chats through pollchat's TLS listener and exits 0.
+#[test]
+fn connect_tls_trusts_a_pinned_openssl_req_x509_certificate() {
+    let Some(certificate) = TestCert::openssl_req_x509("DNS:localhost,IP:127.0.0.1") else {
+        return;
+    };
+    assert!(
+        certificate.says_ca_true(),
+        "openssl no longer marks it CA:TRUE"
+    );
+    let server = TestServer::with_tls(&certificate, |_| {});
+    let tls_addr = server.tls_addr.unwrap().to_string();
+    let ca = certificate.cert.to_str().unwrap();
+    let exit = ClientProcess::piped(&[&tls_addr, "--tls", "--ca", ca], &["/who"]);
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    assert!(exit.stdout[0].starts_with("*** welcome"), "{exit:?}");
+    assert!(exit.stdout[1].starts_with("*** 1 user here: "), "{exit:?}");
+    assert_eq!(exit.stderr, ["pollchat: end of input; disconnected"]);
+}
+
+/// A pinned certificate is still checked for the name connected to: pinned, but for
+/// another host, it is refused with a sentence naming the hosts it is for.
+#[test]
+fn connect_tls_refuses_a_pinned_certificate_for_another_name() {
+    let Some(certificate) = TestCert::openssl_req_x509("DNS:chat.example") else {
+        return;
+    };
+    let server = TestServer::with_tls(&certificate, |_| {});
+    let tls_addr = server.tls_addr.unwrap();
+    let ca = certificate.cert.to_str().unwrap();
+    let exit = ClientProcess::piped(&[&tls_addr.to_string(), "--tls", "--ca", ca], &["/who"]);
+    assert_eq!(exit.code, Some(5), "{exit:?}");
+    assert!(exit.stdout.is_empty(), "{exit:?}");
+    assert_eq!(
+        exit.stderr,
+        [format!(
+            "pollchat: TLS with {tls_addr} failed: the server's certificate is not valid for \
+             127.0.0.1 (it is for chat.example): connect with a name it is for, or give the \
+             server a certificate for 127.0.0.1"
+        )]
+    );
+}
+
+/// A pinned certificate is still checked for its dates: pinned, but expired, it is refused.
+#[test]
+fn connect_tls_refuses_a_pinned_certificate_that_has_expired() {
+    let certificate = TestCert::expired_authority();
+    let server = TestServer::with_tls(&certificate, |_| {});
+    let tls_addr = server.tls_addr.unwrap();
+    let ca = certificate.cert.to_str().unwrap();
+    let exit = ClientProcess::piped(&[&tls_addr.to_string(), "--tls", "--ca", ca], &["/who"]);
+    assert_eq!(exit.code, Some(5), "{exit:?}");
+    assert_eq!(
+        exit.stderr,
+        [format!(
+            "pollchat: TLS with {tls_addr} failed: the server's certificate has expired: the \
+             server needs a new one (or this machine's clock is wrong)"
+        )]
+    );
+}

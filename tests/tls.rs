@@ -249,6 +249,59 @@ fn bad_certificate_or_key_is_one_sentence_and_a_failing_exit() {
     }
 }
 
+/// The sentences for a key that does not fit say what to do, and are not pki-types' or
+/// rustls's `Debug` text (`MissingSectionEnd { end_marker: [45, 45, ...] }`, `KeyMismatch`).
+#[test]
+fn tls_key_trouble_is_a_sentence_that_says_what_to_do() {
+    let cert = TestCert::new();
+    let other = TestCert::new();
+    let key_pem = std::fs::read_to_string(&cert.key).unwrap();
+    let cut_key = cert.dir().join("cut-key.pem");
+    std::fs::write(&cut_key, &key_pem[..key_pem.len() / 2]).unwrap();
+    let no_key = cert.dir().join("no-key.pem");
+    std::fs::write(&no_key, "this is not a key\n").unwrap();
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let cert_file = path(&cert.cert);
+    let cases = [
+        (
+            path(&other.key),
+            format!(
+                "pollchat: the TLS key {} cannot be used with certificate {cert_file}: it is \
+                 not that certificate's key; give the key the certificate was made with",
+                path(&other.key)
+            ),
+        ),
+        (
+            path(&cut_key),
+            format!(
+                "pollchat: cannot read TLS private key {}: a PEM section has no END line: the \
+                 file is cut short, make it again",
+                path(&cut_key)
+            ),
+        ),
+        (
+            path(&no_key),
+            format!(
+                "pollchat: cannot read TLS private key {}: it holds no -----BEGIN PRIVATE \
+                 KEY----- (or RSA or EC PRIVATE KEY) section; give the key the certificate \
+                 was made with",
+                path(&no_key)
+            ),
+        ),
+    ];
+    for (key_file, expected) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+            .args(["--bind", "127.0.0.1:0", "--tls-bind", "127.0.0.1:0"])
+            .args(["--tls-cert", &cert_file, "--tls-key", &key_file])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{key_file}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().last(), Some(expected.as_str()), "{stderr}");
+    }
+}
+
 /// A real `openssl s_client` session against the binary, with a certificate made by
 /// `scripts/gen-cert.sh`: openssl verifies it, gets the welcome, and chats with a plain client.
 #[test]

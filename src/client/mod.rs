@@ -12,6 +12,8 @@
 //! - [`terminal`]: stdin made non-blocking (and put back), a regular file as stdin, and the
 //!   screen: colour, and stdout that may block or not.
 //! - [`transport`]: connecting, and TLS between the write queue and the socket.
+//! - [`pinned`]: `--ca` certificates trusted as themselves, as OpenSSL trusts them.
+//! - [`explain`]: what a TLS failure means, in one sentence that says what to do.
 //!
 //! Each turn of the loop does the same things, in this order:
 //!
@@ -31,6 +33,8 @@
 //! How a session ends, and the exit status that says how, is [`Outcome`].
 
 pub mod args;
+pub mod explain;
+pub mod pinned;
 pub mod terminal;
 pub mod transport;
 
@@ -423,7 +427,7 @@ impl Client {
                 self.target,
                 describe(&e)
             )),
-            TransportError::Tls(e) => Outcome::Tls(transport::explain_tls(&e, &self.target)),
+            TransportError::Tls(e) => Outcome::Tls(explain::explain_tls(&e, &self.target)),
         }
     }
 

@@ -27,17 +27,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::{
-    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
-    SignatureScheme,
+    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::args::{ConnectArgs, Target};
-use crate::error::describe;
+use super::pinned::PinnedVerifier;
+use crate::error::{describe, describe_pem};
 use crate::framing::LineFramer;
 use crate::limits::CONNECT_TIMEOUT;
 use crate::nonblocking::ReadOutcome;
@@ -240,12 +241,12 @@ pub fn connect(args: &ConnectArgs) -> Result<Transport, ConnectError> {
         let config = tls_config(args)?;
         let name = ServerName::try_from(args.server.host.clone()).map_err(|_| {
             ConnectError::Setup(format!(
-                "{:?} is not a host name or address TLS can check a certificate against",
+                "{:?} is not a host name or address TLS can check a certificate against: \
+                 connect to a name the server's certificate is for",
                 args.server.host
             ))
         })?;
-        let connection = ClientConnection::new(Arc::new(config), name)
-            .map_err(|e| ConnectError::Setup(format!("cannot set up TLS: {e}")))?;
+        let connection = ClientConnection::new(Arc::new(config), name).map_err(|_| setup_bug())?;
         Some(Box::new(connection))
     } else {
         None
@@ -284,8 +285,9 @@ fn tls_config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
 }
 
 /// A rustls client configuration with the ring provider that trusts the public CAs and the
-/// certificates in the PEM file `ca`, or (`insecure`) any certificate at all. Shared with the
-/// chaos generator's `--tls-ca`; `flag` is the option that named `ca`, for the messages.
+/// certificates in the PEM file `ca` (as authorities, and each as itself: see
+/// [`PinnedVerifier`]), or (`insecure`) any certificate at all. Shared with the chaos
+/// generator's `--tls-ca`; `flag` is the option that named `ca`, for the messages.
 pub fn client_config(
     ca: Option<&Path>,
     flag: &str,
@@ -295,7 +297,7 @@ pub fn client_config(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectError::Setup(format!("cannot set up TLS: {e}")))?;
+        .map_err(|_| setup_bug())?;
     if insecure {
         let verifier = Arc::new(NoVerification(provider));
         return Ok(builder
@@ -306,57 +308,60 @@ pub fn client_config(
     // The public CAs (Mozilla's list, compiled in), plus the --ca certificates if any.
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca {
-        add_pem_certificates(&mut roots, path, flag)?;
+    let Some(path) = ca else {
+        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
+    };
+    let pinned = read_pem_certificates(path, flag)?;
+    for certificate in &pinned {
+        roots.add(certificate.clone()).map_err(|_| {
+            ConnectError::Setup(format!(
+                "{flag} {} holds a certificate that is not valid X.509: give the server's \
+                 certificate or its CA's, in PEM",
+                path.display()
+            ))
+        })?;
     }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+    // With --ca, webpki's verifier inside one that also takes the --ca certificates as pins
+    // (src/client/pinned.rs). `dangerous()` is only rustls's way to plug a verifier in: what
+    // is not pinned gets webpki's rules exactly, as with `with_root_certificates`.
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|_| setup_bug())?;
+    let verifier = Arc::new(PinnedVerifier::new(webpki, pinned));
+    Ok(builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth())
 }
 
-/// Adds every certificate in the PEM file at `path` to `roots`.
-fn add_pem_certificates(
-    roots: &mut RootCertStore,
+/// rustls refused settings that are pollchat's own and always the same (ring's safe
+/// defaults, Mozilla's roots): nothing the user did, so nothing the user can change.
+fn setup_bug() -> ConnectError {
+    ConnectError::Setup(
+        "cannot start TLS: rustls refused pollchat's built-in settings, which should not \
+         happen; please report it"
+            .to_string(),
+    )
+}
+
+/// Every certificate in the PEM file at `path` (at least one).
+fn read_pem_certificates(
     path: &Path,
     flag: &str,
-) -> Result<(), ConnectError> {
-    let unreadable = |e: &dyn fmt::Display| {
-        ConnectError::Setup(format!("cannot read {flag} {}: {e}", path.display()))
-    };
-    let mut added = 0;
-    for certificate in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
-        let certificate = certificate.map_err(|e| unreadable(&e))?;
-        roots.add(certificate).map_err(|e| unreadable(&e))?;
-        added += 1;
-    }
-    if added == 0 {
+) -> Result<Vec<CertificateDer<'static>>, ConnectError> {
+    let unreadable =
+        |why: String| ConnectError::Setup(format!("cannot read {flag} {}: {why}", path.display()));
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| unreadable(describe_pem(&e)))?;
+    if certificates.is_empty() {
         return Err(ConnectError::Setup(format!(
-            "{flag} {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            "{flag} {} holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the \
+             server's certificate or its CA's, in PEM",
             path.display()
         )));
     }
-    Ok(())
-}
-
-/// What a TLS failure means for the person at the terminal, in one sentence.
-pub fn explain_tls(error: &rustls::Error, target: &Target) -> String {
-    use rustls::Error;
-    let why = match error {
-        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "the server's certificate is not signed by an authority this client trusts \
-             (for a self-signed server, pass its certificate with --ca PEM)"
-                .to_string()
-        }
-        Error::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        ) => format!("the server's certificate is not valid for {}", target.host),
-        Error::InvalidCertificate(
-            CertificateError::Expired | CertificateError::ExpiredContext { .. },
-        ) => "the server's certificate has expired".to_string(),
-        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
-            format!("the server did not answer in TLS ({error}; is it a plain-text server?)")
-        }
-        other => other.to_string(),
-    };
-    format!("TLS with {target} failed: {why}")
+    Ok(certificates)
 }
 
 /// `--insecure`: accepts any certificate for any name. The handshake's signatures are still

@@ -83,8 +83,16 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error
             cert.display()
         )));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| tls_error(format!("cannot read TLS private key {}", key.display()), e))?;
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        let what = format!("cannot read TLS private key {}", key.display());
+        match e {
+            rustls_pki_types::pem::Error::NoItemsFound => Error::Tls(format!(
+                "{what}: it holds no -----BEGIN PRIVATE KEY----- (or RSA or EC PRIVATE KEY) \
+                 section; give the key the certificate was made with"
+            )),
+            e => tls_error(what, e),
+        }
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -95,24 +103,36 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Error
         })
         .map_err(|e| {
             Error::Tls(format!(
-                "the TLS key {} cannot be used with certificate {}: {e}",
+                "the TLS key {} cannot be used with certificate {}: {}",
                 key.display(),
-                cert.display()
+                cert.display(),
+                key_trouble(&e)
             ))
         })?;
     Ok(Arc::new(config))
 }
 
-/// One sentence from a PEM loading error (pki-types says "no items found" for a file with no
-/// PEM section of the kind asked for, which reads better said plainly).
+/// One sentence from a PEM loading error: what was being read, and why it could not be.
 fn tls_error(what: String, error: rustls_pki_types::pem::Error) -> Error {
-    use rustls_pki_types::pem::Error as Pem;
-    let why = match error {
-        Pem::NoItemsFound => "no PEM section of that kind in it".to_string(),
-        Pem::Io(e) => crate::error::describe(&e),
-        other => format!("not valid PEM ({other:?})"),
-    };
-    Error::Tls(format!("{what}: {why}"))
+    Error::Tls(format!("{what}: {}", crate::error::describe_pem(&error)))
+}
+
+/// Why rustls would not pair the key with the certificate, and what to do. (rustls's own
+/// text is `Debug` of its enums: `keys may not be consistent: KeyMismatch`.)
+fn key_trouble(error: &rustls::Error) -> &'static str {
+    match error {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            "it is not that certificate's key; give the key the certificate was made with"
+        }
+        rustls::Error::InvalidCertificate(_) => {
+            "the certificate is not valid X.509; make it again (scripts/gen-cert.sh)"
+        }
+        // rustls says `General("failed to parse private key as RSA, ECDSA, or EdDSA")`.
+        _ => {
+            "rustls cannot use a key of that kind; give an RSA, ECDSA (P-256 or P-384) or \
+              Ed25519 key in PEM"
+        }
+    }
 }
 
 /// rustls refused what the client sent: the close reason, counted as `tls_error`.
