@@ -34,7 +34,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use log::warn;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
@@ -150,9 +149,10 @@ pub enum Next {
     Line(Frame),
     /// No whole line is buffered: read more from the socket.
     ReadMore,
-    /// Flood control: the next line may be relayed at this instant. Reading stops until
-    /// then; the client's bytes wait in the kernel, and TCP pushes back on it.
-    ThrottledUntil(Instant),
+    /// Flood control: the next line may be relayed at `until`. Reading stops until then; the
+    /// client's bytes wait in the kernel, and TCP pushes back on it. `first` the first time
+    /// this client is held back (the one time it is worth a log line).
+    Throttled { until: Instant, first: bool },
     /// Stop reading for now: closed, still throttled, or held by the room.
     Stop,
 }
@@ -404,16 +404,9 @@ impl Connection {
         if let Some(bucket) = &mut input.bucket {
             let next = bucket.next_token_at(now);
             if next > now {
-                if !input.warned_throttle {
-                    input.warned_throttle = true;
-                    warn!(
-                        "{}: over {} lines/s, reading it more slowly",
-                        self.label,
-                        bucket.rate()
-                    );
-                }
                 input.throttled = true;
-                return Next::ThrottledUntil(next);
+                let first = !std::mem::replace(&mut input.warned_throttle, true);
+                return Next::Throttled { until: next, first };
             }
         }
         let Some(frame) = input.framer.next_frame() else {

@@ -40,7 +40,9 @@
 //! - [`config`], [`limits`]: what the server runs with, and every bound with its reason.
 //! - [`cli`]: the command line, turned into a [`Config`].
 //! - [`os`]: listening sockets and the open-file limit.
-//! - [`logging`], [`error`]: log set-up, and the few errors that stop the server.
+//! - [`logging`], [`error`]: log set-up (the log is written by the loop, never blocking it),
+//!   and the few errors that stop the server.
+//! - [`connlog`]: per-connection log lines on a budget, summarized in a storm.
 //! - [`bench`](mod@bench): `pollchat bench`, the load generator (not part of the server: it
 //!   has threads).
 //! - [`client`]: `pollchat connect`, a terminal client built like the server: one poll loop
@@ -76,6 +78,7 @@ pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod connection;
+pub mod connlog;
 pub mod error;
 pub mod framing;
 pub mod limits;

@@ -52,6 +52,20 @@ pub const READ_BUDGET: usize = 64 * 1024;
 /// loop writing to it alone; past the budget it is flushed again next turn.
 pub const WRITE_BUDGET: usize = 64 * 1024;
 
+/// Per-connection log lines (connects, disconnects, refusals, limits hit: see `connlog.rs`)
+/// written as they happen: this many at once, then this many a second. A healthy server's
+/// churn stays far below; a storm past it is summarized every `CONN_LOG_SUMMARY` instead, by
+/// kind and by address (at most `CONN_LOG_ADDRESSES` of them counted).
+pub const CONN_LOG_BURST: u32 = 2000;
+pub const CONN_LOG_PER_SEC: f64 = 1000.0;
+pub const CONN_LOG_SUMMARY: Duration = Duration::from_secs(10);
+pub const CONN_LOG_ADDRESSES: usize = 1024;
+
+/// Log lines waiting for stderr, at most (see `logging.rs`): about 2,000 lines. Past it a
+/// consumer that stopped reading costs dropped log lines, counted and reported, instead of a
+/// server stopped at its next log line.
+pub const LOG_BUFFER: usize = 256 * 1024;
+
 /// Size of the one scratch buffer every `read` goes into (shared by all connections, so an
 /// idle connection owns no read buffer at all, only the bytes of its unfinished line).
 pub const READ_CHUNK: usize = 16 * 1024;

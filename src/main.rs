@@ -49,6 +49,8 @@ fn main() -> ExitCode {
     let result = logging::init(cli.log_level, cli.log_file.as_deref())
         .and_then(|()| Server::bind(cli.config()))
         .and_then(Server::run);
+    // What the loop could not write without waiting, and anything logged before it ran.
+    logging::flush_on_exit();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // One sentence for the operator; no panic, no backtrace.

@@ -37,11 +37,6 @@ impl TokenBucket {
         }
     }
 
-    /// Lines per second.
-    pub fn rate(&self) -> f64 {
-        self.rate
-    }
-
     /// Takes a token if there is one.
     pub fn try_take(&mut self, now: Instant) -> bool {
         self.refill(now);

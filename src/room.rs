@@ -16,7 +16,6 @@
 //! each command does is in `cmd/`; every text the room sends is built in `protocol.rs`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -114,16 +113,9 @@ impl Room {
 
     /// A new client joins under a guest nick, gets the welcome line, and everyone else hears
     /// about it.
-    pub fn enter(
-        &mut self,
-        who: ConnRef,
-        peer: SocketAddr,
-        bus: &mut dyn Bus,
-        out: &mut impl Outbox,
-    ) {
+    pub fn enter(&mut self, who: ConnRef, bus: &mut dyn Bus, out: &mut impl Outbox) {
         let nick = self.free_guest_nick(bus);
         self.add(who, nick.clone());
-        info!("{peer} connected as {nick} (token {})", who.token);
         out.name(who, &nick);
         self.tell(who, &protocol::welcome(&nick), bus, out);
         if let Some(greeting) = bus.greeting() {
@@ -514,8 +506,6 @@ impl Room {
 
 #[cfg(test)]
 mod tests {
-    use std::net::SocketAddr;
-
     use super::*;
     use crate::bus::LocalBus;
 
@@ -551,9 +541,6 @@ mod tests {
         fn resume(&mut self, _: ConnRef) {}
     }
 
-    const PEER: SocketAddr =
-        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 1);
-
     /// Within one batch, before any round: a newcomer who speaks is announced first, on its
     /// own, so nobody sees a line from someone they did not see arrive; and the round at the
     /// end of the batch does not announce it again.
@@ -561,8 +548,8 @@ mod tests {
     fn a_newcomer_whose_join_is_waiting_is_announced_before_its_first_line() {
         let (mut room, mut bus, mut out) = (Room::new(false), LocalBus, Recorder::default());
         let (ann, bo) = (ConnRef { token: 0, id: 1 }, ConnRef { token: 1, id: 2 });
-        room.enter(ann, PEER, &mut bus, &mut out);
-        room.enter(bo, PEER, &mut bus, &mut out);
+        room.enter(ann, &mut bus, &mut out);
+        room.enter(bo, &mut bus, &mut out);
         let (nick, text) = ("guest-2".to_string(), "hi".to_string());
         room.say(bo, What::Say { nick, text }, &mut bus, &mut out);
         assert!(

@@ -32,6 +32,7 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef, Connection, Flush, Next, Phase, Read};
+use crate::connlog::{ConnLog, Kind};
 use crate::framing::Frame;
 use crate::limits::{HARD_OUTPUT_FACTOR, LINGER};
 use crate::rate_limit::TokenBucket;
@@ -120,6 +121,8 @@ pub struct ConnTable {
     limits: Limits,
     /// The loop's counters: the table sees every byte, line and disconnect.
     pub stats: Stats,
+    /// Per-connection log lines, on a budget.
+    pub log: ConnLog,
 }
 
 impl ConnTable {
@@ -142,6 +145,7 @@ impl ConnTable {
                 burst: config.burst,
             },
             stats: Stats::default(),
+            log: ConnLog::new(Instant::now()),
         }
     }
 
@@ -436,6 +440,17 @@ impl ConnTable {
         }
     }
 
+    /// Whether a log line of `kind` about `r` may be written now (see `connlog.rs`).
+    pub fn may_log(&mut self, kind: Kind, r: ConnRef) -> bool {
+        match self.get(r) {
+            Some(conn) => {
+                let ip = conn.peer().ip();
+                self.log.allow(kind, ip)
+            }
+            None => false,
+        }
+    }
+
     /// Whether a timer for `r` still has a connection to act on.
     pub fn contains(&self, r: ConnRef) -> bool {
         self.get(r).is_some()
@@ -480,6 +495,9 @@ impl ConnTable {
                 }
                 other => format!("{other:?}"),
             };
+            if !self.log.allow(Kind::Disconnect, conn.peer().ip()) {
+                continue;
+            }
             match conn.unsent() {
                 0 => info!("{} disconnected: {reason}", conn.label()),
                 unsent => info!(
@@ -497,7 +515,9 @@ impl ConnTable {
     #[cold]
     #[inline(never)]
     fn cut_off(&mut self, to: ConnRef) -> CloseReason {
-        if let Some(conn) = self.get(to) {
+        if let Some(conn) = live_mut(&mut self.conns, to)
+            && self.log.allow(Kind::Limit, conn.peer().ip())
+        {
             warn!(
                 "{}: over {} bytes of output waiting ({HARD_OUTPUT_FACTOR} times \
                  --max-output), disconnecting (token {})",

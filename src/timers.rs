@@ -36,6 +36,8 @@ pub enum Timer {
     /// Join and leave notices are waiting and a round may be said (see `notices.rs`): the
     /// timer only wakes the loop, whose end of batch says them.
     Notices,
+    /// Per-connection log lines were held back: time to say how many (see `connlog.rs`).
+    LogSummary,
     /// The shutdown grace period is over: exit whatever is still queued.
     ShutdownDeadline,
     /// A deadline the bus asked for (the backplane: a reconnect, a connect timeout, a refresh

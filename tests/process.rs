@@ -253,3 +253,26 @@ fn soft_file_limit_is_raised_and_sets_the_default_max_clients() {
         "hard limit {hard}: {line}"
     );
 }
+
+/// A log consumer that stops reading does not stop the server. With its stderr pipe full,
+/// clients still chat; log lines that did not fit were dropped and counted, and once the log
+/// is read again it says how many. (Before the loop wrote the log itself, the first log line
+/// that did not fit blocked the server for as long as nobody read.)
+#[test]
+fn a_log_nobody_reads_does_not_stop_the_server() {
+    let (mut server, resume) =
+        ServerProcess::start_log_paused(&["--log-level", "trace", "--quiet-joins"]);
+    let mut a = Client::connect(server.addr);
+    let mut b = Client::connect(server.addr);
+    // Megabytes of trace lines against a 64 KiB pipe and a 256 KiB buffer, nobody reading.
+    for _ in 0..3000 {
+        drop(std::net::TcpStream::connect(server.addr).expect("connect"));
+    }
+    a.send("still here");
+    b.read_until(|l| l.ends_with("> still here"));
+    drop(resume);
+    let report = server.wait_for_log("log lines dropped");
+    assert!(report.contains("[WARN]"), "{report}");
+    server.signal("TERM");
+    assert!(server.wait_exit().success());
+}

@@ -11,13 +11,14 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use log::{debug, warn};
+use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
 
 use super::{FIRST_LISTENER, Server};
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef};
+use crate::connlog::Kind;
 use crate::error::Error;
 use crate::limits::{ACCEPT_BUDGET, ACCEPT_PAUSE, FD_RESERVE};
 use crate::os;
@@ -188,10 +189,12 @@ impl Server {
         let timeout = speaks.handshake_timeout();
         let held = self.room.members() + self.table.handshaking();
         if timeout.is_some() && held >= self.max_clients {
-            warn!(
-                "{peer}: {} connection closed before its handshake: server full",
-                speaks.name()
-            );
+            if self.table.log.allow(Kind::Refused, peer.ip()) {
+                warn!(
+                    "{peer}: {} connection closed before its handshake: server full",
+                    speaks.name()
+                );
+            }
             self.table.stats.connections_total += 1;
             self.table.stats.count_disconnect(&CloseReason::ServerFull);
             return;
@@ -230,7 +233,9 @@ impl Server {
         if self.listeners[index].speaks.handshake_timeout().is_none() {
             let _ = (&stream).write(protocol::connecting_too_fast(wait).as_bytes());
         }
-        debug!("{peer}: connecting too fast, refused");
+        if self.table.log.allow(Kind::Refused, peer.ip()) {
+            warn!("{peer} refused: {}", CloseReason::ConnectingTooFast);
+        }
         self.table.stats.connections_total += 1;
         self.table
             .stats
@@ -245,7 +250,9 @@ impl Server {
         };
         let peer = conn.peer();
         if let Some(reason) = self.refusal(peer) {
-            warn!("{peer} refused: {reason} ({} clients)", self.room.members());
+            if self.table.log.allow(Kind::Refused, peer.ip()) {
+                warn!("{peer} refused: {reason} ({} clients)", self.room.members());
+            }
             let line = match reason {
                 CloseReason::TooManyFromAddress => protocol::TOO_MANY_FROM_ADDRESS,
                 _ => protocol::SERVER_FULL,
@@ -253,7 +260,12 @@ impl Server {
             return self.table.refuse(r, reason, line);
         }
         if self.table.admit(r) {
-            self.room.enter(r, peer, &mut *self.bus, &mut self.table);
+            self.room.enter(r, &mut *self.bus, &mut self.table);
+            if let Some(nick) = self.room.nick_of(r)
+                && self.table.log.allow(Kind::Connect, peer.ip())
+            {
+                info!("{peer} connected as {nick} (token {})", r.token);
+            }
             if let Some(idle) = self.config.idle_timeout {
                 self.timers.add(now + idle, Timer::Idle(r));
             }

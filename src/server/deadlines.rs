@@ -9,6 +9,7 @@ use log::{debug, info, warn};
 
 use super::Server;
 use crate::connection::{CloseReason, ConnRef};
+use crate::connlog::Kind;
 use crate::protocol;
 use crate::timers::Timer;
 
@@ -28,6 +29,7 @@ impl Server {
                 Timer::ResumeAccept => self.resume_accepting(now),
                 Timer::ShutdownDeadline => self.exit_now = true,
                 Timer::Notices => self.notices_due = None,
+                Timer::LogSummary => self.table.log.summarize(now),
                 Timer::Bus => {
                     let news = self.bus.on_timer(self.poll.registry(), now);
                     self.absorb(news);
@@ -49,7 +51,9 @@ impl Server {
             self.timers.add(deadline, Timer::Idle(r));
             return;
         }
-        if let Some(conn) = self.table.get(r) {
+        if self.table.may_log(Kind::Limit, r)
+            && let Some(conn) = self.table.get(r)
+        {
             info!("{}: idle timeout", conn.label());
         }
         let notice = protocol::idle_disconnect(idle);
@@ -62,7 +66,9 @@ impl Server {
         let Some(limit) = self.table.too_slow(r, now) else {
             return;
         };
-        if let Some(conn) = self.table.get(r) {
+        if self.table.may_log(Kind::Limit, r)
+            && let Some(conn) = self.table.get(r)
+        {
             warn!(
                 "{}: over {limit} bytes of output waiting for {:.1} s, disconnecting",
                 conn.label(),
@@ -75,17 +81,17 @@ impl Server {
     /// A connection's handshake timeout: closed if its transport is still not ready. It was
     /// never in the room, so nobody hears of it.
     fn check_handshake(&mut self, r: ConnRef) {
+        if !self.table.is_handshaking(r) {
+            return;
+        }
         let Some(conn) = self.table.get(r) else {
             return;
         };
-        if self.table.is_handshaking(r) {
-            let by = conn.transport_name();
-            info!(
-                "{}: {by} handshake not finished in time, closing",
-                conn.peer()
-            );
-            self.table.close(r, CloseReason::HandshakeTimeout(by));
+        let (by, peer) = (conn.transport_name(), conn.peer());
+        if self.table.may_log(Kind::Refused, r) {
+            info!("{peer}: {by} handshake not finished in time, closing");
         }
+        self.table.close(r, CloseReason::HandshakeTimeout(by));
     }
 
     /// Drops timers of connections that are gone, once they outnumber the live ones (see
@@ -103,7 +109,11 @@ impl Server {
             | Timer::SlowCheck(r)
             | Timer::Linger(r)
             | Timer::Handshake(r) => table.contains(*r),
-            Timer::ResumeAccept | Timer::ShutdownDeadline | Timer::Bus | Timer::Notices => true,
+            Timer::ResumeAccept
+            | Timer::ShutdownDeadline
+            | Timer::Bus
+            | Timer::Notices
+            | Timer::LogSummary => true,
         });
         debug!("swept {} dead timers", before - self.timers.len());
     }

@@ -52,6 +52,7 @@ use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef};
 use crate::error::Error;
 use crate::limits::{READ_CHUNK, SHUTDOWN_GRACE};
+use crate::logging::LogOutput;
 use crate::rate_limit::ConnectRates;
 use crate::room::Room;
 use crate::stats::StatsSocket;
@@ -66,7 +67,9 @@ const WAKER: Token = Token(usize::MAX - 1);
 const STATS: Token = Token(usize::MAX - 2);
 /// Set aside for the bus's own sockets (the backplane's two connections to Redis).
 const BUS: [Token; 2] = [Token(usize::MAX - 3), Token(usize::MAX - 4)];
-const FIRST_LISTENER: usize = usize::MAX - 5;
+/// stderr, when the log is written by the loop (see `logging.rs`).
+const LOG: Token = Token(usize::MAX - 5);
+const FIRST_LISTENER: usize = usize::MAX - 6;
 
 /// Events fetched from the kernel per `poll` call. More events than this are simply left for
 /// the next call.
@@ -119,6 +122,8 @@ pub struct Server {
     signals: Option<Signals>,
     waker: Arc<Waker>,
     stats_socket: Option<StatsSocket>,
+    /// stderr, written at the end of every turn without blocking (`logging.rs`).
+    log: Option<LogOutput>,
     /// Every `read` lands here first; a connection keeps only its unfinished line.
     scratch: Box<[u8]>,
     config: Config,
@@ -169,6 +174,10 @@ impl Server {
             ),
             None => None,
         };
+        let mut log = LogOutput::open().map_err(Error::Poll)?;
+        if let Some(log) = &mut log {
+            log.register(poll.registry(), LOG).map_err(Error::Poll)?;
+        }
         let connect_rates = ConnectRates::new(
             config.connect_rate,
             config.connect_burst,
@@ -189,6 +198,7 @@ impl Server {
             signals,
             waker,
             stats_socket,
+            log,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             config,
             max_clients,
@@ -247,9 +257,11 @@ impl Server {
         );
         let news = self.bus.start(self.poll.registry(), BUS, Instant::now());
         self.absorb(news);
+        self.write_log();
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             self.turn(&mut events)?;
+            self.write_log();
             if self.exit_now || (self.shutting_down && self.table.is_empty()) {
                 break;
             }
@@ -259,7 +271,16 @@ impl Server {
             warn!("shutdown grace period over; closing {left} connections with output unsent");
         }
         info!("server stopped");
+        self.write_log();
         Ok(())
+    }
+
+    /// The log lines of this turn go to stderr as far as it takes them, after everything
+    /// else: the log waits for the clients, never the other way round.
+    fn write_log(&mut self) {
+        if let Some(log) = &mut self.log {
+            log.flush();
+        }
     }
 
     /// One turn of the loop: steps 1 to 5 of the module documentation.
@@ -318,6 +339,11 @@ impl Server {
         }
         match ready.token {
             SIGNALS => self.on_signal(now),
+            LOG => {
+                if let Some(log) = &mut self.log {
+                    log.writable();
+                }
+            }
             WAKER => self.begin_shutdown(now),
             STATS => self.answer_stats(),
             token if self.bus.owns(token) => {
@@ -347,6 +373,7 @@ impl Server {
             SIGNALS => "signals".to_string(),
             WAKER => "waker".to_string(),
             STATS => "stats".to_string(),
+            LOG => "log".to_string(),
             token if self.bus.owns(token) => format!("bus socket {}", usize::MAX - token.0 - 3),
             _ => match self.listener_index(token) {
                 Some(index) => format!("listener {index}"),
@@ -401,6 +428,9 @@ impl Server {
             }
         }
         self.table.reap(self.poll.registry());
+        if let Some(at) = self.table.log.take_deadline() {
+            self.timers.add(at, Timer::LogSummary);
+        }
         self.sweep_dead_timers();
     }
 

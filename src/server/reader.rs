@@ -9,6 +9,7 @@ use log::{debug, info, warn};
 use super::Server;
 use crate::cmd;
 use crate::connection::{CloseReason, ConnRef, Next, Read};
+use crate::connlog::Kind;
 use crate::framing::Frame;
 use crate::limits::READ_BUDGET;
 use crate::protocol;
@@ -41,7 +42,11 @@ impl Server {
                 Read::Ended => return self.peer_closed(r),
                 Read::Failed(reason) => {
                     match &reason {
-                        CloseReason::Rejected(_) => info!("{}: {reason}", self.label(r)),
+                        CloseReason::Rejected(_) => {
+                            if self.table.may_log(Kind::Refused, r) {
+                                info!("{}: {reason}", self.label(r));
+                            }
+                        }
                         _ => debug!("token {}: read failed: {reason}", r.token),
                     }
                     return self.end(r, reason);
@@ -57,8 +62,15 @@ impl Server {
             match self.table.next_line(r, now) {
                 Next::Line(frame) => self.relay(r, frame),
                 Next::ReadMore => return true,
-                Next::ThrottledUntil(at) => {
-                    self.timers.add(at, Timer::RateLimit(r));
+                Next::Throttled { until, first } => {
+                    if first && self.table.may_log(Kind::Limit, r) {
+                        warn!(
+                            "{}: over {} lines/s, reading it more slowly",
+                            self.label(r),
+                            self.config.rate
+                        );
+                    }
+                    self.timers.add(until, Timer::RateLimit(r));
                     return false;
                 }
                 Next::Stop => return false,
@@ -75,7 +87,9 @@ impl Server {
             }
             Frame::TooLong => {
                 let max_line = self.config.max_line;
-                warn!("{}: line over {max_line} bytes dropped", self.label(r));
+                if self.table.may_log(Kind::Limit, r) {
+                    warn!("{}: line over {max_line} bytes dropped", self.label(r));
+                }
                 let text = protocol::line_too_long(max_line);
                 self.room.tell(r, &text, &mut *self.bus, &mut self.table);
             }

@@ -384,7 +384,26 @@ impl ServerProcess {
         ServerProcess::start_command(command, args)
     }
 
-    fn start_command(mut command: Command, args: &[&str]) -> ServerProcess {
+    /// Starts the binary and reads its log only up to its start-up lines; after that its
+    /// stderr pipe is not read until the returned sender is dropped: a log consumer that
+    /// stopped reading.
+    pub fn start_log_paused(args: &[&str]) -> (ServerProcess, mpsc::Sender<()>) {
+        let (resume, paused) = mpsc::channel();
+        let command = Command::new(env!("CARGO_BIN_EXE_pollchat"));
+        let server =
+            ServerProcess::start_reading(command, args, |pipe| forward_lines_paused(pipe, paused));
+        (server, resume)
+    }
+
+    fn start_command(command: Command, args: &[&str]) -> ServerProcess {
+        ServerProcess::start_reading(command, args, forward_lines)
+    }
+
+    fn start_reading(
+        mut command: Command,
+        args: &[&str],
+        forward: impl FnOnce(std::process::ChildStderr) -> Receiver<String>,
+    ) -> ServerProcess {
         let mut child = command
             .args(["--bind", "127.0.0.1:0"])
             .args(args)
@@ -393,7 +412,7 @@ impl ServerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start pollchat binary");
-        let log = forward_lines(child.stderr.take().expect("piped stderr"));
+        let log = forward(child.stderr.take().expect("piped stderr"));
         let mut server = ServerProcess {
             pid: child.id(),
             child: Some(child),
@@ -548,6 +567,29 @@ fn forward_lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;
+            }
+        }
+    });
+    rx
+}
+
+/// As [`forward_lines`], but stops reading after the line that says how many clients the
+/// server takes (the last start-up line) until `paused` says go (or its sender is dropped).
+fn forward_lines_paused(
+    pipe: impl Read + Send + 'static,
+    paused: Receiver<()>,
+) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut paused = Some(paused);
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let last_startup_line = line.contains("] up to ");
+            if tx.send(line).is_err() {
+                break;
+            }
+            if last_startup_line && let Some(wait) = paused.take() {
+                let _ = wait.recv();
             }
         }
     });
