@@ -471,8 +471,11 @@ impl ConnTable {
     /// Frees the slots of the connections closed during the batch, and deregisters their
     /// sockets. Only here, with every event of the batch handled, may a slot be freed (see
     /// the module documentation).
-    pub fn reap(&mut self, registry: &Registry) {
-        for token in std::mem::take(&mut self.closed) {
+    /// Returns how many it removed.
+    pub fn reap(&mut self, registry: &Registry) -> usize {
+        let closed = std::mem::take(&mut self.closed);
+        let removed = closed.len();
+        for token in closed {
             let mut conn = self.conns.remove(token);
             self.ready.forget(token);
             self.flush_next.forget(token);
@@ -506,6 +509,7 @@ impl ConnTable {
                 ),
             }
         }
+        removed
     }
 }
 

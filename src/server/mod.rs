@@ -53,6 +53,7 @@ use crate::connection::{CloseReason, ConnRef};
 use crate::error::Error;
 use crate::limits::{READ_CHUNK, SHUTDOWN_GRACE};
 use crate::logging::LogOutput;
+use crate::memory::Trim;
 use crate::rate_limit::ConnectRates;
 use crate::room::Room;
 use crate::stats::StatsSocket;
@@ -139,6 +140,8 @@ pub struct Server {
     shutting_down: bool,
     /// Leave the loop at the end of this turn, flushed or not.
     exit_now: bool,
+    /// When freed memory was last handed back to the operating system.
+    trim: Trim,
     /// A `Notices` timer is set for this instant (so a storm of batches, each with notices
     /// waiting, sets one timer and not one per batch).
     notices_due: Option<Instant>,
@@ -209,6 +212,7 @@ impl Server {
             shutting_down: false,
             exit_now: false,
             notices_due: None,
+            trim: Trim::new(Instant::now()),
         })
     }
 
@@ -290,7 +294,15 @@ impl Server {
         let timeout = if waiting || self.bus.has_unread() {
             Some(Duration::ZERO)
         } else {
-            self.timers.timeout(Instant::now())
+            // About to wait: a good moment to give a spike's memory back, and if it is too
+            // soon for that, a reason not to sleep past the moment it is not.
+            let now = Instant::now();
+            self.trim.before_waiting(now);
+            let trim = self.trim.due().map(|at| at.saturating_duration_since(now));
+            match (self.timers.timeout(now), trim) {
+                (Some(timer), Some(trim)) => Some(timer.min(trim)),
+                (timer, trim) => timer.or(trim),
+            }
         };
         if let Err(e) = self.poll.poll(events, timeout) {
             // A signal interrupted the wait: not an error, just wait again.
@@ -410,6 +422,7 @@ impl Server {
     /// write ends that client, which makes a new leave event, so repeat until nothing new
     /// appears. Only then free the closed slots.
     fn end_batch(&mut self, now: Instant) {
+        let written = self.table.stats.bytes_out;
         self.table.start_flushes();
         loop {
             self.room
@@ -427,7 +440,9 @@ impl Server {
                 }
             }
         }
-        self.table.reap(self.poll.registry());
+        let removed = self.table.reap(self.poll.registry());
+        self.trim
+            .passed(removed * 1024 + (self.table.stats.bytes_out - written) as usize);
         if let Some(at) = self.table.log.take_deadline() {
             self.timers.add(at, Timer::LogSummary);
         }
