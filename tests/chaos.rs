@@ -102,6 +102,8 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
 
     // The limits were hit. Storms went past --max-clients and were told the server is full.
     assert!(report.tally("storm").refused > 0, "{summary}");
+    // A full-speed connect-and-reset storm ran through every chaos phase, beside all this.
+    assert!(report.tally("reset storm").opened > 0, "{summary}");
     // Endless lines were dropped with a notice, as each went past --max-line.
     assert!(report.tally("endless line").too_long > 0, "{summary}");
     // Non-readers stayed over --max-output for the grace and were disconnected as too slow

@@ -130,6 +130,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 200)]
     pub storm: usize,
 
+    /// Chaos: threads that connect and reset (SO_LINGER 0) as fast as they can for the whole
+    /// chaos phase, each of its own beside the generator's loop (0: none)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub reset_storms: usize,
+
     /// Chaos: rounds, each a full join, chaos, calm, leave and settle with fresh clients.
     /// Every round must keep every promise; memory after the last round is compared with
     /// memory after the first, because the allocator keeps freed memory for reuse (a leak

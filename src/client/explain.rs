@@ -63,6 +63,20 @@ fn why(error: &Error, target: &Target) -> String {
 }
 
 /// Why the server's certificate was refused, and what to do.
+/// The name connected to is not one the certificate presents: which names it does.
+fn not_valid_for(host: &str, presented: &[String]) -> String {
+    let names: Vec<&str> = presented.iter().filter_map(|n| presented_name(n)).collect();
+    let listed = match names.as_slice() {
+        // webpki looks only at subjectAltName, never at the subject's CN.
+        [] => " (it names no host in subjectAltName, and the CN does not count)".to_string(),
+        names => format!(" (it is for {})", names.join(", ")),
+    };
+    format!(
+        "the server's certificate is not valid for {host}{listed}: connect with a name it is \
+         for, or give the server a certificate for {host}"
+    )
+}
+
 fn certificate(error: &CertificateError, target: &Target) -> String {
     let host = &target.host;
     match error {
@@ -75,18 +89,7 @@ fn certificate(error: &CertificateError, target: &Target) -> String {
              for, or give the server a certificate for {host}"
         ),
         CertificateError::NotValidForNameContext { presented, .. } => {
-            let names: Vec<&str> = presented.iter().filter_map(|n| presented_name(n)).collect();
-            let listed = match names.as_slice() {
-                // webpki looks only at subjectAltName, never at the subject's CN.
-                [] => {
-                    " (it names no host in subjectAltName, and the CN does not count)".to_string()
-                }
-                names => format!(" (it is for {})", names.join(", ")),
-            };
-            format!(
-                "the server's certificate is not valid for {host}{listed}: connect with a \
-                 name it is for, or give the server a certificate for {host}"
-            )
+            not_valid_for(host, presented)
         }
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
             "the server's certificate has expired: the server needs a new one (or this \

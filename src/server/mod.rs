@@ -147,6 +147,46 @@ pub struct Server {
     notices_due: Option<Instant>,
 }
 
+/// The loop's sources besides listeners, clients and the bus, each registered under its
+/// token: the signal pipe (the binary only), the stats socket (`--stats-udp`), and stderr for
+/// the log.
+struct SideSockets {
+    signals: Option<Signals>,
+    stats: Option<StatsSocket>,
+    log: Option<LogOutput>,
+}
+
+fn side_sockets(config: &Config, poll: &Poll) -> Result<SideSockets, Error> {
+    let registry = poll.registry();
+    let signals = if config.handle_signals {
+        // signal-hook's handler writes to a pipe that is registered here like any socket, so
+        // a signal is one more event in the batch, not code run at a random moment.
+        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(Error::Poll)?;
+        registry
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(Error::Poll)?;
+        Some(signals)
+    } else {
+        None
+    };
+    let stats_socket = match config.stats_udp {
+        Some(addr) => Some(
+            StatsSocket::bind(addr, registry, STATS)
+                .map_err(|source| Error::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let mut log = LogOutput::open().map_err(Error::Poll)?;
+    if let Some(log) = &mut log {
+        log.register(registry, LOG).map_err(Error::Poll)?;
+    }
+    Ok(SideSockets {
+        signals,
+        stats: stats_socket,
+        log,
+    })
+}
+
 impl Server {
     /// Sets everything up (descriptor limit, listeners, signals, the bus) without serving
     /// anyone yet.
@@ -158,29 +198,12 @@ impl Server {
             .map(|l| (l.addr, l.speaks.name()))
             .collect();
         let max_clients = accept::max_clients(config.max_clients);
-        let signals = if config.handle_signals {
-            // signal-hook's handler writes to a pipe that is registered here like any socket,
-            // so a signal is one more event in the batch, not code run at a random moment.
-            let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(Error::Poll)?;
-            poll.registry()
-                .register(&mut signals, SIGNALS, Interest::READABLE)
-                .map_err(Error::Poll)?;
-            Some(signals)
-        } else {
-            None
-        };
+        let SideSockets {
+            signals,
+            stats: stats_socket,
+            log,
+        } = side_sockets(&config, &poll)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Poll)?);
-        let stats_socket = match config.stats_udp {
-            Some(addr) => Some(
-                StatsSocket::bind(addr, poll.registry(), STATS)
-                    .map_err(|source| Error::Bind { addr, source })?,
-            ),
-            None => None,
-        };
-        let mut log = LogOutput::open().map_err(Error::Poll)?;
-        if let Some(log) = &mut log {
-            log.register(poll.registry(), LOG).map_err(Error::Poll)?;
-        }
         let connect_rates = ConnectRates::new(
             config.connect_rate,
             config.connect_burst,

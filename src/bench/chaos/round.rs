@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 
 use super::client::{TlsTarget, close, write_out};
 use super::event_loop::Chaos;
-use super::report::{Round, Tally, answered, counted};
+use super::report::{RSS_MARGIN_KIB, Round, Tally, answered, counted};
 use super::roles::{PING_LIMIT, Role, earlier};
 use crate::bench::BenchArgs;
 use crate::bench::invariants::{self, LineId};
@@ -203,6 +203,9 @@ fn misbehave(chaos: &mut Chaos, plan: &Plan, rss: &mut RssPeak) {
     } else {
         VecDeque::new()
     };
+    let reset_storms: Vec<_> = (0..args.reset_storms)
+        .map(|_| reset_storm(plan.target, started + duration))
+        .collect();
     let mut next_spawn = started;
     while started.elapsed() < duration {
         let now = Instant::now();
@@ -222,6 +225,32 @@ fn misbehave(chaos: &mut Chaos, plan: &Plan, rss: &mut RssPeak) {
         chaos.turn();
         rss.sample();
     }
+    let tally = chaos.ctx.tallies.entry("reset storm").or_default();
+    for storm in reset_storms {
+        let (opened, failed) = storm.join().unwrap_or_default();
+        tally.opened += opened;
+        tally.failed += failed;
+    }
+}
+
+/// A full-speed connect-and-reset storm until `until`, on a thread of its own (the loop's
+/// clients must not wait for it): every connection is reset (SO_LINGER 0) as soon as it is
+/// made, before the server has a chance to greet it, so the server pays for the accept and
+/// nothing else can. Returns the connections made and the connects that failed.
+fn reset_storm(target: SocketAddr, until: Instant) -> std::thread::JoinHandle<(u64, u64)> {
+    std::thread::spawn(move || {
+        let (mut opened, mut failed) = (0, 0);
+        while Instant::now() < until {
+            match std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
+                Ok(stream) => {
+                    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                    opened += 1;
+                }
+                Err(_) => failed += 1,
+            }
+        }
+        (opened, failed)
+    })
 }
 
 /// Phase 4, calm: the strangers go; what the chatters sent must all arrive (within
@@ -255,14 +284,16 @@ fn leave(chaos: &mut Chaos) {
     }
 }
 
-/// Phase 6, settle: the server closes what it still holds (lingering closes take up to 2 s).
-/// Waits, up to [`SETTLE_LIMIT`], for its descriptors to come back down to `cold`; returns its
-/// descriptors and RSS then (with `--server-pid`).
+/// Phase 6, settle: the server closes what it still holds (lingering closes take up to 2 s)
+/// and gives the round's memory back (within a second of going quiet). Waits, up to
+/// [`SETTLE_LIMIT`], for its descriptors to come back down to `cold` and its RSS to within
+/// [`RSS_MARGIN_KIB`] of it; returns its descriptors and RSS then (with `--server-pid`).
 fn settle(pid: Option<u32>, cold: Option<(usize, u64)>) -> Option<(usize, u64)> {
     let started = Instant::now();
     let mut end = pid.and_then(resources);
-    while let (Some((fds_cold, _)), Some((fds, _))) = (cold, end) {
-        if fds <= fds_cold || started.elapsed() >= SETTLE_LIMIT {
+    while let (Some((fds_cold, rss_cold)), Some((fds, rss))) = (cold, end) {
+        let back = fds <= fds_cold && rss <= rss_cold + RSS_MARGIN_KIB;
+        if back || started.elapsed() >= SETTLE_LIMIT {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
