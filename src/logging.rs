@@ -122,7 +122,8 @@ pub fn init(level: LevelFilter, file: Option<&Path>) -> Result<(), Error> {
 enum Stderr {
     /// A pipe or terminal, reopened non-blocking and registered for writable events.
     Polled { pipe: Sender, blocked: bool },
-    /// A regular file (or anything that cannot be reopened): plain writes.
+    /// A regular file, `/dev/null`, or anything that cannot be reopened or polled: plain
+    /// writes (none of them waits for a reader).
     Direct(File),
 }
 
@@ -130,6 +131,8 @@ enum Stderr {
 #[derive(Debug)]
 pub struct LogOutput {
     stderr: Stderr,
+    /// stderr as the process got it, for plain writes if the reopened one cannot be polled.
+    own: File,
 }
 
 impl LogOutput {
@@ -140,6 +143,7 @@ impl LogOutput {
         }
         let own = File::from(io::stderr().as_fd().try_clone_to_owned()?);
         let kind = own.metadata()?.file_type();
+        let direct = || own.try_clone().map(Stderr::Direct);
         let stderr = if kind.is_fifo() || kind.is_char_device() {
             match OpenOptions::new().write(true).open("/proc/self/fd/2") {
                 Ok(reopened) => {
@@ -150,19 +154,25 @@ impl LogOutput {
                         blocked: false,
                     }
                 }
-                Err(_) => Stderr::Direct(own),
+                Err(_) => direct()?,
             }
         } else {
-            Stderr::Direct(own)
+            direct()?
         };
-        Ok(Some(LogOutput { stderr }))
+        Ok(Some(LogOutput { stderr, own }))
     }
 
     /// Registers a pipe or terminal for writable events (edge-triggered: one comes each time
-    /// stderr has room again after a write said `WouldBlock`).
+    /// stderr has room again after a write said `WouldBlock`). A character device epoll
+    /// refuses (`/dev/null`) is written plainly instead: it never waits either.
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         if let Stderr::Polled { pipe, .. } = &mut self.stderr {
-            registry.register(pipe, token, Interest::WRITABLE)?;
+            match registry.register(pipe, token, Interest::WRITABLE) {
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    self.stderr = Stderr::Direct(self.own.try_clone()?);
+                }
+                other => other?,
+            }
         }
         Ok(())
     }

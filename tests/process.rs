@@ -276,3 +276,34 @@ fn a_log_nobody_reads_does_not_stop_the_server() {
     server.signal("TERM");
     assert!(server.wait_exit().success());
 }
+
+/// The log can go to /dev/null (`pollchat 2>/dev/null`): a device the poll cannot watch is
+/// written plainly, and the server serves and shuts down as usual.
+#[test]
+fn a_server_whose_log_goes_to_dev_null_serves() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+        .args(["--bind", &addr])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start pollchat");
+    let deadline = std::time::Instant::now() + common::DEADLINE;
+    let mut client = loop {
+        if let Ok(stream) = std::net::TcpStream::connect(&addr) {
+            break Client::from_connected(stream);
+        }
+        assert!(
+            std::time::Instant::now() < deadline && child.try_wait().expect("wait").is_none(),
+            "the server did not start with its log on /dev/null"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    client.read_welcome();
+    common::send_signal(child.id(), "TERM");
+    assert!(child.wait().expect("exit").success());
+}

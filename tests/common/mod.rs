@@ -220,6 +220,11 @@ impl Client {
         Client::from_stream(socket.into())
     }
 
+    /// A client over a stream the test connected itself, nothing read yet.
+    pub fn from_connected(stream: TcpStream) -> Client {
+        Client::from_stream(stream)
+    }
+
     fn from_stream(stream: TcpStream) -> Client {
         let socket = stream.try_clone().expect("clone stream");
         Client::over(socket, Box::new(stream))
@@ -532,7 +537,7 @@ impl Drop for Interactive {
 }
 
 /// `kill -NAME PID`, failing the test if it fails.
-fn send_signal(pid: u32, name: &str) {
+pub fn send_signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .args([&format!("-{name}"), &pid.to_string()])
         .status()
