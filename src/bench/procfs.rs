@@ -30,9 +30,19 @@ fn cpu_secs_of(proc: &str) -> Option<f64> {
     Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
-/// A server's open descriptors and RSS in KiB (`None` once it has exited).
+/// A process's anonymous memory in KiB (`RssAnon`: its heap, stacks and anonymous maps),
+/// from /proc/PID/status. Unlike RSS it leaves out pages of files, the binary's code among
+/// them, which stay resident once run: a first run through code that never ran before (TLS,
+/// an error path) raises RSS for good without the process holding a byte more.
+pub(super) fn anon_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A server's open descriptors and heap (anonymous memory) in KiB (`None` once it exited).
 pub(super) fn resources(pid: u32) -> Option<(usize, u64)> {
-    Some((open_fds(pid)?, rss_kib(pid)?))
+    Some((open_fds(pid)?, anon_kib(pid)?))
 }
 
 /// Descriptors a process has open, from /proc/PID/fd.

@@ -463,9 +463,9 @@ impl Server {
                 }
             }
         }
-        let removed = self.table.reap(self.poll.registry());
+        let freed = self.table.reap(self.poll.registry());
         self.trim
-            .passed(removed * 1024 + (self.table.stats.bytes_out - written) as usize);
+            .passed(freed + (self.table.stats.bytes_out - written) as usize);
         if let Some(at) = self.table.log.take_deadline() {
             self.timers.add(at, Timer::LogSummary);
         }

@@ -30,7 +30,7 @@
 //! recorded: every round must keep every promise, and the report names the round that broke
 //! one. The server's resources are judged across rounds: descriptors must be back to the cold
 //! baseline after every round, and memory after the last round must be within
-//! [`RSS_MARGIN_KIB`] of memory after the first (why the first and not the cold baseline is
+//! [`HEAP_MARGIN_KIB`] of memory after the first (why the first and not the cold baseline is
 //! explained there).
 //!
 //! Where each part is:
@@ -57,7 +57,7 @@ use super::BenchArgs;
 use super::procfs::resources;
 use super::wire::Proto;
 use client::TlsTarget;
-pub use report::{ChaosReport, Check, Outcome, RSS_MARGIN_KIB, RoundFigures, Tally};
+pub use report::{ChaosReport, Check, HEAP_MARGIN_KIB, Outcome, RoundFigures, Tally};
 use round::{Plan, run_round};
 
 /// Runs the chaos scenario against the first `--target`: `--rounds` rounds, then the checks. `Err`

@@ -12,11 +12,11 @@ use hdrhistogram::Histogram;
 
 use super::client::{TlsTarget, close, write_out};
 use super::event_loop::Chaos;
-use super::report::{RSS_MARGIN_KIB, Round, Tally, answered, counted};
+use super::report::{HEAP_MARGIN_KIB, Round, Tally, answered, counted};
 use super::roles::{PING_LIMIT, Role, earlier};
 use crate::bench::BenchArgs;
 use crate::bench::invariants::{self, LineId};
-use crate::bench::procfs::{resources, rss_kib};
+use crate::bench::procfs::{anon_kib, resources};
 use crate::bench::worker::latency_histogram;
 
 /// How long the well-behaved clients get to be welcomed, to receive what is in flight once
@@ -125,7 +125,7 @@ pub(super) struct Plan<'a> {
     /// Time between two lines of one chatter, and between two misbehaving clients started.
     pub(super) chat_interval: Duration,
     pub(super) spawn_interval: Duration,
-    /// The server's descriptors and RSS before round 1, which the settle phase waits for.
+    /// The server's descriptors and heap before round 1, which the settle phase waits for.
     pub(super) cold: Option<(usize, u64)>,
 }
 
@@ -136,17 +136,17 @@ pub(super) fn run_round(plan: &Plan) -> Result<Round, String> {
     let args = plan.args;
     let mut chaos = Chaos::new(args, plan.target, plan.tls, plan.chat_interval)
         .map_err(|e| format!("cannot start: {e}"))?;
-    let mut rss = RssPeak::new(args.server_pid);
+    let mut rss = HeapPeak::new(args.server_pid);
     join(&mut chaos, plan)?;
     misbehave(&mut chaos, plan, &mut rss);
     calm(&mut chaos);
     rss.sample();
     leave(&mut chaos);
     let end = settle(args.server_pid, plan.cold);
-    let rss_peak = rss.peak.max(end.map(|(_, rss)| rss));
+    let heap_peak = rss.peak.max(end.map(|(_, rss)| rss));
     Ok(chaos
         .ctx
-        .into_round(started.elapsed().as_secs_f64(), end, rss_peak))
+        .into_round(started.elapsed().as_secs_f64(), end, heap_peak))
 }
 
 /// Phase 2, join: the chatters and one pinger per listener connect, and must all be welcomed
@@ -184,7 +184,7 @@ fn join(chaos: &mut Chaos, plan: &Plan) -> Result<(), String> {
 /// Phase 3, chaos, for `--duration`: the well-behaved talk while misbehaving clients are
 /// started in turn, up to `--conns` at once, and two storms of `--storm` connections come a
 /// third and two thirds of the way through.
-fn misbehave(chaos: &mut Chaos, plan: &Plan, rss: &mut RssPeak) {
+fn misbehave(chaos: &mut Chaos, plan: &Plan, rss: &mut HeapPeak) {
     let args = plan.args;
     chaos.ctx.phase = Phase::Chaos;
     let started = Instant::now();
@@ -286,13 +286,13 @@ fn leave(chaos: &mut Chaos) {
 
 /// Phase 6, settle: the server closes what it still holds (lingering closes take up to 2 s)
 /// and gives the round's memory back (within a second of going quiet). Waits, up to
-/// [`SETTLE_LIMIT`], for its descriptors to come back down to `cold` and its RSS to within
-/// [`RSS_MARGIN_KIB`] of it; returns its descriptors and RSS then (with `--server-pid`).
+/// [`SETTLE_LIMIT`], for its descriptors to come back down to `cold` and its heap to within
+/// [`HEAP_MARGIN_KIB`] of it; returns its descriptors and heap then (with `--server-pid`).
 fn settle(pid: Option<u32>, cold: Option<(usize, u64)>) -> Option<(usize, u64)> {
     let started = Instant::now();
     let mut end = pid.and_then(resources);
-    while let (Some((fds_cold, rss_cold)), Some((fds, rss))) = (cold, end) {
-        let back = fds <= fds_cold && rss <= rss_cold + RSS_MARGIN_KIB;
+    while let (Some((fds_cold, heap_cold)), Some((fds, rss))) = (cold, end) {
+        let back = fds <= fds_cold && rss <= heap_cold + HEAP_MARGIN_KIB;
         if back || started.elapsed() >= SETTLE_LIMIT {
             break;
         }
@@ -302,16 +302,16 @@ fn settle(pid: Option<u32>, cold: Option<(usize, u64)>) -> Option<(usize, u64)> 
     end
 }
 
-/// The server's highest RSS during a round, read at most every 100 ms as the loop turns.
-struct RssPeak {
+/// The server's highest heap during a round, read at most every 100 ms as the loop turns.
+struct HeapPeak {
     pid: Option<u32>,
     peak: Option<u64>,
     sampled: Instant,
 }
 
-impl RssPeak {
-    fn new(pid: Option<u32>) -> RssPeak {
-        RssPeak {
+impl HeapPeak {
+    fn new(pid: Option<u32>) -> HeapPeak {
+        HeapPeak {
             pid,
             peak: None,
             sampled: Instant::now(),
@@ -320,7 +320,7 @@ impl RssPeak {
 
     fn sample(&mut self) {
         if self.sampled.elapsed() >= Duration::from_millis(100)
-            && let Some(rss) = self.pid.and_then(rss_kib)
+            && let Some(rss) = self.pid.and_then(anon_kib)
         {
             self.peak = self.peak.max(Some(rss));
             self.sampled = Instant::now();
@@ -330,7 +330,7 @@ impl RssPeak {
 
 impl Context {
     /// Boils the round down to its figures and its verdict on each per-round promise.
-    fn into_round(self, secs: f64, end: Option<(usize, u64)>, rss_peak: Option<u64>) -> Round {
+    fn into_round(self, secs: f64, end: Option<(usize, u64)>, heap_peak: Option<u64>) -> Round {
         let ctx = self;
         let sent: Vec<u64> = ctx.chatters.iter().map(|c| c.sent).collect();
         let lines_sent_tls = ctx.chatters.iter().filter(|c| c.tls).map(|c| c.sent).sum();
@@ -381,7 +381,7 @@ impl Context {
             round_trip: pings.round_trip,
             verdicts,
             end,
-            rss_peak,
+            heap_peak,
         }
     }
 }
