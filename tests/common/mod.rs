@@ -954,3 +954,14 @@ pub fn storm(addr: SocketAddr, total: usize, keep_every: usize) -> Vec<TcpStream
     .join()
     .expect("storm thread")
 }
+
+/// A process's heap (anonymous memory, `RssAnon`) in KiB, from /proc: what it allocated,
+/// without the pages of its binary (which stay resident once run).
+pub fn heap_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))
+        .expect("RssAnon");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
