@@ -165,9 +165,16 @@ impl Write for Budget<'_> {
     }
 
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        if self.left == 0 && bufs.iter().any(|b| !b.is_empty()) {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.left == 0 && total > 0 {
             self.spent = true;
             return Err(io::ErrorKind::WouldBlock.into());
+        }
+        if total <= self.left {
+            // Nearly every write: it fits, and goes through as it came.
+            let n = self.out.write_vectored(bufs)?;
+            self.left -= n;
+            return Ok(n);
         }
         // Offer no more than the budget: whole slices up to it, then part of the next.
         let mut offered = [IoSlice::new(&[]); 64];

@@ -42,6 +42,7 @@ pub struct WriteQueue {
 
 impl WriteQueue {
     /// Appends a line. O(1): the bytes are shared, not copied.
+    #[inline]
     pub fn push(&mut self, line: Rc<[u8]>) {
         if line.is_empty() {
             return;
@@ -99,6 +100,7 @@ impl WriteQueue {
 
     /// Forgets the first `n` unsent bytes: whole lines are dropped, and a line the kernel took
     /// only part of stays at the front with `written_of_first` marking where to resume.
+    #[inline]
     fn consume(&mut self, mut n: usize) {
         self.unsent -= n;
         while let Some(first) = self.lines.front() {
