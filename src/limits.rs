@@ -66,11 +66,11 @@ pub const CONN_LOG_ADDRESSES: usize = 1024;
 /// server stopped at its next log line.
 pub const LOG_BUFFER: usize = 256 * 1024;
 
-/// Memory is handed back to the operating system (see `memory.rs`) once this much output
-/// has been written or freed since the last time, and at most once every `TRIM_EVERY`, when
-/// the loop is about to wait. A quiet server trims once after a spike; a busy one at most once
-/// a second, which costs it nothing measurable.
-pub const TRIM_AFTER: usize = 4 * 1024 * 1024;
+/// Memory is handed back to the operating system (see `memory.rs`) when glibc holds at least
+/// this much free in the heap, looked at no more than once every `TRIM_EVERY`, when the loop
+/// is about to wait after doing something. Below it the memory is likely to be reused soon,
+/// and trimming it would only cost page faults; a spike that is over frees far more.
+pub const TRIM_FREE: usize = 4 * 1024 * 1024;
 pub const TRIM_EVERY: Duration = Duration::from_secs(1);
 
 /// Size of the one scratch buffer every `read` goes into (shared by all connections, so an

@@ -6,10 +6,13 @@
 //! on 2026-12-01, three chaos rounds left the server at 10.2 MB against 4.9 MB cold, every
 //! round. `malloc_trim(0)` hands the free pages back.
 //!
-//! Trimming walks the heap, so it is not free; it is worth doing once a spike is over and not
-//! while the loop is busy reusing that memory. So the loop trims only when it is about to
-//! wait in `poll` (nothing known to be ready), at most once every [`TRIM_EVERY`], and only
-//! once at least [`TRIM_AFTER`] bytes have passed through and out since the last trim.
+//! Trimming is not free: pages handed back are faulted in again the next time they are
+//! needed, and under steady traffic the heap's free memory is needed again at once. So the
+//! trim waits for memory that is really spare: at most once every [`TRIM_EVERY`], when the
+//! loop is about to wait and something was written or freed since the last look, it asks
+//! glibc how much it holds free (`mallinfo2`), and trims only if that is at least
+//! [`TRIM_FREE`]. A busy server reuses its memory and almost never trims; a spike that is over
+//! is given back within a second; an idle server is never woken for this.
 //!
 //! Other allocators were tried first (README, "Dependencies"): mimalloc (v3) and jemalloc
 //! both purge freed pages only during allocator activity or from background threads of their
@@ -20,45 +23,49 @@ use std::time::Instant;
 
 use log::debug;
 
-use crate::limits::{TRIM_AFTER, TRIM_EVERY};
+use crate::limits::{TRIM_EVERY, TRIM_FREE};
 
-/// When memory was last handed back, and how much has passed through since.
+/// When glibc was last asked, and whether anything happened since.
 #[derive(Debug)]
 pub struct Trim {
-    passed: usize,
+    active: bool,
     last: Instant,
 }
 
 impl Trim {
     pub fn new(now: Instant) -> Trim {
         Trim {
-            passed: 0,
+            active: false,
             last: now,
         }
     }
 
-    /// Output written or connections removed: memory that is free, or soon will be.
-    pub fn passed(&mut self, bytes: usize) {
-        self.passed = self.passed.saturating_add(bytes);
+    /// Output was written or connections were removed: memory may have been freed.
+    pub fn activity(&mut self) {
+        self.active = true;
     }
 
-    /// When a trim is waiting for its interval (enough has passed), so the loop does not
-    /// sleep past it: a server that goes quiet right after a spike still trims.
+    /// When the next look is due, so the loop does not sleep past it (`None` for a server
+    /// with nothing done since the last look, which may sleep as long as it likes).
     pub fn due(&self) -> Option<Instant> {
-        (self.passed >= TRIM_AFTER).then_some(self.last + TRIM_EVERY)
+        self.active.then_some(self.last + TRIM_EVERY)
     }
 
-    /// The loop is about to wait: trims if enough has passed and it has been a while.
+    /// The loop is about to wait: if a look is due, trims when glibc holds enough free.
     pub fn before_waiting(&mut self, now: Instant) {
-        if self.passed < TRIM_AFTER || now < self.last + TRIM_EVERY {
+        if !self.active || now < self.last + TRIM_EVERY {
+            return;
+        }
+        self.active = false;
+        self.last = now;
+        let free = free_in_heap();
+        if free < TRIM_FREE {
             return;
         }
         let started = Instant::now();
         let released = trim();
-        self.passed = 0;
-        self.last = now;
         debug!(
-            "memory: {} in {} µs",
+            "memory: {free} bytes free in the heap, {} in {} µs",
             if released {
                 "handed back"
             } else {
@@ -67,6 +74,18 @@ impl Trim {
             started.elapsed().as_micros()
         );
     }
+}
+
+/// Bytes glibc holds free in the heap (`mallinfo2().fordblks`, its free chunks).
+#[allow(
+    unsafe_code,
+    reason = "mallinfo2 has no safe wrapper in std or in a maintained crate"
+)]
+fn free_in_heap() -> usize {
+    // SAFETY: mallinfo2 takes nothing, returns a plain struct of counters by value, and reads
+    // the allocator's own state under the allocator's own lock (glibc mallinfo(3)): no
+    // precondition on the caller, no pointer in or out.
+    unsafe { libc::mallinfo2() }.fordblks
 }
 
 /// `malloc_trim(0)`: hands the heap's free pages back to the operating system. True if any
@@ -80,7 +99,7 @@ fn trim() -> bool {
     // heap), reads and writes only the allocator's own state under the allocator's own lock,
     // and returns an int. It has no preconditions on the caller, frees nothing that is in
     // use (it only returns pages of free chunks), and is documented thread-safe (glibc
-    // malloc_trim(3)). This is the only unsafe code in the crate.
+    // malloc_trim(3)). With `free_in_heap`, the only unsafe code in the crate.
     unsafe { libc::malloc_trim(0) == 1 }
 }
 
@@ -89,17 +108,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_trim_waits_for_enough_to_have_passed_and_for_its_interval() {
+    fn a_look_waits_for_activity_and_for_its_interval() {
         let t0 = Instant::now();
         let mut trim = Trim::new(t0);
-        trim.passed(TRIM_AFTER - 1);
-        trim.before_waiting(t0 + TRIM_EVERY);
-        assert_eq!(trim.last, t0, "trimmed before enough had passed");
-        trim.passed(1);
+        assert_eq!(trim.due(), None, "an idle server is woken for nothing");
+        trim.activity();
+        assert_eq!(trim.due(), Some(t0 + TRIM_EVERY));
         trim.before_waiting(t0 + TRIM_EVERY / 2);
-        assert_eq!(trim.last, t0, "trimmed before its interval");
+        assert_eq!(trim.last, t0, "looked before its interval");
         trim.before_waiting(t0 + TRIM_EVERY);
         assert_eq!(trim.last, t0 + TRIM_EVERY);
-        assert_eq!(trim.passed, 0);
+        assert_eq!(trim.due(), None);
     }
 }

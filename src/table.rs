@@ -41,11 +41,6 @@ use crate::stats::Stats;
 use crate::timers::{Timer, Timers};
 use crate::transport::Transport;
 
-/// About what a connection costs besides its output, for the estimate of memory freed (see
-/// `memory.rs`): the measured idle RSS per connection is about 500 bytes, a TLS session
-/// more; a round kibibyte is near enough for deciding when to trim.
-const CONNECTION_BYTES: usize = 1024;
-
 /// Connections to visit later, each at most once however often it is added: the list keeps
 /// its own "already listed" rule, one flag per token.
 #[derive(Debug, Default)]
@@ -476,13 +471,12 @@ impl ConnTable {
     /// Frees the slots of the connections closed during the batch, and deregisters their
     /// sockets. Only here, with every event of the batch handled, may a slot be freed (see
     /// the module documentation).
-    /// Returns about how much memory that freed: what the connections still held of output,
-    /// and [`CONNECTION_BYTES`] each.
+    /// Returns how many it removed.
     pub fn reap(&mut self, registry: &Registry) -> usize {
-        let mut freed = 0;
-        for token in std::mem::take(&mut self.closed) {
+        let closed = std::mem::take(&mut self.closed);
+        let removed = closed.len();
+        for token in closed {
             let mut conn = self.conns.remove(token);
-            freed += conn.held() + CONNECTION_BYTES;
             self.ready.forget(token);
             self.flush_next.forget(token);
             if conn.is_admitted() {
@@ -515,7 +509,7 @@ impl ConnTable {
                 ),
             }
         }
-        freed
+        removed
     }
 }
 

@@ -463,9 +463,10 @@ impl Server {
                 }
             }
         }
-        let freed = self.table.reap(self.poll.registry());
-        self.trim
-            .passed(freed + (self.table.stats.bytes_out - written) as usize);
+        let removed = self.table.reap(self.poll.registry());
+        if removed > 0 || self.table.stats.bytes_out > written {
+            self.trim.activity();
+        }
         if let Some(at) = self.table.log.take_deadline() {
             self.timers.add(at, Timer::LogSummary);
         }
