@@ -69,7 +69,8 @@
 //!   socket's send buffer filled up. The rest must be kept, in order, for later.
 //! - **Batch**: the events one `poll` call returns, handled together before the next wait.
 
-// No unsafe code but one call, allowed where it is made and proved sound there (src/memory.rs).
+// No unsafe code but two glibc calls, each allowed where it is made and proved sound there
+// (src/memory.rs).
 #![deny(unsafe_code)]
 
 pub mod backplane;

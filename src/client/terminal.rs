@@ -54,7 +54,7 @@ const RESET: &str = "\x1b[0m";
 ///
 /// `socket2::SockRef` is used on a descriptor that may not be a socket. Its
 /// `set_nonblocking` and `nonblocking` are plain `fcntl(F_GETFL/F_SETFL)` calls, valid on any
-/// descriptor, and it gives us them without `unsafe` (the crate forbids it) and without one
+/// descriptor, and it gives us them without `unsafe` (the crate denies it outside src/memory.rs) and without one
 /// more dependency.
 #[derive(Debug)]
 struct NonBlocking {
