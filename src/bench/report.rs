@@ -25,6 +25,8 @@ pub struct Report {
     pub size: usize,
     pub traffic_secs: f64,
     pub sent: u64,
+    /// With `--rate max`: lines that every receiver has (all of `sent`, once drained).
+    pub lines_done: u64,
     pub delivered: u64,
     /// `sent × receivers`: what a lossless server delivers.
     pub expected: u64,
@@ -42,6 +44,8 @@ pub struct Report {
     /// The generator's own CPU time during the traffic and drain phases, seconds. Near
     /// `traffic_secs × threads`, the generator was the limit (see [`Report::generator_bound`]).
     pub traffic_cpu_secs: f64,
+    /// The part of `traffic_cpu_secs` spent in the kernel (reads, writes, loopback TCP).
+    pub traffic_sys_secs: f64,
     /// The generator's own CPU time (user + system), seconds, and the run's wall time.
     pub cpu_secs: f64,
     pub wall_secs: f64,
@@ -61,6 +65,38 @@ impl Report {
     pub fn generator_bound(&self) -> bool {
         self.traffic_secs > 0.0
             && self.traffic_cpu_secs >= 0.9 * self.traffic_secs * self.threads as f64
+    }
+
+    /// The server's core was busy at least 90% of the traffic.
+    pub fn server_bound(&self) -> bool {
+        self.traffic_secs > 0.0
+            && self
+                .server_cpu_secs
+                .is_some_and(|cpu| cpu >= 0.9 * self.traffic_secs)
+    }
+
+    /// What limited the run, in words: whose CPU was the ceiling, or neither (then the load
+    /// itself, a paced rate or the window's round trip, set the pace).
+    pub fn limit(&self) -> &'static str {
+        match (self.server_bound(), self.generator_bound()) {
+            (true, true) => "server CPU and generator CPU",
+            (true, false) => "server CPU",
+            (false, true) => "generator CPU",
+            (false, false) => "neither CPU",
+        }
+    }
+
+    /// With `--rate max`: deliveries in flight at any moment, at most (window × senders ×
+    /// receivers).
+    pub fn in_flight(&self) -> Option<u64> {
+        (self.rate == Rate::Max).then(|| self.window * self.senders as u64 * self.receivers as u64)
+    }
+
+    /// With `--rate max`: Little's law, the mean time from a line's send to its last
+    /// delivery, in microseconds: deliveries in flight over deliveries per second.
+    pub fn line_time_us(&self) -> Option<f64> {
+        let rate = self.deliveries_per_sec();
+        (rate > 0.0).then_some(1e6 * self.in_flight()? as f64 / rate)
     }
 
     /// Server memory per idle connection, in bytes.
@@ -120,6 +156,16 @@ impl Report {
             s,
             "latency: p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, max {max:.2} ms"
         );
+        if let (Some(in_flight), Some(line_us)) = (self.in_flight(), self.line_time_us()) {
+            let _ = writeln!(
+                s,
+                "window: {} of {} lines had by every receiver; {in_flight} deliveries in flight \
+                 at most, so a line took {:.2} ms to reach them all (Little's law)",
+                self.lines_done,
+                self.sent,
+                line_us / 1000.0
+            );
+        }
     }
 
     /// The summary's last lines: the server's memory and CPU, the generator's CPU, and
@@ -150,9 +196,15 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "generator CPU: {:.2} s during the traffic, {:.2} s in all over {:.2} s ({} threads)",
-            self.traffic_cpu_secs, self.cpu_secs, self.wall_secs, self.threads
+            "generator CPU: {:.2} s during the traffic ({:.2} s of it in the kernel), {:.2} s in \
+             all over {:.2} s ({} threads)",
+            self.traffic_cpu_secs,
+            self.traffic_sys_secs,
+            self.cpu_secs,
+            self.wall_secs,
+            self.threads
         );
+        let _ = writeln!(s, "limit: {}", self.limit());
         if self.generator_bound() {
             let _ = writeln!(
                 s,
@@ -183,9 +235,12 @@ impl Report {
             size: self.size,
             traffic_secs: self.traffic_secs,
             sent: self.sent,
+            lines_done: self.lines_done,
             delivered: self.delivered,
             expected: self.expected,
             deliveries_per_sec: self.deliveries_per_sec(),
+            in_flight: self.in_flight(),
+            line_time_us: self.line_time_us(),
             latency_us_p50: p50,
             latency_us_p99: p99,
             latency_us_p999: p999,
@@ -202,7 +257,10 @@ impl Report {
                 hold_secs: self.hold_secs,
             }),
             generator_traffic_cpu_secs: self.traffic_cpu_secs,
+            generator_traffic_sys_secs: self.traffic_sys_secs,
             generator_bound: self.generator_bound(),
+            server_bound: self.server_bound(),
+            limit: self.limit(),
             generator_cpu_secs: self.cpu_secs,
             wall_secs: self.wall_secs,
         })
@@ -231,9 +289,15 @@ struct Json {
     size: usize,
     traffic_secs: f64,
     sent: u64,
+    lines_done: u64,
     delivered: u64,
     expected: u64,
     deliveries_per_sec: f64,
+    /// With `--rate max`: deliveries in flight at most, and Little's law's line time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_flight: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line_time_us: Option<f64>,
     latency_us_p50: u64,
     latency_us_p99: u64,
     latency_us_p999: u64,
@@ -245,7 +309,10 @@ struct Json {
     #[serde(flatten)]
     hold: Option<HoldJson>,
     generator_traffic_cpu_secs: f64,
+    generator_traffic_sys_secs: f64,
     generator_bound: bool,
+    server_bound: bool,
+    limit: &'static str,
     generator_cpu_secs: f64,
     wall_secs: f64,
 }
@@ -297,6 +364,7 @@ mod tests {
             size: 64,
             traffic_secs: 1.0,
             sent: 100,
+            lines_done: 100,
             delivered: 900,
             expected: 900,
             latency_us: [100, 200, 300, 400],
@@ -305,6 +373,7 @@ mod tests {
             hold_secs: 1.0,
             server_cpu_secs: server.then_some(0.5),
             traffic_cpu_secs: 0.2,
+            traffic_sys_secs: 0.1,
             cpu_secs: 0.3,
             wall_secs: 2.0,
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::procfs::{own_cpu_secs, process_cpu_secs, rss_kib};
+use super::procfs::{own_cpu_secs, own_sys_secs, process_cpu_secs, rss_kib};
 use super::worker::{self, Load, Plan, Shared, phase};
 use super::{BenchArgs, Proto, Rate, Report};
 
@@ -34,7 +34,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         0
     };
     let total = args.conns + companions;
-    let shared = Arc::new(Shared::new(args.senders));
+    let shared = Arc::new(Shared::new(args.senders, args.window.max(1)));
     let workers = start_workers(args, total, &shared);
     let connect_secs = connect(args, total, &shared);
     let held = hold(args, &shared);
@@ -57,6 +57,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         size: args.size,
         traffic_secs: drained.secs,
         sent,
+        lines_done: shared.windows.done(),
         delivered: shared.delivered.load(Ordering::Relaxed),
         expected: sent * drained.per_line,
         latency_us: percentiles(&latency),
@@ -68,6 +69,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         hold_secs: held.secs,
         server_cpu_secs: drained.server_cpu_secs,
         traffic_cpu_secs: drained.own_cpu_secs,
+        traffic_sys_secs: drained.own_sys_secs,
         cpu_secs: own_cpu_secs() - cpu_before,
         wall_secs: started.elapsed().as_secs_f64(),
     })
@@ -112,9 +114,7 @@ fn start_workers(args: &BenchArgs, total: usize, shared: &Arc<Shared>) -> Vec<Wo
         Vec::new()
     };
     let load = match args.rate {
-        Rate::Max => Load::Window {
-            window: args.window.max(1),
-        },
+        Rate::Max => Load::Window,
         Rate::PerSecond(r) => Load::Paced {
             interval: Duration::from_secs_f64(args.senders as f64 / r),
         },
@@ -124,7 +124,6 @@ fn start_workers(args: &BenchArgs, total: usize, shared: &Arc<Shared>) -> Vec<Wo
             let plan = Plan {
                 targets: args.target.clone(),
                 proto: args.proto,
-                conns: args.conns,
                 total,
                 senders: args.senders,
                 senders_receive: args.senders_receive,
@@ -181,11 +180,15 @@ struct TrafficStart {
     at: Instant,
     server_cpu: Option<f64>,
     own_cpu: f64,
+    own_sys: f64,
 }
 
 /// Phase 3, traffic for `--duration` seconds (none at all for `--duration 0`: a memory-only run
 /// sends nothing).
 fn traffic(args: &BenchArgs, shared: &Shared) -> TrafficStart {
+    // Every receiver is in (or never will be): each windowed line must reach all of them.
+    let receivers = shared.receivers_established.load(Ordering::Relaxed);
+    shared.windows.set_receivers(receivers);
     if args.duration > 0.0 {
         shared.phase.store(phase::TRAFFIC, Ordering::Release);
     }
@@ -193,6 +196,7 @@ fn traffic(args: &BenchArgs, shared: &Shared) -> TrafficStart {
         at: Instant::now(),
         server_cpu: server_cpu(args),
         own_cpu: own_cpu_secs(),
+        own_sys: own_sys_secs(),
     };
     thread::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
     start
@@ -205,6 +209,7 @@ struct Drained {
     per_line: u64,
     secs: f64,
     own_cpu_secs: f64,
+    own_sys_secs: f64,
     server_cpu_secs: Option<f64>,
     /// The server's RSS at the end.
     rss_kib: Option<u64>,
@@ -229,6 +234,7 @@ fn drain(args: &BenchArgs, shared: &Shared, traffic: TrafficStart) -> Drained {
         per_line,
         secs: traffic.at.elapsed().as_secs_f64(),
         own_cpu_secs: own_cpu_secs() - traffic.own_cpu,
+        own_sys_secs: own_sys_secs() - traffic.own_sys,
         server_cpu_secs: server_cpu_since(args, traffic.server_cpu),
         rss_kib: args.server_pid.and_then(rss_kib),
     }
