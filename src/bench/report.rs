@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::procfs::KernelGrowth;
 use super::{Proto, Rate};
 
 /// What a run measured.
@@ -34,6 +35,9 @@ pub struct Report {
     pub latency_us: [u64; 4],
     /// Server RSS in KiB before connecting, with every connection idle, at the end.
     pub rss_kib: Option<[u64; 3]>,
+    /// How the kernel's memory grew from before the connections to the hold, machine-wide.
+    /// On loopback both ends of every connection are in this kernel.
+    pub kernel_idle: Option<KernelGrowth>,
     /// The server's CPU time while every connection sat idle (the hold), seconds, and the
     /// hold's length: near zero means the loop sleeps when there is nothing to do.
     pub server_hold_cpu_secs: Option<f64>,
@@ -104,6 +108,16 @@ impl Report {
         let [before, idle, _] = self.rss_kib?;
         (self.established > 0)
             .then(|| (idle.saturating_sub(before) * 1024) as f64 / self.established as f64)
+    }
+
+    /// Kernel memory per idle connection, in bytes, for the server's end: the growth of the
+    /// socket caches over the hold, halved, since on loopback the generator's end of each
+    /// connection is in the same kernel and holds the same things (a TCP socket, its inode
+    /// and file, an epoll entry). An idle socket holds no buffers: TCP's buffer pages are
+    /// reported beside it, machine-wide, not in it.
+    pub fn kernel_per_conn(&self) -> Option<f64> {
+        let growth = self.kernel_idle.as_ref()?;
+        (self.established > 0).then(|| growth.sockets as f64 / (2.0 * self.established as f64))
     }
 
     /// A human summary.
@@ -180,6 +194,22 @@ impl Report {
                 self.established
             );
         }
+        if let (Some(kernel), Some(growth)) = (self.kernel_per_conn(), &self.kernel_idle) {
+            let caches: Vec<String> = growth
+                .caches
+                .iter()
+                .map(|(name, bytes)| format!("{name} {bytes}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "kernel memory: {kernel:.0} bytes per idle connection, the server's end (socket \
+                 caches grew {} bytes for both ends; all slab {}, TCP buffers {}; most: {})",
+                growth.sockets,
+                growth.slab,
+                growth.tcp_buffers,
+                caches.join(", ")
+            );
+        }
         if let Some(hold_cpu) = self.server_hold_cpu_secs {
             let _ = writeln!(
                 s,
@@ -251,6 +281,13 @@ impl Report {
                 rss_kib_end: end,
                 rss_bytes_per_conn: self.rss_per_conn().unwrap_or(0.0),
             }),
+            kernel: self.kernel_idle.as_ref().map(|growth| KernelJson {
+                kernel_bytes_per_conn: self.kernel_per_conn().unwrap_or(0.0),
+                kernel_socket_cache_growth: growth.sockets,
+                kernel_slab_growth: growth.slab,
+                kernel_tcp_buffer_growth: growth.tcp_buffers,
+                kernel_caches: growth.caches.clone(),
+            }),
             server_cpu_secs: self.server_cpu_secs,
             hold: self.server_hold_cpu_secs.map(|cpu| HoldJson {
                 server_hold_cpu_secs: cpu,
@@ -304,6 +341,8 @@ struct Json {
     latency_us_max: u64,
     #[serde(flatten)]
     rss: Option<RssJson>,
+    #[serde(flatten)]
+    kernel: Option<KernelJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     server_cpu_secs: Option<f64>,
     #[serde(flatten)]
@@ -324,6 +363,17 @@ struct RssJson {
     rss_kib_idle: u64,
     rss_kib_end: u64,
     rss_bytes_per_conn: f64,
+}
+
+/// What the idle connections cost the kernel: per connection (the server's end), and the
+/// machine-wide growth it comes from, with the caches that grew most (bytes, both ends).
+#[derive(Serialize)]
+struct KernelJson {
+    kernel_bytes_per_conn: f64,
+    kernel_socket_cache_growth: i64,
+    kernel_slab_growth: i64,
+    kernel_tcp_buffer_growth: i64,
+    kernel_caches: Vec<(String, i64)>,
 }
 
 /// The server's CPU time during the hold, with the hold's length to judge it by.
@@ -369,6 +419,7 @@ mod tests {
             expected: 900,
             latency_us: [100, 200, 300, 400],
             rss_kib: server.then_some([3_000, 3_100, 3_200]),
+            kernel_idle: None,
             server_hold_cpu_secs: server.then_some(0.0),
             hold_secs: 1.0,
             server_cpu_secs: server.then_some(0.5),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::procfs::{own_cpu_secs, own_sys_secs, process_cpu_secs, rss_kib};
+use super::procfs::{KernelMemory, own_cpu_secs, own_sys_secs, process_cpu_secs, rss_kib};
 use super::worker::{self, Load, Plan, Shared, phase};
 use super::{BenchArgs, Proto, Rate, Report};
 
@@ -27,6 +27,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
     let started = Instant::now();
     let cpu_before = own_cpu_secs();
     let rss_before = args.server_pid.and_then(rss_kib);
+    let kernel_before = KernelMemory::read();
     // Redis chatters need a subscribed connection besides the one they publish on.
     let companions = if args.senders_receive && args.proto == Proto::Redis {
         args.senders
@@ -63,6 +64,10 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         latency_us: percentiles(&latency),
         rss_kib: match (rss_before, held.rss_kib, drained.rss_kib) {
             (Some(b), Some(i), Some(e)) => Some([b, i, e]),
+            _ => None,
+        },
+        kernel_idle: match (kernel_before, held.kernel) {
+            (Some(before), Some(idle)) => Some(idle.growth_since(&before)),
             _ => None,
         },
         server_hold_cpu_secs: held.server_cpu_secs,
@@ -160,6 +165,8 @@ struct Held {
     server_cpu_secs: Option<f64>,
     /// The server's RSS with every connection idle.
     rss_kib: Option<u64>,
+    /// The kernel's memory with every connection idle.
+    kernel: Option<KernelMemory>,
 }
 
 /// Phase 2, hold: every connection idle for `--hold` seconds.
@@ -172,6 +179,7 @@ fn hold(args: &BenchArgs, shared: &Shared) -> Held {
         secs: started.elapsed().as_secs_f64(),
         server_cpu_secs: server_cpu_since(args, server_cpu_before),
         rss_kib: args.server_pid.and_then(rss_kib),
+        kernel: KernelMemory::read(),
     }
 }
 
