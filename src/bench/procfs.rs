@@ -26,6 +26,20 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
     cpu_secs_of(&pid.to_string())
 }
 
+/// Time the machine's virtual CPUs waited for the host, all CPUs together, in seconds
+/// (/proc/stat's `steal`): on a shared virtual machine, the time a run lost to its
+/// neighbours. Clock ticks are 1/100 s.
+pub(super) fn steal_secs() -> f64 {
+    let read = || -> Option<f64> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let cpu = stat.lines().find(|l| l.starts_with("cpu "))?;
+        // cpu user nice system idle iowait irq softirq steal ...
+        let steal: u64 = cpu.split_whitespace().nth(8)?.parse().ok()?;
+        Some(steal as f64 / 100.0)
+    };
+    read().unwrap_or(0.0)
+}
+
 /// User + system time from /proc/PROC/stat, in seconds. Clock ticks are 1/100 s on Linux.
 fn cpu_secs_of(proc: &str) -> Option<f64> {
     let (user, sys) = ticks_of(proc)?;

@@ -50,6 +50,9 @@ pub struct Report {
     pub traffic_cpu_secs: f64,
     /// The part of `traffic_cpu_secs` spent in the kernel (reads, writes, loopback TCP).
     pub traffic_sys_secs: f64,
+    /// CPU time the machine's virtual CPUs lost to the host during the traffic (all CPUs):
+    /// on a shared virtual machine, why two runs of the same load can differ.
+    pub steal_secs: f64,
     /// The generator's own CPU time (user + system), seconds, and the run's wall time.
     pub cpu_secs: f64,
     pub wall_secs: f64,
@@ -234,7 +237,12 @@ impl Report {
             self.wall_secs,
             self.threads
         );
-        let _ = writeln!(s, "limit: {}", self.limit());
+        let _ = writeln!(
+            s,
+            "limit: {}; {:.2} s of CPU stolen by the host during the traffic",
+            self.limit(),
+            self.steal_secs
+        );
         if self.generator_bound() {
             let _ = writeln!(
                 s,
@@ -295,6 +303,7 @@ impl Report {
             }),
             generator_traffic_cpu_secs: self.traffic_cpu_secs,
             generator_traffic_sys_secs: self.traffic_sys_secs,
+            steal_secs: self.steal_secs,
             generator_bound: self.generator_bound(),
             server_bound: self.server_bound(),
             limit: self.limit(),
@@ -349,6 +358,7 @@ struct Json {
     hold: Option<HoldJson>,
     generator_traffic_cpu_secs: f64,
     generator_traffic_sys_secs: f64,
+    steal_secs: f64,
     generator_bound: bool,
     server_bound: bool,
     limit: &'static str,
@@ -425,6 +435,7 @@ mod tests {
             server_cpu_secs: server.then_some(0.5),
             traffic_cpu_secs: 0.2,
             traffic_sys_secs: 0.1,
+            steal_secs: 0.0,
             cpu_secs: 0.3,
             wall_secs: 2.0,
         }

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::procfs::{KernelMemory, own_cpu_secs, own_sys_secs, process_cpu_secs, rss_kib};
+use super::procfs::{
+    KernelMemory, own_cpu_secs, own_sys_secs, process_cpu_secs, rss_kib, steal_secs,
+};
 use super::worker::{self, Load, Plan, Shared, phase};
 use super::{BenchArgs, Proto, Rate, Report};
 
@@ -75,6 +77,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         server_cpu_secs: drained.server_cpu_secs,
         traffic_cpu_secs: drained.own_cpu_secs,
         traffic_sys_secs: drained.own_sys_secs,
+        steal_secs: drained.steal_secs,
         cpu_secs: own_cpu_secs() - cpu_before,
         wall_secs: started.elapsed().as_secs_f64(),
     })
@@ -189,6 +192,7 @@ struct TrafficStart {
     server_cpu: Option<f64>,
     own_cpu: f64,
     own_sys: f64,
+    steal: f64,
 }
 
 /// Phase 3, traffic for `--duration` seconds (none at all for `--duration 0`: a memory-only run
@@ -205,6 +209,7 @@ fn traffic(args: &BenchArgs, shared: &Shared) -> TrafficStart {
         server_cpu: server_cpu(args),
         own_cpu: own_cpu_secs(),
         own_sys: own_sys_secs(),
+        steal: steal_secs(),
     };
     thread::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
     start
@@ -218,6 +223,7 @@ struct Drained {
     secs: f64,
     own_cpu_secs: f64,
     own_sys_secs: f64,
+    steal_secs: f64,
     server_cpu_secs: Option<f64>,
     /// The server's RSS at the end.
     rss_kib: Option<u64>,
@@ -243,6 +249,7 @@ fn drain(args: &BenchArgs, shared: &Shared, traffic: TrafficStart) -> Drained {
         secs: traffic.at.elapsed().as_secs_f64(),
         own_cpu_secs: own_cpu_secs() - traffic.own_cpu,
         own_sys_secs: own_sys_secs() - traffic.own_sys,
+        steal_secs: steal_secs() - traffic.steal,
         server_cpu_secs: server_cpu_since(args, traffic.server_cpu),
         rss_kib: args.server_pid.and_then(rss_kib),
     }

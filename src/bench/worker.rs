@@ -491,10 +491,18 @@ fn receive_run(run: Run, arrival: &Arrival, shared: &Shared, rx: &mut Receiving)
     if !arrival.counting {
         return;
     }
+    // A sender writes a burst of lines within a microsecond or two, so a run's latencies
+    // come in long stretches of one value: each stretch is one histogram update.
+    let mut stretch = (0, 0);
     for seq in run.first..run.first + run.count {
-        let micros = arrival.now_ns.saturating_sub(window.sent_at(seq)) / 1000;
-        rx.latency.saturating_record(micros.max(1));
+        let micros = (arrival.now_ns.saturating_sub(window.sent_at(seq)) / 1000).max(1);
+        if micros != stretch.0 {
+            rx.latency.saturating_record_n(stretch.0.max(1), stretch.1);
+            stretch = (micros, 0);
+        }
+        stretch.1 += 1;
     }
+    rx.latency.saturating_record_n(stretch.0.max(1), stretch.1);
     rx.delivered += run.count;
     rx.tally.add(run.sender, run.first, run.count);
 }
