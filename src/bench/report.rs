@@ -185,9 +185,8 @@ impl Report {
         }
     }
 
-    /// The summary's last lines: the server's memory and CPU, the generator's CPU, and
-    /// whether the generator was the limit.
-    fn write_resources(&self, s: &mut String) {
+    /// The server's memory, and the kernel's for its idle connections.
+    fn write_memory(&self, s: &mut String) {
         if let Some([before, idle, end]) = self.rss_kib {
             let per_conn = self.rss_per_conn().unwrap_or(0.0);
             let _ = writeln!(
@@ -213,6 +212,12 @@ impl Report {
                 caches.join(", ")
             );
         }
+    }
+
+    /// The summary's last lines: the server's memory and CPU, the generator's CPU, and
+    /// whether the generator was the limit.
+    fn write_resources(&self, s: &mut String) {
+        self.write_memory(s);
         if let Some(hold_cpu) = self.server_hold_cpu_secs {
             let _ = writeln!(
                 s,
