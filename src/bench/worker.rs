@@ -186,17 +186,13 @@ pub fn run(plan: &Plan, shared: &Shared) -> io::Result<Histogram<u64>> {
             }
             next_connect += connect_interval;
         }
+        let mut wake = now + TICK;
         if phase == phase::TRAFFIC {
-            let ready = conns.iter_mut().take(senders).flatten();
-            for conn in ready.filter(|c| c.state == State::Ready) {
-                if !traffic_started {
-                    conn.next_send = first_send(conn.role, plan, now);
-                }
-                produce(conn, plan, shared, now);
-            }
+            let senders = conns.iter_mut().take(senders).flatten();
+            wake = wake.min(offer_sends(senders, plan, shared, now, !traffic_started));
             traffic_started = true;
         }
-        poll.poll(&mut events, Some(TICK))?;
+        poll.poll(&mut events, Some(wake.saturating_duration_since(now)))?;
         for event in events.iter() {
             let Token(i) = event.token();
             if let Some(Some(conn)) = conns.get_mut(i) {
@@ -210,6 +206,32 @@ pub fn run(plan: &Plan, shared: &Shared) -> io::Result<Histogram<u64>> {
         let _ = SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
     }
     Ok(rx.latency)
+}
+
+/// Lets every ready sender send what its load allows now (the first time, a paced sender's
+/// start is staggered first). Returns when the next paced line is due: the loop sleeps no
+/// longer than that, or lines due meanwhile would go out together, late, and queue behind
+/// each other in the server (the latency measured would be the generator's burst).
+fn offer_sends<'a>(
+    senders: impl Iterator<Item = &'a mut Conn>,
+    plan: &Plan,
+    shared: &Shared,
+    now: Instant,
+    first: bool,
+) -> Instant {
+    let mut due = now + TICK;
+    for conn in senders.filter(|c| c.state == State::Ready) {
+        if first {
+            conn.next_send = first_send(conn.role, plan, now);
+        }
+        produce(conn, plan, shared, now);
+        // (A sender whose output is full waits for the socket instead: a due time in the
+        // past would make the loop spin.)
+        if matches!(plan.load, Load::Paced { .. }) && conn.output.len() < MAX_PENDING_OUTPUT {
+            due = due.min(conn.next_send);
+        }
+    }
+    due
 }
 
 /// What a worker's receivers gather over one batch of events, and the buffer they read into.
