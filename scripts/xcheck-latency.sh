@@ -33,7 +33,7 @@ out="${out:-target/bench/xcheck-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 cc -O2 -Wall -o "$out/xgen" benches/xcheck/xgen.c
 
-busy() { awk '/^cpu /{print ($2 + $3 + $4) / 100}' /proc/stat; }  # user + nice + system
+busy() { awk '/^cpu /{print ($2 + $3 + $4 + $7 + $8) / 100}' /proc/stat; }  # user, nice, system, irq, softirq
 cpu_of() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
 
 one() {  # one RUN TOOL PROTO: a fresh server, one generator run, one JSON line
