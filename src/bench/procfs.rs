@@ -125,7 +125,8 @@ impl KernelMemory {
         })
     }
 
-    /// What grew from `before` to this reading; the six caches that grew most are named.
+    /// What grew from `before` to this reading; the (at most six) caches that grew most are
+    /// named.
     pub(super) fn growth_since(&self, before: &KernelMemory) -> KernelGrowth {
         let was = |name: &str| {
             before
@@ -145,6 +146,7 @@ impl KernelMemory {
             .filter(|(name, _)| SOCKET_CACHES.contains(&name.as_str()))
             .map(|&(_, grew)| grew)
             .sum();
+        caches.retain(|&(_, grew)| grew > 0);
         caches.sort_by_key(|&(_, grew)| std::cmp::Reverse(grew));
         caches.truncate(6);
         KernelGrowth {
