@@ -13,6 +13,12 @@
 //! - Readiness is edge-triggered: after an event, read (or write) until `WouldBlock`, or
 //!   remember yourself that the socket may still be ready. mio reports a socket again only
 //!   once it has said `WouldBlock` since.
+//! - For a stream socket, a read that returns fewer bytes than it asked for has drained the
+//!   socket just as surely (epoll(7), "Do I need to continuously read/write a file descriptor
+//!   until EAGAIN when using the EPOLLET flag?"): data that arrives later raises a new edge.
+//!   The one exception is the end of the stream: a FIN that came with the data, before the
+//!   event was reported, raises no edge of its own. So when the event says the peer closed
+//!   (`is_read_closed`), read until the 0 ([`ReadOutcome::drained`]).
 
 use std::io::{self, IoSlice, Write};
 
@@ -45,6 +51,20 @@ impl ReadOutcome {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => Err(e),
             };
+        }
+    }
+}
+
+impl ReadOutcome {
+    /// Whether the reader may wait for the next readable event now: the read said
+    /// `WouldBlock`, or it returned fewer bytes than the `offered` room (a stream socket had
+    /// no more; see the module documentation). Not for a source whose event said the peer
+    /// closed: then only `Eof` ends the reading, since no new event will come for the end.
+    pub fn drained(self, offered: usize) -> bool {
+        match self {
+            ReadOutcome::Drained => true,
+            ReadOutcome::Data(n) => n < offered,
+            ReadOutcome::Eof => false,
         }
     }
 }
@@ -297,6 +317,14 @@ mod tests {
         assert_eq!(again.kind(), io::ErrorKind::WouldBlock);
         assert!(budget.spent());
         assert_eq!(sink, b"123456789a");
+    }
+
+    #[test]
+    fn a_short_read_drains_a_full_one_does_not() {
+        assert!(ReadOutcome::Data(10).drained(16));
+        assert!(!ReadOutcome::Data(16).drained(16));
+        assert!(ReadOutcome::Drained.drained(16));
+        assert!(!ReadOutcome::Eof.drained(16));
     }
 
     #[test]

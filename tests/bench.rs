@@ -162,3 +162,65 @@ fn bench_spreads_connections_over_source_addresses() {
             .any(|l| l.contains("127.0.0.2:") && l.contains("connected as"))
     );
 }
+
+/// `--rate max`: a line is done when every receiver has it. Every line sent is done by the
+/// end, every receiver got every line, and no more than window × receivers deliveries were
+/// ever in flight (what the report's Little's-law figure rests on).
+#[test]
+fn bench_window_waits_for_every_receiver() {
+    let server = TestServer::with(|c| c.quiet_joins = true);
+    let addr = server.addr.to_string();
+    let report = bench::run(&bench_args(&format!(
+        "--target {addr} --conns 41 --senders 1 --rate max --window 8 --duration 0.5 --hold 0"
+    )))
+    .expect("bench runs");
+    assert_eq!(report.established, 41, "{}", report.summary());
+    assert_eq!(report.receivers, 40);
+    assert!(report.sent > 8, "{}", report.summary());
+    assert_eq!(report.lines_done, report.sent, "{}", report.summary());
+    assert_eq!(report.delivered, report.sent * 40, "{}", report.summary());
+    assert_eq!(report.in_flight(), Some(8 * 40));
+}
+
+/// The same window over Redis, whose subscribers are written in another order: the counts
+/// are just as exact.
+#[test]
+fn bench_window_waits_for_every_redis_subscriber() {
+    let Some(redis) = common::RedisServer::start() else {
+        return;
+    };
+    let addr = redis.addr.to_string();
+    let report = bench::run(&bench_args(&format!(
+        "--proto redis --target {addr} --conns 41 --senders 2 --rate max --window 8 \
+         --duration 0.5 --hold 0"
+    )))
+    .expect("bench runs");
+    assert_eq!(report.established, 41, "{}", report.summary());
+    assert!(report.sent > 16, "{}", report.summary());
+    assert_eq!(report.lines_done, report.sent, "{}", report.summary());
+    assert_eq!(report.delivered, report.sent * 39, "{}", report.summary());
+}
+
+/// Receivers count lines in runs without parsing each one; other chat among the benchmark
+/// lines (a person typing in the same room) must neither be counted nor break a run's count.
+#[test]
+fn bench_window_counts_only_benchmark_lines_among_other_chat() {
+    let server = TestServer::with(|c| c.quiet_joins = true);
+    let addr = server.addr;
+    let chatter = std::thread::spawn(move || {
+        let mut person = common::Client::connect(addr);
+        for i in 0..40 {
+            person.send(&format!("just chatting, line {i}"));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        person
+    });
+    let report = bench::run(&bench_args(&format!(
+        "--target {addr} --conns 31 --senders 1 --rate max --window 16 --duration 0.8 --hold 0"
+    )))
+    .expect("bench runs");
+    drop(chatter.join().expect("the chatter thread"));
+    assert_eq!(report.established, 31, "{}", report.summary());
+    assert_eq!(report.lines_done, report.sent, "{}", report.summary());
+    assert_eq!(report.delivered, report.sent * 30, "{}", report.summary());
+}

@@ -91,7 +91,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub senders_receive: bool,
 
-    /// With --rate max: lines each sender may have in flight
+    /// With --rate max: lines each sender may have in flight, a line being in flight until
+    /// every receiver has it (so at most window x receivers deliveries are)
     #[arg(long, value_name = "LINES", default_value_t = 64)]
     pub window: u64,
 

@@ -10,7 +10,8 @@
 //! 3. **traffic**: the first `--senders` connections send `--size`-byte lines for
 //!    `--duration` seconds, each at `--rate / senders` lines per second, or, with
 //!    `--rate max`, as fast as the server takes them with at most `--window` lines in flight
-//!    per sender. Every other connection is a receiver that counts and times each line;
+//!    per sender: a line is in flight until every receiver has it (`window.rs`). Every other
+//!    connection is a receiver that counts and times each line;
 //! 4. **drain**: senders stop; receivers count what is still on its way (up to 5 s);
 //! 5. **stop**: every connection is closed with a reset (no TIME_WAIT left behind).
 //!
@@ -24,6 +25,7 @@
 //! - `run.rs`: the phases above, one function each, on the orchestrating thread;
 //! - `worker.rs`: one worker thread's loop and its connections;
 //! - `wire.rs`: what is said and heard on the wire, for each protocol ([`Proto`]);
+//! - `window.rs`: the closed loop of `--rate max`, a line done when every receiver has it;
 //! - `report.rs`: what a run measured ([`Report`]), as a summary or as JSON;
 //! - `procfs.rs`: the server's memory and CPU time, and the generator's own, from /proc;
 //! - [`chaos`] and [`invariants`]: `--scenario chaos`, the promises checked under abuse.
@@ -34,6 +36,7 @@ pub mod invariants;
 mod procfs;
 mod report;
 mod run;
+mod window;
 mod wire;
 mod worker;
 

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::procfs::KernelGrowth;
 use super::{Proto, Rate};
 
 /// What a run measured.
@@ -25,6 +26,8 @@ pub struct Report {
     pub size: usize,
     pub traffic_secs: f64,
     pub sent: u64,
+    /// With `--rate max`: lines that every receiver has (all of `sent`, once drained).
+    pub lines_done: u64,
     pub delivered: u64,
     /// `sent × receivers`: what a lossless server delivers.
     pub expected: u64,
@@ -32,6 +35,9 @@ pub struct Report {
     pub latency_us: [u64; 4],
     /// Server RSS in KiB before connecting, with every connection idle, at the end.
     pub rss_kib: Option<[u64; 3]>,
+    /// How the kernel's memory grew from before the connections to the hold, machine-wide.
+    /// On loopback both ends of every connection are in this kernel.
+    pub kernel_idle: Option<KernelGrowth>,
     /// The server's CPU time while every connection sat idle (the hold), seconds, and the
     /// hold's length: near zero means the loop sleeps when there is nothing to do.
     pub server_hold_cpu_secs: Option<f64>,
@@ -42,6 +48,11 @@ pub struct Report {
     /// The generator's own CPU time during the traffic and drain phases, seconds. Near
     /// `traffic_secs × threads`, the generator was the limit (see [`Report::generator_bound`]).
     pub traffic_cpu_secs: f64,
+    /// The part of `traffic_cpu_secs` spent in the kernel (reads, writes, loopback TCP).
+    pub traffic_sys_secs: f64,
+    /// CPU time the machine's virtual CPUs lost to the host during the traffic (all CPUs):
+    /// on a shared virtual machine, why two runs of the same load can differ.
+    pub steal_secs: f64,
     /// The generator's own CPU time (user + system), seconds, and the run's wall time.
     pub cpu_secs: f64,
     pub wall_secs: f64,
@@ -63,11 +74,53 @@ impl Report {
             && self.traffic_cpu_secs >= 0.9 * self.traffic_secs * self.threads as f64
     }
 
+    /// The server's core was busy at least 90% of the traffic.
+    pub fn server_bound(&self) -> bool {
+        self.traffic_secs > 0.0
+            && self
+                .server_cpu_secs
+                .is_some_and(|cpu| cpu >= 0.9 * self.traffic_secs)
+    }
+
+    /// What limited the run, in words: whose CPU was the ceiling, or neither (then the load
+    /// itself, a paced rate or the window's round trip, set the pace).
+    pub fn limit(&self) -> &'static str {
+        match (self.server_bound(), self.generator_bound()) {
+            (true, true) => "server CPU and generator CPU",
+            (true, false) => "server CPU",
+            (false, true) => "generator CPU",
+            (false, false) => "neither CPU",
+        }
+    }
+
+    /// With `--rate max`: deliveries in flight at any moment, at most (window × senders ×
+    /// receivers).
+    pub fn in_flight(&self) -> Option<u64> {
+        (self.rate == Rate::Max).then(|| self.window * self.senders as u64 * self.receivers as u64)
+    }
+
+    /// With `--rate max`: Little's law, the mean time from a line's send to its last
+    /// delivery, in microseconds: deliveries in flight over deliveries per second.
+    pub fn line_time_us(&self) -> Option<f64> {
+        let rate = self.deliveries_per_sec();
+        (rate > 0.0).then_some(1e6 * self.in_flight()? as f64 / rate)
+    }
+
     /// Server memory per idle connection, in bytes.
     pub fn rss_per_conn(&self) -> Option<f64> {
         let [before, idle, _] = self.rss_kib?;
         (self.established > 0)
             .then(|| (idle.saturating_sub(before) * 1024) as f64 / self.established as f64)
+    }
+
+    /// Kernel memory per idle connection, in bytes, for the server's end: the growth of the
+    /// socket caches over the hold, halved, since on loopback the generator's end of each
+    /// connection is in the same kernel and holds the same things (a TCP socket, its inode
+    /// and file, an epoll entry). An idle socket holds no buffers: TCP's buffer pages are
+    /// reported beside it, machine-wide, not in it.
+    pub fn kernel_per_conn(&self) -> Option<f64> {
+        let growth = self.kernel_idle.as_ref()?;
+        (self.established > 0).then(|| growth.sockets as f64 / (2.0 * self.established as f64))
     }
 
     /// A human summary.
@@ -120,11 +173,20 @@ impl Report {
             s,
             "latency: p50 {p50:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, max {max:.2} ms"
         );
+        if let (Some(in_flight), Some(line_us)) = (self.in_flight(), self.line_time_us()) {
+            let _ = writeln!(
+                s,
+                "window: {} of {} lines had by every receiver; {in_flight} deliveries in flight \
+                 at most, so a line took {:.2} ms to reach them all (Little's law)",
+                self.lines_done,
+                self.sent,
+                line_us / 1000.0
+            );
+        }
     }
 
-    /// The summary's last lines: the server's memory and CPU, the generator's CPU, and
-    /// whether the generator was the limit.
-    fn write_resources(&self, s: &mut String) {
+    /// The server's memory, and the kernel's for its idle connections.
+    fn write_memory(&self, s: &mut String) {
         if let Some([before, idle, end]) = self.rss_kib {
             let per_conn = self.rss_per_conn().unwrap_or(0.0);
             let _ = writeln!(
@@ -134,6 +196,28 @@ impl Report {
                 self.established
             );
         }
+        if let (Some(kernel), Some(growth)) = (self.kernel_per_conn(), &self.kernel_idle) {
+            let caches: Vec<String> = growth
+                .caches
+                .iter()
+                .map(|(name, bytes)| format!("{name} {bytes}"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "kernel memory: {kernel:.0} bytes per idle connection, the server's end (socket \
+                 caches grew {} bytes for both ends; all slab {}, TCP buffers {}; most: {})",
+                growth.sockets,
+                growth.slab,
+                growth.tcp_buffers,
+                caches.join(", ")
+            );
+        }
+    }
+
+    /// The summary's last lines: the server's memory and CPU, the generator's CPU, and
+    /// whether the generator was the limit.
+    fn write_resources(&self, s: &mut String) {
+        self.write_memory(s);
         if let Some(hold_cpu) = self.server_hold_cpu_secs {
             let _ = writeln!(
                 s,
@@ -150,8 +234,19 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "generator CPU: {:.2} s during the traffic, {:.2} s in all over {:.2} s ({} threads)",
-            self.traffic_cpu_secs, self.cpu_secs, self.wall_secs, self.threads
+            "generator CPU: {:.2} s during the traffic ({:.2} s of it in the kernel), {:.2} s in \
+             all over {:.2} s ({} threads)",
+            self.traffic_cpu_secs,
+            self.traffic_sys_secs,
+            self.cpu_secs,
+            self.wall_secs,
+            self.threads
+        );
+        let _ = writeln!(
+            s,
+            "limit: {}; {:.2} s of CPU stolen by the host during the traffic",
+            self.limit(),
+            self.steal_secs
         );
         if self.generator_bound() {
             let _ = writeln!(
@@ -183,9 +278,12 @@ impl Report {
             size: self.size,
             traffic_secs: self.traffic_secs,
             sent: self.sent,
+            lines_done: self.lines_done,
             delivered: self.delivered,
             expected: self.expected,
             deliveries_per_sec: self.deliveries_per_sec(),
+            in_flight: self.in_flight(),
+            line_time_us: self.line_time_us(),
             latency_us_p50: p50,
             latency_us_p99: p99,
             latency_us_p999: p999,
@@ -196,13 +294,24 @@ impl Report {
                 rss_kib_end: end,
                 rss_bytes_per_conn: self.rss_per_conn().unwrap_or(0.0),
             }),
+            kernel: self.kernel_idle.as_ref().map(|growth| KernelJson {
+                kernel_bytes_per_conn: self.kernel_per_conn().unwrap_or(0.0),
+                kernel_socket_cache_growth: growth.sockets,
+                kernel_slab_growth: growth.slab,
+                kernel_tcp_buffer_growth: growth.tcp_buffers,
+                kernel_caches: growth.caches.clone(),
+            }),
             server_cpu_secs: self.server_cpu_secs,
             hold: self.server_hold_cpu_secs.map(|cpu| HoldJson {
                 server_hold_cpu_secs: cpu,
                 hold_secs: self.hold_secs,
             }),
             generator_traffic_cpu_secs: self.traffic_cpu_secs,
+            generator_traffic_sys_secs: self.traffic_sys_secs,
+            steal_secs: self.steal_secs,
             generator_bound: self.generator_bound(),
+            server_bound: self.server_bound(),
+            limit: self.limit(),
             generator_cpu_secs: self.cpu_secs,
             wall_secs: self.wall_secs,
         })
@@ -231,21 +340,33 @@ struct Json {
     size: usize,
     traffic_secs: f64,
     sent: u64,
+    lines_done: u64,
     delivered: u64,
     expected: u64,
     deliveries_per_sec: f64,
+    /// With `--rate max`: deliveries in flight at most, and Little's law's line time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_flight: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line_time_us: Option<f64>,
     latency_us_p50: u64,
     latency_us_p99: u64,
     latency_us_p999: u64,
     latency_us_max: u64,
     #[serde(flatten)]
     rss: Option<RssJson>,
+    #[serde(flatten)]
+    kernel: Option<KernelJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     server_cpu_secs: Option<f64>,
     #[serde(flatten)]
     hold: Option<HoldJson>,
     generator_traffic_cpu_secs: f64,
+    generator_traffic_sys_secs: f64,
+    steal_secs: f64,
     generator_bound: bool,
+    server_bound: bool,
+    limit: &'static str,
     generator_cpu_secs: f64,
     wall_secs: f64,
 }
@@ -257,6 +378,17 @@ struct RssJson {
     rss_kib_idle: u64,
     rss_kib_end: u64,
     rss_bytes_per_conn: f64,
+}
+
+/// What the idle connections cost the kernel: per connection (the server's end), and the
+/// machine-wide growth it comes from, with the caches that grew most (bytes, both ends).
+#[derive(Serialize)]
+struct KernelJson {
+    kernel_bytes_per_conn: f64,
+    kernel_socket_cache_growth: i64,
+    kernel_slab_growth: i64,
+    kernel_tcp_buffer_growth: i64,
+    kernel_caches: Vec<(String, i64)>,
 }
 
 /// The server's CPU time during the hold, with the hold's length to judge it by.
@@ -297,14 +429,18 @@ mod tests {
             size: 64,
             traffic_secs: 1.0,
             sent: 100,
+            lines_done: 100,
             delivered: 900,
             expected: 900,
             latency_us: [100, 200, 300, 400],
             rss_kib: server.then_some([3_000, 3_100, 3_200]),
+            kernel_idle: None,
             server_hold_cpu_secs: server.then_some(0.0),
             hold_secs: 1.0,
             server_cpu_secs: server.then_some(0.5),
             traffic_cpu_secs: 0.2,
+            traffic_sys_secs: 0.1,
+            steal_secs: 0.0,
             cpu_secs: 0.3,
             wall_secs: 2.0,
         }

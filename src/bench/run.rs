@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::procfs::{own_cpu_secs, process_cpu_secs, rss_kib};
+use super::procfs::{
+    KernelMemory, own_cpu_secs, own_sys_secs, process_cpu_secs, rss_kib, steal_secs,
+};
 use super::worker::{self, Load, Plan, Shared, phase};
 use super::{BenchArgs, Proto, Rate, Report};
 
@@ -27,6 +29,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
     let started = Instant::now();
     let cpu_before = own_cpu_secs();
     let rss_before = args.server_pid.and_then(rss_kib);
+    let kernel_before = KernelMemory::read();
     // Redis chatters need a subscribed connection besides the one they publish on.
     let companions = if args.senders_receive && args.proto == Proto::Redis {
         args.senders
@@ -34,7 +37,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         0
     };
     let total = args.conns + companions;
-    let shared = Arc::new(Shared::new(args.senders));
+    let shared = Arc::new(Shared::new(args.senders, args.window.max(1)));
     let workers = start_workers(args, total, &shared);
     let connect_secs = connect(args, total, &shared);
     let held = hold(args, &shared);
@@ -57,6 +60,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         size: args.size,
         traffic_secs: drained.secs,
         sent,
+        lines_done: shared.windows.done(),
         delivered: shared.delivered.load(Ordering::Relaxed),
         expected: sent * drained.per_line,
         latency_us: percentiles(&latency),
@@ -64,10 +68,16 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
             (Some(b), Some(i), Some(e)) => Some([b, i, e]),
             _ => None,
         },
+        kernel_idle: match (kernel_before, held.kernel) {
+            (Some(before), Some(idle)) => Some(idle.growth_since(&before)),
+            _ => None,
+        },
         server_hold_cpu_secs: held.server_cpu_secs,
         hold_secs: held.secs,
         server_cpu_secs: drained.server_cpu_secs,
         traffic_cpu_secs: drained.own_cpu_secs,
+        traffic_sys_secs: drained.own_sys_secs,
+        steal_secs: drained.steal_secs,
         cpu_secs: own_cpu_secs() - cpu_before,
         wall_secs: started.elapsed().as_secs_f64(),
     })
@@ -112,9 +122,7 @@ fn start_workers(args: &BenchArgs, total: usize, shared: &Arc<Shared>) -> Vec<Wo
         Vec::new()
     };
     let load = match args.rate {
-        Rate::Max => Load::Window {
-            window: args.window.max(1),
-        },
+        Rate::Max => Load::Window,
         Rate::PerSecond(r) => Load::Paced {
             interval: Duration::from_secs_f64(args.senders as f64 / r),
         },
@@ -124,7 +132,6 @@ fn start_workers(args: &BenchArgs, total: usize, shared: &Arc<Shared>) -> Vec<Wo
             let plan = Plan {
                 targets: args.target.clone(),
                 proto: args.proto,
-                conns: args.conns,
                 total,
                 senders: args.senders,
                 senders_receive: args.senders_receive,
@@ -161,6 +168,8 @@ struct Held {
     server_cpu_secs: Option<f64>,
     /// The server's RSS with every connection idle.
     rss_kib: Option<u64>,
+    /// The kernel's memory with every connection idle.
+    kernel: Option<KernelMemory>,
 }
 
 /// Phase 2, hold: every connection idle for `--hold` seconds.
@@ -173,6 +182,7 @@ fn hold(args: &BenchArgs, shared: &Shared) -> Held {
         secs: started.elapsed().as_secs_f64(),
         server_cpu_secs: server_cpu_since(args, server_cpu_before),
         rss_kib: args.server_pid.and_then(rss_kib),
+        kernel: KernelMemory::read(),
     }
 }
 
@@ -181,11 +191,16 @@ struct TrafficStart {
     at: Instant,
     server_cpu: Option<f64>,
     own_cpu: f64,
+    own_sys: f64,
+    steal: f64,
 }
 
 /// Phase 3, traffic for `--duration` seconds (none at all for `--duration 0`: a memory-only run
 /// sends nothing).
 fn traffic(args: &BenchArgs, shared: &Shared) -> TrafficStart {
+    // Every receiver is in (or never will be): each windowed line must reach all of them.
+    let receivers = shared.receivers_established.load(Ordering::Relaxed);
+    shared.windows.set_receivers(receivers);
     if args.duration > 0.0 {
         shared.phase.store(phase::TRAFFIC, Ordering::Release);
     }
@@ -193,6 +208,8 @@ fn traffic(args: &BenchArgs, shared: &Shared) -> TrafficStart {
         at: Instant::now(),
         server_cpu: server_cpu(args),
         own_cpu: own_cpu_secs(),
+        own_sys: own_sys_secs(),
+        steal: steal_secs(),
     };
     thread::sleep(Duration::from_secs_f64(args.duration.max(0.0)));
     start
@@ -205,6 +222,8 @@ struct Drained {
     per_line: u64,
     secs: f64,
     own_cpu_secs: f64,
+    own_sys_secs: f64,
+    steal_secs: f64,
     server_cpu_secs: Option<f64>,
     /// The server's RSS at the end.
     rss_kib: Option<u64>,
@@ -229,6 +248,8 @@ fn drain(args: &BenchArgs, shared: &Shared, traffic: TrafficStart) -> Drained {
         per_line,
         secs: traffic.at.elapsed().as_secs_f64(),
         own_cpu_secs: own_cpu_secs() - traffic.own_cpu,
+        own_sys_secs: own_sys_secs() - traffic.own_sys,
+        steal_secs: steal_secs() - traffic.steal,
         server_cpu_secs: server_cpu_since(args, traffic.server_cpu),
         rss_kib: args.server_pid.and_then(rss_kib),
     }

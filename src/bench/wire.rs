@@ -16,7 +16,7 @@
 //! - `redis`: receivers `SUBSCRIBE` to one channel, senders `PUBLISH` to it, and the line
 //!   arrives inside a RESP push `*3 $7 message $<n> <channel> $<n> <line>`.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 use crate::backplane::resp::{self, Value};
 
@@ -72,25 +72,39 @@ pub fn receiver_hello(proto: Proto) -> Vec<u8> {
 }
 
 /// Appends one benchmark line, encoded for `proto`, to `out`. `size` is the length of the
-/// line's text (the padding makes it up), so both protocols carry the same payload.
+/// line's text (the padding makes it up), so both protocols carry the same payload. Nothing is
+/// allocated: a sender calls this millions of times.
 pub fn encode_line(proto: Proto, stamp: Stamp, size: usize, out: &mut Vec<u8>) {
-    let mut text = String::with_capacity(size + 32);
-    let _ = write!(
-        text,
-        "B {} {} {} ",
-        stamp.sender, stamp.seq, stamp.sent_at_ns
-    );
-    while text.len() < size {
-        text.push('x');
+    let mut head = [0u8; 64];
+    let head_len = {
+        let mut cursor = &mut head[..];
+        // At most 2 + 10 + 20 + 20 + 3 = 55 bytes: it fits.
+        let _ = write!(
+            cursor,
+            "B {} {} {} ",
+            stamp.sender, stamp.seq, stamp.sent_at_ns
+        );
+        64 - cursor.len()
+    };
+    let text_len = head_len.max(size);
+    if proto == Proto::Redis {
+        out.extend_from_slice(PUBLISH_HEAD);
+        let _ = write!(out, "${text_len}\r\n");
     }
-    match proto {
-        Proto::Pollchat => {
-            out.extend_from_slice(text.as_bytes());
-            out.push(b'\n');
-        }
-        Proto::Redis => out.extend_from_slice(&resp_command(&["PUBLISH", CHANNEL, &text])),
-    }
+    out.extend_from_slice(&head[..head_len]);
+    out.resize(out.len() + text_len - head_len, b'x');
+    out.extend_from_slice(if proto == Proto::Redis {
+        b"\r\n"
+    } else {
+        b"\n"
+    });
 }
+
+/// `PUBLISH pollchat-bench`, as the start of a RESP array of three bulk strings.
+const PUBLISH_HEAD: &[u8] = b"*3\r\n$7\r\nPUBLISH\r\n$14\r\npollchat-bench\r\n";
+/// The start of every message Redis pushes to a subscriber of [`CHANNEL`]; the payload's
+/// length follows.
+const MESSAGE_HEAD: &[u8] = b"*3\r\n$7\r\nmessage\r\n$14\r\npollchat-bench\r\n$";
 
 /// A RESP array of bulk strings: how every Redis command is sent.
 fn resp_command(parts: &[&str]) -> Vec<u8> {
@@ -116,25 +130,21 @@ fn decode_pollchat(buf: &[u8]) -> Option<(Incoming, usize)> {
         Incoming::Welcome
     } else if line.starts_with(b"*** server full") {
         Incoming::Refused
-    } else if line.starts_with(b"<") {
-        // `<nick> B ...`: nicks cannot contain '>', so the text starts after the first "> ".
-        match line.iter().position(|&b| b == b'>') {
-            Some(i) if line.get(i + 1) == Some(&b' ') => {
-                parse_stamp(&line[i + 2..]).map_or(Incoming::Other, Incoming::Line)
-            }
-            _ => Incoming::Other,
-        }
     } else {
-        Incoming::Other
+        framed_line(Proto::Pollchat, buf).map_or(Incoming::Other, |line| Incoming::Line(line.stamp))
     };
     Some((incoming, end + 1))
 }
 
-/// A Redis reply or push, decoded by the RESP decoder the backplane uses. Pushes
-/// (`message`) carry lines; subscription confirmations say the receiver is ready; PUBLISH
-/// replies and anything else are read and ignored. Bytes that are not RESP cannot come from a
-/// real Redis: they are skipped whole rather than waited on forever.
+/// A Redis reply or push. Benchmark lines are found by [`framed_line`] without building a
+/// value; anything else is decoded by the RESP decoder the backplane uses. Subscription
+/// confirmations say the receiver is ready; PUBLISH replies and anything else are read and
+/// ignored. Bytes that are not RESP cannot come from a real Redis: they are skipped whole
+/// rather than waited on forever.
 fn decode_resp(buf: &[u8]) -> Option<(Incoming, usize)> {
+    if let Some(line) = framed_line(Proto::Redis, buf) {
+        return Some((Incoming::Line(line.stamp), line.len));
+    }
     let (value, used) = match resp::decode(buf) {
         Ok(Some(decoded)) => decoded,
         Ok(None) => return None,
@@ -154,9 +164,114 @@ fn decode_resp(buf: &[u8]) -> Option<(Incoming, usize)> {
     Some((incoming, used))
 }
 
-/// `B <sender> <seq> <sent_at_ns> ...`, parsed straight from the bytes in one pass: this
-/// runs once per delivery, millions of times a second, and decoding to `str` and splitting
-/// showed up in profiles.
+/// Lines `first..first + count` of one sender, back to back, with nothing else among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Run {
+    pub sender: u32,
+    pub first: u64,
+    pub count: u64,
+}
+
+/// The run of one sender's benchmark lines at the front of `buf`, and the bytes it takes;
+/// `None` if `buf` does not start with a whole benchmark line. This is a fan-out receiver's
+/// whole read, nearly always, so it is found without parsing every line: a sender's lines
+/// all have the same length on the wire (their text is padded to `--size`) and begin with
+/// the same bytes (the nick or Redis header, `B <sender> `). Each line after the first is
+/// checked by those bytes and its line ending, at that stride; only the first and the last
+/// are parsed, and the last one's number must be `count - 1` past the first, or the run is
+/// cut to the first line and the rest is looked at again.
+pub fn take_run(proto: Proto, buf: &[u8]) -> Option<(Run, usize)> {
+    let first = framed_line(proto, buf)?;
+    let len = first.len;
+    let ending: &[u8] = match proto {
+        Proto::Pollchat => b"\n",
+        Proto::Redis => b"\r\n",
+    };
+    let repeated = &buf[..first.same];
+    let followers = buf[len..]
+        .chunks_exact(len)
+        .take_while(|line| line.starts_with(repeated) && line.ends_with(ending))
+        .count();
+    let mut count = 1 + followers as u64;
+    let last = framed_line(proto, &buf[followers * len..]);
+    if last.is_none_or(|last| last.stamp.seq != first.stamp.seq + count - 1) {
+        count = 1;
+    }
+    let run = Run {
+        sender: first.stamp.sender,
+        first: first.stamp.seq,
+        count,
+    };
+    Some((run, len * count as usize))
+}
+
+/// A benchmark line at the front of a buffer, as [`take_run`] needs it.
+#[derive(Debug)]
+struct Framed {
+    /// Its length on the wire.
+    len: usize,
+    /// How many of its first bytes every line of its sender repeats.
+    same: usize,
+    stamp: Stamp,
+}
+
+/// The benchmark line at the front of `buf`, if a whole one is there: pollchat's
+/// `<nick> B ...\n`, or Redis's `message` push for [`CHANNEL`].
+fn framed_line(proto: Proto, buf: &[u8]) -> Option<Framed> {
+    let (text_at, text_len, len) = match proto {
+        Proto::Pollchat => {
+            let end = memchr::memchr(b'\n', buf)?;
+            // `<nick> B ...`: nicks cannot contain '>', so the text starts after the first "> ".
+            let close = memchr::memchr(b'>', &buf[..end])?;
+            (buf.first() == Some(&b'<') && buf.get(close + 1) == Some(&b' ')).then_some((
+                close + 2,
+                end - close - 2,
+                end + 1,
+            ))?
+        }
+        Proto::Redis => {
+            let rest = buf.strip_prefix(MESSAGE_HEAD)?;
+            let (text_len, _) = take_number_until(rest, b'\r')?;
+            let text_at = MESSAGE_HEAD.len() + digits(rest) + 2;
+            let text_len = usize::try_from(text_len).ok()?;
+            let len = text_at + text_len + 2;
+            (buf.get(text_at - 1) == Some(&b'\n')
+                && buf.get(text_len + text_at..len) == Some(b"\r\n"))
+            .then_some((text_at, text_len, len))?
+        }
+    };
+    let text = &buf[text_at..text_at + text_len];
+    let stamp = parse_stamp(text)?;
+    // `B <sender> `: what every line of this sender repeats after the nick or header.
+    let same = text_at + 2 + digits(&text[2..]) + 1;
+    Some(Framed { len, same, stamp })
+}
+
+/// How many ASCII digits `bytes` starts with.
+fn digits(bytes: &[u8]) -> usize {
+    bytes.iter().take_while(|b| b.is_ascii_digit()).count()
+}
+
+/// A decimal number that ends at `end` (not consumed).
+fn take_number_until(bytes: &[u8], end: u8) -> Option<(u64, &[u8])> {
+    let n = digits(bytes);
+    (bytes.get(n) == Some(&end)).then_some(())?;
+    Some((decimal(&bytes[..n])?, &bytes[n..]))
+}
+
+/// The value of a run of ASCII digits; `None` if there are none or it overflows.
+fn decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |v, &d| {
+        v.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+/// `B <sender> <seq> <sent_at_ns> ...`, parsed straight from the bytes in one pass: on the
+/// slow path this runs once per delivery, and decoding to `str` and splitting showed up in
+/// profiles.
 fn parse_stamp(text: &[u8]) -> Option<Stamp> {
     let rest = text.strip_prefix(b"B ")?;
     let (sender, rest) = take_number(rest)?;
@@ -171,16 +286,11 @@ fn parse_stamp(text: &[u8]) -> Option<Stamp> {
 
 /// A decimal number that ends at a space (consumed) or at the end of `bytes`.
 fn take_number(bytes: &[u8]) -> Option<(u64, &[u8])> {
-    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 {
-        return None;
-    }
-    let value = bytes[..digits].iter().try_fold(0u64, |n, &d| {
-        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-    })?;
-    match bytes.get(digits) {
-        None => Some((value, &bytes[digits..])),
-        Some(b' ') => Some((value, &bytes[digits + 1..])),
+    let n = digits(bytes);
+    let value = decimal(&bytes[..n])?;
+    match bytes.get(n) {
+        None => Some((value, &bytes[n..])),
+        Some(b' ') => Some((value, &bytes[n + 1..])),
         Some(_) => None,
     }
 }
@@ -246,5 +356,105 @@ mod tests {
             decode(Proto::Redis, b":1000\r\n"),
             Some((Incoming::Other, 7))
         );
+    }
+
+    /// `n` lines of `sender` from `first`, as a pollchat receiver hears them from `nick`.
+    fn relayed(nick: &str, sender: u32, first: u64, n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for seq in first..first + n {
+            out.extend_from_slice(format!("<{nick}> ").as_bytes());
+            let stamp = Stamp {
+                sender,
+                seq,
+                sent_at_ns: 1_000_000 + seq * 997,
+            };
+            encode_line(Proto::Pollchat, stamp, 64, &mut out);
+        }
+        out
+    }
+
+    /// `n` pushes of `sender`'s lines from `first`, as a Redis subscriber hears them.
+    fn pushed(sender: u32, first: u64, n: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for seq in first..first + n {
+            let mut publish = Vec::new();
+            let stamp = Stamp {
+                sender,
+                seq,
+                sent_at_ns: 1_000_000 + seq * 997,
+            };
+            encode_line(Proto::Redis, stamp, 64, &mut publish);
+            let payload = &publish[publish.len() - 66..publish.len() - 2];
+            out.extend_from_slice(MESSAGE_HEAD);
+            out.extend_from_slice(format!("{}\r\n", payload.len()).as_bytes());
+            out.extend_from_slice(payload);
+            out.extend_from_slice(b"\r\n");
+        }
+        out
+    }
+
+    fn run(sender: u32, first: u64, count: u64) -> Run {
+        Run {
+            sender,
+            first,
+            count,
+        }
+    }
+
+    #[test]
+    fn a_run_is_every_whole_line_of_one_sender_in_order() {
+        for (proto, bytes) in [
+            (Proto::Pollchat, relayed("guest-7", 0, 95, 10)),
+            (Proto::Redis, pushed(0, 95, 10)),
+        ] {
+            // The line numbers cross from two digits to three: the padding keeps the length.
+            assert_eq!(take_run(proto, &bytes), Some((run(0, 95, 10), bytes.len())));
+            let cut = bytes.len() - 5;
+            let (found, used) = take_run(proto, &bytes[..cut]).unwrap();
+            assert_eq!(found, run(0, 95, 9), "{proto:?}: the unfinished line waits");
+            assert_eq!(used, bytes.len() / 10 * 9);
+        }
+    }
+
+    #[test]
+    fn a_run_stops_at_anything_that_is_not_the_next_line_of_its_sender() {
+        // A server line in the middle.
+        let mut bytes = relayed("guest-7", 0, 0, 3);
+        let line = bytes.len() / 3;
+        bytes.extend_from_slice(b"*** guest-9 joined\n");
+        bytes.extend_from_slice(&relayed("guest-7", 0, 3, 2));
+        assert_eq!(
+            take_run(Proto::Pollchat, &bytes),
+            Some((run(0, 0, 3), 3 * line))
+        );
+        // Another sender's line.
+        let mut bytes = relayed("guest-7", 0, 0, 2);
+        bytes.extend_from_slice(&relayed("guest-8", 1, 0, 1));
+        assert_eq!(
+            take_run(Proto::Pollchat, &bytes),
+            Some((run(0, 0, 2), 2 * line))
+        );
+        // A line lost between the first and the last: only the first is taken on trust.
+        let mut bytes = pushed(2, 0, 2);
+        bytes.extend_from_slice(&pushed(2, 3, 2));
+        let push = bytes.len() / 4;
+        assert_eq!(take_run(Proto::Redis, &bytes), Some((run(2, 0, 1), push)));
+        assert_eq!(
+            take_run(Proto::Redis, &bytes[push..]),
+            Some((run(2, 1, 1), push))
+        );
+        // Not a benchmark line at all.
+        assert_eq!(take_run(Proto::Pollchat, b"*** welcome\n"), None);
+        assert_eq!(take_run(Proto::Redis, b":1000\r\n"), None);
+    }
+
+    #[test]
+    fn the_publish_header_is_the_resp_command() {
+        let command = resp_command(&["PUBLISH", CHANNEL, "x"]);
+        assert!(command.starts_with(PUBLISH_HEAD));
+        let mut out = Vec::new();
+        encode_line(Proto::Redis, STAMP, 64, &mut out);
+        let text = String::from_utf8(out[PUBLISH_HEAD.len() + 5..out.len() - 2].to_vec()).unwrap();
+        assert_eq!(out, resp_command(&["PUBLISH", CHANNEL, &text]));
     }
 }

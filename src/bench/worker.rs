@@ -17,7 +17,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, SockRef, Socket, Type};
 
-use super::wire::{self, Incoming, Proto, Stamp};
+use super::window::{Tally, Windows};
+use super::wire::{self, Incoming, Proto, Run, Stamp};
 use crate::nonblocking::write_until_blocked;
 use crate::nonblocking::{ReadOutcome, connect_finished};
 
@@ -49,12 +50,12 @@ pub struct Shared {
     pub dropped: AtomicUsize,
     pub sent: AtomicU64,
     pub delivered: AtomicU64,
-    /// Per sender: how many of its lines the probe receiver has seen (for `--rate max`).
-    pub acked: Vec<AtomicU64>,
+    /// Per sender: which of its lines every receiver has (for `--rate max`).
+    pub windows: Windows,
 }
 
 impl Shared {
-    pub fn new(senders: usize) -> Shared {
+    pub fn new(senders: usize, window: u64) -> Shared {
         Shared {
             phase: AtomicU8::new(phase::CONNECT),
             epoch: Instant::now(),
@@ -65,7 +66,7 @@ impl Shared {
             dropped: AtomicUsize::new(0),
             sent: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
-            acked: (0..senders).map(|_| AtomicU64::new(0)).collect(),
+            windows: Windows::new(senders, window),
         }
     }
 
@@ -84,8 +85,7 @@ pub struct Plan {
     /// The servers; connection `i` goes to `targets[i % len]`.
     pub targets: Vec<SocketAddr>,
     pub proto: Proto,
-    pub conns: usize,
-    /// `conns` plus, for Redis chatters, one subscribed companion per sender.
+    /// `--conns` plus, for Redis chatters, one subscribed companion per sender.
     pub total: usize,
     pub senders: usize,
     /// Senders count the lines they receive too (see `--senders-receive`).
@@ -105,17 +105,16 @@ pub struct Plan {
 pub enum Load {
     /// Each sender sends one line per interval.
     Paced { interval: Duration },
-    /// Each sender keeps `window` lines in flight (sent but not yet seen by the probe).
-    Window { window: u64 },
+    /// Each sender keeps at most `--window` lines in flight: sent, and not yet had by every
+    /// receiver (`window.rs`).
+    Window,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     Sender(u32),
-    /// The probe is the first receiver; it acknowledges lines for windowed senders.
-    Receiver {
-        probe: bool,
-    },
+    /// Counts every line, and holds a windowed sender's line until it has it.
+    Receiver,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -131,6 +130,7 @@ struct Conn {
     stream: TcpStream,
     role: Role,
     state: State,
+    /// The start of a message whose end has not arrived yet.
     input: Vec<u8>,
     output: Vec<u8>,
     seq: u64,
@@ -145,6 +145,9 @@ const MAX_PENDING_OUTPUT: usize = 64 * 1024;
 const EINPROGRESS: i32 = 115;
 /// Longest a worker sleeps in `poll`, so it notices phase changes promptly.
 const TICK: Duration = Duration::from_millis(2);
+/// The one buffer every read of a worker goes into. Large, so that a receiver far behind
+/// catches up in few reads; a read that fills less than this has drained its socket.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// An empty latency histogram: microseconds from 1 µs to 60 s, 3 significant digits. Every
 /// worker's and the merged one must have the same bounds, so they all come from here.
@@ -154,14 +157,15 @@ pub fn latency_histogram() -> io::Result<Histogram<u64>> {
 
 /// Runs one worker until the `STOP` phase; returns its latency histogram (microseconds).
 pub fn run(plan: &Plan, shared: &Shared) -> io::Result<Histogram<u64>> {
-    let mut latency = latency_histogram()?;
+    let mut rx = Receiving::new()?;
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     // Indexed by token. `None`: the connect could not even be started.
     let mut conns: Vec<Option<Conn>> = Vec::new();
     let mut traffic_started = false;
-    let mut scratch = vec![0u8; 64 * 1024];
     let mine: Vec<usize> = (plan.worker..plan.total).step_by(plan.threads).collect();
+    // Senders are the first connections: the loop offers only these a chance to send.
+    let senders = mine.iter().take_while(|&&i| i < plan.senders).count();
     let connect_interval = Duration::from_secs_f64(1.0 / plan.connect_rate.max(1e-3));
     let mut next_connect = Instant::now();
 
@@ -182,33 +186,87 @@ pub fn run(plan: &Plan, shared: &Shared) -> io::Result<Histogram<u64>> {
             }
             next_connect += connect_interval;
         }
+        let mut wake = now + TICK;
         if phase == phase::TRAFFIC {
-            let ready = conns
-                .iter_mut()
-                .flatten()
-                .filter(|c| c.state == State::Ready);
-            for conn in ready {
-                if !traffic_started {
-                    conn.next_send = first_send(conn.role, plan, now);
-                }
-                produce(conn, plan, shared, now);
-            }
+            let senders = conns.iter_mut().take(senders).flatten();
+            wake = wake.min(offer_sends(senders, plan, shared, now, !traffic_started));
             traffic_started = true;
         }
-        poll.poll(&mut events, Some(TICK))?;
+        poll.poll(&mut events, Some(wake.saturating_duration_since(now)))?;
         for event in events.iter() {
             let Token(i) = event.token();
-            let Some(Some(conn)) = conns.get_mut(i) else {
-                continue;
-            };
-            service(conn, plan, shared, &mut latency, &mut scratch);
+            if let Some(Some(conn)) = conns.get_mut(i) {
+                service(conn, plan, shared, &mut rx, event.is_read_closed());
+            }
         }
+        rx.publish(plan, shared);
     }
     for conn in conns.iter().flatten().filter(|c| c.state != State::Done) {
         // Close with a reset: no TIME_WAIT left behind to eat ports between runs.
         let _ = SockRef::from(&conn.stream).set_linger(Some(Duration::ZERO));
     }
-    Ok(latency)
+    Ok(rx.latency)
+}
+
+/// Lets every ready sender send what its load allows now (the first time, a paced sender's
+/// start is staggered first). Returns when the next paced line is due: the loop sleeps no
+/// longer than that, or lines due meanwhile would go out together, late, and queue behind
+/// each other in the server (the latency measured would be the generator's burst).
+fn offer_sends<'a>(
+    senders: impl Iterator<Item = &'a mut Conn>,
+    plan: &Plan,
+    shared: &Shared,
+    now: Instant,
+    first: bool,
+) -> Instant {
+    let mut due = now + TICK;
+    for conn in senders.filter(|c| c.state == State::Ready) {
+        if first {
+            conn.next_send = first_send(conn.role, plan, now);
+        }
+        produce(conn, plan, shared, now);
+        // (A sender whose output is full waits for the socket instead: a due time in the
+        // past would make the loop spin.)
+        if matches!(plan.load, Load::Paced { .. }) && conn.output.len() < MAX_PENDING_OUTPUT {
+            due = due.min(conn.next_send);
+        }
+    }
+    due
+}
+
+/// What a worker's receivers gather over one batch of events, and the buffer they read into.
+struct Receiving {
+    latency: Histogram<u64>,
+    /// Deliveries counted in this batch (added to [`Shared::delivered`] once per batch).
+    delivered: u64,
+    /// Lines heard in this batch, for the windows of `--rate max`.
+    tally: Tally,
+    scratch: Vec<u8>,
+}
+
+impl Receiving {
+    fn new() -> io::Result<Receiving> {
+        Ok(Receiving {
+            latency: latency_histogram()?,
+            delivered: 0,
+            tally: Tally::default(),
+            scratch: vec![0; READ_CHUNK],
+        })
+    }
+
+    /// The end of a batch: what was counted goes to the shared counts and windows, so a
+    /// sender whose lines every receiver now has may send again on the next turn.
+    fn publish(&mut self, plan: &Plan, shared: &Shared) {
+        if self.delivered > 0 {
+            shared
+                .delivered
+                .fetch_add(self.delivered, Ordering::Relaxed);
+            self.delivered = 0;
+        }
+        if matches!(plan.load, Load::Window) {
+            self.tally.publish(&shared.windows);
+        }
+    }
 }
 
 impl Conn {
@@ -229,10 +287,7 @@ fn role(plan: &Plan, index: usize) -> Role {
     if index < plan.senders {
         Role::Sender(u32::try_from(index).unwrap_or(u32::MAX))
     } else {
-        // The probe is the first pure receiver (companion subscriptions come after `conns`).
-        Role::Receiver {
-            probe: index == plan.senders && index < plan.conns,
-        }
+        Role::Receiver
     }
 }
 
@@ -279,13 +334,9 @@ pub(super) fn connect(
 }
 
 /// Handles readiness on one connection: completes a connect, flushes output, reads input.
-fn service(
-    conn: &mut Conn,
-    plan: &Plan,
-    shared: &Shared,
-    latency: &mut Histogram<u64>,
-    scratch: &mut [u8],
-) {
+/// `read_closed`: the event said the peer closed, so only a read of 0 bytes ends the reading
+/// (the end came with the data, and no later event will report it).
+fn service(conn: &mut Conn, plan: &Plan, shared: &Shared, rx: &mut Receiving, read_closed: bool) {
     if conn.state == State::Done {
         return;
     }
@@ -296,11 +347,7 @@ fn service(
         lost(conn, shared);
         return;
     }
-    // Read until WouldBlock; a close is acted on only after what came before it is decoded
-    // (the server's last words, such as "server full", arrive just before its FIN).
-    let closed = read_all(conn, scratch);
-    take_input(conn, plan, shared, latency);
-    if closed {
+    if read_all(conn, plan, shared, rx, read_closed) {
         lost(conn, shared);
     }
 }
@@ -321,7 +368,7 @@ fn finish_connect(conn: &mut Conn, plan: &Plan, shared: &Shared) -> bool {
     conn.state = State::Joining;
     if plan.proto == Proto::Redis {
         match conn.role {
-            Role::Receiver { .. } => conn.output = wire::receiver_hello(plan.proto),
+            Role::Receiver => conn.output = wire::receiver_hello(plan.proto),
             // A Redis publisher needs no greeting: it is ready at once.
             Role::Sender(_) => become_ready(conn, shared),
         }
@@ -329,30 +376,74 @@ fn finish_connect(conn: &mut Conn, plan: &Plan, shared: &Shared) -> bool {
     true
 }
 
-/// Reads what the socket has into the connection's input, until `WouldBlock`; whether the
-/// server closed the connection (or it failed).
-fn read_all(conn: &mut Conn, scratch: &mut [u8]) -> bool {
+/// Reads what the socket has and decodes it as it comes, until the socket is drained;
+/// whether the server closed the connection (or it failed). Each read goes into the worker's
+/// scratch buffer after the start of a message left by the last one, so a fan-out receiver's
+/// bytes are never copied, and a read that fills less than it was offered ends the reading
+/// without the extra `read` that would only say `WouldBlock` (`ReadOutcome::drained`).
+fn read_all(
+    conn: &mut Conn,
+    plan: &Plan,
+    shared: &Shared,
+    rx: &mut Receiving,
+    read_closed: bool,
+) -> bool {
     loop {
-        match ReadOutcome::from_read(|| conn.stream.read(scratch)) {
-            Ok(ReadOutcome::Data(n)) => conn.input.extend_from_slice(&scratch[..n]),
-            Ok(ReadOutcome::Drained) => return false,
+        if conn.input.len() > READ_CHUNK / 2 {
+            // No message of either protocol is this long: what is kept is not one.
+            conn.input.clear();
+        }
+        let kept = conn.input.len();
+        let mut scratch = std::mem::take(&mut rx.scratch);
+        scratch[..kept].copy_from_slice(&conn.input);
+        let offered = scratch.len() - kept;
+        let outcome = ReadOutcome::from_read(|| conn.stream.read(&mut scratch[kept..]));
+        if let Ok(ReadOutcome::Data(n)) = outcome {
+            let bytes = &scratch[..kept + n];
+            let used = take_input(conn, plan, shared, rx, bytes);
+            conn.input.clear();
+            conn.input.extend_from_slice(&bytes[used..]);
+        }
+        rx.scratch = scratch;
+        match outcome {
+            // Refused: nothing more to hear.
+            _ if conn.state == State::Done => return false,
             Ok(ReadOutcome::Eof) | Err(_) => return true,
+            Ok(ReadOutcome::Drained) => return false,
+            Ok(outcome) if outcome.drained(offered) && !read_closed => return false,
+            Ok(ReadOutcome::Data(_)) => {}
         }
     }
 }
 
-/// Decodes every complete message in the connection's input: welcomes and subscriptions,
-/// a refusal, benchmark lines (timed and counted).
-fn take_input(conn: &mut Conn, plan: &Plan, shared: &Shared, latency: &mut Histogram<u64>) {
-    // Everything decoded below arrived in this one wakeup: one clock read and one phase
+/// Decodes every complete message at the front of `bytes`: welcomes and subscriptions, a
+/// refusal, benchmark lines (timed and counted). Returns the bytes used.
+fn take_input(
+    conn: &mut Conn,
+    plan: &Plan,
+    shared: &Shared,
+    rx: &mut Receiving,
+    bytes: &[u8],
+) -> usize {
+    // Everything decoded below arrived in this one read: one clock read and one phase
     // check serve all of it (per line, they were a sixth of the generator's time).
     let arrival = Arrival {
         now_ns: shared.now_ns(),
         counting: matches!(shared.phase(), phase::TRAFFIC | phase::DRAIN),
     };
-    let mut delivered = 0;
+    // A windowed receiver knows when each line in flight was sent, so a run of lines is
+    // counted and timed without parsing each one.
+    let runs = conn.role == Role::Receiver && matches!(plan.load, Load::Window);
     let mut used = 0;
-    while let Some((incoming, n)) = wire::decode(plan.proto, &conn.input[used..]) {
+    while used < bytes.len() {
+        if runs && let Some((run, n)) = wire::take_run(plan.proto, &bytes[used..]) {
+            used += n;
+            receive_run(run, &arrival, shared, rx);
+            continue;
+        }
+        let Some((incoming, n)) = wire::decode(plan.proto, &bytes[used..]) else {
+            break;
+        };
         used += n;
         match incoming {
             Incoming::Welcome | Incoming::Subscribed if conn.state == State::Joining => {
@@ -361,22 +452,19 @@ fn take_input(conn: &mut Conn, plan: &Plan, shared: &Shared, latency: &mut Histo
             Incoming::Refused => {
                 shared.refused.fetch_add(1, Ordering::Relaxed);
                 conn.state = State::Done;
-                return;
+                break;
             }
-            Incoming::Line(stamp) => {
-                delivered += u64::from(receive(conn.role, plan, stamp, &arrival, shared, latency));
-            }
+            Incoming::Line(stamp) => receive(conn.role, plan, stamp, &arrival, rx),
             _ => {}
         }
     }
-    shared.delivered.fetch_add(delivered, Ordering::Relaxed);
-    conn.input.drain(..used);
+    used
 }
 
 fn become_ready(conn: &mut Conn, shared: &Shared) {
     conn.state = State::Ready;
     shared.established.fetch_add(1, Ordering::Relaxed);
-    if matches!(conn.role, Role::Receiver { .. }) {
+    if conn.role == Role::Receiver {
         shared.receivers_established.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -391,37 +479,54 @@ fn lost(conn: &mut Conn, shared: &Shared) {
     conn.state = State::Done;
 }
 
-/// When a batch of input arrived, and whether the run is counting deliveries.
+/// When a read's input arrived, and whether the run is counting deliveries.
 struct Arrival {
     now_ns: u64,
     counting: bool,
 }
 
-/// A benchmark line reached a receiver: time it and acknowledge it (probe only). Returns
-/// whether it counts as a delivery.
-fn receive(
-    role: Role,
-    plan: &Plan,
-    stamp: Stamp,
-    arrival: &Arrival,
-    shared: &Shared,
-    latency: &mut Histogram<u64>,
-) -> bool {
-    let probe = match role {
-        Role::Receiver { probe } => probe,
-        Role::Sender(_) if plan.senders_receive => false,
-        // A pollchat sender hears the other senders; not a delivery measured in this run.
-        Role::Sender(_) => return false,
+/// A benchmark line reached a connection: count and time it if this run counts what that
+/// connection hears, and note it for its sender's window (receivers only).
+fn receive(role: Role, plan: &Plan, stamp: Stamp, arrival: &Arrival, rx: &mut Receiving) {
+    let counts = match role {
+        Role::Receiver => true,
+        // A pollchat sender hears the other senders; a delivery only for chatters.
+        Role::Sender(_) => plan.senders_receive,
     };
-    if !arrival.counting {
-        return false;
+    if !counts || !arrival.counting {
+        return;
     }
     let micros = arrival.now_ns.saturating_sub(stamp.sent_at_ns) / 1000;
-    latency.saturating_record(micros.max(1));
-    if probe && let Some(acked) = shared.acked.get(stamp.sender as usize) {
-        acked.fetch_max(stamp.seq + 1, Ordering::Relaxed);
+    rx.latency.saturating_record(micros.max(1));
+    rx.delivered += 1;
+    if role == Role::Receiver && matches!(plan.load, Load::Window) {
+        rx.tally.add(stamp.sender, stamp.seq, 1);
     }
-    true
+}
+
+/// A run of one sender's lines reached a windowed receiver: each is timed from when its
+/// sender sent it (its window remembers), counted, and noted for the window.
+fn receive_run(run: Run, arrival: &Arrival, shared: &Shared, rx: &mut Receiving) {
+    let Some(window) = shared.windows.get(run.sender) else {
+        return;
+    };
+    if !arrival.counting {
+        return;
+    }
+    // A sender writes a burst of lines within a microsecond or two, so a run's latencies
+    // come in long stretches of one value: each stretch is one histogram update.
+    let mut stretch = (0, 0);
+    for seq in run.first..run.first + run.count {
+        let micros = (arrival.now_ns.saturating_sub(window.sent_at(seq)) / 1000).max(1);
+        if micros != stretch.0 {
+            rx.latency.saturating_record_n(stretch.0.max(1), stretch.1);
+            stretch = (micros, 0);
+        }
+        stretch.1 += 1;
+    }
+    rx.latency.saturating_record_n(stretch.0.max(1), stretch.1);
+    rx.delivered += run.count;
+    rx.tally.add(run.sender, run.first, run.count);
 }
 
 /// When a paced sender sends its first line: staggered evenly over one interval. Started
@@ -445,13 +550,7 @@ fn produce(conn: &mut Conn, plan: &Plan, shared: &Shared, now: Instant) {
     while conn.output.len() < MAX_PENDING_OUTPUT {
         let due = match plan.load {
             Load::Paced { .. } => conn.next_send <= now,
-            Load::Window { window } => {
-                let acked = shared
-                    .acked
-                    .get(sender as usize)
-                    .map_or(0, |a| a.load(Ordering::Relaxed));
-                conn.seq < acked + window
-            }
+            Load::Window => shared.windows.get(sender).is_some_and(|w| w.open(conn.seq)),
         };
         if !due {
             break;
@@ -461,6 +560,9 @@ fn produce(conn: &mut Conn, plan: &Plan, shared: &Shared, now: Instant) {
             seq: conn.seq,
             sent_at_ns: shared.now_ns(),
         };
+        if let Some(window) = shared.windows.get(sender) {
+            window.sending(stamp.seq, stamp.sent_at_ns);
+        }
         wire::encode_line(plan.proto, stamp, plan.size, &mut conn.output);
         conn.seq += 1;
         produced += 1;
