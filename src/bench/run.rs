@@ -232,6 +232,11 @@ struct Drained {
 /// Phase 4, drain: senders stop; waits (up to [`DRAIN_LIMIT`]) for what is in flight.
 fn drain(args: &BenchArgs, shared: &Shared, traffic: TrafficStart) -> Drained {
     shared.phase.store(phase::DRAIN, Ordering::Release);
+    // Until every worker has seen the drain begin, one may still be sending (it read the
+    // phase just before): `sent`, and with it what is expected, is final only then.
+    wait_until(DRAIN_LIMIT, || {
+        shared.done_sending.load(Ordering::Acquire) >= args.threads
+    });
     let receivers = shared.receivers_established.load(Ordering::Relaxed) as u64;
     let established = shared.established.load(Ordering::Relaxed) as u64;
     // Every line reaches every receiver; pollchat chatters also get every line but their own.

@@ -49,6 +49,9 @@ pub struct Shared {
     /// Established connections the server closed before the end.
     pub dropped: AtomicUsize,
     pub sent: AtomicU64,
+    /// Workers that have seen the traffic end, and so will count no more lines sent: once
+    /// all have, `sent` is final.
+    pub done_sending: AtomicUsize,
     pub delivered: AtomicU64,
     /// Per sender: which of its lines every receiver has (for `--rate max`).
     pub windows: Windows,
@@ -65,6 +68,7 @@ impl Shared {
             failed: AtomicUsize::new(0),
             dropped: AtomicUsize::new(0),
             sent: AtomicU64::new(0),
+            done_sending: AtomicUsize::new(0),
             delivered: AtomicU64::new(0),
             windows: Windows::new(senders, window),
         }
@@ -168,11 +172,18 @@ pub fn run(plan: &Plan, shared: &Shared) -> io::Result<Histogram<u64>> {
     let senders = mine.iter().take_while(|&&i| i < plan.senders).count();
     let connect_interval = Duration::from_secs_f64(1.0 / plan.connect_rate.max(1e-3));
     let mut next_connect = Instant::now();
+    let mut done_sending = false;
 
     loop {
         let phase = shared.phase();
         if phase == phase::STOP {
             break;
+        }
+        // Said after this worker's last `sent.fetch_add`: a sender that read TRAFFIC just
+        // before the drain began may still have been sending, and its lines count.
+        if phase >= phase::DRAIN && !done_sending {
+            done_sending = true;
+            shared.done_sending.fetch_add(1, Ordering::Release);
         }
         let now = Instant::now();
         while phase == phase::CONNECT && conns.len() < mine.len() && next_connect <= now {
