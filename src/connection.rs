@@ -161,8 +161,13 @@ pub enum Next {
 #[derive(Debug)]
 pub enum Read {
     /// The socket gave this many bytes; `handshake_done` if they completed the transport's
-    /// handshake.
-    Bytes { n: usize, handshake_done: bool },
+    /// handshake; `emptied` if the read was short, so the socket had no more (see
+    /// [`Transport::short_read_empties`]).
+    Bytes {
+        n: usize,
+        handshake_done: bool,
+        emptied: bool,
+    },
     /// Nothing more now (`WouldBlock`).
     Drained,
     /// The peer closed its side.
@@ -371,10 +376,15 @@ impl Connection {
         let keep = matches!(self.phase, Phase::Chatting | Phase::Handshaking);
         let framer = keep.then_some(&mut self.input.framer);
         match self.transport.read(&mut self.socket, scratch, framer) {
-            Ok(ReadOutcome::Data(n)) => {
+            Ok(outcome @ ReadOutcome::Data(n)) => {
                 self.input.last_heard = now;
                 let handshake_done = self.phase == Phase::Handshaking && self.transport.is_ready();
-                Read::Bytes { n, handshake_done }
+                let emptied = self.transport.short_read_empties() && outcome.drained(scratch.len());
+                Read::Bytes {
+                    n,
+                    handshake_done,
+                    emptied,
+                }
             }
             Ok(ReadOutcome::Drained) => Read::Drained,
             Ok(ReadOutcome::Eof) => Read::Ended,

@@ -8,6 +8,7 @@ use std::time::Instant;
 use log::{debug, info, warn};
 
 use super::Server;
+use super::reader::Edge;
 use crate::connection::{CloseReason, ConnRef};
 use crate::connlog::Kind;
 use crate::protocol;
@@ -20,7 +21,7 @@ impl Server {
                 Timer::Idle(r) => self.check_idle(r, now),
                 Timer::RateLimit(r) => {
                     if self.table.unthrottle(r) {
-                        self.serve_reader(r, now);
+                        self.serve_reader(r, now, Edge::Unknown);
                     }
                 }
                 Timer::SlowCheck(r) => self.check_slow(r, now),

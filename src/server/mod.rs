@@ -60,6 +60,7 @@ use crate::stats::StatsSocket;
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
 use accept::Listener;
+use reader::Edge;
 
 /// Tokens that are not clients sit at the top of the token space; clients are slab keys,
 /// which count up from 0 and never get near these.
@@ -84,6 +85,9 @@ pub struct Readiness {
     pub token: Token,
     pub readable: bool,
     pub writable: bool,
+    /// The peer closed its side, or the socket has an error: the end is already there and
+    /// will raise no edge of its own, so the socket is read until it says so.
+    pub closing: bool,
 }
 
 impl From<&Event> for Readiness {
@@ -92,6 +96,7 @@ impl From<&Event> for Readiness {
             token: event.token(),
             readable: event.is_readable() || event.is_read_closed() || event.is_error(),
             writable: event.is_writable() || event.is_write_closed() || event.is_error(),
+            closing: event.is_read_closed() || event.is_error(),
         }
     }
 }
@@ -342,7 +347,7 @@ impl Server {
         // 3. Listeners, clients and the bus left with work by their budgets last turn.
         self.accept_leftovers(now);
         for r in self.table.take_ready() {
-            self.serve_reader(r, now);
+            self.serve_reader(r, now, Edge::Unknown);
         }
         if self.bus.has_unread() {
             let news = self
@@ -396,7 +401,13 @@ impl Server {
                     self.table.mark_for_flush(r);
                 }
                 if ready.readable {
-                    self.serve_reader(r, now);
+                    self.serve_reader(
+                        r,
+                        now,
+                        Edge::Fresh {
+                            closing: ready.closing,
+                        },
+                    );
                 }
             }
         }
@@ -576,6 +587,7 @@ mod tests {
             token,
             readable: true,
             writable: false,
+            closing: false,
         }
     }
 
@@ -630,6 +642,7 @@ mod tests {
             token: Token(old_token),
             readable: true,
             writable: true,
+            closing: true,
         };
         server.handle(late, now);
         assert!(matches!(
@@ -700,6 +713,36 @@ mod tests {
         let token = *server.table.tokens().last().expect("admitted");
         let conn_ref = server.table.live(token).expect("admitted");
         (stream, conn_ref)
+    }
+
+    /// A short read ends the reading on a fresh event, so the read that would only say
+    /// `WouldBlock` is not made; but when the event says the peer closed, the end is already
+    /// in the socket and no edge will announce it, so the reading goes on to it. Two clients,
+    /// each with a line and its FIN waiting: read as if the event had not said "closed", the
+    /// first is still chatting; read as the real event says, the second is gone.
+    #[test]
+    fn a_short_read_stops_the_reading_unless_the_peer_has_closed() {
+        let mut server = test_server();
+        let (mut first, a) = admit_one(&mut server);
+        let (mut second, b) = admit_one(&mut server);
+        for stream in [&mut first, &mut second] {
+            stream.write_all(b"hi\n").expect("send");
+            stream
+                .shutdown(std::net::Shutdown::Write)
+                .expect("shutdown");
+        }
+        wait_for_events(&mut server, &[Token(a.token), Token(b.token)]);
+        let now = Instant::now();
+        server.handle(readable(Token(a.token)), now);
+        let closing = Readiness {
+            closing: true,
+            ..readable(Token(b.token))
+        };
+        server.handle(closing, now);
+        server.end_batch(now);
+        let chatting = |r: ConnRef| server.table.slot(r.token).is_some_and(|c| c.is_chatting());
+        assert!(chatting(a), "a short read on a fresh edge read on");
+        assert!(!chatting(b), "the FIN behind the short read was not read");
     }
 
     /// One readiness event for a client with megabytes waiting reads only the read budget,

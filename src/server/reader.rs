@@ -1,12 +1,32 @@
-//! The read path: a readable client is read until `WouldBlock` or until its
+//! The read path: a readable client is read until it has no more or until its
 //! [`READ_BUDGET`] is spent (why a budget: see there), and each whole line it sent is handed
 //! to the room, in order, as flood control allows.
+//!
+//! "Until it has no more" is usually a read that says `WouldBlock`. But a plain socket that
+//! returns fewer bytes than it was asked for has been emptied, and new data will raise a new
+//! edge (epoll(7) says so for stream sockets), so after a fresh event the loop stops at that
+//! short read instead of making one more `read` only to hear `WouldBlock`: under a chat load
+//! that was half of all reads (5,980 `recvfrom` in 3 s, 2,990 of them `EAGAIN`). Two cases
+//! still read until the socket says so. The event said the peer closed (or the socket
+//! failed): data and FIN arriving together raise one event, and the end, already there,
+//! raises none of its own. Or there was no fresh event (the ready list, flood control's
+//! timer): what the last event said is not known.
 
 use std::time::Instant;
 
 use log::{debug, info, warn};
 
 use super::Server;
+
+/// What the loop knows of the readiness it is reading on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    /// An event just said the socket is readable; `closing` if it also said the peer closed
+    /// or the socket failed.
+    Fresh { closing: bool },
+    /// No event: the socket is read again because a budget or flood control stopped it.
+    Unknown,
+}
 use crate::cmd;
 use crate::connection::{CloseReason, ConnRef, Next, Read};
 use crate::connlog::Kind;
@@ -16,12 +36,14 @@ use crate::protocol;
 use crate::timers::Timer;
 
 impl Server {
-    /// Reads a client's input and hands its lines to the room until the socket says
-    /// `WouldBlock`, the read budget is spent, flood control says wait, or the client is gone.
-    pub(super) fn serve_reader(&mut self, r: ConnRef, now: Instant) {
+    /// Reads a client's input and hands its lines to the room until the socket has no more
+    /// (see the module documentation for how that is known), the read budget is spent, flood
+    /// control says wait, or the client is gone.
+    pub(super) fn serve_reader(&mut self, r: ConnRef, now: Instant, edge: Edge) {
         let mut budget = READ_BUDGET;
+        let mut emptied = false;
         loop {
-            if !self.relay_lines(r, now) {
+            if !self.relay_lines(r, now) || emptied {
                 return;
             }
             if budget == 0 {
@@ -32,8 +54,13 @@ impl Server {
                 return;
             };
             match read {
-                Read::Bytes { n, handshake_done } => {
+                Read::Bytes {
+                    n,
+                    handshake_done,
+                    emptied: short,
+                } => {
                     budget = budget.saturating_sub(n);
+                    emptied = short && edge == (Edge::Fresh { closing: false });
                     if handshake_done {
                         self.handshake_done(r, now);
                     }

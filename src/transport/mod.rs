@@ -52,6 +52,14 @@ pub trait Transport {
         framer: Option<&mut LineFramer>,
     ) -> Result<ReadOutcome, Broken>;
 
+    /// Whether a [`Transport::read`] that gave fewer bytes than `scratch` holds emptied the
+    /// socket. True where the whole read is one `read(2)` into `scratch` (plain TCP): a
+    /// stream socket that returns less than it was asked for had no more (epoll(7)). Not for
+    /// TLS: rustls reads the socket into a buffer of its own, of a size we do not see.
+    fn short_read_empties(&self) -> bool {
+        false
+    }
+
     /// Whether it has bytes of its own waiting to be written (handshake messages). The loop
     /// then flushes the connection at the end of the batch, queue or no queue.
     fn wants_write(&self) -> bool {
@@ -144,6 +152,10 @@ impl Transport for Plain {
             framer.extend(&scratch[..n]);
         }
         Ok(outcome)
+    }
+
+    fn short_read_empties(&self) -> bool {
+        true
     }
 
     fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
