@@ -232,12 +232,7 @@ fn bad_certificate_or_key_is_one_sentence_and_a_failing_exit() {
         ),
     ];
     for (cert_file, key_file, expected) in cases {
-        let output = Command::new(env!("CARGO_BIN_EXE_pollchat"))
-            .args(["--bind", "127.0.0.1:0", "--tls-bind", "127.0.0.1:0"])
-            .args(["--tls-cert", &cert_file, "--tls-key", &key_file])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let output = start_with_tls_files(&cert_file, &key_file);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{cert_file} {key_file}: started");
         let last = stderr.lines().last().unwrap_or_default();
@@ -247,6 +242,17 @@ fn bad_certificate_or_key_is_one_sentence_and_a_failing_exit() {
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+}
+
+/// The server binary started with this certificate and key, run until it exits (it is
+/// expected to refuse them and exit at once).
+fn start_with_tls_files(cert_file: &str, key_file: &str) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pollchat"))
+        .args(["--bind", "127.0.0.1:0", "--tls-bind", "127.0.0.1:0"])
+        .args(["--tls-cert", cert_file, "--tls-key", key_file])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
 
 /// The sentences for a key that does not fit say what to do, and are not pki-types' or
@@ -290,12 +296,7 @@ fn tls_key_trouble_is_a_sentence_that_says_what_to_do() {
         ),
     ];
     for (key_file, expected) in cases {
-        let output = Command::new(env!("CARGO_BIN_EXE_pollchat"))
-            .args(["--bind", "127.0.0.1:0", "--tls-bind", "127.0.0.1:0"])
-            .args(["--tls-cert", &cert_file, "--tls-key", &key_file])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let output = start_with_tls_files(&cert_file, &key_file);
         assert_eq!(output.status.code(), Some(1), "{key_file}");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(stderr.lines().last(), Some(expected.as_str()), "{stderr}");
