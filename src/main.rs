@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use pollchat::bench::Scenario;
 use pollchat::cli::{Cli, Command};
 use pollchat::{Server, bench, client, logging};
 
@@ -20,18 +19,7 @@ fn main() -> ExitCode {
         return ExitCode::from(outcome.exit_code());
     }
     if let Some(Command::Bench(args)) = &cli.command {
-        // Load: the report. Chaos: the report, and a failing exit status if a check failed,
-        // so scripts and CI can act on it.
-        let as_text = |json: String, summary: String| {
-            if args.json { json + "\n" } else { summary }
-        };
-        let outcome = match args.scenario {
-            Scenario::Load => bench::run(args).map(|r| (as_text(r.json(), r.summary()), true)),
-            Scenario::Chaos => {
-                bench::chaos::run(args).map(|r| (as_text(r.json(), r.summary()), r.passed()))
-            }
-        };
-        return match outcome {
+        return match bench::report(args) {
             Ok((text, passed)) => {
                 print!("{text}");
                 if passed {

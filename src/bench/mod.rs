@@ -45,3 +45,16 @@ pub use procfs::process_cpu_secs;
 pub use report::Report;
 pub use run::run;
 pub use wire::Proto;
+
+/// What `pollchat bench` prints (the report as text, or as JSON with `--json`), and whether
+/// the run passed: a load run always does, a chaos run if every check did, so scripts and
+/// CI can act on the exit status. `Err`: why it could not run at all.
+pub fn report(args: &BenchArgs) -> Result<(String, bool), String> {
+    let as_text = |json: String, summary: String| {
+        if args.json { json + "\n" } else { summary }
+    };
+    match args.scenario {
+        Scenario::Load => run(args).map(|r| (as_text(r.json(), r.summary()), true)),
+        Scenario::Chaos => chaos::run(args).map(|r| (as_text(r.json(), r.summary()), r.passed())),
+    }
+}
