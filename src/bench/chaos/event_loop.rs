@@ -174,8 +174,10 @@ impl Chaos {
     }
 
     /// Keeps the flooders' target until it has had its dose or is gone; then takes, of the
-    /// connected non-readers never aimed at, the one due to stay longest, so that it has time
-    /// to be cut off as too slow before it goes.
+    /// connected non-readers never aimed at, one of the kind (plain or TLS) that has had fewer
+    /// doses, and of those the one due to stay longest, so that it has time to be cut off as
+    /// too slow before it goes. Alternating the kinds matters on a loaded machine, where a
+    /// round's flood may manage only a dose or two: the TLS ones must get theirs too.
     fn choose_target(&mut self) {
         let keep = self.ctx.target.as_ref().is_some_and(|t| {
             t.aimed < TARGET_DOSE
@@ -187,14 +189,22 @@ impl Chaos {
         if keep {
             return;
         }
+        let kind = |role: Role| usize::from(role == Role::TlsNonReader);
+        // On a tie, TLS: a loaded machine may manage one dose a round, and the TLS ones are
+        // the fewer to aim at.
+        let fewer = usize::from(self.ctx.doses[1] <= self.ctx.doses[0]);
+        let doses = &mut self.ctx.doses;
         self.ctx.target = self
             .clients
             .iter_mut()
             // A TLS non-reader has a nick once its handshake is over.
             .filter(|(_, c)| c.role.non_reader() && !c.nick.is_empty() && !c.aimed_at)
-            .max_by_key(|(_, c)| c.until)
+            .max_by_key(|(_, c)| (kind(c.role) == fewer, c.until))
             .map(|(key, c)| {
                 c.aimed_at = true;
+                if let Some(given) = doses.get_mut(kind(c.role)) {
+                    *given += 1;
+                }
                 Target {
                     key,
                     nick: c.nick.clone(),

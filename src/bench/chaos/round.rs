@@ -78,6 +78,9 @@ pub(super) struct Context {
     /// The non-reader the flooders aim at, until it has had its
     /// [`TARGET_DOSE`](super::roles::TARGET_DOSE) or is gone.
     pub(super) target: Option<Target>,
+    /// Doses given so far to plain and to TLS non-readers: the next goes to the kind that
+    /// had fewer, so both kinds are cut off in every round however slowly the flood goes.
+    pub(super) doses: [u32; 2],
 }
 
 impl Context {
@@ -104,6 +107,7 @@ impl Context {
             first_dirty: None,
             lost: Vec::new(),
             target: None,
+            doses: [0, 0],
         })
     }
 }
