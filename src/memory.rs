@@ -11,7 +11,7 @@
 //! trim waits for memory that is really spare: at most once every [`TRIM_EVERY`], when the
 //! loop is about to wait and something was written or freed since the last look, it asks
 //! glibc how much it holds free (`mallinfo2`), and trims only if that is at least
-//! [`TRIM_FREE`]. A busy server reuses its memory and almost never trims; a spike that is over
+//! [`TRIM_FREE`]. A busy server trims at most once a second, a little; a spike that is over
 //! is given back within a second; an idle server is never woken for this.
 //!
 //! Other allocators were tried first (README, "Dependencies"): mimalloc (v3) and jemalloc
