@@ -193,12 +193,17 @@ impl Chaos {
         // On a tie, TLS: a loaded machine may manage one dose a round, and the TLS ones are
         // the fewer to aim at.
         let fewer = usize::from(self.ctx.doses[1] <= self.ctx.doses[0]);
+        // The round's first dose waits for a TLS non-reader, when there are any: they are
+        // ready later than plain ones (a handshake first), and a dose started on a plain one
+        // may take the whole round.
+        let tls_first = self.tls.is_some() && self.ctx.doses == [0, 0];
         let doses = &mut self.ctx.doses;
         self.ctx.target = self
             .clients
             .iter_mut()
             // A TLS non-reader has a nick once its handshake is over.
             .filter(|(_, c)| c.role.non_reader() && !c.nick.is_empty() && !c.aimed_at)
+            .filter(|(_, c)| !tls_first || c.role == Role::TlsNonReader)
             .max_by_key(|(_, c)| (kind(c.role) == fewer, c.until))
             .map(|(key, c)| {
                 c.aimed_at = true;

@@ -196,7 +196,10 @@ impl Role {
     /// How long a misbehaving client stays, in milliseconds (a range the run picks from).
     pub(super) fn lifetime_ms(self) -> (u64, u64) {
         match self {
-            Role::NonReader | Role::TlsNonReader => (2000, 6000),
+            // Long enough to take a whole dose and then the grace: at a few MB/s of flood
+            // on a loaded machine, the 6 MiB took up to 4 s, and a non-reader that left
+            // sooner was never cut off.
+            Role::NonReader | Role::TlsNonReader => (4000, 8000),
             // Outlives a --tls-handshake-timeout of 1 or 2 s, so that the server's close is
             // seen and tallied; with a longer timeout the staller leaves first.
             Role::TlsStaller => (2500, 3000),
