@@ -11,6 +11,9 @@
 //!   [`BusNews::Deliver`]. Redis's order is then the one global order, and delivery is the
 //!   same function (`Room::deliver`) in both cases.
 //!
+//! Rooms are the chat's business, not the bus's: an event names its room, and the bus
+//! carries every room's events on one channel (see `backplane/` for why one).
+//!
 //! This is socket.io's adapter seam: the room calls the bus the same way whether the chat is
 //! one process or many. Nicks are the other thing a shared chat must agree on, so a bus also
 //! answers nick claims ([`Bus::claim`]): a lone server grants them at once, the Redis bus
@@ -49,38 +52,58 @@ impl Event {
     }
 }
 
+/// What happened. Everything said in a room names the room (as the instance it happened on
+/// spells it), so an event means the same on every instance whatever its sender did since:
+/// a line said in `#rust` just before a `/join #ops` still belongs to `#rust`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum What {
     Say {
+        room: String,
         nick: String,
         text: String,
     },
     Me {
+        room: String,
         nick: String,
         action: String,
     },
-    Joined {
-        nick: String,
-    },
+    /// A new client, in its first room.
+    Joined { room: String, nick: String },
+    /// A client gone, from the room it was in.
     Left {
+        room: String,
         nick: String,
         reason: String,
     },
+    /// `/join` or `/part`: from one room to another.
+    Moved {
+        nick: String,
+        from: String,
+        to: String,
+    },
     Renamed {
+        room: String,
         old: String,
         new: String,
     },
+    /// To one client, in whatever room it is.
     Msg {
         from: String,
         to: String,
         text: String,
     },
-    /// Every client of `origin`: sent by a shared bus when it connects and every so often.
-    Hello {
-        nicks: Vec<String>,
-    },
+    /// Every client of `origin` and its room: sent by a shared bus when it connects and every
+    /// so often.
+    Hello { members: Vec<Presence> },
     /// `origin` is going away: forget its clients now.
     Bye,
+}
+
+/// One client as an instance introduces it: its nick and its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub nick: String,
+    pub room: String,
 }
 
 /// A client would like a nick.
@@ -161,9 +184,20 @@ pub trait Bus {
         false
     }
 
-    /// Every nick on the other instances, for `/who`.
-    fn nicks_elsewhere(&self) -> Vec<&str> {
+    /// The nicks in `room` (ignoring case) on the other instances, for `/who`.
+    fn nicks_elsewhere(&self, _room: &str) -> Vec<&str> {
         Vec::new()
+    }
+
+    /// Every room with members on the other instances, and how many, for `/list`.
+    fn rooms_elsewhere(&self) -> Vec<(&str, usize)> {
+        Vec::new()
+    }
+
+    /// Whether other instances have members in `room` (ignoring case): while they do, the
+    /// room (and its history) lives on here too.
+    fn is_room_elsewhere(&self, _room: &str) -> bool {
+        false
     }
 
     /// The `n`th guest nick.

@@ -130,13 +130,13 @@ fn backplane_notices_and_who_span_instances() {
     alice.expect(&format!("*** {bob_was} is now known as bob"));
     alice.expect("<bob> first as bob");
     alice.send("/who");
-    alice.expect("*** 2 users here: alice, bob");
+    alice.expect("*** 2 users in #lobby: alice, bob");
     bob.send("/me waves");
     alice.expect("* bob waves");
     bob.send("/quit gone");
     alice.expect("*** bob left (quit: gone)");
     alice.send("/who");
-    alice.expect("*** 1 user here: alice");
+    alice.expect("*** 1 user in #lobby: alice");
 }
 
 /// A nick held on one instance cannot be taken on another, whatever its case; and when two
@@ -278,7 +278,7 @@ fn backplane_instance_killed_its_nicks_become_free() {
     // Not before the nick's key could have expired: the claim really waited for the TTL.
     assert!(started.elapsed() > Duration::from_millis(300));
     b1.send("/who");
-    b1.expect("*** 1 user here: alice");
+    b1.expect("*** 1 user in #lobby: alice");
 }
 
 /// A fake Redis that answers every connection's first command with `reply`, then waits for
@@ -457,7 +457,7 @@ fn backplane_a_burst_over_the_read_budget_arrives_whole() {
     const LINES: usize = 5000;
     let mut burst = Vec::new();
     for n in 0..LINES {
-        let event = format!("pc1 ffff 1 SAY bob line {n} {}", "x".repeat(40));
+        let event = format!("pc2 ffff 1 SAY #lobby bob line {n} {}", "x".repeat(40));
         let push = format!(
             "*3\r\n$7\r\nmessage\r\n$1\r\nx\r\n${}\r\n{event}\r\n",
             event.len()
@@ -558,7 +558,10 @@ fn backplane_publishes_survive_partial_writes() {
             .expect("every PUBLISH reaches Redis");
         let text = String::from_utf8(payload).unwrap();
         // HELLO and the like are not chat lines.
-        if let Some(said) = text.split_once(&format!(" SAY {nick} ")).map(|(_, s)| s) {
+        if let Some(said) = text
+            .split_once(&format!(" SAY #lobby {nick} "))
+            .map(|(_, s)| s)
+        {
             assert_eq!(said, format!("{n} {pad}"), "PUBLISH {n} lost or cut");
             n += 1;
         }
@@ -588,7 +591,7 @@ fn backplane_graceful_shutdown_frees_nicks_at_once() {
         "alice's nick was not given back"
     );
     bob.send("/who");
-    bob.expect("*** 1 user here: alice");
+    bob.expect("*** 1 user in #lobby: alice");
 }
 
 /// A TLS client on one instance and a plain client on another are in one chat: the TLS

@@ -297,8 +297,16 @@ impl Bus for RedisBus {
         self.replica.has(nick)
     }
 
-    fn nicks_elsewhere(&self) -> Vec<&str> {
-        self.replica.nicks().collect()
+    fn nicks_elsewhere(&self, room: &str) -> Vec<&str> {
+        self.replica.nicks_in(room).collect()
+    }
+
+    fn rooms_elsewhere(&self) -> Vec<(&str, usize)> {
+        self.replica.rooms().collect()
+    }
+
+    fn is_room_elsewhere(&self, room: &str) -> bool {
+        self.replica.in_room(room)
     }
 
     /// `guest-TAG-N`, TAG from the instance id, so that guest nicks rarely collide across
