@@ -594,13 +594,13 @@ impl Chat {
 
     /// The room with this key, which the caller knows exists (a client's room always does).
     fn room_mut(&mut self, key: &str) -> &mut Room {
-        if !self.rooms.contains_key(key) {
-            // A client's room is never forgotten while the client is in it; should that ever
-            // break, the chat goes on with the room made again rather than panicking.
+        let history = self.rules.history;
+        // A client's room is never forgotten while the client is in it; should that ever
+        // break, the chat goes on with the room made again rather than panicking.
+        self.rooms.entry(key.to_string()).or_insert_with(|| {
             warn!("room {key} was missing; made again");
-            self.open_room(key);
-        }
-        self.rooms.get_mut(key).expect("made just above")
+            Room::new(key, history, Instant::now())
+        })
     }
 
     /// A room goes (with its history) once nobody is in it on any instance; `#lobby` stays.

@@ -271,21 +271,23 @@ pub fn who(room: &str, nicks: &mut [&str]) -> String {
 pub fn rooms(rooms: &mut [(&str, usize)]) -> String {
     rooms.sort_unstable_by_key(|(name, _)| name.to_ascii_lowercase());
     let noun = if rooms.len() == 1 { "room" } else { "rooms" };
-    let mut lines = vec![format!("{} {noun}: ", rooms.len())];
+    let mut text = String::new();
+    let mut line = format!("{} {noun}: ", rooms.len());
     for (i, (name, members)) in rooms.iter().enumerate() {
         let entry = format!("{name} ({members})");
-        let last = lines.last_mut().expect("lines starts with one");
-        if i > 0 && last.len() + entry.len() > LIST_LINE {
-            last.push(',');
-            lines.push(format!("  {entry}"));
+        if i > 0 && line.len() + entry.len() > LIST_LINE {
+            line.push(',');
+            text.push_str(&server_line(&line));
+            line = format!("  {entry}");
         } else {
             if i > 0 {
-                last.push_str(", ");
+                line.push_str(", ");
             }
-            last.push_str(&entry);
+            line.push_str(&entry);
         }
     }
-    lines.iter().map(server_line).collect()
+    text.push_str(&server_line(&line));
+    text
 }
 
 /// `--connect-rate`: the one line an address connecting too fast gets before the close.
