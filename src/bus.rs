@@ -1,28 +1,28 @@
-//! The bus seam: where a chat event goes once the room has made it.
+//! The bus seam: where a chat event goes once the chat has made it.
 //!
 //! Everything clients say to each other (chat lines, `/me`, `/msg`, joins, leaves, renames)
-//! is an [`Event`]. The room hands each one to its bus ([`Bus::publish`]), and the bus knows
+//! is an [`Event`]. The chat hands each one to its bus ([`Bus::publish`]), and the bus knows
 //! where it goes:
 //!
-//! - [`LocalBus`], a lone server: nowhere else. It hands the event straight back and the room
+//! - [`LocalBus`], a lone server: nowhere else. It hands the event straight back and the chat
 //!   delivers it at once.
 //! - the Redis bus (`--backplane`, in `backplane/`): it publishes the event, and the event
 //!   comes back from the subscription, on every instance this one included, as
 //!   [`BusNews::Deliver`]. Redis's order is then the one global order, and delivery is the
-//!   same function (`Room::deliver`) in both cases.
+//!   same function (`Chat::deliver`) in both cases.
 //!
 //! Rooms are the chat's business, not the bus's: an event names its room, and the bus
 //! carries every room's events on one channel (see `backplane/` for why one).
 //!
-//! This is socket.io's adapter seam: the room calls the bus the same way whether the chat is
+//! This is socket.io's adapter seam: the chat calls the bus the same way whether the chat is
 //! one process or many. Nicks are the other thing a shared chat must agree on, so a bus also
 //! answers nick claims ([`Bus::claim`]): a lone server grants them at once, the Redis bus
 //! asks Redis and answers later.
 //!
-//! Two traits, because the room and the loop need different things of a bus. The room uses
+//! Two traits, because the chat and the loop need different things of a bus. The chat uses
 //! [`Bus`], which has no socket in it. The loop holds a [`BusIo`], the same bus seen from the
 //! loop: a bus that has sockets of its own (the Redis bus's two connections) has them driven
-//! here like every other socket, and reports what happened as [`BusNews`] for the room.
+//! here like every other socket, and reports what happened as [`BusNews`] for the chat.
 
 use std::time::Instant;
 
@@ -133,14 +133,14 @@ pub enum Claimed {
     Pending,
 }
 
-/// What a bus reports for the room to act on (`Room::absorb`).
+/// What a bus reports for the chat to act on (`Chat::absorb`).
 #[derive(Debug)]
 pub enum BusNews {
     /// An event to deliver here (from the channel, or one that could not be published).
     Deliver(Event),
     /// A claim was answered.
     Answered { claim: Claim, granted: bool },
-    /// A claim will never be answered (the bus lost its connection): the room decides it
+    /// A claim will never be answered (the bus lost its connection): the chat decides it
     /// alone, as any claim is decided while the chat is local only.
     Unanswered(Claim),
     /// Claim every member's nick again and introduce this instance (the bus just connected,
@@ -152,7 +152,7 @@ pub enum BusNews {
     Tell(&'static str),
 }
 
-/// The bus as the room sees it. See the module documentation.
+/// The bus as the chat sees it. See the module documentation.
 pub trait Bus {
     /// This instance's name on the bus: the origin of its events.
     fn origin(&self) -> &str;
@@ -210,11 +210,11 @@ pub trait Bus {
         None
     }
 
-    /// The room has done what [`BusNews::Refresh`] asked.
+    /// The chat has done what [`BusNews::Refresh`] asked.
     fn refreshed(&mut self) {}
 }
 
-/// The bus as the loop sees it: the room's [`Bus`], plus sockets of its own driven in the same
+/// The bus as the loop sees it: the chat's [`Bus`], plus sockets of its own driven in the same
 /// poll. Every method has a default for a bus without sockets, which has nothing to do here.
 pub trait BusIo: Bus {
     /// The loop is starting; `tokens` are set aside for the bus's own sockets.

@@ -1,5 +1,5 @@
 //! Listening and admitting: the listeners, `accept` until `WouldBlock`, and the decision
-//! whether a new connection may join the room.
+//! whether a new connection may join the chat.
 //!
 //! Every listener speaks something ([`Listens`]): plain TCP, TLS, and whatever transport comes
 //! next. A connection it accepts gets that transport and starts in `Handshaking`. A transport
@@ -195,7 +195,7 @@ impl Server {
     }
 
     /// A connection just accepted: into the table with its listener's transport, then into
-    /// the room if its transport has no handshake to wait for.
+    /// the chat if its transport has no handshake to wait for.
     ///
     /// A client whose transport has a handshake cannot be told "server full" before it has a
     /// session, so when the server is full (counting handshakes under way) it is closed at
@@ -263,7 +263,7 @@ impl Server {
     }
 
     /// The connection's transport is ready (at once, or once its handshake is over): it
-    /// joins the room, or is told, through its transport, why it may not.
+    /// joins the chat, or is told, through its transport, why it may not.
     pub(super) fn join(&mut self, r: ConnRef, now: Instant) {
         let Some(conn) = self.table.get(r) else {
             return;

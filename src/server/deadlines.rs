@@ -80,7 +80,7 @@ impl Server {
     }
 
     /// A connection's handshake timeout: closed if its transport is still not ready. It was
-    /// never in the room, so nobody hears of it.
+    /// never in the chat, so nobody hears of it.
     fn check_handshake(&mut self, r: ConnRef) {
         if !self.table.is_handshaking(r) {
             return;

@@ -4,7 +4,7 @@
 //!
 //! 1. **Wait** in `poll` until a socket is ready or the next timer is due.
 //! 2. **Handle every event** of the batch: accept new clients (`accept.rs`), read from
-//!    readable clients and hand their lines to the room (`reader.rs`), note writable ones.
+//!    readable clients and hand their lines to the chat (`reader.rs`), note writable ones.
 //!    Events for the bus's own sockets go to the bus. Nothing is written to a client yet.
 //! 3. **Serve the ready lists**: listeners and clients that still had connections to accept
 //!    or input to read when their budget ran out last turn. Edge-triggered readiness will not
@@ -27,8 +27,8 @@
 //! until `WouldBlock` when output is stuck), or to remember that the socket may still be
 //! ready. The ready list (step 3) is where the loop remembers that.
 //!
-//! The server knows three things by name: its connections ([`ConnTable`]), the room
-//! ([`Room`]) and the bus ([`BusIo`]). It does not know which transport a connection has
+//! The server knows three things by name: its connections ([`ConnTable`]), the chat
+//! ([`Chat`]) and the bus ([`BusIo`]). It does not know which transport a connection has
 //! (`transport/`), nor which bus it was given (`bus.rs`, `backplane/`).
 
 mod accept;
@@ -122,7 +122,7 @@ pub struct Server {
     local_addrs: Vec<(SocketAddr, &'static str)>,
     table: ConnTable,
     chat: Chat,
-    /// Where the room's events go: here only, or to Redis (`--backplane`).
+    /// Where the chat's events go: here only, or to Redis (`--backplane`).
     bus: Box<dyn BusIo>,
     timers: Timers,
     signals: Option<Signals>,
@@ -432,7 +432,7 @@ impl Server {
         }
     }
 
-    /// Hands what the bus reported to the room, and sets the timers the bus asked for.
+    /// Hands what the bus reported to the chat, and sets the timers the bus asked for.
     fn absorb(&mut self, news: Vec<BusNews>) {
         for news in news {
             self.chat.absorb(news, &mut *self.bus, &mut self.table);
@@ -442,14 +442,14 @@ impl Server {
         }
     }
 
-    /// `r` leaves the room (quit, peer closed, idle): its connection closes once its last
+    /// `r` leaves the chat (quit, peer closed, idle): its connection closes once its last
     /// lines are out.
     fn leave(&mut self, r: ConnRef, reason: CloseReason) {
         self.chat.depart(r, reason, &mut *self.bus, &mut self.table);
     }
 
     /// `r`'s connection is finished now (reset, write error, too slow): closed in the table,
-    /// and out of the room if it was in it.
+    /// and out of the chat if it was in it.
     fn end(&mut self, r: ConnRef, reason: CloseReason) {
         self.table.close(r, reason.clone());
         self.chat.depart(r, reason, &mut *self.bus, &mut self.table);
@@ -499,8 +499,8 @@ impl Server {
         }
     }
 
-    /// What the room published goes out on the bus, once per batch like every other write.
-    /// If that takes the bus down, the room delivers the rest here; a few rounds settle it.
+    /// What the chat published goes out on the bus, once per batch like every other write.
+    /// If that takes the bus down, the chat delivers the rest here; a few rounds settle it.
     fn flush_bus(&mut self, now: Instant) {
         for _ in 0..4 {
             let news = self.bus.flush(self.poll.registry(), now);
