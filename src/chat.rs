@@ -15,6 +15,7 @@
 //! is in `cmd/`; every text the chat sends is built in `protocol.rs`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::time::Instant;
 
 use log::{info, warn};
@@ -36,9 +37,10 @@ pub struct RoomRules {
 #[derive(Debug)]
 struct Client {
     conn: ConnRef,
-    nick: String,
-    /// The key of its room (`protocol::room_key`).
-    room: String,
+    /// Shared with its connection, which names it in the logs.
+    nick: Rc<str>,
+    /// Its room's key (`protocol::room_key`), shared with the room.
+    room: Rc<str>,
 }
 
 /// Why a `/join` did not move its client.
@@ -50,13 +52,15 @@ pub enum Refused {
 
 #[derive(Debug)]
 pub struct Chat {
-    /// Every client in the chat, by token.
-    clients: BTreeMap<usize, Client>,
+    /// Every client in the chat, at its token: tokens are slab keys, so they are dense, and
+    /// a vector of slots costs less per client than a map (and walks in token order).
+    clients: Vec<Option<Client>>,
+    /// How many of those slots hold a client.
+    count: usize,
     /// Lower-cased nick → its client: unique in the whole chat.
     nicks: HashMap<String, ConnRef>,
-    /// Lower-cased name → the room. Ordered, so `/list` and a shutdown go room by room in
-    /// one order.
-    rooms: BTreeMap<String, Room>,
+    /// Lower-cased name → the room. Ordered, so `/list` goes room by room in one order.
+    rooms: BTreeMap<Rc<str>, Room>,
     /// Leave events not yet said (see [`Chat::announce_departures`] for why they wait).
     departures: Vec<Event>,
     next_guest: u64,
@@ -66,7 +70,8 @@ pub struct Chat {
 impl Chat {
     pub fn new(rules: RoomRules) -> Chat {
         let mut chat = Chat {
-            clients: BTreeMap::new(),
+            clients: Vec::new(),
+            count: 0,
             nicks: HashMap::new(),
             rooms: BTreeMap::new(),
             departures: Vec::new(),
@@ -79,7 +84,7 @@ impl Chat {
 
     /// Clients in the chat.
     pub fn members(&self) -> usize {
-        self.clients.len()
+        self.count
     }
 
     /// Rooms this instance keeps (`#lobby` included).
@@ -89,7 +94,7 @@ impl Chat {
 
     /// The client's nick, if `who` is in the chat.
     pub fn nick_of(&self, who: ConnRef) -> Option<&str> {
-        self.client(who).map(|c| c.nick.as_str())
+        self.client(who).map(|c| &*c.nick)
     }
 
     /// Who goes by `nick` here (ignoring case).
@@ -98,7 +103,42 @@ impl Chat {
     }
 
     fn client(&self, who: ConnRef) -> Option<&Client> {
-        self.clients.get(&who.token).filter(|c| c.conn == who)
+        self.clients
+            .get(who.token)?
+            .as_ref()
+            .filter(|c| c.conn == who)
+    }
+
+    fn client_mut(&mut self, who: ConnRef) -> Option<&mut Client> {
+        self.clients
+            .get_mut(who.token)?
+            .as_mut()
+            .filter(|c| c.conn == who)
+    }
+
+    fn every_client(&self) -> impl Iterator<Item = &Client> {
+        self.clients.iter().flatten()
+    }
+
+    fn insert_client(&mut self, client: Client) {
+        let token = client.conn.token;
+        if token >= self.clients.len() {
+            self.clients.resize_with(token + 1, || None);
+        }
+        if let Some(slot) = self.clients.get_mut(token) {
+            self.count += usize::from(slot.is_none());
+            *slot = Some(client);
+        }
+    }
+
+    fn remove_client(&mut self, who: ConnRef) -> Option<Client> {
+        let slot = self.clients.get_mut(who.token)?;
+        if slot.as_ref().is_some_and(|c| c.conn == who) {
+            self.count -= 1;
+            slot.take()
+        } else {
+            None
+        }
     }
 
     /// The room `who` is in.
@@ -122,14 +162,15 @@ impl Chat {
         let nick = self.free_guest_nick(bus);
         let lobby = room_key(LOBBY);
         self.nicks.insert(nick_key(&nick), who);
+        let room = self.room_mut(&lobby);
+        room.add(who);
         let client = Client {
             conn: who,
-            nick: nick.clone(),
-            room: lobby.clone(),
+            nick: Rc::from(nick.as_str()),
+            room: Rc::clone(room.key()),
         };
-        self.clients.insert(who.token, client);
-        self.room_mut(&lobby).add(who);
-        out.name(who, &nick);
+        out.name(who, &client.nick);
+        self.insert_client(client);
         self.tell(who, &protocol::welcome(&nick), bus, out);
         if let Some(greeting) = bus.greeting() {
             self.tell(who, greeting, bus, out);
@@ -159,13 +200,13 @@ impl Chat {
         let Some(client) = self.client(who) else {
             return Ok(());
         };
-        let (key, from_key) = (room_key(name), client.room.clone());
-        if key == from_key {
+        let (key, from_key) = (room_key(name), Rc::clone(&client.room));
+        if *key == *from_key {
             return Err(Refused::AlreadyThere(
                 self.room_mut(&key).name().to_string(),
             ));
         }
-        if !self.rooms.contains_key(&key) {
+        if !self.rooms.contains_key(key.as_str()) {
             if self.rooms.len() >= self.rules.max_rooms {
                 let max = self.rules.max_rooms;
                 return Err(Refused::TooManyRooms { max });
@@ -177,9 +218,9 @@ impl Chat {
         let from = from.name().to_string();
         let to = self.room_mut(&key);
         to.add(who);
-        let (to, members) = (to.name().to_string(), to.len());
-        if let Some(client) = self.clients.get_mut(&who.token) {
-            client.room.clone_from(&key);
+        let (to, members, to_key) = (to.name().to_string(), to.len(), Rc::clone(to.key()));
+        if let Some(client) = self.client_mut(who) {
+            client.room = to_key;
         }
         self.tell(who, &protocol::now_in(&to, members), bus, out);
         self.replay(who, &key, bus, out);
@@ -226,11 +267,12 @@ impl Chat {
     /// `who` is `new` from now on: the registry changes, the old nick is released, and its
     /// room (`who` too: that is its confirmation) hears of it.
     pub fn rename(&mut self, who: ConnRef, new: &str, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let Some(client) = self.clients.get_mut(&who.token).filter(|c| c.conn == who) else {
+        let Some(client) = self.client_mut(who) else {
             return;
         };
-        let old = std::mem::replace(&mut client.nick, new.to_string());
-        let room = client.room.clone();
+        let old = std::mem::replace(&mut client.nick, Rc::from(new)).to_string();
+        let room = Rc::clone(&client.room);
+        let nick = Rc::clone(&client.nick);
         let (old_key, new_key) = (nick_key(&old), nick_key(new));
         self.nicks.remove(&old_key);
         self.nicks.insert(new_key.clone(), who);
@@ -238,7 +280,7 @@ impl Chat {
         if old_key != new_key {
             bus.release(&old);
         }
-        out.name(who, new);
+        out.name(who, &nick);
         let (new, room) = (new.to_string(), self.room_mut(&room).name().to_string());
         self.say(who, What::Renamed { room, old, new }, bus, out);
     }
@@ -255,9 +297,10 @@ impl Chat {
         if self.client(who).is_none() {
             return false;
         }
-        let Some(Client { nick, room, .. }) = self.clients.remove(&who.token) else {
+        let Some(Client { nick, room, .. }) = self.remove_client(who) else {
             return false;
         };
+        let nick = nick.to_string();
         self.nicks.remove(&nick_key(&nick));
         bus.release(&nick);
         let left = self.room_mut(&room);
@@ -323,7 +366,7 @@ impl Chat {
             }
             // Its room sees it, the renamed client included: that is its confirmation.
             What::Renamed { room, old, new } => {
-                let Some(room) = self.rooms.get_mut(&room_key(room)) else {
+                let Some(room) = self.rooms.get_mut(room_key(room).as_str()) else {
                     return;
                 };
                 let mut cut_off = room.announce_arrival(&event.origin, event.conn, out);
@@ -356,7 +399,7 @@ impl Chat {
         bus: &mut dyn Bus,
         out: &mut impl Outbox,
     ) {
-        let Some(room) = self.rooms.get_mut(&room_key(room)) else {
+        let Some(room) = self.rooms.get_mut(room_key(room).as_str()) else {
             return;
         };
         let except = (event.origin == bus.origin()).then_some(event.conn);
@@ -380,7 +423,7 @@ impl Chat {
         if self.rules.quiet_joins {
             return;
         }
-        if let Some(room) = self.rooms.get_mut(&room_key(room)) {
+        if let Some(room) = self.rooms.get_mut(room_key(room).as_str()) {
             room.joined(&event.origin, event.conn, nick, joiner);
         }
     }
@@ -389,7 +432,7 @@ impl Chat {
     /// be empty everywhere now.
     fn went(&mut self, event: &Event, room: &str, nick: &str, reason: &str, bus: &dyn Bus) {
         let key = room_key(room);
-        if let Some(room) = self.rooms.get_mut(&key)
+        if let Some(room) = self.rooms.get_mut(key.as_str())
             && !self.rules.quiet_joins
         {
             room.left(&event.origin, event.conn, nick, reason);
@@ -432,11 +475,10 @@ impl Chat {
             }
             BusNews::Refresh => {
                 let claims: Vec<Claim> = self
-                    .clients
-                    .values()
+                    .every_client()
                     .map(|c| Claim {
                         conn: c.conn,
-                        nick: c.nick.clone(),
+                        nick: c.nick.to_string(),
                         purpose: Purpose::Keep,
                     })
                     .collect();
@@ -459,10 +501,9 @@ impl Chat {
     /// Says `Hello` with every client's nick and room, so other instances know who is where.
     fn introduce(&mut self, bus: &mut dyn Bus, out: &mut impl Outbox) {
         let members = self
-            .clients
-            .values()
+            .every_client()
             .map(|c| Presence {
-                nick: c.nick.clone(),
+                nick: c.nick.to_string(),
                 room: self
                     .rooms
                     .get(&c.room)
@@ -527,7 +568,7 @@ impl Chat {
     /// Tells every client the server is going away, and lets each go (its last lines are
     /// flushed, then it closes).
     pub fn shutdown(&mut self, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let everyone: Vec<ConnRef> = self.clients.values().map(|c| c.conn).collect();
+        let everyone: Vec<ConnRef> = self.every_client().map(|c| c.conn).collect();
         for who in everyone {
             self.tell(who, protocol::SHUTTING_DOWN, bus, out);
             self.depart(who, CloseReason::Shutdown, bus, out);
@@ -580,14 +621,16 @@ impl Chat {
     fn open_room(&mut self, name: &str) {
         let room = Room::new(name, self.rules.history, Instant::now());
         info!("room {name} opened");
-        self.rooms.insert(room_key(name), room);
+        self.rooms.insert(Rc::clone(room.key()), room);
     }
 
     /// A room another instance has members in: kept here too (and so its history), if
     /// `--max-rooms` allows. Past the limit this instance keeps no history for it, and a
     /// `/join` here is refused as for any new room.
     fn open_known_room(&mut self, name: &str) {
-        if !self.rooms.contains_key(&room_key(name)) && self.rooms.len() < self.rules.max_rooms {
+        if !self.rooms.contains_key(room_key(name).as_str())
+            && self.rooms.len() < self.rules.max_rooms
+        {
             self.open_room(name);
         }
     }
@@ -597,7 +640,7 @@ impl Chat {
         let history = self.rules.history;
         // A client's room is never forgotten while the client is in it; should that ever
         // break, the chat goes on with the room made again rather than panicking.
-        self.rooms.entry(key.to_string()).or_insert_with(|| {
+        self.rooms.entry(Rc::from(key)).or_insert_with(|| {
             warn!("room {key} was missing; made again");
             Room::new(key, history, Instant::now())
         })
@@ -608,7 +651,7 @@ impl Chat {
         let Some(room) = self.rooms.get(key) else {
             return;
         };
-        if key != room_key(LOBBY) && room.is_empty() && !bus.is_room_elsewhere(room.name()) {
+        if *key != room_key(LOBBY) && room.is_empty() && !bus.is_room_elsewhere(room.name()) {
             info!("room {} closed: nobody is in it", room.name());
             self.rooms.remove(key);
         }
@@ -616,11 +659,11 @@ impl Chat {
 
     /// [`Chat::forget_if_empty`] for every room: after the bus forgot whole instances.
     fn forget_empty_rooms(&mut self, bus: &dyn Bus) {
-        let empty: Vec<String> = self
+        let empty: Vec<Rc<str>> = self
             .rooms
             .iter()
             .filter(|(_, room)| room.is_empty())
-            .map(|(key, _)| key.clone())
+            .map(|(key, _)| Rc::clone(key))
             .collect();
         for key in empty {
             self.forget_if_empty(&key, bus);

@@ -38,8 +38,8 @@ pub trait Outbox {
     /// The client is out of the chat: its connection closes once its queued lines are out.
     fn hang_up(&mut self, who: ConnRef, reason: CloseReason);
 
-    /// The client goes by `nick` now (logs name it so).
-    fn name(&mut self, who: ConnRef, nick: &str);
+    /// The client goes by `nick` now (logs name it so; the connection keeps the pointer).
+    fn name(&mut self, who: ConnRef, nick: &Rc<str>);
 
     /// Leave the client's next lines unread until [`Outbox::resume`]: the chat cannot handle
     /// them before it has an answer (a `/nick` waiting for the bus).
@@ -62,6 +62,9 @@ struct Member {
 pub struct Room {
     /// As it was first written (`#Rust`); looked up ignoring case.
     name: String,
+    /// The lower-cased name it is looked up by: the chat's key for it, and each member's
+    /// record of where it is, all one allocation.
+    key: Rc<str>,
     /// This instance's members, by token. Ordered, so a line reaches (and the flush at the
     /// end of the batch writes to) members in the order of their tokens, whatever the
     /// history of the map: fan-out order is a property of the room, not of a hash.
@@ -80,6 +83,7 @@ impl Room {
     pub fn new(name: &str, history_len: usize, now: Instant) -> Room {
         Room {
             name: name.to_string(),
+            key: Rc::from(protocol::room_key(name)),
             members: BTreeMap::new(),
             notices: Notices::new(now),
             clock: 0,
@@ -90,6 +94,11 @@ impl Room {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The lower-cased name, shared.
+    pub fn key(&self) -> &Rc<str> {
+        &self.key
     }
 
     /// This instance's members.
@@ -271,7 +280,7 @@ pub(crate) mod tests {
             Ok(())
         }
         fn hang_up(&mut self, _: ConnRef, _: CloseReason) {}
-        fn name(&mut self, _: ConnRef, _: &str) {}
+        fn name(&mut self, _: ConnRef, _: &Rc<str>) {}
         fn hold(&mut self, _: ConnRef) {}
         fn resume(&mut self, _: ConnRef) {}
     }
