@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Instant;
 
-use log::{info, warn};
+use log::{debug, info, warn};
 
 use crate::bus::{Bus, BusNews, Claim, Claimed, Event, Presence, Purpose, What};
 use crate::connection::{CloseReason, ConnRef};
@@ -620,7 +620,7 @@ impl Chat {
     /// A room, made now. The caller has checked `--max-rooms`.
     fn open_room(&mut self, name: &str) {
         let room = Room::new(name, self.rules.history, Instant::now());
-        info!("room {name} opened");
+        debug!("room {name} opened");
         self.rooms.insert(Rc::clone(room.key()), room);
     }
 
@@ -652,7 +652,7 @@ impl Chat {
             return;
         };
         if *key != room_key(LOBBY) && room.is_empty() && !bus.is_room_elsewhere(room.name()) {
-            info!("room {} closed: nobody is in it", room.name());
+            debug!("room {} closed: nobody is in it", room.name());
             self.rooms.remove(key);
         }
     }
