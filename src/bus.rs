@@ -1,25 +1,28 @@
-//! The bus seam: where a chat event goes once the room has made it.
+//! The bus seam: where a chat event goes once the chat has made it.
 //!
 //! Everything clients say to each other (chat lines, `/me`, `/msg`, joins, leaves, renames)
-//! is an [`Event`]. The room hands each one to its bus ([`Bus::publish`]), and the bus knows
+//! is an [`Event`]. The chat hands each one to its bus ([`Bus::publish`]), and the bus knows
 //! where it goes:
 //!
-//! - [`LocalBus`], a lone server: nowhere else. It hands the event straight back and the room
+//! - [`LocalBus`], a lone server: nowhere else. It hands the event straight back and the chat
 //!   delivers it at once.
 //! - the Redis bus (`--backplane`, in `backplane/`): it publishes the event, and the event
 //!   comes back from the subscription, on every instance this one included, as
 //!   [`BusNews::Deliver`]. Redis's order is then the one global order, and delivery is the
-//!   same function (`Room::deliver`) in both cases.
+//!   same function (`Chat::deliver`) in both cases.
 //!
-//! This is socket.io's adapter seam: the room calls the bus the same way whether the chat is
+//! Rooms are the chat's business, not the bus's: an event names its room, and the bus
+//! carries every room's events on one channel (see `backplane/` for why one).
+//!
+//! This is socket.io's adapter seam: the chat calls the bus the same way whether the chat is
 //! one process or many. Nicks are the other thing a shared chat must agree on, so a bus also
 //! answers nick claims ([`Bus::claim`]): a lone server grants them at once, the Redis bus
 //! asks Redis and answers later.
 //!
-//! Two traits, because the room and the loop need different things of a bus. The room uses
+//! Two traits, because the chat and the loop need different things of a bus. The chat uses
 //! [`Bus`], which has no socket in it. The loop holds a [`BusIo`], the same bus seen from the
 //! loop: a bus that has sockets of its own (the Redis bus's two connections) has them driven
-//! here like every other socket, and reports what happened as [`BusNews`] for the room.
+//! here like every other socket, and reports what happened as [`BusNews`] for the chat.
 
 use std::time::Instant;
 
@@ -49,38 +52,58 @@ impl Event {
     }
 }
 
+/// What happened. Everything said in a room names the room (as the instance it happened on
+/// spells it), so an event means the same on every instance whatever its sender did since:
+/// a line said in `#rust` just before a `/join #ops` still belongs to `#rust`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum What {
     Say {
+        room: String,
         nick: String,
         text: String,
     },
     Me {
+        room: String,
         nick: String,
         action: String,
     },
-    Joined {
-        nick: String,
-    },
+    /// A new client, in its first room.
+    Joined { room: String, nick: String },
+    /// A client gone, from the room it was in.
     Left {
+        room: String,
         nick: String,
         reason: String,
     },
+    /// `/join` or `/part`: from one room to another.
+    Moved {
+        nick: String,
+        from: String,
+        to: String,
+    },
     Renamed {
+        room: String,
         old: String,
         new: String,
     },
+    /// To one client, in whatever room it is.
     Msg {
         from: String,
         to: String,
         text: String,
     },
-    /// Every client of `origin`: sent by a shared bus when it connects and every so often.
-    Hello {
-        nicks: Vec<String>,
-    },
+    /// Every client of `origin` and its room: sent by a shared bus when it connects and every
+    /// so often.
+    Hello { members: Vec<Presence> },
     /// `origin` is going away: forget its clients now.
     Bye,
+}
+
+/// One client as an instance introduces it: its nick and its room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presence {
+    pub nick: String,
+    pub room: String,
 }
 
 /// A client would like a nick.
@@ -110,14 +133,14 @@ pub enum Claimed {
     Pending,
 }
 
-/// What a bus reports for the room to act on (`Room::absorb`).
+/// What a bus reports for the chat to act on (`Chat::absorb`).
 #[derive(Debug)]
 pub enum BusNews {
     /// An event to deliver here (from the channel, or one that could not be published).
     Deliver(Event),
     /// A claim was answered.
     Answered { claim: Claim, granted: bool },
-    /// A claim will never be answered (the bus lost its connection): the room decides it
+    /// A claim will never be answered (the bus lost its connection): the chat decides it
     /// alone, as any claim is decided while the chat is local only.
     Unanswered(Claim),
     /// Claim every member's nick again and introduce this instance (the bus just connected,
@@ -129,7 +152,7 @@ pub enum BusNews {
     Tell(&'static str),
 }
 
-/// The bus as the room sees it. See the module documentation.
+/// The bus as the chat sees it. See the module documentation.
 pub trait Bus {
     /// This instance's name on the bus: the origin of its events.
     fn origin(&self) -> &str;
@@ -161,9 +184,20 @@ pub trait Bus {
         false
     }
 
-    /// Every nick on the other instances, for `/who`.
-    fn nicks_elsewhere(&self) -> Vec<&str> {
+    /// The nicks in `room` (ignoring case) on the other instances, for `/who`.
+    fn nicks_elsewhere(&self, _room: &str) -> Vec<&str> {
         Vec::new()
+    }
+
+    /// Every room with members on the other instances, and how many, for `/list`.
+    fn rooms_elsewhere(&self) -> Vec<(&str, usize)> {
+        Vec::new()
+    }
+
+    /// Whether other instances have members in `room` (ignoring case): while they do, the
+    /// room (and its history) lives on here too.
+    fn is_room_elsewhere(&self, _room: &str) -> bool {
+        false
     }
 
     /// The `n`th guest nick.
@@ -176,11 +210,11 @@ pub trait Bus {
         None
     }
 
-    /// The room has done what [`BusNews::Refresh`] asked.
+    /// The chat has done what [`BusNews::Refresh`] asked.
     fn refreshed(&mut self) {}
 }
 
-/// The bus as the loop sees it: the room's [`Bus`], plus sockets of its own driven in the same
+/// The bus as the loop sees it: the chat's [`Bus`], plus sockets of its own driven in the same
 /// poll. Every method has a default for a bus without sockets, which has nothing to do here.
 pub trait BusIo: Bus {
     /// The loop is starting; `tokens` are set aside for the bus's own sockets.

@@ -107,6 +107,16 @@ pub struct Cli {
     #[arg(long)]
     pub quiet_joins: bool,
 
+    /// Most rooms at once, #lobby included; a /join that would make one more is refused
+    #[arg(long, value_name = "N", default_value_t = limits::DEFAULT_MAX_ROOMS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_rooms: u64,
+
+    /// Chat lines each room keeps and replays to whoever joins it (0: none)
+    #[arg(long, value_name = "LINES", default_value_t = limits::DEFAULT_HISTORY as u64,
+          value_parser = clap::value_parser!(u64).range(0..=limits::MAX_HISTORY as u64))]
+    pub history: u64,
+
     /// Answer the UDP datagram "stats" on this address with the server's counters as JSON
     #[arg(long, value_name = "ADDR")]
     pub stats_udp: Option<SocketAddr>,
@@ -176,6 +186,8 @@ impl Cli {
             idle_timeout: (self.idle_timeout > 0.0)
                 .then(|| Duration::from_secs_f64(self.idle_timeout)),
             quiet_joins: self.quiet_joins,
+            max_rooms: usize::try_from(self.max_rooms).unwrap_or(usize::MAX),
+            history: usize::try_from(self.history).unwrap_or(limits::MAX_HISTORY),
             stats_udp: self.stats_udp,
             backplane: self.backplane.clone().map(|url| BackplaneConfig {
                 url,

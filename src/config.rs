@@ -44,6 +44,10 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Do not announce joins and leaves.
     pub quiet_joins: bool,
+    /// Most rooms kept at once, `#lobby` included (at least 1).
+    pub max_rooms: usize,
+    /// Chat lines each room keeps to replay to whoever joins it; `0` keeps none.
+    pub history: usize,
     /// Answer `stats` datagrams on this UDP address with the counters as JSON.
     pub stats_udp: Option<SocketAddr>,
     /// `--backplane`: share the chat with other instances through Redis pub/sub.
@@ -95,6 +99,8 @@ impl Default for Config {
             burst: limits::DEFAULT_BURST,
             idle_timeout: None,
             quiet_joins: false,
+            max_rooms: limits::DEFAULT_MAX_ROOMS,
+            history: limits::DEFAULT_HISTORY,
             stats_udp: None,
             backplane: None,
             handle_signals: false,

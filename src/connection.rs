@@ -32,6 +32,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -223,8 +224,8 @@ pub struct Connection {
     /// Unique for the life of the server, unlike the slab key, which is reused.
     id: u64,
     peer: SocketAddr,
-    /// How the log names it: its address, then its nick once the room has given it one.
-    label: String,
+    /// Its nick once the chat has given it one (shared with the chat's record), for logs.
+    nick: Option<Rc<str>>,
     socket: TcpStream,
     transport: Box<dyn Transport>,
     phase: Phase,
@@ -238,10 +239,26 @@ impl fmt::Debug for Connection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("id", &self.id)
-            .field("label", &self.label)
+            .field("nick", &self.nick)
             .field("transport", &self.transport.name())
             .field("phase", &self.phase)
             .finish_non_exhaustive()
+    }
+}
+
+/// A client as the log names it: `127.0.0.1:5000 (alice)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Label<'a> {
+    peer: SocketAddr,
+    nick: Option<&'a str>,
+}
+
+impl fmt::Display for Label<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.nick {
+            Some(nick) => write!(f, "{} ({nick})", self.peer),
+            None => write!(f, "{}", self.peer),
+        }
     }
 }
 
@@ -259,7 +276,7 @@ impl Connection {
         Connection {
             id,
             peer,
-            label: peer.to_string(),
+            nick: None,
             socket,
             transport,
             phase: Phase::Handshaking,
@@ -303,14 +320,18 @@ impl Connection {
         ConnRef { token, id: self.id }
     }
 
-    /// How logs name the client: its address, and its nick once it has one.
-    pub fn label(&self) -> &str {
-        &self.label
+    /// How logs name the client: its address, and its nick once it has one. Made when a
+    /// log line is, not kept: a few bytes less for every connection.
+    pub fn label(&self) -> Label<'_> {
+        Label {
+            peer: self.peer,
+            nick: self.nick.as_deref(),
+        }
     }
 
-    /// The room named the client: logs say so from now on.
-    pub fn set_nick(&mut self, nick: &str) {
-        self.label = format!("{} ({nick})", self.peer);
+    /// The chat named the client: logs say so from now on.
+    pub fn set_nick(&mut self, nick: &Rc<str>) {
+        self.nick = Some(Rc::clone(nick));
     }
 
     pub fn phase(&self) -> &Phase {

@@ -8,8 +8,9 @@
 //!
 //! # Map of the crate
 //!
-//! The loop knows connections and transports; the room knows chat; the bus knows where a
-//! line goes. Start with [`server`], then [`table`], then [`room`].
+//! The loop knows connections and transports; the chat and its rooms know chat; the bus
+//! knows where a line goes. Start with [`server`], then [`table`], then [`chat`] and
+//! [`room`].
 //!
 //! - [`server`]: the event loop. Waits for readiness, accepts, reads, fires timers, and at the
 //!   end of each batch flushes output and frees closed slots.
@@ -25,13 +26,15 @@
 //!   writes, finished connects, the interest rule, the rustls writer. Everything uses it.
 //! - [`framing`]: bytes into lines, `--max-line`, and sanitising (UTF-8, control characters).
 //! - [`write_queue`]: a client's unsent output and the partial-write bookkeeping.
-//! - [`room`]: who is here, nicks, and who receives what. Queues output through an
-//!   [`Outbox`](room::Outbox); never sees a socket.
+//! - [`chat`]: who is here under which nick, in which room, and what each event means for
+//!   them; rooms come and go with their members. Never sees a socket.
+//! - [`room`]: one room: its members in order, its notices, its history, and the
+//!   [`Outbox`](room::Outbox) through which all output is queued.
 //! - [`cmd`]: what each command does, one file per command.
 //! - [`notices`]: join and leave notices, said at the end of the batch and summarized in a
 //!   burst, so a connection storm cannot make every member pay for every connection.
 //! - [`protocol`]: what a line means ([`protocol::Command`]) and all the text the server sends.
-//! - [`bus`]: the seam between the room and the backplane: where an event goes.
+//! - [`bus`]: the seam between the chat and the backplane: where an event goes.
 //! - [`backplane`]: `--backplane`, the Redis bus: several instances as one chat through Redis
 //!   pub/sub, its two connections driven in the same loop.
 //! - [`rate_limit`]: the token bucket behind `--rate`.
@@ -76,6 +79,7 @@
 pub mod backplane;
 pub mod bench;
 pub mod bus;
+pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod cmd;

@@ -134,6 +134,31 @@ pub const NOTICE_ROUNDS_PER_SEC: f64 = 5.0;
 /// Longest nick, in characters of `[A-Za-z0-9_-]`.
 pub const MAX_NICK: usize = 32;
 
+/// Longest room name after its `#`, in characters of `[A-Za-z0-9_-]` (the nick rules, so a
+/// room name never holds a space either).
+pub const MAX_ROOM_NAME: usize = 32;
+
+/// The room every client starts in, and the one `/part` goes back to. It always exists.
+pub const LOBBY: &str = "#lobby";
+
+/// `--max-rooms`: most rooms this instance keeps at once, `#lobby` included. A room costs
+/// little by itself (a member list and a history ring), but any client can make one with a
+/// `/join`, so the number is bounded like everything else a stranger can make the server hold.
+pub const DEFAULT_MAX_ROOMS: usize = 1000;
+
+/// `--history`: chat lines each room keeps to replay to whoever joins. Twenty is a screenful:
+/// enough to see what the conversation is about, few enough that a join costs little.
+pub const DEFAULT_HISTORY: usize = 20;
+
+/// Most `--history` may be. A history line is a pointer to a line every member was sent
+/// anyway, but the ring keeps it alive after the queues let go: at most `--max-rooms` ×
+/// this × (`--max-line` + nick) bytes.
+pub const MAX_HISTORY: usize = 1000;
+
+/// `/list` puts rooms on one line up to about this many bytes, then goes on on the next: a
+/// thousand rooms must not be one 30 KB line a terminal cannot show.
+pub const LIST_LINE: usize = 400;
+
 /// `--tls-handshake-timeout`: how long a TLS client has to finish its handshake. A real client
 /// needs a few round trips (milliseconds); one that connects and says nothing, or dribbles a
 /// hello byte by byte, holds a descriptor and rustls's buffers without ever joining. Ten

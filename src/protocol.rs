@@ -11,7 +11,7 @@ use std::fmt;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use crate::limits::MAX_NICK;
+use crate::limits::{LIST_LINE, MAX_NICK, MAX_ROOM_NAME};
 
 /// What one line from a client asks for. Borrowed from the line: parsing allocates nothing.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,8 +22,14 @@ pub enum Command<'a> {
     Me(&'a str),
     /// `/nick NAME`, with `NAME` already checked against the nick rules.
     Nick(&'a str),
-    /// `/who`: list who is here.
+    /// `/who`: list who is in the sender's room.
     Who,
+    /// `/join #ROOM`, with `#ROOM` already checked against the room-name rules.
+    Join(&'a str),
+    /// `/part`: back to `#lobby`.
+    Part,
+    /// `/list`: the rooms and how many are in each.
+    List,
     /// `/msg NICK TEXT`: to one client only.
     Msg { to: &'a str, text: &'a str },
     /// `/quit [REASON]`.
@@ -39,6 +45,7 @@ pub enum ParseError<'a> {
     Unknown(&'a str),
     Usage(&'static str),
     BadNick(&'a str),
+    BadRoom(&'a str),
 }
 
 impl fmt::Display for ParseError<'_> {
@@ -49,6 +56,11 @@ impl fmt::Display for ParseError<'_> {
             ParseError::BadNick(nick) => write!(
                 f,
                 "invalid nick \"{nick}\": use 1-{MAX_NICK} of the characters A-Z a-z 0-9 _ -"
+            ),
+            ParseError::BadRoom(room) => write!(
+                f,
+                "invalid room name \"{room}\": use # and 1-{MAX_ROOM_NAME} of the characters \
+                 A-Z a-z 0-9 _ -"
             ),
         }
     }
@@ -78,6 +90,11 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
         "nick" if !is_valid_nick(args) => return Err(ParseError::BadNick(args)),
         "nick" => Command::Nick(args),
         "who" => Command::Who,
+        "join" if args.is_empty() => return Err(ParseError::Usage("/join #ROOM")),
+        "join" if !is_valid_room(args) => return Err(ParseError::BadRoom(args)),
+        "join" => Command::Join(args),
+        "part" => Command::Part,
+        "list" => Command::List,
         "msg" => match args.split_once(char::is_whitespace) {
             Some((to, text)) if !text.trim().is_empty() => Command::Msg {
                 to,
@@ -105,6 +122,22 @@ pub fn is_valid_nick(nick: &str) -> bool {
 /// The key nicks are unique under: `Alice` and `alice` are the same person.
 pub fn nick_key(nick: &str) -> String {
     nick.to_ascii_lowercase()
+}
+
+/// `#` and 1 to [`MAX_ROOM_NAME`] characters of `[A-Za-z0-9_-]`: the nick rules after the
+/// `#`, so a room name has no space either and can be a field of a backplane event.
+pub fn is_valid_room(room: &str) -> bool {
+    room.strip_prefix('#').is_some_and(|name| {
+        (1..=MAX_ROOM_NAME).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    })
+}
+
+/// The key rooms are told apart by: `#Rust` and `#rust` are one room.
+pub fn room_key(room: &str) -> String {
+    room.to_ascii_lowercase()
 }
 
 /// Any line the server itself writes: `*** ` + text + newline.
@@ -159,6 +192,37 @@ pub fn left_many(first: &[String], more: usize) -> String {
     ))
 }
 
+/// The reason in a leave notice for a member that moved to another room.
+pub fn went_to(room: &str) -> String {
+    format!("went to {room}")
+}
+
+/// `/join` and `/part`: the mover's confirmation, with how many are there now (itself too).
+pub fn now_in(room: &str, members: usize) -> String {
+    let noun = if members == 1 { "user" } else { "users" };
+    server_line(format_args!("you are now in {room} ({members} {noun})"))
+}
+
+pub fn already_in(room: &str) -> String {
+    server_line(format_args!("you are already in {room}"))
+}
+
+/// `--max-rooms`: a `/join` that would make one room too many.
+pub fn too_many_rooms(room: &str, max: usize) -> String {
+    server_line(format_args!(
+        "cannot create {room}: the server already has its maximum of {max} rooms"
+    ))
+}
+
+/// Before a room's history is replayed to a member who just joined it.
+pub fn history_header(room: &str, lines: usize) -> String {
+    let noun = if lines == 1 { "line" } else { "lines" };
+    server_line(format_args!("last {lines} {noun} in {room}:"))
+}
+
+/// After the replay: what follows is live.
+pub const HISTORY_END: &str = "*** end of history\n";
+
 pub fn renamed(old: &str, new: &str) -> String {
     server_line(format_args!("{old} is now known as {new}"))
 }
@@ -192,11 +256,38 @@ pub fn no_such_nick(nick: &str) -> String {
 }
 
 /// The `/who` reply: one line, nicks sorted so the answer is stable.
-pub fn who(nicks: &mut [&str]) -> String {
+pub fn who(room: &str, nicks: &mut [&str]) -> String {
     nicks.sort_unstable_by_key(|n| n.to_ascii_lowercase());
     let count = nicks.len();
     let noun = if count == 1 { "user" } else { "users" };
-    server_line(format_args!("{count} {noun} here: {}", nicks.join(", ")))
+    server_line(format_args!(
+        "{count} {noun} in {room}: {}",
+        nicks.join(", ")
+    ))
+}
+
+/// The `/list` reply: `*** 3 rooms: #lobby (4), #ops (2)`, sorted by name, the rooms going
+/// on to more lines past [`LIST_LINE`] bytes.
+pub fn rooms(rooms: &mut [(&str, usize)]) -> String {
+    rooms.sort_unstable_by_key(|(name, _)| name.to_ascii_lowercase());
+    let noun = if rooms.len() == 1 { "room" } else { "rooms" };
+    let mut text = String::new();
+    let mut line = format!("{} {noun}: ", rooms.len());
+    for (i, (name, members)) in rooms.iter().enumerate() {
+        let entry = format!("{name} ({members})");
+        if i > 0 && line.len() + entry.len() > LIST_LINE {
+            line.push(',');
+            text.push_str(&server_line(&line));
+            line = format!("  {entry}");
+        } else {
+            if i > 0 {
+                line.push_str(", ");
+            }
+            line.push_str(&entry);
+        }
+    }
+    text.push_str(&server_line(&line));
+    text
 }
 
 /// `--connect-rate`: the one line an address connecting too fast gets before the close.
@@ -229,7 +320,16 @@ pub static HELP: LazyLock<String> = LazyLock::new(|| {
             "/nick NAME",
             format!("change your nick (1-{MAX_NICK} of A-Z a-z 0-9 _ -)"),
         ),
-        ("/who", "list who is here".to_string()),
+        ("/who", "list who is in your room".to_string()),
+        (
+            "/join #ROOM",
+            format!("go to #ROOM, made if need be (# and 1-{MAX_ROOM_NAME} of A-Z a-z 0-9 _ -)"),
+        ),
+        ("/part", format!("go back to {}", crate::limits::LOBBY)),
+        (
+            "/list",
+            "list the rooms and how many are in each".to_string(),
+        ),
         (
             "/me ACTION",
             "say what you are doing: * nick ACTION".to_string(),
@@ -266,6 +366,9 @@ mod tests {
         assert_eq!(parse("/NICK bob"), Ok(Some(Command::Nick("bob"))));
         assert_eq!(parse("/me waves"), Ok(Some(Command::Me("waves"))));
         assert_eq!(parse("/who"), Ok(Some(Command::Who)));
+        assert_eq!(parse("/join #Rust"), Ok(Some(Command::Join("#Rust"))));
+        assert_eq!(parse("/part"), Ok(Some(Command::Part)));
+        assert_eq!(parse("/list"), Ok(Some(Command::List)));
         assert_eq!(parse("/help"), Ok(Some(Command::Help)));
         assert_eq!(parse("/quit"), Ok(Some(Command::Quit(None))));
         assert_eq!(parse("/quit  gone "), Ok(Some(Command::Quit(Some("gone")))));
@@ -284,6 +387,12 @@ mod tests {
         assert_eq!(parse("/msg bob"), Err(ParseError::Usage("/msg NICK TEXT")));
         assert_eq!(parse("/me"), Err(ParseError::Usage("/me ACTION")));
         assert_eq!(parse("/nick a b"), Err(ParseError::BadNick("a b")));
+        assert_eq!(parse("/join"), Err(ParseError::Usage("/join #ROOM")));
+        assert_eq!(parse("/join rust"), Err(ParseError::BadRoom("rust")));
+        assert_eq!(
+            ParseError::BadRoom("#a b").to_string(),
+            "invalid room name \"#a b\": use # and 1-32 of the characters A-Z a-z 0-9 _ -"
+        );
         assert_eq!(
             ParseError::Unknown("frob").to_string(),
             "unknown command: /frob (try /help)"
@@ -301,13 +410,51 @@ mod tests {
     }
 
     #[test]
+    fn room_names_follow_the_rules() {
+        assert!(is_valid_room("#a") && is_valid_room("#Rust_2-b"));
+        assert!(is_valid_room(&format!("#{}", "x".repeat(MAX_ROOM_NAME))));
+        assert!(!is_valid_room(&format!(
+            "#{}",
+            "x".repeat(MAX_ROOM_NAME + 1)
+        )));
+        for bad in ["", "#", "rust", "##a", "#a b", "#é", "#a,b"] {
+            assert!(!is_valid_room(bad), "{bad:?}");
+        }
+        assert_eq!(room_key("#Rust"), room_key("#rUST"));
+    }
+
+    #[test]
+    fn a_long_room_list_goes_on_over_several_lines() {
+        assert_eq!(
+            rooms(&mut [("#rust", 2), ("#lobby", 4), ("#Ops", 2)]),
+            "*** 3 rooms: #lobby (4), #Ops (2), #rust (2)\n"
+        );
+        let names: Vec<String> = (0..100).map(|i| format!("#room-{i:03}")).collect();
+        let mut list: Vec<(&str, usize)> = names.iter().map(|n| (n.as_str(), 1)).collect();
+        let text = rooms(&mut list);
+        assert!(text.lines().count() > 1, "{text}");
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with("*** ") && l.len() < LIST_LINE + 40)
+        );
+        let listed = text.matches(" (1)").count();
+        assert_eq!(listed, 100, "every room listed once");
+    }
+
+    #[test]
     fn every_server_line_starts_with_the_marker() {
         for line in [
             welcome("a"),
             joined("a"),
             left("a", "quit"),
             renamed("a", "b"),
-            who(&mut ["b", "A"]),
+            who("#lobby", &mut ["b", "A"]),
+            now_in("#a", 1),
+            already_in("#a"),
+            too_many_rooms("#a", 1),
+            history_header("#a", 2),
+            HISTORY_END.to_string(),
+            rooms(&mut [("#a", 1)]),
             line_too_long(1),
             BYE.to_string(),
             SERVER_FULL.to_string(),
@@ -319,6 +466,9 @@ mod tests {
             assert!(line.starts_with("*** ") && line.ends_with('\n'), "{line:?}");
         }
         assert!(HELP.lines().all(|l| l.starts_with("*** ")));
-        assert_eq!(who(&mut ["b", "A"]), "*** 2 users here: A, b\n");
+        assert_eq!(
+            who("#lobby", &mut ["b", "A"]),
+            "*** 2 users in #lobby: A, b\n"
+        );
     }
 }

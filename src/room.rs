@@ -1,346 +1,180 @@
-//! The chat itself: who is here under which nick, and who must receive what.
+//! One room: who is in it, in which order they hear things, its join and leave notices, and
+//! its history.
 //!
-//! The room never sees a socket. Its members are [`ConnRef`]s, and it reaches them only
-//! through an [`Outbox`]: queue a line for one, tell one something, let one go. The
-//! connection table implements the outbox. So the room decides *what* goes *where*, and the
-//! loop decides *when* bytes move: the room queues, and the loop writes once per batch.
+//! A room knows its members only as [`ConnRef`]s and reaches them only through an [`Outbox`]
+//! (the connection table implements it): queue a line for one, tell one something. So the
+//! room decides *what* goes to *whom*, and the loop decides *when* bytes move: the room
+//! queues, and the loop writes once per batch. Nicks, commands and moving between rooms are
+//! the chat's (`chat.rs`); a room is what one line said in it costs: one walk over its own
+//! members, never over everyone connected.
 //!
-//! Ordering: there is one thread and one room, and a line is queued for every recipient
-//! before the next line is looked at. Every client therefore sees every line in the same
-//! global order. No queue is ever reordered, and a client is sent away before a line is
-//! skipped for it.
+//! Ordering: there is one thread, and a line is queued for every member before the next line
+//! is looked at, so every member sees the room's lines in one order. No queue is ever
+//! reordered, and a member is sent away before a line is skipped for it.
 //!
-//! Everything clients say to each other is an [`Event`]. [`Room::say`] makes one and hands it
-//! to the bus, and [`Room::deliver`] is the one place where an event becomes output: at once
-//! for a lone server, when it comes back from Redis for a shared chat (see `bus.rs`). What
-//! each command does is in `cmd/`; every text the room sends is built in `protocol.rs`.
+//! A room never lets a member go by itself: a member whose queue refused a line (it would
+//! pass the hard output limit) is handed back as [`CutOff`], and the chat, which owns nicks
+//! and rooms, sends it away once the walk over the members is over.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::Instant;
 
-use log::{info, trace, warn};
+use log::trace;
 
-use crate::bus::{Bus, BusNews, Claim, Claimed, Event, Purpose, What};
 use crate::connection::{CloseReason, ConnRef};
 use crate::notices::{Clock, Notice, Notices};
 use crate::protocol;
 
-/// What the room may do to its members' connections, and nothing more.
+/// What the chat may do to its members' connections, and nothing more.
 pub trait Outbox {
     /// Queues a line shared by many recipients. `Err` says this line put `to` over the hard
-    /// output limit and its connection is closed; the room must let it go.
+    /// output limit and its connection is closed; the chat must let it go.
     fn send(&mut self, to: ConnRef, line: &Rc<[u8]>) -> Result<(), CloseReason>;
 
     /// A server line, or several, for one client; `Err` as for [`Outbox::send`].
     fn tell(&mut self, to: ConnRef, text: &str) -> Result<(), CloseReason>;
 
-    /// The client is out of the room: its connection closes once its queued lines are out.
+    /// The client is out of the chat: its connection closes once its queued lines are out.
     fn hang_up(&mut self, who: ConnRef, reason: CloseReason);
 
-    /// The client goes by `nick` now (logs name it so).
-    fn name(&mut self, who: ConnRef, nick: &str);
+    /// The client goes by `nick` now (logs name it so; the connection keeps the pointer).
+    fn name(&mut self, who: ConnRef, nick: &Rc<str>);
 
-    /// Leave the client's next lines unread until [`Outbox::resume`]: the room cannot handle
+    /// Leave the client's next lines unread until [`Outbox::resume`]: the chat cannot handle
     /// them before it has an answer (a `/nick` waiting for the bus).
     fn hold(&mut self, who: ConnRef);
 
     fn resume(&mut self, who: ConnRef);
 }
 
+/// Members whose queue refused a line, and why: for the chat to send away.
+pub type CutOff = Vec<(ConnRef, CloseReason)>;
+
 #[derive(Debug)]
 struct Member {
     conn: ConnRef,
-    nick: String,
-    /// The room's clock when it joined: it hears the notices of what happened after.
+    /// The room's clock when it came in: it hears the notices of what happened after.
     since: Clock,
 }
 
 #[derive(Debug)]
 pub struct Room {
-    /// Every client in the room, by token. Ordered, so a broadcast reaches (and the flush at
-    /// the end of the batch writes to) members in the order of their tokens, whatever the
+    /// As it was first written (`#Rust`); looked up ignoring case.
+    name: String,
+    /// The lower-cased name it is looked up by: the chat's key for it, and each member's
+    /// record of where it is, all one allocation.
+    key: Rc<str>,
+    /// This instance's members, by token. Ordered, so a line reaches (and the flush at the
+    /// end of the batch writes to) members in the order of their tokens, whatever the
     /// history of the map: fan-out order is a property of the room, not of a hash.
     members: BTreeMap<usize, Member>,
-    /// Lower-cased nick → its member: unique among members.
-    nicks: HashMap<String, ConnRef>,
-    /// Leave events not yet said (see [`Room::announce_departures`] for why they wait).
-    departures: Vec<Event>,
     /// Join and leave notices waiting for the end of the batch (see `notices.rs`).
     notices: Notices,
-    /// Counts joins, so each member and each notice knows who was here when.
+    /// Counts arrivals, so each member and each notice knows who was here when.
     clock: Clock,
-    next_guest: u64,
-    quiet_joins: bool,
+    /// The last chat lines, oldest first, for whoever comes in next. The very lines the
+    /// members' queues hold: a pointer each, no copy.
+    history: VecDeque<Rc<[u8]>>,
+    history_len: usize,
 }
 
 impl Room {
-    pub fn new(quiet_joins: bool) -> Room {
+    pub fn new(name: &str, history_len: usize, now: Instant) -> Room {
         Room {
+            name: name.to_string(),
+            key: Rc::from(protocol::room_key(name)),
             members: BTreeMap::new(),
-            nicks: HashMap::new(),
-            departures: Vec::new(),
-            notices: Notices::new(Instant::now()),
+            notices: Notices::new(now),
             clock: 0,
-            next_guest: 1,
-            quiet_joins,
+            history: VecDeque::with_capacity(history_len.min(64)),
+            history_len,
         }
     }
 
-    /// Clients in the room.
-    pub fn members(&self) -> usize {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The lower-cased name, shared.
+    pub fn key(&self) -> &Rc<str> {
+        &self.key
+    }
+
+    /// This instance's members.
+    pub fn len(&self) -> usize {
         self.members.len()
     }
 
-    /// The member's nick, if `who` is in the room.
-    pub fn nick_of(&self, who: ConnRef) -> Option<&str> {
-        self.member(who).map(|m| m.nick.as_str())
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
     }
 
-    /// Who goes by `nick` here (ignoring case).
-    pub fn owner_of(&self, nick: &str) -> Option<ConnRef> {
-        self.nicks.get(&protocol::nick_key(nick)).copied()
-    }
-
-    /// Every member's nick.
-    pub fn nicks(&self) -> impl Iterator<Item = &str> {
-        self.members.values().map(|m| m.nick.as_str())
+    pub fn members(&self) -> impl Iterator<Item = ConnRef> + '_ {
+        self.members.values().map(|m| m.conn)
     }
 
     fn member(&self, who: ConnRef) -> Option<&Member> {
         self.members.get(&who.token).filter(|m| m.conn == who)
     }
 
-    /// A new client joins under a guest nick, gets the welcome line, and everyone else hears
-    /// about it.
-    pub fn enter(&mut self, who: ConnRef, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let nick = self.free_guest_nick(bus);
-        self.add(who, nick.clone());
-        out.name(who, &nick);
-        self.tell(who, &protocol::welcome(&nick), bus, out);
-        if let Some(greeting) = bus.greeting() {
-            self.tell(who, greeting, bus, out);
-        }
-        // A guest nick is used whatever the answer: one taken elsewhere is replaced later.
-        let claim = Claim {
-            conn: who,
-            nick: nick.clone(),
-            purpose: Purpose::Keep,
-        };
-        let _ = bus.claim(claim);
-        self.say(who, What::Joined { nick }, bus, out);
-    }
-
-    fn add(&mut self, who: ConnRef, nick: String) {
+    /// `who` comes in: from now on it hears what is said here.
+    pub fn add(&mut self, who: ConnRef) {
         self.clock += 1;
-        self.nicks.insert(protocol::nick_key(&nick), who);
         let since = self.clock;
-        self.members.insert(
-            who.token,
-            Member {
-                conn: who,
-                nick,
-                since,
-            },
-        );
+        self.members.insert(who.token, Member { conn: who, since });
     }
 
-    /// Something `from` did that the others must hear of: an event on the bus, delivered here
-    /// now if the bus hands it back.
-    pub fn say(&mut self, from: ConnRef, what: What, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let event = Event::new(bus.origin(), from.id, what);
-        if let Some(event) = bus.publish(event) {
-            self.deliver(&event, bus, out);
-        }
-    }
-
-    /// A server line for one member. One that this line puts over the hard output limit is
-    /// let go.
-    pub fn tell(&mut self, who: ConnRef, text: &str, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        if let Err(reason) = out.tell(who, text) {
-            self.depart(who, reason, bus, out);
-        }
-    }
-
-    /// A server line for every member.
-    pub fn tell_everyone(&mut self, line: &str, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        self.broadcast(None, line, bus, out);
-    }
-
-    /// `who` is `new` from now on: the registry changes, the old nick is released, and
-    /// everyone (`who` too: that is its confirmation) hears of it.
-    pub fn rename(&mut self, who: ConnRef, new: &str, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let Some(member) = self.members.get_mut(&who.token).filter(|m| m.conn == who) else {
-            return;
-        };
-        let old = std::mem::replace(&mut member.nick, new.to_string());
-        let (old_key, new_key) = (protocol::nick_key(&old), protocol::nick_key(new));
-        self.nicks.remove(&old_key);
-        self.nicks.insert(new_key.clone(), who);
-        info!("token {}: {old} is now {new}", who.token);
-        if old_key != new_key {
-            bus.release(&old);
-        }
-        out.name(who, new);
-        let new = new.to_string();
-        self.say(who, What::Renamed { old, new }, bus, out);
-    }
-
-    /// The client leaves the room: its nick is free, the others will hear why, and its
-    /// connection closes once its last lines are out. False if it was not in the room.
-    pub fn depart(
-        &mut self,
-        who: ConnRef,
-        reason: CloseReason,
-        bus: &mut dyn Bus,
-        out: &mut impl Outbox,
-    ) -> bool {
+    /// `who` is out. False if it was not here.
+    pub fn remove(&mut self, who: ConnRef) -> bool {
         if self.member(who).is_none() {
             return false;
         }
-        let Some(Member { nick, .. }) = self.members.remove(&who.token) else {
-            return false;
-        };
-        self.nicks.remove(&protocol::nick_key(&nick));
-        bus.release(&nick);
-        // On a shutdown everyone here is leaving and needs no notice; other instances'
-        // clients do.
-        if reason != CloseReason::Shutdown || bus.is_shared() {
-            let what = What::Left {
-                nick,
-                reason: reason.to_string(),
-            };
-            self.departures.push(Event::new(bus.origin(), who.id, what));
+        self.members.remove(&who.token).is_some()
+    }
+
+    /// A chat line said here: sent to every member but its sender (the connection id
+    /// `except`), and kept for whoever comes in later.
+    pub fn say(&mut self, except: Option<u64>, line: &str, out: &mut impl Outbox) -> CutOff {
+        let line: Rc<[u8]> = Rc::from(line.as_bytes());
+        if self.history_len > 0 {
+            if self.history.len() == self.history_len {
+                self.history.pop_front();
+            }
+            self.history.push_back(Rc::clone(&line));
         }
-        out.hang_up(who, reason);
-        true
+        self.send_where(|m| Some(m.conn.id) != except, &line, out)
     }
 
-    /// Says the leave events collected during the batch.
-    ///
-    /// They wait until here because a client can be sent away in the middle of a broadcast
-    /// (its queue overflowed), and announcing it there would start a broadcast inside a
-    /// broadcast. A notice can itself overflow another queue and cause another departure, so
-    /// this loops until there are none left.
-    pub fn announce_departures(&mut self, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        while !self.departures.is_empty() {
-            for event in std::mem::take(&mut self.departures) {
-                if let Some(event) = bus.publish(event) {
-                    self.deliver(&event, bus, out);
-                }
-            }
+    /// A server line (a rename) for every member, the one it is about included.
+    pub fn tell_everyone(&self, line: &str, out: &mut impl Outbox) -> CutOff {
+        self.send_where(|_| true, &Rc::from(line.as_bytes()), out)
+    }
+
+    /// The history, for a member who just came in: between a header and a footer, oldest
+    /// first, queued like any other output (so it counts against `--max-output`), before
+    /// anything said from now on. Nothing at all if there is none.
+    pub fn replay(&self, who: ConnRef, out: &mut impl Outbox) -> Result<(), CloseReason> {
+        if self.history.is_empty() {
+            return Ok(());
         }
-    }
-
-    /// What an event means for this instance's clients: the one place where chat becomes
-    /// output, for local events and for events from the bus alike. The client the event came
-    /// from (same origin, same connection id) does not get its own line back. Joins and
-    /// leaves wait for the end of the batch (see `notices.rs`); a newcomer whose join is
-    /// still waiting is announced before anything it says.
-    pub fn deliver(&mut self, event: &Event, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let except = (event.origin == bus.origin()).then_some(event.conn);
-        let line = match &event.what {
-            What::Joined { .. } | What::Left { .. } if self.quiet_joins => return,
-            What::Joined { nick } => {
-                let heard_up_to = self.heard_join_up_to(event, nick, except.is_some());
-                return self
-                    .notices
-                    .joined(&event.origin, event.conn, nick, heard_up_to);
-            }
-            What::Left { nick, reason } => {
-                let clock = self.clock;
-                return self
-                    .notices
-                    .left(&event.origin, event.conn, nick, reason, clock);
-            }
-            What::Say { nick, text } => protocol::chat_line(nick, text),
-            What::Me { nick, action } => protocol::action_line(nick, action),
-            // Everyone sees it, the renamed client included: that is its confirmation.
-            What::Renamed { old, new } => {
-                self.announce_arrival(event, bus, out);
-                return self.broadcast(None, &protocol::renamed(old, new), bus, out);
-            }
-            What::Msg { from, to, text } => {
-                if let Some(to) = self.owner_of(to) {
-                    self.tell(to, &protocol::private_line(from, text), bus, out);
-                }
-                return;
-            }
-            What::Hello { .. } | What::Bye => return,
-        };
-        self.announce_arrival(event, bus, out);
-        self.broadcast(except, &line, bus, out);
-    }
-
-    /// Who hears a join: the members who were here before it (for one of ours, those that
-    /// joined before it did; for another instance's, everyone here now).
-    fn heard_join_up_to(&self, event: &Event, nick: &str, mine: bool) -> Clock {
-        let joiner = self
-            .owner_of(nick)
-            .filter(|who| mine && who.id == event.conn)
-            .and_then(|who| self.member(who));
-        joiner.map_or(self.clock, |m| m.since - 1)
-    }
-
-    /// The sender of `event` is heard from: if its join has not been said yet, it is now.
-    fn announce_arrival(&mut self, event: &Event, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        if let Some(notice) = self.notices.take_join(&event.origin, event.conn) {
-            self.say_notice(&notice, bus, out);
+        out.tell(
+            who,
+            &protocol::history_header(&self.name, self.history.len()),
+        )?;
+        for line in &self.history {
+            out.send(who, line)?;
         }
-    }
-
-    /// A round of join and leave notices, if one is due (the end of the batch). `Some(at)`:
-    /// notices are waiting for a round at `at`.
-    pub fn say_notices(
-        &mut self,
-        now: Instant,
-        bus: &mut dyn Bus,
-        out: &mut impl Outbox,
-    ) -> Option<Instant> {
-        match self.notices.round(now) {
-            Ok(notices) => {
-                for notice in &notices {
-                    self.say_notice(notice, bus, out);
-                }
-                None
-            }
-            Err(at) => Some(at),
-        }
-    }
-
-    fn say_notice(&mut self, notice: &Notice, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let origin = bus.origin().to_string();
-        let about = |m: &Member| {
-            notice
-                .about
-                .as_ref()
-                .is_some_and(|(o, conn)| *o == origin && *conn == m.conn.id)
-        };
-        let hears = |m: &Member| m.since <= notice.heard_up_to && !about(m);
-        self.broadcast_where(hears, &notice.line, bus, out);
-    }
-
-    /// One line to every member except the one whose connection id is `except`. The line is
-    /// allocated once, and every recipient's queue shares it.
-    pub fn broadcast(
-        &mut self,
-        except: Option<u64>,
-        line: &str,
-        bus: &mut dyn Bus,
-        out: &mut impl Outbox,
-    ) {
-        self.broadcast_where(|m| Some(m.conn.id) != except, line, bus, out);
+        out.tell(who, protocol::HISTORY_END)
     }
 
     /// One line to every member `hears` picks, allocated once and shared by their queues.
-    fn broadcast_where(
-        &mut self,
+    fn send_where(
+        &self,
         hears: impl Fn(&Member) -> bool,
-        line: &str,
-        bus: &mut dyn Bus,
+        line: &Rc<[u8]>,
         out: &mut impl Outbox,
-    ) {
-        let line: Rc<[u8]> = Rc::from(line.as_bytes());
+    ) -> CutOff {
         let mut cut_off = Vec::new();
         let mut recipients = 0usize;
         for member in self.members.values() {
@@ -348,175 +182,85 @@ impl Room {
                 continue;
             }
             recipients += 1;
-            if let Err(reason) = out.send(member.conn, &line) {
-                // Let go after the loop: departing changes the room we are walking through.
+            if let Err(reason) = out.send(member.conn, line) {
                 cut_off.push((member.conn, reason));
             }
         }
         trace!(
-            "queued {} bytes for {recipients} clients (one allocation, shared)",
+            "{}: queued {} bytes for {recipients} clients (one allocation, shared)",
+            self.name,
             line.len()
         );
-        for (who, reason) in cut_off {
-            self.depart(who, reason, bus, out);
+        cut_off
+    }
+
+    /// A join or an arrival from another room. Who hears it: the members who were here
+    /// before it. For `joiner`, one of ours already added, those that came in before it did;
+    /// for another instance's client, everyone here now.
+    pub fn joined(&mut self, origin: &str, conn: u64, nick: &str, joiner: Option<ConnRef>) {
+        let heard_up_to = joiner
+            .and_then(|who| self.member(who))
+            .map_or(self.clock, |m| m.since - 1);
+        self.notices.joined(origin, conn, nick, heard_up_to);
+    }
+
+    /// A leave, or a move to another room: heard by everyone here now.
+    pub fn left(&mut self, origin: &str, conn: u64, nick: &str, reason: &str) {
+        self.notices.left(origin, conn, nick, reason, self.clock);
+    }
+
+    /// The sender (`origin`, `conn`) is heard from: if its join has not been said yet, it
+    /// is now, so nobody sees a line from someone they did not see arrive.
+    pub fn announce_arrival(&mut self, origin: &str, conn: u64, out: &mut impl Outbox) -> CutOff {
+        match self.notices.take_join(origin, conn) {
+            Some(notice) => self.say_notice(&notice, origin, out),
+            None => Vec::new(),
         }
     }
 
-    /// Acts on what the bus reports (see [`BusNews`]).
-    pub fn absorb(&mut self, news: BusNews, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        match news {
-            BusNews::Deliver(event) => self.deliver(&event, bus, out),
-            BusNews::Answered { claim, granted } => self.claim_answered(claim, granted, bus, out),
-            BusNews::Unanswered(claim) => {
-                if claim.purpose == Purpose::Rename {
-                    let free = self.owner_of(&claim.nick).is_none();
-                    self.claim_answered(claim, free, bus, out);
-                }
-            }
-            BusNews::Refresh => {
-                let claims: Vec<Claim> = self
-                    .members
-                    .values()
-                    .map(|m| Claim {
-                        conn: m.conn,
-                        nick: m.nick.clone(),
-                        purpose: Purpose::Keep,
-                    })
-                    .collect();
-                for claim in claims {
-                    let _ = bus.claim(claim);
-                }
-                self.introduce(bus, out);
-                bus.refreshed();
-            }
-            BusNews::Introduce => self.introduce(bus, out),
-            BusNews::Tell(line) => self.tell_everyone(line, bus, out),
-        }
-    }
-
-    /// Says `Hello` with every member's nick, so other instances know who is here.
-    fn introduce(&mut self, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let nicks = self.nicks().map(str::to_string).collect();
-        let hello = Event::new(bus.origin(), 0, What::Hello { nicks });
-        if let Some(hello) = bus.publish(hello) {
-            self.deliver(&hello, bus, out);
-        }
-    }
-
-    /// The bus answered a claim: a `/nick` is granted or refused; a nick a member already uses
-    /// turned out to be held elsewhere, so it gets a fresh guest nick.
-    fn claim_answered(
+    /// A round of join and leave notices, if one is due (the end of the batch). `Err(at)`:
+    /// notices are waiting for a round at `at`.
+    pub fn say_notices(
         &mut self,
-        claim: Claim,
-        granted: bool,
-        bus: &mut dyn Bus,
+        now: Instant,
+        origin: &str,
         out: &mut impl Outbox,
-    ) {
-        let Claim {
-            conn,
-            nick,
-            purpose,
-        } = claim;
-        if purpose == Purpose::Rename {
-            out.resume(conn);
+    ) -> Result<CutOff, Instant> {
+        let notices = self.notices.round(now)?;
+        let mut cut_off = Vec::new();
+        for notice in &notices {
+            cut_off.extend(self.say_notice(notice, origin, out));
         }
-        let current = self.nick_of(conn).map(str::to_string);
-        match (purpose, current) {
-            (Purpose::Rename, Some(_)) if granted => self.rename(conn, &nick, bus, out),
-            (Purpose::Rename, Some(_)) => self.tell(conn, &protocol::nick_taken(&nick), bus, out),
-            (Purpose::Keep, Some(current)) if !granted && current == nick => {
-                let guest = self.free_guest_nick(bus);
-                warn!(
-                    "token {}: nick {nick} is held by another instance; now {guest}",
-                    conn.token
-                );
-                self.tell(
-                    conn,
-                    &protocol::nick_taken_elsewhere(&nick, &guest),
-                    bus,
-                    out,
-                );
-                self.rename(conn, &guest, bus, out);
-                let claim = Claim {
-                    conn,
-                    nick: guest,
-                    purpose: Purpose::Keep,
-                };
-                let _ = bus.claim(claim);
-            }
-            // The client left (or changed nick) while the bus was answering: a nick granted
-            // to nobody goes back at once.
-            (Purpose::Rename, None) if granted => bus.release(&nick),
-            _ => {}
-        }
+        Ok(cut_off)
     }
 
-    /// Tells every member the server is going away, and lets each go (its last lines are
-    /// flushed, then it closes).
-    pub fn shutdown(&mut self, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let everyone: Vec<ConnRef> = self.members.values().map(|m| m.conn).collect();
-        for who in everyone {
-            self.tell(who, protocol::SHUTTING_DOWN, bus, out);
-            self.depart(who, CloseReason::Shutdown, bus, out);
-        }
-        // The other instances forget this one at once, after its clients' leave events.
-        if bus.is_shared() {
-            self.departures.push(Event::new(bus.origin(), 0, What::Bye));
-        }
-    }
-
-    /// The next guest nick nobody here has. (Taken elsewhere is the bus's to find out.)
-    fn free_guest_nick(&mut self, bus: &dyn Bus) -> String {
-        loop {
-            let nick = bus.guest_nick(self.next_guest);
-            self.next_guest += 1;
-            if self.owner_of(&nick).is_none() {
-                return nick;
-            }
-        }
-    }
-
-    /// Whether `nick` may be claimed by `who`: nobody else here has it, and no claim for it is
-    /// waiting (a change of case only is the same nick).
-    pub fn is_free_for(&self, who: ConnRef, nick: &str, bus: &dyn Bus) -> bool {
-        !bus.is_claiming(nick) && self.owner_of(nick).is_none_or(|owner| owner == who)
-    }
-
-    /// Asks the bus for a nick for `/nick`: `Claimed::Pending` holds the client's next lines
-    /// until the answer.
-    pub fn claim_rename(
-        &mut self,
-        who: ConnRef,
-        nick: &str,
-        bus: &mut dyn Bus,
-        out: &mut impl Outbox,
-    ) -> Claimed {
-        let claim = Claim {
-            conn: who,
-            nick: nick.to_string(),
-            purpose: Purpose::Rename,
+    /// One notice to those who were here when it happened, except the member it is about
+    /// (`origin` is this instance's bus origin: a notice about another instance's client is
+    /// about none of ours).
+    fn say_notice(&self, notice: &Notice, origin: &str, out: &mut impl Outbox) -> CutOff {
+        let about = |m: &Member| {
+            notice
+                .about
+                .as_ref()
+                .is_some_and(|(o, conn)| o == origin && *conn == m.conn.id)
         };
-        let claimed = bus.claim(claim);
-        if claimed == Claimed::Pending {
-            out.hold(who);
-        }
-        claimed
+        let hears = |m: &Member| m.since <= notice.heard_up_to && !about(m);
+        self.send_where(hears, &Rc::from(notice.line.as_bytes()), out)
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::bus::LocalBus;
 
     /// An outbox that writes down what each member was sent.
     #[derive(Default)]
-    struct Recorder {
-        lines: Vec<(ConnRef, String)>,
+    pub struct Recorder {
+        pub lines: Vec<(ConnRef, String)>,
     }
 
     impl Recorder {
-        fn to(&self, who: ConnRef) -> Vec<&str> {
+        pub fn to(&self, who: ConnRef) -> Vec<&str> {
             self.lines
                 .iter()
                 .filter(|(to, _)| *to == who)
@@ -536,31 +280,38 @@ mod tests {
             Ok(())
         }
         fn hang_up(&mut self, _: ConnRef, _: CloseReason) {}
-        fn name(&mut self, _: ConnRef, _: &str) {}
+        fn name(&mut self, _: ConnRef, _: &Rc<str>) {}
         fn hold(&mut self, _: ConnRef) {}
         fn resume(&mut self, _: ConnRef) {}
     }
 
-    /// Within one batch, before any round: a newcomer who speaks is announced first, on its
-    /// own, so nobody sees a line from someone they did not see arrive; and the round at the
-    /// end of the batch does not announce it again.
     #[test]
-    fn a_newcomer_whose_join_is_waiting_is_announced_before_its_first_line() {
-        let (mut room, mut bus, mut out) = (Room::new(false), LocalBus, Recorder::default());
-        let (ann, bo) = (ConnRef { token: 0, id: 1 }, ConnRef { token: 1, id: 2 });
-        room.enter(ann, &mut bus, &mut out);
-        room.enter(bo, &mut bus, &mut out);
-        let (nick, text) = ("guest-2".to_string(), "hi".to_string());
-        room.say(bo, What::Say { nick, text }, &mut bus, &mut out);
-        assert!(
-            room.say_notices(Instant::now(), &mut bus, &mut out)
-                .is_none()
-        );
+    fn history_keeps_the_last_lines_and_replays_them_oldest_first() {
+        let mut room = Room::new("#Rust", 2, Instant::now());
+        let mut out = Recorder::default();
+        for text in ["one", "two", "three"] {
+            room.say(None, &protocol::chat_line("ann", text), &mut out);
+        }
+        let bo = ConnRef { token: 1, id: 2 };
+        room.replay(bo, &mut out).unwrap();
         assert_eq!(
-            out.to(ann)[1..],
-            ["*** guest-2 joined\n", "<guest-2> hi\n"],
-            "{:?}",
-            out.to(ann)
+            out.to(bo),
+            [
+                "*** last 2 lines in #Rust:\n",
+                "<ann> two\n",
+                "<ann> three\n",
+                "*** end of history\n"
+            ]
         );
+    }
+
+    #[test]
+    fn a_room_without_history_replays_nothing_not_even_the_header() {
+        let mut room = Room::new("#a", 0, Instant::now());
+        let mut out = Recorder::default();
+        room.say(None, "<ann> hi\n", &mut out);
+        let bo = ConnRef { token: 1, id: 2 };
+        room.replay(bo, &mut out).unwrap();
+        assert!(out.to(bo).is_empty());
     }
 }

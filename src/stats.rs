@@ -60,8 +60,10 @@ struct Report<'a> {
     uptime_secs: f64,
     /// Every socket the server holds, in any phase.
     connections_now: usize,
-    /// Clients in the room.
+    /// Clients in the chat.
     clients: usize,
+    /// Rooms this instance keeps, `#lobby` included.
+    rooms: usize,
     connections_total: u64,
     lines_in: u64,
     lines_out: u64,
@@ -85,6 +87,7 @@ impl Stats {
         &self,
         connections_now: usize,
         clients: usize,
+        rooms: usize,
         backplane: Option<Box<RawValue>>,
     ) -> String {
         let millis = self.started.elapsed().as_millis();
@@ -92,6 +95,7 @@ impl Stats {
             uptime_secs: millis as f64 / 1000.0,
             connections_now,
             clients,
+            rooms,
             connections_total: self.connections_total,
             lines_in: self.lines_in,
             lines_out: self.lines_out,

@@ -574,7 +574,7 @@ impl Outbox for ConnTable {
         }
     }
 
-    fn name(&mut self, who: ConnRef, nick: &str) {
+    fn name(&mut self, who: ConnRef, nick: &Rc<str>) {
         if let Some(conn) = self.get_mut(who) {
             conn.set_nick(nick);
         }

@@ -130,13 +130,13 @@ fn backplane_notices_and_who_span_instances() {
     alice.expect(&format!("*** {bob_was} is now known as bob"));
     alice.expect("<bob> first as bob");
     alice.send("/who");
-    alice.expect("*** 2 users here: alice, bob");
+    alice.expect("*** 2 users in #lobby: alice, bob");
     bob.send("/me waves");
     alice.expect("* bob waves");
     bob.send("/quit gone");
     alice.expect("*** bob left (quit: gone)");
     alice.send("/who");
-    alice.expect("*** 1 user here: alice");
+    alice.expect("*** 1 user in #lobby: alice");
 }
 
 /// A nick held on one instance cannot be taken on another, whatever its case; and when two
@@ -278,7 +278,7 @@ fn backplane_instance_killed_its_nicks_become_free() {
     // Not before the nick's key could have expired: the claim really waited for the TTL.
     assert!(started.elapsed() > Duration::from_millis(300));
     b1.send("/who");
-    b1.expect("*** 1 user here: alice");
+    b1.expect("*** 1 user in #lobby: alice");
 }
 
 /// A fake Redis that answers every connection's first command with `reply`, then waits for
@@ -449,6 +449,67 @@ fn fake_redis(burst: Vec<u8>) -> std::net::SocketAddr {
     addr
 }
 
+/// Asks `/who` until the answer is `expected`: what other instances say arrives a little
+/// later than what this one does.
+fn who_until(client: &mut Client, expected: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        client.send("/who");
+        let (_, who) = client.read_until(common::is_who_reply);
+        if who == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{who} is not {expected}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// `*** N users in ROOM: a, b` for these nicks, sorted as `/who` sorts them.
+fn who_line(room: &str, nicks: &[&str]) -> String {
+    let mut nicks = nicks.to_vec();
+    nicks.sort_unstable_by_key(|n| n.to_ascii_lowercase());
+    let noun = if nicks.len() == 1 { "user" } else { "users" };
+    format!("*** {} {noun} in {room}: {}", nicks.len(), nicks.join(", "))
+}
+
+/// A room spans instances: a line said in `#ops` on A reaches `#ops` on B and nobody else
+/// there; `/who` and `/list` count both instances; and B keeps the history of a room only
+/// A's clients are in, so a newcomer on B gets lines said on A.
+#[test]
+fn backplane_rooms_span_instances_with_their_history() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "rooms", |c| c.quiet_joins = true);
+    let b = instance(&redis, "rooms", |c| c.quiet_joins = true);
+    let (mut ann, mut eve) = (a.connect(), a.connect());
+    let (mut bo, mut cy, mut dee) = (b.connect(), b.connect(), b.connect());
+    ann.join("#ops");
+    bo.join("#ops");
+    let ops = who_line("#ops", &[&ann.nick, &bo.nick]);
+    who_until(&mut bo, &ops);
+    who_until(&mut ann, &ops);
+    ann.send("hi ops");
+    bo.expect(&format!("<{}> hi ops", ann.nick));
+    assert!(cy.sync().is_empty(), "the lobby on B heard #ops");
+
+    eve.join("#far");
+    eve.send("far away");
+    eve.send(&format!("/msg {} ping", dee.nick));
+    // The /msg came after the line on the one channel: B has both once dee has the /msg.
+    dee.expect(&format!("*{}* ping", eve.nick));
+    dee.send("/list");
+    let (_, list) = dee.read_until(|l| l.contains(" rooms: "));
+    assert_eq!(list, "*** 3 rooms: #far (1), #lobby (2), #ops (2)");
+    dee.send("/join #far");
+    dee.expect("*** you are now in #far (1 user)");
+    dee.expect("*** last 1 line in #far:");
+    dee.expect(&format!("<{}> far away", eve.nick));
+    dee.expect("*** end of history");
+    eve.send("and back");
+    dee.expect(&format!("<{}> and back", eve.nick));
+}
+
 /// Events arriving faster than one read budget (64 KiB) takes are read in budgets, like a
 /// flooding client, and the rest is read on the next turns without a new readiness event:
 /// every line of a burst far larger than the budget arrives, in order.
@@ -457,7 +518,7 @@ fn backplane_a_burst_over_the_read_budget_arrives_whole() {
     const LINES: usize = 5000;
     let mut burst = Vec::new();
     for n in 0..LINES {
-        let event = format!("pc1 ffff 1 SAY bob line {n} {}", "x".repeat(40));
+        let event = format!("pc2 ffff 1 SAY #lobby bob line {n} {}", "x".repeat(40));
         let push = format!(
             "*3\r\n$7\r\nmessage\r\n$1\r\nx\r\n${}\r\n{event}\r\n",
             event.len()
@@ -558,7 +619,10 @@ fn backplane_publishes_survive_partial_writes() {
             .expect("every PUBLISH reaches Redis");
         let text = String::from_utf8(payload).unwrap();
         // HELLO and the like are not chat lines.
-        if let Some(said) = text.split_once(&format!(" SAY {nick} ")).map(|(_, s)| s) {
+        if let Some(said) = text
+            .split_once(&format!(" SAY #lobby {nick} "))
+            .map(|(_, s)| s)
+        {
             assert_eq!(said, format!("{n} {pad}"), "PUBLISH {n} lost or cut");
             n += 1;
         }
@@ -588,7 +652,7 @@ fn backplane_graceful_shutdown_frees_nicks_at_once() {
         "alice's nick was not given back"
     );
     bob.send("/who");
-    bob.expect("*** 1 user here: alice");
+    bob.expect("*** 1 user in #lobby: alice");
 }
 
 /// A TLS client on one instance and a plain client on another are in one chat: the TLS

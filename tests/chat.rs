@@ -98,7 +98,7 @@ fn half_closed_client_still_gets_its_answers() {
     a.send("/help");
     a.shutdown_write();
     let lines = a.read_to_eof();
-    assert_eq!(lines[0], format!("*** 1 user here: {}", a.nick));
+    assert_eq!(lines[0], format!("*** 1 user in #lobby: {}", a.nick));
     assert_eq!(lines[1], "*** commands:");
     assert!(lines.len() > 5, "{lines:?}");
 }

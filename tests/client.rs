@@ -64,7 +64,7 @@ fn connect_prints_the_answer_to_piped_input_before_exiting_with_status_0() {
     assert_eq!(exit.code, Some(0), "{exit:?}");
     assert_eq!(exit.stdout.len(), 2, "{exit:?}");
     assert!(
-        exit.stdout[1].starts_with("*** 1 user here: guest-"),
+        exit.stdout[1].starts_with("*** 1 user in #lobby: guest-"),
         "{exit:?}"
     );
     assert_eq!(exit.stderr, ["pollchat: end of input; disconnected"]);
@@ -132,7 +132,7 @@ fn connect_reads_stdin_from_a_regular_file() {
         exit.stdout[1..],
         [
             "*** guest-1 is now known as filer",
-            "*** 1 user here: filer"
+            "*** 1 user in #lobby: filer"
         ]
     );
 }
@@ -315,7 +315,7 @@ fn connect_puts_stdin_back_to_blocking_when_input_ends() {
     client.wait_for_output("*** welcome");
     assert!(SockRef::from(&ours).nonblocking().unwrap());
     writer.write_all(b"/who\n").unwrap();
-    client.wait_for_output(" here: ");
+    client.wait_for_output(" in #lobby: ");
     drop(writer);
     let exit = client.wait_exit();
     assert_eq!(exit.code, Some(0), "{exit:?}");
@@ -432,7 +432,7 @@ fn connect_tls_chats_through_pollchats_tls_listener_with_a_plain_client() {
     client.close_stdin();
     let exit = client.wait_exit();
     assert_eq!(exit.code, Some(0), "{exit:?}");
-    assert!(exit.stdout[0].contains("2 users here"), "{exit:?}");
+    assert!(exit.stdout[0].contains("2 users in #lobby"), "{exit:?}");
     plain.expect(&format!("*** {nick} left (connection closed)"));
 }
 
@@ -448,7 +448,10 @@ fn connect_tls_prints_the_answer_to_piped_input_before_exiting_with_status_0() {
     assert_eq!(exit.code, Some(0), "{exit:?}");
     assert_eq!(exit.stdout.len(), 2, "{exit:?}");
     assert!(exit.stdout[0].starts_with("*** welcome"), "{exit:?}");
-    assert!(exit.stdout[1].starts_with("*** 1 user here: "), "{exit:?}");
+    assert!(
+        exit.stdout[1].starts_with("*** 1 user in #lobby: "),
+        "{exit:?}"
+    );
 }
 
 /// A `--ca` file cut short is refused before connecting, in one sentence that says what to
@@ -541,7 +544,10 @@ fn connect_tls_trusts_a_pinned_openssl_req_x509_certificate() {
     let exit = ClientProcess::piped(&[&tls_addr, "--tls", "--ca", ca], &["/who"]);
     assert_eq!(exit.code, Some(0), "{exit:?}");
     assert!(exit.stdout[0].starts_with("*** welcome"), "{exit:?}");
-    assert!(exit.stdout[1].starts_with("*** 1 user here: "), "{exit:?}");
+    assert!(
+        exit.stdout[1].starts_with("*** 1 user in #lobby: "),
+        "{exit:?}"
+    );
     assert_eq!(exit.stderr, ["pollchat: end of input; disconnected"]);
 }
 

@@ -71,7 +71,7 @@ fn who_lists_every_nick() {
     c[1].line();
     c[0].line();
     c[1].send("/who");
-    let who = format!("*** 2 users here: {}, zed", c[0].nick);
+    let who = format!("*** 2 users in #lobby: {}, zed", c[0].nick);
     c[1].expect(&who);
 }
 

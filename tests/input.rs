@@ -60,7 +60,7 @@ fn crlf_line_endings_are_accepted() {
     c[0].send_bytes(b"one\r\ntw\ro\r\n/who\r\n");
     c[1].expect(&format!("<{nick}> one"));
     c[1].expect(&format!("<{nick}> two"));
-    let who = format!("*** 2 users here: {}, {}", c[0].nick, c[1].nick);
+    let who = format!("*** 2 users in #lobby: {}, {}", c[0].nick, c[1].nick);
     c[0].expect(&who);
 }
 

@@ -158,6 +158,8 @@ fn help_documents_every_flag_with_its_default() {
         ("--rate", "10"),
         ("--burst", "20"),
         ("--idle-timeout", "0"),
+        ("--max-rooms", "1000"),
+        ("--history", "20"),
         ("--log-level", "info"),
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
@@ -168,6 +170,22 @@ fn help_documents_every_flag_with_its_default() {
     }
     for flag in ["--quiet-joins", "--log-file", "--stats-udp"] {
         assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
+
+/// Room bounds out of range are usage errors naming the flag and the range: no rooms at all,
+/// or more history than the server will keep.
+#[test]
+fn room_bounds_out_of_range_are_usage_errors() {
+    for args in [["--max-rooms", "0"], ["--history", "1001"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(stderr.contains(args[0]), "{stderr}");
+        assert!(stderr.contains("is not in "), "{stderr}");
     }
 }
 

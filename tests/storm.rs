@@ -37,7 +37,7 @@ fn a_connection_storm_costs_the_room_a_few_notice_lines_and_they_add_up() {
             "joins {joined} - leaves {left} != {present}"
         );
         watcher.send("/who");
-        for l in watcher.read_until(|l| l.contains(" here: ")).0 {
+        for l in watcher.read_until(common::is_who_reply).0 {
             lines += 1;
             joined += people(&l, "joined").unwrap_or(0);
             left += people(&l, "left").unwrap_or(0);

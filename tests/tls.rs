@@ -453,7 +453,7 @@ fn lines_sent_with_the_last_handshake_message_and_the_close_are_all_answered() {
     );
     assert_eq!(
         lines[1],
-        format!("*** 2 users here: {}, guest-2", listener.nick)
+        format!("*** 2 users in #lobby: {}, guest-2", listener.nick)
     );
     listener.expect("*** guest-2 joined");
     listener.expect("<guest-2> hello from a pipe");

@@ -3,45 +3,54 @@
 //! An event is one line of text, fields separated by single spaces, free text last:
 //!
 //! ```text
-//! pc1 <origin> <conn> SAY <nick> <text>         a chat line
-//! pc1 <origin> <conn> ME <nick> <action>        /me
-//! pc1 <origin> <conn> JOIN <nick>               a client joined
-//! pc1 <origin> <conn> LEFT <nick> <reason>      a client left
-//! pc1 <origin> <conn> NICK <old> <new>          a client was renamed
-//! pc1 <origin> <conn> MSG <from> <to> <text>    /msg: only <to> gets it
-//! pc1 <origin> 0 HELLO <nick> <nick> ...        "I am alive, these are my clients"
-//! pc1 <origin> 0 BYE                            the instance is shutting down
+//! pc2 <origin> <conn> SAY <room> <nick> <text>     a chat line in <room>
+//! pc2 <origin> <conn> ME <room> <nick> <action>    /me
+//! pc2 <origin> <conn> JOIN <room> <nick>           a client joined (in its first room)
+//! pc2 <origin> <conn> LEFT <room> <nick> <reason>  a client left, from <room>
+//! pc2 <origin> <conn> MOVE <nick> <from> <to>      /join, /part
+//! pc2 <origin> <conn> NICK <room> <old> <new>      a client was renamed
+//! pc2 <origin> <conn> MSG <from> <to> <text>       /msg: only <to> gets it
+//! pc2 <origin> 0 HELLO <nick>#<room> ...           "I am alive, these are my clients"
+//! pc2 <origin> 0 BYE                               the instance is shutting down
 //! ```
 //!
 //! `origin` is the publishing instance's id and `conn` the sender's connection id there, so
 //! the instance that published a line can skip echoing it back to its sender. Text is safe
 //! in this format because lines are sanitised before they become events (no newline can be
-//! in them), and nicks never hold a space. An event from another instance is checked again
-//! on arrival all the same (nicks against the nick rules, text sanitised): the channel is
-//! input like any socket.
+//! in them), and nicks and room names never hold a space (nor a nick a `#`, which is why
+//! `HELLO` can write `ann#rust`). An event from another instance is checked again on arrival
+//! all the same (nicks and rooms against their rules, text sanitised): the channel is input
+//! like any socket.
 //!
 //! It is text, not a binary format, so `redis-cli subscribe CHANNEL` shows the whole chat.
+//! `pc1`, the format before rooms, is refused: instances of both kinds cannot share a chat.
 
-use crate::bus::{Event, What};
+use crate::bus::{Event, Presence, What};
 use crate::framing::sanitize;
-use crate::protocol::is_valid_nick;
+use crate::protocol::{is_valid_nick, is_valid_room};
 
 /// Marks the format, so a future change can be told apart from garbage.
-const VERSION: &str = "pc1";
+const VERSION: &str = "pc2";
 
 impl Event {
     /// The message as published.
     pub fn encode(&self) -> String {
         let head = format!("{VERSION} {} {}", self.origin, self.conn);
         match &self.what {
-            What::Say { nick, text } => format!("{head} SAY {nick} {text}"),
-            What::Me { nick, action } => format!("{head} ME {nick} {action}"),
-            What::Joined { nick } => format!("{head} JOIN {nick}"),
-            What::Left { nick, reason } => format!("{head} LEFT {nick} {reason}"),
-            What::Renamed { old, new } => format!("{head} NICK {old} {new}"),
+            What::Say { room, nick, text } => format!("{head} SAY {room} {nick} {text}"),
+            What::Me { room, nick, action } => format!("{head} ME {room} {nick} {action}"),
+            What::Joined { room, nick } => format!("{head} JOIN {room} {nick}"),
+            What::Left { room, nick, reason } => format!("{head} LEFT {room} {nick} {reason}"),
+            What::Moved { nick, from, to } => format!("{head} MOVE {nick} {from} {to}"),
+            What::Renamed { room, old, new } => format!("{head} NICK {room} {old} {new}"),
             What::Msg { from, to, text } => format!("{head} MSG {from} {to} {text}"),
-            What::Hello { nicks } if nicks.is_empty() => format!("{head} HELLO"),
-            What::Hello { nicks } => format!("{head} HELLO {}", nicks.join(" ")),
+            What::Hello { members } => {
+                let mut line = format!("{head} HELLO");
+                for Presence { nick, room } in members {
+                    line.push_str(&format!(" {nick}{room}"));
+                }
+                line
+            }
             What::Bye => format!("{head} BYE"),
         }
     }
@@ -75,10 +84,42 @@ fn nick(text: &str) -> Result<String, String> {
         .ok_or_else(|| format!("bad nick {text:?}"))
 }
 
+/// A room name from the channel, held to the same rules as a client's `/join`.
+fn room(text: &str) -> Result<String, String> {
+    is_valid_room(text)
+        .then(|| text.to_string())
+        .ok_or_else(|| format!("bad room {text:?}"))
+}
+
+/// The first field, and the rest.
+fn field(args: &str) -> Result<(&str, &str), String> {
+    args.split_once(' ')
+        .ok_or_else(|| "missing field".to_string())
+}
+
 /// A nick, then free text.
 fn nick_and_text(args: &str) -> Result<(String, String), String> {
-    let (a, b) = args.split_once(' ').ok_or("missing field")?;
+    let (a, b) = field(args)?;
     Ok((nick(a)?, b.to_string()))
+}
+
+/// A room, a nick, then free text.
+fn room_nick_and_text(args: &str) -> Result<(String, String, String), String> {
+    let (r, rest) = field(args)?;
+    let (nick, text) = nick_and_text(rest)?;
+    Ok((room(r)?, nick, text))
+}
+
+/// `nick#room`, as `HELLO` lists a client.
+fn presence(text: &str) -> Result<Presence, String> {
+    let at = text
+        .find('#')
+        .ok_or_else(|| format!("no room in {text:?}"))?;
+    let (n, r) = text.split_at(at);
+    Ok(Presence {
+        nick: nick(n)?,
+        room: room(r)?,
+    })
 }
 
 /// Text from the channel, cleaned as a client's line is: the channel is input like any socket.
@@ -90,25 +131,40 @@ fn clean(text: &str) -> String {
 fn decode_what(kind: &str, args: &str) -> Result<What, String> {
     Ok(match kind {
         "SAY" => {
-            let (nick, text) = nick_and_text(args)?;
+            let (room, nick, text) = room_nick_and_text(args)?;
             let text = clean(&text);
-            What::Say { nick, text }
+            What::Say { room, nick, text }
         }
         "ME" => {
-            let (nick, action) = nick_and_text(args)?;
+            let (room, nick, action) = room_nick_and_text(args)?;
             let action = clean(&action);
-            What::Me { nick, action }
+            What::Me { room, nick, action }
         }
-        "JOIN" => What::Joined { nick: nick(args)? },
+        "JOIN" => {
+            let (r, n) = field(args)?;
+            What::Joined {
+                room: room(r)?,
+                nick: nick(n)?,
+            }
+        }
         "LEFT" => {
-            let (nick, reason) = nick_and_text(args)?;
+            let (room, nick, reason) = room_nick_and_text(args)?;
             let reason = clean(&reason);
-            What::Left { nick, reason }
+            What::Left { room, nick, reason }
+        }
+        "MOVE" => {
+            let (n, rest) = field(args)?;
+            let (from, to) = field(rest)?;
+            What::Moved {
+                nick: nick(n)?,
+                from: room(from)?,
+                to: room(to)?,
+            }
         }
         "NICK" => {
-            let (old, new) = nick_and_text(args)?;
+            let (room, old, new) = room_nick_and_text(args)?;
             let new = nick(&new)?;
-            What::Renamed { old, new }
+            What::Renamed { room, old, new }
         }
         "MSG" => {
             let (from, rest) = nick_and_text(args)?;
@@ -117,10 +173,10 @@ fn decode_what(kind: &str, args: &str) -> Result<What, String> {
             What::Msg { from, to, text }
         }
         "HELLO" => What::Hello {
-            nicks: args
+            members: args
                 .split(' ')
                 .filter(|n| !n.is_empty())
-                .map(nick)
+                .map(presence)
                 .collect::<Result<_, _>>()?,
         },
         "BYE" => What::Bye,
@@ -145,19 +201,31 @@ mod tests {
         let s = |x: &str| x.to_string();
         for what in [
             What::Say {
+                room: s("#lobby"),
                 nick: s("al"),
                 text: s("hi  there\tyou"),
             },
             What::Me {
+                room: s("#Rust"),
                 nick: s("al"),
                 action: s("waves"),
             },
-            What::Joined { nick: s("guest-1") },
+            What::Joined {
+                room: s("#lobby"),
+                nick: s("guest-1"),
+            },
             What::Left {
+                room: s("#x"),
                 nick: s("al"),
                 reason: s("quit: gone home"),
             },
+            What::Moved {
+                nick: s("al"),
+                from: s("#lobby"),
+                to: s("#ops"),
+            },
             What::Renamed {
+                room: s("#lobby"),
                 old: s("a"),
                 new: s("b"),
             },
@@ -167,9 +235,18 @@ mod tests {
                 text: s("psst hi"),
             },
             What::Hello {
-                nicks: vec![s("a"), s("b")],
+                members: vec![
+                    Presence {
+                        nick: s("a"),
+                        room: s("#lobby"),
+                    },
+                    Presence {
+                        nick: s("b"),
+                        room: s("#ops"),
+                    },
+                ],
             },
-            What::Hello { nicks: vec![] },
+            What::Hello { members: vec![] },
             What::Bye,
         ] {
             let e = event(what);
@@ -181,21 +258,25 @@ mod tests {
     fn foreign_messages_are_refused_or_cleaned() {
         for bad in [
             &b"hello"[..],
-            b"pc1 ab12 7",
-            b"pc2 ab12 7 BYE",
-            b"pc1 a-b 7 BYE",
-            b"pc1 ab12 x BYE",
-            b"pc1 ab12 7 SAY bad<nick> hi",
-            b"pc1 ab12 7 FROB",
-            b"pc1 ab12 7 MSG a",
-            b"pc1 ab12 7 SAY \xff hi",
+            b"pc2 ab12 7",
+            b"pc1 ab12 7 BYE",
+            b"pc2 a-b 7 BYE",
+            b"pc2 ab12 x BYE",
+            b"pc2 ab12 7 SAY #a bad<nick> hi",
+            b"pc2 ab12 7 SAY lobby al hi",
+            b"pc2 ab12 7 MOVE al #a b",
+            b"pc2 ab12 7 HELLO al",
+            b"pc2 ab12 7 FROB",
+            b"pc2 ab12 7 MSG a",
+            b"pc2 ab12 7 SAY #a \xff hi",
         ] {
             assert!(Event::decode(bad).is_err(), "{bad:?}");
         }
-        let e = Event::decode(b"pc1 ab12 7 SAY al hi \x1b[31mred").unwrap();
+        let e = Event::decode(b"pc2 ab12 7 SAY #a al hi \x1b[31mred").unwrap();
         assert_eq!(
             e.what,
             What::Say {
+                room: "#a".into(),
                 nick: "al".into(),
                 text: "hi [31mred".into()
             }

@@ -537,8 +537,8 @@ impl Links {
         Ok(())
     }
 
-    /// Queues what the room asked for on the command connection (sent by
-    /// [`Links::flush`]). Only while up: the room sends nothing otherwise.
+    /// Queues what the chat asked for on the command connection (sent by
+    /// [`Links::flush`]). Only while up: the chat sends nothing otherwise.
     pub fn send(&mut self, outgoing: Outgoing) {
         if self.state != State::Up {
             return;
@@ -603,7 +603,7 @@ impl Links {
     }
 
     /// Closes both connections and schedules the next attempt. Claims still waiting for an
-    /// answer are handed back to the room as lost.
+    /// answer are handed back to the chat as lost.
     fn fail(&mut self, reason: &str, registry: &Registry, now: Instant, out: &mut Vec<Happening>) {
         let retry_in = self.backoff;
         if self.warned {

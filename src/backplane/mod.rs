@@ -26,6 +26,13 @@
 //! start-up. While Redis cannot be reached the chat runs "local only": events are delivered
 //! here at once, as a lone server's are, and clients are told.
 //!
+//! Rooms share the one channel: every event names its room, and each instance delivers it to
+//! its own members of that room and keeps the history of every room it knows of. One channel
+//! keeps a room's lines in one order with the moves, nick claims and `HELLO`s around them,
+//! costs no `SUBSCRIBE` round trip when a room appears, and lets an instance keep the history
+//! of a room it has nobody in; the price is that every instance reads every room's events
+//! (README, "Scaling out", says when that would stop being the right trade).
+//!
 //! Nicks are claimed in Redis, which is the authority across instances: the key
 //! `CHANNEL:nick:<lower-cased nick>` holds the owning instance's id, with an expiry (the nick
 //! TTL) that the owner refreshes every TTL / 3. A claim is `SET key id NX PX ttl`, or a refresh
@@ -181,7 +188,7 @@ impl RedisBus {
         self.deadlines.push(self.next_refresh);
     }
 
-    /// What the connections reported, as news for the room; the bus's own state follows.
+    /// What the connections reported, as news for the chat; the bus's own state follows.
     fn absorb(&mut self, happened: Vec<Happening>, now: Instant) -> Vec<BusNews> {
         let mut news = Vec::new();
         for happening in happened {
@@ -216,7 +223,7 @@ impl RedisBus {
     }
 
     /// An event from the channel: the copy of who is elsewhere learns from it, a new instance
-    /// is introduced to at once (not after TTL / 3), and the room delivers it.
+    /// is introduced to at once (not after TTL / 3), and the chat delivers it.
     fn heard(&mut self, event: Event, now: Instant, news: &mut Vec<BusNews>) {
         if event.origin != self.instance {
             let stranger = self.replica.apply(&event, now);
@@ -228,7 +235,7 @@ impl RedisBus {
     }
 
     /// Chat is local only. Events not yet sent are delivered here; claims waiting for Redis
-    /// are the room's to decide (as any claim is while Redis is away: the re-claim on its
+    /// are the chat's to decide (as any claim is while Redis is away: the re-claim on its
     /// return settles conflicts); clients are told, once per outage.
     fn went_down(&mut self, lost: Vec<Claim>, news: &mut Vec<BusNews>) {
         self.up = false;
@@ -297,8 +304,16 @@ impl Bus for RedisBus {
         self.replica.has(nick)
     }
 
-    fn nicks_elsewhere(&self) -> Vec<&str> {
-        self.replica.nicks().collect()
+    fn nicks_elsewhere(&self, room: &str) -> Vec<&str> {
+        self.replica.nicks_in(room).collect()
+    }
+
+    fn rooms_elsewhere(&self) -> Vec<(&str, usize)> {
+        self.replica.rooms().collect()
+    }
+
+    fn is_room_elsewhere(&self, room: &str) -> bool {
+        self.replica.in_room(room)
     }
 
     /// `guest-TAG-N`, TAG from the instance id, so that guest nicks rarely collide across
@@ -370,7 +385,7 @@ impl BusIo for RedisBus {
 
     /// A reconnect or a connect timeout may be due; and every TTL / 3, while up, Redis is
     /// checked for silence, the copy of the others forgets instances not heard from for a
-    /// whole TTL, and the room refreshes every nick claim.
+    /// whole TTL, and the chat refreshes every nick claim.
     fn on_timer(&mut self, registry: &Registry, now: Instant) -> Vec<BusNews> {
         let mut happened = Vec::new();
         self.links.on_timer(registry, now, &mut happened);
@@ -389,7 +404,7 @@ impl BusIo for RedisBus {
         news
     }
 
-    /// Sends what the room published this batch. If Redis went away meanwhile, the room takes
+    /// Sends what the chat published this batch. If Redis went away meanwhile, the chat takes
     /// it back and delivers it here.
     fn flush(&mut self, registry: &Registry, now: Instant) -> Vec<BusNews> {
         if self.outbox.is_empty() {

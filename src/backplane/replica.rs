@@ -1,5 +1,6 @@
-//! Who is on the other instances, as far as this one has heard: what `/who` lists besides
-//! the local clients, and what `/msg` checks before it publishes.
+//! Who is on the other instances, and in which room, as far as this one has heard: what
+//! `/who` and `/list` count besides the local clients, what `/msg` checks before it
+//! publishes, and what keeps a room (and its history) alive here while only others are in it.
 //!
 //! Each instance keeps this copy itself instead of asking Redis at every `/who`, so `/who`
 //! stays an immediate, local answer like every other command. It is fed by the events on
@@ -12,19 +13,30 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::bus::{Event, What};
-use crate::protocol::nick_key;
+use crate::bus::{Event, Presence, What};
+use crate::protocol::{nick_key, room_key};
 
 #[derive(Debug, Default)]
 pub struct Replica {
-    /// Instance id → its clients (lower-cased nick → nick as shown) and when it last spoke.
+    /// Instance id → its clients and when it last spoke.
     instances: HashMap<String, Instance>,
+    /// Lower-cased room name → how many of the other instances' clients are in it: kept with
+    /// every change, so "is anyone in `#ops` elsewhere?" costs one lookup, not a walk.
+    rooms: HashMap<String, Elsewhere>,
 }
 
 #[derive(Debug)]
 struct Instance {
-    nicks: HashMap<String, String>,
+    /// Lower-cased nick → the client (nick as shown, room).
+    members: HashMap<String, Presence>,
     last_heard: Instant,
+}
+
+#[derive(Debug)]
+struct Elsewhere {
+    /// As the first instance to mention it spelled it.
+    name: String,
+    members: usize,
 }
 
 impl Replica {
@@ -32,7 +44,7 @@ impl Replica {
     /// until now (so this one can introduce itself at once rather than after TTL / 3).
     pub fn apply(&mut self, event: &Event, now: Instant) -> bool {
         if event.what == What::Bye {
-            self.instances.remove(&event.origin);
+            self.drop_instance(&event.origin);
             return false;
         }
         let known = self.instances.contains_key(&event.origin);
@@ -40,24 +52,29 @@ impl Replica {
             .instances
             .entry(event.origin.clone())
             .or_insert_with(|| Instance {
-                nicks: HashMap::new(),
+                members: HashMap::new(),
                 last_heard: now,
             });
         instance.last_heard = now;
-        let nicks = &mut instance.nicks;
+        let (members, rooms) = (&mut instance.members, &mut self.rooms);
         match &event.what {
-            What::Joined { nick } => {
-                nicks.insert(nick_key(nick), nick.clone());
+            What::Joined { room, nick } => arrive(members, rooms, nick, room),
+            What::Left { nick, .. } => depart(members, rooms, nick),
+            What::Moved { nick, to, .. } => {
+                depart(members, rooms, nick);
+                arrive(members, rooms, nick, to);
             }
-            What::Left { nick, .. } => {
-                nicks.remove(&nick_key(nick));
+            What::Renamed { room, old, new } => {
+                depart(members, rooms, old);
+                arrive(members, rooms, new, room);
             }
-            What::Renamed { old, new } => {
-                nicks.remove(&nick_key(old));
-                nicks.insert(nick_key(new), new.clone());
-            }
-            What::Hello { nicks: all } => {
-                *nicks = all.iter().map(|n| (nick_key(n), n.clone())).collect();
+            What::Hello { members: all } => {
+                for nick in members.keys().cloned().collect::<Vec<_>>() {
+                    depart(members, rooms, &nick);
+                }
+                for Presence { nick, room } in all {
+                    arrive(members, rooms, nick, room);
+                }
             }
             What::Say { .. } | What::Me { .. } | What::Msg { .. } | What::Bye => {}
         }
@@ -66,35 +83,105 @@ impl Replica {
 
     /// Forgets instances silent for longer than `ttl`.
     pub fn expire(&mut self, now: Instant, ttl: Duration) {
-        self.instances
-            .retain(|_, i| now.saturating_duration_since(i.last_heard) <= ttl);
+        let silent: Vec<String> = self
+            .instances
+            .iter()
+            .filter(|(_, i)| now.saturating_duration_since(i.last_heard) > ttl)
+            .map(|(origin, _)| origin.clone())
+            .collect();
+        for origin in silent {
+            self.drop_instance(&origin);
+        }
     }
 
     /// Forgets everyone (the backplane is down: nobody else can be reached).
     pub fn clear(&mut self) {
         self.instances.clear();
+        self.rooms.clear();
+    }
+
+    fn drop_instance(&mut self, origin: &str) {
+        if let Some(mut instance) = self.instances.remove(origin) {
+            for nick in instance.members.keys().cloned().collect::<Vec<_>>() {
+                depart(&mut instance.members, &mut self.rooms, &nick);
+            }
+        }
     }
 
     /// Forgets whoever had `nick` elsewhere: Redis just granted it to this instance, so any
     /// holder this copy still lists is gone (an instance that died and has not expired yet).
     pub fn forget(&mut self, nick: &str) {
-        let key = nick_key(nick);
         for instance in self.instances.values_mut() {
-            instance.nicks.remove(&key);
+            depart(&mut instance.members, &mut self.rooms, nick);
         }
     }
 
     /// Whether some other instance has a client under this nick (ignoring case).
     pub fn has(&self, nick: &str) -> bool {
         let key = nick_key(nick);
-        self.instances.values().any(|i| i.nicks.contains_key(&key))
-    }
-
-    /// Every client of every other instance.
-    pub fn nicks(&self) -> impl Iterator<Item = &str> {
         self.instances
             .values()
-            .flat_map(|i| i.nicks.values().map(String::as_str))
+            .any(|i| i.members.contains_key(&key))
+    }
+
+    /// The other instances' clients in `room` (ignoring case).
+    pub fn nicks_in(&self, room: &str) -> impl Iterator<Item = &str> {
+        let key = room_key(room);
+        self.instances
+            .values()
+            .flat_map(|i| i.members.values())
+            .filter(move |p| room_key(&p.room) == key)
+            .map(|p| p.nick.as_str())
+    }
+
+    /// Every room with clients elsewhere, and how many.
+    pub fn rooms(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.rooms.values().map(|r| (r.name.as_str(), r.members))
+    }
+
+    /// Whether clients elsewhere are in `room` (ignoring case).
+    pub fn in_room(&self, room: &str) -> bool {
+        self.rooms.contains_key(&room_key(room))
+    }
+}
+
+/// `nick` is in `room` on one instance: its members and the room counts change together.
+fn arrive(
+    members: &mut HashMap<String, Presence>,
+    rooms: &mut HashMap<String, Elsewhere>,
+    nick: &str,
+    room: &str,
+) {
+    depart(members, rooms, nick);
+    let presence = Presence {
+        nick: nick.to_string(),
+        room: room.to_string(),
+    };
+    members.insert(nick_key(nick), presence);
+    rooms
+        .entry(room_key(room))
+        .or_insert_with(|| Elsewhere {
+            name: room.to_string(),
+            members: 0,
+        })
+        .members += 1;
+}
+
+/// `nick` is no longer on that instance; a room nobody is in elsewhere is forgotten.
+fn depart(
+    members: &mut HashMap<String, Presence>,
+    rooms: &mut HashMap<String, Elsewhere>,
+    nick: &str,
+) {
+    let Some(gone) = members.remove(&nick_key(nick)) else {
+        return;
+    };
+    let key = room_key(&gone.room);
+    if let Some(room) = rooms.get_mut(&key) {
+        room.members -= 1;
+        if room.members == 0 {
+            rooms.remove(&key);
+        }
     }
 }
 
@@ -110,32 +197,55 @@ mod tests {
         }
     }
 
+    fn presence(nick: &str, room: &str) -> Presence {
+        Presence {
+            nick: nick.into(),
+            room: room.into(),
+        }
+    }
+
     #[test]
     fn events_and_hellos_keep_the_copy_and_silence_expires_it() {
         let t0 = Instant::now();
         let mut r = Replica::default();
-        assert!(r.apply(&from("a", What::Joined { nick: "Al".into() }), t0));
-        assert!(!r.apply(
-            &from(
-                "a",
-                What::Renamed {
-                    old: "Al".into(),
-                    new: "Bo".into()
-                }
-            ),
-            t0
-        ));
+        let (lobby, ops) = ("#lobby".to_string(), "#Ops".to_string());
+        let joined = What::Joined {
+            room: lobby.clone(),
+            nick: "Al".into(),
+        };
+        assert!(r.apply(&from("a", joined), t0));
+        let renamed = What::Renamed {
+            room: lobby.clone(),
+            old: "Al".into(),
+            new: "Bo".into(),
+        };
+        assert!(!r.apply(&from("a", renamed), t0));
         assert!(r.has("bo") && !r.has("al"));
         let hello = What::Hello {
-            nicks: vec!["Cy".into(), "Di".into()],
+            members: vec![presence("Cy", "#lobby"), presence("Di", "#ops")],
         };
         assert!(r.apply(&from("b", hello), t0 + Duration::from_secs(2)));
-        let mut all: Vec<&str> = r.nicks().collect();
+        let mut all: Vec<&str> = r.nicks_in("#LOBBY").collect();
         all.sort_unstable();
-        assert_eq!(all, ["Bo", "Cy", "Di"]);
+        assert_eq!(all, ["Bo", "Cy"]);
+        assert!(r.in_room("#ops"));
+        let moved = What::Moved {
+            nick: "Bo".into(),
+            from: lobby,
+            to: ops,
+        };
+        r.apply(&from("a", moved), t0);
+        let mut rooms: Vec<(&str, usize)> = r.rooms().collect();
+        rooms.sort_unstable();
+        assert_eq!(
+            rooms,
+            [("#lobby", 1), ("#ops", 2)],
+            "spelled as first heard"
+        );
         r.expire(t0 + Duration::from_millis(2500), Duration::from_secs(2));
         assert!(!r.has("bo") && r.has("cy"));
+        assert_eq!(r.nicks_in("#ops").collect::<Vec<_>>(), ["Di"]);
         r.apply(&from("b", What::Bye), t0);
-        assert_eq!(r.nicks().count(), 0);
+        assert_eq!(r.rooms().count(), 0, "nobody is anywhere");
     }
 }

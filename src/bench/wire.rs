@@ -19,6 +19,7 @@
 use std::io::Write as _;
 
 use crate::backplane::resp::{self, Value};
+use crate::protocol;
 
 /// The server protocol the generator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,6 +60,12 @@ pub enum Incoming {
     Refused,
     /// Redis confirmed a subscription.
     Subscribed,
+    /// pollchat's header before a room's history (`*** last N lines in #room:`): the lines
+    /// until [`Incoming::HistoryEnds`] were said before this connection came in, and are
+    /// not deliveries of this run.
+    HistoryBegins,
+    /// pollchat's footer after the history: what follows is live.
+    HistoryEnds,
     /// Anything else (join notices, PUBLISH replies, other chat): read and ignored.
     Other,
 }
@@ -130,6 +137,10 @@ fn decode_pollchat(buf: &[u8]) -> Option<(Incoming, usize)> {
         Incoming::Welcome
     } else if line.starts_with(b"*** server full") {
         Incoming::Refused
+    } else if line.starts_with(b"*** last ") && line.ends_with(b":") {
+        Incoming::HistoryBegins
+    } else if line == protocol::HISTORY_END.trim_end().as_bytes() {
+        Incoming::HistoryEnds
     } else {
         framed_line(Proto::Pollchat, buf).map_or(Incoming::Other, |line| Incoming::Line(line.stamp))
     };
@@ -324,6 +335,16 @@ mod tests {
         assert_eq!(
             decode(Proto::Pollchat, welcome),
             Some((Incoming::Welcome, welcome.len()))
+        );
+        let header = crate::protocol::history_header("#bench-1", 3);
+        assert_eq!(
+            decode(Proto::Pollchat, header.as_bytes()),
+            Some((Incoming::HistoryBegins, header.len()))
+        );
+        let footer = crate::protocol::HISTORY_END.as_bytes();
+        assert_eq!(
+            decode(Proto::Pollchat, footer),
+            Some((Incoming::HistoryEnds, footer.len()))
         );
     }
 

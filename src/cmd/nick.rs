@@ -1,7 +1,7 @@
 //! `/nick NAME`: a new nick, if nobody has it, here or (with a shared bus) elsewhere.
 //!
 //! The parser has already checked NAME against the nick rules. A shared bus asks Redis first,
-//! and the client's next lines wait unread until it answers (`Room::absorb`), so a line sent
+//! and the client's next lines wait unread until it answers (`Chat::absorb`), so a line sent
 //! after `/nick bob` is bob's.
 
 use super::Ctx;
@@ -13,13 +13,13 @@ pub fn apply(cx: &mut Ctx<'_, impl Outbox>, new: &str) {
     if cx.nick == new {
         return cx.reply(&protocol::you_are(new));
     }
-    if !cx.room.is_free_for(cx.from, new, cx.bus) {
+    if !cx.chat.is_free_for(cx.from, new, cx.bus) {
         return cx.reply(&protocol::nick_taken(new));
     }
     // A change of case only is the same nick, which this client already holds.
     let same_key = protocol::nick_key(new) == protocol::nick_key(&cx.nick);
-    if !same_key && cx.room.claim_rename(cx.from, new, cx.bus, cx.out) == Claimed::Pending {
+    if !same_key && cx.chat.claim_rename(cx.from, new, cx.bus, cx.out) == Claimed::Pending {
         return;
     }
-    cx.room.rename(cx.from, new, cx.bus, cx.out);
+    cx.chat.rename(cx.from, new, cx.bus, cx.out);
 }

@@ -1,12 +1,16 @@
-//! `/who`: one line listing everyone here, and on the other instances of a shared chat.
+//! `/who`: one line listing everyone in the sender's room, here and on the other instances of
+//! a shared chat.
 
 use super::Ctx;
 use crate::protocol;
 use crate::room::Outbox;
 
 pub fn apply(cx: &mut Ctx<'_, impl Outbox>) {
-    let mut nicks: Vec<&str> = cx.room.nicks().collect();
-    nicks.extend(cx.bus.nicks_elsewhere());
-    let reply = protocol::who(&mut nicks);
+    let Some(room) = cx.chat.room_of(cx.from) else {
+        return;
+    };
+    let mut nicks: Vec<&str> = cx.chat.nicks_in(room).collect();
+    nicks.extend(cx.bus.nicks_elsewhere(room.name()));
+    let reply = protocol::who(room.name(), &mut nicks);
     cx.reply(&reply);
 }

@@ -1,5 +1,5 @@
 //! Listening and admitting: the listeners, `accept` until `WouldBlock`, and the decision
-//! whether a new connection may join the room.
+//! whether a new connection may join the chat.
 //!
 //! Every listener speaks something ([`Listens`]): plain TCP, TLS, and whatever transport comes
 //! next. A connection it accepts gets that transport and starts in `Handshaking`. A transport
@@ -195,7 +195,7 @@ impl Server {
     }
 
     /// A connection just accepted: into the table with its listener's transport, then into
-    /// the room if its transport has no handshake to wait for.
+    /// the chat if its transport has no handshake to wait for.
     ///
     /// A client whose transport has a handshake cannot be told "server full" before it has a
     /// session, so when the server is full (counting handshakes under way) it is closed at
@@ -207,7 +207,7 @@ impl Server {
         }
         let speaks = &self.listeners[index].speaks;
         let timeout = speaks.handshake_timeout();
-        let held = self.room.members() + self.table.handshaking();
+        let held = self.chat.members() + self.table.handshaking();
         if timeout.is_some() && held >= self.max_clients {
             if self.table.log.allow(Kind::Refused, peer.ip()) {
                 warn!(
@@ -263,7 +263,7 @@ impl Server {
     }
 
     /// The connection's transport is ready (at once, or once its handshake is over): it
-    /// joins the room, or is told, through its transport, why it may not.
+    /// joins the chat, or is told, through its transport, why it may not.
     pub(super) fn join(&mut self, r: ConnRef, now: Instant) {
         let Some(conn) = self.table.get(r) else {
             return;
@@ -271,7 +271,7 @@ impl Server {
         let peer = conn.peer();
         if let Some(reason) = self.refusal(peer) {
             if self.table.log.allow(Kind::Refused, peer.ip()) {
-                warn!("{peer} refused: {reason} ({} clients)", self.room.members());
+                warn!("{peer} refused: {reason} ({} clients)", self.chat.members());
             }
             let line = match reason {
                 CloseReason::TooManyFromAddress => protocol::TOO_MANY_FROM_ADDRESS,
@@ -280,8 +280,8 @@ impl Server {
             return self.table.refuse(r, reason, line);
         }
         if self.table.admit(r) {
-            self.room.enter(r, &mut *self.bus, &mut self.table);
-            if let Some(nick) = self.room.nick_of(r)
+            self.chat.enter(r, &mut *self.bus, &mut self.table);
+            if let Some(nick) = self.chat.nick_of(r)
                 && self.table.log.allow(Kind::Connect, peer.ip())
             {
                 info!("{peer} connected as {nick} (token {})", r.token);
@@ -295,7 +295,7 @@ impl Server {
     /// Why a client from `peer` may not join now, if it may not.
     fn refusal(&self, peer: SocketAddr) -> Option<CloseReason> {
         let per_ip = self.config.max_per_ip;
-        if self.room.members() >= self.max_clients {
+        if self.chat.members() >= self.max_clients {
             Some(CloseReason::ServerFull)
         } else if per_ip > 0 && self.table.connections_from(peer.ip()) >= per_ip {
             Some(CloseReason::TooManyFromAddress)

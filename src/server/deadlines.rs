@@ -58,7 +58,7 @@ impl Server {
             info!("{}: idle timeout", conn.label());
         }
         let notice = protocol::idle_disconnect(idle);
-        self.room.tell(r, &notice, &mut *self.bus, &mut self.table);
+        self.chat.tell(r, &notice, &mut *self.bus, &mut self.table);
         self.leave(r, CloseReason::Idle);
     }
 
@@ -80,7 +80,7 @@ impl Server {
     }
 
     /// A connection's handshake timeout: closed if its transport is still not ready. It was
-    /// never in the room, so nobody hears of it.
+    /// never in the chat, so nobody hears of it.
     fn check_handshake(&mut self, r: ConnRef) {
         if !self.table.is_handshaking(r) {
             return;

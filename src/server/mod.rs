@@ -4,7 +4,7 @@
 //!
 //! 1. **Wait** in `poll` until a socket is ready or the next timer is due.
 //! 2. **Handle every event** of the batch: accept new clients (`accept.rs`), read from
-//!    readable clients and hand their lines to the room (`reader.rs`), note writable ones.
+//!    readable clients and hand their lines to the chat (`reader.rs`), note writable ones.
 //!    Events for the bus's own sockets go to the bus. Nothing is written to a client yet.
 //! 3. **Serve the ready lists**: listeners and clients that still had connections to accept
 //!    or input to read when their budget ran out last turn. Edge-triggered readiness will not
@@ -27,8 +27,8 @@
 //! until `WouldBlock` when output is stuck), or to remember that the socket may still be
 //! ready. The ready list (step 3) is where the loop remembers that.
 //!
-//! The server knows three things by name: its connections ([`ConnTable`]), the room
-//! ([`Room`]) and the bus ([`BusIo`]). It does not know which transport a connection has
+//! The server knows three things by name: its connections ([`ConnTable`]), the chat
+//! ([`Chat`]) and the bus ([`BusIo`]). It does not know which transport a connection has
 //! (`transport/`), nor which bus it was given (`bus.rs`, `backplane/`).
 
 mod accept;
@@ -48,6 +48,7 @@ use signal_hook_mio::v1_0::Signals;
 
 use crate::backplane::RedisBus;
 use crate::bus::{BusIo, BusNews, LocalBus};
+use crate::chat::{Chat, RoomRules};
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef};
 use crate::error::Error;
@@ -55,7 +56,6 @@ use crate::limits::{READ_CHUNK, SHUTDOWN_GRACE};
 use crate::logging::LogOutput;
 use crate::memory::Trim;
 use crate::rate_limit::ConnectRates;
-use crate::room::Room;
 use crate::stats::StatsSocket;
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
@@ -121,8 +121,8 @@ pub struct Server {
     /// Where each listener listens, and what it speaks (kept after a shutdown closes them).
     local_addrs: Vec<(SocketAddr, &'static str)>,
     table: ConnTable,
-    room: Room,
-    /// Where the room's events go: here only, or to Redis (`--backplane`).
+    chat: Chat,
+    /// Where the chat's events go: here only, or to Redis (`--backplane`).
     bus: Box<dyn BusIo>,
     timers: Timers,
     signals: Option<Signals>,
@@ -223,7 +223,11 @@ impl Server {
             listeners,
             local_addrs,
             table: ConnTable::new(&config),
-            room: Room::new(config.quiet_joins),
+            chat: Chat::new(RoomRules {
+                max_rooms: config.max_rooms,
+                history: config.history,
+                quiet_joins: config.quiet_joins,
+            }),
             bus,
             timers: Timers::default(),
             signals,
@@ -428,27 +432,27 @@ impl Server {
         }
     }
 
-    /// Hands what the bus reported to the room, and sets the timers the bus asked for.
+    /// Hands what the bus reported to the chat, and sets the timers the bus asked for.
     fn absorb(&mut self, news: Vec<BusNews>) {
         for news in news {
-            self.room.absorb(news, &mut *self.bus, &mut self.table);
+            self.chat.absorb(news, &mut *self.bus, &mut self.table);
         }
         for at in self.bus.take_deadlines() {
             self.timers.add(at, Timer::Bus);
         }
     }
 
-    /// `r` leaves the room (quit, peer closed, idle): its connection closes once its last
+    /// `r` leaves the chat (quit, peer closed, idle): its connection closes once its last
     /// lines are out.
     fn leave(&mut self, r: ConnRef, reason: CloseReason) {
-        self.room.depart(r, reason, &mut *self.bus, &mut self.table);
+        self.chat.depart(r, reason, &mut *self.bus, &mut self.table);
     }
 
     /// `r`'s connection is finished now (reset, write error, too slow): closed in the table,
-    /// and out of the room if it was in it.
+    /// and out of the chat if it was in it.
     fn end(&mut self, r: ConnRef, reason: CloseReason) {
         self.table.close(r, reason.clone());
-        self.room.depart(r, reason, &mut *self.bus, &mut self.table);
+        self.chat.depart(r, reason, &mut *self.bus, &mut self.table);
     }
 
     /// Step 5. Leave events first, then a round of join and leave notices (they are output
@@ -459,7 +463,7 @@ impl Server {
         let written = self.table.stats.bytes_out;
         self.table.start_flushes();
         loop {
-            self.room
+            self.chat
                 .announce_departures(&mut *self.bus, &mut self.table);
             self.say_notices(now);
             self.flush_bus(now);
@@ -470,7 +474,7 @@ impl Server {
             for r in to_flush {
                 let registry = self.poll.registry();
                 if let Some(reason) = self.table.flush(r, registry, &mut self.timers, now) {
-                    self.room.depart(r, reason, &mut *self.bus, &mut self.table);
+                    self.chat.depart(r, reason, &mut *self.bus, &mut self.table);
                 }
             }
         }
@@ -486,7 +490,7 @@ impl Server {
 
     /// A round of join and leave notices, or a timer for when one may come.
     fn say_notices(&mut self, now: Instant) {
-        let next = self.room.say_notices(now, &mut *self.bus, &mut self.table);
+        let next = self.chat.say_notices(now, &mut *self.bus, &mut self.table);
         if let Some(at) = next
             && self.notices_due.is_none_or(|due| at < due)
         {
@@ -495,8 +499,8 @@ impl Server {
         }
     }
 
-    /// What the room published goes out on the bus, once per batch like every other write.
-    /// If that takes the bus down, the room delivers the rest here; a few rounds settle it.
+    /// What the chat published goes out on the bus, once per batch like every other write.
+    /// If that takes the bus down, the chat delivers the rest here; a few rounds settle it.
     fn flush_bus(&mut self, now: Instant) {
         for _ in 0..4 {
             let news = self.bus.flush(self.poll.registry(), now);
@@ -512,9 +516,11 @@ impl Server {
         let Some(socket) = &self.stats_socket else {
             return;
         };
-        let (table, room, bus) = (&self.table, &self.room, &self.bus);
+        let (table, chat, bus) = (&self.table, &self.chat, &self.bus);
         socket.answer(&mut self.scratch, || {
-            table.stats.json(table.len(), room.members(), bus.stats())
+            table
+                .stats
+                .json(table.len(), chat.members(), chat.rooms(), bus.stats())
         });
     }
 
@@ -543,12 +549,12 @@ impl Server {
         self.close_listeners();
         info!(
             "shutting down: telling {} clients, waiting up to {} s for their output",
-            self.room.members(),
+            self.chat.members(),
             SHUTDOWN_GRACE.as_secs()
         );
         // Connections still in their handshake have nothing to flush: closed at once.
         self.table.close_handshakes(&CloseReason::Shutdown);
-        self.room.shutdown(&mut *self.bus, &mut self.table);
+        self.chat.shutdown(&mut *self.bus, &mut self.table);
         self.timers
             .add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);
     }

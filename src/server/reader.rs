@@ -1,6 +1,6 @@
 //! The read path: a readable client is read until it has no more or until its
 //! [`READ_BUDGET`] is spent (why a budget: see there), and each whole line it sent is handed
-//! to the room, in order, as flood control allows.
+//! to the chat, in order, as flood control allows.
 //!
 //! "Until it has no more" is usually a read that says `WouldBlock`. But a plain socket that
 //! returns fewer bytes than it was asked for has been emptied, and new data will raise a new
@@ -36,7 +36,7 @@ use crate::protocol;
 use crate::timers::Timer;
 
 impl Server {
-    /// Reads a client's input and hands its lines to the room until the socket has no more
+    /// Reads a client's input and hands its lines to the chat until the socket has no more
     /// (see the module documentation for how that is known), the read budget is spent, flood
     /// control says wait, or the client is gone.
     pub(super) fn serve_reader(&mut self, r: ConnRef, now: Instant, edge: Edge) {
@@ -82,7 +82,7 @@ impl Server {
         }
     }
 
-    /// Hands the framer's complete lines to the room, one token of flood control each.
+    /// Hands the framer's complete lines to the chat, one token of flood control each.
     /// Returns false when the loop must stop reading this client for now.
     fn relay_lines(&mut self, r: ConnRef, now: Instant) -> bool {
         loop {
@@ -105,12 +105,12 @@ impl Server {
         }
     }
 
-    /// One line to the room: the command it is, done.
+    /// One line to the chat: the command it is, done.
     fn relay(&mut self, r: ConnRef, frame: Frame) {
         self.table.stats.lines_in += 1;
         match frame {
             Frame::Line(line) => {
-                cmd::handle_line(&mut self.room, r, &line, &mut *self.bus, &mut self.table);
+                cmd::handle_line(&mut self.chat, r, &line, &mut *self.bus, &mut self.table);
             }
             Frame::TooLong => {
                 let max_line = self.config.max_line;
@@ -118,7 +118,7 @@ impl Server {
                     warn!("{}: line over {max_line} bytes dropped", self.label(r));
                 }
                 let text = protocol::line_too_long(max_line);
-                self.room.tell(r, &text, &mut *self.bus, &mut self.table);
+                self.chat.tell(r, &text, &mut *self.bus, &mut self.table);
             }
         }
     }
@@ -138,7 +138,7 @@ impl Server {
         self.leave(r, CloseReason::PeerClosed);
     }
 
-    /// A connection's transport finished its handshake: it joins the room like a plain client
+    /// A connection's transport finished its handshake: it joins the chat like a plain client
     /// just accepted (or is told, through its transport, why not).
     fn handshake_done(&mut self, r: ConnRef, now: Instant) {
         if let Some(conn) = self.table.get(r) {

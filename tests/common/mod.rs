@@ -295,8 +295,19 @@ impl Client {
     /// its answer. Once it returns, the server has handled everything sent before it.
     pub fn sync(&mut self) -> Vec<String> {
         self.send("/who");
-        self.read_until(|l| l.starts_with("*** ") && l.contains(" here: "))
-            .0
+        self.read_until(is_who_reply).0
+    }
+
+    /// `/join ROOM`, and its confirmation (`*** you are now in ROOM (N users)`); returns the
+    /// lines that came before it (the old room's, until the move).
+    pub fn join(&mut self, room: &str) -> Vec<String> {
+        self.send(&format!("/join {room}"));
+        let confirmation = format!("*** you are now in {room} (");
+        let (before, _) = self.read_until(|l| {
+            l.to_ascii_lowercase()
+                .starts_with(&confirmation.to_ascii_lowercase())
+        });
+        before
     }
 
     /// Reads until the server closes the connection; returns the lines read. A reset counts
@@ -331,6 +342,14 @@ impl Client {
         let _ = self.reader.read_to_end(&mut all);
         all
     }
+}
+
+/// Whether `line` is the answer to `/who` (`*** 2 users in #lobby: a, b`).
+pub fn is_who_reply(line: &str) -> bool {
+    line.starts_with("*** ")
+        && line
+            .split_once(" in #")
+            .is_some_and(|(count, _)| count.ends_with(" users") || count.ends_with(" user"))
 }
 
 /// Each client sends `lines` lines `s<index> n<n>` from a thread of its own, all at once;
