@@ -224,3 +224,193 @@ fn bench_window_counts_only_benchmark_lines_among_other_chat() {
     assert_eq!(report.lines_done, report.sent, "{}", report.summary());
     assert_eq!(report.delivered, report.sent * 30, "{}", report.summary());
 }
+
+/// `--rooms 4`, paced: senders and receivers are spread over #bench-0 .. #bench-3, each
+/// receiver counts only its own room's lines, and what is expected is summed room by room
+/// (here 10 or 11 receivers per room, so neither `sent × 10` nor `sent × 41` would do).
+#[test]
+fn bench_rooms_count_each_line_in_its_own_room_only() {
+    let server = TestServer::with(|c| c.quiet_joins = true);
+    let addr = server.addr.to_string();
+    let report = bench::run(&bench_args(&format!(
+        "--target {addr} --rooms 4 --conns 44 --senders 3 --rate 300 --duration 1 --hold 0"
+    )))
+    .expect("bench runs");
+    assert_eq!(report.established, 44, "{}", report.summary());
+    assert_eq!((report.refused, report.failed, report.dropped), (0, 0, 0));
+    assert_eq!(report.receivers, 41);
+    assert_eq!(report.receivers_per_room, [10, 11]);
+    assert!(report.sent >= 150, "{}", report.summary());
+    // Sender 0 is in #bench-0 with 11 receivers, senders 1 and 2 in rooms of 10.
+    assert!(report.expected > report.sent * 10 && report.expected < report.sent * 11);
+    assert_eq!(report.delivered, report.expected, "{}", report.summary());
+    assert_eq!(report.foreign, 0, "{}", report.summary());
+    assert!(report.summary().contains("lines from other rooms: 0"));
+}
+
+/// `--rooms 4 --rate max`: a sender's line is done when every receiver of its room has it
+/// (it would never be, were all 40 receivers waited for), and every delivery is exact.
+#[test]
+fn bench_rooms_window_waits_for_the_receivers_of_its_room() {
+    let server = TestServer::with(|c| c.quiet_joins = true);
+    let addr = server.addr.to_string();
+    let report = bench::run(&bench_args(&format!(
+        "--target {addr} --rooms 4 --conns 44 --senders 4 --rate max --window 8 \
+         --duration 0.5 --hold 0"
+    )))
+    .expect("bench runs");
+    assert_eq!(report.established, 44, "{}", report.summary());
+    assert_eq!(report.receivers_per_room, [10, 10]);
+    assert!(report.sent > 4 * 8, "{}", report.summary());
+    assert_eq!(report.lines_done, report.sent, "{}", report.summary());
+    assert_eq!(report.expected, report.sent * 10);
+    assert_eq!(report.delivered, report.expected, "{}", report.summary());
+    assert_eq!(report.foreign, 0, "{}", report.summary());
+    assert_eq!(report.in_flight(), Some(8 * 4 * 10));
+}
+
+/// `--rooms` over Redis: a channel per room (`pollchat-bench-K`), the same load as
+/// pollchat's rooms, counted just as exactly.
+#[test]
+fn bench_rooms_are_redis_channels() {
+    let Some(redis) = common::RedisServer::start() else {
+        return;
+    };
+    let addr = redis.addr.to_string();
+    let report = bench::run(&bench_args(&format!(
+        "--proto redis --target {addr} --rooms 4 --conns 44 --senders 4 --rate max --window 8 \
+         --duration 0.5 --hold 0"
+    )))
+    .expect("bench runs");
+    assert_eq!(report.established, 44, "{}", report.summary());
+    assert_eq!(report.receivers_per_room, [10, 10]);
+    assert_eq!(report.lines_done, report.sent, "{}", report.summary());
+    assert_eq!(report.delivered, report.sent * 10, "{}", report.summary());
+    assert_eq!(report.foreign, 0, "{}", report.summary());
+}
+
+/// `--rate max` needs a receiver in every room that has a sender, or that sender's window
+/// could never move.
+#[test]
+fn bench_rooms_refuse_a_windowed_room_without_receivers() {
+    let err = bench::run(&bench_args("--rooms 4 --conns 6 --senders 4 --rate max")).unwrap_err();
+    assert!(err.contains("every room with a sender"), "{err}");
+    let err = bench::run(&bench_args("--rooms 0")).unwrap_err();
+    assert!(err.contains("--rooms"), "{err}");
+}
+
+/// A server with history: what each run's receivers are replayed on coming in (#lobby's
+/// lines from a one-room run, then a room's own lines from the run before) is neither a
+/// delivery nor a line from another room. Every run counts exactly, as the first did.
+#[test]
+fn bench_runs_again_on_a_server_with_history_and_counts_the_same() {
+    let server = TestServer::with(|c| c.quiet_joins = true);
+    let addr = server.addr;
+    let run = |rooms: usize| {
+        let report = bench::run(&bench_args(&format!(
+            "--target {addr} --rooms {rooms} --conns 24 --senders 4 --rate 200 \
+             --duration 0.5 --hold 0"
+        )))
+        .expect("bench runs");
+        assert_eq!(report.established, 24, "{}", report.summary());
+        assert_eq!(report.delivered, report.expected, "{}", report.summary());
+        assert_eq!(report.foreign, 0, "{}", report.summary());
+        report
+    };
+    // #lobby keeps its history: four senders' lines, which the next run's connections are
+    // replayed in #lobby before they move to their rooms.
+    let first = run(1);
+    assert_eq!(first.expected, first.sent * 20);
+    let mut newcomer = common::Client::connect(addr);
+    newcomer.expect("*** last 20 lines in #lobby:");
+    // A room lasts while someone is in it: one watcher per room keeps its history for the
+    // third run (they read nothing; a second of paced lines fits in their sockets).
+    let watchers: Vec<common::Client> = (0..4)
+        .map(|k| {
+            let mut watcher = common::Client::connect(addr);
+            watcher.join(&format!("#bench-{k}"));
+            watcher
+        })
+        .collect();
+    let second = run(4);
+    assert_eq!(second.expected, second.sent * 5);
+    let mut late = common::Client::connect(addr);
+    late.read_until(|l| l == "*** end of history");
+    late.join("#bench-2");
+    late.expect("*** last 20 lines in #bench-2:");
+    let third = run(4);
+    assert_eq!(third.expected, third.sent * 5);
+    drop(watchers);
+}
+
+/// A server that does not keep rooms apart (every line to everyone): the generator counts
+/// what reached another room and says so, and counts none of it as a delivery.
+#[test]
+fn bench_reports_lines_that_leak_out_of_their_room() {
+    let leaky = leaky_server(6);
+    let report = bench::run(&bench_args(&format!(
+        "--target {leaky} --rooms 2 --conns 6 --senders 2 --rate 40 --duration 0.5 --hold 0"
+    )))
+    .expect("bench runs");
+    assert_eq!(report.established, 6, "{}", report.summary());
+    assert_eq!(report.delivered, report.expected, "{}", report.summary());
+    assert_eq!(report.expected, report.sent * 2);
+    // Each line reaches three connections of the other room (two receivers, one sender):
+    // all but the last few lines' leaks are in by the end of the drain.
+    assert!(report.foreign > report.sent, "{}", report.summary());
+    assert!(report.foreign <= report.sent * 3, "{}", report.summary());
+    assert!(
+        report
+            .summary()
+            .contains("the server let lines out of their room"),
+        "{}",
+        report.summary()
+    );
+}
+
+/// A stand-in for a chat server with no rooms: it welcomes `clients` connections, confirms
+/// every `/join`, and sends every other line to every other connection. A thread per
+/// connection; each ends when its connection does.
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test's stand-in: a failure here is a failed test"
+)]
+fn leaky_server(clients: usize) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::{Arc, Mutex};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let everyone: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().take(clients).enumerate() {
+            let Ok(mut stream) = stream else { return };
+            let _ = writeln!(
+                stream,
+                "*** welcome to pollchat, you are guest-{i} (type /help)"
+            );
+            everyone
+                .lock()
+                .unwrap()
+                .push(stream.try_clone().expect("clone"));
+            let everyone = Arc::clone(&everyone);
+            std::thread::spawn(move || {
+                let me = stream.peer_addr().expect("peer");
+                for line in BufReader::new(stream.try_clone().expect("clone")).lines() {
+                    let Ok(line) = line else { return };
+                    if let Some(room) = line.strip_prefix("/join ") {
+                        let _ = writeln!(stream, "*** you are now in {room} (1 user)");
+                        continue;
+                    }
+                    for other in everyone.lock().unwrap().iter_mut() {
+                        if other.peer_addr().ok() != Some(me) {
+                            let _ = writeln!(other, "<guest-{i}> {line}");
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}

@@ -96,6 +96,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "LINES", default_value_t = 64)]
     pub window: u64,
 
+    /// Spread senders and receivers over this many rooms, round-robin (each room gets its
+    /// share of both): pollchat clients /join #bench-0 .. #bench-N-1, Redis clients use the
+    /// channels pollchat-bench-0 .. -N-1. A line is expected by its own room only; one heard
+    /// in another room is reported, never counted. 1: everyone in #lobby (pollchat-bench)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub rooms: usize,
+
     /// Seconds of traffic (chaos: of misbehaviour)
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub duration: f64,

@@ -16,8 +16,9 @@
 //! 5. **stop**: every connection is closed with a reset (no TIME_WAIT left behind).
 //!
 //! The work is spread over `--threads` worker threads, each a mio loop of its own. Senders
-//! and receivers are spread over them round-robin, and connections over the `--target`s
-//! (instances of one chat, joined by `--backplane`) round-robin too.
+//! and receivers are spread over them round-robin, connections over the `--target`s
+//! (instances of one chat, joined by `--backplane`) round-robin too, and over `--rooms`
+//! (`rooms.rs`) round-robin again.
 //!
 //! Where each part is:
 //!
@@ -26,6 +27,7 @@
 //! - `worker.rs`: one worker thread's loop and its connections;
 //! - `wire.rs`: what is said and heard on the wire, for each protocol ([`Proto`]);
 //! - `window.rs`: the closed loop of `--rate max`, a line done when every receiver has it;
+//! - `rooms.rs`: `--rooms`, which room each connection is in and what each room expects;
 //! - `report.rs`: what a run measured ([`Report`]), as a summary or as JSON;
 //! - `procfs.rs`: the server's memory and CPU time, and the generator's own, from /proc;
 //! - [`chaos`] and [`invariants`]: `--scenario chaos`, the promises checked under abuse.
@@ -35,6 +37,7 @@ pub mod chaos;
 pub mod invariants;
 mod procfs;
 mod report;
+mod rooms;
 mod run;
 mod window;
 mod wire;

@@ -16,6 +16,11 @@ pub struct Report {
     pub threads: usize,
     pub established: usize,
     pub receivers: usize,
+    /// `--rooms`, and the fewest and most receivers any room had.
+    pub rooms: usize,
+    pub receivers_per_room: [usize; 2],
+    /// Senders times receivers, room by room: the pairs a line in flight can be owed to.
+    pub pairs: u64,
     pub refused: usize,
     pub failed: usize,
     pub dropped: usize,
@@ -29,7 +34,10 @@ pub struct Report {
     /// With `--rate max`: lines that every receiver has (all of `sent`, once drained).
     pub lines_done: u64,
     pub delivered: u64,
-    /// `sent × receivers`: what a lossless server delivers.
+    /// Benchmark lines heard in a room their sender is not in: the server's leak, never
+    /// counted as deliveries. Zero from a server that keeps rooms apart.
+    pub foreign: u64,
+    /// `sent × receivers`, room by room: what a lossless server delivers.
     pub expected: u64,
     /// Latency percentiles in microseconds: p50, p99, p99.9, max.
     pub latency_us: [u64; 4],
@@ -94,9 +102,9 @@ impl Report {
     }
 
     /// With `--rate max`: deliveries in flight at any moment, at most (window × senders ×
-    /// receivers).
+    /// receivers, room by room).
     pub fn in_flight(&self) -> Option<u64> {
-        (self.rate == Rate::Max).then(|| self.window * self.senders as u64 * self.receivers as u64)
+        (self.rate == Rate::Max).then(|| self.window * self.pairs)
     }
 
     /// With `--rate max`: Little's law, the mean time from a line's send to its last
@@ -155,6 +163,22 @@ impl Report {
             "traffic: {} senders, {} receivers, {rate}, {}-byte lines, {:.1} s",
             self.senders, self.receivers, self.size, self.traffic_secs
         );
+        if self.rooms > 1 {
+            let [fewest, most] = self.receivers_per_room;
+            let _ = writeln!(
+                s,
+                "rooms: {} (#bench-0 .. #bench-{}), {fewest} to {most} receivers each; \
+                 lines from other rooms: {}{}",
+                self.rooms,
+                self.rooms - 1,
+                self.foreign,
+                if self.foreign > 0 {
+                    " (the server let lines out of their room)"
+                } else {
+                    ""
+                }
+            );
+        }
         let share = if self.expected > 0 {
             100.0 * self.delivered as f64 / self.expected as f64
         } else {
@@ -267,6 +291,9 @@ impl Report {
             threads: self.threads,
             established: self.established,
             receivers: self.receivers,
+            rooms: self.rooms,
+            receivers_per_room_min: self.receivers_per_room[0],
+            receivers_per_room_max: self.receivers_per_room[1],
             refused: self.refused,
             failed: self.failed,
             dropped: self.dropped,
@@ -280,6 +307,7 @@ impl Report {
             sent: self.sent,
             lines_done: self.lines_done,
             delivered: self.delivered,
+            foreign_lines: self.foreign,
             expected: self.expected,
             deliveries_per_sec: self.deliveries_per_sec(),
             in_flight: self.in_flight(),
@@ -328,6 +356,9 @@ struct Json {
     threads: usize,
     established: usize,
     receivers: usize,
+    rooms: usize,
+    receivers_per_room_min: usize,
+    receivers_per_room_max: usize,
     refused: usize,
     failed: usize,
     dropped: usize,
@@ -342,6 +373,8 @@ struct Json {
     sent: u64,
     lines_done: u64,
     delivered: u64,
+    /// Lines heard in another room than their sender's: the server's leak.
+    foreign_lines: u64,
     expected: u64,
     deliveries_per_sec: f64,
     /// With `--rate max`: deliveries in flight at most, and Little's law's line time.
@@ -419,6 +452,9 @@ mod tests {
             threads: 1,
             established: 10,
             receivers: 9,
+            rooms: 1,
+            receivers_per_room: [9, 9],
+            pairs: 9,
             refused: 0,
             failed: 0,
             dropped: 0,
@@ -431,6 +467,7 @@ mod tests {
             sent: 100,
             lines_done: 100,
             delivered: 900,
+            foreign: 0,
             expected: 900,
             latency_us: [100, 200, 300, 400],
             rss_kib: server.then_some([3_000, 3_100, 3_200]),

@@ -14,6 +14,7 @@ use hdrhistogram::Histogram;
 use super::procfs::{
     KernelMemory, own_cpu_secs, own_sys_secs, process_cpu_secs, rss_kib, steal_secs,
 };
+use super::rooms::Layout;
 use super::worker::{self, Load, Plan, Shared, phase};
 use super::{BenchArgs, Proto, Rate, Report};
 
@@ -37,7 +38,7 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         0
     };
     let total = args.conns + companions;
-    let shared = Arc::new(Shared::new(args.senders, args.window.max(1)));
+    let shared = Arc::new(Shared::new(args.senders, args.window.max(1), args.rooms));
     let workers = start_workers(args, total, &shared);
     let connect_secs = connect(args, total, &shared);
     let held = hold(args, &shared);
@@ -50,6 +51,9 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         threads: args.threads,
         established: shared.established.load(Ordering::Relaxed),
         receivers: drained.receivers as usize,
+        rooms: args.rooms,
+        receivers_per_room: shared.rooms.receivers_range(),
+        pairs: shared.rooms.pairs(),
         refused: shared.refused.load(Ordering::Relaxed),
         failed: shared.failed.load(Ordering::Relaxed),
         dropped: shared.dropped.load(Ordering::Relaxed),
@@ -62,7 +66,8 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         sent,
         lines_done: shared.windows.done(),
         delivered: shared.delivered.load(Ordering::Relaxed),
-        expected: sent * drained.per_line,
+        foreign: shared.foreign.load(Ordering::Relaxed),
+        expected: drained.expected,
         latency_us: percentiles(&latency),
         rss_kib: match (rss_before, held.rss_kib, drained.rss_kib) {
             (Some(b), Some(i), Some(e)) => Some([b, i, e]),
@@ -98,8 +103,18 @@ fn check(args: &BenchArgs) -> Result<(), String> {
                 .into(),
         );
     }
-    if args.rate == Rate::Max && args.senders == args.conns {
-        return Err("--rate max needs at least one pure receiver to pace the window".into());
+    if args.rooms == 0 {
+        return Err("--rooms must be at least 1".into());
+    }
+    // Senders and receivers are spread over the rooms separately: the first
+    // min(senders, rooms) rooms have a sender, the first min(receivers, rooms) a receiver.
+    let receivers = args.conns - args.senders;
+    if args.rate == Rate::Max && receivers < args.senders.min(args.rooms) {
+        return Err(format!(
+            "--rate max needs a pure receiver in every room with a sender, to pace its window: \
+             at least {} receivers (--conns minus --senders)",
+            args.senders.min(args.rooms)
+        ));
     }
     if args.target.is_empty() {
         return Err("--target: give at least one server address".into());
@@ -109,6 +124,11 @@ fn check(args: &BenchArgs) -> Result<(), String> {
         return Err("--source-ips spreads over 127.0.0.x: only for a loopback --target".into());
     }
     Ok(())
+}
+
+/// Which room each connection is in: the workers' and the orchestrator's one answer.
+fn layout(args: &BenchArgs) -> Layout {
+    Layout::new(args.rooms, args.senders, args.conns)
 }
 
 /// Starts the `--threads` workers on their share of the `total` connections; they begin
@@ -141,6 +161,7 @@ fn start_workers(args: &BenchArgs, total: usize, shared: &Arc<Shared>) -> Vec<Wo
                 source_ips: source_ips.clone(),
                 size: args.size,
                 load,
+                layout: layout(args),
             };
             let shared = Arc::clone(shared);
             thread::spawn(move || worker::run(&plan, &shared))
@@ -198,9 +219,12 @@ struct TrafficStart {
 /// Phase 3, traffic for `--duration` seconds (none at all for `--duration 0`: a memory-only run
 /// sends nothing).
 fn traffic(args: &BenchArgs, shared: &Shared) -> TrafficStart {
-    // Every receiver is in (or never will be): each windowed line must reach all of them.
-    let receivers = shared.receivers_established.load(Ordering::Relaxed);
-    shared.windows.set_receivers(receivers);
+    // Every receiver is in (or never will be): each windowed line must reach all of its room's.
+    let layout = layout(args);
+    shared.windows.set_receivers(|sender| {
+        let room = shared.rooms.get(layout.room_of_sender(sender));
+        room.map_or(0, |r| r.receivers.load(Ordering::Relaxed))
+    });
     if args.duration > 0.0 {
         shared.phase.store(phase::TRAFFIC, Ordering::Release);
     }
@@ -218,8 +242,8 @@ fn traffic(args: &BenchArgs, shared: &Shared) -> TrafficStart {
 /// What the traffic and the drain measured, together.
 struct Drained {
     receivers: u64,
-    /// Deliveries a lossless server makes of each line sent.
-    per_line: u64,
+    /// Deliveries a lossless server makes of the lines sent, room by room.
+    expected: u64,
     secs: f64,
     own_cpu_secs: f64,
     own_sys_secs: f64,
@@ -238,19 +262,16 @@ fn drain(args: &BenchArgs, shared: &Shared, traffic: TrafficStart) -> Drained {
         shared.done_sending.load(Ordering::Acquire) >= args.threads
     });
     let receivers = shared.receivers_established.load(Ordering::Relaxed) as u64;
-    let established = shared.established.load(Ordering::Relaxed) as u64;
-    // Every line reaches every receiver; pollchat chatters also get every line but their own.
-    let per_line = if args.senders_receive && args.proto == Proto::Pollchat {
-        established.saturating_sub(1)
-    } else {
-        receivers
-    };
+    // Every line reaches every receiver of its room; pollchat chatters also get every line of
+    // their room but their own.
+    let chatters = args.senders_receive && args.proto == Proto::Pollchat;
+    let expected = shared.rooms.expected(chatters);
     wait_until(DRAIN_LIMIT, || {
-        shared.delivered.load(Ordering::Relaxed) >= shared.sent.load(Ordering::Relaxed) * per_line
+        shared.delivered.load(Ordering::Relaxed) >= expected
     });
     Drained {
         receivers,
-        per_line,
+        expected,
         secs: traffic.at.elapsed().as_secs_f64(),
         own_cpu_secs: own_cpu_secs() - traffic.own_cpu,
         own_sys_secs: own_sys_secs() - traffic.own_sys,

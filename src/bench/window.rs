@@ -1,6 +1,7 @@
 //! The closed loop of `--rate max`: when a sender may send its next line.
 //!
-//! **A line is done when every receiver has it.** Each sender may have at most `--window`
+//! **A line is done when every receiver has it** (every receiver of its sender's room, with
+//! `--rooms`: nobody else is meant to hear it). Each sender may have at most `--window`
 //! lines that are not done, so at any moment at most `window × receivers` deliveries are in
 //! flight, whatever order the server writes its receivers in. By Little's law the time from
 //! a line's send to its last delivery is then, on average, `window × receivers` divided by
@@ -15,8 +16,8 @@
 //! ring of `window` counters, one per line in flight. A receiver that reads lines `a..=b` of a
 //! sender adds one to each of their counters, in a [`Tally`] of its worker's that is added to
 //! the ring once per batch of events (one lock per sender and batch, not one per delivery).
-//! Then `done` moves on over every line whose counter has reached the number of receivers,
-//! clearing the counter for the line `window` later.
+//! Then `done` moves on over every line whose counter has reached the number of receivers
+//! (of the sender's room), clearing the counter for the line `window` later.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -33,6 +34,9 @@ pub struct Window {
     /// read by a receiver only after the kernel handed it the line (the socket's lock orders
     /// the two) and before that receiver counts it, so the slot cannot be reused under it.
     sent_at: Box<[AtomicU64]>,
+    /// The receivers each line must reach: those of this sender's room, set when the traffic
+    /// starts, once every receiver is in.
+    receivers: AtomicU32,
 }
 
 /// The counters behind [`Window::done`].
@@ -53,6 +57,7 @@ impl Window {
                 reached: vec![0; slots].into_boxed_slice(),
             }),
             sent_at: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            receivers: AtomicU32::new(u32::MAX),
         }
     }
 
@@ -81,8 +86,9 @@ impl Window {
     }
 
     /// Receivers read lines `base..`: `counts[i]` of them have line `base + i`. Moves `done`
-    /// on over every line that `receivers` now have.
-    fn reached(&self, base: u64, counts: &[u32], receivers: u32) {
+    /// on over every line that all its receivers now have.
+    fn reached(&self, base: u64, counts: &[u32]) {
+        let receivers = self.receivers.load(Ordering::Acquire);
         // A poisoned lock means a worker panicked: the run fails on joining it anyway.
         let Ok(mut ring) = self.ring.lock() else {
             return;
@@ -104,26 +110,29 @@ impl Window {
     }
 }
 
-/// Every sender's window, and how many receivers each line must reach.
+/// Every sender's window.
 #[derive(Debug)]
 pub struct Windows {
     senders: Box<[Window]>,
-    /// Set when the traffic starts, once every receiver is in.
-    receivers: AtomicU32,
 }
 
 impl Windows {
     pub fn new(senders: usize, window: u64) -> Windows {
         Windows {
             senders: (0..senders).map(|_| Window::new(window)).collect(),
-            receivers: AtomicU32::new(u32::MAX),
         }
     }
 
-    /// The receivers every line must reach (those established when the traffic starts).
-    pub fn set_receivers(&self, receivers: usize) {
-        let receivers = u32::try_from(receivers).unwrap_or(u32::MAX).max(1);
-        self.receivers.store(receivers, Ordering::Release);
+    /// The receivers each sender's lines must reach (those of its room established when the
+    /// traffic starts): `receivers_of(sender)`. A sender with none waits: a line nobody
+    /// hears is never done.
+    pub fn set_receivers(&self, receivers_of: impl Fn(u32) -> usize) {
+        for (sender, window) in (0..).zip(&self.senders) {
+            let receivers = u32::try_from(receivers_of(sender))
+                .unwrap_or(u32::MAX)
+                .max(1);
+            window.receivers.store(receivers, Ordering::Release);
+        }
     }
 
     pub fn get(&self, sender: u32) -> Option<&Window> {
@@ -173,13 +182,12 @@ impl Tally {
 
     /// Adds what was counted to the shared windows and starts again.
     pub fn publish(&mut self, windows: &Windows) {
-        let receivers = windows.receivers.load(Ordering::Acquire);
         for (sender, (base, counts)) in self.senders.iter_mut().enumerate() {
             if counts.is_empty() {
                 continue;
             }
             if let Some(window) = windows.senders.get(sender) {
-                window.reached(*base, counts, receivers);
+                window.reached(*base, counts);
             }
             counts.clear();
         }
@@ -192,7 +200,7 @@ mod tests {
 
     fn windows(receivers: usize, window: u64) -> Windows {
         let windows = Windows::new(1, window);
-        windows.set_receivers(receivers);
+        windows.set_receivers(|_| receivers);
         windows
     }
 
@@ -230,6 +238,23 @@ mod tests {
         b.publish(&windows);
         assert_eq!(windows.done(), 7);
         assert!(windows.get(0).unwrap().open(10) && !windows.get(0).unwrap().open(11));
+    }
+
+    #[test]
+    fn each_sender_waits_for_the_receivers_of_its_own_room() {
+        let windows = Windows::new(2, 4);
+        windows.set_receivers(|sender| if sender == 0 { 1 } else { 3 });
+        let mut tally = Tally::default();
+        tally.add(0, 0, 2);
+        tally.add(1, 0, 2);
+        tally.add(1, 0, 2);
+        tally.publish(&windows);
+        assert_eq!(
+            windows.get(0).unwrap().done(),
+            2,
+            "its one receiver has both"
+        );
+        assert_eq!(windows.get(1).unwrap().done(), 0, "two of three");
     }
 
     #[test]

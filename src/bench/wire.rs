@@ -12,9 +12,11 @@
 //! kernel, the server, the receiver's kernel.
 //!
 //! - `pollchat`: the line is sent as a chat line and arrives as `<nick> B ...`. Server lines
-//!   (`*** ...`: welcome, joins, "server full") are recognised and not counted.
-//! - `redis`: receivers `SUBSCRIBE` to one channel, senders `PUBLISH` to it, and the line
-//!   arrives inside a RESP push `*3 $7 message $<n> <channel> $<n> <line>`.
+//!   (`*** ...`: welcome, joins, "server full", a room's history around its lines) are
+//!   recognised and not counted.
+//! - `redis`: receivers `SUBSCRIBE` to a channel, senders `PUBLISH` to it, and the line
+//!   arrives inside a RESP push `*3 $7 message $<n> <channel> $<n> <line>`. With `--rooms`
+//!   there is a channel per room (`rooms.rs`).
 
 use std::io::Write as _;
 
@@ -56,8 +58,11 @@ pub enum Incoming {
     Line(Stamp),
     /// pollchat's welcome: the connection is in the room.
     Welcome,
-    /// pollchat's "server full": the connection was refused.
+    /// pollchat's "server full", or its refusal to make one more room (`--max-rooms`): the
+    /// connection was refused.
     Refused,
+    /// pollchat's `/join` confirmation: the connection is in its room (`--rooms`).
+    NowIn,
     /// Redis confirmed a subscription.
     Subscribed,
     /// pollchat's header before a room's history (`*** last N lines in #room:`): the lines
@@ -70,18 +75,36 @@ pub enum Incoming {
     Other,
 }
 
-/// The bytes a receiver sends once connected (Redis: the subscription).
-pub fn receiver_hello(proto: Proto) -> Vec<u8> {
-    match proto {
-        Proto::Pollchat => Vec::new(),
-        Proto::Redis => resp_command(&["SUBSCRIBE", CHANNEL]),
-    }
+/// The bytes a Redis receiver sends once connected: the subscription to `channel`.
+pub fn redis_hello(channel: &str) -> Vec<u8> {
+    resp_command(&["SUBSCRIBE", channel])
+}
+
+/// The start of every Redis `PUBLISH` to `channel`, made once per room: each line sent there
+/// begins with it ([`encode_published`]).
+pub fn publish_head(channel: &str) -> Vec<u8> {
+    let mut head = format!("*3\r\n$7\r\nPUBLISH\r\n${}\r\n", channel.len()).into_bytes();
+    head.extend_from_slice(channel.as_bytes());
+    head.extend_from_slice(b"\r\n");
+    head
 }
 
 /// Appends one benchmark line, encoded for `proto`, to `out`. `size` is the length of the
-/// line's text (the padding makes it up), so both protocols carry the same payload. Nothing is
-/// allocated: a sender calls this millions of times.
+/// line's text (the padding makes it up), so both protocols carry the same payload. Redis
+/// lines go to [`CHANNEL`].
 pub fn encode_line(proto: Proto, stamp: Stamp, size: usize, out: &mut Vec<u8>) {
+    encode_published(proto, PUBLISH_HEAD, stamp, size, out);
+}
+
+/// [`encode_line`], a Redis line going to the channel whose [`publish_head`] is `publish`.
+/// Nothing is allocated: a sender calls this millions of times.
+pub fn encode_published(
+    proto: Proto,
+    publish: &[u8],
+    stamp: Stamp,
+    size: usize,
+    out: &mut Vec<u8>,
+) {
     let mut head = [0u8; 64];
     let head_len = {
         let mut cursor = &mut head[..];
@@ -95,7 +118,7 @@ pub fn encode_line(proto: Proto, stamp: Stamp, size: usize, out: &mut Vec<u8>) {
     };
     let text_len = head_len.max(size);
     if proto == Proto::Redis {
-        out.extend_from_slice(PUBLISH_HEAD);
+        out.extend_from_slice(publish);
         let _ = write!(out, "${text_len}\r\n");
     }
     out.extend_from_slice(&head[..head_len]);
@@ -109,9 +132,8 @@ pub fn encode_line(proto: Proto, stamp: Stamp, size: usize, out: &mut Vec<u8>) {
 
 /// `PUBLISH pollchat-bench`, as the start of a RESP array of three bulk strings.
 const PUBLISH_HEAD: &[u8] = b"*3\r\n$7\r\nPUBLISH\r\n$14\r\npollchat-bench\r\n";
-/// The start of every message Redis pushes to a subscriber of [`CHANNEL`]; the payload's
-/// length follows.
-const MESSAGE_HEAD: &[u8] = b"*3\r\n$7\r\nmessage\r\n$14\r\npollchat-bench\r\n$";
+/// The start of every message Redis pushes to a subscriber; the channel's length follows.
+const MESSAGE_START: &[u8] = b"*3\r\n$7\r\nmessage\r\n$";
 
 /// A RESP array of bulk strings: how every Redis command is sent.
 fn resp_command(parts: &[&str]) -> Vec<u8> {
@@ -135,8 +157,10 @@ fn decode_pollchat(buf: &[u8]) -> Option<(Incoming, usize)> {
     let line = &buf[..end];
     let incoming = if line.starts_with(b"*** welcome") {
         Incoming::Welcome
-    } else if line.starts_with(b"*** server full") {
+    } else if line.starts_with(b"*** server full") || line.starts_with(b"*** cannot create #") {
         Incoming::Refused
+    } else if line.starts_with(b"*** you are now in #") {
+        Incoming::NowIn
     } else if line.starts_with(b"*** last ") && line.ends_with(b":") {
         Incoming::HistoryBegins
     } else if line == protocol::HISTORY_END.trim_end().as_bytes() {
@@ -227,7 +251,7 @@ struct Framed {
 }
 
 /// The benchmark line at the front of `buf`, if a whole one is there: pollchat's
-/// `<nick> B ...\n`, or Redis's `message` push for [`CHANNEL`].
+/// `<nick> B ...\n`, or Redis's `message` push on a channel of the benchmark's.
 fn framed_line(proto: Proto, buf: &[u8]) -> Option<Framed> {
     let (text_at, text_len, len) = match proto {
         Proto::Pollchat => {
@@ -241,9 +265,10 @@ fn framed_line(proto: Proto, buf: &[u8]) -> Option<Framed> {
             ))?
         }
         Proto::Redis => {
-            let rest = buf.strip_prefix(MESSAGE_HEAD)?;
+            let text_head = message_head_len(buf)?;
+            let rest = &buf[text_head..];
             let (text_len, _) = take_number_until(rest, b'\r')?;
-            let text_at = MESSAGE_HEAD.len() + digits(rest) + 2;
+            let text_at = text_head + digits(rest) + 2;
             let text_len = usize::try_from(text_len).ok()?;
             let len = text_at + text_len + 2;
             (buf.get(text_at - 1) == Some(&b'\n')
@@ -256,6 +281,21 @@ fn framed_line(proto: Proto, buf: &[u8]) -> Option<Framed> {
     // `B <sender> `: what every line of this sender repeats after the nick or header.
     let same = text_at + 2 + digits(&text[2..]) + 1;
     Some(Framed { len, same, stamp })
+}
+
+/// How long the head of a Redis `message` push at the front of `buf` is, up to the `$`
+/// before its payload's length: `*3 $7 message $<n> <channel> $`, the channel being one of
+/// the benchmark's. `None` if `buf` does not start so (or not yet all of it).
+fn message_head_len(buf: &[u8]) -> Option<usize> {
+    let rest = buf.strip_prefix(MESSAGE_START)?;
+    let (channel_len, _) = take_number_until(rest, b'\r')?;
+    let channel_at = MESSAGE_START.len() + digits(rest) + 2;
+    let channel_end = channel_at.checked_add(usize::try_from(channel_len).ok()?)?;
+    let channel = buf.get(channel_at..channel_end)?;
+    (buf.get(channel_at - 1) == Some(&b'\n')
+        && channel.starts_with(CHANNEL.as_bytes())
+        && buf.get(channel_end..channel_end + 3) == Some(b"\r\n$"))
+    .then_some(channel_end + 3)
 }
 
 /// How many ASCII digits `bytes` starts with.
@@ -396,6 +436,11 @@ mod tests {
 
     /// `n` pushes of `sender`'s lines from `first`, as a Redis subscriber hears them.
     fn pushed(sender: u32, first: u64, n: u64) -> Vec<u8> {
+        pushed_on(CHANNEL, sender, first, n)
+    }
+
+    /// [`pushed`], on `channel`.
+    fn pushed_on(channel: &str, sender: u32, first: u64, n: u64) -> Vec<u8> {
         let mut out = Vec::new();
         for seq in first..first + n {
             let mut publish = Vec::new();
@@ -406,7 +451,11 @@ mod tests {
             };
             encode_line(Proto::Redis, stamp, 64, &mut publish);
             let payload = &publish[publish.len() - 66..publish.len() - 2];
-            out.extend_from_slice(MESSAGE_HEAD);
+            let head = format!(
+                "*3\r\n$7\r\nmessage\r\n${}\r\n{channel}\r\n$",
+                channel.len()
+            );
+            out.extend_from_slice(head.as_bytes());
             out.extend_from_slice(format!("{}\r\n", payload.len()).as_bytes());
             out.extend_from_slice(payload);
             out.extend_from_slice(b"\r\n");
@@ -435,6 +484,33 @@ mod tests {
             assert_eq!(found, run(0, 95, 9), "{proto:?}: the unfinished line waits");
             assert_eq!(used, bytes.len() / 10 * 9);
         }
+    }
+
+    #[test]
+    fn a_room_has_a_channel_of_its_own_and_its_lines_are_found_there() {
+        let bytes = pushed_on("pollchat-bench-12", 5, 7, 3);
+        assert_eq!(
+            take_run(Proto::Redis, &bytes),
+            Some((run(5, 7, 3), bytes.len()))
+        );
+        assert_eq!(publish_head(CHANNEL), PUBLISH_HEAD);
+        let head = publish_head("pollchat-bench-12");
+        let mut out = Vec::new();
+        encode_published(Proto::Redis, &head, STAMP, 64, &mut out);
+        let text = String::from_utf8(out[head.len() + 5..out.len() - 2].to_vec()).unwrap();
+        assert_eq!(out, resp_command(&["PUBLISH", "pollchat-bench-12", &text]));
+        // Another program's channel is not the benchmark's.
+        assert_eq!(take_run(Proto::Redis, &pushed_on("news", 5, 7, 1)), None);
+        let moved = b"*** you are now in #bench-3 (11 users)\n";
+        assert_eq!(
+            decode(Proto::Pollchat, moved),
+            Some((Incoming::NowIn, moved.len()))
+        );
+        let full = crate::protocol::too_many_rooms("#bench-3", 1000);
+        assert_eq!(
+            decode(Proto::Pollchat, full.as_bytes()),
+            Some((Incoming::Refused, full.len()))
+        );
     }
 
     #[test]

@@ -6,6 +6,11 @@
 //!
 //! The orchestrator (`bench/run.rs`) moves every worker through the same phases by setting
 //! [`Shared::phase`]; workers only report counts back, through atomics.
+//!
+//! A connection is established once it is where the load needs it: a pollchat client in its
+//! room (welcomed, and with `--rooms` moved by `/join`), a Redis subscriber subscribed. What
+//! a room replays to a newcomer (its history, between a header and a footer) was said before
+//! this connection came, maybe by an earlier run's senders: none of it is a delivery.
 
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
@@ -17,6 +22,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, SockRef, Socket, Type};
 
+use super::rooms::{Layout, RoomCounts};
 use super::window::{Tally, Windows};
 use super::wire::{self, Incoming, Proto, Run, Stamp};
 use crate::nonblocking::write_until_blocked;
@@ -53,12 +59,17 @@ pub struct Shared {
     /// all have, `sent` is final.
     pub done_sending: AtomicUsize,
     pub delivered: AtomicU64,
-    /// Per sender: which of its lines every receiver has (for `--rate max`).
+    /// Benchmark lines heard in a room their sender is not in: the server's bug, never a
+    /// delivery.
+    pub foreign: AtomicU64,
+    /// Per sender: which of its lines every receiver of its room has (for `--rate max`).
     pub windows: Windows,
+    /// Per room: lines sent, connections and receivers in it.
+    pub rooms: RoomCounts,
 }
 
 impl Shared {
-    pub fn new(senders: usize, window: u64) -> Shared {
+    pub fn new(senders: usize, window: u64, rooms: usize) -> Shared {
         Shared {
             phase: AtomicU8::new(phase::CONNECT),
             epoch: Instant::now(),
@@ -70,7 +81,9 @@ impl Shared {
             sent: AtomicU64::new(0),
             done_sending: AtomicUsize::new(0),
             delivered: AtomicU64::new(0),
+            foreign: AtomicU64::new(0),
             windows: Windows::new(senders, window),
+            rooms: RoomCounts::new(rooms),
         }
     }
 
@@ -102,6 +115,8 @@ pub struct Plan {
     pub source_ips: Vec<IpAddr>,
     pub size: usize,
     pub load: Load,
+    /// Which room each connection is in.
+    pub layout: Layout,
 }
 
 /// How fast senders send.
@@ -126,6 +141,8 @@ enum State {
     Connecting,
     /// Connected; waiting for the welcome (pollchat) or the subscription (Redis receivers).
     Joining,
+    /// Welcomed and sent `/join`; waiting for pollchat to say it is in its room.
+    Entering,
     Ready,
     Done,
 }
@@ -134,6 +151,12 @@ struct Conn {
     stream: TcpStream,
     role: Role,
     state: State,
+    /// Its room (`rooms.rs`): it counts only the lines of this room's senders.
+    room: usize,
+    /// Between a history header and its footer: what is read is not live.
+    in_history: bool,
+    /// A Redis sender's `PUBLISH` head, naming its room's channel (empty otherwise).
+    publish_head: Vec<u8>,
     /// The start of a message whose end has not arrived yet.
     input: Vec<u8>,
     output: Vec<u8>,
@@ -250,6 +273,8 @@ struct Receiving {
     latency: Histogram<u64>,
     /// Deliveries counted in this batch (added to [`Shared::delivered`] once per batch).
     delivered: u64,
+    /// Lines from another room heard in this batch (for [`Shared::foreign`]).
+    foreign: u64,
     /// Lines heard in this batch, for the windows of `--rate max`.
     tally: Tally,
     scratch: Vec<u8>,
@@ -260,6 +285,7 @@ impl Receiving {
         Ok(Receiving {
             latency: latency_histogram()?,
             delivered: 0,
+            foreign: 0,
             tally: Tally::default(),
             scratch: vec![0; READ_CHUNK],
         })
@@ -274,6 +300,10 @@ impl Receiving {
                 .fetch_add(self.delivered, Ordering::Relaxed);
             self.delivered = 0;
         }
+        if self.foreign > 0 {
+            shared.foreign.fetch_add(self.foreign, Ordering::Relaxed);
+            self.foreign = 0;
+        }
         if matches!(plan.load, Load::Window) {
             self.tally.publish(&shared.windows);
         }
@@ -281,11 +311,14 @@ impl Receiving {
 }
 
 impl Conn {
-    fn new(stream: TcpStream, role: Role, state: State) -> Conn {
+    fn new(stream: TcpStream, role: Role, room: usize) -> Conn {
         Conn {
             stream,
             role,
-            state,
+            state: State::Connecting,
+            room,
+            in_history: false,
+            publish_head: Vec::new(),
             input: Vec::new(),
             output: Vec::new(),
             seq: 0,
@@ -313,7 +346,11 @@ fn open(plan: &Plan, index: usize, poll: &Poll, token: usize) -> io::Result<Conn
         Token(token),
         Interest::READABLE | Interest::WRITABLE,
     )?;
-    Ok(Conn::new(stream, role(plan, index), State::Connecting))
+    let mut conn = Conn::new(stream, role(plan, index), plan.layout.room_of(index));
+    if plan.proto == Proto::Redis && matches!(conn.role, Role::Sender(_)) {
+        conn.publish_head = wire::publish_head(&plan.layout.channel(conn.room));
+    }
+    Ok(conn)
 }
 
 /// Starts a non-blocking connect to `target`, from `source` if given, with a receive buffer
@@ -379,7 +416,7 @@ fn finish_connect(conn: &mut Conn, plan: &Plan, shared: &Shared) -> bool {
     conn.state = State::Joining;
     if plan.proto == Proto::Redis {
         match conn.role {
-            Role::Receiver => conn.output = wire::receiver_hello(plan.proto),
+            Role::Receiver => conn.output = wire::redis_hello(&plan.layout.channel(conn.room)),
             // A Redis publisher needs no greeting: it is ready at once.
             Role::Sender(_) => become_ready(conn, shared),
         }
@@ -428,7 +465,7 @@ fn read_all(
 }
 
 /// Decodes every complete message at the front of `bytes`: welcomes and subscriptions, a
-/// refusal, benchmark lines (timed and counted). Returns the bytes used.
+/// refusal, histories, benchmark lines (timed and counted). Returns the bytes used.
 fn take_input(
     conn: &mut Conn,
     plan: &Plan,
@@ -447,36 +484,76 @@ fn take_input(
     let runs = conn.role == Role::Receiver && matches!(plan.load, Load::Window);
     let mut used = 0;
     while used < bytes.len() {
-        if runs && let Some((run, n)) = wire::take_run(plan.proto, &bytes[used..]) {
+        // A history is read line by line (it is short), so that none of it counts.
+        if runs
+            && !conn.in_history
+            && let Some((run, n)) = wire::take_run(plan.proto, &bytes[used..])
+        {
             used += n;
-            receive_run(run, &arrival, shared, rx);
+            receive_run(run, conn.room, plan, &arrival, shared, rx);
             continue;
         }
         let Some((incoming, n)) = wire::decode(plan.proto, &bytes[used..]) else {
             break;
         };
         used += n;
-        match incoming {
-            Incoming::Welcome | Incoming::Subscribed if conn.state == State::Joining => {
-                become_ready(conn, shared);
-            }
-            Incoming::Refused => {
-                shared.refused.fetch_add(1, Ordering::Relaxed);
-                conn.state = State::Done;
-                break;
-            }
-            Incoming::Line(stamp) => receive(conn.role, plan, stamp, &arrival, rx),
-            _ => {}
+        if incoming == Incoming::Refused {
+            shared.refused.fetch_add(1, Ordering::Relaxed);
+            conn.state = State::Done;
+            break;
         }
+        hear(conn, plan, shared, incoming, &arrival, rx);
     }
     used
+}
+
+/// What one message other than a run of lines means for the connection that read it.
+fn hear(
+    conn: &mut Conn,
+    plan: &Plan,
+    shared: &Shared,
+    incoming: Incoming,
+    arrival: &Arrival,
+    rx: &mut Receiving,
+) {
+    match incoming {
+        Incoming::Welcome if conn.state == State::Joining => enter_room(conn, plan, shared),
+        Incoming::Subscribed if conn.state == State::Joining => become_ready(conn, shared),
+        Incoming::NowIn if conn.state == State::Entering => become_ready(conn, shared),
+        Incoming::HistoryBegins => conn.in_history = true,
+        Incoming::HistoryEnds => conn.in_history = false,
+        Incoming::Line(stamp) if !conn.in_history => {
+            receive(conn.role, conn.room, plan, stamp, arrival, rx);
+        }
+        _ => {}
+    }
+}
+
+/// A welcomed pollchat client goes to its room; with one room it is there (`#lobby`).
+fn enter_room(conn: &mut Conn, plan: &Plan, shared: &Shared) {
+    let Some(join) = plan.layout.join_line(conn.room) else {
+        become_ready(conn, shared);
+        return;
+    };
+    conn.output.extend_from_slice(&join);
+    conn.state = State::Entering;
+    // Sent now: no writable edge will come to flush it. Should the write fail, the next read
+    // fails too, and the connection is counted lost there.
+    let _ = flush(&mut conn.stream, &mut conn.output);
 }
 
 fn become_ready(conn: &mut Conn, shared: &Shared) {
     conn.state = State::Ready;
     shared.established.fetch_add(1, Ordering::Relaxed);
+    let room = shared.rooms.get(conn.room);
+    if let Some(room) = room {
+        room.established.fetch_add(1, Ordering::Relaxed);
+    }
     if conn.role == Role::Receiver {
         shared.receivers_established.fetch_add(1, Ordering::Relaxed);
+        if let Some(room) = room {
+            room.receivers.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -496,9 +573,21 @@ struct Arrival {
     counting: bool,
 }
 
-/// A benchmark line reached a connection: count and time it if this run counts what that
-/// connection hears, and note it for its sender's window (receivers only).
-fn receive(role: Role, plan: &Plan, stamp: Stamp, arrival: &Arrival, rx: &mut Receiving) {
+/// A benchmark line reached a connection in `room`: count and time it if this run counts
+/// what that connection hears, and note it for its sender's window (receivers only). A line
+/// from another room is no delivery, but the server's leak.
+fn receive(
+    role: Role,
+    room: usize,
+    plan: &Plan,
+    stamp: Stamp,
+    arrival: &Arrival,
+    rx: &mut Receiving,
+) {
+    if plan.layout.room_of_sender(stamp.sender) != room {
+        rx.foreign += 1;
+        return;
+    }
     let counts = match role {
         Role::Receiver => true,
         // A pollchat sender hears the other senders; a delivery only for chatters.
@@ -515,9 +604,21 @@ fn receive(role: Role, plan: &Plan, stamp: Stamp, arrival: &Arrival, rx: &mut Re
     }
 }
 
-/// A run of one sender's lines reached a windowed receiver: each is timed from when its
-/// sender sent it (its window remembers), counted, and noted for the window.
-fn receive_run(run: Run, arrival: &Arrival, shared: &Shared, rx: &mut Receiving) {
+/// A run of one sender's lines reached a windowed receiver in `room`: each is timed from
+/// when its sender sent it (its window remembers), counted, and noted for the window. A run
+/// from another room is the server's leak, as in [`receive`].
+fn receive_run(
+    run: Run,
+    room: usize,
+    plan: &Plan,
+    arrival: &Arrival,
+    shared: &Shared,
+    rx: &mut Receiving,
+) {
+    if plan.layout.room_of_sender(run.sender) != room {
+        rx.foreign += run.count;
+        return;
+    }
     let Some(window) = shared.windows.get(run.sender) else {
         return;
     };
@@ -574,7 +675,13 @@ fn produce(conn: &mut Conn, plan: &Plan, shared: &Shared, now: Instant) {
         if let Some(window) = shared.windows.get(sender) {
             window.sending(stamp.seq, stamp.sent_at_ns);
         }
-        wire::encode_line(plan.proto, stamp, plan.size, &mut conn.output);
+        wire::encode_published(
+            plan.proto,
+            &conn.publish_head,
+            stamp,
+            plan.size,
+            &mut conn.output,
+        );
         conn.seq += 1;
         produced += 1;
         if let Load::Paced { interval } = plan.load {
@@ -583,6 +690,9 @@ fn produce(conn: &mut Conn, plan: &Plan, shared: &Shared, now: Instant) {
         }
     }
     shared.sent.fetch_add(produced, Ordering::Relaxed);
+    if let Some(room) = shared.rooms.get(conn.room) {
+        room.sent.fetch_add(produced, Ordering::Relaxed);
+    }
     if produced > 0 && flush(&mut conn.stream, &mut conn.output).is_err() {
         lost(conn, shared);
     }
