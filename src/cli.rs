@@ -146,7 +146,7 @@ pub struct Cli {
 pub enum Command {
     /// Load-test a chat server (pollchat or Redis pub/sub): connections held, deliveries per
     /// second, latency, server memory
-    Bench(crate::bench::BenchArgs),
+    Bench(Box<crate::bench::BenchArgs>),
     /// Chat from this terminal: lines typed are sent, lines received are printed
     #[command(after_help = CONNECT_AFTER_HELP)]
     Connect(ConnectArgs),

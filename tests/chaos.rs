@@ -1,8 +1,9 @@
 //! The chaos scenario (`pollchat bench --scenario chaos`) in `cargo test`: a short run against
 //! the built binary, serving plain TCP and TLS, with its limits set low enough that the
 //! misbehaving clients hit them. The test checks that every promise held in every round, and
-//! also that the limits were really hit and the TLS clients really took part, so it cannot
-//! pass by a run in which nothing happened.
+//! also that the limits were really hit, the TLS clients and the second room really took
+//! part and history was really replayed, so it cannot pass by a run in which nothing
+//! happened.
 
 mod common;
 
@@ -26,11 +27,12 @@ fn counter(report: &ChaosReport, name: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{name} in {stats}: {e}"))
 }
 
-/// Two short rounds against the real binary: 10 chatters and 2 pingers, half of each over TLS,
-/// 40 misbehaving clients at once, storms of 150 connections past `--max-clients 120`,
+/// Two short rounds against the real binary: 10 chatters in #lobby, 4 more in #chaos (the
+/// default) and 2 pingers, half of each over TLS, 40 misbehaving clients at once in #lobby, storms of 150 connections past `--max-clients 120`,
 /// non-readers given one second over a 512 KiB queue, TLS handshakes one second. Every
-/// promise holds in both rounds, for TLS and plain chatters alike, descriptors and memory come
-/// back, and the limits were really hit: storms refused, lines too long dropped, non-readers
+/// promise holds in both rounds, for TLS and plain chatters alike and in each room, history
+/// replayed in round 2 holds round 1's last lines, descriptors and memory come back, and the
+/// limits were really hit: storms refused, lines too long dropped, non-readers
 /// (a TLS one among them) cut off as too slow, garbage on the TLS port rejected, stalled
 /// handshakes timed out.
 #[test]
@@ -100,6 +102,23 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
     assert_eq!(report.deliveries, report.expected, "{summary}");
     assert!(report.pings_answered > 0, "{summary}");
 
+    // Two rooms, each with its own lines: #chaos heard only its chatters while the lobby
+    // was flooded, and nothing crossed either way.
+    assert_eq!(report.outcome("rooms kept apart"), Some(Outcome::Pass));
+    let (lobby, second) = (report.room("#lobby"), report.room("#chaos"));
+    assert_eq!((lobby.chatters, second.chatters), (10, 4), "{summary}");
+    assert!(
+        second.lines_sent > 0 && second.lines_sent_tls > 0,
+        "{summary}"
+    );
+    assert_eq!(second.deliveries, second.expected, "{summary}");
+    // Round 2's clients entering the lobby were replayed its history, and it held round 1's
+    // chatters' last lines (said once the strangers were gone), which the check found to be
+    // the room's last, in its order. None of it counted as a delivery (exactly once above).
+    assert_eq!(report.outcome("history replayed"), Some(Outcome::Pass));
+    assert!(report.replays.replays > 0, "{summary}");
+    assert!(report.replays.said_the_round_before > 0, "{summary}");
+
     // The limits were hit. Storms went past --max-clients and were told the server is full.
     assert!(report.tally("storm").refused > 0, "{summary}");
     // A full-speed connect-and-reset storm ran through every chaos phase, beside all this.
@@ -123,10 +142,14 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
     );
     assert!(report.tally("vanisher").opened > 0, "{summary}");
 
-    // TLS chatters were in the room: every other one of the 10, in both rounds, and they
-    // talked. Exactly once held above, so each of their lines reached every plain chatter
-    // (and each plain line reached them) once, in the one global order.
-    assert_eq!(report.tally("tls-chatter").welcomed, 10, "{summary}");
+    // TLS chatters were in both rooms: every other one of the 10 and of the 4, in both
+    // rounds, and they talked. Exactly once held above, so each of their lines reached every
+    // plain chatter of their room (and each plain line reached them) once, in the one order.
+    assert_eq!(
+        report.tally("tls-chatter").welcomed,
+        (5 + 2) * 2,
+        "{summary}"
+    );
     assert!(report.lines_sent_tls > 0, "{summary}");
     assert!(report.lines_sent_tls < report.lines_sent, "{summary}");
     // So was the TLS pinger, and "kept answering" above covers its round trips with the

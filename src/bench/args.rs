@@ -129,6 +129,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 20)]
     pub chatters: usize,
 
+    /// Chaos: more chatters, who `/join #chaos`, a room beside the flooded lobby: each room's
+    /// chatters must hear exactly that room's lines
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub room_chatters: usize,
+
     /// Chaos: lines per second each chatter sends (keep it under the server's --rate)
     #[arg(long, value_name = "LINES_PER_SEC", default_value_t = 2.0)]
     pub chat_rate: f64,

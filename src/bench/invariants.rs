@@ -2,29 +2,38 @@
 //! clients recorded, so each check can be shown to fail on a crafted record (see the tests
 //! below) and not only to pass against a working server.
 //!
-//! A chatter's record is the list of chatter lines it received, in arrival order, each named
-//! by `(sender, seq)`: the sender's chatter number and the line's number among that sender's
-//! lines. pollchat does not echo a line to its sender, so a chatter's record holds every line
-//! of every *other* chatter.
+//! A chatter's record is the list of chatter lines it received live, in arrival order, each
+//! named by `(sender, seq)`: the sender's chatter number and the line's number among that
+//! sender's lines. Every chatter is in one room (`rooms[c]` names chatter `c`'s), and pollchat
+//! does not echo a line to its sender, so a chatter's record holds every line of every *other*
+//! chatter of its room, and nothing of any other room. What a chatter was replayed as history
+//! when it entered its room is not in its record: [`replays_follow`] judges it apart.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One chatter line: `(sender, seq)`.
 pub type LineId = (u32, u64);
 
-/// Every line of every chatter reached every other chatter exactly once. `sent[s]` is how
-/// many lines chatter `s` sent (numbered `0..sent[s]`); `received[c]` is chatter `c`'s record.
-pub fn exactly_once(sent: &[u64], received: &[Vec<LineId>]) -> Result<(), String> {
+/// Every line of every chatter reached every other chatter of its room exactly once.
+/// `sent[s]` is how many lines chatter `s` sent (numbered `0..sent[s]`); `rooms[c]` is chatter
+/// `c`'s room and `received[c]` its record. Lines from another room's chatters are left to
+/// [`rooms_apart`].
+pub fn exactly_once(sent: &[u64], rooms: &[&str], received: &[Vec<LineId>]) -> Result<(), String> {
     for (chatter, record) in received.iter().enumerate() {
+        let room = rooms.get(chatter).copied().unwrap_or_default();
+        let same_room = |s: usize| s != chatter && rooms.get(s) == Some(&room);
         // Per sender, how many times each of its lines arrived here.
         let mut seen: Vec<Vec<u32>> = sent
             .iter()
             .map(|&n| vec![0; usize::try_from(n).unwrap_or(0)])
             .collect();
         for &(sender, seq) in record {
-            let count = usize::try_from(sender)
-                .ok()
-                .filter(|&s| s != chatter)
+            let sender_at = usize::try_from(sender).unwrap_or(usize::MAX);
+            if sender_at != chatter && rooms.get(sender_at).is_some_and(|&r| r != room) {
+                continue;
+            }
+            let count = Some(sender_at)
+                .filter(|&s| same_room(s))
                 .and_then(|s| seen.get_mut(s))
                 .and_then(|lines| lines.get_mut(usize::try_from(seq).ok()?));
             match count {
@@ -37,7 +46,7 @@ pub fn exactly_once(sent: &[u64], received: &[Vec<LineId>]) -> Result<(), String
                 }
             }
         }
-        for (sender, lines) in seen.iter().enumerate().filter(|&(s, _)| s != chatter) {
+        for (sender, lines) in seen.iter().enumerate().filter(|&(s, _)| same_room(s)) {
             if let Some((seq, &n)) = lines.iter().enumerate().find(|&(_, &n)| n != 1) {
                 let what = if n == 0 { "never" } else { "more than once" };
                 return Err(format!(
@@ -45,6 +54,25 @@ pub fn exactly_once(sent: &[u64], received: &[Vec<LineId>]) -> Result<(), String
                      ({n} times)"
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// No chatter received a line of a chatter in another room. `rooms[c]` is chatter `c`'s
+/// room, `received[c]` its record.
+pub fn rooms_apart(rooms: &[&str], received: &[Vec<LineId>]) -> Result<(), String> {
+    for (chatter, record) in received.iter().enumerate() {
+        let room = rooms.get(chatter).copied().unwrap_or_default();
+        let stray = record.iter().find_map(|&(sender, seq)| {
+            let theirs = rooms.get(usize::try_from(sender).ok()?)?;
+            (*theirs != room).then_some((sender, seq, theirs))
+        });
+        if let Some((sender, seq, theirs)) = stray {
+            return Err(format!(
+                "chatter {chatter} in {room} received line {seq} of chatter {sender}, \
+                 said in {theirs}"
+            ));
         }
     }
     Ok(())
@@ -113,6 +141,90 @@ pub fn one_global_order(sent: &[u64], received: &[Vec<LineId>]) -> Result<(), St
     ))
 }
 
+/// What a client was replayed on entering a room, as far as the lines were said by the
+/// chatters whose records [`replays_follow`] is given: those lines, in the order replayed.
+#[derive(Debug)]
+pub struct Replay<'a> {
+    /// Who got it, for the report: "chatter 3", "pinger".
+    pub who: &'a str,
+    /// The room it entered.
+    pub room: &'a str,
+    pub lines: Vec<LineId>,
+}
+
+/// The replays a round's clients got on entering a room agree with what the previous round's
+/// chatters said there: `sent`, `rooms` and `records` are that round's (as for
+/// [`exactly_once`]), `emptied` the rooms nobody was in since.
+///
+/// - A room that emptied replays none of those lines: its history went with it.
+/// - A replay holds only lines said in the room entered.
+/// - Of each sender, a replay holds its *last* lines, in the order sent: a room's history is
+///   its latest lines, and each sender's lines reach the room in order, so whatever the
+///   window keeps of one sender is the end of what it said.
+/// - Across senders, the replays follow the order the room's chatters saw live: one order
+///   must hold for the records and the replays together ([`one_global_order`]), so a replay
+///   that swapped two lines, or held one twice, breaks it.
+pub fn replays_follow(
+    sent: &[u64],
+    rooms: &[&str],
+    records: &[Vec<LineId>],
+    replays: &[Replay],
+    emptied: &[&str],
+) -> Result<(), String> {
+    for replay in replays {
+        let Some(&(sender, seq)) = replay.lines.first() else {
+            continue;
+        };
+        if emptied.contains(&replay.room) {
+            return Err(format!(
+                "{} entering {} was replayed line {seq} of chatter {sender}, said before the \
+                 room emptied",
+                replay.who, replay.room
+            ));
+        }
+        last_lines_of_the_room(sent, rooms, replay)?;
+    }
+    let mut together = records.to_vec();
+    together.extend(replays.iter().map(|r| r.lines.clone()));
+    one_global_order(sent, &together)
+        .map_err(|e| format!("the replays and what the chatters saw live: {e}"))
+}
+
+/// Every line of `replay` was said in its room, and of each sender it holds the last lines,
+/// in the order sent.
+fn last_lines_of_the_room(sent: &[u64], rooms: &[&str], replay: &Replay) -> Result<(), String> {
+    let mut held: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for &(sender, seq) in &replay.lines {
+        let said_in = usize::try_from(sender).ok().and_then(|s| rooms.get(s));
+        if said_in != Some(&replay.room) {
+            let said_in = said_in.copied().unwrap_or("no room");
+            return Err(format!(
+                "{} entering {} was replayed line {seq} of chatter {sender}, said in {said_in}",
+                replay.who, replay.room
+            ));
+        }
+        held.entry(sender).or_default().push(seq);
+    }
+    for (sender, seqs) in held {
+        let total = usize::try_from(sender)
+            .ok()
+            .and_then(|s| sent.get(s))
+            .copied()
+            .unwrap_or(0);
+        let first = total.saturating_sub(seqs.len() as u64);
+        if !seqs.iter().copied().eq(first..total) {
+            return Err(format!(
+                "{} entering {} was replayed lines {seqs:?} of chatter {sender}, not its last \
+                 {} of {total} in order",
+                replay.who,
+                replay.room,
+                seqs.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What a terminal would show of a relayed line is exactly what was meant: valid UTF-8
 /// (checked before it gets here) with no control character but tab. Checked independently of
 /// the server's own sanitiser, so a bug there cannot hide itself.
@@ -135,10 +247,30 @@ mod tests {
         (vec![2; n as usize], records)
     }
 
+    /// Everyone in one room.
+    fn one_room(sent: &[u64]) -> Vec<&'static str> {
+        vec!["#lobby"; sent.len()]
+    }
+
+    /// Chatters 0 to 2 in #lobby and 3 to 5 in #chaos, two lines each, each room's relayed
+    /// in one order.
+    fn two_rooms() -> (Vec<u64>, Vec<&'static str>, Vec<Vec<LineId>>) {
+        let (sent, lobby) = fair(3);
+        let chaos = lobby
+            .iter()
+            .map(|record| record.iter().map(|&(s, seq)| (s + 3, seq)).collect());
+        let rooms = [["#lobby"; 3], ["#chaos"; 3]].concat();
+        (
+            [sent.clone(), sent].concat(),
+            rooms,
+            lobby.iter().cloned().chain(chaos).collect(),
+        )
+    }
+
     #[test]
     fn a_fair_relay_passes_both_checks() {
         let (sent, records) = fair(3);
-        assert_eq!(exactly_once(&sent, &records), Ok(()));
+        assert_eq!(exactly_once(&sent, &one_room(&sent), &records), Ok(()));
         assert_eq!(one_global_order(&sent, &records), Ok(()));
     }
 
@@ -146,12 +278,16 @@ mod tests {
     fn a_lost_duplicated_or_echoed_line_fails_exactly_once() {
         let (sent, mut records) = fair(3);
         records[0].pop();
-        assert!(exactly_once(&sent, &records).unwrap_err().contains("never"));
+        assert!(
+            exactly_once(&sent, &one_room(&sent), &records)
+                .unwrap_err()
+                .contains("never")
+        );
 
         let (sent, mut records) = fair(3);
         records[1].push((0, 1));
         assert!(
-            exactly_once(&sent, &records)
+            exactly_once(&sent, &one_room(&sent), &records)
                 .unwrap_err()
                 .contains("more than once")
         );
@@ -159,14 +295,14 @@ mod tests {
         let (sent, mut records) = fair(3);
         records[2].push((2, 0));
         assert!(
-            exactly_once(&sent, &records)
+            exactly_once(&sent, &one_room(&sent), &records)
                 .unwrap_err()
                 .contains("never sent")
         );
 
         let (sent, mut records) = fair(3);
         records[2].push((0, 7));
-        assert!(exactly_once(&sent, &records).is_err());
+        assert!(exactly_once(&sent, &one_room(&sent), &records).is_err());
     }
 
     #[test]
@@ -179,7 +315,7 @@ mod tests {
         records[3].swap(0, 1);
         assert!(one_global_order(&sent, &records).is_err());
         // Everyone still got everything once: only the order check can catch this.
-        assert_eq!(exactly_once(&sent, &records), Ok(()));
+        assert_eq!(exactly_once(&sent, &one_room(&sent), &records), Ok(()));
     }
 
     #[test]
@@ -192,7 +328,7 @@ mod tests {
             vec![(2, 0), (0, 0)],
             vec![(0, 0), (1, 0)],
         ];
-        assert_eq!(exactly_once(&sent, &records), Ok(()));
+        assert_eq!(exactly_once(&sent, &one_room(&sent), &records), Ok(()));
         assert!(one_global_order(&sent, &records).is_err());
     }
 
@@ -202,6 +338,103 @@ mod tests {
         let sent = vec![2, 0];
         let records = vec![vec![], vec![(0, 1), (0, 0)]];
         assert!(one_global_order(&sent, &records).is_err());
+    }
+
+    #[test]
+    fn each_room_is_judged_on_its_own_lines() {
+        let (sent, rooms, records) = two_rooms();
+        assert_eq!(exactly_once(&sent, &rooms, &records), Ok(()));
+        assert_eq!(rooms_apart(&rooms, &records), Ok(()));
+        // One room's order says nothing of the other's: the two can interleave any way.
+        assert_eq!(one_global_order(&sent, &records), Ok(()));
+
+        // A line of #chaos that reached #lobby breaks the rooms apart, and only that.
+        let (sent, rooms, mut records) = two_rooms();
+        records[0].push((4, 1));
+        let apart = rooms_apart(&rooms, &records).unwrap_err();
+        assert!(
+            apart.contains("chatter 0 in #lobby received line 1 of chatter 4"),
+            "{apart}"
+        );
+        assert!(apart.ends_with("said in #chaos"), "{apart}");
+        assert_eq!(exactly_once(&sent, &rooms, &records), Ok(()));
+
+        // A line lost in #chaos is still missed there.
+        let (sent, rooms, mut records) = two_rooms();
+        records[5].pop();
+        let once = exactly_once(&sent, &rooms, &records).unwrap_err();
+        assert!(
+            once.starts_with("chatter 5 received") && once.contains("never"),
+            "{once}"
+        );
+    }
+
+    /// The previous round of [`fair`]`(4)`, its last lines replayed to someone entering
+    /// #lobby: `lines` of the relayed order, which ends (0,1), (1,1), (2,1), (3,1).
+    fn replayed(lines: &[LineId]) -> Replay<'static> {
+        Replay {
+            who: "chatter 0",
+            room: "#lobby",
+            lines: lines.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_replay_of_the_rooms_last_lines_in_its_order_passes() {
+        let (sent, records) = fair(4);
+        let rooms = one_room(&sent);
+        let replays = [
+            replayed(&[(2, 1), (3, 1)]),
+            replayed(&[(0, 1), (1, 1), (2, 1), (3, 1)]),
+            replayed(&[(3, 0), (0, 1), (1, 1), (2, 1), (3, 1)]),
+            replayed(&[]),
+        ];
+        assert_eq!(
+            replays_follow(&sent, &rooms, &records, &replays, &[]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_replay_out_of_order_stale_doubled_or_from_elsewhere_fails() {
+        let (sent, records) = fair(4);
+        let rooms = one_room(&sent);
+        let fails = |lines: &[LineId], says: &str| {
+            let err = replays_follow(&sent, &rooms, &records, &[replayed(lines)], &[])
+                .expect_err("a bad replay");
+            assert!(err.contains(says), "{lines:?}: {err}");
+        };
+        // Chatter 1's first line without its second: not the room's latest.
+        fails(&[(1, 0), (2, 1)], "not its last 1 of 2 in order");
+        // The same sender's lines swapped.
+        fails(&[(3, 1), (3, 0)], "not its last 2 of 2 in order");
+        // Two senders' last lines swapped: every chatter saw (1,1) before (2,1).
+        fails(
+            &[(2, 1), (1, 1)],
+            "the replays and what the chatters saw live",
+        );
+        // A line twice.
+        fails(&[(3, 1), (3, 1)], "in order");
+        // A line of a chatter this run does not have, and one of another room.
+        fails(&[(9, 0)], "said in no room");
+        let rooms = ["#lobby", "#lobby", "#lobby", "#chaos"];
+        let err = replays_follow(&sent, &rooms, &records, &[replayed(&[(3, 1)])], &[])
+            .expect_err("a line of #chaos replayed in #lobby");
+        assert!(err.ends_with("said in #chaos"), "{err}");
+    }
+
+    #[test]
+    fn a_room_that_emptied_replays_nothing_said_before() {
+        let (sent, records) = fair(4);
+        let rooms = one_room(&sent);
+        let replays = [replayed(&[(3, 1)])];
+        let err = replays_follow(&sent, &rooms, &records, &replays, &["#lobby"]).unwrap_err();
+        assert!(err.contains("said before the room emptied"), "{err}");
+        let nothing = [replayed(&[])];
+        assert_eq!(
+            replays_follow(&sent, &rooms, &records, &nothing, &["#lobby"]),
+            Ok(())
+        );
     }
 
     #[test]

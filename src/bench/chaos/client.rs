@@ -17,6 +17,7 @@ use super::roles::Role;
 use crate::bench::BenchArgs;
 use crate::bench::worker::flush;
 use crate::client::transport::{self, TransportError};
+use crate::limits::LOBBY;
 use crate::nonblocking::ReadOutcome;
 use crate::nonblocking::write_until_blocked;
 use crate::nonblocking::{Plaintext, write_records};
@@ -50,6 +51,14 @@ pub(super) struct Client {
     pub(super) nick: String,
     /// A non-reader the flooders have aimed at (each gets one dose).
     pub(super) aimed_at: bool,
+    /// The room a well-behaved client belongs in: `#lobby`, or the second room for its
+    /// chatters, which `/join` it once welcomed.
+    pub(super) home: &'static str,
+    /// Where the server last said the client is: `#lobby` from the welcome on, then the room
+    /// of each `*** you are now in`.
+    pub(super) room: String,
+    /// While a history replay is arriving: which of the round's replays it is.
+    pub(super) replay: Option<usize>,
 }
 
 impl Client {
@@ -79,6 +88,22 @@ impl Client {
             seq: 0,
             nick: String::new(),
             aimed_at: false,
+            home: LOBBY,
+            room: String::new(),
+            replay: None,
+        }
+    }
+
+    /// Welcomed, and in the room it belongs in.
+    pub(super) fn at_home(&self) -> bool {
+        self.welcomed && self.room.eq_ignore_ascii_case(self.home)
+    }
+
+    /// How the report names it: its kind, and a chatter's number.
+    pub(super) fn name(&self) -> String {
+        match self.role {
+            Role::Chatter(n) => format!("{} {n}", self.kind),
+            _ => self.kind.to_string(),
         }
     }
 }

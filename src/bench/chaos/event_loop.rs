@@ -13,7 +13,7 @@ use socket2::SockRef;
 
 use super::client::{After, Client, TlsTarget, close};
 use super::roles::{MISBEHAVING, MISBEHAVING_TLS, Role, TARGET_DOSE, service, timed};
-use super::round::{Context, Target};
+use super::round::{ChatterLog, Context, Target};
 use crate::bench::BenchArgs;
 use crate::bench::worker::connect;
 
@@ -117,7 +117,11 @@ impl Chaos {
         });
         match registered {
             Ok((stream, tls)) => {
-                entry.insert(Client::new(stream, tls, role, kind, serial, until));
+                let mut client = Client::new(stream, tls, role, kind, serial, until);
+                if let Role::Chatter(n) = role {
+                    client.home = self.ctx.layout.room_of(n);
+                }
+                entry.insert(client);
             }
             Err(e) => {
                 tally.failed += 1;
@@ -218,13 +222,25 @@ impl Chaos {
             });
     }
 
-    /// Every chatter has every line sent so far by the others, and every ping is answered.
+    /// Every chatter has every line sent so far by the others in its room, and every ping is
+    /// answered.
     pub(super) fn drained(&self) -> bool {
-        let total: u64 = self.ctx.chatters.iter().map(|c| c.sent).sum();
-        self.ctx
-            .chatters
-            .iter()
-            .all(|c| c.received.len() as u64 >= total - c.sent)
-            && self.ctx.pings.pending.is_empty()
+        let chatters = &self.ctx.chatters;
+        let said_in = |room: &str| -> u64 {
+            chatters
+                .iter()
+                .filter(|c| c.room == room)
+                .map(ChatterLog::sent)
+                .sum()
+        };
+        let totals = self
+            .ctx
+            .layout
+            .each()
+            .map(|(room, _)| (room, said_in(room)));
+        chatters.iter().all(|c| {
+            let total = totals.iter().find(|(r, _)| *r == c.room).map_or(0, |t| t.1);
+            c.received.len() as u64 >= total.saturating_sub(c.sent())
+        }) && self.ctx.pings.pending.is_empty()
     }
 }

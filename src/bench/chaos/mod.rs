@@ -8,13 +8,16 @@
 //! 1. **baseline** (once, before round 1): the server's open descriptors and memory, cold
 //!    (with `--server-pid`);
 //! 2. **join**: `--chatters` chatters and one pinger (two with a TLS target) connect and are
-//!    welcomed;
+//!    welcomed in `#lobby`; `--room-chatters` more connect and `/join` a second room,
+//!    `#chaos`, and the phase ends once the server has said they are there;
 //! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; each pinger
 //!    sends itself a `/msg` five times a second and times the answer; misbehaving clients
 //!    come and go, up to `--conns` at once, cycling through the roles of `roles.rs`; two connect
 //!    storms of `--storm` connections each, a third and two thirds of the way through;
 //! 4. **calm**: every misbehaving client vanishes; chatters stop and wait for what is in
-//!    flight;
+//!    flight; once the server has let every stranger go (with `--server-pid`), each chatter
+//!    says one last line, so that the rooms' history ends with lines the next round can
+//!    check;
 //! 5. **leave**: chatters and pingers `/quit` and wait for the server to close them;
 //! 6. **settle**: wait for the server's descriptors to come back down to the cold baseline,
 //!    read its memory.
@@ -26,11 +29,16 @@
 //! and in the one order. Three more misbehaving roles take their turns on the TLS port:
 //! garbage instead of a handshake, a stalled handshake and a TLS client that stops reading.
 //!
+//! The misbehaving clients all stay in `#lobby`, so `#chaos` is a room beside a flooded one:
+//! each room's chatters must get exactly that room's lines, once, in one order, and nothing
+//! of the other's. Both rooms keep history, and every client entering a room is first
+//! replayed its last lines: that replay is not a delivery, and is judged apart
+//! (`history.rs`).
+//!
 //! After each round the checks in `invariants.rs` run over what its well-behaved clients
 //! recorded: every round must keep every promise, and the report names the round that broke
 //! one. The server's resources are judged across rounds: descriptors must be back to the cold
-//! baseline after every round, and memory after the last round must be within
-//! [`HEAP_MARGIN_KIB`] of memory after the first (why the first and not the cold baseline is
+//! baseline after every round, and memory within [`HEAP_MARGIN_KIB`] of it (why that margin is
 //! explained there).
 //!
 //! Where each part is:
@@ -38,6 +46,9 @@
 //! - `roles.rs`: who a connection plays, and how each role behaves: as time passes, when its
 //!   socket is ready, on each line from the server, once it is welcomed;
 //! - `client.rs`: one connection: its socket, its TLS session, its buffers, and their I/O;
+//! - `rooms.rs`: which chatter is in which room, and each room's figures;
+//! - `history.rs`: where a well-behaved client is, the history it is replayed on entering a
+//!   room, and the check of those replays;
 //! - `event_loop.rs`: a round's one mio loop over its clients: opening them, timed actions,
 //!   readiness;
 //! - `round.rs`: one round's phases, 2 to 6 above, and what its well-behaved clients recorded;
@@ -46,8 +57,10 @@
 
 mod client;
 mod event_loop;
+mod history;
 mod report;
 mod roles;
+mod rooms;
 mod round;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -57,7 +70,9 @@ use super::BenchArgs;
 use super::procfs::resources;
 use super::wire::Proto;
 use client::TlsTarget;
+pub use history::Replays;
 pub use report::{ChaosReport, Check, HEAP_MARGIN_KIB, Outcome, RoundFigures, Tally};
+pub use rooms::RoomLines;
 use round::{Plan, run_round};
 
 /// Runs the chaos scenario against the first `--target`: `--rounds` rounds, then the checks. `Err`
@@ -69,6 +84,11 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
     }
     if args.chatters < 2 {
         return Err("--chatters must be at least 2 (someone has to hear them)".into());
+    }
+    if args.room_chatters < 2 {
+        return Err(
+            "--room-chatters must be at least 2 (someone in #chaos has to hear them)".into(),
+        );
     }
     if args.rounds == 0 {
         return Err("--rounds must be at least 1".into());
@@ -92,12 +112,18 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
         cold,
     };
     let mut rounds = Vec::new();
+    // What the previous round's chatters said: the history replayed in this one.
+    let mut said = None;
     for round in 1..=args.rounds {
-        rounds.push(run_round(&plan).map_err(|e| format!("round {round}: {e}"))?);
+        let (figures, heard) =
+            run_round(&plan, said.as_ref()).map_err(|e| format!("round {round}: {e}"))?;
+        rounds.push(figures);
+        said = Some(heard);
     }
     let secs = started.elapsed().as_secs_f64();
     let server_stats = args.server_stats.and_then(ask_stats);
-    ChaosReport::new(secs, args.chatters, rounds, cold, server_stats)
+    let chatters = args.chatters + args.room_chatters;
+    ChaosReport::new(secs, chatters, rounds, cold, server_stats)
 }
 
 /// The interval between events at `rate` per second.

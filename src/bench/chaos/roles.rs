@@ -7,9 +7,11 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use super::client::{After, Client, PushStr, receive, write_out};
+use super::history;
 use super::round::{Context, Phase};
 use crate::bench::invariants;
-use crate::bench::wire::{self, Incoming, Proto, Stamp};
+use crate::bench::wire::{self, Proto, Stamp};
+use crate::limits::LOBBY;
 use crate::nonblocking::connect_finished;
 
 /// How often the pinger asks the server for an answer.
@@ -250,26 +252,30 @@ pub(super) fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> Aft
     write_out(client)
 }
 
-/// Chatter `me` queues the numbered lines that are due at the chat rate, each stamped with
-/// when it was sent.
+/// Chatter `me` queues the numbered lines that are due at the chat rate.
 fn chat(client: &mut Client, ctx: &mut Context, me: u32, now: Instant) {
     // Catch up after a stall, but never send a burst the rate limit would hold back.
     let mut budget = 4;
     while client.next_send <= now && budget > 0 {
-        let stamp = Stamp {
-            sender: me,
-            seq: client.seq,
-            sent_at_ns: u64::try_from(ctx.epoch.elapsed().as_nanos()).unwrap_or(0),
-        };
-        wire::encode_line(Proto::Pollchat, stamp, ctx.size, &mut client.output);
-        client.seq += 1;
-        if let Some(log) = ctx.chatters.get_mut(me as usize) {
-            log.sent += 1;
-        }
+        say(client, ctx, me);
         client.next_send += ctx.chat_interval;
         budget -= 1;
     }
     client.next_send = client.next_send.max(earlier(now, ctx.chat_interval));
+}
+
+/// Chatter `me` queues its next numbered line, stamped with when it was sent.
+pub(super) fn say(client: &mut Client, ctx: &mut Context, me: u32) {
+    let stamp = Stamp {
+        sender: me,
+        seq: client.seq,
+        sent_at_ns: u64::try_from(ctx.epoch.elapsed().as_nanos()).unwrap_or(0),
+    };
+    wire::encode_line(Proto::Pollchat, stamp, ctx.size, &mut client.output);
+    client.seq += 1;
+    if let Some(log) = ctx.chatters.get_mut(me as usize) {
+        log.sent_at.push(stamp.sent_at_ns);
+    }
 }
 
 /// Pinger `me` queues a numbered `/msg` to itself and notes when it went.
@@ -398,12 +404,8 @@ fn on_lines(client: &mut Client, ctx: &mut Context) -> After {
 fn lost(client: &Client, ctx: &mut Context, why: &str) -> After {
     ctx.tallies.entry(client.kind).or_default().closed_by_server += 1;
     if !client.leaving && client.role.well_behaved() {
-        let name = match client.role {
-            Role::Chatter(n) => format!("{} {n}", client.kind),
-            _ => client.kind.to_string(),
-        };
         ctx.lost
-            .push(format!("{name}: {why} ({:?} phase)", ctx.phase));
+            .push(format!("{}: {why} ({:?} phase)", client.name(), ctx.phase));
     }
     After::Close
 }
@@ -427,11 +429,16 @@ fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
     }
     if line.starts_with(b"*** welcome") && !client.welcomed {
         client.welcomed = true;
+        client.room = LOBBY.to_string();
         tally.welcomed += 1;
         return welcomed(client, line);
     }
+    // History is replay, not delivery: it stays out of the records (see `history.rs`).
+    if client.role.well_behaved() && history::on_line(client, line, ctx) {
+        return After::Keep;
+    }
     match client.role {
-        Role::Chatter(me) => record_line(me, line, ctx),
+        Role::Chatter(me) => record_line(client, me, line, ctx),
         Role::Pinger(me) => record_answer(client, me, line, ctx),
         _ => {}
     }
@@ -450,13 +457,20 @@ fn check_clean(line: &[u8], ctx: &mut Context) {
     }
 }
 
-/// Chatter `me` received a line: a chatter line goes into its record, with its latency.
-fn record_line(me: u32, line: &[u8], ctx: &mut Context) {
-    let mut framed = line.to_vec();
-    framed.push(b'\n');
-    if let Some((Incoming::Line(stamp), _)) = wire::decode(Proto::Pollchat, &framed)
-        && let Some(log) = ctx.chatters.get_mut(me as usize)
-    {
+/// Chatter `me` received a line live: a chatter line goes into its record, with its latency.
+/// In the second room, where only chatters talk, any other chat line came from the lobby.
+fn record_line(client: &Client, me: u32, line: &[u8], ctx: &mut Context) {
+    let Some(stamp) = history::stamp(line) else {
+        let chat = line.starts_with(b"<") || line.starts_with(b"* ");
+        if chat && client.home != LOBBY {
+            ctx.strays += 1;
+            let shown: String = lossy(line).chars().take(60).collect();
+            ctx.first_stray
+                .get_or_insert_with(|| format!("{} got {shown:?}", client.name()));
+        }
+        return;
+    };
+    if let Some(log) = ctx.chatters.get_mut(me as usize) {
         log.received.push((stamp.sender, stamp.seq));
         let now_ns = u64::try_from(ctx.epoch.elapsed().as_nanos()).unwrap_or(0);
         let micros = now_ns.saturating_sub(stamp.sent_at_ns) / 1000;
@@ -490,9 +504,12 @@ fn tls_done(client: &Client) -> bool {
     client.tls.as_ref().is_some_and(|tls| !tls.is_handshaking())
 }
 
-/// What a client does once it is in the room.
+/// What a client does once it is in (the lobby).
 fn welcomed(client: &mut Client, line: &[u8]) -> After {
     match client.role {
+        Role::Chatter(_) if client.home != LOBBY => {
+            let _ = writeln!(PushStr(&mut client.output), "/join {}", client.home);
+        }
         Role::Pinger(_) => {
             // "*** welcome to pollchat, you are NICK (type /help for commands)"
             let text = lossy(line);

@@ -1,7 +1,7 @@
 //! One round, phases 2 to 6 of the module documentation (`chaos/mod.rs`): join, chaos, calm,
 //! leave, settle, with fresh clients. Also what the round's clients share while it runs
-//! ([`Context`]): the well-behaved clients' records, which the checks are run over once the
-//! round is over, and the counts per role.
+//! ([`Context`]): the well-behaved clients' records and the history they were replayed, which
+//! the checks are run over once the round is over, and the counts per role.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
@@ -12,8 +12,10 @@ use hdrhistogram::Histogram;
 
 use super::client::{TlsTarget, close, write_out};
 use super::event_loop::Chaos;
+use super::history::{self, Replayed, Said};
 use super::report::{HEAP_MARGIN_KIB, Round, Tally, answered, counted};
-use super::roles::{PING_LIMIT, Role, earlier};
+use super::roles::{PING_LIMIT, Role, earlier, say};
+use super::rooms::{Layout, RoomLines, SECOND_ROOM};
 use crate::bench::BenchArgs;
 use crate::bench::invariants::{self, LineId};
 use crate::bench::procfs::{anon_kib, resources};
@@ -37,13 +39,21 @@ pub(super) enum Phase {
     Leave,
 }
 
-/// What a chatter sent and received.
-#[derive(Debug, Default)]
+/// What a chatter sent and received live.
+#[derive(Debug)]
 pub(super) struct ChatterLog {
+    pub(super) room: &'static str,
     /// Talks to the TLS listener.
     pub(super) tls: bool,
-    pub(super) sent: u64,
+    /// When it sent each of its lines, as stamped on them.
+    pub(super) sent_at: Vec<u64>,
     pub(super) received: Vec<LineId>,
+}
+
+impl ChatterLog {
+    pub(super) fn sent(&self) -> u64 {
+        self.sent_at.len() as u64
+    }
 }
 
 /// The pingers' round trips.
@@ -66,7 +76,15 @@ pub(super) struct Context {
     /// Time between two lines of one chatter.
     pub(super) chat_interval: Duration,
     pub(super) tallies: BTreeMap<&'static str, Tally>,
+    /// Which chatter is in which room.
+    pub(super) layout: Layout,
     pub(super) chatters: Vec<ChatterLog>,
+    /// Every history replay a well-behaved client got, in the order they began.
+    pub(super) replays: Vec<Replayed>,
+    /// Chat lines other than chatter lines that reached a chatter of the second room (they
+    /// can only have come from the lobby), and the first one.
+    pub(super) strays: u64,
+    pub(super) first_stray: Option<String>,
     pub(super) pings: PingLog,
     pub(super) latency: Histogram<u64>,
     pub(super) scratch: Vec<u8>,
@@ -86,6 +104,18 @@ pub(super) struct Context {
 impl Context {
     /// A round's context before anyone joins: empty records, one per chatter.
     pub(super) fn new(args: &BenchArgs, chat_interval: Duration) -> io::Result<Context> {
+        let layout = Layout {
+            lobby: args.chatters,
+            second: args.room_chatters,
+        };
+        let chatters = (0..layout.total())
+            .map(|n| ChatterLog {
+                room: layout.room_of(u32::try_from(n).unwrap_or(u32::MAX)),
+                tls: false,
+                sent_at: Vec::new(),
+                received: Vec::new(),
+            })
+            .collect();
         let pings = PingLog {
             sent: 0,
             answered: 0,
@@ -99,7 +129,11 @@ impl Context {
             size: args.size,
             chat_interval,
             tallies: BTreeMap::new(),
-            chatters: (0..args.chatters).map(|_| ChatterLog::default()).collect(),
+            layout,
+            chatters,
+            replays: Vec::new(),
+            strays: 0,
+            first_stray: None,
             pings,
             latency: latency_histogram()?,
             scratch: vec![0; 64 * 1024],
@@ -134,8 +168,10 @@ pub(super) struct Plan<'a> {
 }
 
 /// One round, phases 2 to 6, with fresh clients (and the same `--seed`, so every round runs
-/// the same schedule and only a leak makes the server hold more after it).
-pub(super) fn run_round(plan: &Plan) -> Result<Round, String> {
+/// the same schedule and only a leak makes the server hold more after it). `earlier` is what
+/// the previous round's chatters said, which the history replayed in this one must agree
+/// with; the round returns its own for the next.
+pub(super) fn run_round(plan: &Plan, earlier: Option<&Said>) -> Result<(Round, Said), String> {
     let started = Instant::now();
     let args = plan.args;
     let mut chaos = Chaos::new(args, plan.target, plan.tls, plan.chat_interval)
@@ -144,20 +180,22 @@ pub(super) fn run_round(plan: &Plan) -> Result<Round, String> {
     join(&mut chaos, plan)?;
     misbehave(&mut chaos, plan, &mut rss);
     calm(&mut chaos);
+    last_words(&mut chaos, plan);
     rss.sample();
     leave(&mut chaos);
     let end = settle(args.server_pid, plan.cold);
     let heap_peak = rss.peak.max(end.map(|(_, rss)| rss));
     Ok(chaos
         .ctx
-        .into_round(started.elapsed().as_secs_f64(), end, heap_peak))
+        .into_round(started.elapsed().as_secs_f64(), end, heap_peak, earlier))
 }
 
 /// Phase 2, join: the chatters and one pinger per listener connect, and must all be welcomed
-/// within [`JOIN_LIMIT`]; `Err` says what the server may be missing.
+/// within [`JOIN_LIMIT`], and the second room's chatters be in it; `Err` says what the server
+/// may be missing.
 fn join(chaos: &mut Chaos, plan: &Plan) -> Result<(), String> {
-    let args = plan.args;
-    let chatters = u32::try_from(args.chatters).unwrap_or(u32::MAX);
+    let layout = chaos.ctx.layout;
+    let chatters = u32::try_from(layout.total()).unwrap_or(u32::MAX);
     for chatter in 0..chatters {
         chaos.open(Role::Chatter(chatter));
     }
@@ -166,19 +204,23 @@ fn join(chaos: &mut Chaos, plan: &Plan) -> Result<(), String> {
     for pinger in 0..pingers {
         chaos.open(Role::Pinger(pinger));
     }
-    let well_behaved = args.chatters + pingers as usize;
+    let well_behaved = layout.total() + pingers as usize;
+    // The second room's chatters are there once the server says so: a line said before
+    // would not be theirs to hear.
     let joined = chaos.run_until(JOIN_LIMIT, |c| {
         c.clients
             .iter()
-            .filter(|(_, c)| c.role.well_behaved() && c.welcomed)
+            .filter(|(_, c)| c.role.well_behaved() && c.at_home())
             .count()
             == well_behaved
     });
     if !joined {
         return Err(format!(
-            "the {} chatters and the pingers were not all welcomed within {} s: is the server \
-             running, with --max-clients and --max-per-ip above {well_behaved}?",
-            args.chatters,
+            "the {} chatters and the pingers were not all welcomed, and the {} of {SECOND_ROOM} \
+             in it, within {} s: is the server running, with --max-clients and --max-per-ip \
+             above {well_behaved}, and room for one more room?",
+            layout.lobby,
+            layout.second,
             JOIN_LIMIT.as_secs(),
         ));
     }
@@ -193,11 +235,10 @@ fn misbehave(chaos: &mut Chaos, plan: &Plan, rss: &mut HeapPeak) {
     chaos.ctx.phase = Phase::Chaos;
     let started = Instant::now();
     let duration = Duration::from_secs_f64(args.duration.max(0.0));
+    let spread = (chaos.ctx.layout.total() + 1) as f64;
     for (key, client) in chaos.clients.iter_mut() {
         // Chatters start staggered over one interval, not in lockstep.
-        let stagger = plan
-            .chat_interval
-            .mul_f64(key as f64 / (args.chatters + 1) as f64);
+        let stagger = plan.chat_interval.mul_f64(key as f64 / spread);
         client.next_send = started + stagger;
     }
     let mut storms: VecDeque<Instant> = if args.storm > 0 {
@@ -270,6 +311,30 @@ fn calm(chaos: &mut Chaos) {
     chaos.run_until(DRAIN_LIMIT, |c| c.drained());
 }
 
+/// The end of phase 4: once the server has let every stranger go, and so relayed all it ever
+/// will of their lines, each chatter says one more line, which must arrive like the others.
+/// The lobby's history then ends with lines the next round can judge (`history.rs`). Without
+/// them it ends with the flood's leftovers: the server reads a flooder only as fast as
+/// `--rate` allows, so its lines go on for seconds after it has gone. Seeing the strangers
+/// gone takes the server's descriptors (`--server-pid`); without, there are no last words.
+fn last_words(chaos: &mut Chaos, plan: &Plan) {
+    let (Some(pid), Some((fds_cold, _))) = (plan.args.server_pid, plan.cold) else {
+        return;
+    };
+    // Only the well-behaved are left, each on one descriptor of the server's.
+    let staying = fds_cold + chaos.clients.len();
+    chaos.run_until(SETTLE_LIMIT, |_| {
+        resources(pid).is_some_and(|(fds, _)| fds <= staying)
+    });
+    for (_, client) in chaos.clients.iter_mut() {
+        if let Role::Chatter(me) = client.role {
+            say(client, &mut chaos.ctx, me);
+            let _ = write_out(client);
+        }
+    }
+    chaos.run_until(DRAIN_LIMIT, |c| c.drained());
+}
+
 /// Phase 5, leave: chatters and pingers `/quit`; the server must close each of them within
 /// [`LEAVE_LIMIT`].
 fn leave(chaos: &mut Chaos) {
@@ -333,51 +398,49 @@ impl HeapPeak {
 }
 
 impl Context {
-    /// Boils the round down to its figures and its verdict on each per-round promise.
-    fn into_round(self, secs: f64, end: Option<(usize, u64)>, heap_peak: Option<u64>) -> Round {
+    /// Boils the round down to its figures and its verdict on each per-round promise, and
+    /// keeps what its chatters said for the next round's replays.
+    fn into_round(
+        self,
+        secs: f64,
+        end: Option<(usize, u64)>,
+        heap_peak: Option<u64>,
+        earlier: Option<&Said>,
+    ) -> (Round, Said) {
         let ctx = self;
-        let sent: Vec<u64> = ctx.chatters.iter().map(|c| c.sent).collect();
-        let lines_sent_tls = ctx.chatters.iter().filter(|c| c.tls).map(|c| c.sent).sum();
-        let received: Vec<Vec<LineId>> = ctx.chatters.into_iter().map(|c| c.received).collect();
-        let lines_sent: u64 = sent.iter().sum();
+        let rooms = ctx.layout.rooms();
+        let lines = ctx
+            .layout
+            .each()
+            .map(|(room, n)| (room, RoomLines::of(room, n, &ctx.chatters)));
+        let sent: Vec<u64> = ctx.chatters.iter().map(ChatterLog::sent).collect();
+        let (sent_at, received): (Vec<_>, Vec<_>) = ctx
+            .chatters
+            .into_iter()
+            .map(|c| (c.sent_at, c.received))
+            .unzip();
+        let strayed = (ctx.strays, ctx.first_stray.as_deref());
+        let [once, order, apart] = deliveries(&sent, &rooms, &received, &lines, strayed);
+        let (replayed, replays) = history::judge(&ctx.replays, earlier, &rooms);
         let pings = ctx.pings;
         // A ping never answered counts as taking until now.
         let ping_slowest = pings
             .pending
             .front()
             .map_or(pings.slowest, |(_, _, at)| pings.slowest.max(at.elapsed()));
-        let verdicts = [
-            invariants::exactly_once(&sent, &received).and_then(|()| {
-                (lines_sent > 0)
-                    .then_some(())
-                    .ok_or_else(|| "the chatters sent nothing".to_string())
-            }),
-            invariants::one_global_order(&sent, &received),
-            match &ctx.first_dirty {
-                None => Ok(()),
-                Some(line) => Err(format!(
-                    "{} lines with control characters or invalid UTF-8, e.g. {line:?}",
-                    ctx.dirty
-                )),
-            },
-            if pings.sent > 0 && pings.answered == pings.sent && ping_slowest <= PING_LIMIT {
-                Ok(())
-            } else {
-                Err(answered(pings.answered, pings.sent, ping_slowest))
-            },
-            if ctx.lost.is_empty() {
-                Ok(())
-            } else {
-                Err(counted(&ctx.lost))
-            },
-        ];
-        Round {
+        let dirty = (ctx.dirty, ctx.first_dirty.as_deref());
+        let [clean, answering, stayed] = conduct(dirty, &pings, ping_slowest, &ctx.lost);
+        let verdicts = [once, order, apart, replayed, clean, answering, stayed];
+        let total = |figure: fn(&RoomLines) -> u64| lines.iter().map(|(_, r)| figure(r)).sum();
+        let round = Round {
             secs,
             tallies: ctx.tallies,
-            lines_sent,
-            lines_sent_tls,
-            deliveries: received.iter().map(|r| r.len() as u64).sum(),
-            expected: lines_sent * (sent.len() as u64).saturating_sub(1),
+            lines_sent: total(|r| r.lines_sent),
+            lines_sent_tls: total(|r| r.lines_sent_tls),
+            deliveries: total(|r| r.deliveries),
+            expected: total(|r| r.expected),
+            rooms: lines,
+            replays,
             latency: ctx.latency,
             pings_sent: pings.sent,
             pings_answered: pings.answered,
@@ -386,6 +449,67 @@ impl Context {
             verdicts,
             end,
             heap_peak,
-        }
+        };
+        (
+            round,
+            Said {
+                sent_at,
+                records: received,
+            },
+        )
     }
+}
+
+/// The verdicts on how the server treated the well-behaved clients: only clean text (`dirty`:
+/// how many lines were not, and the first), every ping answered in time, nobody lost.
+fn conduct(
+    dirty: (u64, Option<&str>),
+    pings: &PingLog,
+    ping_slowest: Duration,
+    lost: &[String],
+) -> [Result<(), String>; 3] {
+    [
+        match dirty {
+            (n, Some(line)) => Err(format!(
+                "{n} lines with control characters or invalid UTF-8, e.g. {line:?}"
+            )),
+            _ => Ok(()),
+        },
+        if pings.sent > 0 && pings.answered == pings.sent && ping_slowest <= PING_LIMIT {
+            Ok(())
+        } else {
+            Err(answered(pings.answered, pings.sent, ping_slowest))
+        },
+        if lost.is_empty() {
+            Ok(())
+        } else {
+            Err(counted(lost))
+        },
+    ]
+}
+
+/// The verdicts on what reached the chatters live: exactly once and in one order in each
+/// room, with every room's chatters heard; and the rooms kept apart, by chatter lines and, in
+/// the second room, by any other chat line (`strayed`: how many, and the first).
+fn deliveries(
+    sent: &[u64],
+    rooms: &[&str],
+    received: &[Vec<LineId>],
+    lines: &[(&str, RoomLines)],
+    strayed: (u64, Option<&str>),
+) -> [Result<(), String>; 3] {
+    let silent = lines.iter().find(|(_, r)| r.lines_sent == 0);
+    [
+        invariants::exactly_once(sent, rooms, received).and_then(|()| match silent {
+            Some((room, _)) => Err(format!("the chatters of {room} sent nothing")),
+            None => Ok(()),
+        }),
+        invariants::one_global_order(sent, received),
+        invariants::rooms_apart(rooms, received).and_then(|()| match strayed {
+            (n, Some(first)) => Err(format!(
+                "{n} chat lines not of its chatters reached {SECOND_ROOM}: {first} first"
+            )),
+            _ => Ok(()),
+        }),
+    ]
 }
