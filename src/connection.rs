@@ -44,7 +44,7 @@ use crate::framing::{Frame, LineFramer};
 use crate::limits::WRITE_BUDGET;
 use crate::nonblocking::{Budget, Flushed, ReadOutcome, Registration};
 use crate::rate_limit::TokenBucket;
-use crate::transport::{Broken, Farewell, Handshake, Rejection, Transport};
+use crate::transport::{Broken, Encoding, Farewell, Handshake, Rejection, Transport};
 use crate::write_queue::WriteQueue;
 
 /// Names one connection for longer than a batch of events: the slab key (its token) plus the
@@ -218,7 +218,11 @@ struct Input {
 /// The write side: lines waiting for the socket, and what the socket is registered for.
 #[derive(Debug)]
 struct Output {
+    /// Its lines, as its transport wants them queued ([`Output::encoding`]).
     queue: WriteQueue,
+    /// How a line is queued for it: the chat's bytes as they are, or a WebSocket frame made
+    /// once per line for every WebSocket recipient.
+    encoding: Encoding,
     registration: Registration,
     /// Since when its unsent output has been over `--max-output`, as of its last flush.
     over_limit_since: Option<Instant>,
@@ -298,6 +302,7 @@ impl Connection {
             },
             output: Output {
                 queue: WriteQueue::default(),
+                encoding: Encoding::Lines,
                 registration: Registration::readable(),
                 over_limit_since: None,
                 linger_armed: false,
@@ -414,6 +419,10 @@ impl Connection {
                 self.input.last_heard = now;
                 let handshake_done = self.phase == Phase::Handshaking
                     && self.transport.handshake() != Handshake::Underway;
+                if handshake_done {
+                    // Known now, and fixed from now on: how its lines are queued.
+                    self.output.encoding = self.transport.encoding();
+                }
                 let emptied = self.transport.short_read_empties() && outcome.drained(scratch.len());
                 Read::Bytes {
                     n,
@@ -502,6 +511,13 @@ impl Connection {
 
     pub fn queue(&mut self) -> &mut WriteQueue {
         &mut self.output.queue
+    }
+
+    /// How lines are queued for it (see [`Transport::encoding`]), read once its handshake is
+    /// done so that a delivery asks a field, not its transport.
+    #[inline]
+    pub fn encoding(&self) -> Encoding {
+        self.output.encoding
     }
 
     /// Writes queued output until it is all sent, the socket's buffer is full, or

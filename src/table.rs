@@ -39,7 +39,7 @@ use crate::rate_limit::TokenBucket;
 use crate::room::Outbox;
 use crate::stats::Stats;
 use crate::timers::{Timer, Timers};
-use crate::transport::Transport;
+use crate::transport::{Encoded, Transport};
 
 /// Connections to visit later, each at most once however often it is added: the list keeps
 /// its own "already listed" rule, one flag per token.
@@ -123,6 +123,9 @@ pub struct ConnTable {
     pub stats: Stats,
     /// Per-connection log lines, on a budget.
     pub log: ConnLog,
+    /// The line being fanned out, framed for WebSocket recipients: made for the first of
+    /// them, shared by the rest.
+    encoded: Encoded,
 }
 
 impl ConnTable {
@@ -146,6 +149,7 @@ impl ConnTable {
             },
             stats: Stats::default(),
             log: ConnLog::new(Instant::now()),
+            encoded: Encoded::default(),
         }
     }
 
@@ -494,6 +498,7 @@ impl ConnTable {
     /// the module documentation).
     /// Returns how many it removed.
     pub fn reap(&mut self, registry: &Registry) -> usize {
+        self.encoded.forget();
         let closed = std::mem::take(&mut self.closed);
         let removed = closed.len();
         for token in closed {
@@ -566,8 +571,8 @@ impl ConnTable {
 }
 
 impl Outbox for ConnTable {
-    /// Appends the line to `to`'s queue (O(1): the bytes are shared, not copied) and lists it
-    /// for the flush.
+    /// Appends the line to `to`'s queue (O(1): the bytes are shared, not copied; for a
+    /// WebSocket client, the line's one frame is) and lists it for the flush.
     ///
     /// Only the hard limit (eight times `--max-output`) is enforced here. Whether the client
     /// is too slow is judged after its flush, over time ([`ConnTable::flush`]): here, in the
@@ -581,7 +586,8 @@ impl Outbox for ConnTable {
         if conn.held() + line.len() > self.limits.hard_output {
             return Err(self.cut_off(to));
         }
-        conn.queue().push(Rc::clone(line));
+        let line = self.encoded.get(conn.encoding(), line);
+        conn.queue().push(line);
         self.flush.add(to);
         Ok(())
     }

@@ -98,21 +98,16 @@ impl WriteQueue {
         Ok(Flushed::All)
     }
 
-    /// The unsent bytes, entry by entry, the first from where the last write stopped: for a
-    /// transport that frames lines as it writes them (WebSocket), then says with
-    /// [`WriteQueue::consume`] how many it wrote.
-    pub fn slices(&self) -> impl Iterator<Item = &[u8]> {
-        let skip = self.written_of_first;
-        self.lines
-            .iter()
-            .enumerate()
-            .map(move |(i, line)| if i == 0 { &line[skip..] } else { &line[..] })
+    /// Whether a write stopped inside the first entry: a transport that sends bytes of its
+    /// own between entries (WebSocket's control frames) must wait until it is out.
+    pub fn mid_entry(&self) -> bool {
+        self.written_of_first > 0
     }
 
     /// Forgets the first `n` unsent bytes: whole lines are dropped, and a line the kernel took
     /// only part of stays at the front with `written_of_first` marking where to resume.
     #[inline]
-    pub fn consume(&mut self, mut n: usize) {
+    fn consume(&mut self, mut n: usize) {
         self.unsent -= n;
         while let Some(first) = self.lines.front() {
             let left_in_first = first.len() - self.written_of_first;

@@ -50,6 +50,12 @@ pub trait Transport {
         Handshake::Done
     }
 
+    /// How the chat's lines are queued for this transport, once its handshake is done. Asked
+    /// once, when it is: a transport keeps its encoding from then on.
+    fn encoding(&self) -> Encoding {
+        Encoding::Lines
+    }
+
     /// One `read` from the socket. Whatever it yields for the chat goes into `framer`, or is
     /// thrown away when `framer` is `None` (the connection is leaving). `Data(n)` counts the
     /// bytes the socket gave, which may yield no line at all (half a TLS record).
@@ -96,6 +102,61 @@ pub trait Transport {
     /// What was agreed in the handshake, for the log.
     fn describe(&self) -> String {
         String::new()
+    }
+}
+
+/// How a transport wants the chat's lines in its write queue (see [`Encoded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// As the chat made them: bytes, each line ending in a newline (plain TCP; TLS, which
+    /// encrypts from the queue as the socket drains).
+    Lines,
+    /// Each line one WebSocket text frame, header and text, without its newline.
+    WebSocket,
+}
+
+/// A line in the encoding of each recipient's transport, made once per line however many
+/// recipients share that encoding.
+///
+/// The room hands the same `Rc` line to every member in turn, so one entry is enough: the
+/// first WebSocket recipient of a line frames it, and the others get a pointer to that frame,
+/// as plain recipients get a pointer to the line. The entry holds its line too, so the
+/// address it is known by cannot be freed and reused by another line while it is kept.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    last: Option<Framed>,
+}
+
+/// A line, and its frames.
+#[derive(Debug)]
+struct Framed {
+    line: Rc<[u8]>,
+    frames: Rc<[u8]>,
+}
+
+impl Encoded {
+    /// `line` as `encoding` wants it.
+    #[inline]
+    pub fn get(&mut self, encoding: Encoding, line: &Rc<[u8]>) -> Rc<[u8]> {
+        match encoding {
+            Encoding::Lines => Rc::clone(line),
+            Encoding::WebSocket => match &self.last {
+                Some(last) if Rc::ptr_eq(&last.line, line) => Rc::clone(&last.frames),
+                _ => {
+                    let frames: Rc<[u8]> = websocket::frame::text_frames(line).into();
+                    self.last = Some(Framed {
+                        line: Rc::clone(line),
+                        frames: Rc::clone(&frames),
+                    });
+                    frames
+                }
+            },
+        }
+    }
+
+    /// The batch is over: the last line and its frame are not kept past it.
+    pub fn forget(&mut self) {
+        self.last = None;
     }
 }
 

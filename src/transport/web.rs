@@ -23,7 +23,7 @@ use std::time::Duration;
 use mio::net::TcpStream;
 
 use super::websocket::WebSocket;
-use super::{Answer, Broken, Farewell, Handshake, Listens, Transport};
+use super::{Answer, Broken, Encoding, Farewell, Handshake, Listens, Transport};
 use crate::framing::LineFramer;
 use crate::http::{self, Head, Route};
 #[cfg(doc)]
@@ -136,6 +136,13 @@ impl Transport for Web {
             State::ReadingHead(_) => Handshake::Underway,
             State::Upgraded(_) => Handshake::Done,
             State::Answered(answer) => Handshake::Answer(answer.clone()),
+        }
+    }
+
+    fn encoding(&self) -> Encoding {
+        match &self.state {
+            State::Upgraded(ws) => ws.encoding(),
+            _ => Encoding::Lines,
         }
     }
 

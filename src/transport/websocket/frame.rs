@@ -437,6 +437,21 @@ pub fn text_header(len: usize, out: &mut [u8; MAX_HEADER]) -> usize {
     header(OP_TEXT, len, out)
 }
 
+/// The chat's bytes (lines ending in newlines) as the server sends them: each line one text
+/// frame, without its newline (the end of the message is the end of the line). Made once
+/// per line and shared by every WebSocket recipient (`transport::Encoded`).
+pub fn text_frames(lines: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(lines.len() + 4);
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let mut head = [0; MAX_HEADER];
+        let n = header(OP_TEXT, text.len(), &mut head);
+        out.extend_from_slice(&head[..n]);
+        out.extend_from_slice(text);
+    }
+    out
+}
+
 /// A whole pong frame answering a ping with `payload` (at most 125 bytes).
 pub fn pong(payload: &[u8]) -> Vec<u8> {
     control_frame(OP_PONG, payload)

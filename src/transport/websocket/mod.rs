@@ -7,8 +7,8 @@
 //! ```text
 //!  read side:  socket ──read──► frame::Parser (unmask, check) ──text──► LineFramer
 //!                                    └──ping, close──► control frames to send
-//!  write side: WriteQueue (Rc lines) ──a 2-byte header per line + the line itself,
-//!              one writev──► socket
+//!  write side: the room's Rc line ──Encoded: framed once──► Rc frame in every WebSocket
+//!              recipient's WriteQueue ──one writev──► socket
 //! ```
 //!
 //! **One text message is one line, each way.** The text of a client's message goes to the
@@ -19,15 +19,14 @@
 //! usable. (RFC 6455 would also allow closing with 1009; a chat user who pasted too much is
 //! better told and kept, with their nick and room, than cut off and reconnected as a guest.)
 //!
-//! **Output stays in the shared queue.** A line is queued for a WebSocket client exactly as
-//! for a plain one: a pointer to the one `Rc<[u8]>` every recipient shares. Only when the
-//! socket can take it is it framed: each line's header (2 bytes for a line under 126 bytes,
-//! 4 under 64 KiB) is made on the stack and goes out in the same `writev` as the line's own
-//! bytes, read from the shared buffer without a copy (the newline is not sent: the message
-//! ends the line). So `--max-output` judges a WebSocket client by the same queue as a plain
-//! one, and no line is copied or allocated per recipient, as TLS encrypts from the same
-//! queue only as its socket drains. A partial write can end inside a header: the frame in
-//! flight is remembered by how much of it went out.
+//! **Output stays zero-copy.** A line is framed once, not once per recipient: the table
+//! asks [`Encoded`](super::Encoded) for the line in its recipient's
+//! [`Encoding`], and the first WebSocket recipient of a line makes its frame (a 2-byte
+//! header for a line under 126 bytes, 4 under 64 KiB, then the text without its newline: the
+//! end of the message is the end of the line) into one `Rc<[u8]>` that every other WebSocket
+//! recipient's queue points to, as every plain recipient's points to the line. So the write
+//! side is a plain queue's: many frames in one `writev`, partial writes resumed where they
+//! stopped, and `--max-output` judges a WebSocket client by the same queue as any other.
 //!
 //! **Control frames** the server must send (a pong, the close frame) wait in a small buffer
 //! of their own and go out between two messages, never inside one. A ping gets a pong with
@@ -43,20 +42,16 @@
 
 pub mod frame;
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, Read, Write};
 
 use log::trace;
 use mio::net::TcpStream;
 
-use self::frame::{CloseCode, MAX_HEADER, Parser, Piece, Violation};
-use super::{Broken, Farewell, Handshake, Rejection, Transport};
+use self::frame::{CloseCode, Parser, Piece, Violation};
+use super::{Broken, Encoding, Farewell, Handshake, Rejection, Transport};
 use crate::framing::LineFramer;
-use crate::limits::MAX_IOVECS;
 use crate::nonblocking::{Flushed, ReadOutcome, write_until_blocked};
 use crate::write_queue::WriteQueue;
-
-/// Messages framed per `writev`: two slices each (header and line).
-const MESSAGES_PER_WRITE: usize = MAX_IOVECS / 2;
 
 /// Frames of the server's own, waiting to go out between two messages: the upgrade's
 /// `101 Switching Protocols` first, then a pong or the close frame.
@@ -106,9 +101,9 @@ impl Control {
 pub struct WebSocket {
     parser: Parser,
     control: Control,
-    /// Bytes of the first queued line's frame (header and line) already written: a partial
-    /// write stopped inside it. Zero between messages.
-    sent_of_first: usize,
+    /// The last write stopped inside a queued frame: a frame of the server's own must wait
+    /// for the rest of it.
+    mid_frame: bool,
     /// The client's close frame was read, with its code: the read after the one that
     /// brought it reports the end.
     peer_closed: Option<Option<u16>>,
@@ -124,7 +119,7 @@ impl WebSocket {
         WebSocket {
             parser: Parser::default(),
             control,
-            sent_of_first: 0,
+            mid_frame: false,
             peer_closed: None,
             closing: false,
         }
@@ -166,7 +161,7 @@ impl WebSocket {
     /// The client broke the protocol: its close frame goes out now if it can (not inside a
     /// message already partly written), and the connection is rejected.
     fn fail(&mut self, violation: &Violation, socket: &mut dyn Write) -> Broken {
-        if self.sent_of_first == 0 && !self.closing {
+        if !self.mid_frame && !self.closing {
             self.closing = true;
             self.control
                 .push(&frame::close(violation.code.code(), violation.why));
@@ -178,70 +173,6 @@ impl WebSocket {
             why: violation.to_string(),
         })
     }
-
-    /// Frames up to [`MESSAGES_PER_WRITE`] queued lines into one `writev`. False if the
-    /// socket took nothing (`WouldBlock`).
-    fn write_lines(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<bool> {
-        let mut lines: [&[u8]; MESSAGES_PER_WRITE] = [&[]; MESSAGES_PER_WRITE];
-        let mut count = 0;
-        for entry in queue.slices() {
-            for line in entry.split_inclusive(|&b| b == b'\n') {
-                if count == MESSAGES_PER_WRITE {
-                    break;
-                }
-                lines[count] = line;
-                count += 1;
-            }
-        }
-        let mut headers = [[0u8; MAX_HEADER]; MESSAGES_PER_WRITE];
-        let mut header_lens = [0usize; MESSAGES_PER_WRITE];
-        let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
-        for i in 0..count {
-            header_lens[i] = frame::text_header(text_of(lines[i]).len(), &mut headers[i]);
-        }
-        let mut skip = self.sent_of_first;
-        for i in 0..count {
-            let (head, text) = (&headers[i][..header_lens[i]], text_of(lines[i]));
-            let (head, text) = skip_bytes(head, text, std::mem::take(&mut skip));
-            slices[2 * i] = IoSlice::new(head);
-            slices[2 * i + 1] = IoSlice::new(text);
-        }
-        let written = match socket.write_vectored(&slices[..2 * count]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(true),
-            Err(e) => return Err(e),
-        };
-        // Whole frames written take their lines off the queue; a frame cut short stays, with
-        // how much of it went out.
-        let (mut left, mut done) = (written + self.sent_of_first, 0);
-        for i in 0..count {
-            let frame_len = header_lens[i] + text_of(lines[i]).len();
-            if left < frame_len {
-                break;
-            }
-            left -= frame_len;
-            done += lines[i].len();
-        }
-        self.sent_of_first = left;
-        queue.consume(done);
-        Ok(true)
-    }
-}
-
-/// A queued line's text: without its newline (the end of the message is the end of the line).
-fn text_of(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\n").unwrap_or(line)
-}
-
-/// `head` then `text` without their first `skip` bytes together.
-fn skip_bytes<'a>(head: &'a [u8], text: &'a [u8], skip: usize) -> (&'a [u8], &'a [u8]) {
-    if skip < head.len() {
-        (&head[skip..], text)
-    } else {
-        (&[], &text[skip - head.len()..])
-    }
 }
 
 impl Transport for WebSocket {
@@ -251,6 +182,10 @@ impl Transport for WebSocket {
 
     fn handshake(&self) -> Handshake {
         Handshake::Done
+    }
+
+    fn encoding(&self) -> Encoding {
+        Encoding::WebSocket
     }
 
     fn read(
@@ -279,24 +214,27 @@ impl Transport for WebSocket {
         self.control.unsent() > 0
     }
 
+    /// The queue holds whole frames already (see [`Encoding::WebSocket`]): it is written as a
+    /// plain one is, one `writev` for many, and the server's own frames go between two of
+    /// them.
     fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
-        loop {
-            // Between two messages, the server's own frames go first.
-            if self.sent_of_first == 0 {
+        let flushed = loop {
+            if !queue.mid_entry() {
                 if !self.control.write_to(socket)? {
-                    return Ok(Flushed::Blocked);
+                    break Flushed::Blocked;
                 }
                 if self.closing {
-                    return Ok(Flushed::All);
+                    break Flushed::All;
                 }
             }
-            if queue.is_empty() {
-                return Ok(Flushed::All);
+            match queue.write_to(socket)? {
+                // A ping answered while the queue was being written: its pong goes now.
+                Flushed::All if self.control.unsent() > 0 => {}
+                flushed => break flushed,
             }
-            if !self.write_lines(socket, queue)? {
-                return Ok(Flushed::Blocked);
-            }
-        }
+        };
+        self.mid_frame = queue.mid_entry();
+        Ok(flushed)
     }
 
     /// The close frame: the client's own code echoed if it closed first, else 1000 (1001 on
@@ -326,8 +264,11 @@ impl Transport for WebSocket {
 mod tests {
     use std::rc::Rc;
 
-    use super::frame::client_frame;
+    use std::io::IoSlice;
+
+    use super::frame::{client_frame, text_frames};
     use super::*;
+    use crate::transport::Encoded;
 
     /// A socket that takes at most `room` bytes, then says `WouldBlock`.
     struct Wire {
@@ -376,14 +317,15 @@ mod tests {
     fn queued_lines_go_out_as_one_text_frame_each_across_partial_writes() {
         let mut ws = WebSocket::new(b"");
         let mut queue = WriteQueue::default();
+        let mut encoded = Encoded::default();
         let mut expected = Vec::new();
         for i in 0..100 {
             let line = format!("<guest-{i}> {}\n", "y".repeat(i * 3));
             expected.push((0x81, line.strip_suffix('\n').unwrap().as_bytes().to_vec()));
-            queue.push(Rc::from(line.as_bytes()));
+            queue.push(encoded.get(Encoding::WebSocket, &Rc::from(line.as_bytes())));
         }
         // Two lines in one queue entry, as a server line of several does.
-        queue.push(Rc::from(&b"*** a\n*** b\n"[..]));
+        queue.push(Rc::from(text_frames(b"*** a\n*** b\n")));
         expected.push((0x81, b"*** a".to_vec()));
         expected.push((0x81, b"*** b".to_vec()));
         let mut wire = Wire {
@@ -405,6 +347,22 @@ mod tests {
     }
 
     #[test]
+    fn a_line_is_framed_once_for_all_its_websocket_recipients() {
+        let mut encoded = Encoded::default();
+        let line: Rc<[u8]> = Rc::from(&b"<alice> hi\n"[..]);
+        let first = encoded.get(Encoding::WebSocket, &line);
+        let second = encoded.get(Encoding::WebSocket, &line);
+        assert!(Rc::ptr_eq(&first, &second), "framed twice");
+        assert_eq!(&first[..], b"\x81\x0a<alice> hi");
+        assert!(Rc::ptr_eq(&encoded.get(Encoding::Lines, &line), &line));
+        let other: Rc<[u8]> = Rc::from(&b"<bob> yo\n"[..]);
+        assert_eq!(
+            &encoded.get(Encoding::WebSocket, &other)[..],
+            b"\x81\x08<bob> yo"
+        );
+    }
+
+    #[test]
     fn a_ping_is_answered_between_messages_with_its_payload() {
         let mut ws = WebSocket::new(b"");
         let mut framer = LineFramer::new(100);
@@ -416,7 +374,7 @@ mod tests {
         ping.extend(client_frame(true, 0x9, b"second", [1, 2, 3, 4]));
         ws.take(&mut ping, Some(&mut framer), &mut wire).unwrap();
         let mut queue = WriteQueue::default();
-        queue.push(Rc::from(&b"hi\n"[..]));
+        queue.push(Rc::from(text_frames(b"hi\n")));
         ws.write(&mut wire, &mut queue).unwrap();
         assert_eq!(
             frames(&wire.bytes),
