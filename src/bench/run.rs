@@ -240,7 +240,7 @@ fn drain(args: &BenchArgs, shared: &Shared, traffic: TrafficStart) -> Drained {
     let receivers = shared.receivers_established.load(Ordering::Relaxed) as u64;
     let established = shared.established.load(Ordering::Relaxed) as u64;
     // Every line reaches every receiver; pollchat chatters also get every line but their own.
-    let per_line = if args.senders_receive && args.proto == Proto::Pollchat {
+    let per_line = if args.senders_receive && args.proto.is_pollchat() {
         established.saturating_sub(1)
     } else {
         receivers

@@ -377,12 +377,13 @@ fn finish_connect(conn: &mut Conn, plan: &Plan, shared: &Shared) -> bool {
     }
     let _ = conn.stream.set_nodelay(true);
     conn.state = State::Joining;
-    if plan.proto == Proto::Redis {
-        match conn.role {
-            Role::Receiver => conn.output = wire::receiver_hello(plan.proto),
-            // A Redis publisher needs no greeting: it is ready at once.
-            Role::Sender(_) => become_ready(conn, shared),
-        }
+    match (plan.proto, conn.role) {
+        (Proto::Redis, Role::Receiver) => conn.output = wire::receiver_hello(plan.proto),
+        // A Redis publisher needs no greeting: it is ready at once.
+        (Proto::Redis, Role::Sender(_)) => become_ready(conn, shared),
+        // Every WebSocket client upgrades first; the welcome that follows makes it ready.
+        (Proto::Ws, _) => conn.output = wire::receiver_hello(plan.proto),
+        (Proto::Pollchat, _) => {}
     }
     true
 }
