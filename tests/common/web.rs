@@ -291,3 +291,49 @@ fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     let payload = buf.get(start..start + len)?.to_vec();
     Some((first, payload, start + len))
 }
+
+/// What the browser test needs: Node.js, `playwright-core` installed beside its script
+/// (`npm ci --prefix tests/browser`, as `.ci/run` does) and Debian's chromium.
+pub struct BrowserKit {
+    pub node: std::path::PathBuf,
+    pub script: std::path::PathBuf,
+}
+
+/// The kit, or `None` after saying loudly what is missing. In CI (`CI=true`) a missing
+/// piece fails the test instead: `.ci/run` installs all three, so a skip there would hide a
+/// broken install.
+pub fn browser_kit() -> Option<BrowserKit> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let chromium = std::env::var_os("CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into());
+    let node = std::process::Command::new("node").arg("--version").output();
+    let mut missing = Vec::new();
+    if node.is_err() {
+        missing.push("node (apt-get install nodejs)");
+    }
+    if !dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
+        missing.push("playwright-core (npm ci --prefix tests/browser)");
+    }
+    if !std::path::Path::new(&chromium).exists() {
+        missing.push("chromium (apt-get install chromium)");
+    }
+    if missing.is_empty() {
+        return Some(BrowserKit {
+            node: "node".into(),
+            script: dir.join("chat.mjs"),
+        });
+    }
+    let what = missing.join(", ");
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "the browser test cannot run in CI: missing {what}; .ci/run installs them"
+    );
+    // Straight to the process's stderr, past the test harness's capture: a skip must show.
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: the browser test needs {what}, as .ci/run installs them ***\n"
+    );
+    None
+}
