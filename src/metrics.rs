@@ -20,18 +20,20 @@ const TRANSPORTS: [&str; 3] = ["plain", "TLS", "WebSocket"];
 /// The exposition text.
 pub fn render(stats: &Stats, gauges: &Gauges) -> String {
     let mut out = Exposition::default();
-    out.one(
-        "uptime_seconds",
-        "gauge",
-        "Seconds since the server started.",
-        stats.uptime_secs(),
-    );
-    out.one(
-        "connections",
-        "gauge",
-        "Sockets the server holds now, in any phase.",
-        gauges.connections_now,
-    );
+    levels(&mut out, stats, gauges);
+    counters(&mut out, stats);
+    if let Some(backplane) = &gauges.backplane {
+        out.backplane(backplane.get());
+    }
+    out.text
+}
+
+/// The gauges: what the server holds now.
+fn levels(out: &mut Exposition, stats: &Stats, gauges: &Gauges) {
+    let help = "Seconds since the server started.";
+    out.one("uptime_seconds", "gauge", help, stats.uptime_secs());
+    let help = "Sockets the server holds now, in any phase.";
+    out.one("connections", "gauge", help, gauges.connections_now);
     out.one(
         "clients",
         "gauge",
@@ -40,19 +42,20 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
     );
     let mut by_transport: BTreeMap<&str, usize> = TRANSPORTS.iter().map(|&t| (t, 0)).collect();
     by_transport.extend(&gauges.clients_by_transport);
+    let help = "Clients in the chat now, by transport.";
     out.labelled(
         "clients_by_transport",
         "gauge",
-        "Clients in the chat now, by transport.",
+        help,
         "transport",
         by_transport,
     );
-    out.one(
-        "rooms",
-        "gauge",
-        "Rooms this instance keeps, #lobby included.",
-        gauges.rooms,
-    );
+    let help = "Rooms this instance keeps, #lobby included.";
+    out.one("rooms", "gauge", help, gauges.rooms);
+}
+
+/// The counters: what happened since the start, each only ever going up.
+fn counters(out: &mut Exposition, stats: &Stats) {
     let counters = [
         (
             "connections_total",
@@ -88,24 +91,22 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
     for (name, help, value) in counters {
         out.one(name, "counter", help, value);
     }
+    let help = "Connections closed, by reason.";
     out.labelled(
         "disconnects_total",
         "counter",
-        "Connections closed, by reason.",
+        help,
         "reason",
         &stats.disconnects,
     );
+    let help = "HTTP requests answered and closed (all but upgrades), by status.";
     out.labelled(
         "http_responses_total",
         "counter",
-        "HTTP requests answered and closed (all but upgrades), by status.",
+        help,
         "code",
         &stats.http_responses,
     );
-    if let Some(backplane) = &gauges.backplane {
-        out.backplane(backplane.get());
-    }
-    out.text
 }
 
 /// The text being written, one metric at a time.

@@ -210,10 +210,7 @@ fn websocket_and_tcp_clients_chat_in_one_room() {
 #[test]
 fn websocket_message_with_newlines_is_several_lines() {
     let (server, http_addr) = web_server(|_| {});
-    let mut nc = server.connect();
-    let mut ws = RawWs::connect(http_addr);
-    let nick = welcome_nick(&mut ws);
-    nc.expect(&format!("*** {nick} joined"));
+    let (mut nc, mut ws, nick) = nc_and_raw_ws(&server, http_addr);
     ws.send_text("one\ntwo\r\nthree");
     for text in ["one", "two", "three"] {
         nc.expect(&format!("<{nick}> {text}"));
@@ -225,10 +222,7 @@ fn websocket_message_with_newlines_is_several_lines() {
 #[test]
 fn websocket_fragmented_message_is_one_line_and_ping_gets_its_pong() {
     let (server, http_addr) = web_server(|_| {});
-    let mut nc = server.connect();
-    let mut ws = RawWs::connect(http_addr);
-    let nick = welcome_nick(&mut ws);
-    nc.expect(&format!("*** {nick} joined"));
+    let (mut nc, mut ws, nick) = nc_and_raw_ws(&server, http_addr);
     ws.send(false, 0x1, b"frag");
     ws.send(true, 0x9, b"ping payload");
     assert_eq!(ws.frame(), (0x8A, b"ping payload".to_vec()));
@@ -242,10 +236,7 @@ fn websocket_fragmented_message_is_one_line_and_ping_gets_its_pong() {
 #[test]
 fn websocket_message_over_max_line_is_dropped_and_the_client_stays() {
     let (server, http_addr) = web_server(|c| c.max_line = 64);
-    let mut nc = server.connect();
-    let mut ws = RawWs::connect(http_addr);
-    let nick = welcome_nick(&mut ws);
-    nc.expect(&format!("*** {nick} joined"));
+    let (mut nc, mut ws, nick) = nc_and_raw_ws(&server, http_addr);
     let too_long = "*** line too long (over 64 bytes), dropped";
     ws.send_text(&"x".repeat(65));
     assert_eq!(ws.text_until(|t| !t.contains("joined")), too_long);
@@ -263,10 +254,7 @@ fn websocket_message_over_max_line_is_dropped_and_the_client_stays() {
 #[test]
 fn websocket_unmasked_frame_closes_with_1002() {
     let (server, http_addr) = web_server(|_| {});
-    let mut nc = server.connect();
-    let mut ws = RawWs::connect(http_addr);
-    let nick = welcome_nick(&mut ws);
-    nc.expect(&format!("*** {nick} joined"));
+    let (mut nc, mut ws, nick) = nc_and_raw_ws(&server, http_addr);
     ws.send_raw(&[0x81, 0x02, b'h', b'i']);
     assert_eq!(ws.expect_close(), 1002);
     assert!(
@@ -312,10 +300,7 @@ fn websocket_reserved_opcode_and_long_ping_close_with_1002() {
 #[test]
 fn websocket_close_frame_is_answered_then_closed() {
     let (server, http_addr) = web_server(|_| {});
-    let mut nc = server.connect();
-    let mut ws = RawWs::connect(http_addr);
-    let nick = welcome_nick(&mut ws);
-    nc.expect(&format!("*** {nick} joined"));
+    let (mut nc, mut ws, nick) = nc_and_raw_ws(&server, http_addr);
     ws.send_text("/who");
     ws.send(true, 0x8, &1001u16.to_be_bytes());
     assert!(ws.text().starts_with("*** 2 users in #lobby: "));
@@ -431,6 +416,16 @@ fn small_buffer_ws(http_addr: SocketAddr) -> Client {
     let mut client = ws_client_over(socket.into());
     client.read_welcome();
     client
+}
+
+/// An `nc`-style client, then a raw WebSocket client it has seen join: both, and the
+/// WebSocket client's nick.
+fn nc_and_raw_ws(server: &TestServer, http_addr: SocketAddr) -> (Client, RawWs, String) {
+    let mut nc = server.connect();
+    let mut ws = RawWs::connect(http_addr);
+    let nick = welcome_nick(&mut ws);
+    nc.expect(&format!("*** {nick} joined"));
+    (nc, ws, nick)
 }
 
 /// Reads the welcome message and returns the nick in it.

@@ -48,7 +48,7 @@ use log::trace;
 use mio::net::TcpStream;
 
 use self::frame::{CloseCode, Parser, Piece, Violation};
-use super::{Broken, Encoding, Farewell, Handshake, Rejection, Transport};
+use super::{Broken, Encoding, Farewell, Rejection, Transport};
 use crate::framing::LineFramer;
 use crate::nonblocking::{Flushed, ReadOutcome, write_until_blocked};
 use crate::write_queue::WriteQueue;
@@ -178,10 +178,6 @@ impl WebSocket {
 impl Transport for WebSocket {
     fn name(&self) -> &'static str {
         "WebSocket"
-    }
-
-    fn handshake(&self) -> Handshake {
-        Handshake::Done
     }
 
     fn encoding(&self) -> Encoding {
