@@ -10,7 +10,7 @@ use log::LevelFilter;
 
 use crate::backplane::{BackplaneConfig, RedisUrl};
 use crate::client::args::{CONNECT_AFTER_HELP, ConnectArgs};
-use crate::config::{Config, TlsSettings};
+use crate::config::{Config, HttpSettings, TlsSettings};
 use crate::limits;
 
 /// A single-threaded chat server for nc and telnet clients, built on one mio poll loop.
@@ -56,6 +56,16 @@ pub struct Cli {
     #[arg(long, value_name = "SECS",
           default_value_t = limits::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs_f64())]
     pub tls_handshake_timeout: f64,
+
+    /// Serve HTTP on this address: the chat page at /, WebSocket clients at /ws, counters at
+    /// /metrics; repeat for several (off by default)
+    #[arg(long, value_name = "ADDR")]
+    pub http_bind: Vec<SocketAddr>,
+
+    /// Seconds an HTTP connection has to send its whole request head before it is closed
+    #[arg(long, value_name = "SECS",
+          default_value_t = limits::DEFAULT_HTTP_HEAD_TIMEOUT.as_secs_f64())]
+    pub http_head_timeout: f64,
 
     /// Longest line a client may send; longer lines are dropped with an error (suffixes K, M)
     #[arg(long, value_name = "BYTES", default_value = "4096", value_parser = parse_bytes)]
@@ -166,6 +176,10 @@ impl Cli {
             }),
             _ => None,
         };
+        let http = (!self.http_bind.is_empty()).then(|| HttpSettings {
+            bind: self.http_bind.clone(),
+            head_timeout: Duration::from_secs_f64(self.http_head_timeout.clamp(0.001, 1e6)),
+        });
         Config {
             bind: if self.tls_only {
                 Vec::new()
@@ -173,6 +187,7 @@ impl Cli {
                 self.bind.clone()
             },
             tls,
+            http,
             max_line: self.max_line,
             max_output: self.max_output,
             output_grace: Duration::from_secs_f64(self.output_grace.clamp(0.0, 1e6)),

@@ -19,6 +19,9 @@ pub struct Config {
     pub bind: Vec<SocketAddr>,
     /// TLS listeners, with the certificate they present; `None` serves plain TCP only.
     pub tls: Option<TlsSettings>,
+    /// HTTP listeners (`--http-bind`): the chat page, WebSocket clients, `/metrics`; `None`
+    /// serves none.
+    pub http: Option<HttpSettings>,
     /// Longest line accepted, in bytes, line ending excluded.
     pub max_line: usize,
     /// Unsent output a client may stay above for `output_grace` (or exceed eightfold at
@@ -70,6 +73,25 @@ pub struct TlsSettings {
     pub handshake_timeout: Duration,
 }
 
+/// What an HTTP listener needs.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Addresses to listen on for HTTP.
+    pub bind: Vec<SocketAddr>,
+    /// How long a connection has to send its whole request head.
+    pub head_timeout: Duration,
+}
+
+impl HttpSettings {
+    /// HTTP on `bind`, other settings at their defaults.
+    pub fn new(bind: SocketAddr) -> HttpSettings {
+        HttpSettings {
+            bind: vec![bind],
+            head_timeout: limits::DEFAULT_HTTP_HEAD_TIMEOUT,
+        }
+    }
+}
+
 impl TlsSettings {
     /// TLS with this certificate and key on `bind`, other settings at their defaults.
     pub fn new(cert: impl Into<PathBuf>, key: impl Into<PathBuf>, bind: SocketAddr) -> Self {
@@ -87,6 +109,7 @@ impl Default for Config {
         Config {
             bind: vec![SocketAddr::from(([127, 0, 0, 1], 7878))],
             tls: None,
+            http: None,
             max_line: limits::DEFAULT_MAX_LINE,
             max_output: limits::DEFAULT_MAX_OUTPUT,
             output_grace: limits::DEFAULT_OUTPUT_GRACE,

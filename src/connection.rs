@@ -21,8 +21,10 @@
 //! ```
 //!
 //! Every connection starts in `Handshaking`. A plain one's handshake is over before it begins
-//! ([`Transport::is_ready`]), so it is admitted (or refused) at once; a TLS one waits there,
-//! out of the room, until rustls is done.
+//! ([`Transport::handshake`]), so it is admitted (or refused) at once; a TLS one waits there,
+//! out of the room, until rustls is done, and an HTTP one until its request head is in. An
+//! HTTP request that is not the WebSocket upgrade goes from `Handshaking` to `Leaving` with
+//! its answer queued, and never joins.
 //!
 //! `Leaving` exists so that a client who is being sent away still gets its last lines
 //! (`*** bye`, `*** server full`, ...) before the socket closes. `Closed` exists because a
@@ -42,7 +44,7 @@ use crate::framing::{Frame, LineFramer};
 use crate::limits::WRITE_BUDGET;
 use crate::nonblocking::{Budget, Flushed, ReadOutcome, Registration};
 use crate::rate_limit::TokenBucket;
-use crate::transport::{Broken, Rejection, Transport};
+use crate::transport::{Broken, Encoding, Farewell, Handshake, Rejection, Transport};
 use crate::write_queue::WriteQueue;
 
 /// Names one connection for longer than a batch of events: the slab key (its token) plus the
@@ -81,8 +83,11 @@ pub enum CloseReason {
     /// record).
     Rejected(Rejection),
     /// Its transport's handshake was not over within the listener's timeout
-    /// (`--tls-handshake-timeout`). The transport's name.
+    /// (`--tls-handshake-timeout`, `--http-head-timeout`). The transport's name.
     HandshakeTimeout(&'static str),
+    /// An HTTP request other than the WebSocket upgrade: answered (with this status), then
+    /// closed.
+    Answered(u16),
 }
 
 impl CloseReason {
@@ -101,6 +106,7 @@ impl CloseReason {
             CloseReason::Shutdown => "shutdown",
             CloseReason::Rejected(rejection) => rejection.kind,
             CloseReason::HandshakeTimeout(_) => "handshake_timeout",
+            CloseReason::Answered(_) => "http_answered",
         }
     }
 }
@@ -123,6 +129,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Shutdown => write!(f, "server shutting down"),
             CloseReason::Rejected(rejection) => rejection.fmt(f),
             CloseReason::HandshakeTimeout(by) => write!(f, "{by} handshake timed out"),
+            CloseReason::Answered(status) => write!(f, "answered HTTP {status}"),
         }
     }
 }
@@ -211,7 +218,11 @@ struct Input {
 /// The write side: lines waiting for the socket, and what the socket is registered for.
 #[derive(Debug)]
 struct Output {
+    /// Its lines, as its transport wants them queued ([`Output::encoding`]).
     queue: WriteQueue,
+    /// How a line is queued for it: the chat's bytes as they are, or a WebSocket frame made
+    /// once per line for every WebSocket recipient.
+    encoding: Encoding,
     registration: Registration,
     /// Since when its unsent output has been over `--max-output`, as of its last flush.
     over_limit_since: Option<Instant>,
@@ -291,6 +302,7 @@ impl Connection {
             },
             output: Output {
                 queue: WriteQueue::default(),
+                encoding: Encoding::Lines,
                 registration: Registration::readable(),
                 over_limit_since: None,
                 linger_armed: false,
@@ -359,6 +371,12 @@ impl Connection {
         self.transport.describe()
     }
 
+    /// Where the transport's handshake stands: what the loop does with a connection whose
+    /// handshake is over.
+    pub fn handshake(&self) -> Handshake {
+        self.transport.handshake()
+    }
+
     // Phase changes. The table decides when; these say which changes exist.
 
     /// `Handshaking` → `Chatting`: the client is in the room. False from any other phase.
@@ -399,7 +417,12 @@ impl Connection {
         match self.transport.read(&mut self.socket, scratch, framer) {
             Ok(outcome @ ReadOutcome::Data(n)) => {
                 self.input.last_heard = now;
-                let handshake_done = self.phase == Phase::Handshaking && self.transport.is_ready();
+                let handshake_done = self.phase == Phase::Handshaking
+                    && self.transport.handshake() != Handshake::Underway;
+                if handshake_done {
+                    // Known now, and fixed from now on: how its lines are queued.
+                    self.output.encoding = self.transport.encoding();
+                }
                 let emptied = self.transport.short_read_empties() && outcome.drained(scratch.len());
                 Read::Bytes {
                     n,
@@ -490,6 +513,13 @@ impl Connection {
         &mut self.output.queue
     }
 
+    /// How lines are queued for it (see [`Transport::encoding`]), read once its handshake is
+    /// done so that a delivery asks a field, not its transport.
+    #[inline]
+    pub fn encoding(&self) -> Encoding {
+        self.output.encoding
+    }
+
     /// Writes queued output until it is all sent, the socket's buffer is full, or
     /// [`WRITE_BUDGET`] bytes went out in this call (so one client with a huge backlog and a
     /// fast reader cannot hold the loop); a leaving client's transport then ends its stream
@@ -499,10 +529,16 @@ impl Connection {
         let mut budget = Budget::new(&mut self.socket, WRITE_BUDGET);
         let mut flushed = self.transport.write(&mut budget, &mut self.output.queue)?;
         if flushed == Flushed::All
-            && matches!(self.phase, Phase::Leaving(_))
-            && self.transport.close()
+            && let Phase::Leaving(reason) = &self.phase
         {
-            flushed = self.transport.write(&mut budget, &mut self.output.queue)?;
+            let why = reason.to_string();
+            let farewell = Farewell {
+                going_away: *reason == CloseReason::Shutdown,
+                why: &why,
+            };
+            if self.transport.close(farewell) {
+                flushed = self.transport.write(&mut budget, &mut self.output.queue)?;
+            }
         }
         let flush = match flushed {
             Flushed::All => Flush::Done,

@@ -20,8 +20,11 @@
 //! - [`connection`]: one client: its socket and transport, its read side (line framer, flood
 //!   control) and write side (queue, interest), its [`Phase`](connection::Phase) and why it
 //!   closed.
-//! - [`transport`]: the seam between a socket and its lines: plain TCP, and TLS (rustls, in
-//!   the same loop) in [`transport::tls`].
+//! - [`transport`]: the seam between a socket and its lines: plain TCP, TLS (rustls, in the
+//!   same loop) in [`transport::tls`], and `--http-bind` connections in [`transport::web`]:
+//!   an HTTP request, then a [`transport::websocket`] client or an answer and the close.
+//! - [`http`]: HTTP/1.1 request heads (`httparse`), the routes, the responses, the WebSocket
+//!   accept key, and the chat page built into the binary.
 //! - [`nonblocking`]: the rules of non-blocking I/O, each written once: read outcomes, partial
 //!   writes, finished connects, the interest rule, the rustls writer. Everything uses it.
 //! - [`framing`]: bytes into lines, `--max-line`, and sanitising (UTF-8, control characters).
@@ -39,7 +42,8 @@
 //!   pub/sub, its two connections driven in the same loop.
 //! - [`rate_limit`]: the token bucket behind `--rate`.
 //! - [`timers`]: deadlines kept in a heap and turned into the poll timeout.
-//! - [`stats`]: the loop's counters, and the `--stats-udp` socket that reports them.
+//! - [`stats`]: the loop's counters, and the `--stats-udp` socket that reports them;
+//!   [`metrics`]: the same figures for Prometheus (`/metrics`).
 //! - [`config`], [`limits`]: what the server runs with, and every bound with its reason.
 //! - [`cli`]: the command line, turned into a [`Config`].
 //! - [`os`]: listening sockets and the open-file limit.
@@ -88,9 +92,11 @@ pub mod connection;
 pub mod connlog;
 pub mod error;
 pub mod framing;
+pub mod http;
 pub mod limits;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
 pub mod nonblocking;
 pub mod notices;
 pub mod os;

@@ -165,6 +165,22 @@ pub const LIST_LINE: usize = 400;
 /// seconds is far beyond any real network's round trips.
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest HTTP request head (`--http-bind`) the server reads: 8 KiB, what nginx and most
+/// servers allow by default and far more than a browser sends (under 2 KiB, cookies
+/// included). A longer one gets `431 Request Header Fields Too Large` and the close; so a
+/// connection that never finishes its head holds at most this (plus one read).
+pub const HTTP_HEAD_MAX: usize = 8 * 1024;
+
+/// Headers of one request that `httparse` is given room for: 64, twice what a browser sends.
+/// More get 431 too.
+pub const HTTP_HEADERS_MAX: usize = 64;
+
+/// `--http-head-timeout`: how long an HTTP connection has to send its whole request head.
+/// A browser sends it in one packet; a slowloris client dribbles a header every few seconds
+/// to hold a descriptor for ever. Ten seconds, like the TLS handshake, is far beyond any real
+/// network's round trips.
+pub const DEFAULT_HTTP_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Plaintext a TLS connection may have encrypted but not yet written: one full TLS record.
 /// Output is encrypted only as the socket takes it, so everything else a TLS client is owed
 /// stays in its write queue, shared with the other recipients and counted by `--max-output`.

@@ -37,6 +37,8 @@ pub struct Stats {
     pub accept_pauses: u64,
     /// Connections closed, by reason (see `CloseReason::kind`).
     pub disconnects: BTreeMap<&'static str, u64>,
+    /// HTTP requests answered and closed (`--http-bind`; upgrades are not), by status.
+    pub http_responses: BTreeMap<u16, u64>,
 }
 
 impl Default for Stats {
@@ -50,19 +52,34 @@ impl Default for Stats {
             bytes_out: 0,
             accept_pauses: 0,
             disconnects: BTreeMap::new(),
+            http_responses: BTreeMap::new(),
         }
     }
+}
+
+/// What only the loop knows at the moment it is asked: how much it holds now. Reported with
+/// the counters, by `--stats-udp` and by `/metrics` alike.
+#[derive(Debug)]
+pub struct Gauges {
+    /// Every socket the server holds, in any phase.
+    pub connections_now: usize,
+    /// Clients in the chat.
+    pub clients: usize,
+    /// Clients in the chat by transport (`plain`, `TLS`, `WebSocket`).
+    pub clients_by_transport: BTreeMap<&'static str, usize>,
+    /// Rooms this instance keeps, `#lobby` included.
+    pub rooms: usize,
+    /// The bus's own counters (`--backplane`), as JSON.
+    pub backplane: Option<Box<RawValue>>,
 }
 
 /// The reply to `stats`, field by field in the order it is sent.
 #[derive(Serialize)]
 struct Report<'a> {
     uptime_secs: f64,
-    /// Every socket the server holds, in any phase.
     connections_now: usize,
-    /// Clients in the chat.
     clients: usize,
-    /// Rooms this instance keeps, `#lobby` included.
+    clients_by_transport: &'a BTreeMap<&'static str, usize>,
     rooms: usize,
     connections_total: u64,
     lines_in: u64,
@@ -71,9 +88,9 @@ struct Report<'a> {
     bytes_out: u64,
     accept_pauses: u64,
     disconnects: &'a BTreeMap<&'static str, u64>,
-    /// The bus's own counters (`--backplane`).
+    http_responses: &'a BTreeMap<u16, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    backplane: Option<Box<RawValue>>,
+    backplane: Option<&'a RawValue>,
 }
 
 impl Stats {
@@ -81,21 +98,24 @@ impl Stats {
         *self.disconnects.entry(reason.kind()).or_insert(0) += 1;
     }
 
-    /// The report: these counters plus the two gauges only the loop knows, and the bus's
-    /// counters if it has any.
-    pub fn json(
-        &self,
-        connections_now: usize,
-        clients: usize,
-        rooms: usize,
-        backplane: Option<Box<RawValue>>,
-    ) -> String {
-        let millis = self.started.elapsed().as_millis();
+    pub fn count_http(&mut self, status: u16) {
+        *self.http_responses.entry(status).or_insert(0) += 1;
+    }
+
+    /// Seconds since the server started, to the millisecond.
+    pub fn uptime_secs(&self) -> f64 {
+        self.started.elapsed().as_millis() as f64 / 1000.0
+    }
+
+    /// The report: these counters plus what the loop holds now, and the bus's counters if it
+    /// has any.
+    pub fn json(&self, gauges: &Gauges) -> String {
         let report = Report {
-            uptime_secs: millis as f64 / 1000.0,
-            connections_now,
-            clients,
-            rooms,
+            uptime_secs: self.uptime_secs(),
+            connections_now: gauges.connections_now,
+            clients: gauges.clients,
+            clients_by_transport: &gauges.clients_by_transport,
+            rooms: gauges.rooms,
             connections_total: self.connections_total,
             lines_in: self.lines_in,
             lines_out: self.lines_out,
@@ -103,7 +123,8 @@ impl Stats {
             bytes_out: self.bytes_out,
             accept_pauses: self.accept_pauses,
             disconnects: &self.disconnects,
-            backplane,
+            http_responses: &self.http_responses,
+            backplane: gauges.backplane.as_deref(),
         };
         serde_json::to_string(&report).unwrap_or_else(|e| error_json(&e.to_string()))
     }

@@ -20,12 +20,12 @@
 //!
 //! The table also implements the room's [`Outbox`]: what the room queues lands here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, trace, warn};
+use log::{debug, trace, warn};
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 use slab::Slab;
@@ -39,7 +39,7 @@ use crate::rate_limit::TokenBucket;
 use crate::room::Outbox;
 use crate::stats::Stats;
 use crate::timers::{Timer, Timers};
-use crate::transport::Transport;
+use crate::transport::{Encoded, Transport};
 
 /// Connections to visit later, each at most once however often it is added: the list keeps
 /// its own "already listed" rule, one flag per token.
@@ -123,6 +123,9 @@ pub struct ConnTable {
     pub stats: Stats,
     /// Per-connection log lines, on a budget.
     pub log: ConnLog,
+    /// The line being fanned out, framed for WebSocket recipients: made for the first of
+    /// them, shared by the rest.
+    encoded: Encoded,
 }
 
 impl ConnTable {
@@ -146,6 +149,7 @@ impl ConnTable {
             },
             stats: Stats::default(),
             log: ConnLog::new(Instant::now()),
+            encoded: Encoded::default(),
         }
     }
 
@@ -235,14 +239,35 @@ impl ConnTable {
     /// Told why it may not join (`line`), and closed once that line is out. It never joined,
     /// so nobody else hears of it.
     pub fn refuse(&mut self, r: ConnRef, reason: CloseReason, line: &str) {
+        self.send_off(r, reason, &Rc::from(line.as_bytes()));
+    }
+
+    /// An HTTP request that is not for the chat: its answer queued as it is (the page is one
+    /// buffer shared by every request), and closed once that is out. It never joins.
+    pub fn answer(&mut self, r: ConnRef, status: u16, answer: &Rc<[u8]>) {
+        self.send_off(r, CloseReason::Answered(status), answer);
+    }
+
+    /// Out of its handshake and leaving, with `last` as the last thing it is sent.
+    fn send_off(&mut self, r: ConnRef, reason: CloseReason, last: &Rc<[u8]>) {
         let Some(conn) = self.get_mut(r) else {
             return;
         };
         let was_handshaking = *conn.phase() == Phase::Handshaking;
         if conn.start_leaving(reason) {
             self.handshaking -= usize::from(was_handshaking);
-            let _ = self.tell(r, line);
+            let _ = self.send(r, last);
         }
+    }
+
+    /// Clients in the chat, counted by their transport's name (for the stats and
+    /// `/metrics`): one walk over the table, made only when someone asks.
+    pub fn clients_by_transport(&self) -> BTreeMap<&'static str, usize> {
+        let mut counts = BTreeMap::new();
+        for (_, conn) in self.conns.iter().filter(|(_, c)| c.is_chatting()) {
+            *counts.entry(conn.transport_name()).or_insert(0) += 1;
+        }
+        counts
     }
 
     /// The connection is finished: its socket is closed at the end of the batch. Idempotent.
@@ -473,6 +498,7 @@ impl ConnTable {
     /// the module documentation).
     /// Returns how many it removed.
     pub fn reap(&mut self, registry: &Registry) -> usize {
+        self.encoded.forget();
         let closed = std::mem::take(&mut self.closed);
         let removed = closed.len();
         for token in closed {
@@ -491,19 +517,25 @@ impl ConnTable {
             if let Err(e) = conn.deregister(registry) {
                 debug!("token {token}: deregister failed: {e}");
             }
+            // An answered HTTP request was never a chat client: its end is not news.
+            let mut level = log::Level::Info;
             let reason = match conn.phase() {
                 Phase::Closed(reason) => {
                     self.stats.count_disconnect(reason);
+                    if let CloseReason::Answered(_) = reason {
+                        level = log::Level::Debug;
+                    }
                     reason.to_string()
                 }
                 other => format!("{other:?}"),
             };
-            if !self.log.allow(Kind::Disconnect, conn.peer().ip()) {
+            if !log::log_enabled!(level) || !self.log.allow(Kind::Disconnect, conn.peer().ip()) {
                 continue;
             }
             match conn.unsent() {
-                0 => info!("{} disconnected: {reason}", conn.label()),
-                unsent => info!(
+                0 => log::log!(level, "{} disconnected: {reason}", conn.label()),
+                unsent => log::log!(
+                    level,
                     "{} disconnected: {reason}; {unsent} bytes unsent",
                     conn.label()
                 ),
@@ -539,8 +571,8 @@ impl ConnTable {
 }
 
 impl Outbox for ConnTable {
-    /// Appends the line to `to`'s queue (O(1): the bytes are shared, not copied) and lists it
-    /// for the flush.
+    /// Appends the line to `to`'s queue (O(1): the bytes are shared, not copied; for a
+    /// WebSocket client, the line's one frame is) and lists it for the flush.
     ///
     /// Only the hard limit (eight times `--max-output`) is enforced here. Whether the client
     /// is too slow is judged after its flush, over time ([`ConnTable::flush`]): here, in the
@@ -554,7 +586,8 @@ impl Outbox for ConnTable {
         if conn.held() + line.len() > self.limits.hard_output {
             return Err(self.cut_off(to));
         }
-        conn.queue().push(Rc::clone(line));
+        let line = self.encoded.get(conn.encoding(), line);
+        conn.queue().push(line);
         self.flush.add(to);
         Ok(())
     }

@@ -98,6 +98,12 @@ impl WriteQueue {
         Ok(Flushed::All)
     }
 
+    /// Whether a write stopped inside the first entry: a transport that sends bytes of its
+    /// own between entries (WebSocket's control frames) must wait until it is out.
+    pub fn mid_entry(&self) -> bool {
+        self.written_of_first > 0
+    }
+
     /// Forgets the first `n` unsent bytes: whole lines are dropped, and a line the kernel took
     /// only part of stays at the front with `written_of_first` marking where to resume.
     #[inline]

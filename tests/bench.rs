@@ -3,10 +3,12 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::process::Command;
 
 use common::{TestServer, bench_args};
 use pollchat::bench;
+use pollchat::config::HttpSettings;
 
 /// A few hundred connections, two paced senders: every line reaches every receiver, and
 /// nothing fails.
@@ -25,6 +27,49 @@ fn bench_counts_every_delivery_to_every_receiver() {
     assert_eq!(report.expected, report.sent * 298);
     assert_eq!(report.delivered, report.expected, "{}", report.summary());
     assert!(report.latency_us[0] > 0 && report.latency_us[3] >= report.latency_us[0]);
+}
+
+/// `--proto ws`: the same fan-out over WebSocket (an `--http-bind` listener), counted as
+/// exactly, with `--rate max`'s window waiting for every WebSocket receiver.
+#[test]
+fn bench_drives_websocket_clients_with_exact_counts() {
+    let server = TestServer::with(|c| {
+        c.quiet_joins = true;
+        c.http = Some(HttpSettings::new(SocketAddr::from(([127, 0, 0, 1], 0))));
+    });
+    let addr = server.http_addr.expect("an HTTP listener").to_string();
+    for load in ["--rate 200", "--rate max --window 8"] {
+        let report = bench::run(&bench_args(&format!(
+            "--proto ws --target {addr} --conns 60 --senders 2 {load} --duration 0.5 --hold 0"
+        )))
+        .expect("bench runs");
+        assert_eq!(report.established, 60, "{}", report.summary());
+        assert_eq!((report.refused, report.failed, report.dropped), (0, 0, 0));
+        assert!(report.sent >= 10, "{}", report.summary());
+        assert_eq!(report.delivered, report.sent * 58, "{}", report.summary());
+    }
+}
+
+/// `--proto ws --rooms 3`: WebSocket clients `/join` their rooms in a frame, and each line
+/// is counted in its own room only, as over TCP.
+#[test]
+fn bench_drives_websocket_clients_into_rooms() {
+    let server = TestServer::with(|c| {
+        c.quiet_joins = true;
+        c.http = Some(HttpSettings::new(SocketAddr::from(([127, 0, 0, 1], 0))));
+    });
+    let addr = server.http_addr.expect("an HTTP listener").to_string();
+    let report = bench::run(&bench_args(&format!(
+        "--proto ws --target {addr} --rooms 3 --conns 33 --senders 3 --rate 200 --duration 0.5 \
+         --hold 0"
+    )))
+    .expect("bench runs");
+    assert_eq!(report.established, 33, "{}", report.summary());
+    assert_eq!(report.receivers_per_room, [10, 10]);
+    assert!(report.sent >= 10, "{}", report.summary());
+    assert_eq!(report.expected, report.sent * 10, "{}", report.summary());
+    assert_eq!(report.delivered, report.expected, "{}", report.summary());
+    assert_eq!(report.foreign, 0, "{}", report.summary());
 }
 
 /// Connections over `--max-clients` are counted as refused, not failed, and the deliveries

@@ -52,8 +52,8 @@ impl Layout {
 
     /// What a pollchat connection says to get into `room` after the welcome; `None` with
     /// one room, whose connections stay in `#lobby`.
-    pub fn join_line(&self, room: usize) -> Option<Vec<u8>> {
-        (self.rooms > 1).then(|| format!("/join #bench-{room}\n").into_bytes())
+    pub fn join_line(&self, room: usize) -> Option<String> {
+        (self.rooms > 1).then(|| format!("/join #bench-{room}"))
     }
 
     /// The Redis channel of `room`.
@@ -163,7 +163,7 @@ mod tests {
         assert_eq!(layout.channel(0), "pollchat-bench");
         assert_eq!(
             Layout::new(4, 2, 10).join_line(3),
-            Some(b"/join #bench-3\n".to_vec())
+            Some("/join #bench-3".to_string())
         );
         assert_eq!(Layout::new(4, 2, 10).channel(3), "pollchat-bench-3");
     }

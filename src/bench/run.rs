@@ -262,9 +262,9 @@ fn drain(args: &BenchArgs, shared: &Shared, traffic: TrafficStart) -> Drained {
         shared.done_sending.load(Ordering::Acquire) >= args.threads
     });
     let receivers = shared.receivers_established.load(Ordering::Relaxed) as u64;
-    // Every line reaches every receiver of its room; pollchat chatters also get every line of
-    // their room but their own.
-    let chatters = args.senders_receive && args.proto == Proto::Pollchat;
+    // Every line reaches every receiver of its room; pollchat chatters (over TCP or
+    // WebSocket) also get every line of their room but their own.
+    let chatters = args.senders_receive && args.proto.is_pollchat();
     let expected = shared.rooms.expected(chatters);
     wait_until(DRAIN_LIMIT, || {
         shared.delivered.load(Ordering::Relaxed) >= expected

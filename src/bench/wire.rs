@@ -17,6 +17,9 @@
 //! - `redis`: receivers `SUBSCRIBE` to a channel, senders `PUBLISH` to it, and the line
 //!   arrives inside a RESP push `*3 $7 message $<n> <channel> $<n> <line>`. With `--rooms`
 //!   there is a channel per room (`rooms.rs`).
+//! - `ws`: pollchat's chat over WebSocket (`--target` is an `--http-bind` address): every
+//!   connection upgrades at `/ws` first, then sends each line as one masked text frame and
+//!   hears each as one unmasked text frame, `<nick> B ...` without the newline.
 
 use std::io::Write as _;
 
@@ -28,6 +31,8 @@ use crate::protocol;
 pub enum Proto {
     Pollchat,
     Redis,
+    /// pollchat's chat over WebSocket, at an `--http-bind` address.
+    Ws,
 }
 
 impl Proto {
@@ -36,9 +41,20 @@ impl Proto {
         match self {
             Proto::Pollchat => "pollchat",
             Proto::Redis => "redis",
+            Proto::Ws => "ws",
         }
     }
+
+    /// Whether it is pollchat's chat (so a chatter hears every line but its own).
+    pub fn is_pollchat(self) -> bool {
+        matches!(self, Proto::Pollchat | Proto::Ws)
+    }
 }
+
+/// The WebSocket upgrade every `ws` connection sends first.
+const WS_UPGRADE: &[u8] = b"GET /ws HTTP/1.1\r\nHost: bench\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+    Sec-WebSocket-Version: 13\r\n\r\n";
 
 /// The Redis channel every connection uses.
 pub const CHANNEL: &str = "pollchat-bench";
@@ -80,6 +96,23 @@ pub fn redis_hello(channel: &str) -> Vec<u8> {
     resp_command(&["SUBSCRIBE", channel])
 }
 
+/// The bytes every WebSocket client sends once connected: the upgrade at `/ws`.
+pub fn ws_hello() -> Vec<u8> {
+    WS_UPGRADE.to_vec()
+}
+
+/// Appends a command (`/join #bench-3`) as a pollchat client sends it over `proto`: a line,
+/// or over WebSocket one masked text frame.
+pub fn encode_command(proto: Proto, command: &str, out: &mut Vec<u8>) {
+    if proto == Proto::Ws {
+        ws_client_header(command.len(), out);
+        out.extend_from_slice(command.as_bytes());
+    } else {
+        out.extend_from_slice(command.as_bytes());
+        out.push(b'\n');
+    }
+}
+
 /// The start of every Redis `PUBLISH` to `channel`, made once per room: each line sent there
 /// begins with it ([`encode_published`]).
 pub fn publish_head(channel: &str) -> Vec<u8> {
@@ -117,17 +150,41 @@ pub fn encode_published(
         64 - cursor.len()
     };
     let text_len = head_len.max(size);
-    if proto == Proto::Redis {
-        out.extend_from_slice(publish);
-        let _ = write!(out, "${text_len}\r\n");
+    match proto {
+        Proto::Redis => {
+            out.extend_from_slice(publish);
+            let _ = write!(out, "${text_len}\r\n");
+        }
+        Proto::Ws => ws_client_header(text_len, out),
+        Proto::Pollchat => {}
     }
     out.extend_from_slice(&head[..head_len]);
     out.resize(out.len() + text_len - head_len, b'x');
-    out.extend_from_slice(if proto == Proto::Redis {
-        b"\r\n"
-    } else {
-        b"\n"
-    });
+    match proto {
+        Proto::Redis => out.extend_from_slice(b"\r\n"),
+        Proto::Pollchat => out.push(b'\n'),
+        // The end of the message ends the line.
+        Proto::Ws => {}
+    }
+}
+
+/// A client's text frame header for `len` bytes of payload, masked with the all-zero key:
+/// the payload is then sent as it is (the server unmasks it all the same, so its work is
+/// what any browser's frames cost it).
+fn ws_client_header(len: usize, out: &mut Vec<u8>) {
+    out.push(0x81);
+    match len {
+        0..=125 => out.push(0x80 | len as u8),
+        126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0; 4]);
 }
 
 /// `PUBLISH pollchat-bench`, as the start of a RESP array of three bulk strings.
@@ -149,13 +206,19 @@ pub fn decode(proto: Proto, buf: &[u8]) -> Option<(Incoming, usize)> {
     match proto {
         Proto::Pollchat => decode_pollchat(buf),
         Proto::Redis => decode_resp(buf),
+        Proto::Ws => decode_ws(buf),
     }
 }
 
 fn decode_pollchat(buf: &[u8]) -> Option<(Incoming, usize)> {
     let end = memchr::memchr(b'\n', buf)?;
-    let line = &buf[..end];
-    let incoming = if line.starts_with(b"*** welcome") {
+    let incoming = pollchat_line(&buf[..end]);
+    Some((incoming, end + 1))
+}
+
+/// What a line of pollchat's (without its newline) is to the generator.
+fn pollchat_line(line: &[u8]) -> Incoming {
+    if line.starts_with(b"*** welcome") {
         Incoming::Welcome
     } else if line.starts_with(b"*** server full") || line.starts_with(b"*** cannot create #") {
         Incoming::Refused
@@ -166,9 +229,59 @@ fn decode_pollchat(buf: &[u8]) -> Option<(Incoming, usize)> {
     } else if line == protocol::HISTORY_END.trim_end().as_bytes() {
         Incoming::HistoryEnds
     } else {
-        framed_line(Proto::Pollchat, buf).map_or(Incoming::Other, |line| Incoming::Line(line.stamp))
+        chat_stamp(line).map_or(Incoming::Other, Incoming::Line)
+    }
+}
+
+/// The stamp of a chat line `<nick> B ...` (without its newline).
+fn chat_stamp(line: &[u8]) -> Option<Stamp> {
+    // Nicks cannot contain '>', so the text starts after the first "> ".
+    let close = memchr::memchr(b'>', line)?;
+    (line.first() == Some(&b'<') && line.get(close + 1) == Some(&b' ')).then_some(())?;
+    parse_stamp(&line[close + 2..])
+}
+
+/// The upgrade's answer (a `101` is what lets the rest come; anything else is a refusal),
+/// then one server frame at a time: a text frame is a line, anything else is skipped.
+fn decode_ws(buf: &[u8]) -> Option<(Incoming, usize)> {
+    if buf.starts_with(b"HTTP/") {
+        let end = memchr::memmem::find(buf, b"\r\n\r\n")? + 4;
+        let upgraded = buf.starts_with(b"HTTP/1.1 101 ");
+        return Some((
+            if upgraded {
+                Incoming::Other
+            } else {
+                Incoming::Refused
+            },
+            end,
+        ));
+    }
+    let (first, payload, len) = ws_server_frame(buf)?;
+    let incoming = if first == 0x81 {
+        pollchat_line(payload)
+    } else {
+        Incoming::Other
     };
-    Some((incoming, end + 1))
+    Some((incoming, len))
+}
+
+/// One whole unmasked server frame at the front of `buf`: its first byte, its payload, and
+/// its length on the wire.
+fn ws_server_frame(buf: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let (&first, &second) = (buf.first()?, buf.get(1)?);
+    let (len, at): (usize, usize) = match second & 0x7F {
+        126 => (
+            usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+            4,
+        ),
+        127 => (
+            usize::try_from(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)).ok()?,
+            10,
+        ),
+        len => (usize::from(len), 2),
+    };
+    let end = at.checked_add(len)?;
+    Some((first, buf.get(at..end)?, end))
 }
 
 /// A Redis reply or push. Benchmark lines are found by [`framed_line`] without building a
@@ -221,6 +334,8 @@ pub fn take_run(proto: Proto, buf: &[u8]) -> Option<(Run, usize)> {
     let ending: &[u8] = match proto {
         Proto::Pollchat => b"\n",
         Proto::Redis => b"\r\n",
+        // A frame's length is in its header, which `repeated` covers.
+        Proto::Ws => b"",
     };
     let repeated = &buf[..first.same];
     let followers = buf[len..]
@@ -251,9 +366,19 @@ struct Framed {
 }
 
 /// The benchmark line at the front of `buf`, if a whole one is there: pollchat's
-/// `<nick> B ...\n`, or Redis's `message` push on a channel of the benchmark's.
+/// `<nick> B ...\n`, Redis's `message` push on a channel of the benchmark's, or a WebSocket
+/// text frame of pollchat's line.
 fn framed_line(proto: Proto, buf: &[u8]) -> Option<Framed> {
     let (text_at, text_len, len) = match proto {
+        Proto::Ws => {
+            let (first, payload, len) = ws_server_frame(buf)?;
+            let close = memchr::memchr(b'>', payload)?;
+            let at = len - payload.len();
+            (first == 0x81
+                && payload.first() == Some(&b'<')
+                && payload.get(close + 1) == Some(&b' '))
+            .then_some((at + close + 2, payload.len() - close - 2, len))?
+        }
         Proto::Pollchat => {
             let end = memchr::memchr(b'\n', buf)?;
             // `<nick> B ...`: nicks cannot contain '>', so the text starts after the first "> ".
@@ -355,6 +480,35 @@ mod tests {
         seq: 42,
         sent_at_ns: 123_456,
     };
+
+    #[test]
+    fn ws_lines_round_trip_through_the_servers_frames() {
+        let mut out = Vec::new();
+        encode_line(Proto::Ws, STAMP, 200, &mut out);
+        // A masked client frame with a 16-bit length: 2 + 2 + 4 bytes of header.
+        assert_eq!(out[..4], [0x81, 0x80 | 126, 0, 200]);
+        assert_eq!(out.len(), 8 + 200);
+        // What the server sends back: the line with the sender's nick, one unmasked frame.
+        let mut text = b"<guest-7> ".to_vec();
+        text.extend_from_slice(&out[8..]);
+        let relayed = crate::transport::websocket::frame::text_frames(&text);
+        let mut two = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
+        let head = two.len();
+        assert_eq!(decode(Proto::Ws, &two), Some((Incoming::Other, head)));
+        two.extend_from_slice(&relayed);
+        two.extend_from_slice(&relayed);
+        assert_eq!(
+            decode(Proto::Ws, &two[head..]),
+            Some((Incoming::Line(STAMP), relayed.len()))
+        );
+        let (run, used) = take_run(Proto::Ws, &two[head..]).unwrap();
+        assert_eq!(
+            (run.count, used),
+            (1, relayed.len()),
+            "same seq twice is not a run"
+        );
+        assert_eq!(decode(Proto::Ws, &relayed[..20]), None);
+    }
 
     #[test]
     fn pollchat_lines_round_trip_through_the_chat_format() {

@@ -414,12 +414,15 @@ fn finish_connect(conn: &mut Conn, plan: &Plan, shared: &Shared) -> bool {
     }
     let _ = conn.stream.set_nodelay(true);
     conn.state = State::Joining;
-    if plan.proto == Proto::Redis {
-        match conn.role {
-            Role::Receiver => conn.output = wire::redis_hello(&plan.layout.channel(conn.room)),
-            // A Redis publisher needs no greeting: it is ready at once.
-            Role::Sender(_) => become_ready(conn, shared),
+    match (plan.proto, conn.role) {
+        (Proto::Redis, Role::Receiver) => {
+            conn.output = wire::redis_hello(&plan.layout.channel(conn.room));
         }
+        // A Redis publisher needs no greeting: it is ready at once.
+        (Proto::Redis, Role::Sender(_)) => become_ready(conn, shared),
+        // Every WebSocket client upgrades first; the welcome that follows makes it ready.
+        (Proto::Ws, _) => conn.output = wire::ws_hello(),
+        (Proto::Pollchat, _) => {}
     }
     true
 }
@@ -535,7 +538,7 @@ fn enter_room(conn: &mut Conn, plan: &Plan, shared: &Shared) {
         become_ready(conn, shared);
         return;
     };
-    conn.output.extend_from_slice(&join);
+    wire::encode_command(plan.proto, &join, &mut conn.output);
     conn.state = State::Entering;
     // Sent now: no writable edge will come to flush it. Should the write fail, the next read
     // fails too, and the connection is counted lost there.

@@ -20,14 +20,15 @@ use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef};
 use crate::connlog::Kind;
 use crate::error::Error;
+use crate::http;
 use crate::limits::{ACCEPT_BUDGET, ACCEPT_PAUSE, FD_RESERVE};
 use crate::os;
 use crate::protocol;
 use crate::rate_limit::Admit;
 use crate::timers::Timer;
-use crate::transport::Listens;
-use crate::transport::PlainListener;
 use crate::transport::tls::{self, TlsListener};
+use crate::transport::web::WebListener;
+use crate::transport::{Answer, Listens, PlainListener};
 
 /// A listening socket and what it speaks.
 pub(super) struct Listener {
@@ -55,6 +56,12 @@ pub(super) fn listen(config: &Config, poll: &Poll) -> Result<Vec<Listener>, Erro
                 handshake_timeout: settings.handshake_timeout,
             };
             wanted.push((addr, Box::new(speaks)));
+        }
+    }
+    if let Some(settings) = &config.http {
+        for &addr in &settings.bind {
+            let head_timeout = settings.head_timeout;
+            wanted.push((addr, Box::new(WebListener { head_timeout })));
         }
     }
     let mut listeners = Vec::new();
@@ -290,6 +297,29 @@ impl Server {
                 self.timers.add(now + idle, Timer::Idle(r));
             }
         }
+    }
+
+    /// An HTTP connection asked for something other than the chat: it is answered (the
+    /// counters rendered here, where they are), then closed. It never joins.
+    pub(super) fn answer(&mut self, r: ConnRef, answer: Answer) {
+        let (status, bytes) = match answer {
+            Answer::Ready { status, bytes } => (status, bytes),
+            Answer::Metrics => (200, http::metrics(&self.metrics())),
+        };
+        self.table.stats.count_http(status);
+        if let Some(conn) = self.table.get(r) {
+            let (peer, request) = (conn.peer(), conn.describe_transport());
+            match status {
+                431 if self.table.may_log(Kind::Limit, r) => {
+                    warn!("{peer}: HTTP request head over the limit, answered {status}");
+                }
+                400..500 if self.table.may_log(Kind::Refused, r) => {
+                    info!("{peer}: HTTP {request} answered {status}");
+                }
+                _ => debug!("{peer}: HTTP {request} answered {status}"),
+            }
+        }
+        self.table.answer(r, status, &bytes);
     }
 
     /// Why a client from `peer` may not join now, if it may not.

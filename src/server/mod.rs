@@ -55,8 +55,9 @@ use crate::error::Error;
 use crate::limits::{READ_CHUNK, SHUTDOWN_GRACE};
 use crate::logging::LogOutput;
 use crate::memory::Trim;
+use crate::metrics;
 use crate::rate_limit::ConnectRates;
-use crate::stats::StatsSocket;
+use crate::stats::{Gauges, StatsSocket};
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
 use accept::Listener;
@@ -192,6 +193,17 @@ fn side_sockets(config: &Config, poll: &Poll) -> Result<SideSockets, Error> {
     })
 }
 
+/// What the loop holds now, for the stats reply and `/metrics`.
+fn gauges(table: &ConnTable, chat: &Chat, bus: &dyn BusIo) -> Gauges {
+    Gauges {
+        connections_now: table.len(),
+        clients: chat.members(),
+        clients_by_transport: table.clients_by_transport(),
+        rooms: chat.rooms(),
+        backplane: bus.stats(),
+    }
+}
+
 impl Server {
     /// Sets everything up (descriptor limit, listeners, signals, the bus) without serving
     /// anyone yet.
@@ -259,6 +271,11 @@ impl Server {
         self.addrs("TLS")
     }
 
+    /// The HTTP addresses actually listened on (`--http-bind`).
+    pub fn http_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs("HTTP")
+    }
+
     fn addrs(&self, speaks: &str) -> Vec<SocketAddr> {
         self.local_addrs
             .iter()
@@ -281,8 +298,11 @@ impl Server {
     /// Serves until shut down (a signal, or a [`ShutdownHandle`]).
     pub fn run(mut self) -> Result<(), Error> {
         for &(addr, speaks) in &self.local_addrs {
-            let tls = if speaks == "plain" { "" } else { " (TLS)" };
-            info!("listening on {addr}{tls}");
+            match speaks {
+                "plain" => info!("listening on {addr}"),
+                "HTTP" => info!("listening on {addr} (HTTP: the chat page, /ws, /metrics)"),
+                _ => info!("listening on {addr} ({speaks})"),
+            }
         }
         if let Some(addr) = self.stats_addr() {
             info!("stats on udp {addr} (send the datagram \"stats\")");
@@ -511,16 +531,20 @@ impl Server {
         }
     }
 
+    /// The counters and gauges in Prometheus's text format, for `/metrics`.
+    fn metrics(&self) -> String {
+        let gauges = gauges(&self.table, &self.chat, &*self.bus);
+        metrics::render(&self.table.stats, &gauges)
+    }
+
     /// Datagrams on the stats socket, each `stats` answered with the counters.
     fn answer_stats(&mut self) {
         let Some(socket) = &self.stats_socket else {
             return;
         };
-        let (table, chat, bus) = (&self.table, &self.chat, &self.bus);
+        let (table, chat, bus) = (&self.table, &self.chat, &*self.bus);
         socket.answer(&mut self.scratch, || {
-            table
-                .stats
-                .json(table.len(), chat.members(), chat.rooms(), bus.stats())
+            table.stats.json(&gauges(table, chat, bus))
         });
     }
 

@@ -34,6 +34,7 @@ use crate::framing::Frame;
 use crate::limits::READ_BUDGET;
 use crate::protocol;
 use crate::timers::Timer;
+use crate::transport::Handshake;
 
 impl Server {
     /// Reads a client's input and hands its lines to the chat until the socket has no more
@@ -139,17 +140,25 @@ impl Server {
     }
 
     /// A connection's transport finished its handshake: it joins the chat like a plain client
-    /// just accepted (or is told, through its transport, why not).
+    /// just accepted (or is told, through its transport, why not), or, if it asked for
+    /// something else (an HTTP request), it is answered.
     fn handshake_done(&mut self, r: ConnRef, now: Instant) {
-        if let Some(conn) = self.table.get(r) {
-            debug!(
-                "{}: {} handshake done ({})",
-                conn.peer(),
-                conn.transport_name(),
-                conn.describe_transport()
-            );
+        let Some(conn) = self.table.get(r) else {
+            return;
+        };
+        match conn.handshake() {
+            Handshake::Underway => {}
+            Handshake::Done => {
+                debug!(
+                    "{}: {} handshake done ({})",
+                    conn.peer(),
+                    conn.transport_name(),
+                    conn.describe_transport()
+                );
+                self.join(r, now);
+            }
+            Handshake::Answer(answer) => self.answer(r, answer),
         }
-        self.join(r, now);
     }
 
     /// How logs name `r`.

@@ -8,11 +8,16 @@
 //! ```
 //!
 //! [`Plain`] is TCP as it is: a `read` into the framer, a `writev` from the queue. TLS
-//! ([`tls`]) puts rustls in between. The loop never asks which one it has: it reads, writes,
-//! and asks the transport the three things that differ (is its handshake over, does it have
-//! bytes of its own to send, how does it end a stream). A new transport (WebSocket, say) is
-//! one more file here implementing [`Transport`] and [`Listens`], and one more entry in the
-//! server's list of listeners (`Server::bind`).
+//! ([`tls`]) puts rustls in between; an `--http-bind` connection ([`web`]) reads an HTTP
+//! request first and, upgraded, is a [`websocket`]. The loop never asks which one it has: it
+//! reads, writes, and asks the transport the three things that differ (where its handshake
+//! stands, does it have bytes of its own to send, how does it end a stream). A new transport
+//! is one more file here implementing [`Transport`] and [`Listens`], and one more entry in
+//! the server's list of listeners (`Server::bind`).
+//!
+//! A handshake can end in something other than the chat: an HTTP request for the page or
+//! the metrics ([`Handshake::Answer`]). Such a connection is answered and closed without ever
+//! joining, as a TLS connection whose handshake fails is closed without joining.
 //!
 //! What a transport does *not* decide: when to read or write (the loop does, on readiness),
 //! what a line means (the room), or what the socket is registered for. Interest follows one
@@ -20,9 +25,12 @@
 //! [`Registration`](crate::nonblocking::Registration)), computed after each flush.
 
 pub mod tls;
+pub mod web;
+pub mod websocket;
 
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::rc::Rc;
 use std::time::Duration;
 
 use mio::net::TcpStream;
@@ -36,10 +44,16 @@ pub trait Transport {
     /// The transport's own name, for logs and close reasons ("TLS").
     fn name(&self) -> &'static str;
 
-    /// Whether its handshake is over, so lines can flow. Plain TCP has none: true from the
-    /// start. A connection is held out of the room until this is true.
-    fn is_ready(&self) -> bool {
-        true
+    /// Where its handshake stands. Plain TCP has none: done from the start. A connection is
+    /// held out of the chat while it is under way.
+    fn handshake(&self) -> Handshake {
+        Handshake::Done
+    }
+
+    /// How the chat's lines are queued for this transport, once its handshake is done. Asked
+    /// once, when it is: a transport keeps its encoding from then on.
+    fn encoding(&self) -> Encoding {
+        Encoding::Lines
     }
 
     /// One `read` from the socket. Whatever it yields for the chat goes into `framer`, or is
@@ -73,8 +87,9 @@ pub trait Transport {
     fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed>;
 
     /// The connection is leaving and its queue is written: queue what ends the stream on
-    /// purpose (TLS's `close_notify`). True if that left something to write; asked once.
-    fn close(&mut self) -> bool {
+    /// purpose (TLS's `close_notify`, WebSocket's close frame). True if that left something
+    /// to write; asked once.
+    fn close(&mut self, _farewell: Farewell<'_>) -> bool {
         false
     }
 
@@ -88,6 +103,93 @@ pub trait Transport {
     fn describe(&self) -> String {
         String::new()
     }
+}
+
+/// How a transport wants the chat's lines in its write queue (see [`Encoded`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// As the chat made them: bytes, each line ending in a newline (plain TCP; TLS, which
+    /// encrypts from the queue as the socket drains).
+    Lines,
+    /// Each line one WebSocket text frame, header and text, without its newline.
+    WebSocket,
+}
+
+/// A line in the encoding of each recipient's transport, made once per line however many
+/// recipients share that encoding.
+///
+/// The room hands the same `Rc` line to every member in turn, so one entry is enough: the
+/// first WebSocket recipient of a line frames it, and the others get a pointer to that frame,
+/// as plain recipients get a pointer to the line. The entry holds its line too, so the
+/// address it is known by cannot be freed and reused by another line while it is kept.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    last: Option<Framed>,
+}
+
+/// A line, and its frames.
+#[derive(Debug)]
+struct Framed {
+    line: Rc<[u8]>,
+    frames: Rc<[u8]>,
+}
+
+impl Encoded {
+    /// `line` as `encoding` wants it.
+    #[inline]
+    pub fn get(&mut self, encoding: Encoding, line: &Rc<[u8]>) -> Rc<[u8]> {
+        match encoding {
+            Encoding::Lines => Rc::clone(line),
+            Encoding::WebSocket => match &self.last {
+                Some(last) if Rc::ptr_eq(&last.line, line) => Rc::clone(&last.frames),
+                _ => {
+                    let frames: Rc<[u8]> = websocket::frame::text_frames(line).into();
+                    self.last = Some(Framed {
+                        line: Rc::clone(line),
+                        frames: Rc::clone(&frames),
+                    });
+                    frames
+                }
+            },
+        }
+    }
+
+    /// The batch is over: the last line and its frame are not kept past it.
+    pub fn forget(&mut self) {
+        self.last = None;
+    }
+}
+
+/// Where a transport's handshake stands (see [`Transport::handshake`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handshake {
+    /// Under way: the connection waits, out of the chat.
+    Underway,
+    /// Over: lines flow, and the connection may join the chat.
+    Done,
+    /// Over, and the peer asked for something other than the chat (an HTTP request that is
+    /// not the WebSocket upgrade): it is answered, then closed, and never joins.
+    Answer(Answer),
+}
+
+/// What a connection that is not for the chat is answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// An answer the transport made (a page, an error), sent as it is. `status` is HTTP's,
+    /// for the counters and the log.
+    Ready { status: u16, bytes: Rc<[u8]> },
+    /// The server's counters, which only the loop has (`/metrics`).
+    Metrics,
+}
+
+/// Why the server ends a stream, for a transport that can tell its peer (WebSocket's close
+/// frame has a code and a reason).
+#[derive(Debug, Clone, Copy)]
+pub struct Farewell<'a> {
+    /// The server is shutting down, rather than done with this client.
+    pub going_away: bool,
+    /// Why, in words (the close reason, as the log says it).
+    pub why: &'a str,
 }
 
 /// How a [`Transport::read`] failed.

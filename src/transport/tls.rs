@@ -23,7 +23,7 @@
 //!
 //! The handshake happens on the same events: the client's hello arrives as readable data, the
 //! server's answer is records to write at the end of the batch. A connection is not in the
-//! room until its transport [`is_ready`](Transport::is_ready), and one that sends garbage is
+//! room until its transport's [`handshake`](Transport::handshake) is done, and one that sends garbage is
 //! closed when rustls rejects it, after the alert is sent. One that stalls is closed by the
 //! handshake timer ([`Listens::handshake_timeout`]).
 
@@ -38,7 +38,7 @@ use rustls::{ServerConfig, ServerConnection};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{Broken, Listens, Rejection, Transport};
+use super::{Broken, Farewell, Handshake, Listens, Rejection, Transport};
 use crate::error::Error;
 use crate::framing::LineFramer;
 use crate::limits::TLS_RECORDS_AHEAD;
@@ -195,7 +195,7 @@ impl Session {
     ///
     /// Returns the ciphertext bytes read, so the loop's read budget and byte counts see what
     /// the socket delivered. Records that complete the handshake yield no plaintext; the loop
-    /// asks [`Transport::is_ready`] after each read.
+    /// asks [`Transport::handshake`] after each read.
     pub fn read(
         &mut self,
         socket: &mut (impl Read + Write),
@@ -278,8 +278,12 @@ impl Transport for Session {
         "TLS"
     }
 
-    fn is_ready(&self) -> bool {
-        !self.is_handshaking()
+    fn handshake(&self) -> Handshake {
+        if self.is_handshaking() {
+            Handshake::Underway
+        } else {
+            Handshake::Done
+        }
     }
 
     fn read(
@@ -303,7 +307,7 @@ impl Transport for Session {
     /// Queues `close_notify`, TLS's own end of stream, once; the next write sends it. A
     /// client that gets it knows the server ended the session, not an attacker cutting the
     /// stream.
-    fn close(&mut self) -> bool {
+    fn close(&mut self, _farewell: Farewell<'_>) -> bool {
         if self.closing {
             return false;
         }

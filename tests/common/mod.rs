@@ -33,6 +33,7 @@ use socket2::{Domain, SockRef, Socket, Type};
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub mod tls;
+pub mod web;
 
 /// A server running in a thread of the test process. Stopped (gracefully) when dropped.
 pub struct TestServer {
@@ -40,6 +41,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     /// The TLS listener, when the test turned TLS on.
     pub tls_addr: Option<SocketAddr>,
+    /// The HTTP listener, when the test turned `--http-bind` on.
+    pub http_addr: Option<SocketAddr>,
     /// Where `--stats-udp` answers, when the test turned it on.
     pub stats: Option<SocketAddr>,
     handle: ShutdownHandle,
@@ -65,19 +68,27 @@ impl TestServer {
         let thread = thread::spawn(move || {
             let server = Server::bind(config)?;
             let tls_addr = server.tls_addrs().first().copied();
-            let addr = server.local_addrs().first().copied().or(tls_addr);
+            let http_addr = server.http_addrs().first().copied();
+            let addr = server
+                .local_addrs()
+                .first()
+                .copied()
+                .or(tls_addr)
+                .or(http_addr);
             let _ = tx.send((
                 addr.expect("Server::bind refuses a config with no listener"),
                 tls_addr,
+                http_addr,
                 server.stats_addr(),
                 server.shutdown_handle(),
             ));
             server.run()
         });
         match rx.recv_timeout(DEADLINE) {
-            Ok((addr, tls_addr, stats, handle)) => TestServer {
+            Ok((addr, tls_addr, http_addr, stats, handle)) => TestServer {
                 addr,
                 tls_addr,
+                http_addr,
                 stats,
                 handle,
                 thread: Some(thread),

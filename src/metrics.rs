@@ -1,0 +1,231 @@
+//! `/metrics`: the server's counters in Prometheus's text exposition format (version 0.0.4),
+//! the same figures `--stats-udp` reports (`stats.rs`), for a Prometheus server to scrape.
+//!
+//! Each metric has a `# HELP` line (what it counts) and a `# TYPE` line: a `counter` only
+//! ever goes up (Prometheus takes its rate; its name ends in `_total`), a `gauge` is a level
+//! now. Names start with `pollchat_`. The text is made when a scrape asks for it, from
+//! counters the loop keeps anyway, so metrics cost nothing between scrapes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::Value;
+
+use crate::stats::{Gauges, Stats};
+
+/// Transports always listed in `pollchat_clients_by_transport`, so that a query for one finds
+/// a 0 rather than nothing while it has no clients.
+const TRANSPORTS: [&str; 3] = ["plain", "TLS", "WebSocket"];
+
+/// The exposition text.
+pub fn render(stats: &Stats, gauges: &Gauges) -> String {
+    let mut out = Exposition::default();
+    levels(&mut out, stats, gauges);
+    counters(&mut out, stats);
+    if let Some(backplane) = &gauges.backplane {
+        out.backplane(backplane.get());
+    }
+    out.text
+}
+
+/// The gauges: what the server holds now.
+fn levels(out: &mut Exposition, stats: &Stats, gauges: &Gauges) {
+    let help = "Seconds since the server started.";
+    out.one("uptime_seconds", "gauge", help, stats.uptime_secs());
+    let help = "Sockets the server holds now, in any phase.";
+    out.one("connections", "gauge", help, gauges.connections_now);
+    out.one(
+        "clients",
+        "gauge",
+        "Clients in the chat now.",
+        gauges.clients,
+    );
+    let mut by_transport: BTreeMap<&str, usize> = TRANSPORTS.iter().map(|&t| (t, 0)).collect();
+    by_transport.extend(&gauges.clients_by_transport);
+    let help = "Clients in the chat now, by transport.";
+    out.labelled(
+        "clients_by_transport",
+        "gauge",
+        help,
+        "transport",
+        by_transport,
+    );
+    let help = "Rooms this instance keeps, #lobby included.";
+    out.one("rooms", "gauge", help, gauges.rooms);
+}
+
+/// The counters: what happened since the start, each only ever going up.
+fn counters(out: &mut Exposition, stats: &Stats) {
+    let counters = [
+        (
+            "connections_total",
+            "Connections accepted, refused ones included.",
+            stats.connections_total,
+        ),
+        (
+            "lines_in_total",
+            "Lines read from clients, commands included.",
+            stats.lines_in,
+        ),
+        (
+            "lines_out_total",
+            "Lines queued for clients: deliveries and server lines.",
+            stats.lines_out,
+        ),
+        (
+            "bytes_in_total",
+            "Bytes read from client sockets.",
+            stats.bytes_in,
+        ),
+        (
+            "bytes_out_total",
+            "Bytes of output written to clients.",
+            stats.bytes_out,
+        ),
+        (
+            "accept_pauses_total",
+            "Times accepting paused for lack of descriptors.",
+            stats.accept_pauses,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.one(name, "counter", help, value);
+    }
+    let help = "Connections closed, by reason.";
+    out.labelled(
+        "disconnects_total",
+        "counter",
+        help,
+        "reason",
+        &stats.disconnects,
+    );
+    let help = "HTTP requests answered and closed (all but upgrades), by status.";
+    out.labelled(
+        "http_responses_total",
+        "counter",
+        help,
+        "code",
+        &stats.http_responses,
+    );
+}
+
+/// The text being written, one metric at a time.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.text, "# HELP pollchat_{name} {help}");
+        let _ = writeln!(self.text, "# TYPE pollchat_{name} {kind}");
+    }
+
+    /// A metric with one value.
+    fn one(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.header(name, kind, help);
+        let _ = writeln!(self.text, "pollchat_{name} {value}");
+    }
+
+    /// A metric with one value per value of its label.
+    fn labelled<K, V>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        label: &str,
+        values: impl IntoIterator<Item = (K, V)>,
+    ) where
+        K: std::fmt::Display,
+        V: std::fmt::Display,
+    {
+        self.header(name, kind, help);
+        for (key, value) in values {
+            let key = escape(&key.to_string());
+            let _ = writeln!(self.text, "pollchat_{name}{{{label}=\"{key}\"}} {value}");
+        }
+    }
+
+    /// The bus's counters (`--backplane`), from the JSON it reports: its state as a gauge
+    /// per state, each number as a counter.
+    fn backplane(&mut self, json: &str) {
+        let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(json) else {
+            return;
+        };
+        for (field, value) in &fields {
+            match value {
+                Value::String(state) => self.labelled(
+                    &format!("backplane_{field}"),
+                    "gauge",
+                    "The backplane's state now (1 for the one it is in).",
+                    field,
+                    [(state, 1)],
+                ),
+                Value::Number(n) => self.one(
+                    &format!("backplane_{field}_total"),
+                    "counter",
+                    "A backplane counter (see the README's Scaling out section).",
+                    n,
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// A label value as the format wants it: backslash, double quote and newline escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::CloseReason;
+
+    #[test]
+    fn every_metric_has_help_and_type_and_counters_end_in_total() {
+        let mut stats = Stats {
+            lines_in: 7,
+            ..Stats::default()
+        };
+        stats.count_disconnect(&CloseReason::Idle);
+        stats.count_http(404);
+        let gauges = Gauges {
+            connections_now: 3,
+            clients: 2,
+            clients_by_transport: [("WebSocket", 2)].into_iter().collect(),
+            rooms: 1,
+            backplane: serde_json::value::to_raw_value(
+                &serde_json::json!({"state": "up", "published": 5}),
+            )
+            .ok(),
+        };
+        let text = render(&stats, &gauges);
+        assert!(text.contains("pollchat_lines_in_total 7\n"), "{text}");
+        assert!(text.contains("pollchat_clients_by_transport{transport=\"WebSocket\"} 2\n"));
+        assert!(text.contains("pollchat_clients_by_transport{transport=\"plain\"} 0\n"));
+        assert!(text.contains("pollchat_disconnects_total{reason=\"idle\"} 1\n"));
+        assert!(text.contains("pollchat_http_responses_total{code=\"404\"} 1\n"));
+        assert!(text.contains("pollchat_backplane_state{state=\"up\"} 1\n"));
+        assert!(text.contains("pollchat_backplane_published_total 5\n"));
+        let mut typed = std::collections::HashMap::new();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let mut words = line.split(' ').skip(2);
+            let (name, kind) = (words.next().unwrap(), words.next().unwrap());
+            assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+            typed.insert(name.to_string(), kind.to_string());
+        }
+        for sample in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = sample.split(['{', ' ']).next().unwrap();
+            assert!(typed.contains_key(name), "{sample} has no # TYPE");
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{sample} has no # HELP"
+            );
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! The chat page in a real browser: Debian's chromium, headless, driven by playwright-core
+//! (`tests/browser/chat.mjs`), chatting with an `nc`-style client through one server. Skips
+//! loudly where chromium, Node.js or playwright-core is missing, except in CI.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a failed unwrap in a test is a failed test, with its message"
+)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use common::web::browser_kit;
+use pollchat::config::HttpSettings;
+
+/// How long the browser has for all its steps: chromium's start is the slow part, on a
+/// loaded machine several seconds.
+const BROWSER_DEADLINE: Duration = Duration::from_secs(90);
+
+/// A browser user and an `nc` user in one room: the page sets a nick, its line reaches the
+/// `nc` client, the `nc` client's line (with HTML in it) is shown in the page as text, the
+/// up arrow brings back what was typed, and a screenshot is saved.
+#[test]
+fn browser_page_chats_with_an_nc_client_and_shows_html_as_text() {
+    let Some(kit) = browser_kit() else {
+        return;
+    };
+    let server = TestServer::with(|c| {
+        c.http = Some(HttpSettings::new(SocketAddr::from(([127, 0, 0, 1], 0))));
+    });
+    let http = server.http_addr.unwrap();
+    let mut nc = server.connect();
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-chat.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let mut browser = Command::new(&kit.node)
+        .arg(&kit.script)
+        .arg(format!("http://{http}/"))
+        .arg(&screenshot)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start node");
+    // The browser's steps, as it prints them; the channel closes when it exits.
+    let (tx, steps) = mpsc::channel();
+    let stdout = browser.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    nc.read_until(|l| l == "<webby> hello from chromium");
+    nc.send("this is <b>not bold</b> & <img src=x onerror=alert(1)>");
+
+    let deadline = Instant::now() + BROWSER_DEADLINE;
+    let mut printed = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match steps.recv_timeout(left) {
+            Ok(line) => printed.push(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = browser.kill();
+                panic!(
+                    "the browser did not finish in time:\n{}",
+                    printed.join("\n")
+                );
+            }
+        }
+    }
+    let status = browser.wait().unwrap();
+    let printed = printed.join("\n");
+    assert!(status.success(), "the browser test failed:\n{printed}");
+    assert!(printed.contains("step: HTML shown as text"), "{printed}");
+    assert!(screenshot.exists(), "no screenshot:\n{printed}");
+}
