@@ -11,8 +11,10 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use socket2::SockRef;
 
-use super::client::{After, Client, TlsTarget, close};
-use super::roles::{MISBEHAVING, MISBEHAVING_TLS, Role, TARGET_DOSE, service, timed};
+use super::client::{After, Client, Listener, TlsTarget, WsFraming, close};
+use super::roles::{
+    MISBEHAVING, MISBEHAVING_TLS, MISBEHAVING_WS, Role, TARGET_DOSE, service, timed,
+};
 use super::round::{ChatterLog, Context, Target};
 use crate::bench::BenchArgs;
 use crate::bench::worker::connect;
@@ -25,8 +27,10 @@ const TICK: Duration = Duration::from_millis(2);
 pub(super) struct Chaos {
     target: SocketAddr,
     tls: Option<TlsTarget>,
-    /// The misbehaving roles started in turn: [`MISBEHAVING`], and [`MISBEHAVING_TLS`] with a
-    /// TLS target.
+    /// The server's HTTP listener (`--ws-target`), if the run has one.
+    ws: Option<SocketAddr>,
+    /// The misbehaving roles started in turn: [`MISBEHAVING`], [`MISBEHAVING_TLS`] with a
+    /// TLS target and [`MISBEHAVING_WS`] with a WebSocket one.
     pub(super) misbehaving: Vec<Role>,
     poll: Poll,
     events: Events,
@@ -44,15 +48,20 @@ impl Chaos {
         args: &BenchArgs,
         target: SocketAddr,
         tls: Option<&TlsTarget>,
+        ws: Option<SocketAddr>,
         chat_interval: Duration,
     ) -> io::Result<Chaos> {
         let mut misbehaving = MISBEHAVING.to_vec();
         if tls.is_some() {
             misbehaving.extend(MISBEHAVING_TLS);
         }
+        if ws.is_some() {
+            misbehaving.extend(MISBEHAVING_WS);
+        }
         Ok(Chaos {
             target,
             tls: tls.cloned(),
+            ws,
             misbehaving,
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
@@ -89,35 +98,45 @@ impl Chaos {
             self.started
         };
         let until = Instant::now() + self.random_ms(role.lifetime_ms());
-        let tls_target = self.tls.as_ref().filter(|_| role.over_tls());
-        let kind = role.kind(tls_target.is_some());
-        if let (Role::Chatter(n), Some(_)) = (role, tls_target)
+        let listener = role.listener(self.tls.is_some(), self.ws.is_some());
+        let kind = role.kind(listener);
+        if let Role::Chatter(n) = role
             && let Some(log) = self.ctx.chatters.get_mut(n as usize)
         {
-            log.tls = true;
+            log.listener = listener;
         }
         let tally = self.ctx.tallies.entry(kind).or_default();
         tally.opened += 1;
-        let addr = tls_target.map_or(self.target, |t| t.addr);
+        let addr = match listener {
+            Listener::Plain => Some(self.target),
+            Listener::Tls => self.tls.as_ref().map(|t| t.addr),
+            Listener::Http => self.ws,
+        };
+        let tls_target = self.tls.as_ref().filter(|_| listener == Listener::Tls);
+        let ws = (listener == Listener::Http && role.upgrades())
+            .then(|| Box::new(WsFraming::upgrading()));
         let entry = self.clients.vacant_entry();
-        let registered = connect(addr, None, role.receive_buffer()).and_then(|mut stream| {
-            if let Some(bytes) = role.send_buffer() {
-                SockRef::from(&stream).set_send_buffer_size(bytes)?;
-            }
-            let tls = match tls_target.filter(|_| role.has_session()) {
-                Some(target) => Some(target.session().map_err(io::Error::other)?),
-                None => None,
-            };
-            self.poll.registry().register(
-                &mut stream,
-                Token(entry.key()),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            Ok((stream, tls))
-        });
+        let registered = addr
+            .ok_or_else(|| io::Error::other("the run has no such listener"))
+            .and_then(|addr| connect(addr, None, role.receive_buffer()))
+            .and_then(|mut stream| {
+                if let Some(bytes) = role.send_buffer() {
+                    SockRef::from(&stream).set_send_buffer_size(bytes)?;
+                }
+                let tls = match tls_target.filter(|_| role.has_session()) {
+                    Some(target) => Some(target.session().map_err(io::Error::other)?),
+                    None => None,
+                };
+                self.poll.registry().register(
+                    &mut stream,
+                    Token(entry.key()),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok((stream, tls))
+            });
         match registered {
             Ok((stream, tls)) => {
-                let mut client = Client::new(stream, tls, role, kind, serial, until);
+                let mut client = Client::new(stream, tls, ws, role, kind, serial, until);
                 if let Role::Chatter(n) = role {
                     client.home = self.ctx.layout.room_of(n);
                 }
@@ -178,10 +197,11 @@ impl Chaos {
     }
 
     /// Keeps the flooders' target until it has had its dose or is gone; then takes, of the
-    /// connected non-readers never aimed at, one of the kind (plain or TLS) that has had fewer
-    /// doses, and of those the one due to stay longest, so that it has time to be cut off as
-    /// too slow before it goes. Alternating the kinds matters on a loaded machine, where a
-    /// round's flood may manage only a dose or two: the TLS ones must get theirs too.
+    /// connected non-readers never aimed at, one of the kind (plain, TLS or WebSocket: the
+    /// listener it is on) that has had the fewest doses, and of those the one due to stay
+    /// longest, so that it has time to be cut off as too slow before it goes. Taking the
+    /// kinds in turn matters on a loaded machine, where a round's flood may manage only a
+    /// dose or two: the TLS and WebSocket ones must get theirs too.
     fn choose_target(&mut self) {
         let keep = self.ctx.target.as_ref().is_some_and(|t| {
             t.aimed < TARGET_DOSE
@@ -193,27 +213,38 @@ impl Chaos {
         if keep {
             return;
         }
-        let kind = |role: Role| usize::from(role == Role::TlsNonReader);
-        // On a tie, TLS: a loaded machine may manage one dose a round, and the TLS ones are
-        // the fewer to aim at.
-        let fewer = usize::from(self.ctx.doses[1] <= self.ctx.doses[0]);
-        // The round's first dose waits for a TLS non-reader, when there are any: they are
-        // ready later than plain ones (a handshake first), and a dose started on a plain one
-        // may take the whole round.
-        let tls_first = self.tls.is_some() && self.ctx.doses == [0, 0];
+        let (tls, http) = (self.tls.is_some(), self.ws.is_some());
+        let kind = |role: Role| role.listener(tls, http);
+        // The kind due: the one with the fewest doses; on a tie WebSocket, then TLS. A loaded
+        // machine may manage one or two doses a round, and those are the kinds with fewer
+        // non-readers to aim at (one role in a dozen each, against the plain ones' one in
+        // six of the roles without them).
         let doses = &mut self.ctx.doses;
+        let given = |k: Listener| doses[k as usize];
+        let due = [
+            (http, Listener::Http),
+            (tls, Listener::Tls),
+            (true, Listener::Plain),
+        ]
+        .into_iter()
+        .filter(|&(present, _)| present)
+        .map(|(_, k)| k)
+        .min_by_key(|&k| given(k))
+        .unwrap_or(Listener::Plain);
+        // The round's first dose waits for a non-reader of the kind due: a dose started on
+        // another may take the whole round. (A TLS one is ready later than the others: it
+        // has a handshake to finish first.)
+        let first = *doses == [0; 3];
         self.ctx.target = self
             .clients
             .iter_mut()
             // A TLS non-reader has a nick once its handshake is over.
             .filter(|(_, c)| c.role.non_reader() && !c.nick.is_empty() && !c.aimed_at)
-            .filter(|(_, c)| !tls_first || c.role == Role::TlsNonReader)
-            .max_by_key(|(_, c)| (kind(c.role) == fewer, c.until))
+            .filter(|(_, c)| !first || kind(c.role) == due)
+            .max_by_key(|(_, c)| (kind(c.role) == due, c.until))
             .map(|(key, c)| {
                 c.aimed_at = true;
-                if let Some(given) = doses.get_mut(kind(c.role)) {
-                    *given += 1;
-                }
+                doses[kind(c.role) as usize] += 1;
                 Target {
                     key,
                     nick: c.nick.clone(),
