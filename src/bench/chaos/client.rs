@@ -385,3 +385,55 @@ impl std::fmt::Write for PushStr<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::websocket::frame::{self, Parser, Piece};
+
+    #[test]
+    fn ws_lines_go_out_as_masked_frames_the_server_reads_as_the_same_lines() {
+        let mut ws = WsFraming::upgrading();
+        assert!(ws.unsent.starts_with(b"GET /ws HTTP/1.1\r\n"));
+        ws.unsent.clear();
+        let mut output = b"hello\n/nick wnr-1\nhalf a li".to_vec();
+        ws.frame_lines(&mut output);
+        assert_eq!(output, b"half a li", "an unfinished line waits");
+        let mut heard = Vec::new();
+        Parser::default()
+            .feed(&mut ws.unsent, &mut |piece| match piece {
+                Piece::Text(text) => heard.extend_from_slice(text),
+                Piece::End => heard.push(b'\n'),
+                _ => {}
+            })
+            .expect("frames the server accepts");
+        assert_eq!(heard, b"hello\n/nick wnr-1\n");
+    }
+
+    #[test]
+    fn ws_the_answer_then_text_frames_become_lines_however_the_reads_cut_them() {
+        let mut stream = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
+        stream.extend(frame::text_frames(b"*** welcome\n<bob> hi\n"));
+        stream.extend(frame::close(1002, "a client frame without a mask"));
+        stream.extend(frame::text_frames(b"after the close\n"));
+        for cut in 0..=stream.len() {
+            let mut ws = WsFraming::default();
+            let mut input = Vec::new();
+            for read in [&stream[..cut], &stream[cut..]] {
+                ws.unread.extend_from_slice(read);
+                ws.unframe(&mut input).expect("upgraded");
+            }
+            assert_eq!(input, b"*** welcome\n<bob> hi\n", "cut at {cut}");
+            assert_eq!(ws.close_code, Some(1002), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn ws_a_refused_upgrade_says_its_status_line() {
+        let mut ws = WsFraming::default();
+        ws.unread
+            .extend_from_slice(b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n");
+        let why = ws.unframe(&mut Vec::new()).expect_err("refused");
+        assert_eq!(why, "the upgrade was refused: HTTP/1.1 404 Not Found");
+    }
+}

@@ -215,22 +215,8 @@ impl Chaos {
         }
         let (tls, http) = (self.tls.is_some(), self.ws.is_some());
         let kind = |role: Role| role.listener(tls, http);
-        // The kind due: the one with the fewest doses; on a tie WebSocket, then TLS. A loaded
-        // machine may manage one or two doses a round, and those are the kinds with fewer
-        // non-readers to aim at (one role in a dozen each, against the plain ones' one in
-        // six of the roles without them).
         let doses = &mut self.ctx.doses;
-        let given = |k: Listener| doses[k as usize];
-        let due = [
-            (http, Listener::Http),
-            (tls, Listener::Tls),
-            (true, Listener::Plain),
-        ]
-        .into_iter()
-        .filter(|&(present, _)| present)
-        .map(|(_, k)| k)
-        .min_by_key(|&k| given(k))
-        .unwrap_or(Listener::Plain);
+        let due = due_kind(*doses, tls, http);
         // The round's first dose waits for a non-reader of the kind due: a dose started on
         // another may take the whole round. (A TLS one is ready later than the others: it
         // has a handshake to finish first.)
@@ -273,5 +259,53 @@ impl Chaos {
             let total = totals.iter().find(|(r, _)| *r == c.room).map_or(0, |t| t.1);
             c.received.len() as u64 >= total.saturating_sub(c.sent())
         }) && self.ctx.pings.pending.is_empty()
+    }
+}
+
+/// The kind of non-reader (the listener it is on) due for the flooders' next dose, of those
+/// the run has (`tls`, `http`), given the `doses` each kind had so far this round: the one
+/// with the fewest; on a tie WebSocket, then TLS, then plain. A loaded machine may manage only
+/// a dose or two a round, and those go first to the kinds the run has only with
+/// `--ws-target` and `--tls-target`, the transports whose slow-consumer path they are there
+/// to try (the plain one is tried in every run).
+fn due_kind(doses: [u32; 3], tls: bool, http: bool) -> Listener {
+    [
+        (http, Listener::Http),
+        (tls, Listener::Tls),
+        (true, Listener::Plain),
+    ]
+    .into_iter()
+    .filter(|&(present, _)| present)
+    .map(|(_, kind)| kind)
+    // The first of the fewest: the order above breaks ties.
+    .min_by_key(|&kind| doses[kind as usize])
+    .unwrap_or(Listener::Plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doses_go_to_each_kind_of_non_reader_in_turn_websocket_first() {
+        let mut doses = [0; 3];
+        let mut given = Vec::new();
+        for _ in 0..6 {
+            let kind = due_kind(doses, true, true);
+            doses[kind as usize] += 1;
+            given.push(kind);
+        }
+        use Listener::{Http, Plain, Tls};
+        assert_eq!(given, [Http, Tls, Plain, Http, Tls, Plain]);
+        // A kind that fell behind (none of it was connected when its turn came) is next.
+        assert_eq!(due_kind([3, 1, 2], true, true), Tls);
+    }
+
+    #[test]
+    fn doses_go_only_to_kinds_the_run_has() {
+        assert_eq!(due_kind([5, 0, 0], false, false), Listener::Plain);
+        assert_eq!(due_kind([1, 0, 0], false, true), Listener::Http);
+        assert_eq!(due_kind([0, 0, 0], true, false), Listener::Tls);
+        assert_eq!(due_kind([0, 1, 0], true, false), Listener::Plain);
     }
 }
