@@ -124,9 +124,11 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
     let mut rounds = Vec::new();
     // What the previous round's chatters said: the history replayed in this one.
     let mut said = None;
+    // The flooders' doses to each kind of non-reader: the turn goes on from round to round.
+    let mut doses = [0; 3];
     for round in 1..=args.rounds {
-        let (figures, heard) =
-            run_round(&plan, said.as_ref()).map_err(|e| format!("round {round}: {e}"))?;
+        let (figures, heard) = run_round(&plan, said.as_ref(), &mut doses)
+            .map_err(|e| format!("round {round}: {e}"))?;
         rounds.push(figures);
         said = Some(heard);
     }

@@ -228,31 +228,7 @@ impl ChaosReport {
             self.rounds.len(),
             self.secs
         );
-        let _ = writeln!(
-            s,
-            "  {:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}{:>11}",
-            "role",
-            "opened",
-            "failed",
-            "welcomed",
-            "refused",
-            "closed by server",
-            "too long",
-            "confirmed"
-        );
-        for (name, t) in &self.tallies {
-            let _ = writeln!(
-                s,
-                "  {name:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}{:>11}",
-                t.opened,
-                t.failed,
-                t.welcomed,
-                t.refused,
-                t.closed_by_server,
-                t.too_long,
-                t.confirmed
-            );
-        }
+        self.write_roles(s);
         let [p50, p99, max] = self.latency_us.map(|us| us as f64 / 1000.0);
         let _ = writeln!(
             s,
@@ -296,6 +272,35 @@ impl ChaosReport {
                 s,
                 "server: {fds} descriptors and {rss} KiB heap cold (before round 1), \
                  {peak} KiB at most"
+            );
+        }
+    }
+
+    /// The role table: what happened to each role's connections.
+    fn write_roles(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "  {:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}{:>11}",
+            "role",
+            "opened",
+            "failed",
+            "welcomed",
+            "refused",
+            "closed by server",
+            "too long",
+            "confirmed"
+        );
+        for (name, t) in &self.tallies {
+            let _ = writeln!(
+                s,
+                "  {name:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}{:>11}",
+                t.opened,
+                t.failed,
+                t.welcomed,
+                t.refused,
+                t.closed_by_server,
+                t.too_long,
+                t.confirmed
             );
         }
     }

@@ -96,15 +96,23 @@ pub(super) struct Context {
     /// The non-reader the flooders aim at, until it has had its
     /// [`TARGET_DOSE`](super::roles::TARGET_DOSE) or is gone.
     pub(super) target: Option<Target>,
-    /// Doses given so far to plain, TLS and WebSocket non-readers (indexed by
-    /// [`Listener`]): the next goes to the kind that had the fewest, so each kind is cut off
-    /// in every round that manages a dose each, however slowly the flood goes.
+    /// Doses given so far in the run to plain, TLS and WebSocket non-readers (indexed by
+    /// [`Listener`]), carried from round to round: the next goes to the kind that had the
+    /// fewest, so the kinds take turns, and a round that manages fewer doses than there are
+    /// kinds leaves the turn where the next one takes it up.
     pub(super) doses: [u32; 3],
+    /// A dose was given in this round.
+    pub(super) dosed: bool,
 }
 
 impl Context {
-    /// A round's context before anyone joins: empty records, one per chatter.
-    pub(super) fn new(args: &BenchArgs, chat_interval: Duration) -> io::Result<Context> {
+    /// A round's context before anyone joins: empty records, one per chatter, and the doses
+    /// of the rounds before.
+    pub(super) fn new(
+        args: &BenchArgs,
+        chat_interval: Duration,
+        doses: [u32; 3],
+    ) -> io::Result<Context> {
         let layout = Layout {
             lobby: args.chatters,
             second: args.room_chatters,
@@ -142,7 +150,8 @@ impl Context {
             first_dirty: None,
             lost: Vec::new(),
             target: None,
-            doses: [0; 3],
+            doses,
+            dosed: false,
         })
     }
 }
@@ -173,18 +182,23 @@ pub(super) struct Plan<'a> {
 /// One round, phases 2 to 6, with fresh clients (and the same `--seed`, so every round runs
 /// the same schedule and only a leak makes the server hold more after it). `earlier` is what
 /// the previous round's chatters said, which the history replayed in this one must agree
-/// with; the round returns its own for the next.
-pub(super) fn run_round(plan: &Plan, earlier: Option<&Said>) -> Result<(Round, Said), String> {
+/// with; the round returns its own for the next. `doses` are the flooders' doses to each kind
+/// of non-reader so far in the run, which the round adds to.
+pub(super) fn run_round(
+    plan: &Plan,
+    earlier: Option<&Said>,
+    doses: &mut [u32; 3],
+) -> Result<(Round, Said), String> {
     let started = Instant::now();
     let args = plan.args;
-    let mut chaos = Chaos::new(args, plan.target, plan.tls, plan.ws, plan.chat_interval)
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let mut chaos = Chaos::new(args, plan, *doses).map_err(|e| format!("cannot start: {e}"))?;
     let mut rss = HeapPeak::new(args.server_pid);
     join(&mut chaos, plan)?;
     misbehave(&mut chaos, plan, &mut rss);
     calm(&mut chaos);
     last_words(&mut chaos, plan);
     rss.sample();
+    *doses = chaos.ctx.doses;
     leave(&mut chaos);
     let end = settle(args.server_pid, plan.cold);
     let heap_peak = rss.peak.max(end.map(|(_, rss)| rss));
