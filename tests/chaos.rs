@@ -24,6 +24,19 @@ fn listening(server: &mut ServerProcess, name: &str) -> String {
         .to_string()
 }
 
+/// How many of the server's log lines `matches`, said on stdout as `what: N` (shown with
+/// `--nocapture`); the test fails, naming `what`, if there are none.
+fn logged(log: &[String], what: &str, matches: impl Fn(&str) -> bool, summary: &str) {
+    let n = log.iter().filter(|l| matches(l)).count();
+    println!("{what}: {n}");
+    assert!(n > 0, "no {what}:\n{summary}");
+}
+
+/// A log line saying a client whose nick starts with `nick` was cut off as too slow.
+fn cut_off_as_too_slow(line: &str, nick: &str) -> bool {
+    line.contains(&format!("({nick}")) && line.contains("disconnected: too slow")
+}
+
 /// A counter from the server's `--stats-udp` JSON, e.g. `"too_slow":3` (0 when absent: the
 /// server lists only the disconnect reasons that happened).
 fn counter(report: &ChaosReport, name: &str) -> u64 {
@@ -204,14 +217,11 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
     );
     // A TLS client that stopped reading after its handshake was cut off as too slow, like a
     // plain one (TLS non-readers name themselves tnr-N; the server logs the nick).
-    let tls_cut = log
-        .iter()
-        .filter(|l| l.contains("(tnr-") && l.contains("disconnected: too slow"))
-        .count();
-    println!("TLS non-readers cut off as too slow: {tls_cut}");
-    assert!(
-        tls_cut > 0,
-        "no TLS non-reader cut off as too slow:\n{summary}"
+    logged(
+        &log,
+        "TLS non-readers cut off as too slow",
+        |l| cut_off_as_too_slow(l, "tnr-"),
+        &summary,
     );
 
     // The WebSocket misbehaviours happened and were handled. Unmasked frames: the server
@@ -233,28 +243,22 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
         report.tally("http-slowloris").closed_by_server > 0,
         "{summary}"
     );
-    let heads_timed_out = log
-        .iter()
-        .filter(|l| {
+    logged(
+        &log,
+        "HTTP request heads timed out",
+        |l| {
             l.contains("HTTP handshake not finished in time")
                 || l.contains("disconnected: HTTP handshake timed out")
-        })
-        .count();
-    println!("HTTP heads timed out (in the log): {heads_timed_out}");
-    assert!(
-        heads_timed_out > 0,
-        "no HTTP request head timed out:\n{summary}"
+        },
+        &summary,
     );
     // A WebSocket client that stopped reading was cut off as too slow (they name themselves
     // wnr-N).
-    let ws_cut = log
-        .iter()
-        .filter(|l| l.contains("(wnr-") && l.contains("disconnected: too slow"))
-        .count();
-    println!("WebSocket non-readers cut off as too slow: {ws_cut}");
-    assert!(
-        ws_cut > 0,
-        "no WebSocket non-reader cut off as too slow:\n{summary}"
+    logged(
+        &log,
+        "WebSocket non-readers cut off as too slow",
+        |l| cut_off_as_too_slow(l, "wnr-"),
+        &summary,
     );
 }
 

@@ -222,15 +222,16 @@ impl Chaos {
     /// a TLS non-reader in a run that manages one dose a round; in one of ten runs of the
     /// chaos test, the server cut off only 3 clients as too slow in its two rounds.)
     fn choose_target(&mut self) {
-        let keep = self.ctx.target.as_ref().is_some_and(|t| {
-            t.aimed < TARGET_DOSE
-                && self
-                    .clients
-                    .get(t.key)
-                    .is_some_and(|c| c.role.non_reader() && c.nick == t.nick)
-        });
-        if keep {
-            return;
+        if let Some(t) = &self.ctx.target {
+            if t.aimed >= TARGET_DOSE {
+                self.ctx.doses[t.kind as usize] += 1;
+            } else if self
+                .clients
+                .get(t.key)
+                .is_some_and(|c| c.role.non_reader() && c.nick == t.nick)
+            {
+                return;
+            }
         }
         let (tls, http) = (self.tls.is_some(), self.ws.is_some());
         let kind = |role: Role| role.listener(tls, http);
@@ -254,11 +255,11 @@ impl Chaos {
             .max_by_key(|(_, c)| (kind(c.role) == due, c.until))
             .map(|(key, c)| {
                 c.aimed_at = true;
-                doses[kind(c.role) as usize] += 1;
                 *dosed = true;
                 Target {
                     key,
                     nick: c.nick.clone(),
+                    kind: kind(c.role),
                     aimed: 0,
                 }
             });

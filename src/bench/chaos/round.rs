@@ -96,12 +96,13 @@ pub(super) struct Context {
     /// The non-reader the flooders aim at, until it has had its
     /// [`TARGET_DOSE`](super::roles::TARGET_DOSE) or is gone.
     pub(super) target: Option<Target>,
-    /// Doses given so far in the run to plain, TLS and WebSocket non-readers (indexed by
-    /// [`Listener`]), carried from round to round: the next goes to the kind that had the
+    /// Whole doses given so far in the run to plain, TLS and WebSocket non-readers (indexed
+    /// by [`Listener`]), carried from round to round: the next goes to the kind that had the
     /// fewest, so the kinds take turns, and a round that manages fewer doses than there are
-    /// kinds leaves the turn where the next one takes it up.
+    /// kinds leaves the turn where the next one takes it up. A dose cut short (its target
+    /// left, or the round ended) does not count: its kind is due again.
     pub(super) doses: [u32; 3],
-    /// A dose was given in this round.
+    /// A target was chosen in this round.
     pub(super) dosed: bool,
 }
 
@@ -160,6 +161,8 @@ impl Context {
 pub(super) struct Target {
     pub(super) key: usize,
     pub(super) nick: String,
+    /// Its kind: the listener it is on.
+    pub(super) kind: Listener,
     /// Bytes of `/msg` lines the flooders have queued for it so far.
     pub(super) aimed: usize,
 }
