@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak: one pollchat server (release build), serving plain TCP and TLS, under the chaos
+# Soak: one pollchat server (release build), serving plain TCP, TLS and HTTP (WebSocket), under the chaos
 # scenario for DURATION seconds, in rounds of about 30 s (at least two), with its limits set
 # low enough that misbehaving clients hit them. Prints the report and the server's counters, and exits non-zero if any
 # check failed. Every process it starts is stopped, by PID, on exit or Ctrl-C.
@@ -14,6 +14,8 @@ DURATION seconds (at least 10) in rounds of about 30 s, at least two (see "Limit
 behaviour" in the README for what each round checks). The server also serves TLS, with a
 self-signed certificate made by scripts/gen-cert.sh in a temporary directory: every other
 chatter talks TLS, and garbage, stalled handshakes and TLS non-readers abuse the TLS port.
+It serves HTTP too: every third chatter talks WebSocket, and unmasked frames, messages over
+--max-line, unfinished request heads and WebSocket non-readers abuse the HTTP port.
 With two or more cores the server is pinned to core 0 and the generator to core 1.
 
 The server runs with:
@@ -26,9 +28,13 @@ The server runs with:
                        through fills non-readers' queues
   --tls-handshake-timeout 1
                        stalled TLS handshakes are closed within a staller's lifetime
+  --http-head-timeout 1
+                       unfinished HTTP request heads are closed within a slowloris's
+                       lifetime
 
 Environment (defaults in brackets):
-  SOAK_PORT [27878], SOAK_STATS_PORT [27879], SOAK_TLS_PORT [27880]
+  SOAK_PORT [27878], SOAK_STATS_PORT [27879], SOAK_TLS_PORT [27880],
+  SOAK_HTTP_PORT [27881]
                                                loopback ports for the server
   SOAK_CHATTERS [20], SOAK_CONNS [100], SOAK_STORM [200]
                                                well-behaved chatters, misbehaving clients
@@ -54,6 +60,7 @@ fi
 port=${SOAK_PORT:-27878}
 stats_port=${SOAK_STATS_PORT:-27879}
 tls_port=${SOAK_TLS_PORT:-27880}
+http_port=${SOAK_HTTP_PORT:-27881}
 chatters=${SOAK_CHATTERS:-20}
 conns=${SOAK_CONNS:-100}
 storm=${SOAK_STORM:-200}
@@ -71,10 +78,10 @@ per_round=$(python3 -c "print(round($duration / $rounds, 1))")
 max_clients=$(( (chatters + 1 + conns + storm) * 3 / 4 ))
 
 # Another server already on the port would answer in place of ours.
-for p in "$port" "$stats_port" "$tls_port"; do
+for p in "$port" "$stats_port" "$tls_port" "$http_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "something is already listening on 127.0.0.1:$p (set SOAK_PORT / SOAK_STATS_PORT /" \
-      "SOAK_TLS_PORT)" >&2
+      "SOAK_TLS_PORT / SOAK_HTTP_PORT)" >&2
     exit 1
   fi
 done
@@ -90,16 +97,18 @@ trap 'stop_server; rm -rf "$cert_dir"' EXIT
 scripts/gen-cert.sh "$cert_dir" >/dev/null
 
 build_release
-echo "== server on 127.0.0.1:$port and 127.0.0.1:$tls_port (TLS), stats on udp $stats_port," \
-  "log in $out/server.log"
+echo "== server on 127.0.0.1:$port, 127.0.0.1:$tls_port (TLS) and 127.0.0.1:$http_port (HTTP)," \
+  "stats on udp $stats_port, log in $out/server.log"
 "${server_cpu[@]}" "$pollchat" --bind "127.0.0.1:$port" --stats-udp "127.0.0.1:$stats_port" \
   --tls-bind "127.0.0.1:$tls_port" --tls-cert "$cert_dir/cert.pem" \
   --tls-key "$cert_dir/key.pem" --tls-handshake-timeout 1 \
+  --http-bind "127.0.0.1:$http_port" --http-head-timeout 1 \
   --max-clients "$max_clients" --max-output 512K --output-grace 1 --rate 100 --burst 100 \
   --log-level warn 2>"$out/server.log" &
 server_pid=$!
 wait_for_port "$port"
 wait_for_port "$tls_port"
+wait_for_port "$http_port"
 
 echo "== chaos: $rounds rounds of $per_round s, $chatters chatters, $conns misbehaving at once," \
   "storms of $storm, against --max-clients $max_clients"
@@ -108,6 +117,7 @@ set +e
 timeout "$limit" "${generator_cpu[@]}" "$pollchat" bench --scenario chaos \
   --target "127.0.0.1:$port" --server-pid "$server_pid" --server-stats "127.0.0.1:$stats_port" \
   --tls-target "127.0.0.1:$tls_port" --tls-ca "$cert_dir/cert.pem" \
+  --ws-target "127.0.0.1:$http_port" \
   --chatters "$chatters" --conns "$conns" --storm "$storm" \
   --duration "$per_round" --rounds "$rounds" | tee "$out/report.txt"
 status=${PIPESTATUS[0]}

@@ -1,8 +1,9 @@
 //! The chaos scenario (`pollchat bench --scenario chaos`) in `cargo test`: a short run against
-//! the built binary, serving plain TCP and TLS, with its limits set low enough that the
-//! misbehaving clients hit them. The test checks that every promise held in every round, and
-//! also that the limits were really hit, the TLS clients and the second room really took
-//! part and history was really replayed, so it cannot pass by a run in which nothing
+//! the built binary, serving plain TCP, TLS and HTTP (WebSocket), with its limits set low
+//! enough that the misbehaving clients hit them. The test checks that every promise held in
+//! every round, and also that the limits were really hit, the TLS and WebSocket clients and
+//! the second room really took part, each WebSocket misbehaviour really happened and was
+//! handled, and history was really replayed, so it cannot pass by a run in which nothing
 //! happened.
 
 mod common;
@@ -10,6 +11,31 @@ mod common;
 use common::tls::TestCert;
 use common::{ServerProcess, bench_args};
 use pollchat::bench::chaos::{self, ChaosReport, Outcome};
+
+/// The address in the server's log line `listening on ADDR (NAME...)`, waited for.
+fn listening(server: &mut ServerProcess, name: &str) -> String {
+    let line = server.wait_for_log(&format!("({name}"));
+    let (_, after) = line
+        .split_once("listening on ")
+        .unwrap_or_else(|| panic!("not a listening line: {line}"));
+    after
+        .split_once(' ')
+        .map_or(after, |(addr, _)| addr)
+        .to_string()
+}
+
+/// How many of the server's log lines `matches`, said on stdout as `what: N` (shown with
+/// `--nocapture`); the test fails, naming `what`, if there are none.
+fn logged(log: &[String], what: &str, matches: impl Fn(&str) -> bool, summary: &str) {
+    let n = log.iter().filter(|l| matches(l)).count();
+    println!("{what}: {n}");
+    assert!(n > 0, "no {what}:\n{summary}");
+}
+
+/// A log line saying a client whose nick starts with `nick` was cut off as too slow.
+fn cut_off_as_too_slow(line: &str, nick: &str) -> bool {
+    line.contains(&format!("({nick}")) && line.contains("disconnected: too slow")
+}
 
 /// A counter from the server's `--stats-udp` JSON, e.g. `"too_slow":3` (0 when absent: the
 /// server lists only the disconnect reasons that happened).
@@ -28,13 +54,16 @@ fn counter(report: &ChaosReport, name: &str) -> u64 {
 }
 
 /// Two short rounds against the real binary: 10 chatters in #lobby, 4 more in #chaos (the
-/// default) and 2 pingers, half of each over TLS, 40 misbehaving clients at once in #lobby, storms of 150 connections past `--max-clients 120`,
-/// non-readers given one second over a 512 KiB queue, TLS handshakes one second. Every
-/// promise holds in both rounds, for TLS and plain chatters alike and in each room, history
-/// replayed in round 2 holds round 1's last lines, descriptors and memory come back, and the
-/// limits were really hit: storms refused, lines too long dropped, non-readers
-/// (a TLS one among them) cut off as too slow, garbage on the TLS port rejected, stalled
-/// handshakes timed out.
+/// default) and 3 pingers, spread over plain TCP, TLS and WebSocket in both rooms, 40
+/// misbehaving clients at once in #lobby, storms of 150 connections past `--max-clients 120`,
+/// non-readers given one second over a 512 KiB queue, TLS handshakes and HTTP request heads
+/// one second. Every promise holds in both rounds, for plain, TLS and WebSocket chatters
+/// alike and in each room, history replayed in round 2 holds round 1's last lines,
+/// descriptors and memory come back, and the limits were really hit: storms refused, lines
+/// too long dropped, non-readers (a TLS one and a WebSocket one among them) cut off as too
+/// slow, garbage on the TLS port rejected, stalled handshakes and unfinished request heads
+/// timed out, unmasked frames closed with 1002, oversized messages refused with the client
+/// kept.
 #[test]
 fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
     let cert = TestCert::new();
@@ -48,6 +77,11 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
         &key_pem,
         // Short, so a stalled handshake is closed within a staller's lifetime (2.5 to 3 s).
         "--tls-handshake-timeout",
+        "1",
+        "--http-bind",
+        "127.0.0.1:0",
+        // Short, like the TLS one: a slowloris head is closed within its lifetime.
+        "--http-head-timeout",
         "1",
         // Below 10 chatters + pinger + 40 + 150: each storm goes past it.
         "--max-clients",
@@ -69,18 +103,13 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
         "--stats-udp",
         "127.0.0.1:0",
     ]);
-    // "listening on 127.0.0.1:PORT (TLS)" follows the plain listener's line and comes before
-    // the stats line.
-    let tls_line = server.wait_for_log("(TLS)");
-    let tls_addr = tls_line
-        .split(' ')
-        .rev()
-        .nth(1)
-        .expect("address in the TLS log line")
-        .to_string();
+    // The listeners' lines come in this order, after the plain one and before the stats line.
+    let tls_addr = listening(&mut server, "TLS");
+    let http_addr = listening(&mut server, "HTTP");
     let stats = server.stats_addr();
     let report = chaos::run(&bench_args(&format!(
         "--scenario chaos --target {} --tls-target {tls_addr} --tls-ca {cert_pem} \
+         --ws-target {http_addr} \
          --server-pid {} --server-stats {stats} \
          --chatters 10 --conns 40 --storm 150 --duration 5 --rounds 2",
         server.addr,
@@ -142,19 +171,38 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
     );
     assert!(report.tally("vanisher").opened > 0, "{summary}");
 
-    // TLS chatters were in both rooms: every other one of the 10 and of the 4, in both
-    // rounds, and they talked. Exactly once held above, so each of their lines reached every
-    // plain chatter of their room (and each plain line reached them) once, in the one order.
+    // TLS chatters were in both rooms: the odd ones not over WebSocket, 1, 3, 7, 9 of the 10
+    // and 13 of the 4, in both rounds, and they talked. Exactly once held above, so each of
+    // their lines reached every plain and WebSocket chatter of their room (and each of those
+    // lines reached them) once, in the one order.
     assert_eq!(
         report.tally("tls-chatter").welcomed,
-        (5 + 2) * 2,
+        (4 + 1) * 2,
         "{summary}"
     );
     assert!(report.lines_sent_tls > 0, "{summary}");
     assert!(report.lines_sent_tls < report.lines_sent, "{summary}");
-    // So was the TLS pinger, and "kept answering" above covers its round trips with the
-    // plain pinger's.
+    assert!(second.lines_sent_tls > 0, "{summary}");
+    // So were WebSocket chatters: every third, 2, 5, 8 of the 10 and 11 of the 4, upgraded at
+    // /ws and held to the same checks, their lines counted apart.
+    assert_eq!(
+        report.tally("ws-chatter").welcomed,
+        (3 + 1) * 2,
+        "{summary}"
+    );
+    assert!(report.lines_sent_ws > 0, "{summary}");
+    assert!(
+        report.lines_sent_ws + report.lines_sent_tls < report.lines_sent,
+        "{summary}"
+    );
+    assert!(
+        lobby.lines_sent_ws > 0 && second.lines_sent_ws > 0,
+        "{summary}"
+    );
+    // So were the TLS and WebSocket pingers, and "kept answering" above covers their round
+    // trips with the plain pinger's.
     assert_eq!(report.tally("tls-pinger").welcomed, 2, "{summary}");
+    assert_eq!(report.tally("ws-pinger").welcomed, 2, "{summary}");
     // Plain text on the TLS port was rejected after an alert, and stalled handshakes were
     // closed by the timeout: the server counted both, and the clients saw the close.
     assert!(counter(&report, "tls_error") > 0, "{summary}");
@@ -169,14 +217,48 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
     );
     // A TLS client that stopped reading after its handshake was cut off as too slow, like a
     // plain one (TLS non-readers name themselves tnr-N; the server logs the nick).
-    let tls_cut = log
-        .iter()
-        .filter(|l| l.contains("(tnr-") && l.contains("disconnected: too slow"))
-        .count();
-    println!("TLS non-readers cut off as too slow: {tls_cut}");
+    logged(
+        &log,
+        "TLS non-readers cut off as too slow",
+        |l| cut_off_as_too_slow(l, "tnr-"),
+        &summary,
+    );
+
+    // The WebSocket misbehaviours happened and were handled. Unmasked frames: the server
+    // counted a WebSocket protocol error, and the clients saw its close frame with 1002.
+    assert!(counter(&report, "websocket_error") > 0, "{summary}");
+    assert!(report.tally("ws-unmasked").confirmed > 0, "{summary}");
+    // Messages over --max-line: the clients were told the line was too long, and answered
+    // after that, so they were kept.
+    let oversized = report.tally("ws-oversized");
     assert!(
-        tls_cut > 0,
-        "no TLS non-reader cut off as too slow:\n{summary}"
+        oversized.too_long > 0 && oversized.confirmed > 0,
+        "{summary}"
+    );
+    // Unfinished request heads were closed by --http-head-timeout: the clients saw the
+    // close, and the server's log says why (its counters lump HTTP heads with TLS
+    // handshakes as `handshake_timeout`, and some of the closes are refusals of a full
+    // server).
+    assert!(
+        report.tally("http-slowloris").closed_by_server > 0,
+        "{summary}"
+    );
+    logged(
+        &log,
+        "HTTP request heads timed out",
+        |l| {
+            l.contains("HTTP handshake not finished in time")
+                || l.contains("disconnected: HTTP handshake timed out")
+        },
+        &summary,
+    );
+    // A WebSocket client that stopped reading was cut off as too slow (they name themselves
+    // wnr-N).
+    logged(
+        &log,
+        "WebSocket non-readers cut off as too slow",
+        |l| cut_off_as_too_slow(l, "wnr-"),
+        &summary,
     );
 }
 

@@ -171,6 +171,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PEM", requires = "tls_target")]
     pub tls_ca: Option<std::path::PathBuf>,
 
+    /// Chaos: the server's HTTP listener (an --http-bind address). Every third chatter and
+    /// one more pinger talk WebSocket there (upgrade at /ws, one masked text frame a line), and
+    /// WebSocket misbehaving clients join the others (an unmasked frame, a message over
+    /// --max-line, an unfinished request head, a WebSocket client that stops reading)
+    #[arg(long, value_name = "ADDR")]
+    pub ws_target: Option<SocketAddr>,
+
     /// The server's --stats-udp address, to report its counters at the end
     #[arg(long, value_name = "ADDR")]
     pub server_stats: Option<SocketAddr>,

@@ -171,7 +171,7 @@ pub fn encode_published(
 /// A client's text frame header for `len` bytes of payload, masked with the all-zero key:
 /// the payload is then sent as it is (the server unmasks it all the same, so its work is
 /// what any browser's frames cost it).
-fn ws_client_header(len: usize, out: &mut Vec<u8>) {
+pub fn ws_client_header(len: usize, out: &mut Vec<u8>) {
     out.push(0x81);
     match len {
         0..=125 => out.push(0x80 | len as u8),
@@ -267,7 +267,7 @@ fn decode_ws(buf: &[u8]) -> Option<(Incoming, usize)> {
 
 /// One whole unmasked server frame at the front of `buf`: its first byte, its payload, and
 /// its length on the wire.
-fn ws_server_frame(buf: &[u8]) -> Option<(u8, &[u8], usize)> {
+pub fn ws_server_frame(buf: &[u8]) -> Option<(u8, &[u8], usize)> {
     let (&first, &second) = (buf.first()?, buf.get(1)?);
     let (len, at): (usize, usize) = match second & 0x7F {
         126 => (

@@ -8,14 +8,20 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
+use rustls::ClientConnection;
 use slab::Slab;
 use socket2::SockRef;
 
-use super::client::{After, Client, TlsTarget, close};
-use super::roles::{MISBEHAVING, MISBEHAVING_TLS, Role, TARGET_DOSE, service, timed};
-use super::round::{ChatterLog, Context, Target};
+use super::client::{After, Client, Listener, TlsTarget, WsFraming, close};
+use super::roles::{
+    MISBEHAVING, MISBEHAVING_TLS, MISBEHAVING_WS, Role, TARGET_DOSE, service, timed,
+};
+use super::round::{ChatterLog, Context, Plan, Target};
 use crate::bench::BenchArgs;
 use crate::bench::worker::connect;
+
+/// A client's TLS session or WebSocket framing, if it has one.
+type Transport = (Option<Box<ClientConnection>>, Option<Box<WsFraming>>);
 
 /// Longest a loop turn sleeps in `poll`, so timed actions (sends, pings, vanishings) are
 /// punctual.
@@ -25,8 +31,10 @@ const TICK: Duration = Duration::from_millis(2);
 pub(super) struct Chaos {
     target: SocketAddr,
     tls: Option<TlsTarget>,
-    /// The misbehaving roles started in turn: [`MISBEHAVING`], and [`MISBEHAVING_TLS`] with a
-    /// TLS target.
+    /// The server's HTTP listener (`--ws-target`), if the run has one.
+    ws: Option<SocketAddr>,
+    /// The misbehaving roles started in turn: [`MISBEHAVING`], [`MISBEHAVING_TLS`] with a
+    /// TLS target and [`MISBEHAVING_WS`] with a WebSocket one.
     pub(super) misbehaving: Vec<Role>,
     poll: Poll,
     events: Events,
@@ -40,24 +48,25 @@ pub(super) struct Chaos {
 }
 
 impl Chaos {
-    pub(super) fn new(
-        args: &BenchArgs,
-        target: SocketAddr,
-        tls: Option<&TlsTarget>,
-        chat_interval: Duration,
-    ) -> io::Result<Chaos> {
+    /// A round's loop, with no client yet; `doses` are those of the rounds before.
+    pub(super) fn new(args: &BenchArgs, plan: &Plan, doses: [u32; 3]) -> io::Result<Chaos> {
+        let (target, tls, ws) = (plan.target, plan.tls, plan.ws);
         let mut misbehaving = MISBEHAVING.to_vec();
         if tls.is_some() {
             misbehaving.extend(MISBEHAVING_TLS);
         }
+        if ws.is_some() {
+            misbehaving.extend(MISBEHAVING_WS);
+        }
         Ok(Chaos {
             target,
             tls: tls.cloned(),
+            ws,
             misbehaving,
             poll: Poll::new()?,
             events: Events::with_capacity(1024),
             clients: Slab::new(),
-            ctx: Context::new(args, chat_interval)?,
+            ctx: Context::new(args, plan.chat_interval, doses)?,
             started: 0,
             rng: args.seed.max(1),
             last_timed: Instant::now(),
@@ -89,35 +98,35 @@ impl Chaos {
             self.started
         };
         let until = Instant::now() + self.random_ms(role.lifetime_ms());
-        let tls_target = self.tls.as_ref().filter(|_| role.over_tls());
-        let kind = role.kind(tls_target.is_some());
-        if let (Role::Chatter(n), Some(_)) = (role, tls_target)
+        let listener = role.listener(self.tls.is_some(), self.ws.is_some());
+        let kind = role.kind(listener);
+        if let Role::Chatter(n) = role
             && let Some(log) = self.ctx.chatters.get_mut(n as usize)
         {
-            log.tls = true;
+            log.listener = listener;
         }
+        // A session or framing is made before the connect: neither needs the socket yet.
+        let prepared = self
+            .address(listener)
+            .and_then(|addr| Ok((addr, self.transport(role, listener)?)));
         let tally = self.ctx.tallies.entry(kind).or_default();
         tally.opened += 1;
-        let addr = tls_target.map_or(self.target, |t| t.addr);
         let entry = self.clients.vacant_entry();
-        let registered = connect(addr, None, role.receive_buffer()).and_then(|mut stream| {
+        let registered = prepared.and_then(|(addr, (tls, ws))| {
+            let mut stream = connect(addr, None, role.receive_buffer())?;
             if let Some(bytes) = role.send_buffer() {
                 SockRef::from(&stream).set_send_buffer_size(bytes)?;
             }
-            let tls = match tls_target.filter(|_| role.has_session()) {
-                Some(target) => Some(target.session().map_err(io::Error::other)?),
-                None => None,
-            };
             self.poll.registry().register(
                 &mut stream,
                 Token(entry.key()),
                 Interest::READABLE | Interest::WRITABLE,
             )?;
-            Ok((stream, tls))
+            Ok((stream, tls, ws))
         });
         match registered {
-            Ok((stream, tls)) => {
-                let mut client = Client::new(stream, tls, role, kind, serial, until);
+            Ok((stream, tls, ws)) => {
+                let mut client = Client::new(stream, tls, ws, role, kind, serial, until);
                 if let Role::Chatter(n) = role {
                     client.home = self.ctx.layout.room_of(n);
                 }
@@ -129,6 +138,32 @@ impl Chaos {
                     self.ctx.lost.push(format!("{kind} could not connect: {e}"));
                 }
             }
+        }
+    }
+
+    /// Where a client on `listener` connects; `Err` for one the run does not have (no role
+    /// is given one).
+    fn address(&self, listener: Listener) -> io::Result<SocketAddr> {
+        match listener {
+            Listener::Plain => Some(self.target),
+            Listener::Tls => self.tls.as_ref().map(|t| t.addr),
+            Listener::Http => self.ws,
+        }
+        .ok_or_else(|| io::Error::other("the run has no such listener"))
+    }
+
+    /// What a new client of `role` on `listener` talks through: a TLS session (its
+    /// ClientHello ready), WebSocket framing (its upgrade ready), or neither, for plain
+    /// clients and for those that abuse a port without speaking its protocol.
+    fn transport(&self, role: Role, listener: Listener) -> io::Result<Transport> {
+        match (listener, &self.tls) {
+            (Listener::Tls, Some(tls)) if role.has_session() => {
+                Ok((Some(tls.session().map_err(io::Error::other)?), None))
+            }
+            (Listener::Http, _) if role.upgrades() => {
+                Ok((None, Some(Box::new(WsFraming::upgrading()))))
+            }
+            _ => Ok((None, None)),
         }
     }
 
@@ -178,45 +213,53 @@ impl Chaos {
     }
 
     /// Keeps the flooders' target until it has had its dose or is gone; then takes, of the
-    /// connected non-readers never aimed at, one of the kind (plain or TLS) that has had fewer
-    /// doses, and of those the one due to stay longest, so that it has time to be cut off as
-    /// too slow before it goes. Alternating the kinds matters on a loaded machine, where a
-    /// round's flood may manage only a dose or two: the TLS ones must get theirs too.
+    /// connected non-readers never aimed at, one of the kind (plain, TLS or WebSocket: the
+    /// listener it is on) that has had the fewest doses, and of those the one due to stay
+    /// longest, so that it has time to be cut off as too slow before it goes. Taking the
+    /// kinds in turn, and going on with the turn in the next round, matters on a loaded
+    /// machine, where a round's flood may manage only a dose or two: every kind must get its
+    /// dose in the run. (Taken afresh each round, WebSocket first, the turn would never reach
+    /// a TLS non-reader in a run that manages one dose a round; in one of ten runs of the
+    /// chaos test, the server cut off only 3 clients as too slow in its two rounds.)
     fn choose_target(&mut self) {
-        let keep = self.ctx.target.as_ref().is_some_and(|t| {
-            t.aimed < TARGET_DOSE
-                && self
-                    .clients
-                    .get(t.key)
-                    .is_some_and(|c| c.role.non_reader() && c.nick == t.nick)
-        });
-        if keep {
-            return;
+        if let Some(t) = &self.ctx.target {
+            if t.aimed >= TARGET_DOSE {
+                self.ctx.doses[t.kind as usize] += 1;
+            } else if self
+                .clients
+                .get(t.key)
+                .is_some_and(|c| c.role.non_reader() && c.nick == t.nick)
+            {
+                return;
+            }
         }
-        let kind = |role: Role| usize::from(role == Role::TlsNonReader);
-        // On a tie, TLS: a loaded machine may manage one dose a round, and the TLS ones are
-        // the fewer to aim at.
-        let fewer = usize::from(self.ctx.doses[1] <= self.ctx.doses[0]);
-        // The round's first dose waits for a TLS non-reader, when there are any: they are
-        // ready later than plain ones (a handshake first), and a dose started on a plain one
-        // may take the whole round.
-        let tls_first = self.tls.is_some() && self.ctx.doses == [0, 0];
-        let doses = &mut self.ctx.doses;
-        self.ctx.target = self
+        let (tls, http) = (self.tls.is_some(), self.ws.is_some());
+        let kind = |role: Role| role.listener(tls, http);
+        let Context {
+            doses,
+            dosed,
+            target,
+            ..
+        } = &mut self.ctx;
+        let due = due_kind(*doses, tls, http);
+        // The round's first dose waits for a non-reader of the kind due: a dose started on
+        // another may take the whole round. (A TLS one is ready later than the others: it
+        // has a handshake to finish first.)
+        let first = !*dosed;
+        *target = self
             .clients
             .iter_mut()
             // A TLS non-reader has a nick once its handshake is over.
             .filter(|(_, c)| c.role.non_reader() && !c.nick.is_empty() && !c.aimed_at)
-            .filter(|(_, c)| !tls_first || c.role == Role::TlsNonReader)
-            .max_by_key(|(_, c)| (kind(c.role) == fewer, c.until))
+            .filter(|(_, c)| !first || kind(c.role) == due)
+            .max_by_key(|(_, c)| (kind(c.role) == due, c.until))
             .map(|(key, c)| {
                 c.aimed_at = true;
-                if let Some(given) = doses.get_mut(kind(c.role)) {
-                    *given += 1;
-                }
+                *dosed = true;
                 Target {
                     key,
                     nick: c.nick.clone(),
+                    kind: kind(c.role),
                     aimed: 0,
                 }
             });
@@ -242,5 +285,53 @@ impl Chaos {
             let total = totals.iter().find(|(r, _)| *r == c.room).map_or(0, |t| t.1);
             c.received.len() as u64 >= total.saturating_sub(c.sent())
         }) && self.ctx.pings.pending.is_empty()
+    }
+}
+
+/// The kind of non-reader (the listener it is on) due for the flooders' next dose, of those
+/// the run has (`tls`, `http`), given the `doses` each kind had so far in the run: the one
+/// with the fewest; on a tie WebSocket, then TLS, then plain. A loaded machine may manage only
+/// a dose or two a round, and those go first to the kinds the run has only with
+/// `--ws-target` and `--tls-target`, the transports whose slow-consumer path they are there
+/// to try (the plain one is tried in every run).
+fn due_kind(doses: [u32; 3], tls: bool, http: bool) -> Listener {
+    [
+        (http, Listener::Http),
+        (tls, Listener::Tls),
+        (true, Listener::Plain),
+    ]
+    .into_iter()
+    .filter(|&(present, _)| present)
+    .map(|(_, kind)| kind)
+    // The first of the fewest: the order above breaks ties.
+    .min_by_key(|&kind| doses[kind as usize])
+    .unwrap_or(Listener::Plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doses_go_to_each_kind_of_non_reader_in_turn_websocket_first() {
+        let mut doses = [0; 3];
+        let mut given = Vec::new();
+        for _ in 0..6 {
+            let kind = due_kind(doses, true, true);
+            doses[kind as usize] += 1;
+            given.push(kind);
+        }
+        use Listener::{Http, Plain, Tls};
+        assert_eq!(given, [Http, Tls, Plain, Http, Tls, Plain]);
+        // A kind that fell behind (none of it was connected when its turn came) is next.
+        assert_eq!(due_kind([3, 1, 2], true, true), Tls);
+    }
+
+    #[test]
+    fn doses_go_only_to_kinds_the_run_has() {
+        assert_eq!(due_kind([5, 0, 0], false, false), Listener::Plain);
+        assert_eq!(due_kind([1, 0, 0], false, true), Listener::Http);
+        assert_eq!(due_kind([0, 0, 0], true, false), Listener::Tls);
+        assert_eq!(due_kind([0, 1, 0], true, false), Listener::Plain);
     }
 }

@@ -7,8 +7,8 @@
 //!
 //! 1. **baseline** (once, before round 1): the server's open descriptors and memory, cold
 //!    (with `--server-pid`);
-//! 2. **join**: `--chatters` chatters and one pinger (two with a TLS target) connect and are
-//!    welcomed in `#lobby`; `--room-chatters` more connect and `/join` a second room,
+//! 2. **join**: `--chatters` chatters and one pinger per listener (plain, TLS, WebSocket)
+//!    connect and are welcomed in `#lobby`; `--room-chatters` more connect and `/join` a second room,
 //!    `#chaos`, and the phase ends once the server has said they are there;
 //! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; each pinger
 //!    sends itself a `/msg` five times a second and times the answer; misbehaving clients
@@ -28,6 +28,15 @@
 //! record: each TLS chatter's lines must reach every plain one, and the other way round, once
 //! and in the one order. Three more misbehaving roles take their turns on the TLS port:
 //! garbage instead of a handshake, a stalled handshake and a TLS client that stops reading.
+//!
+//! With `--ws-target` (an `--http-bind` address), every third chatter (2, 5, 8..., in both
+//! rooms) and a third pinger talk WebSocket instead: they upgrade at `/ws`, send each line as
+//! one masked text frame and hear each text frame as a line (the load generator's frame code,
+//! `bench/wire.rs`), and are held to the same record as the others. Four more misbehaving
+//! roles take their turns on the HTTP port (with one more flooder, see `roles.rs`): an
+//! unmasked frame (closed with 1002), a message over `--max-line` (told, and kept), a request
+//! head never finished (closed by `--http-head-timeout`) and a WebSocket client that stops
+//! reading. The flooders' doses go to plain, TLS and WebSocket non-readers in turn.
 //!
 //! The misbehaving clients all stay in `#lobby`, so `#chaos` is a room beside a flooded one:
 //! each room's chatters must get exactly that room's lines, once, in one order, and nothing
@@ -107,6 +116,7 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
         args,
         target,
         tls: tls.as_ref(),
+        ws: args.ws_target,
         chat_interval,
         spawn_interval,
         cold,
@@ -114,9 +124,11 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
     let mut rounds = Vec::new();
     // What the previous round's chatters said: the history replayed in this one.
     let mut said = None;
+    // The flooders' doses to each kind of non-reader: the turn goes on from round to round.
+    let mut doses = [0; 3];
     for round in 1..=args.rounds {
-        let (figures, heard) =
-            run_round(&plan, said.as_ref()).map_err(|e| format!("round {round}: {e}"))?;
+        let (figures, heard) = run_round(&plan, said.as_ref(), &mut doses)
+            .map_err(|e| format!("round {round}: {e}"))?;
         rounds.push(figures);
         said = Some(heard);
     }

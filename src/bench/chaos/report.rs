@@ -49,6 +49,10 @@ pub struct Tally {
     pub closed_by_server: u64,
     /// "line too long" notices received.
     pub too_long: u64,
+    /// The server was seen handling it as it must, from the client's side: a `ws-unmasked`
+    /// client got a close frame with 1002, a `ws-oversized` one was answered after its
+    /// `*** line too long` (so it was kept).
+    pub confirmed: u64,
 }
 
 impl std::ops::AddAssign for Tally {
@@ -59,6 +63,7 @@ impl std::ops::AddAssign for Tally {
         self.refused += other.refused;
         self.closed_by_server += other.closed_by_server;
         self.too_long += other.too_long;
+        self.confirmed += other.confirmed;
     }
 }
 
@@ -153,6 +158,8 @@ pub struct ChaosReport {
     pub lines_sent: u64,
     /// Of `lines_sent`, those sent by chatters on the TLS listener (`--tls-target`).
     pub lines_sent_tls: u64,
+    /// Of `lines_sent`, those sent by chatters over WebSocket (`--ws-target`).
+    pub lines_sent_ws: u64,
     pub deliveries: u64,
     pub expected: u64,
     /// The same figures for each room, summed over the rounds: the lobby, then the second.
@@ -221,30 +228,29 @@ impl ChaosReport {
             self.rounds.len(),
             self.secs
         );
-        let _ = writeln!(
-            s,
-            "  {:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}",
-            "role", "opened", "failed", "welcomed", "refused", "closed by server", "too long"
-        );
-        for (name, t) in &self.tallies {
-            let _ = writeln!(
-                s,
-                "  {name:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}",
-                t.opened, t.failed, t.welcomed, t.refused, t.closed_by_server, t.too_long
-            );
-        }
+        self.write_roles(s);
         let [p50, p99, max] = self.latency_us.map(|us| us as f64 / 1000.0);
         let _ = writeln!(
             s,
-            "chatter lines: {} sent ({} over TLS), {} of {} deliveries; latency p50 \
-             {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
-            self.lines_sent, self.lines_sent_tls, self.deliveries, self.expected
+            "chatter lines: {} sent ({} over TLS, {} over WebSocket), {} of {} deliveries; \
+             latency p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms",
+            self.lines_sent,
+            self.lines_sent_tls,
+            self.lines_sent_ws,
+            self.deliveries,
+            self.expected
         );
         for (room, r) in &self.rooms {
             let _ = writeln!(
                 s,
-                "  {room}: {} chatters, {} lines sent ({} over TLS), {} of {} deliveries",
-                r.chatters, r.lines_sent, r.lines_sent_tls, r.deliveries, r.expected
+                "  {room}: {} chatters, {} lines sent ({} over TLS, {} over WebSocket), {} of \
+                 {} deliveries",
+                r.chatters,
+                r.lines_sent,
+                r.lines_sent_tls,
+                r.lines_sent_ws,
+                r.deliveries,
+                r.expected
             );
         }
         let h = self.replays;
@@ -266,6 +272,35 @@ impl ChaosReport {
                 s,
                 "server: {fds} descriptors and {rss} KiB heap cold (before round 1), \
                  {peak} KiB at most"
+            );
+        }
+    }
+
+    /// The role table: what happened to each role's connections.
+    fn write_roles(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "  {:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}{:>11}",
+            "role",
+            "opened",
+            "failed",
+            "welcomed",
+            "refused",
+            "closed by server",
+            "too long",
+            "confirmed"
+        );
+        for (name, t) in &self.tallies {
+            let _ = writeln!(
+                s,
+                "  {name:<16}{:>8}{:>8}{:>10}{:>9}{:>18}{:>10}{:>11}",
+                t.opened,
+                t.failed,
+                t.welcomed,
+                t.refused,
+                t.closed_by_server,
+                t.too_long,
+                t.confirmed
             );
         }
     }
@@ -331,6 +366,7 @@ impl ChaosReport {
             rounds: self.rounds.len(),
             lines_sent: self.lines_sent,
             lines_sent_tls: self.lines_sent_tls,
+            lines_sent_ws: self.lines_sent_ws,
             deliveries: self.deliveries,
             expected: self.expected,
             rooms: Object(&self.rooms),
@@ -376,6 +412,7 @@ struct Json<'a> {
     rounds: usize,
     lines_sent: u64,
     lines_sent_tls: u64,
+    lines_sent_ws: u64,
     deliveries: u64,
     expected: u64,
     rooms: Object<'a, &'static str, RoomLines>,
@@ -479,8 +516,9 @@ pub(super) struct Round {
     pub(super) secs: f64,
     pub(super) tallies: BTreeMap<&'static str, Tally>,
     pub(super) lines_sent: u64,
-    /// Of `lines_sent`, those of chatters on the TLS listener.
+    /// Of `lines_sent`, those of chatters on the TLS listener, and over WebSocket.
     pub(super) lines_sent_tls: u64,
+    pub(super) lines_sent_ws: u64,
     pub(super) deliveries: u64,
     /// What a lossless server delivers: every chatter line to every other chatter of its
     /// room.
@@ -539,6 +577,7 @@ impl ChaosReport {
             tallies: tallies.into_iter().collect(),
             lines_sent: sum(|r| r.lines_sent),
             lines_sent_tls: sum(|r| r.lines_sent_tls),
+            lines_sent_ws: sum(|r| r.lines_sent_ws),
             deliveries: sum(|r| r.deliveries),
             expected: sum(|r| r.expected),
             rooms: rooms_summed(&rounds),
@@ -788,6 +827,7 @@ mod tests {
             tallies,
             lines_sent: lines,
             lines_sent_tls: 0,
+            lines_sent_ws: 0,
             deliveries: 2 * lines,
             expected: 2 * lines,
             rooms: [
@@ -797,6 +837,7 @@ mod tests {
                         chatters: 3,
                         lines_sent: lines,
                         lines_sent_tls: 0,
+                        lines_sent_ws: 0,
                         deliveries: 2 * lines,
                         expected: 2 * lines,
                     },

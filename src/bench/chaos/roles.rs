@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use super::client::{After, Client, PushStr, receive, write_out};
+use super::client::{After, Client, Listener, PushStr, receive, write_out};
 use super::history;
 use super::round::{Context, Phase};
 use crate::bench::invariants;
@@ -63,13 +63,30 @@ const STALLED_HEADER: &[u8] = b"\x16\x03\x01";
 /// port would.
 const NOT_A_HANDSHAKE: &[u8] = b"hello, this is plain text on the TLS port\n";
 
+/// What an HTTP slowloris client sends: the start of an upgrade request, its head never
+/// finished (no blank line), so the server waits for the rest until `--http-head-timeout`.
+const UNFINISHED_HEAD: &[u8] = b"GET /ws HTTP/1.1\r\nHost: chaos\r\nUpgrade: websocket\r\n";
+
+/// What a `ws-unmasked` client sends once welcomed: a whole text frame ("U unmasked", 10
+/// bytes) without the mask every client frame must have (RFC 6455, 5.1).
+const UNMASKED_FRAME: &[u8] = b"\x81\x0aU unmasked";
+
+/// The status code a server must close with when a client breaks the protocol (1002).
+const PROTOCOL_ERROR: u16 = 1002;
+
+/// Length of a `ws-oversized` client's message: sixteen times the server's default
+/// `--max-line` (4 KiB), so it is over the limit unless the server was given a far larger
+/// one.
+const OVERSIZED: usize = 64 * 1024;
+
 /// Who a connection plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
     /// Well-behaved: sends numbered lines at the chat rate, reads and records everything.
     Chatter(u32),
     /// Well-behaved: sends itself a `/msg` every [`PING_EVERY`] and times the answer. Pinger 0
-    /// is on the plain listener; with a TLS target, pinger 1 is on the TLS one.
+    /// is on the plain listener; with a TLS target, pinger 1 is on the TLS one, and with a
+    /// WebSocket target pinger 2 on the HTTP one.
     Pinger(u32),
     /// Connects and resets (SO_LINGER 0): half of them as soon as connected, before the
     /// welcome; the others after the welcome and half a line.
@@ -97,6 +114,21 @@ pub(super) enum Role {
     /// On the TLS port: completes its handshake, names itself `tnr-N`, then never reads, with
     /// a small receive buffer. Flooders aim at it like at a [`Role::NonReader`].
     TlsNonReader,
+    /// On the HTTP port: upgrades, and once welcomed sends a frame without a mask. The server
+    /// must fail the connection with a close frame of 1002, which it checks (the server
+    /// sends it unless it is in the middle of writing a frame to it, the lobby's history of
+    /// long flood lines, say: then the close alone).
+    WsUnmasked,
+    /// On the HTTP port: upgrades, and once welcomed sends one message of [`OVERSIZED`]
+    /// bytes, then a `/msg` to itself. The server must say `*** line too long` and keep it:
+    /// it checks that the `/msg` is answered after that, then quits.
+    WsOversized,
+    /// On the HTTP port: sends part of a request head, then nothing, and reads until the
+    /// server's `--http-head-timeout` closes it.
+    HttpSlowloris,
+    /// On the HTTP port: upgrades and names itself `wnr-N` in its first flight, then never
+    /// reads, with a small receive buffer. Flooders aim at it like at a [`Role::NonReader`].
+    WsNonReader,
 }
 
 /// The misbehaving roles, in the order they are started.
@@ -112,6 +144,21 @@ pub(super) const MISBEHAVING: [Role; 6] = [
 /// The misbehaving roles on the TLS port, started in turn with the others when there is one.
 pub(super) const MISBEHAVING_TLS: [Role; 3] =
     [Role::TlsGarbage, Role::TlsStaller, Role::TlsNonReader];
+
+/// The misbehaving roles on the HTTP port, started in turn with the others when there is one,
+/// and one more flooder. A non-reader stays for seconds (see [`Role::lifetime_ms`]), so of
+/// the `--conns` slots the non-readers hold most, and every role added to the turn makes the
+/// flooders rarer, just as there is a third kind of non-reader to fill. Without this flooder,
+/// four runs of the chaos test each cut off 2 clients as too slow (one dose a round, no TLS
+/// non-reader among them), the server reading 41 to 59 MB of flood; with it, 10 to 24, of
+/// every kind, 50 to 78 MB (before the WebSocket roles: 17, 106 MB).
+pub(super) const MISBEHAVING_WS: [Role; 5] = [
+    Role::WsUnmasked,
+    Role::WsOversized,
+    Role::HttpSlowloris,
+    Role::WsNonReader,
+    Role::Flooder,
+];
 
 /// What the garbage clients send, one line each: everything the sanitiser must remove.
 const GARBAGE: [&[u8]; 8] = [
@@ -140,13 +187,20 @@ impl Role {
             Role::TlsGarbage => "tls-garbage",
             Role::TlsStaller => "tls-staller",
             Role::TlsNonReader => "tls-non-reader",
+            Role::WsUnmasked => "ws-unmasked",
+            Role::WsOversized => "ws-oversized",
+            Role::HttpSlowloris => "http-slowloris",
+            Role::WsNonReader => "ws-non-reader",
         }
     }
 
     /// Stops reading once connected (a TLS one once its handshake is over), and has a nick
     /// flooders can aim at.
     pub(super) fn non_reader(self) -> bool {
-        matches!(self, Role::NonReader | Role::TlsNonReader)
+        matches!(
+            self,
+            Role::NonReader | Role::TlsNonReader | Role::WsNonReader
+        )
     }
 
     /// Connects to the TLS listener (with a TLS session or, to abuse it, without).
@@ -157,16 +211,33 @@ impl Role {
         )
     }
 
+    /// Connects to the HTTP listener (upgrading to WebSocket or, to abuse it, not).
+    fn on_http_port(self) -> bool {
+        matches!(
+            self,
+            Role::WsUnmasked | Role::WsOversized | Role::HttpSlowloris | Role::WsNonReader
+        )
+    }
+
     pub(super) fn well_behaved(self) -> bool {
         matches!(self, Role::Chatter(_) | Role::Pinger(_))
     }
 
-    /// Connects to the TLS listener when the run has one: the TLS roles, and every other
-    /// chatter and the second pinger, so that TLS and plain clients are held to one record.
-    pub(super) fn over_tls(self) -> bool {
-        self.on_tls_port()
-            || matches!(self, Role::Chatter(n) if n % 2 == 1)
-            || self == Role::Pinger(1)
+    /// The listener it connects to, of those the run has (`tls`, `http`): the TLS and HTTP
+    /// roles to theirs; of the well-behaved, with a WebSocket target every third chatter (2,
+    /// 5, 8...) and pinger 2 over WebSocket, with a TLS target the other odd chatters (1, 3,
+    /// 7...) and pinger 1 over TLS, the rest plain. So plain, TLS and WebSocket chatters are
+    /// all in both rooms, held to one record.
+    pub(super) fn listener(self, tls: bool, http: bool) -> Listener {
+        match self {
+            _ if self.on_http_port() => Listener::Http,
+            _ if self.on_tls_port() => Listener::Tls,
+            Role::Chatter(n) if http && n % 3 == 2 => Listener::Http,
+            Role::Chatter(n) if tls && n % 2 == 1 => Listener::Tls,
+            Role::Pinger(1) if tls => Listener::Tls,
+            Role::Pinger(2) if http => Listener::Http,
+            _ => Listener::Plain,
+        }
     }
 
     /// Over TLS, talks through a TLS session: the well-behaved and the TLS non-readers. TLS
@@ -175,13 +246,21 @@ impl Role {
         self.well_behaved() || self == Role::TlsNonReader
     }
 
-    /// Its line in the role table: its name, or `tls-chatter` and `tls-pinger` for the
-    /// well-behaved over TLS, which are counted apart.
-    pub(super) fn kind(self, over_tls: bool) -> &'static str {
-        match self {
-            Role::Chatter(_) if over_tls => "tls-chatter",
-            Role::Pinger(_) if over_tls => "tls-pinger",
-            role => role.name(),
+    /// On the HTTP port, upgrades and talks WebSocket: all but the slowloris, which never
+    /// finishes its request.
+    pub(super) fn upgrades(self) -> bool {
+        self != Role::HttpSlowloris
+    }
+
+    /// Its line in the role table: its name, or `tls-chatter`, `ws-pinger` and so on for the
+    /// well-behaved over TLS or WebSocket, which are counted apart.
+    pub(super) fn kind(self, listener: Listener) -> &'static str {
+        match (self, listener) {
+            (Role::Chatter(_), Listener::Tls) => "tls-chatter",
+            (Role::Chatter(_), Listener::Http) => "ws-chatter",
+            (Role::Pinger(_), Listener::Tls) => "tls-pinger",
+            (Role::Pinger(_), Listener::Http) => "ws-pinger",
+            (role, _) => role.name(),
         }
     }
 
@@ -201,12 +280,13 @@ impl Role {
             // Long enough to take a whole dose and then the grace: at a few MB/s of flood
             // on a loaded machine, the 6 MiB took up to 4 s, and a non-reader that left
             // sooner was never cut off.
-            Role::NonReader | Role::TlsNonReader => (4000, 8000),
-            // Outlives a --tls-handshake-timeout of 1 or 2 s, so that the server's close is
-            // seen and tallied; with a longer timeout the staller leaves first.
-            Role::TlsStaller => (2500, 3000),
-            // Leaves when the server closes it, at once; the lifetime is a backstop.
-            Role::TlsGarbage => (2000, 2000),
+            Role::NonReader | Role::TlsNonReader | Role::WsNonReader => (4000, 8000),
+            // Outlives a --tls-handshake-timeout or --http-head-timeout of 1 or 2 s, so that
+            // the server's close is seen and tallied; with a longer timeout it leaves first.
+            Role::TlsStaller | Role::HttpSlowloris => (2500, 3000),
+            // Leave when the server closes them (or, kept, once answered); the lifetime is a
+            // backstop.
+            Role::TlsGarbage | Role::WsUnmasked | Role::WsOversized => (2000, 2000),
             Role::Flooder => (500, 2000),
             Role::Endless => (300, 1500),
             Role::Storm => (300, 1000),
@@ -220,7 +300,7 @@ impl Role {
     pub(super) fn resets(self) -> bool {
         matches!(
             self,
-            Role::Vanisher | Role::NonReader | Role::TlsNonReader | Role::Storm
+            Role::Vanisher | Role::NonReader | Role::TlsNonReader | Role::WsNonReader | Role::Storm
         )
     }
 }
@@ -328,7 +408,9 @@ pub(super) fn service(client: &mut Client, ctx: &mut Context) -> After {
     if write_out(client) == After::Close {
         return lost(client, ctx, "writing failed");
     }
-    if client.role == Role::NonReader || (client.role == Role::TlsNonReader && tls_done(client)) {
+    if matches!(client.role, Role::NonReader | Role::WsNonReader)
+        || (client.role == Role::TlsNonReader && tls_done(client))
+    {
         return After::Keep;
     }
     let closed = receive(client, &mut ctx.scratch);
@@ -365,8 +447,14 @@ fn finish_connect(client: &mut Client, ctx: &mut Context) -> Option<After> {
     }
     client.connected = true;
     let _ = client.stream.set_nodelay(true);
-    if client.role == Role::NonReader {
-        client.nick = format!("nr-{}", client.serial);
+    // A WebSocket one names itself in the flight of its upgrade, and never reads the answer.
+    let named = match client.role {
+        Role::NonReader => Some("nr"),
+        Role::WsNonReader => Some("wnr"),
+        _ => None,
+    };
+    if let Some(prefix) = named {
+        client.nick = format!("{prefix}-{}", client.serial);
         let _ = writeln!(PushStr(&mut client.output), "/nick {}", client.nick);
     }
     // Half the vanishers go before the server could even greet them.
@@ -376,6 +464,7 @@ fn finish_connect(client: &mut Client, ctx: &mut Context) -> Option<After> {
     match client.role {
         Role::TlsGarbage => client.output.extend_from_slice(NOT_A_HANDSHAKE),
         Role::TlsStaller => client.output.extend_from_slice(STALLED_HEADER),
+        Role::HttpSlowloris => client.output.extend_from_slice(UNFINISHED_HEAD),
         _ => {}
     }
     None
@@ -402,7 +491,12 @@ fn on_lines(client: &mut Client, ctx: &mut Context) -> After {
 /// The server closed a client (or the connection failed): expected for some, a broken
 /// promise for a well-behaved client that did not ask to leave.
 fn lost(client: &Client, ctx: &mut Context, why: &str) -> After {
-    ctx.tallies.entry(client.kind).or_default().closed_by_server += 1;
+    let tally = ctx.tallies.entry(client.kind).or_default();
+    tally.closed_by_server += 1;
+    let close_code = client.ws.as_ref().and_then(|ws| ws.close_code);
+    if client.role == Role::WsUnmasked && close_code == Some(PROTOCOL_ERROR) {
+        tally.confirmed += 1;
+    }
     if !client.leaving && client.role.well_behaved() {
         ctx.lost
             .push(format!("{}: {why} ({:?} phase)", client.name(), ctx.phase));
@@ -426,6 +520,7 @@ fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
     }
     if line.starts_with(b"*** line too long") {
         tally.too_long += 1;
+        client.told_off = true;
     }
     if line.starts_with(b"*** welcome") && !client.welcomed {
         client.welcomed = true;
@@ -440,9 +535,21 @@ fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
     match client.role {
         Role::Chatter(me) => record_line(client, me, line, ctx),
         Role::Pinger(me) => record_answer(client, me, line, ctx),
+        Role::WsOversized => kept_after_too_long(client, line, ctx),
         _ => {}
     }
     After::Keep
+}
+
+/// A `ws-oversized` client heard a line: the answer to its `/msg` to itself after the server
+/// told it its message was too long shows it was kept, and it quits.
+fn kept_after_too_long(client: &mut Client, line: &[u8], ctx: &mut Context) {
+    let answer = format!("*{}* K ", client.nick);
+    if client.told_off && !client.leaving && line.starts_with(answer.as_bytes()) {
+        ctx.tallies.entry(client.kind).or_default().confirmed += 1;
+        client.output.extend_from_slice(b"/quit\n");
+        client.leaving = true;
+    }
 }
 
 /// Counts a line a well-behaved client received that is not clean text (the clean text
@@ -510,14 +617,17 @@ fn welcomed(client: &mut Client, line: &[u8]) -> After {
         Role::Chatter(_) if client.home != LOBBY => {
             let _ = writeln!(PushStr(&mut client.output), "/join {}", client.home);
         }
-        Role::Pinger(_) => {
-            // "*** welcome to pollchat, you are NICK (type /help for commands)"
-            let text = lossy(line);
-            client.nick = text
-                .split_once("you are ")
-                .and_then(|(_, rest)| rest.split_whitespace().next())
-                .unwrap_or_default()
-                .to_string();
+        Role::Pinger(_) => client.nick = nick_in_welcome(line),
+        Role::WsUnmasked => {
+            if let Some(ws) = &mut client.ws {
+                ws.unsent.extend_from_slice(UNMASKED_FRAME);
+            }
+        }
+        Role::WsOversized => {
+            client.nick = nick_in_welcome(line);
+            client.output.extend_from_slice(b"O ");
+            client.output.resize(client.output.len() + OVERSIZED, b'o');
+            let _ = writeln!(PushStr(&mut client.output), "\n/msg {} K kept", client.nick);
         }
         Role::Vanisher => {
             client.output.extend_from_slice(b"V half a li");
@@ -537,6 +647,16 @@ fn welcomed(client: &mut Client, line: &[u8]) -> After {
         _ => {}
     }
     write_out(client)
+}
+
+/// The nick a welcome gives: "*** welcome to pollchat, you are NICK (type /help for
+/// commands)".
+fn nick_in_welcome(line: &[u8]) -> String {
+    lossy(line)
+        .split_once("you are ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// `at - by`, or `at` on a machine up for less than `by`.

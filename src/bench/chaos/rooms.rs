@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 
+use super::client::Listener;
 use super::round::ChatterLog;
 use crate::limits::LOBBY;
 
@@ -57,6 +58,8 @@ pub struct RoomLines {
     pub lines_sent: u64,
     /// Of `lines_sent`, those of chatters on the TLS listener.
     pub lines_sent_tls: u64,
+    /// Of `lines_sent`, those of chatters over WebSocket.
+    pub lines_sent_ws: u64,
     pub deliveries: u64,
     /// What a lossless server delivers: every line to every other chatter of the room.
     pub expected: u64,
@@ -71,8 +74,10 @@ impl RoomLines {
         };
         for log in logs.iter().filter(|log| log.room == room) {
             lines.lines_sent += log.sent();
-            if log.tls {
-                lines.lines_sent_tls += log.sent();
+            match log.listener {
+                Listener::Tls => lines.lines_sent_tls += log.sent(),
+                Listener::Http => lines.lines_sent_ws += log.sent(),
+                Listener::Plain => {}
             }
             lines.deliveries += log.received.len() as u64;
         }
@@ -87,6 +92,7 @@ impl std::ops::AddAssign for RoomLines {
         self.chatters = self.chatters.max(other.chatters);
         self.lines_sent += other.lines_sent;
         self.lines_sent_tls += other.lines_sent_tls;
+        self.lines_sent_ws += other.lines_sent_ws;
         self.deliveries += other.deliveries;
         self.expected += other.expected;
     }

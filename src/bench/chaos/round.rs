@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::client::{TlsTarget, close, write_out};
+use super::client::{Listener, TlsTarget, close, write_out};
 use super::event_loop::Chaos;
 use super::history::{self, Replayed, Said};
 use super::report::{HEAP_MARGIN_KIB, Round, Tally, answered, counted};
@@ -43,8 +43,8 @@ pub(super) enum Phase {
 #[derive(Debug)]
 pub(super) struct ChatterLog {
     pub(super) room: &'static str,
-    /// Talks to the TLS listener.
-    pub(super) tls: bool,
+    /// The listener it talks to: plain, TLS or WebSocket.
+    pub(super) listener: Listener,
     /// When it sent each of its lines, as stamped on them.
     pub(super) sent_at: Vec<u64>,
     pub(super) received: Vec<LineId>,
@@ -96,14 +96,24 @@ pub(super) struct Context {
     /// The non-reader the flooders aim at, until it has had its
     /// [`TARGET_DOSE`](super::roles::TARGET_DOSE) or is gone.
     pub(super) target: Option<Target>,
-    /// Doses given so far to plain and to TLS non-readers: the next goes to the kind that
-    /// had fewer, so both kinds are cut off in every round however slowly the flood goes.
-    pub(super) doses: [u32; 2],
+    /// Whole doses given so far in the run to plain, TLS and WebSocket non-readers (indexed
+    /// by [`Listener`]), carried from round to round: the next goes to the kind that had the
+    /// fewest, so the kinds take turns, and a round that manages fewer doses than there are
+    /// kinds leaves the turn where the next one takes it up. A dose cut short (its target
+    /// left, or the round ended) does not count: its kind is due again.
+    pub(super) doses: [u32; 3],
+    /// A target was chosen in this round.
+    pub(super) dosed: bool,
 }
 
 impl Context {
-    /// A round's context before anyone joins: empty records, one per chatter.
-    pub(super) fn new(args: &BenchArgs, chat_interval: Duration) -> io::Result<Context> {
+    /// A round's context before anyone joins: empty records, one per chatter, and the doses
+    /// of the rounds before.
+    pub(super) fn new(
+        args: &BenchArgs,
+        chat_interval: Duration,
+        doses: [u32; 3],
+    ) -> io::Result<Context> {
         let layout = Layout {
             lobby: args.chatters,
             second: args.room_chatters,
@@ -111,7 +121,7 @@ impl Context {
         let chatters = (0..layout.total())
             .map(|n| ChatterLog {
                 room: layout.room_of(u32::try_from(n).unwrap_or(u32::MAX)),
-                tls: false,
+                listener: Listener::Plain,
                 sent_at: Vec::new(),
                 received: Vec::new(),
             })
@@ -141,7 +151,8 @@ impl Context {
             first_dirty: None,
             lost: Vec::new(),
             target: None,
-            doses: [0, 0],
+            doses,
+            dosed: false,
         })
     }
 }
@@ -150,6 +161,8 @@ impl Context {
 pub(super) struct Target {
     pub(super) key: usize,
     pub(super) nick: String,
+    /// Its kind: the listener it is on.
+    pub(super) kind: Listener,
     /// Bytes of `/msg` lines the flooders have queued for it so far.
     pub(super) aimed: usize,
 }
@@ -160,6 +173,8 @@ pub(super) struct Plan<'a> {
     /// The server's plain listener (the first `--target`).
     pub(super) target: SocketAddr,
     pub(super) tls: Option<&'a TlsTarget>,
+    /// The server's HTTP listener (`--ws-target`).
+    pub(super) ws: Option<SocketAddr>,
     /// Time between two lines of one chatter, and between two misbehaving clients started.
     pub(super) chat_interval: Duration,
     pub(super) spawn_interval: Duration,
@@ -170,18 +185,23 @@ pub(super) struct Plan<'a> {
 /// One round, phases 2 to 6, with fresh clients (and the same `--seed`, so every round runs
 /// the same schedule and only a leak makes the server hold more after it). `earlier` is what
 /// the previous round's chatters said, which the history replayed in this one must agree
-/// with; the round returns its own for the next.
-pub(super) fn run_round(plan: &Plan, earlier: Option<&Said>) -> Result<(Round, Said), String> {
+/// with; the round returns its own for the next. `doses` are the flooders' doses to each kind
+/// of non-reader so far in the run, which the round adds to.
+pub(super) fn run_round(
+    plan: &Plan,
+    earlier: Option<&Said>,
+    doses: &mut [u32; 3],
+) -> Result<(Round, Said), String> {
     let started = Instant::now();
     let args = plan.args;
-    let mut chaos = Chaos::new(args, plan.target, plan.tls, plan.chat_interval)
-        .map_err(|e| format!("cannot start: {e}"))?;
+    let mut chaos = Chaos::new(args, plan, *doses).map_err(|e| format!("cannot start: {e}"))?;
     let mut rss = HeapPeak::new(args.server_pid);
     join(&mut chaos, plan)?;
     misbehave(&mut chaos, plan, &mut rss);
     calm(&mut chaos);
     last_words(&mut chaos, plan);
     rss.sample();
+    *doses = chaos.ctx.doses;
     leave(&mut chaos);
     let end = settle(args.server_pid, plan.cold);
     let heap_peak = rss.peak.max(end.map(|(_, rss)| rss));
@@ -199,12 +219,12 @@ fn join(chaos: &mut Chaos, plan: &Plan) -> Result<(), String> {
     for chatter in 0..chatters {
         chaos.open(Role::Chatter(chatter));
     }
-    // One pinger on each listener.
-    let pingers = if plan.tls.is_some() { 2 } else { 1 };
-    for pinger in 0..pingers {
+    // One pinger on each listener: 0 plain, 1 TLS, 2 WebSocket.
+    let pingers = [true, plan.tls.is_some(), plan.ws.is_some()];
+    for (pinger, _) in (0..).zip(pingers).filter(|&(_, present)| present) {
         chaos.open(Role::Pinger(pinger));
     }
-    let well_behaved = layout.total() + pingers as usize;
+    let well_behaved = layout.total() + pingers.iter().filter(|&&p| p).count();
     // The second room's chatters are there once the server says so: a line said before
     // would not be theirs to hear.
     let joined = chaos.run_until(JOIN_LIMIT, |c| {
@@ -437,6 +457,7 @@ impl Context {
             tallies: ctx.tallies,
             lines_sent: total(|r| r.lines_sent),
             lines_sent_tls: total(|r| r.lines_sent_tls),
+            lines_sent_ws: total(|r| r.lines_sent_ws),
             deliveries: total(|r| r.deliveries),
             expected: total(|r| r.expected),
             rooms: lines,
