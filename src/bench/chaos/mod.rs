@@ -61,12 +61,13 @@
 //! - `event_loop.rs`: a round's one mio loop over its clients: opening them, timed actions,
 //!   readiness;
 //! - `round.rs`: one round's phases, 2 to 6 above, and what its well-behaved clients recorded;
-//! - `report.rs`: the rounds merged into one [`ChaosReport`], with its checks, as a summary or
-//!   as JSON.
+//! - `report.rs`: the rounds merged into one [`ChaosReport`], with its checks, as a summary;
+//! - `json.rs`: the same report as one JSON object, for scripts.
 
 mod client;
 mod event_loop;
 mod history;
+mod json;
 mod report;
 mod roles;
 mod rooms;
