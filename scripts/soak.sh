@@ -19,8 +19,9 @@ It serves HTTP too: every third chatter talks WebSocket, and unmasked frames, me
 With two or more cores the server is pinned to core 0 and the generator to core 1.
 
 The server runs with:
-  --max-clients N      three quarters of chatters + pinger + misbehaving + storm (240
-                       by default): storms go past it and are refused
+  --max-clients N      three quarters of the well-behaved (chatters, 4 room chatters,
+                       3 pingers) + misbehaving + storm (245 by default): storms go
+                       past it and are refused
   --max-output 512K --output-grace 1
                        non-readers are cut off as too slow within their lifetime
   --rate 100 --burst 100
@@ -75,7 +76,10 @@ mkdir -p "$out"
 rounds=$(( (duration + round / 2) / round ))
 [ "$rounds" -lt 2 ] && rounds=2
 per_round=$(python3 -c "print(round($duration / $rounds, 1))")
-max_clients=$(( (chatters + 1 + conns + storm) * 3 / 4 ))
+# The well-behaved: the chatters, the chaos run's 4 room chatters (its --room-chatters
+# default) and its three pingers (plain, TLS, WebSocket).
+well_behaved=$(( chatters + 4 + 3 ))
+max_clients=$(( (well_behaved + conns + storm) * 3 / 4 ))
 
 # Another server already on the port would answer in place of ours.
 for p in "$port" "$stats_port" "$tls_port" "$http_port"; do
