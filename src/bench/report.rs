@@ -163,22 +163,7 @@ impl Report {
             "traffic: {} senders, {} receivers, {rate}, {}-byte lines, {:.1} s",
             self.senders, self.receivers, self.size, self.traffic_secs
         );
-        if self.rooms > 1 {
-            let [fewest, most] = self.receivers_per_room;
-            let _ = writeln!(
-                s,
-                "rooms: {} (#bench-0 .. #bench-{}), {fewest} to {most} receivers each; \
-                 lines from other rooms: {}{}",
-                self.rooms,
-                self.rooms - 1,
-                self.foreign,
-                if self.foreign > 0 {
-                    " (the server let lines out of their room)"
-                } else {
-                    ""
-                }
-            );
-        }
+        self.write_rooms(s);
         let share = if self.expected > 0 {
             100.0 * self.delivered as f64 / self.expected as f64
         } else {
@@ -207,6 +192,28 @@ impl Report {
                 line_us / 1000.0
             );
         }
+    }
+
+    /// With `--rooms` above 1: the rooms, and the lines that reached another room's
+    /// connections (the server's bug, so it must be 0).
+    fn write_rooms(&self, s: &mut String) {
+        if self.rooms <= 1 {
+            return;
+        }
+        let [fewest, most] = self.receivers_per_room;
+        let leaked = if self.foreign > 0 {
+            " (the server let lines out of their room)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "rooms: {} (#bench-0 .. #bench-{}), {fewest} to {most} receivers each; lines from \
+             other rooms: {}{leaked}",
+            self.rooms,
+            self.rooms - 1,
+            self.foreign,
+        );
     }
 
     /// The server's memory, and the kernel's for its idle connections.
