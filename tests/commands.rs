@@ -129,7 +129,8 @@ fn quit_says_bye_closes_and_tells_the_others_why() {
     c[1].read_to_eof();
 }
 
-/// `/help` lists the commands, every line marked as the server's.
+/// `/help` lists the commands, the room commands among them, every line marked as the
+/// server's.
 #[test]
 fn help_lists_the_commands() {
     let server = TestServer::start();
@@ -137,7 +138,10 @@ fn help_lists_the_commands() {
     a.send("/help");
     let lines = a.sync();
     assert_eq!(lines[0], "*** commands:");
-    for command in ["/nick", "/who", "/me", "/msg", "/quit", "/help"] {
+    let commands = [
+        "/nick", "/who", "/join", "/part", "/list", "/me", "/msg", "/quit", "/help",
+    ];
+    for command in commands {
         assert!(
             lines.iter().any(|l| l.contains(command)),
             "{command} missing"
