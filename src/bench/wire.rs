@@ -105,8 +105,7 @@ pub fn ws_hello() -> Vec<u8> {
 /// or over WebSocket one masked text frame.
 pub fn encode_command(proto: Proto, command: &str, out: &mut Vec<u8>) {
     if proto == Proto::Ws {
-        ws_client_header(command.len(), out);
-        out.extend_from_slice(command.as_bytes());
+        ws_client_frame(command.as_bytes(), out);
     } else {
         out.extend_from_slice(command.as_bytes());
         out.push(b'\n');
@@ -168,10 +167,16 @@ pub fn encode_published(
     }
 }
 
+/// `payload` as one client text frame ([`ws_client_header`], then the payload as it is).
+pub fn ws_client_frame(payload: &[u8], out: &mut Vec<u8>) {
+    ws_client_header(payload.len(), out);
+    out.extend_from_slice(payload);
+}
+
 /// A client's text frame header for `len` bytes of payload, masked with the all-zero key:
 /// the payload is then sent as it is (the server unmasks it all the same, so its work is
 /// what any browser's frames cost it).
-pub fn ws_client_header(len: usize, out: &mut Vec<u8>) {
+fn ws_client_header(len: usize, out: &mut Vec<u8>) {
     out.push(0x81);
     match len {
         0..=125 => out.push(0x80 | len as u8),

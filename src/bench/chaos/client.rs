@@ -316,9 +316,7 @@ impl WsFraming {
     fn frame_lines(&mut self, output: &mut Vec<u8>) {
         let mut used = 0;
         while let Some(end) = memchr::memchr(b'\n', &output[used..]) {
-            let line = &output[used..used + end];
-            wire::ws_client_header(line.len(), &mut self.unsent);
-            self.unsent.extend_from_slice(line);
+            wire::ws_client_frame(&output[used..used + end], &mut self.unsent);
             used += end + 1;
         }
         output.drain(..used);
