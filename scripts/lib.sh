@@ -31,6 +31,12 @@ build_release() {
   cargo build --release --quiet
 }
 
+binaries() {  # binaries: `server` and `generator` (from --server/--generator) default to the release build, built first if either is missing
+  if [ -z "$server" ] || [ -z "$generator" ]; then build_release; fi
+  server="${server:-$(realpath "$pollchat")}"
+  generator="${generator:-$(realpath "$pollchat")}"
+}
+
 stop_server() {
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true

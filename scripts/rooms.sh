@@ -49,9 +49,7 @@ need taskset util-linux
 need python3 python3
 need_two_cores
 if $callgrind; then need valgrind valgrind; fi
-if [ -z "$server" ] || [ -z "$generator" ]; then build_release; fi
-server="${server:-$(realpath "$pollchat")}"
-generator="${generator:-$(realpath "$pollchat")}"
+binaries
 out="${out:-target/bench/rooms-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 IFS=, read -r -a load_list <<<"$loads"

@@ -62,9 +62,7 @@ need python3 python3
 need timeout coreutils
 need_two_cores
 if $callgrind; then need valgrind valgrind; fi
-if [ -z "$server" ] || [ -z "$generator" ]; then build_release; fi
-server="${server:-$(realpath "$pollchat")}"
-generator="${generator:-$(realpath "$pollchat")}"
+binaries
 out="${out:-target/bench/ws-fanout-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 
