@@ -38,7 +38,11 @@ fn doc_files() -> Vec<PathBuf> {
             .unwrap_or_else(|e| panic!("{dir}: {e}"))
             .map(|entry| entry.expect("directory entry").path())
             .filter(|path| path.extension().is_some_and(|ext| ext == "md"))
-            .map(|path| path.strip_prefix(root()).expect("under the root").to_path_buf())
+            .map(|path| {
+                path.strip_prefix(root())
+                    .expect("under the root")
+                    .to_path_buf()
+            })
             .collect();
         pages.sort();
         files.extend(pages);
@@ -118,7 +122,10 @@ fn broken_links(file: &Path, md: &str) -> Vec<String> {
         let (path, anchor) = target.split_once('#').unwrap_or((&target, ""));
         if path.is_empty() {
             if !anchors(md).contains(anchor) {
-                broken.push(format!("{}: no heading {target} on this page", file.display()));
+                broken.push(format!(
+                    "{}: no heading {target} on this page",
+                    file.display()
+                ));
             }
             continue;
         }
@@ -156,7 +163,10 @@ fn named_paths(md: &str) -> Vec<String> {
             if md[..start].chars().next_back().is_some_and(is_path_char) {
                 continue;
             }
-            let path: String = md[start..].chars().take_while(|&c| is_path_char(c)).collect();
+            let path: String = md[start..]
+                .chars()
+                .take_while(|&c| is_path_char(c))
+                .collect();
             let path = path.trim_end_matches(['.', ',', ':']).to_string();
             if path.len() > prefix.len() {
                 paths.push(path);
@@ -244,7 +254,11 @@ fn units(section: &str) -> Vec<Unit> {
     let mut units: Vec<Unit> = Vec::new();
     for line in prose(section) {
         if let Some(row) = line.strip_prefix("| ") {
-            let cells: Vec<&str> = row.trim_end_matches('|').split('|').map(str::trim).collect();
+            let cells: Vec<&str> = row
+                .trim_end_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
             let step = cells.first().and_then(|c| c.parse().ok());
             let trace = cells
                 .get(3)
@@ -304,9 +318,7 @@ fn claims(unit: &str) -> Vec<(String, Option<String>)> {
             }
             rest = code.get(end + 1..).unwrap_or("");
         } else {
-            let next = rest[1..]
-                .find(['[', '`'])
-                .map_or(rest.len(), |i| i + 1);
+            let next = rest[1..].find(['[', '`']).map_or(rest.len(), |i| i + 1);
             rest = &rest[next..];
         }
     }
@@ -347,10 +359,11 @@ fn defined_in(file: &str, source: &str, path: &str) -> Result<(), String> {
                     }
                 }
             }
-            syn::Item::Enum(enumeration) if enumeration.ident == owner => {
-                if enumeration.variants.iter().any(|v| v.ident == item) {
-                    return Ok(());
-                }
+            syn::Item::Enum(enumeration)
+                if enumeration.ident == owner
+                    && enumeration.variants.iter().any(|v| v.ident == item) =>
+            {
+                return Ok(());
             }
             _ => {}
         }
@@ -359,16 +372,12 @@ fn defined_in(file: &str, source: &str, path: &str) -> Result<(), String> {
         .file_stem()
         .and_then(|stem| stem.to_str())
         .filter(|&stem| stem != "mod")
-        .or_else(|| {
-            Path::new(file)
-                .parent()?
-                .file_name()?
-                .to_str()
-        });
+        .or_else(|| Path::new(file).parent()?.file_name()?.to_str());
     if module == Some(owner) {
-        let free = parsed.items.iter().any(|it| {
-            matches!(it, syn::Item::Fn(function) if function.sig.ident == item)
-        });
+        let free = parsed
+            .items
+            .iter()
+            .any(|it| matches!(it, syn::Item::Fn(function) if function.sig.ident == item));
         if free {
             return Ok(());
         }
@@ -377,7 +386,9 @@ fn defined_in(file: &str, source: &str, path: &str) -> Result<(), String> {
         ));
     }
     if functions_of_owner.is_empty() {
-        Err(format!("`{path}`: {file} has no impl of `{owner}` (nor enum {owner} with {item})"))
+        Err(format!(
+            "`{path}`: {file} has no impl of `{owner}` (nor enum {owner} with {item})"
+        ))
     } else {
         functions_of_owner.sort();
         Err(format!(
@@ -479,9 +490,18 @@ fn the_walkthrough_check_reads_impls_not_text() {
     ";
     assert_eq!(defined_in("src/room.rs", source, "Room::say"), Ok(()));
     assert_eq!(defined_in("src/room.rs", source, "Table::send"), Ok(()));
-    assert_eq!(defined_in("src/room.rs", source, "Phase::Handshaking"), Ok(()));
-    assert_eq!(defined_in("src/cmd/mod.rs", source, "cmd::handle_line"), Ok(()));
-    assert_eq!(defined_in("src/room.rs", source, "room::handle_line"), Ok(()));
+    assert_eq!(
+        defined_in("src/room.rs", source, "Phase::Handshaking"),
+        Ok(())
+    );
+    assert_eq!(
+        defined_in("src/cmd/mod.rs", source, "cmd::handle_line"),
+        Ok(())
+    );
+    assert_eq!(
+        defined_in("src/room.rs", source, "room::handle_line"),
+        Ok(())
+    );
     for wrong in [
         "Room::deliver",
         "Room::in_tests",
@@ -573,21 +593,31 @@ fn a_traced_line_passes_the_walkthrough_steps_in_order() {
         .into_iter()
         .filter_map(|u| Some((u.step?, u.trace?)))
         .collect();
-    assert!(traced.len() >= 4, "only {} steps say what they log", traced.len());
+    assert!(
+        traced.len() >= 4,
+        "only {} steps say what they log",
+        traced.len()
+    );
     let example: Vec<String> = page
         .lines()
         .filter_map(|line| line.strip_prefix("[TRACE] "))
         .map(str::to_string)
         .collect();
     let expected: Vec<String> = traced.iter().map(|(_, line)| line.clone()).collect();
-    assert_eq!(example, expected, "the example trace and the steps' trace lines differ");
+    assert_eq!(
+        example, expected,
+        "the example trace and the steps' trace lines differ"
+    );
 
     let mut server = ServerProcess::start(&["--log-level", "trace", "--quiet-joins"]);
     let mut alice = Client::connect(server.addr);
     let sender = token_of(&mut server, &alice.nick);
     let mut bob = Client::connect(server.addr);
     let recipient = token_of(&mut server, &bob.nick);
-    assert_eq!((alice.nick.as_str(), bob.nick.as_str()), ("guest-1", "guest-2"));
+    assert_eq!(
+        (alice.nick.as_str(), bob.nick.as_str()),
+        ("guest-1", "guest-2")
+    );
     // Bob's welcome written: everything before the line is in the log already.
     server.wait_for_log(&format!("token {recipient}: wrote "));
 
@@ -610,5 +640,77 @@ fn a_traced_line_passes_the_walkthrough_steps_in_order() {
                 trace.join("\n")
             ),
         }
+    }
+}
+
+// The dependency lists.
+
+/// The crates `Cargo.toml` names under `[dependencies]` and `[dev-dependencies]`.
+fn cargo_dependencies() -> Vec<String> {
+    let manifest = read(Path::new("Cargo.toml"));
+    let mut section = "";
+    let mut crates = Vec::new();
+    for line in manifest.lines() {
+        if line.starts_with('[') {
+            section = line;
+        } else if matches!(section, "[dependencies]" | "[dev-dependencies]")
+            && let Some((name, _)) = line.split_once('=')
+            && !line.starts_with('#')
+        {
+            crates.push(name.trim().to_string());
+        }
+    }
+    crates
+}
+
+/// The crates a "| crate | why |" table names in its first column: its code spans.
+fn listed_crates(md: &str) -> Vec<String> {
+    let start = md
+        .find("| crate | why |")
+        .expect("a `| crate | why |` table");
+    md[start..]
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .filter_map(|row| row.split('|').nth(1))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2).map(str::to_string))
+        .collect()
+}
+
+/// The README's dependency list and the guide's are the project's: every crate `Cargo.toml`
+/// depends on is listed with a reason, and every crate listed is a dependency somewhere
+/// (`Cargo.toml`, `fuzz/Cargo.toml`, or the browser test's `package.json`).
+#[test]
+fn the_dependency_lists_match_the_manifests() {
+    let manifests = [
+        "Cargo.toml",
+        "fuzz/Cargo.toml",
+        "tests/browser/package.json",
+    ]
+    .map(|file| read(Path::new(file)))
+    .join("\n");
+    let depends_on = |name: &str| {
+        manifests.lines().any(|line| {
+            let line = line.trim().trim_start_matches('"');
+            line.starts_with(&format!("{name} ="))
+                || line.starts_with(&format!("{name}\":"))
+                || line.contains(&format!("package = \"{name}\""))
+        })
+    };
+    let crates = cargo_dependencies();
+    assert!(
+        crates.len() >= 20,
+        "only {} crates in Cargo.toml",
+        crates.len()
+    );
+    for file in ["README.md", "docs/dependencies.md"] {
+        let listed = listed_crates(&read(Path::new(file)));
+        let unlisted: Vec<&String> = crates.iter().filter(|c| !listed.contains(c)).collect();
+        assert!(unlisted.is_empty(), "{file} does not list {unlisted:?}");
+        let stray: Vec<&String> = listed.iter().filter(|c| !depends_on(c)).collect();
+        assert!(
+            stray.is_empty(),
+            "{file} lists {stray:?}, which nothing depends on"
+        );
     }
 }
