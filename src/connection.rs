@@ -42,7 +42,7 @@ use mio::{Interest, Registry, Token};
 
 use crate::framing::{Frame, LineFramer};
 use crate::limits::WRITE_BUDGET;
-use crate::nonblocking::{Budget, Flushed, ReadOutcome, Registration};
+use crate::nonblocking::{Budget, Flushed, ReadOutcome, Registration, WriteCalls};
 use crate::rate_limit::TokenBucket;
 use crate::transport::{Broken, Encoding, Farewell, Handshake, Rejection, Transport};
 use crate::write_queue::WriteQueue;
@@ -228,6 +228,30 @@ struct Output {
     over_limit_since: Option<Instant>,
     /// A `Linger` timer is set for it.
     linger_armed: bool,
+}
+
+/// Writes `queue` through `transport`; once all is out, a leaving client's transport ends its
+/// stream (TLS's `close_notify`, WebSocket's close frame), and that goes out too.
+fn write_with_farewell(
+    transport: &mut dyn Transport,
+    budget: &mut Budget<'_>,
+    queue: &mut WriteQueue,
+    phase: &Phase,
+) -> io::Result<Flushed> {
+    let flushed = transport.write(budget, queue)?;
+    if flushed == Flushed::All
+        && let Phase::Leaving(reason) = phase
+    {
+        let why = reason.to_string();
+        let farewell = Farewell {
+            going_away: *reason == CloseReason::Shutdown,
+            why: &why,
+        };
+        if transport.close(farewell) {
+            return transport.write(budget, queue);
+        }
+    }
+    Ok(flushed)
 }
 
 /// One client connection. See the module documentation.
@@ -524,27 +548,15 @@ impl Connection {
     /// [`WRITE_BUDGET`] bytes went out in this call (so one client with a huge backlog and a
     /// fast reader cannot hold the loop); a leaving client's transport then ends its stream
     /// (TLS's `close_notify` goes out last). Then the registration is made to match: writable
-    /// interest only while the socket itself is full.
-    pub fn flush(&mut self, registry: &Registry, token: Token) -> io::Result<Flush> {
-        let mut budget = Budget::new(&mut self.socket, WRITE_BUDGET);
-        let mut flushed = self.transport.write(&mut budget, &mut self.output.queue)?;
-        if flushed == Flushed::All
-            && let Phase::Leaving(reason) = &self.phase
-        {
-            let why = reason.to_string();
-            let farewell = Farewell {
-                going_away: *reason == CloseReason::Shutdown,
-                why: &why,
-            };
-            if self.transport.close(farewell) {
-                flushed = self.transport.write(&mut budget, &mut self.output.queue)?;
-            }
-        }
-        let flush = match flushed {
-            Flushed::All => Flush::Done,
-            Flushed::Blocked if budget.spent() => Flush::Budget,
-            Flushed::Blocked => Flush::Blocked,
-        };
+    /// interest only while the socket itself is full. `calls` counts the write system calls
+    /// made, and their bytes.
+    pub fn flush(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        calls: &mut WriteCalls,
+    ) -> io::Result<Flush> {
+        let flush = self.write_out(calls)?;
         self.output.registration.update(
             registry,
             &mut self.socket,
@@ -552,6 +564,25 @@ impl Connection {
             flush == Flush::Blocked,
         )?;
         Ok(flush)
+    }
+
+    /// The writing part of [`Connection::flush`], counted into `calls` however it ends.
+    fn write_out(&mut self, calls: &mut WriteCalls) -> io::Result<Flush> {
+        let mut budget = Budget::new(&mut self.socket, WRITE_BUDGET);
+        let flushed = write_with_farewell(
+            &mut *self.transport,
+            &mut budget,
+            &mut self.output.queue,
+            &self.phase,
+        );
+        let made = budget.calls();
+        calls.calls += made.calls;
+        calls.bytes += made.bytes;
+        Ok(match flushed? {
+            Flushed::All => Flush::Done,
+            Flushed::Blocked if budget.spent() => Flush::Budget,
+            Flushed::Blocked => Flush::Blocked,
+        })
     }
 
     /// After a flush: notes whether it is over `limit`. True when it has just gone over, so

@@ -83,6 +83,17 @@ fn counters(out: &mut Exposition, stats: &Stats) {
             stats.bytes_out,
         ),
         (
+            "write_calls_total",
+            "Write system calls (writev) on client sockets: lines_out_total over this is the \
+             batching.",
+            stats.writes.calls,
+        ),
+        (
+            "write_call_bytes_total",
+            "Bytes those write calls passed to the kernel, framing and encryption included.",
+            stats.writes.bytes,
+        ),
+        (
             "accept_pauses_total",
             "Times accepting paused for lack of descriptors.",
             stats.accept_pauses,

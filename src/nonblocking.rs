@@ -158,10 +158,21 @@ impl Registration {
 /// session) stops there and keeps the rest, with no budget logic of its own; [`Budget::spent`]
 /// then tells the caller that the socket was not full, only the budget: nothing will report
 /// the socket writable again (it still is), so the caller must come back by itself.
+///
+/// Every write system call on a client socket goes through a budget, so it also counts them:
+/// [`Budget::calls`] is how the server knows its batching (lines per `writev`).
 pub struct Budget<'a> {
     out: &'a mut dyn Write,
     left: usize,
     spent: bool,
+    calls: WriteCalls,
+}
+
+/// Write calls made on a socket and the bytes it took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteCalls {
+    pub calls: u64,
+    pub bytes: u64,
 }
 
 impl<'a> Budget<'a> {
@@ -170,12 +181,27 @@ impl<'a> Budget<'a> {
             out,
             left: bytes,
             spent: false,
+            calls: WriteCalls::default(),
         }
     }
 
     /// Whether writing stopped because the budget ran out (and not because `out` was full).
     pub fn spent(&self) -> bool {
         self.spent
+    }
+
+    /// The write calls passed on to `out` (those that failed too), and the bytes it took.
+    pub fn calls(&self) -> WriteCalls {
+        self.calls
+    }
+
+    /// One `writev(2)` on the socket, counted.
+    fn write_out(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.calls.calls += 1;
+        let n = self.out.write_vectored(bufs)?;
+        self.calls.bytes += n as u64;
+        self.left -= n;
+        Ok(n)
     }
 }
 
@@ -192,9 +218,7 @@ impl Write for Budget<'_> {
         }
         if total <= self.left {
             // Nearly every write: it fits, and goes through as it came.
-            let n = self.out.write_vectored(bufs)?;
-            self.left -= n;
-            return Ok(n);
+            return self.write_out(bufs);
         }
         // Offer no more than the budget: whole slices up to it, then part of the next.
         let mut offered = [IoSlice::new(&[]); 64];
@@ -208,9 +232,7 @@ impl Write for Budget<'_> {
                 break;
             }
         }
-        let n = self.out.write_vectored(&offered[..count])?;
-        self.left -= n;
-        Ok(n)
+        self.write_out(&offered[..count])
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -316,6 +338,14 @@ mod tests {
         let again = budget.write_vectored(&bufs).unwrap_err();
         assert_eq!(again.kind(), io::ErrorKind::WouldBlock);
         assert!(budget.spent());
+        // Only the call that reached the sink is counted: the second never left the budget.
+        assert_eq!(
+            budget.calls(),
+            WriteCalls {
+                calls: 1,
+                bytes: 10
+            }
+        );
         assert_eq!(sink, b"123456789a");
     }
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::connection::CloseReason;
+use crate::nonblocking::WriteCalls;
 
 /// Counts since the server started.
 #[derive(Debug)]
@@ -33,6 +34,10 @@ pub struct Stats {
     pub bytes_in: u64,
     /// Bytes written to client sockets.
     pub bytes_out: u64,
+    /// Write system calls on client sockets (one `writev` carries a batch of lines) and the
+    /// bytes they passed, framing and encryption included: `lines_out / writes.calls` is the
+    /// server's batching, the main lever on fan-out.
+    pub writes: WriteCalls,
     /// Times accepting paused for lack of descriptors.
     pub accept_pauses: u64,
     /// Connections closed, by reason (see `CloseReason::kind`).
@@ -50,6 +55,7 @@ impl Default for Stats {
             lines_out: 0,
             bytes_in: 0,
             bytes_out: 0,
+            writes: WriteCalls::default(),
             accept_pauses: 0,
             disconnects: BTreeMap::new(),
             http_responses: BTreeMap::new(),
@@ -86,6 +92,8 @@ struct Report<'a> {
     lines_out: u64,
     bytes_in: u64,
     bytes_out: u64,
+    write_calls: u64,
+    write_call_bytes: u64,
     accept_pauses: u64,
     disconnects: &'a BTreeMap<&'static str, u64>,
     http_responses: &'a BTreeMap<u16, u64>,
@@ -121,6 +129,8 @@ impl Stats {
             lines_out: self.lines_out,
             bytes_in: self.bytes_in,
             bytes_out: self.bytes_out,
+            write_calls: self.writes.calls,
+            write_call_bytes: self.writes.bytes,
             accept_pauses: self.accept_pauses,
             disconnects: &self.disconnects,
             http_responses: &self.http_responses,

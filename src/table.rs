@@ -375,7 +375,7 @@ impl ConnTable {
     ) -> Option<CloseReason> {
         let conn = live_mut(&mut self.conns, r).filter(|c| !c.is_closed())?;
         let unsent = conn.unsent();
-        let result = conn.flush(registry, Token(r.token));
+        let result = conn.flush(registry, Token(r.token), &mut self.stats.writes);
         let left = conn.unsent();
         self.stats.bytes_out += unsent.saturating_sub(left) as u64;
         match result {

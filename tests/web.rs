@@ -128,6 +128,8 @@ fn metrics_expose_counters_rooms_and_websocket_clients() {
     let body = &metrics.body;
     for line in [
         "# TYPE pollchat_lines_in_total counter",
+        "# TYPE pollchat_write_calls_total counter",
+        "# TYPE pollchat_write_call_bytes_total counter",
         "# TYPE pollchat_clients gauge",
         "pollchat_clients 2",
         "pollchat_clients_by_transport{transport=\"WebSocket\"} 1",

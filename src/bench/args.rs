@@ -40,6 +40,17 @@ impl Serialize for Rate {
     }
 }
 
+/// How a sender hands its lines to its socket: the sender's write pattern decides how many lines
+/// one `read` on the server finds, and so how the server batches (see `--writes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Writes {
+    /// One `write(2)` per line, as `nc` and people send.
+    Line,
+    /// Every line the window (or the pace) allows now in one `write(2)`.
+    Batch,
+}
+
 /// What a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -95,6 +106,12 @@ pub struct BenchArgs {
     /// every receiver has it (so at most window x receivers deliveries are)
     #[arg(long, value_name = "LINES", default_value_t = 64)]
     pub window: u64,
+
+    /// How each sender writes: line (one write(2) per line, as nc and people do) or batch
+    /// (every line its window or pace allows now in one write). The server's batching depends
+    /// on it, so benchmark both
+    #[arg(long, value_enum, default_value_t = Writes::Line)]
+    pub writes: Writes,
 
     /// Spread senders and receivers over this many rooms, round-robin (each room gets its
     /// share of both): pollchat clients /join #bench-0 .. #bench-N-1, Redis clients use the

@@ -43,7 +43,7 @@ mod window;
 mod wire;
 mod worker;
 
-pub use args::{BenchArgs, Rate, Scenario};
+pub use args::{BenchArgs, Rate, Scenario, Writes};
 pub use procfs::process_cpu_secs;
 pub use report::Report;
 pub use run::run;

@@ -10,6 +10,38 @@ pub(super) fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A process's write system calls so far (`write`, `writev` and the like) and the bytes they
+/// passed, from /proc/PID/io (`syscw`, `wchar`). Over a fan-out their ratio to the deliveries
+/// is the server's batching: how many lines one `writev` carries. Any server, Redis too.
+pub(super) fn write_calls(pid: u32) -> Option<WriteCalls> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = io.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].trim().parse().ok()
+    };
+    Some(WriteCalls {
+        calls: field("syscw:")?,
+        bytes: field("wchar:")?,
+    })
+}
+
+/// Write system calls and their bytes (see [`write_calls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteCalls {
+    pub calls: u64,
+    pub bytes: u64,
+}
+
+impl WriteCalls {
+    /// What was written between `before` and this reading.
+    pub fn since(self, before: WriteCalls) -> WriteCalls {
+        WriteCalls {
+            calls: self.calls.saturating_sub(before.calls),
+            bytes: self.bytes.saturating_sub(before.bytes),
+        }
+    }
+}
+
 /// CPU time this process has used (all threads, user + system), in seconds.
 pub(super) fn own_cpu_secs() -> f64 {
     cpu_secs_of("self").unwrap_or(0.0)

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::procfs::KernelGrowth;
-use super::{Proto, Rate};
+use super::procfs::{KernelGrowth, WriteCalls};
+use super::{Proto, Rate, Writes};
 
 /// What a run measured.
 #[derive(Debug, Clone)]
@@ -53,6 +53,11 @@ pub struct Report {
     /// The server's CPU time (user + system) during the traffic and drain phases, seconds
     /// (with `--server-pid`). Close to `traffic_secs`: the server's core was the limit.
     pub server_cpu_secs: Option<f64>,
+    /// The server's write system calls during the traffic and drain, and their bytes (with
+    /// `--server-pid`, from /proc/PID/io): its batching, as [`Report::lines_per_write`].
+    pub server_writes: Option<WriteCalls>,
+    /// How the senders wrote (`--writes`).
+    pub writes: Writes,
     /// The generator's own CPU time during the traffic and drain phases, seconds. Near
     /// `traffic_secs × threads`, the generator was the limit (see [`Report::generator_bound`]).
     pub traffic_cpu_secs: f64,
@@ -114,6 +119,19 @@ impl Report {
         (rate > 0.0).then_some(1e6 * self.in_flight()? as f64 / rate)
     }
 
+    /// Deliveries per server write call: how many lines one `writev` carried, on average.
+    /// The server's other writes (its log, a stats reply) count too, so this is a floor.
+    pub fn lines_per_write(&self) -> Option<f64> {
+        let writes = self.server_writes?;
+        (writes.calls > 0).then(|| self.delivered as f64 / writes.calls as f64)
+    }
+
+    /// Bytes per server write call.
+    pub fn bytes_per_write(&self) -> Option<f64> {
+        let writes = self.server_writes?;
+        (writes.calls > 0).then(|| writes.bytes as f64 / writes.calls as f64)
+    }
+
     /// Server memory per idle connection, in bytes.
     pub fn rss_per_conn(&self) -> Option<f64> {
         let [before, idle, _] = self.rss_kib?;
@@ -158,9 +176,13 @@ impl Report {
             Rate::Max => format!("max rate, window {}", self.window),
             Rate::PerSecond(r) => format!("{r} lines/s"),
         };
+        let writes = match self.writes {
+            Writes::Line => "one write per line",
+            Writes::Batch => "lines batched per write",
+        };
         let _ = writeln!(
             s,
-            "traffic: {} senders, {} receivers, {rate}, {}-byte lines, {:.1} s",
+            "traffic: {} senders ({writes}), {} receivers, {rate}, {}-byte lines, {:.1} s",
             self.senders, self.receivers, self.size, self.traffic_secs
         );
         self.write_rooms(s);
@@ -177,6 +199,17 @@ impl Report {
             self.expected,
             self.deliveries_per_sec()
         );
+        if let (Some(lines), Some(bytes), Some(w)) = (
+            self.lines_per_write(),
+            self.bytes_per_write(),
+            self.server_writes,
+        ) {
+            let _ = writeln!(
+                s,
+                "server writes: {} calls, {lines:.1} deliveries and {bytes:.0} bytes per call",
+                w.calls
+            );
+        }
         let [p50, p99, p999, max] = self.latency_us.map(|us| us as f64 / 1000.0);
         let _ = writeln!(
             s,
@@ -307,6 +340,7 @@ impl Report {
             connect_secs: self.connect_secs,
             connect_rate: self.connect_rate(),
             senders: self.senders,
+            writes: self.writes,
             rate: self.rate,
             window: self.window,
             size: self.size,
@@ -337,6 +371,12 @@ impl Report {
                 kernel_caches: growth.caches.clone(),
             }),
             server_cpu_secs: self.server_cpu_secs,
+            server_writes: self.server_writes.map(|w| WritesJson {
+                server_write_calls: w.calls,
+                server_write_bytes: w.bytes,
+                lines_per_write: self.lines_per_write().unwrap_or(0.0),
+                bytes_per_write: self.bytes_per_write().unwrap_or(0.0),
+            }),
             hold: self.server_hold_cpu_secs.map(|cpu| HoldJson {
                 server_hold_cpu_secs: cpu,
                 hold_secs: self.hold_secs,
@@ -372,6 +412,8 @@ struct Json {
     connect_secs: f64,
     connect_rate: f64,
     senders: usize,
+    /// `"line"` or `"batch"` (`--writes`).
+    writes: Writes,
     /// The number, or `"max"`.
     rate: Rate,
     window: u64,
@@ -399,6 +441,8 @@ struct Json {
     kernel: Option<KernelJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     server_cpu_secs: Option<f64>,
+    #[serde(flatten)]
+    server_writes: Option<WritesJson>,
     #[serde(flatten)]
     hold: Option<HoldJson>,
     generator_traffic_cpu_secs: f64,
@@ -429,6 +473,15 @@ struct KernelJson {
     kernel_slab_growth: i64,
     kernel_tcp_buffer_growth: i64,
     kernel_caches: Vec<(String, i64)>,
+}
+
+/// The server's write calls during the traffic (all four fields or none).
+#[derive(Serialize)]
+struct WritesJson {
+    server_write_calls: u64,
+    server_write_bytes: u64,
+    lines_per_write: f64,
+    bytes_per_write: f64,
 }
 
 /// The server's CPU time during the hold, with the hold's length to judge it by.
@@ -482,6 +535,11 @@ mod tests {
             server_hold_cpu_secs: server.then_some(0.0),
             hold_secs: 1.0,
             server_cpu_secs: server.then_some(0.5),
+            server_writes: server.then_some(WriteCalls {
+                calls: 30,
+                bytes: 900 * 80,
+            }),
+            writes: Writes::Line,
             traffic_cpu_secs: 0.2,
             traffic_sys_secs: 0.1,
             steal_secs: 0.0,
@@ -492,6 +550,18 @@ mod tests {
 
     fn parsed(report: &Report) -> serde_json::Value {
         serde_json::from_str(&report.json()).unwrap()
+    }
+
+    /// The batching figure is deliveries per server write call: 900 deliveries in 30 calls.
+    #[test]
+    fn lines_per_write_is_deliveries_over_the_servers_write_calls() {
+        let with = report(Rate::Max, true);
+        assert_eq!(with.lines_per_write(), Some(30.0));
+        assert!(
+            with.summary()
+                .contains("30 calls, 30.0 deliveries and 2400 bytes per call")
+        );
+        assert_eq!(report(Rate::Max, false).lines_per_write(), None);
     }
 
     #[test]
@@ -509,6 +579,8 @@ mod tests {
         for key in [
             "rss_kib_before",
             "server_cpu_secs",
+            "server_write_calls",
+            "lines_per_write",
             "server_hold_cpu_secs",
             "hold_secs",
         ] {
@@ -524,6 +596,7 @@ mod tests {
             "\"rss_kib_before\":3000,\"rss_kib_idle\":3100,\"rss_kib_end\":3200",
             "\"rss_bytes_per_conn\":",
             "\"server_cpu_secs\":0.5",
+            "\"server_write_calls\":30,\"server_write_bytes\":72000,\"lines_per_write\":30.0",
             "\"server_hold_cpu_secs\":0.0,\"hold_secs\":1.0",
             "\"generator_traffic_cpu_secs\":",
         ];

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use super::procfs::{
-    KernelMemory, own_cpu_secs, own_sys_secs, process_cpu_secs, rss_kib, steal_secs,
+    KernelMemory, WriteCalls, own_cpu_secs, own_sys_secs, process_cpu_secs, rss_kib, steal_secs,
+    write_calls,
 };
 use super::rooms::Layout;
 use super::worker::{self, Load, Plan, Shared, phase};
@@ -80,6 +81,8 @@ pub fn run(args: &BenchArgs) -> Result<Report, String> {
         server_hold_cpu_secs: held.server_cpu_secs,
         hold_secs: held.secs,
         server_cpu_secs: drained.server_cpu_secs,
+        server_writes: drained.server_writes,
+        writes: args.writes,
         traffic_cpu_secs: drained.own_cpu_secs,
         traffic_sys_secs: drained.own_sys_secs,
         steal_secs: drained.steal_secs,
@@ -161,6 +164,7 @@ fn start_workers(args: &BenchArgs, total: usize, shared: &Arc<Shared>) -> Vec<Wo
                 source_ips: source_ips.clone(),
                 size: args.size,
                 load,
+                writes: args.writes,
                 layout: layout(args),
             };
             let shared = Arc::clone(shared);
@@ -211,6 +215,7 @@ fn hold(args: &BenchArgs, shared: &Shared) -> Held {
 struct TrafficStart {
     at: Instant,
     server_cpu: Option<f64>,
+    server_writes: Option<WriteCalls>,
     own_cpu: f64,
     own_sys: f64,
     steal: f64,
@@ -231,6 +236,7 @@ fn traffic(args: &BenchArgs, shared: &Shared) -> TrafficStart {
     let start = TrafficStart {
         at: Instant::now(),
         server_cpu: server_cpu(args),
+        server_writes: args.server_pid.and_then(write_calls),
         own_cpu: own_cpu_secs(),
         own_sys: own_sys_secs(),
         steal: steal_secs(),
@@ -249,6 +255,8 @@ struct Drained {
     own_sys_secs: f64,
     steal_secs: f64,
     server_cpu_secs: Option<f64>,
+    /// The server's write calls during the traffic and drain.
+    server_writes: Option<WriteCalls>,
     /// The server's RSS at the end.
     rss_kib: Option<u64>,
 }
@@ -277,6 +285,10 @@ fn drain(args: &BenchArgs, shared: &Shared, traffic: TrafficStart) -> Drained {
         own_sys_secs: own_sys_secs() - traffic.own_sys,
         steal_secs: steal_secs() - traffic.steal,
         server_cpu_secs: server_cpu_since(args, traffic.server_cpu),
+        server_writes: match (args.server_pid.and_then(write_calls), traffic.server_writes) {
+            (Some(now), Some(before)) => Some(now.since(before)),
+            _ => None,
+        },
         rss_kib: args.server_pid.and_then(rss_kib),
     }
 }

@@ -22,6 +22,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, SockRef, Socket, Type};
 
+use super::Writes;
 use super::rooms::{Layout, RoomCounts};
 use super::window::{Tally, Windows};
 use super::wire::{self, Incoming, Proto, Run, Stamp};
@@ -115,6 +116,8 @@ pub struct Plan {
     pub source_ips: Vec<IpAddr>,
     pub size: usize,
     pub load: Load,
+    /// One `write` per line, or every line due in one.
+    pub writes: Writes,
     /// Which room each connection is in.
     pub layout: Layout,
 }
@@ -662,6 +665,7 @@ fn produce(conn: &mut Conn, plan: &Plan, shared: &Shared, now: Instant) {
         return;
     };
     let mut produced = 0u64;
+    let mut broken = false;
     while conn.output.len() < MAX_PENDING_OUTPUT {
         let due = match plan.load {
             Load::Paced { .. } => conn.next_send <= now,
@@ -691,12 +695,18 @@ fn produce(conn: &mut Conn, plan: &Plan, shared: &Shared, now: Instant) {
             // Catch up after a stall, but not by more than a second's worth of lines.
             conn.next_send = (conn.next_send + interval).max(now - Duration::from_secs(1));
         }
+        // `--writes line`: this line goes out in a write of its own, as `nc` sends a line
+        // (whatever the socket does not take waits in `output`, as it would in nc's buffer).
+        if plan.writes == Writes::Line && flush(&mut conn.stream, &mut conn.output).is_err() {
+            broken = true;
+            break;
+        }
     }
     shared.sent.fetch_add(produced, Ordering::Relaxed);
     if let Some(room) = shared.rooms.get(conn.room) {
         room.sent.fetch_add(produced, Ordering::Relaxed);
     }
-    if produced > 0 && flush(&mut conn.stream, &mut conn.output).is_err() {
+    if broken || (produced > 0 && flush(&mut conn.stream, &mut conn.output).is_err()) {
         lost(conn, shared);
     }
 }

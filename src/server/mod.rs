@@ -775,6 +775,105 @@ mod tests {
         assert!(!chatting(b), "the FIN behind the short read was not read");
     }
 
+    /// A bus that delivers here like [`LocalBus`], and the first time it carries a chat line
+    /// makes the sender send `more`: lines that arrive *while* the server is relaying what it
+    /// read, as they do from a streaming sender while a fan-out is under way.
+    struct SendsMoreMidRelay {
+        sender: Option<StdStream>,
+        more: &'static [u8],
+    }
+
+    impl crate::bus::Bus for SendsMoreMidRelay {
+        fn origin(&self) -> &str {
+            "local"
+        }
+
+        fn publish(&mut self, event: crate::bus::Event) -> Option<crate::bus::Event> {
+            if let (crate::bus::What::Say { .. }, Some(mut sender)) =
+                (&event.what, self.sender.take())
+            {
+                // On loopback the bytes are in the server's socket when `write` returns.
+                sender.write_all(self.more).expect("send more");
+            }
+            Some(event)
+        }
+    }
+
+    impl BusIo for SendsMoreMidRelay {}
+
+    /// The batching rule (`reader.rs`), both halves, counted in write calls. A short read
+    /// that brought two lines is followed by one more read, so the two lines that came while
+    /// they were relayed go out in the same `writev` to each receiver: 4 lines, 1 write call
+    /// per receiver. (Stopping at the short read, as the server did before, wrote them in
+    /// two batches: half the lines per `writev` for a sender that writes line by line.) A
+    /// short read of one line still ends the reading, and the line that came meanwhile is
+    /// read on its own edge, in the next batch.
+    #[test]
+    fn lines_that_arrive_while_a_batch_is_relayed_join_the_batch() {
+        const RECEIVERS: usize = 3;
+        let mut server = test_server();
+        let (mut sender, sender_ref) = admit_one(&mut server);
+        let receivers: Vec<StdStream> = (0..RECEIVERS).map(|_| admit_one(&mut server).0).collect();
+        let expect = |mut stream: &StdStream, lines: &[&str]| {
+            let expected: String = lines.iter().map(|l| format!("<guest-1> {l}\n")).collect();
+            let mut got = vec![0; expected.len()];
+            stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+            stream.read_exact(&mut got).expect("the lines");
+            assert_eq!(String::from_utf8_lossy(&got), expected);
+        };
+
+        // A streaming sender: two lines in the socket, two more arriving mid-relay.
+        server.bus = Box::new(SendsMoreMidRelay {
+            sender: Some(sender.try_clone().expect("clone")),
+            more: b"three\nfour\n",
+        });
+        sender.write_all(b"one\n").expect("send");
+        sender.write_all(b"two\n").expect("send");
+        wait_for_events(&mut server, &[Token(sender_ref.token)]);
+        let before = (
+            server.table.stats.writes.calls,
+            server.table.stats.lines_out,
+        );
+        let now = Instant::now();
+        server.handle(readable(Token(sender_ref.token)), now);
+        server.end_batch(now);
+        let calls = server.table.stats.writes.calls - before.0;
+        let lines = server.table.stats.lines_out - before.1;
+        assert_eq!(
+            (calls, lines),
+            (RECEIVERS as u64, 4 * RECEIVERS as u64),
+            "not one write call of 4 lines per receiver"
+        );
+        for receiver in &receivers {
+            expect(receiver, &["one", "two", "three", "four"]);
+        }
+
+        // An interactive sender: one line read, one more arriving mid-relay. The read that
+        // would have found it is saved; its own edge brings it, and it is not lost.
+        server.bus = Box::new(SendsMoreMidRelay {
+            sender: Some(sender.try_clone().expect("clone")),
+            more: b"six\n",
+        });
+        sender.write_all(b"five\n").expect("send");
+        wait_for_events(&mut server, &[Token(sender_ref.token)]);
+        let before = server.table.stats.lines_out;
+        let now = Instant::now();
+        server.handle(readable(Token(sender_ref.token)), now);
+        server.end_batch(now);
+        assert_eq!(
+            server.table.stats.lines_out - before,
+            RECEIVERS as u64,
+            "a one-line short read read on"
+        );
+        wait_for_events(&mut server, &[Token(sender_ref.token)]);
+        let now = Instant::now();
+        server.handle(readable(Token(sender_ref.token)), now);
+        server.end_batch(now);
+        for receiver in &receivers {
+            expect(receiver, &["five", "six"]);
+        }
+    }
+
     /// One readiness event for a client with megabytes waiting reads only the read budget,
     /// and the client goes on the ready list instead of keeping the loop to itself; after
     /// that, every one of its lines still gets through, in order.
