@@ -10,8 +10,8 @@ usage() {
 usage: scripts/soak.sh DURATION
 
 Starts a fresh release server and runs `pollchat bench --scenario chaos` against it for
-DURATION seconds (at least 10) in rounds of about 30 s, at least two (see "Limits and failure
-behaviour" in the README for what each round checks). The server also serves TLS, with a
+DURATION seconds (at least 10) in rounds of about 30 s, at least two (see "The chaos run" in
+docs/limits.md for what each round checks). The server also serves TLS, with a
 self-signed certificate made by scripts/gen-cert.sh in a temporary directory: every other
 chatter talks TLS, and garbage, stalled handshakes and TLS non-readers abuse the TLS port.
 It serves HTTP too: every third chatter talks WebSocket, and unmasked frames, messages over

@@ -157,8 +157,8 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 /// includes CSI, U+009B, a one-character ESC-[ on some terminals).
 pub fn sanitize(line: &[u8]) -> String {
     // Fast path, taken by nearly every line: valid UTF-8 with nothing to remove. Checking
-    // bytes is several times faster than decoding to chars and filtering (see the README's
-    // benchmark figures).
+    // bytes is several times faster than decoding to chars and filtering (see the figures in
+    // docs/performance.md).
     if let Ok(text) = std::str::from_utf8(line)
         && !has_forbidden(text)
     {

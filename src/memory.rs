@@ -14,7 +14,7 @@
 //! [`TRIM_FREE`]. A busy server trims at most once a second, a little; a spike that is over
 //! is given back within a second; an idle server is never woken for this.
 //!
-//! Other allocators were tried first (README, "Dependencies"): mimalloc (v3) and jemalloc
+//! Other allocators were tried first (docs/dependencies.md, `libc`): mimalloc (v3) and jemalloc
 //! both purge freed pages only during allocator activity or from background threads of their
 //! own, so an idle server kept its spike; a server of one thread should not start threads
 //! for its allocator.

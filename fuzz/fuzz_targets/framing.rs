@@ -3,7 +3,7 @@
 //! panics, no line carries a control character, the framer's buffer stays bounded, and a
 //! parsed nick is valid.
 //!
-//! Run: `cargo fuzz run framing` (see the README's "Fuzzing" section).
+//! Run: `cargo fuzz run framing` (see "Fuzzing" in docs/tests.md).
 
 #![no_main]
 

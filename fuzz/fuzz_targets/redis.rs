@@ -8,7 +8,7 @@
 //!   partial read is "not yet", never a different answer);
 //! - an event that decodes encodes back to itself, and carries no control character.
 //!
-//! Run: `cargo fuzz run redis` (see the README's "Fuzzing" section).
+//! Run: `cargo fuzz run redis` (see "Fuzzing" in docs/tests.md).
 
 #![no_main]
 

@@ -4,7 +4,7 @@
 //! nothing comes after a close; and where the reads cut makes no difference: the same
 //! messages, pings and close, or the same violation.
 //!
-//! Run: `cargo +nightly fuzz run websocket_frames` (see the README's "Fuzzing" section).
+//! Run: `cargo +nightly fuzz run websocket_frames` (see "Fuzzing" in docs/tests.md).
 
 #![no_main]
 

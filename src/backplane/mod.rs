@@ -31,7 +31,7 @@
 //! keeps a room's lines in one order with the moves, nick claims and `HELLO`s around them,
 //! costs no `SUBSCRIBE` round trip when a room appears, and lets an instance keep the history
 //! of a room it has nobody in; the price is that every instance reads every room's events
-//! (README, "Scaling out", says when that would stop being the right trade).
+//! (docs/scaling-out.md says when that would stop being the right trade).
 //!
 //! Nicks are claimed in Redis, which is the authority across instances: the key
 //! `CHANNEL:nick:<lower-cased nick>` holds the owning instance's id, with an expiry (the nick
