@@ -1,0 +1,143 @@
+//! Heap allocations per chat line, counted: a plain line from the `read` on its sender's
+//! socket to the `writev` on its receiver's allocates only what it must. Counted by a global
+//! allocator that counts on the server's thread only, over a hundred lines each sent and
+//! received alone (one line per batch, so per-batch costs are counted against every line).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a test")]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use pollchat::{Config, Server};
+
+/// Counts allocations made on a thread that set `COUNTED`.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    if COUNTED.with(Cell::get) {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; counting touches only a
+// const-initialised thread-local and an atomic, neither of which allocates.
+#[allow(unsafe_code, reason = "a counting allocator wraps the system one")]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: the caller's contract is passed on as it is.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A line-reading client.
+struct Peer {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Peer {
+    fn connect(addr: SocketAddr) -> Peer {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        let reader = BufReader::new(stream.try_clone().unwrap());
+        let mut peer = Peer { stream, reader };
+        assert!(peer.line().starts_with("*** welcome"));
+        peer
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).unwrap();
+        line
+    }
+}
+
+/// Allocations the server makes for a hundred plain chat lines, per line.
+fn allocations_per_line(config: Config) -> f64 {
+    let (tx, rx) = mpsc::channel();
+    let server = std::thread::spawn(move || {
+        COUNTED.with(|c| c.set(true));
+        let server = Server::bind(config).unwrap();
+        tx.send((server.local_addrs()[0], server.shutdown_handle()))
+            .unwrap();
+        server.run().unwrap();
+    });
+    let (addr, handle) = rx.recv().unwrap();
+    let mut sender = Peer::connect(addr);
+    let mut receiver = Peer::connect(addr);
+    let mut say = |n: usize| {
+        writeln!(sender.stream, "line {n}").unwrap();
+        assert_eq!(receiver.line(), format!("<guest-1> line {n}\n"));
+    };
+    // Warm up: queues, lists and the history ring grow to their working size.
+    for n in 0..50 {
+        say(n);
+    }
+    // Between the receipt of line 50 and that of line 150: a hundred lines, each read,
+    // relayed, queued and written, and each batch's end.
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for n in 50..150 {
+        say(n);
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    handle.shutdown();
+    server.join().unwrap();
+    allocations as f64 / 100.0
+}
+
+/// A plain line, sender and receiver in #lobby, joins quiet, flood control off. Counted on
+/// 2026-12-07 (where each is made):
+///
+/// 1. `framing::sanitize`: the line, out of the framer;
+/// 2-3. `cmd::handle_line`: the sender's nick and room, copied into the command's context;
+/// 4. `cmd::say`: the text, copied into the event;
+/// 5. `Event::new`: the origin, `"local"`, as a `String`;
+/// 6. `protocol::chat_line`: `<nick> text\n`;
+/// 7. `Room::say`: the same bytes copied into the `Rc<[u8]>` every queue shares;
+/// 8. `protocol::room_key`: the room's name lower-cased, to find the room;
+/// 9. `Listed::add`: the flush list, grown again after each batch took it.
+///
+/// A few allocations that are not per line (a timer heap growing) may fall among a hundred
+/// lines: hence the 0.05.
+#[test]
+fn a_plain_chat_line_makes_at_most_9_allocations() {
+    let per_line = allocations_per_line(Config {
+        bind: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+        rate: 0.0,
+        quiet_joins: true,
+        ..Config::default()
+    });
+    eprintln!("{per_line} allocations per plain chat line");
+    assert!(per_line <= 9.05, "{per_line} allocations per line");
+}
