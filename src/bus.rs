@@ -31,11 +31,32 @@ use serde_json::value::RawValue;
 
 use crate::connection::ConnRef;
 
+/// Which instance an event happened on: [`Origin::HERE`] for this one; for another, the
+/// number the bus gave that instance's name when it first heard of it (`backplane/`). The chat
+/// asks of every line whether it is its own and whom a notice is about, so an origin is a
+/// small `Copy` number, compared in one instruction, and never a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Origin(u32);
+
+impl Origin {
+    /// This instance.
+    pub const HERE: Origin = Origin(0);
+
+    /// The `n`th other instance a bus has heard of (`n` from 1).
+    pub fn other(n: u32) -> Origin {
+        Origin(n.max(1))
+    }
+
+    pub fn is_here(self) -> bool {
+        self == Origin::HERE
+    }
+}
+
 /// One thing that happened in the chat, as every instance learns of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// The bus origin (instance) it happened on.
-    pub origin: String,
+    /// The instance it happened on.
+    pub origin: Origin,
     /// The connection id (`Connection::id`) of the client it is about, on `origin`; `0` for
     /// events about the instance itself.
     pub conn: u64,
@@ -43,9 +64,10 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn new(origin: &str, conn: u64, what: What) -> Event {
+    /// Something that happened here, to the client with connection id `conn`.
+    pub fn here(conn: u64, what: What) -> Event {
         Event {
-            origin: origin.to_string(),
+            origin: Origin::HERE,
             conn,
             what,
         }
@@ -154,9 +176,6 @@ pub enum BusNews {
 
 /// The bus as the chat sees it. See the module documentation.
 pub trait Bus {
-    /// This instance's name on the bus: the origin of its events.
-    fn origin(&self) -> &str;
-
     /// An event made here. `Some(event)` hands it back to be delivered here and now; `None`
     /// means the bus took it, and it comes back as [`BusNews::Deliver`].
     fn publish(&mut self, event: Event) -> Option<Event>;
@@ -281,10 +300,6 @@ pub trait BusIo: Bus {
 pub struct LocalBus;
 
 impl Bus for LocalBus {
-    fn origin(&self) -> &str {
-        "local"
-    }
-
     fn publish(&mut self, event: Event) -> Option<Event> {
         Some(event)
     }

@@ -206,7 +206,7 @@ impl Chat {
                 self.room_mut(&key).name().to_string(),
             ));
         }
-        if !self.rooms.contains_key(key.as_str()) {
+        if !self.rooms.contains_key(key.as_ref()) {
             if self.rooms.len() >= self.rules.max_rooms {
                 let max = self.rules.max_rooms;
                 return Err(Refused::TooManyRooms { max });
@@ -233,7 +233,7 @@ impl Chat {
     /// Something `from` did that others must hear of: an event on the bus, delivered here
     /// now if the bus hands it back.
     pub fn say(&mut self, from: ConnRef, what: What, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let event = Event::new(bus.origin(), from.id, what);
+        let event = Event::here(from.id, what);
         if let Some(event) = bus.publish(event) {
             self.deliver(&event, bus, out);
         }
@@ -315,7 +315,7 @@ impl Chat {
                 nick,
                 reason: reason.to_string(),
             };
-            self.departures.push(Event::new(bus.origin(), who.id, what));
+            self.departures.push(Event::here(who.id, what));
         }
         out.hang_up(who, reason);
         true
@@ -350,7 +350,7 @@ impl Chat {
     /// leaves wait for the end of the batch (see `notices.rs`); a newcomer whose join is
     /// still waiting is announced before anything it says.
     pub fn deliver(&mut self, event: &Event, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let mine = event.origin == bus.origin();
+        let mine = event.origin.is_here();
         match &event.what {
             What::Say { room, nick, text } => {
                 self.chat_line(event, room, &protocol::chat_line(nick, text), bus, out);
@@ -358,18 +358,18 @@ impl Chat {
             What::Me { room, nick, action } => {
                 self.chat_line(event, room, &protocol::action_line(nick, action), bus, out);
             }
-            What::Joined { room, nick } => self.arrived(event, room, nick, bus),
+            What::Joined { room, nick } => self.arrived(event, room, nick),
             What::Left { room, nick, reason } => self.went(event, room, nick, reason, bus),
             What::Moved { nick, from, to } => {
                 self.went(event, from, nick, &protocol::went_to(to), bus);
-                self.arrived(event, to, nick, bus);
+                self.arrived(event, to, nick);
             }
             // Its room sees it, the renamed client included: that is its confirmation.
             What::Renamed { room, old, new } => {
-                let Some(room) = self.rooms.get_mut(room_key(room).as_str()) else {
+                let Some(room) = self.rooms.get_mut(room_key(room).as_ref()) else {
                     return;
                 };
-                let mut cut_off = room.announce_arrival(&event.origin, event.conn, out);
+                let mut cut_off = room.announce_arrival(event.origin, event.conn, out);
                 cut_off.extend(room.tell_everyone(&protocol::renamed(old, new), out));
                 self.let_go(cut_off, bus, out);
             }
@@ -395,15 +395,15 @@ impl Chat {
         &mut self,
         event: &Event,
         room: &str,
-        line: &str,
+        line: &Rc<[u8]>,
         bus: &mut dyn Bus,
         out: &mut impl Outbox,
     ) {
-        let Some(room) = self.rooms.get_mut(room_key(room).as_str()) else {
+        let Some(room) = self.rooms.get_mut(room_key(room).as_ref()) else {
             return;
         };
-        let except = (event.origin == bus.origin()).then_some(event.conn);
-        let mut cut_off = room.announce_arrival(&event.origin, event.conn, out);
+        let except = event.origin.is_here().then_some(event.conn);
+        let mut cut_off = room.announce_arrival(event.origin, event.conn, out);
         cut_off.extend(room.say(except, line, out));
         self.let_go(cut_off, bus, out);
     }
@@ -411,8 +411,8 @@ impl Chat {
     /// A join, or a move in: `room` will hear of it in its next round of notices. Another
     /// instance's client can make this instance keep a room it did not have (and so its
     /// history), as far as `--max-rooms` allows.
-    fn arrived(&mut self, event: &Event, room: &str, nick: &str, bus: &dyn Bus) {
-        let mine = event.origin == bus.origin();
+    fn arrived(&mut self, event: &Event, room: &str, nick: &str) {
+        let mine = event.origin.is_here();
         if !mine {
             self.open_known_room(room);
         }
@@ -423,8 +423,8 @@ impl Chat {
         if self.rules.quiet_joins {
             return;
         }
-        if let Some(room) = self.rooms.get_mut(room_key(room).as_str()) {
-            room.joined(&event.origin, event.conn, nick, joiner);
+        if let Some(room) = self.rooms.get_mut(room_key(room).as_ref()) {
+            room.joined(event.origin, event.conn, nick, joiner);
         }
     }
 
@@ -432,12 +432,12 @@ impl Chat {
     /// be empty everywhere now.
     fn went(&mut self, event: &Event, room: &str, nick: &str, reason: &str, bus: &dyn Bus) {
         let key = room_key(room);
-        if let Some(room) = self.rooms.get_mut(key.as_str())
+        if let Some(room) = self.rooms.get_mut(key.as_ref())
             && !self.rules.quiet_joins
         {
-            room.left(&event.origin, event.conn, nick, reason);
+            room.left(event.origin, event.conn, nick, reason);
         }
-        if event.origin != bus.origin() {
+        if !event.origin.is_here() {
             self.forget_if_empty(&key, bus);
         }
     }
@@ -453,7 +453,7 @@ impl Chat {
         let mut next: Option<Instant> = None;
         let mut cut_off = Vec::new();
         for room in self.rooms.values_mut() {
-            match room.say_notices(now, bus.origin(), out) {
+            match room.say_notices(now, out) {
                 Ok(refused) => cut_off.extend(refused),
                 Err(at) => next = Some(next.map_or(at, |n| n.min(at))),
             }
@@ -511,7 +511,7 @@ impl Chat {
                     .to_string(),
             })
             .collect();
-        let hello = Event::new(bus.origin(), 0, What::Hello { members });
+        let hello = Event::here(0, What::Hello { members });
         if let Some(hello) = bus.publish(hello) {
             self.deliver(&hello, bus, out);
         }
@@ -575,7 +575,7 @@ impl Chat {
         }
         // The other instances forget this one at once, after its clients' leave events.
         if bus.is_shared() {
-            self.departures.push(Event::new(bus.origin(), 0, What::Bye));
+            self.departures.push(Event::here(0, What::Bye));
         }
     }
 
@@ -628,7 +628,7 @@ impl Chat {
     /// `--max-rooms` allows. Past the limit this instance keeps no history for it, and a
     /// `/join` here is refused as for any new room.
     fn open_known_room(&mut self, name: &str) {
-        if !self.rooms.contains_key(room_key(name).as_str())
+        if !self.rooms.contains_key(room_key(name).as_ref())
             && self.rooms.len() < self.rules.max_rooms
         {
             self.open_room(name);

@@ -24,6 +24,7 @@
 
 use std::time::Instant;
 
+use crate::bus::Origin;
 use crate::limits::{NOTICE_LIST, NOTICE_ROUNDS_BURST, NOTICE_ROUNDS_PER_SEC};
 use crate::protocol;
 use crate::rate_limit::TokenBucket;
@@ -34,8 +35,8 @@ pub type Clock = u64;
 /// A notice waiting for its round.
 #[derive(Debug)]
 struct Waiting {
-    /// Whose join or leave: the event's origin (bus instance) and connection id.
-    origin: String,
+    /// Whose join or leave: the event's origin (instance) and connection id.
+    origin: Origin,
     conn: u64,
     nick: String,
     /// `None` for a join, the reason for a leave.
@@ -51,7 +52,7 @@ pub struct Notice {
     /// Members whose join reading is at most this hear it.
     pub heard_up_to: Clock,
     /// The member it is about, who does not hear it (origin, connection id).
-    pub about: Option<(String, u64)>,
+    pub about: Option<(Origin, u64)>,
 }
 
 #[derive(Debug)]
@@ -69,9 +70,9 @@ impl Notices {
     }
 
     /// Someone joined; members up to `heard_up_to` will hear of it.
-    pub fn joined(&mut self, origin: &str, conn: u64, nick: &str, heard_up_to: Clock) {
+    pub fn joined(&mut self, origin: Origin, conn: u64, nick: &str, heard_up_to: Clock) {
         self.waiting.push(Waiting {
-            origin: origin.to_string(),
+            origin,
             conn,
             nick: nick.to_string(),
             left: None,
@@ -80,12 +81,19 @@ impl Notices {
     }
 
     /// Someone left. If its join was never said, neither is said.
-    pub fn left(&mut self, origin: &str, conn: u64, nick: &str, reason: &str, heard_up_to: Clock) {
+    pub fn left(
+        &mut self,
+        origin: Origin,
+        conn: u64,
+        nick: &str,
+        reason: &str,
+        heard_up_to: Clock,
+    ) {
         if self.take_join(origin, conn).is_some() {
             return;
         }
         self.waiting.push(Waiting {
-            origin: origin.to_string(),
+            origin,
             conn,
             nick: nick.to_string(),
             left: Some(reason.to_string()),
@@ -95,7 +103,7 @@ impl Notices {
 
     /// The join notice of (`origin`, `conn`), if it is still waiting: it is said now, apart
     /// from the others (its member is about to be heard from).
-    pub fn take_join(&mut self, origin: &str, conn: u64) -> Option<Notice> {
+    pub fn take_join(&mut self, origin: Origin, conn: u64) -> Option<Notice> {
         let i = self
             .waiting
             .iter()
@@ -176,8 +184,8 @@ mod tests {
     fn a_few_notices_are_said_one_line_each_as_before() {
         let t0 = Instant::now();
         let mut n = Notices::new(t0);
-        n.joined("o", 1, "ann", 0);
-        n.left("o", 7, "bo", "quit", 1);
+        n.joined(Origin::HERE, 1, "ann", 0);
+        n.left(Origin::HERE, 7, "bo", "quit", 1);
         assert_eq!(
             lines(&n.round(t0).unwrap()),
             ["*** ann joined\n", "*** bo left (quit)\n"]
@@ -190,7 +198,7 @@ mod tests {
         let t0 = Instant::now();
         let mut n = Notices::new(t0);
         for i in 0..50 {
-            n.joined("o", i, &format!("g{i}"), i);
+            n.joined(Origin::HERE, i, &format!("g{i}"), i);
         }
         let said = n.round(t0).unwrap();
         assert_eq!(lines(&said), ["*** 50 joined: g0, g1, g2 and 47 more\n"]);
@@ -204,8 +212,8 @@ mod tests {
     fn a_client_that_comes_and_goes_before_its_join_is_said_costs_nothing() {
         let t0 = Instant::now();
         let mut n = Notices::new(t0);
-        n.joined("o", 1, "ann", 0);
-        n.left("o", 1, "ann", "connection reset", 1);
+        n.joined(Origin::HERE, 1, "ann", 0);
+        n.left(Origin::HERE, 1, "ann", "connection reset", 1);
         assert!(n.round(t0).unwrap().is_empty());
     }
 
@@ -214,10 +222,10 @@ mod tests {
         let t0 = Instant::now();
         let mut n = Notices::new(t0);
         for i in 0..u64::from(NOTICE_ROUNDS_BURST) {
-            n.joined("o", i, "x", 0);
+            n.joined(Origin::HERE, i, "x", 0);
             assert_eq!(n.round(t0).unwrap().len(), 1);
         }
-        n.joined("o", 99, "late", 0);
+        n.joined(Origin::HERE, 99, "late", 0);
         let at = n.round(t0).unwrap_err();
         assert!(at > t0 && at <= t0 + Duration::from_secs(1));
         assert_eq!(lines(&n.round(at).unwrap()), ["*** late joined\n"]);

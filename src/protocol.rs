@@ -7,7 +7,9 @@
 //! guarantees they all begin with `*** ` so people and scripts can tell them from chat. Texts
 //! that state a limit are built from the limit's constant, so the two cannot disagree.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::rc::Rc;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -135,9 +137,15 @@ pub fn is_valid_room(room: &str) -> bool {
     })
 }
 
-/// The key rooms are told apart by: `#Rust` and `#rust` are one room.
-pub fn room_key(room: &str) -> String {
-    room.to_ascii_lowercase()
+/// The key rooms are told apart by: `#Rust` and `#rust` are one room. A name already in lower
+/// case (nearly every one said) is its own key, borrowed: finding the room of a chat line
+/// allocates nothing.
+pub fn room_key(room: &str) -> Cow<'_, str> {
+    if room.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(room.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(room)
+    }
 }
 
 /// Any line the server itself writes: `*** ` + text + newline.
@@ -152,13 +160,32 @@ pub fn server_line(text: impl fmt::Display) -> String {
 /// through the formatting machinery: some 1,700 instructions a line, more than anything else
 /// the server does for a line but its system calls (callgrind, a room of 10 at full speed,
 /// 2026-12-01).
-pub fn chat_line(nick: &str, text: &str) -> String {
-    ["<", nick, "> ", text, "\n"].concat()
+pub fn chat_line(nick: &str, text: &str) -> Rc<[u8]> {
+    shared_line(["<", nick, "> ", text, "\n"])
 }
 
 /// `/me` as the other clients see it.
-pub fn action_line(nick: &str, action: &str) -> String {
-    ["* ", nick, " ", action, "\n"].concat()
+pub fn action_line(nick: &str, action: &str) -> Rc<[u8]> {
+    shared_line(["* ", nick, " ", action, "\n"])
+}
+
+/// The parts of a line, one after the other, in the one allocation every queue will share.
+/// A `Vec` made first and turned into an `Rc<[u8]>` would be a second allocation and a copy:
+/// instead the `Rc` is made at its size (collected from an iterator of known length, it is
+/// allocated once) and the parts are copied in while it has no other owner.
+fn shared_line(parts: [&str; 5]) -> Rc<[u8]> {
+    let len = parts.iter().map(|p| p.len()).sum();
+    let mut line: Rc<[u8]> = std::iter::repeat_n(0, len).collect();
+    let Some(buf) = Rc::get_mut(&mut line) else {
+        // Never: it was made on the line above and has no other owner yet.
+        return Rc::from(parts.concat().as_bytes());
+    };
+    let mut at = 0;
+    for part in parts {
+        buf[at..at + part.len()].copy_from_slice(part.as_bytes());
+        at += part.len();
+    }
+    line
 }
 
 /// `/msg` as its recipient sees it.

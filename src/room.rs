@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use log::trace;
 
+use crate::bus::Origin;
 use crate::connection::{CloseReason, ConnRef};
 use crate::notices::{Clock, Notice, Notices};
 use crate::protocol;
@@ -83,7 +84,7 @@ impl Room {
     pub fn new(name: &str, history_len: usize, now: Instant) -> Room {
         Room {
             name: name.to_string(),
-            key: Rc::from(protocol::room_key(name)),
+            key: Rc::from(protocol::room_key(name).as_ref()),
             members: BTreeMap::new(),
             notices: Notices::new(now),
             clock: 0,
@@ -135,15 +136,14 @@ impl Room {
 
     /// A chat line said here: sent to every member but its sender (the connection id
     /// `except`), and kept for whoever comes in later.
-    pub fn say(&mut self, except: Option<u64>, line: &str, out: &mut impl Outbox) -> CutOff {
-        let line: Rc<[u8]> = Rc::from(line.as_bytes());
+    pub fn say(&mut self, except: Option<u64>, line: &Rc<[u8]>, out: &mut impl Outbox) -> CutOff {
         if self.history_len > 0 {
             if self.history.len() == self.history_len {
                 self.history.pop_front();
             }
-            self.history.push_back(Rc::clone(&line));
+            self.history.push_back(Rc::clone(line));
         }
-        self.send_where(|m| Some(m.conn.id) != except, &line, out)
+        self.send_where(|m| Some(m.conn.id) != except, line, out)
     }
 
     /// A server line (a rename) for every member, the one it is about included.
@@ -197,7 +197,7 @@ impl Room {
     /// A join or an arrival from another room. Who hears it: the members who were here
     /// before it. For `joiner`, one of ours already added, those that came in before it did;
     /// for another instance's client, everyone here now.
-    pub fn joined(&mut self, origin: &str, conn: u64, nick: &str, joiner: Option<ConnRef>) {
+    pub fn joined(&mut self, origin: Origin, conn: u64, nick: &str, joiner: Option<ConnRef>) {
         let heard_up_to = joiner
             .and_then(|who| self.member(who))
             .map_or(self.clock, |m| m.since - 1);
@@ -205,45 +205,35 @@ impl Room {
     }
 
     /// A leave, or a move to another room: heard by everyone here now.
-    pub fn left(&mut self, origin: &str, conn: u64, nick: &str, reason: &str) {
+    pub fn left(&mut self, origin: Origin, conn: u64, nick: &str, reason: &str) {
         self.notices.left(origin, conn, nick, reason, self.clock);
     }
 
     /// The sender (`origin`, `conn`) is heard from: if its join has not been said yet, it
     /// is now, so nobody sees a line from someone they did not see arrive.
-    pub fn announce_arrival(&mut self, origin: &str, conn: u64, out: &mut impl Outbox) -> CutOff {
+    pub fn announce_arrival(&mut self, origin: Origin, conn: u64, out: &mut impl Outbox) -> CutOff {
         match self.notices.take_join(origin, conn) {
-            Some(notice) => self.say_notice(&notice, origin, out),
+            Some(notice) => self.say_notice(&notice, out),
             None => Vec::new(),
         }
     }
 
     /// A round of join and leave notices, if one is due (the end of the batch). `Err(at)`:
     /// notices are waiting for a round at `at`.
-    pub fn say_notices(
-        &mut self,
-        now: Instant,
-        origin: &str,
-        out: &mut impl Outbox,
-    ) -> Result<CutOff, Instant> {
+    pub fn say_notices(&mut self, now: Instant, out: &mut impl Outbox) -> Result<CutOff, Instant> {
         let notices = self.notices.round(now)?;
         let mut cut_off = Vec::new();
         for notice in &notices {
-            cut_off.extend(self.say_notice(notice, origin, out));
+            cut_off.extend(self.say_notice(notice, out));
         }
         Ok(cut_off)
     }
 
     /// One notice to those who were here when it happened, except the member it is about
-    /// (`origin` is this instance's bus origin: a notice about another instance's client is
-    /// about none of ours).
-    fn say_notice(&self, notice: &Notice, origin: &str, out: &mut impl Outbox) -> CutOff {
-        let about = |m: &Member| {
-            notice
-                .about
-                .as_ref()
-                .is_some_and(|(o, conn)| o == origin && *conn == m.conn.id)
-        };
+    /// (members are this instance's clients: a notice about another instance's client is
+    /// about none of them, whatever its connection id).
+    fn say_notice(&self, notice: &Notice, out: &mut impl Outbox) -> CutOff {
+        let about = |m: &Member| notice.about == Some((Origin::HERE, m.conn.id));
         let hears = |m: &Member| m.since <= notice.heard_up_to && !about(m);
         self.send_where(hears, &Rc::from(notice.line.as_bytes()), out)
     }
@@ -309,7 +299,7 @@ pub(crate) mod tests {
     fn a_room_without_history_replays_nothing_not_even_the_header() {
         let mut room = Room::new("#a", 0, Instant::now());
         let mut out = Recorder::default();
-        room.say(None, "<ann> hi\n", &mut out);
+        room.say(None, &Rc::from(&b"<ann> hi\n"[..]), &mut out);
         let bo = ConnRef { token: 1, id: 2 };
         room.replay(bo, &mut out).unwrap();
         assert!(out.to(bo).is_empty());

@@ -43,10 +43,15 @@ use crate::transport::{Encoded, Transport};
 
 /// Connections to visit later, each at most once however often it is added: the list keeps
 /// its own "already listed" rule, one flag per token.
+///
+/// A list is taken whole once per batch and handed back when visited ([`Listed::recycle`]),
+/// so the two vectors swap and keep their capacity: listing costs no allocation per batch.
 #[derive(Debug, Default)]
 pub struct Listed {
     order: Vec<ConnRef>,
     listed: Vec<bool>,
+    /// The vector of the last list taken, emptied, to hold the next one.
+    spare: Vec<ConnRef>,
 }
 
 impl Listed {
@@ -60,12 +65,22 @@ impl Listed {
         }
     }
 
-    /// Everything listed, oldest first; the list starts empty again.
+    /// Everything listed, oldest first; the list starts empty again. Hand the vector back
+    /// with [`Listed::recycle`] once visited.
     pub fn take(&mut self) -> Vec<ConnRef> {
         for r in &self.order {
             self.listed[r.token] = false;
         }
-        std::mem::take(&mut self.order)
+        let next = std::mem::take(&mut self.spare);
+        std::mem::replace(&mut self.order, next)
+    }
+
+    /// A taken list, visited: its vector holds the next list taken.
+    pub fn recycle(&mut self, mut visited: Vec<ConnRef>) {
+        visited.clear();
+        if visited.capacity() > self.spare.capacity() {
+            self.spare = visited;
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -338,6 +353,11 @@ impl ConnTable {
         self.ready.take()
     }
 
+    /// The ready list taken by [`ConnTable::take_ready`], served.
+    pub fn served_ready(&mut self, served: Vec<ConnRef>) {
+        self.ready.recycle(served);
+    }
+
     /// Whether any connection has work waiting that no event will announce: input left by
     /// its read budget, or output left by its write budget. The loop must not sleep then.
     pub fn has_ready(&self) -> bool {
@@ -353,14 +373,21 @@ impl ConnTable {
     /// batch's flush list. Once per batch only, or a client with a huge backlog would be
     /// written again and again within one batch, and the budget would mean nothing.
     pub fn start_flushes(&mut self) {
-        for r in self.flush_next.take() {
+        let next = self.flush_next.take();
+        for &r in &next {
             self.flush.add(r);
         }
+        self.flush_next.recycle(next);
     }
 
     /// The connections to flush now; the list starts empty again.
     pub fn take_flush_list(&mut self) -> Vec<ConnRef> {
         self.flush.take()
+    }
+
+    /// The flush list taken by [`ConnTable::take_flush_list`], flushed.
+    pub fn flushed(&mut self, flushed: Vec<ConnRef>) {
+        self.flush.recycle(flushed);
     }
 
     /// Writes `r`'s queued output as far as its socket takes it (see

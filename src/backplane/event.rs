@@ -25,17 +25,59 @@
 //! It is text, not a binary format, so `redis-cli subscribe CHANNEL` shows the whole chat.
 //! `pc1`, the format before rooms, is refused: instances of both kinds cannot share a chat.
 
-use crate::bus::{Event, Presence, What};
+use std::collections::HashMap;
+
+use crate::bus::{Event, Origin, Presence, What};
 use crate::framing::sanitize;
 use crate::protocol::{is_valid_nick, is_valid_room};
 
 /// Marks the format, so a future change can be told apart from garbage.
 const VERSION: &str = "pc2";
 
+/// The instances heard of on the channel, by name, each with the small number the chat knows
+/// it by ([`Origin`]): this instance's own name is [`Origin::HERE`]. An instance that says
+/// goodbye, or falls silent, is forgotten, so the table holds the instances there now.
+#[derive(Debug)]
+pub struct Origins {
+    ids: HashMap<String, Origin>,
+    /// The number the next new name gets.
+    next: u32,
+}
+
+impl Origins {
+    /// Knows `own` (this instance's id) as [`Origin::HERE`].
+    pub fn new(own: &str) -> Origins {
+        Origins {
+            ids: HashMap::from([(own.to_string(), Origin::HERE)]),
+            next: 1,
+        }
+    }
+
+    /// The number `name` goes by, given now if it is new.
+    pub fn id(&mut self, name: &str) -> Origin {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = Origin::other(self.next);
+        // Numbers are not reused until four billion names have come and gone.
+        self.next = self.next.checked_add(1).unwrap_or(1);
+        self.ids.insert(name.to_string(), id);
+        id
+    }
+
+    /// `origin` is gone: its name may come back, as a new number.
+    pub fn forget(&mut self, origin: Origin) {
+        if !origin.is_here() {
+            self.ids.retain(|_, id| *id != origin);
+        }
+    }
+}
+
 impl Event {
-    /// The message as published.
-    pub fn encode(&self) -> String {
-        let head = format!("{VERSION} {} {}", self.origin, self.conn);
+    /// The message as published, `origin` being this instance's name (only this instance's
+    /// events are published).
+    pub fn encode(&self, origin: &str) -> String {
+        let head = format!("{VERSION} {origin} {}", self.conn);
         match &self.what {
             What::Say { room, nick, text } => format!("{head} SAY {room} {nick} {text}"),
             What::Me { room, nick, action } => format!("{head} ME {room} {nick} {action}"),
@@ -55,8 +97,9 @@ impl Event {
         }
     }
 
-    /// A message from the channel, or why it is not an event.
-    pub fn decode(message: &[u8]) -> Result<Event, String> {
+    /// A message from the channel, or why it is not an event. Its origin's name is looked up
+    /// (or entered) in `origins`.
+    pub fn decode(message: &[u8], origins: &mut Origins) -> Result<Event, String> {
         let text = std::str::from_utf8(message).map_err(|_| "not UTF-8".to_string())?;
         let mut fields = text.splitn(4, ' ');
         let (Some(VERSION), Some(origin), Some(conn), Some(rest)) =
@@ -69,10 +112,11 @@ impl Event {
         }
         let conn: u64 = conn.parse().map_err(|_| format!("bad id {conn:?}"))?;
         let (kind, args) = rest.split_once(' ').unwrap_or((rest, ""));
+        let what = decode_what(kind, args)?;
         Ok(Event {
-            origin: origin.to_string(),
+            origin: origins.id(origin),
             conn,
-            what: decode_what(kind, args)?,
+            what,
         })
     }
 }
@@ -188,12 +232,36 @@ fn decode_what(kind: &str, args: &str) -> Result<What, String> {
 mod tests {
     use super::*;
 
+    /// An event of instance `ab12`, as this instance (`me`) knows it.
     fn event(what: What) -> Event {
         Event {
-            origin: "ab12".into(),
+            origin: Origin::other(1),
             conn: 7,
             what,
         }
+    }
+
+    fn origins() -> Origins {
+        let mut origins = Origins::new("me");
+        assert_eq!(origins.id("ab12"), Origin::other(1));
+        origins
+    }
+
+    /// Names get numbers in the order they are heard; this instance's is HERE; a forgotten
+    /// name comes back as a new number.
+    #[test]
+    fn origins_number_the_instances_heard_of() {
+        let mut origins = Origins::new("me");
+        assert_eq!(origins.id("me"), Origin::HERE);
+        let (a, b) = (origins.id("aa"), origins.id("bb"));
+        assert_ne!(a, b);
+        assert_eq!(origins.id("aa"), a);
+        origins.forget(a);
+        let again = origins.id("aa");
+        assert_ne!(again, a);
+        assert_ne!(again, Origin::HERE);
+        origins.forget(Origin::HERE);
+        assert_eq!(origins.id("me"), Origin::HERE);
     }
 
     #[test]
@@ -250,7 +318,11 @@ mod tests {
             What::Bye,
         ] {
             let e = event(what);
-            assert_eq!(Event::decode(e.encode().as_bytes()), Ok(e.clone()));
+            let mut origins = origins();
+            assert_eq!(
+                Event::decode(e.encode("ab12").as_bytes(), &mut origins),
+                Ok(e.clone())
+            );
         }
     }
 
@@ -270,9 +342,9 @@ mod tests {
             b"pc2 ab12 7 MSG a",
             b"pc2 ab12 7 SAY #a \xff hi",
         ] {
-            assert!(Event::decode(bad).is_err(), "{bad:?}");
+            assert!(Event::decode(bad, &mut origins()).is_err(), "{bad:?}");
         }
-        let e = Event::decode(b"pc2 ab12 7 SAY #a al hi \x1b[31mred").unwrap();
+        let e = Event::decode(b"pc2 ab12 7 SAY #a al hi \x1b[31mred", &mut origins()).unwrap();
         assert_eq!(
             e.what,
             What::Say {

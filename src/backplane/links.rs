@@ -25,9 +25,10 @@ use mio::{Registry, Token};
 use serde::Serialize;
 
 use super::BackplaneConfig;
+use super::event::Origins;
 use super::link::{Link, LinkPhase, Role};
 use super::resp::{self, Value};
-use crate::bus::{Claim, Event};
+use crate::bus::{Claim, Event, Origin};
 use crate::error::{Error, describe};
 use crate::limits::{
     BACKPLANE_CONNECT_TIMEOUT, BACKPLANE_MAX_OUTPUT, BACKPLANE_RETRY_FIRST, BACKPLANE_RETRY_MAX,
@@ -139,6 +140,8 @@ pub struct Links {
     /// This instance's id, unique per process: the value of its nick keys, the origin of its
     /// events.
     instance: String,
+    /// The instances heard of on the channel, by name (see [`Origins`]).
+    origins: Origins,
     sub: Link,
     cmd: Link,
     /// What each reply still to come on the command connection is for, oldest first.
@@ -161,6 +164,11 @@ pub struct Links {
 impl Links {
     /// Resolves Redis's address (once: a blocking call, so only at start-up) and picks this
     /// instance's id. Connecting starts with [`Links::start`].
+    /// An instance said goodbye or fell silent: its name is forgotten (see [`Origins`]).
+    pub fn forget(&mut self, origin: Origin) {
+        self.origins.forget(origin);
+    }
+
     pub fn new(config: BackplaneConfig, instance: String) -> Result<Links, Error> {
         let url = &config.url;
         let addr = (url.host.as_str(), url.port)
@@ -180,6 +188,7 @@ impl Links {
         Ok(Links {
             config,
             addr,
+            origins: Origins::new(&instance),
             instance,
             sub: Link::new(Role::Subscriber, Token(0)),
             cmd: Link::new(Role::Commands, Token(0)),
@@ -481,7 +490,7 @@ impl Links {
             (LinkPhase::Ready, [kind, _, payload]) if kind.bytes() == Some(b"message") => {
                 let payload = payload.bytes().ok_or_else(|| unexpected(&value))?;
                 self.counters.received += 1;
-                match Event::decode(payload) {
+                match Event::decode(payload, &mut self.origins) {
                     Ok(event) => {
                         trace!("backplane: received {}", resp::lossy(payload));
                         out.push(Happening::Event(event));
@@ -547,7 +556,7 @@ impl Links {
         let out = &mut self.cmd.output;
         let awaiting = match outgoing {
             Outgoing::Publish(event) => {
-                let payload = event.encode();
+                let payload = event.encode(&self.instance);
                 trace!("backplane: publishing {payload}");
                 let channel = self.config.url.channel.as_bytes();
                 resp::command(out, &[b"PUBLISH", channel, payload.as_bytes()]);

@@ -53,7 +53,7 @@ use log::info;
 use mio::{Registry, Token};
 use serde_json::value::RawValue;
 
-use crate::bus::{Bus, BusIo, BusNews, Claim, Claimed, Event, Purpose};
+use crate::bus::{Bus, BusIo, BusNews, Claim, Claimed, Event, Purpose, What};
 use crate::error::Error;
 use crate::protocol::{self, nick_key};
 use links::{Happening, Links, Outgoing};
@@ -130,9 +130,6 @@ impl fmt::Display for RedisUrl {
 #[derive(Debug)]
 pub struct RedisBus {
     links: Links,
-    /// This instance's id, unique per process: the origin of its events, the value of its
-    /// nick keys.
-    instance: String,
     /// Both connections are ready: events are published, not delivered here directly.
     up: bool,
     /// Clients have been told the chat is local only, and are owed "back" when it is shared
@@ -167,7 +164,6 @@ impl RedisBus {
         Ok(RedisBus {
             links,
             guest_tag: instance.chars().take(4).collect(),
-            instance,
             up: false,
             told_down: false,
             outbox: Vec::new(),
@@ -198,7 +194,9 @@ impl RedisBus {
                     // Redis was away), and this instance says hello.
                     self.up = true;
                     self.resync_pending = true;
-                    self.replica.expire(now, self.nick_ttl());
+                    for gone in self.replica.expire(now, self.nick_ttl()) {
+                        self.links.forget(gone);
+                    }
                     news.push(BusNews::Refresh);
                 }
                 Happening::Down { lost } => self.went_down(lost, &mut news),
@@ -225,8 +223,11 @@ impl RedisBus {
     /// An event from the channel: the copy of who is elsewhere learns from it, a new instance
     /// is introduced to at once (not after TTL / 3), and the chat delivers it.
     fn heard(&mut self, event: Event, now: Instant, news: &mut Vec<BusNews>) {
-        if event.origin != self.instance {
+        if !event.origin.is_here() {
             let stranger = self.replica.apply(&event, now);
+            if event.what == What::Bye {
+                self.links.forget(event.origin);
+            }
             if stranger && self.up {
                 news.push(BusNews::Introduce);
             }
@@ -258,10 +259,6 @@ impl RedisBus {
 }
 
 impl Bus for RedisBus {
-    fn origin(&self) -> &str {
-        &self.instance
-    }
-
     /// Published while up: it comes back from the subscription, here too. Local only, it is
     /// delivered here at once.
     fn publish(&mut self, event: Event) -> Option<Event> {
@@ -396,7 +393,9 @@ impl BusIo for RedisBus {
         }
         let mut news = self.absorb(happened, now);
         if refresh {
-            self.replica.expire(now, self.nick_ttl());
+            for gone in self.replica.expire(now, self.nick_ttl()) {
+                self.links.forget(gone);
+            }
             if self.up {
                 news.push(BusNews::Refresh);
             }

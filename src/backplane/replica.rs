@@ -13,13 +13,13 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::bus::{Event, Presence, What};
+use crate::bus::{Event, Origin, Presence, What};
 use crate::protocol::{nick_key, room_key};
 
 #[derive(Debug, Default)]
 pub struct Replica {
     /// Instance id → its clients and when it last spoke.
-    instances: HashMap<String, Instance>,
+    instances: HashMap<Origin, Instance>,
     /// Lower-cased room name → how many of the other instances' clients are in it: kept with
     /// every change, so "is anyone in `#ops` elsewhere?" costs one lookup, not a walk.
     rooms: HashMap<String, Elsewhere>,
@@ -44,13 +44,13 @@ impl Replica {
     /// until now (so this one can introduce itself at once rather than after TTL / 3).
     pub fn apply(&mut self, event: &Event, now: Instant) -> bool {
         if event.what == What::Bye {
-            self.drop_instance(&event.origin);
+            self.drop_instance(event.origin);
             return false;
         }
         let known = self.instances.contains_key(&event.origin);
         let instance = self
             .instances
-            .entry(event.origin.clone())
+            .entry(event.origin)
             .or_insert_with(|| Instance {
                 members: HashMap::new(),
                 last_heard: now,
@@ -81,17 +81,18 @@ impl Replica {
         !known
     }
 
-    /// Forgets instances silent for longer than `ttl`.
-    pub fn expire(&mut self, now: Instant, ttl: Duration) {
-        let silent: Vec<String> = self
+    /// Forgets instances silent for longer than `ttl`, and says which.
+    pub fn expire(&mut self, now: Instant, ttl: Duration) -> Vec<Origin> {
+        let silent: Vec<Origin> = self
             .instances
             .iter()
             .filter(|(_, i)| now.saturating_duration_since(i.last_heard) > ttl)
-            .map(|(origin, _)| origin.clone())
+            .map(|(&origin, _)| origin)
             .collect();
-        for origin in silent {
-            self.drop_instance(&origin);
+        for &origin in &silent {
+            self.drop_instance(origin);
         }
+        silent
     }
 
     /// Forgets everyone (the backplane is down: nobody else can be reached).
@@ -100,8 +101,8 @@ impl Replica {
         self.rooms.clear();
     }
 
-    fn drop_instance(&mut self, origin: &str) {
-        if let Some(mut instance) = self.instances.remove(origin) {
+    fn drop_instance(&mut self, origin: Origin) {
+        if let Some(mut instance) = self.instances.remove(&origin) {
             for nick in instance.members.keys().cloned().collect::<Vec<_>>() {
                 depart(&mut instance.members, &mut self.rooms, &nick);
             }
@@ -141,7 +142,7 @@ impl Replica {
 
     /// Whether clients elsewhere are in `room` (ignoring case).
     pub fn in_room(&self, room: &str) -> bool {
-        self.rooms.contains_key(&room_key(room))
+        self.rooms.contains_key(room_key(room).as_ref())
     }
 }
 
@@ -159,7 +160,7 @@ fn arrive(
     };
     members.insert(nick_key(nick), presence);
     rooms
-        .entry(room_key(room))
+        .entry(room_key(room).into_owned())
         .or_insert_with(|| Elsewhere {
             name: room.to_string(),
             members: 0,
@@ -177,10 +178,10 @@ fn depart(
         return;
     };
     let key = room_key(&gone.room);
-    if let Some(room) = rooms.get_mut(&key) {
+    if let Some(room) = rooms.get_mut(key.as_ref()) {
         room.members -= 1;
         if room.members == 0 {
-            rooms.remove(&key);
+            rooms.remove(key.as_ref());
         }
     }
 }
@@ -189,9 +190,10 @@ fn depart(
 mod tests {
     use super::*;
 
+    /// An event of instance `origin` ("a" is the first other instance, "b" the second).
     fn from(origin: &str, what: What) -> Event {
         Event {
-            origin: origin.into(),
+            origin: Origin::other(if origin == "a" { 1 } else { 2 }),
             conn: 1,
             what,
         }

@@ -11,7 +11,10 @@ pub fn apply(cx: &mut Ctx<'_, impl Outbox>) {
     let mut rooms: BTreeMap<String, (&str, usize)> = BTreeMap::new();
     let everywhere = cx.chat.room_list().chain(cx.bus.rooms_elsewhere());
     for (name, members) in everywhere {
-        rooms.entry(room_key(name)).or_insert((name, 0)).1 += members;
+        rooms
+            .entry(room_key(name).into_owned())
+            .or_insert((name, 0))
+            .1 += members;
     }
     let mut rooms: Vec<(&str, usize)> = rooms.into_values().collect();
     let reply = protocol::rooms(&mut rooms);

@@ -370,9 +370,11 @@ impl Server {
         }
         // 3. Listeners, clients and the bus left with work by their budgets last turn.
         self.accept_leftovers(now);
-        for r in self.table.take_ready() {
+        let ready = self.table.take_ready();
+        for &r in &ready {
             self.serve_reader(r, now, Edge::Unknown);
         }
+        self.table.served_ready(ready);
         if self.bus.has_unread() {
             let news = self
                 .bus
@@ -489,14 +491,16 @@ impl Server {
             self.flush_bus(now);
             let to_flush = self.table.take_flush_list();
             if to_flush.is_empty() {
+                self.table.flushed(to_flush);
                 break;
             }
-            for r in to_flush {
+            for &r in &to_flush {
                 let registry = self.poll.registry();
                 if let Some(reason) = self.table.flush(r, registry, &mut self.timers, now) {
                     self.chat.depart(r, reason, &mut *self.bus, &mut self.table);
                 }
             }
+            self.table.flushed(to_flush);
         }
         let removed = self.table.reap(self.poll.registry());
         if removed > 0 || self.table.stats.bytes_out > written {
@@ -784,10 +788,6 @@ mod tests {
     }
 
     impl crate::bus::Bus for SendsMoreMidRelay {
-        fn origin(&self) -> &str {
-            "local"
-        }
-
         fn publish(&mut self, event: crate::bus::Event) -> Option<crate::bus::Event> {
             if let (crate::bus::What::Say { .. }, Some(mut sender)) =
                 (&event.what, self.sender.take())
