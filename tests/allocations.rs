@@ -119,10 +119,10 @@ fn allocations_per_line(config: Config) -> f64 {
 /// A plain line, sender and receiver in #lobby, joins quiet, flood control off. Counted on
 /// 2026-12-07 there were 9; what is left (where each is made):
 ///
-/// 1. `framing::sanitize`: the line, out of the framer;
-/// 2-3. `cmd::handle_line`: the sender's nick and room, copied into the command's context;
-/// 4. `cmd::say`: the text, copied into the event;
-/// 5. `protocol::chat_line`: `<nick> text\n`, in the `Rc<[u8]>` every queue shares.
+/// - `framing::sanitize`: the line, out of the framer;
+/// - `cmd::handle_line`, twice: the sender's nick and room, copied into the command's context;
+/// - `cmd::say`: the text, copied into the event;
+/// - `protocol::chat_line`: `<nick> text\n`, in the `Rc<[u8]>` every queue shares.
 ///
 /// Gone: the origin as a `String` (now a `Copy` number, `bus::Origin`), the room's key
 /// lower-cased again for every line (`room_key` borrows a name already in lower case), the
