@@ -24,6 +24,7 @@
 //! loop: a bus that has sockets of its own (the Redis bus's two connections) has them driven
 //! here like every other socket, and reports what happened as [`BusNews`] for the chat.
 
+use std::rc::Rc;
 use std::time::Instant;
 
 use mio::{Registry, Token};
@@ -79,14 +80,16 @@ impl Event {
 /// a line said in `#rust` just before a `/join #ops` still belongs to `#rust`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum What {
+    /// A chat line. Its room and nick are the sender's own, shared: saying a line copies
+    /// neither.
     Say {
-        room: String,
-        nick: String,
+        room: Rc<str>,
+        nick: Rc<str>,
         text: String,
     },
     Me {
-        room: String,
-        nick: String,
+        room: Rc<str>,
+        nick: Rc<str>,
         action: String,
     },
     /// A new client, in its first room.

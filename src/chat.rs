@@ -97,6 +97,11 @@ impl Chat {
         self.client(who).map(|c| &*c.nick)
     }
 
+    /// The same, shared (the events a client makes carry it).
+    pub fn shared_nick_of(&self, who: ConnRef) -> Option<&Rc<str>> {
+        self.client(who).map(|c| &c.nick)
+    }
+
     /// Who goes by `nick` here (ignoring case).
     pub fn owner_of(&self, nick: &str) -> Option<ConnRef> {
         self.nicks.get(&nick_key(nick)).copied()
@@ -694,7 +699,7 @@ mod tests {
         let (ann, bo) = (ConnRef { token: 0, id: 1 }, ConnRef { token: 1, id: 2 });
         chat.enter(ann, &mut bus, &mut out);
         chat.enter(bo, &mut bus, &mut out);
-        let (room, nick, text) = (LOBBY.to_string(), "guest-2".to_string(), "hi".to_string());
+        let (room, nick, text) = (LOBBY.into(), "guest-2".into(), "hi".to_string());
         chat.say(bo, What::Say { room, nick, text }, &mut bus, &mut out);
         assert!(
             chat.say_notices(Instant::now(), &mut bus, &mut out)

@@ -62,7 +62,7 @@ struct Member {
 #[derive(Debug)]
 pub struct Room {
     /// As it was first written (`#Rust`); looked up ignoring case.
-    name: String,
+    name: Rc<str>,
     /// The lower-cased name it is looked up by: the chat's key for it, and each member's
     /// record of where it is, all one allocation.
     key: Rc<str>,
@@ -83,7 +83,7 @@ pub struct Room {
 impl Room {
     pub fn new(name: &str, history_len: usize, now: Instant) -> Room {
         Room {
-            name: name.to_string(),
+            name: Rc::from(name),
             key: Rc::from(protocol::room_key(name).as_ref()),
             members: BTreeMap::new(),
             notices: Notices::new(now),
@@ -94,6 +94,11 @@ impl Room {
     }
 
     pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name, shared (the events said in it carry it).
+    pub fn shared_name(&self) -> &Rc<str> {
         &self.name
     }
 

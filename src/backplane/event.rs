@@ -177,11 +177,13 @@ fn decode_what(kind: &str, args: &str) -> Result<What, String> {
         "SAY" => {
             let (room, nick, text) = room_nick_and_text(args)?;
             let text = clean(&text);
+            let (room, nick) = (room.into(), nick.into());
             What::Say { room, nick, text }
         }
         "ME" => {
             let (room, nick, action) = room_nick_and_text(args)?;
             let action = clean(&action);
+            let (room, nick) = (room.into(), nick.into());
             What::Me { room, nick, action }
         }
         "JOIN" => {
@@ -269,13 +271,13 @@ mod tests {
         let s = |x: &str| x.to_string();
         for what in [
             What::Say {
-                room: s("#lobby"),
-                nick: s("al"),
+                room: "#lobby".into(),
+                nick: "al".into(),
                 text: s("hi  there\tyou"),
             },
             What::Me {
-                room: s("#Rust"),
-                nick: s("al"),
+                room: "#Rust".into(),
+                nick: "al".into(),
                 action: s("waves"),
             },
             What::Joined {

@@ -15,36 +15,54 @@ mod quit;
 mod say;
 mod who;
 
+use std::rc::Rc;
+
 use log::trace;
 
 use crate::bus::{Bus, What};
 use crate::chat::Chat;
 use crate::connection::ConnRef;
 use crate::protocol::{self, Command};
-use crate::room::{Outbox, Room};
+use crate::room::Outbox;
 
 /// One line from a client: parsed, then done. Lines from a client that is not in the chat
 /// (it left earlier in this batch) are dropped.
 pub fn handle_line(
     chat: &mut Chat,
     from: ConnRef,
-    line: &str,
+    line: String,
     bus: &mut dyn Bus,
     out: &mut impl Outbox,
 ) {
-    let (Some(nick), Some(room)) = (chat.nick_of(from), chat.room_of(from).map(Room::name)) else {
+    let (Some(nick), Some(room)) = (
+        chat.shared_nick_of(from).map(Rc::clone),
+        chat.room_of(from).map(|r| Rc::clone(r.shared_name())),
+    ) else {
         return;
     };
     trace!("token {} ({nick} in {room}) line {line:?}", from.token);
     let mut cx = Ctx {
-        nick: nick.to_string(),
-        room: room.to_string(),
+        nick,
+        room,
         chat,
         bus,
         out,
         from,
     };
-    match protocol::parse(line) {
+    match protocol::parse(&line) {
+        // Plain text, the line itself or what follows its escaping `/`: the line moves into
+        // the event rather than being copied (this runs for every line said).
+        Ok(Some(Command::Say(text))) => {
+            let text = match line.len().checked_sub(text.len()) {
+                Some(escape) if line.ends_with(text) => {
+                    let mut line = line;
+                    line.drain(..escape);
+                    line
+                }
+                _ => text.to_string(),
+            };
+            say::say(&mut cx, text);
+        }
         Ok(Some(command)) => cx.run(command),
         Ok(None) => {}
         Err(error) => cx.reply(&protocol::server_line(error)),
@@ -58,14 +76,14 @@ pub struct Ctx<'a, O: Outbox> {
     pub out: &'a mut O,
     /// Who sent the command, and the nick it had and the room it was in when it did.
     pub from: ConnRef,
-    pub nick: String,
-    pub room: String,
+    pub nick: Rc<str>,
+    pub room: Rc<str>,
 }
 
 impl<O: Outbox> Ctx<'_, O> {
     fn run(&mut self, command: Command<'_>) {
         match command {
-            Command::Say(text) => say::say(self, text),
+            Command::Say(text) => say::say(self, text.to_string()),
             Command::Me(action) => say::me(self, action),
             Command::Nick(new) => nick::apply(self, new),
             Command::Who => who::apply(self),

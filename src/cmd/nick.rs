@@ -10,7 +10,7 @@ use crate::protocol;
 use crate::room::Outbox;
 
 pub fn apply(cx: &mut Ctx<'_, impl Outbox>, new: &str) {
-    if cx.nick == new {
+    if &*cx.nick == new {
         return cx.reply(&protocol::you_are(new));
     }
     if !cx.chat.is_free_for(cx.from, new, cx.bus) {

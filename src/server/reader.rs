@@ -134,7 +134,7 @@ impl Server {
         self.table.stats.lines_in += 1;
         match frame {
             Frame::Line(line) => {
-                cmd::handle_line(&mut self.chat, r, &line, &mut *self.bus, &mut self.table);
+                cmd::handle_line(&mut self.chat, r, line, &mut *self.bus, &mut self.table);
             }
             Frame::TooLong => {
                 let max_line = self.config.max_line;
