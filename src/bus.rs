@@ -244,12 +244,8 @@ pub trait BusIo: Bus {
         Vec::new()
     }
 
-    /// Whether `token` is one of the bus's sockets.
-    fn owns(&self, _token: Token) -> bool {
-        false
-    }
-
-    /// A readiness event for one of its sockets.
+    /// A readiness event for one of its sockets (one of the tokens [`BusIo::start`] was
+    /// given: the loop routes those here, and nothing else).
     fn ready(
         &mut self,
         _token: Token,

@@ -308,11 +308,6 @@ impl Links {
         }
     }
 
-    /// Whether a token is one of the backplane's.
-    pub fn owns(&self, token: Token) -> bool {
-        token == self.sub.token || token == self.cmd.token
-    }
-
     /// A readiness event for one of the two connections: finish a connect, read and decode
     /// replies, write what is waiting. Any trouble takes the backplane down.
     pub fn handle(

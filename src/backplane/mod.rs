@@ -340,10 +340,6 @@ impl BusIo for RedisBus {
         self.absorb(happened, now)
     }
 
-    fn owns(&self, token: Token) -> bool {
-        self.links.owns(token)
-    }
-
     fn ready(
         &mut self,
         token: Token,

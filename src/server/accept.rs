@@ -119,14 +119,6 @@ fn reset_already(stream: &TcpStream) -> Option<io::Error> {
 }
 
 impl Server {
-    /// Which of the listeners `token` belongs to, if any. (After a shutdown there are none,
-    /// so a late event for an old listener token is treated like any unknown token.)
-    pub(super) fn listener_index(&self, token: Token) -> Option<usize> {
-        FIRST_LISTENER
-            .checked_sub(token.0)
-            .filter(|&index| index < self.listeners.len())
-    }
-
     /// Accepts until the listener's backlog is empty (edge-triggered: one event may stand for
     /// many waiting connections), or until [`ACCEPT_BUDGET`] connections; then the listener
     /// waits on the loop's list of listeners to accept from next turn.

@@ -72,7 +72,45 @@ const STATS: Token = Token(usize::MAX - 2);
 const BUS: [Token; 2] = [Token(usize::MAX - 3), Token(usize::MAX - 4)];
 /// stderr, when the log is written by the loop (see `logging.rs`).
 const LOG: Token = Token(usize::MAX - 5);
+/// Listener `i` is `FIRST_LISTENER - i`, counting down.
 const FIRST_LISTENER: usize = usize::MAX - 6;
+/// Below every listener's token: the client tokens, and far more of them than descriptors.
+const LAST_CLIENT: usize = usize::MAX / 2;
+
+/// Whose socket an event is for: decided once, from the token alone, before anything looks
+/// at the event. Clients are slab keys counting up from 0; everything else has a token of its
+/// own at the top of the token space. A client's event therefore costs one comparison to
+/// route, whatever features the server has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Client(usize),
+    Listener(usize),
+    /// One of the bus's sockets (with `--backplane`, its connections to Redis).
+    Bus(Token),
+    Signals,
+    Waker,
+    Stats,
+    Log,
+    /// A token nothing was registered under (mio allows spurious events).
+    Nobody,
+}
+
+impl Owner {
+    fn of(token: Token) -> Owner {
+        match token {
+            Token(client) if client <= LAST_CLIENT => Owner::Client(client),
+            SIGNALS => Owner::Signals,
+            WAKER => Owner::Waker,
+            STATS => Owner::Stats,
+            LOG => Owner::Log,
+            token if BUS.contains(&token) => Owner::Bus(token),
+            Token(listener) => match FIRST_LISTENER.checked_sub(listener) {
+                Some(index) => Owner::Listener(index),
+                None => Owner::Nobody,
+            },
+        }
+    }
+}
 
 /// Events fetched from the kernel per `poll` call. More events than this are simply left for
 /// the next call.
@@ -391,35 +429,15 @@ impl Server {
     /// Step 2 for one event. Public only so tests can replay a crafted batch.
     #[doc(hidden)]
     pub fn handle(&mut self, ready: Readiness, now: Instant) {
+        let owner = Owner::of(ready.token);
         trace!(
             "event: {}{}{}",
-            self.token_name(ready.token),
+            self.token_name(owner),
             if ready.readable { " readable" } else { "" },
             if ready.writable { " writable" } else { "" }
         );
-        if let Some(index) = self.listener_index(ready.token) {
-            if !self.accept_paused && !self.shutting_down {
-                self.accept(index, now);
-            }
-            return;
-        }
-        match ready.token {
-            SIGNALS => self.on_signal(now),
-            LOG => {
-                if let Some(log) = &mut self.log {
-                    log.writable();
-                }
-            }
-            WAKER => self.begin_shutdown(now),
-            STATS => self.answer_stats(),
-            token if self.bus.owns(token) => {
-                let registry = self.poll.registry();
-                let news = self
-                    .bus
-                    .ready(token, ready.readable, registry, &mut self.scratch, now);
-                self.absorb(news);
-            }
-            Token(token) => {
+        match owner {
+            Owner::Client(token) => {
                 let Some(r) = self.table.live(token) else {
                     return;
                 };
@@ -436,21 +454,41 @@ impl Server {
                     );
                 }
             }
+            Owner::Listener(index) => {
+                if index < self.listeners.len() && !self.accept_paused && !self.shutting_down {
+                    self.accept(index, now);
+                }
+            }
+            Owner::Bus(token) => {
+                let registry = self.poll.registry();
+                let news = self
+                    .bus
+                    .ready(token, ready.readable, registry, &mut self.scratch, now);
+                self.absorb(news);
+            }
+            Owner::Signals => self.on_signal(now),
+            Owner::Waker => self.begin_shutdown(now),
+            Owner::Stats => self.answer_stats(),
+            Owner::Log => {
+                if let Some(log) = &mut self.log {
+                    log.writable();
+                }
+            }
+            Owner::Nobody => {}
         }
     }
 
     /// What a token stands for, in words, for the logs.
-    fn token_name(&self, token: Token) -> String {
-        match token {
-            SIGNALS => "signals".to_string(),
-            WAKER => "waker".to_string(),
-            STATS => "stats".to_string(),
-            LOG => "log".to_string(),
-            token if self.bus.owns(token) => format!("bus socket {}", usize::MAX - token.0 - 3),
-            _ => match self.listener_index(token) {
-                Some(index) => format!("listener {index}"),
-                None => format!("token {}", token.0),
-            },
+    fn token_name(&self, owner: Owner) -> String {
+        match owner {
+            Owner::Client(token) => format!("token {token}"),
+            Owner::Listener(index) => format!("listener {index}"),
+            Owner::Bus(token) => format!("bus socket {}", usize::MAX - token.0 - 3),
+            Owner::Signals => "signals".to_string(),
+            Owner::Waker => "waker".to_string(),
+            Owner::Stats => "stats".to_string(),
+            Owner::Log => "log".to_string(),
+            Owner::Nobody => "nobody's token".to_string(),
         }
     }
 
@@ -777,6 +815,22 @@ mod tests {
         let chatting = |r: ConnRef| server.table.slot(r.token).is_some_and(|c| c.is_chatting());
         assert!(chatting(a), "a short read on a fresh edge read on");
         assert!(!chatting(b), "the FIN behind the short read was not read");
+    }
+
+    /// Every token is routed to one owner by its value alone: clients from 0 up, listeners
+    /// counting down from `FIRST_LISTENER`, the rest by name.
+    #[test]
+    fn a_token_is_routed_to_its_owner_by_its_value() {
+        assert_eq!(Owner::of(Token(0)), Owner::Client(0));
+        assert_eq!(Owner::of(Token(70_000)), Owner::Client(70_000));
+        assert_eq!(Owner::of(listener_token(0)), Owner::Listener(0));
+        assert_eq!(Owner::of(listener_token(3)), Owner::Listener(3));
+        assert_eq!(Owner::of(BUS[0]), Owner::Bus(BUS[0]));
+        assert_eq!(Owner::of(BUS[1]), Owner::Bus(BUS[1]));
+        assert_eq!(Owner::of(SIGNALS), Owner::Signals);
+        assert_eq!(Owner::of(WAKER), Owner::Waker);
+        assert_eq!(Owner::of(STATS), Owner::Stats);
+        assert_eq!(Owner::of(LOG), Owner::Log);
     }
 
     /// A bus that delivers here like [`LocalBus`], and the first time it carries a chat line
