@@ -24,7 +24,8 @@ A change to how the server reads or writes must be judged on every sender shape:
 sender alone once hid a 0.62x fan-out regression. --loads picks some (default: all four).
 
 --runs (default 3) runs of each load per binary; --duration (default 5) seconds of traffic
-each. The generator defaults to target/release/pollchat (built first). Needs taskset and
+each. The generator defaults to target/release/pollchat-bench (built first; a --generator
+named pollchat, from before pollchat-bench, runs as `pollchat bench`). Needs taskset and
 python3; loopback only, every run bounded in time.
 USAGE
 }
@@ -51,7 +52,8 @@ source "$(dirname "$0")/lib.sh"
 need taskset util-linux
 need python3 python3
 need_two_cores
-if [ -z "$generator" ]; then build_release; generator=$(realpath "$pollchat"); fi
+if [ -z "$generator" ]; then build_release; generator=$(realpath "$pollchat_bench"); fi
+generator_command
 out="${out:-target/bench/ab-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 
@@ -71,7 +73,7 @@ one() {  # one LABEL BINARY LOAD: a fresh server, one generator run, one JSON li
     latency) args=(--conns 100 --senders 100 --senders-receive --rate 1000 --writes line) ;;
     *) echo "unknown load: $load" >&2; exit 2 ;;
   esac
-  taskset -c 1 "$generator" bench --json --target "127.0.0.1:$port" --server-pid "$server_pid" \
+  taskset -c 1 "${generator_cmd[@]}" --json --target "127.0.0.1:$port" --server-pid "$server_pid" \
     --size 64 --duration "$duration" --hold 1 "${args[@]}" \
     | python3 -c 'import json, sys; r = json.load(sys.stdin); r["label"], r["load"] = sys.argv[1:3]; print(json.dumps(r))' \
       "$label" "$load" | tee -a "$out/results.jsonl" >/dev/null

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Deliveries per second for one and for two pollchat instances joined by --backplane, under
-# the same load from one generator (pollchat bench, its connections spread round-robin over
+# the same load from one generator (pollchat-bench, its connections spread round-robin over
 # the instances). A single instance without a backplane is measured too, as the baseline.
 # Every process it starts is stopped, by PID, when it exits (or on Ctrl-C).
 set -euo pipefail
@@ -81,7 +81,7 @@ run() {  # run CONFIG INSTANCES BACKPLANE(yes|no): fresh processes, one generato
   echo "== $config: $instances instance(s), backplane $backplane"
   local before after
   before=$(cpu_secs "${pids[@]}")
-  "$pollchat" bench --json "${targets[@]}" --threads 1 --conns "$conns" \
+  "$pollchat_bench" --json "${targets[@]}" --threads 1 --conns "$conns" \
     --senders "$senders" --rate max --window 64 --duration "$duration" --hold 0.5 \
     >"$out/run.json"
   after=$(cpu_secs "${pids[@]}")

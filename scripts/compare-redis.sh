@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the same scenarios against pollchat and Redis pub/sub, with the server pinned to one
-# core and the load generator (pollchat bench) to the other, and prints a table of
+# core and the load generator (pollchat-bench) to the other, and prints a table of
 # pollchat/Redis ratios. Writes results.jsonl, results.md and compare.png to the output
 # directory. Every process it starts is stopped, by PID, when it exits (or on Ctrl-C).
 set -euo pipefail

@@ -85,7 +85,7 @@ def ratio(p, r):
 count = min(len(v) for v in runs.values())
 lines = [
     f"Measured {date} on {cpus} x {model} ({hypervisor} virtual machine); Redis {redis[2:]}.",
-    f"Server pinned to core 0, generator (pollchat bench, one thread) to core 1; medians of {count} runs",
+    f"Server pinned to core 0, generator (pollchat-bench, one thread) to core 1; medians of {count} runs",
     "per server, the two servers alternating.",
     "",
     "| scenario | measure | pollchat | Redis | pollchat/Redis | |",

@@ -5,14 +5,15 @@
 #
 # Writes DIR/cert.pem and DIR/key.pem (DIR defaults to ./tls). The certificate is valid for
 # localhost, 127.0.0.1 and ::1, plus any NAMEs given (a host name, or an IP address), for 365
-# days. It is for local use and tests: clients must be told to trust it (`pollchat connect
+# days. It is for local use and tests: clients must be told to trust it (`pollchat-connect
 # --tls --ca DIR/cert.pem`, `openssl s_client -CAfile DIR/cert.pem`).
 #
 # The certificate says CA:FALSE: it is a server's certificate, not an authority. The WebPKI
 # rules rustls follows refuse a server certificate marked as a CA, which is what
-# `openssl req -x509` makes unless told otherwise. `pollchat connect --ca` accepts such a
-# certificate all the same when it is exactly the one pinned (src/client/pinned.rs), but
-# other rustls and webpki clients do not: CA:FALSE works with every client.
+# `openssl req -x509` makes unless told otherwise. `pollchat-connect --ca` accepts such a
+# certificate all the same when it is exactly the one pinned
+# (src/bin/pollchat-connect/pinned.rs), but other rustls and webpki clients do not: CA:FALSE
+# works with every client.
 set -euo pipefail
 
 dir=${1:-tls}

@@ -5,6 +5,8 @@
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 pollchat=target/release/pollchat
+# The load generator, a binary of its own beside the server (it was `pollchat bench`).
+pollchat_bench=target/release/pollchat-bench
 server_pid=""
 
 need() {  # need COMMAND DEBIAN_PACKAGE: installs the package (as root) if COMMAND is missing
@@ -34,7 +36,13 @@ build_release() {
 binaries() {  # binaries: `server` and `generator` (from --server/--generator) default to the release build, built first if either is missing
   if [ -z "$server" ] || [ -z "$generator" ]; then build_release; fi
   server="${server:-$(realpath "$pollchat")}"
-  generator="${generator:-$(realpath "$pollchat")}"
+  generator="${generator:-$(realpath "$pollchat_bench")}"
+  generator_command
+}
+
+generator_command() {  # generator_command: the array `generator_cmd` runs `$generator`: a pollchat-bench binary, or a pollchat binary built before the generator left it (then `pollchat bench`)
+  generator_cmd=("$generator")
+  if [ "$(basename "$generator")" = pollchat ]; then generator_cmd+=(bench); fi
 }
 
 stop_server() {
@@ -94,6 +102,6 @@ start_server() {  # start_server pollchat|redis PORT LOG: starts it pinned to co
 bench() {  # bench PROTO PORT ARGS...: one generator run, pinned to core 1, as one JSON line
   local proto=$1 port=$2
   shift 2
-  taskset -c 1 "$pollchat" bench --json --proto "$proto" --target "127.0.0.1:$port" \
+  taskset -c 1 "$pollchat_bench" --json --proto "$proto" --target "127.0.0.1:$port" \
     --server-pid "$server_pid" --threads 1 "$@"
 }

@@ -21,7 +21,8 @@ Each keeps 64,000 deliveries in flight at most. A line is expected by its own ro
 and a line heard in another room is counted ("other rooms" below): it must be 0.
 
 --runs (default 3) runs of each load; --duration (default 5) seconds of traffic each.
---server and --generator default to target/release/pollchat (built first). --callgrind
+--server and --generator default to target/release/pollchat and pollchat-bench (built first;
+a --generator named pollchat, from before pollchat-bench, runs as `pollchat bench`). --callgrind
 also counts the server's instructions (valgrind --tool=callgrind, one run per load, the
 counters zeroed once every connection is in; they include the disconnects at the end).
 Needs taskset and python3 (valgrind for --callgrind); loopback only, every run bounded.
@@ -77,7 +78,7 @@ one() {  # one LOAD: a fresh server, one timed generator run
     2>>"$out/server.log" &
   server_pid=$!
   wait_for_port "$port"
-  taskset -c 1 "$generator" bench --json --target "127.0.0.1:$port" --server-pid "$server_pid" \
+  taskset -c 1 "${generator_cmd[@]}" --json --target "127.0.0.1:$port" --server-pid "$server_pid" \
     --duration "$duration" "${args[@]}" | label "$load" "$out/results.jsonl"
   stop_server
   echo "   $load done"
@@ -93,7 +94,7 @@ counted() {  # counted LOAD: one run with the server under callgrind
     2>>"$out/valgrind.log" &
   server_pid=$!
   wait_for_port "$port"
-  taskset -c 1 "$generator" bench --json --target "127.0.0.1:$port" --duration "$duration" \
+  taskset -c 1 "${generator_cmd[@]}" --json --target "127.0.0.1:$port" --duration "$duration" \
     "${args[@]}" | label "$load" "$out/callgrind.jsonl" &
   local bench_pid=$!
   pids+=("$bench_pid")

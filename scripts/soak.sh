@@ -9,7 +9,7 @@ usage() {
   cat <<'USAGE'
 usage: scripts/soak.sh DURATION
 
-Starts a fresh release server and runs `pollchat bench --scenario chaos` against it for
+Starts a fresh release server and runs `pollchat-bench --scenario chaos` against it for
 DURATION seconds (at least 10) in rounds of about 30 s, at least two (see "The chaos run" in
 docs/limits.md for what each round checks). The server also serves TLS, with a
 self-signed certificate made by scripts/gen-cert.sh in a temporary directory: every other
@@ -118,7 +118,7 @@ echo "== chaos: $rounds rounds of $per_round s, $chatters chatters, $conns misbe
   "storms of $storm, against --max-clients $max_clients"
 limit=$(( duration + rounds * 40 + 30 ))
 set +e
-timeout "$limit" "${generator_cpu[@]}" "$pollchat" bench --scenario chaos \
+timeout "$limit" "${generator_cpu[@]}" "$pollchat_bench" --scenario chaos \
   --target "127.0.0.1:$port" --server-pid "$server_pid" --server-stats "127.0.0.1:$stats_port" \
   --tls-target "127.0.0.1:$tls_port" --tls-ca "$cert_dir/cert.pem" \
   --ws-target "127.0.0.1:$http_port" \

@@ -12,7 +12,7 @@ usage: scripts/storm.sh [--duration SECS] [--threads N] [--chatters N] [--chat-r
 
   A server (default flags plus --rate 0, so the chatters are not throttled; more with
   -- ARGS) pinned to core 0. On core 1: --chatters clients (default 6) each sending
-  --chat-rate lines/s (default 12) and timing every line they receive (pollchat bench), and
+  --chat-rate lines/s (default 12) and timing every line they receive (pollchat-bench), and
   a storm: --threads threads (default 2) of one Python process opening connections and
   resetting them (SO_LINGER 0) as fast as they can for --duration seconds (default 8).
   The server's RSS and descriptors are sampled every 100 ms until 5 s after the storm.
@@ -42,8 +42,8 @@ need taskset util-linux
 need python3 python3
 need_two_cores
 build_release
-generator=$(realpath "$pollchat")
-binary="${binary:-$generator}"
+generator=$(realpath "$pollchat_bench")
+binary="${binary:-$(realpath "$pollchat")}"
 out="${out:-target/bench/storm-$(date -u +%Y%m%dT%H%M%SZ)}"
 mkdir -p "$out"
 
@@ -56,7 +56,7 @@ echo "== server $binary (pid $server_pid) on 127.0.0.1:$port"
 
 # The chatters: connected and idle for a second, then chatting through the whole storm.
 total_rate=$(python3 -c "print($chatters * $chat_rate)")
-taskset -c 1 "$generator" bench --json --target "127.0.0.1:$port" --conns "$chatters" \
+taskset -c 1 "$generator" --json --target "127.0.0.1:$port" --conns "$chatters" \
   --senders "$chatters" --senders-receive --rate "$total_rate" --hold 1 \
   --duration "$(python3 -c "print($duration + 3)")" >"$out/chatters.json" &
 chatters_pid=$!

@@ -10,9 +10,9 @@
 # generator using the one its load needs. A fresh server makes every run start alike (a cold
 # heap, no #lobby history to replay, no connections still closing from the run before), and
 # one command line for both loads keeps the idle second listener on both sides of the
-# comparison. lib.sh's start_server and bench run target/release/pollchat with --bind only,
-# and this script takes --server, --generator and --http-bind: it pins the two itself, as
-# scripts/rooms.sh does.
+# comparison. lib.sh's start_server and bench run target/release/pollchat and pollchat-bench
+# with --bind only, and this script takes --server, --generator and --http-bind: it pins the
+# two itself, as scripts/rooms.sh does.
 set -euo pipefail
 
 usage() {
@@ -23,13 +23,14 @@ usage: scripts/ws-fanout.sh [--runs N] [--duration SECS] [--server BINARY] [--ge
 Two loads, each 1 sender and 1,000 receivers, 64-byte lines at --rate max with a window of
 8 lines (at most 8,000 deliveries in flight), alternating (tcp first in odd runs, ws first
 in even ones), each against a fresh server:
-  tcp   pollchat bench --proto pollchat against the server's plain listener (--bind)
-  ws    pollchat bench --proto ws against its --http-bind listener: every connection
+  tcp   pollchat-bench --proto pollchat against the server's plain listener (--bind)
+  ws    pollchat-bench --proto ws against its --http-bind listener: every connection
         upgrades at /ws and sends masked text frames
 
 --runs (default 5) runs of each load; --duration (default 5) seconds of traffic each.
---server and --generator default to target/release/pollchat (built first). Server CPU per
-delivery is the server's CPU time during the traffic (bench --server-pid, from /proc) over
+--server and --generator default to target/release/pollchat and pollchat-bench (built first;
+a --generator named pollchat, from before pollchat-bench, runs as `pollchat bench`). Server
+CPU per delivery is the server's CPU time during the traffic (--server-pid, from /proc) over
 the deliveries.
 
 --callgrind also counts the server's instructions, the server under valgrind
@@ -98,7 +99,7 @@ generate() {  # generate LOAD ARGS...: one generator run, pinned to core 1, one 
     ws) proto=ws target="127.0.0.1:$http_port" ;;
   esac
   line=$(timeout --kill-after=5 "$bound" \
-    taskset -c 1 "$generator" bench --json --proto "$proto" --target "$target" --threads 1 \
+    taskset -c 1 "${generator_cmd[@]}" --json --proto "$proto" --target "$target" --threads 1 \
     --conns 1001 --senders 1 --size 64 "$@") || status=$?
   if [ -z "$line" ] || [ "$status" -ge 124 ]; then
     echo "the $load generator failed (exit $status)" >&2

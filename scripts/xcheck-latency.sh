@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The latency load of compare-redis.sh (100 clients x 10 lines/s, each hearing everyone),
-# measured by pollchat bench and by an independent generator (benches/xcheck/xgen.c: C,
+# measured by pollchat-bench and by an independent generator (benches/xcheck/xgen.c: C,
 # level-triggered epoll, no pollchat code) in turn, against pollchat and Redis, each server
 # fresh and pinned to core 0, the generator to core 1. If the two generators agree, the
 # latency is the server's. Prints one line per run, with the CPU seconds that processes
@@ -45,7 +45,7 @@ one() {  # one RUN TOOL PROTO: a fresh server, one generator run, one JSON line
   if [ "$tool" = xgen ]; then
     result=$(/usr/bin/time -f "%U %S" -o "$out/time" taskset -c 1 "$out/xgen" "$proto" "$port" 100 10 "$duration")
   else
-    result=$(/usr/bin/time -f "%U %S" -o "$out/time" taskset -c 1 "$pollchat" bench --json \
+    result=$(/usr/bin/time -f "%U %S" -o "$out/time" taskset -c 1 "$pollchat_bench" --json \
       --proto "$proto" --target "127.0.0.1:$port" --conns 100 --senders 100 --senders-receive \
       --rate 1000 --duration "$duration" --hold 0.5)
   fi

@@ -1,5 +1,6 @@
-//! The command line: the server's flags (parsed by `clap`) turned into a [`Config`], and the
-//! subcommands `bench` and `connect`, whose arguments belong to their own modules.
+//! The command line: the server's flags (parsed by `clap`) turned into a [`Config`]. The load
+//! generator and the terminal client are binaries of their own (`pollchat-bench`,
+//! `pollchat-connect`), with command lines of their own; `--help` points to them.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +10,6 @@ use clap::Parser;
 use log::LevelFilter;
 
 use crate::backplane::{BackplaneConfig, RedisUrl};
-use crate::client::args::{CONNECT_AFTER_HELP, ConnectArgs};
 use crate::config::{Config, HttpSettings, TlsSettings};
 use crate::limits;
 
@@ -20,13 +20,9 @@ use crate::limits;
     version,
     about,
     max_term_width = 100,
-    args_conflicts_with_subcommands = true
+    after_help = TOOLS_AFTER_HELP
 )]
 pub struct Cli {
-    /// Without a subcommand, pollchat serves.
-    #[command(subcommand)]
-    pub command: Option<Command>,
-
     // (The help is an attribute, not a doc comment: rustdoc would read `[::]` as a link.)
     #[arg(
         long,
@@ -151,15 +147,22 @@ pub struct Cli {
     pub log_file: Option<PathBuf>,
 }
 
-/// What else the binary can do besides serving.
-#[derive(Debug, clap::Subcommand)]
-pub enum Command {
-    /// Load-test a chat server (pollchat or Redis pub/sub): connections held, deliveries per
-    /// second, latency, server memory
-    Bench(Box<crate::bench::BenchArgs>),
-    /// Chat from this terminal: lines typed are sent, lines received are printed
-    #[command(after_help = CONNECT_AFTER_HELP)]
-    Connect(ConnectArgs),
+/// The end of `pollchat --help`: where the two tools went. They were the subcommands
+/// `pollchat bench` and `pollchat connect` until the server's library became the server alone.
+pub const TOOLS_AFTER_HELP: &str = "\
+Built beside this binary by `cargo build --release` (in target/release/):
+  pollchat-connect HOST:PORT   chat from this terminal (was `pollchat connect`)
+  pollchat-bench               load-test a chat server, or check its promises under abuse
+                               with --scenario chaos (was `pollchat bench`)";
+
+/// The binary that took over a subcommand pollchat used to have (`bench`, `connect`), for
+/// the one line that says so when someone types the old command.
+pub fn moved_subcommand(first_arg: &str) -> Option<&'static str> {
+    match first_arg {
+        "bench" => Some("pollchat-bench"),
+        "connect" => Some("pollchat-connect"),
+        _ => None,
+    }
 }
 
 impl Cli {
@@ -249,6 +252,13 @@ mod tests {
         assert!(parse_bytes("1G").is_err());
         assert!(parse_bytes("0").is_err());
         assert!(parse_bytes("x").is_err());
+    }
+
+    #[test]
+    fn the_old_subcommands_name_the_binaries_that_took_them_over() {
+        assert_eq!(moved_subcommand("bench"), Some("pollchat-bench"));
+        assert_eq!(moved_subcommand("connect"), Some("pollchat-connect"));
+        assert_eq!(moved_subcommand("--bind"), None);
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl std::error::Error for Error {
 
 /// An io::Error as a lower-case phrase, without the "(os error 98)" suffix operators do not
 /// need.
-pub(crate) fn describe(error: &io::Error) -> String {
+pub fn describe(error: &io::Error) -> String {
     let text = error.to_string();
     let text = match text.find(" (os error") {
         Some(i) => &text[..i],
@@ -81,7 +81,7 @@ pub(crate) fn describe(error: &io::Error) -> String {
 
 /// A PEM file that could not be read, as a lower-case phrase. pki-types' own text is for
 /// programmers: it quotes the offending line as a list of bytes.
-pub(crate) fn describe_pem(error: &rustls_pki_types::pem::Error) -> String {
+pub fn describe_pem(error: &rustls_pki_types::pem::Error) -> String {
     use rustls_pki_types::pem::Error as Pem;
     match error {
         Pem::Io(e) => describe(e),

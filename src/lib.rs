@@ -51,10 +51,34 @@
 //!   and the few errors that stop the server.
 //! - [`connlog`]: per-connection log lines on a budget, summarized in a storm.
 //! - [`memory`]: giving freed memory back to the operating system once a spike is over.
-//! - [`bench`](mod@bench): `pollchat bench`, the load generator (not part of the server: it
-//!   has threads).
-//! - [`client`]: `pollchat connect`, a terminal client built like the server: one poll loop
-//!   over stdin and the socket, TLS (rustls) between its write queue and the socket.
+//!
+//! # The server, and the tools beside it
+//!
+//! This library is the server and nothing else. The two tools that come with it are binaries
+//! of their own, each with its modules in its own directory under `src/bin/`, and they are not
+//! in these docs (`cargo doc` documents them as crates of their own):
+//!
+//! - `pollchat-bench` (`src/bin/pollchat-bench/`): the load generator and the chaos run, with
+//!   threads, latency histograms and some 7,400 lines of checks and reports. None of that is
+//!   how the server works, and it was the biggest part of this crate.
+//! - `pollchat-connect` (`src/bin/pollchat-connect/`): a terminal client built like the
+//!   server: one poll loop over stdin and the socket, TLS (rustls) between its write queue
+//!   and the socket. The chaos run's TLS clients share its `tls.rs` (see that file).
+//!
+//! They use this library the way any program would, and only its leaf modules: the rules of
+//! [`nonblocking`] I/O, [`framing`], the [`write_queue`], RESP ([`backplane::resp`]),
+//! WebSocket frames ([`transport::websocket::frame`]), the protocol's text and bounds
+//! ([`protocol`], [`limits`]) and the wording of I/O errors ([`error`]). None of these imports
+//! anything of the server's but each other, so each reads on its own.
+//!
+//! Why binaries and not modules behind a feature: a binary's modules cannot be reached from
+//! the library, so the boundary is the compiler's, not a convention; `src/bin/` is where a
+//! reader, and cargo, looks for programs; and each program's `--help` is about that program.
+//! They used to be `pollchat bench` and `pollchat connect`; the server's binary does not run
+//! them for you (`pollchat bench` says where it went), because it would have to run whatever
+//! file sits beside it, which under `cargo run` can be a stale build. The `tools` feature, on
+//! by default, only keeps the tools' dependencies (`hdrhistogram`, `webpki-roots`,
+//! `rustls-webpki`) out of a server built with `--no-default-features`.
 //!
 //! # Glossary
 //!
@@ -81,11 +105,9 @@
 #![deny(unsafe_code)]
 
 pub mod backplane;
-pub mod bench;
 pub mod bus;
 pub mod chat;
 pub mod cli;
-pub mod client;
 pub mod cmd;
 pub mod config;
 pub mod connection;

@@ -186,29 +186,6 @@ pub const DEFAULT_HTTP_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// stays in its write queue, shared with the other recipients and counted by `--max-output`.
 pub const TLS_RECORDS_AHEAD: usize = 16 * 1024;
 
-// `pollchat connect`, the terminal client. It has one server and one person, so its bounds
-// are about memory and about passing backpressure on, not about fairness.
-
-/// Longest line the client frames, in either direction. A longer line typed is not sent,
-/// and a longer line received is not shown (a note says so). Sixteen times the server's
-/// default `--max-line`, so any line a pollchat server relays fits.
-pub const CLIENT_MAX_LINE: usize = 64 * 1024;
-
-/// Bytes queued for the server past which the client stops reading stdin. Input piped from
-/// a large file then waits in the file, not in memory, while the server (whose flood control
-/// reads 10 lines a second by default) takes it at its own pace.
-pub const CLIENT_SEND_BACKLOG: usize = 64 * 1024;
-
-/// Bytes waiting for stdout past which the client stops reading the socket. A terminal or
-/// pipe that cannot keep up then slows the server's writes to us, and the server's own
-/// slow-reader rules (`--max-output`) take over, instead of this process growing.
-pub const CLIENT_SCREEN_BACKLOG: usize = 64 * 1024;
-
-/// How long the client waits for a TCP connection to each address of the server. Without a
-/// bound, a silently dropped SYN would leave the user waiting for the kernel's retries
-/// (about two minutes on Linux).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// `--backplane-nick-ttl`: how long a nick's key lives in Redis unless its instance refreshes
 /// it (every third of this). It is how long the nicks of an instance that died stay taken,
 /// and how long a silent instance stays in the others' `/who`. Long enough that a busy

@@ -1,39 +1,27 @@
-//! The `pollchat` binary: parse the command line, set up logging, run the server (or the
-//! load generator, or the terminal client). Everything else is in the library.
+//! The `pollchat` binary: parse the command line, set up logging, run the server. Everything
+//! else is in the library. The load generator and the terminal client are binaries of their
+//! own, beside this one: `pollchat-bench` and `pollchat-connect`.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use pollchat::cli::{Cli, Command};
-use pollchat::{Server, bench, client, logging};
+use pollchat::cli::{Cli, moved_subcommand};
+use pollchat::{Server, logging};
 
 fn main() -> ExitCode {
+    // `pollchat bench ...` and `pollchat connect ...` were subcommands once: say where they
+    // went rather than let clap call `bench` an unexpected argument. Exit status 2, as for any
+    // other bad command line.
+    if let Some(first) = std::env::args().nth(1)
+        && let Some(binary) = moved_subcommand(&first)
+    {
+        eprintln!(
+            "pollchat: `pollchat {first}` is now a binary of its own: {binary} (built beside \
+             pollchat by `cargo build --release`; `{binary} --help` says how to use it)"
+        );
+        return ExitCode::from(2);
+    }
     let cli = Cli::parse();
-    if let Some(Command::Connect(args)) = &cli.command {
-        // The session's one line on stderr (why it ended), and a status that says the same
-        // to scripts; `pollchat connect --help` lists them.
-        let outcome = client::run(args);
-        if let Some(message) = outcome.message() {
-            eprintln!("pollchat: {message}");
-        }
-        return ExitCode::from(outcome.exit_code());
-    }
-    if let Some(Command::Bench(args)) = &cli.command {
-        return match bench::report(args) {
-            Ok((text, passed)) => {
-                print!("{text}");
-                if passed {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                }
-            }
-            Err(e) => {
-                eprintln!("pollchat bench: {e}");
-                ExitCode::FAILURE
-            }
-        };
-    }
     let result = logging::init(cli.log_level, cli.log_file.as_deref())
         .and_then(|()| Server::bind(cli.config()))
         .and_then(Server::run);

@@ -242,7 +242,7 @@ impl Write for Budget<'_> {
 
 /// Writes the records rustls has ready (handshake messages, encrypted lines, alerts) until it
 /// has none left (`true`) or the socket is full (`false`: wait for a writable event). For the
-/// server's TLS sessions and the clients' (`pollchat connect`, the chaos generator) alike.
+/// server's TLS sessions and the clients' (`pollchat-connect`, the chaos generator) alike.
 pub fn write_records<D>(tls: &mut ConnectionCommon<D>, socket: &mut dyn Write) -> io::Result<bool> {
     while tls.wants_write() {
         match tls.write_tls(socket) {

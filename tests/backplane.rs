@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Client, DEADLINE, RedisServer, ServerProcess, TestServer, bench_args};
+use common::{Client, DEADLINE, RedisServer, ServerProcess, TestServer};
 use pollchat::backplane::{BackplaneConfig, RedisUrl};
 
 /// An in-process instance on `redis`'s `channel`, with `--stats-udp` on (to see the
@@ -350,13 +350,14 @@ fn backplane_error_replies_from_redis_reconnect_and_never_crash() {
 /// The load generator spread over two instances (`--target` twice): half the connections on
 /// each, and every line reaches every receiver on either instance.
 #[test]
+#[cfg(feature = "tools")]
 fn backplane_bench_spreads_over_instances_and_counts_every_delivery() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
     let a = instance(&redis, "bench", |c| c.quiet_joins = true);
     let b = instance(&redis, "bench", |c| c.quiet_joins = true);
-    let report = pollchat::bench::run(&bench_args(&format!(
+    let report = common::bench::run(&common::bench_args(&format!(
         "--target {} --target {} --conns 100 --senders 2 --rate 100 --duration 1 --hold 0.1",
         a.addr, b.addr
     )))

@@ -1,13 +1,12 @@
-//! The load generator against a real server: its counts must be exact, so the benchmark
-//! kit cannot silently rot.
+//! The load generator (`pollchat-bench`, run as the built binary) against a real server: its
+//! counts must be exact, so the benchmark kit cannot silently rot.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::process::Command;
 
-use common::{TestServer, bench_args};
-use pollchat::bench;
+use common::{TestServer, bench, bench_args};
 use pollchat::config::HttpSettings;
 
 /// A few hundred connections, two paced senders: every line reaches every receiver, and
@@ -90,18 +89,12 @@ fn bench_counts_refusals_separately() {
     assert_eq!(report.delivered, report.sent * report.receivers as u64);
 }
 
-/// The binary's `bench --json` prints one JSON object with the counts.
+/// `pollchat-bench --json` prints one JSON object with the counts.
 #[test]
-fn bench_subcommand_prints_json() {
+fn bench_binary_prints_json() {
     let server = TestServer::with(|c| c.quiet_joins = true);
-    let output = Command::new(env!("CARGO_BIN_EXE_pollchat"))
-        .args([
-            "bench",
-            "--target",
-            &server.addr.to_string(),
-            "--conns",
-            "50",
-        ])
+    let output = Command::new(env!("CARGO_BIN_EXE_pollchat-bench"))
+        .args(["--target", &server.addr.to_string(), "--conns", "50"])
         .args([
             "--rate",
             "100",
@@ -112,7 +105,7 @@ fn bench_subcommand_prints_json() {
             "--json",
         ])
         .output()
-        .expect("run pollchat bench");
+        .expect("run pollchat-bench");
     assert!(output.status.success(), "{output:?}");
     let json = String::from_utf8(output.stdout).unwrap();
     assert!(json.trim_end().starts_with('{') && json.trim_end().ends_with('}'));

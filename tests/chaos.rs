@@ -1,4 +1,4 @@
-//! The chaos scenario (`pollchat bench --scenario chaos`) in `cargo test`: a short run against
+//! The chaos scenario (`pollchat-bench --scenario chaos`) in `cargo test`: a short run against
 //! the built binary, serving plain TCP, TLS and HTTP (WebSocket), with its limits set low
 //! enough that the misbehaving clients hit them. The test checks that every promise held in
 //! every round, and also that the limits were really hit, the TLS and WebSocket clients and
@@ -8,9 +8,9 @@
 
 mod common;
 
+use common::bench::chaos::{self, ChaosReport, Outcome};
 use common::tls::TestCert;
 use common::{ServerProcess, bench_args};
-use pollchat::bench::chaos::{self, ChaosReport, Outcome};
 
 /// The address in the server's log line `listening on ADDR (NAME...)`, waited for.
 fn listening(server: &mut ServerProcess, name: &str) -> String {

@@ -1,4 +1,4 @@
-//! `pollchat connect`, the terminal client, driven as a real process: lines piped into its
+//! `pollchat-connect`, the terminal client, driven as a real process: lines piped into its
 //! stdin, its stdout and stderr read line by line, its exit status checked. Against the
 //! in-process server over plain TCP, and against `openssl s_server` for TLS (the test says
 //! loudly that it skipped if `openssl` is missing).
@@ -30,7 +30,7 @@ fn welcome_nick(line: &str) -> String {
         .to_string()
 }
 
-/// Starts `pollchat connect` to `server` and waits for its welcome; returns it and its nick.
+/// Starts `pollchat-connect` to `server` and waits for its welcome; returns it and its nick.
 fn connected_client(server: &TestServer) -> (ClientProcess, String) {
     let mut client = ClientProcess::start(&[&server.addr.to_string()]);
     let welcome = client.wait_for_output("*** welcome").pop().unwrap();
@@ -55,7 +55,7 @@ fn connect_sends_typed_lines_and_prints_received_ones() {
     assert_eq!(exit.code, Some(0), "{exit:?}");
 }
 
-/// `printf '/who\n' | pollchat connect ...`: the answer is printed before the client exits
+/// `printf '/who\n' | pollchat-connect ...`: the answer is printed before the client exits
 /// on the end of its input, with status 0 and a one-line reason.
 #[test]
 fn connect_prints_the_answer_to_piped_input_before_exiting_with_status_0() {
@@ -183,14 +183,14 @@ fn connect_writes_no_colour_codes_into_a_pipe() {
     }
 }
 
-/// `pollchat connect ... | head -1`: once stdout's reader is gone, the next line received
+/// `pollchat-connect ... | head -1`: once stdout's reader is gone, the next line received
 /// ends the client quietly, with status 0 (a broken pipe is not a failure).
 #[test]
 fn connect_exits_quietly_with_status_0_when_stdout_is_closed() {
     let server = TestServer::start();
     let mut bob = server.connect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat"))
-        .args(["connect", &server.addr.to_string()])
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat-connect"))
+        .arg(server.addr.to_string())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -221,7 +221,7 @@ fn connect_exits_quietly_with_status_0_when_stdout_is_closed() {
     assert!(output.stderr.is_empty(), "{output:?}");
 }
 
-/// Runs `pollchat connect ADDR` on a pseudo-terminal (with util-linux `script`), with `input`
+/// Runs `pollchat-connect ADDR` on a pseudo-terminal (with util-linux `script`), with `input`
 /// typed and then Ctrl-D, and returns what the terminal showed. `None` (said loudly) if
 /// `script` is missing.
 fn on_a_terminal(addr: &str, input: &str, env: &[(&str, &str)]) -> Option<String> {
@@ -232,7 +232,7 @@ fn on_a_terminal(addr: &str, input: &str, env: &[(&str, &str)]) -> Option<String
         );
         return None;
     }
-    let command = format!("{} connect {addr}", env!("CARGO_BIN_EXE_pollchat"));
+    let command = format!("{} {addr}", env!("CARGO_BIN_EXE_pollchat-connect"));
     let mut script = Command::new("script")
         .args(["--quiet", "--return", "--command", &command, "/dev/null"])
         .env_remove("NO_COLOR")
@@ -436,7 +436,7 @@ fn connect_tls_chats_through_pollchats_tls_listener_with_a_plain_client() {
     plain.expect(&format!("*** {nick} left (connection closed)"));
 }
 
-/// `printf '/who\n' | pollchat connect --tls ...`: the input ends before the handshake does,
+/// `printf '/who\n' | pollchat-connect --tls ...`: the input ends before the handshake does,
 /// and the answer is still printed before the client exits with status 0.
 #[test]
 fn connect_tls_prints_the_answer_to_piped_input_before_exiting_with_status_0() {

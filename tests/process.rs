@@ -173,6 +173,34 @@ fn help_documents_every_flag_with_its_default() {
     }
 }
 
+/// The tools are binaries of their own: `pollchat bench` and `pollchat connect`, once
+/// subcommands, are usage errors (exit 2) that name the binary which took each over, and
+/// `--help` ends by naming both.
+#[test]
+fn old_subcommands_name_the_binaries_that_replaced_them() {
+    for (old, new) in [("bench", "pollchat-bench"), ("connect", "pollchat-connect")] {
+        let output = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+            .args([old, "--help"])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{output:?}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert!(
+            stderr.contains(&format!("now a binary of its own: {new}")),
+            "{stderr}"
+        );
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        help.contains("pollchat-bench") && help.contains("pollchat-connect"),
+        "{help}"
+    );
+}
+
 /// Room bounds out of range are usage errors naming the flag and the range: no rooms at all,
 /// or more history than the server will keep.
 #[test]

@@ -1,4 +1,4 @@
-// xgen: an independent check on `pollchat bench`'s latency figures. It shares no code with
+// xgen: an independent check on `pollchat-bench`'s latency figures. It shares no code with
 // pollchat: C, level-triggered epoll, one blocking read per readable event, `sscanf` on
 // every line. If the two generators agree on a server's latency, the figure is the
 // server's, not a generator's.
@@ -177,7 +177,7 @@ int main(int argc, char **argv) {
             if (next[i] < wake) wake = next[i];
         }
         /* Sleep until the next line is due, rounded up to epoll's millisecond (as mio does
-           for pollchat bench): no spinning, and a line is stamped when it is sent. */
+           for pollchat-bench): no spinning, and a line is stamped when it is sent. */
         long long ms = (wake - now_ns() + 999999) / 1000000;
         serve(ep, ms < 0 ? 0 : ms > 5 ? 5 : (int)ms);
     }

@@ -13,7 +13,7 @@
 //!   trusted, so the caller drops the connection.
 //!
 //! Both the backplane (`backplane/mod.rs`) and the load generator's Redis mode
-//! (`bench/wire.rs`) use it.
+//! (`src/bin/pollchat-bench/wire.rs`) use it.
 
 use std::fmt;
 

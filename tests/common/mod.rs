@@ -23,8 +23,6 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use clap::Parser;
-use pollchat::bench::BenchArgs;
 use pollchat::{Config, Server, ShutdownHandle};
 use socket2::{Domain, SockRef, Socket, Type};
 
@@ -32,6 +30,7 @@ use socket2::{Domain, SockRef, Socket, Type};
 /// machines are shared and slow; a passing test never waits this long.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+pub mod bench;
 pub mod tls;
 pub mod web;
 
@@ -507,7 +506,14 @@ impl ServerProcess {
 
     /// CPU time (user + system) the process has used, in seconds.
     pub fn cpu_secs(&self) -> f64 {
-        pollchat::bench::process_cpu_secs(self.pid).expect("the server's /proc/PID/stat")
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .expect("the server's /proc/PID/stat");
+        // Fields after the command name (in parentheses, possibly with spaces) start at
+        // field 3; utime and stime are fields 14 and 15, in clock ticks of 1/100 s.
+        let after_name = &stat[stat.rfind(')').expect("(comm) in /proc/PID/stat") + 2..];
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        let ticks = |i: usize| -> u64 { fields[i].parse().expect("a tick count") };
+        (ticks(11) + ticks(12)) as f64 / 100.0
     }
 }
 
@@ -651,18 +657,10 @@ fn wait_for_line(lines: &Receiver<String>, needle: &str) -> Vec<String> {
     }
 }
 
-/// `pollchat bench ARGS` as the command line would parse it (arguments split on spaces).
-pub fn bench_args(args: &str) -> BenchArgs {
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        args: BenchArgs,
-    }
-    let argv = std::iter::once("bench").chain(args.split_whitespace());
-    match Wrapper::try_parse_from(argv) {
-        Ok(wrapper) => wrapper.args,
-        Err(e) => panic!("invalid bench arguments: {e}"),
-    }
+/// `pollchat-bench ARGS` (arguments split on spaces), for [`bench::run`] and
+/// [`bench::chaos::run`].
+pub fn bench_args(args: &str) -> bench::BenchArgs {
+    bench::BenchArgs(args.split_whitespace().map(str::to_string).collect())
 }
 
 /// A `redis-server` on a free loopback port, persistence off. Stopped when dropped.
@@ -755,7 +753,7 @@ impl Drop for RedisServer {
     }
 }
 
-/// `pollchat connect ...` as a real child process: its stdin is given by the test, its stdout
+/// `pollchat-connect ...` as a real child process: its stdin is given by the test, its stdout
 /// and stderr are forwarded line by line so the test can wait for a line with a deadline.
 pub struct ClientProcess {
     /// `None` once [`ClientProcess::wait_exit`] has reaped it.
@@ -768,15 +766,14 @@ pub struct ClientProcess {
 }
 
 impl ClientProcess {
-    /// `pollchat connect ARGS` with stdin a pipe the test writes to ([`ClientProcess::send`]).
+    /// `pollchat-connect ARGS` with stdin a pipe the test writes to ([`ClientProcess::send`]).
     pub fn start(args: &[&str]) -> ClientProcess {
         ClientProcess::start_with(args, Stdio::piped(), &[])
     }
 
-    /// `pollchat connect ARGS` with the given stdin and extra environment variables.
+    /// `pollchat-connect ARGS` with the given stdin and extra environment variables.
     pub fn start_with(args: &[&str], stdin: Stdio, env: &[(&str, &str)]) -> ClientProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat"))
-            .arg("connect")
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat-connect"))
             .args(args)
             .env_remove("NO_COLOR")
             .envs(env.iter().copied())
@@ -784,7 +781,7 @@ impl ClientProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start pollchat connect");
+            .expect("start pollchat-connect");
         ClientProcess {
             pid: child.id(),
             stdin: child.stdin.take(),
@@ -798,7 +795,7 @@ impl ClientProcess {
         self.pid
     }
 
-    /// `printf LINES | pollchat connect ARGS`: the client's whole run on that input, to its
+    /// `printf LINES | pollchat-connect ARGS`: the client's whole run on that input, to its
     /// exit.
     pub fn piped(args: &[&str], lines: &[&str]) -> ClientExit {
         let mut client = ClientProcess::start(args);
@@ -836,7 +833,7 @@ impl ClientProcess {
     /// status with the stdout and stderr lines not read yet.
     pub fn wait_exit(&mut self) -> ClientExit {
         let child = self.child.take().expect("wait_exit is called once");
-        let status = wait_with_deadline(child, "pollchat connect");
+        let status = wait_with_deadline(child, "pollchat-connect");
         ClientExit {
             code: status.code(),
             stdout: lines_until_closed(&self.stdout),

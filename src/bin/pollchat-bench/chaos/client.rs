@@ -18,14 +18,14 @@ use rustls_pki_types::ServerName;
 use socket2::SockRef;
 
 use super::roles::Role;
-use crate::bench::BenchArgs;
-use crate::bench::wire::{self, Incoming, Proto};
-use crate::bench::worker::flush;
-use crate::client::transport::{self, TransportError};
-use crate::limits::LOBBY;
-use crate::nonblocking::ReadOutcome;
-use crate::nonblocking::write_until_blocked;
-use crate::nonblocking::{Plaintext, write_records};
+use crate::BenchArgs;
+use crate::tls::{TransportError, client_config, receive_tls};
+use crate::wire::{self, Incoming, Proto};
+use crate::worker::flush;
+use pollchat::limits::LOBBY;
+use pollchat::nonblocking::ReadOutcome;
+use pollchat::nonblocking::write_until_blocked;
+use pollchat::nonblocking::{Plaintext, write_records};
 
 /// One connection of the run, whatever its role.
 pub(super) struct Client {
@@ -158,8 +158,7 @@ impl TlsTarget {
             (None, None) => return Ok(None),
             _ => return Err("--tls-target and --tls-ca go together".into()),
         };
-        let config =
-            transport::client_config(Some(ca), "--tls-ca", false).map_err(|e| e.to_string())?;
+        let config = client_config(Some(ca), "--tls-ca", false)?;
         Ok(Some(TlsTarget {
             addr,
             config: Arc::new(config),
@@ -262,7 +261,7 @@ fn read_all(client: &mut Client, scratch: &mut [u8]) -> Option<String> {
     };
     loop {
         let outcome = match tls {
-            Some(tls) => transport::receive_tls(tls, stream, scratch, |plaintext| {
+            Some(tls) => receive_tls(tls, stream, scratch, |plaintext| {
                 input.extend_from_slice(plaintext);
             }),
             None => {
@@ -286,7 +285,7 @@ fn read_all(client: &mut Client, scratch: &mut [u8]) -> Option<String> {
 /// A WebSocket client's side of RFC 6455, as far as the chaos run needs it: the upgrade at
 /// `/ws` (`wire::ws_hello`), then each line of the role's as one masked text frame, and
 /// each text frame from the server as one line. The frame code is the load generator's
-/// (`bench/wire.rs`), shared with `bench --proto ws`.
+/// (`wire.rs`), shared with `--proto ws`.
 #[derive(Default)]
 pub(super) struct WsFraming {
     /// The server's answer to the upgrade was read: what follows is frames.
@@ -387,7 +386,7 @@ impl std::fmt::Write for PushStr<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::websocket::frame::{self, Parser, Piece};
+    use pollchat::transport::websocket::frame::{self, Parser, Piece};
 
     #[test]
     fn ws_lines_go_out_as_masked_frames_the_server_reads_as_the_same_lines() {

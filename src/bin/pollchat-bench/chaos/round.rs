@@ -16,10 +16,10 @@ use super::history::{self, Replayed, Said};
 use super::report::{HEAP_MARGIN_KIB, Round, Tally, answered, counted};
 use super::roles::{PING_LIMIT, Role, earlier, say};
 use super::rooms::{Layout, RoomLines, SECOND_ROOM};
-use crate::bench::BenchArgs;
-use crate::bench::invariants::{self, LineId};
-use crate::bench::procfs::{anon_kib, resources};
-use crate::bench::worker::latency_histogram;
+use crate::BenchArgs;
+use crate::invariants::{self, LineId};
+use crate::procfs::{anon_kib, resources};
+use crate::worker::latency_histogram;
 
 /// How long the well-behaved clients get to be welcomed, to receive what is in flight once
 /// the chaos stops, and to be closed after `/quit`.

@@ -17,8 +17,8 @@ use super::roles::{
     MISBEHAVING, MISBEHAVING_TLS, MISBEHAVING_WS, Role, TARGET_DOSE, service, timed,
 };
 use super::round::{ChatterLog, Context, Plan, Target};
-use crate::bench::BenchArgs;
-use crate::bench::worker::connect;
+use crate::BenchArgs;
+use crate::worker::connect;
 
 /// A client's TLS session or WebSocket framing, if it has one.
 type Transport = (Option<Box<ClientConnection>>, Option<Box<WsFraming>>);

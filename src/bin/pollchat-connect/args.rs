@@ -1,9 +1,15 @@
-//! `pollchat connect`'s command line: the server to reach, and how to trust it.
+//! `pollchat-connect`'s command line: the server to reach, and how to trust it.
 
 use std::path::PathBuf;
 
-/// `pollchat connect`: the terminal client (see `client/mod.rs`).
-#[derive(Debug, Clone, clap::Args)]
+/// Chat from this terminal: lines typed are sent, lines received are printed.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "pollchat-connect",
+    version,
+    max_term_width = 100,
+    after_help = CONNECT_AFTER_HELP
+)]
 pub struct ConnectArgs {
     // (The help is an attribute, not a doc comment: rustdoc would read `[::1]` as a link.)
     #[arg(
@@ -32,8 +38,8 @@ pub struct ConnectArgs {
     pub insecure: bool,
 }
 
-/// The end of `pollchat connect --help`: what the exit status says (the numbers are
-/// `client::Outcome::exit_code`; a test checks the two agree).
+/// The end of `pollchat-connect --help`: what the exit status says (the numbers are
+/// `Outcome::exit_code` in `main.rs`; a test checks the two agree).
 pub const CONNECT_AFTER_HELP: &str = "\
 Server lines (those starting with \"*** \") are shown in colour when stdout is a terminal and
 NO_COLOR is unset or empty.
@@ -47,7 +53,7 @@ Exit status:
   5  TLS failed: the server's certificate was not trusted, or the handshake failed
   128+N  ended by signal N (130 for Ctrl-C, 129 when the terminal closes)";
 
-/// Where `pollchat connect` goes: a host name or address, and a port.
+/// Where `pollchat-connect` goes: a host name or address, and a port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// A DNS name or an IP address, without the brackets an IPv6 address is written with.

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use super::client::{After, Client, Listener, PushStr, receive, write_out};
 use super::history;
 use super::round::{Context, Phase};
-use crate::bench::invariants;
-use crate::bench::wire::{self, Proto, Stamp};
-use crate::limits::LOBBY;
-use crate::nonblocking::connect_finished;
+use crate::invariants;
+use crate::wire::{self, Proto, Stamp};
+use pollchat::limits::LOBBY;
+use pollchat::nonblocking::connect_finished;
 
 /// How often the pinger asks the server for an answer.
 const PING_EVERY: Duration = Duration::from_millis(200);

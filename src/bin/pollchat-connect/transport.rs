@@ -1,7 +1,7 @@
 //! The client's connection to the server: a TCP socket, with TLS (rustls) on top when
-//! `--tls` asks for it.
+//! `--tls` asks for it (its configuration and its reading are in `tls.rs`).
 //!
-//! The loop in `mod.rs` sees one [`Transport`] whatever is underneath. It hands the transport
+//! The loop in `main.rs` sees one [`Transport`] whatever is underneath. It hands the transport
 //! plaintext to send (its [`WriteQueue`]) and gets plaintext back (into a [`LineFramer`]).
 //! With TLS, rustls sits between the write queue and the socket, in the shape of rustls's
 //! `tlsclient-mio` example:
@@ -21,44 +21,22 @@
 //! Connecting is the one blocking step of the client (see [`connect`]).
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, TcpStream as StdStream, ToSocketAddrs};
-use std::path::Path;
 use std::sync::Arc;
 
 use mio::net::TcpStream;
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection};
+use rustls_pki_types::ServerName;
 
-use super::args::{ConnectArgs, Target};
-use super::pinned::PinnedVerifier;
-use crate::error::{describe, describe_pem};
-use crate::framing::LineFramer;
-use crate::limits::CONNECT_TIMEOUT;
-use crate::nonblocking::ReadOutcome;
-use crate::nonblocking::{Plaintext, write_records};
-use crate::write_queue::{Flushed, WriteQueue};
-
-/// What went wrong on the connection: the two kinds end the client with different statuses.
-#[derive(Debug)]
-pub enum TransportError {
-    /// The socket failed (reset by the server, ...).
-    Io(io::Error),
-    /// TLS failed: the certificate was not trusted, the handshake failed, a record was bad.
-    Tls(rustls::Error),
-}
-
-impl From<io::Error> for TransportError {
-    fn from(error: io::Error) -> TransportError {
-        TransportError::Io(error)
-    }
-}
+use crate::CONNECT_TIMEOUT;
+use crate::args::{ConnectArgs, Target};
+use crate::tls::{TransportError, client_config, receive_tls, setup_bug};
+use pollchat::error::describe;
+use pollchat::framing::LineFramer;
+use pollchat::nonblocking::ReadOutcome;
+use pollchat::nonblocking::{Plaintext, write_records};
+use pollchat::write_queue::{Flushed, WriteQueue};
 
 /// How far a [`Transport::send`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,44 +143,6 @@ impl Transport {
     }
 }
 
-/// One `read_tls` from `socket`, then every byte of plaintext it completes handed to
-/// `deliver`. Shared with the chaos generator's TLS clients (`bench/chaos/client.rs`), which
-/// call it until the socket has no more.
-///
-/// One `read_tls` may bring part of a record (no plaintext yet, which is `Data` all the same:
-/// the socket had bytes), a whole record, or several. The server's `close_notify` is `Eof`,
-/// like a TCP close.
-pub fn receive_tls(
-    tls: &mut ClientConnection,
-    socket: &mut (impl Read + Write),
-    scratch: &mut [u8],
-    mut deliver: impl FnMut(&[u8]),
-) -> Result<ReadOutcome, TransportError> {
-    let outcome = ReadOutcome::from_read(|| tls.read_tls(socket))?;
-    if let Err(error) = tls.process_new_packets() {
-        // rustls has queued an alert telling the server why; send it if the socket takes
-        // it at once. We are closing either way.
-        let _ = tls.write_tls(socket);
-        return Err(TransportError::Tls(error));
-    }
-    // Take every byte of plaintext out, so rustls's buffer has room for the next read.
-    loop {
-        match tls.reader().read(scratch) {
-            Ok(0) => return Ok(ReadOutcome::Eof), // the server's close_notify
-            Ok(n) => deliver(&scratch[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            // TCP closed without close_notify. A truncation attack could look like this,
-            // but a chat line cut short shows as a last line without its newline, and a
-            // chat client has nothing better to do than to say the server closed.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                return Ok(ReadOutcome::Eof);
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(outcome)
-}
-
 /// Why the client could not get as far as a connection.
 #[derive(Debug)]
 pub enum ConnectError {
@@ -246,7 +186,8 @@ pub fn connect(args: &ConnectArgs) -> Result<Transport, ConnectError> {
                 args.server.host
             ))
         })?;
-        let connection = ClientConnection::new(Arc::new(config), name).map_err(|_| setup_bug())?;
+        let connection = ClientConnection::new(Arc::new(config), name)
+            .map_err(|_| ConnectError::Setup(setup_bug()))?;
         Some(Box::new(connection))
     } else {
         None
@@ -281,137 +222,5 @@ fn connect_tcp(target: &Target) -> io::Result<StdStream> {
 
 /// The rustls client configuration `--tls`, `--ca` and `--insecure` ask for.
 fn tls_config(args: &ConnectArgs) -> Result<ClientConfig, ConnectError> {
-    client_config(args.ca.as_deref(), "--ca", args.insecure)
-}
-
-/// A rustls client configuration with the ring provider that trusts the public CAs and the
-/// certificates in the PEM file `ca` (as authorities, and each as itself: see
-/// [`PinnedVerifier`]), or (`insecure`) any certificate at all. Shared with the chaos
-/// generator's `--tls-ca`; `flag` is the option that named `ca`, for the messages.
-pub fn client_config(
-    ca: Option<&Path>,
-    flag: &str,
-    insecure: bool,
-) -> Result<ClientConfig, ConnectError> {
-    // ring, named explicitly rather than picked by crate features behind our back.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|_| setup_bug())?;
-    if insecure {
-        let verifier = Arc::new(NoVerification(provider));
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(verifier)
-            .with_no_client_auth());
-    }
-    // The public CAs (Mozilla's list, compiled in), plus the --ca certificates if any.
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let Some(path) = ca else {
-        return Ok(builder.with_root_certificates(roots).with_no_client_auth());
-    };
-    let pinned = read_pem_certificates(path, flag)?;
-    for certificate in &pinned {
-        roots.add(certificate.clone()).map_err(|_| {
-            ConnectError::Setup(format!(
-                "{flag} {} holds a certificate that is not valid X.509: give the server's \
-                 certificate or its CA's, in PEM",
-                path.display()
-            ))
-        })?;
-    }
-    // With --ca, webpki's verifier inside one that also takes the --ca certificates as pins
-    // (src/client/pinned.rs). `dangerous()` is only rustls's way to plug a verifier in: what
-    // is not pinned gets webpki's rules exactly, as with `with_root_certificates`.
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|_| setup_bug())?;
-    let verifier = Arc::new(PinnedVerifier::new(webpki, pinned));
-    Ok(builder
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth())
-}
-
-/// rustls refused settings that are pollchat's own and always the same (ring's safe
-/// defaults, Mozilla's roots): nothing the user did, so nothing the user can change.
-fn setup_bug() -> ConnectError {
-    ConnectError::Setup(
-        "cannot start TLS: rustls refused pollchat's built-in settings, which should not \
-         happen; please report it"
-            .to_string(),
-    )
-}
-
-/// Every certificate in the PEM file at `path` (at least one).
-fn read_pem_certificates(
-    path: &Path,
-    flag: &str,
-) -> Result<Vec<CertificateDer<'static>>, ConnectError> {
-    let unreadable =
-        |why: String| ConnectError::Setup(format!("cannot read {flag} {}: {why}", path.display()));
-    let certificates = CertificateDer::pem_file_iter(path)
-        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| unreadable(describe_pem(&e)))?;
-    if certificates.is_empty() {
-        return Err(ConnectError::Setup(format!(
-            "{flag} {} holds no PEM certificate (-----BEGIN CERTIFICATE-----): give the \
-             server's certificate or its CA's, in PEM",
-            path.display()
-        )));
-    }
-    Ok(certificates)
-}
-
-/// `--insecure`: accepts any certificate for any name. The handshake's signatures are still
-/// checked (that the server holds the key of the certificate it sent), which is worthless
-/// without trusting the certificate, but keeps the rest of rustls's checks as they are. This
-/// is rustls's own `tlsclient-mio` example's `NoCertificateVerification`.
-#[derive(Debug)]
-struct NoVerification(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    client_config(args.ca.as_deref(), "--ca", args.insecure).map_err(ConnectError::Setup)
 }

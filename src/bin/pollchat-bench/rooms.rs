@@ -50,7 +50,7 @@ impl Layout {
         sender as usize % self.rooms
     }
 
-    /// What a pollchat connection says to get into `room` after the welcome; `None` with
+    /// What a pollchat-connection says to get into `room` after the welcome; `None` with
     /// one room, whose connections stay in `#lobby`.
     pub fn join_line(&self, room: usize) -> Option<String> {
         (self.rooms > 1).then(|| format!("/join #bench-{room}"))

@@ -23,8 +23,8 @@
 
 use std::io::Write as _;
 
-use crate::backplane::resp::{self, Value};
-use crate::protocol;
+use pollchat::backplane::resp::{self, Value};
+use pollchat::protocol;
 
 /// The server protocol the generator speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -496,7 +496,7 @@ mod tests {
         // What the server sends back: the line with the sender's nick, one unmasked frame.
         let mut text = b"<guest-7> ".to_vec();
         text.extend_from_slice(&out[8..]);
-        let relayed = crate::transport::websocket::frame::text_frames(&text);
+        let relayed = pollchat::transport::websocket::frame::text_frames(&text);
         let mut two = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
         let head = two.len();
         assert_eq!(decode(Proto::Ws, &two), Some((Incoming::Other, head)));
@@ -535,12 +535,12 @@ mod tests {
             decode(Proto::Pollchat, welcome),
             Some((Incoming::Welcome, welcome.len()))
         );
-        let header = crate::protocol::history_header("#bench-1", 3);
+        let header = pollchat::protocol::history_header("#bench-1", 3);
         assert_eq!(
             decode(Proto::Pollchat, header.as_bytes()),
             Some((Incoming::HistoryBegins, header.len()))
         );
-        let footer = crate::protocol::HISTORY_END.as_bytes();
+        let footer = pollchat::protocol::HISTORY_END.as_bytes();
         assert_eq!(
             decode(Proto::Pollchat, footer),
             Some((Incoming::HistoryEnds, footer.len()))
@@ -665,7 +665,7 @@ mod tests {
             decode(Proto::Pollchat, moved),
             Some((Incoming::NowIn, moved.len()))
         );
-        let full = crate::protocol::too_many_rooms("#bench-3", 1000);
+        let full = pollchat::protocol::too_many_rooms("#bench-3", 1000);
         assert_eq!(
             decode(Proto::Pollchat, full.as_bytes()),
             Some((Incoming::Refused, full.len()))

@@ -30,7 +30,7 @@ fn why(error: &Error, target: &Target) -> String {
                 .to_string()
         }
         Error::AlertReceived(AlertDescription::CertificateRequired) => {
-            "the server asks for a client certificate, which pollchat connect cannot send: \
+            "the server asks for a client certificate, which pollchat-connect cannot send: \
              connect with a client that has one, or ask the server's operator"
                 .to_string()
         }

@@ -1,5 +1,5 @@
 //! The generator's command line, one set of flags for both scenarios (`--scenario`): what
-//! `pollchat bench --help` lists, parsed by clap into [`BenchArgs`]. Checking that the flags
+//! `pollchat-bench --help` lists, parsed by clap into [`BenchArgs`]. Checking that the flags
 //! make sense together is the run's job (`run.rs`, `chaos/mod.rs`), which knows why.
 
 use std::net::SocketAddr;
@@ -56,13 +56,14 @@ pub enum Writes {
 pub enum Scenario {
     /// Connections held, deliveries per second, latency, memory (the phases above).
     Load,
-    /// Misbehaving clients around well-behaved chatters; PASS/FAIL per promise (`bench/chaos/`).
+    /// Misbehaving clients around well-behaved chatters; PASS/FAIL per promise (`chaos/`).
     Chaos,
 }
 
 /// Measure a chat server: connections held, fan-out rate, latency, memory; or, with
 /// `--scenario chaos`, whether it keeps its promises under abuse.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "pollchat-bench", version, max_term_width = 100)]
 pub struct BenchArgs {
     /// load: measure; chaos: check the server's promises under misbehaving clients
     #[arg(long, value_enum, default_value_t = Scenario::Load)]
@@ -202,4 +203,9 @@ pub struct BenchArgs {
     /// Print one JSON object instead of the summary
     #[arg(long)]
     pub json: bool,
+
+    /// Also write the report as one JSON object to this file, whatever is printed (the tests
+    /// read the figures there and the summary on stdout)
+    #[arg(long, value_name = "PATH")]
+    pub json_file: Option<std::path::PathBuf>,
 }

@@ -4,7 +4,7 @@
 //! read until `WouldBlock`, and output kept in a buffer when the socket will not take it all.
 //! A generator that blocked, or that used a thread per connection, would measure itself.
 //!
-//! The orchestrator (`bench/run.rs`) moves every worker through the same phases by setting
+//! The orchestrator (`run.rs`) moves every worker through the same phases by setting
 //! [`Shared::phase`]; workers only report counts back, through atomics.
 //!
 //! A connection is established once it is where the load needs it: a pollchat client in its
@@ -26,8 +26,8 @@ use super::Writes;
 use super::rooms::{Layout, RoomCounts};
 use super::window::{Tally, Windows};
 use super::wire::{self, Incoming, Proto, Run, Stamp};
-use crate::nonblocking::write_until_blocked;
-use crate::nonblocking::{ReadOutcome, connect_finished};
+use pollchat::nonblocking::write_until_blocked;
+use pollchat::nonblocking::{ReadOutcome, connect_finished};
 
 /// Phases every worker goes through, in order.
 pub mod phase {

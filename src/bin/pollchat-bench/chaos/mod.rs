@@ -1,4 +1,4 @@
-//! `pollchat bench --scenario chaos`: well-behaved chatters talk while strangers misbehave
+//! `pollchat-bench --scenario chaos`: well-behaved chatters talk while strangers misbehave
 //! around them, and the run says, promise by promise, whether the server kept it (PASS/FAIL).
 //!
 //! The generator is one thread and one mio loop, built like the server. A run is
@@ -23,8 +23,8 @@
 //!    read its memory.
 //!
 //! With `--tls-target` and `--tls-ca`, every other chatter and a second pinger talk to the
-//! server's TLS listener through a non-blocking rustls client (the same steps as `pollchat
-//! connect --tls`, from `client/transport.rs`), so the checks hold TLS and plain clients to one
+//! server's TLS listener through a non-blocking rustls client (the same steps as
+//! `pollchat-connect --tls`, from its `tls.rs`), so the checks hold TLS and plain clients to one
 //! record: each TLS chatter's lines must reach every plain one, and the other way round, once
 //! and in the one order. Three more misbehaving roles take their turns on the TLS port:
 //! garbage instead of a handshake, a stalled handshake and a TLS client that stops reading.
@@ -32,7 +32,7 @@
 //! With `--ws-target` (an `--http-bind` address), every third chatter (2, 5, 8..., in both
 //! rooms) and a third pinger talk WebSocket instead: they upgrade at `/ws`, send each line as
 //! one masked text frame and hear each text frame as a line (the load generator's frame code,
-//! `bench/wire.rs`), and are held to the same record as the others. Four more misbehaving
+//! `wire.rs`), and are held to the same record as the others. Four more misbehaving
 //! roles take their turns on the HTTP port (with one more flooder, see `roles.rs`): an
 //! unmasked frame (closed with 1002), a message over `--max-line` (told, and kept), a request
 //! head never finished (closed by `--http-head-timeout`) and a WebSocket client that stops
@@ -47,8 +47,8 @@
 //! After each round the checks in `invariants.rs` run over what its well-behaved clients
 //! recorded: every round must keep every promise, and the report names the round that broke
 //! one. The server's resources are judged across rounds: descriptors must be back to the cold
-//! baseline after every round, and memory within [`HEAP_MARGIN_KIB`] of it (why that margin is
-//! explained there).
+//! baseline after every round, and memory within
+//! [`HEAP_MARGIN_KIB`](report::HEAP_MARGIN_KIB) of it (why that margin is explained there).
 //!
 //! Where each part is:
 //!
@@ -80,9 +80,7 @@ use super::BenchArgs;
 use super::procfs::resources;
 use super::wire::Proto;
 use client::TlsTarget;
-pub use history::Replays;
-pub use report::{ChaosReport, Check, HEAP_MARGIN_KIB, Outcome, RoundFigures, Tally};
-pub use rooms::RoomLines;
+pub use report::ChaosReport;
 use round::{Plan, run_round};
 
 /// Runs the chaos scenario against the first `--target`: `--rounds` rounds, then the checks. `Err`

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 use super::history::Replays;
 use super::report::{ChaosReport, RoundFigures, Tally};
 use super::rooms::RoomLines;
-use crate::bench::report::one_line;
+use crate::report::one_line;
 
 impl ChaosReport {
     /// One JSON object on one line, for scripts: the figures, the server's (with

@@ -9,11 +9,11 @@
 //! (usually stdout and stderr too: the terminal was opened once and duplicated onto 0, 1 and
 //! 2). A shell handed back a non-blocking terminal may fail its next read. So `NonBlocking`
 //! puts the flag back as it found it when it is dropped, which happens on every way out of
-//! the client: a normal end, an error, a panic. Signals are events in the loop (see `mod.rs`)
+//! the client: a normal end, an error, a panic. Signals are events in the loop (see `main.rs`)
 //! and end it normally; SIGTSTP (Ctrl-Z) gives the terminal back before stopping. Only SIGKILL
 //! leaves the flag behind, and nothing can help that.
 //!
-//! epoll refuses some files: a regular file (`pollchat connect ... < lines.txt`) and
+//! epoll refuses some files: a regular file (`pollchat-connect ... < lines.txt`) and
 //! `/dev/null` cannot be registered (`EPERM`), because reading them never waits. Such a stdin
 //! is simply always ready: the loop reads it whenever it has room for more to send.
 //!
@@ -39,10 +39,10 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use socket2::SockRef;
 
-use crate::framing::{Frame, LineFramer};
-use crate::limits::CLIENT_MAX_LINE;
-use crate::nonblocking::ReadOutcome;
-use crate::write_queue::{Flushed, WriteQueue};
+use crate::CLIENT_MAX_LINE;
+use pollchat::framing::{Frame, LineFramer};
+use pollchat::nonblocking::ReadOutcome;
+use pollchat::write_queue::{Flushed, WriteQueue};
 
 /// SGR codes for server lines (cyan) and the client's own notes (dim), and the reset.
 const SERVER_COLOUR: &str = "\x1b[36m";

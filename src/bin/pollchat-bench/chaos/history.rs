@@ -18,9 +18,9 @@ use serde::Serialize;
 use super::client::Client;
 use super::rooms::SECOND_ROOM;
 use super::round::Context;
-use crate::bench::invariants::{self, LineId, Replay};
-use crate::bench::wire::{self, Incoming, Proto, Stamp};
-use crate::protocol;
+use crate::invariants::{self, LineId, Replay};
+use crate::wire::{self, Incoming, Proto, Stamp};
+use pollchat::protocol;
 
 /// One replay a well-behaved client got, as it arrived.
 pub(super) struct Replayed {

@@ -1,4 +1,4 @@
-//! A load run: the phases of the module documentation (`bench/mod.rs`), one function each.
+//! A load run: the phases of the module documentation (`main.rs`), one function each.
 //! This thread is the orchestrator. It starts the workers, moves them all through the phases
 //! by setting [`Shared::phase`], and between phases reads their counts and the server's
 //! /proc figures; the workers do the I/O (`worker.rs`).

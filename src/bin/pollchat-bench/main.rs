@@ -1,4 +1,4 @@
-//! `pollchat bench`: the load generator. It measures how many connections a chat server
+//! `pollchat-bench`: the load generator. It measures how many connections a chat server
 //! holds and how fast it fans lines out, for pollchat or Redis pub/sub, with one tool and one
 //! method.
 //!
@@ -33,31 +33,73 @@
 //! - [`chaos`] and [`invariants`]: `--scenario chaos`, the promises checked under abuse.
 
 mod args;
-pub mod chaos;
-pub mod invariants;
+mod chaos;
+// The terminal client's TLS set-up and record reading, which the chaos run's TLS clients
+// share so that they trust a certificate exactly as `pollchat-connect` does. One binary
+// cannot use another's modules, so these two files of pollchat-connect's are compiled into
+// this one as well (`tls.rs` says more).
+mod invariants;
+#[path = "../pollchat-connect/pinned.rs"]
+mod pinned;
 mod procfs;
 mod report;
 mod rooms;
 mod run;
+#[path = "../pollchat-connect/tls.rs"]
+mod tls;
 mod window;
 mod wire;
 mod worker;
 
-pub use args::{BenchArgs, Rate, Scenario, Writes};
-pub use procfs::process_cpu_secs;
-pub use report::Report;
-pub use run::run;
-pub use wire::Proto;
+use std::process::ExitCode;
 
-/// What `pollchat bench` prints (the report as text, or as JSON with `--json`), and whether
-/// the run passed: a load run always does, a chaos run if every check did, so scripts and
-/// CI can act on the exit status. `Err`: why it could not run at all.
-pub fn report(args: &BenchArgs) -> Result<(String, bool), String> {
-    let as_text = |json: String, summary: String| {
-        if args.json { json + "\n" } else { summary }
+use clap::Parser;
+
+use args::{BenchArgs, Rate, Scenario, Writes};
+use report::Report;
+use run::run;
+use wire::Proto;
+
+fn main() -> ExitCode {
+    let args = BenchArgs::parse();
+    let (text, json, passed) = match report(&args) {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("pollchat-bench: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    match args.scenario {
-        Scenario::Load => run(args).map(|r| (as_text(r.json(), r.summary()), true)),
-        Scenario::Chaos => chaos::run(args).map(|r| (as_text(r.json(), r.summary()), r.passed())),
+    print!("{text}");
+    if let Some(path) = &args.json_file
+        && let Err(e) = std::fs::write(path, json + "\n")
+    {
+        let e = pollchat::error::describe(&e);
+        eprintln!(
+            "pollchat-bench: cannot write --json-file {}: {e}",
+            path.display()
+        );
+        return ExitCode::FAILURE;
     }
+    if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// What `pollchat-bench` prints (the report as text, or as JSON with `--json`), the report
+/// as JSON (for `--json-file`), and whether the run passed: a load run always does, a chaos
+/// run if every check did, so scripts and CI can act on the exit status. `Err`: why it could
+/// not run at all.
+fn report(args: &BenchArgs) -> Result<(String, String, bool), String> {
+    let (json, summary, passed) = match args.scenario {
+        Scenario::Load => run(args).map(|r| (r.json(), r.summary(), true))?,
+        Scenario::Chaos => chaos::run(args).map(|r| (r.json(), r.summary(), r.passed()))?,
+    };
+    let text = if args.json {
+        format!("{json}\n")
+    } else {
+        summary
+    };
+    Ok((text, json, passed))
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::client::Listener;
 use super::round::ChatterLog;
-use crate::limits::LOBBY;
+use pollchat::limits::LOBBY;
 
 /// The room beside the flooded lobby.
 pub(super) const SECOND_ROOM: &str = "#chaos";

@@ -1,4 +1,4 @@
-//! `pollchat connect`: a terminal client, built the way the server is built. One thread runs
+//! `pollchat-connect`: a terminal client, built the way the server is built. One thread runs
 //! one `mio::Poll` loop, and in it are stdin, the socket, the signal pipe, and stdout when it
 //! has to be waited for.
 //!
@@ -32,30 +32,69 @@
 //!
 //! How a session ends, and the exit status that says how, is [`Outcome`].
 
-pub mod args;
-pub mod explain;
-pub mod pinned;
-pub mod terminal;
-pub mod transport;
+mod args;
+mod explain;
+mod pinned;
+mod terminal;
+mod tls;
+mod transport;
 
 use std::io;
+use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::Duration;
+
+use clap::Parser;
 
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGSTOP, SIGTERM, SIGTSTP};
 use signal_hook_mio::v1_0::Signals;
 
-use crate::error::describe;
-use crate::framing::{Frame, LineFramer};
-use crate::limits::{CLIENT_MAX_LINE, CLIENT_SCREEN_BACKLOG, CLIENT_SEND_BACKLOG, READ_CHUNK};
-use crate::nonblocking::{ReadOutcome, Registration};
-use crate::protocol::{self, Command};
-use crate::write_queue::WriteQueue;
 use args::{ConnectArgs, Target};
+use pollchat::error::describe;
+use pollchat::framing::{Frame, LineFramer};
+use pollchat::limits::READ_CHUNK;
+use pollchat::nonblocking::{ReadOutcome, Registration};
+use pollchat::protocol::{self, Command};
+use pollchat::write_queue::WriteQueue;
 
 use terminal::{Input, Screen};
-use transport::{Sent, Transport, TransportError};
+use tls::TransportError;
+use transport::{Sent, Transport};
+
+// The client's bounds. It has one server and one person, so they are about memory and about
+// passing backpressure on, not about fairness (the server's are in `pollchat::limits`).
+
+/// Longest line the client frames, in either direction. A longer line typed is not sent,
+/// and a longer line received is not shown (a note says so). Sixteen times the server's
+/// default `--max-line`, so any line a pollchat server relays fits.
+pub const CLIENT_MAX_LINE: usize = 64 * 1024;
+
+/// Bytes queued for the server past which the client stops reading stdin. Input piped from
+/// a large file then waits in the file, not in memory, while the server (whose flood control
+/// reads 10 lines a second by default) takes it at its own pace.
+pub const CLIENT_SEND_BACKLOG: usize = 64 * 1024;
+
+/// Bytes waiting for stdout past which the client stops reading the socket. A terminal or
+/// pipe that cannot keep up then slows the server's writes to us, and the server's own
+/// slow-reader rules (`--max-output`) take over, instead of this process growing.
+pub const CLIENT_SCREEN_BACKLOG: usize = 64 * 1024;
+
+/// How long the client waits for a TCP connection to each address of the server. Without a
+/// bound, a silently dropped SYN would leave the user waiting for the kernel's retries
+/// (about two minutes on Linux).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    let args = ConnectArgs::parse();
+    // The session's one line on stderr (why it ended), and a status that says the same to
+    // scripts; `pollchat-connect --help` lists them.
+    let outcome = run(&args);
+    if let Some(message) = outcome.message() {
+        eprintln!("pollchat: {message}");
+    }
+    ExitCode::from(outcome.exit_code())
+}
 
 const SOCKET: Token = Token(0);
 const STDIN: Token = Token(1);
@@ -71,7 +110,7 @@ pub enum Outcome {
     /// stdin ended (Ctrl-D, or the end of piped input), everything typed was sent, and the
     /// server closed after answering it. Exit status 0.
     InputEnded,
-    /// Whoever read stdout went away (`pollchat connect ... | head -3`). There is nobody left
+    /// Whoever read stdout went away (`pollchat-connect ... | head -3`). There is nobody left
     /// to show anything to, and that is not a failure (ripgrep's rule). Exit status 0, quietly.
     OutputClosed,
     /// `/quit` was typed, and the server closed. Exit status 3.
@@ -92,7 +131,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The process's exit status. `pollchat connect --help` lists the same numbers.
+    /// The process's exit status. `pollchat-connect --help` lists the same numbers.
     pub fn exit_code(&self) -> u8 {
         match self {
             Outcome::InputEnded | Outcome::OutputClosed => 0,
@@ -126,7 +165,7 @@ enum Phase {
     Chatting,
     /// stdin is no longer read. What is queued goes out, then the sending half is closed,
     /// and what the server still sends is shown until it closes. The pollchat server answers
-    /// everything it was sent before it closes, so `printf '/who\n' | pollchat connect ...`
+    /// everything it was sent before it closes, so `printf '/who\n' | pollchat-connect ...`
     /// prints the answer.
     Leaving(Leaving),
 }
