@@ -40,8 +40,9 @@ fn browser_page_chats_with_an_nc_client_and_shows_html_as_text() {
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-chat.png");
     let _ = std::fs::remove_file(&screenshot);
     // Ended when the test ends, pass or fail: SIGTERM first, on which playwright closes the
-    // chromium it started (in a process group of its own, which a SIGKILL to node would
-    // leave running), then SIGKILL if node is still there.
+    // chromium it started, then SIGKILL if node is still there. (Chromium runs in a process
+    // group of its own; after a SIGKILL to node it exits only because its pipe to node
+    // closes, which it did within 3 s in a trial, 2026-12-07.)
     let mut browser = common::Guard::spawn(
         Command::new(&kit.node)
             .arg(&kit.script)
