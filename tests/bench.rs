@@ -93,19 +93,19 @@ fn bench_counts_refusals_separately() {
 #[test]
 fn bench_binary_prints_json() {
     let server = TestServer::with(|c| c.quiet_joins = true);
-    let output = Command::new(env!("CARGO_BIN_EXE_pollchat-bench"))
-        .args(["--target", &server.addr.to_string(), "--conns", "50"])
-        .args([
-            "--rate",
-            "100",
-            "--duration",
-            "0.5",
-            "--hold",
-            "0",
-            "--json",
-        ])
-        .output()
-        .expect("run pollchat-bench");
+    let output = common::guard::output(
+        Command::new(env!("CARGO_BIN_EXE_pollchat-bench"))
+            .args(["--target", &server.addr.to_string(), "--conns", "50"])
+            .args([
+                "--rate",
+                "100",
+                "--duration",
+                "0.5",
+                "--hold",
+                "0",
+                "--json",
+            ]),
+    );
     assert!(output.status.success(), "{output:?}");
     let json = String::from_utf8(output.stdout).unwrap();
     assert!(json.trim_end().starts_with('{') && json.trim_end().ends_with('}'));

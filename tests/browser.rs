@@ -39,17 +39,22 @@ fn browser_page_chats_with_an_nc_client_and_shows_html_as_text() {
     let mut nc = server.connect();
     let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-chat.png");
     let _ = std::fs::remove_file(&screenshot);
-    let mut browser = Command::new(&kit.node)
-        .arg(&kit.script)
-        .arg(format!("http://{http}/"))
-        .arg(&screenshot)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start node");
+    // Ended when the test ends, pass or fail: SIGTERM first, on which playwright closes the
+    // chromium it started, then SIGKILL if node is still there. (Chromium runs in a process
+    // group of its own; after a SIGKILL to node it exits only because its pipe to node
+    // closes, which it did within 3 s in a trial, 2026-12-07.)
+    let mut browser = common::Guard::spawn(
+        Command::new(&kit.node)
+            .arg(&kit.script)
+            .arg(format!("http://{http}/"))
+            .arg(&screenshot)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    )
+    .term_first(Duration::from_secs(5));
     // The browser's steps, as it prints them; the channel closes when it exits.
     let (tx, steps) = mpsc::channel();
-    let stdout = browser.stdout.take().unwrap();
+    let stdout = browser.take_stdout().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
@@ -67,7 +72,6 @@ fn browser_page_chats_with_an_nc_client_and_shows_html_as_text() {
             Ok(line) => printed.push(line),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _ = browser.kill();
                 panic!(
                     "the browser did not finish in time:\n{}",
                     printed.join("\n")
@@ -75,7 +79,7 @@ fn browser_page_chats_with_an_nc_client_and_shows_html_as_text() {
             }
         }
     }
-    let status = browser.wait().unwrap();
+    let status = browser.wait();
     let printed = printed.join("\n");
     assert!(status.success(), "the browser test failed:\n{printed}");
     assert!(printed.contains("step: HTML shown as text"), "{printed}");

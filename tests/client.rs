@@ -100,11 +100,16 @@ fn connect_server_shutdown_exits_with_status_4() {
 /// Nobody listening: one sentence on stderr, status 1, nothing on stdout.
 #[test]
 fn connect_refused_is_one_sentence_and_status_1() {
-    let addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
+    // A socket bound to a port and never listening: connecting there is refused, and while
+    // the socket is held no other socket can bind that port (no SO_REUSEADDR on it), so no
+    // other test's server can start listening there. (A listener bound and closed again
+    // left the port free for another test to take before the client connected.)
+    let reserved =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    reserved
+        .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
         .unwrap();
-    // The listener is closed again here: nothing listens on that port now.
+    let addr = reserved.local_addr().unwrap().as_socket().unwrap();
     let mut client = ClientProcess::start_with(&[&addr.to_string()], Stdio::null(), &[]);
     let exit = client.wait_exit();
     assert_eq!(exit.code, Some(1), "{exit:?}");
@@ -189,36 +194,41 @@ fn connect_writes_no_colour_codes_into_a_pipe() {
 fn connect_exits_quietly_with_status_0_when_stdout_is_closed() {
     let server = TestServer::start();
     let mut bob = server.connect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat-connect"))
-        .arg(server.addr.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::Guard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_pollchat-connect"))
+            .arg(server.addr.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     // Held until the end: stdin stays open, so only the closed stdout can end the client.
-    let _stdin = child.stdin.take();
+    let _stdin = child.take_stdin();
     let mut first = [0u8; 4];
-    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    child.take_stdout().unwrap().read_exact(&mut first).unwrap();
     // That was the reader's last read: the pipe is closed now, like `head` exiting.
     bob.read_until(|l| l.ends_with(" joined"));
-    let (tx, rx) = mpsc::channel();
+    let mut stderr = child.take_stderr().unwrap();
+    let (tx, stderr_rx) = mpsc::channel();
     thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
+        let mut all = Vec::new();
+        let _ = stderr.read_to_end(&mut all);
+        let _ = tx.send(String::from_utf8_lossy(&all).into_owned());
     });
     // Another test spawning a process at the wrong moment can hold a copy of the pipe's read
     // end for an instant (between its fork and its exec); a line written then fits in the
     // pipe and breaks nothing. So bob says something again until the client has exited.
     let deadline = Instant::now() + DEADLINE;
-    let output = loop {
+    let status = loop {
         bob.send("anyone there?");
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(output) => break output.unwrap(),
-            Err(_) => assert!(Instant::now() < deadline, "the client did not exit"),
+        match child.wait_timeout(Duration::from_millis(200)) {
+            Some(status) => break status,
+            None => assert!(Instant::now() < deadline, "the client did not exit"),
         }
     };
-    assert_eq!(output.status.code(), Some(0), "{output:?}");
-    assert!(output.stderr.is_empty(), "{output:?}");
+    let stderr = stderr_rx.recv_timeout(DEADLINE).unwrap();
+    let output = (status, &stderr);
+    assert_eq!(status.code(), Some(0), "{output:?}");
+    assert!(stderr.is_empty(), "{output:?}");
 }
 
 /// Runs `pollchat-connect ADDR` on a pseudo-terminal (with util-linux `script`), with `input`
@@ -233,20 +243,22 @@ fn on_a_terminal(addr: &str, input: &str, env: &[(&str, &str)]) -> Option<String
         return None;
     }
     let command = format!("{} {addr}", env!("CARGO_BIN_EXE_pollchat-connect"));
-    let mut script = Command::new("script")
-        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
-        .env_remove("NO_COLOR")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Ended when the test ends: `script` first, and with it the terminal, whose hangup ends
+    // the client on it.
+    let mut script = common::Guard::spawn(
+        Command::new("script")
+            .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+            .env_remove("NO_COLOR")
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     // `script` types this on the terminal, then Ctrl-D when its own input ends.
-    let mut typing = script.stdin.take().unwrap();
+    let mut typing = script.take_stdin().unwrap();
     typing.write_all(input.as_bytes()).unwrap();
     drop(typing);
-    let mut screen = script.stdout.take().unwrap();
+    let mut screen = script.take_stdout().unwrap();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut shown = Vec::new();
@@ -254,10 +266,9 @@ fn on_a_terminal(addr: &str, input: &str, env: &[(&str, &str)]) -> Option<String
         let _ = tx.send(shown);
     });
     let Ok(shown) = rx.recv_timeout(DEADLINE) else {
-        let _ = script.kill();
         panic!("the client on a terminal did not finish in time");
     };
-    assert!(script.wait().unwrap().success());
+    assert!(script.wait().success());
     Some(String::from_utf8_lossy(&shown).into_owned())
 }
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::tls::TestCert;
@@ -247,12 +247,11 @@ fn bad_certificate_or_key_is_one_sentence_and_a_failing_exit() {
 /// The server binary started with this certificate and key, run until it exits (it is
 /// expected to refuse them and exit at once).
 fn start_with_tls_files(cert_file: &str, key_file: &str) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_pollchat"))
-        .args(["--bind", "127.0.0.1:0", "--tls-bind", "127.0.0.1:0"])
-        .args(["--tls-cert", cert_file, "--tls-key", key_file])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    common::guard::output(
+        Command::new(env!("CARGO_BIN_EXE_pollchat"))
+            .args(["--bind", "127.0.0.1:0", "--tls-bind", "127.0.0.1:0"])
+            .args(["--tls-cert", cert_file, "--tls-key", key_file]),
+    )
 }
 
 /// The sentences for a key that does not fit say what to do, and are not pki-types' or
@@ -316,10 +315,9 @@ fn openssl_s_client_chats_through_the_tls_listener_with_a_gen_cert_certificate()
     }
     let scratch = TestCert::new();
     let dir = scratch.dir().join("gen-cert");
-    let made = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gen-cert.sh"))
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let made = common::guard::output(
+        Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gen-cert.sh")).arg(&dir),
+    );
     assert!(made.status.success(), "gen-cert.sh: {made:?}");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let mut server = ServerProcess::start(&[

@@ -1,6 +1,12 @@
 //! Helpers shared by the integration tests: a server on an ephemeral loopback port (in-process
 //! or as the built binary), and a line-oriented client whose every read has a deadline.
 //!
+//! Ports: a server is given port 0 and reports the port it took (`Server::local_addrs` in
+//! process, its "listening on" log line as a binary); a test never binds port 0 to learn a
+//! free port and releases it for a server, because another test can take the port in
+//! between. Processes: every process a test starts is held by a [`Guard`], which ends it
+//! when the test ends, pass or fail.
+//!
 //! Tests synchronise on what the server sends, never on sleeps: to know that the server has
 //! handled everything a client sent, have the client send `/who` and wait for the answer
 //! ([`Client::sync`]). The server handles each client's lines in order, so by then it has
@@ -18,7 +24,7 @@
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -31,8 +37,11 @@ use socket2::{Domain, SockRef, Socket, Type};
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub mod bench;
+pub mod guard;
 pub mod tls;
 pub mod web;
+
+pub use guard::Guard;
 
 /// A server running in a thread of the test process. Stopped (gracefully) when dropped.
 pub struct TestServer {
@@ -385,9 +394,8 @@ pub fn send_concurrently(senders: Vec<Client>, lines: usize) -> Vec<Client> {
 
 /// The built `pollchat` binary, started as a real process on an ephemeral port.
 pub struct ServerProcess {
-    /// `None` once [`ServerProcess::wait_exit`] has reaped it.
-    child: Option<Child>,
-    pid: u32,
+    /// Ends the process when the test ends, pass or fail.
+    process: Guard,
     pub addr: SocketAddr,
     /// Lines the process writes to stderr (its log), forwarded by a thread.
     log: Receiver<String>,
@@ -438,18 +446,19 @@ impl ServerProcess {
         args: &[&str],
         forward: impl FnOnce(std::process::ChildStderr) -> Receiver<String>,
     ) -> ServerProcess {
-        let mut child = command
-            .args(["--bind", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pollchat binary");
-        let log = forward(child.stderr.take().expect("piped stderr"));
+        // Port 0: the server takes a free port itself and says which in its log, so no
+        // other test can take the port between its choice and its bind.
+        let mut process = Guard::spawn(
+            command
+                .args(["--bind", "127.0.0.1:0"])
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let log = forward(process.take_stderr().expect("piped stderr"));
         let mut server = ServerProcess {
-            pid: child.id(),
-            child: Some(child),
+            process,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
         };
@@ -477,7 +486,7 @@ impl ServerProcess {
     }
 
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.pid()
     }
 
     /// Where `--stats-udp` answers, from the log line that says so (with the real port when
@@ -495,18 +504,17 @@ impl ServerProcess {
 
     /// Sends a signal with `kill(1)`.
     pub fn signal(&self, name: &str) {
-        send_signal(self.pid, name);
+        self.process.signal(name);
     }
 
     /// Waits for the process to exit, failing the test after [`DEADLINE`].
     pub fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let child = self.child.take().expect("wait_exit is called once");
-        wait_with_deadline(child, "pollchat")
+        self.process.wait()
     }
 
     /// CPU time (user + system) the process has used, in seconds.
     pub fn cpu_secs(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
             .expect("the server's /proc/PID/stat");
         // Fields after the command name (in parentheses, possibly with spaces) start at
         // field 3; utime and stime are fields 14 and 15, in clock ticks of 1/100 s.
@@ -517,34 +525,29 @@ impl ServerProcess {
     }
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// A child process a test talks to: lines in on its stdin, lines out of its stdout, read by
 /// a thread so that every wait has a deadline. Killed when dropped.
 pub struct Interactive {
-    child: Child,
+    process: Guard,
     stdin: Option<std::process::ChildStdin>,
     out: Receiver<String>,
 }
 
 impl Interactive {
     pub fn spawn(command: &mut Command) -> Interactive {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start child process");
-        let stdin = child.stdin.take();
-        let out = forward_lines(child.stdout.take().expect("piped stdout"));
-        Interactive { child, stdin, out }
+        let mut process = Guard::spawn(
+            command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        );
+        let stdin = process.take_stdin();
+        let out = forward_lines(process.take_stdout().expect("piped stdout"));
+        Interactive {
+            process,
+            stdin,
+            out,
+        }
     }
 
     /// Sends one line to its stdin (the newline is added).
@@ -565,13 +568,6 @@ impl Interactive {
     }
 }
 
-impl Drop for Interactive {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `kill -NAME PID`, failing the test if it fails.
 pub fn send_signal(pid: u32, name: &str) {
     let status = Command::new("kill")
@@ -579,23 +575,6 @@ pub fn send_signal(pid: u32, name: &str) {
         .status()
         .expect("run kill");
     assert!(status.success(), "kill -{name} failed");
-}
-
-/// Waits for `child` to exit, from a thread so the wait has a deadline; after [`DEADLINE`]
-/// it is killed and the test fails, naming `what`.
-fn wait_with_deadline(mut child: Child, what: &str) -> std::process::ExitStatus {
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
-    match rx.recv_timeout(DEADLINE) {
-        Ok(status) => status.unwrap_or_else(|e| panic!("wait for {what}: {e}")),
-        Err(_) => {
-            send_signal(pid, "KILL");
-            panic!("{what} did not exit in time");
-        }
-    }
 }
 
 /// Sends each line a child writes to `pipe` into the returned channel, from a thread, so
@@ -665,16 +644,26 @@ pub fn bench_args(args: &str) -> bench::BenchArgs {
 
 /// A `redis-server` on a free loopback port, persistence off. Stopped when dropped.
 pub struct RedisServer {
-    child: Child,
+    /// Ends the process when the test ends, pass or fail.
+    process: Guard,
     pub addr: SocketAddr,
-    pid: u32,
     /// Its output, kept flowing (see [`forward_lines`]).
     _log: Receiver<String>,
 }
 
+/// How many ports [`RedisServer::start`] tries before it gives up: each one taken by another
+/// program is a retry, so this many in a row means something else is wrong.
+const REDIS_PORT_TRIES: usize = 20;
+
 impl RedisServer {
     /// `None`, after saying so loudly on stderr, if `redis-server` is not installed
     /// (`.ci/run` installs it, so CI always runs these tests).
+    ///
+    /// Redis cannot be told to pick a free port itself (`--port 0` turns TCP off), so the
+    /// port is chosen here (see [`redis_port`]) and Redis is asked to bind it; if something
+    /// else holds it, Redis says "Address already in use" and exits, and another port is
+    /// tried. Nothing is bound and released first: there is no moment in which a port this
+    /// test believes its own is free for another test to take.
     pub fn start() -> Option<RedisServer> {
         if Command::new("redis-server")
             .arg("--version")
@@ -687,31 +676,59 @@ impl RedisServer {
             );
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Some(RedisServer::start_on(port))
+        let mut taken = Vec::new();
+        for _ in 0..REDIS_PORT_TRIES {
+            let port = redis_port();
+            match RedisServer::start_on(port) {
+                Ok(redis) => return Some(redis),
+                Err(_) => taken.push(port),
+            }
+        }
+        panic!("redis-server found every port taken: {taken:?}");
     }
 
-    /// A `redis-server` on this port (which must be free).
-    fn start_on(port: u16) -> RedisServer {
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let log = forward_lines(child.stdout.take().expect("piped stdout"));
-        wait_for_line(&log, "Ready to accept connections");
-        RedisServer {
-            pid: child.id(),
-            child,
+    /// A `redis-server` on this port, once it is ready; `Err` with its output if the port
+    /// is taken (it has exited then). Any other failure fails the test.
+    fn start_on(port: u16) -> Result<RedisServer, Vec<String>> {
+        let mut process = Guard::spawn(
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        );
+        let log = forward_lines(process.take_stdout().expect("piped stdout"));
+        let deadline = Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match log.recv_timeout(left) {
+                Ok(line) => {
+                    let ready = line.contains("Ready to accept connections");
+                    seen.push(line);
+                    if ready {
+                        break;
+                    }
+                }
+                // Its output closed: it exited.
+                Err(mpsc::RecvTimeoutError::Disconnected)
+                    if seen.iter().any(|l| l.contains("Address already in use")) =>
+                {
+                    process.wait();
+                    return Err(seen);
+                }
+                Err(e) => panic!(
+                    "redis-server on port {port} did not start ({e}):\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+        Ok(RedisServer {
+            process,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             _log: log,
-        }
+        })
     }
 
     /// `redis://ADDR/CHANNEL`, for `--backplane`.
@@ -722,43 +739,68 @@ impl RedisServer {
     /// Kills this Redis (SIGKILL, by its PID: it goes without a word, as in a crash) and
     /// waits until it is gone.
     pub fn kill(&mut self) {
-        let status = Command::new("kill")
-            .args(["-KILL", &self.pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill redis-server failed");
-        let _ = self.child.wait();
+        self.process.signal("KILL");
+        self.process.wait();
     }
 
     /// Stops (SIGSTOP) or resumes (SIGCONT) this Redis: a hang, with every connection open.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} redis-server failed");
+        self.process.signal(name);
     }
 
-    /// Starts a fresh, empty Redis on the same port after [`RedisServer::kill`].
+    /// Starts a fresh, empty Redis on the same port after [`RedisServer::kill`]. The port
+    /// is free again only for as long as Redis is down; it lies outside the range the
+    /// kernel gives port-0 binds and outgoing connections, and no other Redis of this test
+    /// process is given it (see [`redis_port`]), so only another program choosing that very
+    /// port in that moment can take it, and then this fails saying so.
     pub fn restart(&mut self) {
         let port = self.addr.port();
-        *self = RedisServer::start_on(port);
+        *self = RedisServer::start_on(port).unwrap_or_else(|log| {
+            panic!(
+                "port {port} was taken while Redis was down:\n{}",
+                log.join("\n")
+            )
+        });
     }
 }
 
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A port for a [`RedisServer`] to bind: chosen at random from ten thousand ports just below
+/// the kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 to 60999 by
+/// default), where neither a port-0 bind (every other server in the tests) nor an outgoing
+/// connection (every client) is given a port; never one this test process has given out
+/// before, so two tests' Redis servers never meet on one port.
+fn redis_port() -> u16 {
+    use std::hash::BuildHasher;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let low: u16 = range
+        .as_deref()
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|low| low.parse().ok())
+        .unwrap_or(32768);
+    // Below the ephemeral range if there is room there, else anywhere above 1024 (the
+    // retry on "Address already in use" still holds).
+    let (from, span): (u16, u16) = if low >= 11024 {
+        (low - 10000, 10000)
+    } else {
+        (1024, 64000)
+    };
+    // `RandomState` is seeded at random once per process and differs per instance.
+    let random = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut port = from + (random % u64::from(span)) as u16;
+    while given.contains(&port) {
+        port = from + (port - from + 1) % span;
     }
+    given.push(port);
+    port
 }
 
 /// `pollchat-connect ...` as a real child process: its stdin is given by the test, its stdout
 /// and stderr are forwarded line by line so the test can wait for a line with a deadline.
 pub struct ClientProcess {
-    /// `None` once [`ClientProcess::wait_exit`] has reaped it.
-    child: Option<Child>,
-    pid: u32,
+    /// Ends the process when the test ends, pass or fail.
+    process: Guard,
     /// The write end of its stdin, when the test gave it a pipe.
     stdin: Option<std::process::ChildStdin>,
     stdout: Receiver<String>,
@@ -773,34 +815,45 @@ impl ClientProcess {
 
     /// `pollchat-connect ARGS` with the given stdin and extra environment variables.
     pub fn start_with(args: &[&str], stdin: Stdio, env: &[(&str, &str)]) -> ClientProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat-connect"))
-            .args(args)
-            .env_remove("NO_COLOR")
-            .envs(env.iter().copied())
-            .stdin(stdin)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start pollchat-connect");
+        let mut process = Guard::spawn(
+            Command::new(env!("CARGO_BIN_EXE_pollchat-connect"))
+                .args(args)
+                .env_remove("NO_COLOR")
+                .envs(env.iter().copied())
+                .stdin(stdin)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         ClientProcess {
-            pid: child.id(),
-            stdin: child.stdin.take(),
-            stdout: forward_lines(child.stdout.take().expect("piped stdout")),
-            stderr: forward_lines(child.stderr.take().expect("piped stderr")),
-            child: Some(child),
+            stdin: process.take_stdin(),
+            stdout: forward_lines(process.take_stdout().expect("piped stdout")),
+            stderr: forward_lines(process.take_stderr().expect("piped stderr")),
+            process,
         }
     }
 
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.pid()
     }
 
     /// `printf LINES | pollchat-connect ARGS`: the client's whole run on that input, to its
     /// exit.
     pub fn piped(args: &[&str], lines: &[&str]) -> ClientExit {
         let mut client = ClientProcess::start(args);
+        let stdin = client
+            .stdin
+            .as_mut()
+            .expect("stdin is a pipe the test holds");
         for line in lines {
-            client.send(line);
+            match stdin.write_all(format!("{line}\n").as_bytes()) {
+                Ok(()) => {}
+                // It exited before reading all its input (it could not connect, or its TLS
+                // handshake failed), as `printf` in that pipeline would find: how it exited
+                // is what the test checks. (Expecting the write to succeed failed one run in
+                // ten of `.ci/run`, 2026-12-07.)
+                Err(e) if e.kind() == ErrorKind::BrokenPipe => break,
+                Err(e) => panic!("write to the client's stdin: {e}"),
+            }
         }
         client.close_stdin();
         client.wait_exit()
@@ -826,27 +879,17 @@ impl ClientProcess {
 
     /// Sends a signal with `kill(1)`.
     pub fn signal(&self, name: &str) {
-        send_signal(self.pid, name);
+        self.process.signal(name);
     }
 
     /// Waits for the process to exit (failing the test after [`DEADLINE`]) and returns its
     /// status with the stdout and stderr lines not read yet.
     pub fn wait_exit(&mut self) -> ClientExit {
-        let child = self.child.take().expect("wait_exit is called once");
-        let status = wait_with_deadline(child, "pollchat-connect");
+        let status = self.process.wait();
         ClientExit {
             code: status.code(),
             stdout: lines_until_closed(&self.stdout),
             stderr: lines_until_closed(&self.stderr),
-        }
-    }
-}
-
-impl Drop for ClientProcess {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
         }
     }
 }
