@@ -145,9 +145,9 @@ pub enum Phase {
     /// Out of the room, its nick released; its queued output is still being flushed. Input is
     /// read and thrown away (closing a socket with unread input makes the kernel send a reset,
     /// which can destroy the very lines we are trying to deliver).
-    Leaving(CloseReason),
+    Leaving(Box<CloseReason>),
     /// Done. The socket is deregistered and dropped at the end of the batch.
-    Closed(CloseReason),
+    Closed(Box<CloseReason>),
 }
 
 /// What the loop may do next with a connection's input (see [`Connection::next_line`]).
@@ -197,12 +197,22 @@ pub enum Flush {
     Budget,
 }
 
+/// Flood control's rule (`--rate`, `--burst`): the same for every client, so the table keeps
+/// it and hands it to [`Connection::next_line`].
+#[derive(Debug, Clone, Copy)]
+pub struct Flood {
+    pub rate: f64,
+    pub burst: u32,
+}
+
 /// The read side: bytes waiting to become lines, and what holds them back.
 #[derive(Debug)]
 struct Input {
     framer: LineFramer,
-    /// `None` when flood control is off (`--rate 0`).
-    bucket: Option<TokenBucket>,
+    /// Flood control's bucket. A full bucket and no bucket at all let the same lines through,
+    /// so it is made (full) at the client's first line and dropped when a read finds it full
+    /// again: a client that is not speaking holds none.
+    bucket: Option<Box<TokenBucket>>,
     /// Flood control stopped reading this client until a token is due (a `RateLimit` timer
     /// resumes it); readable events are ignored meanwhile.
     throttled: bool,
@@ -281,7 +291,6 @@ impl Connection {
         peer: SocketAddr,
         transport: Box<dyn Transport>,
         max_line: usize,
-        bucket: Option<TokenBucket>,
         now: Instant,
     ) -> Connection {
         Connection {
@@ -294,7 +303,7 @@ impl Connection {
             admitted: false,
             input: Input {
                 framer: LineFramer::new(max_line),
-                bucket,
+                bucket: None,
                 throttled: false,
                 held: false,
                 warned_throttle: false,
@@ -395,7 +404,7 @@ impl Connection {
         if !matches!(self.phase, Phase::Handshaking | Phase::Chatting) {
             return false;
         }
-        self.phase = Phase::Leaving(reason);
+        self.phase = Phase::Leaving(Box::new(reason));
         true
     }
 
@@ -404,7 +413,10 @@ impl Connection {
         if self.is_closed() {
             return None;
         }
-        Some(std::mem::replace(&mut self.phase, Phase::Closed(reason)))
+        Some(std::mem::replace(
+            &mut self.phase,
+            Phase::Closed(Box::new(reason)),
+        ))
     }
 
     // The read side.
@@ -442,8 +454,9 @@ impl Connection {
         self.transport.wants_write()
     }
 
-    /// The next thing to do with its input: a line to relay, or why not.
-    pub fn next_line(&mut self, now: Instant) -> Next {
+    /// The next thing to do with its input: a line to relay, or why not. `flood` is flood
+    /// control's rule, `None` when it is off (`--rate 0`).
+    pub fn next_line(&mut self, now: Instant, flood: Option<Flood>) -> Next {
         match self.phase {
             Phase::Chatting => {}
             // Leaving: keep reading, but only to throw the input away. Handshaking: keep
@@ -464,10 +477,16 @@ impl Connection {
             }
         }
         let Some(frame) = input.framer.next_frame() else {
+            if input.bucket.as_mut().is_some_and(|b| b.is_full(now)) {
+                input.bucket = None;
+            }
             return Next::ReadMore;
         };
-        if let Some(bucket) = &mut input.bucket {
-            bucket.try_take(now);
+        if let Some(Flood { rate, burst }) = flood {
+            input
+                .bucket
+                .get_or_insert_with(|| Box::new(TokenBucket::new(rate, burst, now)))
+                .try_take(now);
         }
         Next::Line(frame)
     }
@@ -533,7 +552,7 @@ impl Connection {
         {
             let why = reason.to_string();
             let farewell = Farewell {
-                going_away: *reason == CloseReason::Shutdown,
+                going_away: **reason == CloseReason::Shutdown,
                 why: &why,
             };
             if self.transport.close(farewell) {
@@ -578,3 +597,4 @@ impl Connection {
         !std::mem::replace(&mut self.output.linger_armed, true)
     }
 }
+

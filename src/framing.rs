@@ -25,10 +25,6 @@ pub enum Frame {
     TooLong,
 }
 
-/// Capacity a connection's buffer may keep once it is empty. Above this the buffer is freed,
-/// so a connection that once received a burst does not hold that memory while it sits idle.
-const KEEP_CAPACITY: usize = 1024;
-
 /// Splits one connection's byte stream into lines. See the module documentation.
 #[derive(Debug)]
 pub struct LineFramer {
@@ -137,13 +133,13 @@ impl LineFramer {
         self.buf.capacity()
     }
 
+    /// Empties the buffer and frees it: a connection with no partial line holds no read
+    /// memory at all, however much it once sent (the loop reads into one scratch buffer that
+    /// every connection shares). A client that speaks pays one allocation per read for it.
     fn clear(&mut self) {
-        self.buf.clear();
+        self.buf = Vec::new();
         self.start = 0;
         self.scanned = 0;
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf = Vec::new();
-        }
     }
 }
 
@@ -281,7 +277,12 @@ mod tests {
         f.extend(b"\n");
         assert!(matches!(f.next_frame(), Some(Frame::Line(_))));
         assert_eq!(f.next_frame(), None);
-        assert!(f.capacity() <= KEEP_CAPACITY);
+        assert_eq!(f.capacity(), 0);
+        // A short line too: a client that said one thing and went quiet holds nothing.
+        f.extend(b"hi\n");
+        assert!(matches!(f.next_frame(), Some(Frame::Line(_))));
+        assert_eq!(f.next_frame(), None);
+        assert_eq!(f.capacity(), 0);
     }
 
     #[test]

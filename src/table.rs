@@ -31,11 +31,10 @@ use mio::{Registry, Token};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::connection::{CloseReason, ConnRef, Connection, Flush, Next, Phase, Read};
+use crate::connection::{CloseReason, ConnRef, Connection, Flood, Flush, Next, Phase, Read};
 use crate::connlog::{ConnLog, Kind};
 use crate::framing::Frame;
 use crate::limits::{HARD_OUTPUT_FACTOR, LINGER};
-use crate::rate_limit::TokenBucket;
 use crate::room::Outbox;
 use crate::stats::Stats;
 use crate::timers::{Timer, Timers};
@@ -95,8 +94,8 @@ struct Limits {
     /// Eight times `--max-output`: past it a client is cut off at once.
     hard_output: usize,
     output_grace: Duration,
-    rate: f64,
-    burst: u32,
+    /// `None` when flood control is off (`--rate 0`).
+    flood: Option<Flood>,
 }
 
 /// Every connection the server holds. See the module documentation.
@@ -144,8 +143,10 @@ impl ConnTable {
                 max_output: config.max_output,
                 hard_output: config.max_output.saturating_mul(HARD_OUTPUT_FACTOR),
                 output_grace: config.output_grace,
-                rate: config.rate,
-                burst: config.burst,
+                flood: (config.rate > 0.0).then_some(Flood {
+                    rate: config.rate,
+                    burst: config.burst,
+                }),
             },
             stats: Stats::default(),
             log: ConnLog::new(Instant::now()),
@@ -213,9 +214,7 @@ impl ConnTable {
         let id = self.next_id;
         self.next_id += 1;
         self.stats.connections_total += 1;
-        let limits = &self.limits;
-        let bucket = (limits.rate > 0.0).then(|| TokenBucket::new(limits.rate, limits.burst, now));
-        let conn = Connection::new(id, socket, peer, transport, limits.max_line, bucket, now);
+        let conn = Connection::new(id, socket, peer, transport, self.limits.max_line, now);
         entry.insert(conn);
         self.handshaking += 1;
         Some(ConnRef { token, id })
@@ -313,8 +312,9 @@ impl ConnTable {
 
     /// The next thing to do with `r`'s input (see [`Next`]).
     pub fn next_line(&mut self, r: ConnRef, now: Instant) -> Next {
+        let flood = self.limits.flood;
         self.get_mut(r)
-            .map_or(Next::Stop, |conn| conn.next_line(now))
+            .map_or(Next::Stop, |conn| conn.next_line(now, flood))
     }
 
     /// The line a peer sent without a newline before it closed its side, if any.
@@ -385,7 +385,7 @@ impl ConnTable {
                 }
                 // A leaving client has had its last lines: now it can go.
                 if let Phase::Leaving(reason) = conn.phase() {
-                    let reason = reason.clone();
+                    let reason = CloseReason::clone(reason);
                     self.close(r, reason);
                 }
             }
@@ -403,7 +403,7 @@ impl ConnTable {
                     r.token
                 );
                 // (During a shutdown the grace deadline alone decides, for everyone at once.)
-                let lingers = matches!(conn.phase(), Phase::Leaving(reason) if *reason != CloseReason::Shutdown);
+                let lingers = matches!(conn.phase(), Phase::Leaving(reason) if **reason != CloseReason::Shutdown);
                 if lingers && conn.arm_linger() {
                     timers.add(now + LINGER, Timer::Linger(r));
                 }
@@ -460,7 +460,7 @@ impl ConnTable {
     pub fn linger_over(&mut self, r: ConnRef) {
         if let Some(Phase::Leaving(reason)) = self.get(r).map(Connection::phase) {
             debug!("token {}: linger over, closing", r.token);
-            let reason = reason.clone();
+            let reason = CloseReason::clone(reason);
             self.close(r, reason);
         }
     }
@@ -522,7 +522,7 @@ impl ConnTable {
             let reason = match conn.phase() {
                 Phase::Closed(reason) => {
                     self.stats.count_disconnect(reason);
-                    if let CloseReason::Answered(_) = reason {
+                    if let CloseReason::Answered(_) = **reason {
                         level = log::Level::Debug;
                     }
                     reason.to_string()

@@ -25,10 +25,6 @@ pub use crate::nonblocking::Flushed;
 /// What one queued line costs besides its bytes: the shared pointer (address and length).
 pub const ENTRY_BYTES: usize = std::mem::size_of::<Rc<[u8]>>();
 
-/// Queue entries a drained queue may keep room for; a longer idle queue is freed (see
-/// `LineFramer` for the same reasoning on the read side).
-const KEEP_ENTRIES: usize = 16;
-
 /// Unsent output of one connection. See the module documentation.
 #[derive(Debug, Default)]
 pub struct WriteQueue {
@@ -92,10 +88,17 @@ impl WriteQueue {
                 Err(e) => return Err(e),
             }
         }
-        if self.lines.capacity() > KEEP_ENTRIES {
-            self.lines = VecDeque::new();
-        }
+        // A drained queue frees its buffer: most clients are idle most of the time, and an
+        // idle one should hold nothing. A busy one allocates it again with its next line,
+        // one allocation per flush, beside the `writev` of that flush.
+        self.lines = VecDeque::new();
         Ok(Flushed::All)
+    }
+
+    /// Entries the queue has room for without allocating (for tests and for reasoning about
+    /// memory: zero once drained).
+    pub fn capacity(&self) -> usize {
+        self.lines.capacity()
     }
 
     /// Whether a write stopped inside the first entry: a transport that sends bytes of its
@@ -187,6 +190,22 @@ mod tests {
         assert_eq!(q.write_to(&mut out).unwrap(), Flushed::All);
         assert_eq!(out.got, expected);
         assert!(q.is_empty());
+    }
+
+    /// An idle client's queue, once its welcome is written, holds no buffer.
+    #[test]
+    fn a_drained_queue_holds_no_memory() {
+        let mut q = WriteQueue::default();
+        q.push(line("*** welcome\n"));
+        assert!(q.capacity() > 0);
+        let mut out = Trickle {
+            got: Vec::new(),
+            per_call: usize::MAX,
+            room: usize::MAX,
+            calls: 0,
+        };
+        assert_eq!(q.write_to(&mut out).unwrap(), Flushed::All);
+        assert_eq!(q.capacity(), 0);
     }
 
     #[test]

@@ -677,7 +677,7 @@ mod tests {
         server.handle(late, now);
         assert!(matches!(
             server.table.slot(old_token).map(|c| c.phase()),
-            Some(Phase::Closed(CloseReason::Failed(_)))
+            Some(Phase::Closed(reason)) if matches!(**reason, CloseReason::Failed(_))
         ));
         server.handle(accept, now);
         let new_token = *server
