@@ -57,14 +57,26 @@ pub struct Chat {
     clients: Vec<Option<Client>>,
     /// How many of those slots hold a client.
     count: usize,
-    /// Lower-cased nick → its client: unique in the whole chat.
-    nicks: HashMap<String, ConnRef>,
+    /// Lower-cased nick → its client: unique in the whole chat. A nick already in lower case
+    /// (every guest's) is its own key, and the key is the client's own [`Client::nick`],
+    /// shared: no second copy per client.
+    nicks: HashMap<Rc<str>, ConnRef>,
     /// Lower-cased name → the room. Ordered, so `/list` goes room by room in one order.
     rooms: BTreeMap<Rc<str>, Room>,
     /// Leave events not yet said (see [`Chat::announce_departures`] for why they wait).
     departures: Vec<Event>,
     next_guest: u64,
     rules: RoomRules,
+}
+
+/// The key `nick` is unique under ([`nick_key`]), sharing `nick` itself when it already is
+/// its own key.
+fn key_of(nick: &Rc<str>) -> Rc<str> {
+    if nick.bytes().any(|b| b.is_ascii_uppercase()) {
+        Rc::from(nick_key(nick))
+    } else {
+        Rc::clone(nick)
+    }
 }
 
 impl Chat {
@@ -99,7 +111,7 @@ impl Chat {
 
     /// Who goes by `nick` here (ignoring case).
     pub fn owner_of(&self, nick: &str) -> Option<ConnRef> {
-        self.nicks.get(&nick_key(nick)).copied()
+        self.nicks.get(nick_key(nick).as_str()).copied()
     }
 
     fn client(&self, who: ConnRef) -> Option<&Client> {
@@ -161,12 +173,13 @@ impl Chat {
     pub fn enter(&mut self, who: ConnRef, bus: &mut dyn Bus, out: &mut impl Outbox) {
         let nick = self.free_guest_nick(bus);
         let lobby = room_key(LOBBY);
-        self.nicks.insert(nick_key(&nick), who);
+        let shared: Rc<str> = Rc::from(nick.as_str());
+        self.nicks.insert(key_of(&shared), who);
         let room = self.room_mut(&lobby);
         room.add(who);
         let client = Client {
             conn: who,
-            nick: Rc::from(nick.as_str()),
+            nick: shared,
             room: Rc::clone(room.key()),
         };
         out.name(who, &client.nick);
@@ -274,8 +287,8 @@ impl Chat {
         let room = Rc::clone(&client.room);
         let nick = Rc::clone(&client.nick);
         let (old_key, new_key) = (nick_key(&old), nick_key(new));
-        self.nicks.remove(&old_key);
-        self.nicks.insert(new_key.clone(), who);
+        self.nicks.remove(old_key.as_str());
+        self.nicks.insert(key_of(&nick), who);
         info!("token {}: {old} is now {new}", who.token);
         if old_key != new_key {
             bus.release(&old);
@@ -301,7 +314,7 @@ impl Chat {
             return false;
         };
         let nick = nick.to_string();
-        self.nicks.remove(&nick_key(&nick));
+        self.nicks.remove(nick_key(&nick).as_str());
         bus.release(&nick);
         let left = self.room_mut(&room);
         left.remove(who);
