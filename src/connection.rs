@@ -432,6 +432,9 @@ impl Connection {
                 let handshake_done = self.phase == Phase::Handshaking
                     && self.transport.handshake() != Handshake::Underway;
                 if handshake_done {
+                    if let Some(next) = self.transport.successor() {
+                        self.transport = next;
+                    }
                     // Known now, and fixed from now on: how its lines are queued.
                     self.output.encoding = self.transport.encoding();
                 }
@@ -598,3 +601,22 @@ impl Connection {
     }
 }
 
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn print_sizes() {
+        use std::mem::size_of;
+        eprintln!("Connection {}", size_of::<super::Connection>());
+        eprintln!("Input {}", size_of::<super::Input>());
+        eprintln!("Output {}", size_of::<super::Output>());
+        eprintln!("Phase {}", size_of::<super::Phase>());
+        eprintln!("LineFramer {}", size_of::<crate::framing::LineFramer>());
+        eprintln!("WriteQueue {}", size_of::<crate::write_queue::WriteQueue>());
+        eprintln!("Web {}", size_of::<crate::transport::web::Web>());
+        eprintln!("WebSocket {}", size_of::<crate::transport::websocket::WebSocket>());
+        eprintln!("Parser {}", size_of::<crate::transport::websocket::frame::Parser>());
+        eprintln!("TcpStream {}", size_of::<mio::net::TcpStream>());
+        eprintln!("slab entry {}", size_of::<slab::Slab<super::Connection>>());
+    }
+}
