@@ -26,8 +26,21 @@ pub enum Frame {
 }
 
 /// Splits one connection's byte stream into lines. See the module documentation.
+///
+/// A framer with no unfinished line holds no memory at all: its bytes and where it is in
+/// them exist only while it has some (most connections, most of the time, have none; the
+/// loop reads into one scratch buffer that every connection shares). A client that speaks
+/// pays an allocation per read for it.
 #[derive(Debug)]
 pub struct LineFramer {
+    /// `None` while every byte received has been handed out.
+    pending: Option<Box<Pending>>,
+    max_line: usize,
+}
+
+/// The bytes of a framer that has some.
+#[derive(Debug, Default)]
+struct Pending {
     /// Bytes received but not yet handed out: `buf[start..]`.
     buf: Vec<u8>,
     /// First byte of the first line not yet handed out. Consumed lines are not removed one by
@@ -39,16 +52,12 @@ pub struct LineFramer {
     scanned: usize,
     /// Inside an overlong line that was already reported: drop bytes up to the next newline.
     discarding: bool,
-    max_line: usize,
 }
 
 impl LineFramer {
     pub fn new(max_line: usize) -> LineFramer {
         LineFramer {
-            buf: Vec::new(),
-            start: 0,
-            scanned: 0,
-            discarding: false,
+            pending: None,
             max_line,
         }
     }
@@ -56,6 +65,44 @@ impl LineFramer {
     /// Appends bytes just read from the socket. Take every available frame out before the next
     /// `extend`: that is what keeps the buffer bounded.
     pub fn extend(&mut self, data: &[u8]) {
+        self.pending.get_or_insert_with(Box::default).extend(data);
+    }
+
+    /// The next complete line, or `None` when more bytes are needed ("not enough data yet" is
+    /// the normal state of a stream, not an error).
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        let pending = self.pending.as_deref_mut()?;
+        let frame = pending.next_frame(self.max_line);
+        if pending.is_spent() {
+            self.pending = None;
+        }
+        frame
+    }
+
+    /// The peer closed its side: the last line may have no newline (`printf 'hi' | nc`).
+    /// Hands it out if there is one.
+    pub fn finish(&mut self) -> Option<Frame> {
+        let pending = self.pending.as_deref_mut()?;
+        let frame = pending.finish(self.max_line);
+        if pending.is_spent() {
+            self.pending = None;
+        }
+        frame
+    }
+
+    /// Bytes currently held (for tests and for reasoning about memory).
+    pub fn buffered(&self) -> usize {
+        self.pending.as_ref().map_or(0, |p| p.buf.len() - p.start)
+    }
+
+    /// Heap bytes reserved by the buffer.
+    pub fn capacity(&self) -> usize {
+        self.pending.as_ref().map_or(0, |p| p.buf.capacity())
+    }
+}
+
+impl Pending {
+    fn extend(&mut self, data: &[u8]) {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.scanned -= self.start;
@@ -64,9 +111,7 @@ impl LineFramer {
         self.buf.extend_from_slice(data);
     }
 
-    /// The next complete line, or `None` when more bytes are needed ("not enough data yet" is
-    /// the normal state of a stream, not an error).
-    pub fn next_frame(&mut self) -> Option<Frame> {
+    fn next_frame(&mut self, max_line: usize) -> Option<Frame> {
         loop {
             // memchr compares 16 or 32 bytes per instruction; a byte loop was a quarter of
             // the framing benchmark.
@@ -76,7 +121,7 @@ impl LineFramer {
                 let pending = self.buf.len() - self.start;
                 if self.discarding {
                     self.clear();
-                } else if pending > self.max_line + 1 {
+                } else if pending > max_line + 1 {
                     // `+ 1`: the last byte may be the `\r` of a `\r\n` still on its way.
                     self.clear();
                     self.discarding = true;
@@ -96,17 +141,15 @@ impl LineFramer {
                 continue;
             }
             let line = strip_cr(&self.buf[line_start..end]);
-            if line.len() > self.max_line {
+            if line.len() > max_line {
                 return Some(Frame::TooLong);
             }
             return Some(Frame::Line(sanitize(line)));
         }
     }
 
-    /// The peer closed its side: the last line may have no newline (`printf 'hi' | nc`).
-    /// Hands it out if there is one.
-    pub fn finish(&mut self) -> Option<Frame> {
-        if let Some(frame) = self.next_frame() {
+    fn finish(&mut self, max_line: usize) -> Option<Frame> {
+        if let Some(frame) = self.next_frame(max_line) {
             return Some(frame);
         }
         if self.discarding || self.start == self.buf.len() {
@@ -114,7 +157,7 @@ impl LineFramer {
             return None;
         }
         let line = strip_cr(&self.buf[self.start..]);
-        let frame = if line.len() > self.max_line {
+        let frame = if line.len() > max_line {
             Frame::TooLong
         } else {
             Frame::Line(sanitize(line))
@@ -123,19 +166,12 @@ impl LineFramer {
         Some(frame)
     }
 
-    /// Bytes currently held (for tests and for reasoning about memory).
-    pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+    /// Nothing left to hand out or to drop: the framer can forget it.
+    fn is_spent(&self) -> bool {
+        self.buf.is_empty() && !self.discarding
     }
 
-    /// Heap bytes reserved by the buffer.
-    pub fn capacity(&self) -> usize {
-        self.buf.capacity()
-    }
-
-    /// Empties the buffer and frees it: a connection with no partial line holds no read
-    /// memory at all, however much it once sent (the loop reads into one scratch buffer that
-    /// every connection shares). A client that speaks pays one allocation per read for it.
+    /// Empties the buffer and frees it (a line being dropped keeps none either).
     fn clear(&mut self) {
         self.buf = Vec::new();
         self.start = 0;
