@@ -77,7 +77,7 @@ one() {  # one LABEL BINARY TRANSPORT: a fresh server, its idle clients, one JSO
   server_pid=$!
   wait_for_port "$port"
   taskset -c 1 python3 scripts/idle-clients.py --transport "$transport" --target "$target" \
-    --conns "$conns" --server-pid "$server_pid" --ca "$out/tls/cert.pem" \
+    --conns "$conns" --server-pid "$server_pid" --ca "$out/tls/cert.pem" --hold "${HOLD:-2}" \
     | python3 -c 'import json, sys; r = json.load(sys.stdin); r["label"] = sys.argv[1]; print(json.dumps(r))' \
       "$label" | tee -a "$out/results.jsonl"
   stop_server
