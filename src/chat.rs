@@ -36,7 +36,8 @@ pub struct RoomRules {
 
 #[derive(Debug)]
 struct Client {
-    conn: ConnRef,
+    /// Its connection's id: with the slot it is kept in (its token), its [`ConnRef`].
+    id: u64,
     /// Shared with its connection, which names it in the logs.
     nick: Rc<str>,
     /// Its room's key (`protocol::room_key`), shared with the room.
@@ -57,10 +58,10 @@ pub struct Chat {
     clients: Vec<Option<Client>>,
     /// How many of those slots hold a client.
     count: usize,
-    /// Lower-cased nick → its client: unique in the whole chat. A nick already in lower case
-    /// (every guest's) is its own key, and the key is the client's own [`Client::nick`],
-    /// shared: no second copy per client.
-    nicks: HashMap<Rc<str>, ConnRef>,
+    /// Lower-cased nick → its client's token: unique in the whole chat. A nick already in
+    /// lower case (every guest's) is its own key, and the key is the client's own
+    /// [`Client::nick`], shared: no second copy per client.
+    nicks: HashMap<Rc<str>, usize>,
     /// Lower-cased name → the room. Ordered, so `/list` goes room by room in one order.
     rooms: BTreeMap<Rc<str>, Room>,
     /// Leave events not yet said (see [`Chat::announce_departures`] for why they wait).
@@ -111,29 +112,33 @@ impl Chat {
 
     /// Who goes by `nick` here (ignoring case).
     pub fn owner_of(&self, nick: &str) -> Option<ConnRef> {
-        self.nicks.get(nick_key(nick).as_str()).copied()
+        let token = *self.nicks.get(nick_key(nick).as_str())?;
+        let id = self.clients.get(token)?.as_ref()?.id;
+        Some(ConnRef { token, id })
     }
 
     fn client(&self, who: ConnRef) -> Option<&Client> {
         self.clients
             .get(who.token)?
             .as_ref()
-            .filter(|c| c.conn == who)
+            .filter(|c| c.id == who.id)
     }
 
     fn client_mut(&mut self, who: ConnRef) -> Option<&mut Client> {
         self.clients
             .get_mut(who.token)?
             .as_mut()
-            .filter(|c| c.conn == who)
+            .filter(|c| c.id == who.id)
     }
 
-    fn every_client(&self) -> impl Iterator<Item = &Client> {
-        self.clients.iter().flatten()
+    fn every_client(&self) -> impl Iterator<Item = (ConnRef, &Client)> {
+        self.clients.iter().enumerate().filter_map(|(token, slot)| {
+            let client = slot.as_ref()?;
+            Some((ConnRef { token, id: client.id }, client))
+        })
     }
 
-    fn insert_client(&mut self, client: Client) {
-        let token = client.conn.token;
+    fn insert_client(&mut self, token: usize, client: Client) {
         if token >= self.clients.len() {
             self.clients.resize_with(token + 1, || None);
         }
@@ -145,7 +150,7 @@ impl Chat {
 
     fn remove_client(&mut self, who: ConnRef) -> Option<Client> {
         let slot = self.clients.get_mut(who.token)?;
-        if slot.as_ref().is_some_and(|c| c.conn == who) {
+        if slot.as_ref().is_some_and(|c| c.id == who.id) {
             self.count -= 1;
             slot.take()
         } else {
@@ -174,16 +179,16 @@ impl Chat {
         let nick = self.free_guest_nick(bus);
         let lobby = room_key(LOBBY);
         let shared: Rc<str> = Rc::from(nick.as_str());
-        self.nicks.insert(key_of(&shared), who);
+        self.nicks.insert(key_of(&shared), who.token);
         let room = self.room_mut(&lobby);
         room.add(who);
         let client = Client {
-            conn: who,
+            id: who.id,
             nick: shared,
             room: Rc::clone(room.key()),
         };
         out.name(who, &client.nick);
-        self.insert_client(client);
+        self.insert_client(who.token, client);
         self.tell(who, &protocol::welcome(&nick), bus, out);
         if let Some(greeting) = bus.greeting() {
             self.tell(who, greeting, bus, out);
@@ -288,7 +293,7 @@ impl Chat {
         let nick = Rc::clone(&client.nick);
         let (old_key, new_key) = (nick_key(&old), nick_key(new));
         self.nicks.remove(old_key.as_str());
-        self.nicks.insert(key_of(&nick), who);
+        self.nicks.insert(key_of(&nick), who.token);
         info!("token {}: {old} is now {new}", who.token);
         if old_key != new_key {
             bus.release(&old);
@@ -489,8 +494,8 @@ impl Chat {
             BusNews::Refresh => {
                 let claims: Vec<Claim> = self
                     .every_client()
-                    .map(|c| Claim {
-                        conn: c.conn,
+                    .map(|(conn, c)| Claim {
+                        conn,
                         nick: c.nick.to_string(),
                         purpose: Purpose::Keep,
                     })
@@ -515,7 +520,7 @@ impl Chat {
     fn introduce(&mut self, bus: &mut dyn Bus, out: &mut impl Outbox) {
         let members = self
             .every_client()
-            .map(|c| Presence {
+            .map(|(_, c)| Presence {
                 nick: c.nick.to_string(),
                 room: self
                     .rooms
@@ -581,7 +586,7 @@ impl Chat {
     /// Tells every client the server is going away, and lets each go (its last lines are
     /// flushed, then it closes).
     pub fn shutdown(&mut self, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let everyone: Vec<ConnRef> = self.every_client().map(|c| c.conn).collect();
+        let everyone: Vec<ConnRef> = self.every_client().map(|(who, _)| who).collect();
         for who in everyone {
             self.tell(who, protocol::SHUTTING_DOWN, bus, out);
             self.depart(who, CloseReason::Shutdown, bus, out);
