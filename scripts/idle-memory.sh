@@ -12,13 +12,17 @@ set -euo pipefail
 usage() {
   cat <<'USAGE'
 usage: scripts/idle-memory.sh [--server LABEL=BINARY]... [--runs N] [--conns N]
-                              [--transports "plain ws tls"] [--out DIR]
+                              [--transports "plain ws tls"] [--hold SECS] [--out DIR]
 
   --server      a server binary to measure, with its label; repeat to compare (runs
                 alternate them). Default: current=target/release/pollchat (built first)
   --runs        fresh servers per transport and binary (default 3)
   --conns       idle clients per run (default 10000; the open-file limit must allow it)
   --transports  which to measure (default: plain ws tls)
+  --hold        seconds the clients sit idle before the server's memory is read (default
+                12: past the 10-second handshake deadlines that WebSocket and TLS connections
+                leave in the timer heap, so the figure is what an idle connection holds, not
+                what its handshake did; 2 to count those too)
 
 The servers run with their defaults but --quiet-joins (N joins would announce N^2 lines)
 and --log-level warn. Needs taskset, python3 and openssl (for the TLS certificate, made by
@@ -26,13 +30,14 @@ scripts/gen-cert.sh). Loopback only; every run is bounded in time.
 USAGE
 }
 
-servers=() runs=3 conns=10000 transports="plain ws tls" out=""
+servers=() runs=3 conns=10000 transports="plain ws tls" hold=12 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --server) servers+=("$2"); shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
     --conns) conns="$2"; shift 2 ;;
     --transports) transports="$2"; shift 2 ;;
+    --hold) hold="$2"; shift 2 ;;
     --out) out=$(realpath -m "$2"); shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -77,7 +82,7 @@ one() {  # one LABEL BINARY TRANSPORT: a fresh server, its idle clients, one JSO
   server_pid=$!
   wait_for_port "$port"
   taskset -c 1 python3 scripts/idle-clients.py --transport "$transport" --target "$target" \
-    --conns "$conns" --server-pid "$server_pid" --ca "$out/tls/cert.pem" --hold "${HOLD:-2}" \
+    --conns "$conns" --server-pid "$server_pid" --ca "$out/tls/cert.pem" --hold "$hold" \
     | python3 -c 'import json, sys; r = json.load(sys.stdin); r["label"] = sys.argv[1]; print(json.dumps(r))' \
       "$label" | tee -a "$out/results.jsonl"
   stop_server

@@ -134,7 +134,13 @@ impl Chat {
     fn every_client(&self) -> impl Iterator<Item = (ConnRef, &Client)> {
         self.clients.iter().enumerate().filter_map(|(token, slot)| {
             let client = slot.as_ref()?;
-            Some((ConnRef { token, id: client.id }, client))
+            Some((
+                ConnRef {
+                    token,
+                    id: client.id,
+                },
+                client,
+            ))
         })
     }
 

@@ -187,7 +187,10 @@ impl Room {
                 continue;
             }
             recipients += 1;
-            let to = ConnRef { token, id: member.id };
+            let to = ConnRef {
+                token,
+                id: member.id,
+            };
             if let Err(reason) = out.send(to, line) {
                 cut_off.push((to, reason));
             }

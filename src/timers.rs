@@ -165,7 +165,11 @@ mod tests {
         }
         assert!(timers.capacity() >= 10_000);
         while timers.pop_due(t0).is_some() {}
-        assert!(timers.capacity() <= 64, "kept room for {}", timers.capacity());
+        assert!(
+            timers.capacity() <= 64,
+            "kept room for {}",
+            timers.capacity()
+        );
     }
 
     #[test]

@@ -93,7 +93,11 @@ impl WriteQueue {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut count = 0;
                 for (slice, line) in slices.iter_mut().zip(&queued.lines) {
-                    let skip = if count == 0 { queued.written_of_first } else { 0 };
+                    let skip = if count == 0 {
+                        queued.written_of_first
+                    } else {
+                        0
+                    };
                     *slice = IoSlice::new(&line[skip..]);
                     count += 1;
                 }

@@ -387,7 +387,9 @@ impl Session {
             Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
                 // Not expected (a record's worth has room for its overhead), but not fatal.
                 let mut bigger = vec![0; required_size];
-                let len = traffic.encrypt(plaintext, &mut bigger).map_err(io::Error::other)?;
+                let len = traffic
+                    .encrypt(plaintext, &mut bigger)
+                    .map_err(io::Error::other)?;
                 self.outgoing.extend_from_slice(&bigger[..len]);
                 Ok(&sealed[..0])
             }
@@ -834,4 +836,3 @@ mod tests {
         assert_eq!(server.buffered(), 0, "{server:?}");
     }
 }
-
