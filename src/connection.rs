@@ -238,6 +238,9 @@ struct Output {
     over_limit_since: Option<Instant>,
     /// A `Linger` timer is set for it.
     linger_armed: bool,
+    /// Its queue was drained since the loop last gave back idle queues' room
+    /// ([`Connection::release_buffers`]): it is busy, and keeps its room another round.
+    drained_lately: bool,
 }
 
 /// One client connection. See the module documentation.
@@ -319,6 +322,7 @@ impl Connection {
                 registration: Registration::readable(),
                 over_limit_since: None,
                 linger_armed: false,
+                drained_lately: false,
             },
         }
     }
@@ -537,6 +541,24 @@ impl Connection {
 
     pub fn queue(&mut self) -> &mut WriteQueue {
         &mut self.output.queue
+    }
+
+    /// Its queue was drained: notes it busy. Returns whether it was noted so already since
+    /// the last [`Connection::release_buffers`].
+    pub fn note_drained(&mut self) -> bool {
+        std::mem::replace(&mut self.output.drained_lately, true)
+    }
+
+    /// Gives back the room its drained queue kept for its next line (see
+    /// [`WriteQueue::release`]), unless it was drained again since the last time it was
+    /// asked: a client sent lines every second keeps its room, and never allocates it again.
+    /// True if it gave it back (or has nothing to give), false if it is keeping it.
+    pub fn release_buffers(&mut self) -> bool {
+        if std::mem::take(&mut self.output.drained_lately) {
+            return false;
+        }
+        self.output.queue.release();
+        true
     }
 
     /// How lines are queued for it (see [`Transport::encoding`]), read once its handshake is

@@ -108,6 +108,9 @@ pub struct ConnTable {
     flush_next: Listed,
     /// Connections whose read budget ran out with input left: served again next turn.
     ready: Listed,
+    /// Connections whose write queue was drained and kept its room for the next line: given
+    /// back by [`ConnTable::release_buffers`] once they are not drained again for a round.
+    drained: Listed,
     /// Tokens in [`Phase::Closed`], to be removed by [`ConnTable::reap`].
     closed: Vec<usize>,
     /// Connections per client address, for `--max-per-ip`: counted from admission until the
@@ -134,6 +137,7 @@ impl ConnTable {
             flush: Listed::default(),
             flush_next: Listed::default(),
             ready: Listed::default(),
+            drained: Listed::default(),
             closed: Vec::new(),
             per_address: HashMap::new(),
             handshaking: 0,
@@ -382,6 +386,9 @@ impl ConnTable {
             Ok(Flush::Done) => {
                 if unsent > 0 {
                     trace!("token {}: wrote {unsent} bytes, queue empty", r.token);
+                    if !conn.note_drained() {
+                        self.drained.add(r);
+                    }
                 }
                 // A leaving client has had its last lines: now it can go.
                 if let Phase::Leaving(reason) = conn.phase() {
@@ -476,6 +483,23 @@ impl ConnTable {
         }
     }
 
+    /// Gives back the room that write queues drained a round ago, and not since, kept for
+    /// their next line (the loop asks once a second, with nothing else to do: see
+    /// `memory.rs`). So a client sent a line per batch keeps its queue's room between batches
+    /// rather than allocating it for every line, and an idle client's queue holds nothing a
+    /// second or two after its last line. The ones still busy stay listed; true if there are
+    /// any (the loop must ask again, even if nothing else happens).
+    pub fn release_buffers(&mut self) -> bool {
+        for r in self.drained.take() {
+            if let Some(conn) = live_mut(&mut self.conns, r)
+                && !conn.release_buffers()
+            {
+                self.drained.add(r);
+            }
+        }
+        !self.drained.is_empty()
+    }
+
     /// Whether a timer for `r` still has a connection to act on.
     pub fn contains(&self, r: ConnRef) -> bool {
         self.get(r).is_some()
@@ -505,6 +529,7 @@ impl ConnTable {
             let mut conn = self.conns.remove(token);
             self.ready.forget(token);
             self.flush_next.forget(token);
+            self.drained.forget(token);
             if conn.is_admitted() {
                 let ip = conn.peer().ip();
                 if let Some(count) = self.per_address.get_mut(&ip) {

@@ -27,15 +27,21 @@ pub const ENTRY_BYTES: usize = std::mem::size_of::<Rc<[u8]>>();
 
 /// Unsent output of one connection. See the module documentation.
 ///
-/// Most clients are idle most of the time, and an idle client's queue is empty: so an empty
-/// queue is one null pointer, and its bookkeeping and its buffer of entries exist only while
-/// it holds something. A busy client allocates them again with its first line after a
-/// drained flush: an allocation per flush, beside that flush's `writev`.
+/// Most clients are idle most of the time, and an idle client's queue is empty: so a queue
+/// with nothing in it can be one null pointer, its bookkeeping and its room for entries
+/// allocated only when a line comes. A drained queue keeps them, though, until it is told to
+/// [`release`](WriteQueue::release) them: a client that receives a line per batch would
+/// otherwise allocate and free them for every line it is sent, two allocations per delivery
+/// (the loop releases the drained queues once a second: see `ConnTable::release_buffers`).
 #[derive(Debug, Default)]
 pub struct WriteQueue {
-    /// `None` exactly when nothing is waiting.
+    /// `None` when nothing is waiting and the room was given back.
     queued: Option<Box<Queued>>,
 }
+
+/// Entries a drained queue may keep room for until it is released: one `writev`'s worth. A
+/// longer backlog's room is freed as soon as it is written.
+const KEEP_ENTRIES: usize = MAX_IOVECS;
 
 /// What a non-empty queue holds.
 #[derive(Debug, Default)]
@@ -76,7 +82,7 @@ impl WriteQueue {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.queued.is_none()
+        self.unsent() == 0
     }
 
     /// Writes as much as `out` accepts: until the queue is empty or `out` says `WouldBlock`.
@@ -111,12 +117,22 @@ impl WriteQueue {
                 Err(e) => return Err(e),
             }
         }
-        self.queued = None;
+        if queued.lines.capacity() > KEEP_ENTRIES {
+            self.queued = None;
+        }
         Ok(Flushed::All)
     }
 
+    /// A drained queue gives back its room (an idle client's queue is then one null pointer).
+    /// Nothing happens to a queue with lines waiting.
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.queued = None;
+        }
+    }
+
     /// Entries the queue has room for without allocating (for tests and for reasoning about
-    /// memory: zero once drained).
+    /// memory: zero once released).
     pub fn capacity(&self) -> usize {
         self.queued.as_ref().map_or(0, |q| q.lines.capacity())
     }
@@ -214,9 +230,10 @@ mod tests {
         assert!(q.is_empty());
     }
 
-    /// An idle client's queue, once its welcome is written, holds no buffer.
+    /// An idle client's queue, once its welcome is written and the queue released, holds no
+    /// memory; a released queue takes lines again.
     #[test]
-    fn a_drained_queue_holds_no_memory() {
+    fn a_released_queue_holds_no_memory() {
         let mut q = WriteQueue::default();
         q.push(line("*** welcome\n"));
         assert!(q.capacity() > 0);
@@ -227,7 +244,14 @@ mod tests {
             calls: 0,
         };
         assert_eq!(q.write_to(&mut out).unwrap(), Flushed::All);
+        assert!(q.capacity() > 0, "room kept for the next line");
+        q.release();
         assert_eq!(q.capacity(), 0);
+        q.push(line("*** again\n"));
+        q.release();
+        assert_eq!(q.unsent(), 10, "a queue with lines waiting was released");
+        assert_eq!(q.write_to(&mut out).unwrap(), Flushed::All);
+        assert_eq!(out.got, b"*** welcome\n*** again\n");
     }
 
     #[test]
