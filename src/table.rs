@@ -49,6 +49,9 @@ pub struct Listed {
 }
 
 impl Listed {
+    /// Lists `r` unless it is listed already. Inline: every delivery lists its recipient for
+    /// the flush.
+    #[inline]
     pub fn add(&mut self, r: ConnRef) {
         if r.token >= self.listed.len() {
             self.listed.resize(r.token + 1, false);

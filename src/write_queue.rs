@@ -61,9 +61,20 @@ impl WriteQueue {
         if line.is_empty() {
             return;
         }
-        let queued = self.queued.get_or_insert_with(Box::default);
+        let queued = match &mut self.queued {
+            Some(queued) => queued,
+            None => self.make_room(),
+        };
         queued.unsent += line.len();
         queued.lines.push_back(line);
+    }
+
+    /// The first line since the queue was released: its bookkeeping is allocated. Out of
+    /// line, so the path every delivery takes stays a few instructions.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self) -> &mut Queued {
+        self.queued.insert(Box::default())
     }
 
     /// Bytes not yet taken by the kernel.
