@@ -238,9 +238,12 @@ struct Output {
     over_limit_since: Option<Instant>,
     /// A `Linger` timer is set for it.
     linger_armed: bool,
-    /// Its queue was drained since the loop last gave back idle queues' room
-    /// ([`Connection::release_buffers`]): it is busy, and keeps its room another round.
-    drained_lately: bool,
+    /// Its queue was drained in this round (the loop ends a round once a second:
+    /// [`Connection::end_round`]).
+    drained: bool,
+    /// Its queue was drained in the last round too: its queue keeps its room between
+    /// flushes, for the next line.
+    busy: bool,
 }
 
 /// One client connection. See the module documentation.
@@ -322,7 +325,8 @@ impl Connection {
                 registration: Registration::readable(),
                 over_limit_since: None,
                 linger_armed: false,
-                drained_lately: false,
+                drained: false,
+                busy: false,
             },
         }
     }
@@ -543,22 +547,27 @@ impl Connection {
         &mut self.output.queue
     }
 
-    /// Its queue was drained: notes it busy. Returns whether it was noted so already since
-    /// the last [`Connection::release_buffers`].
-    pub fn note_drained(&mut self) -> bool {
-        std::mem::replace(&mut self.output.drained_lately, true)
+    /// Its queue was just drained. A busy client's queue keeps its room for the next line
+    /// (a client sent a line per batch would otherwise allocate and free it for every line);
+    /// anyone else's gives it back at once, so an idle client holds nothing from the moment
+    /// its welcome is written. True the first time in a round: the caller lists it, to be
+    /// asked at the end of the round ([`Connection::end_round`]).
+    pub fn drained(&mut self) -> bool {
+        if !self.output.busy {
+            self.output.queue.release();
+        }
+        !std::mem::replace(&mut self.output.drained, true)
     }
 
-    /// Gives back the room its drained queue kept for its next line (see
-    /// [`WriteQueue::release`]), unless it was drained again since the last time it was
-    /// asked: a client sent lines every second keeps its room, and never allocates it again.
-    /// True if it gave it back (or has nothing to give), false if it is keeping it.
-    pub fn release_buffers(&mut self) -> bool {
-        if std::mem::take(&mut self.output.drained_lately) {
-            return false;
+    /// A round is over (the loop's once-a-second look, `memory.rs`): the client is busy in
+    /// the next one if its queue was drained in this one; if not, its queue gives back the
+    /// room it kept. True if it is busy.
+    pub fn end_round(&mut self) -> bool {
+        self.output.busy = std::mem::take(&mut self.output.drained);
+        if !self.output.busy {
+            self.output.queue.release();
         }
-        self.output.queue.release();
-        true
+        self.output.busy
     }
 
     /// How lines are queued for it (see [`Transport::encoding`]), read once its handshake is

@@ -14,11 +14,13 @@
 //! [`TRIM_FREE`]. A busy server trims at most once a second, a little; a spike that is over
 //! is given back within a second; an idle server is never woken for this.
 //!
-//! The same look first gives back what the server itself keeps only for reuse: the room of
-//! write queues that were drained a look ago and not since (`ConnTable::release_buffers`).
-//! So a client sent lines every second keeps its queue's room between batches, and an idle
-//! client's queue holds nothing two looks after its last line (while some room is kept for
-//! another round, the next look comes a second later whether or not anything happens).
+//! The same look first ends a round of write-queue use (`ConnTable::release_buffers`): a
+//! client whose queue was drained in the second before is busy, and its queue keeps its room
+//! between flushes; one that was not gives the room back. (Its queue gives it back as soon as
+//! it is drained, unless the client is busy: an idle client holds none from the moment its
+//! last line is written, and the memory is reused at once, not left in holes between other
+//! clients' allocations.) While any client is busy, the next look comes a second later
+//! whether or not anything happens.
 //!
 //! Other allocators were tried first (README, "Dependencies"): mimalloc (v3) and jemalloc
 //! both purge freed pages only during allocator activity or from background threads of their

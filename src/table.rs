@@ -111,8 +111,9 @@ pub struct ConnTable {
     flush_next: Listed,
     /// Connections whose read budget ran out with input left: served again next turn.
     ready: Listed,
-    /// Connections whose write queue was drained and kept its room for the next line: given
-    /// back by [`ConnTable::release_buffers`] once they are not drained again for a round.
+    /// Connections whose write queue was drained in this round or the last (the busy ones,
+    /// whose queues keep their room): asked at the end of each round
+    /// ([`ConnTable::release_buffers`]).
     drained: Listed,
     /// Tokens in [`Phase::Closed`], to be removed by [`ConnTable::reap`].
     closed: Vec<usize>,
@@ -389,7 +390,7 @@ impl ConnTable {
             Ok(Flush::Done) => {
                 if unsent > 0 {
                     trace!("token {}: wrote {unsent} bytes, queue empty", r.token);
-                    if !conn.note_drained() {
+                    if conn.drained() {
                         self.drained.add(r);
                     }
                 }
@@ -486,16 +487,15 @@ impl ConnTable {
         }
     }
 
-    /// Gives back the room that write queues drained a round ago, and not since, kept for
-    /// their next line (the loop asks once a second, with nothing else to do: see
-    /// `memory.rs`). So a client sent a line per batch keeps its queue's room between batches
-    /// rather than allocating it for every line, and an idle client's queue holds nothing a
-    /// second or two after its last line. The ones still busy stay listed; true if there are
-    /// any (the loop must ask again, even if nothing else happens).
+    /// Ends a round of write-queue use (the loop asks once a second, with nothing else to
+    /// do: see `memory.rs`). A client whose queue was drained in the round is busy in the
+    /// next, and its queue keeps its room between flushes rather than allocating it for every
+    /// line; one that was not gives the room back (see [`Connection::drained`]). True if any
+    /// client is busy: the loop must ask again, even if nothing else happens.
     pub fn release_buffers(&mut self) -> bool {
         for r in self.drained.take() {
             if let Some(conn) = live_mut(&mut self.conns, r)
-                && !conn.release_buffers()
+                && conn.end_round()
             {
                 self.drained.add(r);
             }

@@ -32,7 +32,8 @@ pub const ENTRY_BYTES: usize = std::mem::size_of::<Rc<[u8]>>();
 /// allocated only when a line comes. A drained queue keeps them, though, until it is told to
 /// [`release`](WriteQueue::release) them: a client that receives a line per batch would
 /// otherwise allocate and free them for every line it is sent, two allocations per delivery
-/// (the loop releases the drained queues once a second: see `ConnTable::release_buffers`).
+/// (the connection releases them at once unless its client is busy: see
+/// `Connection::drained`).
 #[derive(Debug, Default)]
 pub struct WriteQueue {
     /// `None` when nothing is waiting and the room was given back.
