@@ -241,8 +241,8 @@ struct Output {
     /// Its queue was drained in this round (the loop ends a round once a second:
     /// [`Connection::end_round`]).
     drained: bool,
-    /// Its queue was drained in the last round too: its queue keeps its room between
-    /// flushes, for the next line.
+    /// Its queue was drained twice in a round, or in the last round and this one: its queue
+    /// keeps its room between flushes, for the next line.
     busy: bool,
 }
 
@@ -550,13 +550,16 @@ impl Connection {
     /// Its queue was just drained. A busy client's queue keeps its room for the next line
     /// (a client sent a line per batch would otherwise allocate and free it for every line);
     /// anyone else's gives it back at once, so an idle client holds nothing from the moment
-    /// its welcome is written. True the first time in a round: the caller lists it, to be
-    /// asked at the end of the round ([`Connection::end_round`]).
+    /// its welcome is written. A second drain in a round makes a client busy. True the first
+    /// time in a round: the caller lists it, to be asked at the end of the round
+    /// ([`Connection::end_round`]).
     pub fn drained(&mut self) -> bool {
+        let again = std::mem::replace(&mut self.output.drained, true);
+        self.output.busy |= again;
         if !self.output.busy {
             self.output.queue.release();
         }
-        !std::mem::replace(&mut self.output.drained, true)
+        !again
     }
 
     /// A round is over (the loop's once-a-second look, `memory.rs`): the client is busy in
