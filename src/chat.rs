@@ -36,7 +36,8 @@ pub struct RoomRules {
 
 #[derive(Debug)]
 struct Client {
-    conn: ConnRef,
+    /// Its connection's id: with the slot it is kept in (its token), its [`ConnRef`].
+    id: u64,
     /// Shared with its connection, which names it in the logs.
     nick: Rc<str>,
     /// Its room's key (`protocol::room_key`), shared with the room.
@@ -57,14 +58,26 @@ pub struct Chat {
     clients: Vec<Option<Client>>,
     /// How many of those slots hold a client.
     count: usize,
-    /// Lower-cased nick → its client: unique in the whole chat.
-    nicks: HashMap<String, ConnRef>,
+    /// Lower-cased nick → its client's token: unique in the whole chat. A nick already in
+    /// lower case (every guest's) is its own key, and the key is the client's own
+    /// [`Client::nick`], shared: no second copy per client.
+    nicks: HashMap<Rc<str>, usize>,
     /// Lower-cased name → the room. Ordered, so `/list` goes room by room in one order.
     rooms: BTreeMap<Rc<str>, Room>,
     /// Leave events not yet said (see [`Chat::announce_departures`] for why they wait).
     departures: Vec<Event>,
     next_guest: u64,
     rules: RoomRules,
+}
+
+/// The key `nick` is unique under ([`nick_key`]), sharing `nick` itself when it already is
+/// its own key.
+fn key_of(nick: &Rc<str>) -> Rc<str> {
+    if nick.bytes().any(|b| b.is_ascii_uppercase()) {
+        Rc::from(nick_key(nick))
+    } else {
+        Rc::clone(nick)
+    }
 }
 
 impl Chat {
@@ -104,29 +117,39 @@ impl Chat {
 
     /// Who goes by `nick` here (ignoring case).
     pub fn owner_of(&self, nick: &str) -> Option<ConnRef> {
-        self.nicks.get(&nick_key(nick)).copied()
+        let token = *self.nicks.get(nick_key(nick).as_str())?;
+        let id = self.clients.get(token)?.as_ref()?.id;
+        Some(ConnRef { token, id })
     }
 
     fn client(&self, who: ConnRef) -> Option<&Client> {
         self.clients
             .get(who.token)?
             .as_ref()
-            .filter(|c| c.conn == who)
+            .filter(|c| c.id == who.id)
     }
 
     fn client_mut(&mut self, who: ConnRef) -> Option<&mut Client> {
         self.clients
             .get_mut(who.token)?
             .as_mut()
-            .filter(|c| c.conn == who)
+            .filter(|c| c.id == who.id)
     }
 
-    fn every_client(&self) -> impl Iterator<Item = &Client> {
-        self.clients.iter().flatten()
+    fn every_client(&self) -> impl Iterator<Item = (ConnRef, &Client)> {
+        self.clients.iter().enumerate().filter_map(|(token, slot)| {
+            let client = slot.as_ref()?;
+            Some((
+                ConnRef {
+                    token,
+                    id: client.id,
+                },
+                client,
+            ))
+        })
     }
 
-    fn insert_client(&mut self, client: Client) {
-        let token = client.conn.token;
+    fn insert_client(&mut self, token: usize, client: Client) {
         if token >= self.clients.len() {
             self.clients.resize_with(token + 1, || None);
         }
@@ -138,7 +161,7 @@ impl Chat {
 
     fn remove_client(&mut self, who: ConnRef) -> Option<Client> {
         let slot = self.clients.get_mut(who.token)?;
-        if slot.as_ref().is_some_and(|c| c.conn == who) {
+        if slot.as_ref().is_some_and(|c| c.id == who.id) {
             self.count -= 1;
             slot.take()
         } else {
@@ -166,16 +189,17 @@ impl Chat {
     pub fn enter(&mut self, who: ConnRef, bus: &mut dyn Bus, out: &mut impl Outbox) {
         let nick = self.free_guest_nick(bus);
         let lobby = room_key(LOBBY);
-        self.nicks.insert(nick_key(&nick), who);
+        let shared: Rc<str> = Rc::from(nick.as_str());
+        self.nicks.insert(key_of(&shared), who.token);
         let room = self.room_mut(&lobby);
         room.add(who);
         let client = Client {
-            conn: who,
-            nick: Rc::from(nick.as_str()),
+            id: who.id,
+            nick: shared,
             room: Rc::clone(room.key()),
         };
         out.name(who, &client.nick);
-        self.insert_client(client);
+        self.insert_client(who.token, client);
         self.tell(who, &protocol::welcome(&nick), bus, out);
         if let Some(greeting) = bus.greeting() {
             self.tell(who, greeting, bus, out);
@@ -279,8 +303,8 @@ impl Chat {
         let room = Rc::clone(&client.room);
         let nick = Rc::clone(&client.nick);
         let (old_key, new_key) = (nick_key(&old), nick_key(new));
-        self.nicks.remove(&old_key);
-        self.nicks.insert(new_key.clone(), who);
+        self.nicks.remove(old_key.as_str());
+        self.nicks.insert(key_of(&nick), who.token);
         info!("token {}: {old} is now {new}", who.token);
         if old_key != new_key {
             bus.release(&old);
@@ -306,7 +330,7 @@ impl Chat {
             return false;
         };
         let nick = nick.to_string();
-        self.nicks.remove(&nick_key(&nick));
+        self.nicks.remove(nick_key(&nick).as_str());
         bus.release(&nick);
         let left = self.room_mut(&room);
         left.remove(who);
@@ -481,8 +505,8 @@ impl Chat {
             BusNews::Refresh => {
                 let claims: Vec<Claim> = self
                     .every_client()
-                    .map(|c| Claim {
-                        conn: c.conn,
+                    .map(|(conn, c)| Claim {
+                        conn,
                         nick: c.nick.to_string(),
                         purpose: Purpose::Keep,
                     })
@@ -507,7 +531,7 @@ impl Chat {
     fn introduce(&mut self, bus: &mut dyn Bus, out: &mut impl Outbox) {
         let members = self
             .every_client()
-            .map(|c| Presence {
+            .map(|(_, c)| Presence {
                 nick: c.nick.to_string(),
                 room: self
                     .rooms
@@ -573,7 +597,7 @@ impl Chat {
     /// Tells every client the server is going away, and lets each go (its last lines are
     /// flushed, then it closes).
     pub fn shutdown(&mut self, bus: &mut dyn Bus, out: &mut impl Outbox) {
-        let everyone: Vec<ConnRef> = self.every_client().map(|c| c.conn).collect();
+        let everyone: Vec<ConnRef> = self.every_client().map(|(who, _)| who).collect();
         for who in everyone {
             self.tell(who, protocol::SHUTTING_DOWN, bus, out);
             self.depart(who, CloseReason::Shutdown, bus, out);

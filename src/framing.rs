@@ -25,13 +25,30 @@ pub enum Frame {
     TooLong,
 }
 
-/// Capacity a connection's buffer may keep once it is empty. Above this the buffer is freed,
-/// so a connection that once received a burst does not hold that memory while it sits idle.
-const KEEP_CAPACITY: usize = 1024;
-
 /// Splits one connection's byte stream into lines. See the module documentation.
+///
+/// A framer with no unfinished line holds no memory at all: its bytes and where it is in
+/// them exist only while it has some (most connections, most of the time, have none; the
+/// loop reads into one scratch buffer that every connection shares). A client that speaks
+/// pays an allocation per read for it.
 #[derive(Debug)]
 pub struct LineFramer {
+    /// `None` while every byte received has been handed out (unless `keep` kept its room).
+    pending: Option<Box<Pending>>,
+    /// `--max-line`, as 32 bits so that it and `keep` fit beside the pointer in 16 bytes.
+    max_line: u32,
+    /// Keep the room of `pending` when every byte is handed out: the client is busy, and its
+    /// next read would only allocate it again ([`LineFramer::keep_room`]).
+    keep: bool,
+}
+
+/// The most room a busy client's framer keeps between reads: a few ordinary reads' worth.
+/// A burst that grew the buffer beyond it gives the room back once it is handed out.
+const KEPT_ROOM: usize = 4 * 1024;
+
+/// The bytes of a framer that has some.
+#[derive(Debug, Default)]
+struct Pending {
     /// Bytes received but not yet handed out: `buf[start..]`.
     buf: Vec<u8>,
     /// First byte of the first line not yet handed out. Consumed lines are not removed one by
@@ -43,23 +60,68 @@ pub struct LineFramer {
     scanned: usize,
     /// Inside an overlong line that was already reported: drop bytes up to the next newline.
     discarding: bool,
-    max_line: usize,
 }
 
 impl LineFramer {
     pub fn new(max_line: usize) -> LineFramer {
         LineFramer {
-            buf: Vec::new(),
-            start: 0,
-            scanned: 0,
-            discarding: false,
-            max_line,
+            pending: None,
+            max_line: u32::try_from(max_line).unwrap_or(u32::MAX),
+            keep: false,
         }
     }
 
     /// Appends bytes just read from the socket. Take every available frame out before the next
     /// `extend`: that is what keeps the buffer bounded.
     pub fn extend(&mut self, data: &[u8]) {
+        self.pending.get_or_insert_with(Box::default).extend(data);
+    }
+
+    /// Whether to keep the buffer's room between reads once everything is handed out (a
+    /// busy client), or to give it back (any other: an idle client holds no buffer). Given
+    /// back at once if it is not to be kept and holds nothing.
+    pub fn keep_room(&mut self, keep: bool) {
+        self.keep = keep;
+        if !keep && self.pending.as_deref().is_some_and(Pending::is_spent) {
+            self.pending = None;
+        }
+    }
+
+    /// The next complete line, or `None` when more bytes are needed ("not enough data yet" is
+    /// the normal state of a stream, not an error).
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        let pending = self.pending.as_deref_mut()?;
+        let frame = pending.next_frame(self.max_line as usize);
+        if pending.is_spent() && !self.keep {
+            self.pending = None;
+        }
+        frame
+    }
+
+    /// The peer closed its side: the last line may have no newline (`printf 'hi' | nc`).
+    /// Hands it out if there is one.
+    pub fn finish(&mut self) -> Option<Frame> {
+        let pending = self.pending.as_deref_mut()?;
+        let frame = pending.finish(self.max_line as usize);
+        if pending.is_spent() {
+            self.pending = None;
+        }
+        frame
+    }
+
+    /// Bytes currently held (for tests and for reasoning about memory).
+    pub fn buffered(&self) -> usize {
+        self.pending.as_ref().map_or(0, |p| p.buf.len() - p.start)
+    }
+
+    /// Heap bytes reserved by the buffer.
+    pub fn capacity(&self) -> usize {
+        self.pending.as_ref().map_or(0, |p| p.buf.capacity())
+    }
+}
+
+impl Pending {
+    fn extend(&mut self, data: &[u8]) {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.scanned -= self.start;
@@ -68,9 +130,7 @@ impl LineFramer {
         self.buf.extend_from_slice(data);
     }
 
-    /// The next complete line, or `None` when more bytes are needed ("not enough data yet" is
-    /// the normal state of a stream, not an error).
-    pub fn next_frame(&mut self) -> Option<Frame> {
+    fn next_frame(&mut self, max_line: usize) -> Option<Frame> {
         loop {
             // memchr compares 16 or 32 bytes per instruction; a byte loop was a quarter of
             // the framing benchmark.
@@ -80,13 +140,13 @@ impl LineFramer {
                 let pending = self.buf.len() - self.start;
                 if self.discarding {
                     self.clear();
-                } else if pending > self.max_line + 1 {
+                } else if pending > max_line + 1 {
                     // `+ 1`: the last byte may be the `\r` of a `\r\n` still on its way.
                     self.clear();
                     self.discarding = true;
                     return Some(Frame::TooLong);
                 } else if pending == 0 {
-                    self.clear();
+                    self.empty();
                 }
                 return None;
             };
@@ -100,17 +160,15 @@ impl LineFramer {
                 continue;
             }
             let line = strip_cr(&self.buf[line_start..end]);
-            if line.len() > self.max_line {
+            if line.len() > max_line {
                 return Some(Frame::TooLong);
             }
             return Some(Frame::Line(sanitize(line)));
         }
     }
 
-    /// The peer closed its side: the last line may have no newline (`printf 'hi' | nc`).
-    /// Hands it out if there is one.
-    pub fn finish(&mut self) -> Option<Frame> {
-        if let Some(frame) = self.next_frame() {
+    fn finish(&mut self, max_line: usize) -> Option<Frame> {
+        if let Some(frame) = self.next_frame(max_line) {
             return Some(frame);
         }
         if self.discarding || self.start == self.buf.len() {
@@ -118,7 +176,7 @@ impl LineFramer {
             return None;
         }
         let line = strip_cr(&self.buf[self.start..]);
-        let frame = if line.len() > self.max_line {
+        let frame = if line.len() > max_line {
             Frame::TooLong
         } else {
             Frame::Line(sanitize(line))
@@ -127,23 +185,29 @@ impl LineFramer {
         Some(frame)
     }
 
-    /// Bytes currently held (for tests and for reasoning about memory).
-    pub fn buffered(&self) -> usize {
-        self.buf.len() - self.start
+    /// Nothing left to hand out or to drop: the framer can forget it.
+    fn is_spent(&self) -> bool {
+        self.buf.is_empty() && !self.discarding
     }
 
-    /// Heap bytes reserved by the buffer.
-    pub fn capacity(&self) -> usize {
-        self.buf.capacity()
-    }
-
-    fn clear(&mut self) {
-        self.buf.clear();
+    /// Everything was handed out: empties the buffer, keeping its room for a busy client's
+    /// next read unless a burst made it large (a framer that is not keeping its room is
+    /// dropped whole: `LineFramer::keep_room`).
+    fn empty(&mut self) {
+        if self.buf.capacity() > KEPT_ROOM {
+            self.buf = Vec::new();
+        } else {
+            self.buf.clear();
+        }
         self.start = 0;
         self.scanned = 0;
-        if self.buf.capacity() > KEEP_CAPACITY {
-            self.buf = Vec::new();
-        }
+    }
+
+    /// Empties the buffer and frees it (a line being dropped keeps none either).
+    fn clear(&mut self) {
+        self.buf = Vec::new();
+        self.start = 0;
+        self.scanned = 0;
     }
 }
 
@@ -281,7 +345,12 @@ mod tests {
         f.extend(b"\n");
         assert!(matches!(f.next_frame(), Some(Frame::Line(_))));
         assert_eq!(f.next_frame(), None);
-        assert!(f.capacity() <= KEEP_CAPACITY);
+        assert_eq!(f.capacity(), 0);
+        // A short line too: a client that said one thing and went quiet holds nothing.
+        f.extend(b"hi\n");
+        assert!(matches!(f.next_frame(), Some(Frame::Line(_))));
+        assert_eq!(f.next_frame(), None);
+        assert_eq!(f.capacity(), 0);
     }
 
     #[test]

@@ -14,6 +14,14 @@
 //! [`TRIM_FREE`]. A busy server trims at most once a second, a little; a spike that is over
 //! is given back within a second; an idle server is never woken for this.
 //!
+//! The same look first ends a round of write-queue use (`ConnTable::release_buffers`): a
+//! client whose queue was drained in the second before is busy, and its queue keeps its room
+//! between flushes; one that was not gives the room back. (Its queue gives it back as soon as
+//! it is drained, unless the client is busy: an idle client holds none from the moment its
+//! last line is written, and the memory is reused at once, not left in holes between other
+//! clients' allocations.) While any client is busy, the next look comes a second later
+//! whether or not anything happens.
+//!
 //! Other allocators were tried first (docs/dependencies.md, `libc`): mimalloc (v3) and jemalloc
 //! both purge freed pages only during allocator activity or from background threads of their
 //! own, so an idle server kept its spike; a server of one thread should not start threads
@@ -51,13 +59,16 @@ impl Trim {
         self.active.then_some(self.last + TRIM_EVERY)
     }
 
-    /// The loop is about to wait: if a look is due, trims when glibc holds enough free.
-    pub fn before_waiting(&mut self, now: Instant) {
+    /// The loop is about to wait: if a look is due, `release` gives back what the server
+    /// keeps only for reuse (the room of drained write queues), and then glibc's free memory
+    /// is trimmed if it holds enough. `release` says whether it kept some back for another
+    /// round (room still in use): then the next look comes a second later, activity or not.
+    pub fn before_waiting(&mut self, now: Instant, release: impl FnOnce() -> bool) {
         if !self.active || now < self.last + TRIM_EVERY {
             return;
         }
-        self.active = false;
         self.last = now;
+        self.active = release();
         let free = free_in_heap();
         if free < TRIM_FREE {
             return;
@@ -114,10 +125,15 @@ mod tests {
         assert_eq!(trim.due(), None, "an idle server is woken for nothing");
         trim.activity();
         assert_eq!(trim.due(), Some(t0 + TRIM_EVERY));
-        trim.before_waiting(t0 + TRIM_EVERY / 2);
+        trim.before_waiting(t0 + TRIM_EVERY / 2, || {
+            panic!("released before its interval")
+        });
         assert_eq!(trim.last, t0, "looked before its interval");
-        trim.before_waiting(t0 + TRIM_EVERY);
+        // Some room is kept for another round: the next look comes without new activity.
+        trim.before_waiting(t0 + TRIM_EVERY, || true);
         assert_eq!(trim.last, t0 + TRIM_EVERY);
+        assert_eq!(trim.due(), Some(t0 + 2 * TRIM_EVERY));
+        trim.before_waiting(t0 + 2 * TRIM_EVERY, || false);
         assert_eq!(trim.due(), None);
     }
 }

@@ -54,7 +54,9 @@ pub type CutOff = Vec<(ConnRef, CloseReason)>;
 
 #[derive(Debug)]
 struct Member {
-    conn: ConnRef,
+    /// Its connection's id: with its token, the key it is kept under, its [`ConnRef`]. (The
+    /// token is not kept twice: a room of everyone has a member per client.)
+    id: u64,
     /// The room's clock when it came in: it hears the notices of what happened after.
     since: Clock,
 }
@@ -117,18 +119,21 @@ impl Room {
     }
 
     pub fn members(&self) -> impl Iterator<Item = ConnRef> + '_ {
-        self.members.values().map(|m| m.conn)
+        self.members
+            .iter()
+            .map(|(&token, m)| ConnRef { token, id: m.id })
     }
 
     fn member(&self, who: ConnRef) -> Option<&Member> {
-        self.members.get(&who.token).filter(|m| m.conn == who)
+        self.members.get(&who.token).filter(|m| m.id == who.id)
     }
 
     /// `who` comes in: from now on it hears what is said here.
     pub fn add(&mut self, who: ConnRef) {
         self.clock += 1;
         let since = self.clock;
-        self.members.insert(who.token, Member { conn: who, since });
+        let id = who.id;
+        self.members.insert(who.token, Member { id, since });
     }
 
     /// `who` is out. False if it was not here.
@@ -148,7 +153,7 @@ impl Room {
             }
             self.history.push_back(Rc::clone(line));
         }
-        self.send_where(|m| Some(m.conn.id) != except, line, out)
+        self.send_where(|m| Some(m.id) != except, line, out)
     }
 
     /// A server line (a rename) for every member, the one it is about included.
@@ -182,13 +187,17 @@ impl Room {
     ) -> CutOff {
         let mut cut_off = Vec::new();
         let mut recipients = 0usize;
-        for member in self.members.values() {
+        for (&token, member) in &self.members {
             if !hears(member) {
                 continue;
             }
             recipients += 1;
-            if let Err(reason) = out.send(member.conn, line) {
-                cut_off.push((member.conn, reason));
+            let to = ConnRef {
+                token,
+                id: member.id,
+            };
+            if let Err(reason) = out.send(to, line) {
+                cut_off.push((to, reason));
             }
         }
         trace!(
@@ -238,7 +247,7 @@ impl Room {
     /// (members are this instance's clients: a notice about another instance's client is
     /// about none of them, whatever its connection id).
     fn say_notice(&self, notice: &Notice, out: &mut impl Outbox) -> CutOff {
-        let about = |m: &Member| notice.about == Some((Origin::HERE, m.conn.id));
+        let about = |m: &Member| notice.about == Some((Origin::HERE, m.id));
         let hears = |m: &Member| m.since <= notice.heard_up_to && !about(m);
         self.send_where(hears, &Rc::from(notice.line.as_bytes()), out)
     }

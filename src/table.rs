@@ -31,11 +31,10 @@ use mio::{Registry, Token};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::connection::{CloseReason, ConnRef, Connection, Flush, Next, Phase, Read};
+use crate::connection::{CloseReason, ConnRef, Connection, Flood, Flush, Next, Phase, Read};
 use crate::connlog::{ConnLog, Kind};
 use crate::framing::Frame;
 use crate::limits::{HARD_OUTPUT_FACTOR, LINGER};
-use crate::rate_limit::TokenBucket;
 use crate::room::Outbox;
 use crate::stats::Stats;
 use crate::timers::{Timer, Timers};
@@ -55,6 +54,9 @@ pub struct Listed {
 }
 
 impl Listed {
+    /// Lists `r` unless it is listed already. Inline: every delivery lists its recipient for
+    /// the flush.
+    #[inline]
     pub fn add(&mut self, r: ConnRef) {
         if r.token >= self.listed.len() {
             self.listed.resize(r.token + 1, false);
@@ -110,8 +112,8 @@ struct Limits {
     /// Eight times `--max-output`: past it a client is cut off at once.
     hard_output: usize,
     output_grace: Duration,
-    rate: f64,
-    burst: u32,
+    /// `None` when flood control is off (`--rate 0`).
+    flood: Option<Flood>,
 }
 
 /// Every connection the server holds. See the module documentation.
@@ -124,6 +126,10 @@ pub struct ConnTable {
     flush_next: Listed,
     /// Connections whose read budget ran out with input left: served again next turn.
     ready: Listed,
+    /// Connections whose write queue was drained in this round or the last (the busy ones,
+    /// whose queues keep their room): asked at the end of each round
+    /// ([`ConnTable::release_buffers`]).
+    drained: Listed,
     /// Tokens in [`Phase::Closed`], to be removed by [`ConnTable::reap`].
     closed: Vec<usize>,
     /// Connections per client address, for `--max-per-ip`: counted from admission until the
@@ -150,6 +156,7 @@ impl ConnTable {
             flush: Listed::default(),
             flush_next: Listed::default(),
             ready: Listed::default(),
+            drained: Listed::default(),
             closed: Vec::new(),
             per_address: HashMap::new(),
             handshaking: 0,
@@ -159,8 +166,10 @@ impl ConnTable {
                 max_output: config.max_output,
                 hard_output: config.max_output.saturating_mul(HARD_OUTPUT_FACTOR),
                 output_grace: config.output_grace,
-                rate: config.rate,
-                burst: config.burst,
+                flood: (config.rate > 0.0).then_some(Flood {
+                    rate: config.rate,
+                    burst: config.burst,
+                }),
             },
             stats: Stats::default(),
             log: ConnLog::new(Instant::now()),
@@ -228,9 +237,7 @@ impl ConnTable {
         let id = self.next_id;
         self.next_id += 1;
         self.stats.connections_total += 1;
-        let limits = &self.limits;
-        let bucket = (limits.rate > 0.0).then(|| TokenBucket::new(limits.rate, limits.burst, now));
-        let conn = Connection::new(id, socket, peer, transport, limits.max_line, bucket, now);
+        let conn = Connection::new(id, socket, peer, transport, self.limits.max_line, now);
         entry.insert(conn);
         self.handshaking += 1;
         Some(ConnRef { token, id })
@@ -316,8 +323,14 @@ impl ConnTable {
     pub fn read(&mut self, r: ConnRef, scratch: &mut [u8], now: Instant) -> Option<Read> {
         let conn = live_mut(&mut self.conns, r).filter(|c| !c.is_closed())?;
         let read = conn.read(scratch, now);
-        if let Read::Bytes { n, .. } = read {
+        if let Read::Bytes {
+            n, first_in_round, ..
+        } = read
+        {
             trace!("token {}: read {n} bytes", r.token);
+            if first_in_round {
+                self.drained.add(r);
+            }
             self.stats.bytes_in += n as u64;
             if conn.wants_write() {
                 self.flush.add(r);
@@ -328,8 +341,9 @@ impl ConnTable {
 
     /// The next thing to do with `r`'s input (see [`Next`]).
     pub fn next_line(&mut self, r: ConnRef, now: Instant) -> Next {
+        let flood = self.limits.flood;
         self.get_mut(r)
-            .map_or(Next::Stop, |conn| conn.next_line(now))
+            .map_or(Next::Stop, |conn| conn.next_line(now, flood))
     }
 
     /// The line a peer sent without a newline before it closed its side, if any.
@@ -409,10 +423,13 @@ impl ConnTable {
             Ok(Flush::Done) => {
                 if unsent > 0 {
                     trace!("token {}: wrote {unsent} bytes, queue empty", r.token);
+                    if conn.drained() {
+                        self.drained.add(r);
+                    }
                 }
                 // A leaving client has had its last lines: now it can go.
                 if let Phase::Leaving(reason) = conn.phase() {
-                    let reason = reason.clone();
+                    let reason = CloseReason::clone(reason);
                     self.close(r, reason);
                 }
             }
@@ -430,7 +447,7 @@ impl ConnTable {
                     r.token
                 );
                 // (During a shutdown the grace deadline alone decides, for everyone at once.)
-                let lingers = matches!(conn.phase(), Phase::Leaving(reason) if *reason != CloseReason::Shutdown);
+                let lingers = matches!(conn.phase(), Phase::Leaving(reason) if **reason != CloseReason::Shutdown);
                 if lingers && conn.arm_linger() {
                     timers.add(now + LINGER, Timer::Linger(r));
                 }
@@ -487,7 +504,7 @@ impl ConnTable {
     pub fn linger_over(&mut self, r: ConnRef) {
         if let Some(Phase::Leaving(reason)) = self.get(r).map(Connection::phase) {
             debug!("token {}: linger over, closing", r.token);
-            let reason = reason.clone();
+            let reason = CloseReason::clone(reason);
             self.close(r, reason);
         }
     }
@@ -501,6 +518,24 @@ impl ConnTable {
             }
             None => false,
         }
+    }
+
+    /// Ends a round of write-queue use (the loop asks once a second, with nothing else to
+    /// do: see `memory.rs`). A client whose queue was drained in the round is busy in the
+    /// next, and its queue keeps its room between flushes rather than allocating it for every
+    /// line; one that was not gives the room back (see [`Connection::drained`]). True if any
+    /// client is busy: the loop must ask again, even if nothing else happens.
+    pub fn release_buffers(&mut self) -> bool {
+        let round = self.drained.take();
+        for &r in &round {
+            if let Some(conn) = live_mut(&mut self.conns, r)
+                && conn.end_round()
+            {
+                self.drained.add(r);
+            }
+        }
+        self.drained.recycle(round);
+        !self.drained.is_empty()
     }
 
     /// Whether a timer for `r` still has a connection to act on.
@@ -532,6 +567,7 @@ impl ConnTable {
             let mut conn = self.conns.remove(token);
             self.ready.forget(token);
             self.flush_next.forget(token);
+            self.drained.forget(token);
             if conn.is_admitted() {
                 let ip = conn.peer().ip();
                 if let Some(count) = self.per_address.get_mut(&ip) {
@@ -549,7 +585,7 @@ impl ConnTable {
             let reason = match conn.phase() {
                 Phase::Closed(reason) => {
                     self.stats.count_disconnect(reason);
-                    if let CloseReason::Answered(_) = reason {
+                    if let CloseReason::Answered(_) = **reason {
                         level = log::Level::Debug;
                     }
                     reason.to_string()

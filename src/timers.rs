@@ -99,13 +99,33 @@ impl Timers {
         if self.heap.peek()?.0.at > now {
             return None;
         }
-        self.heap.pop().map(|Reverse(e)| e.timer)
+        let timer = self.heap.pop().map(|Reverse(e)| e.timer);
+        self.give_back();
+        timer
     }
 
     /// Keeps only the timers for which `keep` is true (O(n); see the module documentation
     /// for when the loop calls it).
     pub fn retain(&mut self, mut keep: impl FnMut(&Timer) -> bool) {
         self.heap.retain(|Reverse(e)| keep(&e.timer));
+        self.give_back();
+    }
+
+    /// A heap down to a quarter of its room is halved: a storm of connections leaves a
+    /// handshake deadline each, 48 bytes apiece, and once they have fired the room they took
+    /// is given back rather than kept for good. (Halving at a quarter, not at a half, so a
+    /// heap that hovers around a size is not shrunk and grown again and again.)
+    fn give_back(&mut self) {
+        let room = self.heap.capacity();
+        if room > 64 && self.heap.len() < room / 4 {
+            self.heap.shrink_to(room / 2);
+        }
+    }
+
+    /// Deadlines the heap has room for (for tests).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.heap.capacity()
     }
 
     pub fn len(&self) -> usize {
@@ -133,6 +153,23 @@ mod tests {
         assert_eq!(timers.pop_due(t3), Some(Timer::ResumeAccept));
         assert_eq!(timers.pop_due(t3), Some(Timer::ShutdownDeadline));
         assert_eq!(timers.pop_due(t3), None);
+    }
+
+    /// The room a storm of deadlines took is given back once they have fired.
+    #[test]
+    fn a_heap_that_emptied_gives_its_room_back() {
+        let t0 = Instant::now();
+        let mut timers = Timers::default();
+        for token in 0..10_000 {
+            timers.add(t0, Timer::Handshake(ConnRef { token, id: 1 }));
+        }
+        assert!(timers.capacity() >= 10_000);
+        while timers.pop_due(t0).is_some() {}
+        assert!(
+            timers.capacity() <= 64,
+            "kept room for {}",
+            timers.capacity()
+        );
     }
 
     #[test]

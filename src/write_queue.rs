@@ -25,13 +25,28 @@ pub use crate::nonblocking::Flushed;
 /// What one queued line costs besides its bytes: the shared pointer (address and length).
 pub const ENTRY_BYTES: usize = std::mem::size_of::<Rc<[u8]>>();
 
-/// Queue entries a drained queue may keep room for; a longer idle queue is freed (see
-/// `LineFramer` for the same reasoning on the read side).
-const KEEP_ENTRIES: usize = 16;
-
 /// Unsent output of one connection. See the module documentation.
+///
+/// Most clients are idle most of the time, and an idle client's queue is empty: so a queue
+/// with nothing in it can be one null pointer, its bookkeeping and its room for entries
+/// allocated only when a line comes. A drained queue keeps them, though, until it is told to
+/// [`release`](WriteQueue::release) them: a client that receives a line per batch would
+/// otherwise allocate and free them for every line it is sent, two allocations per delivery
+/// (the connection releases them at once unless its client is busy: see
+/// `Connection::drained`).
 #[derive(Debug, Default)]
 pub struct WriteQueue {
+    /// `None` when nothing is waiting and the room was given back.
+    queued: Option<Box<Queued>>,
+}
+
+/// Entries a drained queue may keep room for until it is released: one `writev`'s worth. A
+/// longer backlog's room is freed as soon as it is written.
+const KEEP_ENTRIES: usize = MAX_IOVECS;
+
+/// What a non-empty queue holds.
+#[derive(Debug, Default)]
+struct Queued {
     /// Lines in the order they must reach the client. Every entry is non-empty.
     lines: VecDeque<Rc<[u8]>>,
     /// Bytes at the front of `lines[0]` that the kernel already took (a partial write).
@@ -47,24 +62,39 @@ impl WriteQueue {
         if line.is_empty() {
             return;
         }
-        self.unsent += line.len();
-        self.lines.push_back(line);
+        let queued = match &mut self.queued {
+            Some(queued) => queued,
+            None => self.make_room(),
+        };
+        queued.unsent += line.len();
+        queued.lines.push_back(line);
+    }
+
+    /// The first line since the queue was released: its bookkeeping is allocated. Out of
+    /// line, so the path every delivery takes stays a few instructions.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self) -> &mut Queued {
+        self.queued.insert(Box::default())
     }
 
     /// Bytes not yet taken by the kernel.
     pub fn unsent(&self) -> usize {
-        self.unsent
+        self.queued.as_ref().map_or(0, |q| q.unsent)
     }
 
     /// What the queue holds on its client's behalf: the bytes still to send, and a shared
     /// pointer per queued line ([`ENTRY_BYTES`]). `--max-output` judges this: a queue of a
     /// million one-byte lines holds 17 MB, not 1 MB.
+    #[inline]
     pub fn footprint(&self) -> usize {
-        self.unsent + self.lines.len() * ENTRY_BYTES
+        self.queued
+            .as_ref()
+            .map_or(0, |q| q.unsent + q.lines.len() * ENTRY_BYTES)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.unsent == 0
+        self.unsent() == 0
     }
 
     /// Writes as much as `out` accepts: until the queue is empty or `out` says `WouldBlock`.
@@ -73,12 +103,19 @@ impl WriteQueue {
     /// only after a write has failed with `WouldBlock`, so stopping earlier with bytes left
     /// could wait forever. Any other error is returned: the connection is broken.
     pub fn write_to<W: Write + ?Sized>(&mut self, out: &mut W) -> io::Result<Flushed> {
-        while !self.lines.is_empty() {
+        let Some(queued) = self.queued.as_deref_mut() else {
+            return Ok(Flushed::All);
+        };
+        while !queued.lines.is_empty() {
             let result = {
                 let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
                 let mut count = 0;
-                for (slice, line) in slices.iter_mut().zip(&self.lines) {
-                    let skip = if count == 0 { self.written_of_first } else { 0 };
+                for (slice, line) in slices.iter_mut().zip(&queued.lines) {
+                    let skip = if count == 0 {
+                        queued.written_of_first
+                    } else {
+                        0
+                    };
                     *slice = IoSlice::new(&line[skip..]);
                     count += 1;
                 }
@@ -86,24 +123,40 @@ impl WriteQueue {
             };
             match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.consume(n),
+                Ok(n) => queued.consume(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Blocked),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
-        if self.lines.capacity() > KEEP_ENTRIES {
-            self.lines = VecDeque::new();
+        if queued.lines.capacity() > KEEP_ENTRIES {
+            self.queued = None;
         }
         Ok(Flushed::All)
+    }
+
+    /// A drained queue gives back its room (an idle client's queue is then one null pointer).
+    /// Nothing happens to a queue with lines waiting.
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.queued = None;
+        }
+    }
+
+    /// Entries the queue has room for without allocating (for tests and for reasoning about
+    /// memory: zero once released).
+    pub fn capacity(&self) -> usize {
+        self.queued.as_ref().map_or(0, |q| q.lines.capacity())
     }
 
     /// Whether a write stopped inside the first entry: a transport that sends bytes of its
     /// own between entries (WebSocket's control frames) must wait until it is out.
     pub fn mid_entry(&self) -> bool {
-        self.written_of_first > 0
+        self.queued.as_ref().is_some_and(|q| q.written_of_first > 0)
     }
+}
 
+impl Queued {
     /// Forgets the first `n` unsent bytes: whole lines are dropped, and a line the kernel took
     /// only part of stays at the front with `written_of_first` marking where to resume.
     #[inline]
@@ -187,6 +240,30 @@ mod tests {
         assert_eq!(q.write_to(&mut out).unwrap(), Flushed::All);
         assert_eq!(out.got, expected);
         assert!(q.is_empty());
+    }
+
+    /// An idle client's queue, once its welcome is written and the queue released, holds no
+    /// memory; a released queue takes lines again.
+    #[test]
+    fn a_released_queue_holds_no_memory() {
+        let mut q = WriteQueue::default();
+        q.push(line("*** welcome\n"));
+        assert!(q.capacity() > 0);
+        let mut out = Trickle {
+            got: Vec::new(),
+            per_call: usize::MAX,
+            room: usize::MAX,
+            calls: 0,
+        };
+        assert_eq!(q.write_to(&mut out).unwrap(), Flushed::All);
+        assert!(q.capacity() > 0, "room kept for the next line");
+        q.release();
+        assert_eq!(q.capacity(), 0);
+        q.push(line("*** again\n"));
+        q.release();
+        assert_eq!(q.unsent(), 10, "a queue with lines waiting was released");
+        assert_eq!(q.write_to(&mut out).unwrap(), Flushed::All);
+        assert_eq!(out.got, b"*** welcome\n*** again\n");
     }
 
     #[test]

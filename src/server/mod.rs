@@ -387,7 +387,8 @@ impl Server {
             // About to wait: a good moment to give a spike's memory back, and if it is too
             // soon for that, a reason not to sleep past the moment it is not.
             let now = Instant::now();
-            self.trim.before_waiting(now);
+            let table = &mut self.table;
+            self.trim.before_waiting(now, || table.release_buffers());
             let trim = self.trim.due().map(|at| at.saturating_duration_since(now));
             match (self.timers.timeout(now), trim) {
                 (Some(timer), Some(trim)) => Some(timer.min(trim)),
@@ -719,7 +720,7 @@ mod tests {
         server.handle(late, now);
         assert!(matches!(
             server.table.slot(old_token).map(|c| c.phase()),
-            Some(Phase::Closed(CloseReason::Failed(_)))
+            Some(Phase::Closed(reason)) if matches!(**reason, CloseReason::Failed(_))
         ));
         server.handle(accept, now);
         let new_token = *server

@@ -77,6 +77,7 @@ impl Server {
                     n,
                     handshake_done,
                     emptied: short,
+                    ..
                 } => {
                     budget = budget.saturating_sub(n);
                     emptied = short && edge == (Edge::Fresh { closing: false });

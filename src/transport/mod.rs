@@ -17,7 +17,9 @@
 //!
 //! A handshake can end in something other than the chat: an HTTP request for the page or
 //! the metrics ([`Handshake::Answer`]). Such a connection is answered and closed without ever
-//! joining, as a TLS connection whose handshake fails is closed without joining.
+//! joining, as a TLS connection whose handshake fails is closed without joining. And a
+//! handshake can hand the connection over to another transport ([`Transport::successor`]):
+//! an upgraded HTTP request becomes a [`websocket`], and the request's transport is dropped.
 //!
 //! What a transport does *not* decide: when to read or write (the loop does, on readiness),
 //! what a line means (the room), or what the socket is registered for. Interest follows one
@@ -102,6 +104,14 @@ pub trait Transport {
     /// What was agreed in the handshake, for the log.
     fn describe(&self) -> String {
         String::new()
+    }
+
+    /// The transport that carries the connection from now on, if this one's handshake handed
+    /// it over to another (an HTTP request upgraded to WebSocket). Asked once, when the
+    /// handshake is done; the connection then drops this transport, and with it whatever it
+    /// held only for the handshake (the request, its parser).
+    fn successor(&mut self) -> Option<Box<dyn Transport>> {
+        None
     }
 }
 

@@ -1,25 +1,39 @@
 //! TLS in the same loop: a [`Session`] is the [`Transport`] of a connection accepted on a TLS
 //! listener, so a TLS client is, to the room and the loop, a connection like any other.
 //!
-//! rustls does no I/O of its own. It is a state machine with two sides: ciphertext goes in
-//! and out through `read_tls`/`write_tls` (here, on the non-blocking socket, which may say
-//! `WouldBlock` at any point), and plaintext goes in and out through `reader()`/`writer()`.
-//! That is what lets it live inside a readiness loop without a thread: the loop decides when
-//! the socket is read or written, exactly as for a plain connection.
+//! rustls does no I/O of its own. It is a state machine: ciphertext goes in, plaintext and
+//! records to send come out. That is what lets it live inside a readiness loop without a
+//! thread: the loop decides when the socket is read or written, exactly as for a plain
+//! connection. The session uses rustls's *unbuffered* API
+//! (`UnbufferedServerConnection`), in which the caller owns the ciphertext buffers. (Its
+//! buffered `ServerConnection` keeps a 4 KiB read buffer and its write queues at their
+//! high-water mark for the life of the connection: 8.2 KB per idle TLS client, measured, where
+//! this session keeps no buffer at all between records.)
 //!
 //! Where it sits in the data path:
 //!
 //! ```text
-//!  read side:  socket ──read_tls──► rustls ──process_new_packets──► plaintext ──► LineFramer
-//!  write side: WriteQueue (Rc lines) ──writer(), one record's worth──► rustls ──write_tls──► socket
+//!  read side:  socket ──read──► scratch (shared) ──process_tls_records──► plaintext ──► LineFramer
+//!                                  └─ a record's start still coming: kept in `incoming`
+//!  write side: WriteQueue (Rc lines) ──one record's worth──► encrypt ──write──► socket
+//!                                  └─ what the socket did not take: kept in `outgoing`
 //! ```
 //!
+//! Each read goes into the loop's scratch buffer, shared by every connection, and the whole
+//! records in it are processed there. Only the start of a record whose end has not arrived
+//! is copied out and kept. What rustls has to say of its own (handshake messages, alerts) is
+//! made into `outgoing` and written with the flush at the end of the batch.
+//!
 //! On the write side, lines stay in the connection's [`WriteQueue`] (shared, not copied)
-//! until the socket can take them. Only then is the next record's worth of plaintext handed to
-//! rustls and encrypted, and no more is encrypted until those records have gone to the kernel.
-//! So at most [`TLS_RECORDS_AHEAD`] bytes of a client's output ever sit encrypted in
-//! rustls, and `--max-output` judges a TLS client by the same queue as a plain one (plus those
-//! few bytes).
+//! until the socket can take them. Only then is the next record's worth gathered, encrypted
+//! on the stack and written; what the socket does not take of it is kept, and no more is
+//! encrypted until that has gone to the kernel. So at most [`TLS_RECORDS_AHEAD`] bytes of a
+//! client's output are ever encrypted ahead, and `--max-output` judges a TLS client by the
+//! same queue as a plain one (plus those few bytes).
+//!
+//! What an idle session still holds is rustls's: the connection state (about 1.1 KB) and,
+//! on the heap, the keys and secrets of the session (about 2.1 KB: ring's AEAD key of each
+//! direction is 560 bytes whatever the cipher suite).
 //!
 //! The handshake happens on the same events: the client's hello arrives as readable data, the
 //! server's answer is records to write at the end of the batch. A connection is not in the
@@ -34,7 +48,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mio::net::TcpStream;
-use rustls::{ServerConfig, ServerConnection};
+use rustls::ServerConfig;
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncodeTlsData, EncryptError, InsufficientSizeError,
+};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -42,7 +60,7 @@ use super::{Broken, Farewell, Handshake, Listens, Rejection, Transport};
 use crate::error::Error;
 use crate::framing::LineFramer;
 use crate::limits::TLS_RECORDS_AHEAD;
-use crate::nonblocking::{Flushed, Plaintext, ReadOutcome, write_records};
+use crate::nonblocking::{Flushed, ReadOutcome, write_until_blocked};
 use crate::write_queue::WriteQueue;
 
 /// A TLS listener (`--tls-bind`): the certificate it presents and how long a handshake may
@@ -146,9 +164,17 @@ fn rejected(error: &rustls::Error) -> Broken {
 
 /// The TLS state of one connection. See the module documentation.
 pub struct Session {
-    tls: ServerConnection,
-    /// Plaintext handed to rustls whose records the kernel has not taken yet. At most
-    /// [`TLS_RECORDS_AHEAD`]; zero once rustls has nothing left to write.
+    tls: UnbufferedServerConnection,
+    /// Ciphertext read and not yet processed: the start of a record, or of a handshake
+    /// message, whose end has not arrived. Empty, with no buffer, between records.
+    incoming: Vec<u8>,
+    /// Ciphertext made and not yet taken by the kernel: handshake messages, alerts, and the
+    /// part of a record the socket did not take. Empty, with no buffer, once written.
+    outgoing: Vec<u8>,
+    /// Bytes at the front of `outgoing` the kernel already took.
+    written: usize,
+    /// Plaintext encrypted whose records the kernel has not taken yet. At most
+    /// [`TLS_RECORDS_AHEAD`]; zero once `outgoing` is written.
     encrypted_unsent: usize,
     /// `close_notify` queued: the last thing this connection will send.
     closing: bool,
@@ -161,6 +187,8 @@ impl fmt::Debug for Session {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Session")
             .field("handshaking", &self.tls.is_handshaking())
+            .field("incoming", &self.incoming.len())
+            .field("outgoing", &(self.outgoing.len() - self.written))
             .field("encrypted_unsent", &self.encrypted_unsent)
             .field("closing", &self.closing)
             .field("ended", &self.ended)
@@ -168,13 +196,21 @@ impl fmt::Debug for Session {
     }
 }
 
+/// What processing the records at hand came to.
+enum Processed {
+    /// Every whole record is processed (the rest, if any, is the start of one still coming).
+    Done,
+    /// The client sent its `close_notify`: nothing after it counts.
+    PeerClosed,
+}
+
 impl Session {
     pub fn new(config: &Arc<ServerConfig>) -> Result<Session, rustls::Error> {
-        let mut tls = ServerConnection::new(Arc::clone(config))?;
-        // Bounds what rustls buffers of our output (see the module documentation).
-        tls.set_buffer_limit(Some(TLS_RECORDS_AHEAD));
         Ok(Session {
-            tls,
+            tls: UnbufferedServerConnection::new(Arc::clone(config))?,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            written: 0,
             encrypted_unsent: 0,
             closing: false,
             ended: false,
@@ -185,13 +221,21 @@ impl Session {
         self.tls.is_handshaking()
     }
 
-    /// Output handed to rustls and not yet taken by the kernel, in plaintext bytes.
+    /// Output encrypted and not yet taken by the kernel, in plaintext bytes.
     pub fn unsent(&self) -> usize {
         self.encrypted_unsent
     }
 
-    /// One `read` from the socket into rustls, then every byte of plaintext that it yields into
-    /// `framer` (`None` while the connection is leaving: the input is thrown away).
+    /// Buffer capacity the session holds of its own (for tests: none at all when idle).
+    #[cfg(test)]
+    fn buffered(&self) -> usize {
+        self.incoming.capacity() + self.outgoing.capacity()
+    }
+
+    /// One `read` from the socket into `scratch`, the records in it processed, and every byte
+    /// of plaintext they yield put into `framer` (`None` while the connection is leaving: the
+    /// input is thrown away). What rustls has to say back (handshake messages, an alert) is
+    /// made into `outgoing`, for the flush.
     ///
     /// Returns the ciphertext bytes read, so the loop's read budget and byte counts see what
     /// the socket delivered. Records that complete the handshake yield no plaintext; the loop
@@ -205,56 +249,67 @@ impl Session {
         if self.ended {
             return Ok(ReadOutcome::Eof);
         }
-        let read = ReadOutcome::from_read(|| self.tls.read_tls(socket)).map_err(Broken::Io)?;
-        let read = match read {
+        let n = match ReadOutcome::from_read(|| socket.read(scratch)).map_err(Broken::Io)? {
             ReadOutcome::Drained => return Ok(ReadOutcome::Drained),
-            ReadOutcome::Eof => 0,
+            ReadOutcome::Eof => {
+                self.ended = true;
+                return Ok(ReadOutcome::Eof);
+            }
             ReadOutcome::Data(n) => n,
         };
-        let state = match self.tls.process_new_packets() {
-            Ok(state) => state,
+        // Most reads bring whole records: they are processed where they were read, and
+        // nothing is kept. Only the start of a record still coming is, in `incoming`.
+        let processed = if self.incoming.is_empty() {
+            let bytes = &mut scratch[..n];
+            let (processed, taken) = process(&mut self.tls, bytes, framer, &mut self.outgoing);
+            self.incoming.extend_from_slice(&bytes[taken..]);
+            processed
+        } else {
+            self.incoming.extend_from_slice(&scratch[..n]);
+            let mut incoming = std::mem::take(&mut self.incoming);
+            let (processed, taken) =
+                process(&mut self.tls, &mut incoming, framer, &mut self.outgoing);
+            incoming.drain(..taken);
+            if !incoming.is_empty() {
+                self.incoming = incoming;
+            }
+            processed
+        };
+        let processed = match processed {
+            Ok(processed) => processed,
             Err(error) => {
-                // rustls has queued an alert saying what was wrong: one best-effort write
-                // tells the client, then the connection is closed. Nobody else is affected.
-                let _ = self.tls.write_tls(socket);
+                // rustls has queued an alert saying what was wrong: it is made, one
+                // best-effort write tells the client, then the connection is closed. Nobody
+                // else is affected.
+                self.take_alert();
+                let _ = write_until_blocked(socket, &self.outgoing[self.written..]);
                 return Err(rejected(&error));
             }
         };
-        // Take every byte of plaintext now: rustls refuses to read more records while what it
-        // decrypted is still waiting, and edge-triggered readiness will not remind us.
-        let mut plaintext = state.plaintext_bytes_to_read();
-        let mut framer = framer;
-        while plaintext > 0 {
-            let n = self.tls.reader().read(scratch).map_err(Broken::Io)?;
-            if n == 0 {
-                break;
-            }
-            if let Some(framer) = framer.as_deref_mut() {
-                framer.extend(&scratch[..n]);
-            }
-            plaintext = plaintext.saturating_sub(n);
+        if self.incoming.len() > TLS_PENDING_MAX {
+            return Err(rejected(&rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::MessageTooLarge,
+            )));
         }
-        // End of the stream: TCP's (the socket read 0) or TLS's (`close_notify`). Unlike a
-        // plain `read`, one call can bring both data and the end: a client that pipes its
-        // input sends its last handshake message, its lines, `close_notify` and FIN at once.
+        // Unlike a plain `read`, one read can bring both data and the end: a client that pipes
+        // its input sends its last handshake message, its lines and `close_notify` at once.
         // The data is reported first, so the loop handles the handshake and relays the lines
         // before it treats the connection as ended.
-        self.ended = read == 0 || state.peer_has_closed();
-        if read == 0 {
-            return Ok(ReadOutcome::Eof);
+        if let Processed::PeerClosed = processed {
+            self.ended = true;
         }
-        Ok(ReadOutcome::Data(read))
+        Ok(ReadOutcome::Data(n))
     }
 
-    /// Writes what can be written: first the records rustls already made, then, one record's
-    /// worth at a time, lines from `queue`, each encrypted only once the previous records are
-    /// in the kernel. Stops at `WouldBlock`, as a plain flush does.
+    /// Writes what can be written: first the ciphertext already made, then, one record's worth
+    /// at a time, lines from `queue`, each encrypted only once the previous records are in
+    /// the kernel. Stops at `WouldBlock`, as a plain flush does.
     ///
     /// `socket` is the connection's `TcpStream`; anything that reads and writes like a
     /// non-blocking socket will do, which is how the tests below drive it.
     pub fn flush(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
         loop {
-            if !write_records(&mut self.tls, socket)? {
+            if !self.write_outgoing(socket)? {
                 return Ok(Flushed::Blocked);
             }
             self.encrypted_unsent = 0;
@@ -264,12 +319,216 @@ impl Session {
             if queue.is_empty() || self.closing || self.tls.is_handshaking() {
                 return Ok(Flushed::All);
             }
-            // Every record is out, so rustls's buffer limit lets one record's worth in, and
-            // then says it is full.
-            let before = queue.unsent();
-            queue.write_to(&mut Plaintext(&mut self.tls))?;
-            self.encrypted_unsent = before - queue.unsent();
+            // One record's worth of lines, gathered, encrypted and written. What the socket
+            // does not take of it waits in `outgoing`; no more is encrypted until it is out.
+            let mut plaintext = [0; TLS_RECORDS_AHEAD];
+            let mut gathered = Gather {
+                into: &mut plaintext,
+                len: 0,
+            };
+            queue.write_to(&mut gathered)?;
+            let len = gathered.len;
+            let mut sealed = [0; TLS_RECORDS_AHEAD + RECORD_OVERHEAD];
+            let made = self.seal(&plaintext[..len], &mut sealed)?;
+            // Written straight from the stack, unless rustls had something of its own to
+            // send first; then after it.
+            if !self.outgoing.is_empty() {
+                self.outgoing.extend_from_slice(made);
+                self.encrypted_unsent = len;
+                continue;
+            }
+            let taken = write_until_blocked(&mut &mut *socket, made)?;
+            if taken < made.len() {
+                self.outgoing.extend_from_slice(&made[taken..]);
+                self.encrypted_unsent = len;
+                return Ok(Flushed::Blocked);
+            }
         }
+    }
+
+    /// After rustls refused what the client sent: the alert it queued, into `outgoing`.
+    /// Asked once only: rustls hands out what it queued before it looks at the bytes again,
+    /// and looking again at the bytes it refused would make it refuse them a second time.
+    /// (The bytes it is shown are those it was shown last, less what it was done with, as
+    /// every call must be: it remembers where it was in them.)
+    fn take_alert(&mut self) {
+        let status = self.tls.process_tls_records(&mut self.incoming);
+        if let Ok(ConnectionState::EncodeTlsData(mut alert)) = status.state {
+            let _ = encode(&mut alert, &mut self.outgoing);
+        }
+    }
+
+    /// Writes `outgoing`; true once all of it is out, and then its buffer is freed.
+    fn write_outgoing(&mut self, socket: &mut dyn Write) -> io::Result<bool> {
+        if self.outgoing.is_empty() {
+            return Ok(true);
+        }
+        self.written += write_until_blocked(&mut &mut *socket, &self.outgoing[self.written..])?;
+        if self.written < self.outgoing.len() {
+            return Ok(false);
+        }
+        self.outgoing = Vec::new();
+        self.written = 0;
+        Ok(true)
+    }
+
+    /// Encrypts `plaintext` as application data records into `sealed` (or, should it not
+    /// fit, a buffer of the size rustls asks for), after anything rustls must send first (a
+    /// key update): the bytes to write.
+    fn seal<'a>(&mut self, plaintext: &[u8], sealed: &'a mut [u8]) -> io::Result<&'a [u8]> {
+        encode_pending(&mut self.tls, &mut self.incoming, &mut self.outgoing)?;
+        let status = self.tls.process_tls_records(&mut self.incoming);
+        let ConnectionState::WriteTraffic(mut traffic) = status.state.map_err(io::Error::other)?
+        else {
+            return Err(io::Error::other("TLS session cannot send application data"));
+        };
+        match traffic.encrypt(plaintext, sealed) {
+            Ok(len) => Ok(&sealed[..len]),
+            Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                // Not expected (a record's worth has room for its overhead), but not fatal.
+                let mut bigger = vec![0; required_size];
+                let len = traffic
+                    .encrypt(plaintext, &mut bigger)
+                    .map_err(io::Error::other)?;
+                self.outgoing.extend_from_slice(&bigger[..len]);
+                Ok(&sealed[..0])
+            }
+            Err(error) => Err(io::Error::other(error)),
+        }
+    }
+}
+
+/// Plaintext a TLS record adds at most: a 5-byte header, an explicit nonce (TLS 1.2's
+/// AES-GCM: 8 bytes), the content type (TLS 1.3: 1 byte) and a 16-byte tag.
+const RECORD_OVERHEAD: usize = 64;
+
+/// Ciphertext a session keeps unprocessed at most: a handshake message at rustls's limit of
+/// 64 KiB, split into records, or one record of 16 KiB and its overhead. More is refused.
+const TLS_PENDING_MAX: usize = 0x1_0000 + 18 * 1024;
+
+/// Processes the whole records at the front of `bytes`: their plaintext into `framer`,
+/// whatever rustls answers into `outgoing`. Returns how it went, and how many bytes of
+/// `bytes` are done with (the rest is the start of a record still coming).
+fn process(
+    tls: &mut UnbufferedServerConnection,
+    bytes: &mut [u8],
+    mut framer: Option<&mut LineFramer>,
+    outgoing: &mut Vec<u8>,
+) -> (Result<Processed, rustls::Error>, usize) {
+    let mut taken = 0;
+    loop {
+        let status = tls.process_tls_records(&mut bytes[taken..]);
+        let discard = status.discard;
+        let next = match status.state {
+            Err(error) => return (Err(error), taken),
+            Ok(ConnectionState::ReadTraffic(mut traffic)) => loop {
+                match traffic.next_record() {
+                    Some(Ok(record)) => {
+                        if let Some(framer) = framer.as_deref_mut() {
+                            framer.extend(record.payload);
+                        }
+                        taken += record.discard;
+                    }
+                    Some(Err(error)) => return (Err(error), taken),
+                    None => break None,
+                }
+            },
+            Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                if let Err(error) = encode(&mut data, outgoing) {
+                    return (Err(rustls::Error::General(error.to_string())), taken);
+                }
+                None
+            }
+            // Written with the flush at the end of the batch.
+            Ok(ConnectionState::TransmitTlsData(transmit)) => {
+                transmit.done();
+                None
+            }
+            // Early data is off (rustls's default): none will come, and none would be read.
+            Ok(ConnectionState::ReadEarlyData(mut early)) => {
+                while let Some(Ok(_)) = early.next_record() {}
+                None
+            }
+            Ok(ConnectionState::PeerClosed | ConnectionState::Closed) => {
+                Some(Processed::PeerClosed)
+            }
+            // More bytes needed, or every record is in: either way, done for this read.
+            Ok(_) => Some(Processed::Done),
+        };
+        taken += discard;
+        if let Some(processed) = next {
+            return (Ok(processed), taken);
+        }
+    }
+}
+
+/// Makes whatever rustls has to send of its own (an alert, a key update) into `outgoing`.
+fn encode_pending(
+    tls: &mut UnbufferedServerConnection,
+    incoming: &mut [u8],
+    outgoing: &mut Vec<u8>,
+) -> io::Result<()> {
+    loop {
+        let status = tls.process_tls_records(incoming);
+        match status.state {
+            Ok(ConnectionState::EncodeTlsData(mut data)) => {
+                encode(&mut data, outgoing).map_err(io::Error::other)?;
+            }
+            Ok(ConnectionState::TransmitTlsData(transmit)) => transmit.done(),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Appends one message rustls made to `outgoing`, growing it to the size rustls asks for.
+fn encode<D>(data: &mut EncodeTlsData<'_, D>, outgoing: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let start = outgoing.len();
+    let mut room = 0;
+    loop {
+        outgoing.resize(start + room, 0);
+        match data.encode(&mut outgoing[start..]) {
+            Ok(len) => {
+                outgoing.truncate(start + len);
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                room = required_size;
+            }
+            Err(error) => {
+                outgoing.truncate(start);
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// Gathers queued lines into one record's worth of plaintext: a writer that takes bytes
+/// until it is full, then says `WouldBlock`, as a full socket does.
+struct Gather<'a> {
+    into: &'a mut [u8],
+    len: usize,
+}
+
+impl Write for Gather<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[io::IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let before = self.len;
+        for buf in bufs {
+            let n = buf.len().min(self.into.len() - self.len);
+            self.into[self.len..self.len + n].copy_from_slice(&buf[..n]);
+            self.len += n;
+        }
+        match self.len - before {
+            0 if bufs.iter().any(|b| !b.is_empty()) => Err(io::ErrorKind::WouldBlock.into()),
+            n => Ok(n),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -295,9 +554,9 @@ impl Transport for Session {
         Session::read(self, socket, framer, scratch)
     }
 
-    /// rustls has records to send (handshake messages, an answer to a key update, an alert).
+    /// rustls made records to send (handshake messages, an answer to a key update, an alert).
     fn wants_write(&self) -> bool {
-        self.tls.wants_write()
+        !self.outgoing.is_empty()
     }
 
     fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
@@ -312,8 +571,18 @@ impl Transport for Session {
             return false;
         }
         self.closing = true;
-        self.tls.send_close_notify();
-        true
+        if encode_pending(&mut self.tls, &mut self.incoming, &mut self.outgoing).is_err() {
+            return false;
+        }
+        let status = self.tls.process_tls_records(&mut self.incoming);
+        let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state else {
+            return !self.outgoing.is_empty();
+        };
+        let mut alert = [0; RECORD_OVERHEAD];
+        if let Ok(len) = traffic.queue_close_notify(&mut alert) {
+            self.outgoing.extend_from_slice(&alert[..len]);
+        }
+        !self.outgoing.is_empty()
     }
 
     fn unsent(&self) -> usize {
@@ -368,6 +637,8 @@ mod tests {
     struct Socket<'a> {
         from_client: &'a mut Vec<u8>,
         to_client: &'a mut Wire,
+        /// The most one read gives: records arrive in pieces when it is small.
+        per_read: usize,
     }
 
     impl Read for Socket<'_> {
@@ -375,7 +646,7 @@ mod tests {
             if self.from_client.is_empty() {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            let n = buf.len().min(self.from_client.len());
+            let n = buf.len().min(self.from_client.len()).min(self.per_read);
             buf[..n].copy_from_slice(&self.from_client[..n]);
             self.from_client.drain(..n);
             Ok(n)
@@ -391,8 +662,9 @@ mod tests {
         }
     }
 
-    /// A server session and a rustls client that have finished their handshake in memory.
-    fn connected() -> (Session, ClientConnection) {
+    /// A server session and a rustls client that have finished their handshake in memory,
+    /// the server reading at most `per_read` bytes at a time.
+    fn connected(per_read: usize) -> (Session, ClientConnection) {
         let made =
             rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("certificate");
         let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).expect("key");
@@ -428,6 +700,7 @@ mod tests {
             let mut socket = Socket {
                 from_client: &mut from_client,
                 to_client: &mut to_client,
+                per_read,
             };
             while !socket.from_client.is_empty() {
                 server
@@ -453,7 +726,7 @@ mod tests {
     /// arrives, decrypted, in order.
     #[test]
     fn output_is_encrypted_only_as_the_socket_takes_it() {
-        let (mut server, mut client) = connected();
+        let (mut server, mut client) = connected(usize::MAX);
         let mut queue = WriteQueue::default();
         let mut expected = Vec::new();
         for i in 0..2000 {
@@ -502,5 +775,64 @@ mod tests {
         }
         assert_eq!(received.len(), expected.len());
         assert!(received == expected, "output reordered or corrupted");
+    }
+    /// The server's lines to the client, decrypted.
+    fn received(client: &mut ClientConnection, mut ciphertext: &[u8]) -> Vec<u8> {
+        let mut plaintext = Vec::new();
+        while !ciphertext.is_empty() {
+            client.read_tls(&mut ciphertext).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        let _ = client.reader().read_to_end(&mut plaintext);
+        plaintext
+    }
+
+    /// Once its handshake is done and its welcome written, an idle session holds no buffer
+    /// of its own: ciphertext is kept only while a record is half read or half written.
+    #[test]
+    fn an_idle_session_holds_no_buffers() {
+        let (mut server, mut client) = connected(usize::MAX);
+        let mut queue = WriteQueue::default();
+        queue.push(Rc::from(&b"*** welcome\n"[..]));
+        let mut wire = Wire {
+            bytes: Vec::new(),
+            room: usize::MAX,
+        };
+        assert_eq!(server.flush(&mut wire, &mut queue).unwrap(), Flushed::All);
+        assert_eq!(received(&mut client, &wire.bytes), b"*** welcome\n");
+        assert_eq!(server.buffered(), 0, "{server:?}");
+        assert_eq!(server.unsent(), 0);
+    }
+
+    /// Records that arrive a few bytes at a time, the handshake's and the lines' alike, are
+    /// kept until whole, then processed; nothing is kept once they are.
+    #[test]
+    fn records_in_pieces_are_put_together() {
+        let (mut server, mut client) = connected(7);
+        let mut from_client = Vec::new();
+        client.writer().write_all(b"one\ntwo\n").unwrap();
+        client.writer().write_all(b"three\n").unwrap();
+        while client.wants_write() {
+            client.write_tls(&mut from_client).unwrap();
+        }
+        let mut to_client = Wire::default();
+        let mut socket = Socket {
+            from_client: &mut from_client,
+            to_client: &mut to_client,
+            per_read: 7,
+        };
+        let mut framer = LineFramer::new(1024);
+        let mut scratch = vec![0; 16 * 1024];
+        while !socket.from_client.is_empty() {
+            server
+                .read(&mut socket, Some(&mut framer), &mut scratch)
+                .unwrap();
+        }
+        let mut lines = Vec::new();
+        while let Some(crate::framing::Frame::Line(line)) = framer.next_frame() {
+            lines.push(line);
+        }
+        assert_eq!(lines, ["one", "two", "three"]);
+        assert_eq!(server.buffered(), 0, "{server:?}");
     }
 }

@@ -11,10 +11,12 @@
 //! out of the chat, until the head is all in, for at most `--http-head-timeout` (a slowloris
 //! client that dribbles its headers is closed by the loop's handshake timer, as a stalled TLS
 //! handshake is). `http.rs` says what the head asks for. An upgrade switches this transport
-//! to [`WebSocket`], with the `101` as its first bytes out, and the connection joins the chat
-//! like any other. Anything else is an [`Answer`]: the loop queues it (the page, shared by
-//! every request; the metrics, which only the loop can render; an error) and lets the
-//! connection leave; its queue is written as it is, and then it closes.
+//! to [`WebSocket`], with the `101` as its first bytes out: the connection takes the
+//! WebSocket over as its transport ([`Transport::successor`]) at the end of the read that
+//! completed the head, drops this one with the request it read, and joins the chat like any
+//! other. Anything else is an [`Answer`]: the loop queues it (the page, shared by every
+//! request; the metrics, which only the loop can render; an error) and lets the connection
+//! leave; its queue is written as it is, and then it closes.
 
 use std::io::{self, Read, Write};
 use std::rc::Rc;
@@ -23,7 +25,7 @@ use std::time::Duration;
 use mio::net::TcpStream;
 
 use super::websocket::WebSocket;
-use super::{Answer, Broken, Encoding, Farewell, Handshake, Listens, Transport};
+use super::{Answer, Broken, Handshake, Listens, Transport};
 use crate::framing::LineFramer;
 use crate::http::{self, Head, Route};
 #[cfg(doc)]
@@ -56,9 +58,9 @@ enum State {
     /// Reading the request head: what came so far (at most [`HTTP_HEAD_MAX`] plus one read:
     /// past that, `http::read_head` refuses it).
     ReadingHead(Vec<u8>),
-    /// Upgraded: a WebSocket client (boxed: its parser holds a control frame's 125 bytes,
-    /// which a connection still reading its head has no use for).
-    Upgraded(Box<WebSocket>),
+    /// Upgraded: the WebSocket client it became, until the connection takes it over (at the
+    /// end of the read that upgraded it: this transport does no I/O for it).
+    Upgraded(Option<Box<WebSocket>>),
     /// Not for the chat: answered, its answer in the write queue; what it sends now is read
     /// and thrown away.
     Answered(Answer),
@@ -109,7 +111,7 @@ impl Web {
             Route::Upgrade { accept } => {
                 let mut ws = WebSocket::new(&http::switching_protocols(&accept));
                 ws.take(&mut rest, framer, socket)?;
-                State::Upgraded(Box::new(ws))
+                State::Upgraded(Some(Box::new(ws)))
             }
             Route::Page => answer(200, http::page()),
             Route::Metrics => State::Answered(Answer::Metrics),
@@ -125,10 +127,7 @@ fn answer(status: u16, bytes: Rc<[u8]>) -> State {
 
 impl Transport for Web {
     fn name(&self) -> &'static str {
-        match self.state {
-            State::Upgraded(_) => "WebSocket",
-            _ => "HTTP",
-        }
+        "HTTP"
     }
 
     fn handshake(&self) -> Handshake {
@@ -139,22 +138,14 @@ impl Transport for Web {
         }
     }
 
-    fn encoding(&self) -> Encoding {
-        match &self.state {
-            State::Upgraded(ws) => ws.encoding(),
-            _ => Encoding::Lines,
-        }
-    }
-
+    /// The head, until it is whole; after it, an answered client's bytes are read and thrown
+    /// away.
     fn read(
         &mut self,
         socket: &mut TcpStream,
         scratch: &mut [u8],
         framer: Option<&mut LineFramer>,
     ) -> Result<ReadOutcome, Broken> {
-        if let State::Upgraded(ws) = &mut self.state {
-            return ws.read(socket, scratch, framer);
-        }
         let outcome = ReadOutcome::from_read(|| socket.read(scratch)).map_err(Broken::Io)?;
         if let ReadOutcome::Data(n) = outcome {
             self.head_bytes(&scratch[..n], framer, socket)?;
@@ -163,43 +154,24 @@ impl Transport for Web {
     }
 
     fn short_read_empties(&self) -> bool {
-        match &self.state {
-            State::Upgraded(ws) => ws.short_read_empties(),
-            _ => true,
-        }
-    }
-
-    fn wants_write(&self) -> bool {
-        match &self.state {
-            State::Upgraded(ws) => ws.wants_write(),
-            _ => false,
-        }
+        true
     }
 
     /// An answer is in the queue as it must go out: written as plain TCP writes.
     fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
-        match &mut self.state {
-            State::Upgraded(ws) => ws.write(socket, queue),
-            _ => queue.write_to(socket),
-        }
-    }
-
-    fn close(&mut self, farewell: Farewell<'_>) -> bool {
-        match &mut self.state {
-            State::Upgraded(ws) => ws.close(farewell),
-            _ => false,
-        }
-    }
-
-    fn unsent(&self) -> usize {
-        match &self.state {
-            State::Upgraded(ws) => ws.unsent(),
-            _ => 0,
-        }
+        queue.write_to(socket)
     }
 
     /// The request line.
     fn describe(&self) -> String {
         self.request.clone()
+    }
+
+    /// The WebSocket an upgrade made.
+    fn successor(&mut self) -> Option<Box<dyn Transport>> {
+        match &mut self.state {
+            State::Upgraded(ws) => ws.take().map(|ws| ws as Box<dyn Transport>),
+            _ => None,
+        }
     }
 }

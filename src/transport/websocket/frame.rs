@@ -131,9 +131,9 @@ pub struct Parser {
     state: State,
     /// A text message is under way (its first frame came without FIN).
     in_message: bool,
-    /// The payload of the control frame being read.
-    control: [u8; MAX_CONTROL],
-    control_len: usize,
+    /// The payload of the control frame being read (at most [`MAX_CONTROL`] bytes; no buffer
+    /// at all between control frames, so an idle connection's parser holds none).
+    control: Vec<u8>,
     /// The start of a UTF-8 character the last text piece ended inside, and how long the
     /// whole character is.
     partial: [u8; 4],
@@ -149,8 +149,7 @@ impl Default for Parser {
                 have: 0,
             },
             in_message: false,
-            control: [0; MAX_CONTROL],
-            control_len: 0,
+            control: Vec::new(),
             partial: [0; 4],
             partial_len: 0,
             partial_need: 0,
@@ -202,7 +201,6 @@ impl Parser {
         }
         let head = decode(&head[..*have])?;
         self.check(&head)?;
-        self.control_len = 0;
         self.state = State::Payload {
             head,
             left: head.len,
@@ -260,9 +258,7 @@ impl Parser {
         *left -= take as u64;
         let (opcode, done) = (head.opcode, *left == 0);
         if opcode >= OP_CLOSE {
-            let end = self.control_len + take;
-            self.control[self.control_len..end].copy_from_slice(chunk);
-            self.control_len = end;
+            self.control.extend_from_slice(chunk);
         } else {
             self.check_utf8(chunk)?;
             if !chunk.is_empty() {
@@ -284,7 +280,8 @@ impl Parser {
             bytes: [0; 14],
             have: 0,
         };
-        let payload = &self.control[..self.control_len];
+        let control = std::mem::take(&mut self.control);
+        let payload = control.as_slice();
         match head.opcode {
             OP_PING => found(Piece::Ping(payload)),
             OP_PONG => {}

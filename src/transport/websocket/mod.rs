@@ -54,7 +54,8 @@ use crate::nonblocking::{Flushed, ReadOutcome, write_until_blocked};
 use crate::write_queue::WriteQueue;
 
 /// Frames of the server's own, waiting to go out between two messages: the upgrade's
-/// `101 Switching Protocols` first, then a pong or the close frame.
+/// `101 Switching Protocols` first, then a pong or the close frame. Freed once written: an
+/// idle WebSocket holds no buffer.
 #[derive(Debug, Default)]
 struct Control {
     bytes: Vec<u8>,
@@ -89,7 +90,7 @@ impl Control {
         if self.unsent() > 0 {
             return Ok(false);
         }
-        self.bytes.clear();
+        self.bytes = Vec::new();
         self.written = 0;
         self.pong_at = None;
         Ok(true)
@@ -253,6 +254,11 @@ impl Transport for WebSocket {
 
     fn unsent(&self) -> usize {
         self.control.unsent()
+    }
+
+    /// The request line is gone with the HTTP transport that read it: the route says it.
+    fn describe(&self) -> String {
+        "GET /ws, upgraded".to_string()
     }
 }
 
