@@ -54,6 +54,20 @@ fn levels(out: &mut Exposition, stats: &Stats, gauges: &Gauges) {
     out.one("rooms", "gauge", help, gauges.rooms);
 }
 
+/// The write calls on client sockets: with `lines_out_total`, the server's batching.
+fn writes(out: &mut Exposition, stats: &Stats) {
+    let help = "Write system calls (writev) on client sockets: lines_out_total over this is \
+                the batching.";
+    out.one("write_calls_total", "counter", help, stats.writes.calls);
+    let help = "Bytes those write calls passed to the kernel, framing and encryption included.";
+    out.one(
+        "write_call_bytes_total",
+        "counter",
+        help,
+        stats.writes.bytes,
+    );
+}
+
 /// The counters: what happened since the start, each only ever going up.
 fn counters(out: &mut Exposition, stats: &Stats) {
     let counters = [
@@ -83,17 +97,6 @@ fn counters(out: &mut Exposition, stats: &Stats) {
             stats.bytes_out,
         ),
         (
-            "write_calls_total",
-            "Write system calls (writev) on client sockets: lines_out_total over this is the \
-             batching.",
-            stats.writes.calls,
-        ),
-        (
-            "write_call_bytes_total",
-            "Bytes those write calls passed to the kernel, framing and encryption included.",
-            stats.writes.bytes,
-        ),
-        (
             "accept_pauses_total",
             "Times accepting paused for lack of descriptors.",
             stats.accept_pauses,
@@ -102,6 +105,7 @@ fn counters(out: &mut Exposition, stats: &Stats) {
     for (name, help, value) in counters {
         out.one(name, "counter", help, value);
     }
+    writes(out, stats);
     let help = "Connections closed, by reason.";
     out.labelled(
         "disconnects_total",

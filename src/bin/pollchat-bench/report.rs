@@ -199,17 +199,7 @@ impl Report {
             self.expected,
             self.deliveries_per_sec()
         );
-        if let (Some(lines), Some(bytes), Some(w)) = (
-            self.lines_per_write(),
-            self.bytes_per_write(),
-            self.server_writes,
-        ) {
-            let _ = writeln!(
-                s,
-                "server writes: {} calls, {lines:.1} deliveries and {bytes:.0} bytes per call",
-                w.calls
-            );
-        }
+        self.write_batching(s);
         let [p50, p99, p999, max] = self.latency_us.map(|us| us as f64 / 1000.0);
         let _ = writeln!(
             s,
@@ -223,6 +213,22 @@ impl Report {
                 self.lines_done,
                 self.sent,
                 line_us / 1000.0
+            );
+        }
+    }
+
+    /// With `--server-pid`: the server's write calls, and deliveries and bytes per call (its
+    /// batching).
+    fn write_batching(&self, s: &mut String) {
+        if let (Some(lines), Some(bytes), Some(w)) = (
+            self.lines_per_write(),
+            self.bytes_per_write(),
+            self.server_writes,
+        ) {
+            let _ = writeln!(
+                s,
+                "server writes: {} calls, {lines:.1} deliveries and {bytes:.0} bytes per call",
+                w.calls
             );
         }
     }
