@@ -51,6 +51,22 @@ fn server_with_a_stuck_client() -> StuckServer {
     }
 }
 
+/// SIGHUP (a closed terminal, a service manager's reload) does not stop the server: it says
+/// so in its log, its clients stay and are served, and SIGTERM still ends it with status 0.
+#[test]
+fn sighup_does_not_stop_the_server() {
+    let mut server = ServerProcess::start(&["--quiet-joins"]);
+    let mut a = Client::connect(server.addr);
+    server.signal("HUP");
+    server.wait_for_log("SIGHUP): nothing to reload; still serving");
+    let mut b = Client::connect(server.addr);
+    b.send("still here?");
+    a.expect(&format!("<{}> still here?", b.nick));
+    server.signal("TERM");
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(0), "exit status {status}");
+}
+
 /// SIGTERM: everyone is told, output is flushed, the process exits 0, even with a client
 /// that stopped reading and never lets its queue drain.
 #[test]

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use log::{info, trace, warn};
 use mio::event::Event;
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::backplane::RedisBus;
@@ -205,7 +205,9 @@ fn side_sockets(config: &Config, poll: &Poll) -> Result<SideSockets, Error> {
     let signals = if config.handle_signals {
         // signal-hook's handler writes to a pipe that is registered here like any socket, so
         // a signal is one more event in the batch, not code run at a random moment.
-        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(Error::Poll)?;
+        // SIGHUP is caught too: its default action ends the process, and a closed terminal
+        // or a service manager's reload sends it.
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(Error::Poll)?;
         registry
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(Error::Poll)?;
@@ -597,7 +599,11 @@ impl Server {
         };
         let received: Vec<i32> = signals.pending().collect();
         for signal in received {
-            if self.shutting_down {
+            if signal == SIGHUP {
+                // Nothing can change without a restart yet (there is no configuration file
+                // to reload), so it only must not stop the server.
+                info!("signal {signal} (SIGHUP): nothing to reload; still serving");
+            } else if self.shutting_down {
                 info!("signal {signal} again: exiting now");
                 self.exit_now = true;
             } else {
