@@ -13,7 +13,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pollchat::backplane::Event;
+use pollchat::bus::Event;
+use pollchat::backplane::event::Origins;
 use pollchat::backplane::resp::{self, Value};
 use pollchat::framing::is_forbidden;
 
@@ -49,13 +50,22 @@ fn check_messages(value: &Value<'_>) {
 }
 
 fn check_event(message: &[u8]) {
-    let Ok(event) = Event::decode(message) else {
+    // Instance names are numbered as they are heard; this instance is "me".
+    let mut origins = Origins::new("me");
+    let Ok(event) = Event::decode(message, &mut origins) else {
         return;
     };
-    let text = event.encode();
+    // An event that decoded is UTF-8 with its origin's name as its second field.
+    let Some(name) = std::str::from_utf8(message)
+        .ok()
+        .and_then(|text| text.split(' ').nth(1))
+    else {
+        panic!("decoded without an origin: {message:?}");
+    };
+    let text = event.encode(name);
     assert!(!text.chars().any(is_forbidden), "{text:?}");
     assert_eq!(
-        Event::decode(text.as_bytes()).as_ref(),
+        Event::decode(text.as_bytes(), &mut origins).as_ref(),
         Ok(&event),
         "{text:?}"
     );
