@@ -226,10 +226,8 @@ struct Input {
     warned_throttle: bool,
     /// The last time the client sent us anything: the idle timer measures from here.
     last_heard: Instant,
-    /// It was read in this round (the loop ends a round once a second: `end_round`).
-    read: bool,
-    /// It was read in the last round too: its framer keeps its buffer between reads.
-    busy: bool,
+    /// How often it is read: a busy client's framer keeps its buffer between reads.
+    reads: Activity,
 }
 
 /// The write side: lines waiting for the socket, and what the socket is registered for.
@@ -245,12 +243,36 @@ struct Output {
     over_limit_since: Option<Instant>,
     /// A `Linger` timer is set for it.
     linger_armed: bool,
-    /// Its queue was drained in this round (the loop ends a round once a second:
-    /// [`Connection::end_round`]).
-    drained: bool,
-    /// Its queue was drained twice in a round, or in the last round and this one: its queue
-    /// keeps its room between flushes, for the next line.
+    /// How often its queue is drained: a busy client's queue keeps its room between
+    /// flushes, for the next line.
+    drains: Activity,
+}
+
+/// How busy one side of a connection is (its reads, its queue's drains), in the loop's
+/// rounds of a second ([`Connection::end_round`]). Busy means used twice in a round, or in
+/// the last round and this one: such a side keeps its buffer's room between uses rather
+/// than allocating it for every line; any other gives it back, so an idle client holds none.
+#[derive(Debug, Clone, Copy, Default)]
+struct Activity {
+    /// Used in this round.
+    this_round: bool,
     busy: bool,
+}
+
+impl Activity {
+    /// Used now. True the first time in a round: the caller lists the connection, to be
+    /// asked at the round's end.
+    fn note(&mut self) -> bool {
+        let again = std::mem::replace(&mut self.this_round, true);
+        self.busy |= again;
+        !again
+    }
+
+    /// The round is over: busy in the next one if used in this one.
+    fn end_round(&mut self) -> bool {
+        self.busy = std::mem::take(&mut self.this_round);
+        self.busy
+    }
 }
 
 /// Writes `queue` through `transport`; once all is out, a leaving client's transport ends its
@@ -349,8 +371,7 @@ impl Connection {
                 held: false,
                 warned_throttle: false,
                 last_heard: now,
-                read: false,
-                busy: false,
+                reads: Activity::default(),
             },
             output: Output {
                 queue: WriteQueue::default(),
@@ -358,8 +379,7 @@ impl Connection {
                 registration: Registration::readable(),
                 over_limit_since: None,
                 linger_armed: false,
-                drained: false,
-                busy: false,
+                drains: Activity::default(),
             },
         }
     }
@@ -589,25 +609,24 @@ impl Connection {
     /// time in a round: the caller lists it, to be asked at the end of the round
     /// ([`Connection::end_round`]).
     pub fn drained(&mut self) -> bool {
-        let again = std::mem::replace(&mut self.output.drained, true);
-        self.output.busy |= again;
-        if !self.output.busy {
+        let first = self.output.drains.note();
+        if !self.output.drains.busy {
             self.output.queue.release();
         }
-        !again
+        first
     }
 
     /// A round is over (the loop's once-a-second look, `memory.rs`): the client is busy in
     /// the next one if its queue was drained in this one; if not, its queue gives back the
     /// room it kept. True if it is busy.
     pub fn end_round(&mut self) -> bool {
-        self.output.busy = std::mem::take(&mut self.output.drained);
-        if !self.output.busy {
+        let writing = self.output.drains.end_round();
+        if !writing {
             self.output.queue.release();
         }
-        self.input.busy = std::mem::take(&mut self.input.read);
-        self.input.framer.keep_room(self.input.busy);
-        self.output.busy || self.input.busy
+        let reading = self.input.reads.end_round();
+        self.input.framer.keep_room(reading);
+        writing || reading
     }
 
     /// It was just read from. The same rule as [`Connection::drained`], for its framer's
@@ -615,12 +634,11 @@ impl Connection {
     /// room between reads (a client that sends a line per read would otherwise allocate and
     /// free it for every line). True the first time in a round, as there.
     fn was_read(&mut self) -> bool {
-        let again = std::mem::replace(&mut self.input.read, true);
-        if again && !self.input.busy {
-            self.input.busy = true;
+        let first = self.input.reads.note();
+        if self.input.reads.busy {
             self.input.framer.keep_room(true);
         }
-        !again
+        first
     }
 
     /// How lines are queued for it (see [`Transport::encoding`]), read once its handshake is

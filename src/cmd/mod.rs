@@ -53,13 +53,13 @@ pub fn handle_line(
         // Plain text, the line itself or what follows its escaping `/`: the line moves into
         // the event rather than being copied (this runs for every line said).
         Ok(Some(Command::Say(text))) => {
-            let text = match line.len().checked_sub(text.len()) {
-                Some(escape) if line.ends_with(text) => {
-                    let mut line = line;
-                    line.drain(..escape);
-                    line
-                }
-                _ => text.to_string(),
+            let text = if line.ends_with(text) {
+                let escape = line.len() - text.len();
+                let mut line = line;
+                line.drain(..escape);
+                line
+            } else {
+                text.to_string()
             };
             say::say(&mut cx, text);
         }
