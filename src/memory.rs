@@ -14,9 +14,10 @@
 //! [`TRIM_FREE`]. A busy server trims at most once a second, a little; a spike that is over
 //! is given back within a second; an idle server is never woken for this.
 //!
-//! The same look first ends a round of write-queue use (`ConnTable::release_buffers`): a
-//! client whose queue was drained in the second before is busy, and its queue keeps its room
-//! between flushes; one that was not gives the room back. (Its queue gives it back as soon as
+//! The same look first ends a round of buffer use (`ConnTable::release_buffers`): a client
+//! whose queue was drained in the second before is busy, and its queue keeps its room
+//! between flushes; one that was not gives the room back. (Reads follow the same rule for
+//! the framer's buffer.) (Its queue gives it back as soon as
 //! it is drained, unless the client is busy: an idle client holds none from the moment its
 //! last line is written, and the memory is reused at once, not left in holes between other
 //! clients' allocations.) While any client is busy, the next look comes a second later

@@ -126,10 +126,10 @@ pub struct ConnTable {
     flush_next: Listed,
     /// Connections whose read budget ran out with input left: served again next turn.
     ready: Listed,
-    /// Connections whose write queue was drained in this round or the last (the busy ones,
-    /// whose queues keep their room): asked at the end of each round
+    /// Connections read from or whose write queue was drained in this round or the last (the
+    /// busy ones, whose framers and queues keep their room): asked at the end of each round
     /// ([`ConnTable::release_buffers`]).
-    drained: Listed,
+    active: Listed,
     /// Tokens in [`Phase::Closed`], to be removed by [`ConnTable::reap`].
     closed: Vec<usize>,
     /// Connections per client address, for `--max-per-ip`: counted from admission until the
@@ -156,7 +156,7 @@ impl ConnTable {
             flush: Listed::default(),
             flush_next: Listed::default(),
             ready: Listed::default(),
-            drained: Listed::default(),
+            active: Listed::default(),
             closed: Vec::new(),
             per_address: HashMap::new(),
             handshaking: 0,
@@ -329,7 +329,7 @@ impl ConnTable {
         {
             trace!("token {}: read {n} bytes", r.token);
             if first_in_round {
-                self.drained.add(r);
+                self.active.add(r);
             }
             self.stats.bytes_in += n as u64;
             if conn.wants_write() {
@@ -424,7 +424,7 @@ impl ConnTable {
                 if unsent > 0 {
                     trace!("token {}: wrote {unsent} bytes, queue empty", r.token);
                     if conn.drained() {
-                        self.drained.add(r);
+                        self.active.add(r);
                     }
                 }
                 // A leaving client has had its last lines: now it can go.
@@ -520,22 +520,23 @@ impl ConnTable {
         }
     }
 
-    /// Ends a round of write-queue use (the loop asks once a second, with nothing else to
-    /// do: see `memory.rs`). A client whose queue was drained in the round is busy in the
-    /// next, and its queue keeps its room between flushes rather than allocating it for every
-    /// line; one that was not gives the room back (see [`Connection::drained`]). True if any
-    /// client is busy: the loop must ask again, even if nothing else happens.
+    /// Ends a round of buffer use (the loop asks once a second, with nothing else to do: see
+    /// `memory.rs`). A client read from, or whose queue was drained, in the round is busy in
+    /// the next on that side, and its framer or queue keeps its room between uses rather than
+    /// allocating it for every line; one that was not gives the room back (see
+    /// [`Connection::end_round`]). True if any client is busy: the loop must ask again, even
+    /// if nothing else happens.
     pub fn release_buffers(&mut self) -> bool {
-        let round = self.drained.take();
+        let round = self.active.take();
         for &r in &round {
             if let Some(conn) = live_mut(&mut self.conns, r)
                 && conn.end_round()
             {
-                self.drained.add(r);
+                self.active.add(r);
             }
         }
-        self.drained.recycle(round);
-        !self.drained.is_empty()
+        self.active.recycle(round);
+        !self.active.is_empty()
     }
 
     /// Whether a timer for `r` still has a connection to act on.
@@ -567,7 +568,7 @@ impl ConnTable {
             let mut conn = self.conns.remove(token);
             self.ready.forget(token);
             self.flush_next.forget(token);
-            self.drained.forget(token);
+            self.active.forget(token);
             if conn.is_admitted() {
                 let ip = conn.peer().ip();
                 if let Some(count) = self.per_address.get_mut(&ip) {
