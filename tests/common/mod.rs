@@ -867,6 +867,17 @@ impl ClientProcess {
             .expect("write to the client's stdin");
     }
 
+    /// Types one line into a client that may already have exited (one refusing a server): a
+    /// broken pipe then means it is gone, as a shell's `printf` would find, and that is all.
+    pub fn send_unless_gone(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin is a pipe the test holds");
+        match stdin.write_all(format!("{line}\n").as_bytes()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::BrokenPipe => {}
+            Err(e) => panic!("write to the client's stdin: {e}"),
+        }
+    }
+
     /// Closes its stdin: what Ctrl-D is at a terminal.
     pub fn close_stdin(&mut self) {
         self.stdin = None;
