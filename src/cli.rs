@@ -58,6 +58,11 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub http_bind: Vec<SocketAddr>,
 
+    /// Serve the same over TLS on this address (https:// and wss://), with --tls-cert;
+    /// repeat for several (off by default)
+    #[arg(long, value_name = "ADDR", requires = "tls_cert")]
+    pub https_bind: Vec<SocketAddr>,
+
     /// Seconds an HTTP connection has to send its whole request head before it is closed
     #[arg(long, value_name = "SECS",
           default_value_t = limits::DEFAULT_HTTP_HEAD_TIMEOUT.as_secs_f64())]
@@ -179,8 +184,10 @@ impl Cli {
             }),
             _ => None,
         };
-        let http = (!self.http_bind.is_empty()).then(|| HttpSettings {
+        let web = !self.http_bind.is_empty() || !self.https_bind.is_empty();
+        let http = web.then(|| HttpSettings {
             bind: self.http_bind.clone(),
+            https_bind: self.https_bind.clone(),
             head_timeout: Duration::from_secs_f64(self.http_head_timeout.clamp(0.001, 1e6)),
         });
         Config {

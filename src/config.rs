@@ -19,8 +19,8 @@ pub struct Config {
     pub bind: Vec<SocketAddr>,
     /// TLS listeners, with the certificate they present; `None` serves plain TCP only.
     pub tls: Option<TlsSettings>,
-    /// HTTP listeners (`--http-bind`): the chat page, WebSocket clients, `/metrics`; `None`
-    /// serves none.
+    /// HTTP listeners (`--http-bind`, and `--https-bind` over TLS with `tls`'s certificate):
+    /// the chat page, WebSocket clients, `/metrics`; `None` serves none.
     pub http: Option<HttpSettings>,
     /// Longest line accepted, in bytes, line ending excluded.
     pub max_line: usize,
@@ -78,6 +78,9 @@ pub struct TlsSettings {
 pub struct HttpSettings {
     /// Addresses to listen on for HTTP.
     pub bind: Vec<SocketAddr>,
+    /// Addresses to listen on for HTTPS (the same, over TLS: `wss://` for the page's
+    /// WebSocket); needs `Config::tls` for the certificate.
+    pub https_bind: Vec<SocketAddr>,
     /// How long a connection has to send its whole request head.
     pub head_timeout: Duration,
 }
@@ -87,6 +90,7 @@ impl HttpSettings {
     pub fn new(bind: SocketAddr) -> HttpSettings {
         HttpSettings {
             bind: vec![bind],
+            https_bind: Vec::new(),
             head_timeout: limits::DEFAULT_HTTP_HEAD_TIMEOUT,
         }
     }

@@ -38,7 +38,7 @@ use crate::limits::{HARD_OUTPUT_FACTOR, LINGER};
 use crate::room::Outbox;
 use crate::stats::Stats;
 use crate::timers::{Timer, Timers};
-use crate::transport::{Encoded, Transport};
+use crate::transport::Transport;
 
 /// Connections to visit later, each at most once however often it is added: the list keeps
 /// its own "already listed" rule, one flag per token.
@@ -144,9 +144,6 @@ pub struct ConnTable {
     pub stats: Stats,
     /// Per-connection log lines, on a budget.
     pub log: ConnLog,
-    /// The line being fanned out, framed for WebSocket recipients: made for the first of
-    /// them, shared by the rest.
-    encoded: Encoded,
 }
 
 impl ConnTable {
@@ -173,7 +170,6 @@ impl ConnTable {
             },
             stats: Stats::default(),
             log: ConnLog::new(Instant::now()),
-            encoded: Encoded::default(),
         }
     }
 
@@ -219,7 +215,7 @@ impl ConnTable {
         &mut self,
         mut socket: TcpStream,
         peer: SocketAddr,
-        transport: Box<dyn Transport>,
+        transport: Transport,
         registry: &Registry,
         now: Instant,
     ) -> Option<ConnRef> {
@@ -561,7 +557,6 @@ impl ConnTable {
     /// the module documentation).
     /// Returns how many it removed.
     pub fn reap(&mut self, registry: &Registry) -> usize {
-        self.encoded.forget();
         let closed = std::mem::take(&mut self.closed);
         let removed = closed.len();
         for token in closed {
@@ -650,8 +645,7 @@ impl Outbox for ConnTable {
         if conn.held() + line.len() > self.limits.hard_output {
             return Err(self.cut_off(to));
         }
-        let line = self.encoded.get(conn.encoding(), line);
-        conn.queue().push(line);
+        conn.send(line);
         self.flush.add(to);
         Ok(())
     }

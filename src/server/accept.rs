@@ -1,8 +1,9 @@
 //! Listening and admitting: the listeners, `accept` until `WouldBlock`, and the decision
 //! whether a new connection may join the chat.
 //!
-//! Every listener speaks something ([`Listens`]): plain TCP, TLS, and whatever transport comes
-//! next. A connection it accepts gets that transport and starts in `Handshaking`. A transport
+//! Every listener speaks something ([`Speaks`]): a stream (plain TCP or TLS) carrying a
+//! protocol (chat lines, or HTTP then WebSocket). A connection it accepts gets that transport
+//! and starts in `Handshaking`. A transport
 //! with no handshake is ready at once, so a plain client is admitted (or refused) in the same
 //! call; one with a handshake waits until its transport says it is done, for at most the
 //! listener's handshake timeout.
@@ -26,15 +27,16 @@ use crate::os;
 use crate::protocol;
 use crate::rate_limit::Admit;
 use crate::timers::Timer;
-use crate::transport::tls::{self, TlsListener};
-use crate::transport::web::WebListener;
-use crate::transport::{Answer, Listens, PlainListener};
+use crate::transport::tls::{self, TlsStreams};
+use crate::transport::web::WebProtocols;
+use crate::transport::websocket::Frames;
+use crate::transport::{Answer, Lines, Plain, Speaks};
 
 /// A listening socket and what it speaks.
 pub(super) struct Listener {
     socket: TcpListener,
     pub addr: SocketAddr,
-    pub speaks: Box<dyn Listens>,
+    pub speaks: Speaks,
 }
 
 pub(super) fn listener_token(index: usize) -> Token {
@@ -42,26 +44,42 @@ pub(super) fn listener_token(index: usize) -> Token {
 }
 
 /// Every listener the configuration asks for, registered under its token: the one place a
-/// transport is tied to an address. Certificate problems are found before anything listens.
+/// stream and a protocol are tied to an address. Certificate problems are found before
+/// anything listens.
 pub(super) fn listen(config: &Config, poll: &Poll) -> Result<Vec<Listener>, Error> {
-    let mut wanted: Vec<(SocketAddr, Box<dyn Listens>)> = Vec::new();
+    let tls = match &config.tls {
+        Some(settings) => Some(TlsStreams {
+            config: tls::server_config(&settings.cert, &settings.key)?,
+            handshake_timeout: settings.handshake_timeout,
+        }),
+        None => None,
+    };
+    // Every WebSocket frames its lines in one place, so a line is framed once for all.
+    let frames = Frames::default();
+    let web = |head_timeout| WebProtocols {
+        head_timeout,
+        frames: frames.clone(),
+    };
+    let mut wanted: Vec<(SocketAddr, Speaks)> = Vec::new();
     for &addr in &config.bind {
-        wanted.push((addr, Box::new(PlainListener)));
+        wanted.push((addr, Speaks::new(Plain, Lines)));
     }
-    if let Some(settings) = &config.tls {
-        let server_config = tls::server_config(&settings.cert, &settings.key)?;
+    if let (Some(settings), Some(tls)) = (&config.tls, &tls) {
         for &addr in &settings.bind {
-            let speaks = TlsListener {
-                config: server_config.clone(),
-                handshake_timeout: settings.handshake_timeout,
-            };
-            wanted.push((addr, Box::new(speaks)));
+            wanted.push((addr, Speaks::new(tls.clone(), Lines)));
         }
     }
     if let Some(settings) = &config.http {
         for &addr in &settings.bind {
-            let head_timeout = settings.head_timeout;
-            wanted.push((addr, Box::new(WebListener { head_timeout })));
+            wanted.push((addr, Speaks::new(Plain, web(settings.head_timeout))));
+        }
+        for &addr in &settings.https_bind {
+            let Some(tls) = &tls else {
+                return Err(Error::Tls(format!(
+                    "--https-bind {addr} needs a certificate: give --tls-cert and --tls-key"
+                )));
+            };
+            wanted.push((addr, Speaks::new(tls.clone(), web(settings.head_timeout))));
         }
     }
     let mut listeners = Vec::new();

@@ -1,5 +1,7 @@
-//! TLS in the same loop: a [`Session`] is the [`Transport`] of a connection accepted on a TLS
-//! listener, so a TLS client is, to the room and the loop, a connection like any other.
+//! TLS in the same loop: a [`Session`] is the [`Stream`] of a connection accepted on a TLS
+//! listener (`--tls-bind`, `--https-bind`), so a TLS client is, to the room and the loop, a
+//! connection like any other, and whatever protocol it carries (chat lines, HTTP then
+//! WebSocket) neither knows nor asks that TLS is under it.
 //!
 //! rustls does no I/O of its own. It is a state machine: ciphertext goes in, plaintext and
 //! records to send come out. That is what lets it live inside a readiness loop without a
@@ -13,9 +15,9 @@
 //! Where it sits in the data path:
 //!
 //! ```text
-//!  read side:  socket ──read──► scratch (shared) ──process_tls_records──► plaintext ──► LineFramer
+//!  read side:  socket ──read──► scratch (shared) ──process_tls_records──► plaintext ──► the protocol
 //!                                  └─ a record's start still coming: kept in `incoming`
-//!  write side: WriteQueue (Rc lines) ──one record's worth──► encrypt ──write──► socket
+//!  write side: the protocol over its WriteQueue ──one record's worth──► encrypt ──write──► socket
 //!                                  └─ what the socket did not take: kept in `outgoing`
 //! ```
 //!
@@ -24,8 +26,10 @@
 //! is copied out and kept. What rustls has to say of its own (handshake messages, alerts) is
 //! made into `outgoing` and written with the flush at the end of the batch.
 //!
-//! On the write side, lines stay in the connection's [`WriteQueue`] (shared, not copied)
-//! until the socket can take them. Only then is the next record's worth gathered, encrypted
+//! On the write side, lines stay in the connection's `WriteQueue` (shared, not copied)
+//! until the socket can take them. Only then is the next record's worth gathered from the
+//! protocol (which writes the queue, and frames of its own, into it as it would into a
+//! socket), encrypted
 //! on the stack and written; what the socket does not take of it is kept, and no more is
 //! encrypted until that has gone to the kernel. So at most [`TLS_RECORDS_AHEAD`] bytes of a
 //! client's output are ever encrypted ahead, and `--max-output` judges a TLS client by the
@@ -37,9 +41,9 @@
 //!
 //! The handshake happens on the same events: the client's hello arrives as readable data, the
 //! server's answer is records to write at the end of the batch. A connection is not in the
-//! room until its transport's [`handshake`](Transport::handshake) is done, and one that sends garbage is
+//! room until its stream's [`handshake`](Stream::handshaking) is done, and one that sends garbage is
 //! closed when rustls rejects it, after the alert is sent. One that stalls is closed by the
-//! handshake timer ([`Listens::handshake_timeout`]).
+//! handshake timer ([`MakesStream::handshake_timeout`]).
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -56,28 +60,27 @@ use rustls::unbuffered::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::{Broken, Farewell, Handshake, Listens, Rejection, Transport};
+use super::{Broken, MakesStream, Rejection, Source, Stream, Take};
 use crate::error::Error;
-use crate::framing::LineFramer;
 use crate::limits::TLS_RECORDS_AHEAD;
 use crate::nonblocking::{Flushed, ReadOutcome, write_until_blocked};
-use crate::write_queue::WriteQueue;
 
-/// A TLS listener (`--tls-bind`): the certificate it presents and how long a handshake may
-/// take.
-pub struct TlsListener {
+/// The stream of a TLS listener (`--tls-bind`, `--https-bind`): the certificate it presents
+/// and how long a handshake may take.
+#[derive(Clone)]
+pub struct TlsStreams {
     pub config: Arc<ServerConfig>,
     pub handshake_timeout: Duration,
 }
 
-impl Listens for TlsListener {
+impl MakesStream for TlsStreams {
     fn name(&self) -> &'static str {
         "TLS"
     }
 
-    fn transport(&self) -> Result<Box<dyn Transport>, String> {
+    fn stream(&self) -> Result<Box<dyn Stream>, String> {
         Session::new(&self.config)
-            .map(|session| Box::new(session) as Box<dyn Transport>)
+            .map(|session| Box::new(session) as Box<dyn Stream>)
             .map_err(|e| format!("cannot start a TLS session: {e}"))
     }
 
@@ -233,17 +236,16 @@ impl Session {
     }
 
     /// One `read` from the socket into `scratch`, the records in it processed, and every byte
-    /// of plaintext they yield put into `framer` (`None` while the connection is leaving: the
-    /// input is thrown away). What rustls has to say back (handshake messages, an alert) is
+    /// of plaintext they yield handed to `take` (the protocol). What rustls has to say back (handshake messages, an alert) is
     /// made into `outgoing`, for the flush.
     ///
     /// Returns the ciphertext bytes read, so the loop's read budget and byte counts see what
     /// the socket delivered. Records that complete the handshake yield no plaintext; the loop
-    /// asks [`Transport::handshake`] after each read.
+    /// asks where the handshake stands after each read.
     pub fn read(
         &mut self,
         socket: &mut (impl Read + Write),
-        framer: Option<&mut LineFramer>,
+        take: &mut Take<'_>,
         scratch: &mut [u8],
     ) -> Result<ReadOutcome, Broken> {
         if self.ended {
@@ -261,14 +263,14 @@ impl Session {
         // nothing is kept. Only the start of a record still coming is, in `incoming`.
         let processed = if self.incoming.is_empty() {
             let bytes = &mut scratch[..n];
-            let (processed, taken) = process(&mut self.tls, bytes, framer, &mut self.outgoing);
+            let (processed, taken) = process(&mut self.tls, bytes, take, &mut self.outgoing);
             self.incoming.extend_from_slice(&bytes[taken..]);
             processed
         } else {
             self.incoming.extend_from_slice(&scratch[..n]);
             let mut incoming = std::mem::take(&mut self.incoming);
             let (processed, taken) =
-                process(&mut self.tls, &mut incoming, framer, &mut self.outgoing);
+                process(&mut self.tls, &mut incoming, take, &mut self.outgoing);
             incoming.drain(..taken);
             if !incoming.is_empty() {
                 self.incoming = incoming;
@@ -277,7 +279,9 @@ impl Session {
         };
         let processed = match processed {
             Ok(processed) => processed,
-            Err(error) => {
+            // The protocol refused the plaintext: it says what to send; the session is fine.
+            Err(Refused::Protocol(broken)) => return Err(broken),
+            Err(Refused::Tls(error)) => {
                 // rustls has queued an alert saying what was wrong: it is made, one
                 // best-effort write tells the client, then the connection is closed. Nobody
                 // else is affected.
@@ -302,12 +306,16 @@ impl Session {
     }
 
     /// Writes what can be written: first the ciphertext already made, then, one record's worth
-    /// at a time, lines from `queue`, each encrypted only once the previous records are in
+    /// at a time, what `source` has (the protocol writing its queue), each encrypted only once the previous records are in
     /// the kernel. Stops at `WouldBlock`, as a plain flush does.
     ///
     /// `socket` is the connection's `TcpStream`; anything that reads and writes like a
     /// non-blocking socket will do, which is how the tests below drive it.
-    pub fn flush(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
+    pub fn flush(
+        &mut self,
+        socket: &mut dyn Write,
+        source: &mut Source<'_>,
+    ) -> io::Result<Flushed> {
         loop {
             if !self.write_outgoing(socket)? {
                 return Ok(Flushed::Blocked);
@@ -316,7 +324,7 @@ impl Session {
             // During the handshake the queue is empty: a client is given its first line only
             // once it is in the room, after the handshake. What rustls had to say is written,
             // and the read side (not a writable event) moves the handshake on.
-            if queue.is_empty() || self.closing || self.tls.is_handshaking() {
+            if source.is_empty() || self.closing || self.tls.is_handshaking() {
                 return Ok(Flushed::All);
             }
             // One record's worth of lines, gathered, encrypted and written. What the socket
@@ -326,7 +334,7 @@ impl Session {
                 into: &mut plaintext,
                 len: 0,
             };
-            queue.write_to(&mut gathered)?;
+            source.write_to(&mut gathered)?;
             let len = gathered.len;
             let mut sealed = [0; TLS_RECORDS_AHEAD + RECORD_OVERHEAD];
             let made = self.seal(&plaintext[..len], &mut sealed)?;
@@ -406,36 +414,54 @@ const RECORD_OVERHEAD: usize = 64;
 /// 64 KiB, split into records, or one record of 16 KiB and its overhead. More is refused.
 const TLS_PENDING_MAX: usize = 0x1_0000 + 18 * 1024;
 
-/// Processes the whole records at the front of `bytes`: their plaintext into `framer`,
+/// How processing records failed: rustls refused them, or the protocol refused their
+/// plaintext.
+enum Refused {
+    Tls(rustls::Error),
+    Protocol(Broken),
+}
+
+/// Plaintext handed to the protocol at a time: rustls decrypts in place but lends the
+/// plaintext read-only, and a protocol may change what it is given (WebSocket unmasks in
+/// place), so each record's plaintext is handed on through a copy on the stack.
+const HANDED: usize = 4096;
+
+/// Processes the whole records at the front of `bytes`: their plaintext to `take`,
 /// whatever rustls answers into `outgoing`. Returns how it went, and how many bytes of
 /// `bytes` are done with (the rest is the start of a record still coming).
 fn process(
     tls: &mut UnbufferedServerConnection,
     bytes: &mut [u8],
-    mut framer: Option<&mut LineFramer>,
+    take: &mut Take<'_>,
     outgoing: &mut Vec<u8>,
-) -> (Result<Processed, rustls::Error>, usize) {
+) -> (Result<Processed, Refused>, usize) {
+    let mut handed = [0; HANDED];
     let mut taken = 0;
     loop {
         let status = tls.process_tls_records(&mut bytes[taken..]);
         let discard = status.discard;
         let next = match status.state {
-            Err(error) => return (Err(error), taken),
+            Err(error) => return (Err(Refused::Tls(error)), taken),
             Ok(ConnectionState::ReadTraffic(mut traffic)) => loop {
                 match traffic.next_record() {
                     Some(Ok(record)) => {
-                        if let Some(framer) = framer.as_deref_mut() {
-                            framer.extend(record.payload);
+                        for piece in record.payload.chunks(HANDED) {
+                            let copy = &mut handed[..piece.len()];
+                            copy.copy_from_slice(piece);
+                            if let Err(broken) = take(copy) {
+                                return (Err(Refused::Protocol(broken)), taken);
+                            }
                         }
                         taken += record.discard;
                     }
-                    Some(Err(error)) => return (Err(error), taken),
+                    Some(Err(error)) => return (Err(Refused::Tls(error)), taken),
                     None => break None,
                 }
             },
             Ok(ConnectionState::EncodeTlsData(mut data)) => {
                 if let Err(error) = encode(&mut data, outgoing) {
-                    return (Err(rustls::Error::General(error.to_string())), taken);
+                    let error = rustls::Error::General(error.to_string());
+                    return (Err(Refused::Tls(error)), taken);
                 }
                 None
             }
@@ -532,26 +558,22 @@ impl Write for Gather<'_> {
     }
 }
 
-impl Transport for Session {
+impl Stream for Session {
     fn name(&self) -> &'static str {
         "TLS"
     }
 
-    fn handshake(&self) -> Handshake {
-        if self.is_handshaking() {
-            Handshake::Underway
-        } else {
-            Handshake::Done
-        }
+    fn handshaking(&self) -> bool {
+        self.is_handshaking()
     }
 
     fn read(
         &mut self,
         socket: &mut TcpStream,
         scratch: &mut [u8],
-        framer: Option<&mut LineFramer>,
+        take: &mut Take<'_>,
     ) -> Result<ReadOutcome, Broken> {
-        Session::read(self, socket, framer, scratch)
+        Session::read(self, socket, take, scratch)
     }
 
     /// rustls made records to send (handshake messages, an answer to a key update, an alert).
@@ -559,14 +581,14 @@ impl Transport for Session {
         !self.outgoing.is_empty()
     }
 
-    fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
-        self.flush(socket, queue)
+    fn write(&mut self, socket: &mut dyn Write, source: &mut Source<'_>) -> io::Result<Flushed> {
+        self.flush(socket, source)
     }
 
     /// Queues `close_notify`, TLS's own end of stream, once; the next write sends it. A
     /// client that gets it knows the server ended the session, not an attacker cutting the
     /// stream.
-    fn close(&mut self, _farewell: Farewell<'_>) -> bool {
+    fn close(&mut self) -> bool {
         if self.closing {
             return false;
         }
@@ -609,6 +631,25 @@ mod tests {
     use rustls::{ClientConfig, ClientConnection, RootCertStore};
 
     use super::*;
+    use crate::framing::LineFramer;
+    use crate::transport::Lines;
+    use crate::write_queue::WriteQueue;
+
+    /// Plaintext into `framer`, as the chat's lines protocol takes it.
+    fn into(framer: &mut LineFramer) -> impl FnMut(&mut [u8]) -> Result<(), Broken> + '_ {
+        |bytes| {
+            framer.extend(bytes);
+            Ok(())
+        }
+    }
+
+    /// `queue` as the chat's lines protocol writes it.
+    fn lines(queue: &mut WriteQueue) -> Source<'_> {
+        Source {
+            protocol: Box::leak(Box::new(Lines)),
+            queue,
+        }
+    }
 
     /// One direction of a loopback socket, in memory: takes at most `room` bytes, then says
     /// `WouldBlock` like a non-blocking socket whose send buffer is full.
@@ -704,11 +745,11 @@ mod tests {
             };
             while !socket.from_client.is_empty() {
                 server
-                    .read(&mut socket, Some(&mut framer), &mut scratch)
+                    .read(&mut socket, &mut into(&mut framer), &mut scratch)
                     .expect("server reads");
             }
             server
-                .flush(&mut to_client, &mut WriteQueue::default())
+                .flush(&mut to_client, &mut lines(&mut WriteQueue::default()))
                 .expect("server writes");
             client
                 .read_tls(&mut to_client.bytes.as_slice())
@@ -739,7 +780,7 @@ mod tests {
         // The socket is full: the first record's worth is encrypted, and no more.
         let mut wire = Wire::default();
         assert_eq!(
-            server.flush(&mut wire, &mut queue).unwrap(),
+            server.flush(&mut wire, &mut lines(&mut queue)).unwrap(),
             Flushed::Blocked
         );
         assert!(
@@ -754,7 +795,7 @@ mod tests {
         let mut plaintext = vec![0; 64 * 1024];
         loop {
             wire.room = 3000;
-            let flushed = server.flush(&mut wire, &mut queue).unwrap();
+            let flushed = server.flush(&mut wire, &mut lines(&mut queue)).unwrap();
             assert!(server.unsent() <= TLS_RECORDS_AHEAD);
             let mut ciphertext = std::mem::take(&mut wire.bytes);
             let mut from = ciphertext.as_slice();
@@ -798,7 +839,10 @@ mod tests {
             bytes: Vec::new(),
             room: usize::MAX,
         };
-        assert_eq!(server.flush(&mut wire, &mut queue).unwrap(), Flushed::All);
+        assert_eq!(
+            server.flush(&mut wire, &mut lines(&mut queue)).unwrap(),
+            Flushed::All
+        );
         assert_eq!(received(&mut client, &wire.bytes), b"*** welcome\n");
         assert_eq!(server.buffered(), 0, "{server:?}");
         assert_eq!(server.unsent(), 0);
@@ -825,7 +869,7 @@ mod tests {
         let mut scratch = vec![0; 16 * 1024];
         while !socket.from_client.is_empty() {
             server
-                .read(&mut socket, Some(&mut framer), &mut scratch)
+                .read(&mut socket, &mut into(&mut framer), &mut scratch)
                 .unwrap();
         }
         let mut lines = Vec::new();

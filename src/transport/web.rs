@@ -1,5 +1,6 @@
-//! The transport of a connection accepted on an `--http-bind` listener: an HTTP request
-//! first, then either a WebSocket client in the chat or an answer and the close.
+//! The protocol of a connection accepted on an `--http-bind` or `--https-bind` listener: an
+//! HTTP request first, then either a WebSocket client in the chat or an answer and the close.
+//! Over plain TCP or TLS alike: this module sees the request's bytes in the clear.
 //!
 //! ```text
 //!   accept ──► ReadingHead ──(GET /ws, a valid upgrade: 101)──► Upgraded(WebSocket) ── the chat
@@ -7,44 +8,56 @@
 //!                  └──(any other request, a bad or oversized head)──► Answered ── closed
 //! ```
 //!
-//! Reading the head is this transport's handshake: the connection waits in `Handshaking`,
+//! Reading the head is this protocol's handshake: the connection waits in `Handshaking`,
 //! out of the chat, until the head is all in, for at most `--http-head-timeout` (a slowloris
 //! client that dribbles its headers is closed by the loop's handshake timer, as a stalled TLS
-//! handshake is). `http.rs` says what the head asks for. An upgrade switches this transport
+//! handshake is). `http.rs` says what the head asks for. An upgrade switches this protocol
 //! to [`WebSocket`], with the `101` as its first bytes out: the connection takes the
-//! WebSocket over as its transport ([`Transport::successor`]) at the end of the read that
+//! WebSocket over as its protocol ([`Protocol::successor`]) at the end of the read that
 //! completed the head, drops this one with the request it read, and joins the chat like any
 //! other. Anything else is an [`Answer`]: the loop queues it (the page, shared by every
 //! request; the metrics, which only the loop can render; an error) and lets the connection
 //! leave; its queue is written as it is, and then it closes.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::rc::Rc;
 use std::time::Duration;
 
-use mio::net::TcpStream;
-
-use super::websocket::WebSocket;
-use super::{Answer, Broken, Handshake, Listens, Transport};
+use super::websocket::{Frames, WebSocket};
+use super::{Answer, Broken, Farewell, Handshake, MakesProtocol, Protocol};
 use crate::framing::LineFramer;
 use crate::http::{self, Head, Route};
 #[cfg(doc)]
 use crate::limits::HTTP_HEAD_MAX;
-use crate::nonblocking::{Flushed, ReadOutcome};
+use crate::nonblocking::Flushed;
 use crate::write_queue::WriteQueue;
 
-/// An HTTP listener (`--http-bind`).
-pub struct WebListener {
+/// The protocol of an HTTP listener (`--http-bind`, and `--https-bind` over TLS): how long a
+/// request head may take, and where every WebSocket it upgrades frames its lines.
+pub struct WebProtocols {
     pub head_timeout: Duration,
+    pub frames: Frames,
 }
 
-impl Listens for WebListener {
-    fn name(&self) -> &'static str {
-        "HTTP"
+/// "HTTP", or "HTTPS" over TLS.
+fn name_over(stream: &'static str) -> &'static str {
+    match stream {
+        "TLS" => "HTTPS",
+        _ => "HTTP",
+    }
+}
+
+impl MakesProtocol for WebProtocols {
+    fn name_over(&self, stream: &'static str) -> &'static str {
+        name_over(stream)
     }
 
-    fn transport(&self) -> Result<Box<dyn Transport>, String> {
-        Ok(Box::new(Web::default()))
+    fn protocol(&self) -> Box<dyn Protocol> {
+        Box::new(Web {
+            state: State::ReadingHead(Vec::new()),
+            request: String::new(),
+            frames: self.frames.clone(),
+        })
     }
 
     fn handshake_timeout(&self) -> Option<Duration> {
@@ -59,39 +72,27 @@ enum State {
     /// past that, `http::read_head` refuses it).
     ReadingHead(Vec<u8>),
     /// Upgraded: the WebSocket client it became, until the connection takes it over (at the
-    /// end of the read that upgraded it: this transport does no I/O for it).
+    /// end of the read that upgraded it; until then, what it has to write goes through here).
     Upgraded(Option<Box<WebSocket>>),
     /// Not for the chat: answered, its answer in the write queue; what it sends now is read
     /// and thrown away.
     Answered(Answer),
 }
 
-/// The transport of an HTTP connection.
+/// The protocol of an HTTP connection.
 #[derive(Debug)]
 pub struct Web {
     state: State,
     /// The request line, for the log.
     request: String,
-}
-
-impl Default for Web {
-    fn default() -> Web {
-        Web {
-            state: State::ReadingHead(Vec::new()),
-            request: String::new(),
-        }
-    }
+    /// Given to the WebSocket an upgrade makes.
+    frames: Frames,
 }
 
 impl Web {
     /// Bytes of the head just read: once it is whole, the connection upgrades or is answered.
     /// What came after the head of an upgrade is the client's first frames.
-    fn head_bytes(
-        &mut self,
-        bytes: &[u8],
-        framer: Option<&mut LineFramer>,
-        socket: &mut dyn Write,
-    ) -> Result<(), Broken> {
+    fn head_bytes(&mut self, bytes: &[u8], framer: Option<&mut LineFramer>) -> Result<(), Broken> {
         // Answered: what the client sends now is thrown away.
         let State::ReadingHead(head) = &mut self.state else {
             return Ok(());
@@ -109,9 +110,11 @@ impl Web {
         self.request = request;
         self.state = match route {
             Route::Upgrade { accept } => {
-                let mut ws = WebSocket::new(&http::switching_protocols(&accept));
-                ws.take(&mut rest, framer, socket)?;
-                State::Upgraded(Some(Box::new(ws)))
+                let reply = http::switching_protocols(&accept);
+                let mut ws = Box::new(WebSocket::new(&reply, self.frames.clone()));
+                let taken = ws.take(&mut rest, framer);
+                self.state = State::Upgraded(Some(ws));
+                return taken;
             }
             Route::Page => answer(200, http::page()),
             Route::Metrics => State::Answered(Answer::Metrics),
@@ -125,9 +128,19 @@ fn answer(status: u16, bytes: Rc<[u8]>) -> State {
     State::Answered(Answer::Ready { status, bytes })
 }
 
-impl Transport for Web {
-    fn name(&self) -> &'static str {
-        "HTTP"
+impl Web {
+    /// The WebSocket an upgrade made, until the connection takes it over.
+    fn upgraded(&mut self) -> Option<&mut WebSocket> {
+        match &mut self.state {
+            State::Upgraded(ws) => ws.as_deref_mut(),
+            _ => None,
+        }
+    }
+}
+
+impl Protocol for Web {
+    fn name_over(&self, stream: &'static str) -> &'static str {
+        name_over(stream)
     }
 
     fn handshake(&self) -> Handshake {
@@ -138,28 +151,26 @@ impl Transport for Web {
         }
     }
 
-    /// The head, until it is whole; after it, an answered client's bytes are read and thrown
-    /// away.
-    fn read(
-        &mut self,
-        socket: &mut TcpStream,
-        scratch: &mut [u8],
-        framer: Option<&mut LineFramer>,
-    ) -> Result<ReadOutcome, Broken> {
-        let outcome = ReadOutcome::from_read(|| socket.read(scratch)).map_err(Broken::Io)?;
-        if let ReadOutcome::Data(n) = outcome {
-            self.head_bytes(&scratch[..n], framer, socket)?;
+    /// The head, until it is whole; after it, an answered client's bytes are thrown away.
+    fn take(&mut self, bytes: &mut [u8], framer: Option<&mut LineFramer>) -> Result<(), Broken> {
+        self.head_bytes(bytes, framer)
+    }
+
+    fn wants_write(&self) -> bool {
+        matches!(&self.state, State::Upgraded(Some(ws)) if ws.wants_write())
+    }
+
+    /// An answer is in the queue as it must go out. An upgrade not yet taken over (its first
+    /// frames broke the protocol) writes the WebSocket's `101` and close frame.
+    fn write(&mut self, out: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
+        match self.upgraded() {
+            Some(ws) => ws.write(out, queue),
+            None => queue.write_to(out),
         }
-        Ok(outcome)
     }
 
-    fn short_read_empties(&self) -> bool {
-        true
-    }
-
-    /// An answer is in the queue as it must go out: written as plain TCP writes.
-    fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
-        queue.write_to(socket)
+    fn close(&mut self, farewell: Farewell<'_>) -> bool {
+        self.upgraded().is_some_and(|ws| ws.close(farewell))
     }
 
     /// The request line.
@@ -168,9 +179,9 @@ impl Transport for Web {
     }
 
     /// The WebSocket an upgrade made.
-    fn successor(&mut self) -> Option<Box<dyn Transport>> {
+    fn successor(&mut self) -> Option<Box<dyn Protocol>> {
         match &mut self.state {
-            State::Upgraded(ws) => ws.take().map(|ws| ws as Box<dyn Transport>),
+            State::Upgraded(ws) => ws.take().map(|ws| ws as Box<dyn Protocol>),
             _ => None,
         }
     }

@@ -1,14 +1,15 @@
-//! WebSocket (RFC 6455) as a [`Transport`]: what a connection on an `--http-bind` listener
-//! becomes once its upgrade is done (`transport/web.rs` reads the request and answers it).
-//! To the loop and the chat it is a connection like any other: lines in, lines out.
+//! WebSocket (RFC 6455) as a [`Protocol`]: what a connection on an `--http-bind` or
+//! `--https-bind` listener becomes once its upgrade is done (`transport/web.rs` reads the
+//! request and answers it). To the loop and the chat it is a connection like any other:
+//! lines in, lines out; to its stream (plain TCP or TLS) it is bytes.
 //!
 //! Where it sits in the data path:
 //!
 //! ```text
-//!  read side:  socket ──read──► frame::Parser (unmask, check) ──text──► LineFramer
+//!  read side:  stream ──bytes──► frame::Parser (unmask, check) ──text──► LineFramer
 //!                                    └──ping, close──► control frames to send
-//!  write side: the room's Rc line ──Encoded: framed once──► Rc frame in every WebSocket
-//!              recipient's WriteQueue ──one writev──► socket
+//!  write side: the room's Rc line ──Frames: framed once──► Rc frame in every WebSocket
+//!              recipient's WriteQueue ──one writev──► stream
 //! ```
 //!
 //! **One text message is one line, each way.** The text of a client's message goes to the
@@ -19,9 +20,9 @@
 //! usable. (RFC 6455 would also allow closing with 1009; a chat user who pasted too much is
 //! better told and kept, with their nick and room, than cut off and reconnected as a guest.)
 //!
-//! **Output stays zero-copy.** A line is framed once, not once per recipient: the table
-//! asks [`Encoded`](super::Encoded) for the line in its recipient's
-//! [`Encoding`], and the first WebSocket recipient of a line makes its frame (a 2-byte
+//! **Output stays zero-copy.** A line is framed once, not once per recipient: every
+//! WebSocket shares one [`Frames`] (made by the server with its listeners), and the first
+//! WebSocket recipient of a line makes its frame (a 2-byte
 //! header for a line under 126 bytes, 4 under 64 KiB, then the text without its newline: the
 //! end of the message is the end of the line) into one `Rc<[u8]>` that every other WebSocket
 //! recipient's queue points to, as every plain recipient's points to the line. So the write
@@ -42,16 +43,49 @@
 
 pub mod frame;
 
-use std::io::{self, Read, Write};
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::rc::Rc;
 
 use log::trace;
-use mio::net::TcpStream;
 
 use self::frame::{CloseCode, Parser, Piece, Violation};
-use super::{Broken, Encoding, Farewell, Rejection, Transport};
+use super::{Broken, Farewell, Protocol, Rejection};
 use crate::framing::LineFramer;
-use crate::nonblocking::{Flushed, ReadOutcome, write_until_blocked};
+use crate::nonblocking::{Flushed, write_until_blocked};
 use crate::write_queue::WriteQueue;
+
+/// The last line framed, and its frame: shared by every WebSocket of the server, so a line
+/// is framed once however many WebSocket clients it goes to. The room hands the same `Rc`
+/// line to every member in turn, so one entry is enough. The entry holds its line too, so
+/// the address it is known by cannot be freed and reused by another line while it is kept.
+#[derive(Debug, Clone, Default)]
+pub struct Frames(Rc<RefCell<Option<Framed>>>);
+
+/// A line, and its frames.
+#[derive(Debug)]
+struct Framed {
+    line: Rc<[u8]>,
+    frames: Rc<[u8]>,
+}
+
+impl Frames {
+    /// `line` as text frames, one per line in it, without the newlines.
+    pub fn frame(&self, line: &Rc<[u8]>) -> Rc<[u8]> {
+        let mut last = self.0.borrow_mut();
+        match &*last {
+            Some(framed) if Rc::ptr_eq(&framed.line, line) => Rc::clone(&framed.frames),
+            _ => {
+                let frames: Rc<[u8]> = frame::text_frames(line).into();
+                *last = Some(Framed {
+                    line: Rc::clone(line),
+                    frames: Rc::clone(&frames),
+                });
+                frames
+            }
+        }
+    }
+}
 
 /// Frames of the server's own, waiting to go out between two messages: the upgrade's
 /// `101 Switching Protocols` first, then a pong or the close frame. Freed once written: an
@@ -110,11 +144,14 @@ pub struct WebSocket {
     peer_closed: Option<Option<u16>>,
     /// The server's close frame is queued: nothing is sent after it.
     closing: bool,
+    /// Where its lines are framed (see [`Frames`]).
+    frames: Frames,
 }
 
 impl WebSocket {
-    /// A WebSocket whose first bytes out are `reply` (the upgrade's `101` response).
-    pub fn new(reply: &[u8]) -> WebSocket {
+    /// A WebSocket whose first bytes out are `reply` (the upgrade's `101` response), its
+    /// lines framed in `frames`.
+    pub fn new(reply: &[u8], frames: Frames) -> WebSocket {
         let mut control = Control::default();
         control.push(reply);
         WebSocket {
@@ -123,18 +160,18 @@ impl WebSocket {
             mid_frame: false,
             peer_closed: None,
             closing: false,
+            frames,
         }
     }
 
     /// Parses what the client sent: text into `framer` (none while the connection is
     /// leaving), a newline at the end of each message, pings answered, a close noted. A
-    /// violation fails the connection: its close frame is written at once, as far as the
-    /// socket takes it, and the connection is rejected.
-    pub fn take(
+    /// violation fails the connection: its close frame is queued, written at once as far
+    /// as the socket takes it (see `Transport::read`), and the connection is rejected.
+    fn parse(
         &mut self,
         bytes: &mut [u8],
         mut framer: Option<&mut LineFramer>,
-        socket: &mut dyn Write,
     ) -> Result<(), Broken> {
         let WebSocket {
             parser,
@@ -156,17 +193,16 @@ impl WebSocket {
             Piece::Ping(payload) => control.pong(payload),
             Piece::Close(code) => *peer_closed = Some(code),
         });
-        parsed.map_err(|violation| self.fail(&violation, socket))
+        parsed.map_err(|violation| self.fail(&violation))
     }
 
-    /// The client broke the protocol: its close frame goes out now if it can (not inside a
-    /// message already partly written), and the connection is rejected.
-    fn fail(&mut self, violation: &Violation, socket: &mut dyn Write) -> Broken {
+    /// The client broke the protocol: its close frame is queued to go out at once if it can
+    /// (not inside a message already partly written), and the connection is rejected.
+    fn fail(&mut self, violation: &Violation) -> Broken {
         if !self.mid_frame && !self.closing {
             self.closing = true;
             self.control
                 .push(&frame::close(violation.code.code(), violation.why));
-            let _ = self.control.write_to(socket);
         }
         Broken::Rejected(Rejection {
             by: "WebSocket",
@@ -176,43 +212,34 @@ impl WebSocket {
     }
 }
 
-impl Transport for WebSocket {
-    fn name(&self) -> &'static str {
-        "WebSocket"
-    }
-
-    fn encoding(&self) -> Encoding {
-        Encoding::WebSocket
-    }
-
-    fn read(
-        &mut self,
-        socket: &mut TcpStream,
-        scratch: &mut [u8],
-        framer: Option<&mut LineFramer>,
-    ) -> Result<ReadOutcome, Broken> {
-        if self.peer_closed.is_some() {
-            return Ok(ReadOutcome::Eof);
+impl Protocol for WebSocket {
+    fn name_over(&self, stream: &'static str) -> &'static str {
+        match stream {
+            "TLS" => "WebSocket over TLS",
+            _ => "WebSocket",
         }
-        let outcome = ReadOutcome::from_read(|| socket.read(scratch)).map_err(Broken::Io)?;
-        if let ReadOutcome::Data(n) = outcome {
-            self.take(&mut scratch[..n], framer, socket)?;
-        }
-        Ok(outcome)
     }
 
-    /// One `read(2)` into the scratch buffer, as for plain TCP, unless that read brought the
-    /// client's close frame: then the end is known, and the next read must report it.
-    fn short_read_empties(&self) -> bool {
-        self.peer_closed.is_none()
+    fn take(&mut self, bytes: &mut [u8], framer: Option<&mut LineFramer>) -> Result<(), Broken> {
+        self.parse(bytes, framer)
+    }
+
+    /// The client's close frame came: the end is known, and the next read reports it.
+    fn ended(&self) -> bool {
+        self.peer_closed.is_some()
+    }
+
+    /// The line framed once for every WebSocket recipient (see [`Frames`]).
+    #[inline]
+    fn queue(&mut self, line: &Rc<[u8]>, queue: &mut WriteQueue) {
+        queue.push(self.frames.frame(line));
     }
 
     fn wants_write(&self) -> bool {
         self.control.unsent() > 0
     }
 
-    /// The queue holds whole frames already (see [`Encoding::WebSocket`]): it is written as a
-    /// plain one is, one `writev` for many, and the server's own frames go between two of
+    /// The queue holds whole frames already (see [`Frames`]): it is written as a plain one is, one `writev` for many, and the server's own frames go between two of
     /// them.
     fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
         let flushed = loop {
@@ -270,7 +297,6 @@ mod tests {
 
     use super::frame::{client_frame, text_frames};
     use super::*;
-    use crate::transport::Encoded;
 
     /// A socket that takes at most `room` bytes, then says `WouldBlock`.
     struct Wire {
@@ -317,14 +343,13 @@ mod tests {
 
     #[test]
     fn queued_lines_go_out_as_one_text_frame_each_across_partial_writes() {
-        let mut ws = WebSocket::new(b"");
+        let mut ws = WebSocket::new(b"", Frames::default());
         let mut queue = WriteQueue::default();
-        let mut encoded = Encoded::default();
         let mut expected = Vec::new();
         for i in 0..100 {
             let line = format!("<guest-{i}> {}\n", "y".repeat(i * 3));
             expected.push((0x81, line.strip_suffix('\n').unwrap().as_bytes().to_vec()));
-            queue.push(encoded.get(Encoding::WebSocket, &Rc::from(line.as_bytes())));
+            ws.queue(&Rc::from(line.as_bytes()), &mut queue);
         }
         // Two lines in one queue entry, as a server line of several does.
         queue.push(Rc::from(text_frames(b"*** a\n*** b\n")));
@@ -350,23 +375,35 @@ mod tests {
 
     #[test]
     fn a_line_is_framed_once_for_all_its_websocket_recipients() {
-        let mut encoded = Encoded::default();
-        let line: Rc<[u8]> = Rc::from(&b"<alice> hi\n"[..]);
-        let first = encoded.get(Encoding::WebSocket, &line);
-        let second = encoded.get(Encoding::WebSocket, &line);
-        assert!(Rc::ptr_eq(&first, &second), "framed twice");
-        assert_eq!(&first[..], b"\x81\x0a<alice> hi");
-        assert!(Rc::ptr_eq(&encoded.get(Encoding::Lines, &line), &line));
-        let other: Rc<[u8]> = Rc::from(&b"<bob> yo\n"[..]);
-        assert_eq!(
-            &encoded.get(Encoding::WebSocket, &other)[..],
-            b"\x81\x08<bob> yo"
+        let frames = Frames::default();
+        let (mut alice, mut bob) = (
+            WebSocket::new(b"", frames.clone()),
+            WebSocket::new(b"", frames),
         );
+        let (mut to_alice, mut to_bob) = (WriteQueue::default(), WriteQueue::default());
+        let line: Rc<[u8]> = Rc::from(&b"<carol> hi\n"[..]);
+        alice.queue(&line, &mut to_alice);
+        bob.queue(&line, &mut to_bob);
+        // One frame, held by the cache and both queues.
+        let shared = alice
+            .frames
+            .0
+            .borrow()
+            .as_ref()
+            .map(|f| Rc::strong_count(&f.frames));
+        assert_eq!(shared, Some(3), "framed twice");
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        to_alice.write_to(&mut a).unwrap();
+        to_bob.write_to(&mut b).unwrap();
+        assert_eq!(a, b"\x81\x0a<carol> hi");
+        assert_eq!(a, b);
+        let other: Rc<[u8]> = Rc::from(&b"<bob> yo\n"[..]);
+        assert_eq!(&alice.frames.frame(&other)[..], b"\x81\x08<bob> yo");
     }
 
     #[test]
     fn a_ping_is_answered_between_messages_with_its_payload() {
-        let mut ws = WebSocket::new(b"");
+        let mut ws = WebSocket::new(b"", Frames::default());
         let mut framer = LineFramer::new(100);
         let mut wire = Wire {
             bytes: Vec::new(),
@@ -374,7 +411,7 @@ mod tests {
         };
         let mut ping = client_frame(true, 0x9, b"first", [1, 2, 3, 4]);
         ping.extend(client_frame(true, 0x9, b"second", [1, 2, 3, 4]));
-        ws.take(&mut ping, Some(&mut framer), &mut wire).unwrap();
+        ws.take(&mut ping, Some(&mut framer)).unwrap();
         let mut queue = WriteQueue::default();
         queue.push(Rc::from(text_frames(b"hi\n")));
         ws.write(&mut wire, &mut queue).unwrap();
@@ -387,13 +424,14 @@ mod tests {
 
     #[test]
     fn a_violation_sends_its_close_frame_at_once() {
-        let mut ws = WebSocket::new(b"");
+        let mut ws = WebSocket::new(b"", Frames::default());
         let mut wire = Wire {
             bytes: Vec::new(),
             room: usize::MAX,
         };
         let mut binary = client_frame(true, 0x2, b"\x00", [9, 9, 9, 9]);
-        let err = ws.take(&mut binary, None, &mut wire).unwrap_err();
+        let err = ws.take(&mut binary, None).unwrap_err();
+        ws.write(&mut wire, &mut WriteQueue::default()).unwrap();
         assert!(matches!(err, Broken::Rejected(r) if r.kind == "websocket_error"));
         let sent = frames(&wire.bytes);
         assert_eq!(sent[0].0, 0x88);
