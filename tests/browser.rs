@@ -17,7 +17,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use common::web::browser_kit;
+use common::tls::TestCert;
+use common::web::{BrowserKit, browser_kit};
 use pollchat::config::HttpSettings;
 
 /// How long the browser has for all its steps: chromium's start is the slow part, on a
@@ -35,9 +36,34 @@ fn browser_page_chats_with_an_nc_client_and_shows_html_as_text() {
     let server = TestServer::with(|c| {
         c.http = Some(HttpSettings::new(SocketAddr::from(([127, 0, 0, 1], 0))));
     });
-    let http = server.http_addr.unwrap();
+    let url = format!("http://{}/", server.http_addr.unwrap());
+    chat_in_the_browser(&kit, &server, &url, "browser-chat.png");
+}
+
+/// The same over `--https-bind`: the page loaded over `https://` (the test certificate
+/// trusted by the browser), so it can only open `wss://`, and chats with an `nc` client.
+#[test]
+fn browser_page_over_https_chats_over_wss_with_an_nc_client() {
+    let Some(kit) = browser_kit() else {
+        return;
+    };
+    let cert = TestCert::new();
+    let server = TestServer::with_tls(&cert, |c| {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut web = HttpSettings::new(loopback);
+        web.bind.clear();
+        web.https_bind = vec![loopback];
+        c.http = Some(web);
+    });
+    let url = format!("https://localhost:{}/", server.https_addr.unwrap().port());
+    chat_in_the_browser(&kit, &server, &url, "browser-chat-https.png");
+}
+
+/// Runs `tests/browser/chat.mjs` against the page at `url`, with an `nc` client of `server`
+/// as the other user, and checks every step passed.
+fn chat_in_the_browser(kit: &BrowserKit, server: &TestServer, url: &str, shot: &str) {
     let mut nc = server.connect();
-    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-chat.png");
+    let screenshot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(shot);
     let _ = std::fs::remove_file(&screenshot);
     // Ended when the test ends, pass or fail: SIGTERM first, on which playwright closes the
     // chromium it started, then SIGKILL if node is still there. (Chromium runs in a process
@@ -46,7 +72,7 @@ fn browser_page_chats_with_an_nc_client_and_shows_html_as_text() {
     let mut browser = common::Guard::spawn(
         Command::new(&kit.node)
             .arg(&kit.script)
-            .arg(format!("http://{http}/"))
+            .arg(url)
             .arg(&screenshot)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit()),

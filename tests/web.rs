@@ -14,7 +14,10 @@ use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::web::{RawWs, UPGRADE, get, http, read_response, ws_client, ws_client_over};
+use common::tls::TestCert;
+use common::web::{
+    RawWs, UPGRADE, get, http, read_response, ws_client, ws_client_over, wss_raw_client,
+};
 use common::{Client, DEADLINE, TestServer};
 use pollchat::Config;
 use pollchat::config::HttpSettings;
@@ -145,6 +148,59 @@ fn metrics_expose_counters_rooms_and_websocket_clients() {
         .parse()
         .unwrap();
     assert!(lines_in >= 3, "{lines_in}");
+}
+
+// HTTPS: the same protocol over a TLS stream.
+
+/// `--https-bind`: the page and `/metrics` over TLS, and a `wss://` client (tungstenite over
+/// rustls, trusting the test certificate) chatting with an `nc` client and a TLS line client,
+/// each line framed for it as for any WebSocket, then a clean close: the close frame inside
+/// TLS, then TLS's own end.
+#[test]
+fn https_serves_the_page_and_wss_clients_chat_with_nc_and_tls_clients() {
+    let cert = TestCert::new();
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = TestServer::with_tls(&cert, |c| {
+        let mut web = HttpSettings::new(loopback);
+        web.bind.clear();
+        web.https_bind = vec![loopback];
+        c.http = Some(web);
+    });
+    let https = server.https_addr.expect("an HTTPS listener");
+    assert_eq!(
+        server.http_addr, None,
+        "no plain HTTP listener was asked for"
+    );
+
+    let mut page = Client::raw_tls(https, &cert);
+    page.send_bytes(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let answer = String::from_utf8_lossy(&page.read_all_bytes()).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:.200}");
+    assert!(answer.contains("new WebSocket("), "not the chat page");
+
+    let mut nc = server.connect();
+    let mut tls = Client::connect_tls(server.tls_addr.unwrap(), &cert);
+    let mut web = wss_raw_client(https, &cert);
+    web.read_welcome();
+    nc.read_until(|l| l == format!("*** {} joined", web.nick));
+    web.send("/nick secure");
+    nc.expect(&format!("*** {} is now known as secure", web.nick));
+    web.send("hello over wss");
+    nc.expect("<secure> hello over wss");
+    tls.read_until(|l| l == "<secure> hello over wss");
+    nc.send("hello back");
+    web.read_until(|l| l == format!("<{}> hello back", nc.nick));
+
+    let mut metrics = Client::raw_tls(https, &cert);
+    metrics.send_bytes(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let body = String::from_utf8_lossy(&metrics.read_all_bytes()).into_owned();
+    let by_transport = "pollchat_clients_by_transport{transport=\"WebSocket over TLS\"} 1";
+    assert!(body.lines().any(|l| l == by_transport), "{body}");
+
+    web.send("/quit");
+    let rest = web.read_to_eof();
+    assert!(rest.iter().any(|l| l.starts_with("*** bye")), "{rest:?}");
+    nc.expect("*** secure left (quit)");
 }
 
 // The upgrade.

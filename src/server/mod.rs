@@ -316,6 +316,11 @@ impl Server {
         self.addrs("HTTP")
     }
 
+    /// The HTTPS addresses actually listened on (`--https-bind`).
+    pub fn https_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs("HTTPS")
+    }
+
     fn addrs(&self, speaks: &str) -> Vec<SocketAddr> {
         self.local_addrs
             .iter()

@@ -4,6 +4,8 @@
 //
 //   node chat.mjs URL SCREENSHOT
 //
+// The URL may be http:// or https:// (--https-bind; the page then opens wss://).
+//
 // Steps: open the page, wait for the welcome, /nick webby, say a line (the nc client checks
 // it arrives), wait for the nc client's line, which carries HTML, and check that it is shown
 // as text and made no element; then a screenshot. Every wait has a deadline.
@@ -20,7 +22,9 @@ const browser = await chromium.launch({
 });
 let failed = false;
 try {
-  const page = await browser.newPage({ viewport: { width: 900, height: 420 } });
+  // An https:// URL is served with the tests' self-signed certificate: trusted here, as a
+  // user would trust it by adding it to the browser.
+  const page = await browser.newPage({ viewport: { width: 900, height: 420 }, ignoreHTTPSErrors: true });
   page.setDefaultTimeout(DEADLINE);
   page.on('pageerror', (e) => { console.log('page error: ' + e.message); failed = true; });
   await page.goto(url);

@@ -51,6 +51,8 @@ pub struct TestServer {
     pub tls_addr: Option<SocketAddr>,
     /// The HTTP listener, when the test turned `--http-bind` on.
     pub http_addr: Option<SocketAddr>,
+    /// The HTTPS listener, when the test turned `--https-bind` on.
+    pub https_addr: Option<SocketAddr>,
     /// Where `--stats-udp` answers, when the test turned it on.
     pub stats: Option<SocketAddr>,
     handle: ShutdownHandle,
@@ -77,6 +79,7 @@ impl TestServer {
             let server = Server::bind(config)?;
             let tls_addr = server.tls_addrs().first().copied();
             let http_addr = server.http_addrs().first().copied();
+            let https_addr = server.https_addrs().first().copied();
             let addr = server
                 .local_addrs()
                 .first()
@@ -87,16 +90,18 @@ impl TestServer {
                 addr.expect("Server::bind refuses a config with no listener"),
                 tls_addr,
                 http_addr,
+                https_addr,
                 server.stats_addr(),
                 server.shutdown_handle(),
             ));
             server.run()
         });
         match rx.recv_timeout(DEADLINE) {
-            Ok((addr, tls_addr, http_addr, stats, handle)) => TestServer {
+            Ok((addr, tls_addr, http_addr, https_addr, stats, handle)) => TestServer {
                 addr,
                 tls_addr,
                 http_addr,
+                https_addr,
                 stats,
                 handle,
                 thread: Some(thread),

@@ -78,13 +78,13 @@ pub fn read_response(stream: &mut TcpStream) -> Response {
 
 /// A `tungstenite` socket as lines: each line written is a text message, each text message
 /// read is a line. The server's close frame reads as the end of the stream.
-struct WsLines {
-    ws: WebSocket<TcpStream>,
+struct WsLines<S: Read + Write> {
+    ws: WebSocket<S>,
     unread: Vec<u8>,
     unsent: Vec<u8>,
 }
 
-impl Read for WsLines {
+impl<S: Read + Write> Read for WsLines<S> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.unread.is_empty() {
             match self.ws.read() {
@@ -108,7 +108,7 @@ impl Read for WsLines {
     }
 }
 
-impl Write for WsLines {
+impl<S: Read + Write> Write for WsLines<S> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.unsent.extend_from_slice(buf);
         while let Some(end) = self.unsent.iter().position(|&b| b == b'\n') {
@@ -136,6 +136,25 @@ pub fn ws_client(addr: SocketAddr) -> Client {
 /// A WebSocket [`Client`] that has read nothing yet.
 pub fn ws_raw_client(addr: SocketAddr) -> Client {
     ws_client_over(TcpStream::connect(addr).expect("connect to the HTTP listener"))
+}
+
+/// A `wss://` client: WebSocket over TLS, trusting `cert`, through `tungstenite` over a
+/// rustls stream, as a [`Client`] that has read nothing yet.
+pub fn wss_raw_client(addr: SocketAddr, cert: &super::tls::TestCert) -> Client {
+    let socket = TcpStream::connect(addr).expect("connect to the HTTPS listener");
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    let tls = rustls::ClientConnection::new(cert.client_config(), name).expect("TLS client");
+    let stream = rustls::StreamOwned::new(tls, socket.try_clone().unwrap());
+    let (ws, response) =
+        tungstenite::client(format!("wss://{addr}/ws"), stream).expect("WebSocket handshake");
+    assert_eq!(response.status().as_u16(), 101);
+    let lines = WsLines {
+        ws,
+        unread: Vec::new(),
+        unsent: Vec::new(),
+    };
+    Client::over(socket, Box::new(lines))
 }
 
 /// A WebSocket [`Client`] over a socket the test connected itself, nothing read yet.
