@@ -134,12 +134,9 @@ pub trait Protocol {
         false
     }
 
-    /// Queues one of the chat's lines for this peer. Lines go as they are: the queue shares
-    /// the line with every other recipient's.
-    #[inline]
-    fn queue(&mut self, line: &Rc<[u8]>, queue: &mut WriteQueue) {
-        queue.push(Rc::clone(line));
-    }
+    /// Queues one of the chat's lines for this peer, as the protocol sends it. The line
+    /// itself is shared with every other recipient's queue, never copied per recipient.
+    fn queue(&mut self, line: &Rc<[u8]>, queue: &mut WriteQueue);
 
     /// Whether it has bytes of its own waiting (a pong, a close frame, the upgrade's `101`).
     fn wants_write(&self) -> bool {
@@ -475,6 +472,12 @@ impl Protocol for Lines {
             framer.extend(bytes);
         }
         Ok(())
+    }
+
+    /// As it is: a pointer to the line every recipient shares.
+    #[inline]
+    fn queue(&mut self, line: &Rc<[u8]>, queue: &mut WriteQueue) {
+        queue.push(Rc::clone(line));
     }
 }
 

@@ -156,6 +156,12 @@ impl Protocol for Web {
         self.head_bytes(bytes, framer)
     }
 
+    /// Not for the chat until upgraded, when the WebSocket takes over: a line meant for it
+    /// before then (none is sent) would go as it is.
+    fn queue(&mut self, line: &Rc<[u8]>, queue: &mut WriteQueue) {
+        queue.push(Rc::clone(line));
+    }
+
     fn wants_write(&self) -> bool {
         matches!(&self.state, State::Upgraded(Some(ws)) if ws.wants_write())
     }

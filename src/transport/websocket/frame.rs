@@ -436,7 +436,7 @@ pub fn text_header(len: usize, out: &mut [u8; MAX_HEADER]) -> usize {
 
 /// The chat's bytes (lines ending in newlines) as the server sends them: each line one text
 /// frame, without its newline (the end of the message is the end of the line). Made once
-/// per line and shared by every WebSocket recipient (`transport::Encoded`).
+/// per line and shared by every WebSocket recipient (`websocket::Frames`).
 pub fn text_frames(lines: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(lines.len() + 4);
     for line in lines.split_inclusive(|&b| b == b'\n') {
