@@ -261,7 +261,14 @@ impl Transport for Plain {
     ) -> Result<ReadOutcome, Broken> {
         let outcome = ReadOutcome::from_read(|| socket.read(scratch)).map_err(Broken::Io)?;
         if let (ReadOutcome::Data(n), Some(framer)) = (outcome, framer) {
-            framer.extend(&scratch[..n]);
+            if framer.is_fresh() && is_tls_hello(&scratch[..n]) {
+                return Err(Broken::Rejected(Rejection {
+                    by: "chat port",
+                    kind: "tls_on_plain_port",
+                    why: "a TLS handshake on the plain port".to_string(),
+                }));
+            }
+            framer.extend_telnet(&scratch[..n]);
         }
         Ok(outcome)
     }
@@ -273,6 +280,12 @@ impl Transport for Plain {
     fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
         queue.write_to(socket)
     }
+}
+
+/// Whether a connection's first bytes are a TLS handshake record (type 22, version 3.x): a
+/// TLS client on the plain port, closed rather than read as chat (its bytes are not text).
+fn is_tls_hello(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x16, 0x03, 0x00..=0x04, ..])
 }
 
 /// A plain TCP listener (`--bind`).

@@ -425,7 +425,7 @@ fn process(
                 match traffic.next_record() {
                     Some(Ok(record)) => {
                         if let Some(framer) = framer.as_deref_mut() {
-                            framer.extend(record.payload);
+                            framer.extend_telnet(record.payload);
                         }
                         taken += record.discard;
                     }
