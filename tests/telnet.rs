@@ -1,0 +1,96 @@
+//! A `telnet` client's commands (RFC 854, 860) on the line protocol, over real sockets: what
+//! Ctrl-C sends is answered byte for byte, option negotiation is refused, and no command
+//! byte reaches anyone's screen.
+
+mod common;
+
+use common::tls::TestCert;
+use common::{Client, TestServer, is_who_reply};
+
+const IAC: u8 = 0xff;
+const WILL: u8 = 0xfb;
+const WONT: u8 = 0xfc;
+const DO: u8 = 0xfd;
+const DONT: u8 = 0xfe;
+const IP: u8 = 0xf4;
+const TIMING_MARK: u8 = 0x06;
+const ECHO: u8 = 0x01;
+const NAWS: u8 = 0x1f;
+
+/// Ctrl-C in telnet with `hel` typed: `IAC IP IAC DO TIMING-MARK`. The timing mark is
+/// answered `IAC WILL TIMING-MARK` exactly (telnet shows nothing until it is), `hel` is
+/// thrown away, the next command works, and the other client sees none of it.
+fn ctrl_c_then_a_command(c: &mut [Client]) {
+    c[0].send_bytes(b"hel");
+    c[0].send_bytes(&[IAC, IP, IAC, DO, TIMING_MARK]);
+    assert_eq!(c[0].bytes(3), [IAC, WILL, TIMING_MARK]);
+    c[0].send_bytes(b"/who\r\n");
+    let answer = c[0].line();
+    assert!(is_who_reply(&answer), "{answer:?}");
+    assert_eq!(c[1].sync(), Vec::<String>::new(), "the other client saw something");
+}
+
+/// The bug of issue 21: the line after Ctrl-C reached everyone as `<user> ����/who`.
+#[test]
+fn telnet_ctrl_c_is_answered_and_nothing_reaches_the_chat() {
+    let server = TestServer::start();
+    let mut c = server.clients(2);
+    ctrl_c_then_a_command(&mut c);
+}
+
+/// The same over the TLS listener (`telnet-ssl`, `openssl s_client` in a terminal).
+#[test]
+fn telnet_ctrl_c_is_answered_over_tls() {
+    let cert = TestCert::new();
+    let server = TestServer::with_tls(&cert, |_| {});
+    let tls = server.tls_addr.expect("a TLS listener");
+    let mut plain = server.connect();
+    let secure = Client::connect_tls(tls, &cert);
+    plain.expect(&format!("*** {} joined", secure.nick));
+    let mut c = vec![secure, plain];
+    ctrl_c_then_a_command(&mut c);
+}
+
+/// Options are refused (`DO ECHO` with `WONT ECHO`, `WILL NAWS` with `DONT NAWS`), and
+/// refusals are never answered: the next thing the client gets is the answer to `/who`.
+#[test]
+fn telnet_negotiation_is_refused_and_refusals_are_not_answered() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    c.send_bytes(&[IAC, DO, ECHO]);
+    assert_eq!(c.bytes(3), [IAC, WONT, ECHO]);
+    c.send_bytes(&[IAC, WILL, NAWS]);
+    assert_eq!(c.bytes(3), [IAC, DONT, NAWS]);
+    c.send_bytes(&[IAC, DONT, ECHO, IAC, WONT, NAWS]);
+    c.send_bytes(b"/who\n");
+    let answer = c.line();
+    assert!(is_who_reply(&answer), "{answer:?}");
+}
+
+/// A command split across writes (and so across reads) is still one command, and the text
+/// around it is still one line; a subnegotiation inside a line is swallowed whole; `IAC
+/// IAC` is a 0xFF byte, which the UTF-8 sanitiser replaces.
+#[test]
+fn telnet_commands_split_across_reads_and_escaped_bytes() {
+    let server = TestServer::start();
+    let mut c = server.clients(2);
+    let nick = c[0].nick.clone();
+    for part in [&b"x"[..], &[IAC], &[DO], &[TIMING_MARK]] {
+        c[0].send_bytes(part);
+    }
+    assert_eq!(c[0].bytes(3), [IAC, WILL, TIMING_MARK]);
+    c[0].send_bytes(&[b'y', IAC, 0xfa, NAWS, 0, 80, 0, 24, IAC]);
+    c[0].send_bytes(&[0xf0, b'z', b'\n']);
+    c[1].expect(&format!("<{nick}> xyz"));
+    c[0].send_bytes(&[b'a', IAC, IAC, b'b', b'\r', b'\n']);
+    c[1].expect(&format!("<{nick}> a\u{fffd}b"));
+}
+
+/// `IAC AYT` (are you there) gets a sign of life.
+#[test]
+fn telnet_are_you_there_is_answered() {
+    let server = TestServer::start();
+    let mut c = server.connect();
+    c.send_bytes(&[IAC, 0xf6]);
+    c.expect("*** still here");
+}
