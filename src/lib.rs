@@ -68,7 +68,7 @@
 //!   and the socket. The chaos run's TLS clients share its `tls.rs` (see that file).
 //!
 //! They use this library the way any program would, and only its leaf modules: the rules of
-//! [`nonblocking`] I/O, [`framing`], the [`write_queue`], RESP ([`backplane::resp`]),
+//! [`nonblocking`] I/O, [`framing`] (and the [`telnet`] parser it runs), the [`write_queue`], RESP ([`backplane::resp`]),
 //! WebSocket frames ([`transport::websocket::frame`]), the protocol's text and bounds
 //! ([`protocol`], [`limits`]) and the wording of I/O errors ([`error`]). None of these imports
 //! anything of the server's but each other, so each reads on its own.

@@ -375,7 +375,9 @@ pub fn is_http_request(line: &str) -> bool {
     };
     let digits = version.strip_prefix("HTTP/").map(str::as_bytes);
     !method.is_empty()
-        && method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
         && !target.is_empty()
         && matches!(digits, Some([major, b'.', minor]) if major.is_ascii_digit() && minor.is_ascii_digit())
 }
@@ -422,10 +424,23 @@ mod tests {
 
     #[test]
     fn http_request_lines_are_told_from_chat() {
-        for line in ["GET / HTTP/1.1", "POST /api HTTP/1.0", "PRI * HTTP/2.0", "M-SEARCH * HTTP/1.1"] {
+        for line in [
+            "GET / HTTP/1.1",
+            "POST /api HTTP/1.0",
+            "PRI * HTTP/2.0",
+            "M-SEARCH * HTTP/1.1",
+        ] {
             assert!(is_http_request(line), "{line}");
         }
-        for line in ["GET out of here", "get / HTTP/1.1", "GET / HTTP/1.1 now", "GET /", "GET  HTTP/1.1", "hello world HTTP/1.1", "GET / HTTP/x.1"] {
+        for line in [
+            "GET out of here",
+            "get / HTTP/1.1",
+            "GET / HTTP/1.1 now",
+            "GET /",
+            "GET  HTTP/1.1",
+            "hello world HTTP/1.1",
+            "GET / HTTP/x.1",
+        ] {
             assert!(!is_http_request(line), "{line}");
         }
     }

@@ -213,7 +213,10 @@ mod tests {
     #[test]
     fn an_unfinished_subnegotiation_ends_at_its_bound() {
         let mut input = vec![IAC, SB];
-        input.extend(std::iter::repeat_n(b'z', usize::from(MAX_SUBNEGOTIATION) + 1));
+        input.extend(std::iter::repeat_n(
+            b'z',
+            usize::from(MAX_SUBNEGOTIATION) + 1,
+        ));
         input.extend(b"ok");
         assert_eq!(pieces(&[&input]), [Piece::Text(b"ok")]);
     }

@@ -126,7 +126,10 @@ fn http_request_on_the_chat_port_is_answered_not_broadcast() {
     assert!(!seen.iter().any(|l| shows_request(l)), "{seen:?}");
     let mut late = server.connect();
     let replayed = late.sync();
-    assert!(replayed.iter().any(|l| l.ends_with("> before")), "{replayed:?}");
+    assert!(
+        replayed.iter().any(|l| l.ends_with("> before")),
+        "{replayed:?}"
+    );
     assert!(!replayed.iter().any(|l| shows_request(l)), "{replayed:?}");
 }
 

@@ -27,7 +27,11 @@ fn ctrl_c_then_a_command(c: &mut [Client]) {
     c[0].send_bytes(b"/who\r\n");
     let answer = c[0].line();
     assert!(is_who_reply(&answer), "{answer:?}");
-    assert_eq!(c[1].sync(), Vec::<String>::new(), "the other client saw something");
+    assert_eq!(
+        c[1].sync(),
+        Vec::<String>::new(),
+        "the other client saw something"
+    );
 }
 
 /// The bug of issue 21: the line after Ctrl-C reached everyone as `<user> ����/who`.
