@@ -451,14 +451,6 @@ mod tests {
     }
 
     #[test]
-    fn telnet_iac_iac_is_a_byte_the_sanitiser_replaces() {
-        let mut f = LineFramer::new(100);
-        f.extend_telnet(b"a\xff\xffb\n");
-        assert_eq!(frames(&mut f), vec![line("a\u{fffd}b")]);
-        assert_eq!(f.take_replies(), None);
-    }
-
-    #[test]
     fn telnet_state_fits_beside_the_pointer() {
         assert_eq!(std::mem::size_of::<LineFramer>(), 16);
     }

@@ -133,6 +133,31 @@ fn http_request_on_the_chat_port_is_answered_not_broadcast() {
     assert!(!replayed.iter().any(|l| shows_request(l)), "{replayed:?}");
 }
 
+/// What counts as an HTTP request line, and what is chat.
+#[test]
+fn http_request_lines_are_told_from_chat() {
+    use pollchat::protocol::is_http_request;
+    for line in [
+        "GET / HTTP/1.1",
+        "POST /api HTTP/1.0",
+        "PRI * HTTP/2.0",
+        "M-SEARCH * HTTP/1.1",
+    ] {
+        assert!(is_http_request(line), "{line}");
+    }
+    for line in [
+        "GET out of here",
+        "get / HTTP/1.1",
+        "GET / HTTP/1.1 now",
+        "GET /",
+        "GET  HTTP/1.1",
+        "hello world HTTP/1.1",
+        "GET / HTTP/x.1",
+    ] {
+        assert!(!is_http_request(line), "{line}");
+    }
+}
+
 /// Without `--http-bind` the answer only says what the port is.
 #[test]
 fn http_request_without_a_web_listener_is_told_what_the_port_is() {

@@ -4,10 +4,12 @@
 
 mod common;
 
+use pollchat::telnet::{MAX_SUBNEGOTIATION, Piece, SB, Telnet};
+
 use common::tls::TestCert;
 use common::{Client, TestServer, is_who_reply};
 
-const IAC: u8 = 0xff;
+const IAC: u8 = pollchat::telnet::IAC;
 const WILL: u8 = 0xfb;
 const WONT: u8 = 0xfc;
 const DO: u8 = 0xfd;
@@ -97,4 +99,104 @@ fn telnet_are_you_there_is_answered() {
     let mut c = server.connect();
     c.send_bytes(&[IAC, 0xf6]);
     c.expect("*** still here");
+}
+
+// The parser alone (`src/telnet.rs`), piece by piece.
+
+/// Every piece of `chunks`, fed one after the other into one parser.
+fn pieces(chunks: &[&[u8]]) -> Vec<Piece<'static>> {
+    let mut telnet = Telnet::default();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let mut input = *chunk;
+        while let Some(piece) = telnet.next(&mut input) {
+            out.push(match piece {
+                Piece::Text(text) => Piece::Text(text.to_vec().leak()),
+                Piece::Reply(r) => Piece::Reply(r),
+                Piece::Interrupt => Piece::Interrupt,
+                Piece::AreYouThere => Piece::AreYouThere,
+            });
+        }
+    }
+    out
+}
+
+#[test]
+fn parser_text_without_iac_is_one_piece() {
+    assert_eq!(pieces(&[b"hello\r\n"]), [Piece::Text(b"hello\r\n")]);
+}
+
+#[test]
+fn parser_ctrl_c_interrupts_and_the_timing_mark_is_answered() {
+    let got = pieces(&[b"hel\xff\xf4\xff\xfd\x06/who\r\n"]);
+    assert_eq!(
+        got,
+        [
+            Piece::Text(b"hel"),
+            Piece::Interrupt,
+            Piece::Reply([IAC, WILL, TIMING_MARK]),
+            Piece::Text(b"/who\r\n"),
+        ]
+    );
+}
+
+#[test]
+fn parser_a_sequence_split_across_reads_is_kept_whole() {
+    let got = pieces(&[b"a\xff", b"\xfd", b"\x01b"]);
+    assert_eq!(
+        got,
+        [
+            Piece::Text(b"a"),
+            Piece::Reply([IAC, WONT, 1]),
+            Piece::Text(b"b")
+        ]
+    );
+}
+
+#[test]
+fn parser_options_are_refused_and_refusals_never_answered() {
+    let got = pieces(&[b"\xff\xfd\x01\xff\xfb\x03\xff\xfe\x01\xff\xfc\x03"]);
+    assert_eq!(
+        got,
+        [Piece::Reply([IAC, WONT, 1]), Piece::Reply([IAC, DONT, 3])]
+    );
+}
+
+#[test]
+fn parser_iac_iac_is_a_literal_byte() {
+    assert_eq!(
+        pieces(&[b"a\xff\xffb"]),
+        [Piece::Text(b"a"), Piece::Text(&[IAC]), Piece::Text(b"b")]
+    );
+}
+
+#[test]
+fn parser_a_subnegotiation_is_swallowed_whole() {
+    let got = pieces(&[b"x\xff\xfa\x1f\x00\xff\xff", b"\x00\x18\xff\xf0y"]);
+    assert_eq!(got, [Piece::Text(b"x"), Piece::Text(b"y")]);
+}
+
+#[test]
+fn parser_an_unfinished_subnegotiation_ends_at_its_bound() {
+    let mut input = vec![IAC, SB];
+    input.extend(std::iter::repeat_n(
+        b'z',
+        usize::from(MAX_SUBNEGOTIATION) + 1,
+    ));
+    input.extend(b"ok");
+    assert_eq!(pieces(&[&input]), [Piece::Text(b"ok")]);
+}
+
+#[test]
+fn parser_other_commands_are_swallowed() {
+    let got = pieces(&[b"a\xff\xf1\xff\xf5\xff\xf6\xff\xf8b"]);
+    assert_eq!(
+        got,
+        [
+            Piece::Text(b"a"),
+            Piece::AreYouThere,
+            Piece::Interrupt,
+            Piece::Text(b"b")
+        ]
+    );
 }
