@@ -43,6 +43,7 @@ use mio::{Interest, Registry, Token};
 use crate::framing::{Frame, LineFramer};
 use crate::limits::WRITE_BUDGET;
 use crate::nonblocking::{Budget, Flushed, ReadOutcome, Registration, WriteCalls};
+use crate::protocol;
 use crate::rate_limit::TokenBucket;
 use crate::transport::{Broken, Farewell, Handshake, Rejection, Transport};
 use crate::write_queue::WriteQueue;
@@ -163,6 +164,9 @@ pub enum Next {
     Throttled { until: Instant, first: bool },
     /// Stop reading for now: closed, still throttled, or held by the room.
     Stop,
+    /// Its first line is an HTTP request (a browser or curl on the chat port, see
+    /// `protocol::is_http_request`): it is not relayed, and the client is sent away.
+    HttpRequest,
 }
 
 /// How a read went, as the loop acts on it (see [`Connection::read`]).
@@ -228,6 +232,8 @@ struct Input {
     last_heard: Instant,
     /// How often it is read: a busy client's framer keeps its buffer between reads.
     reads: Activity,
+    /// A line of it has been handed out: the first one is looked at for an HTTP request.
+    spoken: bool,
 }
 
 /// The write side: lines waiting for the socket, and what the socket is registered for.
@@ -345,6 +351,7 @@ impl Connection {
                 warned_throttle: false,
                 last_heard: now,
                 reads: Activity::default(),
+                spoken: false,
             },
             output: Output {
                 queue: WriteQueue::default(),
@@ -487,6 +494,12 @@ impl Connection {
         }
     }
 
+    /// What the client's Telnet commands, in what was just read, are answered with (see
+    /// `telnet.rs`): for its queue, in order with the rest of its output.
+    pub fn take_replies(&mut self) -> Option<Vec<u8>> {
+        self.input.framer.take_replies()
+    }
+
     /// Whether the transport has bytes of its own to write (a handshake answer).
     pub fn wants_write(&self) -> bool {
         self.transport.wants_write()
@@ -520,6 +533,11 @@ impl Connection {
             }
             return Next::ReadMore;
         };
+        if !std::mem::replace(&mut input.spoken, true)
+            && matches!(&frame, Frame::Line(line) if protocol::is_http_request(line))
+        {
+            return Next::HttpRequest;
+        }
         if let Some(Flood { rate, burst }) = flood {
             input
                 .bucket

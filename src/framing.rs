@@ -15,6 +15,14 @@
 //! Every line goes through [`sanitize`] before the rest of the server sees it, so what is
 //! relayed is always valid UTF-8 without control characters: nobody can move other users'
 //! cursors, change their colours or retitle their terminals with escape sequences.
+//!
+//! Bytes read from a plain or TLS socket come in through [`LineFramer::extend_telnet`], which
+//! first takes out Telnet's commands (`telnet.rs`) and keeps their answers for the
+//! connection to queue ([`LineFramer::take_replies`]). A WebSocket's text, already framed,
+//! comes in through [`LineFramer::extend`].
+
+use crate::protocol;
+use crate::telnet::{Piece, Telnet};
 
 /// What the framer hands out.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,6 +48,11 @@ pub struct LineFramer {
     /// Keep the room of `pending` when every byte is handed out: the client is busy, and its
     /// next read would only allocate it again ([`LineFramer::keep_room`]).
     keep: bool,
+    /// Where the client's Telnet commands stand (two bytes: a command can be split across
+    /// reads).
+    telnet: Telnet,
+    /// No byte has come in yet: the first read can be told apart ([`LineFramer::is_fresh`]).
+    fresh: bool,
 }
 
 /// The most room a busy client's framer keeps between reads: a few ordinary reads' worth.
@@ -60,6 +73,8 @@ struct Pending {
     scanned: usize,
     /// Inside an overlong line that was already reported: drop bytes up to the next newline.
     discarding: bool,
+    /// Telnet's answers to what this read brought, until the connection takes them.
+    replies: Vec<u8>,
 }
 
 impl LineFramer {
@@ -68,7 +83,51 @@ impl LineFramer {
             pending: None,
             max_line: u32::try_from(max_line).unwrap_or(u32::MAX),
             keep: false,
+            telnet: Telnet::default(),
+            fresh: true,
         }
+    }
+
+    /// Appends bytes of the line protocol, as read from a plain socket or out of TLS:
+    /// Telnet's commands are taken out on the way (`telnet.rs`). An interrupt (Ctrl-C)
+    /// throws away the line typed so far; answers wait for [`LineFramer::take_replies`].
+    pub fn extend_telnet(&mut self, data: &[u8]) {
+        self.fresh = false;
+        let mut input = data;
+        while let Some(piece) = self.telnet.next(&mut input) {
+            match piece {
+                Piece::Text(text) => self.extend(text),
+                Piece::Interrupt => {
+                    if let Some(pending) = self.pending.as_deref_mut() {
+                        pending.discard_partial();
+                    }
+                }
+                Piece::Reply(bytes) => self.replies().extend_from_slice(&bytes),
+                Piece::AreYouThere => {
+                    self.replies()
+                        .extend_from_slice(protocol::STILL_HERE.as_bytes());
+                }
+            }
+        }
+    }
+
+    fn replies(&mut self) -> &mut Vec<u8> {
+        &mut self.pending.get_or_insert_with(Box::default).replies
+    }
+
+    /// What Telnet's commands in the bytes given since the last call are answered with, to be
+    /// queued in order with the connection's other output. `None` (nearly always): nothing.
+    pub fn take_replies(&mut self) -> Option<Vec<u8>> {
+        let pending = self.pending.as_deref_mut()?;
+        if pending.replies.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut pending.replies))
+    }
+
+    /// Whether no byte has come in yet.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
     }
 
     /// Appends bytes just read from the socket. Take every available frame out before the next
@@ -167,6 +226,16 @@ impl Pending {
         }
     }
 
+    /// Throws away the line being typed (everything after the last newline), and the rest of
+    /// an overlong one: the client's next byte starts a new line.
+    fn discard_partial(&mut self) {
+        let typed = &self.buf[self.start..];
+        let keep = memchr::memrchr(b'\n', typed).map_or(self.start, |i| self.start + i + 1);
+        self.buf.truncate(keep);
+        self.scanned = self.scanned.min(keep);
+        self.discarding = false;
+    }
+
     fn finish(&mut self, max_line: usize) -> Option<Frame> {
         if let Some(frame) = self.next_frame(max_line) {
             return Some(frame);
@@ -187,7 +256,7 @@ impl Pending {
 
     /// Nothing left to hand out or to drop: the framer can forget it.
     fn is_spent(&self) -> bool {
-        self.buf.is_empty() && !self.discarding
+        self.buf.is_empty() && !self.discarding && self.replies.is_empty()
     }
 
     /// Everything was handed out: empties the buffer, keeping its room for a busy client's
@@ -367,6 +436,23 @@ mod tests {
             let text = format!("a{c}b");
             assert_eq!(has_forbidden(&text), is_forbidden(c), "{:?}", c);
         }
+    }
+
+    #[test]
+    fn telnet_ctrl_c_discards_the_typed_line_and_answers_the_timing_mark() {
+        let mut f = LineFramer::new(100);
+        f.extend_telnet(b"done\r\nhel");
+        f.extend_telnet(b"\xff\xf4\xff");
+        assert_eq!(f.take_replies(), None);
+        f.extend_telnet(b"\xfd\x06/who\r\n");
+        assert_eq!(f.take_replies(), Some(b"\xff\xfb\x06".to_vec()));
+        assert_eq!(frames(&mut f), vec![line("done"), line("/who")]);
+        assert_eq!(f.capacity(), 0, "nothing kept once the replies are taken");
+    }
+
+    #[test]
+    fn telnet_state_fits_beside_the_pointer() {
+        assert_eq!(std::mem::size_of::<LineFramer>(), 16);
     }
 
     #[test]

@@ -28,6 +28,8 @@
 //! - [`nonblocking`]: the rules of non-blocking I/O, each written once: read outcomes, partial
 //!   writes, finished connects, the interest rule, the rustls writer. Everything uses it.
 //! - [`framing`]: bytes into lines, `--max-line`, and sanitising (UTF-8, control characters).
+//! - [`telnet`]: the Telnet commands a `telnet` client sends among its text (Ctrl-C, option
+//!   negotiation), taken out before the framer and answered.
 //! - [`write_queue`]: a client's unsent output and the partial-write bookkeeping.
 //! - [`chat`]: who is here under which nick, in which room, and what each event means for
 //!   them; rooms come and go with their members. Never sees a socket.
@@ -66,7 +68,7 @@
 //!   and the socket. The chaos run's TLS clients share its `tls.rs` (see that file).
 //!
 //! They use this library the way any program would, and only its leaf modules: the rules of
-//! [`nonblocking`] I/O, [`framing`], the [`write_queue`], RESP ([`backplane::resp`]),
+//! [`nonblocking`] I/O, [`framing`] (and the [`telnet`] parser it runs), the [`write_queue`], RESP ([`backplane::resp`]),
 //! WebSocket frames ([`transport::websocket::frame`]), the protocol's text and bounds
 //! ([`protocol`], [`limits`]) and the wording of I/O errors ([`error`]). None of these imports
 //! anything of the server's but each other, so each reads on its own.
@@ -128,6 +130,7 @@ pub mod room;
 pub mod server;
 pub mod stats;
 pub mod table;
+pub mod telnet;
 pub mod timers;
 pub mod transport;
 pub mod write_queue;

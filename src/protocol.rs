@@ -338,6 +338,8 @@ pub fn line_too_long(max_line: usize) -> String {
 }
 
 pub const BYE: &str = "*** bye\n";
+/// Telnet's `AYT` (are you there), answered.
+pub const STILL_HERE: &str = "*** still here\n";
 pub const SERVER_FULL: &str = "*** server full, try again later\n";
 pub const TOO_MANY_FROM_ADDRESS: &str = "*** too many connections from your address\n";
 pub const SHUTTING_DOWN: &str = "*** server shutting down\n";
@@ -345,6 +347,40 @@ pub const SHUTTING_DOWN: &str = "*** server shutting down\n";
 pub const BACKPLANE_DOWN: &str = "*** backplane unavailable, chat is local only\n";
 /// `--backplane`: Redis is back and this instance's nicks are claimed again.
 pub const BACKPLANE_BACK: &str = "*** backplane back, chat is shared again\n";
+
+/// The answer to an HTTP request sent to the chat port, before the close: where the web page
+/// is, when `--http-bind` is on (its address, or only its port when it listens on every
+/// address and the client's name for this host is not known).
+pub fn not_a_web_server(page: Option<std::net::SocketAddr>) -> String {
+    let what = "this is a chat port, not a web server: connect with nc or telnet";
+    match page {
+        Some(page) if page.ip().is_unspecified() => server_line(format_args!(
+            "{what}, or open port {} of this host in a browser",
+            page.port()
+        )),
+        Some(page) => server_line(format_args!("{what}, or open http://{page}/")),
+        None => server_line(what),
+    }
+}
+
+/// Whether `line` is an HTTP request line (`GET / HTTP/1.1`): a method (capitals, as every
+/// registered one is), a target and an `HTTP/` version, one space apart. Only a connection's
+/// first line is asked (a browser or curl on the wrong port): anywhere else it is chat.
+pub fn is_http_request(line: &str) -> bool {
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let digits = version.strip_prefix("HTTP/").map(str::as_bytes);
+    !method.is_empty()
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+        && !target.is_empty()
+        && matches!(digits, Some([major, b'.', minor]) if major.is_ascii_digit() && minor.is_ascii_digit())
+}
 
 /// `/help`: one `*** ` line per command.
 pub static HELP: LazyLock<String> = LazyLock::new(|| {

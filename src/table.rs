@@ -331,6 +331,13 @@ impl ConnTable {
             if conn.wants_write() {
                 self.flush.add(r);
             }
+            // Telnet's answers (`telnet.rs`), queued like any line: after what is already
+            // queued, under the same output limit.
+            if let Some(replies) = conn.take_replies()
+                && let Err(reason) = self.send(r, &Rc::from(replies))
+            {
+                return Some(Read::Failed(reason));
+            }
         }
         Some(read)
     }

@@ -47,7 +47,7 @@ use crate::framing::Frame;
 use crate::limits::READ_BUDGET;
 use crate::protocol;
 use crate::timers::Timer;
-use crate::transport::Handshake;
+use crate::transport::{Handshake, Rejection};
 
 impl Server {
     /// Reads a client's input and hands its lines to the chat until the socket has no more
@@ -126,6 +126,10 @@ impl Server {
                     return None;
                 }
                 Next::Stop => return None,
+                Next::HttpRequest => {
+                    self.not_for_chat(r);
+                    return None;
+                }
             }
         }
     }
@@ -146,6 +150,24 @@ impl Server {
                 self.chat.tell(r, &text, &mut *self.bus, &mut self.table);
             }
         }
+    }
+
+    /// The client's first line was an HTTP request: one line says this is not a web server
+    /// (and where the page is, with `--http-bind`), and it leaves. The request is relayed to
+    /// nobody and kept in no history.
+    fn not_for_chat(&mut self, r: ConnRef) {
+        let reason = CloseReason::Rejected(Rejection {
+            by: "chat port",
+            kind: "http_on_chat_port",
+            why: "an HTTP request".to_string(),
+        });
+        if self.table.may_log(Kind::Refused, r) {
+            info!("{}: {reason}", self.label(r));
+        }
+        let page = self.listeners.iter().find(|l| l.speaks.name() == "HTTP");
+        let text = protocol::not_a_web_server(page.map(|l| l.addr));
+        self.chat.tell(r, &text, &mut *self.bus, &mut self.table);
+        self.leave(r, reason);
     }
 
     /// The peer will send no more, but it may still read: it gets what it is owed

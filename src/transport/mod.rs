@@ -466,10 +466,19 @@ impl Protocol for Lines {
         stream
     }
 
+    /// Into the framer, Telnet's commands taken out on the way (`telnet.rs`). First bytes
+    /// that are a TLS handshake are a TLS client on the wrong port: refused, not read as chat.
     #[inline]
     fn take(&mut self, bytes: &mut [u8], framer: Option<&mut LineFramer>) -> Result<(), Broken> {
         if let Some(framer) = framer {
-            framer.extend(bytes);
+            if framer.is_fresh() && is_tls_hello(bytes) {
+                return Err(Broken::Rejected(Rejection {
+                    by: "chat port",
+                    kind: "tls_on_plain_port",
+                    why: "a TLS handshake on the plain port".to_string(),
+                }));
+            }
+            framer.extend_telnet(bytes);
         }
         Ok(())
     }
@@ -479,6 +488,12 @@ impl Protocol for Lines {
     fn queue(&mut self, line: &Rc<[u8]>, queue: &mut WriteQueue) {
         queue.push(Rc::clone(line));
     }
+}
+
+/// Whether a connection's first bytes are a TLS handshake record (type 22, version 3.x): a
+/// TLS client on the plain port, closed rather than read as chat (its bytes are not text).
+fn is_tls_hello(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x16, 0x03, 0x00..=0x04, ..])
 }
 
 impl MakesProtocol for Lines {

@@ -360,6 +360,16 @@ impl Client {
             .expect("SO_LINGER");
     }
 
+    /// The next `n` bytes the server sends, whatever they are (Telnet's answers are not
+    /// lines). Fails the test on EOF or after [`DEADLINE`].
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut bytes = vec![0; n];
+        if let Err(e) = self.reader.read_exact(&mut bytes) {
+            panic!("{}: {n} bytes expected from the server: {e}", self.nick);
+        }
+        bytes
+    }
+
     /// Everything the server sent, as raw bytes, until it closes the connection.
     pub fn read_all_bytes(&mut self) -> Vec<u8> {
         let mut all = Vec::new();
