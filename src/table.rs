@@ -4,7 +4,7 @@
 //! - **Tokens are slab keys.** A connection is registered with the poll under the key its
 //!   slot will have ([`slab::VacantEntry::key`]) before it is inserted there, so an event's
 //!   token finds its connection in O(1).
-//! - **Phase changes happen here**, through the transitions `connection.rs` allows: admitted
+//! - **Phase changes happen here**, through the transitions `connection/mod.rs` allows: admitted
 //!   to the room, leaving, closed.
 //! - **Two lists with their own "already listed" rule** ([`Listed`]): the flush list
 //!   (connections with new output, written once each at the end of the batch) and the ready
@@ -333,7 +333,7 @@ impl ConnTable {
             }
             // Telnet's answers (`telnet.rs`), queued like any line: after what is already
             // queued, under the same output limit.
-            if let Some(replies) = conn.take_replies()
+            if let Some(replies) = conn.input().take_replies()
                 && let Err(reason) = self.send(r, &Rc::from(replies))
             {
                 return Some(Read::Failed(reason));
@@ -356,7 +356,7 @@ impl ConnTable {
 
     /// Flood control's timer: `r` may be read again. False if it is gone or was not held.
     pub fn unthrottle(&mut self, r: ConnRef) -> bool {
-        self.get_mut(r).is_some_and(Connection::unthrottle)
+        self.get_mut(r).is_some_and(|c| c.input().unthrottle())
     }
 
     /// Serve `r` again next turn, without waiting for an event: its input may already be
@@ -426,7 +426,7 @@ impl ConnTable {
             Ok(Flush::Done) => {
                 if unsent > 0 {
                     trace!("token {}: wrote {unsent} bytes, queue empty", r.token);
-                    if conn.drained() {
+                    if conn.output().drained() {
                         self.active.add(r);
                     }
                 }
@@ -451,7 +451,7 @@ impl ConnTable {
                 );
                 // (During a shutdown the grace deadline alone decides, for everyone at once.)
                 let lingers = matches!(conn.phase(), Phase::Leaving(reason) if **reason != CloseReason::Shutdown);
-                if lingers && conn.arm_linger() {
+                if lingers && conn.output().arm_linger() {
                     timers.add(now + LINGER, Timer::Linger(r));
                 }
             }
@@ -680,7 +680,7 @@ impl Outbox for ConnTable {
 
     fn hold(&mut self, who: ConnRef) {
         if let Some(conn) = self.get_mut(who) {
-            conn.hold(true);
+            conn.input().hold(true);
         }
     }
 
@@ -688,7 +688,7 @@ impl Outbox for ConnTable {
     /// it is read again next turn.
     fn resume(&mut self, who: ConnRef) {
         if let Some(conn) = self.get_mut(who)
-            && conn.hold(false)
+            && conn.input().hold(false)
         {
             self.ready.add(who);
         }

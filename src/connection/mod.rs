@@ -1,6 +1,7 @@
-//! One client connection: its socket and [`Transport`], its read side (a [`LineFramer`] and
-//! flood control), its write side (a [`WriteQueue`] and what the socket is registered for),
-//! and where it is in its life ([`Phase`]).
+//! One client connection: its socket and [`Transport`], its read side ([`Input`]: a
+//! `LineFramer` and flood control, in `input.rs`), its write side ([`Output`]: a `WriteQueue`
+//! and what the socket is registered for, in `output.rs`), and where it is in its life
+//! ([`Phase`]).
 //!
 //! A `Connection` does I/O on its own socket and knows nothing about other clients or about
 //! chat: the loop decides when to read and flush, the connection table (`table.rs`) decides
@@ -31,6 +32,9 @@
 //! connection must not be removed from the slab while the current batch of events may still
 //! name its token (why: `table.rs`).
 
+mod input;
+mod output;
+
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -40,13 +44,13 @@ use std::time::Instant;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::framing::{Frame, LineFramer};
+pub use self::input::Input;
+pub use self::output::Output;
+use crate::framing::Frame;
+#[cfg(doc)]
 use crate::limits::WRITE_BUDGET;
-use crate::nonblocking::{Budget, Flushed, ReadOutcome, Registration, WriteCalls};
-use crate::protocol;
-use crate::rate_limit::TokenBucket;
+use crate::nonblocking::{ReadOutcome, WriteCalls};
 use crate::transport::{Broken, Farewell, Handshake, Rejection, Transport};
-use crate::write_queue::WriteQueue;
 
 /// Names one connection for longer than a batch of events: the slab key (its token) plus the
 /// connection's unique serial number. Timers, the ready list and the room hold these, and a
@@ -212,45 +216,6 @@ pub struct Flood {
     pub burst: u32,
 }
 
-/// The read side: bytes waiting to become lines, and what holds them back.
-#[derive(Debug)]
-struct Input {
-    framer: LineFramer,
-    /// Flood control's bucket. A full bucket and no bucket at all let the same lines through,
-    /// so it is made (full) at the client's first line and dropped when a read finds it full
-    /// again: a client that is not speaking holds none.
-    bucket: Option<Box<TokenBucket>>,
-    /// Flood control stopped reading this client until a token is due (a `RateLimit` timer
-    /// resumes it); readable events are ignored meanwhile.
-    throttled: bool,
-    /// The room asked to hold its lines unread (a `/nick` waiting for the bus's answer), so
-    /// they are handled in the order sent: a line after `/nick bob` is bob's.
-    held: bool,
-    /// Flood control has been logged for this client (once is enough).
-    warned_throttle: bool,
-    /// The last time the client sent us anything: the idle timer measures from here.
-    last_heard: Instant,
-    /// How often it is read: a busy client's framer keeps its buffer between reads.
-    reads: Activity,
-    /// A line of it has been handed out: the first one is looked at for an HTTP request.
-    spoken: bool,
-}
-
-/// The write side: lines waiting for the socket, and what the socket is registered for.
-#[derive(Debug)]
-struct Output {
-    /// Its lines, as its transport queued them ([`Connection::send`]).
-    queue: WriteQueue,
-    registration: Registration,
-    /// Since when its unsent output has been over `--max-output`, as of its last flush.
-    over_limit_since: Option<Instant>,
-    /// A `Linger` timer is set for it.
-    linger_armed: bool,
-    /// How often its queue is drained: a busy client's queue keeps its room between
-    /// flushes, for the next line.
-    drains: Activity,
-}
-
 /// How busy one side of a connection is (its reads, its queue's drains), in the loop's
 /// rounds of a second ([`Connection::end_round`]). Busy means used twice in a round, or in
 /// the last round and this one: such a side keeps its buffer's room between uses rather
@@ -343,23 +308,8 @@ impl Connection {
             transport,
             phase: Phase::Handshaking,
             admitted: false,
-            input: Input {
-                framer: LineFramer::new(max_line),
-                bucket: None,
-                throttled: false,
-                held: false,
-                warned_throttle: false,
-                last_heard: now,
-                reads: Activity::default(),
-                spoken: false,
-            },
-            output: Output {
-                queue: WriteQueue::default(),
-                registration: Registration::readable(),
-                over_limit_since: None,
-                linger_armed: false,
-                drains: Activity::default(),
-            },
+            input: Input::new(max_line, now),
+            output: Output::default(),
         }
     }
 
@@ -469,11 +419,10 @@ impl Connection {
     /// to be thrown away.
     pub fn read(&mut self, scratch: &mut [u8], now: Instant) -> Read {
         let keep = matches!(self.phase, Phase::Chatting | Phase::Handshaking);
-        let framer = keep.then_some(&mut self.input.framer);
+        let framer = keep.then_some(self.input.framer());
         match self.transport.read(&mut self.socket, scratch, framer) {
             Ok(outcome @ ReadOutcome::Data(n)) => {
-                self.input.last_heard = now;
-                let first_in_round = self.was_read();
+                let first_in_round = self.input.was_read(now);
                 let handshake_done = self.phase == Phase::Handshaking
                     && self.transport.handshake() != Handshake::Underway;
                 if handshake_done {
@@ -494,12 +443,6 @@ impl Connection {
         }
     }
 
-    /// What the client's Telnet commands, in what was just read, are answered with (see
-    /// `telnet.rs`): for its queue, in order with the rest of its output.
-    pub fn take_replies(&mut self) -> Option<Vec<u8>> {
-        self.input.framer.take_replies()
-    }
-
     /// Whether the transport has bytes of its own to write (a handshake answer).
     pub fn wants_write(&self) -> bool {
         self.transport.wants_write()
@@ -515,59 +458,16 @@ impl Connection {
             Phase::Leaving(_) | Phase::Handshaking => return Next::ReadMore,
             Phase::Closed(_) => return Next::Stop,
         }
-        let input = &mut self.input;
-        if input.throttled || input.held {
-            return Next::Stop;
-        }
-        if let Some(bucket) = &mut input.bucket {
-            let next = bucket.next_token_at(now);
-            if next > now {
-                input.throttled = true;
-                let first = !std::mem::replace(&mut input.warned_throttle, true);
-                return Next::Throttled { until: next, first };
-            }
-        }
-        let Some(frame) = input.framer.next_frame() else {
-            if input.bucket.as_mut().is_some_and(|b| b.is_full(now)) {
-                input.bucket = None;
-            }
-            return Next::ReadMore;
-        };
-        if !std::mem::replace(&mut input.spoken, true)
-            && matches!(&frame, Frame::Line(line) if protocol::is_http_request(line))
-        {
-            return Next::HttpRequest;
-        }
-        if let Some(Flood { rate, burst }) = flood {
-            input
-                .bucket
-                .get_or_insert_with(|| Box::new(TokenBucket::new(rate, burst, now)))
-                .try_take(now);
-        }
-        Next::Line(frame)
+        self.input.next_line(now, flood)
     }
 
     /// The peer closed its side: the last line may have come without a newline.
     pub fn last_line(&mut self) -> Option<Frame> {
         if self.is_chatting() {
-            self.input.framer.finish()
+            self.input.finish()
         } else {
             None
         }
-    }
-
-    /// Flood control's timer: reading may resume. False if it was not throttled.
-    pub fn unthrottle(&mut self) -> bool {
-        std::mem::take(&mut self.input.throttled)
-    }
-
-    /// Holds or releases its lines (see `Input::held`); returns whether it was held before.
-    pub fn hold(&mut self, held: bool) -> bool {
-        std::mem::replace(&mut self.input.held, held)
-    }
-
-    pub fn last_heard(&self) -> Instant {
-        self.input.last_heard
     }
 
     // The write side.
@@ -575,63 +475,49 @@ impl Connection {
     /// Bytes owed to the client and not yet taken by the kernel: its queue, plus what its
     /// transport holds.
     pub fn unsent(&self) -> usize {
-        self.output.queue.unsent() + self.transport.unsent()
+        self.output.queued().unsent() + self.transport.unsent()
     }
 
     /// What the server holds on the client's behalf: [`Connection::unsent`], plus the pointer
     /// each queued line costs. `--max-output` judges this.
     pub fn held(&self) -> usize {
-        self.output.queue.footprint() + self.transport.unsent()
+        self.output.queued().footprint() + self.transport.unsent()
     }
 
-    pub fn queue(&mut self) -> &mut WriteQueue {
-        &mut self.output.queue
+    /// The read side: its framer, flood control, and whether the room holds its lines.
+    pub fn input(&mut self) -> &mut Input {
+        &mut self.input
     }
 
-    /// Its queue was just drained. A busy client's queue keeps its room for the next line
-    /// (a client sent a line per batch would otherwise allocate and free it for every line);
-    /// anyone else's gives it back at once, so an idle client holds nothing from the moment
-    /// its welcome is written. A second drain in a round makes a client busy. True the first
-    /// time in a round: the caller lists it, to be asked at the end of the round
-    /// ([`Connection::end_round`]).
-    pub fn drained(&mut self) -> bool {
-        let first = self.output.drains.note();
-        if !self.output.drains.busy {
-            self.output.queue.release();
-        }
-        first
+    /// When it last sent anything (the idle timer measures from here).
+    pub fn last_heard(&self) -> Instant {
+        self.input.last_heard()
+    }
+
+    /// The write side: its queue, how busy it is, and its standing against `--max-output`.
+    pub fn output(&mut self) -> &mut Output {
+        &mut self.output
+    }
+
+    /// Since when it has been over `--max-output`, as of its last flush.
+    pub fn over_limit_since(&self) -> Option<Instant> {
+        self.output.over_limit_since()
     }
 
     /// A round is over (the loop's once-a-second look, `memory.rs`): the client is busy in
-    /// the next one if its queue was drained in this one; if not, its queue gives back the
-    /// room it kept. True if it is busy.
+    /// the next one if it was read or its queue drained in this one; if not, its framer and
+    /// queue give back the room they kept. True if it is busy.
     pub fn end_round(&mut self) -> bool {
-        let writing = self.output.drains.end_round();
-        if !writing {
-            self.output.queue.release();
-        }
-        let reading = self.input.reads.end_round();
-        self.input.framer.keep_room(reading);
+        let writing = self.output.end_round();
+        let reading = self.input.end_round();
         writing || reading
-    }
-
-    /// It was just read from. The same rule as [`Connection::drained`], for its framer's
-    /// buffer: a second read in a round makes it busy, and a busy client's framer keeps its
-    /// room between reads (a client that sends a line per read would otherwise allocate and
-    /// free it for every line). True the first time in a round, as there.
-    fn was_read(&mut self) -> bool {
-        let first = self.input.reads.note();
-        if self.input.reads.busy {
-            self.input.framer.keep_room(true);
-        }
-        first
     }
 
     /// Queues one of the chat's lines, as its transport wants it (WebSocket frames it, once
     /// for all its WebSocket recipients); the line itself is shared, not copied.
     #[inline]
     pub fn send(&mut self, line: &Rc<[u8]>) {
-        self.transport.queue(line, &mut self.output.queue);
+        self.transport.queue(line, self.output.queue());
     }
 
     /// Writes queued output until it is all sent, the socket's buffer is full, or
@@ -646,19 +532,6 @@ impl Connection {
         token: Token,
         calls: &mut WriteCalls,
     ) -> io::Result<Flush> {
-        let flush = self.write_out(calls)?;
-        self.output.registration.update(
-            registry,
-            &mut self.socket,
-            token,
-            flush == Flush::Blocked,
-        )?;
-        Ok(flush)
-    }
-
-    /// The writing part of [`Connection::flush`], counted into `calls` however it ends.
-    fn write_out(&mut self, calls: &mut WriteCalls) -> io::Result<Flush> {
-        let mut budget = Budget::new(&mut self.socket, WRITE_BUDGET);
         // A leaving client's transport ends its stream once its queue is out.
         let why = match &self.phase {
             Phase::Leaving(reason) => Some((reason.to_string(), **reason == CloseReason::Shutdown)),
@@ -668,41 +541,16 @@ impl Connection {
             going_away: *going_away,
             why,
         });
-        let flushed = self
-            .transport
-            .write(&mut budget, &mut self.output.queue, farewell);
-        let made = budget.calls();
-        calls.calls += made.calls;
-        calls.bytes += made.bytes;
-        Ok(match flushed? {
-            Flushed::All => Flush::Done,
-            Flushed::Blocked if budget.spent() => Flush::Budget,
-            Flushed::Blocked => Flush::Blocked,
-        })
+        let (socket, transport) = (&mut self.socket, &mut self.transport);
+        self.output
+            .flush(socket, transport, farewell, calls, (registry, token))
     }
 
     /// After a flush: notes whether it is over `limit`. True when it has just gone over, so
     /// the caller starts its grace; a flush that leaves it under ends the grace.
     pub fn judge_output(&mut self, limit: usize, now: Instant) -> bool {
-        if !self.is_chatting() || self.held() <= limit {
-            self.output.over_limit_since = None;
-            false
-        } else if self.output.over_limit_since.is_none() {
-            self.output.over_limit_since = Some(now);
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Since when it has been over `--max-output`, as of its last flush.
-    pub fn over_limit_since(&self) -> Option<Instant> {
-        self.output.over_limit_since
-    }
-
-    /// Arms the linger once: true the first time it is asked.
-    pub fn arm_linger(&mut self) -> bool {
-        !std::mem::replace(&mut self.output.linger_armed, true)
+        let over = self.is_chatting() && self.held() > limit;
+        self.output.judge(over, now)
     }
 }
 
