@@ -33,7 +33,7 @@ pub const ENTRY_BYTES: usize = std::mem::size_of::<Rc<[u8]>>();
 /// [`release`](WriteQueue::release) them: a client that receives a line per batch would
 /// otherwise allocate and free them for every line it is sent, two allocations per delivery
 /// (the connection releases them at once unless its client is busy: see
-/// `Connection::drained`).
+/// `Output::drained` in `connection/output.rs`).
 #[derive(Debug, Default)]
 pub struct WriteQueue {
     /// `None` when nothing is waiting and the room was given back.
