@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use log::warn;
 
+use crate::connection::{CloseReason, Connection, Phase};
 use crate::limits::{CONN_LOG_ADDRESSES, CONN_LOG_BURST, CONN_LOG_PER_SEC, CONN_LOG_SUMMARY};
 use crate::rate_limit::TokenBucket;
 
@@ -81,6 +82,30 @@ impl ConnLog {
             self.unarmed = true;
         }
         false
+    }
+
+    /// The line a connection's end is logged with, on the budget: why it closed, and what
+    /// it was owed still unsent. An answered HTTP request was never a chat client: its end is
+    /// not news (debug).
+    pub fn disconnected(&mut self, conn: &Connection) {
+        let (reason, level) = match conn.phase() {
+            Phase::Closed(reason) if matches!(**reason, CloseReason::Answered(_)) => {
+                (reason.to_string(), log::Level::Debug)
+            }
+            Phase::Closed(reason) => (reason.to_string(), log::Level::Info),
+            other => (format!("{other:?}"), log::Level::Info),
+        };
+        if !log::log_enabled!(level) || !self.allow(Kind::Disconnect, conn.peer().ip()) {
+            return;
+        }
+        match conn.unsent() {
+            0 => log::log!(level, "{} disconnected: {reason}", conn.label()),
+            unsent => log::log!(
+                level,
+                "{} disconnected: {reason}; {unsent} bytes unsent",
+                conn.label()
+            ),
+        }
     }
 
     /// When a summary falls due, the first time it is asked (for the loop's timer).

@@ -15,7 +15,7 @@ use crate::stats::{Gauges, Stats};
 
 /// Transports always listed in `pollchat_clients_by_transport`, so that a query for one finds
 /// a 0 rather than nothing while it has no clients.
-const TRANSPORTS: [&str; 3] = ["plain", "TLS", "WebSocket"];
+const TRANSPORTS: [&str; 4] = ["plain", "TLS", "WebSocket", "WebSocket over TLS"];
 
 /// The exposition text.
 pub fn render(stats: &Stats, gauges: &Gauges) -> String {

@@ -17,7 +17,7 @@ use mio::{Interest, Registry, Token};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::connection::CloseReason;
+use crate::connection::{CloseReason, Connection};
 use crate::nonblocking::WriteCalls;
 
 /// Counts since the server started.
@@ -71,7 +71,7 @@ pub struct Gauges {
     pub connections_now: usize,
     /// Clients in the chat.
     pub clients: usize,
-    /// Clients in the chat by transport (`plain`, `TLS`, `WebSocket`).
+    /// Clients in the chat by transport (`plain`, `TLS`, `WebSocket`, `WebSocket over TLS`).
     pub clients_by_transport: BTreeMap<&'static str, usize>,
     /// Rooms this instance keeps, `#lobby` included.
     pub rooms: usize,
@@ -99,6 +99,19 @@ struct Report<'a> {
     http_responses: &'a BTreeMap<u16, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backplane: Option<&'a RawValue>,
+}
+
+/// Clients in the chat, counted by their transport's name (for the stats and `/metrics`):
+/// one walk over the connections, made only when someone asks.
+pub fn clients_by_transport<'a>(
+    conns: impl Iterator<Item = &'a Connection>,
+) -> BTreeMap<&'static str, usize> {
+    conns
+        .filter(|c| c.is_chatting())
+        .fold(BTreeMap::new(), |mut counts, conn| {
+            *counts.entry(conn.transport_name()).or_insert(0) += 1;
+            counts
+        })
 }
 
 impl Stats {

@@ -451,11 +451,11 @@ fn every_function_the_walkthrough_names_is_in_an_impl_of_its_type_in_its_file() 
 fn the_walkthrough_check_rejects_wrong_rows() {
     let rows = "\
 | 1 | wrong | `Room::deliver` in [src/room.rs](../src/room.rs) | |
-| 2 | wrong | `Listed::flush` in [src/table.rs](../src/table.rs) | |
+| 2 | wrong | `Listed::flush` in [src/table/mod.rs](../src/table/mod.rs) | |
 | 3 | wrong | `Encoded::read` in [src/transport/mod.rs](../src/transport/mod.rs) | |
 | 4 | wrong file | `ConnTable::send` in [src/room.rs](../src/room.rs) | |
 | 5 | no file | `Room::say` and nothing linked | |
-| 6 | right | `ConnTable::send` in [src/table.rs](../src/table.rs) | |
+| 6 | right | `ConnTable::send` in [src/table/mod.rs](../src/table/mod.rs) | |
 ";
     let (checked, wrong) = check_walkthrough(rows);
     for why in &wrong {

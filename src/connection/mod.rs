@@ -4,7 +4,7 @@
 //! ([`Phase`]).
 //!
 //! A `Connection` does I/O on its own socket and knows nothing about other clients or about
-//! chat: the loop decides when to read and flush, the connection table (`table.rs`) decides
+//! chat: the loop decides when to read and flush, the connection table (`table/`) decides
 //! when its phase changes, and the room decides what it is sent.
 //!
 //! A connection's life:
@@ -30,7 +30,7 @@
 //! `Leaving` exists so that a client who is being sent away still gets its last lines
 //! (`*** bye`, `*** server full`, ...) before the socket closes. `Closed` exists because a
 //! connection must not be removed from the slab while the current batch of events may still
-//! name its token (why: `table.rs`).
+//! name its token (why: `table/mod.rs`).
 
 mod input;
 mod output;
@@ -216,6 +216,16 @@ pub struct Flood {
     pub burst: u32,
 }
 
+impl Flood {
+    /// The configuration's rule; `None` when flood control is off (`--rate 0`).
+    pub fn of(config: &crate::config::Config) -> Option<Flood> {
+        (config.rate > 0.0).then_some(Flood {
+            rate: config.rate,
+            burst: config.burst,
+        })
+    }
+}
+
 /// How busy one side of a connection is (its reads, its queue's drains), in the loop's
 /// rounds of a second ([`Connection::end_round`]). Busy means used twice in a round, or in
 /// the last round and this one: such a side keeps its buffer's room between uses rather
@@ -313,9 +323,14 @@ impl Connection {
         }
     }
 
-    /// Registers the socket for readable events under `token` (writable interest comes and
-    /// goes with blocked writes, see [`Registration`]).
+    /// Readies an accepted socket: `TCP_NODELAY` on (without it, Nagle's algorithm holds back
+    /// a small write until the previous one is acknowledged, and delayed ACKs make that ~40 ms
+    /// per line; failing that is logged, not fatal), and registered for readable events under
+    /// `token` (writable interest comes and goes with blocked writes, see [`Registration`]).
     pub fn register(socket: &mut TcpStream, registry: &Registry, token: Token) -> io::Result<()> {
+        if let Err(e) = socket.set_nodelay(true) {
+            log::debug!("token {}: cannot set TCP_NODELAY: {e}", token.0);
+        }
         registry.register(socket, token, Interest::READABLE)
     }
 
@@ -355,6 +370,14 @@ impl Connection {
 
     pub fn is_chatting(&self) -> bool {
         self.phase == Phase::Chatting
+    }
+
+    /// Why it is leaving, if it is.
+    pub fn leaving(&self) -> Option<&CloseReason> {
+        match &self.phase {
+            Phase::Leaving(reason) => Some(reason),
+            _ => None,
+        }
     }
 
     pub fn is_closed(&self) -> bool {

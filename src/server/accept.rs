@@ -10,6 +10,7 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -224,7 +225,7 @@ impl Server {
         }
         let speaks = &self.listeners[index].speaks;
         let timeout = speaks.handshake_timeout();
-        let held = self.chat.members() + self.table.handshaking();
+        let held = self.chat.members() + self.table.census.handshaking();
         if timeout.is_some() && held >= self.max_clients {
             if self.table.log.allow(Kind::Refused, peer.ip()) {
                 warn!(
@@ -294,7 +295,7 @@ impl Server {
                 CloseReason::TooManyFromAddress => protocol::TOO_MANY_FROM_ADDRESS,
                 _ => protocol::SERVER_FULL,
             };
-            return self.table.refuse(r, reason, line);
+            return self.table.send_off(r, reason, &Rc::from(line.as_bytes()));
         }
         if self.table.admit(r) {
             self.chat.enter(r, &mut *self.bus, &mut self.table);
@@ -329,7 +330,8 @@ impl Server {
                 _ => debug!("{peer}: HTTP {request} answered {status}"),
             }
         }
-        self.table.answer(r, status, &bytes);
+        self.table
+            .send_off(r, CloseReason::Answered(status), &bytes);
     }
 
     /// Why a client from `peer` may not join now, if it may not.
@@ -337,7 +339,7 @@ impl Server {
         let per_ip = self.config.max_per_ip;
         if self.chat.members() >= self.max_clients {
             Some(CloseReason::ServerFull)
-        } else if per_ip > 0 && self.table.connections_from(peer.ip()) >= per_ip {
+        } else if per_ip > 0 && self.table.census.connections_from(peer.ip()) >= per_ip {
             Some(CloseReason::TooManyFromAddress)
         } else {
             None

@@ -9,7 +9,7 @@ use log::{debug, info, warn};
 
 use super::Server;
 use super::reader::Edge;
-use crate::connection::{CloseReason, ConnRef};
+use crate::connection::{CloseReason, ConnRef, Phase};
 use crate::connlog::Kind;
 use crate::protocol;
 use crate::timers::Timer;
@@ -20,7 +20,8 @@ impl Server {
             match timer {
                 Timer::Idle(r) => self.check_idle(r, now),
                 Timer::RateLimit(r) => {
-                    if self.table.unthrottle(r) {
+                    let conn = self.table.get_mut(r);
+                    if conn.is_some_and(|c| c.input().unthrottle()) {
                         self.serve_reader(r, now, Edge::Unknown);
                     }
                 }
@@ -45,9 +46,10 @@ impl Server {
         let Some(idle) = self.config.idle_timeout else {
             return;
         };
-        let Some(deadline) = self.table.idle_deadline(r, idle) else {
+        let Some(conn) = self.table.get(r).filter(|c| c.is_chatting()) else {
             return;
         };
+        let deadline = conn.last_heard() + idle;
         if deadline > now {
             self.timers.add(deadline, Timer::Idle(r));
             return;
@@ -64,7 +66,8 @@ impl Server {
 
     /// A client's grace over `--max-output` is over: it goes if it is still behind.
     fn check_slow(&mut self, r: ConnRef, now: Instant) {
-        let Some(limit) = self.table.too_slow(r, now) else {
+        let conn = self.table.get(r).filter(|c| c.is_chatting());
+        let Some(limit) = conn.and_then(|c| self.table.output.too_slow(c, now)) else {
             return;
         };
         if self.table.may_log(Kind::Limit, r)
@@ -82,12 +85,12 @@ impl Server {
     /// A connection's handshake timeout: closed if its transport is still not ready. It was
     /// never in the chat, so nobody hears of it.
     fn check_handshake(&mut self, r: ConnRef) {
-        if !self.table.is_handshaking(r) {
-            return;
-        }
         let Some(conn) = self.table.get(r) else {
             return;
         };
+        if *conn.phase() != Phase::Handshaking {
+            return;
+        }
         let (by, peer) = (conn.transport_name(), conn.peer());
         if self.table.may_log(Kind::Refused, r) {
             info!("{peer}: {by} handshake not finished in time, closing");
@@ -109,7 +112,7 @@ impl Server {
             | Timer::RateLimit(r)
             | Timer::SlowCheck(r)
             | Timer::Linger(r)
-            | Timer::Handshake(r) => table.contains(*r),
+            | Timer::Handshake(r) => table.get(*r).is_some(),
             Timer::ResumeAccept
             | Timer::ShutdownDeadline
             | Timer::Bus

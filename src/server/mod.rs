@@ -57,7 +57,7 @@ use crate::logging::LogOutput;
 use crate::memory::Trim;
 use crate::metrics;
 use crate::rate_limit::ConnectRates;
-use crate::stats::{Gauges, StatsSocket};
+use crate::stats::{self, Gauges, StatsSocket};
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
 use accept::Listener;
@@ -238,7 +238,7 @@ fn gauges(table: &ConnTable, chat: &Chat, bus: &dyn BusIo) -> Gauges {
     Gauges {
         connections_now: table.len(),
         clients: chat.members(),
-        clients_by_transport: table.clients_by_transport(),
+        clients_by_transport: stats::clients_by_transport(table.iter().map(|(_, c)| c)),
         rooms: chat.rooms(),
         backplane: bus.stats(),
     }
@@ -387,7 +387,7 @@ impl Server {
     /// One turn of the loop: steps 1 to 5 of the module documentation.
     fn turn(&mut self, events: &mut Events) -> Result<(), Error> {
         // 1. Wait. With input known to be waiting there is work already: don't sleep.
-        let waiting = !self.accept_again.is_empty() || self.table.has_ready();
+        let waiting = !self.accept_again.is_empty() || self.table.lists.has_ready();
         let timeout = if waiting || self.bus.has_unread() {
             Some(Duration::ZERO)
         } else {
@@ -416,11 +416,11 @@ impl Server {
         }
         // 3. Listeners, clients and the bus left with work by their budgets last turn.
         self.accept_leftovers(now);
-        let ready = self.table.take_ready();
+        let ready = self.table.lists.take_ready();
         for &r in &ready {
             self.serve_reader(r, now, Edge::Unknown);
         }
-        self.table.served_ready(ready);
+        self.table.lists.served_ready(ready);
         if self.bus.has_unread() {
             let news = self
                 .bus
@@ -450,7 +450,7 @@ impl Server {
                     return;
                 };
                 if ready.writable {
-                    self.table.mark_for_flush(r);
+                    self.table.lists.mark_for_flush(r);
                 }
                 if ready.readable {
                     self.serve_reader(
@@ -529,15 +529,15 @@ impl Server {
     /// appears. Only then free the closed slots.
     fn end_batch(&mut self, now: Instant) {
         let written = self.table.stats.bytes_out;
-        self.table.start_flushes();
+        self.table.lists.start_flushes();
         loop {
             self.chat
                 .announce_departures(&mut *self.bus, &mut self.table);
             self.say_notices(now);
             self.flush_bus(now);
-            let to_flush = self.table.take_flush_list();
+            let to_flush = self.table.lists.take_flush_list();
             if to_flush.is_empty() {
-                self.table.flushed(to_flush);
+                self.table.lists.flushed(to_flush);
                 break;
             }
             for &r in &to_flush {
@@ -546,7 +546,7 @@ impl Server {
                     self.chat.depart(r, reason, &mut *self.bus, &mut self.table);
                 }
             }
-            self.table.flushed(to_flush);
+            self.table.lists.flushed(to_flush);
         }
         let removed = self.table.reap(self.poll.registry());
         if removed > 0 || self.table.stats.bytes_out > written {
@@ -710,7 +710,7 @@ mod tests {
         server.handle(accept, now);
         server.end_batch(now);
         assert!(read_line(&old).starts_with("*** welcome"));
-        let old_token = server.table.tokens()[0];
+        let old_token = server.table.iter().next().expect("admitted").0;
 
         // The old client resets its connection and a new client connects.
         SockRef::from(&old)
@@ -734,11 +734,8 @@ mod tests {
             Some(Phase::Closed(reason)) if matches!(**reason, CloseReason::Failed(_))
         ));
         server.handle(accept, now);
-        let new_token = *server
-            .table
-            .tokens()
-            .iter()
-            .find(|&&t| server.table.slot(t).is_some_and(|c| c.is_chatting()))
+        let (new_token, _) = (server.table.iter())
+            .find(|(_, c)| c.is_chatting())
             .expect("newcomer accepted");
         assert_ne!(new_token, old_token, "slot reused inside the batch");
         server.handle(late, now);
@@ -794,7 +791,7 @@ mod tests {
         server.handle(readable(listener_token(0)), now);
         server.end_batch(now);
         assert!(read_line(&stream).starts_with("*** welcome"));
-        let token = *server.table.tokens().last().expect("admitted");
+        let token = server.table.iter().last().expect("admitted").0;
         let conn_ref = server.table.live(token).expect("admitted");
         (stream, conn_ref)
     }
@@ -982,11 +979,11 @@ mod tests {
         let now = Instant::now();
         server.handle(readable(Token(flooder_ref.token)), now);
         assert_eq!(
-            server.table.take_ready(),
+            server.table.lists.take_ready(),
             vec![flooder_ref],
             "budget not applied"
         );
-        server.table.read_again(flooder_ref);
+        server.table.lists.read_again(flooder_ref);
         // The tail of the half-sent line goes out from a thread, while the loop runs: written
         // here, with the loop stopped, it could wait on TCP's zero-window persist timer, whose
         // backoff grows to minutes (reading one budget does not always reopen the window).
@@ -1105,7 +1102,7 @@ mod tests {
             "{written} bytes in one turn"
         );
         assert!(
-            server.table.has_ready(),
+            server.table.lists.has_ready(),
             "the rest is not listed for next turn"
         );
         server.end_batch(Instant::now());

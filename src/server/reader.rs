@@ -41,7 +41,7 @@ pub enum Edge {
     Unknown,
 }
 use crate::cmd;
-use crate::connection::{CloseReason, ConnRef, Next, Read};
+use crate::connection::{CloseReason, ConnRef, Next, Phase, Read};
 use crate::connlog::Kind;
 use crate::framing::Frame;
 use crate::limits::READ_BUDGET;
@@ -66,7 +66,7 @@ impl Server {
                 return;
             }
             if budget == 0 {
-                self.table.read_again(r);
+                self.table.lists.read_again(r);
                 return;
             }
             let Some(read) = self.table.read(r, &mut self.scratch, now) else {
@@ -174,12 +174,15 @@ impl Server {
     /// (`printf '/who\n' | nc -N` must print the answer), then it is closed. One that gave up
     /// before its handshake was over is owed nothing.
     fn peer_closed(&mut self, r: ConnRef) {
-        if self.table.is_handshaking(r) {
+        let Some(conn) = self.table.get_mut(r) else {
+            return;
+        };
+        if *conn.phase() == Phase::Handshaking {
             // (A handshake that finished in the read that brought the end was handled on that
             // read's data: see `Session::read`.)
             return self.table.close(r, CloseReason::PeerClosed);
         }
-        if let Some(frame) = self.table.last_line(r) {
+        if let Some(frame) = conn.last_line() {
             self.relay(r, frame);
         }
         self.leave(r, CloseReason::PeerClosed);
