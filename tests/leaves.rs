@@ -19,3 +19,9 @@
 
 #[path = "leaves/websocket_frame.rs"]
 mod websocket_frame;
+
+#[path = "leaves/write_queue.rs"]
+mod write_queue;
+
+#[path = "leaves/nonblocking.rs"]
+mod nonblocking;
