@@ -25,3 +25,6 @@ mod write_queue;
 
 #[path = "leaves/nonblocking.rs"]
 mod nonblocking;
+
+#[path = "leaves/protocol.rs"]
+mod protocol;
