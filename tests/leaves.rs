@@ -28,3 +28,6 @@ mod nonblocking;
 
 #[path = "leaves/protocol.rs"]
 mod protocol;
+
+#[path = "leaves/rate_limit.rs"]
+mod rate_limit;
