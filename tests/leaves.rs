@@ -31,3 +31,6 @@ mod protocol;
 
 #[path = "leaves/rate_limit.rs"]
 mod rate_limit;
+
+#[path = "leaves/resp.rs"]
+mod resp;
