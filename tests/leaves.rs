@@ -34,3 +34,6 @@ mod rate_limit;
 
 #[path = "leaves/resp.rs"]
 mod resp;
+
+#[path = "leaves/timers.rs"]
+mod timers;
