@@ -1,0 +1,34 @@
+//! The unit tests of the library's leaf modules, run from outside the crate: one submodule per
+//! leaf, each testing it through its public API (`pollchat::...`) only.
+//!
+//! They lived in `#[cfg(test)]` modules beside the code. They moved here so that the server
+//! library reads shorter, and because these modules are leaves: they use little or nothing
+//! else of the crate, and most of them (frames, the write queue, the protocol, non-blocking
+//! I/O, RESP) are used by the tools too (`pollchat-bench`, `pollchat-connect`, the fuzz
+//! targets). Testing them through the API those users see keeps that API sufficient. A test
+//! that needs a private item stays beside its code.
+//!
+//! The submodules live in `tests/leaves/`; each is named with `#[path]`, since a test crate's
+//! root looks for its modules in `tests/` itself, where cargo would take every file for a test
+//! binary of its own.
+
+#[path = "leaves/websocket_frame.rs"]
+mod websocket_frame;
+
+#[path = "leaves/write_queue.rs"]
+mod write_queue;
+
+#[path = "leaves/nonblocking.rs"]
+mod nonblocking;
+
+#[path = "leaves/protocol.rs"]
+mod protocol;
+
+#[path = "leaves/rate_limit.rs"]
+mod rate_limit;
+
+#[path = "leaves/resp.rs"]
+mod resp;
+
+#[path = "leaves/timers.rs"]
+mod timers;
