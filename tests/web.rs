@@ -63,7 +63,70 @@ fn http_unknown_paths_and_methods_are_refused_and_closed() {
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     );
     assert_eq!(post.status, 405);
-    assert_eq!(post.header("Allow"), Some("GET"));
+    assert_eq!(post.header("Allow"), Some("GET, HEAD"));
+}
+
+/// Every byte the server sends for `request`, up to its close.
+fn raw_answer(addr: SocketAddr, request: &str) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut bytes).expect("the server closes");
+    bytes
+}
+
+/// `HEAD` is answered as `GET` is, the same status and headers (the body's `Content-Length`
+/// too), and then the connection closes with not one byte of body: for the page, a 404, a
+/// 400 (`/ws` without an upgrade) and `/metrics` (whose counters move between two requests,
+/// so its head is only checked to announce a body).
+#[test]
+fn http_head_is_get_without_the_body_for_every_route() {
+    let (_server, addr) = web_server(|_| {});
+    let ask = |method: &str, path: &str| {
+        raw_answer(
+            addr,
+            &format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        )
+    };
+    for (path, status) in [("/", 200), ("/nope", 404), ("/ws", 400), ("/metrics", 200)] {
+        let head = String::from_utf8(ask("HEAD", path)).unwrap();
+        let get = String::from_utf8(ask("GET", path)).unwrap();
+        let (get_head, get_body) = get.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "HEAD {path}: {head}"
+        );
+        assert!(
+            head.ends_with("\r\n\r\n") && head.find("\r\n\r\n") == Some(head.len() - 4),
+            "HEAD {path}: bytes after the head: {head:?}"
+        );
+        let length = |text: &str| {
+            let line = text.lines().find(|l| l.starts_with("Content-Length: "));
+            line.unwrap()
+                .trim_start_matches("Content-Length: ")
+                .parse::<usize>()
+                .unwrap()
+        };
+        if path == "/metrics" {
+            assert!(length(&head) > 0, "{head}");
+        } else {
+            assert_eq!(&head[..head.len() - 4], get_head, "HEAD {path}");
+        }
+        assert_eq!(length(get_head), get_body.len(), "GET {path}");
+    }
+}
+
+/// HTTP/1.1 requires `Host` (RFC 9112 section 3.2): 400 without it. HTTP/1.0 has none to
+/// send, and is served.
+#[test]
+fn http_1_1_without_host_is_400_and_1_0_is_served() {
+    let (_server, addr) = web_server(|_| {});
+    let answer = http(addr, b"GET / HTTP/1.1\r\nUser-Agent: test\r\n\r\n");
+    assert_eq!(answer.status, 400);
+    assert!(answer.body.contains("Host"), "{}", answer.body);
+    assert_eq!(http(addr, b"GET / HTTP/1.0\r\n\r\n").status, 200);
+    assert_eq!(http(addr, b"GET /metrics HTTP/1.0\r\n\r\n").status, 200);
 }
 
 /// A request that is not HTTP gets 400 and the close; the chat never hears of it.
