@@ -12,13 +12,14 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::tls::TestCert;
 use common::web::{
     RawWs, UPGRADE, get, http, read_response, ws_client, ws_client_over, wss_raw_client,
 };
-use common::{Client, DEADLINE, TestServer};
+use common::{Client, DEADLINE, Interactive, TestServer, peer_present};
 use pollchat::Config;
 use pollchat::config::HttpSettings;
 
@@ -173,6 +174,84 @@ fn http_head_not_finished_in_time_is_closed() {
     assert_eq!(n, 0, "answered a head that never ended: {:?}", &buf[..n]);
 }
 
+/// `promtool check metrics`, Prometheus's own parser and linter, passes a live `/metrics`
+/// taken after chat traffic (so the counters are not all zero), and fails the same body with
+/// one line broken, so its pass means something.
+#[test]
+fn metrics_pass_promtool_check_metrics() {
+    if !peer_present(
+        Command::new("promtool").arg("--version"),
+        "promtool (apt-get install prometheus)",
+    ) {
+        return;
+    }
+    let (server, http_addr) = web_server(|_| {});
+    let mut nc = server.connect();
+    let mut web = ws_client(http_addr);
+    nc.send("counted");
+    web.expect(&format!("<{}> counted", nc.nick));
+    let body = get(http_addr, "/metrics").body;
+    assert!(body.contains("\npollchat_lines_in_total 1\n"), "{body}");
+    let promtool = |text: &str| {
+        let mut child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let checked = promtool(&body);
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool: {checked:?}\n{body}"
+    );
+    let broken = body.replacen(" 1\n", " one\n", 1);
+    assert!(
+        !promtool(&broken).status.success(),
+        "promtool passed:\n{broken}"
+    );
+}
+
+/// A WebSocket client pollchat's authors did not write, Python's `websockets`
+/// (`tests/peers/ws_client.py`), chats with an `nc`-style client through `/ws`: a line each
+/// way, then `/quit` and a clean close (code 1000), and the script exits 0.
+#[test]
+fn python_websockets_client_chats_with_a_tcp_client_and_closes_cleanly() {
+    let python = "/usr/bin/python3";
+    if !peer_present(
+        Command::new(python).args(["-c", "import websockets"]),
+        "Python's websockets for /usr/bin/python3 (apt-get install python3-websockets)",
+    ) {
+        return;
+    }
+    let (server, http_addr) = web_server(|_| {});
+    let mut nc = server.connect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ws_client.py");
+    let mut peer = Interactive::spawn(
+        Command::new(python)
+            .arg(script)
+            .arg(format!("ws://{http_addr}/ws")),
+    );
+    let nick = peer.wait_for_output("nick ").pop().unwrap();
+    let nick = nick.trim_start_matches("nick ");
+    nc.expect(&format!("*** {nick} joined"));
+    nc.expect(&format!("<{nick}> hello from python"));
+    nc.send("hello from nc");
+    peer.wait_for_output(&format!("heard <{}> hello from nc", nc.nick));
+    peer.wait_for_output("closed 1000");
+    assert!(peer.wait().success());
+    let (_, left) = nc.read_until(|l| l.starts_with(&format!("*** {nick} left")));
+    assert_eq!(left, format!("*** {nick} left (quit)"));
+}
+
 /// `/metrics` has the stats' counters, rooms and clients by transport, in Prometheus's
 /// format.
 #[test]
@@ -325,6 +404,24 @@ fn websocket_and_tcp_clients_chat_in_one_room() {
     web.expect("*** last 1 line in #rust:");
     web.expect(&format!("<{}> said in #rust", nc.nick));
     web.expect("*** end of history");
+}
+
+/// A right-to-left override (`rtl` U+202E `evil` shows as `rtllive`) and the other
+/// characters that reorder a line are gone before it is relayed, whichever transport it came
+/// in on and whichever it goes out on; an emoji's zero-width joiner stays.
+#[test]
+fn bidi_overrides_never_reach_another_client_on_tcp_or_websocket() {
+    let (server, http_addr) = web_server(|_| {});
+    let mut nc = server.connect();
+    let mut web = ws_client(http_addr);
+    nc.expect(&format!("*** {} joined", web.nick));
+    nc.send("rtl\u{202E}evil \u{2067}isolated\u{2069}\u{200F}!");
+    web.expect(&format!("<{}> rtlevil isolated!", nc.nick));
+    web.send("rtl\u{202E}evil \u{1F469}\u{200D}\u{1F4BB}");
+    nc.expect(&format!(
+        "<{}> rtlevil \u{1F469}\u{200D}\u{1F4BB}",
+        web.nick
+    ));
 }
 
 /// A message with newlines is several lines, as on TCP.
