@@ -12,9 +12,26 @@
 //! newline is thrown away as it comes in. So however long a line a client sends, the framer
 //! holds at most `max_line` bytes plus one read.
 //!
-//! Every line goes through [`sanitize`] before the rest of the server sees it, so what is
-//! relayed is always valid UTF-8 without control characters: nobody can move other users'
-//! cursors, change their colours or retitle their terminals with escape sequences.
+//! Every line goes through [`sanitize`] before the rest of the server sees it, on every
+//! transport (plain, TLS and WebSocket text all reach the chat through a framer) and from the
+//! backplane, so what is relayed is always valid UTF-8 without control characters: nobody can
+//! move other users' cursors, change their colours or retitle their terminals with escape
+//! sequences.
+//!
+//! **The rule for invisible characters** ([`is_forbidden`]) removes those that change how
+//! the *rest* of a line is displayed, since then a line reads differently from what was sent
+//! (`rtl` U+202E `evil` shows as `rtllive`, the "Trojan Source" trick):
+//! - the bidirectional embeddings, overrides and isolates, U+202A-U+202E and U+2066-U+2069;
+//! - the bidirectional marks U+200E, U+200F and U+061C: invisible, and they move the
+//!   punctuation and digits around them;
+//! - the deprecated format controls U+206A-U+206F (symmetric swapping, digit shapes), and the
+//!   interlinear annotation marks U+FFF9-U+FFFB, which can hide the text between them.
+//!
+//! Kept: the zero-width joiner and non-joiner, U+200D and U+200C, which emoji sequences
+//! (👩‍💻) and Persian and Indic spelling need, and the zero-width space U+200B, the word break
+//! of Thai and Khmer. They change how neighbouring letters join or wrap, never their order, and
+//! hide nothing visible; two look-alike strings matter for names, and nicks and room names
+//! are ASCII letters, digits, `_` and `-` (`protocol.rs`), so none of these can be in one.
 //!
 //! Bytes read from a plain or TLS socket come in through [`LineFramer::extend_telnet`], which
 //! first takes out Telnet's commands (`telnet.rs`) and keeps their answers for the
@@ -287,7 +304,8 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 
 /// Decodes a line (invalid UTF-8 becomes U+FFFD) and removes every control character but tab:
 /// C0 (which includes ESC, the start of every terminal escape sequence), DEL, and C1 (which
-/// includes CSI, U+009B, a one-character ESC-[ on some terminals).
+/// includes CSI, U+009B, a one-character ESC-[ on some terminals); and the invisible
+/// characters that reorder or hide text (the rule is in the module documentation).
 pub fn sanitize(line: &[u8]) -> String {
     // Fast path, taken by nearly every line: valid UTF-8 with nothing to remove. Checking
     // bytes is several times faster than decoding to chars and filtering (see the figures in
@@ -303,28 +321,48 @@ pub fn sanitize(line: &[u8]) -> String {
         .collect()
 }
 
-/// Whether `text` holds a character [`is_forbidden`] rejects, checked on bytes: in UTF-8 the C0
-/// controls and DEL are the single bytes 0x00-0x1F and 0x7F, and the C1 controls
-/// (U+0080-U+009F) are exactly the two-byte sequences 0xC2 0x80-0x9F.
+/// Whether `text` holds a character [`is_forbidden`] rejects, checked on bytes. In UTF-8 the
+/// C0 controls and DEL are the single bytes 0x00-0x1F and 0x7F; the others start with a byte
+/// from 0xC2 on: the C1 controls (U+0080-U+009F) are 0xC2 0x80-0x9F, U+061C is 0xD8 0x9C, the
+/// U+2xxx ones 0xE2 then 0x80 or 0x81 and one more, and U+FFF9-U+FFFB 0xEF 0xBF 0xB9-0xBB.
 fn has_forbidden(text: &str) -> bool {
     let bytes = text.as_bytes();
-    // A branch-free pass the compiler vectorises. It can only say "maybe" (it also flags tab
-    // and every 0xC2 lead byte); the exact check below runs only then.
+    // A branch-free pass the compiler vectorises, which passes ASCII text (nearly every line)
+    // at once. It can only say "maybe" (tab, any non-ASCII); the exact check runs only then:
+    // a vectorised pass for the controls, then memchr's to the few lead bytes that matter.
     let maybe = bytes.iter().fold(false, |seen, &b| {
-        seen | (b < 0x20) | (b == 0x7f) | (b == 0xc2)
+        seen | (b < 0x20) | (b == 0x7f) | (b >= 0xc2)
     });
-    maybe
-        && bytes.iter().enumerate().any(|(i, &b)| match b {
-            b'\t' => false,
-            0x00..=0x1f | 0x7f => true,
-            0xc2 => matches!(bytes.get(i + 1), Some(0x80..=0x9f)),
-            _ => false,
+    if !maybe {
+        return false;
+    }
+    let control = bytes.iter().fold(false, |seen, &b| {
+        seen | ((b < 0x20) & (b != b'\t')) | (b == 0x7f)
+    });
+    let at = |i: usize| bytes.get(i).copied().unwrap_or(0);
+    let mut leads =
+        memchr::memchr3_iter(0xc2, 0xd8, 0xe2, bytes).chain(memchr::memchr_iter(0xef, bytes));
+    control
+        || leads.any(|i| match at(i) {
+            0xc2 => matches!(at(i + 1), 0x80..=0x9f),
+            0xd8 => at(i + 1) == 0x9c,
+            0xe2 => matches!(
+                (at(i + 1), at(i + 2)),
+                (0x80, 0x8e | 0x8f | 0xaa..=0xae) | (0x81, 0xa6..=0xaf)
+            ),
+            _ => at(i + 1) == 0xbf && matches!(at(i + 2), 0xb9..=0xbb),
         })
 }
 
-/// Characters never relayed: see [`sanitize`].
+/// Characters never relayed: see [`sanitize`] and the module documentation. (The controls,
+/// Unicode's `Cc`, are U+0000-U+001F and U+007F-U+009F; the rest are all from U+061C on.)
 pub fn is_forbidden(c: char) -> bool {
-    (c.is_control() && c != '\t') || ('\u{80}'..='\u{9f}').contains(&c)
+    match u32::from(c) {
+        0x00..=0x08 | 0x0a..=0x1f | 0x7f..=0x9f => true,
+        ..0x61c => false,
+        _ => matches!(c, '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2066}'..='\u{206f}' | '\u{fff9}'..='\u{fffb}'),
+    }
 }
 
 #[cfg(test)]
@@ -428,6 +466,21 @@ mod tests {
         assert_eq!(sanitize(b"\x1b]0;title\x07x"), "]0;titlex");
         assert_eq!(sanitize("a\u{9b}31mb".as_bytes()), "a31mb");
         assert_eq!(sanitize(b"tab\tkept\x7f\x00"), "tab\tkept");
+    }
+
+    #[test]
+    fn characters_that_reorder_or_hide_text_are_removed() {
+        assert_eq!(sanitize("rtl\u{202e}evil".as_bytes()), "rtlevil");
+        assert_eq!(
+            sanitize("a\u{2067}b\u{2069}\u{200f}c\u{61c}".as_bytes()),
+            "abc"
+        );
+        assert_eq!(sanitize("x\u{fff9}hidden\u{fffb}".as_bytes()), "xhidden");
+        // Kept: joiners (an emoji sequence, Persian), the zero-width space, curly quotes.
+        for kept in ["👩\u{200d}💻", "می\u{200c}خواهم", "a\u{200b}b", "“ok” — …"]
+        {
+            assert_eq!(sanitize(kept.as_bytes()), kept);
+        }
     }
 
     #[test]

@@ -538,6 +538,110 @@ fn connect_tls_to_a_plain_port_is_one_sentence_and_status_5() {
     );
 }
 
+/// Without `--tls`, to a TLS port: the server's alert record is not shown as text (it was a
+/// lone `2`, and status 0); one sentence says to use `--tls`, status 5.
+#[test]
+fn connect_without_tls_to_a_tls_port_is_one_sentence_and_status_5() {
+    let certificate = TestCert::new();
+    let server = TestServer::with_tls(&certificate, |_| {});
+    let tls_addr = server.tls_addr.unwrap().to_string();
+    let exit = ClientProcess::piped(&[&tls_addr], &["hello"]);
+    assert_eq!(exit.code, Some(5), "{exit:?}");
+    assert!(exit.stdout.is_empty(), "{exit:?}");
+    assert_eq!(
+        exit.stderr,
+        [format!(
+            "pollchat: {tls_addr} answered in TLS: that is a TLS port, so connect with --tls \
+             (and --ca PEM for a self-signed server)"
+        )]
+    );
+}
+
+/// `openssl` run in `dir`, for a certificate: the test fails if it does.
+fn openssl(dir: &std::path::Path, args: &str) {
+    let status = Command::new("openssl")
+        .args(args.split(' '))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl {args}");
+}
+
+/// Issue 21: an ECDSA server certificate signed by an authority, and `--ca` given another
+/// authority of the same name (made again, as a test CA often is): with an RSA key, webpki
+/// says the ECDSA signature does not fit its key, and the client said "signed with an
+/// algorithm this client does not accept ... the server needs a new one"; with an ECDSA key,
+/// the signature does not verify. Both are "not signed by the one you trust", and say so;
+/// the real authority is trusted (so the chain itself is good).
+#[test]
+fn connect_tls_trusting_another_authority_of_the_same_name_says_it_is_not_the_signer() {
+    if !common::peer_present(
+        Command::new("openssl").arg("version"),
+        "openssl (apt-get install openssl)",
+    ) {
+        return;
+    }
+    let dir = TempDir::new();
+    let ca = "req -x509 -nodes -days 30 -subj /CN=pollchat-test-CA -newkey";
+    openssl(
+        &dir.path,
+        &format!("{ca} ec -pkeyopt ec_paramgen_curve:P-256 -keyout ca.key -out ca.pem"),
+    );
+    openssl(
+        &dir.path,
+        &format!("{ca} ec -pkeyopt ec_paramgen_curve:P-256 -keyout ec.key -out ec.pem"),
+    );
+    openssl(
+        &dir.path,
+        &format!("{ca} rsa:2048 -keyout rsa.key -out rsa.pem"),
+    );
+    openssl(
+        &dir.path,
+        "req -new -nodes -subj /CN=localhost -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+         -keyout leaf.key -out leaf.csr",
+    );
+    dir.file(
+        "leaf.ext",
+        b"basicConstraints=CA:FALSE\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    );
+    openssl(
+        &dir.path,
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 30 \
+         -extfile leaf.ext -out leaf.pem",
+    );
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let (leaf, key) = (dir.path.join("leaf.pem"), dir.path.join("leaf.key"));
+    let server = TestServer::with(|c| {
+        c.tls = Some(pollchat::config::TlsSettings::new(&leaf, &key, loopback));
+    });
+    let tls_addr = server.tls_addr.unwrap().to_string();
+    let trusting = |ca: &str| {
+        let ca = dir.path.join(ca);
+        ClientProcess::piped(
+            &[&tls_addr, "--tls", "--ca", ca.to_str().unwrap()],
+            &["/who"],
+        )
+    };
+    assert_eq!(trusting("ca.pem").code, Some(0));
+    for impostor in ["rsa.pem", "ec.pem"] {
+        let exit = trusting(impostor);
+        assert_eq!(exit.code, Some(5), "{impostor}: {exit:?}");
+        assert_eq!(
+            exit.stderr,
+            [format!(
+                "pollchat: TLS with {tls_addr} failed: the server's certificate is not signed \
+                 by the authority this client trusts under its issuer's name (a different \
+                 certificate with the same name, or the server's was altered): pass the \
+                 certificate that signed it with --ca PEM, and do not trust this server \
+                 until it checks"
+            )],
+            "{impostor}"
+        );
+    }
+}
+
 /// Issue 12: a certificate made the usual way, `openssl req -x509` (which marks it `CA:TRUE`),
 /// and pinned with `--ca`, is trusted as the server's own, where webpki alone refuses it as
 /// `CaUsedAsEndEntity`. The client chats through pollchat's TLS listener and exits 0.

@@ -12,13 +12,14 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::tls::TestCert;
 use common::web::{
     RawWs, UPGRADE, get, http, read_response, ws_client, ws_client_over, wss_raw_client,
 };
-use common::{Client, DEADLINE, TestServer};
+use common::{Client, DEADLINE, Interactive, TestServer, peer_present};
 use pollchat::Config;
 use pollchat::config::HttpSettings;
 
@@ -63,7 +64,70 @@ fn http_unknown_paths_and_methods_are_refused_and_closed() {
         b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     );
     assert_eq!(post.status, 405);
-    assert_eq!(post.header("Allow"), Some("GET"));
+    assert_eq!(post.header("Allow"), Some("GET, HEAD"));
+}
+
+/// Every byte the server sends for `request`, up to its close.
+fn raw_answer(addr: SocketAddr, request: &str) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut stream, &mut bytes).expect("the server closes");
+    bytes
+}
+
+/// `HEAD` is answered as `GET` is, the same status and headers (the body's `Content-Length`
+/// too), and then the connection closes with not one byte of body: for the page, a 404, a
+/// 400 (`/ws` without an upgrade) and `/metrics` (whose counters move between two requests,
+/// so its head is only checked to announce a body).
+#[test]
+fn http_head_is_get_without_the_body_for_every_route() {
+    let (_server, addr) = web_server(|_| {});
+    let ask = |method: &str, path: &str| {
+        raw_answer(
+            addr,
+            &format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        )
+    };
+    for (path, status) in [("/", 200), ("/nope", 404), ("/ws", 400), ("/metrics", 200)] {
+        let head = String::from_utf8(ask("HEAD", path)).unwrap();
+        let get = String::from_utf8(ask("GET", path)).unwrap();
+        let (get_head, get_body) = get.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "HEAD {path}: {head}"
+        );
+        assert!(
+            head.ends_with("\r\n\r\n") && head.find("\r\n\r\n") == Some(head.len() - 4),
+            "HEAD {path}: bytes after the head: {head:?}"
+        );
+        let length = |text: &str| {
+            let line = text.lines().find(|l| l.starts_with("Content-Length: "));
+            line.unwrap()
+                .trim_start_matches("Content-Length: ")
+                .parse::<usize>()
+                .unwrap()
+        };
+        if path == "/metrics" {
+            assert!(length(&head) > 0, "{head}");
+        } else {
+            assert_eq!(&head[..head.len() - 4], get_head, "HEAD {path}");
+        }
+        assert_eq!(length(get_head), get_body.len(), "GET {path}");
+    }
+}
+
+/// HTTP/1.1 requires `Host` (RFC 9112 section 3.2): 400 without it. HTTP/1.0 has none to
+/// send, and is served.
+#[test]
+fn http_1_1_without_host_is_400_and_1_0_is_served() {
+    let (_server, addr) = web_server(|_| {});
+    let answer = http(addr, b"GET / HTTP/1.1\r\nUser-Agent: test\r\n\r\n");
+    assert_eq!(answer.status, 400);
+    assert!(answer.body.contains("Host"), "{}", answer.body);
+    assert_eq!(http(addr, b"GET / HTTP/1.0\r\n\r\n").status, 200);
+    assert_eq!(http(addr, b"GET /metrics HTTP/1.0\r\n\r\n").status, 200);
 }
 
 /// A request that is not HTTP gets 400 and the close; the chat never hears of it.
@@ -108,6 +172,84 @@ fn http_head_not_finished_in_time_is_closed() {
     let mut buf = [0u8; 64];
     let n = std::io::Read::read(&mut stream, &mut buf).unwrap_or(0);
     assert_eq!(n, 0, "answered a head that never ended: {:?}", &buf[..n]);
+}
+
+/// `promtool check metrics`, Prometheus's own parser and linter, passes a live `/metrics`
+/// taken after chat traffic (so the counters are not all zero), and fails the same body with
+/// one line broken, so its pass means something.
+#[test]
+fn metrics_pass_promtool_check_metrics() {
+    if !peer_present(
+        Command::new("promtool").arg("--version"),
+        "promtool (apt-get install prometheus)",
+    ) {
+        return;
+    }
+    let (server, http_addr) = web_server(|_| {});
+    let mut nc = server.connect();
+    let mut web = ws_client(http_addr);
+    nc.send("counted");
+    web.expect(&format!("<{}> counted", nc.nick));
+    let body = get(http_addr, "/metrics").body;
+    assert!(body.contains("\npollchat_lines_in_total 1\n"), "{body}");
+    let promtool = |text: &str| {
+        let mut child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let checked = promtool(&body);
+    assert!(
+        checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
+        "promtool: {checked:?}\n{body}"
+    );
+    let broken = body.replacen(" 1\n", " one\n", 1);
+    assert!(
+        !promtool(&broken).status.success(),
+        "promtool passed:\n{broken}"
+    );
+}
+
+/// A WebSocket client pollchat's authors did not write, Python's `websockets`
+/// (`tests/peers/ws_client.py`), chats with an `nc`-style client through `/ws`: a line each
+/// way, then `/quit` and a clean close (code 1000), and the script exits 0.
+#[test]
+fn python_websockets_client_chats_with_a_tcp_client_and_closes_cleanly() {
+    let python = "/usr/bin/python3";
+    if !peer_present(
+        Command::new(python).args(["-c", "import websockets"]),
+        "Python's websockets for /usr/bin/python3 (apt-get install python3-websockets)",
+    ) {
+        return;
+    }
+    let (server, http_addr) = web_server(|_| {});
+    let mut nc = server.connect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ws_client.py");
+    let mut peer = Interactive::spawn(
+        Command::new(python)
+            .arg(script)
+            .arg(format!("ws://{http_addr}/ws")),
+    );
+    let nick = peer.wait_for_output("nick ").pop().unwrap();
+    let nick = nick.trim_start_matches("nick ");
+    nc.expect(&format!("*** {nick} joined"));
+    nc.expect(&format!("<{nick}> hello from python"));
+    nc.send("hello from nc");
+    peer.wait_for_output(&format!("heard <{}> hello from nc", nc.nick));
+    peer.wait_for_output("closed 1000");
+    assert!(peer.wait().success());
+    let (_, left) = nc.read_until(|l| l.starts_with(&format!("*** {nick} left")));
+    assert_eq!(left, format!("*** {nick} left (quit)"));
 }
 
 /// `/metrics` has the stats' counters, rooms and clients by transport, in Prometheus's
@@ -262,6 +404,24 @@ fn websocket_and_tcp_clients_chat_in_one_room() {
     web.expect("*** last 1 line in #rust:");
     web.expect(&format!("<{}> said in #rust", nc.nick));
     web.expect("*** end of history");
+}
+
+/// A right-to-left override (`rtl` U+202E `evil` shows as `rtllive`) and the other
+/// characters that reorder a line are gone before it is relayed, whichever transport it came
+/// in on and whichever it goes out on; an emoji's zero-width joiner stays.
+#[test]
+fn bidi_overrides_never_reach_another_client_on_tcp_or_websocket() {
+    let (server, http_addr) = web_server(|_| {});
+    let mut nc = server.connect();
+    let mut web = ws_client(http_addr);
+    nc.expect(&format!("*** {} joined", web.nick));
+    nc.send("rtl\u{202E}evil \u{2067}isolated\u{2069}\u{200F}!");
+    web.expect(&format!("<{}> rtlevil isolated!", nc.nick));
+    web.send("rtl\u{202E}evil \u{1F469}\u{200D}\u{1F4BB}");
+    nc.expect(&format!(
+        "<{}> rtlevil \u{1F469}\u{200D}\u{1F4BB}",
+        web.nick
+    ));
 }
 
 /// A message with newlines is several lines, as on TCP.

@@ -9,7 +9,9 @@
 //! | `GET /ws` with a WebSocket upgrade | `101 Switching Protocols`: the connection joins the chat |
 //! | `GET /metrics` | the counters in Prometheus's text format (rendered by the loop, `metrics.rs`) |
 //! | any other path | 404 |
+//! | `HEAD` of any of these | the same status and headers (`Content-Length` too), no body |
 //! | another method | 405 |
+//! | HTTP/1.1 without `Host` | 400 (RFC 9112 section 3.2; HTTP/1.0 needs none) |
 //! | `GET /ws` with a bad upgrade | 400 (426 for a WebSocket version other than 13) |
 //! | a head that does not parse | 400 |
 //! | a head over 8 KiB | 431 |
@@ -88,10 +90,12 @@ pub enum Head {
     /// Not all in yet (and under [`HTTP_HEAD_MAX`]): read more.
     Partial,
     /// All in, `len` bytes of it: what it asks for, and its request line for the log.
+    /// `head_only`: a `HEAD` request, answered as `GET` without the body.
     Complete {
         route: Route,
         len: usize,
         request: String,
+        head_only: bool,
     },
 }
 
@@ -103,6 +107,7 @@ pub fn read_head(buf: &[u8]) -> Head {
         route: Route::Refuse(status, why),
         len: buf.len(),
         request: String::from("(unreadable request)"),
+        head_only: buf.starts_with(b"HEAD "),
     };
     match request.parse(buf) {
         Ok(httparse::Status::Partial) if buf.len() > HTTP_HEAD_MAX => {
@@ -120,6 +125,7 @@ pub fn read_head(buf: &[u8]) -> Head {
                 request.method.unwrap_or("?"),
                 request.path.unwrap_or("?")
             ),
+            head_only: request.method == Some("HEAD"),
         },
         Err(httparse::Error::TooManyHeaders) => refuse(
             Status::HeadTooLarge,
@@ -133,26 +139,49 @@ pub fn read_head(buf: &[u8]) -> Head {
 fn route(request: &httparse::Request<'_, '_>) -> Route {
     let path = request.path.unwrap_or("");
     let path = path.split_once('?').map_or(path, |(path, _)| path);
-    if request.method != Some("GET") {
-        return Route::Refuse(Status::MethodNotAllowed, "only GET is served here");
+    if request.version == Some(1) && header(request, "Host").is_none() {
+        return Route::Refuse(
+            Status::BadRequest,
+            "an HTTP/1.1 request needs a Host header",
+        );
     }
+    let head = match request.method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => {
+            return Route::Refuse(
+                Status::MethodNotAllowed,
+                "only GET and HEAD are served here",
+            );
+        }
+    };
     match path {
         "/" => Route::Page,
         "/metrics" => Route::Metrics,
-        "/ws" => upgrade(request),
+        // HEAD is GET without the body: a good upgrade would be a 101, which has no body to
+        // drop, so HEAD cannot upgrade (RFC 6455 says GET) and is told so.
+        "/ws" => match upgrade(request) {
+            Route::Upgrade { .. } if head => {
+                Route::Refuse(Status::BadRequest, "a WebSocket upgrade is a GET request")
+            }
+            route => route,
+        },
         _ => Route::Refuse(Status::NotFound, "no such page: try / or /ws or /metrics"),
     }
 }
 
+/// The value of header `name` in `request`, if it has one in UTF-8.
+fn header<'r>(request: &'r httparse::Request<'_, '_>, name: &str) -> Option<&'r str> {
+    request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+}
+
 /// `GET /ws`: the checks of RFC 6455 section 4.2.1, then the accept key.
 fn upgrade(request: &httparse::Request<'_, '_>) -> Route {
-    let header = |name: &str| {
-        request
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .and_then(|h| std::str::from_utf8(h.value).ok())
-    };
+    let header = |name: &str| header(request, name);
     let has_token = |name: &str, token: &str| {
         header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
@@ -190,8 +219,9 @@ pub fn accept_key(key: &str) -> String {
 }
 
 /// A whole response: status line, headers (those given, then the ones every answer has),
-/// then the body.
-fn response(status: Status, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+/// then the body, unless `head_only` (a `HEAD` request: its `Content-Length` is still the
+/// body's, as RFC 9110 section 9.3.2 says).
+fn response(status: Status, headers: &[(&str, &str)], body: &[u8], head_only: bool) -> Vec<u8> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", status.code(), status.reason());
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -202,13 +232,15 @@ fn response(status: Status, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
         body.len()
     ));
     let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body);
+    if !head_only {
+        bytes.extend_from_slice(body);
+    }
     bytes
 }
 
 /// The page's response, made once and shared by every request for it, as a chat line is by
-/// its recipients.
-pub fn page() -> Rc<[u8]> {
+/// its recipients (`head_only`: without the page).
+pub fn page(head_only: bool) -> Rc<[u8]> {
     static PAGE_RESPONSE: LazyLock<Vec<u8>> = LazyLock::new(|| {
         // Nothing but the page itself, its own script and style, and a connection to where
         // it came from: even a bug in its escaping could not load or send anything elsewhere.
@@ -219,26 +251,28 @@ pub fn page() -> Rc<[u8]> {
             ("Content-Type", "text/html; charset=utf-8"),
             ("Content-Security-Policy", policy),
         ];
-        response(Status::Ok, &headers, PAGE.as_bytes())
+        response(Status::Ok, &headers, PAGE.as_bytes(), false)
     });
-    Rc::from(PAGE_RESPONSE.as_slice())
+    let len = PAGE_RESPONSE.len() - if head_only { PAGE.len() } else { 0 };
+    Rc::from(&PAGE_RESPONSE[..len])
 }
 
 /// `/metrics`: the counters as Prometheus reads them.
-pub fn metrics(body: &str) -> Rc<[u8]> {
+pub fn metrics(body: &str, head_only: bool) -> Rc<[u8]> {
     let headers = [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")];
-    Rc::from(response(Status::Ok, &headers, body.as_bytes()))
+    Rc::from(response(Status::Ok, &headers, body.as_bytes(), head_only))
 }
 
 /// An error answer, its reason in the body.
-pub fn refusal(status: Status, why: &str) -> Rc<[u8]> {
+pub fn refusal(status: Status, why: &str, head_only: bool) -> Rc<[u8]> {
     let mut headers = vec![("Content-Type", "text/plain; charset=utf-8")];
     match status {
-        Status::MethodNotAllowed => headers.push(("Allow", "GET")),
+        Status::MethodNotAllowed => headers.push(("Allow", "GET, HEAD")),
         Status::UpgradeRequired => headers.push(("Sec-WebSocket-Version", "13")),
         _ => {}
     }
-    Rc::from(response(status, &headers, format!("{why}\n").as_bytes()))
+    let body = format!("{why}\n");
+    Rc::from(response(status, &headers, body.as_bytes(), head_only))
 }
 
 /// The upgrade's answer: the last bytes of HTTP on the connection before its frames.
@@ -281,22 +315,53 @@ mod tests {
 
     #[test]
     fn routes_and_their_errors() {
-        assert_eq!(route_of("GET / HTTP/1.1\r\n\r\n"), Route::Page);
+        assert_eq!(route_of("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Route::Page);
         assert_eq!(route_of("GET /?x=1 HTTP/1.0\r\n\r\n"), Route::Page);
-        assert_eq!(route_of("GET /metrics HTTP/1.1\r\n\r\n"), Route::Metrics);
+        assert_eq!(route_of("HEAD /metrics HTTP/1.0\r\n\r\n"), Route::Metrics);
         let status = |head: &str| match route_of(head) {
             Route::Refuse(status, _) => status.code(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(status("GET /nope HTTP/1.1\r\n\r\n"), 404);
-        assert_eq!(status("POST / HTTP/1.1\r\n\r\n"), 405);
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400, "HTTP/1.1 needs Host");
+        assert_eq!(status("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"), 404);
+        assert_eq!(status("POST / HTTP/1.1\r\nHost: x\r\n\r\n"), 405);
         assert_eq!(status("GET /ws HTTP/1.1\r\nHost: x\r\n\r\n"), 400);
+        assert_eq!(status(&UPGRADE.replace("GET", "HEAD")), 400);
         assert_eq!(status(&UPGRADE.replace("13", "8")), 426);
         assert_eq!(
             status(&UPGRADE.replace("dGhlIHNhbXBsZSBub25jZQ==", "c2hvcnQ=")),
             400
         );
         assert_eq!(status("GET / HTTP/1.1\r\nbad header\r\n\r\n"), 400);
+    }
+
+    /// HEAD is GET's head: byte for byte, up to where the body would start.
+    #[test]
+    fn a_head_answer_is_the_get_answer_without_its_body() {
+        let pairs = [
+            (page(false), page(true)),
+            (metrics("a 1\n", false), metrics("a 1\n", true)),
+            (
+                refusal(Status::NotFound, "no", false),
+                refusal(Status::NotFound, "no", true),
+            ),
+        ];
+        for (get, head) in pairs {
+            let blank = get.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+            assert_eq!(
+                &get[..blank],
+                &head[..],
+                "{}",
+                String::from_utf8_lossy(&head)
+            );
+        }
+        assert!(matches!(
+            read_head(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Head::Complete {
+                head_only: true,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -314,12 +379,12 @@ mod tests {
 
     #[test]
     fn every_answer_but_the_upgrade_closes_and_says_how_long_it_is() {
-        let page = page();
+        let page = page(false);
         let text = String::from_utf8_lossy(&page);
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"));
         assert!(text.contains("Connection: close\r\n"));
         assert!(text.contains(&format!("Content-Length: {}\r\n", PAGE.len())));
-        let refused = refusal(Status::MethodNotAllowed, "no");
-        assert!(String::from_utf8_lossy(&refused).contains("Allow: GET\r\n"));
+        let refused = refusal(Status::MethodNotAllowed, "no", false);
+        assert!(String::from_utf8_lossy(&refused).contains("Allow: GET, HEAD\r\n"));
     }
 }

@@ -315,7 +315,7 @@ impl Server {
     pub(super) fn answer(&mut self, r: ConnRef, answer: Answer) {
         let (status, bytes) = match answer {
             Answer::Ready { status, bytes } => (status, bytes),
-            Answer::Metrics => (200, http::metrics(&self.metrics())),
+            Answer::Metrics { head_only } => (200, http::metrics(&self.metrics(), head_only)),
         };
         self.table.stats.count_http(status);
         if let Some(conn) = self.table.get(r) {

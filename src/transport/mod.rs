@@ -314,8 +314,8 @@ pub enum Answer {
     /// An answer the protocol made (a page, an error), sent as it is. `status` is HTTP's,
     /// for the counters and the log.
     Ready { status: u16, bytes: Rc<[u8]> },
-    /// The server's counters, which only the loop has (`/metrics`).
-    Metrics,
+    /// The server's counters, which only the loop has (`/metrics`); `head_only` for `HEAD`.
+    Metrics { head_only: bool },
 }
 
 /// Why the server ends a stream, for a protocol that can tell its peer (WebSocket's close

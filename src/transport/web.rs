@@ -98,13 +98,14 @@ impl Web {
             return Ok(());
         };
         head.extend_from_slice(bytes);
-        let (route, len, request) = match http::read_head(head) {
+        let (route, len, request, head_only) = match http::read_head(head) {
             Head::Partial => return Ok(()),
             Head::Complete {
                 route,
                 len,
                 request,
-            } => (route, len, request),
+                head_only,
+            } => (route, len, request, head_only),
         };
         let mut rest = head.split_off(len.min(head.len()));
         self.request = request;
@@ -116,9 +117,11 @@ impl Web {
                 self.state = State::Upgraded(Some(ws));
                 return taken;
             }
-            Route::Page => answer(200, http::page()),
-            Route::Metrics => State::Answered(Answer::Metrics),
-            Route::Refuse(status, why) => answer(status.code(), http::refusal(status, why)),
+            Route::Page => answer(200, http::page(head_only)),
+            Route::Metrics => State::Answered(Answer::Metrics { head_only }),
+            Route::Refuse(status, why) => {
+                answer(status.code(), http::refusal(status, why, head_only))
+            }
         };
         Ok(())
     }

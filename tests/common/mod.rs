@@ -581,6 +581,11 @@ impl Interactive {
     pub fn wait_for_output(&mut self, needle: &str) -> Vec<String> {
         wait_for_line(&self.out, needle)
     }
+
+    /// Waits for it to exit (failing the test after [`DEADLINE`]).
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.process.wait()
+    }
 }
 
 /// `kill -NAME PID`, failing the test if it fails.
@@ -1060,4 +1065,24 @@ pub fn heap_kib(pid: u32) -> u64 {
         .find(|l| l.starts_with("RssAnon:"))
         .expect("RssAnon");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Whether a program a test drives (a peer pollchat's authors did not write) is here:
+/// `check` is run and must succeed. If not, says so loudly, past the harness's capture, and
+/// the test skips; in CI (`CI=true`) it fails instead, since `.ci/run` installs every peer
+/// and a skip there would hide a broken install (as [`web::browser_kit`] does).
+pub fn peer_present(check: &mut Command, what: &str) -> bool {
+    let ran = check.stdout(Stdio::null()).stderr(Stdio::null()).status();
+    if ran.is_ok_and(|status| status.success()) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "cannot run in CI: {what} is missing; .ci/run installs it"
+    );
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED: this test needs {what}, as .ci/run installs it ***\n"
+    );
+    false
 }

@@ -104,16 +104,23 @@ fn certificate(error: &CertificateError, target: &Target) -> String {
         CertificateError::BadEncoding => "the server's certificate is not valid DER: the \
              server needs a new one"
             .to_string(),
-        CertificateError::BadSignature => "the server's certificate does not carry a valid \
-             signature of the authority it names: do not trust this server"
-            .to_string(),
+        // webpki checked the signature with the key of the trusted certificate named as the
+        // issuer, and it is not that key's (of another kind, the second case: RSA for an ECDSA
+        // signature). Most often --ca holds a different authority made with the same name.
+        CertificateError::BadSignature
+        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            "the server's certificate is not signed by the authority this client trusts under \
+             its issuer's name (a different certificate with the same name, or the server's \
+             was altered): pass the certificate that signed it with --ca PEM, and do not \
+             trust this server until it checks"
+                .to_string()
+        }
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
             "the server's certificate is not for TLS servers (its extended key usage lacks \
              serverAuth): the server needs one that is"
                 .to_string()
         }
-        CertificateError::UnsupportedSignatureAlgorithmContext { .. }
-        | CertificateError::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+        CertificateError::UnsupportedSignatureAlgorithmContext { .. } => {
             "the server's certificate is signed with an algorithm this client does not \
              accept (it takes RSA, ECDSA and Ed25519 with SHA-2): the server needs a new one"
                 .to_string()

@@ -461,6 +461,16 @@ impl Client {
     /// The outcome for a connection that broke.
     fn broken(&self, error: TransportError) -> Outcome {
         match error {
+            TransportError::Io(e)
+                if e.kind() == io::ErrorKind::InvalidData
+                    && e.to_string() == transport::SPEAKS_TLS =>
+            {
+                Outcome::Tls(format!(
+                    "{} answered in TLS: that is a TLS port, so connect with --tls (and --ca \
+                     PEM for a self-signed server)",
+                    self.target
+                ))
+            }
             TransportError::Io(e) => Outcome::Failed(format!(
                 "connection to {} lost: {}",
                 self.target,

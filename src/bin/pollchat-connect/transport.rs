@@ -38,6 +38,10 @@ use pollchat::nonblocking::ReadOutcome;
 use pollchat::nonblocking::{Plaintext, write_records};
 use pollchat::write_queue::{Flushed, WriteQueue};
 
+/// What [`Transport::receive`] says (an `InvalidData` error, which a socket never gives)
+/// when a connection made without `--tls` is answered in TLS.
+pub const SPEAKS_TLS: &str = "the server answered in TLS";
+
 /// How far a [`Transport::send`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
@@ -58,6 +62,8 @@ pub struct Transport {
     tls: Option<Box<ClientConnection>>,
     /// TLS: `close_notify` is queued (once only; rustls would send another each time).
     close_notify_queued: bool,
+    /// Plain: the server's first bytes have been read (and were not TLS: see `receive`).
+    heard: bool,
 }
 
 impl Transport {
@@ -84,6 +90,16 @@ impl Transport {
         let Some(tls) = &mut self.tls else {
             let outcome = ReadOutcome::from_read(|| self.socket.read(scratch))?;
             if let ReadOutcome::Data(n) = outcome {
+                // A TLS server answers what a plain client sends with an alert record (type
+                // 0x15, version 0x03 0x0N): shown as text, that was a lone `2`. A chat
+                // server's first bytes are text, which never starts with 0x14-0x17.
+                if !self.heard && matches!(scratch[..n], [0x14..=0x17, 0x03, ..] | [0x14..=0x17]) {
+                    return Err(TransportError::Io(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        SPEAKS_TLS,
+                    )));
+                }
+                self.heard = true;
                 framer.extend(&scratch[..n]);
             }
             return Ok(outcome);
@@ -205,6 +221,7 @@ pub fn connect(args: &ConnectArgs) -> Result<Transport, ConnectError> {
         socket: TcpStream::from_std(stream),
         tls,
         close_notify_queued: false,
+        heard: false,
     })
 }
 
