@@ -53,7 +53,7 @@ use log::info;
 use mio::{Registry, Token};
 use serde_json::value::RawValue;
 
-use crate::bus::{Bus, BusIo, BusNews, Claim, Claimed, Event, Purpose, What};
+use crate::bus::{Bus, BusIo, BusNews, Claim, Elsewhere, Event, Purpose, What};
 use crate::error::Error;
 use crate::protocol::{self, nick_key};
 use links::{Happening, Links, Outgoing};
@@ -269,21 +269,17 @@ impl Bus for RedisBus {
         None
     }
 
-    fn is_shared(&self) -> bool {
-        true
-    }
-
     /// Redis decides, and the answer comes in a later batch. Local only, nobody can be asked:
     /// granted.
-    fn claim(&mut self, claim: Claim) -> Claimed {
+    fn claim(&mut self, claim: Claim) -> Option<Claim> {
         if !self.up {
-            return Claimed::Granted;
+            return Some(claim);
         }
         if claim.purpose == Purpose::Rename {
             self.claiming.insert(nick_key(&claim.nick));
         }
         self.outbox.push(Outgoing::Claim(claim));
-        Claimed::Pending
+        None
     }
 
     /// Gives a nick's key in Redis back (if Redis is away, it expires instead).
@@ -291,6 +287,18 @@ impl Bus for RedisBus {
         if self.up {
             self.outbox.push(Outgoing::Release(nick.to_string()));
         }
+    }
+
+    fn refreshed(&mut self) {
+        if std::mem::take(&mut self.resync_pending) {
+            self.outbox.push(Outgoing::Resync);
+        }
+    }
+}
+
+impl Elsewhere for RedisBus {
+    fn is_shared(&self) -> bool {
+        true
     }
 
     fn is_claiming(&self, nick: &str) -> bool {
@@ -316,18 +324,12 @@ impl Bus for RedisBus {
     /// `guest-TAG-N`, TAG from the instance id, so that guest nicks rarely collide across
     /// instances. Rarely is enough: a guest nick is claimed like any other, and one that
     /// another instance holds is replaced.
-    fn guest_nick(&self, n: u64) -> String {
-        format!("guest-{}-{n}", self.guest_tag)
+    fn guest_prefix(&self) -> String {
+        format!("guest-{}-", self.guest_tag)
     }
 
     fn greeting(&self) -> Option<&'static str> {
         self.told_down.then_some(protocol::BACKPLANE_DOWN)
-    }
-
-    fn refreshed(&mut self) {
-        if std::mem::take(&mut self.resync_pending) {
-            self.outbox.push(Outgoing::Resync);
-        }
     }
 }
 

@@ -10,7 +10,7 @@ pub fn apply(cx: &mut Ctx<'_, impl Outbox>) {
         return;
     };
     let mut nicks: Vec<&str> = cx.chat.nicks_in(room).collect();
-    nicks.extend(cx.bus.nicks_elsewhere(room.name()));
+    nicks.extend(cx.elsewhere.nicks_elsewhere(room.name()));
     let reply = protocol::who(room.name(), &mut nicks);
     cx.reply(&reply);
 }

@@ -279,7 +279,8 @@ impl Server {
             return self.table.refuse(r, reason, line);
         }
         if self.table.admit(r) {
-            self.chat.enter(r, &mut *self.bus, &mut self.table);
+            self.chat.enter(r, &*self.bus, &mut self.table);
+            self.forward();
             if let Some(nick) = self.chat.nick_of(r)
                 && self.table.log.allow(Kind::Connect, peer.ip())
             {

@@ -135,7 +135,7 @@ impl Server {
         self.table.stats.lines_in += 1;
         match frame {
             Frame::Line(line) => {
-                cmd::handle_line(&mut self.chat, r, line, &mut *self.bus, &mut self.table);
+                cmd::handle_line(&mut self.chat, r, line, &*self.bus, &mut self.table);
             }
             Frame::TooLong => {
                 let max_line = self.config.max_line;
@@ -143,9 +143,10 @@ impl Server {
                     warn!("{}: line over {max_line} bytes dropped", self.label(r));
                 }
                 let text = protocol::line_too_long(max_line);
-                self.chat.tell(r, &text, &mut *self.bus, &mut self.table);
+                self.chat.tell(r, &text, &mut self.table);
             }
         }
+        self.forward();
     }
 
     /// The peer will send no more, but it may still read: it gets what it is owed
