@@ -36,7 +36,7 @@ pub fn handle_line(
     out: &mut impl Outbox,
 ) {
     let (Some(nick), Some(room)) = (
-        chat.shared_nick_of(from).map(Rc::clone),
+        chat.nicks().nick_of(from).map(Rc::clone),
         chat.room_of(from).map(|r| Rc::clone(r.shared_name())),
     ) else {
         return;

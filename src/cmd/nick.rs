@@ -13,7 +13,7 @@ pub fn apply(cx: &mut Ctx<'_, impl Outbox>, new: &str) {
     if &*cx.nick == new {
         return cx.reply(&protocol::you_are(new));
     }
-    if !cx.chat.is_free_for(cx.from, new, cx.elsewhere) {
+    if !cx.chat.nicks().is_free_for(cx.from, new, cx.elsewhere) {
         return cx.reply(&protocol::nick_taken(new));
     }
     // A change of case only is the same nick, which this client already holds.

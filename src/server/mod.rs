@@ -242,7 +242,7 @@ fn gauges(table: &ConnTable, chat: &Chat, bus: &dyn BusIo) -> Gauges {
         connections_now: table.len(),
         clients: chat.members(),
         clients_by_transport: table.clients_by_transport(),
-        rooms: chat.rooms(),
+        rooms: chat.rooms().count(),
         backplane: bus.stats(),
     }
 }
