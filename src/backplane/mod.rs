@@ -39,6 +39,7 @@
 //! if the key already holds this instance's id, in one Lua script so the check and the write
 //! are atomic. An instance that dies stops refreshing, and its nicks are free after the TTL.
 
+mod conversation;
 pub mod event;
 mod link;
 mod links;
@@ -56,7 +57,8 @@ use serde_json::value::RawValue;
 use crate::bus::{Bus, BusIo, BusNews, Claim, Elsewhere, Event, Purpose, What};
 use crate::error::Error;
 use crate::protocol::{self, nick_key};
-use links::{Happening, Links, Outgoing};
+use conversation::Outgoing;
+use links::{Happening, Links};
 use replica::Replica;
 
 /// Where the backplane is and how long a nick claim lasts.
@@ -195,7 +197,7 @@ impl RedisBus {
                     self.up = true;
                     self.resync_pending = true;
                     for gone in self.replica.expire(now, self.nick_ttl()) {
-                        self.links.forget(gone);
+                        self.links.talk.forget(gone);
                     }
                     news.push(BusNews::Refresh);
                 }
@@ -226,7 +228,7 @@ impl RedisBus {
         if !event.origin.is_here() {
             let stranger = self.replica.apply(&event, now);
             if event.what == What::Bye {
-                self.links.forget(event.origin);
+                self.links.talk.forget(event.origin);
             }
             if stranger && self.up {
                 news.push(BusNews::Introduce);
@@ -392,7 +394,7 @@ impl BusIo for RedisBus {
         let mut news = self.absorb(happened, now);
         if refresh {
             for gone in self.replica.expire(now, self.nick_ttl()) {
-                self.links.forget(gone);
+                self.links.talk.forget(gone);
             }
             if self.up {
                 news.push(BusNews::Refresh);
