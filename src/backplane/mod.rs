@@ -18,7 +18,7 @@
 //! - the **subscriber** sends `SUBSCRIBE channel` once and then only reads: every event every
 //!   instance publishes, its own included, in the one order Redis gives them;
 //! - the **command connection** sends `PUBLISH` and the nick claims, pipelined. Redis answers
-//!   in order, so a FIFO (`Awaiting`, in `links.rs`) says what each reply is for.
+//!   in order, so a FIFO (`Awaiting`, in `conversation.rs`) says what each reply is for.
 //!
 //! Each connection (`link.rs`) keeps its own read and write buffers, exactly like a client
 //! connection; the two live and die together (`links.rs`). Nothing here blocks: connects are
