@@ -1,11 +1,13 @@
 //! The bus seam: where a chat event goes once the chat has made it.
 //!
 //! Everything clients say to each other (chat lines, `/me`, `/msg`, joins, leaves, renames)
-//! is an [`Event`]. The chat hands each one to its bus ([`Bus::publish`]), and the bus knows
-//! where it goes:
+//! is an [`Event`]. The chat never holds the bus. It queues what it wants of it as
+//! [`Request`]s (publish this event, claim or release this nick), and after every call into
+//! the chat the server hands them to the bus in order (`Server::forward`). The bus knows
+//! where an event goes:
 //!
-//! - [`LocalBus`], a lone server: nowhere else. It hands the event straight back and the chat
-//!   delivers it at once.
+//! - [`LocalBus`], a lone server: nowhere else. [`Bus::publish`] hands the event straight
+//!   back and the server has the chat deliver it at once.
 //! - the Redis bus (`--backplane`, in `backplane/`): it publishes the event, and the event
 //!   comes back from the subscription, on every instance this one included, as
 //!   [`BusNews::Deliver`]. Redis's order is then the one global order, and delivery is the
@@ -14,15 +16,24 @@
 //! Rooms are the chat's business, not the bus's: an event names its room, and the bus
 //! carries every room's events on one channel (see `backplane/` for why one).
 //!
-//! This is socket.io's adapter seam: the chat calls the bus the same way whether the chat is
-//! one process or many. Nicks are the other thing a shared chat must agree on, so a bus also
-//! answers nick claims ([`Bus::claim`]): a lone server grants them at once, the Redis bus
-//! asks Redis and answers later.
+//! This is socket.io's adapter seam: the chat asks the same way whether it is one process or
+//! many. Nicks are the other thing a shared chat must agree on, so a bus also answers nick
+//! claims ([`Bus::claim`]): a lone server grants them at once, the Redis bus asks Redis and
+//! answers later.
 //!
-//! Two traits, because the chat and the loop need different things of a bus. The chat uses
-//! [`Bus`], which has no socket in it. The loop holds a [`BusIo`], the same bus seen from the
-//! loop: a bus that has sockets of its own (the Redis bus's two connections) has them driven
-//! here like every other socket, and reports what happened as [`BusNews`] for the chat.
+//! So the chat and the bus meet in three ways, each one way round:
+//!
+//! ```text
+//!   chat ──Request──► server ──► Bus            (publish, claim, release)
+//!   chat ◄──────────  server ◄── Bus / BusIo    (handed back at once, or BusNews later)
+//!   chat ──asks────► Elsewhere                  (read only: the other instances' nicks, rooms)
+//! ```
+//!
+//! [`Elsewhere`] is what the bus knows of the other instances, lent read only to the few
+//! chat functions that ask (and to `/who`, `/list`, `/msg`, `/nick`). The loop holds a
+//! [`BusIo`], the same bus seen from the loop: a bus that has sockets of its own (the Redis
+//! bus's two connections) has them driven there like every other socket, and reports what
+//! happened as [`BusNews`] for the chat.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -148,14 +159,22 @@ pub enum Purpose {
     Keep,
 }
 
-/// A bus's answer to a claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claimed {
-    /// Granted now.
-    Granted,
-    /// Asked elsewhere: the answer comes later, as [`BusNews::Answered`] or, if the bus loses
-    /// it, [`BusNews::Unanswered`].
-    Pending,
+/// What the chat asks of the bus, in the order it asks. The chat only queues these
+/// (`Chat::next_request`); the server passes each one on after every call into the chat, and
+/// hands back to the chat what the bus answers at once.
+#[derive(Debug)]
+pub enum Request {
+    /// An event for every instance: [`Bus::publish`], and delivered here if handed back.
+    Publish(Event),
+    /// A client would like a nick: [`Bus::claim`].
+    Claim(Claim),
+    /// A nick this instance held is free again: [`Bus::release`].
+    Release(String),
+    /// The chat has done what [`BusNews::Refresh`] asked: [`Bus::refreshed`].
+    Refreshed,
+    /// This room (its key) has nobody here now: the chat forgets it unless the bus knows of
+    /// members elsewhere ([`Elsewhere::is_room_elsewhere`]).
+    RoomEmptied(Rc<str>),
 }
 
 /// What a bus reports for the chat to act on (`Chat::absorb`).
@@ -177,24 +196,14 @@ pub enum BusNews {
     Tell(&'static str),
 }
 
-/// The bus as the chat sees it. See the module documentation.
-pub trait Bus {
-    /// An event made here. `Some(event)` hands it back to be delivered here and now; `None`
-    /// means the bus took it, and it comes back as [`BusNews::Deliver`].
-    fn publish(&mut self, event: Event) -> Option<Event>;
-
+/// What the chat may know of the other instances: the bus's knowledge, read only. The server
+/// lends it to the few chat functions that ask (a newcomer's greeting, whether a nick is
+/// being claimed, whether a room lives on elsewhere), and to `/who`, `/list` and `/msg`.
+pub trait Elsewhere {
     /// Whether other instances hear this one's events (so a shutdown still announces leaves).
     fn is_shared(&self) -> bool {
         false
     }
-
-    /// A client would like a nick that is free here.
-    fn claim(&mut self, _claim: Claim) -> Claimed {
-        Claimed::Granted
-    }
-
-    /// A nick this instance held is free again.
-    fn release(&mut self, _nick: &str) {}
 
     /// Whether a claim for this nick (ignoring case) is waiting for its answer.
     fn is_claiming(&self, _nick: &str) -> bool {
@@ -222,15 +231,32 @@ pub trait Bus {
         false
     }
 
-    /// The `n`th guest nick.
-    fn guest_nick(&self, n: u64) -> String {
-        format!("guest-{n}")
+    /// What every guest nick starts with (a number follows).
+    fn guest_prefix(&self) -> String {
+        "guest-".to_string()
     }
 
     /// A line every newcomer must be told first (the chat is local only for now).
     fn greeting(&self) -> Option<&'static str> {
         None
     }
+}
+
+/// The bus as the server hands it the chat's [`Request`]s. See the module documentation.
+pub trait Bus: Elsewhere {
+    /// An event made here. `Some(event)` hands it back to be delivered here and now; `None`
+    /// means the bus took it, and it comes back as [`BusNews::Deliver`].
+    fn publish(&mut self, event: Event) -> Option<Event>;
+
+    /// A client would like a nick that is free here. `Some(claim)` hands it back granted;
+    /// `None` means the answer comes later, as [`BusNews::Answered`] or, if the bus loses it,
+    /// [`BusNews::Unanswered`].
+    fn claim(&mut self, claim: Claim) -> Option<Claim> {
+        Some(claim)
+    }
+
+    /// A nick this instance held is free again.
+    fn release(&mut self, _nick: &str) {}
 
     /// The chat has done what [`BusNews::Refresh`] asked.
     fn refreshed(&mut self) {}
@@ -297,6 +323,8 @@ pub trait BusIo: Bus {
 /// A lone server's bus: every event is delivered here, every nick free here is granted.
 #[derive(Debug, Default)]
 pub struct LocalBus;
+
+impl Elsewhere for LocalBus {}
 
 impl Bus for LocalBus {
     fn publish(&mut self, event: Event) -> Option<Event> {

@@ -18,7 +18,7 @@
 //! - the **subscriber** sends `SUBSCRIBE channel` once and then only reads: every event every
 //!   instance publishes, its own included, in the one order Redis gives them;
 //! - the **command connection** sends `PUBLISH` and the nick claims, pipelined. Redis answers
-//!   in order, so a FIFO (`Awaiting`, in `links.rs`) says what each reply is for.
+//!   in order, so a FIFO (`Awaiting`, in `conversation.rs`) says what each reply is for.
 //!
 //! Each connection (`link.rs`) keeps its own read and write buffers, exactly like a client
 //! connection; the two live and die together (`links.rs`). Nothing here blocks: connects are
@@ -39,6 +39,7 @@
 //! if the key already holds this instance's id, in one Lua script so the check and the write
 //! are atomic. An instance that dies stops refreshing, and its nicks are free after the TTL.
 
+mod conversation;
 pub mod event;
 mod link;
 mod links;
@@ -53,10 +54,11 @@ use log::info;
 use mio::{Registry, Token};
 use serde_json::value::RawValue;
 
-use crate::bus::{Bus, BusIo, BusNews, Claim, Claimed, Event, Purpose, What};
+use crate::bus::{Bus, BusIo, BusNews, Claim, Elsewhere, Event, Purpose, What};
 use crate::error::Error;
 use crate::protocol::{self, nick_key};
-use links::{Happening, Links, Outgoing};
+use conversation::Outgoing;
+use links::{Happening, Links};
 use replica::Replica;
 
 /// Where the backplane is and how long a nick claim lasts.
@@ -195,7 +197,7 @@ impl RedisBus {
                     self.up = true;
                     self.resync_pending = true;
                     for gone in self.replica.expire(now, self.nick_ttl()) {
-                        self.links.forget(gone);
+                        self.links.talk.forget(gone);
                     }
                     news.push(BusNews::Refresh);
                 }
@@ -226,7 +228,7 @@ impl RedisBus {
         if !event.origin.is_here() {
             let stranger = self.replica.apply(&event, now);
             if event.what == What::Bye {
-                self.links.forget(event.origin);
+                self.links.talk.forget(event.origin);
             }
             if stranger && self.up {
                 news.push(BusNews::Introduce);
@@ -269,21 +271,17 @@ impl Bus for RedisBus {
         None
     }
 
-    fn is_shared(&self) -> bool {
-        true
-    }
-
     /// Redis decides, and the answer comes in a later batch. Local only, nobody can be asked:
     /// granted.
-    fn claim(&mut self, claim: Claim) -> Claimed {
+    fn claim(&mut self, claim: Claim) -> Option<Claim> {
         if !self.up {
-            return Claimed::Granted;
+            return Some(claim);
         }
         if claim.purpose == Purpose::Rename {
             self.claiming.insert(nick_key(&claim.nick));
         }
         self.outbox.push(Outgoing::Claim(claim));
-        Claimed::Pending
+        None
     }
 
     /// Gives a nick's key in Redis back (if Redis is away, it expires instead).
@@ -291,6 +289,18 @@ impl Bus for RedisBus {
         if self.up {
             self.outbox.push(Outgoing::Release(nick.to_string()));
         }
+    }
+
+    fn refreshed(&mut self) {
+        if std::mem::take(&mut self.resync_pending) {
+            self.outbox.push(Outgoing::Resync);
+        }
+    }
+}
+
+impl Elsewhere for RedisBus {
+    fn is_shared(&self) -> bool {
+        true
     }
 
     fn is_claiming(&self, nick: &str) -> bool {
@@ -316,18 +326,12 @@ impl Bus for RedisBus {
     /// `guest-TAG-N`, TAG from the instance id, so that guest nicks rarely collide across
     /// instances. Rarely is enough: a guest nick is claimed like any other, and one that
     /// another instance holds is replaced.
-    fn guest_nick(&self, n: u64) -> String {
-        format!("guest-{}-{n}", self.guest_tag)
+    fn guest_prefix(&self) -> String {
+        format!("guest-{}-", self.guest_tag)
     }
 
     fn greeting(&self) -> Option<&'static str> {
         self.told_down.then_some(protocol::BACKPLANE_DOWN)
-    }
-
-    fn refreshed(&mut self) {
-        if std::mem::take(&mut self.resync_pending) {
-            self.outbox.push(Outgoing::Resync);
-        }
     }
 }
 
@@ -390,7 +394,7 @@ impl BusIo for RedisBus {
         let mut news = self.absorb(happened, now);
         if refresh {
             for gone in self.replica.expire(now, self.nick_ttl()) {
-                self.links.forget(gone);
+                self.links.talk.forget(gone);
             }
             if self.up {
                 news.push(BusNews::Refresh);

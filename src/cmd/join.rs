@@ -10,7 +10,7 @@ use crate::protocol;
 use crate::room::Outbox;
 
 pub fn join(cx: &mut Ctx<'_, impl Outbox>, room: &str) {
-    let refused = match cx.chat.join(cx.from, room, cx.bus, cx.out) {
+    let refused = match cx.chat.join(cx.from, room, cx.out) {
         Ok(()) => return,
         Err(Refused::AlreadyThere(room)) => protocol::already_in(&room),
         Err(Refused::TooManyRooms { max }) => protocol::too_many_rooms(room, max),

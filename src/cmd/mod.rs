@@ -2,9 +2,10 @@
 //! `cmd/` is the model). A new command is a variant of [`Command`]
 //! in `protocol.rs`, a file here, and an arm in [`handle_line`].
 //!
-//! A command acts through a [`Ctx`]: the chat, the bus its events go to, the connections'
-//! outbox, and who sent it. It never touches a socket: what it queues is written by the loop
-//! at the end of the batch.
+//! A command acts through a [`Ctx`]: the chat, what the bus knows of the other instances
+//! (read only), the connections' outbox, and who sent it. It never touches a socket: what it
+//! queues is written by the loop at the end of the batch, and what it asks of the bus (the
+//! events it makes, a nick claim) the server hands over when the line is done (`bus.rs`).
 
 mod help;
 mod join;
@@ -19,7 +20,7 @@ use std::rc::Rc;
 
 use log::trace;
 
-use crate::bus::{Bus, What};
+use crate::bus::Elsewhere;
 use crate::chat::Chat;
 use crate::connection::ConnRef;
 use crate::protocol::{self, Command};
@@ -31,11 +32,11 @@ pub fn handle_line(
     chat: &mut Chat,
     from: ConnRef,
     line: String,
-    bus: &mut dyn Bus,
+    elsewhere: &dyn Elsewhere,
     out: &mut impl Outbox,
 ) {
     let (Some(nick), Some(room)) = (
-        chat.shared_nick_of(from).map(Rc::clone),
+        chat.nicks().nick_of(from).map(Rc::clone),
         chat.room_of(from).map(|r| Rc::clone(r.shared_name())),
     ) else {
         return;
@@ -45,7 +46,7 @@ pub fn handle_line(
         nick,
         room,
         chat,
-        bus,
+        elsewhere,
         out,
         from,
     };
@@ -72,7 +73,7 @@ pub fn handle_line(
 /// What a command acts on. See the module documentation.
 pub struct Ctx<'a, O: Outbox> {
     pub chat: &'a mut Chat,
-    pub bus: &'a mut dyn Bus,
+    pub elsewhere: &'a dyn Elsewhere,
     pub out: &'a mut O,
     /// Who sent the command, and the nick it had and the room it was in when it did.
     pub from: ConnRef,
@@ -98,11 +99,6 @@ impl<O: Outbox> Ctx<'_, O> {
 
     /// A server line for the sender only.
     pub fn reply(&mut self, text: &str) {
-        self.chat.tell(self.from, text, self.bus, self.out);
-    }
-
-    /// Something the sender did that others must hear of.
-    pub fn say(&mut self, what: What) {
-        self.chat.say(self.from, what, self.bus, self.out);
+        self.chat.tell(self.from, text, self.out);
     }
 }

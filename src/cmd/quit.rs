@@ -8,5 +8,5 @@ use crate::room::Outbox;
 pub fn apply(cx: &mut Ctx<'_, impl Outbox>, reason: Option<&str>) {
     cx.reply(protocol::BYE);
     let reason = CloseReason::Quit(reason.map(str::to_string));
-    cx.chat.depart(cx.from, reason, cx.bus, cx.out);
+    cx.chat.depart(cx.from, reason, cx.out);
 }

@@ -11,11 +11,11 @@ use crate::room::Outbox;
 
 pub fn say(cx: &mut Ctx<'_, impl Outbox>, text: String) {
     let (room, nick) = (Rc::clone(&cx.room), Rc::clone(&cx.nick));
-    cx.say(What::Say { room, nick, text });
+    cx.chat.say(cx.from, What::Say { room, nick, text });
 }
 
 pub fn me(cx: &mut Ctx<'_, impl Outbox>, action: &str) {
     let (room, nick) = (Rc::clone(&cx.room), Rc::clone(&cx.nick));
     let action = action.to_string();
-    cx.say(What::Me { room, nick, action });
+    cx.chat.say(cx.from, What::Me { room, nick, action });
 }

@@ -9,8 +9,9 @@ pub fn apply(cx: &mut Ctx<'_, impl Outbox>) {
     let Some(room) = cx.chat.room_of(cx.from) else {
         return;
     };
-    let mut nicks: Vec<&str> = cx.chat.nicks_in(room).collect();
-    nicks.extend(cx.bus.nicks_elsewhere(room.name()));
+    let in_room = room.members().filter_map(|who| cx.chat.nick_of(who));
+    let mut nicks: Vec<&str> = in_room.collect();
+    nicks.extend(cx.elsewhere.nicks_elsewhere(room.name()));
     let reply = protocol::who(room.name(), &mut nicks);
     cx.reply(&reply);
 }

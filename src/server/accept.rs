@@ -298,7 +298,8 @@ impl Server {
             return self.table.send_off(r, reason, &Rc::from(line.as_bytes()));
         }
         if self.table.admit(r) {
-            self.chat.enter(r, &mut *self.bus, &mut self.table);
+            self.chat.enter(r, &*self.bus, &mut self.table);
+            self.forward();
             if let Some(nick) = self.chat.nick_of(r)
                 && self.table.log.allow(Kind::Connect, peer.ip())
             {

@@ -60,7 +60,7 @@ impl Server {
             info!("{}: idle timeout", conn.label());
         }
         let notice = protocol::idle_disconnect(idle);
-        self.chat.tell(r, &notice, &mut *self.bus, &mut self.table);
+        self.chat.tell(r, &notice, &mut self.table);
         self.leave(r, CloseReason::Idle);
     }
 

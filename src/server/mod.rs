@@ -29,7 +29,9 @@
 //!
 //! The server knows three things by name: its connections ([`ConnTable`]), the chat
 //! ([`Chat`]) and the bus ([`BusIo`]). It does not know which transport a connection has
-//! (`transport/`), nor which bus it was given (`bus.rs`, `backplane/`).
+//! (`transport/`), nor which bus it was given (`bus.rs`, `backplane/`). It is where the chat
+//! and the bus meet: the chat never holds the bus, and after every call into the chat the
+//! server hands the bus what the chat asked of it (`Server::forward`).
 
 mod accept;
 mod deadlines;
@@ -47,7 +49,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
 use crate::backplane::RedisBus;
-use crate::bus::{BusIo, BusNews, LocalBus};
+use crate::bus::{BusIo, BusNews, LocalBus, Purpose, Request};
 use crate::chat::{Chat, RoomRules};
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef};
@@ -57,6 +59,7 @@ use crate::logging::LogOutput;
 use crate::memory::Trim;
 use crate::metrics;
 use crate::rate_limit::ConnectRates;
+use crate::room::Outbox;
 use crate::stats::{self, Gauges, StatsSocket};
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
@@ -239,7 +242,7 @@ fn gauges(table: &ConnTable, chat: &Chat, bus: &dyn BusIo) -> Gauges {
         connections_now: table.len(),
         clients: chat.members(),
         clients_by_transport: stats::clients_by_transport(table.iter().map(|(_, c)| c)),
-        rooms: chat.rooms(),
+        rooms: chat.rooms().count(),
         backplane: bus.stats(),
     }
 }
@@ -275,11 +278,14 @@ impl Server {
             listeners,
             local_addrs,
             table: ConnTable::new(&config),
-            chat: Chat::new(RoomRules {
-                max_rooms: config.max_rooms,
-                history: config.history,
-                quiet_joins: config.quiet_joins,
-            }),
+            chat: Chat::new(
+                RoomRules {
+                    max_rooms: config.max_rooms,
+                    history: config.history,
+                    quiet_joins: config.quiet_joins,
+                },
+                &*bus,
+            ),
             bus,
             timers: Timers::default(),
             signals,
@@ -503,24 +509,56 @@ impl Server {
     /// Hands what the bus reported to the chat, and sets the timers the bus asked for.
     fn absorb(&mut self, news: Vec<BusNews>) {
         for news in news {
-            self.chat.absorb(news, &mut *self.bus, &mut self.table);
+            self.chat.absorb(news, &mut self.table);
+            self.forward();
         }
         for at in self.bus.take_deadlines() {
             self.timers.add(at, Timer::Bus);
         }
     }
 
+    /// The other way: what the chat asked of the bus during the call just made into it, handed
+    /// over in order, and what the bus answers at once handed back (a lone server's events
+    /// to deliver, a claim granted, whether a room has members elsewhere). The chat never holds
+    /// the bus: after every call into the chat, the server calls this.
+    fn forward(&mut self) {
+        while let Some(request) = self.chat.next_request() {
+            let out = &mut self.table;
+            match request {
+                Request::Publish(event) => {
+                    if let Some(event) = self.bus.publish(event) {
+                        self.chat.deliver(&event, out);
+                    }
+                }
+                Request::Claim(claim) => {
+                    let (who, purpose) = (claim.conn, claim.purpose);
+                    match self.bus.claim(claim) {
+                        Some(claim) => self.chat.claim_answered(claim, true, out),
+                        // A `/nick` waits for its answer: the client's next lines stay unread.
+                        None if purpose == Purpose::Rename => out.hold(who),
+                        None => {}
+                    }
+                }
+                Request::Release(nick) => self.bus.release(&nick),
+                Request::Refreshed => self.bus.refreshed(),
+                Request::RoomEmptied(key) => self.chat.forget_room(&key, &*self.bus),
+            }
+        }
+    }
+
     /// `r` leaves the chat (quit, peer closed, idle): its connection closes once its last
     /// lines are out.
     fn leave(&mut self, r: ConnRef, reason: CloseReason) {
-        self.chat.depart(r, reason, &mut *self.bus, &mut self.table);
+        self.chat.depart(r, reason, &mut self.table);
+        self.forward();
     }
 
     /// `r`'s connection is finished now (reset, write error, too slow): closed in the table,
     /// and out of the chat if it was in it.
     fn end(&mut self, r: ConnRef, reason: CloseReason) {
         self.table.close(r, reason.clone());
-        self.chat.depart(r, reason, &mut *self.bus, &mut self.table);
+        self.chat.depart(r, reason, &mut self.table);
+        self.forward();
     }
 
     /// Step 5. Leave events first, then a round of join and leave notices (they are output
@@ -531,8 +569,9 @@ impl Server {
         let written = self.table.stats.bytes_out;
         self.table.lists.start_flushes();
         loop {
-            self.chat
-                .announce_departures(&mut *self.bus, &mut self.table);
+            while self.chat.announce_departures() {
+                self.forward();
+            }
             self.say_notices(now);
             self.flush_bus(now);
             let to_flush = self.table.lists.take_flush_list();
@@ -543,7 +582,8 @@ impl Server {
             for &r in &to_flush {
                 let registry = self.poll.registry();
                 if let Some(reason) = self.table.flush(r, registry, &mut self.timers, now) {
-                    self.chat.depart(r, reason, &mut *self.bus, &mut self.table);
+                    self.chat.depart(r, reason, &mut self.table);
+                    self.forward();
                 }
             }
             self.table.lists.flushed(to_flush);
@@ -560,7 +600,8 @@ impl Server {
 
     /// A round of join and leave notices, or a timer for when one may come.
     fn say_notices(&mut self, now: Instant) {
-        let next = self.chat.say_notices(now, &mut *self.bus, &mut self.table);
+        let next = self.chat.say_notices(now, &mut self.table);
+        self.forward();
         if let Some(at) = next
             && self.notices_due.is_none_or(|due| at < due)
         {
@@ -632,7 +673,8 @@ impl Server {
         );
         // Connections still in their handshake have nothing to flush: closed at once.
         self.table.close_handshakes(&CloseReason::Shutdown);
-        self.chat.shutdown(&mut *self.bus, &mut self.table);
+        self.chat.shutdown(&mut self.table);
+        self.forward();
         self.timers
             .add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);
     }
@@ -849,6 +891,8 @@ mod tests {
         sender: Option<StdStream>,
         more: &'static [u8],
     }
+
+    impl crate::bus::Elsewhere for SendsMoreMidRelay {}
 
     impl crate::bus::Bus for SendsMoreMidRelay {
         fn publish(&mut self, event: crate::bus::Event) -> Option<crate::bus::Event> {

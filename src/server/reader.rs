@@ -139,7 +139,7 @@ impl Server {
         self.table.stats.lines_in += 1;
         match frame {
             Frame::Line(line) => {
-                cmd::handle_line(&mut self.chat, r, line, &mut *self.bus, &mut self.table);
+                cmd::handle_line(&mut self.chat, r, line, &*self.bus, &mut self.table);
             }
             Frame::TooLong => {
                 let max_line = self.config.max_line;
@@ -147,9 +147,10 @@ impl Server {
                     warn!("{}: line over {max_line} bytes dropped", self.label(r));
                 }
                 let text = protocol::line_too_long(max_line);
-                self.chat.tell(r, &text, &mut *self.bus, &mut self.table);
+                self.chat.tell(r, &text, &mut self.table);
             }
         }
+        self.forward();
     }
 
     /// The client's first line was an HTTP request: one line says this is not a web server
@@ -166,7 +167,7 @@ impl Server {
         }
         let page = self.listeners.iter().find(|l| l.speaks.name() == "HTTP");
         let text = protocol::not_a_web_server(page.map(|l| l.addr));
-        self.chat.tell(r, &text, &mut *self.bus, &mut self.table);
+        self.chat.tell(r, &text, &mut self.table);
         self.leave(r, reason);
     }
 

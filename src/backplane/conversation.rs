@@ -1,0 +1,303 @@
+//! What is said on the backplane's two connections to Redis: the first command on each, the
+//! commands the chat's requests become, the replies on the command connection matched with
+//! what they answer (a FIFO: Redis answers in order), and the pushes on the subscriber
+//! decoded into events. Getting the connections up and keeping them so is `links.rs`'s;
+//! this part never touches a socket, only the connections' buffers.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use log::{debug, trace};
+
+use super::event::Origins;
+use super::link::{Link, LinkPhase, Role};
+use super::links::Happening;
+use super::resp::{self, Value};
+use crate::bus::{Claim, Event, Origin};
+
+/// Claims a nick for this instance, or refreshes the claim if it is already this instance's.
+/// `KEYS[1]` the nick's key, `ARGV[1]` the instance id, `ARGV[2]` the TTL in ms. 1: ours now;
+/// 0: another instance has it.
+const CLAIM_SCRIPT: &str = "\
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0";
+
+/// Deletes a nick's key only if it is still this instance's (after expiring it may have been
+/// claimed by another instance, which must keep it).
+const RELEASE_SCRIPT: &str = "\
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+
+/// What one reply on the command connection is for, in the order the commands were sent.
+#[derive(Debug)]
+enum Awaiting {
+    /// `PING` on connecting: `PONG` proves Redis is there and speaks RESP.
+    Handshake,
+    Publish,
+    Claim(Claim),
+    Release,
+    /// A `PING` sent after the re-claims that follow a reconnect: its `PONG` means they are
+    /// all answered.
+    Resync,
+}
+
+impl Awaiting {
+    /// The command, as the log names it.
+    fn describe(&self) -> &'static str {
+        match self {
+            Awaiting::Handshake | Awaiting::Resync => "PING",
+            Awaiting::Publish => "PUBLISH",
+            Awaiting::Claim(_) => "a nick claim",
+            Awaiting::Release => "a nick release",
+        }
+    }
+}
+
+/// What the bus asks the connections to send.
+#[derive(Debug)]
+pub enum Outgoing {
+    Publish(Event),
+    Claim(Claim),
+    Release(String),
+    /// Mark the end of the re-claims after a reconnect (answered by [`Happening::Resynced`]).
+    Resync,
+}
+
+/// The conversation with Redis: what each reply to come answers, and the names it gives.
+#[derive(Debug)]
+pub struct Conversation {
+    /// This instance's id, unique per process: the value of its nick keys, the origin of its
+    /// events.
+    instance: String,
+    /// The instances heard of on the channel, by name (see [`Origins`]).
+    origins: Origins,
+    /// What each reply still to come on the command connection is for, oldest first.
+    awaiting: VecDeque<Awaiting>,
+    /// The pub/sub channel; `CHANNEL:nick:`, the prefix of every nick key.
+    channel: String,
+    nick_prefix: String,
+    nick_ttl: Duration,
+    /// Events published and received since the server started.
+    pub published: u64,
+    pub received: u64,
+}
+
+impl Conversation {
+    pub fn new(instance: &str, channel: &str, nick_ttl: Duration) -> Conversation {
+        Conversation {
+            instance: instance.to_string(),
+            origins: Origins::new(instance),
+            awaiting: VecDeque::new(),
+            channel: channel.to_string(),
+            nick_prefix: format!("{channel}:nick:"),
+            nick_ttl,
+            published: 0,
+            received: 0,
+        }
+    }
+
+    /// An instance said goodbye or fell silent: its name is forgotten (see [`Origins`]).
+    pub fn forget(&mut self, origin: Origin) {
+        self.origins.forget(origin);
+    }
+
+    /// Whether replies are due on the command connection.
+    pub fn is_waiting(&self) -> bool {
+        !self.awaiting.is_empty()
+    }
+
+    /// The connections closed: the claims still waiting for an answer will never have one.
+    pub fn lost_claims(&mut self) -> Vec<Claim> {
+        let awaiting = std::mem::take(&mut self.awaiting).into_iter();
+        let claim = |a| match a {
+            Awaiting::Claim(claim) => Some(claim),
+            _ => None,
+        };
+        awaiting.filter_map(claim).collect()
+    }
+
+    /// A nick's key in Redis.
+    fn key(&self, nick: &str) -> String {
+        format!("{}{}", self.nick_prefix, crate::protocol::nick_key(nick))
+    }
+
+    /// A connection's first command, once connected.
+    pub fn greet(&mut self, role: Role, link: &mut Link) {
+        match role {
+            Role::Subscriber => {
+                let channel = self.channel.as_bytes();
+                resp::command(&mut link.output, &[b"SUBSCRIBE", channel]);
+            }
+            Role::Commands => {
+                resp::command(&mut link.output, &[b"PING"]);
+                self.awaiting.push_back(Awaiting::Handshake);
+            }
+        }
+    }
+
+    /// Decodes every complete reply in a connection's read buffer; keeps an incomplete one.
+    pub fn decode_all(
+        &mut self,
+        role: Role,
+        link: &mut Link,
+        out: &mut Vec<Happening>,
+    ) -> Result<(), String> {
+        // The buffer is taken out of the link while its replies, which borrow from it, are
+        // handled with the rest of `self`; what is left is put back.
+        let mut input = std::mem::take(&mut link.input);
+        let mut used = 0;
+        let result = loop {
+            match resp::decode(&input[used..]) {
+                Ok(None) => break Ok(()),
+                Ok(Some((value, n))) => {
+                    used += n;
+                    let handled = match role {
+                        Role::Subscriber => self.on_push(value, &mut link.phase, out),
+                        Role::Commands => self.on_reply(value, &mut link.phase, out),
+                    };
+                    if let Err(reason) = handled {
+                        break Err(reason);
+                    }
+                }
+                Err(e) => break Err(format!("Redis sent something that is not RESP: {e}")),
+            }
+        };
+        input.drain(..used);
+        link.input = input;
+        result
+    }
+
+    /// One message on the subscriber: the subscription's confirmation, then events.
+    fn on_push(
+        &mut self,
+        value: Value<'_>,
+        phase: &mut LinkPhase,
+        out: &mut Vec<Happening>,
+    ) -> Result<(), String> {
+        let unexpected =
+            |value: &Value<'_>| format!("unexpected message from Redis: {}", value.describe());
+        let Value::Array(Some(items)) = &value else {
+            return Err(unexpected(&value));
+        };
+        match (*phase, items.as_slice()) {
+            (LinkPhase::Handshake, [kind, _, Value::Integer(_)])
+                if kind.bytes() == Some(b"subscribe") =>
+            {
+                *phase = LinkPhase::Ready;
+                Ok(())
+            }
+            (LinkPhase::Ready, [kind, _, payload]) if kind.bytes() == Some(b"message") => {
+                let payload = payload.bytes().ok_or_else(|| unexpected(&value))?;
+                self.received += 1;
+                match Event::decode(payload, &mut self.origins) {
+                    Ok(event) => {
+                        trace!("backplane: received {}", resp::lossy(payload));
+                        out.push(Happening::Event(event));
+                    }
+                    // Someone else publishing on the channel, or a newer pollchat: the
+                    // connection is fine, the message is skipped.
+                    Err(why) => debug!(
+                        "backplane: skipped a message that is not an event ({why}): {}",
+                        resp::lossy(payload)
+                    ),
+                }
+                Ok(())
+            }
+            _ => Err(unexpected(&value)),
+        }
+    }
+
+    /// One reply on the command connection, matched with what it answers.
+    fn on_reply(
+        &mut self,
+        value: Value<'_>,
+        phase: &mut LinkPhase,
+        out: &mut Vec<Happening>,
+    ) -> Result<(), String> {
+        let Some(awaiting) = self.awaiting.pop_front() else {
+            return Err(format!(
+                "Redis sent a reply nobody asked for: {}",
+                value.describe()
+            ));
+        };
+        if let Value::Error(text) = value {
+            return Err(format!(
+                "Redis answered {} with an error: {}",
+                awaiting.describe(),
+                resp::lossy(text)
+            ));
+        }
+        match (awaiting, value) {
+            (Awaiting::Handshake, Value::Simple(b"PONG")) => *phase = LinkPhase::Ready,
+            (Awaiting::Publish | Awaiting::Release, Value::Integer(_)) => {}
+            (Awaiting::Claim(claim), Value::Integer(n @ (0 | 1))) => {
+                debug!(
+                    "backplane: claim of {} {}",
+                    claim.nick,
+                    if n == 1 { "granted" } else { "refused" }
+                );
+                out.push(Happening::Claimed { claim, ok: n == 1 });
+            }
+            (Awaiting::Resync, Value::Simple(b"PONG")) => out.push(Happening::Resynced),
+            (awaiting, value) => {
+                return Err(format!(
+                    "Redis answered {} with an unexpected {}",
+                    awaiting.describe(),
+                    value.describe()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what the chat asked for into the command connection's output (`cmd`), and
+    /// notes what its reply will answer.
+    pub fn send(&mut self, outgoing: Outgoing, cmd: &mut Link) {
+        let ttl_ms = self.nick_ttl.as_millis().max(1).to_string();
+        let out = &mut cmd.output;
+        let awaiting = match outgoing {
+            Outgoing::Publish(event) => {
+                let payload = event.encode(&self.instance);
+                trace!("backplane: publishing {payload}");
+                let channel = self.channel.as_bytes();
+                resp::command(out, &[b"PUBLISH", channel, payload.as_bytes()]);
+                self.published += 1;
+                Awaiting::Publish
+            }
+            Outgoing::Claim(claim) => {
+                let key = self.key(&claim.nick);
+                let id = self.instance.as_bytes();
+                resp::command(
+                    out,
+                    &[
+                        b"EVAL",
+                        CLAIM_SCRIPT.as_bytes(),
+                        b"1",
+                        key.as_bytes(),
+                        id,
+                        ttl_ms.as_bytes(),
+                    ],
+                );
+                Awaiting::Claim(claim)
+            }
+            Outgoing::Release(nick) => {
+                let key = self.key(&nick);
+                let id = self.instance.as_bytes();
+                resp::command(
+                    out,
+                    &[b"EVAL", RELEASE_SCRIPT.as_bytes(), b"1", key.as_bytes(), id],
+                );
+                Awaiting::Release
+            }
+            Outgoing::Resync => {
+                resp::command(out, &[b"PING"]);
+                Awaiting::Resync
+            }
+        };
+        self.awaiting.push_back(awaiting);
+    }
+}
