@@ -501,10 +501,16 @@ impl Connection {
         self.output.queued().unsent() + self.transport.unsent()
     }
 
-    /// What the server holds on the client's behalf: [`Connection::unsent`], plus the pointer
-    /// each queued line costs. `--max-output` judges this.
+    /// What its queue holds: the bytes still to send and the pointer each queued line costs.
+    #[inline]
+    pub fn queued(&self) -> usize {
+        self.output.queued().footprint()
+    }
+
+    /// What the server holds on the client's behalf: [`Connection::queued`], plus what its
+    /// transport holds. `--max-output` judges this after each flush.
     pub fn held(&self) -> usize {
-        self.output.queued().footprint() + self.transport.unsent()
+        self.queued() + self.transport.unsent()
     }
 
     /// The read side: its framer, flood control, and whether the room holds its lines.

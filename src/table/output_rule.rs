@@ -30,10 +30,12 @@ impl OutputRule {
         }
     }
 
-    /// Whether `more` bytes queued for `conn` would put it past the hard limit.
+    /// Whether `more` bytes queued for `conn` would put its queue past the hard limit.
+    /// Asked for every delivery, so of the queue alone: what its transport holds beyond it is
+    /// a few bytes to one TLS record, counted when the flush is judged.
     #[inline]
     pub fn past_hard_limit(&self, conn: &Connection, more: usize) -> bool {
-        conn.held() + more > self.hard_output
+        conn.queued() + more > self.hard_output
     }
 
     /// `conn` went past the hard limit: why it is closed now, logged on the budget.

@@ -134,9 +134,10 @@ pub trait Protocol {
         false
     }
 
-    /// Queues one of the chat's lines for this peer, as the protocol sends it. The line
-    /// itself is shared with every other recipient's queue, never copied per recipient.
-    fn queue(&mut self, line: &Rc<[u8]>, queue: &mut WriteQueue);
+    /// One of the chat's lines as this protocol sends it, for the peer's queue: the line
+    /// itself for lines, shared with every other recipient's queue; a WebSocket's frame of
+    /// it, made once for all WebSocket recipients. Never a copy per recipient.
+    fn framed(&mut self, line: &Rc<[u8]>) -> Rc<[u8]>;
 
     /// Whether it has bytes of its own waiting (a pong, a close frame, the upgrade's `101`).
     fn wants_write(&self) -> bool {
@@ -237,10 +238,10 @@ impl Transport {
         self.stream.short_read_empties() && !self.protocol.ended()
     }
 
-    /// Queues one of the chat's lines, as the protocol wants it.
+    /// Queues one of the chat's lines, as the protocol sends it.
     #[inline]
     pub fn queue(&mut self, line: &Rc<[u8]>, queue: &mut WriteQueue) {
-        self.protocol.queue(line, queue);
+        queue.push(self.protocol.framed(line));
     }
 
     pub fn wants_write(&self) -> bool {
@@ -485,8 +486,8 @@ impl Protocol for Lines {
 
     /// As it is: a pointer to the line every recipient shares.
     #[inline]
-    fn queue(&mut self, line: &Rc<[u8]>, queue: &mut WriteQueue) {
-        queue.push(Rc::clone(line));
+    fn framed(&mut self, line: &Rc<[u8]>) -> Rc<[u8]> {
+        Rc::clone(line)
     }
 }
 

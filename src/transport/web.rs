@@ -161,8 +161,8 @@ impl Protocol for Web {
 
     /// Not for the chat until upgraded, when the WebSocket takes over: a line meant for it
     /// before then (none is sent) would go as it is.
-    fn queue(&mut self, line: &Rc<[u8]>, queue: &mut WriteQueue) {
-        queue.push(Rc::clone(line));
+    fn framed(&mut self, line: &Rc<[u8]>) -> Rc<[u8]> {
+        Rc::clone(line)
     }
 
     fn wants_write(&self) -> bool {

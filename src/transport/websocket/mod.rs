@@ -231,8 +231,8 @@ impl Protocol for WebSocket {
 
     /// The line framed once for every WebSocket recipient (see [`Frames`]).
     #[inline]
-    fn queue(&mut self, line: &Rc<[u8]>, queue: &mut WriteQueue) {
-        queue.push(self.frames.frame(line));
+    fn framed(&mut self, line: &Rc<[u8]>) -> Rc<[u8]> {
+        self.frames.frame(line)
     }
 
     fn wants_write(&self) -> bool {
@@ -349,7 +349,7 @@ mod tests {
         for i in 0..100 {
             let line = format!("<guest-{i}> {}\n", "y".repeat(i * 3));
             expected.push((0x81, line.strip_suffix('\n').unwrap().as_bytes().to_vec()));
-            ws.queue(&Rc::from(line.as_bytes()), &mut queue);
+            queue.push(ws.framed(&Rc::from(line.as_bytes())));
         }
         // Two lines in one queue entry, as a server line of several does.
         queue.push(Rc::from(text_frames(b"*** a\n*** b\n")));
@@ -382,8 +382,8 @@ mod tests {
         );
         let (mut to_alice, mut to_bob) = (WriteQueue::default(), WriteQueue::default());
         let line: Rc<[u8]> = Rc::from(&b"<carol> hi\n"[..]);
-        alice.queue(&line, &mut to_alice);
-        bob.queue(&line, &mut to_bob);
+        to_alice.push(alice.framed(&line));
+        to_bob.push(bob.framed(&line));
         // One frame, held by the cache and both queues.
         let shared = alice
             .frames
