@@ -32,3 +32,6 @@ mod resp;
 
 #[path = "leaves/timers.rs"]
 mod timers;
+
+#[path = "leaves/framing.rs"]
+mod framing;
