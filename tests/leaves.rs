@@ -8,7 +8,7 @@
 //! queue, the protocol, non-blocking I/O, RESP, framing) are used by the tools too
 //! (`pollchat-bench`, `pollchat-connect`, the fuzz targets), so testing them through the API
 //! those users see keeps that API sufficient. Others followed whose tests needed nothing
-//! private either: HTTP heads and answers, the backplane's event format. A test that needs a private item stays beside its
+//! private either: HTTP heads and answers, the backplane's event format, the command line. A test that needs a private item stays beside its
 //! code.
 //!
 //! The submodules live in `tests/leaves/`; each is named with `#[path]`, since a test crate's
@@ -44,3 +44,6 @@ mod http;
 
 #[path = "leaves/backplane_event.rs"]
 mod backplane_event;
+
+#[path = "leaves/cli.rs"]
+mod cli;
