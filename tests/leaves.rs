@@ -8,7 +8,7 @@
 //! queue, the protocol, non-blocking I/O, RESP, framing) are used by the tools too
 //! (`pollchat-bench`, `pollchat-connect`, the fuzz targets), so testing them through the API
 //! those users see keeps that API sufficient. Others followed whose tests needed nothing
-//! private either: HTTP heads and answers, the backplane's event format, the command line. A test that needs a private item stays beside its
+//! private either: HTTP heads and answers, the backplane's event format, the command line, the Prometheus text. A test that needs a private item stays beside its
 //! code.
 //!
 //! The submodules live in `tests/leaves/`; each is named with `#[path]`, since a test crate's
@@ -47,3 +47,6 @@ mod backplane_event;
 
 #[path = "leaves/cli.rs"]
 mod cli;
+
+#[path = "leaves/metrics.rs"]
+mod metrics;
