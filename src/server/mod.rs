@@ -36,6 +36,7 @@
 mod accept;
 mod deadlines;
 mod reader;
+mod side;
 
 use std::io;
 use std::net::SocketAddr;
@@ -44,9 +45,8 @@ use std::time::{Duration, Instant};
 
 use log::{info, trace, warn};
 use mio::event::Event;
-use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
+use mio::{Events, Poll, Token, Waker};
+use signal_hook::consts::SIGHUP;
 
 use crate::backplane::RedisBus;
 use crate::bus::{BusIo, BusNews, LocalBus, Purpose, Request};
@@ -55,16 +55,16 @@ use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef};
 use crate::error::Error;
 use crate::limits::{READ_CHUNK, SHUTDOWN_GRACE};
-use crate::logging::LogOutput;
 use crate::memory::Trim;
 use crate::metrics;
 use crate::rate_limit::ConnectRates;
 use crate::room::Outbox;
-use crate::stats::{self, Gauges, StatsSocket};
+use crate::stats::{self, Gauges};
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
 use accept::Listener;
 use reader::Edge;
+use side::SideSockets;
 
 /// Tokens that are not clients sit at the top of the token space; clients are slab keys,
 /// which count up from 0 and never get near these.
@@ -167,11 +167,8 @@ pub struct Server {
     /// Where the chat's events go: here only, or to Redis (`--backplane`).
     bus: Box<dyn BusIo>,
     timers: Timers,
-    signals: Option<Signals>,
-    waker: Arc<Waker>,
-    stats_socket: Option<StatsSocket>,
-    /// stderr, written at the end of every turn without blocking (`logging.rs`).
-    log: Option<LogOutput>,
+    /// Signals, the waker, `--stats-udp`, the log (`side.rs`).
+    side: SideSockets,
     /// Every `read` lands here first; a connection keeps only its unfinished line.
     scratch: Box<[u8]>,
     config: Config,
@@ -192,48 +189,6 @@ pub struct Server {
     /// A `Notices` timer is set for this instant (so a storm of batches, each with notices
     /// waiting, sets one timer and not one per batch).
     notices_due: Option<Instant>,
-}
-
-/// The loop's sources besides listeners, clients and the bus, each registered under its
-/// token: the signal pipe (the binary only), the stats socket (`--stats-udp`), and stderr for
-/// the log.
-struct SideSockets {
-    signals: Option<Signals>,
-    stats: Option<StatsSocket>,
-    log: Option<LogOutput>,
-}
-
-fn side_sockets(config: &Config, poll: &Poll) -> Result<SideSockets, Error> {
-    let registry = poll.registry();
-    let signals = if config.handle_signals {
-        // signal-hook's handler writes to a pipe that is registered here like any socket, so
-        // a signal is one more event in the batch, not code run at a random moment.
-        // SIGHUP is caught too: its default action ends the process, and a closed terminal
-        // or a service manager's reload sends it.
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(Error::Poll)?;
-        registry
-            .register(&mut signals, SIGNALS, Interest::READABLE)
-            .map_err(Error::Poll)?;
-        Some(signals)
-    } else {
-        None
-    };
-    let stats_socket = match config.stats_udp {
-        Some(addr) => Some(
-            StatsSocket::bind(addr, registry, STATS)
-                .map_err(|source| Error::Bind { addr, source })?,
-        ),
-        None => None,
-    };
-    let mut log = LogOutput::open().map_err(Error::Poll)?;
-    if let Some(log) = &mut log {
-        log.register(registry, LOG).map_err(Error::Poll)?;
-    }
-    Ok(SideSockets {
-        signals,
-        stats: stats_socket,
-        log,
-    })
 }
 
 /// What the loop holds now, for the stats reply and `/metrics`.
@@ -258,12 +213,7 @@ impl Server {
             .map(|l| (l.addr, l.speaks.name()))
             .collect();
         let max_clients = accept::max_clients(config.max_clients);
-        let SideSockets {
-            signals,
-            stats: stats_socket,
-            log,
-        } = side_sockets(&config, &poll)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Poll)?);
+        let side = SideSockets::open(&config, &poll)?;
         let connect_rates = ConnectRates::new(
             config.connect_rate,
             config.connect_burst,
@@ -288,10 +238,7 @@ impl Server {
             ),
             bus,
             timers: Timers::default(),
-            signals,
-            waker,
-            stats_socket,
-            log,
+            side,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             config,
             max_clients,
@@ -337,12 +284,12 @@ impl Server {
 
     /// Where `--stats-udp` answers, if it is on (with the real port when it said port 0).
     pub fn stats_addr(&self) -> Option<SocketAddr> {
-        self.stats_socket.as_ref().and_then(StatsSocket::local_addr)
+        self.side.stats_addr()
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
-            waker: Arc::clone(&self.waker),
+            waker: Arc::clone(&self.side.waker),
         }
     }
 
@@ -364,11 +311,11 @@ impl Server {
         );
         let news = self.bus.start(self.poll.registry(), BUS, Instant::now());
         self.absorb(news);
-        self.write_log();
+        self.side.write_log();
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             self.turn(&mut events)?;
-            self.write_log();
+            self.side.write_log();
             if self.exit_now || (self.shutting_down && self.table.is_empty()) {
                 break;
             }
@@ -378,16 +325,8 @@ impl Server {
             warn!("shutdown grace period over; closing {left} connections with output unsent");
         }
         info!("server stopped");
-        self.write_log();
+        self.side.write_log();
         Ok(())
-    }
-
-    /// The log lines of this turn go to stderr as far as it takes them, after everything
-    /// else: the log waits for the clients, never the other way round.
-    fn write_log(&mut self) {
-        if let Some(log) = &mut self.log {
-            log.flush();
-        }
     }
 
     /// One turn of the loop: steps 1 to 5 of the module documentation.
@@ -482,9 +421,12 @@ impl Server {
             }
             Owner::Signals => self.on_signal(now),
             Owner::Waker => self.begin_shutdown(now),
-            Owner::Stats => self.answer_stats(),
+            Owner::Stats => {
+                let (table, chat, bus) = (&self.table, &self.chat, &*self.bus);
+                self.side.answer_stats(&mut self.scratch, table, chat, bus);
+            }
             Owner::Log => {
-                if let Some(log) = &mut self.log {
+                if let Some(log) = &mut self.side.log {
                     log.writable();
                 }
             }
@@ -628,23 +570,8 @@ impl Server {
         metrics::render(&self.table.stats, &gauges)
     }
 
-    /// Datagrams on the stats socket, each `stats` answered with the counters.
-    fn answer_stats(&mut self) {
-        let Some(socket) = &self.stats_socket else {
-            return;
-        };
-        let (table, chat, bus) = (&self.table, &self.chat, &*self.bus);
-        socket.answer(&mut self.scratch, || {
-            table.stats.json(&gauges(table, chat, bus))
-        });
-    }
-
     fn on_signal(&mut self, now: Instant) {
-        let Some(signals) = &mut self.signals else {
-            return;
-        };
-        let received: Vec<i32> = signals.pending().collect();
-        for signal in received {
+        for signal in self.side.signals() {
             if signal == SIGHUP {
                 // Nothing can change without a restart yet (there is no configuration file
                 // to reload), so it only must not stop the server.
