@@ -225,7 +225,7 @@ impl Server {
         }
         let speaks = &self.listeners[index].speaks;
         let timeout = speaks.handshake_timeout();
-        let held = self.chat.members() + self.table.census.handshaking();
+        let held = self.hub.chat.members() + self.table.census.handshaking();
         if timeout.is_some() && held >= self.max_clients {
             if self.table.log.allow(Kind::Refused, peer.ip()) {
                 warn!(
@@ -289,7 +289,10 @@ impl Server {
         let peer = conn.peer();
         if let Some(reason) = self.refusal(peer) {
             if self.table.log.allow(Kind::Refused, peer.ip()) {
-                warn!("{peer} refused: {reason} ({} clients)", self.chat.members());
+                warn!(
+                    "{peer} refused: {reason} ({} clients)",
+                    self.hub.chat.members()
+                );
             }
             let line = match reason {
                 CloseReason::TooManyFromAddress => protocol::TOO_MANY_FROM_ADDRESS,
@@ -298,9 +301,9 @@ impl Server {
             return self.table.send_off(r, reason, &Rc::from(line.as_bytes()));
         }
         if self.table.admit(r) {
-            self.chat.enter(r, &*self.bus, &mut self.table);
-            self.forward();
-            if let Some(nick) = self.chat.nick_of(r)
+            self.hub.chat.enter(r, &*self.hub.bus, &mut self.table);
+            self.hub.forward(&mut self.table);
+            if let Some(nick) = self.hub.chat.nick_of(r)
                 && self.table.log.allow(Kind::Connect, peer.ip())
             {
                 info!("{peer} connected as {nick} (token {})", r.token);
@@ -338,7 +341,7 @@ impl Server {
     /// Why a client from `peer` may not join now, if it may not.
     fn refusal(&self, peer: SocketAddr) -> Option<CloseReason> {
         let per_ip = self.config.max_per_ip;
-        if self.chat.members() >= self.max_clients {
+        if self.hub.chat.members() >= self.max_clients {
             Some(CloseReason::ServerFull)
         } else if per_ip > 0 && self.table.census.connections_from(peer.ip()) >= per_ip {
             Some(CloseReason::TooManyFromAddress)

@@ -30,11 +30,11 @@ impl Server {
                 Timer::Linger(r) => self.table.linger_over(r),
                 Timer::ResumeAccept => self.resume_accepting(now),
                 Timer::ShutdownDeadline => self.exit_now = true,
-                Timer::Notices => self.notices_due = None,
+                Timer::Notices => self.hub.notices_fired(),
                 Timer::LogSummary => self.table.log.summarize(now),
                 Timer::Bus => {
-                    let news = self.bus.on_timer(self.poll.registry(), now);
-                    self.absorb(news);
+                    let news = self.hub.bus.on_timer(self.poll.registry(), now);
+                    self.hub.absorb(news, &mut self.table, &mut self.timers);
                 }
             }
         }
@@ -60,8 +60,8 @@ impl Server {
             info!("{}: idle timeout", conn.label());
         }
         let notice = protocol::idle_disconnect(idle);
-        self.chat.tell(r, &notice, &mut self.table);
-        self.leave(r, CloseReason::Idle);
+        self.hub.chat.tell(r, &notice, &mut self.table);
+        self.hub.leave(r, CloseReason::Idle, &mut self.table);
     }
 
     /// A client's grace over `--max-output` is over: it goes if it is still behind.
@@ -79,7 +79,8 @@ impl Server {
                 self.config.output_grace.as_secs_f64()
             );
         }
-        self.end(r, CloseReason::TooSlow { limit });
+        self.hub
+            .end(r, CloseReason::TooSlow { limit }, &mut self.table);
     }
 
     /// A connection's handshake timeout: closed if its transport is still not ready. It was

@@ -35,6 +35,7 @@
 
 mod accept;
 mod deadlines;
+mod hub;
 mod reader;
 mod side;
 
@@ -49,20 +50,20 @@ use mio::{Events, Poll, Token, Waker};
 use signal_hook::consts::SIGHUP;
 
 use crate::backplane::RedisBus;
-use crate::bus::{BusIo, BusNews, LocalBus, Purpose, Request};
+use crate::bus::{BusIo, LocalBus};
 use crate::chat::{Chat, RoomRules};
 use crate::config::Config;
-use crate::connection::{CloseReason, ConnRef};
+use crate::connection::CloseReason;
 use crate::error::Error;
 use crate::limits::{READ_CHUNK, SHUTDOWN_GRACE};
 use crate::memory::Trim;
 use crate::metrics;
 use crate::rate_limit::ConnectRates;
-use crate::room::Outbox;
 use crate::stats::{self, Gauges};
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
 use accept::Listener;
+use hub::Hub;
 use reader::Edge;
 use side::SideSockets;
 
@@ -163,9 +164,8 @@ pub struct Server {
     /// Where each listener listens, and what it speaks (kept after a shutdown closes them).
     local_addrs: Vec<(SocketAddr, &'static str)>,
     table: ConnTable,
-    chat: Chat,
-    /// Where the chat's events go: here only, or to Redis (`--backplane`).
-    bus: Box<dyn BusIo>,
+    /// The chat and its bus (`hub.rs`).
+    hub: Hub,
     timers: Timers,
     /// Signals, the waker, `--stats-udp`, the log (`side.rs`).
     side: SideSockets,
@@ -186,9 +186,6 @@ pub struct Server {
     exit_now: bool,
     /// When freed memory was last handed back to the operating system.
     trim: Trim,
-    /// A `Notices` timer is set for this instant (so a storm of batches, each with notices
-    /// waiting, sets one timer and not one per batch).
-    notices_due: Option<Instant>,
 }
 
 /// What the loop holds now, for the stats reply and `/metrics`.
@@ -223,20 +220,18 @@ impl Server {
             Some(settings) => Box::new(RedisBus::new(settings.clone())?),
             None => Box::new(LocalBus),
         };
+        let rules = RoomRules {
+            max_rooms: config.max_rooms,
+            history: config.history,
+            quiet_joins: config.quiet_joins,
+        };
+        let chat = Chat::new(rules, &*bus);
         Ok(Server {
             poll,
             listeners,
             local_addrs,
             table: ConnTable::new(&config),
-            chat: Chat::new(
-                RoomRules {
-                    max_rooms: config.max_rooms,
-                    history: config.history,
-                    quiet_joins: config.quiet_joins,
-                },
-                &*bus,
-            ),
-            bus,
+            hub: Hub::new(chat, bus),
             timers: Timers::default(),
             side,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -248,7 +243,6 @@ impl Server {
             accept_failures: 0,
             shutting_down: false,
             exit_now: false,
-            notices_due: None,
             trim: Trim::new(Instant::now()),
         })
     }
@@ -309,8 +303,11 @@ impl Server {
             "up to {} clients; lines up to {} bytes; output queue up to {} bytes per client",
             self.max_clients, self.config.max_line, self.config.max_output
         );
-        let news = self.bus.start(self.poll.registry(), BUS, Instant::now());
-        self.absorb(news);
+        let news = self
+            .hub
+            .bus
+            .start(self.poll.registry(), BUS, Instant::now());
+        self.hub.absorb(news, &mut self.table, &mut self.timers);
         self.side.write_log();
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
@@ -333,7 +330,7 @@ impl Server {
     fn turn(&mut self, events: &mut Events) -> Result<(), Error> {
         // 1. Wait. With input known to be waiting there is work already: don't sleep.
         let waiting = !self.accept_again.is_empty() || self.table.lists.has_ready();
-        let timeout = if waiting || self.bus.has_unread() {
+        let timeout = if waiting || self.hub.bus.has_unread() {
             Some(Duration::ZERO)
         } else {
             // About to wait: a good moment to give a spike's memory back, and if it is too
@@ -366,11 +363,10 @@ impl Server {
             self.serve_reader(r, now, Edge::Unknown);
         }
         self.table.lists.served_ready(ready);
-        if self.bus.has_unread() {
-            let news = self
-                .bus
-                .serve_unread(self.poll.registry(), &mut self.scratch, now);
-            self.absorb(news);
+        if self.hub.bus.has_unread() {
+            let registry = self.poll.registry();
+            let news = self.hub.bus.serve_unread(registry, &mut self.scratch, now);
+            self.hub.absorb(news, &mut self.table, &mut self.timers);
         }
         // 4. Timers.
         self.fire_timers(now);
@@ -414,15 +410,14 @@ impl Server {
             }
             Owner::Bus(token) => {
                 let registry = self.poll.registry();
-                let news = self
-                    .bus
-                    .ready(token, ready.readable, registry, &mut self.scratch, now);
-                self.absorb(news);
+                let news =
+                    (self.hub.bus).ready(token, ready.readable, registry, &mut self.scratch, now);
+                self.hub.absorb(news, &mut self.table, &mut self.timers);
             }
             Owner::Signals => self.on_signal(now),
             Owner::Waker => self.begin_shutdown(now),
             Owner::Stats => {
-                let (table, chat, bus) = (&self.table, &self.chat, &*self.bus);
+                let (table, chat, bus) = (&self.table, &self.hub.chat, &*self.hub.bus);
                 self.side.answer_stats(&mut self.scratch, table, chat, bus);
             }
             Owner::Log => {
@@ -448,61 +443,6 @@ impl Server {
         }
     }
 
-    /// Hands what the bus reported to the chat, and sets the timers the bus asked for.
-    fn absorb(&mut self, news: Vec<BusNews>) {
-        for news in news {
-            self.chat.absorb(news, &mut self.table);
-            self.forward();
-        }
-        for at in self.bus.take_deadlines() {
-            self.timers.add(at, Timer::Bus);
-        }
-    }
-
-    /// The other way: what the chat asked of the bus during the call just made into it, handed
-    /// over in order, and what the bus answers at once handed back (a lone server's events
-    /// to deliver, a claim granted, whether a room has members elsewhere). The chat never holds
-    /// the bus: after every call into the chat, the server calls this.
-    fn forward(&mut self) {
-        while let Some(request) = self.chat.next_request() {
-            let out = &mut self.table;
-            match request {
-                Request::Publish(event) => {
-                    if let Some(event) = self.bus.publish(event) {
-                        self.chat.deliver(&event, out);
-                    }
-                }
-                Request::Claim(claim) => {
-                    let (who, purpose) = (claim.conn, claim.purpose);
-                    match self.bus.claim(claim) {
-                        Some(claim) => self.chat.claim_answered(claim, true, out),
-                        // A `/nick` waits for its answer: the client's next lines stay unread.
-                        None if purpose == Purpose::Rename => out.hold(who),
-                        None => {}
-                    }
-                }
-                Request::Release(nick) => self.bus.release(&nick),
-                Request::Refreshed => self.bus.refreshed(),
-                Request::RoomEmptied(key) => self.chat.forget_room(&key, &*self.bus),
-            }
-        }
-    }
-
-    /// `r` leaves the chat (quit, peer closed, idle): its connection closes once its last
-    /// lines are out.
-    fn leave(&mut self, r: ConnRef, reason: CloseReason) {
-        self.chat.depart(r, reason, &mut self.table);
-        self.forward();
-    }
-
-    /// `r`'s connection is finished now (reset, write error, too slow): closed in the table,
-    /// and out of the chat if it was in it.
-    fn end(&mut self, r: ConnRef, reason: CloseReason) {
-        self.table.close(r, reason.clone());
-        self.chat.depart(r, reason, &mut self.table);
-        self.forward();
-    }
-
     /// Step 5. Leave events first, then a round of join and leave notices (they are output
     /// too), then what the bus must send, then one flush per client with new output. A failed
     /// write ends that client, which makes a new leave event, so repeat until nothing new
@@ -511,11 +451,8 @@ impl Server {
         let written = self.table.stats.bytes_out;
         self.table.lists.start_flushes();
         loop {
-            while self.chat.announce_departures() {
-                self.forward();
-            }
-            self.say_notices(now);
-            self.flush_bus(now);
+            let registry = self.poll.registry();
+            (self.hub).end_batch(registry, now, &mut self.table, &mut self.timers);
             let to_flush = self.table.lists.take_flush_list();
             if to_flush.is_empty() {
                 self.table.lists.flushed(to_flush);
@@ -524,8 +461,7 @@ impl Server {
             for &r in &to_flush {
                 let registry = self.poll.registry();
                 if let Some(reason) = self.table.flush(r, registry, &mut self.timers, now) {
-                    self.chat.depart(r, reason, &mut self.table);
-                    self.forward();
+                    self.hub.leave(r, reason, &mut self.table);
                 }
             }
             self.table.lists.flushed(to_flush);
@@ -540,33 +476,9 @@ impl Server {
         self.sweep_dead_timers();
     }
 
-    /// A round of join and leave notices, or a timer for when one may come.
-    fn say_notices(&mut self, now: Instant) {
-        let next = self.chat.say_notices(now, &mut self.table);
-        self.forward();
-        if let Some(at) = next
-            && self.notices_due.is_none_or(|due| at < due)
-        {
-            self.notices_due = Some(at);
-            self.timers.add(at, Timer::Notices);
-        }
-    }
-
-    /// What the chat published goes out on the bus, once per batch like every other write.
-    /// If that takes the bus down, the chat delivers the rest here; a few rounds settle it.
-    fn flush_bus(&mut self, now: Instant) {
-        for _ in 0..4 {
-            let news = self.bus.flush(self.poll.registry(), now);
-            if news.is_empty() {
-                return;
-            }
-            self.absorb(news);
-        }
-    }
-
     /// The counters and gauges in Prometheus's text format, for `/metrics`.
     fn metrics(&self) -> String {
-        let gauges = gauges(&self.table, &self.chat, &*self.bus);
+        let gauges = gauges(&self.table, &self.hub.chat, &*self.hub.bus);
         metrics::render(&self.table.stats, &gauges)
     }
 
@@ -595,13 +507,13 @@ impl Server {
         self.close_listeners();
         info!(
             "shutting down: telling {} clients, waiting up to {} s for their output",
-            self.chat.members(),
+            self.hub.chat.members(),
             SHUTDOWN_GRACE.as_secs()
         );
         // Connections still in their handshake have nothing to flush: closed at once.
         self.table.close_handshakes(&CloseReason::Shutdown);
-        self.chat.shutdown(&mut self.table);
-        self.forward();
+        self.hub.chat.shutdown(&mut self.table);
+        self.hub.forward(&mut self.table);
         self.timers
             .add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);
     }
@@ -619,7 +531,7 @@ mod tests {
 
     use super::accept::listener_token;
     use super::*;
-    use crate::connection::Phase;
+    use crate::connection::{ConnRef, Phase};
     use crate::limits::READ_BUDGET;
 
     const DEADLINE: Duration = Duration::from_secs(10);
@@ -857,7 +769,7 @@ mod tests {
         };
 
         // A streaming sender: two lines in the socket, two more arriving mid-relay.
-        server.bus = Box::new(SendsMoreMidRelay {
+        server.hub.bus = Box::new(SendsMoreMidRelay {
             sender: Some(sender.try_clone().expect("clone")),
             more: b"three\nfour\n",
         });
@@ -884,7 +796,7 @@ mod tests {
 
         // An interactive sender: one line read, one more arriving mid-relay. The read that
         // would have found it is saved; its own edge brings it, and it is not lost.
-        server.bus = Box::new(SendsMoreMidRelay {
+        server.hub.bus = Box::new(SendsMoreMidRelay {
             sender: Some(sender.try_clone().expect("clone")),
             more: b"six\n",
         });

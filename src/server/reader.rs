@@ -96,7 +96,7 @@ impl Server {
                         }
                         _ => debug!("token {}: read failed: {reason}", r.token),
                     }
-                    return self.end(r, reason);
+                    return self.hub.end(r, reason, &mut self.table);
                 }
             }
         }
@@ -139,7 +139,7 @@ impl Server {
         self.table.stats.lines_in += 1;
         match frame {
             Frame::Line(line) => {
-                cmd::handle_line(&mut self.chat, r, line, &*self.bus, &mut self.table);
+                cmd::handle_line(&mut self.hub.chat, r, line, &*self.hub.bus, &mut self.table);
             }
             Frame::TooLong => {
                 let max_line = self.config.max_line;
@@ -147,10 +147,10 @@ impl Server {
                     warn!("{}: line over {max_line} bytes dropped", self.label(r));
                 }
                 let text = protocol::line_too_long(max_line);
-                self.chat.tell(r, &text, &mut self.table);
+                self.hub.chat.tell(r, &text, &mut self.table);
             }
         }
-        self.forward();
+        self.hub.forward(&mut self.table);
     }
 
     /// The client's first line was an HTTP request: one line says this is not a web server
@@ -167,8 +167,8 @@ impl Server {
         }
         let page = self.listeners.iter().find(|l| l.speaks.name() == "HTTP");
         let text = protocol::not_a_web_server(page.map(|l| l.addr));
-        self.chat.tell(r, &text, &mut self.table);
-        self.leave(r, reason);
+        self.hub.chat.tell(r, &text, &mut self.table);
+        self.hub.leave(r, reason, &mut self.table);
     }
 
     /// The peer will send no more, but it may still read: it gets what it is owed
@@ -186,7 +186,7 @@ impl Server {
         if let Some(frame) = conn.last_line() {
             self.relay(r, frame);
         }
-        self.leave(r, CloseReason::PeerClosed);
+        self.hub.leave(r, CloseReason::PeerClosed, &mut self.table);
     }
 
     /// A connection's transport finished its handshake: it joins the chat like a plain client
