@@ -10,19 +10,18 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Token};
 
+use super::reader::Clients;
 use super::{FIRST_LISTENER, Server};
 use crate::config::Config;
-use crate::connection::{CloseReason, ConnRef};
+use crate::connection::CloseReason;
 use crate::connlog::Kind;
 use crate::error::Error;
-use crate::http;
 use crate::limits::{ACCEPT_BUDGET, ACCEPT_PAUSE, FD_RESERVE};
 use crate::os;
 use crate::protocol;
@@ -31,7 +30,7 @@ use crate::timers::Timer;
 use crate::transport::tls::{self, TlsStreams};
 use crate::transport::web::WebProtocols;
 use crate::transport::websocket::Frames;
-use crate::transport::{Answer, Lines, Plain, Speaks};
+use crate::transport::{Lines, Plain, Speaks};
 
 /// A listening socket and what it speaks.
 pub(super) struct Listener {
@@ -161,8 +160,9 @@ impl Server {
                 // Reset (or failed) while it waited in the backlog: a storm that connects
                 // and resets faster than the loop accepts leaves most of its connections
                 // here. It is counted, and costs nothing else: no slot, no welcome, no notice.
-                self.table.stats.connections_total += 1;
-                self.table
+                self.clients.table.stats.connections_total += 1;
+                self.clients
+                    .table
                     .stats
                     .count_disconnect(&CloseReason::Failed(error.kind()));
                 continue;
@@ -198,8 +198,10 @@ impl Server {
             debug!("accept failed again: {error}");
         }
         self.accept_paused = true;
-        self.table.stats.accept_pauses += 1;
-        self.timers.add(now + ACCEPT_PAUSE, Timer::ResumeAccept);
+        self.clients.table.stats.accept_pauses += 1;
+        self.clients
+            .timers
+            .add(now + ACCEPT_PAUSE, Timer::ResumeAccept);
     }
 
     /// The pause is over: accept again, on every listener, until one fails again.
@@ -225,16 +227,19 @@ impl Server {
         }
         let speaks = &self.listeners[index].speaks;
         let timeout = speaks.handshake_timeout();
-        let held = self.hub.chat.members() + self.table.census.handshaking();
-        if timeout.is_some() && held >= self.max_clients {
-            if self.table.log.allow(Kind::Refused, peer.ip()) {
+        let held = self.clients.hub.chat.members() + self.clients.table.census.handshaking();
+        if timeout.is_some() && held >= self.clients.hub.max_clients {
+            if self.clients.table.log.allow(Kind::Refused, peer.ip()) {
                 warn!(
                     "{peer}: {} connection closed before its handshake: server full",
                     speaks.name()
                 );
             }
-            self.table.stats.connections_total += 1;
-            self.table.stats.count_disconnect(&CloseReason::ServerFull);
+            self.clients.table.stats.connections_total += 1;
+            self.clients
+                .table
+                .stats
+                .count_disconnect(&CloseReason::ServerFull);
             return;
         }
         let transport = match speaks.transport() {
@@ -242,7 +247,11 @@ impl Server {
             Err(e) => return warn!("{peer}: {e}"),
         };
         let registry = self.poll.registry();
-        let Some(r) = self.table.insert(stream, peer, transport, registry, now) else {
+        let Some(r) = self
+            .clients
+            .table
+            .insert(stream, peer, transport, registry, now)
+        else {
             return;
         };
         match timeout {
@@ -252,9 +261,14 @@ impl Server {
                     speaks.name(),
                     r.token
                 );
-                self.timers.add(now + timeout, Timer::Handshake(r));
+                self.clients.timers.add(now + timeout, Timer::Handshake(r));
             }
-            None => self.join(r, now),
+            None => {
+                let Clients {
+                    table, hub, timers, ..
+                } = &mut self.clients;
+                hub.join(r, now, table, timers);
+            }
         }
     }
 
@@ -271,83 +285,14 @@ impl Server {
         if self.listeners[index].speaks.handshake_timeout().is_none() {
             let _ = (&stream).write(protocol::connecting_too_fast(wait).as_bytes());
         }
-        if self.table.log.allow(Kind::Refused, peer.ip()) {
+        if self.clients.table.log.allow(Kind::Refused, peer.ip()) {
             warn!("{peer} refused: {}", CloseReason::ConnectingTooFast);
         }
-        self.table.stats.connections_total += 1;
-        self.table
+        self.clients.table.stats.connections_total += 1;
+        self.clients
+            .table
             .stats
             .count_disconnect(&CloseReason::ConnectingTooFast);
-    }
-
-    /// The connection's transport is ready (at once, or once its handshake is over): it
-    /// joins the chat, or is told, through its transport, why it may not.
-    pub(super) fn join(&mut self, r: ConnRef, now: Instant) {
-        let Some(conn) = self.table.get(r) else {
-            return;
-        };
-        let peer = conn.peer();
-        if let Some(reason) = self.refusal(peer) {
-            if self.table.log.allow(Kind::Refused, peer.ip()) {
-                warn!(
-                    "{peer} refused: {reason} ({} clients)",
-                    self.hub.chat.members()
-                );
-            }
-            let line = match reason {
-                CloseReason::TooManyFromAddress => protocol::TOO_MANY_FROM_ADDRESS,
-                _ => protocol::SERVER_FULL,
-            };
-            return self.table.send_off(r, reason, &Rc::from(line.as_bytes()));
-        }
-        if self.table.admit(r) {
-            self.hub.chat.enter(r, &*self.hub.bus, &mut self.table);
-            self.hub.forward(&mut self.table);
-            if let Some(nick) = self.hub.chat.nick_of(r)
-                && self.table.log.allow(Kind::Connect, peer.ip())
-            {
-                info!("{peer} connected as {nick} (token {})", r.token);
-            }
-            if let Some(idle) = self.config.idle_timeout {
-                self.timers.add(now + idle, Timer::Idle(r));
-            }
-        }
-    }
-
-    /// An HTTP connection asked for something other than the chat: it is answered (the
-    /// counters rendered here, where they are), then closed. It never joins.
-    pub(super) fn answer(&mut self, r: ConnRef, answer: Answer) {
-        let (status, bytes) = match answer {
-            Answer::Ready { status, bytes } => (status, bytes),
-            Answer::Metrics { head_only } => (200, http::metrics(&self.metrics(), head_only)),
-        };
-        self.table.stats.count_http(status);
-        if let Some(conn) = self.table.get(r) {
-            let (peer, request) = (conn.peer(), conn.describe_transport());
-            match status {
-                431 if self.table.may_log(Kind::Limit, r) => {
-                    warn!("{peer}: HTTP request head over the limit, answered {status}");
-                }
-                400..500 if self.table.may_log(Kind::Refused, r) => {
-                    info!("{peer}: HTTP {request} answered {status}");
-                }
-                _ => debug!("{peer}: HTTP {request} answered {status}"),
-            }
-        }
-        self.table
-            .send_off(r, CloseReason::Answered(status), &bytes);
-    }
-
-    /// Why a client from `peer` may not join now, if it may not.
-    fn refusal(&self, peer: SocketAddr) -> Option<CloseReason> {
-        let per_ip = self.config.max_per_ip;
-        if self.hub.chat.members() >= self.max_clients {
-            Some(CloseReason::ServerFull)
-        } else if per_ip > 0 && self.table.census.connections_from(peer.ip()) >= per_ip {
-            Some(CloseReason::TooManyFromAddress)
-        } else {
-            None
-        }
     }
 
     /// A shutdown: closing the listeners makes new connects fail at once instead of hanging.

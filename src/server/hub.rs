@@ -1,15 +1,23 @@
 //! Where the chat and the bus meet. The chat never holds the bus: it queues what it asks of
 //! it, and after every call into the chat the loop has the [`Hub`] hand those requests over,
 //! in order ([`Hub::forward`]); what the bus reports goes the other way ([`Hub::absorb`]).
-//! Leaving the chat goes through here too, since a departure is an event for the bus.
+//! Joining and leaving the chat go through here too: each is an event for the bus.
 
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
+use log::{info, warn};
 use mio::Registry;
 
-use crate::bus::{BusIo, BusNews, Purpose, Request};
-use crate::chat::Chat;
+use crate::backplane::RedisBus;
+use crate::bus::{BusIo, BusNews, LocalBus, Purpose, Request};
+use crate::chat::{Chat, RoomRules};
+use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef};
+use crate::connlog::Kind;
+use crate::error::Error;
+use crate::protocol;
 use crate::room::Outbox;
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
@@ -22,15 +30,32 @@ pub(super) struct Hub {
     /// A `Notices` timer is set for this instant (so a storm of batches, each with notices
     /// waiting, sets one timer and not one per batch).
     notices_due: Option<Instant>,
+    /// Who may join: `--max-clients` (or what the descriptors allow) and `--max-per-ip`.
+    pub max_clients: usize,
+    max_per_ip: usize,
+    /// `--idle-timeout`, set for each client that joins.
+    idle_timeout: Option<Duration>,
 }
 
 impl Hub {
-    pub fn new(chat: Chat, bus: Box<dyn BusIo>) -> Hub {
-        Hub {
-            chat,
+    pub fn new(config: &Config, max_clients: usize) -> Result<Hub, Error> {
+        let bus: Box<dyn BusIo> = match &config.backplane {
+            Some(settings) => Box::new(RedisBus::new(settings.clone())?),
+            None => Box::new(LocalBus),
+        };
+        let rules = RoomRules {
+            max_rooms: config.max_rooms,
+            history: config.history,
+            quiet_joins: config.quiet_joins,
+        };
+        Ok(Hub {
+            chat: Chat::new(rules, &*bus),
             bus,
             notices_due: None,
-        }
+            max_clients,
+            max_per_ip: config.max_per_ip,
+            idle_timeout: config.idle_timeout,
+        })
     }
 
     /// Hands what the bus reported to the chat, and sets the timers the bus asked for.
@@ -114,6 +139,49 @@ impl Hub {
                 return;
             }
             self.absorb(news, table, timers);
+        }
+    }
+
+    /// The connection's transport is ready (at once, or once its handshake is over): it
+    /// joins the chat, or is told, through its transport, why it may not.
+    pub fn join(&mut self, r: ConnRef, now: Instant, table: &mut ConnTable, timers: &mut Timers) {
+        let Some(conn) = table.get(r) else {
+            return;
+        };
+        let peer = conn.peer();
+        if let Some(reason) = self.refusal(peer, table) {
+            if table.log.allow(Kind::Refused, peer.ip()) {
+                warn!("{peer} refused: {reason} ({} clients)", self.chat.members());
+            }
+            let line = match reason {
+                CloseReason::TooManyFromAddress => protocol::TOO_MANY_FROM_ADDRESS,
+                _ => protocol::SERVER_FULL,
+            };
+            return table.send_off(r, reason, &Rc::from(line.as_bytes()));
+        }
+        if table.admit(r) {
+            self.chat.enter(r, &*self.bus, table);
+            self.forward(table);
+            if let Some(nick) = self.chat.nick_of(r)
+                && table.log.allow(Kind::Connect, peer.ip())
+            {
+                info!("{peer} connected as {nick} (token {})", r.token);
+            }
+            if let Some(idle) = self.idle_timeout {
+                timers.add(now + idle, Timer::Idle(r));
+            }
+        }
+    }
+
+    /// Why a client from `peer` may not join now, if it may not.
+    fn refusal(&self, peer: SocketAddr, table: &ConnTable) -> Option<CloseReason> {
+        let per_ip = self.max_per_ip;
+        if self.chat.members() >= self.max_clients {
+            Some(CloseReason::ServerFull)
+        } else if per_ip > 0 && table.census.connections_from(peer.ip()) >= per_ip {
+            Some(CloseReason::TooManyFromAddress)
+        } else {
+            None
         }
     }
 

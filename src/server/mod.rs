@@ -49,22 +49,20 @@ use mio::event::Event;
 use mio::{Events, Poll, Token, Waker};
 use signal_hook::consts::SIGHUP;
 
-use crate::backplane::RedisBus;
-use crate::bus::{BusIo, LocalBus};
-use crate::chat::{Chat, RoomRules};
+use crate::bus::BusIo;
+use crate::chat::Chat;
 use crate::config::Config;
 use crate::connection::CloseReason;
 use crate::error::Error;
-use crate::limits::{READ_CHUNK, SHUTDOWN_GRACE};
+use crate::limits::SHUTDOWN_GRACE;
 use crate::memory::Trim;
-use crate::metrics;
 use crate::rate_limit::ConnectRates;
 use crate::stats::{self, Gauges};
 use crate::table::ConnTable;
-use crate::timers::{Timer, Timers};
+use crate::timers::Timer;
 use accept::Listener;
 use hub::Hub;
-use reader::Edge;
+use reader::{Clients, Edge};
 use side::SideSockets;
 
 /// Tokens that are not clients sit at the top of the token space; clients are slab keys,
@@ -163,16 +161,10 @@ pub struct Server {
     listeners: Vec<Listener>,
     /// Where each listener listens, and what it speaks (kept after a shutdown closes them).
     local_addrs: Vec<(SocketAddr, &'static str)>,
-    table: ConnTable,
-    /// The chat and its bus (`hub.rs`).
-    hub: Hub,
-    timers: Timers,
+    /// The connections, the chat and its bus, the timers (`reader.rs`).
+    clients: Clients,
     /// Signals, the waker, `--stats-udp`, the log (`side.rs`).
     side: SideSockets,
-    /// Every `read` lands here first; a connection keeps only its unfinished line.
-    scratch: Box<[u8]>,
-    config: Config,
-    max_clients: usize,
     /// Listeners whose accept budget ran out before `WouldBlock`: accepted from next turn.
     accept_again: Vec<usize>,
     /// `--connect-rate`: connections per address.
@@ -216,27 +208,15 @@ impl Server {
             config.connect_burst,
             config.connect_rate_loopback,
         );
-        let bus: Box<dyn BusIo> = match &config.backplane {
-            Some(settings) => Box::new(RedisBus::new(settings.clone())?),
-            None => Box::new(LocalBus),
-        };
-        let rules = RoomRules {
-            max_rooms: config.max_rooms,
-            history: config.history,
-            quiet_joins: config.quiet_joins,
-        };
-        let chat = Chat::new(rules, &*bus);
+        let hub = Hub::new(&config, max_clients)?;
+        let page = listeners.iter().find(|l| l.speaks.name() == "HTTP");
+        let page = page.map(|l| l.addr);
         Ok(Server {
             poll,
             listeners,
             local_addrs,
-            table: ConnTable::new(&config),
-            hub: Hub::new(chat, bus),
-            timers: Timers::default(),
+            clients: Clients::new(config, hub, page),
             side,
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-            config,
-            max_clients,
             accept_again: Vec::new(),
             connect_rates,
             accept_paused: false,
@@ -301,23 +281,25 @@ impl Server {
         }
         info!(
             "up to {} clients; lines up to {} bytes; output queue up to {} bytes per client",
-            self.max_clients, self.config.max_line, self.config.max_output
+            self.clients.hub.max_clients,
+            self.clients.config.max_line,
+            self.clients.config.max_output
         );
-        let news = self
-            .hub
-            .bus
-            .start(self.poll.registry(), BUS, Instant::now());
-        self.hub.absorb(news, &mut self.table, &mut self.timers);
+        let Clients {
+            table, hub, timers, ..
+        } = &mut self.clients;
+        let news = hub.bus.start(self.poll.registry(), BUS, Instant::now());
+        hub.absorb(news, table, timers);
         self.side.write_log();
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             self.turn(&mut events)?;
             self.side.write_log();
-            if self.exit_now || (self.shutting_down && self.table.is_empty()) {
+            if self.exit_now || (self.shutting_down && self.clients.table.is_empty()) {
                 break;
             }
         }
-        let left = self.table.len();
+        let left = self.clients.table.len();
         if left > 0 {
             warn!("shutdown grace period over; closing {left} connections with output unsent");
         }
@@ -329,17 +311,17 @@ impl Server {
     /// One turn of the loop: steps 1 to 5 of the module documentation.
     fn turn(&mut self, events: &mut Events) -> Result<(), Error> {
         // 1. Wait. With input known to be waiting there is work already: don't sleep.
-        let waiting = !self.accept_again.is_empty() || self.table.lists.has_ready();
-        let timeout = if waiting || self.hub.bus.has_unread() {
+        let waiting = !self.accept_again.is_empty() || self.clients.table.lists.has_ready();
+        let timeout = if waiting || self.clients.hub.bus.has_unread() {
             Some(Duration::ZERO)
         } else {
             // About to wait: a good moment to give a spike's memory back, and if it is too
             // soon for that, a reason not to sleep past the moment it is not.
             let now = Instant::now();
-            let table = &mut self.table;
+            let table = &mut self.clients.table;
             self.trim.before_waiting(now, || table.release_buffers());
             let trim = self.trim.due().map(|at| at.saturating_duration_since(now));
-            match (self.timers.timeout(now), trim) {
+            match (self.clients.timers.timeout(now), trim) {
                 (Some(timer), Some(trim)) => Some(timer.min(trim)),
                 (timer, trim) => timer.or(trim),
             }
@@ -358,15 +340,22 @@ impl Server {
         }
         // 3. Listeners, clients and the bus left with work by their budgets last turn.
         self.accept_leftovers(now);
-        let ready = self.table.lists.take_ready();
+        let ready = self.clients.table.lists.take_ready();
         for &r in &ready {
-            self.serve_reader(r, now, Edge::Unknown);
+            self.clients.serve_reader(r, now, Edge::Unknown);
         }
-        self.table.lists.served_ready(ready);
-        if self.hub.bus.has_unread() {
+        self.clients.table.lists.served_ready(ready);
+        if self.clients.hub.bus.has_unread() {
             let registry = self.poll.registry();
-            let news = self.hub.bus.serve_unread(registry, &mut self.scratch, now);
-            self.hub.absorb(news, &mut self.table, &mut self.timers);
+            let Clients {
+                table,
+                hub,
+                timers,
+                scratch,
+                ..
+            } = &mut self.clients;
+            let news = hub.bus.serve_unread(registry, scratch, now);
+            hub.absorb(news, table, timers);
         }
         // 4. Timers.
         self.fire_timers(now);
@@ -387,14 +376,14 @@ impl Server {
         );
         match owner {
             Owner::Client(token) => {
-                let Some(r) = self.table.live(token) else {
+                let Some(r) = self.clients.table.live(token) else {
                     return;
                 };
                 if ready.writable {
-                    self.table.lists.mark_for_flush(r);
+                    self.clients.table.lists.mark_for_flush(r);
                 }
                 if ready.readable {
-                    self.serve_reader(
+                    self.clients.serve_reader(
                         r,
                         now,
                         Edge::Fresh {
@@ -409,17 +398,20 @@ impl Server {
                 }
             }
             Owner::Bus(token) => {
-                let registry = self.poll.registry();
+                let Clients {
+                    table,
+                    hub,
+                    timers,
+                    scratch,
+                    ..
+                } = &mut self.clients;
                 let news =
-                    (self.hub.bus).ready(token, ready.readable, registry, &mut self.scratch, now);
-                self.hub.absorb(news, &mut self.table, &mut self.timers);
+                    (hub.bus).ready(token, ready.readable, self.poll.registry(), scratch, now);
+                hub.absorb(news, table, timers);
             }
             Owner::Signals => self.on_signal(now),
             Owner::Waker => self.begin_shutdown(now),
-            Owner::Stats => {
-                let (table, chat, bus) = (&self.table, &self.hub.chat, &*self.hub.bus);
-                self.side.answer_stats(&mut self.scratch, table, chat, bus);
-            }
+            Owner::Stats => self.side.answer_stats(&mut self.clients),
             Owner::Log => {
                 if let Some(log) = &mut self.side.log {
                     log.writable();
@@ -448,38 +440,34 @@ impl Server {
     /// write ends that client, which makes a new leave event, so repeat until nothing new
     /// appears. Only then free the closed slots.
     fn end_batch(&mut self, now: Instant) {
-        let written = self.table.stats.bytes_out;
-        self.table.lists.start_flushes();
+        let Clients {
+            table, hub, timers, ..
+        } = &mut self.clients;
+        let registry = self.poll.registry();
+        let written = table.stats.bytes_out;
+        table.lists.start_flushes();
         loop {
-            let registry = self.poll.registry();
-            (self.hub).end_batch(registry, now, &mut self.table, &mut self.timers);
-            let to_flush = self.table.lists.take_flush_list();
+            hub.end_batch(registry, now, table, timers);
+            let to_flush = table.lists.take_flush_list();
             if to_flush.is_empty() {
-                self.table.lists.flushed(to_flush);
+                table.lists.flushed(to_flush);
                 break;
             }
             for &r in &to_flush {
-                let registry = self.poll.registry();
-                if let Some(reason) = self.table.flush(r, registry, &mut self.timers, now) {
-                    self.hub.leave(r, reason, &mut self.table);
+                if let Some(reason) = table.flush(r, registry, timers, now) {
+                    hub.leave(r, reason, table);
                 }
             }
-            self.table.lists.flushed(to_flush);
+            table.lists.flushed(to_flush);
         }
-        let removed = self.table.reap(self.poll.registry());
-        if removed > 0 || self.table.stats.bytes_out > written {
+        let removed = table.reap(registry);
+        if removed > 0 || table.stats.bytes_out > written {
             self.trim.activity();
         }
-        if let Some(at) = self.table.log.take_deadline() {
-            self.timers.add(at, Timer::LogSummary);
+        if let Some(at) = table.log.take_deadline() {
+            timers.add(at, Timer::LogSummary);
         }
-        self.sweep_dead_timers();
-    }
-
-    /// The counters and gauges in Prometheus's text format, for `/metrics`.
-    fn metrics(&self) -> String {
-        let gauges = gauges(&self.table, &self.hub.chat, &*self.hub.bus);
-        metrics::render(&self.table.stats, &gauges)
+        timers.sweep(table.len(), |r| table.get(r).is_some());
     }
 
     fn on_signal(&mut self, now: Instant) {
@@ -507,15 +495,17 @@ impl Server {
         self.close_listeners();
         info!(
             "shutting down: telling {} clients, waiting up to {} s for their output",
-            self.hub.chat.members(),
+            self.clients.hub.chat.members(),
             SHUTDOWN_GRACE.as_secs()
         );
         // Connections still in their handshake have nothing to flush: closed at once.
-        self.table.close_handshakes(&CloseReason::Shutdown);
-        self.hub.chat.shutdown(&mut self.table);
-        self.hub.forward(&mut self.table);
-        self.timers
-            .add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);
+        let Clients {
+            table, hub, timers, ..
+        } = &mut self.clients;
+        table.close_handshakes(&CloseReason::Shutdown);
+        hub.chat.shutdown(table);
+        hub.forward(table);
+        timers.add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);
     }
 }
 
@@ -591,7 +581,7 @@ mod tests {
         server.handle(accept, now);
         server.end_batch(now);
         assert!(read_line(&old).starts_with("*** welcome"));
-        let old_token = server.table.iter().next().expect("admitted").0;
+        let old_token = server.clients.table.iter().next().expect("admitted").0;
 
         // The old client resets its connection and a new client connects.
         SockRef::from(&old)
@@ -611,17 +601,18 @@ mod tests {
         };
         server.handle(late, now);
         assert!(matches!(
-            server.table.slot(old_token).map(|c| c.phase()),
+            server.clients.table.slot(old_token).map(|c| c.phase()),
             Some(Phase::Closed(reason)) if matches!(**reason, CloseReason::Failed(_))
         ));
         server.handle(accept, now);
-        let (new_token, _) = (server.table.iter())
+        let (new_token, _) = (server.clients.table.iter())
             .find(|(_, c)| c.is_chatting())
             .expect("newcomer accepted");
         assert_ne!(new_token, old_token, "slot reused inside the batch");
         server.handle(late, now);
         assert!(
             server
+                .clients
                 .table
                 .slot(new_token)
                 .is_some_and(|c| c.is_chatting())
@@ -629,7 +620,7 @@ mod tests {
         server.end_batch(now);
 
         // After the batch the old slot is free, and the newcomer is served normally.
-        assert!(server.table.slot(old_token).is_none());
+        assert!(server.clients.table.slot(old_token).is_none());
         assert!(read_line(&new).starts_with("*** welcome"));
     }
 
@@ -653,14 +644,16 @@ mod tests {
         let deadline = Instant::now() + DEADLINE;
         // Turn the loop until every client has been accepted and has gone again. Each turn
         // has events to handle (accepts, end-of-file) until then, so none waits an hour.
-        while server.table.stats.connections_total < CLIENTS || !server.table.is_empty() {
+        while server.clients.table.stats.connections_total < CLIENTS
+            || !server.clients.table.is_empty()
+        {
             assert!(Instant::now() < deadline, "clients not all served");
             server.turn(&mut events).expect("turn");
         }
         assert!(
-            server.timers.len() <= 64,
+            server.clients.timers.len() <= 64,
             "{} timers left for 0 clients",
-            server.timers.len()
+            server.clients.timers.len()
         );
     }
 
@@ -672,8 +665,8 @@ mod tests {
         server.handle(readable(listener_token(0)), now);
         server.end_batch(now);
         assert!(read_line(&stream).starts_with("*** welcome"));
-        let token = server.table.iter().last().expect("admitted").0;
-        let conn_ref = server.table.live(token).expect("admitted");
+        let token = server.clients.table.iter().last().expect("admitted").0;
+        let conn_ref = server.clients.table.live(token).expect("admitted");
         (stream, conn_ref)
     }
 
@@ -702,7 +695,13 @@ mod tests {
         };
         server.handle(closing, now);
         server.end_batch(now);
-        let chatting = |r: ConnRef| server.table.slot(r.token).is_some_and(|c| c.is_chatting());
+        let chatting = |r: ConnRef| {
+            server
+                .clients
+                .table
+                .slot(r.token)
+                .is_some_and(|c| c.is_chatting())
+        };
         assert!(chatting(a), "a short read on a fresh edge read on");
         assert!(!chatting(b), "the FIN behind the short read was not read");
     }
@@ -769,7 +768,7 @@ mod tests {
         };
 
         // A streaming sender: two lines in the socket, two more arriving mid-relay.
-        server.hub.bus = Box::new(SendsMoreMidRelay {
+        server.clients.hub.bus = Box::new(SendsMoreMidRelay {
             sender: Some(sender.try_clone().expect("clone")),
             more: b"three\nfour\n",
         });
@@ -777,14 +776,14 @@ mod tests {
         sender.write_all(b"two\n").expect("send");
         wait_for_events(&mut server, &[Token(sender_ref.token)]);
         let before = (
-            server.table.stats.writes.calls,
-            server.table.stats.lines_out,
+            server.clients.table.stats.writes.calls,
+            server.clients.table.stats.lines_out,
         );
         let now = Instant::now();
         server.handle(readable(Token(sender_ref.token)), now);
         server.end_batch(now);
-        let calls = server.table.stats.writes.calls - before.0;
-        let lines = server.table.stats.lines_out - before.1;
+        let calls = server.clients.table.stats.writes.calls - before.0;
+        let lines = server.clients.table.stats.lines_out - before.1;
         assert_eq!(
             (calls, lines),
             (RECEIVERS as u64, 4 * RECEIVERS as u64),
@@ -796,18 +795,18 @@ mod tests {
 
         // An interactive sender: one line read, one more arriving mid-relay. The read that
         // would have found it is saved; its own edge brings it, and it is not lost.
-        server.hub.bus = Box::new(SendsMoreMidRelay {
+        server.clients.hub.bus = Box::new(SendsMoreMidRelay {
             sender: Some(sender.try_clone().expect("clone")),
             more: b"six\n",
         });
         sender.write_all(b"five\n").expect("send");
         wait_for_events(&mut server, &[Token(sender_ref.token)]);
-        let before = server.table.stats.lines_out;
+        let before = server.clients.table.stats.lines_out;
         let now = Instant::now();
         server.handle(readable(Token(sender_ref.token)), now);
         server.end_batch(now);
         assert_eq!(
-            server.table.stats.lines_out - before,
+            server.clients.table.stats.lines_out - before,
             RECEIVERS as u64,
             "a one-line short read read on"
         );
@@ -862,11 +861,11 @@ mod tests {
         let now = Instant::now();
         server.handle(readable(Token(flooder_ref.token)), now);
         assert_eq!(
-            server.table.lists.take_ready(),
+            server.clients.table.lists.take_ready(),
             vec![flooder_ref],
             "budget not applied"
         );
-        server.table.lists.read_again(flooder_ref);
+        server.clients.table.lists.read_again(flooder_ref);
         // The tail of the half-sent line goes out from a thread, while the loop runs: written
         // here, with the loop stopped, it could wait on TCP's zero-window persist timer, whose
         // backoff grows to minutes (reading one budget does not always reopen the window).
@@ -950,13 +949,13 @@ mod tests {
         let now = Instant::now();
         server.handle(readable(listener_token(0)), now);
         assert_eq!(
-            server.table.len(),
+            server.clients.table.len(),
             ACCEPT_BUDGET,
             "accepted past the budget"
         );
         assert_eq!(server.accept_again, vec![0], "listener not remembered");
         server.accept_leftovers(now);
-        assert_eq!(server.table.len(), waiting);
+        assert_eq!(server.clients.table.len(), waiting);
         assert!(
             server.accept_again.is_empty(),
             "listener still listed with none left"
@@ -975,22 +974,26 @@ mod tests {
         let (_client, r) = admit_one(&mut server);
         let line: std::rc::Rc<[u8]> = std::rc::Rc::from(vec![b'x'; 4096]);
         for _ in 0..256 {
-            server.table.send(r, &line).expect("under the hard limit");
+            server
+                .clients
+                .table
+                .send(r, &line)
+                .expect("under the hard limit");
         }
-        let before = server.table.stats.bytes_out;
+        let before = server.clients.table.stats.bytes_out;
         server.end_batch(Instant::now());
-        let written = server.table.stats.bytes_out - before;
+        let written = server.clients.table.stats.bytes_out - before;
         assert!(
             (WRITE_BUDGET..WRITE_BUDGET + 4096).contains(&(written as usize)),
             "{written} bytes in one turn"
         );
         assert!(
-            server.table.lists.has_ready(),
+            server.clients.table.lists.has_ready(),
             "the rest is not listed for next turn"
         );
         server.end_batch(Instant::now());
         assert!(
-            server.table.stats.bytes_out - before > written,
+            server.clients.table.stats.bytes_out - before > written,
             "next turn wrote nothing"
         );
     }
@@ -1014,7 +1017,7 @@ mod tests {
         let line: std::rc::Rc<[u8]> = std::rc::Rc::from(&b"x\n"[..]);
         let hard = max_output * HARD_OUTPUT_FACTOR;
         let queued = (0..hard)
-            .take_while(|_| server.table.send(r, &line).is_ok())
+            .take_while(|_| server.clients.table.send(r, &line).is_ok())
             .count();
         assert!(queued * 2 < hard / 4, "{queued} lines of 2 bytes queued");
         assert!(queued * 18 >= hard / 2, "cut off early: {queued} lines");

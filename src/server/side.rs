@@ -11,14 +11,12 @@ use mio::{Interest, Poll, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 
+use super::reader::Clients;
 use super::{LOG, SIGNALS, STATS, WAKER, gauges};
-use crate::bus::BusIo;
-use crate::chat::Chat;
 use crate::config::Config;
 use crate::error::Error;
 use crate::logging::LogOutput;
 use crate::stats::StatsSocket;
-use crate::table::ConnTable;
 
 /// The side sockets, each `None` when not asked for.
 pub(super) struct SideSockets {
@@ -71,15 +69,17 @@ impl SideSockets {
     }
 
     /// Datagrams on the stats socket, each `stats` answered with the counters.
-    pub fn answer_stats(
-        &self,
-        scratch: &mut [u8],
-        table: &ConnTable,
-        chat: &Chat,
-        bus: &dyn BusIo,
-    ) {
+    pub fn answer_stats(&self, clients: &mut Clients) {
+        let Clients {
+            table,
+            hub,
+            scratch,
+            ..
+        } = clients;
         if let Some(socket) = &self.stats {
-            socket.answer(scratch, || table.stats.json(&gauges(table, chat, bus)));
+            socket.answer(scratch, || {
+                table.stats.json(&gauges(table, &hub.chat, &*hub.bus))
+            });
         }
     }
 
