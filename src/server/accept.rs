@@ -10,14 +10,14 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Interest, Poll, Token};
+use mio::{Interest, Poll, Registry, Token};
 
+use super::FIRST_LISTENER;
 use super::reader::Clients;
-use super::{FIRST_LISTENER, Server};
 use crate::config::Config;
 use crate::connection::CloseReason;
 use crate::connlog::Kind;
@@ -25,7 +25,7 @@ use crate::error::Error;
 use crate::limits::{ACCEPT_BUDGET, ACCEPT_PAUSE, FD_RESERVE};
 use crate::os;
 use crate::protocol;
-use crate::rate_limit::Admit;
+use crate::rate_limit::{Admit, ConnectRates};
 use crate::timers::Timer;
 use crate::transport::tls::{self, TlsStreams};
 use crate::transport::web::WebProtocols;
@@ -46,7 +46,7 @@ pub(super) fn listener_token(index: usize) -> Token {
 /// Every listener the configuration asks for, registered under its token: the one place a
 /// stream and a protocol are tied to an address. Certificate problems are found before
 /// anything listens.
-pub(super) fn listen(config: &Config, poll: &Poll) -> Result<Vec<Listener>, Error> {
+fn listen(config: &Config, poll: &Poll) -> Result<Vec<Listener>, Error> {
     let tls = match &config.tls {
         Some(settings) => Some(TlsStreams {
             config: tls::server_config(&settings.cert, &settings.key)?,
@@ -136,13 +136,60 @@ fn reset_already(stream: &TcpStream) -> Option<io::Error> {
     }
 }
 
-impl Server {
+/// The listening sockets, and the state of accepting from them.
+pub(super) struct Listeners {
+    list: Vec<Listener>,
+    /// Where each listener listens, and what it speaks (kept after a shutdown closes them).
+    pub addrs: Vec<(SocketAddr, &'static str)>,
+    /// Listeners whose accept budget ran out before `WouldBlock`: accepted from next turn.
+    pub again: Vec<usize>,
+    /// `--connect-rate`: connections per address.
+    connect_rates: ConnectRates,
+    /// Accepting is paused after running out of descriptors; a `ResumeAccept` timer is set.
+    paused: bool,
+    /// Consecutive accept failures, so only the first of a run is a warning.
+    failures: u32,
+}
+
+impl Listeners {
+    pub fn open(config: &Config, poll: &Poll) -> Result<Listeners, Error> {
+        let list = listen(config, poll)?;
+        Ok(Listeners {
+            addrs: list.iter().map(|l| (l.addr, l.speaks.name())).collect(),
+            list,
+            again: Vec::new(),
+            connect_rates: ConnectRates::new(
+                config.connect_rate,
+                config.connect_burst,
+                config.connect_rate_loopback,
+            ),
+            paused: false,
+            failures: 0,
+        })
+    }
+
+    /// Where the listeners that speak `speaks` listen.
+    pub fn speaking(&self, speaks: &str) -> Vec<SocketAddr> {
+        let listening = self.addrs.iter().filter(|&&(_, s)| s == speaks);
+        listening.map(|&(addr, _)| addr).collect()
+    }
+
     /// Accepts until the listener's backlog is empty (edge-triggered: one event may stand for
     /// many waiting connections), or until [`ACCEPT_BUDGET`] connections; then the listener
-    /// waits on the loop's list of listeners to accept from next turn.
-    pub(super) fn accept(&mut self, index: usize, now: Instant) {
+    /// waits on the loop's list of listeners to accept from next turn. Nothing while paused,
+    /// nor once the listeners are closed.
+    pub fn accept(
+        &mut self,
+        index: usize,
+        clients: &mut Clients,
+        registry: &Registry,
+        now: Instant,
+    ) {
+        if self.paused || index >= self.list.len() {
+            return;
+        }
         for _ in 0..ACCEPT_BUDGET {
-            let (stream, peer) = match self.listeners[index].socket.accept() {
+            let (stream, peer) = match self.list[index].socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // Interrupted by a signal, or the client gave up while waiting in the
@@ -153,33 +200,30 @@ impl Server {
                 {
                     continue;
                 }
-                Err(e) => return self.pause_accepting(&e, now),
+                Err(e) => return self.pause(&e, clients, now),
             };
-            self.accept_failures = 0;
+            self.failures = 0;
             if let Some(error) = reset_already(&stream) {
                 // Reset (or failed) while it waited in the backlog: a storm that connects
                 // and resets faster than the loop accepts leaves most of its connections
                 // here. It is counted, and costs nothing else: no slot, no welcome, no notice.
-                self.clients.table.stats.connections_total += 1;
-                self.clients
+                clients
                     .table
                     .stats
-                    .count_disconnect(&CloseReason::Failed(error.kind()));
+                    .count_turned_away(&CloseReason::Failed(error.kind()));
                 continue;
             }
-            self.admit(index, stream, peer, now);
+            self.admit(index, stream, peer, clients, registry, now);
         }
-        if !self.accept_again.contains(&index) {
-            self.accept_again.push(index);
+        if !self.again.contains(&index) {
+            self.again.push(index);
         }
     }
 
     /// Step 3 for the listeners: those whose budget ran out last turn.
-    pub(super) fn accept_leftovers(&mut self, now: Instant) {
-        for index in std::mem::take(&mut self.accept_again) {
-            if !self.accept_paused && !self.shutting_down && index < self.listeners.len() {
-                self.accept(index, now);
-            }
+    pub fn accept_leftovers(&mut self, clients: &mut Clients, registry: &Registry, now: Instant) {
+        for index in std::mem::take(&mut self.again) {
+            self.accept(index, clients, registry, now);
         }
     }
 
@@ -187,9 +231,9 @@ impl Server {
     /// backlog, so retrying now would fail now, forever: a 100% CPU spin. Instead stop
     /// accepting for a moment. Clients already connected are served as usual, and one of
     /// them leaving frees a descriptor for the next attempt.
-    fn pause_accepting(&mut self, error: &io::Error, now: Instant) {
-        self.accept_failures += 1;
-        if self.accept_failures == 1 {
+    fn pause(&mut self, error: &io::Error, clients: &mut Clients, now: Instant) {
+        self.failures += 1;
+        if self.failures == 1 {
             warn!(
                 "cannot accept new connections: {error}; pausing accepts, retrying every {} ms",
                 ACCEPT_PAUSE.as_millis()
@@ -197,20 +241,16 @@ impl Server {
         } else {
             debug!("accept failed again: {error}");
         }
-        self.accept_paused = true;
-        self.clients.table.stats.accept_pauses += 1;
-        self.clients
-            .timers
-            .add(now + ACCEPT_PAUSE, Timer::ResumeAccept);
+        self.paused = true;
+        clients.table.stats.accept_pauses += 1;
+        clients.timers.add(now + ACCEPT_PAUSE, Timer::ResumeAccept);
     }
 
     /// The pause is over: accept again, on every listener, until one fails again.
-    pub(super) fn resume_accepting(&mut self, now: Instant) {
-        self.accept_paused = false;
-        for index in 0..self.listeners.len() {
-            if !self.accept_paused {
-                self.accept(index, now);
-            }
+    pub fn resume(&mut self, clients: &mut Clients, registry: &Registry, now: Instant) {
+        self.paused = false;
+        for index in 0..self.list.len() {
+            self.accept(index, clients, registry, now);
         }
     }
 
@@ -221,37 +261,49 @@ impl Server {
     /// session, so when the server is full (counting handshakes under way) it is closed at
     /// once; everything else about refusing waits for the handshake, so the client can read
     /// why.
-    fn admit(&mut self, index: usize, stream: TcpStream, peer: SocketAddr, now: Instant) {
+    fn admit(
+        &mut self,
+        index: usize,
+        stream: TcpStream,
+        peer: SocketAddr,
+        clients: &mut Clients,
+        registry: &Registry,
+        now: Instant,
+    ) {
+        let Clients {
+            table, hub, timers, ..
+        } = clients;
+        let speaks = &self.list[index].speaks;
         if let Admit::No { wait } = self.connect_rates.check(peer.ip(), now) {
-            return self.refuse_at_once(index, stream, peer, wait);
+            // `--connect-rate`: refused as cheaply as can be: no slot, no transport, no
+            // registration; one non-blocking write of why (for a transport without a
+            // handshake, which can read it), and the close.
+            if speaks.handshake_timeout().is_none() {
+                let _ = (&stream).write(protocol::connecting_too_fast(wait).as_bytes());
+            }
+            if table.log.allow(Kind::Refused, peer.ip()) {
+                warn!("{peer} refused: {}", CloseReason::ConnectingTooFast);
+            }
+            return table
+                .stats
+                .count_turned_away(&CloseReason::ConnectingTooFast);
         }
-        let speaks = &self.listeners[index].speaks;
         let timeout = speaks.handshake_timeout();
-        let held = self.clients.hub.chat.members() + self.clients.table.census.handshaking();
-        if timeout.is_some() && held >= self.clients.hub.max_clients {
-            if self.clients.table.log.allow(Kind::Refused, peer.ip()) {
+        let held = hub.chat.members() + table.census.handshaking();
+        if timeout.is_some() && held >= hub.max_clients {
+            if table.log.allow(Kind::Refused, peer.ip()) {
                 warn!(
                     "{peer}: {} connection closed before its handshake: server full",
                     speaks.name()
                 );
             }
-            self.clients.table.stats.connections_total += 1;
-            self.clients
-                .table
-                .stats
-                .count_disconnect(&CloseReason::ServerFull);
-            return;
+            return table.stats.count_turned_away(&CloseReason::ServerFull);
         }
         let transport = match speaks.transport() {
             Ok(transport) => transport,
             Err(e) => return warn!("{peer}: {e}"),
         };
-        let registry = self.poll.registry();
-        let Some(r) = self
-            .clients
-            .table
-            .insert(stream, peer, transport, registry, now)
-        else {
+        let Some(r) = table.insert(stream, peer, transport, registry, now) else {
             return;
         };
         match timeout {
@@ -261,46 +313,18 @@ impl Server {
                     speaks.name(),
                     r.token
                 );
-                self.clients.timers.add(now + timeout, Timer::Handshake(r));
+                timers.add(now + timeout, Timer::Handshake(r));
             }
-            None => {
-                let Clients {
-                    table, hub, timers, ..
-                } = &mut self.clients;
-                hub.join(r, now, table, timers);
-            }
+            None => hub.join(r, now, table, timers),
         }
-    }
-
-    /// `--connect-rate`: an address connecting too fast is refused as cheaply as can be: no
-    /// slot, no transport, no registration; one non-blocking write of why (for a transport
-    /// without a handshake, which can read it), and the close.
-    fn refuse_at_once(
-        &mut self,
-        index: usize,
-        stream: TcpStream,
-        peer: SocketAddr,
-        wait: Duration,
-    ) {
-        if self.listeners[index].speaks.handshake_timeout().is_none() {
-            let _ = (&stream).write(protocol::connecting_too_fast(wait).as_bytes());
-        }
-        if self.clients.table.log.allow(Kind::Refused, peer.ip()) {
-            warn!("{peer} refused: {}", CloseReason::ConnectingTooFast);
-        }
-        self.clients.table.stats.connections_total += 1;
-        self.clients
-            .table
-            .stats
-            .count_disconnect(&CloseReason::ConnectingTooFast);
     }
 
     /// A shutdown: closing the listeners makes new connects fail at once instead of hanging.
-    pub(super) fn close_listeners(&mut self) {
-        for listener in &mut self.listeners {
-            let _ = self.poll.registry().deregister(&mut listener.socket);
+    pub fn close(&mut self, registry: &Registry) {
+        for listener in &mut self.list {
+            let _ = registry.deregister(&mut listener.socket);
         }
-        self.listeners.clear();
-        self.accept_again.clear();
+        self.list.clear();
+        self.again.clear();
     }
 }

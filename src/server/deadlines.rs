@@ -29,7 +29,9 @@ impl Server {
                 Timer::SlowCheck(r) => self.clients.check_slow(r, now),
                 Timer::Handshake(r) => self.clients.check_handshake(r),
                 Timer::Linger(r) => self.clients.table.linger_over(r),
-                Timer::ResumeAccept => self.resume_accepting(now),
+                Timer::ResumeAccept => {
+                    (self.listeners).resume(&mut self.clients, self.poll.registry(), now);
+                }
                 Timer::ShutdownDeadline => self.exit_now = true,
                 Timer::Notices => self.clients.hub.notices_fired(),
                 Timer::LogSummary => self.clients.table.log.summarize(now),

@@ -56,11 +56,10 @@ use crate::connection::CloseReason;
 use crate::error::Error;
 use crate::limits::SHUTDOWN_GRACE;
 use crate::memory::Trim;
-use crate::rate_limit::ConnectRates;
 use crate::stats::{self, Gauges};
 use crate::table::ConnTable;
 use crate::timers::Timer;
-use accept::Listener;
+use accept::Listeners;
 use hub::Hub;
 use reader::{Clients, Edge};
 use side::SideSockets;
@@ -158,21 +157,12 @@ impl ShutdownHandle {
 /// The whole server: the poll instance and everything registered in it.
 pub struct Server {
     poll: Poll,
-    listeners: Vec<Listener>,
-    /// Where each listener listens, and what it speaks (kept after a shutdown closes them).
-    local_addrs: Vec<(SocketAddr, &'static str)>,
+    /// The listening sockets and the accepting (`accept.rs`).
+    listeners: Listeners,
     /// The connections, the chat and its bus, the timers (`reader.rs`).
     clients: Clients,
     /// Signals, the waker, `--stats-udp`, the log (`side.rs`).
     side: SideSockets,
-    /// Listeners whose accept budget ran out before `WouldBlock`: accepted from next turn.
-    accept_again: Vec<usize>,
-    /// `--connect-rate`: connections per address.
-    connect_rates: ConnectRates,
-    /// Accepting is paused after running out of descriptors; a `ResumeAccept` timer is set.
-    accept_paused: bool,
-    /// Consecutive accept failures, so only the first of a run is a warning.
-    accept_failures: u32,
     shutting_down: bool,
     /// Leave the loop at the end of this turn, flushed or not.
     exit_now: bool,
@@ -196,31 +186,16 @@ impl Server {
     /// anyone yet.
     pub fn bind(config: Config) -> Result<Server, Error> {
         let poll = Poll::new().map_err(Error::Poll)?;
-        let listeners = accept::listen(&config, &poll)?;
-        let local_addrs = listeners
-            .iter()
-            .map(|l| (l.addr, l.speaks.name()))
-            .collect();
+        let listeners = Listeners::open(&config, &poll)?;
         let max_clients = accept::max_clients(config.max_clients);
         let side = SideSockets::open(&config, &poll)?;
-        let connect_rates = ConnectRates::new(
-            config.connect_rate,
-            config.connect_burst,
-            config.connect_rate_loopback,
-        );
         let hub = Hub::new(&config, max_clients)?;
-        let page = listeners.iter().find(|l| l.speaks.name() == "HTTP");
-        let page = page.map(|l| l.addr);
+        let page = listeners.speaking("HTTP").first().copied();
         Ok(Server {
             poll,
             listeners,
-            local_addrs,
             clients: Clients::new(config, hub, page),
             side,
-            accept_again: Vec::new(),
-            connect_rates,
-            accept_paused: false,
-            accept_failures: 0,
             shutting_down: false,
             exit_now: false,
             trim: Trim::new(Instant::now()),
@@ -230,30 +205,22 @@ impl Server {
     /// The plain addresses actually listened on (with the real port when `--bind` said port
     /// 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs("plain")
+        self.listeners.speaking("plain")
     }
 
     /// The TLS addresses actually listened on (`--tls-bind`).
     pub fn tls_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs("TLS")
+        self.listeners.speaking("TLS")
     }
 
     /// The HTTP addresses actually listened on (`--http-bind`).
     pub fn http_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs("HTTP")
+        self.listeners.speaking("HTTP")
     }
 
     /// The HTTPS addresses actually listened on (`--https-bind`).
     pub fn https_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs("HTTPS")
-    }
-
-    fn addrs(&self, speaks: &str) -> Vec<SocketAddr> {
-        self.local_addrs
-            .iter()
-            .filter(|&&(_, s)| s == speaks)
-            .map(|&(addr, _)| addr)
-            .collect()
+        self.listeners.speaking("HTTPS")
     }
 
     /// Where `--stats-udp` answers, if it is on (with the real port when it said port 0).
@@ -269,7 +236,7 @@ impl Server {
 
     /// Serves until shut down (a signal, or a [`ShutdownHandle`]).
     pub fn run(mut self) -> Result<(), Error> {
-        for &(addr, speaks) in &self.local_addrs {
+        for &(addr, speaks) in &self.listeners.addrs {
             match speaks {
                 "plain" => info!("listening on {addr}"),
                 "HTTP" => info!("listening on {addr} (HTTP: the chat page, /ws, /metrics)"),
@@ -311,7 +278,7 @@ impl Server {
     /// One turn of the loop: steps 1 to 5 of the module documentation.
     fn turn(&mut self, events: &mut Events) -> Result<(), Error> {
         // 1. Wait. With input known to be waiting there is work already: don't sleep.
-        let waiting = !self.accept_again.is_empty() || self.clients.table.lists.has_ready();
+        let waiting = !self.listeners.again.is_empty() || self.clients.table.lists.has_ready();
         let timeout = if waiting || self.clients.hub.bus.has_unread() {
             Some(Duration::ZERO)
         } else {
@@ -339,7 +306,7 @@ impl Server {
             self.handle(Readiness::from(event), now);
         }
         // 3. Listeners, clients and the bus left with work by their budgets last turn.
-        self.accept_leftovers(now);
+        (self.listeners).accept_leftovers(&mut self.clients, self.poll.registry(), now);
         let ready = self.clients.table.lists.take_ready();
         for &r in &ready {
             self.clients.serve_reader(r, now, Edge::Unknown);
@@ -393,9 +360,7 @@ impl Server {
                 }
             }
             Owner::Listener(index) => {
-                if index < self.listeners.len() && !self.accept_paused && !self.shutting_down {
-                    self.accept(index, now);
-                }
+                (self.listeners).accept(index, &mut self.clients, self.poll.registry(), now);
             }
             Owner::Bus(token) => {
                 let Clients {
@@ -492,7 +457,8 @@ impl Server {
             return;
         }
         self.shutting_down = true;
-        self.close_listeners();
+        self.listeners.close(self.poll.registry());
+        self.clients.page = None;
         info!(
             "shutting down: telling {} clients, waiting up to {} s for their output",
             self.clients.hub.chat.members(),
@@ -953,11 +919,11 @@ mod tests {
             ACCEPT_BUDGET,
             "accepted past the budget"
         );
-        assert_eq!(server.accept_again, vec![0], "listener not remembered");
-        server.accept_leftovers(now);
+        assert_eq!(server.listeners.again, vec![0], "listener not remembered");
+        (server.listeners).accept_leftovers(&mut server.clients, server.poll.registry(), now);
         assert_eq!(server.clients.table.len(), waiting);
         assert!(
-            server.accept_again.is_empty(),
+            server.listeners.again.is_empty(),
             "listener still listed with none left"
         );
         drop(clients);
