@@ -36,11 +36,8 @@ impl Server {
                 Timer::Notices => self.clients.hub.notices_fired(),
                 Timer::LogSummary => self.clients.table.log.summarize(now),
                 Timer::Bus => {
-                    let Clients {
-                        table, hub, timers, ..
-                    } = &mut self.clients;
-                    let news = hub.bus.on_timer(self.poll.registry(), now);
-                    hub.absorb(news, table, timers);
+                    let news = self.clients.hub.bus.on_timer(self.poll.registry(), now);
+                    self.clients.absorb(news);
                 }
             }
         }

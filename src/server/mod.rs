@@ -39,10 +39,10 @@ mod hub;
 mod reader;
 mod side;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use std::{fmt, io};
 
 use log::{info, trace, warn};
 use mio::event::Event;
@@ -109,6 +109,22 @@ impl Owner {
                 Some(index) => Owner::Listener(index),
                 None => Owner::Nobody,
             },
+        }
+    }
+}
+
+/// What a token stands for, in words, for the logs.
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Owner::Client(token) => write!(f, "token {token}"),
+            Owner::Listener(index) => write!(f, "listener {index}"),
+            Owner::Bus(token) => write!(f, "bus socket {}", usize::MAX - token.0 - 3),
+            Owner::Signals => f.write_str("signals"),
+            Owner::Waker => f.write_str("waker"),
+            Owner::Stats => f.write_str("stats"),
+            Owner::Log => f.write_str("log"),
+            Owner::Nobody => f.write_str("nobody's token"),
         }
     }
 }
@@ -252,11 +268,8 @@ impl Server {
             self.clients.config.max_line,
             self.clients.config.max_output
         );
-        let Clients {
-            table, hub, timers, ..
-        } = &mut self.clients;
-        let news = hub.bus.start(self.poll.registry(), BUS, Instant::now());
-        hub.absorb(news, table, timers);
+        let news = (self.clients.hub.bus).start(self.poll.registry(), BUS, Instant::now());
+        self.clients.absorb(news);
         self.side.write_log();
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
@@ -314,15 +327,9 @@ impl Server {
         self.clients.table.lists.served_ready(ready);
         if self.clients.hub.bus.has_unread() {
             let registry = self.poll.registry();
-            let Clients {
-                table,
-                hub,
-                timers,
-                scratch,
-                ..
-            } = &mut self.clients;
+            let Clients { hub, scratch, .. } = &mut self.clients;
             let news = hub.bus.serve_unread(registry, scratch, now);
-            hub.absorb(news, table, timers);
+            self.clients.absorb(news);
         }
         // 4. Timers.
         self.fire_timers(now);
@@ -336,8 +343,7 @@ impl Server {
     pub fn handle(&mut self, ready: Readiness, now: Instant) {
         let owner = Owner::of(ready.token);
         trace!(
-            "event: {}{}{}",
-            self.token_name(owner),
+            "event: {owner}{}{}",
             if ready.readable { " readable" } else { "" },
             if ready.writable { " writable" } else { "" }
         );
@@ -350,29 +356,20 @@ impl Server {
                     self.clients.table.lists.mark_for_flush(r);
                 }
                 if ready.readable {
-                    self.clients.serve_reader(
-                        r,
-                        now,
-                        Edge::Fresh {
-                            closing: ready.closing,
-                        },
-                    );
+                    let edge = Edge::Fresh {
+                        closing: ready.closing,
+                    };
+                    self.clients.serve_reader(r, now, edge);
                 }
             }
             Owner::Listener(index) => {
                 (self.listeners).accept(index, &mut self.clients, self.poll.registry(), now);
             }
             Owner::Bus(token) => {
-                let Clients {
-                    table,
-                    hub,
-                    timers,
-                    scratch,
-                    ..
-                } = &mut self.clients;
-                let news =
-                    (hub.bus).ready(token, ready.readable, self.poll.registry(), scratch, now);
-                hub.absorb(news, table, timers);
+                let Clients { hub, scratch, .. } = &mut self.clients;
+                let registry = self.poll.registry();
+                let news = hub.bus.ready(token, ready.readable, registry, scratch, now);
+                self.clients.absorb(news);
             }
             Owner::Signals => self.on_signal(now),
             Owner::Waker => self.begin_shutdown(now),
@@ -383,20 +380,6 @@ impl Server {
                 }
             }
             Owner::Nobody => {}
-        }
-    }
-
-    /// What a token stands for, in words, for the logs.
-    fn token_name(&self, owner: Owner) -> String {
-        match owner {
-            Owner::Client(token) => format!("token {token}"),
-            Owner::Listener(index) => format!("listener {index}"),
-            Owner::Bus(token) => format!("bus socket {}", usize::MAX - token.0 - 3),
-            Owner::Signals => "signals".to_string(),
-            Owner::Waker => "waker".to_string(),
-            Owner::Stats => "stats".to_string(),
-            Owner::Log => "log".to_string(),
-            Owner::Nobody => "nobody's token".to_string(),
         }
     }
 

@@ -48,6 +48,7 @@ pub enum Edge {
     Unknown,
 }
 
+use crate::bus::BusNews;
 use crate::cmd;
 use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef, Next, Phase, Read};
@@ -85,6 +86,11 @@ impl Clients {
             config,
             page,
         }
+    }
+
+    /// What the bus reported, to the chat (see [`Hub::absorb`]).
+    pub fn absorb(&mut self, news: Vec<BusNews>) {
+        self.hub.absorb(news, &mut self.table, &mut self.timers);
     }
 
     /// Reads a client's input and hands its lines to the chat until the socket has no more
