@@ -1,5 +1,7 @@
-//! Listening and admitting: the listeners, `accept` until `WouldBlock`, and the decision
-//! whether a new connection may join the chat.
+//! Listening and admitting ([`Listeners`]): the listening sockets, `accept` until
+//! `WouldBlock` (or the budget), `--connect-rate`, the pause after running out of
+//! descriptors. An accepted connection goes into the clients' table; joining the chat is
+//! the hub's (`Hub::join`).
 //!
 //! Every listener speaks something ([`Speaks`]): a stream (plain TCP or TLS) carrying a
 //! protocol (chat lines, or HTTP then WebSocket). A connection it accepts gets that transport

@@ -1,4 +1,5 @@
-//! Step 4 of a turn: the timers that came due, and what each one means.
+//! Step 4 of a turn: the timers that came due (`Server::fire_timers` routes each to its
+//! owner), and what each one means for a client (`Clients`' checks).
 //!
 //! Timers are never cancelled (see `timers.rs`): each one checks, when it fires, whether
 //! there is still something to do, and a stale one finds nothing.

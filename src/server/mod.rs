@@ -29,9 +29,12 @@
 //!
 //! The server knows three things by name: its connections ([`ConnTable`]), the chat
 //! ([`Chat`]) and the bus ([`BusIo`]). It does not know which transport a connection has
-//! (`transport/`), nor which bus it was given (`bus.rs`, `backplane/`). It is where the chat
-//! and the bus meet: the chat never holds the bus, and after every call into the chat the
-//! server hands the bus what the chat asked of it (`Server::forward`).
+//! (`transport/`), nor which bus it was given (`bus.rs`, `backplane/`). Its parts, by role:
+//! `Server` (here) is the loop and routes each event to its `Owner`; `Listeners`
+//! (`accept.rs`) accept; `Clients` (`reader.rs`, `deadlines.rs`) hold the connections and
+//! read them; `Hub` (`hub.rs`) is where the chat and the bus meet (the chat never holds the
+//! bus: after every call into the chat, `Hub::forward` hands the bus what it asked);
+//! `SideSockets` (`side.rs`) are the signals, the stats socket and the log.
 
 mod accept;
 mod deadlines;
