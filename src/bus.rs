@@ -3,7 +3,7 @@
 //! Everything clients say to each other (chat lines, `/me`, `/msg`, joins, leaves, renames)
 //! is an [`Event`]. The chat never holds the bus. It queues what it wants of it as
 //! [`Request`]s (publish this event, claim or release this nick), and after every call into
-//! the chat the server hands them to the bus in order (`Server::forward`). The bus knows
+//! the chat the server hands them to the bus in order (`Hub::forward`). The bus knows
 //! where an event goes:
 //!
 //! - [`LocalBus`], a lone server: nowhere else. [`Bus::publish`] hands the event straight

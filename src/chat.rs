@@ -379,7 +379,7 @@ mod tests {
         Chat::new(rules, &LocalBus)
     }
 
-    /// What the server does after every call into the chat (`Server::forward`), with the
+    /// What the server does after every call into the chat (`Hub::forward`), with the
     /// local bus, which hands every event and claim straight back.
     fn forward(chat: &mut Chat, out: &mut Recorder) {
         while let Some(request) = chat.next_request() {

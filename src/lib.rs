@@ -12,8 +12,9 @@
 //! knows where a line goes. Start with [`server`], then [`table`], then [`chat`] and
 //! [`room`].
 //!
-//! - [`server`]: the event loop. Waits for readiness, accepts, reads, fires timers, and at the
-//!   end of each batch flushes output and frees closed slots.
+//! - [`server`]: the event loop. Waits for readiness, accepts (`Listeners`), reads and relays
+//!   (`Clients`), hands the chat's requests to the bus (`Hub`), fires timers, and at the end
+//!   of each batch flushes output and frees closed slots.
 //! - [`table`]: the connection table: the slab whose keys are the tokens, the flush and ready
 //!   lists, phase changes, deferred removal. Every non-blocking mechanism of the plain path
 //!   is here or in [`connection`].

@@ -119,6 +119,12 @@ impl Stats {
         *self.disconnects.entry(reason.kind()).or_insert(0) += 1;
     }
 
+    /// A connection closed as it was accepted, before it had a slot.
+    pub fn count_turned_away(&mut self, reason: &CloseReason) {
+        self.connections_total += 1;
+        self.count_disconnect(reason);
+    }
+
     pub fn count_http(&mut self, status: u16) {
         *self.http_responses.entry(status).or_insert(0) += 1;
     }

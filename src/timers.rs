@@ -8,13 +8,15 @@
 //! timer is early; the client is gone) is recognised as stale when it fires and ignored. That
 //! makes arming a timer O(log n) and cancelling free, at the price of dead entries. Those
 //! must not pile up: with `--idle-timeout 3600` and a thousand connects a second, an hour of
-//! dead idle timers would be millions of entries. So the loop calls [`Timers::retain`] to
+//! dead idle timers would be millions of entries. So the loop calls [`Timers::sweep`] to
 //! sweep them out whenever the heap grows past twice the number of live connections, which
 //! keeps the heap O(connections) at an amortised O(1) per timer.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
+
+use log::debug;
 
 use crate::connection::ConnRef;
 
@@ -43,6 +45,24 @@ pub enum Timer {
     /// A deadline the bus asked for (the backplane: a reconnect, a connect timeout, a refresh
     /// of the nick claims).
     Bus,
+}
+
+impl Timer {
+    /// The connection the timer is for, if it is for one.
+    pub fn conn(&self) -> Option<ConnRef> {
+        match *self {
+            Timer::Idle(r)
+            | Timer::RateLimit(r)
+            | Timer::SlowCheck(r)
+            | Timer::Linger(r)
+            | Timer::Handshake(r) => Some(r),
+            Timer::ResumeAccept
+            | Timer::ShutdownDeadline
+            | Timer::Bus
+            | Timer::Notices
+            | Timer::LogSummary => None,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -109,6 +129,17 @@ impl Timers {
     pub fn retain(&mut self, mut keep: impl FnMut(&Timer) -> bool) {
         self.heap.retain(|Reverse(e)| keep(&e.timer));
         self.give_back();
+    }
+
+    /// Drops the timers of connections that are gone once the heap holds more than twice as
+    /// many as there are `live` connections (see the module documentation).
+    pub fn sweep(&mut self, live: usize, alive: impl Fn(ConnRef) -> bool) {
+        if self.heap.len() <= 2 * live + 64 {
+            return;
+        }
+        let before = self.heap.len();
+        self.retain(|timer| timer.conn().is_none_or(&alive));
+        debug!("swept {} dead timers", before - self.heap.len());
     }
 
     /// A heap down to a quarter of its room is halved: a storm of connections leaves a

@@ -1,5 +1,7 @@
-//! Listening and admitting: the listeners, `accept` until `WouldBlock`, and the decision
-//! whether a new connection may join the chat.
+//! Listening and admitting ([`Listeners`]): the listening sockets, `accept` until
+//! `WouldBlock` (or the budget), `--connect-rate`, the pause after running out of
+//! descriptors. An accepted connection goes into the clients' table; joining the chat is
+//! the hub's (`Hub::join`).
 //!
 //! Every listener speaks something ([`Speaks`]): a stream (plain TCP or TLS) carrying a
 //! protocol (chat lines, or HTTP then WebSocket). A connection it accepts gets that transport
@@ -10,28 +12,27 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use log::{debug, info, warn};
+use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
-use mio::{Interest, Poll, Token};
+use mio::{Interest, Poll, Registry, Token};
 
-use super::{FIRST_LISTENER, Server};
+use super::FIRST_LISTENER;
+use super::reader::Clients;
 use crate::config::Config;
-use crate::connection::{CloseReason, ConnRef};
+use crate::connection::CloseReason;
 use crate::connlog::Kind;
 use crate::error::Error;
-use crate::http;
 use crate::limits::{ACCEPT_BUDGET, ACCEPT_PAUSE, FD_RESERVE};
 use crate::os;
 use crate::protocol;
-use crate::rate_limit::Admit;
+use crate::rate_limit::{Admit, ConnectRates};
 use crate::timers::Timer;
 use crate::transport::tls::{self, TlsStreams};
 use crate::transport::web::WebProtocols;
 use crate::transport::websocket::Frames;
-use crate::transport::{Answer, Lines, Plain, Speaks};
+use crate::transport::{Lines, Plain, Speaks};
 
 /// A listening socket and what it speaks.
 pub(super) struct Listener {
@@ -47,7 +48,7 @@ pub(super) fn listener_token(index: usize) -> Token {
 /// Every listener the configuration asks for, registered under its token: the one place a
 /// stream and a protocol are tied to an address. Certificate problems are found before
 /// anything listens.
-pub(super) fn listen(config: &Config, poll: &Poll) -> Result<Vec<Listener>, Error> {
+fn listen(config: &Config, poll: &Poll) -> Result<Vec<Listener>, Error> {
     let tls = match &config.tls {
         Some(settings) => Some(TlsStreams {
             config: tls::server_config(&settings.cert, &settings.key)?,
@@ -137,13 +138,60 @@ fn reset_already(stream: &TcpStream) -> Option<io::Error> {
     }
 }
 
-impl Server {
+/// The listening sockets, and the state of accepting from them.
+pub(super) struct Listeners {
+    list: Vec<Listener>,
+    /// Where each listener listens, and what it speaks (kept after a shutdown closes them).
+    pub addrs: Vec<(SocketAddr, &'static str)>,
+    /// Listeners whose accept budget ran out before `WouldBlock`: accepted from next turn.
+    pub again: Vec<usize>,
+    /// `--connect-rate`: connections per address.
+    connect_rates: ConnectRates,
+    /// Accepting is paused after running out of descriptors; a `ResumeAccept` timer is set.
+    paused: bool,
+    /// Consecutive accept failures, so only the first of a run is a warning.
+    failures: u32,
+}
+
+impl Listeners {
+    pub fn open(config: &Config, poll: &Poll) -> Result<Listeners, Error> {
+        let list = listen(config, poll)?;
+        Ok(Listeners {
+            addrs: list.iter().map(|l| (l.addr, l.speaks.name())).collect(),
+            list,
+            again: Vec::new(),
+            connect_rates: ConnectRates::new(
+                config.connect_rate,
+                config.connect_burst,
+                config.connect_rate_loopback,
+            ),
+            paused: false,
+            failures: 0,
+        })
+    }
+
+    /// Where the listeners that speak `speaks` listen.
+    pub fn speaking(&self, speaks: &str) -> Vec<SocketAddr> {
+        let listening = self.addrs.iter().filter(|&&(_, s)| s == speaks);
+        listening.map(|&(addr, _)| addr).collect()
+    }
+
     /// Accepts until the listener's backlog is empty (edge-triggered: one event may stand for
     /// many waiting connections), or until [`ACCEPT_BUDGET`] connections; then the listener
-    /// waits on the loop's list of listeners to accept from next turn.
-    pub(super) fn accept(&mut self, index: usize, now: Instant) {
+    /// waits on the loop's list of listeners to accept from next turn. Nothing while paused,
+    /// nor once the listeners are closed.
+    pub fn accept(
+        &mut self,
+        index: usize,
+        clients: &mut Clients,
+        registry: &Registry,
+        now: Instant,
+    ) {
+        if self.paused || index >= self.list.len() {
+            return;
+        }
         for _ in 0..ACCEPT_BUDGET {
-            let (stream, peer) = match self.listeners[index].socket.accept() {
+            let (stream, peer) = match self.list[index].socket.accept() {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // Interrupted by a signal, or the client gave up while waiting in the
@@ -154,32 +202,30 @@ impl Server {
                 {
                     continue;
                 }
-                Err(e) => return self.pause_accepting(&e, now),
+                Err(e) => return self.pause(&e, clients, now),
             };
-            self.accept_failures = 0;
+            self.failures = 0;
             if let Some(error) = reset_already(&stream) {
                 // Reset (or failed) while it waited in the backlog: a storm that connects
                 // and resets faster than the loop accepts leaves most of its connections
                 // here. It is counted, and costs nothing else: no slot, no welcome, no notice.
-                self.table.stats.connections_total += 1;
-                self.table
+                clients
+                    .table
                     .stats
-                    .count_disconnect(&CloseReason::Failed(error.kind()));
+                    .count_turned_away(&CloseReason::Failed(error.kind()));
                 continue;
             }
-            self.admit(index, stream, peer, now);
+            self.admit(index, stream, peer, clients, registry, now);
         }
-        if !self.accept_again.contains(&index) {
-            self.accept_again.push(index);
+        if !self.again.contains(&index) {
+            self.again.push(index);
         }
     }
 
     /// Step 3 for the listeners: those whose budget ran out last turn.
-    pub(super) fn accept_leftovers(&mut self, now: Instant) {
-        for index in std::mem::take(&mut self.accept_again) {
-            if !self.accept_paused && !self.shutting_down && index < self.listeners.len() {
-                self.accept(index, now);
-            }
+    pub fn accept_leftovers(&mut self, clients: &mut Clients, registry: &Registry, now: Instant) {
+        for index in std::mem::take(&mut self.again) {
+            self.accept(index, clients, registry, now);
         }
     }
 
@@ -187,9 +233,9 @@ impl Server {
     /// backlog, so retrying now would fail now, forever: a 100% CPU spin. Instead stop
     /// accepting for a moment. Clients already connected are served as usual, and one of
     /// them leaving frees a descriptor for the next attempt.
-    fn pause_accepting(&mut self, error: &io::Error, now: Instant) {
-        self.accept_failures += 1;
-        if self.accept_failures == 1 {
+    fn pause(&mut self, error: &io::Error, clients: &mut Clients, now: Instant) {
+        self.failures += 1;
+        if self.failures == 1 {
             warn!(
                 "cannot accept new connections: {error}; pausing accepts, retrying every {} ms",
                 ACCEPT_PAUSE.as_millis()
@@ -197,18 +243,16 @@ impl Server {
         } else {
             debug!("accept failed again: {error}");
         }
-        self.accept_paused = true;
-        self.table.stats.accept_pauses += 1;
-        self.timers.add(now + ACCEPT_PAUSE, Timer::ResumeAccept);
+        self.paused = true;
+        clients.table.stats.accept_pauses += 1;
+        clients.timers.add(now + ACCEPT_PAUSE, Timer::ResumeAccept);
     }
 
     /// The pause is over: accept again, on every listener, until one fails again.
-    pub(super) fn resume_accepting(&mut self, now: Instant) {
-        self.accept_paused = false;
-        for index in 0..self.listeners.len() {
-            if !self.accept_paused {
-                self.accept(index, now);
-            }
+    pub fn resume(&mut self, clients: &mut Clients, registry: &Registry, now: Instant) {
+        self.paused = false;
+        for index in 0..self.list.len() {
+            self.accept(index, clients, registry, now);
         }
     }
 
@@ -219,30 +263,49 @@ impl Server {
     /// session, so when the server is full (counting handshakes under way) it is closed at
     /// once; everything else about refusing waits for the handshake, so the client can read
     /// why.
-    fn admit(&mut self, index: usize, stream: TcpStream, peer: SocketAddr, now: Instant) {
+    fn admit(
+        &mut self,
+        index: usize,
+        stream: TcpStream,
+        peer: SocketAddr,
+        clients: &mut Clients,
+        registry: &Registry,
+        now: Instant,
+    ) {
+        let Clients {
+            table, hub, timers, ..
+        } = clients;
+        let speaks = &self.list[index].speaks;
         if let Admit::No { wait } = self.connect_rates.check(peer.ip(), now) {
-            return self.refuse_at_once(index, stream, peer, wait);
+            // `--connect-rate`: refused as cheaply as can be: no slot, no transport, no
+            // registration; one non-blocking write of why (for a transport without a
+            // handshake, which can read it), and the close.
+            if speaks.handshake_timeout().is_none() {
+                let _ = (&stream).write(protocol::connecting_too_fast(wait).as_bytes());
+            }
+            if table.log.allow(Kind::Refused, peer.ip()) {
+                warn!("{peer} refused: {}", CloseReason::ConnectingTooFast);
+            }
+            return table
+                .stats
+                .count_turned_away(&CloseReason::ConnectingTooFast);
         }
-        let speaks = &self.listeners[index].speaks;
         let timeout = speaks.handshake_timeout();
-        let held = self.chat.members() + self.table.census.handshaking();
-        if timeout.is_some() && held >= self.max_clients {
-            if self.table.log.allow(Kind::Refused, peer.ip()) {
+        let held = hub.chat.members() + table.census.handshaking();
+        if timeout.is_some() && held >= hub.max_clients {
+            if table.log.allow(Kind::Refused, peer.ip()) {
                 warn!(
                     "{peer}: {} connection closed before its handshake: server full",
                     speaks.name()
                 );
             }
-            self.table.stats.connections_total += 1;
-            self.table.stats.count_disconnect(&CloseReason::ServerFull);
-            return;
+            return table.stats.count_turned_away(&CloseReason::ServerFull);
         }
         let transport = match speaks.transport() {
             Ok(transport) => transport,
             Err(e) => return warn!("{peer}: {e}"),
         };
-        let registry = self.poll.registry();
-        let Some(r) = self.table.insert(stream, peer, transport, registry, now) else {
+        let Some(r) = table.insert(stream, peer, transport, registry, now) else {
             return;
         };
         match timeout {
@@ -252,107 +315,18 @@ impl Server {
                     speaks.name(),
                     r.token
                 );
-                self.timers.add(now + timeout, Timer::Handshake(r));
+                timers.add(now + timeout, Timer::Handshake(r));
             }
-            None => self.join(r, now),
-        }
-    }
-
-    /// `--connect-rate`: an address connecting too fast is refused as cheaply as can be: no
-    /// slot, no transport, no registration; one non-blocking write of why (for a transport
-    /// without a handshake, which can read it), and the close.
-    fn refuse_at_once(
-        &mut self,
-        index: usize,
-        stream: TcpStream,
-        peer: SocketAddr,
-        wait: Duration,
-    ) {
-        if self.listeners[index].speaks.handshake_timeout().is_none() {
-            let _ = (&stream).write(protocol::connecting_too_fast(wait).as_bytes());
-        }
-        if self.table.log.allow(Kind::Refused, peer.ip()) {
-            warn!("{peer} refused: {}", CloseReason::ConnectingTooFast);
-        }
-        self.table.stats.connections_total += 1;
-        self.table
-            .stats
-            .count_disconnect(&CloseReason::ConnectingTooFast);
-    }
-
-    /// The connection's transport is ready (at once, or once its handshake is over): it
-    /// joins the chat, or is told, through its transport, why it may not.
-    pub(super) fn join(&mut self, r: ConnRef, now: Instant) {
-        let Some(conn) = self.table.get(r) else {
-            return;
-        };
-        let peer = conn.peer();
-        if let Some(reason) = self.refusal(peer) {
-            if self.table.log.allow(Kind::Refused, peer.ip()) {
-                warn!("{peer} refused: {reason} ({} clients)", self.chat.members());
-            }
-            let line = match reason {
-                CloseReason::TooManyFromAddress => protocol::TOO_MANY_FROM_ADDRESS,
-                _ => protocol::SERVER_FULL,
-            };
-            return self.table.send_off(r, reason, &Rc::from(line.as_bytes()));
-        }
-        if self.table.admit(r) {
-            self.chat.enter(r, &*self.bus, &mut self.table);
-            self.forward();
-            if let Some(nick) = self.chat.nick_of(r)
-                && self.table.log.allow(Kind::Connect, peer.ip())
-            {
-                info!("{peer} connected as {nick} (token {})", r.token);
-            }
-            if let Some(idle) = self.config.idle_timeout {
-                self.timers.add(now + idle, Timer::Idle(r));
-            }
-        }
-    }
-
-    /// An HTTP connection asked for something other than the chat: it is answered (the
-    /// counters rendered here, where they are), then closed. It never joins.
-    pub(super) fn answer(&mut self, r: ConnRef, answer: Answer) {
-        let (status, bytes) = match answer {
-            Answer::Ready { status, bytes } => (status, bytes),
-            Answer::Metrics { head_only } => (200, http::metrics(&self.metrics(), head_only)),
-        };
-        self.table.stats.count_http(status);
-        if let Some(conn) = self.table.get(r) {
-            let (peer, request) = (conn.peer(), conn.describe_transport());
-            match status {
-                431 if self.table.may_log(Kind::Limit, r) => {
-                    warn!("{peer}: HTTP request head over the limit, answered {status}");
-                }
-                400..500 if self.table.may_log(Kind::Refused, r) => {
-                    info!("{peer}: HTTP {request} answered {status}");
-                }
-                _ => debug!("{peer}: HTTP {request} answered {status}"),
-            }
-        }
-        self.table
-            .send_off(r, CloseReason::Answered(status), &bytes);
-    }
-
-    /// Why a client from `peer` may not join now, if it may not.
-    fn refusal(&self, peer: SocketAddr) -> Option<CloseReason> {
-        let per_ip = self.config.max_per_ip;
-        if self.chat.members() >= self.max_clients {
-            Some(CloseReason::ServerFull)
-        } else if per_ip > 0 && self.table.census.connections_from(peer.ip()) >= per_ip {
-            Some(CloseReason::TooManyFromAddress)
-        } else {
-            None
+            None => hub.join(r, now, table, timers),
         }
     }
 
     /// A shutdown: closing the listeners makes new connects fail at once instead of hanging.
-    pub(super) fn close_listeners(&mut self) {
-        for listener in &mut self.listeners {
-            let _ = self.poll.registry().deregister(&mut listener.socket);
+    pub fn close(&mut self, registry: &Registry) {
+        for listener in &mut self.list {
+            let _ = registry.deregister(&mut listener.socket);
         }
-        self.listeners.clear();
-        self.accept_again.clear();
+        self.list.clear();
+        self.again.clear();
     }
 }

@@ -1,13 +1,15 @@
-//! Step 4 of a turn: the timers that came due, and what each one means.
+//! Step 4 of a turn: the timers that came due (`Server::fire_timers` routes each to its
+//! owner), and what each one means for a client (`Clients`' checks).
 //!
 //! Timers are never cancelled (see `timers.rs`): each one checks, when it fires, whether
 //! there is still something to do, and a stale one finds nothing.
 
 use std::time::Instant;
 
-use log::{debug, info, warn};
+use log::{info, warn};
 
 use super::Server;
+use super::reader::Clients;
 use super::reader::Edge;
 use crate::connection::{CloseReason, ConnRef, Phase};
 use crate::connlog::Kind;
@@ -16,30 +18,34 @@ use crate::timers::Timer;
 
 impl Server {
     pub(super) fn fire_timers(&mut self, now: Instant) {
-        while let Some(timer) = self.timers.pop_due(now) {
+        while let Some(timer) = self.clients.timers.pop_due(now) {
             match timer {
-                Timer::Idle(r) => self.check_idle(r, now),
+                Timer::Idle(r) => self.clients.check_idle(r, now),
                 Timer::RateLimit(r) => {
-                    let conn = self.table.get_mut(r);
+                    let conn = self.clients.table.get_mut(r);
                     if conn.is_some_and(|c| c.input().unthrottle()) {
-                        self.serve_reader(r, now, Edge::Unknown);
+                        self.clients.serve_reader(r, now, Edge::Unknown);
                     }
                 }
-                Timer::SlowCheck(r) => self.check_slow(r, now),
-                Timer::Handshake(r) => self.check_handshake(r),
-                Timer::Linger(r) => self.table.linger_over(r),
-                Timer::ResumeAccept => self.resume_accepting(now),
+                Timer::SlowCheck(r) => self.clients.check_slow(r, now),
+                Timer::Handshake(r) => self.clients.check_handshake(r),
+                Timer::Linger(r) => self.clients.table.linger_over(r),
+                Timer::ResumeAccept => {
+                    (self.listeners).resume(&mut self.clients, self.poll.registry(), now);
+                }
                 Timer::ShutdownDeadline => self.exit_now = true,
-                Timer::Notices => self.notices_due = None,
-                Timer::LogSummary => self.table.log.summarize(now),
+                Timer::Notices => self.clients.hub.notices_fired(),
+                Timer::LogSummary => self.clients.table.log.summarize(now),
                 Timer::Bus => {
-                    let news = self.bus.on_timer(self.poll.registry(), now);
-                    self.absorb(news);
+                    let news = self.clients.hub.bus.on_timer(self.poll.registry(), now);
+                    self.clients.absorb(news);
                 }
             }
         }
     }
+}
 
+impl Clients {
     /// The idle timer fired. If the client spoke since it was set, set it again for the new
     /// deadline.
     fn check_idle(&mut self, r: ConnRef, now: Instant) {
@@ -60,8 +66,8 @@ impl Server {
             info!("{}: idle timeout", conn.label());
         }
         let notice = protocol::idle_disconnect(idle);
-        self.chat.tell(r, &notice, &mut self.table);
-        self.leave(r, CloseReason::Idle);
+        self.hub.chat.tell(r, &notice, &mut self.table);
+        self.hub.leave(r, CloseReason::Idle, &mut self.table);
     }
 
     /// A client's grace over `--max-output` is over: it goes if it is still behind.
@@ -79,7 +85,8 @@ impl Server {
                 self.config.output_grace.as_secs_f64()
             );
         }
-        self.end(r, CloseReason::TooSlow { limit });
+        self.hub
+            .end(r, CloseReason::TooSlow { limit }, &mut self.table);
     }
 
     /// A connection's handshake timeout: closed if its transport is still not ready. It was
@@ -96,29 +103,5 @@ impl Server {
             info!("{peer}: {by} handshake not finished in time, closing");
         }
         self.table.close(r, CloseReason::HandshakeTimeout(by));
-    }
-
-    /// Drops timers of connections that are gone, once they outnumber the live ones (see
-    /// `timers.rs` for why this is needed and why it is cheap).
-    pub(super) fn sweep_dead_timers(&mut self) {
-        let live = self.table.len();
-        if self.timers.len() <= 2 * live + 64 {
-            return;
-        }
-        let before = self.timers.len();
-        let table = &self.table;
-        self.timers.retain(|timer| match timer {
-            Timer::Idle(r)
-            | Timer::RateLimit(r)
-            | Timer::SlowCheck(r)
-            | Timer::Linger(r)
-            | Timer::Handshake(r) => table.get(*r).is_some(),
-            Timer::ResumeAccept
-            | Timer::ShutdownDeadline
-            | Timer::Bus
-            | Timer::Notices
-            | Timer::LogSummary => true,
-        });
-        debug!("swept {} dead timers", before - self.timers.len());
     }
 }

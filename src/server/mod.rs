@@ -29,42 +29,43 @@
 //!
 //! The server knows three things by name: its connections ([`ConnTable`]), the chat
 //! ([`Chat`]) and the bus ([`BusIo`]). It does not know which transport a connection has
-//! (`transport/`), nor which bus it was given (`bus.rs`, `backplane/`). It is where the chat
-//! and the bus meet: the chat never holds the bus, and after every call into the chat the
-//! server hands the bus what the chat asked of it (`Server::forward`).
+//! (`transport/`), nor which bus it was given (`bus.rs`, `backplane/`). Its parts, by role:
+//! `Server` (here) is the loop and routes each event to its `Owner`; `Listeners`
+//! (`accept.rs`) accept; `Clients` (`reader.rs`, `deadlines.rs`) hold the connections and
+//! read them; `Hub` (`hub.rs`) is where the chat and the bus meet (the chat never holds the
+//! bus: after every call into the chat, `Hub::forward` hands the bus what it asked);
+//! `SideSockets` (`side.rs`) are the signals, the stats socket and the log.
 
 mod accept;
 mod deadlines;
+mod hub;
 mod reader;
+mod side;
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use std::{fmt, io};
 
 use log::{info, trace, warn};
 use mio::event::Event;
-use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook_mio::v1_0::Signals;
+use mio::{Events, Poll, Token, Waker};
+use signal_hook::consts::SIGHUP;
 
-use crate::backplane::RedisBus;
-use crate::bus::{BusIo, BusNews, LocalBus, Purpose, Request};
-use crate::chat::{Chat, RoomRules};
+use crate::bus::BusIo;
+use crate::chat::Chat;
 use crate::config::Config;
-use crate::connection::{CloseReason, ConnRef};
+use crate::connection::CloseReason;
 use crate::error::Error;
-use crate::limits::{READ_CHUNK, SHUTDOWN_GRACE};
-use crate::logging::LogOutput;
+use crate::limits::SHUTDOWN_GRACE;
 use crate::memory::Trim;
-use crate::metrics;
-use crate::rate_limit::ConnectRates;
-use crate::room::Outbox;
-use crate::stats::{self, Gauges, StatsSocket};
+use crate::stats::{self, Gauges};
 use crate::table::ConnTable;
-use crate::timers::{Timer, Timers};
-use accept::Listener;
-use reader::Edge;
+use crate::timers::Timer;
+use accept::Listeners;
+use hub::Hub;
+use reader::{Clients, Edge};
+use side::SideSockets;
 
 /// Tokens that are not clients sit at the top of the token space; clients are slab keys,
 /// which count up from 0 and never get near these.
@@ -115,6 +116,22 @@ impl Owner {
     }
 }
 
+/// What a token stands for, in words, for the logs.
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Owner::Client(token) => write!(f, "token {token}"),
+            Owner::Listener(index) => write!(f, "listener {index}"),
+            Owner::Bus(token) => write!(f, "bus socket {}", usize::MAX - token.0 - 3),
+            Owner::Signals => f.write_str("signals"),
+            Owner::Waker => f.write_str("waker"),
+            Owner::Stats => f.write_str("stats"),
+            Owner::Log => f.write_str("log"),
+            Owner::Nobody => f.write_str("nobody's token"),
+        }
+    }
+}
+
 /// Events fetched from the kernel per `poll` call. More events than this are simply left for
 /// the next call.
 const EVENTS_CAPACITY: usize = 1024;
@@ -159,81 +176,17 @@ impl ShutdownHandle {
 /// The whole server: the poll instance and everything registered in it.
 pub struct Server {
     poll: Poll,
-    listeners: Vec<Listener>,
-    /// Where each listener listens, and what it speaks (kept after a shutdown closes them).
-    local_addrs: Vec<(SocketAddr, &'static str)>,
-    table: ConnTable,
-    chat: Chat,
-    /// Where the chat's events go: here only, or to Redis (`--backplane`).
-    bus: Box<dyn BusIo>,
-    timers: Timers,
-    signals: Option<Signals>,
-    waker: Arc<Waker>,
-    stats_socket: Option<StatsSocket>,
-    /// stderr, written at the end of every turn without blocking (`logging.rs`).
-    log: Option<LogOutput>,
-    /// Every `read` lands here first; a connection keeps only its unfinished line.
-    scratch: Box<[u8]>,
-    config: Config,
-    max_clients: usize,
-    /// Listeners whose accept budget ran out before `WouldBlock`: accepted from next turn.
-    accept_again: Vec<usize>,
-    /// `--connect-rate`: connections per address.
-    connect_rates: ConnectRates,
-    /// Accepting is paused after running out of descriptors; a `ResumeAccept` timer is set.
-    accept_paused: bool,
-    /// Consecutive accept failures, so only the first of a run is a warning.
-    accept_failures: u32,
+    /// The listening sockets and the accepting (`accept.rs`).
+    listeners: Listeners,
+    /// The connections, the chat and its bus, the timers (`reader.rs`).
+    clients: Clients,
+    /// Signals, the waker, `--stats-udp`, the log (`side.rs`).
+    side: SideSockets,
     shutting_down: bool,
     /// Leave the loop at the end of this turn, flushed or not.
     exit_now: bool,
     /// When freed memory was last handed back to the operating system.
     trim: Trim,
-    /// A `Notices` timer is set for this instant (so a storm of batches, each with notices
-    /// waiting, sets one timer and not one per batch).
-    notices_due: Option<Instant>,
-}
-
-/// The loop's sources besides listeners, clients and the bus, each registered under its
-/// token: the signal pipe (the binary only), the stats socket (`--stats-udp`), and stderr for
-/// the log.
-struct SideSockets {
-    signals: Option<Signals>,
-    stats: Option<StatsSocket>,
-    log: Option<LogOutput>,
-}
-
-fn side_sockets(config: &Config, poll: &Poll) -> Result<SideSockets, Error> {
-    let registry = poll.registry();
-    let signals = if config.handle_signals {
-        // signal-hook's handler writes to a pipe that is registered here like any socket, so
-        // a signal is one more event in the batch, not code run at a random moment.
-        // SIGHUP is caught too: its default action ends the process, and a closed terminal
-        // or a service manager's reload sends it.
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(Error::Poll)?;
-        registry
-            .register(&mut signals, SIGNALS, Interest::READABLE)
-            .map_err(Error::Poll)?;
-        Some(signals)
-    } else {
-        None
-    };
-    let stats_socket = match config.stats_udp {
-        Some(addr) => Some(
-            StatsSocket::bind(addr, registry, STATS)
-                .map_err(|source| Error::Bind { addr, source })?,
-        ),
-        None => None,
-    };
-    let mut log = LogOutput::open().map_err(Error::Poll)?;
-    if let Some(log) = &mut log {
-        log.register(registry, LOG).map_err(Error::Poll)?;
-    }
-    Ok(SideSockets {
-        signals,
-        stats: stats_socket,
-        log,
-    })
 }
 
 /// What the loop holds now, for the stats reply and `/metrics`.
@@ -252,56 +205,18 @@ impl Server {
     /// anyone yet.
     pub fn bind(config: Config) -> Result<Server, Error> {
         let poll = Poll::new().map_err(Error::Poll)?;
-        let listeners = accept::listen(&config, &poll)?;
-        let local_addrs = listeners
-            .iter()
-            .map(|l| (l.addr, l.speaks.name()))
-            .collect();
+        let listeners = Listeners::open(&config, &poll)?;
         let max_clients = accept::max_clients(config.max_clients);
-        let SideSockets {
-            signals,
-            stats: stats_socket,
-            log,
-        } = side_sockets(&config, &poll)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(Error::Poll)?);
-        let connect_rates = ConnectRates::new(
-            config.connect_rate,
-            config.connect_burst,
-            config.connect_rate_loopback,
-        );
-        let bus: Box<dyn BusIo> = match &config.backplane {
-            Some(settings) => Box::new(RedisBus::new(settings.clone())?),
-            None => Box::new(LocalBus),
-        };
+        let side = SideSockets::open(&config, &poll)?;
+        let hub = Hub::new(&config, max_clients)?;
+        let page = listeners.speaking("HTTP").first().copied();
         Ok(Server {
             poll,
             listeners,
-            local_addrs,
-            table: ConnTable::new(&config),
-            chat: Chat::new(
-                RoomRules {
-                    max_rooms: config.max_rooms,
-                    history: config.history,
-                    quiet_joins: config.quiet_joins,
-                },
-                &*bus,
-            ),
-            bus,
-            timers: Timers::default(),
-            signals,
-            waker,
-            stats_socket,
-            log,
-            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-            config,
-            max_clients,
-            accept_again: Vec::new(),
-            connect_rates,
-            accept_paused: false,
-            accept_failures: 0,
+            clients: Clients::new(config, hub, page),
+            side,
             shutting_down: false,
             exit_now: false,
-            notices_due: None,
             trim: Trim::new(Instant::now()),
         })
     }
@@ -309,46 +224,38 @@ impl Server {
     /// The plain addresses actually listened on (with the real port when `--bind` said port
     /// 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs("plain")
+        self.listeners.speaking("plain")
     }
 
     /// The TLS addresses actually listened on (`--tls-bind`).
     pub fn tls_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs("TLS")
+        self.listeners.speaking("TLS")
     }
 
     /// The HTTP addresses actually listened on (`--http-bind`).
     pub fn http_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs("HTTP")
+        self.listeners.speaking("HTTP")
     }
 
     /// The HTTPS addresses actually listened on (`--https-bind`).
     pub fn https_addrs(&self) -> Vec<SocketAddr> {
-        self.addrs("HTTPS")
-    }
-
-    fn addrs(&self, speaks: &str) -> Vec<SocketAddr> {
-        self.local_addrs
-            .iter()
-            .filter(|&&(_, s)| s == speaks)
-            .map(|&(addr, _)| addr)
-            .collect()
+        self.listeners.speaking("HTTPS")
     }
 
     /// Where `--stats-udp` answers, if it is on (with the real port when it said port 0).
     pub fn stats_addr(&self) -> Option<SocketAddr> {
-        self.stats_socket.as_ref().and_then(StatsSocket::local_addr)
+        self.side.stats_addr()
     }
 
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
-            waker: Arc::clone(&self.waker),
+            waker: Arc::clone(&self.side.waker),
         }
     }
 
     /// Serves until shut down (a signal, or a [`ShutdownHandle`]).
     pub fn run(mut self) -> Result<(), Error> {
-        for &(addr, speaks) in &self.local_addrs {
+        for &(addr, speaks) in &self.listeners.addrs {
             match speaks {
                 "plain" => info!("listening on {addr}"),
                 "HTTP" => info!("listening on {addr} (HTTP: the chat page, /ws, /metrics)"),
@@ -360,50 +267,44 @@ impl Server {
         }
         info!(
             "up to {} clients; lines up to {} bytes; output queue up to {} bytes per client",
-            self.max_clients, self.config.max_line, self.config.max_output
+            self.clients.hub.max_clients,
+            self.clients.config.max_line,
+            self.clients.config.max_output
         );
-        let news = self.bus.start(self.poll.registry(), BUS, Instant::now());
-        self.absorb(news);
-        self.write_log();
+        let news = (self.clients.hub.bus).start(self.poll.registry(), BUS, Instant::now());
+        self.clients.absorb(news);
+        self.side.write_log();
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             self.turn(&mut events)?;
-            self.write_log();
-            if self.exit_now || (self.shutting_down && self.table.is_empty()) {
+            self.side.write_log();
+            if self.exit_now || (self.shutting_down && self.clients.table.is_empty()) {
                 break;
             }
         }
-        let left = self.table.len();
+        let left = self.clients.table.len();
         if left > 0 {
             warn!("shutdown grace period over; closing {left} connections with output unsent");
         }
         info!("server stopped");
-        self.write_log();
+        self.side.write_log();
         Ok(())
-    }
-
-    /// The log lines of this turn go to stderr as far as it takes them, after everything
-    /// else: the log waits for the clients, never the other way round.
-    fn write_log(&mut self) {
-        if let Some(log) = &mut self.log {
-            log.flush();
-        }
     }
 
     /// One turn of the loop: steps 1 to 5 of the module documentation.
     fn turn(&mut self, events: &mut Events) -> Result<(), Error> {
         // 1. Wait. With input known to be waiting there is work already: don't sleep.
-        let waiting = !self.accept_again.is_empty() || self.table.lists.has_ready();
-        let timeout = if waiting || self.bus.has_unread() {
+        let waiting = !self.listeners.again.is_empty() || self.clients.table.lists.has_ready();
+        let timeout = if waiting || self.clients.hub.bus.has_unread() {
             Some(Duration::ZERO)
         } else {
             // About to wait: a good moment to give a spike's memory back, and if it is too
             // soon for that, a reason not to sleep past the moment it is not.
             let now = Instant::now();
-            let table = &mut self.table;
+            let table = &mut self.clients.table;
             self.trim.before_waiting(now, || table.release_buffers());
             let trim = self.trim.due().map(|at| at.saturating_duration_since(now));
-            match (self.timers.timeout(now), trim) {
+            match (self.clients.timers.timeout(now), trim) {
                 (Some(timer), Some(trim)) => Some(timer.min(trim)),
                 (timer, trim) => timer.or(trim),
             }
@@ -421,17 +322,17 @@ impl Server {
             self.handle(Readiness::from(event), now);
         }
         // 3. Listeners, clients and the bus left with work by their budgets last turn.
-        self.accept_leftovers(now);
-        let ready = self.table.lists.take_ready();
+        (self.listeners).accept_leftovers(&mut self.clients, self.poll.registry(), now);
+        let ready = self.clients.table.lists.take_ready();
         for &r in &ready {
-            self.serve_reader(r, now, Edge::Unknown);
+            self.clients.serve_reader(r, now, Edge::Unknown);
         }
-        self.table.lists.served_ready(ready);
-        if self.bus.has_unread() {
-            let news = self
-                .bus
-                .serve_unread(self.poll.registry(), &mut self.scratch, now);
-            self.absorb(news);
+        self.clients.table.lists.served_ready(ready);
+        if self.clients.hub.bus.has_unread() {
+            let registry = self.poll.registry();
+            let Clients { hub, scratch, .. } = &mut self.clients;
+            let news = hub.bus.serve_unread(registry, scratch, now);
+            self.clients.absorb(news);
         }
         // 4. Timers.
         self.fire_timers(now);
@@ -445,46 +346,39 @@ impl Server {
     pub fn handle(&mut self, ready: Readiness, now: Instant) {
         let owner = Owner::of(ready.token);
         trace!(
-            "event: {}{}{}",
-            self.token_name(owner),
+            "event: {owner}{}{}",
             if ready.readable { " readable" } else { "" },
             if ready.writable { " writable" } else { "" }
         );
         match owner {
             Owner::Client(token) => {
-                let Some(r) = self.table.live(token) else {
+                let Some(r) = self.clients.table.live(token) else {
                     return;
                 };
                 if ready.writable {
-                    self.table.lists.mark_for_flush(r);
+                    self.clients.table.lists.mark_for_flush(r);
                 }
                 if ready.readable {
-                    self.serve_reader(
-                        r,
-                        now,
-                        Edge::Fresh {
-                            closing: ready.closing,
-                        },
-                    );
+                    let edge = Edge::Fresh {
+                        closing: ready.closing,
+                    };
+                    self.clients.serve_reader(r, now, edge);
                 }
             }
             Owner::Listener(index) => {
-                if index < self.listeners.len() && !self.accept_paused && !self.shutting_down {
-                    self.accept(index, now);
-                }
+                (self.listeners).accept(index, &mut self.clients, self.poll.registry(), now);
             }
             Owner::Bus(token) => {
+                let Clients { hub, scratch, .. } = &mut self.clients;
                 let registry = self.poll.registry();
-                let news = self
-                    .bus
-                    .ready(token, ready.readable, registry, &mut self.scratch, now);
-                self.absorb(news);
+                let news = hub.bus.ready(token, ready.readable, registry, scratch, now);
+                self.clients.absorb(news);
             }
             Owner::Signals => self.on_signal(now),
             Owner::Waker => self.begin_shutdown(now),
-            Owner::Stats => self.answer_stats(),
+            Owner::Stats => self.side.answer_stats(&mut self.clients),
             Owner::Log => {
-                if let Some(log) = &mut self.log {
+                if let Some(log) = &mut self.side.log {
                     log.writable();
                 }
             }
@@ -492,159 +386,43 @@ impl Server {
         }
     }
 
-    /// What a token stands for, in words, for the logs.
-    fn token_name(&self, owner: Owner) -> String {
-        match owner {
-            Owner::Client(token) => format!("token {token}"),
-            Owner::Listener(index) => format!("listener {index}"),
-            Owner::Bus(token) => format!("bus socket {}", usize::MAX - token.0 - 3),
-            Owner::Signals => "signals".to_string(),
-            Owner::Waker => "waker".to_string(),
-            Owner::Stats => "stats".to_string(),
-            Owner::Log => "log".to_string(),
-            Owner::Nobody => "nobody's token".to_string(),
-        }
-    }
-
-    /// Hands what the bus reported to the chat, and sets the timers the bus asked for.
-    fn absorb(&mut self, news: Vec<BusNews>) {
-        for news in news {
-            self.chat.absorb(news, &mut self.table);
-            self.forward();
-        }
-        for at in self.bus.take_deadlines() {
-            self.timers.add(at, Timer::Bus);
-        }
-    }
-
-    /// The other way: what the chat asked of the bus during the call just made into it, handed
-    /// over in order, and what the bus answers at once handed back (a lone server's events
-    /// to deliver, a claim granted, whether a room has members elsewhere). The chat never holds
-    /// the bus: after every call into the chat, the server calls this.
-    fn forward(&mut self) {
-        while let Some(request) = self.chat.next_request() {
-            let out = &mut self.table;
-            match request {
-                Request::Publish(event) => {
-                    if let Some(event) = self.bus.publish(event) {
-                        self.chat.deliver(&event, out);
-                    }
-                }
-                Request::Claim(claim) => {
-                    let (who, purpose) = (claim.conn, claim.purpose);
-                    match self.bus.claim(claim) {
-                        Some(claim) => self.chat.claim_answered(claim, true, out),
-                        // A `/nick` waits for its answer: the client's next lines stay unread.
-                        None if purpose == Purpose::Rename => out.hold(who),
-                        None => {}
-                    }
-                }
-                Request::Release(nick) => self.bus.release(&nick),
-                Request::Refreshed => self.bus.refreshed(),
-                Request::RoomEmptied(key) => self.chat.forget_room(&key, &*self.bus),
-            }
-        }
-    }
-
-    /// `r` leaves the chat (quit, peer closed, idle): its connection closes once its last
-    /// lines are out.
-    fn leave(&mut self, r: ConnRef, reason: CloseReason) {
-        self.chat.depart(r, reason, &mut self.table);
-        self.forward();
-    }
-
-    /// `r`'s connection is finished now (reset, write error, too slow): closed in the table,
-    /// and out of the chat if it was in it.
-    fn end(&mut self, r: ConnRef, reason: CloseReason) {
-        self.table.close(r, reason.clone());
-        self.chat.depart(r, reason, &mut self.table);
-        self.forward();
-    }
-
     /// Step 5. Leave events first, then a round of join and leave notices (they are output
     /// too), then what the bus must send, then one flush per client with new output. A failed
     /// write ends that client, which makes a new leave event, so repeat until nothing new
     /// appears. Only then free the closed slots.
     fn end_batch(&mut self, now: Instant) {
-        let written = self.table.stats.bytes_out;
-        self.table.lists.start_flushes();
+        let Clients {
+            table, hub, timers, ..
+        } = &mut self.clients;
+        let registry = self.poll.registry();
+        let written = table.stats.bytes_out;
+        table.lists.start_flushes();
         loop {
-            while self.chat.announce_departures() {
-                self.forward();
-            }
-            self.say_notices(now);
-            self.flush_bus(now);
-            let to_flush = self.table.lists.take_flush_list();
+            hub.end_batch(registry, now, table, timers);
+            let to_flush = table.lists.take_flush_list();
             if to_flush.is_empty() {
-                self.table.lists.flushed(to_flush);
+                table.lists.flushed(to_flush);
                 break;
             }
             for &r in &to_flush {
-                let registry = self.poll.registry();
-                if let Some(reason) = self.table.flush(r, registry, &mut self.timers, now) {
-                    self.chat.depart(r, reason, &mut self.table);
-                    self.forward();
+                if let Some(reason) = table.flush(r, registry, timers, now) {
+                    hub.leave(r, reason, table);
                 }
             }
-            self.table.lists.flushed(to_flush);
+            table.lists.flushed(to_flush);
         }
-        let removed = self.table.reap(self.poll.registry());
-        if removed > 0 || self.table.stats.bytes_out > written {
+        let removed = table.reap(registry);
+        if removed > 0 || table.stats.bytes_out > written {
             self.trim.activity();
         }
-        if let Some(at) = self.table.log.take_deadline() {
-            self.timers.add(at, Timer::LogSummary);
+        if let Some(at) = table.log.take_deadline() {
+            timers.add(at, Timer::LogSummary);
         }
-        self.sweep_dead_timers();
-    }
-
-    /// A round of join and leave notices, or a timer for when one may come.
-    fn say_notices(&mut self, now: Instant) {
-        let next = self.chat.say_notices(now, &mut self.table);
-        self.forward();
-        if let Some(at) = next
-            && self.notices_due.is_none_or(|due| at < due)
-        {
-            self.notices_due = Some(at);
-            self.timers.add(at, Timer::Notices);
-        }
-    }
-
-    /// What the chat published goes out on the bus, once per batch like every other write.
-    /// If that takes the bus down, the chat delivers the rest here; a few rounds settle it.
-    fn flush_bus(&mut self, now: Instant) {
-        for _ in 0..4 {
-            let news = self.bus.flush(self.poll.registry(), now);
-            if news.is_empty() {
-                return;
-            }
-            self.absorb(news);
-        }
-    }
-
-    /// The counters and gauges in Prometheus's text format, for `/metrics`.
-    fn metrics(&self) -> String {
-        let gauges = gauges(&self.table, &self.chat, &*self.bus);
-        metrics::render(&self.table.stats, &gauges)
-    }
-
-    /// Datagrams on the stats socket, each `stats` answered with the counters.
-    fn answer_stats(&mut self) {
-        let Some(socket) = &self.stats_socket else {
-            return;
-        };
-        let (table, chat, bus) = (&self.table, &self.chat, &*self.bus);
-        socket.answer(&mut self.scratch, || {
-            table.stats.json(&gauges(table, chat, bus))
-        });
+        timers.sweep(table.len(), |r| table.get(r).is_some());
     }
 
     fn on_signal(&mut self, now: Instant) {
-        let Some(signals) = &mut self.signals else {
-            return;
-        };
-        let received: Vec<i32> = signals.pending().collect();
-        for signal in received {
+        for signal in self.side.signals() {
             if signal == SIGHUP {
                 // Nothing can change without a restart yet (there is no configuration file
                 // to reload), so it only must not stop the server.
@@ -665,18 +443,21 @@ impl Server {
             return;
         }
         self.shutting_down = true;
-        self.close_listeners();
+        self.listeners.close(self.poll.registry());
+        self.clients.page = None;
         info!(
             "shutting down: telling {} clients, waiting up to {} s for their output",
-            self.chat.members(),
+            self.clients.hub.chat.members(),
             SHUTDOWN_GRACE.as_secs()
         );
         // Connections still in their handshake have nothing to flush: closed at once.
-        self.table.close_handshakes(&CloseReason::Shutdown);
-        self.chat.shutdown(&mut self.table);
-        self.forward();
-        self.timers
-            .add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);
+        let Clients {
+            table, hub, timers, ..
+        } = &mut self.clients;
+        table.close_handshakes(&CloseReason::Shutdown);
+        hub.chat.shutdown(table);
+        hub.forward(table);
+        timers.add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);
     }
 }
 
@@ -692,7 +473,7 @@ mod tests {
 
     use super::accept::listener_token;
     use super::*;
-    use crate::connection::Phase;
+    use crate::connection::{ConnRef, Phase};
     use crate::limits::READ_BUDGET;
 
     const DEADLINE: Duration = Duration::from_secs(10);
@@ -752,7 +533,7 @@ mod tests {
         server.handle(accept, now);
         server.end_batch(now);
         assert!(read_line(&old).starts_with("*** welcome"));
-        let old_token = server.table.iter().next().expect("admitted").0;
+        let old_token = server.clients.table.iter().next().expect("admitted").0;
 
         // The old client resets its connection and a new client connects.
         SockRef::from(&old)
@@ -772,17 +553,18 @@ mod tests {
         };
         server.handle(late, now);
         assert!(matches!(
-            server.table.slot(old_token).map(|c| c.phase()),
+            server.clients.table.slot(old_token).map(|c| c.phase()),
             Some(Phase::Closed(reason)) if matches!(**reason, CloseReason::Failed(_))
         ));
         server.handle(accept, now);
-        let (new_token, _) = (server.table.iter())
+        let (new_token, _) = (server.clients.table.iter())
             .find(|(_, c)| c.is_chatting())
             .expect("newcomer accepted");
         assert_ne!(new_token, old_token, "slot reused inside the batch");
         server.handle(late, now);
         assert!(
             server
+                .clients
                 .table
                 .slot(new_token)
                 .is_some_and(|c| c.is_chatting())
@@ -790,7 +572,7 @@ mod tests {
         server.end_batch(now);
 
         // After the batch the old slot is free, and the newcomer is served normally.
-        assert!(server.table.slot(old_token).is_none());
+        assert!(server.clients.table.slot(old_token).is_none());
         assert!(read_line(&new).starts_with("*** welcome"));
     }
 
@@ -814,14 +596,16 @@ mod tests {
         let deadline = Instant::now() + DEADLINE;
         // Turn the loop until every client has been accepted and has gone again. Each turn
         // has events to handle (accepts, end-of-file) until then, so none waits an hour.
-        while server.table.stats.connections_total < CLIENTS || !server.table.is_empty() {
+        while server.clients.table.stats.connections_total < CLIENTS
+            || !server.clients.table.is_empty()
+        {
             assert!(Instant::now() < deadline, "clients not all served");
             server.turn(&mut events).expect("turn");
         }
         assert!(
-            server.timers.len() <= 64,
+            server.clients.timers.len() <= 64,
             "{} timers left for 0 clients",
-            server.timers.len()
+            server.clients.timers.len()
         );
     }
 
@@ -833,8 +617,8 @@ mod tests {
         server.handle(readable(listener_token(0)), now);
         server.end_batch(now);
         assert!(read_line(&stream).starts_with("*** welcome"));
-        let token = server.table.iter().last().expect("admitted").0;
-        let conn_ref = server.table.live(token).expect("admitted");
+        let token = server.clients.table.iter().last().expect("admitted").0;
+        let conn_ref = server.clients.table.live(token).expect("admitted");
         (stream, conn_ref)
     }
 
@@ -863,7 +647,13 @@ mod tests {
         };
         server.handle(closing, now);
         server.end_batch(now);
-        let chatting = |r: ConnRef| server.table.slot(r.token).is_some_and(|c| c.is_chatting());
+        let chatting = |r: ConnRef| {
+            server
+                .clients
+                .table
+                .slot(r.token)
+                .is_some_and(|c| c.is_chatting())
+        };
         assert!(chatting(a), "a short read on a fresh edge read on");
         assert!(!chatting(b), "the FIN behind the short read was not read");
     }
@@ -930,7 +720,7 @@ mod tests {
         };
 
         // A streaming sender: two lines in the socket, two more arriving mid-relay.
-        server.bus = Box::new(SendsMoreMidRelay {
+        server.clients.hub.bus = Box::new(SendsMoreMidRelay {
             sender: Some(sender.try_clone().expect("clone")),
             more: b"three\nfour\n",
         });
@@ -938,14 +728,14 @@ mod tests {
         sender.write_all(b"two\n").expect("send");
         wait_for_events(&mut server, &[Token(sender_ref.token)]);
         let before = (
-            server.table.stats.writes.calls,
-            server.table.stats.lines_out,
+            server.clients.table.stats.writes.calls,
+            server.clients.table.stats.lines_out,
         );
         let now = Instant::now();
         server.handle(readable(Token(sender_ref.token)), now);
         server.end_batch(now);
-        let calls = server.table.stats.writes.calls - before.0;
-        let lines = server.table.stats.lines_out - before.1;
+        let calls = server.clients.table.stats.writes.calls - before.0;
+        let lines = server.clients.table.stats.lines_out - before.1;
         assert_eq!(
             (calls, lines),
             (RECEIVERS as u64, 4 * RECEIVERS as u64),
@@ -957,18 +747,18 @@ mod tests {
 
         // An interactive sender: one line read, one more arriving mid-relay. The read that
         // would have found it is saved; its own edge brings it, and it is not lost.
-        server.bus = Box::new(SendsMoreMidRelay {
+        server.clients.hub.bus = Box::new(SendsMoreMidRelay {
             sender: Some(sender.try_clone().expect("clone")),
             more: b"six\n",
         });
         sender.write_all(b"five\n").expect("send");
         wait_for_events(&mut server, &[Token(sender_ref.token)]);
-        let before = server.table.stats.lines_out;
+        let before = server.clients.table.stats.lines_out;
         let now = Instant::now();
         server.handle(readable(Token(sender_ref.token)), now);
         server.end_batch(now);
         assert_eq!(
-            server.table.stats.lines_out - before,
+            server.clients.table.stats.lines_out - before,
             RECEIVERS as u64,
             "a one-line short read read on"
         );
@@ -1023,11 +813,11 @@ mod tests {
         let now = Instant::now();
         server.handle(readable(Token(flooder_ref.token)), now);
         assert_eq!(
-            server.table.lists.take_ready(),
+            server.clients.table.lists.take_ready(),
             vec![flooder_ref],
             "budget not applied"
         );
-        server.table.lists.read_again(flooder_ref);
+        server.clients.table.lists.read_again(flooder_ref);
         // The tail of the half-sent line goes out from a thread, while the loop runs: written
         // here, with the loop stopped, it could wait on TCP's zero-window persist timer, whose
         // backoff grows to minutes (reading one budget does not always reopen the window).
@@ -1111,15 +901,15 @@ mod tests {
         let now = Instant::now();
         server.handle(readable(listener_token(0)), now);
         assert_eq!(
-            server.table.len(),
+            server.clients.table.len(),
             ACCEPT_BUDGET,
             "accepted past the budget"
         );
-        assert_eq!(server.accept_again, vec![0], "listener not remembered");
-        server.accept_leftovers(now);
-        assert_eq!(server.table.len(), waiting);
+        assert_eq!(server.listeners.again, vec![0], "listener not remembered");
+        (server.listeners).accept_leftovers(&mut server.clients, server.poll.registry(), now);
+        assert_eq!(server.clients.table.len(), waiting);
         assert!(
-            server.accept_again.is_empty(),
+            server.listeners.again.is_empty(),
             "listener still listed with none left"
         );
         drop(clients);
@@ -1136,22 +926,26 @@ mod tests {
         let (_client, r) = admit_one(&mut server);
         let line: std::rc::Rc<[u8]> = std::rc::Rc::from(vec![b'x'; 4096]);
         for _ in 0..256 {
-            server.table.send(r, &line).expect("under the hard limit");
+            server
+                .clients
+                .table
+                .send(r, &line)
+                .expect("under the hard limit");
         }
-        let before = server.table.stats.bytes_out;
+        let before = server.clients.table.stats.bytes_out;
         server.end_batch(Instant::now());
-        let written = server.table.stats.bytes_out - before;
+        let written = server.clients.table.stats.bytes_out - before;
         assert!(
             (WRITE_BUDGET..WRITE_BUDGET + 4096).contains(&(written as usize)),
             "{written} bytes in one turn"
         );
         assert!(
-            server.table.lists.has_ready(),
+            server.clients.table.lists.has_ready(),
             "the rest is not listed for next turn"
         );
         server.end_batch(Instant::now());
         assert!(
-            server.table.stats.bytes_out - before > written,
+            server.clients.table.stats.bytes_out - before > written,
             "next turn wrote nothing"
         );
     }
@@ -1175,7 +969,7 @@ mod tests {
         let line: std::rc::Rc<[u8]> = std::rc::Rc::from(&b"x\n"[..]);
         let hard = max_output * HARD_OUTPUT_FACTOR;
         let queued = (0..hard)
-            .take_while(|_| server.table.send(r, &line).is_ok())
+            .take_while(|_| server.clients.table.send(r, &line).is_ok())
             .count();
         assert!(queued * 2 < hard / 4, "{queued} lines of 2 bytes queued");
         assert!(queued * 18 >= hard / 2, "cut off early: {queued} lines");

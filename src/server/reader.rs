@@ -24,12 +24,19 @@
 //! socket failed): data and FIN arriving together raise one event, and the end, already
 //! there, raises none of its own. Or there was no fresh event (the ready list, flood
 //! control's timer): what the last event said is not known.
+//!
+//! The reading is done by [`Clients`]: the connections and what happens to them between
+//! their reads and their writes (the chat, the bus, the timers they set). The loop hands it
+//! each client's events; the listeners hand it the clients they accept; step 5 flushes what
+//! it queued.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use log::{debug, info, warn};
 
-use super::Server;
+use super::gauges;
+use super::hub::Hub;
 
 /// What the loop knows of the readiness it is reading on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,16 +47,52 @@ pub enum Edge {
     /// No event: the socket is read again because a budget or flood control stopped it.
     Unknown,
 }
+
+use crate::bus::BusNews;
 use crate::cmd;
+use crate::config::Config;
 use crate::connection::{CloseReason, ConnRef, Next, Phase, Read};
 use crate::connlog::Kind;
 use crate::framing::Frame;
-use crate::limits::READ_BUDGET;
+use crate::http;
+use crate::limits::{READ_BUDGET, READ_CHUNK};
+use crate::metrics;
 use crate::protocol;
-use crate::timers::Timer;
-use crate::transport::{Handshake, Rejection};
+use crate::table::ConnTable;
+use crate::timers::{Timer, Timers};
+use crate::transport::{Answer, Handshake, Rejection};
 
-impl Server {
+/// The clients, from their reads to their writes.
+pub(super) struct Clients {
+    pub table: ConnTable,
+    /// The chat and its bus (`hub.rs`).
+    pub hub: Hub,
+    pub timers: Timers,
+    /// Every `read` lands here first; a connection keeps only its unfinished line.
+    pub scratch: Box<[u8]>,
+    pub config: Config,
+    /// Where the chat page is (`--http-bind`), for a browser that came to the chat port;
+    /// `None` once the listeners are closed.
+    pub page: Option<SocketAddr>,
+}
+
+impl Clients {
+    pub fn new(config: Config, hub: Hub, page: Option<SocketAddr>) -> Clients {
+        Clients {
+            table: ConnTable::new(&config),
+            hub,
+            timers: Timers::default(),
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            config,
+            page,
+        }
+    }
+
+    /// What the bus reported, to the chat (see [`Hub::absorb`]).
+    pub fn absorb(&mut self, news: Vec<BusNews>) {
+        self.hub.absorb(news, &mut self.table, &mut self.timers);
+    }
+
     /// Reads a client's input and hands its lines to the chat until the socket has no more
     /// (see the module documentation for how that is known), the read budget is spent, flood
     /// control says wait, or the client is gone.
@@ -96,7 +139,7 @@ impl Server {
                         }
                         _ => debug!("token {}: read failed: {reason}", r.token),
                     }
-                    return self.end(r, reason);
+                    return self.hub.end(r, reason, &mut self.table);
                 }
             }
         }
@@ -139,7 +182,7 @@ impl Server {
         self.table.stats.lines_in += 1;
         match frame {
             Frame::Line(line) => {
-                cmd::handle_line(&mut self.chat, r, line, &*self.bus, &mut self.table);
+                cmd::handle_line(&mut self.hub.chat, r, line, &*self.hub.bus, &mut self.table);
             }
             Frame::TooLong => {
                 let max_line = self.config.max_line;
@@ -147,10 +190,10 @@ impl Server {
                     warn!("{}: line over {max_line} bytes dropped", self.label(r));
                 }
                 let text = protocol::line_too_long(max_line);
-                self.chat.tell(r, &text, &mut self.table);
+                self.hub.chat.tell(r, &text, &mut self.table);
             }
         }
-        self.forward();
+        self.hub.forward(&mut self.table);
     }
 
     /// The client's first line was an HTTP request: one line says this is not a web server
@@ -165,10 +208,9 @@ impl Server {
         if self.table.may_log(Kind::Refused, r) {
             info!("{}: {reason}", self.label(r));
         }
-        let page = self.listeners.iter().find(|l| l.speaks.name() == "HTTP");
-        let text = protocol::not_a_web_server(page.map(|l| l.addr));
-        self.chat.tell(r, &text, &mut self.table);
-        self.leave(r, reason);
+        let text = protocol::not_a_web_server(self.page);
+        self.hub.chat.tell(r, &text, &mut self.table);
+        self.hub.leave(r, reason, &mut self.table);
     }
 
     /// The peer will send no more, but it may still read: it gets what it is owed
@@ -186,7 +228,7 @@ impl Server {
         if let Some(frame) = conn.last_line() {
             self.relay(r, frame);
         }
-        self.leave(r, CloseReason::PeerClosed);
+        self.hub.leave(r, CloseReason::PeerClosed, &mut self.table);
     }
 
     /// A connection's transport finished its handshake: it joins the chat like a plain client
@@ -205,10 +247,40 @@ impl Server {
                     conn.transport_name(),
                     conn.describe_transport()
                 );
-                self.join(r, now);
+                (self.hub).join(r, now, &mut self.table, &mut self.timers);
             }
             Handshake::Answer(answer) => self.answer(r, answer),
         }
+    }
+
+    /// An HTTP connection asked for something other than the chat: it is answered (the
+    /// counters rendered here, where they are), then closed. It never joins.
+    fn answer(&mut self, r: ConnRef, answer: Answer) {
+        let (status, bytes) = match answer {
+            Answer::Ready { status, bytes } => (status, bytes),
+            Answer::Metrics { head_only } => (200, http::metrics(&self.metrics(), head_only)),
+        };
+        self.table.stats.count_http(status);
+        if let Some(conn) = self.table.get(r) {
+            let (peer, request) = (conn.peer(), conn.describe_transport());
+            match status {
+                431 if self.table.may_log(Kind::Limit, r) => {
+                    warn!("{peer}: HTTP request head over the limit, answered {status}");
+                }
+                400..500 if self.table.may_log(Kind::Refused, r) => {
+                    info!("{peer}: HTTP {request} answered {status}");
+                }
+                _ => debug!("{peer}: HTTP {request} answered {status}"),
+            }
+        }
+        self.table
+            .send_off(r, CloseReason::Answered(status), &bytes);
+    }
+
+    /// The counters and gauges in Prometheus's text format, for `/metrics`.
+    fn metrics(&self) -> String {
+        let gauges = gauges(&self.table, &self.hub.chat, &*self.hub.bus);
+        metrics::render(&self.table.stats, &gauges)
     }
 
     /// How logs name `r`.
