@@ -50,3 +50,9 @@ mod cli;
 
 #[path = "leaves/metrics.rs"]
 mod metrics;
+
+#[path = "leaves/notices.rs"]
+mod notices;
+
+#[path = "leaves/replica.rs"]
+mod replica;
