@@ -326,7 +326,8 @@ impl Connection {
     /// Readies an accepted socket: `TCP_NODELAY` on (without it, Nagle's algorithm holds back
     /// a small write until the previous one is acknowledged, and delayed ACKs make that ~40 ms
     /// per line; failing that is logged, not fatal), and registered for readable events under
-    /// `token` (writable interest comes and goes with blocked writes, see [`Registration`]).
+    /// `token` (writable interest comes and goes with blocked writes, see
+    /// [`Registration`](crate::nonblocking::Registration)).
     pub fn register(socket: &mut TcpStream, registry: &Registry, token: Token) -> io::Result<()> {
         if let Err(e) = socket.set_nodelay(true) {
             log::debug!("token {}: cannot set TCP_NODELAY: {e}", token.0);

@@ -258,7 +258,9 @@ impl Server {
         for &(addr, speaks) in &self.listeners.addrs {
             match speaks {
                 "plain" => info!("listening on {addr}"),
-                "HTTP" => info!("listening on {addr} (HTTP: the chat page, /ws, /metrics)"),
+                "HTTP" | "HTTPS" => {
+                    info!("listening on {addr} ({speaks}: the chat page, /ws, /metrics)");
+                }
                 _ => info!("listening on {addr} ({speaks})"),
             }
         }
