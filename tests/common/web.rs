@@ -142,28 +142,28 @@ pub fn ws_raw_client(addr: SocketAddr) -> Client {
 /// rustls stream, as a [`Client`] that has read nothing yet.
 pub fn wss_raw_client(addr: SocketAddr, cert: &super::tls::TestCert) -> Client {
     let socket = TcpStream::connect(addr).expect("connect to the HTTPS listener");
-    socket.set_read_timeout(Some(DEADLINE)).unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
     let tls = rustls::ClientConnection::new(cert.client_config(), name).expect("TLS client");
     let stream = rustls::StreamOwned::new(tls, socket.try_clone().unwrap());
-    let (ws, response) =
-        tungstenite::client(format!("wss://{addr}/ws"), stream).expect("WebSocket handshake");
-    assert_eq!(response.status().as_u16(), 101);
-    let lines = WsLines {
-        ws,
-        unread: Vec::new(),
-        unsent: Vec::new(),
-    };
-    Client::over(socket, Box::new(lines))
+    upgraded(socket, stream, "wss")
 }
 
 /// A WebSocket [`Client`] over a socket the test connected itself, nothing read yet.
 pub fn ws_client_over(socket: TcpStream) -> Client {
+    let stream = socket.try_clone().unwrap();
+    upgraded(socket, stream, "ws")
+}
+
+/// `stream` (`socket`, or TLS over it) upgraded at `/ws` through `tungstenite`, as lines.
+fn upgraded<S: Read + Write + Send + 'static>(
+    socket: TcpStream,
+    stream: S,
+    scheme: &str,
+) -> Client {
     let addr = socket.peer_addr().unwrap();
     socket.set_read_timeout(Some(DEADLINE)).unwrap();
-    let url = format!("ws://{addr}/ws");
-    let (ws, response) =
-        tungstenite::client(url, socket.try_clone().unwrap()).expect("WebSocket handshake");
+    let url = format!("{scheme}://{addr}/ws");
+    let (ws, response) = tungstenite::client(url, stream).expect("WebSocket handshake");
     assert_eq!(response.status().as_u16(), 101);
     let lines = WsLines {
         ws,
