@@ -21,9 +21,11 @@
 //! - [`connection`]: one client: its socket and transport, its read side (line framer, flood
 //!   control) and write side (queue, interest), its [`Phase`](connection::Phase) and why it
 //!   closed.
-//! - [`transport`]: the seam between a socket and its lines: plain TCP, TLS (rustls, in the
-//!   same loop) in [`transport::tls`], and `--http-bind` connections in [`transport::web`]:
-//!   an HTTP request, then a [`transport::websocket`] client or an answer and the close.
+//! - [`transport`]: what sits between a socket and its lines, in two layers: a byte stream
+//!   (plain TCP, or TLS with rustls in the same loop: [`transport::tls`]) carrying a protocol
+//!   (the chat's lines, or an HTTP request in [`transport::web`], then a
+//!   [`transport::websocket`] client or an answer and the close). Any stream carries any
+//!   protocol: `--https-bind` is TLS carrying HTTP.
 //! - [`http`]: HTTP/1.1 request heads (`httparse`), the routes, the responses, the WebSocket
 //!   accept key, and the chat page built into the binary.
 //! - [`nonblocking`]: the rules of non-blocking I/O, each written once: read outcomes, partial
