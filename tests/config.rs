@@ -3,6 +3,12 @@
 //! time), the file's settings applied with flags winning over them, and `--print-config`'s
 //! output read back to the same settings.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "a failed unwrap in a test is a failed test, with its message"
+)]
+
 mod common;
 
 use std::path::PathBuf;

@@ -1,6 +1,12 @@
 //! `transport::tls`: a server `Session` against a rustls client in memory: output encrypted
 //! only as the socket takes it, no buffers held while idle, records arriving in pieces.
 
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "the helpers outside #[test] functions fail their test, with its message"
+)]
+
 use std::rc::Rc;
 
 use rustls::pki_types::ServerName;
