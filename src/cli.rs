@@ -23,6 +23,16 @@ use crate::limits;
     after_help = TOOLS_AFTER_HELP
 )]
 pub struct Cli {
+    /// Read settings from this TOML file: each key is a flag's name (max-clients = 500), and
+    /// flags given here win over it
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print the settings (defaults, then --config's file, then flags) as a file for --config,
+    /// and exit
+    #[arg(long)]
+    pub print_config: bool,
+
     // (The help is an attribute, not a doc comment: rustdoc would read `[::]` as a link.)
     #[arg(
         long,

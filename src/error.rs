@@ -22,6 +22,10 @@ pub enum Error {
     NoListeners,
     /// `--backplane` cannot be used (the sentence says why).
     Backplane(String),
+    /// The `--config` file cannot be used (the sentence says which key, on which line, and why).
+    Config(String),
+    /// The command line is wrong, or asks for `--help`: clap prints it and exits (status 2, or 0).
+    Usage(clap::Error),
 }
 
 impl fmt::Display for Error {
@@ -45,7 +49,10 @@ impl fmt::Display for Error {
                 )
             }
             Error::Poll(source) => write!(f, "event loop failed: {}", describe(source)),
-            Error::Tls(sentence) | Error::Backplane(sentence) => f.write_str(sentence),
+            Error::Tls(sentence) | Error::Backplane(sentence) | Error::Config(sentence) => {
+                f.write_str(sentence)
+            }
+            Error::Usage(e) => write!(f, "{e}"),
             Error::NoListeners => f.write_str(
                 "nothing to listen on: give --bind, or --tls-cert and --tls-key for TLS",
             ),
@@ -59,7 +66,8 @@ impl std::error::Error for Error {
             Error::Bind { source, .. } | Error::LogFile { source, .. } | Error::Poll(source) => {
                 Some(source)
             }
-            Error::Tls(_) | Error::NoListeners | Error::Backplane(_) => None,
+            Error::Usage(e) => Some(e),
+            Error::Tls(_) | Error::NoListeners | Error::Backplane(_) | Error::Config(_) => None,
         }
     }
 }

@@ -50,7 +50,7 @@
 //! - [`stats`]: the loop's counters, and the `--stats-udp` socket that reports them;
 //!   [`metrics`]: the same figures for Prometheus (`/metrics`).
 //! - [`config`], [`limits`]: what the server runs with, and every bound with its reason.
-//! - [`cli`]: the command line, turned into a [`Config`].
+//! - [`cli`]: the command line, turned into a [`Config`]; [`config_file`]: its `--config` file.
 //! - [`os`]: listening sockets and the open-file limit.
 //! - [`logging`], [`error`]: log set-up (the log is written by the loop, never blocking it),
 //!   and the few errors that stop the server.
@@ -115,6 +115,7 @@ pub mod chat;
 pub mod cli;
 pub mod cmd;
 pub mod config;
+pub mod config_file;
 pub mod connection;
 pub mod connlog;
 pub mod error;

@@ -4,9 +4,8 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use pollchat::cli::{Cli, moved_subcommand};
-use pollchat::{Server, logging};
+use pollchat::cli::moved_subcommand;
+use pollchat::{Error, Server, config_file, logging};
 
 fn main() -> ExitCode {
     // `pollchat bench ...` and `pollchat connect ...` were subcommands once: say where they
@@ -21,7 +20,20 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let cli = Cli::parse();
+    // The flags over the file --config names; clap prints a wrong command line (status 2) or
+    // --help (status 0) itself, as it would without a file.
+    let (cli, matches) = match config_file::parse(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(Error::Usage(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("pollchat: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cli.print_config {
+        print!("{}", config_file::print(&matches));
+        return ExitCode::SUCCESS;
+    }
     let result = logging::init(cli.log_level, cli.log_file.as_deref())
         .and_then(|()| Server::bind(cli.config()))
         .and_then(Server::run);

@@ -56,3 +56,6 @@ mod notices;
 
 #[path = "leaves/replica.rs"]
 mod replica;
+
+#[path = "leaves/tls_session.rs"]
+mod tls_session;

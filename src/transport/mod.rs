@@ -175,8 +175,8 @@ pub trait Protocol {
 
 /// What a stream writes from: the protocol, over the connection's queue.
 pub struct Source<'a> {
-    protocol: &'a mut dyn Protocol,
-    queue: &'a mut WriteQueue,
+    pub protocol: &'a mut dyn Protocol,
+    pub queue: &'a mut WriteQueue,
 }
 
 impl Source<'_> {
