@@ -105,46 +105,56 @@ fn file_flags(path: &Path) -> Result<Vec<(String, Vec<OsString>)>, Error> {
     for (key, value) in entries {
         let line = Some(line_at(key.span().start));
         let name = key.get_ref().as_ref();
-        let arg = command
-            .get_arguments()
-            .find(|arg| arg.get_long() == Some(name) && !NOT_SETTINGS.contains(&name))
-            .ok_or_else(|| {
-                let why = format!("unknown key {name} (`pollchat --print-config` lists them)");
-                refuse(line, why)
-            })?;
-        let texts = texts(arg.get_action(), value.get_ref()).map_err(|(wanted, kind)| {
-            let a = if kind.starts_with(['a', 'i']) {
-                "an"
-            } else {
-                "a"
-            };
-            refuse(line, format!("{name} takes {wanted}, not {a} {kind}"))
-        })?;
-        let flag = |text: &String| match arg.get_action() {
-            ArgAction::SetTrue => OsString::from(format!("--{name}")),
-            _ => OsString::from(format!("--{name}={text}")),
-        };
-        let these: Vec<OsString> = texts.iter().map(flag).collect();
-        // The flag alone on a command line: clap's value check, without the other flags'
-        // `requires` (which the rest of the file may meet).
-        let alone = [OsString::from("pollchat")]
-            .into_iter()
-            .chain(these.clone());
-        if let Err(e) = Cli::command().try_get_matches_from(alone)
-            && matches!(
-                e.kind(),
-                ErrorKind::ValueValidation | ErrorKind::InvalidValue
-            )
-        {
-            let why = e
-                .source()
-                .map_or_else(|| e.kind().to_string(), |s| s.to_string());
-            let shown = text.get(value.span()).unwrap_or_default();
-            return Err(refuse(line, format!("{name} = {shown} is refused: {why}")));
-        }
-        flags.push((arg.get_id().to_string(), these));
+        let shown = text.get(value.span()).unwrap_or_default();
+        let flag =
+            flag_of(&command, name, value.get_ref(), shown).map_err(|why| refuse(line, why))?;
+        flags.push(flag);
     }
     Ok(flags)
+}
+
+/// One key as its flag's id and the flags that say the same (`shown` is the value as the file
+/// writes it), or why it is refused.
+fn flag_of(
+    command: &clap::Command,
+    name: &str,
+    value: &DeValue,
+    shown: &str,
+) -> Result<(String, Vec<OsString>), String> {
+    let arg = command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(name) && !NOT_SETTINGS.contains(&name))
+        .ok_or_else(|| format!("unknown key {name} (`pollchat --print-config` lists them)"))?;
+    let texts = texts(arg.get_action(), value).map_err(|(wanted, kind)| {
+        let a = if kind.starts_with(['a', 'i']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{name} takes {wanted}, not {a} {kind}")
+    })?;
+    let flag = |text: &String| match arg.get_action() {
+        ArgAction::SetTrue => OsString::from(format!("--{name}")),
+        _ => OsString::from(format!("--{name}={text}")),
+    };
+    let these: Vec<OsString> = texts.iter().map(flag).collect();
+    // The flag alone on a command line: clap's value check, without the other flags'
+    // `requires` (which the rest of the file may meet).
+    let alone = [OsString::from("pollchat")]
+        .into_iter()
+        .chain(these.clone());
+    if let Err(e) = Cli::command().try_get_matches_from(alone)
+        && matches!(
+            e.kind(),
+            ErrorKind::ValueValidation | ErrorKind::InvalidValue
+        )
+    {
+        let why = e
+            .source()
+            .map_or_else(|| e.kind().to_string(), |s| s.to_string());
+        return Err(format!("{name} = {shown} is refused: {why}"));
+    }
+    Ok((arg.get_id().to_string(), these))
 }
 
 /// A value as the flag's texts, or what the flag takes and the type found instead. A flag

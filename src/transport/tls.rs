@@ -235,8 +235,8 @@ impl Session {
     }
 
     /// One `read` from the socket into `scratch`, the records in it processed, and every byte
-    /// of plaintext they yield handed to `take` (the protocol). What rustls has to say back (handshake messages, an alert) is
-    /// made into `outgoing`, for the flush.
+    /// of plaintext they yield handed to `take` (the protocol). What rustls has to say back
+    /// (handshake messages, an alert) is made into `outgoing`, for the flush.
     ///
     /// Returns the ciphertext bytes read, so the loop's read budget and byte counts see what
     /// the socket delivered. Records that complete the handshake yield no plaintext; the loop
@@ -258,25 +258,7 @@ impl Session {
             }
             ReadOutcome::Data(n) => n,
         };
-        // Most reads bring whole records: they are processed where they were read, and
-        // nothing is kept. Only the start of a record still coming is, in `incoming`.
-        let processed = if self.incoming.is_empty() {
-            let bytes = &mut scratch[..n];
-            let (processed, taken) = process(&mut self.tls, bytes, take, &mut self.outgoing);
-            self.incoming.extend_from_slice(&bytes[taken..]);
-            processed
-        } else {
-            self.incoming.extend_from_slice(&scratch[..n]);
-            let mut incoming = std::mem::take(&mut self.incoming);
-            let (processed, taken) =
-                process(&mut self.tls, &mut incoming, take, &mut self.outgoing);
-            incoming.drain(..taken);
-            if !incoming.is_empty() {
-                self.incoming = incoming;
-            }
-            processed
-        };
-        let processed = match processed {
+        let processed = match self.process_read(&mut scratch[..n], take) {
             Ok(processed) => processed,
             // The protocol refused the plaintext: it says what to send; the session is fine.
             Err(Refused::Protocol(broken)) => return Err(broken),
@@ -304,9 +286,32 @@ impl Session {
         Ok(ReadOutcome::Data(n))
     }
 
+    /// The records in `bytes` (what one read brought), after any start of a record kept from
+    /// before. Most reads bring whole records: they are processed where they were read, and
+    /// nothing is kept. Only the start of a record still coming is, in `incoming`.
+    fn process_read(
+        &mut self,
+        bytes: &mut [u8],
+        take: &mut Take<'_>,
+    ) -> Result<Processed, Refused> {
+        if self.incoming.is_empty() {
+            let (processed, taken) = process(&mut self.tls, bytes, take, &mut self.outgoing);
+            self.incoming.extend_from_slice(&bytes[taken..]);
+            return processed;
+        }
+        self.incoming.extend_from_slice(bytes);
+        let mut incoming = std::mem::take(&mut self.incoming);
+        let (processed, taken) = process(&mut self.tls, &mut incoming, take, &mut self.outgoing);
+        incoming.drain(..taken);
+        if !incoming.is_empty() {
+            self.incoming = incoming;
+        }
+        processed
+    }
+
     /// Writes what can be written: first the ciphertext already made, then, one record's worth
-    /// at a time, what `source` has (the protocol writing its queue), each encrypted only once the previous records are in
-    /// the kernel. Stops at `WouldBlock`, as a plain flush does.
+    /// at a time, what `source` has (the protocol writing its queue), each encrypted only once
+    /// the previous records are in the kernel. Stops at `WouldBlock`, as a plain flush does.
     ///
     /// `socket` is the connection's `TcpStream`; anything that reads and writes like a
     /// non-blocking socket will do, which is how the tests below drive it.
