@@ -41,9 +41,9 @@
 //!
 //! The handshake happens on the same events: the client's hello arrives as readable data, the
 //! server's answer is records to write at the end of the batch. A connection is not in the
-//! room until its stream's [`handshake`](Stream::handshaking) is done, and one that sends garbage is
-//! closed when rustls rejects it, after the alert is sent. One that stalls is closed by the
-//! handshake timer ([`MakesStream::handshake_timeout`]).
+//! room until its stream's [`handshake`](Stream::handshaking) is done, and one that sends
+//! garbage is closed when rustls rejects it, after the alert is sent. One that stalls is
+//! closed by the handshake timer ([`MakesStream::handshake_timeout`]).
 
 use std::fmt;
 use std::io::{self, Read, Write};

@@ -239,8 +239,8 @@ impl Protocol for WebSocket {
         self.control.unsent() > 0
     }
 
-    /// The queue holds whole frames already (see [`Frames`]): it is written as a plain one is, one `writev` for many, and the server's own frames go between two of
-    /// them.
+    /// The queue holds whole frames already (see [`Frames`]): it is written as a plain one
+    /// is, one `writev` for many, and the server's own frames go between two of them.
     fn write(&mut self, socket: &mut dyn Write, queue: &mut WriteQueue) -> io::Result<Flushed> {
         let flushed = loop {
             if !queue.mid_entry() {
