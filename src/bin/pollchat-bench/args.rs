@@ -166,6 +166,12 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub reset_storms: usize,
 
+    /// Chaos: seconds within which every ping must be answered, or the server is judged to
+    /// have stopped answering. 2 on a release build; a debug build on a busy machine (as
+    /// `cargo test` runs it) needs more, since its own generator is slow too
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub ping_limit: f64,
+
     /// Chaos: rounds, each a full join, chaos, calm, leave and settle with fresh clients.
     /// Every round must keep every promise; memory after the last round is compared with
     /// memory after the first, because the allocator keeps freed memory for reuse (a leak

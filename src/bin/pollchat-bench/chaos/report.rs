@@ -10,7 +10,6 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::history::Replays;
-use super::roles::PING_LIMIT;
 use super::rooms::RoomLines;
 use crate::worker::latency_histogram;
 use pollchat::limits::TRIM_FREE;
@@ -373,6 +372,8 @@ pub(super) struct Round {
     pub(super) pings_answered: u64,
     /// The slowest round trip, a ping never answered counting as taking until the end.
     pub(super) ping_slowest: Duration,
+    /// The ping limit it was judged by (`--ping-limit`).
+    pub(super) ping_limit: Duration,
     pub(super) round_trip: Histogram<u64>,
     /// One per promise of [`PER_ROUND`], in that order: `Err` says how it was broken.
     pub(super) verdicts: [Result<(), String>; PER_ROUND.len()],
@@ -482,7 +483,7 @@ fn per_round_checks(
     };
     PER_ROUND
         .iter()
-        .zip(kept(report, chatters, ping_slowest))
+        .zip(kept(report, chatters, ping_slowest, limit_of(rounds)))
         .enumerate()
         .map(|(i, (&name, kept))| {
             let broken: Vec<String> = (1..)
@@ -510,7 +511,17 @@ fn per_round_checks(
 }
 
 /// What a pass of each promise of [`PER_ROUND`] says was kept, from the merged figures.
-fn kept(report: &ChaosReport, chatters: usize, ping_slowest: Duration) -> [String; 7] {
+/// The ping limit the rounds were judged by (the same for every round).
+fn limit_of(rounds: &[Round]) -> Duration {
+    rounds.first().map_or(Duration::ZERO, |r| r.ping_limit)
+}
+
+fn kept(
+    report: &ChaosReport,
+    chatters: usize,
+    ping_slowest: Duration,
+    ping_limit: Duration,
+) -> [String; 7] {
     let each_room: Vec<String> = report
         .rooms
         .iter()
@@ -527,7 +538,12 @@ fn kept(report: &ChaosReport, chatters: usize, ping_slowest: Duration) -> [Strin
         format!("no line said in {} reached the other", rooms.join(" or ")),
         report.replays.kept(),
         "every line received was UTF-8 without control characters".to_string(),
-        answered(report.pings_answered, report.pings_sent, ping_slowest),
+        answered(
+            report.pings_answered,
+            report.pings_sent,
+            ping_slowest,
+            ping_limit,
+        ),
         format!("all {chatters} chatters and every pinger stayed until they quit"),
     ]
 }
@@ -553,11 +569,11 @@ pub(super) fn counted(reasons: &[String]) -> String {
 }
 
 /// "N of M pings answered, slowest in X ms (limit 2 s)".
-pub(super) fn answered(answered: u64, sent: u64, slowest: Duration) -> String {
+pub(super) fn answered(answered: u64, sent: u64, slowest: Duration, limit: Duration) -> String {
     format!(
         "{answered} of {sent} pings answered, slowest in {:.1} ms (limit {} s)",
         slowest.as_secs_f64() * 1000.0,
-        PING_LIMIT.as_secs()
+        limit.as_secs_f64()
     )
 }
 
@@ -695,6 +711,7 @@ mod tests {
             pings_sent: 5,
             pings_answered: 5,
             ping_slowest: Duration::from_millis(3),
+            ping_limit: Duration::from_secs(2),
             round_trip: latency_histogram().unwrap(),
             verdicts: PER_ROUND.map(|_| Ok(())),
             end,

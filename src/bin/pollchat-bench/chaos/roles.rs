@@ -17,10 +17,6 @@ use pollchat::nonblocking::connect_finished;
 /// How often the pinger asks the server for an answer.
 const PING_EVERY: Duration = Duration::from_millis(200);
 
-/// An answer slower than this means the server stopped answering. Generous: CI machines
-/// are shared, and the pinger's answer queues behind the flood's lines like everyone's.
-pub(super) const PING_LIMIT: Duration = Duration::from_secs(2);
-
 /// Output a producing client (flooder, endless line) keeps queued: it writes as fast as the
 /// server reads, but the generator does not buffer without bound either.
 const PRODUCE_AHEAD: usize = 16 * 1024;

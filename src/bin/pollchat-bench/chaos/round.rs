@@ -14,7 +14,7 @@ use super::client::{Listener, TlsTarget, close, write_out};
 use super::event_loop::Chaos;
 use super::history::{self, Replayed, Said};
 use super::report::{HEAP_MARGIN_KIB, Round, Tally, answered, counted};
-use super::roles::{PING_LIMIT, Role, earlier, say};
+use super::roles::{Role, earlier, say};
 use super::rooms::{Layout, RoomLines, SECOND_ROOM};
 use crate::BenchArgs;
 use crate::invariants::{self, LineId};
@@ -66,6 +66,10 @@ pub(super) struct PingLog {
     pub(super) pending: VecDeque<(u32, u64, Instant)>,
     pub(super) slowest: Duration,
     pub(super) round_trip: Histogram<u64>,
+    /// An answer slower than this means the server stopped answering (`--ping-limit`, 2 s
+    /// by default: generous, since the pinger's answer queues behind the flood's lines like
+    /// everyone's).
+    pub(super) limit: Duration,
 }
 
 /// Everything a client's handler may update besides the client itself.
@@ -132,6 +136,7 @@ impl Context {
             pending: VecDeque::new(),
             slowest: Duration::ZERO,
             round_trip: latency_histogram()?,
+            limit: Duration::try_from_secs_f64(args.ping_limit).unwrap_or(Duration::MAX),
         };
         Ok(Context {
             epoch: Instant::now(),
@@ -466,6 +471,7 @@ impl Context {
             pings_sent: pings.sent,
             pings_answered: pings.answered,
             ping_slowest,
+            ping_limit: pings.limit,
             round_trip: pings.round_trip,
             verdicts,
             end,
@@ -496,10 +502,15 @@ fn conduct(
             )),
             _ => Ok(()),
         },
-        if pings.sent > 0 && pings.answered == pings.sent && ping_slowest <= PING_LIMIT {
+        if pings.sent > 0 && pings.answered == pings.sent && ping_slowest <= pings.limit {
             Ok(())
         } else {
-            Err(answered(pings.answered, pings.sent, ping_slowest))
+            Err(answered(
+                pings.answered,
+                pings.sent,
+                ping_slowest,
+                pings.limit,
+            ))
         },
         if lost.is_empty() {
             Ok(())
