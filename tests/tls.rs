@@ -306,11 +306,7 @@ fn tls_key_trouble_is_a_sentence_that_says_what_to_do() {
 /// `scripts/gen-cert.sh`: openssl verifies it, gets the welcome, and chats with a plain client.
 #[test]
 fn openssl_s_client_chats_through_the_tls_listener_with_a_gen_cert_certificate() {
-    if Command::new("openssl").arg("version").output().is_err() {
-        eprintln!(
-            "\n*** SKIPPED: openssl is not installed; this test needs it \
-             (apt-get install openssl, as .ci/run does) ***\n"
-        );
+    if !common::peer_present(Command::new("openssl").arg("version"), "openssl (s_client)") {
         return;
     }
     let scratch = TestCert::new();

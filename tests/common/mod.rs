@@ -685,15 +685,10 @@ impl RedisServer {
     /// tried. Nothing is bound and released first: there is no moment in which a port this
     /// test believes its own is free for another test to take.
     pub fn start() -> Option<RedisServer> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            eprintln!(
-                "\n*** SKIPPED: redis-server is not installed; this test needs it \
-                 (apt-get install redis-server, as .ci/run does) ***\n"
-            );
+        if !peer_present(
+            Command::new("redis-server").arg("--version"),
+            "redis-server",
+        ) {
             return None;
         }
         let mut taken = Vec::new();
@@ -990,11 +985,7 @@ pub struct OpensslServer {
 impl OpensslServer {
     /// `None`, after saying so loudly on stderr, if `openssl` is not installed.
     pub fn start(cert: &std::path::Path, key: &std::path::Path) -> Option<OpensslServer> {
-        if Command::new("openssl").arg("version").output().is_err() {
-            eprintln!(
-                "\n*** SKIPPED: openssl is not installed; this TLS test needs its s_server \
-                 (apt-get install openssl, as .ci/run does) ***\n"
-            );
+        if !peer_present(Command::new("openssl").arg("version"), "openssl (s_server)") {
             return None;
         }
         let mut process = Interactive::spawn(

@@ -63,11 +63,7 @@ impl TestCert {
     /// subjectAltName=NAMES`, with OpenSSL's default extensions, which mark it `CA:TRUE`.
     /// `None`, after saying so loudly on stderr, if `openssl` is not installed.
     pub fn openssl_req_x509(names: &str) -> Option<TestCert> {
-        if Command::new("openssl").arg("version").output().is_err() {
-            eprintln!(
-                "\n*** SKIPPED: openssl is not installed; this TLS test needs it to make a \
-                 certificate (apt-get install openssl, as .ci/run does) ***\n"
-            );
+        if !super::peer_present(Command::new("openssl").arg("version"), "openssl (req)") {
             return None;
         }
         let dir = TempDir::new();
