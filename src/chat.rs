@@ -61,6 +61,8 @@ pub struct Chat {
     rooms: Rooms,
     /// What the chat asks of the bus, for the server to hand over (`requests.rs`).
     requests: Requests,
+    /// The message of the day, as server lines (`protocol::motd`); empty when there is none.
+    pub motd: Rc<str>,
 }
 
 impl Chat {
@@ -69,6 +71,7 @@ impl Chat {
             nicks: Nicks::new(bus.guest_prefix()),
             rooms: Rooms::new(rules),
             requests: Requests::new(bus.is_shared()),
+            motd: Rc::from(""),
         }
     }
 
@@ -85,6 +88,10 @@ impl Chat {
     /// The rooms this instance keeps.
     pub fn rooms(&self) -> &Rooms {
         &self.rooms
+    }
+
+    pub fn set_rules(&mut self, rules: RoomRules) {
+        self.rooms.set_rules(rules);
     }
 
     /// The client's nick, if `who` is in the chat.
@@ -112,6 +119,9 @@ impl Chat {
         let room = Rc::clone(room.key());
         out.name(who, self.nicks.add(who, &nick, room));
         self.tell(who, &protocol::welcome(&nick), out);
+        if !self.motd.is_empty() {
+            self.tell(who, &Rc::clone(&self.motd), out);
+        }
         if let Some(greeting) = bus.greeting() {
             self.tell(who, greeting, out);
         }

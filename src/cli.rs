@@ -10,7 +10,7 @@ use clap::Parser;
 use log::LevelFilter;
 
 use crate::backplane::{BackplaneConfig, RedisUrl};
-use crate::config::{Config, HttpSettings, TlsSettings};
+use crate::config::{Config, HttpSettings, Motd, TlsSettings};
 use crate::limits;
 
 /// A single-threaded chat server for nc and telnet clients, built on one mio poll loop.
@@ -138,6 +138,15 @@ pub struct Cli {
           value_parser = clap::value_parser!(u64).range(0..=limits::MAX_HISTORY as u64))]
     pub history: u64,
 
+    /// Message of the day: shown as *** lines right after the welcome and on /motd (several
+    /// lines allowed; re-read on SIGHUP)
+    #[arg(long, value_name = "TEXT", conflicts_with = "motd_file")]
+    pub motd: Option<String>,
+
+    /// Read the message of the day from this file (again on each SIGHUP)
+    #[arg(long, value_name = "PATH")]
+    pub motd_file: Option<PathBuf>,
+
     /// Answer the UDP datagram "stats" on this address with the server's counters as JSON
     #[arg(long, value_name = "ADDR")]
     pub stats_udp: Option<SocketAddr>,
@@ -231,6 +240,10 @@ impl Cli {
                 nick_ttl: Duration::from_secs_f64(self.backplane_nick_ttl.clamp(0.3, 1e6)),
             }),
             handle_signals: true,
+            motd: (self.motd.clone().map(Motd::Text)).or(self.motd_file.clone().map(Motd::File)),
+            log_level: self.log_level,
+            log_file: self.log_file.clone(),
+            reload_args: None,
         }
     }
 }

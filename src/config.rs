@@ -4,9 +4,12 @@
 //! embedders build one directly (`Config { max_line: 16, ..Config::default() }`). Defaults and
 //! the reasons for them live in `limits.rs`.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use log::LevelFilter;
 
 use crate::backplane::BackplaneConfig;
 use crate::limits;
@@ -58,6 +61,21 @@ pub struct Config {
     /// Turn SIGINT/SIGTERM into a graceful shutdown. Only one server per process may, so
     /// the binary sets it and in-process tests do not.
     pub handle_signals: bool,
+    /// Shown to each client right after its welcome, and on `/motd`.
+    pub motd: Option<Motd>,
+    /// `--log-level`, changed by a reload; `--log-file`, which only a restart changes.
+    pub log_level: LevelFilter,
+    pub log_file: Option<PathBuf>,
+    /// The command line (program name first) that named a `--config` file, for SIGHUP to
+    /// read again over that file; `None`: there is no file to reload.
+    pub reload_args: Option<Vec<OsString>>,
+}
+
+/// `--motd` or `--motd-file` (read at start and on every reload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Motd {
+    Text(String),
+    File(PathBuf),
 }
 
 /// What a TLS listener needs.
@@ -74,7 +92,7 @@ pub struct TlsSettings {
 }
 
 /// What an HTTP listener needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HttpSettings {
     /// Addresses to listen on for HTTP.
     pub bind: Vec<SocketAddr>,
@@ -131,6 +149,10 @@ impl Default for Config {
             stats_udp: None,
             backplane: None,
             handle_signals: false,
+            motd: None,
+            log_level: LevelFilter::Info,
+            log_file: None,
+            reload_args: None,
         }
     }
 }

@@ -155,6 +155,11 @@ pub const DEFAULT_HISTORY: usize = 20;
 /// this × (`--max-line` + nick) bytes.
 pub const MAX_HISTORY: usize = 1000;
 
+/// Longest message of the day (`--motd`, `--motd-file`), in bytes: every client is sent it on
+/// connect, so a storm of N connections costs N times this in output. 4 KiB is some fifty
+/// lines, more than a terminal shows before the chat scrolls it away.
+pub const MAX_MOTD: usize = 4096;
+
 /// `/list` puts rooms on one line up to about this many bytes, then goes on on the next: a
 /// thousand rooms must not be one 30 KB line a terminal cannot show.
 pub const LIST_LINE: usize = 400;

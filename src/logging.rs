@@ -97,8 +97,11 @@ pub fn init(level: LevelFilter, file: Option<&Path>) -> Result<(), Error> {
         .add_filter_ignore_str("mio");
     // An RFC 3339 timestamp (UTC) reads the same in every time zone and sorts as text.
     let config = builder.set_time_format_rfc3339().build();
+    // The loggers take every level and `log`'s global maximum filters, so that a reload can
+    // change it (`log::set_max_level`); a macro below it costs one comparison, as before.
+    let all = LevelFilter::Trace;
     let mut loggers: Vec<Box<dyn SharedLogger>> =
-        vec![WriteLogger::new(level, config.clone(), ToBuffer)];
+        vec![WriteLogger::new(all, config.clone(), ToBuffer)];
     if let Some(path) = file {
         let file = OpenOptions::new()
             .create(true)
@@ -108,12 +111,13 @@ pub fn init(level: LevelFilter, file: Option<&Path>) -> Result<(), Error> {
                 path: path.to_path_buf(),
                 source,
             })?;
-        loggers.push(WriteLogger::new(level, config, file));
+        loggers.push(WriteLogger::new(all, config, file));
     }
     // Fails only if a logger is already installed (a second call), which is harmless.
     if CombinedLogger::init(loggers).is_ok() {
         BUFFERED.store(true, Ordering::Release);
     }
+    log::set_max_level(level);
     Ok(())
 }
 

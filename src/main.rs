@@ -34,8 +34,11 @@ fn main() -> ExitCode {
         print!("{}", config_file::print(&matches));
         return ExitCode::SUCCESS;
     }
+    let mut config = cli.config();
+    // SIGHUP reads the same command line over the file again (`server/reload.rs`).
+    config.reload_args = cli.config.is_some().then(|| std::env::args_os().collect());
     let result = logging::init(cli.log_level, cli.log_file.as_deref())
-        .and_then(|()| Server::bind(cli.config()))
+        .and_then(|()| Server::bind(config))
         .and_then(Server::run);
     // What the loop could not write without waiting, and anything logged before it ran.
     logging::flush_on_exit();

@@ -122,6 +122,8 @@ fn counters(out: &mut Exposition, stats: &Stats) {
         "code",
         &stats.http_responses,
     );
+    let help = "Reloads of the --config file (SIGHUP), by result.";
+    out.labelled("reloads_total", "counter", help, "result", &stats.reloads);
 }
 
 /// The text being written, one metric at a time.

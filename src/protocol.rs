@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use crate::framing::sanitize;
 use crate::limits::{LIST_LINE, MAX_NICK, MAX_ROOM_NAME};
 
 /// What one line from a client asks for. Borrowed from the line: parsing allocates nothing.
@@ -38,6 +39,8 @@ pub enum Command<'a> {
     Quit(Option<&'a str>),
     /// `/help`.
     Help,
+    /// `/motd`: the message of the day again.
+    Motd,
 }
 
 /// Why a line that looked like a command is not one. Its `Display` is the error text the
@@ -106,6 +109,7 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
         },
         "quit" => Command::Quit(Some(args).filter(|a| !a.is_empty())),
         "help" => Command::Help,
+        "motd" => Command::Motd,
         _ => return Err(ParseError::Unknown(name)),
     };
     Ok(Some(command))
@@ -197,6 +201,17 @@ pub fn welcome(nick: &str) -> String {
     server_line(format_args!(
         "welcome to pollchat, you are {nick} (type /help for commands)"
     ))
+}
+
+/// The message of the day as server lines, each cleaned as chat is ([`sanitize`]: no control
+/// character reaches a terminal); empty for a blank one.
+pub fn motd(text: &str) -> String {
+    let line = |line: &str| server_line(sanitize(line.as_bytes()));
+    text.trim_end().lines().map(line).collect()
+}
+
+pub fn no_motd() -> String {
+    server_line("there is no message of the day")
 }
 
 pub fn joined(nick: &str) -> String {
@@ -405,6 +420,7 @@ pub static HELP: LazyLock<String> = LazyLock::new(|| {
         ),
         ("/msg NICK TEXT", "send TEXT to NICK only".to_string()),
         ("/quit [REASON]", "leave".to_string()),
+        ("/motd", "the message of the day again".to_string()),
         ("/help", "this list".to_string()),
         (
             "//text",

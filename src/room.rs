@@ -95,6 +95,13 @@ impl Room {
         }
     }
 
+    /// `--history` changed (a reload): the oldest lines past the new length go now.
+    pub fn set_history_len(&mut self, len: usize) {
+        self.history_len = len;
+        let excess = self.history.len().saturating_sub(len);
+        self.history.drain(..excess);
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -44,6 +44,8 @@ pub struct Stats {
     pub disconnects: BTreeMap<&'static str, u64>,
     /// HTTP requests answered and closed (`--http-bind`; upgrades are not), by status.
     pub http_responses: BTreeMap<u16, u64>,
+    /// Reloads (SIGHUP) by result, `ok` or `error`, both listed from the start.
+    pub reloads: BTreeMap<&'static str, u64>,
 }
 
 impl Default for Stats {
@@ -59,6 +61,7 @@ impl Default for Stats {
             accept_pauses: 0,
             disconnects: BTreeMap::new(),
             http_responses: BTreeMap::new(),
+            reloads: BTreeMap::from([("error", 0), ("ok", 0)]),
         }
     }
 }
@@ -97,6 +100,7 @@ struct Report<'a> {
     accept_pauses: u64,
     disconnects: &'a BTreeMap<&'static str, u64>,
     http_responses: &'a BTreeMap<u16, u64>,
+    reloads: &'a BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backplane: Option<&'a RawValue>,
 }
@@ -153,6 +157,7 @@ impl Stats {
             accept_pauses: self.accept_pauses,
             disconnects: &self.disconnects,
             http_responses: &self.http_responses,
+            reloads: &self.reloads,
             backplane: gauges.backplane.as_deref(),
         };
         serde_json::to_string(&report).unwrap_or_else(|e| error_json(&e.to_string()))

@@ -35,6 +35,15 @@ impl Rooms {
         rooms
     }
 
+    /// New rules (a reload): rooms made from now on follow them, and every room's history is
+    /// cut to the new length now.
+    pub fn set_rules(&mut self, rules: RoomRules) {
+        self.rules = rules;
+        for room in self.by_key.values_mut() {
+            room.set_history_len(rules.history);
+        }
+    }
+
     /// Rooms this instance keeps (`#lobby` included).
     pub fn count(&self) -> usize {
         self.by_key.len()

@@ -10,6 +10,7 @@
 mod help;
 mod join;
 mod list;
+mod motd;
 mod msg;
 mod nick;
 mod quit;
@@ -94,6 +95,7 @@ impl<O: Outbox> Ctx<'_, O> {
             Command::Msg { to, text } => msg::apply(self, to, text),
             Command::Quit(reason) => quit::apply(self, reason),
             Command::Help => help::apply(self),
+            Command::Motd => motd::apply(self),
         }
     }
 

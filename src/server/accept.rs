@@ -12,11 +12,13 @@
 
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use log::{debug, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Poll, Registry, Token};
+use rustls::ServerConfig;
 
 use super::FIRST_LISTENER;
 use super::reader::Clients;
@@ -29,7 +31,7 @@ use crate::os;
 use crate::protocol;
 use crate::rate_limit::{Admit, ConnectRates};
 use crate::timers::Timer;
-use crate::transport::tls::{self, TlsStreams};
+use crate::transport::tls::TlsStreams;
 use crate::transport::web::WebProtocols;
 use crate::transport::websocket::Frames;
 use crate::transport::{Lines, Plain, Speaks};
@@ -46,16 +48,9 @@ pub(super) fn listener_token(index: usize) -> Token {
 }
 
 /// Every listener the configuration asks for, registered under its token: the one place a
-/// stream and a protocol are tied to an address. Certificate problems are found before
-/// anything listens.
-fn listen(config: &Config, poll: &Poll) -> Result<Vec<Listener>, Error> {
-    let tls = match &config.tls {
-        Some(settings) => Some(TlsStreams {
-            config: tls::server_config(&settings.cert, &settings.key)?,
-            handshake_timeout: settings.handshake_timeout,
-        }),
-        None => None,
-    };
+/// stream and a protocol are tied to an address. `tls` is the certificate, loaded before
+/// anything listens (`reload::Loaded`).
+fn listen(config: &Config, tls: &Option<TlsStreams>, poll: &Poll) -> Result<Vec<Listener>, Error> {
     // Every WebSocket frames its lines in one place, so a line is framed once for all.
     let frames = Frames::default();
     let web = |head_timeout| WebProtocols {
@@ -66,7 +61,7 @@ fn listen(config: &Config, poll: &Poll) -> Result<Vec<Listener>, Error> {
     for &addr in &config.bind {
         wanted.push((addr, Speaks::new(Plain, Lines)));
     }
-    if let (Some(settings), Some(tls)) = (&config.tls, &tls) {
+    if let (Some(settings), Some(tls)) = (&config.tls, tls) {
         for &addr in &settings.bind {
             wanted.push((addr, Speaks::new(tls.clone(), Lines)));
         }
@@ -76,7 +71,7 @@ fn listen(config: &Config, poll: &Poll) -> Result<Vec<Listener>, Error> {
             wanted.push((addr, Speaks::new(Plain, web(settings.head_timeout))));
         }
         for &addr in &settings.https_bind {
-            let Some(tls) = &tls else {
+            let Some(tls) = tls else {
                 return Err(Error::Tls(format!(
                     "--https-bind {addr} needs a certificate: give --tls-cert and --tls-key"
                 )));
@@ -146,7 +141,9 @@ pub(super) struct Listeners {
     /// Listeners whose accept budget ran out before `WouldBlock`: accepted from next turn.
     pub again: Vec<usize>,
     /// `--connect-rate`: connections per address.
-    connect_rates: ConnectRates,
+    pub connect_rates: ConnectRates,
+    /// The certificate every TLS listener presents, for a reload to swap.
+    pub tls: Option<TlsStreams>,
     /// Accepting is paused after running out of descriptors; a `ResumeAccept` timer is set.
     paused: bool,
     /// Consecutive accept failures, so only the first of a run is a warning.
@@ -154,9 +151,16 @@ pub(super) struct Listeners {
 }
 
 impl Listeners {
-    pub fn open(config: &Config, poll: &Poll) -> Result<Listeners, Error> {
-        let list = listen(config, poll)?;
+    pub fn open(
+        config: &Config,
+        tls: Option<Arc<ServerConfig>>,
+        poll: &Poll,
+    ) -> Result<Listeners, Error> {
+        let tls = tls.zip(config.tls.as_ref());
+        let tls = tls.map(|(tls, settings)| TlsStreams::new(tls, settings.handshake_timeout));
+        let list = listen(config, &tls, poll)?;
         Ok(Listeners {
+            tls,
             addrs: list.iter().map(|l| (l.addr, l.speaks.name())).collect(),
             list,
             again: Vec::new(),

@@ -22,6 +22,14 @@ use crate::room::Outbox;
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
 
+fn room_rules(config: &Config) -> RoomRules {
+    RoomRules {
+        max_rooms: config.max_rooms,
+        history: config.history,
+        quiet_joins: config.quiet_joins,
+    }
+}
+
 /// The chat and the bus it publishes on.
 pub(super) struct Hub {
     pub chat: Chat,
@@ -43,19 +51,22 @@ impl Hub {
             Some(settings) => Box::new(RedisBus::new(settings.clone())?),
             None => Box::new(LocalBus),
         };
-        let rules = RoomRules {
-            max_rooms: config.max_rooms,
-            history: config.history,
-            quiet_joins: config.quiet_joins,
-        };
         Ok(Hub {
-            chat: Chat::new(rules, &*bus),
+            chat: Chat::new(room_rules(config), &*bus),
             bus,
             notices_due: None,
             max_clients,
             max_per_ip: config.max_per_ip,
             idle_timeout: config.idle_timeout,
         })
+    }
+
+    /// Who may join and the rooms' rules, from a reloaded configuration.
+    pub fn configure(&mut self, config: &Config, max_clients: usize) {
+        self.max_clients = max_clients;
+        self.max_per_ip = config.max_per_ip;
+        self.idle_timeout = config.idle_timeout;
+        self.chat.set_rules(room_rules(config));
     }
 
     /// Hands what the bus reported to the chat, and sets the timers the bus asked for.

@@ -34,12 +34,14 @@
 //! (`accept.rs`) accept; `Clients` (`reader.rs`, `deadlines.rs`) hold the connections and
 //! read them; `Hub` (`hub.rs`) is where the chat and the bus meet (the chat never holds the
 //! bus: after every call into the chat, `Hub::forward` hands the bus what it asked);
-//! `SideSockets` (`side.rs`) are the signals, the stats socket and the log.
+//! `SideSockets` (`side.rs`) are the signals, the stats socket and the log; `reload.rs` is
+//! what SIGHUP changes.
 
 mod accept;
 mod deadlines;
 mod hub;
 mod reader;
+mod reload;
 mod side;
 
 use std::net::SocketAddr;
@@ -204,11 +206,13 @@ impl Server {
     /// Sets everything up (descriptor limit, listeners, signals, the bus) without serving
     /// anyone yet.
     pub fn bind(config: Config) -> Result<Server, Error> {
+        let reload::Loaded { config, motd, tls } = reload::load(config)?;
         let poll = Poll::new().map_err(Error::Poll)?;
-        let listeners = Listeners::open(&config, &poll)?;
+        let listeners = Listeners::open(&config, tls, &poll)?;
         let max_clients = accept::max_clients(config.max_clients);
         let side = SideSockets::open(&config, &poll)?;
-        let hub = Hub::new(&config, max_clients)?;
+        let mut hub = Hub::new(&config, max_clients)?;
+        hub.chat.motd = motd;
         let page = listeners.speaking("HTTP").first().copied();
         Ok(Server {
             poll,
@@ -426,9 +430,7 @@ impl Server {
     fn on_signal(&mut self, now: Instant) {
         for signal in self.side.signals() {
             if signal == SIGHUP {
-                // Nothing can change without a restart yet (there is no configuration file
-                // to reload), so it only must not stop the server.
-                info!("signal {signal} (SIGHUP): nothing to reload; still serving");
+                reload::on_sighup(self);
             } else if self.shutting_down {
                 info!("signal {signal} again: exiting now");
                 self.exit_now = true;

@@ -94,6 +94,14 @@ impl ConnTable {
         }
     }
 
+    /// A reload's limits: `--max-line` for connections made from now on, flood control and
+    /// `--max-output` for everyone.
+    pub fn set_limits(&mut self, config: &Config) {
+        self.max_line = config.max_line;
+        self.flood = Flood::of(config);
+        self.output = OutputRule::new(config);
+    }
+
     /// Connections held, in any phase.
     pub fn len(&self) -> usize {
         self.conns.len()

@@ -45,9 +45,11 @@
 //! garbage is closed when rustls rejects it, after the alert is sent. One that stalls is
 //! closed by the handshake timer ([`MakesStream::handshake_timeout`]).
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,11 +68,20 @@ use crate::limits::TLS_RECORDS_AHEAD;
 use crate::nonblocking::{Flushed, ReadOutcome, write_until_blocked};
 
 /// The stream of a TLS listener (`--tls-bind`, `--https-bind`): the certificate it presents
-/// and how long a handshake may take.
+/// and how long a handshake may take. Its clones, one per TLS listener, share them, so a
+/// reload swaps them for every listener at once ([`TlsStreams::swap`]).
 #[derive(Clone)]
-pub struct TlsStreams {
-    pub config: Arc<ServerConfig>,
-    pub handshake_timeout: Duration,
+pub struct TlsStreams(Rc<RefCell<(Arc<ServerConfig>, Duration)>>);
+
+impl TlsStreams {
+    pub fn new(config: Arc<ServerConfig>, handshake_timeout: Duration) -> TlsStreams {
+        TlsStreams(Rc::new(RefCell::new((config, handshake_timeout))))
+    }
+
+    /// New handshakes get this certificate; a session keeps the `Arc` it started with.
+    pub fn swap(&self, config: Arc<ServerConfig>, handshake_timeout: Duration) {
+        *self.0.borrow_mut() = (config, handshake_timeout);
+    }
 }
 
 impl MakesStream for TlsStreams {
@@ -79,13 +90,13 @@ impl MakesStream for TlsStreams {
     }
 
     fn stream(&self) -> Result<Box<dyn Stream>, String> {
-        Session::new(&self.config)
+        Session::new(&self.0.borrow().0)
             .map(|session| Box::new(session) as Box<dyn Stream>)
             .map_err(|e| format!("cannot start a TLS session: {e}"))
     }
 
     fn handshake_timeout(&self) -> Option<Duration> {
-        Some(self.handshake_timeout)
+        Some(self.0.borrow().1)
     }
 }
 
