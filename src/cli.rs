@@ -139,7 +139,7 @@ pub struct Cli {
     pub history: u64,
 
     /// Message of the day: shown as *** lines right after the welcome and on /motd (several
-    /// lines allowed; re-read on SIGHUP)
+    /// lines allowed)
     #[arg(long, value_name = "TEXT", conflicts_with = "motd_file")]
     pub motd: Option<String>,
 

@@ -152,13 +152,20 @@ fn reload_restart_only_key_is_warned_and_the_rest_applies() {
     assert_eq!(after_welcome(server.addr), ["*** b"]);
 }
 
-/// SIGHUP without `--config` says there is nothing to reload, and the server serves on.
+/// The log level changes live: at `error`, a client's connection is not logged; back at
+/// `info`, the reload itself is.
 #[test]
-fn reload_without_a_config_file_changes_nothing() {
-    let mut server = ServerProcess::start(&[]);
+fn reload_changes_the_log_level() {
+    let dir = TempDir::new();
+    let (mut server, path) = start(&dir, "", &[]);
+    std::fs::write(&path, "log-level = \"error\"\n").unwrap();
     server.signal("HUP");
-    server.wait_for_log("SIGHUP: there is no --config file to reload; nothing changes");
-    Client::connect(server.addr).sync();
+    let mut quiet = Client::connect(server.addr);
+    quiet.sync();
+    let log = reload(&mut server, &path, "log-level = \"info\"\n");
+    assert!(!log.iter().any(|l| l.contains("connected as")), "{log:?}");
+    Client::connect(server.addr);
+    server.wait_for_log("connected as");
 }
 
 /// A certificate swapped by SIGHUP is what the next handshake gets, while a session
