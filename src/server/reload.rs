@@ -85,11 +85,9 @@ pub(super) fn on_sighup(server: &mut Server) {
         return info!("SIGHUP: there is no --config file to reload; nothing changes");
     };
     let loaded = config_file::parse(args.clone()).and_then(|(cli, _)| {
-        let reload_args = Some(args);
-        load(Config {
-            reload_args,
-            ..cli.config()
-        })
+        let mut config = cli.config();
+        config.reload_args = Some(args);
+        load(config)
     });
     let result = match loaded {
         Ok(new) => {
@@ -114,23 +112,21 @@ pub(super) fn on_sighup(server: &mut Server) {
 
 /// The one place a new configuration takes effect. See the module documentation.
 pub(super) fn apply(server: &mut Server, new: Loaded) -> Report {
-    let Loaded {
-        mut config,
-        motd,
-        tls,
-    } = new;
+    let mut config = new.config;
     let clients = &mut server.clients;
     let restart = keep_running(&clients.config, &mut config);
     clients.table.set_limits(&config);
     let max_clients = accept::max_clients(config.max_clients);
     clients.hub.configure(&config, max_clients);
-    clients.hub.chat.motd = motd;
+    clients.hub.chat.motd = new.motd;
     let rates = |c: &Config| (c.connect_rate, c.connect_burst, c.connect_rate_loopback);
     if rates(&clients.config) != rates(&config) {
         let (rate, burst, loopback) = rates(&config);
         server.listeners.connect_rates = ConnectRates::new(rate, burst, loopback);
     }
-    if let (Some(streams), Some(tls), Some(settings)) = (&server.listeners.tls, tls, &config.tls) {
+    if let (Some(streams), Some(tls), Some(settings)) =
+        (&server.listeners.tls, new.tls, &config.tls)
+    {
         streams.swap(tls, settings.handshake_timeout);
     }
     log::set_max_level(config.log_level);
