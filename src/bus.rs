@@ -283,29 +283,16 @@ pub trait BusIo: Bus {
         Vec::new()
     }
 
-    /// A socket still had bytes to read when its read budget ran out (edge-triggered: no event
-    /// will say so again), so the loop must not sleep.
-    fn has_unread(&self) -> bool {
-        false
-    }
-
-    /// Reads on where the budget stopped.
-    fn serve_unread(
-        &mut self,
-        _registry: &Registry,
-        _scratch: &mut [u8],
-        _now: Instant,
-    ) -> Vec<BusNews> {
-        Vec::new()
-    }
-
     /// Deadlines the bus wants a timer for, asked since the last call.
     fn take_deadlines(&mut self) -> Vec<Instant> {
         Vec::new()
     }
 
     /// One of those deadlines passed (timers are never cancelled: it may find nothing to do).
-    fn on_timer(&mut self, _registry: &Registry, _now: Instant) -> Vec<BusNews> {
+    /// A bus whose socket still had bytes when its read budget ran out asks for a deadline of
+    /// now and reads on here: edge-triggered, no event will say so again, and the loop does
+    /// not sleep past a due timer.
+    fn on_timer(&mut self, _registry: &Registry, _scratch: &mut [u8], _now: Instant) -> Vec<BusNews> {
         Vec::new()
     }
 

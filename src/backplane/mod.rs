@@ -186,6 +186,14 @@ impl RedisBus {
         self.deadlines.push(self.next_refresh);
     }
 
+    /// A link's read budget ran out with bytes left: a deadline of now, so the loop does not
+    /// sleep and reads on in `on_timer` (see `BusIo::on_timer`).
+    fn read_on_soon(&mut self, now: Instant) {
+        if self.links.has_unread() {
+            self.deadlines.push(now);
+        }
+    }
+
     /// What the connections reported, as news for the chat; the bus's own state follows.
     fn absorb(&mut self, happened: Vec<Happening>, now: Instant) -> Vec<BusNews> {
         let mut news = Vec::new();
@@ -355,22 +363,7 @@ impl BusIo for RedisBus {
         let mut happened = Vec::new();
         self.links
             .handle(token, readable, registry, scratch, now, &mut happened);
-        self.absorb(happened, now)
-    }
-
-    fn has_unread(&self) -> bool {
-        self.links.has_unread()
-    }
-
-    fn serve_unread(
-        &mut self,
-        registry: &Registry,
-        scratch: &mut [u8],
-        now: Instant,
-    ) -> Vec<BusNews> {
-        let mut happened = Vec::new();
-        self.links
-            .serve_unread(registry, scratch, now, &mut happened);
+        self.read_on_soon(now);
         self.absorb(happened, now)
     }
 
@@ -383,8 +376,10 @@ impl BusIo for RedisBus {
     /// A reconnect or a connect timeout may be due; and every TTL / 3, while up, Redis is
     /// checked for silence, the copy of the others forgets instances not heard from for a
     /// whole TTL, and the chat refreshes every nick claim.
-    fn on_timer(&mut self, registry: &Registry, now: Instant) -> Vec<BusNews> {
+    fn on_timer(&mut self, registry: &Registry, scratch: &mut [u8], now: Instant) -> Vec<BusNews> {
         let mut happened = Vec::new();
+        self.links.serve_unread(registry, scratch, now, &mut happened);
+        self.read_on_soon(now);
         self.links.on_timer(registry, now, &mut happened);
         let refresh = now >= self.next_refresh;
         if refresh {
