@@ -28,7 +28,9 @@ use std::time::Instant;
 
 use log::warn;
 
-use crate::bus::{BusNews, Claim, Elsewhere, Event, Presence, Purpose, Request, What};
+use crate::bus::{
+    BusNews, Claim, Elsewhere, Event, InstanceNews, Presence, Purpose, Request, What,
+};
 use crate::connection::{CloseReason, ConnRef};
 use crate::limits::LOBBY;
 use crate::protocol::{self, nick_key, room_key};
@@ -242,14 +244,6 @@ impl Chat {
                 }
                 return;
             }
-            What::Hello { members } if !event.origin.is_here() => {
-                for Presence { room, .. } in members {
-                    self.rooms.open_known(room);
-                }
-                return self.forget_empty_rooms();
-            }
-            What::Hello { .. } => return,
-            What::Bye => return self.forget_empty_rooms(),
         };
         self.let_go(cut_off, out);
     }
@@ -292,6 +286,13 @@ impl Chat {
                 self.forget_empty_rooms();
             }
             BusNews::Introduce => self.introduce(),
+            BusNews::Instance(InstanceNews::Hello { members }) => {
+                for Presence { room, .. } in members {
+                    self.rooms.open_known(&room);
+                }
+                self.forget_empty_rooms();
+            }
+            BusNews::Instance(InstanceNews::Bye) => self.forget_empty_rooms(),
             BusNews::Tell(line) => {
                 let cut_off = self.rooms.tell_everyone(line, out);
                 self.let_go(cut_off, out);
@@ -303,7 +304,7 @@ impl Chat {
     /// Says `Hello` with every client's nick and room, so other instances know who is where.
     fn introduce(&mut self) {
         let members = self.rooms.presences(self.nicks.every());
-        self.requests.publish(0, What::Hello { members });
+        self.requests.announce(InstanceNews::Hello { members });
     }
 
     /// The bus answered a claim (at once, or later as news): a `/nick` is granted or refused;
@@ -387,7 +388,7 @@ mod tests {
                 Request::Publish(event) => chat.deliver(&event, out),
                 Request::Claim(claim) => chat.claim_answered(claim, true, out),
                 Request::RoomEmptied(key) => chat.forget_room(&key, &LocalBus),
-                Request::Release(_) | Request::Refreshed => {}
+                Request::Release(_) | Request::Refreshed | Request::Announce(_) => {}
             }
         }
     }

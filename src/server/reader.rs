@@ -139,7 +139,8 @@ impl Clients {
                         }
                         _ => debug!("token {}: read failed: {reason}", r.token),
                     }
-                    if matches!(&reason, CloseReason::Rejected(why) if why.kind == HTTP_ON_CHAT_PORT) {
+                    if matches!(&reason, CloseReason::Rejected(why) if why.kind == HTTP_ON_CHAT_PORT)
+                    {
                         return self.not_for_chat(r, reason);
                     }
                     return self.hub.end(r, reason, &mut self.table);

@@ -45,8 +45,8 @@ use std::time::Duration;
 use mio::net::TcpStream;
 
 use crate::framing::LineFramer;
-use crate::protocol::is_http_request;
 use crate::nonblocking::{Flushed, ReadOutcome};
+use crate::protocol::is_http_request;
 use crate::write_queue::WriteQueue;
 
 /// One connection's transport: its stream and the protocol on it. See the module
@@ -511,7 +511,11 @@ fn wrong_protocol(bytes: &[u8]) -> Result<(), Broken> {
         return Ok(());
     };
     let by = "chat port";
-    Err(Broken::Rejected(Rejection { by, kind, why: why.to_string() }))
+    Err(Broken::Rejected(Rejection {
+        by,
+        kind,
+        why: why.to_string(),
+    }))
 }
 
 impl MakesProtocol for Lines {
