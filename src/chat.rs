@@ -31,6 +31,7 @@ use log::warn;
 use crate::bus::{BusNews, Claim, Elsewhere, Event, Presence, Purpose, Request, What};
 use crate::connection::{CloseReason, ConnRef};
 use crate::limits::LOBBY;
+use crate::moderation::Moderation;
 use crate::protocol::{self, nick_key, room_key};
 use crate::room::{CutOff, Outbox, Room};
 pub use nicks::Nicks;
@@ -61,6 +62,8 @@ pub struct Chat {
     rooms: Rooms,
     /// What the chat asks of the bus, for the server to hand over (`requests.rs`).
     requests: Requests,
+    /// The operators, who is one now, and the rules they keep (`moderation.rs`).
+    moderation: Moderation,
 }
 
 impl Chat {
@@ -69,7 +72,18 @@ impl Chat {
             nicks: Nicks::new(bus.guest_prefix()),
             rooms: Rooms::new(rules),
             requests: Requests::new(bus.is_shared()),
+            moderation: Moderation::default(),
         }
+    }
+
+    /// The operator name `who` has, if it is one (`/oper`).
+    pub fn is_operator(&self, who: ConnRef) -> Option<&str> {
+        self.moderation.operator(who)
+    }
+
+    /// The operators and their rules: `/oper` and the configuration (and a reload) change them.
+    pub fn moderation(&mut self) -> &mut Moderation {
+        &mut self.moderation
     }
 
     /// Clients in the chat.
@@ -190,6 +204,7 @@ impl Chat {
         };
         let nick = nick.to_string();
         self.requests.release(nick.clone());
+        self.moderation.forget(who);
         let room_name = self.rooms.leave(who, &room);
         self.requests.room_emptied(&self.rooms, &room);
         self.requests.left(who.id, room_name, nick, &reason);

@@ -17,6 +17,7 @@
 //! and rooms, sends it away once the walk over the members is over.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -47,6 +48,11 @@ pub trait Outbox {
     fn hold(&mut self, who: ConnRef);
 
     fn resume(&mut self, who: ConnRef);
+
+    /// Where `who` connects from, and whether its transport is encrypted (for `/oper`).
+    fn peer(&self, _who: ConnRef) -> Option<(IpAddr, bool)> {
+        None
+    }
 }
 
 /// Members whose queue refused a line, and why: for the chat to send away.

@@ -12,6 +12,7 @@ mod join;
 mod list;
 mod msg;
 mod nick;
+mod oper;
 mod quit;
 mod say;
 mod who;
@@ -94,6 +95,7 @@ impl<O: Outbox> Ctx<'_, O> {
             Command::Msg { to, text } => msg::apply(self, to, text),
             Command::Quit(reason) => quit::apply(self, reason),
             Command::Help => help::apply(self),
+            Command::Oper { name, password } => oper::apply(self, name, password),
         }
     }
 

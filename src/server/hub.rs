@@ -48,8 +48,10 @@ impl Hub {
             history: config.history,
             quiet_joins: config.quiet_joins,
         };
+        let mut chat = Chat::new(rules, &*bus);
+        chat.moderation().configure(config);
         Ok(Hub {
-            chat: Chat::new(rules, &*bus),
+            chat,
             bus,
             notices_due: None,
             max_clients,
