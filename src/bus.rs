@@ -128,6 +128,18 @@ pub enum What {
         to: String,
         text: String,
     },
+    /// `/kick`: `nick` is disconnected by whichever instance holds it.
+    Kick {
+        by: String,
+        nick: String,
+        reason: String,
+    },
+    /// `/topic TEXT`: `room`'s topic, on every instance that keeps the room.
+    Topic {
+        room: String,
+        nick: String,
+        topic: String,
+    },
     /// Every client of `origin` and its room: sent by a shared bus when it connects and every
     /// so often.
     Hello { members: Vec<Presence> },

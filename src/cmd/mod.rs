@@ -9,12 +9,14 @@
 
 mod help;
 mod join;
+mod kick;
 mod list;
 mod msg;
 mod nick;
 mod oper;
 mod quit;
 mod say;
+mod topic;
 mod who;
 
 use std::rc::Rc;
@@ -96,6 +98,8 @@ impl<O: Outbox> Ctx<'_, O> {
             Command::Quit(reason) => quit::apply(self, reason),
             Command::Help => help::apply(self),
             Command::Oper { name, password } => oper::apply(self, name, password),
+            Command::Kick { nick, reason } => kick::apply(self, nick, reason),
+            Command::Topic(topic) => topic::apply(self, topic),
         }
     }
 
