@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use log::{debug, trace};
 
-use super::event::Origins;
+use super::event::{Message, Origins};
 use super::link::{Link, LinkPhase, Role};
 use super::links::Happening;
 use super::resp::{self, Value};
-use crate::bus::{Claim, Event, Origin};
+use crate::bus::{Claim, Origin};
 
 /// Claims a nick for this instance, or refreshes the claim if it is already this instance's.
 /// `KEYS[1]` the nick's key, `ARGV[1]` the instance id, `ARGV[2]` the TTL in ms. 1: ours now;
@@ -60,7 +60,7 @@ impl Awaiting {
 /// What the bus asks the connections to send.
 #[derive(Debug)]
 pub enum Outgoing {
-    Publish(Event),
+    Publish(Message),
     Claim(Claim),
     Release(String),
     /// Mark the end of the re-claims after a reconnect (answered by [`Happening::Resynced`]).
@@ -193,10 +193,10 @@ impl Conversation {
             (LinkPhase::Ready, [kind, _, payload]) if kind.bytes() == Some(b"message") => {
                 let payload = payload.bytes().ok_or_else(|| unexpected(&value))?;
                 self.received += 1;
-                match Event::decode(payload, &mut self.origins) {
-                    Ok(event) => {
+                match Message::decode(payload, &mut self.origins) {
+                    Ok(message) => {
                         trace!("backplane: received {}", resp::lossy(payload));
-                        out.push(Happening::Event(event));
+                        out.push(Happening::Heard(message));
                     }
                     // Someone else publishing on the channel, or a newer pollchat: the
                     // connection is fine, the message is skipped.
@@ -260,8 +260,8 @@ impl Conversation {
         let ttl_ms = self.nick_ttl.as_millis().max(1).to_string();
         let out = &mut cmd.output;
         let awaiting = match outgoing {
-            Outgoing::Publish(event) => {
-                let payload = event.encode(&self.instance);
+            Outgoing::Publish(message) => {
+                let payload = message.encode(&self.instance);
                 trace!("backplane: publishing {payload}");
                 let channel = self.channel.as_bytes();
                 resp::command(out, &[b"PUBLISH", channel, payload.as_bytes()]);
