@@ -103,7 +103,7 @@ fn oper_over_plain_text_from_another_machine_is_refused() {
 }
 
 /// `pollchat hash-password` prints a hash that `/oper` then accepts, given as the binary's
-/// `--operators` flag.
+/// `--operators` flag; the password stays out of even a `trace` log.
 #[test]
 fn hash_password_prints_a_hash_oper_accepts() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat"))
@@ -118,11 +118,17 @@ fn hash_password_prints_a_hash_oper_accepts() {
     assert!(out.status.success());
     let hash = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(hash.starts_with("$argon2id$"), "{hash}");
-    let mut server = common::ServerProcess::start(&["--operators", &format!("ann={hash}")]);
+    let operators = format!("ann={hash}");
+    let mut server =
+        common::ServerProcess::start(&["--operators", &operators, "--log-level", "trace"]);
     let mut c = Client::connect(server.addr);
     c.send("/oper ann pa ss");
     c.expect("*** you are now an operator (ann)");
-    drop(server.wait_for_log("is now operator ann"));
+    let log = server.log_until("is now operator ann");
+    assert!(
+        log.iter().all(|l| !l.contains("pa ss")),
+        "password logged: {log:?}"
+    );
 }
 
 /// A hash that does not parse stops the start, naming its operator.
@@ -260,4 +266,49 @@ fn kick_and_topic_across_two_instances_with_redis() {
     let notice = format!("*** {} was kicked by {} (flooding)", target.nick, op.nick);
     watcher.expect(&notice);
     op.read_until(|l| l == notice);
+}
+
+/// `[operators]` in the config file becomes `--operators` flags: `--print-config` prints it
+/// back, an `--operators` flag replaces the whole table (flags over file), and a bad hash in
+/// the file is refused with its line and operator.
+#[test]
+fn operators_table_in_the_file_is_flags_and_flags_win() {
+    let dir = std::env::temp_dir().join(format!("pollchat-ops-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ops.toml");
+    let print = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_pollchat"))
+            .arg("--config")
+            .arg(&file)
+            .args(extra)
+            .arg("--print-config")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.success(),
+            text + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let hash = &*HASH;
+    std::fs::write(
+        &file,
+        format!("max-rooms = 5\n[operators]\nann = \"{hash}\"\n"),
+    )
+    .unwrap();
+    let (ok, text) = print(&[]);
+    assert!(
+        ok && text.contains(&format!("operators = [\"ann={hash}\"]")),
+        "{text}"
+    );
+    let (ok, text) = print(&["--operators", &format!("bob={hash}")]);
+    assert!(
+        ok && text.contains(&format!("operators = [\"bob={hash}\"]")),
+        "{text}"
+    );
+    std::fs::write(&file, "[operators]\nann = \"x\"\n").unwrap();
+    let (ok, text) = print(&[]);
+    assert!(!ok && text.contains("line 1: operators = "), "{text}");
+    assert!(text.contains("the hash of operator ann is not an argon2 PHC string"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

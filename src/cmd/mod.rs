@@ -44,7 +44,17 @@ pub fn handle_line(
     ) else {
         return;
     };
-    trace!("token {} ({nick} in {room}) line {line:?}", from.token);
+    // `/oper`'s password stays out of the log (looked for only when tracing).
+    let hidden = |l: &str| l.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("/oper "));
+    trace!(
+        "token {} ({nick} in {room}) line {:?}",
+        from.token,
+        if hidden(&line) {
+            "/oper (hidden)"
+        } else {
+            &line
+        }
+    );
     let mut cx = Ctx {
         nick,
         room,
