@@ -33,6 +33,7 @@ use crate::bus::{
 };
 use crate::connection::{CloseReason, ConnRef};
 use crate::limits::LOBBY;
+use crate::moderation::Moderation;
 use crate::protocol::{self, nick_key, room_key};
 use crate::room::{CutOff, Outbox, Room};
 pub use nicks::Nicks;
@@ -65,6 +66,8 @@ pub struct Chat {
     requests: Requests,
     /// The message of the day, as server lines (`protocol::motd`); empty when there is none.
     pub motd: Rc<str>,
+    /// The operators, who is one now, and the rules they keep (`moderation.rs`).
+    moderation: Moderation,
 }
 
 impl Chat {
@@ -74,7 +77,23 @@ impl Chat {
             rooms: Rooms::new(rules),
             requests: Requests::new(bus.is_shared()),
             motd: Rc::from(""),
+            moderation: Moderation::default(),
         }
+    }
+
+    /// The operator name `who` has, if it is one (`/oper`).
+    pub fn is_operator(&self, who: ConnRef) -> Option<&str> {
+        self.moderation.operator(who)
+    }
+
+    /// Moderation actions by kind, for the counters.
+    pub fn moderation_counts(&self) -> &std::collections::BTreeMap<&'static str, u64> {
+        &self.moderation.counts
+    }
+
+    /// The operators and their rules: `/oper` and the configuration (and a reload) change them.
+    pub fn moderation(&mut self) -> &mut Moderation {
+        &mut self.moderation
     }
 
     /// Clients in the chat.
@@ -127,6 +146,7 @@ impl Chat {
         if let Some(greeting) = bus.greeting() {
             self.tell(who, greeting, out);
         }
+        self.show_topic(who, &lobby, out);
         self.replay(who, &lobby, out);
         // A guest nick is used whatever the answer: one taken elsewhere is replaced later.
         self.requests.claim(who, nick.clone(), Purpose::Keep);
@@ -145,6 +165,7 @@ impl Chat {
         let key = room_key(&to);
         self.nicks.moved(who, self.rooms.key_of(&key));
         self.tell(who, &protocol::now_in(&to, members), out);
+        self.show_topic(who, &key, out);
         self.replay(who, &key, out);
         let nick = self.nick_of(who).unwrap_or_default().to_string();
         self.say(who, What::Moved { nick, from, to });
@@ -163,6 +184,15 @@ impl Chat {
     pub fn tell(&mut self, who: ConnRef, text: &str, out: &mut impl Outbox) {
         if let Err(reason) = out.tell(who, text) {
             self.depart(who, reason, out);
+        }
+    }
+
+    /// `room`'s topic for `who`, who just came in, if it has one.
+    fn show_topic(&mut self, who: ConnRef, room: &str, out: &mut impl Outbox) {
+        let room = self.rooms.get(room);
+        if let Some((name, topic)) = room.and_then(|r| Some((r.name(), r.topic()?))) {
+            let line = protocol::topic_is(name, Some(topic));
+            self.tell(who, &line, out);
         }
     }
 
@@ -202,6 +232,7 @@ impl Chat {
         };
         let nick = nick.to_string();
         self.requests.release(nick.clone());
+        self.moderation.forget(who);
         let room_name = self.rooms.leave(who, &room);
         self.requests.room_emptied(&self.rooms, &room);
         self.requests.left(who.id, room_name, nick, &reason);
@@ -253,6 +284,18 @@ impl Chat {
                     self.tell(to, &protocol::private_line(from, text), out);
                 }
                 return;
+            }
+            What::Kick { by, nick, reason } => {
+                if let Some(who) = self.nicks.owner_of(nick) {
+                    self.tell(who, &protocol::kicked(by, reason), out);
+                    let why = CloseReason::Kicked(format!("kicked by {by} ({reason})"));
+                    self.depart(who, why, out);
+                }
+                return;
+            }
+            What::Topic { room, nick, topic } => {
+                let line = protocol::topic_set(nick, room, topic);
+                self.rooms.topic(event, room, topic, &line, out)
             }
         };
         self.let_go(cut_off, out);

@@ -13,6 +13,7 @@ use log::LevelFilter;
 
 use crate::backplane::BackplaneConfig;
 use crate::limits;
+use crate::moderation::Operator;
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
@@ -58,6 +59,12 @@ pub struct Config {
     pub stats_udp: Option<SocketAddr>,
     /// `--backplane`: share the chat with other instances through Redis pub/sub.
     pub backplane: Option<BackplaneConfig>,
+    /// The operators (`[operators]`): a name and its argon2 hash each.
+    pub operators: Vec<Operator>,
+    /// `/oper` over plain text from another machine is allowed (by default it is refused).
+    pub oper_plaintext: bool,
+    /// Only operators may set a room's topic.
+    pub topic_ops_only: bool,
     /// Turn SIGINT/SIGTERM into a graceful shutdown. Only one server per process may, so
     /// the binary sets it and in-process tests do not.
     pub handle_signals: bool,
@@ -148,6 +155,9 @@ impl Default for Config {
             history: limits::DEFAULT_HISTORY,
             stats_udp: None,
             backplane: None,
+            operators: Vec::new(),
+            oper_plaintext: false,
+            topic_ops_only: false,
             handle_signals: false,
             motd: None,
             log_level: LevelFilter::Info,

@@ -39,6 +39,8 @@
 //! - [`room`]: one room: its members in order, its notices, its history, and the
 //!   [`Outbox`](room::Outbox) through which all output is queued.
 //! - [`cmd`]: what each command does, one file per command.
+//! - [`moderation`]: the operators (`/oper`, argon2 hashes), who is one now, and the limit on
+//!   guessing their passwords.
 //! - [`notices`]: join and leave notices, said at the end of the batch and summarized in a
 //!   burst, so a connection storm cannot make every member pay for every connection.
 //! - [`protocol`]: what a line means ([`protocol::Command`]) and all the text the server sends.
@@ -125,6 +127,7 @@ pub mod limits;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod moderation;
 pub mod nonblocking;
 pub mod notices;
 pub mod os;

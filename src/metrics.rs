@@ -21,7 +21,7 @@ const TRANSPORTS: [&str; 4] = ["plain", "TLS", "WebSocket", "WebSocket over TLS"
 pub fn render(stats: &Stats, gauges: &Gauges) -> String {
     let mut out = Exposition::default();
     levels(&mut out, stats, gauges);
-    counters(&mut out, stats);
+    counters(&mut out, stats, gauges);
     if let Some(backplane) = &gauges.backplane {
         out.backplane(backplane.get());
     }
@@ -69,7 +69,7 @@ fn writes(out: &mut Exposition, stats: &Stats) {
 }
 
 /// The counters: what happened since the start, each only ever going up.
-fn counters(out: &mut Exposition, stats: &Stats) {
+fn counters(out: &mut Exposition, stats: &Stats, gauges: &Gauges) {
     let counters = [
         (
             "connections_total",
@@ -114,6 +114,11 @@ fn counters(out: &mut Exposition, stats: &Stats) {
         "reason",
         &stats.disconnects,
     );
+    let help = "Moderation actions: oper, oper_failed, oper_refused (not checked), kick.";
+    let actions = ["oper", "oper_failed", "oper_refused", "kick"].map(|a| (a, 0));
+    let mut moderation: BTreeMap<&str, u64> = actions.into_iter().collect();
+    moderation.extend(&gauges.moderation);
+    out.labelled("moderation_total", "counter", help, "action", moderation);
     let help = "HTTP requests answered and closed (all but upgrades), by status.";
     out.labelled(
         "http_responses_total",

@@ -17,6 +17,7 @@
 //! and rooms, sends it away once the walk over the members is over.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -47,6 +48,11 @@ pub trait Outbox {
     fn hold(&mut self, who: ConnRef);
 
     fn resume(&mut self, who: ConnRef);
+
+    /// Where `who` connects from, and whether its transport is encrypted (for `/oper`).
+    fn peer(&self, _who: ConnRef) -> Option<(IpAddr, bool)> {
+        None
+    }
 }
 
 /// Members whose queue refused a line, and why: for the chat to send away.
@@ -80,6 +86,8 @@ pub struct Room {
     /// members' queues hold: a pointer each, no copy.
     history: VecDeque<Rc<[u8]>>,
     history_len: usize,
+    /// `/topic`: kept here, so it goes with the room.
+    topic: Option<String>,
 }
 
 impl Room {
@@ -92,6 +100,7 @@ impl Room {
             clock: 0,
             history: VecDeque::with_capacity(history_len.min(64)),
             history_len,
+            topic: None,
         }
     }
 
@@ -100,6 +109,14 @@ impl Room {
         self.history_len = len;
         let excess = self.history.len().saturating_sub(len);
         self.history.drain(..excess);
+    }
+
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    pub fn set_topic(&mut self, topic: &str) {
+        self.topic = Some(topic.to_string());
     }
 
     pub fn name(&self) -> &str {

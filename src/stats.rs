@@ -80,6 +80,8 @@ pub struct Gauges {
     pub rooms: usize,
     /// The bus's own counters (`--backplane`), as JSON.
     pub backplane: Option<Box<RawValue>>,
+    /// Moderation actions since the start, by kind (the chat counts them: `moderation.rs`).
+    pub moderation: BTreeMap<&'static str, u64>,
 }
 
 /// The reply to `stats`, field by field in the order it is sent.
@@ -101,6 +103,7 @@ struct Report<'a> {
     disconnects: &'a BTreeMap<&'static str, u64>,
     http_responses: &'a BTreeMap<u16, u64>,
     reloads: &'a BTreeMap<&'static str, u64>,
+    moderation: &'a BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backplane: Option<&'a RawValue>,
 }
@@ -158,6 +161,7 @@ impl Stats {
             disconnects: &self.disconnects,
             http_responses: &self.http_responses,
             reloads: &self.reloads,
+            moderation: &gauges.moderation,
             backplane: gauges.backplane.as_deref(),
         };
         serde_json::to_string(&report).unwrap_or_else(|e| error_json(&e.to_string()))

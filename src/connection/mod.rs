@@ -93,6 +93,8 @@ pub enum CloseReason {
     /// An HTTP request other than the WebSocket upgrade: answered (with this status), then
     /// closed.
     Answered(u16),
+    /// `/kick`: "kicked by OPER (REASON)", as its room is told (`protocol::left`).
+    Kicked(String),
 }
 
 impl CloseReason {
@@ -112,6 +114,7 @@ impl CloseReason {
             CloseReason::Rejected(rejection) => rejection.kind,
             CloseReason::HandshakeTimeout(_) => "handshake_timeout",
             CloseReason::Answered(_) => "http_answered",
+            CloseReason::Kicked(_) => "kicked",
         }
     }
 }
@@ -135,6 +138,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Rejected(rejection) => rejection.fmt(f),
             CloseReason::HandshakeTimeout(by) => write!(f, "{by} handshake timed out"),
             CloseReason::Answered(status) => write!(f, "answered HTTP {status}"),
+            CloseReason::Kicked(why) => f.write_str(why),
         }
     }
 }

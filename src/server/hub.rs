@@ -51,8 +51,10 @@ impl Hub {
             Some(settings) => Box::new(RedisBus::new(settings.clone())?),
             None => Box::new(LocalBus),
         };
+        let mut chat = Chat::new(room_rules(config), &*bus);
+        chat.moderation().configure(config);
         Ok(Hub {
-            chat: Chat::new(room_rules(config), &*bus),
+            chat,
             bus,
             notices_due: None,
             max_clients,

@@ -444,4 +444,10 @@ impl Outbox for ConnTable {
             self.lists.ready.add(who);
         }
     }
+
+    /// Transports are named "plain", "TLS", "WebSocket" and "WebSocket over TLS".
+    fn peer(&self, who: ConnRef) -> Option<(std::net::IpAddr, bool)> {
+        let conn = self.get(who)?;
+        Some((conn.peer().ip(), conn.transport_name().ends_with("TLS")))
+    }
 }
