@@ -291,3 +291,26 @@ fn ask_stats(addr: SocketAddr) -> String {
     let n = socket.recv(&mut buf).unwrap();
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
+
+/// The operators are reloaded with the rest: one whose name left the table is an operator no
+/// more, and one added can `/oper` at once.
+#[test]
+fn reload_replaces_the_operators() {
+    let hash = pollchat::moderation::hash_password("s3cret").unwrap();
+    let dir = TempDir::new();
+    let table = |name: &str| format!("[operators]\n{name} = \"{hash}\"\n");
+    let (mut server, path) = start(&dir, &table("ann"), &[]);
+    let mut ann = Client::connect(server.addr);
+    ann.sync();
+    ann.send("/oper ann s3cret");
+    ann.expect("*** you are now an operator (ann)");
+    let log = reload(&mut server, &path, &table("bob"));
+    assert!(
+        log.last().unwrap().contains("configuration reloaded"),
+        "{log:?}"
+    );
+    ann.send("/kick nobody");
+    ann.expect("*** /kick is for operators only");
+    ann.send("/oper bob s3cret");
+    ann.expect("*** you are now an operator (bob)");
+}

@@ -119,6 +119,7 @@ pub(super) fn apply(server: &mut Server, new: Loaded) -> Report {
     let max_clients = accept::max_clients(config.max_clients);
     clients.hub.configure(&config, max_clients);
     clients.hub.chat.motd = new.motd;
+    clients.hub.chat.moderation().configure(&config);
     let rates = |c: &Config| (c.connect_rate, c.connect_burst, c.connect_rate_loopback);
     if rates(&clients.config) != rates(&config) {
         let (rate, burst, loopback) = rates(&config);
