@@ -19,6 +19,7 @@
 //! room of ten costs ten queued pointers however many are connected. What each command does
 //! is in `cmd/`; every text the chat sends is built in `protocol.rs`.
 
+mod moderation;
 mod nicks;
 mod requests;
 mod rooms;
@@ -28,6 +29,7 @@ use std::time::Instant;
 
 use log::warn;
 
+use crate::bans::Bans;
 use crate::bus::{BusNews, Claim, Elsewhere, Event, Presence, Purpose, Request, What};
 use crate::connection::{CloseReason, ConnRef};
 use crate::limits::LOBBY;
@@ -61,6 +63,8 @@ pub struct Chat {
     rooms: Rooms,
     /// What the chat asks of the bus, for the server to hand over (`requests.rs`).
     requests: Requests,
+    /// Who may not be here (`moderation.rs`).
+    bans: Bans,
 }
 
 impl Chat {
@@ -69,6 +73,7 @@ impl Chat {
             nicks: Nicks::new(bus.guest_prefix()),
             rooms: Rooms::new(rules),
             requests: Requests::new(bus.is_shared()),
+            bans: Bans::default(),
         }
     }
 
@@ -105,7 +110,7 @@ impl Chat {
     /// A new client joins `#lobby` under a guest nick, gets the welcome line (and the bus's
     /// greeting, if it has one) and the lobby's history, and the lobby hears about it.
     pub fn enter(&mut self, who: ConnRef, bus: &dyn Elsewhere, out: &mut impl Outbox) {
-        let nick = self.nicks.free_guest_nick();
+        let nick = self.guest_nick();
         let lobby = room_key(LOBBY);
         let room = self.rooms.room_mut(&lobby);
         room.add(who);
@@ -250,6 +255,8 @@ impl Chat {
             }
             What::Hello { .. } => return,
             What::Bye => return self.forget_empty_rooms(),
+            What::Ban { mask, ban } => return self.ban(mask, ban, out),
+            What::Unban { mask, by } => return self.unban(mask, by),
         };
         self.let_go(cut_off, out);
     }
@@ -292,6 +299,7 @@ impl Chat {
                 self.forget_empty_rooms();
             }
             BusNews::Introduce => self.introduce(),
+            BusNews::Bans(bans) => self.bans_from_bus(bans, out),
             BusNews::Tell(line) => {
                 let cut_off = self.rooms.tell_everyone(line, out);
                 self.let_go(cut_off, out);
@@ -319,7 +327,7 @@ impl Chat {
             (Purpose::Rename, Some(_)) if granted => self.rename(conn, &nick, out),
             (Purpose::Rename, Some(_)) => self.tell(conn, &protocol::nick_taken(&nick), out),
             (Purpose::Keep, Some(current)) if !granted && current == nick => {
-                let guest = self.nicks.free_guest_nick();
+                let guest = self.guest_nick();
                 let token = conn.token;
                 warn!("token {token}: nick {nick} is held by another instance; now {guest}");
                 self.tell(conn, &protocol::nick_taken_elsewhere(&nick, &guest), out);

@@ -55,6 +55,8 @@ pub struct Config {
     pub stats_udp: Option<SocketAddr>,
     /// `--backplane`: share the chat with other instances through Redis pub/sub.
     pub backplane: Option<BackplaneConfig>,
+    /// `--bans-file`: where bans are kept across restarts; `None` keeps them in memory only.
+    pub bans_file: Option<PathBuf>,
     /// Turn SIGINT/SIGTERM into a graceful shutdown. Only one server per process may, so
     /// the binary sets it and in-process tests do not.
     pub handle_signals: bool,
@@ -130,6 +132,7 @@ impl Default for Config {
             history: limits::DEFAULT_HISTORY,
             stats_udp: None,
             backplane: None,
+            bans_file: None,
             handle_signals: false,
         }
     }

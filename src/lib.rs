@@ -110,6 +110,7 @@
 #![deny(unsafe_code)]
 
 pub mod backplane;
+pub mod bans;
 pub mod bus;
 pub mod chat;
 pub mod cli;

@@ -17,11 +17,24 @@ use crate::stats::{Gauges, Stats};
 /// a 0 rather than nothing while it has no clients.
 const TRANSPORTS: [&str; 4] = ["plain", "TLS", "WebSocket", "WebSocket over TLS"];
 
+/// Moderation actions always listed in `pollchat_moderation_actions_total`, for the same reason.
+const MODERATION: [&str; 2] = ["ban", "unban"];
+
 /// The exposition text.
 pub fn render(stats: &Stats, gauges: &Gauges) -> String {
     let mut out = Exposition::default();
     levels(&mut out, stats, gauges);
     counters(&mut out, stats);
+    let mut actions: BTreeMap<&str, u64> = MODERATION.iter().map(|&a| (a, 0)).collect();
+    actions.extend(&gauges.moderation);
+    let help = "Moderation actions taken on this instance, by kind.";
+    out.labelled(
+        "moderation_actions_total",
+        "counter",
+        help,
+        "action",
+        actions,
+    );
     if let Some(backplane) = &gauges.backplane {
         out.backplane(backplane.get());
     }

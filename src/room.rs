@@ -47,6 +47,11 @@ pub trait Outbox {
     fn hold(&mut self, who: ConnRef);
 
     fn resume(&mut self, who: ConnRef);
+
+    /// The client's address (bans match on it); `None` if it is gone.
+    fn peer_ip(&self, _who: ConnRef) -> Option<std::net::IpAddr> {
+        None
+    }
 }
 
 /// Members whose queue refused a line, and why: for the chat to send away.

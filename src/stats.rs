@@ -77,6 +77,8 @@ pub struct Gauges {
     pub rooms: usize,
     /// The bus's own counters (`--backplane`), as JSON.
     pub backplane: Option<Box<RawValue>>,
+    /// Moderation actions taken on this instance since it started, by kind (`ban`, `unban`).
+    pub moderation: BTreeMap<&'static str, u64>,
 }
 
 /// The reply to `stats`, field by field in the order it is sent.

@@ -12,6 +12,8 @@
 //! pc2 <origin> <conn> MSG <from> <to> <text>       /msg: only <to> gets it
 //! pc2 <origin> 0 HELLO <nick>#<room> ...           "I am alive, these are my clients"
 //! pc2 <origin> 0 BYE                               the instance is shutting down
+//! pc2 <origin> <conn> BAN <mask> <until> <by> <reason>  a ban (its line: see `bans.rs`)
+//! pc2 <origin> <conn> UNBAN <mask> <by>            a ban lifted
 //! ```
 //!
 //! `origin` is the publishing instance's id and `conn` the sender's connection id there, so
@@ -27,6 +29,7 @@
 
 use std::collections::HashMap;
 
+use crate::bans::{Ban, Mask};
 use crate::bus::{Event, Origin, Presence, What};
 use crate::framing::sanitize;
 use crate::protocol::{is_valid_nick, is_valid_room};
@@ -94,6 +97,8 @@ impl Event {
                 line
             }
             What::Bye => format!("{head} BYE"),
+            What::Ban { mask, ban } => format!("{head} BAN {}", ban.line(mask)),
+            What::Unban { mask, by } => format!("{head} UNBAN {mask} {by}"),
         }
     }
 
@@ -226,6 +231,15 @@ fn decode_what(kind: &str, args: &str) -> Result<What, String> {
                 .collect::<Result<_, _>>()?,
         },
         "BYE" => What::Bye,
+        "BAN" => {
+            let (mask, ban) = Ban::parse_line(args)?;
+            What::Ban { mask, ban }
+        }
+        "UNBAN" => {
+            let (mask, by) = field(args)?;
+            let (mask, by) = (Mask::parse(mask)?, by.to_string());
+            What::Unban { mask, by }
+        }
         other => return Err(format!("unknown kind {other:?}")),
     })
 }

@@ -77,6 +77,7 @@ impl Replica {
                 }
             }
             What::Say { .. } | What::Me { .. } | What::Msg { .. } | What::Bye => {}
+            What::Ban { .. } | What::Unban { .. } => {}
         }
         !known
     }

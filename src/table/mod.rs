@@ -412,6 +412,10 @@ impl Outbox for ConnTable {
         }
     }
 
+    fn peer_ip(&self, who: ConnRef) -> Option<std::net::IpAddr> {
+        self.get(who).map(|c| c.peer().ip())
+    }
+
     fn name(&mut self, who: ConnRef, nick: &Rc<str>) {
         if let Some(conn) = self.get_mut(who) {
             conn.set_nick(nick);
