@@ -134,9 +134,9 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 pub fn describe_left(ms: u64) -> String {
     let s = ms.div_ceil(1000);
     match s {
-        0..120 => format!("{s}s"),
-        120..7200 => format!("{}m", s.div_ceil(60)),
-        7200..172_800 => format!("{}h", s.div_ceil(3600)),
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s.div_ceil(60)),
+        3600..86_400 => format!("{}h", s.div_ceil(3600)),
         _ => format!("{}d", s.div_ceil(86_400)),
     }
 }

@@ -308,7 +308,8 @@ pub fn bans<'a>(bans: &[(impl fmt::Display, &'a str, String, &'a str)], listed: 
     if bans.is_empty() {
         return server_line("no bans");
     }
-    let mut text = server_line(format_args!("{} bans:", bans.len()));
+    let noun = if bans.len() == 1 { "ban" } else { "bans" };
+    let mut text = server_line(format_args!("{} {noun}:", bans.len()));
     for (mask, by, time, reason) in bans.iter().take(listed) {
         text.push_str(&server_line(format_args!(
             "  {mask} by {by}, {time}: {reason}"

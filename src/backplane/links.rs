@@ -27,6 +27,7 @@ use serde::Serialize;
 use super::BackplaneConfig;
 use super::conversation::{Conversation, Outgoing};
 use super::link::{Link, LinkPhase, Role};
+use crate::bans::{Ban, Mask};
 use crate::bus::{Claim, Event};
 use crate::error::{Error, describe};
 use crate::limits::{
@@ -58,6 +59,8 @@ pub enum Happening {
     Claimed { claim: Claim, ok: bool },
     /// Every re-claim sent on reconnecting is answered.
     Resynced,
+    /// The ban hash, read as the connections came up (see `conversation.rs`).
+    Bans(Option<Vec<(Mask, Ban)>>),
 }
 
 /// What `--stats-udp` reports of the backplane, in this order.

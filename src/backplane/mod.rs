@@ -155,6 +155,16 @@ pub struct RedisBus {
     next_refresh: Instant,
     /// Deadlines to hand the loop (`BusIo::take_deadlines`).
     deadlines: Vec<Instant>,
+    /// From the moment the connections come up until the ban hash is read: the bans and
+    /// unbans heard meanwhile, applied again after the hash replaces the list (they may be
+    /// newer than what the hash said).
+    bans_since_up: Option<Vec<Event>>,
+    /// Bans and unbans made while Redis was away: sent once it is back, after the hash is read.
+    unsent_bans: Vec<Event>,
+}
+
+fn is_ban(what: &What) -> bool {
+    matches!(what, What::Ban { .. } | What::Unban { .. })
 }
 
 impl RedisBus {
@@ -174,6 +184,8 @@ impl RedisBus {
             resync_pending: false,
             next_refresh: Instant::now(),
             deadlines: Vec::new(),
+            bans_since_up: None,
+            unsent_bans: Vec::new(),
         })
     }
 
@@ -200,6 +212,16 @@ impl RedisBus {
                         self.links.talk.forget(gone);
                     }
                     news.push(BusNews::Refresh);
+                    self.outbox.push(Outgoing::LoadBans);
+                    self.bans_since_up = Some(Vec::new());
+                    let unsent = std::mem::take(&mut self.unsent_bans);
+                    self.outbox
+                        .extend(unsent.into_iter().map(Outgoing::Publish));
+                }
+                Happening::Bans(bans) => {
+                    news.push(BusNews::Bans(bans));
+                    let heard = self.bans_since_up.take().unwrap_or_default();
+                    news.extend(heard.into_iter().map(BusNews::Deliver));
                 }
                 Happening::Down { lost } => self.went_down(lost, &mut news),
                 Happening::Event(event) => self.heard(event, now, &mut news),
@@ -225,6 +247,11 @@ impl RedisBus {
     /// An event from the channel: the copy of who is elsewhere learns from it, a new instance
     /// is introduced to at once (not after TTL / 3), and the chat delivers it.
     fn heard(&mut self, event: Event, now: Instant, news: &mut Vec<BusNews>) {
+        if let Some(heard) = &mut self.bans_since_up
+            && is_ban(&event.what)
+        {
+            heard.push(event.clone());
+        }
         if !event.origin.is_here() {
             let stranger = self.replica.apply(&event, now);
             if event.what == What::Bye {
@@ -245,12 +272,18 @@ impl RedisBus {
         self.resync_pending = false;
         self.replica.clear();
         self.claiming.clear();
+        self.bans_since_up = None;
         let mut unanswered = lost;
         for outgoing in std::mem::take(&mut self.outbox) {
             match outgoing {
-                Outgoing::Publish(event) => news.push(BusNews::Deliver(event)),
+                Outgoing::Publish(event) => {
+                    if is_ban(&event.what) {
+                        self.unsent_bans.push(event.clone());
+                    }
+                    news.push(BusNews::Deliver(event));
+                }
                 Outgoing::Claim(claim) => unanswered.push(claim),
-                Outgoing::Release(_) | Outgoing::Resync => {}
+                Outgoing::Release(_) | Outgoing::Resync | Outgoing::LoadBans => {}
             }
         }
         news.extend(unanswered.into_iter().map(BusNews::Unanswered));
@@ -265,6 +298,9 @@ impl Bus for RedisBus {
     /// delivered here at once.
     fn publish(&mut self, event: Event) -> Option<Event> {
         if !self.up {
+            if is_ban(&event.what) {
+                self.unsent_bans.push(event.clone());
+            }
             return Some(event);
         }
         self.outbox.push(Outgoing::Publish(event));
