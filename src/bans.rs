@@ -345,8 +345,6 @@ pub struct Bans {
     /// `bans-file`; `None` keeps bans in memory only.
     file: Option<PathBuf>,
     changed: bool,
-    /// Moderation actions taken on this instance, by kind (`ban`, `unban`), for `/metrics`.
-    pub actions: BTreeMap<&'static str, u64>,
 }
 
 impl Bans {
@@ -363,10 +361,6 @@ impl Bans {
     /// The list changed: save it at the end of the batch.
     pub fn changed(&mut self) {
         self.changed = true;
-    }
-
-    pub fn count(&mut self, action: &'static str) {
-        *self.actions.entry(action).or_default() += 1;
     }
 
     /// Writes the file if the list changed since it was last written. A failure is logged

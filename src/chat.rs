@@ -19,7 +19,7 @@
 //! room of ten costs ten queued pointers however many are connected. What each command does
 //! is in `cmd/`; every text the chat sends is built in `protocol.rs`.
 
-mod moderation;
+mod banned;
 mod nicks;
 mod requests;
 mod rooms;
@@ -33,6 +33,7 @@ use crate::bans::Bans;
 use crate::bus::{BusNews, Claim, Elsewhere, Event, Presence, Purpose, Request, What};
 use crate::connection::{CloseReason, ConnRef};
 use crate::limits::LOBBY;
+use crate::moderation::Moderation;
 use crate::protocol::{self, nick_key, room_key};
 use crate::room::{CutOff, Outbox, Room};
 pub use nicks::Nicks;
@@ -63,8 +64,10 @@ pub struct Chat {
     rooms: Rooms,
     /// What the chat asks of the bus, for the server to hand over (`requests.rs`).
     requests: Requests,
-    /// Who may not be here (`moderation.rs`).
+    /// Who may not be here (`banned.rs`).
     bans: Bans,
+    /// The operators, who is one now, and the rules they keep (`moderation.rs`).
+    moderation: Moderation,
 }
 
 impl Chat {
@@ -74,7 +77,18 @@ impl Chat {
             rooms: Rooms::new(rules),
             requests: Requests::new(bus.is_shared()),
             bans: Bans::default(),
+            moderation: Moderation::default(),
         }
+    }
+
+    /// The operator name `who` has, if it is one (`/oper`).
+    pub fn is_operator(&self, who: ConnRef) -> Option<&str> {
+        self.moderation.operator(who)
+    }
+
+    /// The operators and their rules: `/oper` and the configuration (and a reload) change them.
+    pub fn moderation(&mut self) -> &mut Moderation {
+        &mut self.moderation
     }
 
     /// Clients in the chat.
@@ -195,6 +209,7 @@ impl Chat {
         };
         let nick = nick.to_string();
         self.requests.release(nick.clone());
+        self.moderation.forget(who);
         let room_name = self.rooms.leave(who, &room);
         self.requests.room_emptied(&self.rooms, &room);
         self.requests.left(who.id, room_name, nick, &reason);

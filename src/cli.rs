@@ -12,6 +12,7 @@ use log::LevelFilter;
 use crate::backplane::{BackplaneConfig, RedisUrl};
 use crate::config::{Config, HttpSettings, TlsSettings};
 use crate::limits;
+use crate::moderation::{Operator, parse_operator};
 
 /// A single-threaded chat server for nc and telnet clients, built on one mio poll loop.
 #[derive(Debug, Parser)]
@@ -164,6 +165,31 @@ pub struct Cli {
     /// Also append the log to this file
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+
+    /// An operator: a name and the hash `pollchat hash-password` prints; repeat for several.
+    /// In the file, a table: [operators] with NAME = "PHC" lines
+    #[arg(long, value_name = "NAME=PHC", value_parser = parse_operator)]
+    pub operators: Vec<Operator>,
+
+    /// Allow /oper over plain TCP from another machine (its password crosses the network
+    /// readable)
+    #[arg(long)]
+    pub oper_plaintext: bool,
+
+    /// Only operators may set a room's topic
+    #[arg(long)]
+    pub topic_ops_only: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Subcommand>,
+}
+
+/// What the binary does instead of serving.
+#[derive(Debug, clap::Subcommand)]
+pub enum Subcommand {
+    /// Read a password (one line) from standard input and print its argon2 hash, for
+    /// [operators]
+    HashPassword,
 }
 
 /// The end of `pollchat --help`: where the two tools went. They were the subcommands
@@ -235,6 +261,9 @@ impl Cli {
                 nick_ttl: Duration::from_secs_f64(self.backplane_nick_ttl.clamp(0.3, 1e6)),
             }),
             bans_file: self.bans_file.clone(),
+            operators: self.operators.clone(),
+            oper_plaintext: self.oper_plaintext,
+            topic_ops_only: self.topic_ops_only,
             handle_signals: true,
         }
     }

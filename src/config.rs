@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::backplane::BackplaneConfig;
 use crate::limits;
+use crate::moderation::Operator;
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
@@ -57,6 +58,12 @@ pub struct Config {
     pub backplane: Option<BackplaneConfig>,
     /// `--bans-file`: where bans are kept across restarts; `None` keeps them in memory only.
     pub bans_file: Option<PathBuf>,
+    /// The operators (`[operators]`): a name and its argon2 hash each.
+    pub operators: Vec<Operator>,
+    /// `/oper` over plain text from another machine is allowed (by default it is refused).
+    pub oper_plaintext: bool,
+    /// Only operators may set a room's topic.
+    pub topic_ops_only: bool,
     /// Turn SIGINT/SIGTERM into a graceful shutdown. Only one server per process may, so
     /// the binary sets it and in-process tests do not.
     pub handle_signals: bool,
@@ -133,6 +140,9 @@ impl Default for Config {
             stats_udp: None,
             backplane: None,
             bans_file: None,
+            operators: Vec::new(),
+            oper_plaintext: false,
+            topic_ops_only: false,
             handle_signals: false,
         }
     }

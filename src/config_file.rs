@@ -175,6 +175,11 @@ fn texts(action: &ArgAction, value: &DeValue) -> Result<Vec<String>, (&'static s
         (ArgAction::Append, DeValue::Array(items)) => {
             items.iter().map(|item| scalar(item.get_ref())).collect()
         }
+        // `[operators]`: each `NAME = "PHC"` is `--operators NAME=PHC`.
+        (ArgAction::Append, DeValue::Table(table)) => table
+            .iter()
+            .map(|(k, v)| Ok(format!("{}={}", k.get_ref(), scalar(v.get_ref())?)))
+            .collect(),
         _ => scalar(value).map(|text| vec![text]),
     }
 }

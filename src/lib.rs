@@ -126,6 +126,7 @@ pub mod limits;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
+pub mod moderation;
 pub mod nonblocking;
 pub mod notices;
 pub mod os;

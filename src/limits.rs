@@ -217,3 +217,17 @@ pub const MAX_BANS: usize = 100_000;
 /// Bans `/bans` lists before saying how many more there are: its reply stays a screenful,
 /// well under any client's `--max-output`.
 pub const BANS_LISTED: usize = 50;
+
+/// `/oper`: an address whose password was wrong waits this long before its next guess is
+/// checked (a typo costs a second), and after `OPER_FAILURES` wrong ones, `OPER_LOCKOUT`.
+/// Each check is one argon2 run on the loop's thread (some 20 ms), so these bound what
+/// guessing costs everyone: 5 checks per address per 10 minutes.
+pub const OPER_RETRY: Duration = Duration::from_secs(1);
+pub const OPER_FAILURES: u32 = 5;
+pub const OPER_LOCKOUT: Duration = Duration::from_secs(600);
+
+/// `/oper`: addresses whose failures are counted (an IPv6 address by its /64). When all are
+/// taken by addresses still locked out, a new address must wait too: many addresses guessing
+/// at once get at most 256 × 5 checks per 10 minutes (some 2 ms of the loop per second),
+/// rather than an unbounded map or an eviction that forgets their failures.
+pub const OPER_ADDRESSES: usize = 256;

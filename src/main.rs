@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use pollchat::cli::moved_subcommand;
+use pollchat::cli::{Subcommand, moved_subcommand};
 use pollchat::{Error, Server, config_file, logging};
 
 fn main() -> ExitCode {
@@ -30,6 +30,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Subcommand::HashPassword) = cli.command {
+        return hash_password();
+    }
     if cli.print_config {
         print!("{}", config_file::print(&matches));
         return ExitCode::SUCCESS;
@@ -44,6 +47,29 @@ fn main() -> ExitCode {
         // One sentence for the operator; no panic, no backtrace.
         Err(e) => {
             eprintln!("pollchat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `pollchat hash-password`: one line of standard input (its line ending not part of the
+/// password) to its PHC string on standard output, for the `[operators]` table.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    let read = std::io::stdin().read_line(&mut line);
+    let password = line.trim_end_matches(['\n', '\r']);
+    let hashed = match read {
+        Err(e) => Err(format!("cannot read standard input: {e}")),
+        Ok(_) if password.is_empty() => Err("no password on standard input".to_string()),
+        Ok(_) => pollchat::moderation::hash_password(password),
+    };
+    match hashed {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            eprintln!("pollchat hash-password: {why}");
             ExitCode::FAILURE
         }
     }

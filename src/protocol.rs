@@ -44,6 +44,8 @@ pub enum Command<'a> {
     Unban(&'a str),
     /// `/bans` (operators).
     Bans,
+    /// `/oper NAME PASSWORD`: become an operator.
+    Oper { name: &'a str, password: &'a str },
 }
 
 /// Why a line that looked like a command is not one. Its `Display` is the error text the
@@ -117,6 +119,13 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
         "unban" if args.is_empty() => return Err(ParseError::Usage("/unban MASK")),
         "unban" => Command::Unban(args),
         "bans" => Command::Bans,
+        "oper" => match args.split_once(char::is_whitespace) {
+            Some((name, password)) => Command::Oper {
+                name,
+                password: password.trim_start(),
+            },
+            None => return Err(ParseError::Usage("/oper NAME PASSWORD")),
+        },
         _ => return Err(ParseError::Unknown(name)),
     };
     Ok(Some(command))
@@ -215,7 +224,56 @@ pub fn joined(nick: &str) -> String {
 }
 
 pub fn left(nick: &str, reason: impl fmt::Display) -> String {
+    let reason = reason.to_string();
+    // A kick's leave (`CloseReason::Kicked`) says so in its own words; a client's `/quit`
+    // reason starts with "quit: ", so it cannot pass for one.
+    if reason.starts_with("kicked by ") {
+        return server_line(format_args!("{nick} was {reason}"));
+    }
     server_line(format_args!("{nick} left ({reason})"))
+}
+
+/// `/kick`: the last line its target gets.
+pub fn kicked(by: &str, reason: &str) -> String {
+    server_line(format_args!("kicked by {by}: {reason}"))
+}
+
+/// A kick without a reason.
+pub const NO_REASON: &str = "no reason given";
+
+pub fn oper_granted(name: &str) -> String {
+    server_line(format_args!("you are now an operator ({name})"))
+}
+
+/// A wrong name and a wrong password get the same line, so names cannot be found by trying.
+pub const OPER_DENIED: &str = "*** wrong operator name or password\n";
+
+/// `/oper` from an address that failed too recently (see `moderation.rs`).
+pub fn oper_wait(wait: Duration) -> String {
+    let secs = wait.as_secs_f64().ceil().max(1.0);
+    server_line(format_args!(
+        "too many wrong operator passwords from your address; try again in {secs} s"
+    ))
+}
+
+/// `/oper` in plain text from another machine, without `--oper-plaintext`.
+pub const OPER_USE_TLS: &str =
+    "*** /oper sends a password: connect with TLS to use it (the server's TLS port)\n";
+
+/// An operator's command from a client that is not one.
+pub fn operators_only(command: &str) -> String {
+    server_line(format_args!("{command} is for operators only"))
+}
+
+pub fn topic_is(room: &str, topic: Option<&str>) -> String {
+    match topic {
+        Some(topic) => server_line(format_args!("topic for {room}: {topic}")),
+        None => server_line(format_args!("no topic for {room}")),
+    }
+}
+
+pub fn topic_set(nick: &str, room: &str, topic: &str) -> String {
+    server_line(format_args!("{nick} set the topic for {room}: {topic}"))
 }
 
 /// Many joins at once (see `notices.rs`): how many, and the first few nicks.
@@ -473,15 +531,37 @@ pub static HELP: LazyLock<String> = LazyLock::new(|| {
         ),
         ("/msg NICK TEXT", "send TEXT to NICK only".to_string()),
         ("/quit [REASON]", "leave".to_string()),
+        ("/oper NAME PASSWORD", "become an operator".to_string()),
         ("/help", "this list".to_string()),
         (
             "//text",
             "say \"/text\" (a line starting with / is a command)".to_string(),
         ),
     ];
-    let mut help = server_line("commands:");
+    help_lines("commands:", &commands)
+});
+
+/// `/help` for an operator: these follow [`HELP`].
+pub static OPER_HELP: LazyLock<String> = LazyLock::new(|| {
+    let kick = (
+        "/kick NICK [REASON]",
+        "disconnect NICK, saying why".to_string(),
+    );
+    let ban = (
+        "/ban MASK [TIME]",
+        "ban a nick, address or CIDR range (TIME: 30s 10m 2h 7d; none: for good), \
+         a reason may follow"
+            .to_string(),
+    );
+    let unban = ("/unban MASK", "lift a ban".to_string());
+    let bans = ("/bans", "list the bans in force".to_string());
+    help_lines("operator commands:", &[kick, ban, unban, bans])
+});
+
+fn help_lines(title: &str, commands: &[(&str, String)]) -> String {
+    let mut help = server_line(title);
     for (usage, what) in commands {
-        help.push_str(&server_line(format_args!("  {usage:<18}{what}")));
+        help.push_str(&server_line(format_args!("  {usage:<20}{what}")));
     }
     help
-});
+}

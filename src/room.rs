@@ -17,6 +17,7 @@
 //! and rooms, sends it away once the walk over the members is over.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -48,8 +49,8 @@ pub trait Outbox {
 
     fn resume(&mut self, who: ConnRef);
 
-    /// The client's address (bans match on it); `None` if it is gone.
-    fn peer_ip(&self, _who: ConnRef) -> Option<std::net::IpAddr> {
+    /// Where `who` connects from, and whether its transport is encrypted (for `/oper`).
+    fn peer(&self, _who: ConnRef) -> Option<(IpAddr, bool)> {
         None
     }
 }

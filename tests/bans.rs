@@ -13,12 +13,28 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::LazyLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Client, DEADLINE, RedisServer, ServerProcess, TempDir, TestServer};
 use pollchat::backplane::{BackplaneConfig, RedisUrl};
 use pollchat::bans::{self, Ban, BanList, Mask};
+use pollchat::moderation::{Operator, hash_password};
+
+/// One hash for the whole file: each costs an argon2 run.
+static HASH: LazyLock<String> = LazyLock::new(|| hash_password("s3cret").unwrap());
+
+/// A server with operator `root`.
+fn server() -> TestServer {
+    TestServer::with(|c| c.operators = vec![operator_root()])
+}
+
+fn operator_root() -> Operator {
+    let hash = HASH.clone();
+    let name = "root".into();
+    Operator { name, hash }
+}
 
 fn ip(text: &str) -> IpAddr {
     text.parse().unwrap()
@@ -77,17 +93,22 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
-/// A client that becomes an operator.
-fn operator(server: &TestServer) -> Client {
-    server.connect()
+/// A client that is operator `root`.
+fn operator(addr: SocketAddr) -> Client {
+    let mut op = Client::connect(addr);
+    assert_eq!(
+        ask(&mut op, "/oper root s3cret"),
+        "*** you are now an operator (root)"
+    );
+    op
 }
 
 /// A ban on a nick sends its holder away with the reason, its room hears why, and nobody can
 /// take the nick again, in any case; nor is it handed out as a guest nick.
 #[test]
 fn bans_by_nick_send_away_and_the_nick_cannot_be_taken() {
-    let server = TestServer::start();
-    let mut op = operator(&server);
+    let server = server();
+    let mut op = operator(server.addr);
     let mut bob = server.connect();
     op.expect(&format!("*** {} joined", bob.nick));
     bob.send("/nick Bob");
@@ -118,8 +139,8 @@ fn bans_by_nick_send_away_and_the_nick_cannot_be_taken() {
 /// it is refused with the same line before it takes a slot; other addresses are not touched.
 #[test]
 fn bans_by_address_refuse_at_accept() {
-    let server = TestServer::start();
-    let mut op = operator(&server);
+    let server = server();
+    let mut op = operator(server.addr);
     let mut victim = welcomed(server.addr, "127.0.0.2");
     op.read_until(|l| l.ends_with(" joined"));
     assert_eq!(
@@ -140,8 +161,8 @@ fn bans_by_address_refuse_at_accept() {
 /// host bits cleared.
 #[test]
 fn bans_by_cidr_range() {
-    let server = TestServer::start();
-    let mut op = operator(&server);
+    let server = server();
+    let mut op = operator(server.addr);
     assert_eq!(
         ask(&mut op, "/ban 127.0.0.13/29 2h ring of bots"),
         "*** ban on 127.0.0.8/29 placed (for 2h): ring of bots"
@@ -218,8 +239,8 @@ fn bans_ipv6_ranges_and_mapped_addresses_match() {
 /// longer lists it.
 #[test]
 fn bans_expire_by_themselves() {
-    let server = TestServer::start();
-    let mut op = operator(&server);
+    let server = server();
+    let mut op = operator(server.addr);
     ask(&mut op, "/ban 127.0.0.2 2s cool down");
     refused(server.addr, "127.0.0.2", "cool down");
     eventually("the ban expired", || {
@@ -230,16 +251,31 @@ fn bans_expire_by_themselves() {
     assert_eq!(list(&mut op), ["*** no bans"]);
 }
 
+/// Only operators may ban, unban or list the bans.
+#[test]
+fn bans_are_for_operators_only() {
+    let server = server();
+    let mut user = server.connect();
+    for command in ["/ban 127.0.0.2", "/unban 127.0.0.2", "/bans"] {
+        let name = command.split(' ').next().unwrap();
+        assert_eq!(
+            ask(&mut user, command),
+            format!("*** {name} is for operators only")
+        );
+    }
+    welcomed(server.addr, "127.0.0.2");
+}
+
 /// `/bans` lists the bans in force in mask order, with who placed them, the time left and
 /// why; `/unban` lifts one (and says when there is none); bad masks are explained.
 #[test]
 fn bans_unban_and_list() {
-    let server = TestServer::start();
-    let mut op = operator(&server);
+    let server = server();
+    let mut op = operator(server.addr);
     ask(&mut op, "/ban 127.0.0.2 7d");
     ask(&mut op, "/ban 2001:db8::/32 10m spam");
     ask(&mut op, "/ban mallory trolling");
-    let by = op.nick.clone();
+    let by = "root";
     assert_eq!(
         list(&mut op),
         [
@@ -272,19 +308,21 @@ fn bans_persist_across_a_restart() {
     let dir = TempDir::new();
     let path = dir.path.join("bans");
     let file = path.to_str().unwrap();
-    let mut server = ServerProcess::start(&["--bans-file", file]);
-    let mut op = Client::connect(server.addr);
+    let root = format!("root={}", *HASH);
+    let args = ["--bans-file", file, "--operators", &root];
+    let mut server = ServerProcess::start(&args);
+    let mut op = operator(server.addr);
     ask(&mut op, "/ban 127.0.0.2 1h abuse");
     ask(&mut op, "/ban bob");
     let saved = std::fs::read_to_string(&path).unwrap();
     assert!(
-        saved.contains(&format!("\nbob never {} no reason given\n", op.nick)),
+        saved.contains(&"\nbob never root no reason given\n"),
         "{saved}"
     );
     server.signal("TERM");
     server.wait_exit();
 
-    let server = ServerProcess::start(&["--bans-file", file]);
+    let server = ServerProcess::start(&args);
     refused(server.addr, "127.0.0.2", "abuse");
     let mut other = Client::connect(server.addr);
     assert_eq!(ask(&mut other, "/nick bob"), "*** nick \"bob\" is banned");
@@ -329,6 +367,7 @@ fn instance(redis: &RedisServer, channel: &str) -> TestServer {
     let server = TestServer::with(|c| {
         c.stats_udp = Some("127.0.0.1:0".parse().unwrap());
         c.backplane = Some(BackplaneConfig::new(url));
+        c.operators = vec![operator_root()];
     });
     server.wait_backplane("up");
     server
@@ -343,14 +382,14 @@ fn bans_reach_every_instance_through_redis() {
     };
     let a = instance(&redis, "bans");
     let b = instance(&redis, "bans");
-    let mut op = operator(&a);
+    let mut op = operator(a.addr);
     let mut victim = welcomed(b.addr, "127.0.0.2");
     ask(&mut op, "/ban 127.0.0.2 1h abuse");
     assert_eq!(victim.read_to_eof().last().unwrap(), "*** banned: abuse");
     refused(b.addr, "127.0.0.2", "abuse");
 
     let c = instance(&redis, "bans");
-    let mut op_c = operator(&c);
+    let mut op_c = operator(c.addr);
     eventually("the later instance has the ban", || {
         list(&mut op_c).len() == 2
     });

@@ -11,10 +11,13 @@ use crate::limits::{BANS_LISTED, MAX_BANS};
 use crate::protocol::{self, server_line};
 use crate::room::Outbox;
 
-/// PLACEHOLDER until the `ops` branch's operators land: everyone is an operator, named by
-/// their nick.
-fn placeholder_operator(cx: &Ctx<'_, impl Outbox>) -> Option<String> {
-    Some(cx.nick.to_string())
+/// The operator name of the sender (`/oper`), or, to one that is not, the refusal.
+fn operator(cx: &mut Ctx<'_, impl Outbox>, command: &str) -> Option<String> {
+    let name = cx.chat.is_operator(cx.from).map(str::to_string);
+    if name.is_none() {
+        cx.reply(&protocol::operators_only(command));
+    }
+    name
 }
 
 /// The mask, or the reason it is not one (told to the operator).
@@ -25,8 +28,8 @@ fn mask(cx: &mut Ctx<'_, impl Outbox>, text: &str) -> Option<Mask> {
 }
 
 pub fn ban(cx: &mut Ctx<'_, impl Outbox>, args: &str) {
-    let Some(by) = placeholder_operator(cx) else {
-        return cx.reply(&server_line("/ban is for operators only"));
+    let Some(by) = operator(cx, "/ban") else {
+        return;
     };
     let (text, rest) = args.split_once(' ').unwrap_or((args, ""));
     let Some(mask) = mask(cx, text) else {
@@ -43,7 +46,7 @@ pub fn ban(cx: &mut Ctx<'_, impl Outbox>, args: &str) {
     } else {
         reason
     };
-    if mask.covers(&cx.nick, cx.out.peer_ip(cx.from)) {
+    if mask.covers(&cx.nick, cx.out.peer(cx.from).map(|(ip, _)| ip)) {
         return cx.reply(&protocol::ban_on_yourself(&mask));
     }
     let list = &cx.chat.bans().list;
@@ -55,15 +58,15 @@ pub fn ban(cx: &mut Ctx<'_, impl Outbox>, args: &str) {
         format!("for {}", describe_left(d.as_secs() * 1000))
     });
     cx.reply(&protocol::ban_placed(&mask, &time, reason));
-    cx.chat.bans_mut().count("ban");
+    cx.chat.moderation().count("ban");
     let reason = reason.to_string();
     let ban = Ban { until, by, reason };
     cx.chat.say(cx.from, What::Ban { mask, ban });
 }
 
 pub fn unban(cx: &mut Ctx<'_, impl Outbox>, text: &str) {
-    let Some(by) = placeholder_operator(cx) else {
-        return cx.reply(&server_line("/unban is for operators only"));
+    let Some(by) = operator(cx, "/unban") else {
+        return;
     };
     let Some(mask) = mask(cx, text) else {
         return;
@@ -73,13 +76,13 @@ pub fn unban(cx: &mut Ctx<'_, impl Outbox>, text: &str) {
         return cx.reply(&protocol::no_ban(&mask));
     }
     cx.reply(&protocol::ban_lifted(&mask));
-    cx.chat.bans_mut().count("unban");
+    cx.chat.moderation().count("unban");
     cx.chat.say(cx.from, What::Unban { mask, by });
 }
 
 pub fn list(cx: &mut Ctx<'_, impl Outbox>) {
-    if placeholder_operator(cx).is_none() {
-        return cx.reply(&server_line("/bans is for operators only"));
+    if operator(cx, "/bans").is_none() {
+        return;
     }
     let now = now_ms();
     let live = cx.chat.bans().list.live(now);

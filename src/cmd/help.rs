@@ -1,4 +1,4 @@
-//! `/help`: the command list.
+//! `/help`: the command list, and the operators' commands to operators.
 
 use super::Ctx;
 use crate::protocol;
@@ -6,4 +6,7 @@ use crate::room::Outbox;
 
 pub fn apply(cx: &mut Ctx<'_, impl Outbox>) {
     cx.reply(&protocol::HELP);
+    if cx.chat.is_operator(cx.from).is_some() {
+        cx.reply(&protocol::OPER_HELP);
+    }
 }

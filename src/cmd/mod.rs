@@ -13,6 +13,7 @@ mod join;
 mod list;
 mod msg;
 mod nick;
+mod oper;
 mod quit;
 mod say;
 mod who;
@@ -98,6 +99,7 @@ impl<O: Outbox> Ctx<'_, O> {
             Command::Ban(args) => ban::ban(self, args),
             Command::Unban(mask) => ban::unban(self, mask),
             Command::Bans => ban::list(self),
+            Command::Oper { name, password } => oper::apply(self, name, password),
         }
     }
 

@@ -51,6 +51,7 @@ impl Hub {
         };
         let mut chat = Chat::new(rules, &*bus);
         *chat.bans_mut() = Bans::open(config.bans_file.clone()).map_err(Error::Config)?;
+        chat.moderation().configure(config);
         Ok(Hub {
             chat,
             bus,

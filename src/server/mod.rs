@@ -197,7 +197,7 @@ fn gauges(table: &ConnTable, chat: &Chat, bus: &dyn BusIo) -> Gauges {
         clients_by_transport: stats::clients_by_transport(table.iter().map(|(_, c)| c)),
         rooms: chat.rooms().count(),
         backplane: bus.stats(),
-        moderation: chat.bans().actions.clone(),
+        moderation: chat.moderation_counts().clone(),
     }
 }
 

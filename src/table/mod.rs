@@ -412,10 +412,6 @@ impl Outbox for ConnTable {
         }
     }
 
-    fn peer_ip(&self, who: ConnRef) -> Option<std::net::IpAddr> {
-        self.get(who).map(|c| c.peer().ip())
-    }
-
     fn name(&mut self, who: ConnRef, nick: &Rc<str>) {
         if let Some(conn) = self.get_mut(who) {
             conn.set_nick(nick);
@@ -436,5 +432,11 @@ impl Outbox for ConnTable {
         {
             self.lists.ready.add(who);
         }
+    }
+
+    /// Transports are named "plain", "TLS", "WebSocket" and "WebSocket over TLS".
+    fn peer(&self, who: ConnRef) -> Option<(std::net::IpAddr, bool)> {
+        let conn = self.get(who)?;
+        Some((conn.peer().ip(), conn.transport_name().ends_with("TLS")))
     }
 }

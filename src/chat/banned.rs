@@ -2,6 +2,8 @@
 //! every instance as the bus hands it back, and whoever it is on is sent away with its last
 //! lines (`Chat::depart`, as for `/quit`). A banned nick is never handed out as a guest nick.
 
+use std::collections::BTreeMap;
+
 use log::{info, warn};
 
 use super::Chat;
@@ -19,6 +21,11 @@ impl Chat {
 
     pub fn bans_mut(&mut self) -> &mut Bans {
         &mut self.bans
+    }
+
+    /// Moderation actions taken on this instance, by kind, for `/metrics`.
+    pub fn moderation_counts(&self) -> &BTreeMap<&'static str, u64> {
+        &self.moderation.counts
     }
 
     /// The next guest nick nobody here has and no ban is on.
@@ -82,7 +89,10 @@ impl Chat {
         let now = now_ms();
         let banned: Vec<(ConnRef, String)> = (self.nicks.every())
             .filter_map(|(who, nick, _)| {
-                let ban = self.bans.list.on_client(nick, out.peer_ip(who), now)?;
+                let ban = self
+                    .bans
+                    .list
+                    .on_client(nick, out.peer(who).map(|(ip, _)| ip), now)?;
                 info!("token {}: {nick} is banned: {}", who.token, ban.reason);
                 Some((who, ban.reason.clone()))
             })
