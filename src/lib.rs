@@ -39,6 +39,8 @@
 //! - [`room`]: one room: its members in order, its notices, its history, and the
 //!   [`Outbox`](room::Outbox) through which all output is queued.
 //! - [`cmd`]: what each command does, one file per command.
+//! - [`bans`]: who may not be here (a nick, an address, a CIDR range) and until when, and the
+//!   `bans-file`; `/ban` makes a ban an event, and the chat applies it (`chat/banned.rs`).
 //! - [`notices`]: join and leave notices, said at the end of the batch and summarized in a
 //!   burst, so a connection storm cannot make every member pay for every connection.
 //! - [`protocol`]: what a line means ([`protocol::Command`]) and all the text the server sends.

@@ -38,6 +38,10 @@
 //! TTL) that the owner refreshes every TTL / 3. A claim is `SET key id NX PX ttl`, or a refresh
 //! if the key already holds this instance's id, in one Lua script so the check and the write
 //! are atomic. An instance that dies stops refreshing, and its nicks are free after the TTL.
+//!
+//! Bans travel as events too, and Redis keeps the list in force in the hash `CHANNEL:bans`,
+//! written before each ban's event (`conversation.rs`) and read whenever the connections
+//! come up, so an instance that starts, or comes back, takes the list every other one keeps.
 
 mod conversation;
 pub mod event;
