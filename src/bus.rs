@@ -129,15 +129,21 @@ pub enum What {
         to: String,
         text: String,
     },
-    /// Every client of `origin` and its room: sent by a shared bus when it connects and every
-    /// so often.
-    Hello { members: Vec<Presence> },
-    /// `origin` is going away: forget its clients now.
-    Bye,
     /// `/ban`: nobody matching `mask` may be here while the ban lasts.
     Ban { mask: Mask, ban: Ban },
     /// `/unban`, by that operator.
     Unban { mask: Mask, by: String },
+}
+
+/// What an instance says of itself to the others, beside the chat's events: the business of a
+/// shared bus, which keeps its copy of who is elsewhere from it. The chat only makes these
+/// ([`Request::Announce`]) and hears of other instances' ([`BusNews::Instance`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceNews {
+    /// Every client of the instance and its room: said when it connects and every so often.
+    Hello { members: Vec<Presence> },
+    /// The instance is going away: forget its clients now.
+    Bye,
 }
 
 /// One client as an instance introduces it: its nick and its room.
@@ -171,6 +177,8 @@ pub enum Purpose {
 pub enum Request {
     /// An event for every instance: [`Bus::publish`], and delivered here if handed back.
     Publish(Event),
+    /// What this instance says of itself: [`Bus::announce`].
+    Announce(InstanceNews),
     /// A client would like a nick: [`Bus::claim`].
     Claim(Claim),
     /// A nick this instance held is free again: [`Bus::release`].
@@ -187,6 +195,8 @@ pub enum Request {
 pub enum BusNews {
     /// An event to deliver here (from the channel, or one that could not be published).
     Deliver(Event),
+    /// Another instance introduced itself or said goodbye: rooms may live on or end elsewhere.
+    Instance(InstanceNews),
     /// A claim was answered.
     Answered { claim: Claim, granted: bool },
     /// A claim will never be answered (the bus lost its connection): the chat decides it
@@ -267,6 +277,9 @@ pub trait Bus: Elsewhere {
     /// A nick this instance held is free again.
     fn release(&mut self, _nick: &str) {}
 
+    /// What this instance says of itself, for the other instances (none on a lone server).
+    fn announce(&mut self, _news: InstanceNews) {}
+
     /// The chat has done what [`BusNews::Refresh`] asked.
     fn refreshed(&mut self) {}
 }
@@ -292,29 +305,21 @@ pub trait BusIo: Bus {
         Vec::new()
     }
 
-    /// A socket still had bytes to read when its read budget ran out (edge-triggered: no event
-    /// will say so again), so the loop must not sleep.
-    fn has_unread(&self) -> bool {
-        false
-    }
-
-    /// Reads on where the budget stopped.
-    fn serve_unread(
-        &mut self,
-        _registry: &Registry,
-        _scratch: &mut [u8],
-        _now: Instant,
-    ) -> Vec<BusNews> {
-        Vec::new()
-    }
-
     /// Deadlines the bus wants a timer for, asked since the last call.
     fn take_deadlines(&mut self) -> Vec<Instant> {
         Vec::new()
     }
 
     /// One of those deadlines passed (timers are never cancelled: it may find nothing to do).
-    fn on_timer(&mut self, _registry: &Registry, _now: Instant) -> Vec<BusNews> {
+    /// A bus whose socket still had bytes when its read budget ran out asks for a deadline of
+    /// now and reads on here: edge-triggered, no event will say so again, and the loop does
+    /// not sleep past a due timer.
+    fn on_timer(
+        &mut self,
+        _registry: &Registry,
+        _scratch: &mut [u8],
+        _now: Instant,
+    ) -> Vec<BusNews> {
         Vec::new()
     }
 

@@ -30,7 +30,9 @@ use std::time::Instant;
 use log::warn;
 
 use crate::bans::Bans;
-use crate::bus::{BusNews, Claim, Elsewhere, Event, Presence, Purpose, Request, What};
+use crate::bus::{
+    BusNews, Claim, Elsewhere, Event, InstanceNews, Presence, Purpose, Request, What,
+};
 use crate::connection::{CloseReason, ConnRef};
 use crate::limits::LOBBY;
 use crate::moderation::Moderation;
@@ -262,14 +264,6 @@ impl Chat {
                 }
                 return;
             }
-            What::Hello { members } if !event.origin.is_here() => {
-                for Presence { room, .. } in members {
-                    self.rooms.open_known(room);
-                }
-                return self.forget_empty_rooms();
-            }
-            What::Hello { .. } => return,
-            What::Bye => return self.forget_empty_rooms(),
             What::Ban { mask, ban } => return self.ban(mask, ban, out),
             What::Unban { mask, by } => return self.unban(mask, by),
         };
@@ -315,6 +309,13 @@ impl Chat {
             }
             BusNews::Introduce => self.introduce(),
             BusNews::Bans(bans) => self.bans_from_bus(bans, out),
+            BusNews::Instance(InstanceNews::Hello { members }) => {
+                for Presence { room, .. } in members {
+                    self.rooms.open_known(&room);
+                }
+                self.forget_empty_rooms();
+            }
+            BusNews::Instance(InstanceNews::Bye) => self.forget_empty_rooms(),
             BusNews::Tell(line) => {
                 let cut_off = self.rooms.tell_everyone(line, out);
                 self.let_go(cut_off, out);
@@ -326,7 +327,7 @@ impl Chat {
     /// Says `Hello` with every client's nick and room, so other instances know who is where.
     fn introduce(&mut self) {
         let members = self.rooms.presences(self.nicks.every());
-        self.requests.publish(0, What::Hello { members });
+        self.requests.announce(InstanceNews::Hello { members });
     }
 
     /// The bus answered a claim (at once, or later as news): a `/nick` is granted or refused;
@@ -384,89 +385,5 @@ impl Chat {
     /// it on any instance; `#lobby` stays.
     pub fn forget_room(&mut self, key: &str, bus: &dyn Elsewhere) {
         self.rooms.forget(key, bus);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::bus::LocalBus;
-    use crate::room::tests::Recorder;
-
-    fn chat() -> Chat {
-        let rules = RoomRules {
-            max_rooms: 3,
-            history: 20,
-            quiet_joins: false,
-        };
-        Chat::new(rules, &LocalBus)
-    }
-
-    /// What the server does after every call into the chat (`Hub::forward`), with the
-    /// local bus, which hands every event and claim straight back.
-    fn forward(chat: &mut Chat, out: &mut Recorder) {
-        while let Some(request) = chat.next_request() {
-            match request {
-                Request::Publish(event) => chat.deliver(&event, out),
-                Request::Claim(claim) => chat.claim_answered(claim, true, out),
-                Request::RoomEmptied(key) => chat.forget_room(&key, &LocalBus),
-                Request::Release(_) | Request::Refreshed => {}
-            }
-        }
-    }
-
-    /// Within one batch, before any round: a newcomer who speaks is announced first, on its
-    /// own, so nobody sees a line from someone they did not see arrive; and the round at the
-    /// end of the batch does not announce it again.
-    #[test]
-    fn a_newcomer_whose_join_is_waiting_is_announced_before_its_first_line() {
-        let (mut chat, mut out) = (chat(), Recorder::default());
-        let (ann, bo) = (ConnRef { token: 0, id: 1 }, ConnRef { token: 1, id: 2 });
-        chat.enter(ann, &LocalBus, &mut out);
-        forward(&mut chat, &mut out);
-        chat.enter(bo, &LocalBus, &mut out);
-        forward(&mut chat, &mut out);
-        let (room, nick, text) = (LOBBY.into(), "guest-2".into(), "hi".to_string());
-        chat.say(bo, What::Say { room, nick, text });
-        forward(&mut chat, &mut out);
-        assert!(chat.say_notices(Instant::now(), &mut out).is_none());
-        assert_eq!(
-            out.to(ann)[1..],
-            ["*** guest-2 joined\n", "<guest-2> hi\n"],
-            "{:?}",
-            out.to(ann)
-        );
-    }
-
-    #[test]
-    fn a_room_goes_when_its_last_member_leaves_and_the_limit_counts_the_lobby() {
-        let (mut chat, mut out) = (chat(), Recorder::default());
-        let ann = ConnRef { token: 0, id: 1 };
-        let mut join = |chat: &mut Chat, who, room| {
-            let joined = chat.join(who, room, &mut out);
-            forward(chat, &mut out);
-            joined
-        };
-        chat.enter(ann, &LocalBus, &mut Recorder::default());
-        assert_eq!(join(&mut chat, ann, "#a"), Ok(()));
-        assert_eq!(join(&mut chat, ann, "#b"), Ok(()));
-        assert_eq!(chat.rooms().count(), 2, "#a went when ann left it");
-        assert_eq!(join(&mut chat, ann, "#c"), Ok(()));
-        chat.enter(
-            ConnRef { token: 1, id: 2 },
-            &LocalBus,
-            &mut Recorder::default(),
-        );
-        let bo = ConnRef { token: 1, id: 2 };
-        assert_eq!(join(&mut chat, bo, "#d"), Ok(()));
-        assert_eq!(chat.rooms().count(), 3, "#lobby, #c, #d");
-        assert_eq!(
-            join(&mut chat, ann, "#e"),
-            Err(Refused::TooManyRooms { max: 3 })
-        );
-        assert_eq!(
-            join(&mut chat, ann, "#C"),
-            Err(Refused::AlreadyThere("#c".into()))
-        );
     }
 }

@@ -123,6 +123,21 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
     let summary = report.summary();
     // Shown with `cargo test --test chaos -- --nocapture`.
     println!("{summary}");
+    if !report.passed() {
+        // Why the server let its well-behaved clients go, if it did (they have guest nicks).
+        let log = server.log_so_far();
+        let told: Vec<&String> = log
+            .iter()
+            .filter(|l| l.contains("(guest-") && !l.contains(" connected as "))
+            .collect();
+        eprintln!(
+            "the server's last lines about guests ({} in all):",
+            told.len()
+        );
+        for line in &told[told.len().saturating_sub(40)..] {
+            eprintln!("  {line}");
+        }
+    }
     assert!(report.passed(), "{summary}");
 
     // The run was checked in full, over two rounds, with real traffic.

@@ -9,11 +9,15 @@
 //! (`pollchat-bench`, `pollchat-connect`, the fuzz targets), so testing them through the API
 //! those users see keeps that API sufficient. Others followed whose tests needed nothing
 //! private either: HTTP heads and answers, the backplane's event format, the command line, the
-//! Prometheus text. A test that needs a private item stays beside its code.
+//! Prometheus text, then the chat and its rooms (driven through the local bus). A test that
+//! needs a private item stays beside its code.
 //!
 //! The submodules live in `tests/leaves/`; each is named with `#[path]`, since a test crate's
 //! root looks for its modules in `tests/` itself, where cargo would take every file for a test
 //! binary of its own.
+
+#[path = "leaves/chat.rs"]
+mod chat;
 
 #[path = "leaves/websocket_frame.rs"]
 mod websocket_frame;

@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use log::{debug, trace};
 
-use super::event::Origins;
+use super::event::{Message, Origins};
 use super::link::{Link, LinkPhase, Role};
 use super::links::Happening;
 use super::resp::{self, Value};
 use crate::bans::{Ban, Mask, now_ms};
-use crate::bus::{Claim, Event, Origin, What};
+use crate::bus::{Claim, Origin, What};
 
 /// Claims a nick for this instance, or refreshes the claim if it is already this instance's.
 /// `KEYS[1]` the nick's key, `ARGV[1]` the instance id, `ARGV[2]` the TTL in ms. 1: ours now;
@@ -67,7 +67,7 @@ impl Awaiting {
 /// What the bus asks the connections to send.
 #[derive(Debug)]
 pub enum Outgoing {
-    Publish(Event),
+    Publish(Message),
     Claim(Claim),
     Release(String),
     /// Mark the end of the re-claims after a reconnect (answered by [`Happening::Resynced`]).
@@ -202,10 +202,10 @@ impl Conversation {
             (LinkPhase::Ready, [kind, _, payload]) if kind.bytes() == Some(b"message") => {
                 let payload = payload.bytes().ok_or_else(|| unexpected(&value))?;
                 self.received += 1;
-                match Event::decode(payload, &mut self.origins) {
-                    Ok(event) => {
+                match Message::decode(payload, &mut self.origins) {
+                    Ok(message) => {
                         trace!("backplane: received {}", resp::lossy(payload));
-                        out.push(Happening::Event(event));
+                        out.push(Happening::Heard(message));
                     }
                     // Someone else publishing on the channel, or a newer pollchat: the
                     // connection is fine, the message is skipped.
@@ -272,12 +272,16 @@ impl Conversation {
         let ttl_ms = self.nick_ttl.as_millis().max(1).to_string();
         let out = &mut cmd.output;
         let awaiting = match outgoing {
-            Outgoing::Publish(event) => {
+            Outgoing::Publish(message) => {
                 // A ban goes into the ban hash too, before the event, for instances that
                 // come up later (see `bans_from_hash`).
                 let bans = format!("{}:bans", self.channel);
-                match &event.what {
-                    What::Ban { mask, ban } => {
+                let what = match &message {
+                    Message::Chat(event) => Some(&event.what),
+                    Message::Instance(..) => None,
+                };
+                match what {
+                    Some(What::Ban { mask, ban }) => {
                         let (mask, line) = (mask.to_string(), ban.line(mask));
                         let parts = [&b"HSET"[..], bans.as_bytes(), b"*", b"1"];
                         resp::command(
@@ -286,14 +290,14 @@ impl Conversation {
                         );
                         self.awaiting.push_back(Awaiting::BanStored);
                     }
-                    What::Unban { mask, .. } => {
+                    Some(What::Unban { mask, .. }) => {
                         let mask = mask.to_string();
                         resp::command(out, &[b"HDEL", bans.as_bytes(), mask.as_bytes()]);
                         self.awaiting.push_back(Awaiting::BanStored);
                     }
                     _ => {}
                 }
-                let payload = event.encode(&self.instance);
+                let payload = message.encode(&self.instance);
                 trace!("backplane: publishing {payload}");
                 let channel = self.channel.as_bytes();
                 resp::command(out, &[b"PUBLISH", channel, payload.as_bytes()]);

@@ -30,7 +30,7 @@
 use std::collections::HashMap;
 
 use crate::bans::{Ban, Mask};
-use crate::bus::{Event, Origin, Presence, What};
+use crate::bus::{Event, InstanceNews, Origin, Presence, What};
 use crate::framing::sanitize;
 use crate::protocol::{is_valid_nick, is_valid_room};
 
@@ -76,35 +76,46 @@ impl Origins {
     }
 }
 
-impl Event {
+/// What goes over the channel: one of the chat's events, or what an instance says of itself
+/// (`HELLO`, `BYE`: the backplane's business, which reaches the chat only as news).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Chat(Event),
+    Instance(Origin, InstanceNews),
+}
+
+impl Message {
+    /// The instance it comes from.
+    pub fn origin(&self) -> Origin {
+        match self {
+            Message::Chat(event) => event.origin,
+            Message::Instance(origin, _) => *origin,
+        }
+    }
+
     /// The message as published, `origin` being this instance's name (only this instance's
-    /// events are published).
+    /// messages are published).
     pub fn encode(&self, origin: &str) -> String {
-        let head = format!("{VERSION} {origin} {}", self.conn);
-        match &self.what {
-            What::Say { room, nick, text } => format!("{head} SAY {room} {nick} {text}"),
-            What::Me { room, nick, action } => format!("{head} ME {room} {nick} {action}"),
-            What::Joined { room, nick } => format!("{head} JOIN {room} {nick}"),
-            What::Left { room, nick, reason } => format!("{head} LEFT {room} {nick} {reason}"),
-            What::Moved { nick, from, to } => format!("{head} MOVE {nick} {from} {to}"),
-            What::Renamed { room, old, new } => format!("{head} NICK {room} {old} {new}"),
-            What::Msg { from, to, text } => format!("{head} MSG {from} {to} {text}"),
-            What::Hello { members } => {
+        let event = match self {
+            Message::Chat(event) => return event.encode(origin),
+            Message::Instance(_, news) => news,
+        };
+        let head = format!("{VERSION} {origin} 0");
+        match event {
+            InstanceNews::Hello { members } => {
                 let mut line = format!("{head} HELLO");
                 for Presence { nick, room } in members {
                     line.push_str(&format!(" {nick}{room}"));
                 }
                 line
             }
-            What::Bye => format!("{head} BYE"),
-            What::Ban { mask, ban } => format!("{head} BAN {}", ban.line(mask)),
-            What::Unban { mask, by } => format!("{head} UNBAN {mask} {by}"),
+            InstanceNews::Bye => format!("{head} BYE"),
         }
     }
 
-    /// A message from the channel, or why it is not an event. Its origin's name is looked up
-    /// (or entered) in `origins`.
-    pub fn decode(message: &[u8], origins: &mut Origins) -> Result<Event, String> {
+    /// A message from the channel, or why it is not one. Its origin's name is looked up (or
+    /// entered) in `origins`.
+    pub fn decode(message: &[u8], origins: &mut Origins) -> Result<Message, String> {
         let text = std::str::from_utf8(message).map_err(|_| "not UTF-8".to_string())?;
         let mut fields = text.splitn(4, ' ');
         let (Some(VERSION), Some(origin), Some(conn), Some(rest)) =
@@ -117,12 +128,40 @@ impl Event {
         }
         let conn: u64 = conn.parse().map_err(|_| format!("bad id {conn:?}"))?;
         let (kind, args) = rest.split_once(' ').unwrap_or((rest, ""));
-        let what = decode_what(kind, args)?;
-        Ok(Event {
-            origin: origins.id(origin),
-            conn,
-            what,
-        })
+        let news = match kind {
+            "HELLO" => InstanceNews::Hello {
+                members: args
+                    .split(' ')
+                    .filter(|n| !n.is_empty())
+                    .map(presence)
+                    .collect::<Result<_, _>>()?,
+            },
+            "BYE" => InstanceNews::Bye,
+            _ => {
+                let what = decode_what(kind, args)?;
+                let origin = origins.id(origin);
+                return Ok(Message::Chat(Event { origin, conn, what }));
+            }
+        };
+        Ok(Message::Instance(origins.id(origin), news))
+    }
+}
+
+impl Event {
+    /// The event as published, `origin` being this instance's name.
+    fn encode(&self, origin: &str) -> String {
+        let head = format!("{VERSION} {origin} {}", self.conn);
+        match &self.what {
+            What::Say { room, nick, text } => format!("{head} SAY {room} {nick} {text}"),
+            What::Me { room, nick, action } => format!("{head} ME {room} {nick} {action}"),
+            What::Joined { room, nick } => format!("{head} JOIN {room} {nick}"),
+            What::Left { room, nick, reason } => format!("{head} LEFT {room} {nick} {reason}"),
+            What::Moved { nick, from, to } => format!("{head} MOVE {nick} {from} {to}"),
+            What::Renamed { room, old, new } => format!("{head} NICK {room} {old} {new}"),
+            What::Msg { from, to, text } => format!("{head} MSG {from} {to} {text}"),
+            What::Ban { mask, ban } => format!("{head} BAN {}", ban.line(mask)),
+            What::Unban { mask, by } => format!("{head} UNBAN {mask} {by}"),
+        }
     }
 }
 
@@ -223,14 +262,6 @@ fn decode_what(kind: &str, args: &str) -> Result<What, String> {
             let text = clean(&text);
             What::Msg { from, to, text }
         }
-        "HELLO" => What::Hello {
-            members: args
-                .split(' ')
-                .filter(|n| !n.is_empty())
-                .map(presence)
-                .collect::<Result<_, _>>()?,
-        },
-        "BYE" => What::Bye,
         "BAN" => {
             let (mask, ban) = Ban::parse_line(args)?;
             What::Ban { mask, ban }

@@ -26,9 +26,10 @@ use serde::Serialize;
 
 use super::BackplaneConfig;
 use super::conversation::{Conversation, Outgoing};
+use super::event::Message;
 use super::link::{Link, LinkPhase, Role};
 use crate::bans::{Ban, Mask};
-use crate::bus::{Claim, Event};
+use crate::bus::Claim;
 use crate::error::{Error, describe};
 use crate::limits::{
     BACKPLANE_CONNECT_TIMEOUT, BACKPLANE_MAX_OUTPUT, BACKPLANE_RETRY_FIRST, BACKPLANE_RETRY_MAX,
@@ -53,8 +54,8 @@ pub enum Happening {
     /// The backplane is gone (or could not be reached): chat is local only. `lost` are the
     /// claims that were waiting for an answer that will never come.
     Down { lost: Vec<Claim> },
-    /// An event from the channel (this instance's own included).
-    Event(Event),
+    /// A message from the channel (this instance's own included).
+    Heard(Message),
     /// Redis answered a nick claim: `ok` if the nick is this instance's.
     Claimed { claim: Claim, ok: bool },
     /// Every re-claim sent on reconnecting is answered.

@@ -58,10 +58,13 @@ use log::info;
 use mio::{Registry, Token};
 use serde_json::value::RawValue;
 
-use crate::bus::{Bus, BusIo, BusNews, Claim, Elsewhere, Event, Purpose, What};
+use crate::bus::{
+    Bus, BusIo, BusNews, Claim, Elsewhere, Event, InstanceNews, Origin, Purpose, What,
+};
 use crate::error::Error;
 use crate::protocol::{self, nick_key};
 use conversation::Outgoing;
+use event::Message;
 use links::{Happening, Links};
 use replica::Replica;
 
@@ -202,6 +205,14 @@ impl RedisBus {
         self.deadlines.push(self.next_refresh);
     }
 
+    /// A link's read budget ran out with bytes left: a deadline of now, so the loop does not
+    /// sleep and reads on in `on_timer` (see `BusIo::on_timer`).
+    fn read_on_soon(&mut self, now: Instant) {
+        if self.links.has_unread() {
+            self.deadlines.push(now);
+        }
+    }
+
     /// What the connections reported, as news for the chat; the bus's own state follows.
     fn absorb(&mut self, happened: Vec<Happening>, now: Instant) -> Vec<BusNews> {
         let mut news = Vec::new();
@@ -219,8 +230,11 @@ impl RedisBus {
                     self.outbox.push(Outgoing::LoadBans);
                     self.bans_since_up = Some(Vec::new());
                     let unsent = std::mem::take(&mut self.unsent_bans);
-                    self.outbox
-                        .extend(unsent.into_iter().map(Outgoing::Publish));
+                    self.outbox.extend(
+                        unsent
+                            .into_iter()
+                            .map(|e| Outgoing::Publish(Message::Chat(e))),
+                    );
                 }
                 Happening::Bans(bans) => {
                     news.push(BusNews::Bans(bans));
@@ -228,7 +242,7 @@ impl RedisBus {
                     news.extend(heard.into_iter().map(BusNews::Deliver));
                 }
                 Happening::Down { lost } => self.went_down(lost, &mut news),
-                Happening::Event(event) => self.heard(event, now, &mut news),
+                Happening::Heard(message) => self.heard(message, now, &mut news),
                 Happening::Claimed { claim, ok } => {
                     self.claiming.remove(&nick_key(&claim.nick));
                     // Redis granted it here, so whoever this copy still lists with it is gone.
@@ -248,24 +262,32 @@ impl RedisBus {
         news
     }
 
-    /// An event from the channel: the copy of who is elsewhere learns from it, a new instance
-    /// is introduced to at once (not after TTL / 3), and the chat delivers it.
-    fn heard(&mut self, event: Event, now: Instant, news: &mut Vec<BusNews>) {
-        if let Some(heard) = &mut self.bans_since_up
+    /// A message from the channel: the copy of who is elsewhere learns from it, a new instance
+    /// is introduced to at once (not after TTL / 3), and the chat delivers the event, or hears
+    /// of the other instance.
+    fn heard(&mut self, message: Message, now: Instant, news: &mut Vec<BusNews>) {
+        let origin = message.origin();
+        if let (Some(heard), Message::Chat(event)) = (&mut self.bans_since_up, &message)
             && is_ban(&event.what)
         {
             heard.push(event.clone());
         }
-        if !event.origin.is_here() {
-            let stranger = self.replica.apply(&event, now);
-            if event.what == What::Bye {
-                self.links.talk.forget(event.origin);
+        if !origin.is_here() {
+            let stranger = self.replica.apply(&message, now);
+            if let Message::Instance(_, InstanceNews::Bye) = message {
+                self.links.talk.forget(origin);
             }
             if stranger && self.up {
                 news.push(BusNews::Introduce);
             }
         }
-        news.push(BusNews::Deliver(event));
+        match message {
+            Message::Chat(event) => news.push(BusNews::Deliver(event)),
+            Message::Instance(origin, said) if !origin.is_here() => {
+                news.push(BusNews::Instance(said));
+            }
+            Message::Instance(..) => {}
+        }
     }
 
     /// Chat is local only. Events not yet sent are delivered here; claims waiting for Redis
@@ -280,12 +302,13 @@ impl RedisBus {
         let mut unanswered = lost;
         for outgoing in std::mem::take(&mut self.outbox) {
             match outgoing {
-                Outgoing::Publish(event) => {
+                Outgoing::Publish(Message::Chat(event)) => {
                     if is_ban(&event.what) {
                         self.unsent_bans.push(event.clone());
                     }
                     news.push(BusNews::Deliver(event));
                 }
+                Outgoing::Publish(Message::Instance(..)) => {}
                 Outgoing::Claim(claim) => unanswered.push(claim),
                 Outgoing::Release(_) | Outgoing::Resync | Outgoing::LoadBans => {}
             }
@@ -307,7 +330,7 @@ impl Bus for RedisBus {
             }
             return Some(event);
         }
-        self.outbox.push(Outgoing::Publish(event));
+        self.outbox.push(Outgoing::Publish(Message::Chat(event)));
         None
     }
 
@@ -322,6 +345,14 @@ impl Bus for RedisBus {
         }
         self.outbox.push(Outgoing::Claim(claim));
         None
+    }
+
+    /// Said on the channel while it is up; while it is down there is nobody to tell.
+    fn announce(&mut self, news: InstanceNews) {
+        if self.up {
+            let message = Message::Instance(Origin::HERE, news);
+            self.outbox.push(Outgoing::Publish(message));
+        }
     }
 
     /// Gives a nick's key in Redis back (if Redis is away, it expires instead).
@@ -395,22 +426,7 @@ impl BusIo for RedisBus {
         let mut happened = Vec::new();
         self.links
             .handle(token, readable, registry, scratch, now, &mut happened);
-        self.absorb(happened, now)
-    }
-
-    fn has_unread(&self) -> bool {
-        self.links.has_unread()
-    }
-
-    fn serve_unread(
-        &mut self,
-        registry: &Registry,
-        scratch: &mut [u8],
-        now: Instant,
-    ) -> Vec<BusNews> {
-        let mut happened = Vec::new();
-        self.links
-            .serve_unread(registry, scratch, now, &mut happened);
+        self.read_on_soon(now);
         self.absorb(happened, now)
     }
 
@@ -423,8 +439,11 @@ impl BusIo for RedisBus {
     /// A reconnect or a connect timeout may be due; and every TTL / 3, while up, Redis is
     /// checked for silence, the copy of the others forgets instances not heard from for a
     /// whole TTL, and the chat refreshes every nick claim.
-    fn on_timer(&mut self, registry: &Registry, now: Instant) -> Vec<BusNews> {
+    fn on_timer(&mut self, registry: &Registry, scratch: &mut [u8], now: Instant) -> Vec<BusNews> {
         let mut happened = Vec::new();
+        self.links
+            .serve_unread(registry, scratch, now, &mut happened);
+        self.read_on_soon(now);
         self.links.on_timer(registry, now, &mut happened);
         let refresh = now >= self.next_refresh;
         if refresh {

@@ -13,7 +13,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::bus::{Event, Origin, Presence, What};
+use super::event::Message;
+use crate::bus::{InstanceNews, Origin, Presence, What};
 use crate::protocol::{nick_key, room_key};
 
 #[derive(Debug, Default)]
@@ -40,24 +41,35 @@ struct Elsewhere {
 }
 
 impl Replica {
-    /// Applies an event from another instance. Returns true if that instance was unknown
+    /// Applies a message from another instance. Returns true if that instance was unknown
     /// until now (so this one can introduce itself at once rather than after TTL / 3).
-    pub fn apply(&mut self, event: &Event, now: Instant) -> bool {
-        if event.what == What::Bye {
-            self.drop_instance(event.origin);
+    pub fn apply(&mut self, message: &Message, now: Instant) -> bool {
+        let origin = message.origin();
+        if let Message::Instance(_, InstanceNews::Bye) = message {
+            self.drop_instance(origin);
             return false;
         }
-        let known = self.instances.contains_key(&event.origin);
-        let instance = self
-            .instances
-            .entry(event.origin)
-            .or_insert_with(|| Instance {
-                members: HashMap::new(),
-                last_heard: now,
-            });
+        let known = self.instances.contains_key(&origin);
+        let instance = self.instances.entry(origin).or_insert_with(|| Instance {
+            members: HashMap::new(),
+            last_heard: now,
+        });
         instance.last_heard = now;
         let (members, rooms) = (&mut instance.members, &mut self.rooms);
-        match &event.what {
+        let what = match message {
+            Message::Chat(event) => &event.what,
+            Message::Instance(_, InstanceNews::Hello { members: all }) => {
+                for nick in members.keys().cloned().collect::<Vec<_>>() {
+                    depart(members, rooms, &nick);
+                }
+                for Presence { nick, room } in all {
+                    arrive(members, rooms, nick, room);
+                }
+                return !known;
+            }
+            Message::Instance(_, InstanceNews::Bye) => return false,
+        };
+        match what {
             What::Joined { room, nick } => arrive(members, rooms, nick, room),
             What::Left { nick, .. } => depart(members, rooms, nick),
             What::Moved { nick, to, .. } => {
@@ -68,15 +80,7 @@ impl Replica {
                 depart(members, rooms, old);
                 arrive(members, rooms, new, room);
             }
-            What::Hello { members: all } => {
-                for nick in members.keys().cloned().collect::<Vec<_>>() {
-                    depart(members, rooms, &nick);
-                }
-                for Presence { nick, room } in all {
-                    arrive(members, rooms, nick, room);
-                }
-            }
-            What::Say { .. } | What::Me { .. } | What::Msg { .. } | What::Bye => {}
+            What::Say { .. } | What::Me { .. } | What::Msg { .. } => {}
             What::Ban { .. } | What::Unban { .. } => {}
         }
         !known

@@ -5,15 +5,16 @@
 use std::collections::VecDeque;
 
 use super::Rooms;
-use crate::bus::{Claim, Event, Purpose, Request, What};
+use crate::bus::{Claim, Event, InstanceNews, Purpose, Request, What};
 use crate::connection::{CloseReason, ConnRef};
 
 /// The chat's side of the bus: requests, oldest first.
 #[derive(Debug)]
 pub struct Requests {
     queue: VecDeque<Request>,
-    /// Leave events not yet said (see [`Requests::announce_departures`] for why they wait).
-    departures: Vec<Event>,
+    /// Leave events (and a goodbye) not yet said (see [`Requests::announce_departures`] for
+    /// why they wait).
+    departures: Vec<Request>,
     /// Other instances hear this one (a shutdown still says its leaves).
     shared: bool,
 }
@@ -36,6 +37,11 @@ impl Requests {
     pub fn publish(&mut self, conn: u64, what: What) {
         self.queue
             .push_back(Request::Publish(Event::here(conn, what)));
+    }
+
+    /// What this instance says of itself (see [`InstanceNews`]).
+    pub fn announce(&mut self, news: InstanceNews) {
+        self.queue.push_back(Request::Announce(news));
     }
 
     pub fn claim(&mut self, conn: ConnRef, nick: String, purpose: Purpose) {
@@ -71,14 +77,15 @@ impl Requests {
         if *reason != CloseReason::Shutdown || self.shared {
             let reason = reason.to_string();
             let what = What::Left { room, nick, reason };
-            self.departures.push(Event::here(conn, what));
+            self.departures
+                .push(Request::Publish(Event::here(conn, what)));
         }
     }
 
     /// This instance is going away: the others forget it at once, after its clients' leaves.
     pub fn bye(&mut self) {
         if self.shared {
-            self.departures.push(Event::here(0, What::Bye));
+            self.departures.push(Request::Announce(InstanceNews::Bye));
         }
     }
 
@@ -90,8 +97,7 @@ impl Requests {
     /// departure, so the server calls this until it says there are none left.
     pub fn announce_departures(&mut self) -> bool {
         let any = !self.departures.is_empty();
-        let events = self.departures.drain(..).map(Request::Publish);
-        self.queue.extend(events);
+        self.queue.extend(self.departures.drain(..));
         any
     }
 }

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use super::{Activity, Flood, Next};
 use crate::framing::{Frame, LineFramer};
-use crate::protocol;
 use crate::rate_limit::TokenBucket;
 
 /// The read side: bytes waiting to become lines, and what holds them back.
@@ -32,8 +31,6 @@ pub struct Input {
     last_heard: Instant,
     /// How often it is read: a busy client's framer keeps its buffer between reads.
     reads: Activity,
-    /// A line of it has been handed out: the first one is looked at for an HTTP request.
-    spoken: bool,
 }
 
 impl Input {
@@ -46,7 +43,6 @@ impl Input {
             warned_throttle: false,
             last_heard: now,
             reads: Activity::default(),
-            spoken: false,
         }
     }
 
@@ -75,11 +71,6 @@ impl Input {
             }
             return Next::ReadMore;
         };
-        if !std::mem::replace(&mut self.spoken, true)
-            && matches!(&frame, Frame::Line(line) if protocol::is_http_request(line))
-        {
-            return Next::HttpRequest;
-        }
         if let Some(Flood { rate, burst }) = flood {
             self.bucket
                 .get_or_insert_with(|| Box::new(TokenBucket::new(rate, burst, now)))

@@ -172,24 +172,22 @@ pub enum Next {
     Throttled { until: Instant, first: bool },
     /// Stop reading for now: closed, still throttled, or held by the room.
     Stop,
-    /// Its first line is an HTTP request (a browser or curl on the chat port, see
-    /// `protocol::is_http_request`): it is not relayed, and the client is sent away.
-    HttpRequest,
 }
 
 /// How a read went, as the loop acts on it (see [`Connection::read`]).
 #[derive(Debug)]
 pub enum Read {
-    /// The socket gave this many bytes; `handshake_done` if they completed the transport's
-    /// handshake; `emptied` if the read was short, so the socket had no more (see
-    /// [`Transport::short_read_empties`]).
+    /// The socket gave this many bytes; `emptied` if the read was short, so the socket had no
+    /// more (see [`Transport::short_read_empties`]).
     Bytes {
         n: usize,
-        handshake_done: bool,
         emptied: bool,
         /// The first read of this client in the loop's current round (see
         /// [`Connection::end_round`]): the table lists it, to be asked at the round's end.
         first_in_round: bool,
+        /// What the layers around the chat's lines have to report, if anything: `None` on a
+        /// plain connection's every read once it is in the chat.
+        news: Option<News>,
     },
     /// Nothing more now (`WouldBlock`).
     Drained,
@@ -197,6 +195,20 @@ pub enum Read {
     Ended,
     /// The socket failed, or the transport rejected what came.
     Failed(CloseReason),
+}
+
+/// What a read brought besides bytes, from the transport and from Telnet: rare, so the plain
+/// path pays one check for all of it ([`Connection::read`]) and the loop acts on it in one
+/// place (`Clients::news`).
+#[derive(Debug, Default)]
+pub struct News {
+    /// The read completed the transport's handshake: the connection joins, or is answered.
+    pub handshake_done: bool,
+    /// The transport has bytes of its own to write (a handshake message, a pong).
+    pub wants_write: bool,
+    /// Telnet's answers to the commands in what was read (`telnet.rs`): for its queue, in
+    /// order with the rest of its output.
+    pub replies: Option<Vec<u8>>,
 }
 
 /// How a [`Connection::flush`] ended.
@@ -449,21 +461,12 @@ impl Connection {
         let keep = matches!(self.phase, Phase::Chatting | Phase::Handshaking);
         let framer = keep.then_some(self.input.framer());
         match self.transport.read(&mut self.socket, scratch, framer) {
-            Ok(outcome @ ReadOutcome::Data(n)) => {
-                let first_in_round = self.input.was_read(now);
-                let handshake_done = self.phase == Phase::Handshaking
-                    && self.transport.handshake() != Handshake::Underway;
-                if handshake_done {
-                    self.transport.handshake_done();
-                }
-                let emptied = self.transport.short_read_empties() && outcome.drained(scratch.len());
-                Read::Bytes {
-                    n,
-                    handshake_done,
-                    emptied,
-                    first_in_round,
-                }
-            }
+            Ok(outcome @ ReadOutcome::Data(n)) => Read::Bytes {
+                n,
+                emptied: self.transport.short_read_empties() && outcome.drained(scratch.len()),
+                first_in_round: self.input.was_read(now),
+                news: self.news(),
+            },
             Ok(ReadOutcome::Drained) => Read::Drained,
             Ok(ReadOutcome::Eof) => Read::Ended,
             Err(Broken::Io(e)) => Read::Failed(CloseReason::Failed(e.kind())),
@@ -471,9 +474,19 @@ impl Connection {
         }
     }
 
-    /// Whether the transport has bytes of its own to write (a handshake answer).
-    pub fn wants_write(&self) -> bool {
-        self.transport.wants_write()
+    /// What the read just made brought besides bytes (see [`News`]).
+    fn news(&mut self) -> Option<News> {
+        let handshake_done =
+            self.phase == Phase::Handshaking && self.transport.handshake() != Handshake::Underway;
+        if handshake_done {
+            self.transport.handshake_done();
+        }
+        let news = News {
+            handshake_done,
+            wants_write: self.transport.wants_write(),
+            replies: self.input.take_replies(),
+        };
+        (news.handshake_done || news.wants_write || news.replies.is_some()).then_some(news)
     }
 
     /// The next thing to do with its input: a line to relay, or why not. `flood` is flood

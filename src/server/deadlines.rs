@@ -37,7 +37,8 @@ impl Server {
                 Timer::Notices => self.clients.hub.notices_fired(),
                 Timer::LogSummary => self.clients.table.log.summarize(now),
                 Timer::Bus => {
-                    let news = self.clients.hub.bus.on_timer(self.poll.registry(), now);
+                    let Clients { hub, scratch, .. } = &mut self.clients;
+                    let news = hub.bus.on_timer(self.poll.registry(), scratch, now);
                     self.clients.absorb(news);
                 }
             }

@@ -95,6 +95,7 @@ impl Hub {
                     }
                 }
                 Request::Release(nick) => self.bus.release(&nick),
+                Request::Announce(news) => self.bus.announce(news),
                 Request::Refreshed => self.bus.refreshed(),
                 Request::RoomEmptied(key) => self.chat.forget_room(&key, &*self.bus),
             }

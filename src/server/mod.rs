@@ -8,10 +8,10 @@
 //!    Events for the bus's own sockets go to the bus. Nothing is written to a client yet.
 //! 3. **Serve the ready lists**: listeners and clients that still had connections to accept
 //!    or input to read when their budget ran out last turn. Edge-triggered readiness will not
-//!    report them again, so the loop must remember them itself. (A bus with sockets has a
-//!    budget too.)
+//!    report them again, so the loop must remember them itself.
 //! 4. **Fire due timers** (`deadlines.rs`): idle timeouts, flood control resuming, lingering
-//!    closes, handshakes, accept pauses, the shutdown deadline, the bus's own.
+//!    closes, handshakes, accept pauses, the shutdown deadline, the bus's own (a bus whose
+//!    read budget ran out asks for one due at once, so the bus needs no place in step 3).
 //! 5. **End the batch**: say the leave events, let the bus send what was published, then
 //!    flush every client that has new output, once each, then free the slots of the
 //!    connections that closed ([why then](crate::table)).
@@ -298,7 +298,7 @@ impl Server {
     fn turn(&mut self, events: &mut Events) -> Result<(), Error> {
         // 1. Wait. With input known to be waiting there is work already: don't sleep.
         let waiting = !self.listeners.again.is_empty() || self.clients.table.lists.has_ready();
-        let timeout = if waiting || self.clients.hub.bus.has_unread() {
+        let timeout = if waiting {
             Some(Duration::ZERO)
         } else {
             // About to wait: a good moment to give a spike's memory back, and if it is too
@@ -324,19 +324,13 @@ impl Server {
         for event in events.iter() {
             self.handle(Readiness::from(event), now);
         }
-        // 3. Listeners, clients and the bus left with work by their budgets last turn.
+        // 3. Listeners and clients left with work by their budgets last turn.
         (self.listeners).accept_leftovers(&mut self.clients, self.poll.registry(), now);
         let ready = self.clients.table.lists.take_ready();
         for &r in &ready {
             self.clients.serve_reader(r, now, Edge::Unknown);
         }
         self.clients.table.lists.served_ready(ready);
-        if self.clients.hub.bus.has_unread() {
-            let registry = self.poll.registry();
-            let Clients { hub, scratch, .. } = &mut self.clients;
-            let news = hub.bus.serve_unread(registry, scratch, now);
-            self.clients.absorb(news);
-        }
         // 4. Timers.
         self.fire_timers(now);
         // 5. Notices, writes, and freeing closed slots.

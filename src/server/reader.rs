@@ -51,7 +51,7 @@ pub enum Edge {
 use crate::bus::BusNews;
 use crate::cmd;
 use crate::config::Config;
-use crate::connection::{CloseReason, ConnRef, Next, Phase, Read};
+use crate::connection::{CloseReason, ConnRef, News, Next, Phase, Read};
 use crate::connlog::Kind;
 use crate::framing::Frame;
 use crate::http;
@@ -60,7 +60,7 @@ use crate::metrics;
 use crate::protocol;
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
-use crate::transport::{Answer, Handshake, Rejection};
+use crate::transport::{Answer, HTTP_ON_CHAT_PORT, Handshake};
 
 /// The clients, from their reads to their writes.
 pub(super) struct Clients {
@@ -118,14 +118,14 @@ impl Clients {
             match read {
                 Read::Bytes {
                     n,
-                    handshake_done,
                     emptied: short,
+                    news,
                     ..
                 } => {
                     budget = budget.saturating_sub(n);
                     emptied = short && edge == (Edge::Fresh { closing: false });
-                    if handshake_done {
-                        self.handshake_done(r, now);
+                    if let Some(news) = news {
+                        self.news(r, news, now);
                     }
                 }
                 Read::Drained => return,
@@ -138,6 +138,10 @@ impl Clients {
                             }
                         }
                         _ => debug!("token {}: read failed: {reason}", r.token),
+                    }
+                    if matches!(&reason, CloseReason::Rejected(why) if why.kind == HTTP_ON_CHAT_PORT)
+                    {
+                        return self.not_for_chat(r, reason);
                     }
                     return self.hub.end(r, reason, &mut self.table);
                 }
@@ -169,10 +173,6 @@ impl Clients {
                     return None;
                 }
                 Next::Stop => return None,
-                Next::HttpRequest => {
-                    self.not_for_chat(r);
-                    return None;
-                }
             }
         }
     }
@@ -199,15 +199,7 @@ impl Clients {
     /// The client's first line was an HTTP request: one line says this is not a web server
     /// (and where the page is, with `--http-bind`), and it leaves. The request is relayed to
     /// nobody and kept in no history.
-    fn not_for_chat(&mut self, r: ConnRef) {
-        let reason = CloseReason::Rejected(Rejection {
-            by: "chat port",
-            kind: "http_on_chat_port",
-            why: "an HTTP request".to_string(),
-        });
-        if self.table.may_log(Kind::Refused, r) {
-            info!("{}: {reason}", self.label(r));
-        }
+    fn not_for_chat(&mut self, r: ConnRef, reason: CloseReason) {
         let text = protocol::not_a_web_server(self.page);
         self.hub.chat.tell(r, &text, &mut self.table);
         self.hub.leave(r, reason, &mut self.table);
@@ -229,6 +221,18 @@ impl Clients {
             self.relay(r, frame);
         }
         self.hub.leave(r, CloseReason::PeerClosed, &mut self.table);
+    }
+
+    /// What a read brought besides bytes (see [`News`]): the one place the layers around the
+    /// chat's lines show themselves on the read path.
+    fn news(&mut self, r: ConnRef, news: News, now: Instant) {
+        let handshake_done = news.handshake_done;
+        if let Err(reason) = self.table.news(r, news) {
+            return self.hub.end(r, reason, &mut self.table);
+        }
+        if handshake_done {
+            self.handshake_done(r, now);
+        }
     }
 
     /// A connection's transport finished its handshake: it joins the chat like a plain client

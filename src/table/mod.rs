@@ -33,7 +33,7 @@ use mio::{Registry, Token};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::connection::{CloseReason, ConnRef, Connection, Flood, Flush, Next, Phase, Read};
+use crate::connection::{CloseReason, ConnRef, Connection, Flood, Flush, News, Next, Phase, Read};
 use crate::connlog::{ConnLog, Kind};
 use crate::limits::LINGER;
 use crate::room::Outbox;
@@ -208,8 +208,7 @@ impl ConnTable {
         }
     }
 
-    /// One read. The transport's own answer (a handshake message) goes on the flush list: it
-    /// is written with everyone's output at the end of the batch.
+    /// One read.
     pub fn read(&mut self, r: ConnRef, scratch: &mut [u8], now: Instant) -> Option<Read> {
         let conn = live_mut(&mut self.conns, r).filter(|c| !c.is_closed())?;
         let read = conn.read(scratch, now);
@@ -222,18 +221,22 @@ impl ConnTable {
                 self.lists.active.add(r);
             }
             self.stats.bytes_in += n as u64;
-            if conn.wants_write() {
-                self.lists.flush.add(r);
-            }
-            // Telnet's answers (`telnet.rs`), queued like any line: after what is already
-            // queued, under the same output limit.
-            if let Some(replies) = conn.input().take_replies()
-                && let Err(reason) = self.send(r, &Rc::from(replies))
-            {
-                return Some(Read::Failed(reason));
-            }
         }
         Some(read)
+    }
+
+    /// What a read brought besides bytes, for the table: the transport's own bytes (a
+    /// handshake message) go on the flush list, to be written with everyone's output at the
+    /// end of the batch; Telnet's answers are queued like any line, after what is already
+    /// queued, under the same output limit. `Err`: that cut the client off.
+    pub fn news(&mut self, r: ConnRef, news: News) -> Result<(), CloseReason> {
+        if news.wants_write {
+            self.lists.flush.add(r);
+        }
+        match news.replies {
+            Some(replies) => self.send(r, &Rc::from(replies)),
+            None => Ok(()),
+        }
     }
 
     /// The next thing to do with `r`'s input (see [`Next`]).

@@ -46,6 +46,7 @@ use mio::net::TcpStream;
 
 use crate::framing::LineFramer;
 use crate::nonblocking::{Flushed, ReadOutcome};
+use crate::protocol::is_http_request;
 use crate::write_queue::WriteQueue;
 
 /// One connection's transport: its stream and the protocol on it. See the module
@@ -467,17 +468,13 @@ impl Protocol for Lines {
         stream
     }
 
-    /// Into the framer, Telnet's commands taken out on the way (`telnet.rs`). First bytes
-    /// that are a TLS handshake are a TLS client on the wrong port: refused, not read as chat.
+    /// Into the framer, Telnet's commands taken out on the way (`telnet.rs`). The first bytes
+    /// are looked at once for another protocol's (see [`wrong_protocol`]).
     #[inline]
     fn take(&mut self, bytes: &mut [u8], framer: Option<&mut LineFramer>) -> Result<(), Broken> {
         if let Some(framer) = framer {
-            if framer.is_fresh() && is_tls_hello(bytes) {
-                return Err(Broken::Rejected(Rejection {
-                    by: "chat port",
-                    kind: "tls_on_plain_port",
-                    why: "a TLS handshake on the plain port".to_string(),
-                }));
+            if framer.is_fresh() {
+                wrong_protocol(bytes)?;
             }
             framer.extend_telnet(bytes);
         }
@@ -491,10 +488,34 @@ impl Protocol for Lines {
     }
 }
 
-/// Whether a connection's first bytes are a TLS handshake record (type 22, version 3.x): a
-/// TLS client on the plain port, closed rather than read as chat (its bytes are not text).
-fn is_tls_hello(bytes: &[u8]) -> bool {
-    matches!(bytes, [0x16, 0x03, 0x00..=0x04, ..])
+/// What [`Rejection::kind`] says of an HTTP request on the chat port: the loop answers it
+/// with where the page is before it closes (`reader.rs`).
+pub const HTTP_ON_CHAT_PORT: &str = "http_on_chat_port";
+
+/// A chat connection's first bytes, refused if they are another protocol's rather than read
+/// as chat: a TLS handshake record (type 22, version 3.x: a TLS client on the plain port, its
+/// bytes not even text), or a first line that is an HTTP request line (a browser or `curl`
+/// on the chat port, whose request would otherwise be said to the room, see
+/// [`is_http_request`]). Only the first read is looked at: a request line that
+/// arrives in pieces (typed by hand) is chat, like `GET out of here`.
+fn wrong_protocol(bytes: &[u8]) -> Result<(), Broken> {
+    let (kind, why) = if matches!(bytes, [0x16, 0x03, 0x00..=0x04, ..]) {
+        ("tls_on_plain_port", "a TLS handshake on the plain port")
+    } else if let Some(end) = memchr::memchr(b'\n', bytes)
+        && let line = &bytes[..end]
+        && let Ok(line) = std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line))
+        && is_http_request(line)
+    {
+        (HTTP_ON_CHAT_PORT, "an HTTP request")
+    } else {
+        return Ok(());
+    };
+    let by = "chat port";
+    Err(Broken::Rejected(Rejection {
+        by,
+        kind,
+        why: why.to_string(),
+    }))
 }
 
 impl MakesProtocol for Lines {

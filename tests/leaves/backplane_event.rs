@@ -3,8 +3,8 @@
 //! event encodes and decodes back to itself, and what another program publishes is refused
 //! when malformed or cleaned of control characters.
 
-use pollchat::backplane::event::Origins;
-use pollchat::bus::{Event, Origin, Presence, What};
+use pollchat::backplane::event::{Message, Origins};
+use pollchat::bus::{Event, InstanceNews, Origin, Presence, What};
 
 /// An event of instance `ab12`, as this instance (`me`) knows it.
 fn event(what: What) -> Event {
@@ -76,26 +76,36 @@ fn every_kind_round_trips() {
             to: s("b"),
             text: s("psst hi"),
         },
-        What::Hello {
-            members: vec![
-                Presence {
-                    nick: s("a"),
-                    room: s("#lobby"),
-                },
-                Presence {
-                    nick: s("b"),
-                    room: s("#ops"),
-                },
-            ],
-        },
-        What::Hello { members: vec![] },
-        What::Bye,
     ] {
-        let e = event(what);
+        let e = Message::Chat(event(what));
         let mut origins = origins();
         assert_eq!(
-            Event::decode(e.encode("ab12").as_bytes(), &mut origins),
+            Message::decode(e.encode("ab12").as_bytes(), &mut origins),
             Ok(e.clone())
+        );
+    }
+    let hello = InstanceNews::Hello {
+        members: vec![
+            Presence {
+                nick: s("a"),
+                room: s("#lobby"),
+            },
+            Presence {
+                nick: s("b"),
+                room: s("#ops"),
+            },
+        ],
+    };
+    for news in [
+        hello,
+        InstanceNews::Hello { members: vec![] },
+        InstanceNews::Bye,
+    ] {
+        let m = Message::Instance(Origin::other(1), news);
+        let mut origins = origins();
+        assert_eq!(
+            Message::decode(m.encode("ab12").as_bytes(), &mut origins),
+            Ok(m.clone())
         );
     }
 }
@@ -116,9 +126,13 @@ fn foreign_messages_are_refused_or_cleaned() {
         b"pc2 ab12 7 MSG a",
         b"pc2 ab12 7 SAY #a \xff hi",
     ] {
-        assert!(Event::decode(bad, &mut origins()).is_err(), "{bad:?}");
+        assert!(Message::decode(bad, &mut origins()).is_err(), "{bad:?}");
     }
-    let e = Event::decode(b"pc2 ab12 7 SAY #a al hi \x1b[31mred", &mut origins()).unwrap();
+    let Ok(Message::Chat(e)) =
+        Message::decode(b"pc2 ab12 7 SAY #a al hi \x1b[31mred", &mut origins())
+    else {
+        panic!("not an event");
+    };
     assert_eq!(
         e.what,
         What::Say {

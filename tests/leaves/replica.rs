@@ -3,16 +3,27 @@
 
 use std::time::{Duration, Instant};
 
+use pollchat::backplane::event::Message;
 use pollchat::backplane::replica::Replica;
-use pollchat::bus::{Event, Origin, Presence, What};
+use pollchat::bus::{Event, InstanceNews, Origin, Presence, What};
 
-/// An event of instance `origin` ("a" is the first other instance, "b" the second).
-fn from(origin: &str, what: What) -> Event {
-    Event {
-        origin: Origin::other(if origin == "a" { 1 } else { 2 }),
+/// Instance `origin` ("a" is the first other instance, "b" the second).
+fn origin(name: &str) -> Origin {
+    Origin::other(if name == "a" { 1 } else { 2 })
+}
+
+/// An event of instance `name`.
+fn from(name: &str, what: What) -> Message {
+    Message::Chat(Event {
+        origin: origin(name),
         conn: 1,
         what,
-    }
+    })
+}
+
+/// What instance `name` says of itself.
+fn said(name: &str, news: InstanceNews) -> Message {
+    Message::Instance(origin(name), news)
 }
 
 fn presence(nick: &str, room: &str) -> Presence {
@@ -39,10 +50,10 @@ fn events_and_hellos_keep_the_copy_and_silence_expires_it() {
     };
     assert!(!r.apply(&from("a", renamed), t0));
     assert!(r.has("bo") && !r.has("al"));
-    let hello = What::Hello {
+    let hello = InstanceNews::Hello {
         members: vec![presence("Cy", "#lobby"), presence("Di", "#ops")],
     };
-    assert!(r.apply(&from("b", hello), t0 + Duration::from_secs(2)));
+    assert!(r.apply(&said("b", hello), t0 + Duration::from_secs(2)));
     let mut all: Vec<&str> = r.nicks_in("#LOBBY").collect();
     all.sort_unstable();
     assert_eq!(all, ["Bo", "Cy"]);
@@ -63,6 +74,6 @@ fn events_and_hellos_keep_the_copy_and_silence_expires_it() {
     r.expire(t0 + Duration::from_millis(2500), Duration::from_secs(2));
     assert!(!r.has("bo") && r.has("cy"));
     assert_eq!(r.nicks_in("#ops").collect::<Vec<_>>(), ["Di"]);
-    r.apply(&from("b", What::Bye), t0);
+    r.apply(&said("b", InstanceNews::Bye), t0);
     assert_eq!(r.rooms().count(), 0, "nobody is anywhere");
 }
