@@ -47,10 +47,7 @@ fn bits_of(ip: IpAddr) -> u128 {
 
 /// `bits` with all but the first `len` bits cleared.
 fn masked(bits: u128, len: u8) -> u128 {
-    match len {
-        0 => 0,
-        len => bits & (u128::MAX << (128 - u32::from(len))),
-    }
+    bits & u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
 }
 
 impl Mask {

@@ -316,7 +316,7 @@ fn bans_persist_across_a_restart() {
     ask(&mut op, "/ban bob");
     let saved = std::fs::read_to_string(&path).unwrap();
     assert!(
-        saved.contains(&"\nbob never root no reason given\n"),
+        saved.contains("\nbob never root no reason given\n"),
         "{saved}"
     );
     server.signal("TERM");
