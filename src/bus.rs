@@ -133,6 +133,18 @@ pub enum What {
     Ban { mask: Mask, ban: Ban },
     /// `/unban`, by that operator.
     Unban { mask: Mask, by: String },
+    /// `/kick`: `nick` is disconnected by whichever instance holds it.
+    Kick {
+        by: String,
+        nick: String,
+        reason: String,
+    },
+    /// `/topic TEXT`: `room`'s topic, on every instance that keeps the room.
+    Topic {
+        room: String,
+        nick: String,
+        topic: String,
+    },
 }
 
 /// What an instance says of itself to the others, beside the chat's events: the business of a

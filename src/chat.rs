@@ -88,6 +88,11 @@ impl Chat {
         self.moderation.operator(who)
     }
 
+    /// Moderation actions by kind, for the counters.
+    pub fn moderation_counts(&self) -> &std::collections::BTreeMap<&'static str, u64> {
+        &self.moderation.counts
+    }
+
     /// The operators and their rules: `/oper` and the configuration (and a reload) change them.
     pub fn moderation(&mut self) -> &mut Moderation {
         &mut self.moderation
@@ -136,6 +141,7 @@ impl Chat {
         if let Some(greeting) = bus.greeting() {
             self.tell(who, greeting, out);
         }
+        self.show_topic(who, &lobby, out);
         self.replay(who, &lobby, out);
         // A guest nick is used whatever the answer: one taken elsewhere is replaced later.
         self.requests.claim(who, nick.clone(), Purpose::Keep);
@@ -154,6 +160,7 @@ impl Chat {
         let key = room_key(&to);
         self.nicks.moved(who, self.rooms.key_of(&key));
         self.tell(who, &protocol::now_in(&to, members), out);
+        self.show_topic(who, &key, out);
         self.replay(who, &key, out);
         let nick = self.nick_of(who).unwrap_or_default().to_string();
         self.say(who, What::Moved { nick, from, to });
@@ -172,6 +179,15 @@ impl Chat {
     pub fn tell(&mut self, who: ConnRef, text: &str, out: &mut impl Outbox) {
         if let Err(reason) = out.tell(who, text) {
             self.depart(who, reason, out);
+        }
+    }
+
+    /// `room`'s topic for `who`, who just came in, if it has one.
+    fn show_topic(&mut self, who: ConnRef, room: &str, out: &mut impl Outbox) {
+        let room = self.rooms.get(room);
+        if let Some((name, topic)) = room.and_then(|r| Some((r.name(), r.topic()?))) {
+            let line = protocol::topic_is(name, Some(topic));
+            self.tell(who, &line, out);
         }
     }
 
@@ -266,6 +282,18 @@ impl Chat {
             }
             What::Ban { mask, ban } => return self.ban(mask, ban, out),
             What::Unban { mask, by } => return self.unban(mask, by),
+            What::Kick { by, nick, reason } => {
+                if let Some(who) = self.nicks.owner_of(nick) {
+                    self.tell(who, &protocol::kicked(by, reason), out);
+                    let why = CloseReason::Kicked(format!("kicked by {by} ({reason})"));
+                    self.depart(who, why, out);
+                }
+                return;
+            }
+            What::Topic { room, nick, topic } => {
+                let line = protocol::topic_set(nick, room, topic);
+                self.rooms.topic(event, room, topic, &line, out)
+            }
         };
         self.let_go(cut_off, out);
     }

@@ -41,6 +41,8 @@
 //! - [`cmd`]: what each command does, one file per command.
 //! - [`bans`]: who may not be here (a nick, an address, a CIDR range) and until when, and the
 //!   `bans-file`; `/ban` makes a ban an event, and the chat applies it (`chat/banned.rs`).
+//! - [`moderation`]: the operators (`/oper`, argon2 hashes), who is one now, and the limit on
+//!   guessing their passwords.
 //! - [`notices`]: join and leave notices, said at the end of the batch and summarized in a
 //!   burst, so a connection storm cannot make every member pay for every connection.
 //! - [`protocol`]: what a line means ([`protocol::Command`]) and all the text the server sends.

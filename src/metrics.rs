@@ -17,24 +17,11 @@ use crate::stats::{Gauges, Stats};
 /// a 0 rather than nothing while it has no clients.
 const TRANSPORTS: [&str; 4] = ["plain", "TLS", "WebSocket", "WebSocket over TLS"];
 
-/// Moderation actions always listed in `pollchat_moderation_actions_total`, for the same reason.
-const MODERATION: [&str; 2] = ["ban", "unban"];
-
 /// The exposition text.
 pub fn render(stats: &Stats, gauges: &Gauges) -> String {
     let mut out = Exposition::default();
     levels(&mut out, stats, gauges);
-    counters(&mut out, stats);
-    let mut actions: BTreeMap<&str, u64> = MODERATION.iter().map(|&a| (a, 0)).collect();
-    actions.extend(&gauges.moderation);
-    let help = "Moderation actions taken on this instance, by kind.";
-    out.labelled(
-        "moderation_actions_total",
-        "counter",
-        help,
-        "action",
-        actions,
-    );
+    counters(&mut out, stats, gauges);
     if let Some(backplane) = &gauges.backplane {
         out.backplane(backplane.get());
     }
@@ -82,7 +69,7 @@ fn writes(out: &mut Exposition, stats: &Stats) {
 }
 
 /// The counters: what happened since the start, each only ever going up.
-fn counters(out: &mut Exposition, stats: &Stats) {
+fn counters(out: &mut Exposition, stats: &Stats, gauges: &Gauges) {
     let counters = [
         (
             "connections_total",
@@ -127,6 +114,20 @@ fn counters(out: &mut Exposition, stats: &Stats) {
         "reason",
         &stats.disconnects,
     );
+    let help =
+        "Moderation actions: oper, oper_failed, oper_refused (not checked), kick, ban, unban.";
+    let actions = [
+        "oper",
+        "oper_failed",
+        "oper_refused",
+        "kick",
+        "ban",
+        "unban",
+    ]
+    .map(|a| (a, 0));
+    let mut moderation: BTreeMap<&str, u64> = actions.into_iter().collect();
+    moderation.extend(&gauges.moderation);
+    out.labelled("moderation_total", "counter", help, "action", moderation);
     let help = "HTTP requests answered and closed (all but upgrades), by status.";
     out.labelled(
         "http_responses_total",

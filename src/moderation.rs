@@ -71,8 +71,8 @@ pub fn plaintext_refused(peer: IpAddr, encrypted: bool, allowed: bool) -> bool {
 pub enum Oper {
     /// The client is operator `name` now.
     Granted,
-    /// A wrong name or password (the same answer for both).
-    Denied,
+    /// A wrong name or password (the same answer for both): the address's failures in a row.
+    Denied(u32),
     /// This address failed too recently: asked to wait this long, nothing checked.
     Wait(Duration),
     /// Plain text from another machine.
@@ -167,12 +167,7 @@ impl Moderation {
         // A failure after a lockout, or after as long a quiet, starts a new count.
         let fresh = entry.0 >= OPER_FAILURES || now >= entry.1 + OPER_LOCKOUT;
         *entry = (if fresh { 1 } else { entry.0 + 1 }, now);
-        Oper::Denied
-    }
-
-    /// Failures counted for `peer`'s address (for the log).
-    pub fn failures(&self, peer: IpAddr) -> u32 {
-        self.guesses.get(&address_key(peer)).map_or(0, |g| g.0)
+        Oper::Denied(entry.0)
     }
 }
 

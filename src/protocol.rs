@@ -46,6 +46,13 @@ pub enum Command<'a> {
     Bans,
     /// `/oper NAME PASSWORD`: become an operator.
     Oper { name: &'a str, password: &'a str },
+    /// `/kick NICK [REASON]` (operators).
+    Kick {
+        nick: &'a str,
+        reason: Option<&'a str>,
+    },
+    /// `/topic [TEXT]`: show the room's topic, or set it.
+    Topic(Option<&'a str>),
 }
 
 /// Why a line that looked like a command is not one. Its `Display` is the error text the
@@ -126,6 +133,13 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
             },
             None => return Err(ParseError::Usage("/oper NAME PASSWORD")),
         },
+        "kick" if args.is_empty() => return Err(ParseError::Usage("/kick NICK [REASON]")),
+        "kick" => {
+            let (nick, reason) = args.split_once(char::is_whitespace).unwrap_or((args, ""));
+            let reason = Some(reason.trim_start()).filter(|r| !r.is_empty());
+            Command::Kick { nick, reason }
+        }
+        "topic" => Command::Topic(Some(args).filter(|a| !a.is_empty())),
         _ => return Err(ParseError::Unknown(name)),
     };
     Ok(Some(command))
@@ -531,6 +545,10 @@ pub static HELP: LazyLock<String> = LazyLock::new(|| {
         ),
         ("/msg NICK TEXT", "send TEXT to NICK only".to_string()),
         ("/quit [REASON]", "leave".to_string()),
+        (
+            "/topic [TEXT]",
+            "show your room's topic, or set it".to_string(),
+        ),
         ("/oper NAME PASSWORD", "become an operator".to_string()),
         ("/help", "this list".to_string()),
         (

@@ -86,6 +86,8 @@ pub struct Room {
     /// members' queues hold: a pointer each, no copy.
     history: VecDeque<Rc<[u8]>>,
     history_len: usize,
+    /// `/topic`: kept here, so it goes with the room.
+    topic: Option<String>,
 }
 
 impl Room {
@@ -98,7 +100,16 @@ impl Room {
             clock: 0,
             history: VecDeque::with_capacity(history_len.min(64)),
             history_len,
+            topic: None,
         }
+    }
+
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    pub fn set_topic(&mut self, topic: &str) {
+        self.topic = Some(topic.to_string());
     }
 
     pub fn name(&self) -> &str {

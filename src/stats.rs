@@ -77,7 +77,7 @@ pub struct Gauges {
     pub rooms: usize,
     /// The bus's own counters (`--backplane`), as JSON.
     pub backplane: Option<Box<RawValue>>,
-    /// Moderation actions taken on this instance since it started, by kind (`ban`, `unban`).
+    /// Moderation actions since the start, by kind (the chat counts them: `moderation.rs`).
     pub moderation: BTreeMap<&'static str, u64>,
 }
 
@@ -99,6 +99,7 @@ struct Report<'a> {
     accept_pauses: u64,
     disconnects: &'a BTreeMap<&'static str, u64>,
     http_responses: &'a BTreeMap<u16, u64>,
+    moderation: &'a BTreeMap<&'static str, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     backplane: Option<&'a RawValue>,
 }
@@ -155,6 +156,7 @@ impl Stats {
             accept_pauses: self.accept_pauses,
             disconnects: &self.disconnects,
             http_responses: &self.http_responses,
+            moderation: &gauges.moderation,
             backplane: gauges.backplane.as_deref(),
         };
         serde_json::to_string(&report).unwrap_or_else(|e| error_json(&e.to_string()))

@@ -10,6 +10,8 @@
 //! pc2 <origin> <conn> MOVE <nick> <from> <to>      /join, /part
 //! pc2 <origin> <conn> NICK <room> <old> <new>      a client was renamed
 //! pc2 <origin> <conn> MSG <from> <to> <text>       /msg: only <to> gets it
+//! pc2 <origin> <conn> KICK <by> <nick> <reason>   /kick: whoever holds <nick> lets it go
+//! pc2 <origin> <conn> TOPIC <room> <nick> <text>   /topic: <room>'s topic, set by <nick>
 //! pc2 <origin> 0 HELLO <nick>#<room> ...           "I am alive, these are my clients"
 //! pc2 <origin> 0 BYE                               the instance is shutting down
 //! pc2 <origin> <conn> BAN <mask> <until> <by> <reason>  a ban (its line: see `bans.rs`)
@@ -161,6 +163,8 @@ impl Event {
             What::Msg { from, to, text } => format!("{head} MSG {from} {to} {text}"),
             What::Ban { mask, ban } => format!("{head} BAN {}", ban.line(mask)),
             What::Unban { mask, by } => format!("{head} UNBAN {mask} {by}"),
+            What::Kick { by, nick, reason } => format!("{head} KICK {by} {nick} {reason}"),
+            What::Topic { room, nick, topic } => format!("{head} TOPIC {room} {nick} {topic}"),
         }
     }
 }
@@ -270,6 +274,17 @@ fn decode_what(kind: &str, args: &str) -> Result<What, String> {
             let (mask, by) = field(args)?;
             let (mask, by) = (Mask::parse(mask)?, by.to_string());
             What::Unban { mask, by }
+        }
+        "KICK" => {
+            let (by, rest) = nick_and_text(args)?;
+            let (nick, reason) = nick_and_text(&rest)?;
+            let reason = clean(&reason);
+            What::Kick { by, nick, reason }
+        }
+        "TOPIC" => {
+            let (room, nick, topic) = room_nick_and_text(args)?;
+            let topic = clean(&topic);
+            What::Topic { room, nick, topic }
         }
         other => return Err(format!("unknown kind {other:?}")),
     })

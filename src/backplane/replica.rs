@@ -82,6 +82,7 @@ impl Replica {
             }
             What::Say { .. } | What::Me { .. } | What::Msg { .. } => {}
             What::Ban { .. } | What::Unban { .. } => {}
+            What::Kick { .. } | What::Topic { .. } => {}
         }
         !known
     }

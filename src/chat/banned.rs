@@ -2,8 +2,6 @@
 //! every instance as the bus hands it back, and whoever it is on is sent away with its last
 //! lines (`Chat::depart`, as for `/quit`). A banned nick is never handed out as a guest nick.
 
-use std::collections::BTreeMap;
-
 use log::{info, warn};
 
 use super::Chat;
@@ -21,11 +19,6 @@ impl Chat {
 
     pub fn bans_mut(&mut self) -> &mut Bans {
         &mut self.bans
-    }
-
-    /// Moderation actions taken on this instance, by kind, for `/metrics`.
-    pub fn moderation_counts(&self) -> &BTreeMap<&'static str, u64> {
-        &self.moderation.counts
     }
 
     /// The next guest nick nobody here has and no ban is on.
@@ -47,14 +40,14 @@ impl Chat {
         let time = ban.until.map_or("permanent".into(), |t| {
             format!("for {}", describe_left(t.saturating_sub(now_ms())))
         });
-        info!("ban on {mask} by {} ({time}): {}", ban.by, ban.reason);
+        info!("operator {} banned {mask} ({time}): {}", ban.by, ban.reason);
         self.bans.changed();
         self.enforce(out);
     }
 
     pub(super) fn unban(&mut self, mask: &Mask, by: &str) {
         if self.bans.list.remove(mask).is_some() {
-            info!("ban on {mask} lifted by {by}");
+            info!("operator {by} lifted the ban on {mask}");
             self.bans.changed();
         }
     }

@@ -190,6 +190,24 @@ impl Rooms {
         cut_off
     }
 
+    /// A topic set in `room` (`line` says so): kept with the room, and told to it.
+    pub fn topic(
+        &mut self,
+        event: &Event,
+        room: &str,
+        topic: &str,
+        line: &str,
+        out: &mut impl Outbox,
+    ) -> CutOff {
+        let Some(room) = self.by_key.get_mut(room_key(room).as_ref()) else {
+            return Vec::new();
+        };
+        room.set_topic(topic);
+        let mut cut_off = room.announce_arrival(event.origin, event.conn, out);
+        cut_off.extend(room.tell_everyone(line, out));
+        cut_off
+    }
+
     /// A join, or a move in: `room` will hear of it in its next round of notices. Another
     /// instance's client can make this instance keep a room it did not have (and so its
     /// history), as far as `--max-rooms` allows.

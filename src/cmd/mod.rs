@@ -10,12 +10,14 @@
 mod ban;
 mod help;
 mod join;
+mod kick;
 mod list;
 mod msg;
 mod nick;
 mod oper;
 mod quit;
 mod say;
+mod topic;
 mod who;
 
 use std::rc::Rc;
@@ -43,7 +45,17 @@ pub fn handle_line(
     ) else {
         return;
     };
-    trace!("token {} ({nick} in {room}) line {line:?}", from.token);
+    // `/oper`'s password stays out of the log (looked for only when tracing).
+    let hidden = |l: &str| l.get(..6).is_some_and(|p| p.eq_ignore_ascii_case("/oper "));
+    trace!(
+        "token {} ({nick} in {room}) line {:?}",
+        from.token,
+        if hidden(&line) {
+            "/oper (hidden)"
+        } else {
+            &line
+        }
+    );
     let mut cx = Ctx {
         nick,
         room,
@@ -100,6 +112,8 @@ impl<O: Outbox> Ctx<'_, O> {
             Command::Unban(mask) => ban::unban(self, mask),
             Command::Bans => ban::list(self),
             Command::Oper { name, password } => oper::apply(self, name, password),
+            Command::Kick { nick, reason } => kick::apply(self, nick, reason),
+            Command::Topic(topic) => topic::apply(self, topic),
         }
     }
 

@@ -21,8 +21,7 @@ pub fn apply(cx: &mut Ctx<'_, impl Outbox>, name: &str, password: &str) {
             moderation.count("oper");
             protocol::oper_granted(name)
         }
-        Oper::Denied => {
-            let failures = moderation.failures(peer);
+        Oper::Denied(failures) => {
             warn!(
                 "{peer} ({nick}): wrong operator name or password for {name:?} ({failures} in a row)"
             );

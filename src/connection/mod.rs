@@ -95,6 +95,8 @@ pub enum CloseReason {
     Answered(u16),
     /// Banned (`/ban`), for this reason.
     Banned(String),
+    /// `/kick`: "kicked by OPER (REASON)", as its room is told (`protocol::left`).
+    Kicked(String),
 }
 
 impl CloseReason {
@@ -115,6 +117,7 @@ impl CloseReason {
             CloseReason::HandshakeTimeout(_) => "handshake_timeout",
             CloseReason::Answered(_) => "http_answered",
             CloseReason::Banned(_) => "banned",
+            CloseReason::Kicked(_) => "kicked",
         }
     }
 }
@@ -139,6 +142,7 @@ impl fmt::Display for CloseReason {
             CloseReason::HandshakeTimeout(by) => write!(f, "{by} handshake timed out"),
             CloseReason::Answered(status) => write!(f, "answered HTTP {status}"),
             CloseReason::Banned(reason) => write!(f, "banned: {reason}"),
+            CloseReason::Kicked(why) => f.write_str(why),
         }
     }
 }
