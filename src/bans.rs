@@ -14,7 +14,7 @@
 //! One ban is one line of text, the same in the file, in the backplane's ban hash and in its
 //! `BAN` event: `MASK UNTIL BY REASON`, `UNTIL` being Unix milliseconds or `never`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
@@ -190,9 +190,9 @@ impl Ban {
 #[derive(Debug, Default)]
 pub struct BanList {
     bans: HashMap<Mask, Ban>,
-    /// The prefix lengths of the address bans, and how many bans have each: an address is
-    /// looked up once per length in use.
-    lens: BTreeMap<u8, usize>,
+    /// The prefix lengths of the address bans: an address is looked up once per length in
+    /// use. A removal leaves its length here until the next [`BanList::purge`].
+    lens: BTreeSet<u8>,
 }
 
 impl BanList {
@@ -210,7 +210,7 @@ impl BanList {
             return false;
         }
         if let Mask::Net { len, .. } = mask {
-            *self.lens.entry(len).or_default() += usize::from(!self.bans.contains_key(&mask));
+            self.lens.insert(len);
         }
         self.bans.insert(mask, ban);
         true
@@ -221,22 +221,13 @@ impl BanList {
     }
 
     pub fn remove(&mut self, mask: &Mask) -> Option<Ban> {
-        let ban = self.bans.remove(mask)?;
-        if let Mask::Net { len, .. } = mask
-            && let Some(count) = self.lens.get_mut(len)
-        {
-            *count -= 1;
-            if *count == 0 {
-                self.lens.remove(len);
-            }
-        }
-        Some(ban)
+        self.bans.remove(mask)
     }
 
     /// The ban in force `now` on this address, if any.
     pub fn on_address(&self, ip: IpAddr, now: u64) -> Option<&Ban> {
         let bits = bits_of(ip);
-        self.lens.keys().find_map(|&len| {
+        self.lens.iter().find_map(|&len| {
             let mask = Mask::Net {
                 bits: masked(bits, len),
                 len,
@@ -273,15 +264,14 @@ impl BanList {
         live
     }
 
-    /// Drops the bans that expired.
+    /// Drops the bans that expired, and the prefix lengths no ban has any more.
     pub fn purge(&mut self, now: u64) {
-        let expired: Vec<Mask> = (self.bans.iter())
-            .filter(|(_, b)| !b.is_live(now))
-            .map(|(m, _)| m.clone())
-            .collect();
-        for mask in expired {
-            self.remove(&mask);
-        }
+        self.bans.retain(|_, ban| ban.is_live(now));
+        let len = |mask: &Mask| match *mask {
+            Mask::Net { len, .. } => Some(len),
+            Mask::Nick(_) => None,
+        };
+        self.lens = self.bans.keys().filter_map(len).collect();
     }
 
     /// Writes the list to `path` whole: into a temporary file beside it, flushed to the disk,
@@ -334,8 +324,8 @@ pub fn load(path: &Path) -> Result<BanList, String> {
     Ok(list)
 }
 
-/// The chat's bans and where they are kept: a list changed in a batch is saved once, at its
-/// end ([`Bans::save_if_changed`]).
+/// The chat's bans and where they are kept: a list changed in a batch is purged and saved
+/// once, at its end ([`Bans::save_if_changed`]).
 #[derive(Debug, Default)]
 pub struct Bans {
     pub list: BanList,
@@ -363,11 +353,14 @@ impl Bans {
     /// Writes the file if the list changed since it was last written. A failure is logged
     /// and tried again at the next change: the bans in force are the ones in memory.
     pub fn save_if_changed(&mut self) {
-        let (Some(path), true) = (&self.file, std::mem::take(&mut self.changed)) else {
+        if !std::mem::take(&mut self.changed) {
             return;
-        };
+        }
         let now = now_ms();
         self.list.purge(now);
+        let Some(path) = &self.file else {
+            return;
+        };
         if let Err(e) = self.list.save(path, now) {
             let why = crate::error::describe(&e);
             error!("cannot save the bans file {}: {why}", path.display());
