@@ -41,6 +41,7 @@ use std::time::Instant;
 use mio::{Registry, Token};
 use serde_json::value::RawValue;
 
+use crate::bans::{Ban, Mask};
 use crate::connection::ConnRef;
 
 /// Which instance an event happened on: [`Origin::HERE`] for this one; for another, the
@@ -128,6 +129,10 @@ pub enum What {
         to: String,
         text: String,
     },
+    /// `/ban`: nobody matching `mask` may be here while the ban lasts.
+    Ban { mask: Mask, ban: Ban },
+    /// `/unban`, by that operator.
+    Unban { mask: Mask, by: String },
     /// `/kick`: `nick` is disconnected by whichever instance holds it.
     Kick {
         by: String,
@@ -216,6 +221,10 @@ pub enum BusNews {
     Introduce,
     /// A server line for everyone (the chat became local only, or shared again).
     Tell(&'static str),
+    /// The bans in force across the instances (the backplane's ban hash, read as it comes
+    /// up): they replace this instance's. `None`: the hash is new, so this instance's bans
+    /// are published to it.
+    Bans(Option<Vec<(Mask, Ban)>>),
 }
 
 /// What the chat may know of the other instances: the bus's knowledge, read only. The server

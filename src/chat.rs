@@ -19,6 +19,7 @@
 //! room of ten costs ten queued pointers however many are connected. What each command does
 //! is in `cmd/`; every text the chat sends is built in `protocol.rs`.
 
+mod banned;
 mod nicks;
 mod requests;
 mod rooms;
@@ -28,6 +29,7 @@ use std::time::Instant;
 
 use log::warn;
 
+use crate::bans::Bans;
 use crate::bus::{
     BusNews, Claim, Elsewhere, Event, InstanceNews, Presence, Purpose, Request, What,
 };
@@ -66,6 +68,8 @@ pub struct Chat {
     requests: Requests,
     /// The message of the day, as server lines (`protocol::motd`); empty when there is none.
     pub motd: Rc<str>,
+    /// Who may not be here (`banned.rs`).
+    bans: Bans,
     /// The operators, who is one now, and the rules they keep (`moderation.rs`).
     moderation: Moderation,
 }
@@ -77,6 +81,7 @@ impl Chat {
             rooms: Rooms::new(rules),
             requests: Requests::new(bus.is_shared()),
             motd: Rc::from(""),
+            bans: Bans::default(),
             moderation: Moderation::default(),
         }
     }
@@ -133,7 +138,7 @@ impl Chat {
     /// A new client joins `#lobby` under a guest nick, gets the welcome line (and the bus's
     /// greeting, if it has one) and the lobby's history, and the lobby hears about it.
     pub fn enter(&mut self, who: ConnRef, bus: &dyn Elsewhere, out: &mut impl Outbox) {
-        let nick = self.nicks.free_guest_nick();
+        let nick = self.guest_nick();
         let lobby = room_key(LOBBY);
         let room = self.rooms.room_mut(&lobby);
         room.add(who);
@@ -285,6 +290,8 @@ impl Chat {
                 }
                 return;
             }
+            What::Ban { mask, ban } => return self.ban(mask, ban, out),
+            What::Unban { mask, by } => return self.unban(mask, by),
             What::Kick { by, nick, reason } => {
                 if let Some(who) = self.nicks.owner_of(nick) {
                     self.tell(who, &protocol::kicked(by, reason), out);
@@ -339,6 +346,7 @@ impl Chat {
                 self.forget_empty_rooms();
             }
             BusNews::Introduce => self.introduce(),
+            BusNews::Bans(bans) => self.bans_from_bus(bans, out),
             BusNews::Instance(InstanceNews::Hello { members }) => {
                 for Presence { room, .. } in members {
                     self.rooms.open_known(&room);
@@ -373,7 +381,7 @@ impl Chat {
             (Purpose::Rename, Some(_)) if granted => self.rename(conn, &nick, out),
             (Purpose::Rename, Some(_)) => self.tell(conn, &protocol::nick_taken(&nick), out),
             (Purpose::Keep, Some(current)) if !granted && current == nick => {
-                let guest = self.nicks.free_guest_nick();
+                let guest = self.guest_nick();
                 let token = conn.token;
                 warn!("token {token}: nick {nick} is held by another instance; now {guest}");
                 self.tell(conn, &protocol::nick_taken_elsewhere(&nick, &guest), out);

@@ -163,6 +163,10 @@ pub struct Cli {
           default_value_t = limits::DEFAULT_NICK_TTL.as_secs_f64())]
     pub backplane_nick_ttl: f64,
 
+    /// Keep bans in this file, so they survive a restart (rewritten whole on each change)
+    #[arg(long, value_name = "PATH")]
+    pub bans_file: Option<PathBuf>,
+
     /// Log level: off, error, warn, info, debug or trace (trace logs every line)
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: LevelFilter,
@@ -265,6 +269,7 @@ impl Cli {
                 // (every third) would be a busy loop.
                 nick_ttl: Duration::from_secs_f64(self.backplane_nick_ttl.clamp(0.3, 1e6)),
             }),
+            bans_file: self.bans_file.clone(),
             operators: self.operators.clone(),
             oper_plaintext: self.oper_plaintext,
             topic_ops_only: self.topic_ops_only,

@@ -59,6 +59,8 @@ pub struct Config {
     pub stats_udp: Option<SocketAddr>,
     /// `--backplane`: share the chat with other instances through Redis pub/sub.
     pub backplane: Option<BackplaneConfig>,
+    /// `--bans-file`: where bans are kept across restarts; `None` keeps them in memory only.
+    pub bans_file: Option<PathBuf>,
     /// The operators (`[operators]`): a name and its argon2 hash each.
     pub operators: Vec<Operator>,
     /// `/oper` over plain text from another machine is allowed (by default it is refused).
@@ -155,6 +157,7 @@ impl Default for Config {
             history: limits::DEFAULT_HISTORY,
             stats_udp: None,
             backplane: None,
+            bans_file: None,
             operators: Vec::new(),
             oper_plaintext: false,
             topic_ops_only: false,

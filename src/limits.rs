@@ -213,6 +213,16 @@ pub const BACKPLANE_RETRY_MAX: Duration = Duration::from_secs(5);
 /// a stuck Redis can make the server hold (tens of thousands of events).
 pub const BACKPLANE_MAX_OUTPUT: usize = 64 * 1024 * 1024;
 
+/// Most bans held at once (the `bans-file`, the backplane's ban hash). Looking an address up
+/// costs the same however many there are (`bans.rs`), so the bound is for memory and for
+/// the file, rewritten whole on each change: 100,000 bans are a few MiB. A list longer than
+/// that is a job for a firewall, not a chat server.
+pub const MAX_BANS: usize = 100_000;
+
+/// Bans `/bans` lists before saying how many more there are: its reply stays a screenful,
+/// well under any client's `--max-output`.
+pub const BANS_LISTED: usize = 50;
+
 /// `/oper`: an address whose password was wrong waits this long before its next guess is
 /// checked (a typo costs a second), and after `OPER_FAILURES` wrong ones, `OPER_LOCKOUT`.
 /// Each check is one argon2 run on the loop's thread (some 20 ms), so these bound what

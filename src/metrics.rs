@@ -114,8 +114,17 @@ fn counters(out: &mut Exposition, stats: &Stats, gauges: &Gauges) {
         "reason",
         &stats.disconnects,
     );
-    let help = "Moderation actions: oper, oper_failed, oper_refused (not checked), kick.";
-    let actions = ["oper", "oper_failed", "oper_refused", "kick"].map(|a| (a, 0));
+    let help =
+        "Moderation actions: oper, oper_failed, oper_refused (not checked), kick, ban, unban.";
+    let actions = [
+        "oper",
+        "oper_failed",
+        "oper_refused",
+        "kick",
+        "ban",
+        "unban",
+    ]
+    .map(|a| (a, 0));
     let mut moderation: BTreeMap<&str, u64> = actions.into_iter().collect();
     moderation.extend(&gauges.moderation);
     out.labelled("moderation_total", "counter", help, "action", moderation);

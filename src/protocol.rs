@@ -41,6 +41,12 @@ pub enum Command<'a> {
     Help,
     /// `/motd`: the message of the day again.
     Motd,
+    /// `/ban MASK [DURATION] [REASON]` (operators): the arguments, read by `cmd/ban.rs`.
+    Ban(&'a str),
+    /// `/unban MASK` (operators).
+    Unban(&'a str),
+    /// `/bans` (operators).
+    Bans,
     /// `/oper NAME PASSWORD`: become an operator.
     Oper { name: &'a str, password: &'a str },
     /// `/kick NICK [REASON]` (operators).
@@ -119,6 +125,11 @@ pub fn parse(line: &str) -> Result<Option<Command<'_>>, ParseError<'_>> {
         "quit" => Command::Quit(Some(args).filter(|a| !a.is_empty())),
         "help" => Command::Help,
         "motd" => Command::Motd,
+        "ban" if args.is_empty() => return Err(ParseError::Usage("/ban MASK [DURATION] [REASON]")),
+        "ban" => Command::Ban(args),
+        "unban" if args.is_empty() => return Err(ParseError::Usage("/unban MASK")),
+        "unban" => Command::Unban(args),
+        "bans" => Command::Bans,
         "oper" => match args.split_once(char::is_whitespace) {
             Some((name, password)) => Command::Oper {
                 name,
@@ -347,6 +358,63 @@ pub fn renamed(old: &str, new: &str) -> String {
     server_line(format_args!("{old} is now known as {new}"))
 }
 
+/// `/ban`: the last line a banned client gets, and the only one a banned address does.
+pub fn banned(reason: &str) -> String {
+    server_line(format_args!("banned: {reason}"))
+}
+
+/// `/ban`'s confirmation; `time` is `for 2h` or `permanent`.
+pub fn ban_placed(mask: impl fmt::Display, time: &str, reason: &str) -> String {
+    server_line(format_args!("ban on {mask} placed ({time}): {reason}"))
+}
+
+pub fn ban_lifted(mask: impl fmt::Display) -> String {
+    server_line(format_args!("ban on {mask} lifted"))
+}
+
+pub fn no_ban(mask: impl fmt::Display) -> String {
+    server_line(format_args!("no ban on {mask}"))
+}
+
+/// `/ban` of a mask that covers the operator giving it.
+pub fn ban_on_yourself(mask: impl fmt::Display) -> String {
+    server_line(format_args!(
+        "not placed: a ban on {mask} would ban you too"
+    ))
+}
+
+pub fn bans_full(max: usize) -> String {
+    server_line(format_args!(
+        "not placed: the server holds its maximum of {max} bans"
+    ))
+}
+
+/// `/bans`: the bans in force, each with who placed it, the time left, and why, the first
+/// `listed` of them.
+pub fn bans<'a>(bans: &[(impl fmt::Display, &'a str, String, &'a str)], listed: usize) -> String {
+    if bans.is_empty() {
+        return server_line("no bans");
+    }
+    let noun = if bans.len() == 1 { "ban" } else { "bans" };
+    let mut text = server_line(format_args!("{} {noun}:", bans.len()));
+    for (mask, by, time, reason) in bans.iter().take(listed) {
+        text.push_str(&server_line(format_args!(
+            "  {mask} by {by}, {time}: {reason}"
+        )));
+    }
+    if bans.len() > listed {
+        text.push_str(&server_line(format_args!(
+            "  and {} more",
+            bans.len() - listed
+        )));
+    }
+    text
+}
+
+pub fn nick_banned(nick: &str) -> String {
+    server_line(format_args!("nick \"{nick}\" is banned"))
+}
+
 pub fn nick_taken(nick: &str) -> String {
     server_line(format_args!("nick \"{nick}\" is taken"))
 }
@@ -513,7 +581,15 @@ pub static OPER_HELP: LazyLock<String> = LazyLock::new(|| {
         "/kick NICK [REASON]",
         "disconnect NICK, saying why".to_string(),
     );
-    help_lines("operator commands:", &[kick])
+    let ban = (
+        "/ban MASK [TIME]",
+        "ban a nick, address or CIDR range (TIME: 30s 10m 2h 7d; none: for good), \
+         a reason may follow"
+            .to_string(),
+    );
+    let unban = ("/unban MASK", "lift a ban".to_string());
+    let bans = ("/bans", "list the bans in force".to_string());
+    help_lines("operator commands:", &[kick, ban, unban, bans])
 });
 
 fn help_lines(title: &str, commands: &[(&str, String)]) -> String {

@@ -422,6 +422,8 @@ fn fake_redis(burst: Vec<u8>) -> std::net::SocketAddr {
                         let reply: &[u8] = match command.as_slice() {
                             b"SUBSCRIBE" => b"*3\r\n$9\r\nsubscribe\r\n$1\r\nx\r\n:1\r\n",
                             b"PING" => b"+PONG\r\n",
+                            // The ban hash, read as the links come up: none.
+                            b"HGETALL" => b"*0\r\n",
                             _ => b":1\r\n",
                         };
                         if socket.write_all(reply).is_err() {
@@ -577,6 +579,8 @@ fn backplane_publishes_survive_partial_writes() {
                         replies.extend_from_slice(match command {
                             b"SUBSCRIBE" => b"*3\r\n$9\r\nsubscribe\r\n$1\r\nx\r\n:1\r\n",
                             b"PING" => b"+PONG\r\n",
+                            // The ban hash, read as the links come up: none.
+                            b"HGETALL" => b"*0\r\n",
                             _ => b":1\r\n",
                         });
                         if command == b"PUBLISH" {

@@ -13,7 +13,8 @@ use super::event::{Message, Origins};
 use super::link::{Link, LinkPhase, Role};
 use super::links::Happening;
 use super::resp::{self, Value};
-use crate::bus::{Claim, Origin};
+use crate::bans::{Ban, Mask, now_ms};
+use crate::bus::{Claim, Origin, What};
 
 /// Claims a nick for this instance, or refreshes the claim if it is already this instance's.
 /// `KEYS[1]` the nick's key, `ARGV[1]` the instance id, `ARGV[2]` the TTL in ms. 1: ours now;
@@ -43,6 +44,10 @@ enum Awaiting {
     /// A `PING` sent after the re-claims that follow a reconnect: its `PONG` means they are
     /// all answered.
     Resync,
+    /// `HSET` or `HDEL` on the ban hash.
+    BanStored,
+    /// `HGETALL` of the ban hash.
+    Bans,
 }
 
 impl Awaiting {
@@ -53,6 +58,8 @@ impl Awaiting {
             Awaiting::Publish => "PUBLISH",
             Awaiting::Claim(_) => "a nick claim",
             Awaiting::Release => "a nick release",
+            Awaiting::BanStored => "a ban's HSET or HDEL",
+            Awaiting::Bans => "HGETALL of the bans",
         }
     }
 }
@@ -65,6 +72,8 @@ pub enum Outgoing {
     Release(String),
     /// Mark the end of the re-claims after a reconnect (answered by [`Happening::Resynced`]).
     Resync,
+    /// Read the ban hash (answered by [`Happening::Bans`]).
+    LoadBans,
 }
 
 /// The conversation with Redis: what each reply to come answers, and the names it gives.
@@ -233,7 +242,10 @@ impl Conversation {
         }
         match (awaiting, value) {
             (Awaiting::Handshake, Value::Simple(b"PONG")) => *phase = LinkPhase::Ready,
-            (Awaiting::Publish | Awaiting::Release, Value::Integer(_)) => {}
+            (Awaiting::Publish | Awaiting::Release | Awaiting::BanStored, Value::Integer(_)) => {}
+            (Awaiting::Bans, Value::Array(Some(items))) => {
+                out.push(Happening::Bans(bans_from_hash(&items)));
+            }
             (Awaiting::Claim(claim), Value::Integer(n @ (0 | 1))) => {
                 debug!(
                     "backplane: claim of {} {}",
@@ -261,6 +273,30 @@ impl Conversation {
         let out = &mut cmd.output;
         let awaiting = match outgoing {
             Outgoing::Publish(message) => {
+                // A ban goes into the ban hash too, before the event, for instances that
+                // come up later (see `bans_from_hash`).
+                let bans = format!("{}:bans", self.channel);
+                let what = match &message {
+                    Message::Chat(event) => Some(&event.what),
+                    Message::Instance(..) => None,
+                };
+                match what {
+                    Some(What::Ban { mask, ban }) => {
+                        let (mask, line) = (mask.to_string(), ban.line(mask));
+                        let parts = [&b"HSET"[..], bans.as_bytes(), b"*", b"1"];
+                        resp::command(
+                            out,
+                            &[&parts, &[mask.as_bytes(), line.as_bytes()][..]].concat(),
+                        );
+                        self.awaiting.push_back(Awaiting::BanStored);
+                    }
+                    Some(What::Unban { mask, .. }) => {
+                        let mask = mask.to_string();
+                        resp::command(out, &[b"HDEL", bans.as_bytes(), mask.as_bytes()]);
+                        self.awaiting.push_back(Awaiting::BanStored);
+                    }
+                    _ => {}
+                }
                 let payload = message.encode(&self.instance);
                 trace!("backplane: publishing {payload}");
                 let channel = self.channel.as_bytes();
@@ -297,7 +333,35 @@ impl Conversation {
                 resp::command(out, &[b"PING"]);
                 Awaiting::Resync
             }
+            Outgoing::LoadBans => {
+                let bans = format!("{}:bans", self.channel);
+                resp::command(out, &[b"HGETALL", bans.as_bytes()]);
+                Awaiting::Bans
+            }
         };
         self.awaiting.push_back(awaiting);
     }
+}
+
+/// The ban hash (`CHANNEL:bans`: each field a mask, its value the ban's line, as in the bans
+/// file) as `HGETALL` returns it: the bans in force, expired and unreadable ones left out.
+/// The hash also holds the field `*`, written with every ban, which no mask can be: without
+/// it the hash is new (or Redis lost it), and `None` asks this instance to publish its bans
+/// to it; with it, the hash is the list every instance keeps, even when it holds no ban.
+fn bans_from_hash(items: &[Value<'_>]) -> Option<Vec<(Mask, Ban)>> {
+    let (now, mut marked, mut bans) = (now_ms(), false, Vec::new());
+    for pair in items.chunks(2) {
+        let [field, value] = pair else { continue };
+        if field.bytes() == Some(b"*") {
+            marked = true;
+            continue;
+        }
+        let line = String::from_utf8_lossy(value.bytes().unwrap_or_default());
+        match Ban::parse_line(&line) {
+            Ok((mask, ban)) if ban.is_live(now) => bans.push((mask, ban)),
+            Ok(_) => {}
+            Err(why) => debug!("backplane: skipped a ban ({why}): {line}"),
+        }
+    }
+    marked.then_some(bans)
 }

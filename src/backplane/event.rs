@@ -14,6 +14,8 @@
 //! pc2 <origin> <conn> TOPIC <room> <nick> <text>   /topic: <room>'s topic, set by <nick>
 //! pc2 <origin> 0 HELLO <nick>#<room> ...           "I am alive, these are my clients"
 //! pc2 <origin> 0 BYE                               the instance is shutting down
+//! pc2 <origin> <conn> BAN <mask> <until> <by> <reason>  a ban (its line: see `bans.rs`)
+//! pc2 <origin> <conn> UNBAN <mask> <by>            a ban lifted
 //! ```
 //!
 //! `origin` is the publishing instance's id and `conn` the sender's connection id there, so
@@ -29,6 +31,7 @@
 
 use std::collections::HashMap;
 
+use crate::bans::{Ban, Mask};
 use crate::bus::{Event, InstanceNews, Origin, Presence, What};
 use crate::framing::sanitize;
 use crate::protocol::{is_valid_nick, is_valid_room};
@@ -158,6 +161,8 @@ impl Event {
             What::Moved { nick, from, to } => format!("{head} MOVE {nick} {from} {to}"),
             What::Renamed { room, old, new } => format!("{head} NICK {room} {old} {new}"),
             What::Msg { from, to, text } => format!("{head} MSG {from} {to} {text}"),
+            What::Ban { mask, ban } => format!("{head} BAN {}", ban.line(mask)),
+            What::Unban { mask, by } => format!("{head} UNBAN {mask} {by}"),
             What::Kick { by, nick, reason } => format!("{head} KICK {by} {nick} {reason}"),
             What::Topic { room, nick, topic } => format!("{head} TOPIC {room} {nick} {topic}"),
         }
@@ -260,6 +265,15 @@ fn decode_what(kind: &str, args: &str) -> Result<What, String> {
             let (to, text) = nick_and_text(&rest)?;
             let text = clean(&text);
             What::Msg { from, to, text }
+        }
+        "BAN" => {
+            let (mask, ban) = Ban::parse_line(args)?;
+            What::Ban { mask, ban }
+        }
+        "UNBAN" => {
+            let (mask, by) = field(args)?;
+            let (mask, by) = (Mask::parse(mask)?, by.to_string());
+            What::Unban { mask, by }
         }
         "KICK" => {
             let (by, rest) = nick_and_text(args)?;

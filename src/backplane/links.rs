@@ -28,6 +28,7 @@ use super::BackplaneConfig;
 use super::conversation::{Conversation, Outgoing};
 use super::event::Message;
 use super::link::{Link, LinkPhase, Role};
+use crate::bans::{Ban, Mask};
 use crate::bus::Claim;
 use crate::error::{Error, describe};
 use crate::limits::{
@@ -59,6 +60,8 @@ pub enum Happening {
     Claimed { claim: Claim, ok: bool },
     /// Every re-claim sent on reconnecting is answered.
     Resynced,
+    /// The ban hash, read as the connections came up (see `conversation.rs`).
+    Bans(Option<Vec<(Mask, Ban)>>),
 }
 
 /// What `--stats-udp` reports of the backplane, in this order.

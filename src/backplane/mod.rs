@@ -38,6 +38,10 @@
 //! TTL) that the owner refreshes every TTL / 3. A claim is `SET key id NX PX ttl`, or a refresh
 //! if the key already holds this instance's id, in one Lua script so the check and the write
 //! are atomic. An instance that dies stops refreshing, and its nicks are free after the TTL.
+//!
+//! Bans travel as events too, and Redis keeps the list in force in the hash `CHANNEL:bans`,
+//! written before each ban's event (`conversation.rs`) and read whenever the connections
+//! come up, so an instance that starts, or comes back, takes the list every other one keeps.
 
 mod conversation;
 pub mod event;
@@ -54,7 +58,9 @@ use log::info;
 use mio::{Registry, Token};
 use serde_json::value::RawValue;
 
-use crate::bus::{Bus, BusIo, BusNews, Claim, Elsewhere, Event, InstanceNews, Origin, Purpose};
+use crate::bus::{
+    Bus, BusIo, BusNews, Claim, Elsewhere, Event, InstanceNews, Origin, Purpose, What,
+};
 use crate::error::Error;
 use crate::protocol::{self, nick_key};
 use conversation::Outgoing;
@@ -156,6 +162,16 @@ pub struct RedisBus {
     next_refresh: Instant,
     /// Deadlines to hand the loop (`BusIo::take_deadlines`).
     deadlines: Vec<Instant>,
+    /// From the moment the connections come up until the ban hash is read: the bans and
+    /// unbans heard meanwhile, applied again after the hash replaces the list (they may be
+    /// newer than what the hash said).
+    bans_since_up: Option<Vec<Event>>,
+    /// Bans and unbans made while Redis was away: sent once it is back, after the hash is read.
+    unsent_bans: Vec<Event>,
+}
+
+fn is_ban(what: &What) -> bool {
+    matches!(what, What::Ban { .. } | What::Unban { .. })
 }
 
 impl RedisBus {
@@ -175,6 +191,8 @@ impl RedisBus {
             resync_pending: false,
             next_refresh: Instant::now(),
             deadlines: Vec::new(),
+            bans_since_up: None,
+            unsent_bans: Vec::new(),
         })
     }
 
@@ -209,6 +227,19 @@ impl RedisBus {
                         self.links.talk.forget(gone);
                     }
                     news.push(BusNews::Refresh);
+                    self.outbox.push(Outgoing::LoadBans);
+                    self.bans_since_up = Some(Vec::new());
+                    let unsent = std::mem::take(&mut self.unsent_bans);
+                    self.outbox.extend(
+                        unsent
+                            .into_iter()
+                            .map(|e| Outgoing::Publish(Message::Chat(e))),
+                    );
+                }
+                Happening::Bans(bans) => {
+                    news.push(BusNews::Bans(bans));
+                    let heard = self.bans_since_up.take().unwrap_or_default();
+                    news.extend(heard.into_iter().map(BusNews::Deliver));
                 }
                 Happening::Down { lost } => self.went_down(lost, &mut news),
                 Happening::Heard(message) => self.heard(message, now, &mut news),
@@ -236,6 +267,11 @@ impl RedisBus {
     /// of the other instance.
     fn heard(&mut self, message: Message, now: Instant, news: &mut Vec<BusNews>) {
         let origin = message.origin();
+        if let (Some(heard), Message::Chat(event)) = (&mut self.bans_since_up, &message)
+            && is_ban(&event.what)
+        {
+            heard.push(event.clone());
+        }
         if !origin.is_here() {
             let stranger = self.replica.apply(&message, now);
             if let Message::Instance(_, InstanceNews::Bye) = message {
@@ -262,13 +298,19 @@ impl RedisBus {
         self.resync_pending = false;
         self.replica.clear();
         self.claiming.clear();
+        self.bans_since_up = None;
         let mut unanswered = lost;
         for outgoing in std::mem::take(&mut self.outbox) {
             match outgoing {
-                Outgoing::Publish(Message::Chat(event)) => news.push(BusNews::Deliver(event)),
+                Outgoing::Publish(Message::Chat(event)) => {
+                    if is_ban(&event.what) {
+                        self.unsent_bans.push(event.clone());
+                    }
+                    news.push(BusNews::Deliver(event));
+                }
                 Outgoing::Publish(Message::Instance(..)) => {}
                 Outgoing::Claim(claim) => unanswered.push(claim),
-                Outgoing::Release(_) | Outgoing::Resync => {}
+                Outgoing::Release(_) | Outgoing::Resync | Outgoing::LoadBans => {}
             }
         }
         news.extend(unanswered.into_iter().map(BusNews::Unanswered));
@@ -283,6 +325,9 @@ impl Bus for RedisBus {
     /// delivered here at once.
     fn publish(&mut self, event: Event) -> Option<Event> {
         if !self.up {
+            if is_ban(&event.what) {
+                self.unsent_bans.push(event.clone());
+            }
             return Some(event);
         }
         self.outbox.push(Outgoing::Publish(Message::Chat(event)));

@@ -81,6 +81,7 @@ impl Replica {
                 arrive(members, rooms, new, room);
             }
             What::Say { .. } | What::Me { .. } | What::Msg { .. } => {}
+            What::Ban { .. } | What::Unban { .. } => {}
             What::Kick { .. } | What::Topic { .. } => {}
         }
         !known

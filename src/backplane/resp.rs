@@ -22,9 +22,9 @@ use std::fmt;
 pub const MAX_BULK: usize = 1024 * 1024;
 
 /// Most elements in one array, and deepest nesting: the replies pollchat gets are flat
-/// arrays of three (pushes) or scalars, so these only stop garbage from costing memory or
-/// stack.
-const MAX_ELEMENTS: usize = 1024;
+/// arrays of three (pushes), scalars, and the ban hash (`HGETALL`: a field and a value per
+/// ban, and the hash's marker), so these only stop garbage from costing memory or stack.
+const MAX_ELEMENTS: usize = 2 * crate::limits::MAX_BANS + 2;
 const MAX_DEPTH: usize = 4;
 
 /// One decoded reply, borrowing its bytes from the read buffer.

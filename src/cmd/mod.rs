@@ -7,6 +7,7 @@
 //! queues is written by the loop at the end of the batch, and what it asks of the bus (the
 //! events it makes, a nick claim) the server hands over when the line is done (`bus.rs`).
 
+mod ban;
 mod help;
 mod join;
 mod kick;
@@ -109,6 +110,9 @@ impl<O: Outbox> Ctx<'_, O> {
             Command::Quit(reason) => quit::apply(self, reason),
             Command::Help => help::apply(self),
             Command::Motd => motd::apply(self),
+            Command::Ban(args) => ban::ban(self, args),
+            Command::Unban(mask) => ban::unban(self, mask),
+            Command::Bans => ban::list(self),
             Command::Oper { name, password } => oper::apply(self, name, password),
             Command::Kick { nick, reason } => kick::apply(self, nick, reason),
             Command::Topic(topic) => topic::apply(self, topic),

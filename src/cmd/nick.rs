@@ -6,12 +6,16 @@
 //! until it answers, so a line sent after `/nick bob` is bob's.
 
 use super::Ctx;
+use crate::bans::now_ms;
 use crate::protocol;
 use crate::room::Outbox;
 
 pub fn apply(cx: &mut Ctx<'_, impl Outbox>, new: &str) {
     if &*cx.nick == new {
         return cx.reply(&protocol::you_are(new));
+    }
+    if cx.chat.bans().list.on_nick(new, now_ms()).is_some() {
+        return cx.reply(&protocol::nick_banned(new));
     }
     if !cx.chat.nicks().is_free_for(cx.from, new, cx.elsewhere) {
         return cx.reply(&protocol::nick_taken(new));

@@ -93,6 +93,8 @@ pub enum CloseReason {
     /// An HTTP request other than the WebSocket upgrade: answered (with this status), then
     /// closed.
     Answered(u16),
+    /// Banned (`/ban`), for this reason.
+    Banned(String),
     /// `/kick`: "kicked by OPER (REASON)", as its room is told (`protocol::left`).
     Kicked(String),
 }
@@ -114,6 +116,7 @@ impl CloseReason {
             CloseReason::Rejected(rejection) => rejection.kind,
             CloseReason::HandshakeTimeout(_) => "handshake_timeout",
             CloseReason::Answered(_) => "http_answered",
+            CloseReason::Banned(_) => "banned",
             CloseReason::Kicked(_) => "kicked",
         }
     }
@@ -138,6 +141,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Rejected(rejection) => rejection.fmt(f),
             CloseReason::HandshakeTimeout(by) => write!(f, "{by} handshake timed out"),
             CloseReason::Answered(status) => write!(f, "answered HTTP {status}"),
+            CloseReason::Banned(reason) => write!(f, "banned: {reason}"),
             CloseReason::Kicked(why) => f.write_str(why),
         }
     }

@@ -280,19 +280,30 @@ impl Listeners {
             table, hub, timers, ..
         } = clients;
         let speaks = &self.list[index].speaks;
-        if let Admit::No { wait } = self.connect_rates.check(peer.ip(), now) {
-            // `--connect-rate`: refused as cheaply as can be: no slot, no transport, no
-            // registration; one non-blocking write of why (for a transport without a
-            // handshake, which can read it), and the close.
+        // A banned address (`/ban`), or one over `--connect-rate`: refused as cheaply as can
+        // be: no slot, no transport, no registration; one non-blocking write of why (for a
+        // transport without a handshake, which can read it), and the close.
+        let refused = match hub.chat.bans().list.refusal(peer.ip()) {
+            Some(ban) => Some((
+                CloseReason::Banned(ban.reason.clone()),
+                protocol::banned(&ban.reason),
+            )),
+            None => match self.connect_rates.check(peer.ip(), now) {
+                Admit::No { wait } => Some((
+                    CloseReason::ConnectingTooFast,
+                    protocol::connecting_too_fast(wait),
+                )),
+                Admit::Yes => None,
+            },
+        };
+        if let Some((reason, line)) = refused {
             if speaks.handshake_timeout().is_none() {
-                let _ = (&stream).write(protocol::connecting_too_fast(wait).as_bytes());
+                let _ = (&stream).write(line.as_bytes());
             }
             if table.log.allow(Kind::Refused, peer.ip()) {
-                warn!("{peer} refused: {}", CloseReason::ConnectingTooFast);
+                warn!("{peer} refused: {reason}");
             }
-            return table
-                .stats
-                .count_turned_away(&CloseReason::ConnectingTooFast);
+            return table.stats.count_turned_away(&reason);
         }
         let timeout = speaks.handshake_timeout();
         let held = hub.chat.members() + table.census.handshaking();

@@ -11,6 +11,7 @@ use log::{info, warn};
 use mio::Registry;
 
 use crate::backplane::RedisBus;
+use crate::bans::Bans;
 use crate::bus::{BusIo, BusNews, LocalBus, Purpose, Request};
 use crate::chat::{Chat, RoomRules};
 use crate::config::Config;
@@ -52,6 +53,7 @@ impl Hub {
             None => Box::new(LocalBus),
         };
         let mut chat = Chat::new(room_rules(config), &*bus);
+        *chat.bans_mut() = Bans::open(config.bans_file.clone()).map_err(Error::Config)?;
         chat.moderation().configure(config);
         Ok(Hub {
             chat,
@@ -128,7 +130,8 @@ impl Hub {
     /// Step 5's chat part, before the flushes: the leave events, a round of join and leave
     /// notices (or a timer for when one may come), then what the chat published goes out on
     /// the bus, once per batch like every other write. If that takes the bus down, the chat
-    /// delivers the rest here; a few rounds settle it.
+    /// delivers the rest here; a few rounds settle it. Last, the bans file, if the batch
+    /// changed the bans.
     pub fn end_batch(
         &mut self,
         registry: &Registry,
@@ -150,10 +153,11 @@ impl Hub {
         for _ in 0..4 {
             let news = self.bus.flush(registry, now);
             if news.is_empty() {
-                return;
+                break;
             }
             self.absorb(news, table, timers);
         }
+        self.chat.bans_mut().save_if_changed();
     }
 
     /// The connection's transport is ready (at once, or once its handshake is over): it

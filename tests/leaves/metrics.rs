@@ -23,7 +23,7 @@ fn every_metric_has_help_and_type_and_counters_end_in_total() {
             &serde_json::json!({"state": "up", "published": 5}),
         )
         .ok(),
-        moderation: [("kick", 2)].into_iter().collect(),
+        moderation: [("kick", 2), ("ban", 4)].into_iter().collect(),
     };
     let text = render(&stats, &gauges);
     assert!(text.contains("pollchat_lines_in_total 7\n"), "{text}");
@@ -35,6 +35,8 @@ fn every_metric_has_help_and_type_and_counters_end_in_total() {
     assert!(text.contains("pollchat_backplane_published_total 5\n"));
     assert!(text.contains("pollchat_moderation_total{action=\"kick\"} 2\n"));
     assert!(text.contains("pollchat_moderation_total{action=\"oper\"} 0\n"));
+    assert!(text.contains("pollchat_moderation_total{action=\"ban\"} 4\n"));
+    assert!(text.contains("pollchat_moderation_total{action=\"unban\"} 0\n"));
     let mut typed = std::collections::HashMap::new();
     for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
         let mut words = line.split(' ').skip(2);
