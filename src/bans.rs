@@ -335,14 +335,13 @@ pub struct Bans {
 }
 
 impl Bans {
-    /// The bans in `file` (see [`load`]).
-    pub fn open(file: Option<PathBuf>) -> Result<Bans, String> {
-        let list = file.as_deref().map(load).transpose()?.unwrap_or_default();
-        Ok(Bans {
+    /// `list`, as [`load`] read it from `file` (kept there from now on).
+    pub fn new(file: Option<PathBuf>, list: BanList) -> Bans {
+        Bans {
             list,
             file,
             ..Bans::default()
-        })
+        }
     }
 
     /// The list changed: save it at the end of the batch.

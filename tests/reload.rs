@@ -314,3 +314,35 @@ fn reload_replaces_the_operators() {
     ann.send("/oper bob s3cret");
     ann.expect("*** you are now an operator (bob)");
 }
+
+/// The bans file is read again on SIGHUP: a ban an operator wrote into it sends its match
+/// away, and a file that no longer parses refuses the reload and keeps the bans in force.
+#[test]
+fn reload_reads_the_bans_file_and_keeps_the_old_bans_when_it_is_corrupt() {
+    let dir = TempDir::new();
+    let bans = dir.file("bans", b"");
+    let toml = format!("bans-file = \"{}\"\n", bans.display());
+    let (mut server, path) = start(&dir, &toml, &[]);
+    let mut mallory = Client::connect(server.addr);
+    mallory.sync();
+    mallory.send("/nick mallory");
+    mallory.expect("*** guest-1 is now known as mallory");
+    std::fs::write(&bans, "mallory never root spam\n").unwrap();
+    let log = reload(&mut server, &path, &toml);
+    assert!(
+        log.last().unwrap().contains("configuration reloaded"),
+        "{log:?}"
+    );
+    mallory.expect("*** banned: spam");
+    std::fs::write(&bans, "mallory tomorrow root spam\n").unwrap();
+    let log = reload(&mut server, &path, &toml);
+    let last = log.last().unwrap();
+    assert!(
+        last.contains("reload refused") && last.contains("line 1"),
+        "{log:?}"
+    );
+    let mut again = Client::connect(server.addr);
+    again.sync();
+    again.send("/nick mallory");
+    again.expect("*** nick \"mallory\" is banned");
+}

@@ -11,7 +11,6 @@ use log::{info, warn};
 use mio::Registry;
 
 use crate::backplane::RedisBus;
-use crate::bans::Bans;
 use crate::bus::{BusIo, BusNews, LocalBus, Purpose, Request};
 use crate::chat::{Chat, RoomRules};
 use crate::config::Config;
@@ -53,7 +52,6 @@ impl Hub {
             None => Box::new(LocalBus),
         };
         let mut chat = Chat::new(room_rules(config), &*bus);
-        *chat.bans_mut() = Bans::open(config.bans_file.clone()).map_err(Error::Config)?;
         chat.moderation().configure(config);
         Ok(Hub {
             chat,

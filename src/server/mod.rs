@@ -54,6 +54,7 @@ use mio::event::Event;
 use mio::{Events, Poll, Token, Waker};
 use signal_hook::consts::SIGHUP;
 
+use crate::bans::Bans;
 use crate::bus::BusIo;
 use crate::chat::Chat;
 use crate::config::Config;
@@ -207,13 +208,19 @@ impl Server {
     /// Sets everything up (descriptor limit, listeners, signals, the bus) without serving
     /// anyone yet.
     pub fn bind(config: Config) -> Result<Server, Error> {
-        let reload::Loaded { config, motd, tls } = reload::load(config)?;
+        let reload::Loaded {
+            config,
+            motd,
+            tls,
+            bans,
+        } = reload::load(config)?;
         let poll = Poll::new().map_err(Error::Poll)?;
         let listeners = Listeners::open(&config, tls, &poll)?;
         let max_clients = accept::max_clients(config.max_clients);
         let side = SideSockets::open(&config, &poll)?;
         let mut hub = Hub::new(&config, max_clients)?;
         hub.chat.motd = motd;
+        *hub.chat.bans_mut() = Bans::new(config.bans_file.clone(), bans.unwrap_or_default());
         let page = listeners.speaking("HTTP").first().copied();
         Ok(Server {
             poll,

@@ -24,6 +24,7 @@ use log::{error, info, warn};
 use rustls::ServerConfig;
 
 use super::{Server, accept};
+use crate::bans::{self, BanList};
 use crate::config::{Config, Motd};
 use crate::config_file;
 use crate::error::{Error, describe};
@@ -39,6 +40,8 @@ pub(super) struct Loaded {
     pub motd: Rc<str>,
     /// The certificate and key, when TLS is on.
     pub tls: Option<Arc<ServerConfig>>,
+    /// The bans in `bans-file`, read again: an operator may have edited it.
+    pub bans: Option<BanList>,
 }
 
 /// What a reload did, for its log lines.
@@ -63,7 +66,14 @@ pub(super) fn load(config: Config) -> Result<Loaded, Error> {
         None => None,
     };
     let motd = Rc::from(protocol::motd(&text));
-    Ok(Loaded { config, motd, tls })
+    let bans = config.bans_file.as_deref().map(bans::load).transpose();
+    let bans = bans.map_err(Error::Config)?;
+    Ok(Loaded {
+        config,
+        motd,
+        tls,
+        bans,
+    })
 }
 
 /// `--motd-file`, read up to one byte past the bound (enough to know it is too long).
@@ -120,6 +130,10 @@ pub(super) fn apply(server: &mut Server, new: Loaded) -> Report {
     clients.hub.configure(&config, max_clients);
     clients.hub.chat.motd = new.motd;
     clients.hub.chat.moderation().configure(&config);
+    if let Some(list) = new.bans {
+        clients.hub.chat.replace_bans(list, &mut clients.table);
+        clients.hub.forward(&mut clients.table);
+    }
     let rates = |c: &Config| (c.connect_rate, c.connect_burst, c.connect_rate_loopback);
     if rates(&clients.config) != rates(&config) {
         let (rate, burst, loopback) = rates(&config);
@@ -164,6 +178,7 @@ fn keep_running(old: &Config, new: &mut Config) -> Vec<&'static str> {
     );
     keep("stats-udp", old.stats_udp != new.stats_udp);
     keep("log-file", old.log_file != new.log_file);
+    keep("bans-file", old.bans_file != new.bans_file);
     new.bind.clone_from(&old.bind);
     match (&old.tls, &mut new.tls) {
         (Some(old), Some(new)) => new.bind.clone_from(&old.bind),
@@ -173,5 +188,6 @@ fn keep_running(old: &Config, new: &mut Config) -> Vec<&'static str> {
     new.backplane.clone_from(&old.backplane);
     new.stats_udp = old.stats_udp;
     new.log_file.clone_from(&old.log_file);
+    new.bans_file.clone_from(&old.bans_file);
     keys
 }
