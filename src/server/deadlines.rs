@@ -74,7 +74,7 @@ impl Clients {
     /// A client's grace over `--max-output` is over: it goes if it is still behind.
     fn check_slow(&mut self, r: ConnRef, now: Instant) {
         let conn = self.table.get(r).filter(|c| c.is_chatting());
-        let Some(limit) = conn.and_then(|c| self.table.output.too_slow(c, now)) else {
+        let Some(limit) = conn.and_then(|c| self.table.rules.output.too_slow(c, now)) else {
             return;
         };
         if self.table.may_log(Kind::Limit, r)

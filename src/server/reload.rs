@@ -31,6 +31,7 @@ use crate::error::{Error, describe};
 use crate::limits::MAX_MOTD;
 use crate::protocol;
 use crate::rate_limit::ConnectRates;
+use crate::table::ConnRules;
 use crate::transport::tls;
 
 /// A configuration with what it names read from disk and checked: ready to run with.
@@ -125,7 +126,7 @@ pub(super) fn apply(server: &mut Server, new: Loaded) -> Report {
     let mut config = new.config;
     let clients = &mut server.clients;
     let restart = keep_running(&clients.config, &mut config);
-    clients.table.set_limits(&config);
+    clients.table.rules = ConnRules::new(&config);
     let max_clients = accept::max_clients(config.max_clients);
     clients.hub.configure(&config, max_clients);
     clients.hub.chat.motd = new.motd;

@@ -55,6 +55,28 @@ fn live_mut(conns: &mut Slab<Connection>, r: ConnRef) -> Option<&mut Connection>
     conns.get_mut(r.token).filter(|c| c.id() == r.id)
 }
 
+/// The configuration's rules for connections, replaced whole by a reload: `--max-line` for the
+/// connections made from then on, flood control and `--max-output` for everyone at once.
+#[derive(Debug)]
+pub struct ConnRules {
+    /// `--max-line`, for each new connection's framer.
+    pub max_line: usize,
+    /// Flood control's rule; `None` when it is off (`--rate 0`).
+    pub flood: Option<Flood>,
+    /// `--max-output`: how far behind a client may fall, for how long.
+    pub output: OutputRule,
+}
+
+impl ConnRules {
+    pub fn new(config: &Config) -> ConnRules {
+        ConnRules {
+            max_line: config.max_line,
+            flood: Flood::of(config),
+            output: OutputRule::new(config),
+        }
+    }
+}
+
 /// Every connection the server holds. See the module documentation.
 #[derive(Debug)]
 pub struct ConnTable {
@@ -66,12 +88,8 @@ pub struct ConnTable {
     /// Who is connected from where, and who is still in a handshake.
     pub census: Census,
     next_id: u64,
-    /// `--max-line`, for each new connection's framer.
-    max_line: usize,
-    /// Flood control's rule; `None` when it is off (`--rate 0`).
-    flood: Option<Flood>,
-    /// `--max-output`: how far behind a client may fall, for how long.
-    pub output: OutputRule,
+    /// What every connection is held to: a reload replaces it.
+    pub rules: ConnRules,
     /// The loop's counters: the table sees every byte, line and disconnect.
     pub stats: Stats,
     /// Per-connection log lines, on a budget.
@@ -86,20 +104,10 @@ impl ConnTable {
             closed: Vec::new(),
             census: Census::default(),
             next_id: 1,
-            max_line: config.max_line,
-            flood: Flood::of(config),
-            output: OutputRule::new(config),
+            rules: ConnRules::new(config),
             stats: Stats::default(),
             log: ConnLog::new(Instant::now()),
         }
-    }
-
-    /// A reload's limits: `--max-line` for connections made from now on, flood control and
-    /// `--max-output` for everyone.
-    pub fn set_limits(&mut self, config: &Config) {
-        self.max_line = config.max_line;
-        self.flood = Flood::of(config);
-        self.output = OutputRule::new(config);
     }
 
     /// Connections held, in any phase.
@@ -153,7 +161,7 @@ impl ConnTable {
         let id = self.next_id;
         self.next_id += 1;
         self.stats.connections_total += 1;
-        let conn = Connection::new(id, socket, peer, transport, self.max_line, now);
+        let conn = Connection::new(id, socket, peer, transport, self.rules.max_line, now);
         entry.insert(conn);
         self.census.handshake_started();
         Some(ConnRef { token, id })
@@ -249,7 +257,7 @@ impl ConnTable {
 
     /// The next thing to do with `r`'s input (see [`Next`]).
     pub fn next_line(&mut self, r: ConnRef, now: Instant) -> Next {
-        let flood = self.flood;
+        let flood = self.rules.flood;
         self.get_mut(r)
             .map_or(Next::Stop, |conn| conn.next_line(now, flood))
     }
@@ -309,7 +317,7 @@ impl ConnTable {
             }
         }
         if let Some(conn) = live_mut(&mut self.conns, r)
-            && let Some(due) = self.output.judge(conn, now)
+            && let Some(due) = self.rules.output.judge(conn, now)
         {
             timers.add(due, Timer::SlowCheck(r));
         }
@@ -381,7 +389,7 @@ impl ConnTable {
         let Some(conn) = live_mut(&mut self.conns, to) else {
             return CloseReason::PeerClosed;
         };
-        let reason = self.output.cut_off(conn, to, &mut self.log);
+        let reason = self.rules.output.cut_off(conn, to, &mut self.log);
         self.close(to, reason.clone());
         reason
     }
@@ -400,7 +408,7 @@ impl Outbox for ConnTable {
         let Some(conn) = live_mut(&mut self.conns, to).filter(|c| !c.is_closed()) else {
             return Ok(());
         };
-        if self.output.past_hard_limit(conn, line.len()) {
+        if self.rules.output.past_hard_limit(conn, line.len()) {
             return Err(self.cut_off(to));
         }
         conn.send(line);
