@@ -41,7 +41,7 @@ use std::time::Instant;
 use mio::{Registry, Token};
 use serde_json::value::RawValue;
 
-use crate::bans::{Ban, Mask};
+use crate::bans::{Ban, BanList, Mask};
 use crate::connection::ConnRef;
 
 /// Which instance an event happened on: [`Origin::HERE`] for this one; for another, the
@@ -224,7 +224,7 @@ pub enum BusNews {
     /// The bans in force across the instances (the backplane's ban hash, read as it comes
     /// up): they replace this instance's. `None`: the hash is new, so this instance's bans
     /// are published to it.
-    Bans(Option<Vec<(Mask, Ban)>>),
+    Bans(Option<BanList>),
 }
 
 /// What the chat may know of the other instances: the bus's knowledge, read only. The server

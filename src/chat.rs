@@ -5,9 +5,10 @@
 //! through an [`Outbox`] (see `room.rs`). It owns what is true across rooms: nicks are unique
 //! in the whole chat (`/msg` reaches a nick in any room), every client is in exactly one
 //! room, and rooms come and go with their members (`#lobby` always stays). A [`Room`] owns
-//! what is true in one: its members' order, its notices, its history. The chat keeps three
+//! what is true in one: its members' order, its notices, its history. The chat keeps four
 //! parts in step, each a type in `chat/`: [`Nicks`], the nick registry; [`Rooms`], the rooms
-//! and what an event means for them; [`Requests`], what it asks of the bus.
+//! and what an event means for them; [`Requests`], what it asks of the bus; [`Moderation`],
+//! the operators and the bans, and whom they send away.
 //!
 //! Everything clients say to each other is an [`Event`]. [`Chat::say`] makes one and queues
 //! it for the bus; the chat never holds the bus, the server hands what it queued
@@ -19,7 +20,7 @@
 //! room of ten costs ten queued pointers however many are connected. What each command does
 //! is in `cmd/`; every text the chat sends is built in `protocol.rs`.
 
-mod banned;
+mod moderation;
 mod nicks;
 mod requests;
 mod rooms;
@@ -29,15 +30,15 @@ use std::time::Instant;
 
 use log::warn;
 
-use crate::bans::Bans;
+use crate::bans::BanList;
 use crate::bus::{
     BusNews, Claim, Elsewhere, Event, InstanceNews, Presence, Purpose, Request, What,
 };
 use crate::connection::{CloseReason, ConnRef};
 use crate::limits::LOBBY;
-use crate::moderation::Moderation;
 use crate::protocol::{self, nick_key, room_key};
 use crate::room::{CutOff, Outbox, Room};
+pub use moderation::Moderation;
 pub use nicks::Nicks;
 pub use requests::Requests;
 pub use rooms::Rooms;
@@ -68,10 +69,9 @@ pub struct Chat {
     requests: Requests,
     /// The message of the day, as server lines (`protocol::motd`); empty when there is none.
     pub motd: Rc<str>,
-    /// Who may not be here (`banned.rs`).
-    bans: Bans,
-    /// The operators, who is one now, and the rules they keep (`moderation.rs`).
-    moderation: Moderation,
+    /// The operators and the bans (`chat/moderation.rs`): `/oper`, the operators' commands and
+    /// the configuration change them.
+    pub moderation: Moderation,
 }
 
 impl Chat {
@@ -81,24 +81,8 @@ impl Chat {
             rooms: Rooms::new(rules),
             requests: Requests::new(bus.is_shared()),
             motd: Rc::from(""),
-            bans: Bans::default(),
             moderation: Moderation::default(),
         }
-    }
-
-    /// The operator name `who` has, if it is one (`/oper`).
-    pub fn is_operator(&self, who: ConnRef) -> Option<&str> {
-        self.moderation.operator(who)
-    }
-
-    /// Moderation actions by kind, for the counters.
-    pub fn moderation_counts(&self) -> &std::collections::BTreeMap<&'static str, u64> {
-        &self.moderation.counts
-    }
-
-    /// The operators and their rules: `/oper` and the configuration (and a reload) change them.
-    pub fn moderation(&mut self) -> &mut Moderation {
-        &mut self.moderation
     }
 
     /// Clients in the chat.
@@ -135,10 +119,10 @@ impl Chat {
         self.requests.pop()
     }
 
-    /// A new client joins `#lobby` under a guest nick, gets the welcome line (and the bus's
-    /// greeting, if it has one) and the lobby's history, and the lobby hears about it.
+    /// A new client joins `#lobby` under a guest nick, is welcomed (with the MOTD and the bus's
+    /// greeting, if any) and shown the lobby's topic and history, and the lobby hears about it.
     pub fn enter(&mut self, who: ConnRef, bus: &dyn Elsewhere, out: &mut impl Outbox) {
-        let nick = self.guest_nick();
+        let nick = self.moderation.guest_nick(&mut self.nicks);
         let lobby = room_key(LOBBY);
         let room = self.rooms.room_mut(&lobby);
         room.add(who);
@@ -161,7 +145,7 @@ impl Chat {
 
     /// `/join`: `who` moves to `name`, which is made if it does not exist. The old room
     /// hears where it went, the new one that it came; it is told it moved, then given the new
-    /// room's history, then what is said there from now on.
+    /// room's topic and history, then what is said there from now on.
     pub fn join(&mut self, who: ConnRef, name: &str, out: &mut impl Outbox) -> Result<(), Refused> {
         let Some(from_key) = self.nicks.room_of(who).map(Rc::clone) else {
             return Ok(());
@@ -237,7 +221,7 @@ impl Chat {
         };
         let nick = nick.to_string();
         self.requests.release(nick.clone());
-        self.moderation.forget(who);
+        self.moderation.operators.forget(who);
         let room_name = self.rooms.leave(who, &room);
         self.requests.room_emptied(&self.rooms, &room);
         self.requests.left(who.id, room_name, nick, &reason);
@@ -245,7 +229,7 @@ impl Chat {
         true
     }
 
-    /// Sends away the members a room's walk found over the hard output limit.
+    /// Sends away the clients a walk handed back: over the hard output limit, banned, kicked.
     fn let_go(&mut self, cut_off: CutOff, out: &mut impl Outbox) {
         for (who, reason) in cut_off {
             self.depart(who, reason, out);
@@ -290,16 +274,9 @@ impl Chat {
                 }
                 return;
             }
-            What::Ban { mask, ban } => return self.ban(mask, ban, out),
-            What::Unban { mask, by } => return self.unban(mask, by),
-            What::Kick { by, nick, reason } => {
-                if let Some(who) = self.nicks.owner_of(nick) {
-                    self.tell(who, &protocol::kicked(by, reason), out);
-                    let why = CloseReason::Kicked(format!("kicked by {by} ({reason})"));
-                    self.depart(who, why, out);
-                }
-                return;
-            }
+            What::Ban { mask, ban } => self.moderation.ban(mask, ban, &self.nicks, out),
+            What::Unban { mask, by } => return self.moderation.unban(mask, by),
+            What::Kick { by, nick, reason } => Moderation::kick(by, nick, reason, &self.nicks, out),
             What::Topic { room, nick, topic } => {
                 let line = protocol::topic_set(nick, room, topic);
                 self.rooms.topic(event, room, topic, &line, out)
@@ -346,7 +323,8 @@ impl Chat {
                 self.forget_empty_rooms();
             }
             BusNews::Introduce => self.introduce(),
-            BusNews::Bans(bans) => self.bans_from_bus(bans, out),
+            BusNews::Bans(Some(list)) => self.replace_bans(list, out),
+            BusNews::Bans(None) => self.moderation.publish_bans(&mut self.requests),
             BusNews::Instance(InstanceNews::Hello { members }) => {
                 for Presence { room, .. } in members {
                     self.rooms.open_known(&room);
@@ -381,7 +359,7 @@ impl Chat {
             (Purpose::Rename, Some(_)) if granted => self.rename(conn, &nick, out),
             (Purpose::Rename, Some(_)) => self.tell(conn, &protocol::nick_taken(&nick), out),
             (Purpose::Keep, Some(current)) if !granted && current == nick => {
-                let guest = self.guest_nick();
+                let guest = self.moderation.guest_nick(&mut self.nicks);
                 let token = conn.token;
                 warn!("token {token}: nick {nick} is held by another instance; now {guest}");
                 self.tell(conn, &protocol::nick_taken_elsewhere(&nick, &guest), out);
@@ -393,6 +371,12 @@ impl Chat {
             (Purpose::Rename, None) if granted => self.requests.release(nick),
             _ => {}
         }
+    }
+
+    /// Replaces every ban (the bans file reloaded, the backplane's hash) and sends away the banned.
+    pub fn replace_bans(&mut self, list: BanList, out: &mut impl Outbox) {
+        let cut_off = self.moderation.replace_bans(list, &self.nicks, out);
+        self.let_go(cut_off, out);
     }
 
     /// Tells every client the server is going away, and lets each go (its last lines are

@@ -40,7 +40,7 @@
 //!   [`Outbox`](room::Outbox) through which all output is queued.
 //! - [`cmd`]: what each command does, one file per command.
 //! - [`bans`]: who may not be here (a nick, an address, a CIDR range) and until when, and the
-//!   `bans-file`; `/ban` makes a ban an event, and the chat applies it (`chat/banned.rs`).
+//!   `bans-file`; `/ban` makes a ban an event, and the chat applies it (`chat/moderation.rs`).
 //! - [`moderation`]: the operators (`/oper`, argon2 hashes), who is one now, and the limit on
 //!   guessing their passwords.
 //! - [`notices`]: join and leave notices, said at the end of the batch and summarized in a

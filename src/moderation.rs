@@ -81,8 +81,8 @@ pub enum Oper {
 
 /// The operators' table, who is one now, and the guesses per address.
 #[derive(Debug, Default)]
-pub struct Moderation {
-    /// Name → PHC string. Replaced whole by [`Moderation::configure`] (a reload).
+pub struct Operators {
+    /// Name → PHC string. Replaced whole by [`Operators::configure`] (a reload).
     table: BTreeMap<String, String>,
     /// Who is an operator now, and as which name.
     opers: HashMap<ConnRef, String>,
@@ -91,11 +91,9 @@ pub struct Moderation {
     guesses: HashMap<IpAddr, (u32, Instant)>,
     oper_plaintext: bool,
     pub topic_ops_only: bool,
-    /// Moderation actions by kind, for `/metrics`.
-    pub counts: BTreeMap<&'static str, u64>,
 }
 
-impl Moderation {
+impl Operators {
     /// The operators and the rules, from the configuration: at the start, and at a reload.
     /// An operator whose name is gone from the table stops being one.
     pub fn configure(&mut self, config: &Config) {
@@ -109,17 +107,13 @@ impl Moderation {
     }
 
     /// The operator name `who` has, if it is one.
-    pub fn operator(&self, who: ConnRef) -> Option<&str> {
+    pub fn name_of(&self, who: ConnRef) -> Option<&str> {
         self.opers.get(&who).map(String::as_str)
     }
 
     /// `who` left: it is nobody's operator any more.
     pub fn forget(&mut self, who: ConnRef) {
         self.opers.remove(&who);
-    }
-
-    pub fn count(&mut self, action: &'static str) {
-        *self.counts.entry(action).or_default() += 1;
     }
 
     /// `/oper NAME PASSWORD` from `who` at `peer`. See the module documentation for the order.

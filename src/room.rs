@@ -55,7 +55,8 @@ pub trait Outbox {
     }
 }
 
-/// Members whose queue refused a line, and why: for the chat to send away.
+/// Clients for the chat to send away, and why: members whose queue refused a line, or (from
+/// `chat/moderation.rs`) clients banned or kicked.
 pub type CutOff = Vec<(ConnRef, CloseReason)>;
 
 #[derive(Debug)]

@@ -80,7 +80,7 @@ pub struct Gauges {
     pub rooms: usize,
     /// The bus's own counters (`--backplane`), as JSON.
     pub backplane: Option<Box<RawValue>>,
-    /// Moderation actions since the start, by kind (the chat counts them: `moderation.rs`).
+    /// Moderation actions since the start, by kind (the chat counts them: `chat/moderation.rs`).
     pub moderation: BTreeMap<&'static str, u64>,
 }
 

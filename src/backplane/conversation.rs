@@ -13,7 +13,7 @@ use super::event::{Message, Origins};
 use super::link::{Link, LinkPhase, Role};
 use super::links::Happening;
 use super::resp::{self, Value};
-use crate::bans::{Ban, Mask, now_ms};
+use crate::bans::{Ban, BanList, now_ms};
 use crate::bus::{Claim, Origin, What};
 
 /// Claims a nick for this instance, or refreshes the claim if it is already this instance's.
@@ -348,8 +348,8 @@ impl Conversation {
 /// The hash also holds the field `*`, written with every ban, which no mask can be: without
 /// it the hash is new (or Redis lost it), and `None` asks this instance to publish its bans
 /// to it; with it, the hash is the list every instance keeps, even when it holds no ban.
-fn bans_from_hash(items: &[Value<'_>]) -> Option<Vec<(Mask, Ban)>> {
-    let (now, mut marked, mut bans) = (now_ms(), false, Vec::new());
+fn bans_from_hash(items: &[Value<'_>]) -> Option<BanList> {
+    let (now, mut marked, mut bans) = (now_ms(), false, BanList::default());
     for pair in items.chunks(2) {
         let [field, value] = pair else { continue };
         if field.bytes() == Some(b"*") {
@@ -358,7 +358,8 @@ fn bans_from_hash(items: &[Value<'_>]) -> Option<Vec<(Mask, Ban)>> {
         }
         let line = String::from_utf8_lossy(value.bytes().unwrap_or_default());
         match Ban::parse_line(&line) {
-            Ok((mask, ban)) if ban.is_live(now) => bans.push((mask, ban)),
+            // Bans past the list's maximum are left out.
+            Ok((mask, ban)) if ban.is_live(now) => _ = bans.insert(mask, ban),
             Ok(_) => {}
             Err(why) => debug!("backplane: skipped a ban ({why}): {line}"),
         }

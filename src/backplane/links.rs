@@ -28,7 +28,7 @@ use super::BackplaneConfig;
 use super::conversation::{Conversation, Outgoing};
 use super::event::Message;
 use super::link::{Link, LinkPhase, Role};
-use crate::bans::{Ban, Mask};
+use crate::bans::BanList;
 use crate::bus::Claim;
 use crate::error::{Error, describe};
 use crate::limits::{
@@ -61,7 +61,7 @@ pub enum Happening {
     /// Every re-claim sent on reconnecting is answered.
     Resynced,
     /// The ban hash, read as the connections came up (see `conversation.rs`).
-    Bans(Option<Vec<(Mask, Ban)>>),
+    Bans(Option<BanList>),
 }
 
 /// What `--stats-udp` reports of the backplane, in this order.

@@ -11,15 +11,6 @@ use crate::limits::{BANS_LISTED, MAX_BANS};
 use crate::protocol::{self, server_line};
 use crate::room::Outbox;
 
-/// The operator name of the sender (`/oper`), or, to one that is not, the refusal.
-fn operator(cx: &mut Ctx<'_, impl Outbox>, command: &str) -> Option<String> {
-    let name = cx.chat.is_operator(cx.from).map(str::to_string);
-    if name.is_none() {
-        cx.reply(&protocol::operators_only(command));
-    }
-    name
-}
-
 /// The mask, or the reason it is not one (told to the operator).
 fn mask(cx: &mut Ctx<'_, impl Outbox>, text: &str) -> Option<Mask> {
     Mask::parse(text)
@@ -28,7 +19,7 @@ fn mask(cx: &mut Ctx<'_, impl Outbox>, text: &str) -> Option<Mask> {
 }
 
 pub fn ban(cx: &mut Ctx<'_, impl Outbox>, args: &str) {
-    let Some(by) = operator(cx, "/ban") else {
+    let Some(by) = cx.operator("/ban") else {
         return;
     };
     let (text, rest) = args.split_once(' ').unwrap_or((args, ""));
@@ -49,7 +40,7 @@ pub fn ban(cx: &mut Ctx<'_, impl Outbox>, args: &str) {
     if mask.covers(&cx.nick, cx.out.peer(cx.from).map(|(ip, _)| ip)) {
         return cx.reply(&protocol::ban_on_yourself(&mask));
     }
-    let list = &cx.chat.bans().list;
+    let list = &cx.chat.moderation.bans.list;
     if list.len() >= MAX_BANS && list.get(&mask).is_none() {
         return cx.reply(&protocol::bans_full(MAX_BANS));
     }
@@ -58,34 +49,34 @@ pub fn ban(cx: &mut Ctx<'_, impl Outbox>, args: &str) {
         format!("for {}", describe_left(d.as_secs() * 1000))
     });
     cx.reply(&protocol::ban_placed(&mask, &time, reason));
-    cx.chat.moderation().count("ban");
+    cx.chat.moderation.count("ban");
     let reason = reason.to_string();
     let ban = Ban { until, by, reason };
     cx.chat.say(cx.from, What::Ban { mask, ban });
 }
 
 pub fn unban(cx: &mut Ctx<'_, impl Outbox>, text: &str) {
-    let Some(by) = operator(cx, "/unban") else {
+    let Some(by) = cx.operator("/unban") else {
         return;
     };
     let Some(mask) = mask(cx, text) else {
         return;
     };
-    let ban = cx.chat.bans().list.get(&mask);
+    let ban = cx.chat.moderation.bans.list.get(&mask);
     if !ban.is_some_and(|b| b.is_live(now_ms())) {
         return cx.reply(&protocol::no_ban(&mask));
     }
     cx.reply(&protocol::ban_lifted(&mask));
-    cx.chat.moderation().count("unban");
+    cx.chat.moderation.count("unban");
     cx.chat.say(cx.from, What::Unban { mask, by });
 }
 
 pub fn list(cx: &mut Ctx<'_, impl Outbox>) {
-    if operator(cx, "/bans").is_none() {
+    if cx.operator("/bans").is_none() {
         return;
     }
     let now = now_ms();
-    let live = cx.chat.bans().list.live(now);
+    let live = cx.chat.moderation.bans.list.live(now);
     let bans: Vec<_> = (live.into_iter())
         .map(|(mask, ban)| {
             let time = ban.until.map_or("permanent".into(), |t| {

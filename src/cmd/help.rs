@@ -6,7 +6,7 @@ use crate::room::Outbox;
 
 pub fn apply(cx: &mut Ctx<'_, impl Outbox>) {
     cx.reply(&protocol::HELP);
-    if cx.chat.is_operator(cx.from).is_some() {
+    if cx.chat.moderation.operators.name_of(cx.from).is_some() {
         cx.reply(&protocol::OPER_HELP);
     }
 }

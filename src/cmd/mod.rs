@@ -123,4 +123,14 @@ impl<O: Outbox> Ctx<'_, O> {
     pub fn reply(&mut self, text: &str) {
         self.chat.tell(self.from, text, self.out);
     }
+
+    /// The sender's operator name (`/oper`), or, to a sender that is not one, the refusal.
+    pub fn operator(&mut self, command: &str) -> Option<String> {
+        let name = self.chat.moderation.operators.name_of(self.from);
+        let name = name.map(str::to_string);
+        if name.is_none() {
+            self.reply(&protocol::operators_only(command));
+        }
+        name
+    }
 }

@@ -14,7 +14,8 @@ pub fn apply(cx: &mut Ctx<'_, impl Outbox>, new: &str) {
     if &*cx.nick == new {
         return cx.reply(&protocol::you_are(new));
     }
-    if cx.chat.bans().list.on_nick(new, now_ms()).is_some() {
+    let bans = &cx.chat.moderation.bans.list;
+    if bans.on_nick(new, now_ms()).is_some() {
         return cx.reply(&protocol::nick_banned(new));
     }
     if !cx.chat.nicks().is_free_for(cx.from, new, cx.elsewhere) {

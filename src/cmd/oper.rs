@@ -13,29 +13,29 @@ pub fn apply(cx: &mut Ctx<'_, impl Outbox>, name: &str, password: &str) {
         return;
     };
     let nick = &cx.nick;
-    let moderation = cx.chat.moderation();
-    let outcome = moderation.oper(cx.from, peer, tls, name, password);
+    let operators = &mut cx.chat.moderation.operators;
+    let outcome = operators.oper(cx.from, peer, tls, name, password);
     let reply = match outcome {
         Oper::Granted => {
             info!("{peer} ({nick}) is now operator {name}");
-            moderation.count("oper");
+            cx.chat.moderation.count("oper");
             protocol::oper_granted(name)
         }
         Oper::Denied(failures) => {
             warn!(
                 "{peer} ({nick}): wrong operator name or password for {name:?} ({failures} in a row)"
             );
-            moderation.count("oper_failed");
+            cx.chat.moderation.count("oper_failed");
             protocol::OPER_DENIED.to_string()
         }
         Oper::Wait(wait) => {
             debug!("{peer} ({nick}): /oper refused, its address must wait {wait:?}");
-            moderation.count("oper_refused");
+            cx.chat.moderation.count("oper_refused");
             protocol::oper_wait(wait)
         }
         Oper::UseTls => {
             warn!("{peer} ({nick}): /oper refused over plain text from another machine");
-            moderation.count("oper_refused");
+            cx.chat.moderation.count("oper_refused");
             protocol::OPER_USE_TLS.to_string()
         }
     };

@@ -12,7 +12,8 @@ pub fn apply(cx: &mut Ctx<'_, impl Outbox>, topic: Option<&str>) {
         let line = protocol::topic_is(&cx.room, cx.chat.room_of(cx.from).and_then(Room::topic));
         return cx.reply(&line);
     };
-    if cx.chat.moderation().topic_ops_only && cx.chat.is_operator(cx.from).is_none() {
+    let operators = &cx.chat.moderation.operators;
+    if operators.topic_ops_only && operators.name_of(cx.from).is_none() {
         return cx.reply(&protocol::operators_only("setting the topic"));
     }
     let (room, nick, topic) = (cx.room.to_string(), cx.nick.to_string(), topic.to_string());

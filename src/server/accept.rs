@@ -283,7 +283,7 @@ impl Listeners {
         // A banned address (`/ban`), or one over `--connect-rate`: refused as cheaply as can
         // be: no slot, no transport, no registration; one non-blocking write of why (for a
         // transport without a handshake, which can read it), and the close.
-        let refused = match hub.chat.bans().list.refusal(peer.ip()) {
+        let refused = match hub.chat.moderation.bans.list.refusal(peer.ip()) {
             Some(ban) => Some((
                 CloseReason::Banned(ban.reason.clone()),
                 protocol::banned(&ban.reason),

@@ -52,7 +52,7 @@ impl Hub {
             None => Box::new(LocalBus),
         };
         let mut chat = Chat::new(room_rules(config), &*bus);
-        chat.moderation().configure(config);
+        chat.moderation.operators.configure(config);
         Ok(Hub {
             chat,
             bus,
@@ -155,7 +155,7 @@ impl Hub {
             }
             self.absorb(news, table, timers);
         }
-        self.chat.bans_mut().save_if_changed();
+        self.chat.moderation.bans.save_if_changed();
     }
 
     /// The connection's transport is ready (at once, or once its handshake is over): it

@@ -200,7 +200,7 @@ fn gauges(table: &ConnTable, chat: &Chat, bus: &dyn BusIo) -> Gauges {
         clients_by_transport: stats::clients_by_transport(table.iter().map(|(_, c)| c)),
         rooms: chat.rooms().count(),
         backplane: bus.stats(),
-        moderation: chat.moderation_counts().clone(),
+        moderation: chat.moderation.counts.clone(),
     }
 }
 
@@ -220,7 +220,7 @@ impl Server {
         let side = SideSockets::open(&config, &poll)?;
         let mut hub = Hub::new(&config, max_clients)?;
         hub.chat.motd = motd;
-        *hub.chat.bans_mut() = Bans::new(config.bans_file.clone(), bans.unwrap_or_default());
+        hub.chat.moderation.bans = Bans::new(config.bans_file.clone(), bans.unwrap_or_default());
         let page = listeners.speaking("HTTP").first().copied();
         Ok(Server {
             poll,

@@ -130,7 +130,7 @@ pub(super) fn apply(server: &mut Server, new: Loaded) -> Report {
     let max_clients = accept::max_clients(config.max_clients);
     clients.hub.configure(&config, max_clients);
     clients.hub.chat.motd = new.motd;
-    clients.hub.chat.moderation().configure(&config);
+    clients.hub.chat.moderation.operators.configure(&config);
     if let Some(list) = new.bans {
         clients.hub.chat.replace_bans(list, &mut clients.table);
         clients.hub.forward(&mut clients.table);
