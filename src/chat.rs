@@ -313,37 +313,23 @@ impl Chat {
                     self.claim_answered(claim, free, out);
                 }
             }
-            BusNews::Refresh => {
-                for (conn, nick, _) in self.nicks.every() {
-                    self.requests.claim(conn, nick.to_string(), Purpose::Keep);
-                }
-                self.introduce();
-                self.requests.refreshed();
-                // The bus has just forgotten the instances it no longer hears from.
-                self.forget_empty_rooms();
-            }
-            BusNews::Introduce => self.introduce(),
+            BusNews::Refresh => self.requests.refresh(&self.nicks, &self.rooms),
+            BusNews::Introduce => self.requests.introduce(&self.nicks, &self.rooms),
             BusNews::Bans(Some(list)) => self.replace_bans(list, out),
             BusNews::Bans(None) => self.moderation.publish_bans(&mut self.requests),
             BusNews::Instance(InstanceNews::Hello { members }) => {
                 for Presence { room, .. } in members {
                     self.rooms.open_known(&room);
                 }
-                self.forget_empty_rooms();
+                self.requests.rooms_emptied(&self.rooms);
             }
-            BusNews::Instance(InstanceNews::Bye) => self.forget_empty_rooms(),
+            BusNews::Instance(InstanceNews::Bye) => self.requests.rooms_emptied(&self.rooms),
             BusNews::Tell(line) => {
                 let cut_off = self.rooms.tell_everyone(line, out);
                 self.let_go(cut_off, out);
-                self.forget_empty_rooms();
+                self.requests.rooms_emptied(&self.rooms);
             }
         }
-    }
-
-    /// Says `Hello` with every client's nick and room, so other instances know who is where.
-    fn introduce(&mut self) {
-        let members = self.rooms.presences(self.nicks.every());
-        self.requests.announce(InstanceNews::Hello { members });
     }
 
     /// The bus answered a claim (at once, or later as news): a `/nick` is granted or refused;
@@ -394,13 +380,6 @@ impl Chat {
     /// server holds the client's next lines if the answer is not there at once).
     pub fn claim_rename(&mut self, who: ConnRef, nick: &str) {
         self.requests.claim(who, nick.to_string(), Purpose::Rename);
-    }
-
-    /// Every room may have nobody in it now: the bus forgot whole instances.
-    fn forget_empty_rooms(&mut self) {
-        for key in self.rooms.keys() {
-            self.requests.room_emptied(&self.rooms, &key);
-        }
     }
 
     /// The answer to `Request::RoomEmptied`: a room goes (with its history) once nobody is in

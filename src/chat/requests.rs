@@ -1,10 +1,11 @@
 //! What the chat asks of the bus, queued in order for the server to hand over (`bus.rs` says
-//! how the chat, the bus and the server meet), and the leave events that wait for the end of
-//! the batch before they join the queue.
+//! how the chat, the bus and the server meet), the leave events that wait for the end of the
+//! batch before they join the queue, and what the bus's own questions (`BusNews::Refresh`,
+//! `BusNews::Introduce`) ask of the chat, which only the chat's nicks and rooms answer.
 
 use std::collections::VecDeque;
 
-use super::Rooms;
+use super::{Nicks, Rooms};
 use crate::bus::{Claim, Event, InstanceNews, Purpose, Request, What};
 use crate::connection::{CloseReason, ConnRef};
 
@@ -39,9 +40,11 @@ impl Requests {
             .push_back(Request::Publish(Event::here(conn, what)));
     }
 
-    /// What this instance says of itself (see [`InstanceNews`]).
-    pub fn announce(&mut self, news: InstanceNews) {
-        self.queue.push_back(Request::Announce(news));
+    /// Says `Hello` with every client's nick and room, so other instances know who is where.
+    pub fn introduce(&mut self, nicks: &Nicks, rooms: &Rooms) {
+        let members = rooms.presences(nicks.every());
+        self.queue
+            .push_back(Request::Announce(InstanceNews::Hello { members }));
     }
 
     pub fn claim(&mut self, conn: ConnRef, nick: String, purpose: Purpose) {
@@ -57,9 +60,15 @@ impl Requests {
         self.queue.push_back(Request::Release(nick));
     }
 
-    /// The chat has done what `BusNews::Refresh` asked.
-    pub fn refreshed(&mut self) {
+    /// `BusNews::Refresh`: every nick here is claimed again, `Hello` said again, and, as the
+    /// bus has just forgotten the instances it no longer hears from, any room may be empty now.
+    pub fn refresh(&mut self, nicks: &Nicks, rooms: &Rooms) {
+        for (conn, nick, _) in nicks.every() {
+            self.claim(conn, nick.to_string(), Purpose::Keep);
+        }
+        self.introduce(nicks, rooms);
         self.queue.push_back(Request::Refreshed);
+        self.rooms_emptied(rooms);
     }
 
     /// The room with key `key` may have nobody here now: whether it goes is the bus's to say
@@ -67,6 +76,13 @@ impl Requests {
     pub fn room_emptied(&mut self, rooms: &Rooms, key: &str) {
         if let Some(key) = rooms.emptied(key) {
             self.queue.push_back(Request::RoomEmptied(key));
+        }
+    }
+
+    /// Every room may have nobody in it now: the bus forgot whole instances.
+    pub fn rooms_emptied(&mut self, rooms: &Rooms) {
+        for key in rooms.keys() {
+            self.room_emptied(rooms, &key);
         }
     }
 
