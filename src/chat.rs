@@ -135,8 +135,7 @@ impl Chat {
         if let Some(greeting) = bus.greeting() {
             self.tell(who, greeting, out);
         }
-        self.show_topic(who, &lobby, out);
-        self.replay(who, &lobby, out);
+        self.show_room(who, &lobby, out);
         // A guest nick is used whatever the answer: one taken elsewhere is replaced later.
         self.requests.claim(who, nick.clone(), Purpose::Keep);
         let room = LOBBY.to_string();
@@ -154,8 +153,7 @@ impl Chat {
         let key = room_key(&to);
         self.nicks.moved(who, self.rooms.key_of(&key));
         self.tell(who, &protocol::now_in(&to, members), out);
-        self.show_topic(who, &key, out);
-        self.replay(who, &key, out);
+        self.show_room(who, &key, out);
         let nick = self.nick_of(who).unwrap_or_default().to_string();
         self.say(who, What::Moved { nick, from, to });
         self.requests.room_emptied(&self.rooms, &from_key);
@@ -176,19 +174,10 @@ impl Chat {
         }
     }
 
-    /// `room`'s topic for `who`, who just came in, if it has one.
-    fn show_topic(&mut self, who: ConnRef, room: &str, out: &mut impl Outbox) {
-        let room = self.rooms.get(room);
-        if let Some((name, topic)) = room.and_then(|r| Some((r.name(), r.topic()?))) {
-            let line = protocol::topic_is(name, Some(topic));
-            self.tell(who, &line, out);
-        }
-    }
-
-    /// `room`'s history for `who`, who just came in.
-    fn replay(&mut self, who: ConnRef, room: &str, out: &mut impl Outbox) {
-        let replayed = self.rooms.get(room).map_or(Ok(()), |r| r.replay(who, out));
-        if let Err(reason) = replayed {
+    /// `room`'s topic and history for `who`, who just came in.
+    fn show_room(&mut self, who: ConnRef, room: &str, out: &mut impl Outbox) {
+        let shown = self.rooms.get(room).map_or(Ok(()), |r| r.show(who, out));
+        if let Err(reason) = shown {
             self.depart(who, reason, out);
         }
     }
@@ -196,20 +185,16 @@ impl Chat {
     /// `who` is `new` from now on: the registry changes, the old nick is released, and its
     /// room (`who` too: that is its confirmation) hears of it.
     pub fn rename(&mut self, who: ConnRef, new: &str, out: &mut impl Outbox) {
-        let Some((old, room)) = self.nicks.rename(who, new) else {
+        let Some((old, nick, room)) = self.nicks.rename(who, new) else {
             return;
         };
+        out.name(who, &nick);
         let old = old.to_string();
         if nick_key(&old) != nick_key(new) {
             self.requests.release(old.clone());
         }
-        if let Some(nick) = self.nicks.nick_of(who) {
-            out.name(who, nick);
-        }
-        let (new, room) = (
-            new.to_string(),
-            self.rooms.room_mut(&room).name().to_string(),
-        );
+        let room = self.rooms.room_mut(&room).name().to_string();
+        let new = new.to_string();
         self.say(who, What::Renamed { room, old, new });
     }
 

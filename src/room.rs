@@ -186,6 +186,14 @@ impl Room {
         self.send_where(|_| true, &Rc::from(line.as_bytes()), out)
     }
 
+    /// What a member who just came in is shown: the topic, if there is one, then the history.
+    pub fn show(&self, who: ConnRef, out: &mut impl Outbox) -> Result<(), CloseReason> {
+        if let Some(topic) = &self.topic {
+            out.tell(who, &protocol::topic_is(&self.name, Some(topic)))?;
+        }
+        self.replay(who, out)
+    }
+
     /// The history, for a member who just came in: between a header and a footer, oldest
     /// first, queued like any other output (so it counts against `--max-output`), before
     /// anything said from now on. Nothing at all if there is none.

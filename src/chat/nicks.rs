@@ -134,15 +134,16 @@ impl Nicks {
         }
     }
 
-    /// `who` goes by `new` from now on. Returns its old nick and its room's key.
-    pub fn rename(&mut self, who: ConnRef, new: &str) -> Option<(Rc<str>, Rc<str>)> {
+    /// `who` goes by `new` from now on. Returns its old nick, its new one (shared) and its
+    /// room's key.
+    pub fn rename(&mut self, who: ConnRef, new: &str) -> Option<(Rc<str>, Rc<str>, Rc<str>)> {
         let client = self.client_mut(who)?;
         let old = std::mem::replace(&mut client.nick, Rc::from(new));
         let (nick, room) = (Rc::clone(&client.nick), Rc::clone(&client.room));
         self.by_key.remove(nick_key(&old).as_str());
         self.by_key.insert(key_of(&nick), who.token);
         info!("token {}: {old} is now {new}", who.token);
-        Some((old, room))
+        Some((old, nick, room))
     }
 
     /// Whether `nick` may be claimed by `who`: nobody else here has it, and no claim for it is
