@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use common::TestServer;
 use common::tls::TestCert;
 use common::web::{BrowserKit, browser_kit};
-use pollchat::config::HttpSettings;
+use pollchat::config::{HttpSettings, Motd};
+
+/// The servers' message of the day, which the page must show (`tests/browser/chat.mjs`).
+const MOTD: &str = "the browser test's message of the day";
 
 /// How long the browser has for all its steps: chromium's start is the slow part, on a
 /// loaded machine several seconds.
@@ -27,7 +30,8 @@ const BROWSER_DEADLINE: Duration = Duration::from_secs(90);
 
 /// A browser user and an `nc` user in one room: the page sets a nick, its line reaches the
 /// `nc` client, the `nc` client's line (with HTML in it) is shown in the page as text, the
-/// up arrow brings back what was typed, and a screenshot is saved.
+/// up arrow brings back what was typed, the MOTD and the topic the `nc` client sets are shown,
+/// and a screenshot is saved.
 #[test]
 fn browser_page_chats_with_an_nc_client_and_shows_html_as_text() {
     let Some(kit) = browser_kit() else {
@@ -35,6 +39,7 @@ fn browser_page_chats_with_an_nc_client_and_shows_html_as_text() {
     };
     let server = TestServer::with(|c| {
         c.http = Some(HttpSettings::new(SocketAddr::from(([127, 0, 0, 1], 0))));
+        c.motd = Some(Motd::Text(MOTD.to_string()));
     });
     let url = format!("http://{}/", server.http_addr.unwrap());
     chat_in_the_browser(&kit, &server, &url, "browser-chat.png");
@@ -54,6 +59,7 @@ fn browser_page_over_https_chats_over_wss_with_an_nc_client() {
         web.bind.clear();
         web.https_bind = vec![loopback];
         c.http = Some(web);
+        c.motd = Some(Motd::Text(MOTD.to_string()));
     });
     let url = format!("https://localhost:{}/", server.https_addr.unwrap().port());
     chat_in_the_browser(&kit, &server, &url, "browser-chat-https.png");
@@ -89,6 +95,8 @@ fn chat_in_the_browser(kit: &BrowserKit, server: &TestServer, url: &str, shot: &
 
     nc.read_until(|l| l == "<webby> hello from chromium");
     nc.send("this is <b>not bold</b> & <img src=x onerror=alert(1)>");
+    // A topic set by the nc client: the page shows the change, and `/topic` typed there.
+    nc.send("/topic set by nc");
 
     let deadline = Instant::now() + BROWSER_DEADLINE;
     let mut printed = Vec::new();
@@ -109,5 +117,7 @@ fn chat_in_the_browser(kit: &BrowserKit, server: &TestServer, url: &str, shot: &
     let printed = printed.join("\n");
     assert!(status.success(), "the browser test failed:\n{printed}");
     assert!(printed.contains("step: HTML shown as text"), "{printed}");
+    assert!(printed.contains("step: MOTD shown"), "{printed}");
+    assert!(printed.contains("step: topic shown"), "{printed}");
     assert!(screenshot.exists(), "no screenshot:\n{printed}");
 }

@@ -6,9 +6,10 @@
 //
 // The URL may be http:// or https:// (--https-bind; the page then opens wss://).
 //
-// Steps: open the page, wait for the welcome, /nick webby, say a line (the nc client checks
-// it arrives), wait for the nc client's line, which carries HTML, and check that it is shown
-// as text and made no element; then a screenshot. Every wait has a deadline.
+// Steps: open the page, wait for the welcome and the MOTD, /nick webby, say a line (the nc
+// client checks it arrives), wait for the nc client's line, which carries HTML, and check that
+// it is shown as text and made no element; the topic the nc client sets is shown, and so is
+// the answer to /topic typed here; then a screenshot. Every wait has a deadline.
 import { chromium } from 'playwright-core';
 
 const [url, screenshot] = process.argv.slice(2);
@@ -31,6 +32,8 @@ try {
   console.log('step: page loaded');
   await page.waitForFunction(() => /^guest-\d+$/.test(document.getElementById('nick').textContent));
   console.log('step: welcomed as ' + await page.textContent('#nick'));
+  await page.locator('#log .line', { hasText: "the browser test's message of the day" }).waitFor();
+  console.log('step: MOTD shown');
   await page.fill('#input', '/nick webby');
   await page.press('#input', 'Enter');
   await page.waitForFunction(() => document.getElementById('nick').textContent === 'webby');
@@ -58,6 +61,15 @@ try {
   } else {
     console.log('step: input history');
   }
+  // The nc client set the topic after its HTML line: the change is announced, and /topic
+  // typed here answers with it (both lines hold "topic for #lobby: set by nc").
+  const topic = page.locator('#log .line', { hasText: 'topic for #lobby: set by nc' });
+  await topic.first().waitFor();
+  await page.fill('#input', '/topic');
+  await page.press('#input', 'Enter');
+  await page.waitForFunction(() => [...document.querySelectorAll('#log .line')]
+    .filter((l) => l.textContent.includes('topic for #lobby: set by nc')).length === 2);
+  console.log('step: topic shown');
   await page.fill('#input', '');
   await page.waitForFunction(() => {
     const here = [...document.querySelectorAll('#members li')].map((li) => li.textContent);
