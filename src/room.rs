@@ -120,6 +120,18 @@ impl Room {
         self.topic = Some(topic.to_string());
     }
 
+    /// The lines kept for whoever comes in next, oldest first.
+    pub fn history(&self) -> impl Iterator<Item = &[u8]> {
+        self.history.iter().map(|line| &**line)
+    }
+
+    /// What `--state-dir` kept of this room (see `state/`), restored at start-up.
+    pub fn restore(&mut self, saved: crate::state::Saved) {
+        self.topic = saved.topic;
+        self.history = saved.lines;
+        self.set_history_len(self.history_len);
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

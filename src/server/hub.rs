@@ -129,7 +129,7 @@ impl Hub {
     /// notices (or a timer for when one may come), then what the chat published goes out on
     /// the bus, once per batch like every other write. If that takes the bus down, the chat
     /// delivers the rest here; a few rounds settle it. Last, the bans file, if the batch
-    /// changed the bans.
+    /// changed the bans, and the history the batch kept, to `--state-dir`'s file.
     pub fn end_batch(
         &mut self,
         registry: &Registry,
@@ -156,6 +156,18 @@ impl Hub {
             self.absorb(news, table, timers);
         }
         self.chat.moderation.bans.save_if_changed();
+        let (keeper, mut rooms) = self.chat.rooms.keeper();
+        if let Some(at) = keeper.end_batch(&mut rooms, now) {
+            timers.add(at, Timer::State);
+        }
+    }
+
+    /// The state journal's timer fired (`state/`): a sync, or a retry after an error.
+    pub fn state_timer(&mut self, now: Instant, timers: &mut Timers) {
+        let (keeper, mut rooms) = self.chat.rooms.keeper();
+        if let Some(at) = keeper.on_timer(&mut rooms, now) {
+            timers.add(at, Timer::State);
+        }
     }
 
     /// The connection's transport is ready (at once, or once its handshake is over): it

@@ -62,6 +62,7 @@ use crate::connection::CloseReason;
 use crate::error::Error;
 use crate::limits::SHUTDOWN_GRACE;
 use crate::memory::Trim;
+use crate::state::{self, Journal};
 use crate::stats::{self, Gauges};
 use crate::table::ConnTable;
 use crate::timers::Timer;
@@ -198,9 +199,10 @@ fn gauges(table: &ConnTable, chat: &Chat, bus: &dyn BusIo) -> Gauges {
         connections_now: table.len(),
         clients: chat.members(),
         clients_by_transport: stats::clients_by_transport(table.iter().map(|(_, c)| c)),
-        rooms: chat.rooms().count(),
+        rooms: chat.rooms.count(),
         backplane: bus.stats(),
         moderation: chat.moderation.counts.clone(),
+        state: chat.rooms.keeper_stats(),
     }
 }
 
@@ -221,6 +223,11 @@ impl Server {
         let mut hub = Hub::new(&config, max_clients)?;
         hub.chat.motd = motd;
         hub.chat.moderation.bans = Bans::new(config.bans_file.clone(), bans.unwrap_or_default());
+        if let Some(dir) = &config.state_dir {
+            let loaded = state::load(dir, config.history)?;
+            let journal = Journal::new(dir.clone(), config.fsync, loaded.seconds, Instant::now());
+            hub.chat.rooms.restore(loaded.rooms, Box::new(journal));
+        }
         let page = listeners.speaking("HTTP").first().copied();
         Ok(Server {
             poll,
@@ -461,6 +468,7 @@ impl Server {
             table, hub, timers, ..
         } = &mut self.clients;
         table.close_handshakes(&CloseReason::Shutdown);
+        hub.chat.rooms.close_keeper();
         hub.chat.shutdown(table);
         hub.forward(table);
         timers.add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);

@@ -180,6 +180,8 @@ fn keep_running(old: &Config, new: &mut Config) -> Vec<&'static str> {
     keep("stats-udp", old.stats_udp != new.stats_udp);
     keep("log-file", old.log_file != new.log_file);
     keep("bans-file", old.bans_file != new.bans_file);
+    keep("state-dir", old.state_dir != new.state_dir);
+    keep("fsync", old.fsync != new.fsync);
     new.bind.clone_from(&old.bind);
     match (&old.tls, &mut new.tls) {
         (Some(old), Some(new)) => new.bind.clone_from(&old.bind),
@@ -190,5 +192,7 @@ fn keep_running(old: &Config, new: &mut Config) -> Vec<&'static str> {
     new.stats_udp = old.stats_udp;
     new.log_file.clone_from(&old.log_file);
     new.bans_file.clone_from(&old.bans_file);
+    new.state_dir.clone_from(&old.state_dir);
+    new.fsync = old.fsync;
     keys
 }
