@@ -19,6 +19,7 @@ use crate::connlog::Kind;
 use crate::error::Error;
 use crate::protocol;
 use crate::room::Outbox;
+use crate::state::{self, Journal};
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
 
@@ -53,6 +54,11 @@ impl Hub {
         };
         let mut chat = Chat::new(room_rules(config), &*bus);
         chat.moderation.operators.configure(config);
+        if let Some(dir) = &config.state_dir {
+            let loaded = state::load(dir, config.history)?;
+            let journal = Journal::new(dir.clone(), config.fsync, loaded.seconds, Instant::now());
+            chat.rooms.restore(loaded.rooms, Box::new(journal));
+        }
         Ok(Hub {
             chat,
             bus,

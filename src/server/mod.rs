@@ -62,7 +62,6 @@ use crate::connection::CloseReason;
 use crate::error::Error;
 use crate::limits::SHUTDOWN_GRACE;
 use crate::memory::Trim;
-use crate::state::{self, Journal};
 use crate::stats::{self, Gauges};
 use crate::table::ConnTable;
 use crate::timers::Timer;
@@ -223,11 +222,6 @@ impl Server {
         let mut hub = Hub::new(&config, max_clients)?;
         hub.chat.motd = motd;
         hub.chat.moderation.bans = Bans::new(config.bans_file.clone(), bans.unwrap_or_default());
-        if let Some(dir) = &config.state_dir {
-            let loaded = state::load(dir, config.history)?;
-            let journal = Journal::new(dir.clone(), config.fsync, loaded.seconds, Instant::now());
-            hub.chat.rooms.restore(loaded.rooms, Box::new(journal));
-        }
         let page = listeners.speaking("HTTP").first().copied();
         Ok(Server {
             poll,

@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use log::{error, info};
+use log::{debug, error, info};
 
 use super::format::{self, KIND_FORGOT, KIND_LINE, KIND_TOPIC};
 use super::{COMPACT_MIN, FILE_NAME, Fsync, Keeper, RETRY, Stats};
@@ -171,6 +171,12 @@ impl Journal {
                 self.path.display(),
                 describe(e),
                 RETRY.as_secs()
+            );
+        } else {
+            debug!(
+                "state: still cannot {what} {}: {}",
+                self.path.display(),
+                describe(e)
             );
         }
         self.file = None;

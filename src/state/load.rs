@@ -54,11 +54,9 @@ pub fn load(dir: &Path, history: usize) -> Result<Loaded, Error> {
     };
     let decoded = format::decode(&bytes).map_err(|bad| {
         let what_to_do = match bad {
-            Bad::NotOurs => {
-                "point --state-dir at a directory of pollchat's own, or move the file away"
-            }
+            Bad::NotOurs => "point --state-dir at a directory of pollchat's own, or move it away",
             Bad::Newer(_) => {
-                "run the pollchat that wrote it, or move the file away to start with empty rooms"
+                "run the pollchat that wrote it, or move it away to start with empty rooms"
             }
             Bad::Corrupt(_) => {
                 "restore it from a backup, or move it away to start with empty rooms"
