@@ -77,8 +77,8 @@ pub fn load(dir: &Path, history: usize) -> Result<Loaded, Error> {
     let rooms = replay(decoded.records, history);
     let seconds = started.elapsed().as_secs_f64();
     info!(
-        "state: {records} records from {shown} in {:.3} s: {} rooms",
-        seconds,
+        "state: {records} records from {shown} in {:.1} ms: {} rooms",
+        seconds * 1e3,
         rooms.len()
     );
     Ok(Loaded { rooms, seconds })

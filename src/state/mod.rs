@@ -55,12 +55,13 @@ pub const RETRY: Duration = Duration::from_secs(5);
 /// `--fsync`: when the loop waits for the disk (see the module documentation for the trade).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Fsync {
-    /// After every batch that wrote records.
+    // (Plain comments: a doc comment here would turn `--help` into its long layout.)
+    // After every batch that wrote records.
     Always,
-    /// At most once a second, from the loop, when a timer says so.
+    // At most once a second, from the loop, when a timer says so.
     #[default]
     Everysec,
-    /// Never: the kernel writes back when it likes.
+    // Never: the kernel writes back when it likes.
     No,
 }
 
