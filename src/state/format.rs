@@ -27,9 +27,9 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = MAGIC.len() + 1;
 /// A record's length, its check byte and the body's checksum.
 const FRAME_LEN: usize = 8;
-/// Largest body a record may have: a chat line is at most `--max-line` (under 64 KiB) and a
-/// room name 32 bytes, so a length above this is damage, not a record.
-pub const MAX_BODY: usize = 1 << 20;
+/// Largest body a record may have: what three length bytes can say. A chat line is at most
+/// `--max-line` (4 KiB by default); one longer than this is kept in memory only.
+pub const MAX_BODY: usize = (1 << 24) - 1;
 
 /// What one record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,25 +81,27 @@ pub fn header() -> Vec<u8> {
     out
 }
 
-/// Appends one record, framed, to `out`.
-pub fn encode(record: &Record, out: &mut Vec<u8>) {
+/// Appends one record, framed, to `out` (false if it is too long: see [`encode_parts`]).
+pub fn encode(record: &Record, out: &mut Vec<u8>) -> bool {
     let (kind, room, payload): (u8, &str, &[u8]) = match record {
         Record::Line { room, line } => (LINE, room, line),
         Record::Topic { room, topic } => (TOPIC, room, topic.as_bytes()),
         Record::Forgot { room } => (FORGOT, room, &[]),
     };
-    encode_parts(kind, room, payload, out);
+    encode_parts(kind, room, payload, out)
 }
 
-/// [`encode`] without making a [`Record`] (the loop's path: borrowed room and line).
-pub fn encode_parts(kind: u8, room: &str, payload: &[u8], out: &mut Vec<u8>) {
+/// [`encode`] without making a [`Record`] (the loop's path: borrowed room and line). False
+/// if the record is too long for the format ([`MAX_BODY`]), and nothing was written.
+pub fn encode_parts(kind: u8, room: &str, payload: &[u8], out: &mut Vec<u8>) -> bool {
     // Room names are at most 32 bytes (`limits::MAX_ROOM_NAME`); cut, never wrap, if not.
     let room = &room.as_bytes()[..room.len().min(255)];
     let body_len = 2 + room.len() + payload.len();
+    if body_len > MAX_BODY {
+        return false;
+    }
     let start = out.len();
-    let len = u32::try_from(body_len.min(MAX_BODY))
-        .unwrap_or(0)
-        .to_le_bytes();
+    let len = u32::try_from(body_len).unwrap_or(0).to_le_bytes();
     out.extend_from_slice(&len[..3]);
     out.push(length_check(&len[..3]));
     out.extend_from_slice(&[0; 4]);
@@ -109,6 +111,7 @@ pub fn encode_parts(kind: u8, room: &str, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
     let crc = crc32(&out[start + FRAME_LEN..]);
     out[start + 4..start + FRAME_LEN].copy_from_slice(&crc.to_le_bytes());
+    true
 }
 
 pub const KIND_LINE: u8 = LINE;
@@ -224,7 +227,7 @@ mod tests {
     fn file(records: &[Record]) -> Vec<u8> {
         let mut out = header();
         for r in records {
-            encode(r, &mut out);
+            assert!(encode(r, &mut out));
         }
         out
     }

@@ -65,8 +65,8 @@ impl Journal {
     }
 
     fn record(&mut self, kind: u8, room: &str, payload: &[u8]) {
-        format::encode_parts(kind, room, payload, &mut self.pending);
-        self.pending_records += 1;
+        let encoded = format::encode_parts(kind, room, payload, &mut self.pending);
+        self.pending_records += u64::from(encoded);
     }
 
     /// The batch's records, in one write. With no file (after an error) they are dropped: the
@@ -117,12 +117,12 @@ impl Journal {
         let mut records = 0u64;
         for room in rooms {
             if let Some(topic) = room.topic() {
-                format::encode_parts(KIND_TOPIC, room.name(), topic.as_bytes(), &mut out);
-                records += 1;
+                let encoded =
+                    format::encode_parts(KIND_TOPIC, room.name(), topic.as_bytes(), &mut out);
+                records += u64::from(encoded);
             }
             for line in room.history() {
-                format::encode_parts(KIND_LINE, room.name(), line, &mut out);
-                records += 1;
+                records += u64::from(format::encode_parts(KIND_LINE, room.name(), line, &mut out));
             }
         }
         self.pending.clear();
