@@ -49,9 +49,8 @@ impl Rooms {
         }
     }
 
-    /// Start-up with `--state-dir`: the rooms the file kept, as far as `--max-rooms` allows,
-    /// and the keeper that goes on writing it.
-    pub fn restore(&mut self, saved: Vec<Saved>, keeper: Box<dyn Keeper>) {
+    /// Start-up with `--state-dir`: the rooms the file kept, as far as `--max-rooms` allows.
+    pub fn restore(&mut self, saved: Vec<Saved>) {
         for saved in saved {
             let key = room_key(&saved.name).into_owned();
             if !self.by_key.contains_key(key.as_str()) && self.by_key.len() >= self.rules.max_rooms
@@ -65,7 +64,16 @@ impl Rooms {
             self.open_known(&saved.name);
             self.room_mut(&key).restore(saved);
         }
+    }
+
+    /// From now on, the lines kept, topics set and rooms forgotten go to `keeper`.
+    pub fn keep_with(&mut self, keeper: Box<dyn Keeper>) {
         self.keeper = keeper;
+    }
+
+    /// Every room, in key order.
+    pub fn all(&self) -> impl Iterator<Item = &Room> {
+        self.by_key.values()
     }
 
     /// The keeper and the rooms it reads when it compacts (the end of the batch, its timer).

@@ -56,8 +56,10 @@ impl Hub {
         chat.moderation.operators.configure(config);
         if let Some(dir) = &config.state_dir {
             let loaded = state::load(dir, config.history)?;
-            let journal = Journal::new(dir.clone(), config.fsync, loaded.seconds, Instant::now());
-            chat.rooms.restore(loaded.rooms, Box::new(journal));
+            chat.rooms.restore(loaded.rooms);
+            let (fsync, seconds, now) = (config.fsync, loaded.seconds, Instant::now());
+            let journal = Journal::new(dir.clone(), fsync, seconds, &mut chat.rooms.all(), now);
+            chat.rooms.keep_with(Box::new(journal));
         }
         Ok(Hub {
             chat,

@@ -34,16 +34,22 @@ pub struct Journal {
     retry_at: Option<Instant>,
     /// A timer is set for this instant (one at a time: a sync or a retry).
     timer: Option<Instant>,
-    /// The file is rewritten at the next end of batch: at start-up, which drops a torn tail
-    /// and what `--history` no longer keeps.
-    compact_due: bool,
     stats: Stats,
 }
 
 impl Journal {
-    /// A journal for `dir`, rewritten from the rooms at the first end of batch.
-    pub fn new(dir: PathBuf, fsync: Fsync, load_seconds: f64, now: Instant) -> Journal {
-        Journal {
+    /// A journal for `dir`, whose file is written at once from `rooms` (those just restored
+    /// from it): before the server listens, so no client waits for it, and so a torn tail and
+    /// the lines a smaller `--history` no longer keeps are gone from the file. If that fails,
+    /// the chat runs from memory and it is tried again (see [`Journal::failed`]).
+    pub fn new(
+        dir: PathBuf,
+        fsync: Fsync,
+        load_seconds: f64,
+        rooms: &mut dyn Iterator<Item = &Room>,
+        now: Instant,
+    ) -> Journal {
+        let mut journal = Journal {
             path: dir.join(FILE_NAME),
             dir,
             file: None,
@@ -56,12 +62,13 @@ impl Journal {
             last_sync: now,
             retry_at: None,
             timer: None,
-            compact_due: true,
             stats: Stats {
                 load_seconds,
                 ..Stats::default()
             },
-        }
+        };
+        journal.compact(rooms, now);
+        journal
     }
 
     fn record(&mut self, kind: u8, room: &str, payload: &[u8]) {
@@ -127,7 +134,6 @@ impl Journal {
         }
         self.pending.clear();
         self.pending_records = 0;
-        self.compact_due = false;
         let tmp = self.dir.join(format!(".{FILE_NAME}.tmp"));
         let replaced = fs::create_dir_all(&self.dir)
             .and_then(|()| File::create(&tmp))
@@ -226,7 +232,7 @@ impl Keeper for Journal {
         if !self.pending.is_empty() {
             self.write_pending(now);
         }
-        if self.compact_due || (self.file.is_some() && self.grown()) {
+        if self.file.is_some() && self.grown() {
             self.compact(rooms, now);
         }
         self.want_timer(now)
