@@ -42,9 +42,10 @@ pub enum Record {
     Forgot { room: String },
 }
 
-const LINE: u8 = 1;
-const TOPIC: u8 = 2;
-const FORGOT: u8 = 3;
+/// The kinds of record: a line kept, a topic set, a room forgotten.
+pub const LINE: u8 = 1;
+pub const TOPIC: u8 = 2;
+pub const FORGOT: u8 = 3;
 
 /// Why a file cannot be read as state.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,19 +82,9 @@ pub fn header() -> Vec<u8> {
     out
 }
 
-/// Appends one record, framed, to `out` (false if it is too long: see [`encode_parts`]).
-pub fn encode(record: &Record, out: &mut Vec<u8>) -> bool {
-    let (kind, room, payload): (u8, &str, &[u8]) = match record {
-        Record::Line { room, line } => (LINE, room, line),
-        Record::Topic { room, topic } => (TOPIC, room, topic.as_bytes()),
-        Record::Forgot { room } => (FORGOT, room, &[]),
-    };
-    encode_parts(kind, room, payload, out)
-}
-
-/// [`encode`] without making a [`Record`] (the loop's path: borrowed room and line). False
-/// if the record is too long for the format ([`MAX_BODY`]), and nothing was written.
-pub fn encode_parts(kind: u8, room: &str, payload: &[u8], out: &mut Vec<u8>) -> bool {
+/// Appends one record of `kind`, framed, to `out`. False if it is too long for the format
+/// ([`MAX_BODY`]), and nothing was written.
+pub fn encode(kind: u8, room: &str, payload: &[u8], out: &mut Vec<u8>) -> bool {
     // Room names are at most 32 bytes (`limits::MAX_ROOM_NAME`); cut, never wrap, if not.
     let room = &room.as_bytes()[..room.len().min(255)];
     let body_len = 2 + room.len() + payload.len();
@@ -113,10 +104,6 @@ pub fn encode_parts(kind: u8, room: &str, payload: &[u8], out: &mut Vec<u8>) -> 
     out[start + 4..start + FRAME_LEN].copy_from_slice(&crc.to_le_bytes());
     true
 }
-
-pub const KIND_LINE: u8 = LINE;
-pub const KIND_TOPIC: u8 = TOPIC;
-pub const KIND_FORGOT: u8 = FORGOT;
 
 /// Reads a whole file: its records, or why it cannot be used.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, Bad> {
@@ -227,7 +214,12 @@ mod tests {
     fn file(records: &[Record]) -> Vec<u8> {
         let mut out = header();
         for r in records {
-            assert!(encode(r, &mut out));
+            let (kind, room, payload): (u8, &str, &[u8]) = match r {
+                Record::Line { room, line } => (LINE, room, line),
+                Record::Topic { room, topic } => (TOPIC, room, topic.as_bytes()),
+                Record::Forgot { room } => (FORGOT, room, &[]),
+            };
+            assert!(encode(kind, room, payload, &mut out));
         }
         out
     }
