@@ -113,6 +113,34 @@ fn state_history_survives_sigkill_fsync_no() {
     history_survives("KILL", "no");
 }
 
+/// `--fsync everysec` syncs from a timer, a second after the last sync at most, with no client
+/// doing anything; `no` never syncs while running; `always` syncs every batch that wrote.
+#[test]
+fn state_fsync_policies_sync_when_they_say() {
+    let syncs = |fsync: &str| {
+        let dir = TempDir::new();
+        let extra = [
+            "--fsync",
+            fsync,
+            "--http-bind",
+            "127.0.0.1:0",
+            "--log-level",
+            "debug",
+        ];
+        let mut server = ServerProcess::start(&args(&dir.path, &extra));
+        let http = http_addr(&mut server);
+        let (_a, _b) = chat(&server, "#rust", 3);
+        if fsync == "everysec" {
+            server.wait_for_log("state: synced");
+        }
+        metric(http, "pollchat_state_fsyncs_total")
+    };
+    assert!(syncs("everysec") >= 1.0);
+    assert_eq!(syncs("no"), 0.0);
+    // The topic's batch and at least the batch of the first line.
+    assert!(syncs("always") >= 2.0);
+}
+
 /// A file cut in the middle of its last record (a crash mid-write) loads with a warning: every
 /// record before the cut, nothing of the torn one.
 #[test]

@@ -108,8 +108,10 @@ impl Journal {
         };
         let started = Instant::now();
         let synced = file.sync_data();
+        let took = started.elapsed().as_secs_f64();
+        debug!("state: synced in {:.3} ms", took * 1e3);
         self.stats.fsyncs += 1;
-        self.stats.fsync_seconds += started.elapsed().as_secs_f64();
+        self.stats.fsync_seconds += took;
         self.dirty = false;
         self.last_sync = now;
         if let Err(e) = synced {
