@@ -41,7 +41,7 @@ impl Journal {
     /// A journal for `dir`, whose file is written at once from `rooms` (those just restored
     /// from it): before the server listens, so no client waits for it, and so a torn tail and
     /// the lines a smaller `--history` no longer keeps are gone from the file. If that fails,
-    /// the chat runs from memory and it is tried again (see [`Journal::failed`]).
+    /// the chat runs from memory and it is tried again (see `failed`).
     pub fn new(
         dir: PathBuf,
         fsync: Fsync,
