@@ -272,22 +272,24 @@ impl RedisBus {
         {
             heard.push(event.clone());
         }
-        if !origin.is_here() {
-            let stranger = self.replica.apply(&message, now);
-            if let Message::Instance(_, InstanceNews::Bye) = message {
-                self.links.talk.forget(origin);
+        if origin.is_here() {
+            // Its own events come back to be delivered; what it said of itself, it knows.
+            if let Message::Chat(event) = message {
+                news.push(BusNews::Deliver(event));
             }
-            if stranger && self.up {
-                news.push(BusNews::Introduce);
-            }
+            return;
         }
-        match message {
-            Message::Chat(event) => news.push(BusNews::Deliver(event)),
-            Message::Instance(origin, said) if !origin.is_here() => {
-                news.push(BusNews::Instance(said));
-            }
-            Message::Instance(..) => {}
+        let stranger = self.replica.apply(&message, now);
+        if let Message::Instance(_, InstanceNews::Bye) = message {
+            self.links.talk.forget(origin);
         }
+        if stranger && self.up {
+            news.push(BusNews::Introduce);
+        }
+        news.push(match message {
+            Message::Chat(event) => BusNews::Deliver(event),
+            Message::Instance(_, said) => BusNews::Instance(said),
+        });
     }
 
     /// Chat is local only. Events not yet sent are delivered here; claims waiting for Redis

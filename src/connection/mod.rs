@@ -204,7 +204,7 @@ pub enum Read {
 /// What a read brought besides bytes, from the transport and from Telnet: rare, so the plain
 /// path pays one check for all of it ([`Connection::read`]) and the loop acts on it in one
 /// place (`Clients::news`).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct News {
     /// The read completed the transport's handshake: the connection joins, or is answered.
     pub handshake_done: bool,
