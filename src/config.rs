@@ -13,7 +13,7 @@ use log::LevelFilter;
 
 use crate::backplane::BackplaneConfig;
 use crate::limits;
-use crate::moderation::Operator;
+use crate::operators::Operator;
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
