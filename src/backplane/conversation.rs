@@ -1,8 +1,9 @@
 //! What is said on the backplane's two connections to Redis: the first command on each, the
-//! commands the chat's requests become, the replies on the command connection matched with
-//! what they answer (a FIFO: Redis answers in order), and the pushes on the subscriber
-//! decoded into events. Getting the connections up and keeping them so is `links.rs`'s;
-//! this part never touches a socket, only the connections' buffers.
+//! commands the chat's requests become (an event is an `XADD` to the stream), and the replies
+//! on the command connection matched with what they answer (a FIFO: Redis answers in order).
+//! The reader connection's side, the stream read back into events, is `stream.rs`'s. Getting
+//! the connections up and keeping them so is `links.rs`'s; this part never touches a socket,
+//! only the connections' buffers.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -11,8 +12,9 @@ use log::{debug, trace};
 
 use super::event::{Message, Origins};
 use super::link::{Link, LinkPhase, Role};
-use super::links::Happening;
+use super::links::{Happening, Stats};
 use super::resp::{self, Value};
+use super::stream::Reader;
 use crate::bans::{Ban, BanList, now_ms};
 use crate::bus::{Claim, Origin, What};
 
@@ -36,6 +38,8 @@ return 0";
 /// What one reply on the command connection is for, in the order the commands were sent.
 #[derive(Debug)]
 enum Awaiting {
+    /// `CLIENT SETNAME`, so that `CLIENT LIST` says whose connection it is.
+    Named,
     /// `PING` on connecting: `PONG` proves Redis is there and speaks RESP.
     Handshake,
     Publish,
@@ -55,7 +59,8 @@ impl Awaiting {
     fn describe(&self) -> &'static str {
         match self {
             Awaiting::Handshake | Awaiting::Resync => "PING",
-            Awaiting::Publish => "PUBLISH",
+            Awaiting::Named => "CLIENT SETNAME",
+            Awaiting::Publish => "XADD",
             Awaiting::Claim(_) => "a nick claim",
             Awaiting::Release => "a nick release",
             Awaiting::BanStored => "a ban's HSET or HDEL",
@@ -86,17 +91,21 @@ pub struct Conversation {
     origins: Origins,
     /// What each reply still to come on the command connection is for, oldest first.
     awaiting: VecDeque<Awaiting>,
-    /// The pub/sub channel; `CHANNEL:nick:`, the prefix of every nick key.
+    /// The channel, the prefix of every key; `CHANNEL:nick:`, the prefix of every nick key.
     channel: String,
     nick_prefix: String,
     nick_ttl: Duration,
-    /// Events published and received since the server started.
+    /// `MAXLEN ~` of every `XADD`.
+    stream_len: String,
+    /// The reader connection's side, and where in the stream it is.
+    pub reader: Reader,
+    /// Events published since the server started.
     pub published: u64,
-    pub received: u64,
 }
 
 impl Conversation {
-    pub fn new(instance: &str, channel: &str, nick_ttl: Duration) -> Conversation {
+    pub fn new(instance: &str, config: &super::BackplaneConfig) -> Conversation {
+        let (channel, nick_ttl) = (&config.url.channel, config.nick_ttl);
         Conversation {
             instance: instance.to_string(),
             origins: Origins::new(instance),
@@ -104,8 +113,21 @@ impl Conversation {
             channel: channel.to_string(),
             nick_prefix: format!("{channel}:nick:"),
             nick_ttl,
+            stream_len: config.stream_len.to_string(),
+            reader: Reader::new(channel, nick_ttl, config.stream_len),
             published: 0,
-            received: 0,
+        }
+    }
+
+    /// The counters, for `--stats-udp` and `/metrics`.
+    pub fn stats(&self, state: &'static str, reconnects: u64) -> Stats {
+        Stats {
+            state,
+            published: self.published,
+            received: self.reader.received,
+            reconnects,
+            resumed: self.reader.resumed,
+            gaps: self.reader.gaps,
         }
     }
 
@@ -119,8 +141,10 @@ impl Conversation {
         !self.awaiting.is_empty()
     }
 
-    /// The connections closed: the claims still waiting for an answer will never have one.
+    /// The connections closed: nothing sent on them will be answered, and the claims still
+    /// waiting for an answer will never have one.
     pub fn lost_claims(&mut self) -> Vec<Claim> {
+        self.reader.reset();
         let awaiting = std::mem::take(&mut self.awaiting).into_iter();
         let claim = |a| match a {
             Awaiting::Claim(claim) => Some(claim),
@@ -134,15 +158,16 @@ impl Conversation {
         format!("{}{}", self.nick_prefix, crate::protocol::nick_key(nick))
     }
 
-    /// A connection's first command, once connected.
+    /// A connection's first commands, once connected: its name (`pollchat-INSTANCE-ROLE`),
+    /// then a `PING`, or the reader's first read.
     pub fn greet(&mut self, role: Role, link: &mut Link) {
+        let name = format!("pollchat-{}-{}", self.instance, role.short());
         match role {
-            Role::Subscriber => {
-                let channel = self.channel.as_bytes();
-                resp::command(&mut link.output, &[b"SUBSCRIBE", channel]);
-            }
+            Role::Reader => self.reader.greet(name.as_bytes(), &mut link.output),
             Role::Commands => {
+                resp::command(&mut link.output, &[b"CLIENT", b"SETNAME", name.as_bytes()]);
                 resp::command(&mut link.output, &[b"PING"]);
+                self.awaiting.push_back(Awaiting::Named);
                 self.awaiting.push_back(Awaiting::Handshake);
             }
         }
@@ -165,7 +190,11 @@ impl Conversation {
                 Ok(Some((value, n))) => {
                     used += n;
                     let handled = match role {
-                        Role::Subscriber => self.on_push(value, &mut link.phase, out),
+                        Role::Reader => {
+                            let (phase, output) = (&mut link.phase, &mut link.output);
+                            let origins = &mut self.origins;
+                            self.reader.on_reply(value, phase, origins, output, out)
+                        }
                         Role::Commands => self.on_reply(value, &mut link.phase, out),
                     };
                     if let Err(reason) = handled {
@@ -178,46 +207,6 @@ impl Conversation {
         input.drain(..used);
         link.input = input;
         result
-    }
-
-    /// One message on the subscriber: the subscription's confirmation, then events.
-    fn on_push(
-        &mut self,
-        value: Value<'_>,
-        phase: &mut LinkPhase,
-        out: &mut Vec<Happening>,
-    ) -> Result<(), String> {
-        let unexpected =
-            |value: &Value<'_>| format!("unexpected message from Redis: {}", value.describe());
-        let Value::Array(Some(items)) = &value else {
-            return Err(unexpected(&value));
-        };
-        match (*phase, items.as_slice()) {
-            (LinkPhase::Handshake, [kind, _, Value::Integer(_)])
-                if kind.bytes() == Some(b"subscribe") =>
-            {
-                *phase = LinkPhase::Ready;
-                Ok(())
-            }
-            (LinkPhase::Ready, [kind, _, payload]) if kind.bytes() == Some(b"message") => {
-                let payload = payload.bytes().ok_or_else(|| unexpected(&value))?;
-                self.received += 1;
-                match Message::decode(payload, &mut self.origins) {
-                    Ok(message) => {
-                        trace!("backplane: received {}", resp::lossy(payload));
-                        out.push(Happening::Heard(message));
-                    }
-                    // Someone else publishing on the channel, or a newer pollchat: the
-                    // connection is fine, the message is skipped.
-                    Err(why) => debug!(
-                        "backplane: skipped a message that is not an event ({why}): {}",
-                        resp::lossy(payload)
-                    ),
-                }
-                Ok(())
-            }
-            _ => Err(unexpected(&value)),
-        }
     }
 
     /// One reply on the command connection, matched with what it answers.
@@ -242,7 +231,9 @@ impl Conversation {
         }
         match (awaiting, value) {
             (Awaiting::Handshake, Value::Simple(b"PONG")) => *phase = LinkPhase::Ready,
-            (Awaiting::Publish | Awaiting::Release | Awaiting::BanStored, Value::Integer(_)) => {}
+            (Awaiting::Named, Value::Simple(b"OK")) => {}
+            (Awaiting::Publish, Value::Bulk(Some(_))) => {}
+            (Awaiting::Release | Awaiting::BanStored, Value::Integer(_)) => {}
             (Awaiting::Bans, Value::Array(Some(items))) => {
                 out.push(Happening::Bans(bans_from_hash(&items)));
             }
@@ -298,9 +289,10 @@ impl Conversation {
                     _ => {}
                 }
                 let payload = message.encode(&self.instance);
-                trace!("backplane: publishing {payload}");
-                let channel = self.channel.as_bytes();
-                resp::command(out, &[b"PUBLISH", channel, payload.as_bytes()]);
+                trace!("backplane: adding {payload}");
+                let (key, len) = (self.reader.key.as_bytes(), self.stream_len.as_bytes());
+                let xadd = [&b"XADD"[..], key, b"MAXLEN", b"~", len, b"*", b"e"];
+                resp::command(out, &[&xadd[..], &[payload.as_bytes()]].concat());
                 self.published += 1;
                 Awaiting::Publish
             }

@@ -49,6 +49,7 @@ mod link;
 mod links;
 pub mod replica;
 pub mod resp;
+mod stream;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -75,6 +76,9 @@ pub struct BackplaneConfig {
     /// How long a nick's key lives in Redis without a refresh: how soon the nicks of an
     /// instance that died are free again. Refreshed every third of it.
     pub nick_ttl: Duration,
+    /// `MAXLEN ~` of the stream: how many events Redis keeps, for instances that come back or
+    /// start (`--backplane-stream-len`).
+    pub stream_len: usize,
 }
 
 impl BackplaneConfig {
@@ -82,6 +86,7 @@ impl BackplaneConfig {
         BackplaneConfig {
             url,
             nick_ttl: crate::limits::DEFAULT_NICK_TTL,
+            stream_len: crate::limits::DEFAULT_STREAM_LEN,
         }
     }
 }
@@ -91,7 +96,7 @@ impl BackplaneConfig {
 pub struct RedisUrl {
     pub host: String,
     pub port: u16,
-    /// The pub/sub channel, and the prefix of the nick keys.
+    /// The prefix of every key: the stream `CHANNEL:stream`, the nick keys, the ban hash.
     pub channel: String,
 }
 
@@ -242,6 +247,8 @@ impl RedisBus {
                     news.extend(heard.into_iter().map(BusNews::Deliver));
                 }
                 Happening::Down { lost } => self.went_down(lost, &mut news),
+                Happening::Gap => news.push(BusNews::Tell(protocol::BACKPLANE_GAP)),
+                Happening::History(rooms) => news.push(BusNews::History(rooms)),
                 Happening::Heard(message) => self.heard(message, now, &mut news),
                 Happening::Claimed { claim, ok } => {
                     self.claiming.remove(&nick_key(&claim.nick));
@@ -262,7 +269,7 @@ impl RedisBus {
         news
     }
 
-    /// A message from the channel: the copy of who is elsewhere learns from it, a new instance
+    /// A message from the stream: the copy of who is elsewhere learns from it, a new instance
     /// is introduced to at once (not after TTL / 3), and the chat delivers the event, or hears
     /// of the other instance.
     fn heard(&mut self, message: Message, now: Instant, news: &mut Vec<BusNews>) {
@@ -323,7 +330,7 @@ impl RedisBus {
 }
 
 impl Bus for RedisBus {
-    /// Published while up: it comes back from the subscription, here too. Local only, it is
+    /// Published while up: it comes back from the stream, here too. Local only, it is
     /// delivered here at once.
     fn publish(&mut self, event: Event) -> Option<Event> {
         if !self.up {
