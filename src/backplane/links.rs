@@ -58,8 +58,12 @@ pub enum Happening {
     Heard(Message),
     /// The stream was trimmed past the last entry read here: some events were never read.
     Gap,
-    /// The rooms' history, loaded from the stream as the reader first connected.
-    History(Vec<crate::state::Saved>),
+    /// The rooms' history, loaded from the stream as the reader first connected, and the
+    /// other instances' messages of the last nick TTL in it (who is where).
+    History {
+        rooms: Vec<crate::state::Saved>,
+        recent: Vec<Message>,
+    },
     /// Redis answered a nick claim: `ok` if the nick is this instance's.
     Claimed { claim: Claim, ok: bool },
     /// Every re-claim sent on reconnecting is answered.

@@ -248,7 +248,14 @@ impl RedisBus {
                 }
                 Happening::Down { lost } => self.went_down(lost, &mut news),
                 Happening::Gap => news.push(BusNews::Tell(protocol::BACKPLANE_GAP)),
-                Happening::History(rooms) => news.push(BusNews::History(rooms)),
+                // The copy of who is elsewhere first: the rooms they are in stay with their
+                // history when the chat next asks which rooms nobody is in any more.
+                Happening::History { rooms, recent } => {
+                    for message in &recent {
+                        self.replica.apply(message, now);
+                    }
+                    news.push(BusNews::History(rooms));
+                }
                 Happening::Heard(message) => self.heard(message, now, &mut news),
                 Happening::Claimed { claim, ok } => {
                     self.claiming.remove(&nick_key(&claim.nick));

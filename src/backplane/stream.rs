@@ -15,12 +15,14 @@
 //! the reply when it is ready, like any other.
 //!
 //! A **gap** is an entry this instance never read that the stream no longer holds: trimmed by
-//! `MAXLEN` while the reader was away or too far behind. Redis 7's `XINFO STREAM` says the
-//! largest id ever deleted (`max-deleted-entry-id`); past the last id read, entries were lost.
-//! (Before Redis 7, the first entry's id standing past the last one read is taken as a gap:
-//! it may be one.) The check is made on every resume, and after a read that came back full
-//! (the reader may be behind); a reader that is keeping up cannot fall a whole stream behind
-//! in one round trip.
+//! `MAXLEN` while the reader was away or too far behind. Trimming takes the oldest entries, so
+//! `XINFO STREAM`'s first entry standing past the last id read means some were lost (or,
+//! rarely, that the trim stopped exactly at that id: then the notice is one too many; Redis
+//! 7's `max-deleted-entry-id` counts only `XDEL`s, and the exact answer would need Redis's
+//! entry counter matched with one kept here). The check is made on every resume, and after a
+//! read that came back full (the reader may be behind); a reader keeping up cannot fall a
+//! whole stream behind in one round trip, unless the stream is shorter than what the whole
+//! cluster adds in one.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -81,6 +83,7 @@ pub struct Reader {
     last: Option<StreamId>,
     awaiting: VecDeque<Awaiting>,
     block_ms: String,
+    ttl_ms: u64,
     /// Entries loaded for history: the stream's length, so the whole stream.
     load: String,
     /// Entries up to this id were added while this instance was away: counted as resumed.
@@ -98,6 +101,7 @@ impl Reader {
             last: None,
             awaiting: VecDeque::new(),
             block_ms: (nick_ttl / 3).as_millis().max(100).to_string(),
+            ttl_ms: u64::try_from(nick_ttl.as_millis()).unwrap_or(u64::MAX),
             load: stream_len.to_string(),
             resume_until: None,
             received: 0,
@@ -174,7 +178,15 @@ impl Reader {
                     "backplane: {} entries of history, up to {last}",
                     entries.len()
                 );
-                happened.push(Happening::History(history(&entries)));
+                // Who is where now, as far as the last nick TTL of the stream says (each live
+                // instance said `HELLO` in it), so that rooms with members elsewhere are kept.
+                let since = StreamId(last.0.saturating_sub(self.ttl_ms), 0);
+                let recent = entries.iter().filter(|(id, _)| *id >= since);
+                let recent = recent.filter_map(|(_, e)| Message::decode(e, origins).ok());
+                happened.push(Happening::History {
+                    rooms: history(&entries),
+                    recent: recent.filter(|m| !m.origin().is_here()).collect(),
+                });
                 self.last = Some(last);
                 *phase = LinkPhase::Ready;
                 self.read(last, out);
@@ -259,18 +271,14 @@ impl Reader {
         let id = |value: Option<&Value<'_>>| value.and_then(Value::bytes).and_then(StreamId::parse);
         let newest = id(field(b"last-generated-id"));
         self.resume_until = newest.filter(|&newest| newest > last);
-        let gap = match id(field(b"max-deleted-entry-id")) {
-            Some(deleted) => deleted > last,
-            // Before Redis 7: the oldest entry left is past the last one read.
-            None => match field(b"first-entry") {
-                Some(Value::Array(Some(first))) => first
-                    .first()
-                    .and_then(Value::bytes)
-                    .and_then(StreamId::parse)
-                    .is_some_and(|first| first > last && newest.is_some_and(|n| n > last)),
-                _ => false,
-            },
+        // Trimming removes the oldest entries: past `last` if the first one left is newer.
+        // (`max-deleted-entry-id` only counts `XDEL`s, which pollchat never sends.)
+        let first = match field(b"first-entry") {
+            Some(Value::Array(Some(first))) => id(first.first()),
+            _ => None,
         };
+        let deleted = id(field(b"max-deleted-entry-id"));
+        let gap = first.is_some_and(|first| first > last) || deleted.is_some_and(|d| d > last);
         if gap {
             self.gaps += 1;
             warn!(
