@@ -290,3 +290,42 @@ fn streams_a_new_instance_loads_history_from_the_stream() {
     dee.expect(&format!("{said}now"));
     assert!(dee.sync().is_empty());
 }
+
+/// With `--state-dir` too, the stream is the shared truth: a restarted instance's rooms take
+/// the stream's lines over what its file kept (the lines said elsewhere while it was down
+/// included), and a line in both is shown once.
+#[test]
+fn streams_history_from_the_stream_wins_over_the_state_dir() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let state = common::TempDir::new();
+    let keep = |c: &mut pollchat::Config| c.state_dir = Some(state.path.clone());
+    let a = instance(&redis, "truth", keep);
+    let mut ann = a.connect();
+    ann.join("#far");
+    ann.send("one");
+    ann.send("two");
+    ann.sync();
+    a.stop().unwrap();
+
+    let w = instance(&redis, "truth", |_| {});
+    let mut wes = w.connect();
+    wes.join("#far");
+    wes.send("three");
+    wes.sync();
+    let a = instance(&redis, "truth", keep);
+    let mut dee = a.connect();
+    dee.join("#far");
+    let (ann, wes) = (&ann.nick, &wes.nick);
+    assert_eq!(
+        dee.sync(),
+        [
+            "*** last 3 lines in #far:".to_string(),
+            format!("<{ann}> one"),
+            format!("<{ann}> two"),
+            format!("<{wes}> three"),
+            "*** end of history".to_string(),
+        ]
+    );
+}
