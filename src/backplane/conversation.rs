@@ -29,6 +29,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0";
 
+/// Adds events to the stream, in order: `KEYS[1]` the stream, `ARGV[1]` its `MAXLEN ~`, the
+/// rest the events.
+const XADD_SCRIPT: &str = "\
+for i = 2, #ARGV do redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i]) end
+return #ARGV - 1";
+
 /// Deletes a nick's key only if it is still this instance's (after expiring it may have been
 /// claimed by another instance, which must keep it).
 const RELEASE_SCRIPT: &str = "\
@@ -97,6 +103,8 @@ pub struct Conversation {
     nick_ttl: Duration,
     /// `MAXLEN ~` of every `XADD`.
     stream_len: String,
+    /// Events of this batch, waiting for [`Conversation::flush_batch`].
+    batch: Vec<String>,
     /// The reader connection's side, and where in the stream it is.
     pub reader: Reader,
     /// Events published since the server started.
@@ -114,6 +122,7 @@ impl Conversation {
             nick_prefix: format!("{channel}:nick:"),
             nick_ttl,
             stream_len: config.stream_len.to_string(),
+            batch: Vec::new(),
             reader: Reader::new(channel, nick_ttl, config.stream_len),
             published: 0,
         }
@@ -145,12 +154,69 @@ impl Conversation {
     /// waiting for an answer will never have one.
     pub fn lost_claims(&mut self) -> Vec<Claim> {
         self.reader.reset();
+        self.batch.clear();
         let awaiting = std::mem::take(&mut self.awaiting).into_iter();
         let claim = |a| match a {
             Awaiting::Claim(claim) => Some(claim),
             _ => None,
         };
         awaiting.filter_map(claim).collect()
+    }
+
+    /// An event for the stream: kept for [`Conversation::flush_batch`], so that the batch's
+    /// events go in one command. A ban goes into the ban hash too, before its event, for
+    /// instances that come up later (see `bans_from_hash`).
+    fn add(&mut self, message: Message, cmd: &mut Link) {
+        let bans = format!("{}:bans", self.channel);
+        let what = match &message {
+            Message::Chat(event) => Some(&event.what),
+            Message::Instance(..) => None,
+        };
+        if let Some(What::Ban { .. } | What::Unban { .. }) = what {
+            self.flush_batch(cmd);
+        }
+        let out = &mut cmd.output;
+        match what {
+            Some(What::Ban { mask, ban }) => {
+                let (mask, line) = (mask.to_string(), ban.line(mask));
+                let parts = [&b"HSET"[..], bans.as_bytes(), b"*", b"1"];
+                resp::command(
+                    out,
+                    &[&parts, &[mask.as_bytes(), line.as_bytes()][..]].concat(),
+                );
+                self.awaiting.push_back(Awaiting::BanStored);
+            }
+            Some(What::Unban { mask, .. }) => {
+                let mask = mask.to_string();
+                resp::command(out, &[b"HDEL", bans.as_bytes(), mask.as_bytes()]);
+                self.awaiting.push_back(Awaiting::BanStored);
+            }
+            _ => {}
+        }
+        let payload = message.encode(&self.instance);
+        trace!("backplane: adding {payload}");
+        self.batch.push(payload);
+    }
+
+    /// The events of the batch, to the stream: one `XADD`, or, for several, a script of
+    /// `XADD`s. One command, because Redis answers a reader blocked on the stream as soon as a
+    /// command has added to it: after a pipeline's first `XADD`, the reader would get that one
+    /// event, and the rest a round trip later.
+    pub fn flush_batch(&mut self, cmd: &mut Link) {
+        let events = std::mem::take(&mut self.batch);
+        let (key, len) = (self.reader.key.as_bytes(), self.stream_len.as_bytes());
+        let payloads = events.iter().map(String::as_bytes);
+        let head: &[&[u8]] = match events.len() {
+            0 => return,
+            1 => &[b"XADD", key, b"MAXLEN", b"~", len, b"*", b"e"],
+            _ => &[b"EVAL", XADD_SCRIPT.as_bytes(), b"1", key, len],
+        };
+        resp::command(
+            &mut cmd.output,
+            &[head, &payloads.collect::<Vec<_>>()].concat(),
+        );
+        self.published += events.len() as u64;
+        self.awaiting.push_back(Awaiting::Publish);
     }
 
     /// A nick's key in Redis.
@@ -232,7 +298,7 @@ impl Conversation {
         match (awaiting, value) {
             (Awaiting::Handshake, Value::Simple(b"PONG")) => *phase = LinkPhase::Ready,
             (Awaiting::Named, Value::Simple(b"OK")) => {}
-            (Awaiting::Publish, Value::Bulk(Some(_))) => {}
+            (Awaiting::Publish, Value::Bulk(Some(_)) | Value::Integer(_)) => {}
             (Awaiting::Release | Awaiting::BanStored, Value::Integer(_)) => {}
             (Awaiting::Bans, Value::Array(Some(items))) => {
                 out.push(Happening::Bans(bans_from_hash(&items)));
@@ -258,44 +324,16 @@ impl Conversation {
     }
 
     /// Writes what the chat asked for into the command connection's output (`cmd`), and
-    /// notes what its reply will answer.
+    /// notes what its reply will answer. Events wait in the batch ([`Conversation::add`]).
     pub fn send(&mut self, outgoing: Outgoing, cmd: &mut Link) {
+        if let Outgoing::Publish(message) = outgoing {
+            return self.add(message, cmd);
+        }
+        self.flush_batch(cmd);
         let ttl_ms = self.nick_ttl.as_millis().max(1).to_string();
         let out = &mut cmd.output;
         let awaiting = match outgoing {
-            Outgoing::Publish(message) => {
-                // A ban goes into the ban hash too, before the event, for instances that
-                // come up later (see `bans_from_hash`).
-                let bans = format!("{}:bans", self.channel);
-                let what = match &message {
-                    Message::Chat(event) => Some(&event.what),
-                    Message::Instance(..) => None,
-                };
-                match what {
-                    Some(What::Ban { mask, ban }) => {
-                        let (mask, line) = (mask.to_string(), ban.line(mask));
-                        let parts = [&b"HSET"[..], bans.as_bytes(), b"*", b"1"];
-                        resp::command(
-                            out,
-                            &[&parts, &[mask.as_bytes(), line.as_bytes()][..]].concat(),
-                        );
-                        self.awaiting.push_back(Awaiting::BanStored);
-                    }
-                    Some(What::Unban { mask, .. }) => {
-                        let mask = mask.to_string();
-                        resp::command(out, &[b"HDEL", bans.as_bytes(), mask.as_bytes()]);
-                        self.awaiting.push_back(Awaiting::BanStored);
-                    }
-                    _ => {}
-                }
-                let payload = message.encode(&self.instance);
-                trace!("backplane: adding {payload}");
-                let (key, len) = (self.reader.key.as_bytes(), self.stream_len.as_bytes());
-                let xadd = [&b"XADD"[..], key, b"MAXLEN", b"~", len, b"*", b"e"];
-                resp::command(out, &[&xadd[..], &[payload.as_bytes()]].concat());
-                self.published += 1;
-                Awaiting::Publish
-            }
+            Outgoing::Publish(_) => return,
             Outgoing::Claim(claim) => {
                 let key = self.key(&claim.nick);
                 let id = self.instance.as_bytes();

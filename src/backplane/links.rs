@@ -369,6 +369,7 @@ impl Links {
 
     /// End of the batch: writes what was queued, on both connections.
     pub fn flush(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Happening>) {
+        self.talk.flush_batch(&mut self.cmd);
         if self.state == State::Up
             && let Err(reason) = self
                 .flush_link(Role::Commands, registry)
