@@ -329,3 +329,26 @@ fn streams_history_from_the_stream_wins_over_the_state_dir() {
         ]
     );
 }
+
+/// A stream made anew while an instance was cut off (as when Redis restarts without its data)
+/// lost nothing to trimming: no gap is told, and the chat goes on.
+#[test]
+fn streams_a_stream_made_anew_is_no_gap() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "anew", |_| {});
+    let b = instance(&redis, "anew", |_| {});
+    let (mut a1, mut b1) = (a.connect(), b.connect());
+    let said = format!("<{}> ", a1.nick);
+    a1.send("before");
+    b1.expect(&format!("{said}before"));
+    kill_links(&redis, &b1.nick);
+    // Gone and made again, before B is back (it reconnects after 100 ms at least).
+    assert_eq!(ask(&redis, &["DEL", "anew:stream"]), ":1");
+    ask(&redis, &["XADD", "anew:stream", "*", "e", "not an event"]);
+    a1.send("after");
+    let (seen, _) = b1.read_until(|l| l == format!("{said}after"));
+    assert!(!seen.iter().any(|l| l.contains("missed")), "{seen:?}");
+    assert_eq!(counter(&b, "gaps"), 0);
+}

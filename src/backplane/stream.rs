@@ -17,9 +17,9 @@
 //! A **gap** is an entry this instance never read that the stream no longer holds: trimmed by
 //! `MAXLEN` while the reader was away or too far behind. Trimming takes the oldest entries, so
 //! `XINFO STREAM`'s first entry standing past the last id read means some were lost (or,
-//! rarely, that the trim stopped exactly at that id: then the notice is one too many; Redis
-//! 7's `max-deleted-entry-id` counts only `XDEL`s, and the exact answer would need Redis's
-//! entry counter matched with one kept here). The check is made on every resume, and after a
+//! rarely, that the trim stopped exactly at that id: then the notice is one too many; the
+//! exact answer would need Redis 7's count of entries added matched with one kept here). A
+//! stream that never lost an entry (Redis restarted empty) is no gap. The check is made on every resume, and after a
 //! read that came back full (the reader may be behind); a reader keeping up cannot fall a
 //! whole stream behind in one round trip, unless the stream is shorter than what the whole
 //! cluster adds in one.
@@ -272,13 +272,23 @@ impl Reader {
         let newest = id(field(b"last-generated-id"));
         self.resume_until = newest.filter(|&newest| newest > last);
         // Trimming removes the oldest entries: past `last` if the first one left is newer.
-        // (`max-deleted-entry-id` only counts `XDEL`s, which pollchat never sends.)
+        // A stream that never lost an entry (Redis 7 counts those added: as many as it
+        // holds) was made anew, by a Redis that restarted empty: nothing was trimmed, what
+        // the old one held is gone for every instance alike. (`max-deleted-entry-id` counts
+        // only `XDEL`s, which pollchat never sends.)
         let first = match field(b"first-entry") {
             Some(Value::Array(Some(first))) => id(first.first()),
             _ => None,
         };
-        let deleted = id(field(b"max-deleted-entry-id"));
-        let gap = first.is_some_and(|first| first > last) || deleted.is_some_and(|d| d > last);
+        let count = |name: &[u8]| match field(name) {
+            Some(Value::Integer(n)) => Some(*n),
+            _ => None,
+        };
+        let trimmed = match (count(b"entries-added"), count(b"length")) {
+            (Some(added), Some(length)) => added > length,
+            _ => true,
+        };
+        let gap = trimmed && first.is_some_and(|first| first > last);
         if gap {
             self.gaps += 1;
             warn!(
