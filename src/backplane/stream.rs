@@ -301,7 +301,8 @@ impl Reader {
 }
 
 /// An entry as `XREAD` and `XREVRANGE` give it, `[id, [field, value, ...]]`: its id and the
-/// event (the field `e`).
+/// event (the field `e`; empty, so not an event, if another program added the entry without
+/// one: it is skipped, but read past, or the reader would ask for it again and again).
 fn entry<'a>(value: &'a Value<'a>) -> Option<(StreamId, &'a [u8])> {
     let Value::Array(Some(parts)) = value else {
         return None;
@@ -312,8 +313,8 @@ fn entry<'a>(value: &'a Value<'a>) -> Option<(StreamId, &'a [u8])> {
     let payload = fields.chunks(2).find_map(|pair| match pair {
         [name, value] if name.bytes() == Some(b"e") => value.bytes(),
         _ => None,
-    })?;
-    Some((StreamId::parse(id.bytes()?)?, payload))
+    });
+    Some((StreamId::parse(id.bytes()?)?, payload.unwrap_or_default()))
 }
 
 /// The rooms' history as the stream has it, `entries` oldest first: each room's chat lines
