@@ -219,8 +219,12 @@ pub enum BusNews {
     Refresh,
     /// Introduce this instance: another one just appeared.
     Introduce,
-    /// A server line for everyone (the chat became local only, or shared again).
+    /// A server line for everyone (the chat became local only, or shared again, or lines
+    /// were missed).
     Tell(&'static str),
+    /// Rooms' history and topics as the other instances have them (the backplane's stream,
+    /// read as a new instance comes up): each replaces what that room holds here.
+    History(Vec<crate::state::Saved>),
     /// The bans in force across the instances (the backplane's ban hash, read as it comes
     /// up): they replace this instance's. `None`: the hash is new, so this instance's bans
     /// are published to it.

@@ -306,6 +306,7 @@ impl Chat {
                 self.requests.rooms_emptied(&self.rooms);
             }
             BusNews::Instance(InstanceNews::Bye) => self.requests.rooms_emptied(&self.rooms),
+            BusNews::History(rooms) => self.rooms.restore(rooms),
             BusNews::Tell(line) => {
                 let cut_off = self.rooms.tell_everyone(line, out);
                 self.let_go(cut_off, out);

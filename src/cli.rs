@@ -164,6 +164,13 @@ pub struct Cli {
           default_value_t = limits::DEFAULT_NICK_TTL.as_secs_f64())]
     pub backplane_nick_ttl: f64,
 
+    /// About how many events the backplane's Redis Stream keeps (XADD MAXLEN ~ N): how long an
+    /// instance may be cut off and still resume without missing a line
+    #[arg(long, value_name = "N", requires = "backplane",
+          value_parser = clap::value_parser!(u32).range(1..=200_000),
+          default_value_t = limits::DEFAULT_STREAM_LEN as u32)]
+    pub backplane_stream_len: u32,
+
     /// Keep bans in this file, so they survive a restart (rewritten whole on each change)
     #[arg(long, value_name = "PATH")]
     pub bans_file: Option<PathBuf>,
@@ -280,6 +287,7 @@ impl Cli {
                 // Milliseconds are Redis's unit for the expiry; under 0.3 s the refresh
                 // (every third) would be a busy loop.
                 nick_ttl: Duration::from_secs_f64(self.backplane_nick_ttl.clamp(0.3, 1e6)),
+                stream_len: self.backplane_stream_len as usize,
             }),
             bans_file: self.bans_file.clone(),
             state_dir: self.state_dir.clone(),

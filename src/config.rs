@@ -58,7 +58,7 @@ pub struct Config {
     pub history: usize,
     /// Answer `stats` datagrams on this UDP address with the counters as JSON.
     pub stats_udp: Option<SocketAddr>,
-    /// `--backplane`: share the chat with other instances through Redis pub/sub.
+    /// `--backplane`: share the chat with other instances through a Redis Stream.
     pub backplane: Option<BackplaneConfig>,
     /// `--bans-file`: where bans are kept across restarts; `None` keeps them in memory only.
     pub bans_file: Option<PathBuf>,

@@ -49,8 +49,9 @@
 //! - [`state`]: `--state-dir`, the rooms' history and topics kept in a file that outlives the
 //!   process: appended once per batch, synced by `--fsync`, compacted, loaded with care.
 //! - [`bus`]: the seam between the chat and the backplane: where an event goes.
-//! - [`backplane`]: `--backplane`, the Redis bus: several instances as one chat through Redis
-//!   pub/sub, its two connections driven in the same loop.
+//! - [`backplane`]: `--backplane`, the Redis bus: several instances as one chat through one
+//!   Redis Stream, read from the last entry delivered, its two connections driven in the same
+//!   loop.
 //! - [`rate_limit`]: the token bucket behind `--rate`.
 //! - [`timers`]: deadlines kept in a heap and turned into the poll timeout.
 //! - [`stats`]: the loop's counters, and the `--stats-udp` socket that reports them;

@@ -198,6 +198,13 @@ pub const TLS_RECORDS_AHEAD: usize = 16 * 1024;
 /// instance's users can have their nicks back when they reconnect elsewhere.
 pub const DEFAULT_NICK_TTL: Duration = Duration::from_secs(15);
 
+/// `--backplane-stream-len`: about how many events the backplane's Redis Stream keeps
+/// (`XADD ... MAXLEN ~ N`). An instance cut off from Redis resumes without a gap if fewer
+/// than this were added meanwhile, and a new one loads the rooms' history from them. 10,000
+/// is socket.io's Redis Streams adapter's default too: at 1,000 events a second, ten seconds
+/// of outage, in a few MiB of Redis memory (docs/scaling-out.md has the figure per entry).
+pub const DEFAULT_STREAM_LEN: usize = 10_000;
+
 /// How long a connect to Redis may take before the attempt counts as failed. Loopback or
 /// a LAN answers in milliseconds; a silent host must not leave the backplane hanging.
 pub const BACKPLANE_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -502,6 +502,9 @@ pub const SHUTTING_DOWN: &str = "*** server shutting down\n";
 pub const BACKPLANE_DOWN: &str = "*** backplane unavailable, chat is local only\n";
 /// `--backplane`: Redis is back and this instance's nicks are claimed again.
 pub const BACKPLANE_BACK: &str = "*** backplane back, chat is shared again\n";
+/// `--backplane`: the stream was trimmed past what this instance had read (it was away, or
+/// behind, for longer than `--backplane-stream-len` events).
+pub const BACKPLANE_GAP: &str = "*** some lines were missed\n";
 
 /// The answer to an HTTP request sent to the chat port, before the close: where the web page
 /// is, when `--http-bind` is on (its address, or only its port when it listens on every

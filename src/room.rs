@@ -125,9 +125,10 @@ impl Room {
         self.history.iter().map(|line| &**line)
     }
 
-    /// What `--state-dir` kept of this room (see `state/`), restored at start-up.
+    /// What `--state-dir` kept of this room (see `state/`), restored at start-up, or what the
+    /// backplane's stream holds of it: its lines replace the history; a topic, if it has one.
     pub fn restore(&mut self, saved: crate::state::Saved) {
-        self.topic = saved.topic;
+        self.topic = saved.topic.or(self.topic.take());
         self.history = saved.lines;
         self.set_history_len(self.history_len);
     }

@@ -398,8 +398,9 @@ fn backplane_hung_redis_is_noticed_and_survived() {
 }
 
 /// A fake Redis for what a real one will not do on demand: it answers the backplane's
-/// commands (SUBSCRIBE, PING, PUBLISH, EVAL) as Redis would, and once a nick is claimed (a
-/// client joined) it pushes `burst` on the subscription in one write.
+/// commands (CLIENT SETNAME, PING, XREVRANGE, XADD, EVAL) as Redis would, and once a nick is
+/// claimed (a client joined) it answers the reader's first `XREAD` with `burst` in one write
+/// (and never answers another).
 fn fake_redis(burst: Vec<u8>) -> std::net::SocketAddr {
     use pollchat::backplane::resp::{self, Value};
     use std::sync::Arc;
@@ -414,25 +415,17 @@ fn fake_redis(burst: Vec<u8>) -> std::net::SocketAddr {
             thread::spawn(move || {
                 let mut input = Vec::new();
                 let mut buf = [0u8; 4096];
+                let mut reads = 0;
                 while let Ok(n @ 1..) = socket.read(&mut buf) {
                     input.extend_from_slice(&buf[..n]);
                     while let Ok(Some((Value::Array(Some(parts)), used))) = resp::decode(&input) {
                         let command = parts[0].bytes().unwrap().to_vec();
                         input.drain(..used);
-                        let reply: &[u8] = match command.as_slice() {
-                            b"SUBSCRIBE" => b"*3\r\n$9\r\nsubscribe\r\n$1\r\nx\r\n:1\r\n",
-                            b"PING" => b"+PONG\r\n",
-                            // The ban hash, read as the links come up: none.
-                            b"HGETALL" => b"*0\r\n",
-                            _ => b":1\r\n",
-                        };
-                        if socket.write_all(reply).is_err() {
-                            return;
-                        }
-                        if command == b"EVAL" {
-                            joined.store(true, Ordering::Release);
-                        }
-                        if command == b"SUBSCRIBE" {
+                        if command == b"XREAD" {
+                            reads += 1;
+                            if reads > 1 {
+                                continue;
+                            }
                             // Paced polling of a flag set by the other connection's thread,
                             // bounded by the deadline: this thread is the fake server, not
                             // the test's synchronisation.
@@ -443,6 +436,21 @@ fn fake_redis(burst: Vec<u8>) -> std::net::SocketAddr {
                             if socket.write_all(&burst).is_err() {
                                 return;
                             }
+                            continue;
+                        }
+                        let reply: &[u8] = match command.as_slice() {
+                            b"CLIENT" => b"+OK\r\n",
+                            b"PING" => b"+PONG\r\n",
+                            // The ban hash, read as the links come up, and the stream: empty.
+                            b"HGETALL" | b"XREVRANGE" => b"*0\r\n",
+                            b"XADD" => b"$3\r\n1-1\r\n",
+                            _ => b":1\r\n",
+                        };
+                        if socket.write_all(reply).is_err() {
+                            return;
+                        }
+                        if command == b"EVAL" {
+                            joined.store(true, Ordering::Release);
                         }
                     }
                 }
@@ -519,14 +527,17 @@ fn backplane_rooms_span_instances_with_their_history() {
 #[test]
 fn backplane_a_burst_over_the_read_budget_arrives_whole() {
     const LINES: usize = 5000;
-    let mut burst = Vec::new();
+    // One XREAD reply of LINES entries.
+    let mut burst = format!("*1\r\n*2\r\n$8\r\nx:stream\r\n*{LINES}\r\n").into_bytes();
     for n in 0..LINES {
         let event = format!("pc2 ffff 1 SAY #lobby bob line {n} {}", "x".repeat(40));
-        let push = format!(
-            "*3\r\n$7\r\nmessage\r\n$1\r\nx\r\n${}\r\n{event}\r\n",
+        let id = format!("1-{n}");
+        let entry = format!(
+            "*2\r\n${}\r\n{id}\r\n*2\r\n$1\r\ne\r\n${}\r\n{event}\r\n",
+            id.len(),
             event.len()
         );
-        burst.extend_from_slice(push.as_bytes());
+        burst.extend_from_slice(entry.as_bytes());
     }
     assert!(burst.len() > 4 * 64 * 1024);
     let fake = fake_redis(burst);
@@ -549,7 +560,7 @@ fn backplane_a_burst_over_the_read_budget_arrives_whole() {
 
 /// What the backplane sends survives partial writes: a fake Redis that does not read for a
 /// while (its receive buffer small) makes the instance's socket refuse bytes, and once it
-/// reads, every PUBLISH arrives, whole and in the order the client said the lines.
+/// reads, every event arrives, whole and in the order the client said the lines.
 #[test]
 fn backplane_publishes_survive_partial_writes() {
     use pollchat::backplane::resp::{self, Value};
@@ -581,14 +592,26 @@ fn backplane_publishes_survive_partial_writes() {
                     while let Ok(Some((Value::Array(Some(parts)), used))) = resp::decode(&input) {
                         let command = parts[0].bytes().unwrap();
                         replies.extend_from_slice(match command {
-                            b"SUBSCRIBE" => b"*3\r\n$9\r\nsubscribe\r\n$1\r\nx\r\n:1\r\n",
+                            b"CLIENT" => b"+OK\r\n",
                             b"PING" => b"+PONG\r\n",
-                            // The ban hash, read as the links come up: none.
-                            b"HGETALL" => b"*0\r\n",
+                            // The ban hash, read as the links come up, and the stream: empty.
+                            b"HGETALL" | b"XREVRANGE" => b"*0\r\n",
+                            b"XADD" => b"$3\r\n1-1\r\n",
+                            // The reader waits for ever: nothing is added here.
+                            b"XREAD" => b"",
                             _ => b":1\r\n",
                         });
-                        if command == b"PUBLISH" {
-                            let _ = tx.send(parts[2].bytes().unwrap().to_vec());
+                        // An event alone, or several in one script (`EVAL script 1 KEY LEN
+                        // EVENT...`: a claim's key is not the stream).
+                        let events = match command {
+                            b"XADD" => &parts[7..],
+                            b"EVAL" if parts[3].bytes() == Some(b"x:stream") => &parts[5..],
+                            _ => &[],
+                        };
+                        for event in events {
+                            let _ = tx.send(event.bytes().unwrap().to_vec());
+                        }
+                        if !events.is_empty() {
                             publishes += 1;
                             if publishes == 1 {
                                 // Stop reading for a moment, with the client flooding: the
@@ -625,14 +648,14 @@ fn backplane_publishes_survive_partial_writes() {
         let left = deadline.saturating_duration_since(Instant::now());
         let payload = published
             .recv_timeout(left)
-            .expect("every PUBLISH reaches Redis");
+            .expect("every event reaches Redis");
         let text = String::from_utf8(payload).unwrap();
         // HELLO and the like are not chat lines.
         if let Some(said) = text
             .split_once(&format!(" SAY #lobby {nick} "))
             .map(|(_, s)| s)
         {
-            assert_eq!(said, format!("{n} {pad}"), "PUBLISH {n} lost or cut");
+            assert_eq!(said, format!("{n} {pad}"), "event {n} lost or cut");
             n += 1;
         }
     }

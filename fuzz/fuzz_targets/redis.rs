@@ -40,7 +40,7 @@ fn decode_all(buf: &[u8]) -> (Vec<String>, bool) {
     }
 }
 
-/// Every bulk string in a reply is a message the subscriber could receive.
+/// Every bulk string in a reply is an event the reader could receive (an entry's field `e`).
 fn check_messages(value: &Value<'_>) {
     match value {
         Value::Bulk(Some(bytes)) => check_event(bytes),

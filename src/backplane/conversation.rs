@@ -1,8 +1,9 @@
 //! What is said on the backplane's two connections to Redis: the first command on each, the
-//! commands the chat's requests become, the replies on the command connection matched with
-//! what they answer (a FIFO: Redis answers in order), and the pushes on the subscriber
-//! decoded into events. Getting the connections up and keeping them so is `links.rs`'s;
-//! this part never touches a socket, only the connections' buffers.
+//! commands the chat's requests become (an event is an `XADD` to the stream), and the replies
+//! on the command connection matched with what they answer (a FIFO: Redis answers in order).
+//! The reader connection's side, the stream read back into events, is `stream.rs`'s. Getting
+//! the connections up and keeping them so is `links.rs`'s; this part never touches a socket,
+//! only the connections' buffers.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -11,8 +12,9 @@ use log::{debug, trace};
 
 use super::event::{Message, Origins};
 use super::link::{Link, LinkPhase, Role};
-use super::links::Happening;
+use super::links::{Happening, Stats};
 use super::resp::{self, Value};
+use super::stream::Reader;
 use crate::bans::{Ban, BanList, now_ms};
 use crate::bus::{Claim, Origin, What};
 
@@ -27,6 +29,12 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0";
 
+/// Adds events to the stream, in order: `KEYS[1]` the stream, `ARGV[1]` its `MAXLEN ~`, the
+/// rest the events.
+const XADD_SCRIPT: &str = "\
+for i = 2, #ARGV do redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i]) end
+return #ARGV - 1";
+
 /// Deletes a nick's key only if it is still this instance's (after expiring it may have been
 /// claimed by another instance, which must keep it).
 const RELEASE_SCRIPT: &str = "\
@@ -36,6 +44,8 @@ return 0";
 /// What one reply on the command connection is for, in the order the commands were sent.
 #[derive(Debug)]
 enum Awaiting {
+    /// `CLIENT SETNAME`, so that `CLIENT LIST` says whose connection it is.
+    Named,
     /// `PING` on connecting: `PONG` proves Redis is there and speaks RESP.
     Handshake,
     Publish,
@@ -55,7 +65,8 @@ impl Awaiting {
     fn describe(&self) -> &'static str {
         match self {
             Awaiting::Handshake | Awaiting::Resync => "PING",
-            Awaiting::Publish => "PUBLISH",
+            Awaiting::Named => "CLIENT SETNAME",
+            Awaiting::Publish => "XADD",
             Awaiting::Claim(_) => "a nick claim",
             Awaiting::Release => "a nick release",
             Awaiting::BanStored => "a ban's HSET or HDEL",
@@ -86,17 +97,23 @@ pub struct Conversation {
     origins: Origins,
     /// What each reply still to come on the command connection is for, oldest first.
     awaiting: VecDeque<Awaiting>,
-    /// The pub/sub channel; `CHANNEL:nick:`, the prefix of every nick key.
+    /// The channel, the prefix of every key; `CHANNEL:nick:`, the prefix of every nick key.
     channel: String,
     nick_prefix: String,
     nick_ttl: Duration,
-    /// Events published and received since the server started.
+    /// `MAXLEN ~` of every `XADD`.
+    stream_len: String,
+    /// Events of this batch, waiting for [`Conversation::flush_batch`].
+    batch: Vec<String>,
+    /// The reader connection's side, and where in the stream it is.
+    pub reader: Reader,
+    /// Events published since the server started.
     pub published: u64,
-    pub received: u64,
 }
 
 impl Conversation {
-    pub fn new(instance: &str, channel: &str, nick_ttl: Duration) -> Conversation {
+    pub fn new(instance: &str, config: &super::BackplaneConfig) -> Conversation {
+        let (channel, nick_ttl) = (&config.url.channel, config.nick_ttl);
         Conversation {
             instance: instance.to_string(),
             origins: Origins::new(instance),
@@ -104,8 +121,22 @@ impl Conversation {
             channel: channel.to_string(),
             nick_prefix: format!("{channel}:nick:"),
             nick_ttl,
+            stream_len: config.stream_len.to_string(),
+            batch: Vec::new(),
+            reader: Reader::new(channel, nick_ttl, config.stream_len),
             published: 0,
-            received: 0,
+        }
+    }
+
+    /// The counters, for `--stats-udp` and `/metrics`.
+    pub fn stats(&self, state: &'static str, reconnects: u64) -> Stats {
+        Stats {
+            state,
+            published: self.published,
+            received: self.reader.received,
+            reconnects,
+            resumed: self.reader.resumed,
+            gaps: self.reader.gaps,
         }
     }
 
@@ -119,8 +150,11 @@ impl Conversation {
         !self.awaiting.is_empty()
     }
 
-    /// The connections closed: the claims still waiting for an answer will never have one.
+    /// The connections closed: nothing sent on them will be answered, and the claims still
+    /// waiting for an answer will never have one.
     pub fn lost_claims(&mut self) -> Vec<Claim> {
+        self.reader.reset();
+        self.batch.clear();
         let awaiting = std::mem::take(&mut self.awaiting).into_iter();
         let claim = |a| match a {
             Awaiting::Claim(claim) => Some(claim),
@@ -129,20 +163,77 @@ impl Conversation {
         awaiting.filter_map(claim).collect()
     }
 
+    /// An event for the stream: kept for [`Conversation::flush_batch`], so that the batch's
+    /// events go in one command. A ban goes into the ban hash too, before its event, for
+    /// instances that come up later (see `bans_from_hash`).
+    fn add(&mut self, message: Message, cmd: &mut Link) {
+        let bans = format!("{}:bans", self.channel);
+        let what = match &message {
+            Message::Chat(event) => Some(&event.what),
+            Message::Instance(..) => None,
+        };
+        if let Some(What::Ban { .. } | What::Unban { .. }) = what {
+            self.flush_batch(cmd);
+        }
+        let out = &mut cmd.output;
+        match what {
+            Some(What::Ban { mask, ban }) => {
+                let (mask, line) = (mask.to_string(), ban.line(mask));
+                let parts = [&b"HSET"[..], bans.as_bytes(), b"*", b"1"];
+                resp::command(
+                    out,
+                    &[&parts, &[mask.as_bytes(), line.as_bytes()][..]].concat(),
+                );
+                self.awaiting.push_back(Awaiting::BanStored);
+            }
+            Some(What::Unban { mask, .. }) => {
+                let mask = mask.to_string();
+                resp::command(out, &[b"HDEL", bans.as_bytes(), mask.as_bytes()]);
+                self.awaiting.push_back(Awaiting::BanStored);
+            }
+            _ => {}
+        }
+        let payload = message.encode(&self.instance);
+        trace!("backplane: adding {payload}");
+        self.batch.push(payload);
+    }
+
+    /// The events of the batch, to the stream: one `XADD`, or, for several, a script of
+    /// `XADD`s. One command, because Redis answers a reader blocked on the stream as soon as a
+    /// command has added to it: after a pipeline's first `XADD`, the reader would get that one
+    /// event, and the rest a round trip later.
+    pub fn flush_batch(&mut self, cmd: &mut Link) {
+        let events = std::mem::take(&mut self.batch);
+        let (key, len) = (self.reader.key.as_bytes(), self.stream_len.as_bytes());
+        let payloads = events.iter().map(String::as_bytes);
+        let head: &[&[u8]] = match events.len() {
+            0 => return,
+            1 => &[b"XADD", key, b"MAXLEN", b"~", len, b"*", b"e"],
+            _ => &[b"EVAL", XADD_SCRIPT.as_bytes(), b"1", key, len],
+        };
+        resp::command(
+            &mut cmd.output,
+            &[head, &payloads.collect::<Vec<_>>()].concat(),
+        );
+        self.published += events.len() as u64;
+        self.awaiting.push_back(Awaiting::Publish);
+    }
+
     /// A nick's key in Redis.
     fn key(&self, nick: &str) -> String {
         format!("{}{}", self.nick_prefix, crate::protocol::nick_key(nick))
     }
 
-    /// A connection's first command, once connected.
+    /// A connection's first commands, once connected: its name (`pollchat-INSTANCE-ROLE`),
+    /// then a `PING`, or the reader's first read.
     pub fn greet(&mut self, role: Role, link: &mut Link) {
+        let name = format!("pollchat-{}-{}", self.instance, role.short());
         match role {
-            Role::Subscriber => {
-                let channel = self.channel.as_bytes();
-                resp::command(&mut link.output, &[b"SUBSCRIBE", channel]);
-            }
+            Role::Reader => self.reader.greet(name.as_bytes(), &mut link.output),
             Role::Commands => {
+                resp::command(&mut link.output, &[b"CLIENT", b"SETNAME", name.as_bytes()]);
                 resp::command(&mut link.output, &[b"PING"]);
+                self.awaiting.push_back(Awaiting::Named);
                 self.awaiting.push_back(Awaiting::Handshake);
             }
         }
@@ -165,7 +256,11 @@ impl Conversation {
                 Ok(Some((value, n))) => {
                     used += n;
                     let handled = match role {
-                        Role::Subscriber => self.on_push(value, &mut link.phase, out),
+                        Role::Reader => {
+                            let (phase, output) = (&mut link.phase, &mut link.output);
+                            let origins = &mut self.origins;
+                            self.reader.on_reply(value, phase, origins, output, out)
+                        }
                         Role::Commands => self.on_reply(value, &mut link.phase, out),
                     };
                     if let Err(reason) = handled {
@@ -178,46 +273,6 @@ impl Conversation {
         input.drain(..used);
         link.input = input;
         result
-    }
-
-    /// One message on the subscriber: the subscription's confirmation, then events.
-    fn on_push(
-        &mut self,
-        value: Value<'_>,
-        phase: &mut LinkPhase,
-        out: &mut Vec<Happening>,
-    ) -> Result<(), String> {
-        let unexpected =
-            |value: &Value<'_>| format!("unexpected message from Redis: {}", value.describe());
-        let Value::Array(Some(items)) = &value else {
-            return Err(unexpected(&value));
-        };
-        match (*phase, items.as_slice()) {
-            (LinkPhase::Handshake, [kind, _, Value::Integer(_)])
-                if kind.bytes() == Some(b"subscribe") =>
-            {
-                *phase = LinkPhase::Ready;
-                Ok(())
-            }
-            (LinkPhase::Ready, [kind, _, payload]) if kind.bytes() == Some(b"message") => {
-                let payload = payload.bytes().ok_or_else(|| unexpected(&value))?;
-                self.received += 1;
-                match Message::decode(payload, &mut self.origins) {
-                    Ok(message) => {
-                        trace!("backplane: received {}", resp::lossy(payload));
-                        out.push(Happening::Heard(message));
-                    }
-                    // Someone else publishing on the channel, or a newer pollchat: the
-                    // connection is fine, the message is skipped.
-                    Err(why) => debug!(
-                        "backplane: skipped a message that is not an event ({why}): {}",
-                        resp::lossy(payload)
-                    ),
-                }
-                Ok(())
-            }
-            _ => Err(unexpected(&value)),
-        }
     }
 
     /// One reply on the command connection, matched with what it answers.
@@ -242,7 +297,9 @@ impl Conversation {
         }
         match (awaiting, value) {
             (Awaiting::Handshake, Value::Simple(b"PONG")) => *phase = LinkPhase::Ready,
-            (Awaiting::Publish | Awaiting::Release | Awaiting::BanStored, Value::Integer(_)) => {}
+            (Awaiting::Named, Value::Simple(b"OK")) => {}
+            (Awaiting::Publish, Value::Bulk(Some(_)) | Value::Integer(_)) => {}
+            (Awaiting::Release | Awaiting::BanStored, Value::Integer(_)) => {}
             (Awaiting::Bans, Value::Array(Some(items))) => {
                 out.push(Happening::Bans(bans_from_hash(&items)));
             }
@@ -267,43 +324,16 @@ impl Conversation {
     }
 
     /// Writes what the chat asked for into the command connection's output (`cmd`), and
-    /// notes what its reply will answer.
+    /// notes what its reply will answer. Events wait in the batch ([`Conversation::add`]).
     pub fn send(&mut self, outgoing: Outgoing, cmd: &mut Link) {
+        if let Outgoing::Publish(message) = outgoing {
+            return self.add(message, cmd);
+        }
+        self.flush_batch(cmd);
         let ttl_ms = self.nick_ttl.as_millis().max(1).to_string();
         let out = &mut cmd.output;
         let awaiting = match outgoing {
-            Outgoing::Publish(message) => {
-                // A ban goes into the ban hash too, before the event, for instances that
-                // come up later (see `bans_from_hash`).
-                let bans = format!("{}:bans", self.channel);
-                let what = match &message {
-                    Message::Chat(event) => Some(&event.what),
-                    Message::Instance(..) => None,
-                };
-                match what {
-                    Some(What::Ban { mask, ban }) => {
-                        let (mask, line) = (mask.to_string(), ban.line(mask));
-                        let parts = [&b"HSET"[..], bans.as_bytes(), b"*", b"1"];
-                        resp::command(
-                            out,
-                            &[&parts, &[mask.as_bytes(), line.as_bytes()][..]].concat(),
-                        );
-                        self.awaiting.push_back(Awaiting::BanStored);
-                    }
-                    Some(What::Unban { mask, .. }) => {
-                        let mask = mask.to_string();
-                        resp::command(out, &[b"HDEL", bans.as_bytes(), mask.as_bytes()]);
-                        self.awaiting.push_back(Awaiting::BanStored);
-                    }
-                    _ => {}
-                }
-                let payload = message.encode(&self.instance);
-                trace!("backplane: publishing {payload}");
-                let channel = self.channel.as_bytes();
-                resp::command(out, &[b"PUBLISH", channel, payload.as_bytes()]);
-                self.published += 1;
-                Awaiting::Publish
-            }
+            Outgoing::Publish(_) => return,
             Outgoing::Claim(claim) => {
                 let key = self.key(&claim.nick);
                 let id = self.instance.as_bytes();

@@ -1,4 +1,5 @@
-//! What instances tell each other on the Redis channel: one [`Event`] per message, as text.
+//! What instances tell each other through the Redis stream: one [`Event`] per entry (its field
+//! `e`), as text.
 //!
 //! An event is one line of text, fields separated by single spaces, free text last:
 //!
@@ -23,10 +24,11 @@
 //! in this format because lines are sanitised before they become events (no newline can be
 //! in them), and nicks and room names never hold a space (nor a nick a `#`, which is why
 //! `HELLO` can write `ann#rust`). An event from another instance is checked again on arrival
-//! all the same (nicks and rooms against their rules, text sanitised): the channel is input
+//! all the same (nicks and rooms against their rules, text sanitised): the stream is input
 //! like any socket.
 //!
-//! It is text, not a binary format, so `redis-cli subscribe CHANNEL` shows the whole chat.
+//! It is text, not a binary format, so `redis-cli XRANGE CHANNEL:stream - +` shows the chat
+//! the stream still holds, and `redis-cli XREAD BLOCK 0 STREAMS CHANNEL:stream '$'` the next line.
 //! `pc1`, the format before rooms, is refused: instances of both kinds cannot share a chat.
 
 use std::collections::HashMap;
@@ -39,7 +41,7 @@ use crate::protocol::{is_valid_nick, is_valid_room};
 /// Marks the format, so a future change can be told apart from garbage.
 const VERSION: &str = "pc2";
 
-/// The instances heard of on the channel, by name, each with the small number the chat knows
+/// The instances heard of on the stream, by name, each with the small number the chat knows
 /// it by ([`Origin`]): this instance's own name is [`Origin::HERE`]. An instance that says
 /// goodbye, or falls silent, is forgotten, so the table holds the instances there now.
 #[derive(Debug)]
@@ -78,7 +80,7 @@ impl Origins {
     }
 }
 
-/// What goes over the channel: one of the chat's events, or what an instance says of itself
+/// What goes through the stream: one of the chat's events, or what an instance says of itself
 /// (`HELLO`, `BYE`: the backplane's business, which reaches the chat only as news).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -115,7 +117,7 @@ impl Message {
         }
     }
 
-    /// A message from the channel, or why it is not one. Its origin's name is looked up (or
+    /// A message from the stream, or why it is not one. Its origin's name is looked up (or
     /// entered) in `origins`.
     pub fn decode(message: &[u8], origins: &mut Origins) -> Result<Message, String> {
         let text = std::str::from_utf8(message).map_err(|_| "not UTF-8".to_string())?;
@@ -169,14 +171,14 @@ impl Event {
     }
 }
 
-/// A nick from the channel, held to the same rules as a client's.
+/// A nick from the stream, held to the same rules as a client's.
 fn nick(text: &str) -> Result<String, String> {
     is_valid_nick(text)
         .then(|| text.to_string())
         .ok_or_else(|| format!("bad nick {text:?}"))
 }
 
-/// A room name from the channel, held to the same rules as a client's `/join`.
+/// A room name from the stream, held to the same rules as a client's `/join`.
 fn room(text: &str) -> Result<String, String> {
     is_valid_room(text)
         .then(|| text.to_string())
@@ -214,7 +216,7 @@ fn presence(text: &str) -> Result<Presence, String> {
     })
 }
 
-/// Text from the channel, cleaned as a client's line is: the channel is input like any socket.
+/// Text from the stream, cleaned as a client's line is: the stream is input like any socket.
 fn clean(text: &str) -> String {
     sanitize(text.as_bytes())
 }

@@ -19,8 +19,18 @@ use crate::nonblocking::{Registration, connect_finished, write_until_blocked};
 /// Which of the two connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
-    Subscriber,
+    Reader,
     Commands,
+}
+
+impl Role {
+    /// As the connection's name in Redis ends.
+    pub(super) fn short(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Commands => "commands",
+        }
+    }
 }
 
 /// Where one connection is.
@@ -28,7 +38,8 @@ pub(super) enum Role {
 pub(super) enum LinkPhase {
     /// The non-blocking connect is under way: a writable event finishes it.
     Connecting,
-    /// Connected; its first command (`SUBSCRIBE` or `PING`) is not answered yet.
+    /// Connected; its first command (`PING`, or the reader's first look at the stream) is
+    /// not answered yet.
     Handshake,
     Ready,
 }
@@ -71,7 +82,7 @@ impl Link {
 
     pub(super) fn name(&self) -> &'static str {
         match self.role {
-            Role::Subscriber => "subscriber",
+            Role::Reader => "reader",
             Role::Commands => "command connection",
         }
     }

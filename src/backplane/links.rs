@@ -6,7 +6,7 @@
 //! The two connections live and die together ([`State`]):
 //!
 //! ```text
-//!   Connecting ──(both ready: PONG and the subscription confirmed)──► Up
+//!   Connecting ──(both ready: PONG, and the stream's history or resume answered)──► Up
 //!       ▲   │                                                         │
 //!       │   └─(refused, closed, timeout, error reply, garbage)─┐      │(same, or silent
 //!       │                                                       ▼      ▼ for a whole TTL)
@@ -54,8 +54,16 @@ pub enum Happening {
     /// The backplane is gone (or could not be reached): chat is local only. `lost` are the
     /// claims that were waiting for an answer that will never come.
     Down { lost: Vec<Claim> },
-    /// A message from the channel (this instance's own included).
+    /// An event from the stream (this instance's own included).
     Heard(Message),
+    /// The stream was trimmed past the last entry read here: some events were never read.
+    Gap,
+    /// The rooms' history, loaded from the stream as the reader first connected, and the
+    /// other instances' messages of the last nick TTL in it (who is where).
+    History {
+        rooms: Vec<crate::state::Saved>,
+        recent: Vec<Message>,
+    },
     /// Redis answered a nick claim: `ok` if the nick is this instance's.
     Claimed { claim: Claim, ok: bool },
     /// Every re-claim sent on reconnecting is answered.
@@ -71,6 +79,10 @@ pub struct Stats {
     pub published: u64,
     pub received: u64,
     pub reconnects: u64,
+    /// Entries read after a reconnect that were added while this instance was away.
+    pub resumed: u64,
+    /// Times the stream was found trimmed past the last entry read.
+    pub gaps: u64,
 }
 
 /// Both connections, their state, and what is said on them (a [`Conversation`]).
@@ -83,7 +95,7 @@ pub struct Links {
     instance: String,
     /// What is said on the connections: commands, replies, pushes.
     pub talk: Conversation,
-    sub: Link,
+    reader: Link,
     cmd: Link,
     state: State,
     /// Wait before the next attempt after a failure: doubles up to its cap, reset once up.
@@ -93,7 +105,7 @@ pub struct Links {
     /// A deadline the loop must set a timer for (see [`Links::take_timer`]).
     timer: Option<Instant>,
     /// When each connection last brought something from Redis (see [`Links::check_alive`]).
-    heard_on_sub: Instant,
+    heard_on_reader: Instant,
     heard_on_cmd: Instant,
     /// Connection attempts after the first.
     reconnects: u64,
@@ -117,13 +129,13 @@ impl Links {
             .ok_or_else(|| {
                 Error::Backplane(format!("the backplane host {} has no address", url.host))
             })?;
-        let talk = Conversation::new(&instance, &url.channel, config.nick_ttl);
+        let talk = Conversation::new(&instance, &config);
         Ok(Links {
             config,
             addr,
             talk,
             instance,
-            sub: Link::new(Role::Subscriber, Token(0)),
+            reader: Link::new(Role::Reader, Token(0)),
             cmd: Link::new(Role::Commands, Token(0)),
             state: State::Down {
                 retry_at: Instant::now(),
@@ -131,7 +143,7 @@ impl Links {
             backoff: BACKPLANE_RETRY_FIRST,
             warned: false,
             timer: None,
-            heard_on_sub: Instant::now(),
+            heard_on_reader: Instant::now(),
             heard_on_cmd: Instant::now(),
             reconnects: 0,
         })
@@ -140,13 +152,13 @@ impl Links {
     /// Starts the first connection, under these two tokens.
     pub fn start(
         &mut self,
-        sub: Token,
+        reader: Token,
         cmd: Token,
         registry: &Registry,
         now: Instant,
         out: &mut Vec<Happening>,
     ) {
-        self.sub.token = sub;
+        self.reader.token = reader;
         self.cmd.token = cmd;
         info!(
             "backplane: {} (instance {}, nick TTL {} s)",
@@ -177,12 +189,7 @@ impl Links {
             State::Up => "up",
             State::Down { .. } => "down",
         };
-        Stats {
-            state,
-            published: self.talk.published,
-            received: self.talk.received,
-            reconnects: self.reconnects,
-        }
+        self.talk.stats(state, self.reconnects)
     }
 
     fn connect(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Happening>) {
@@ -192,7 +199,7 @@ impl Links {
         };
         self.timer = Some(now + BACKPLANE_CONNECT_TIMEOUT);
         let opened = self
-            .sub
+            .reader
             .open(self.addr, registry)
             .and_then(|()| self.cmd.open(self.addr, registry));
         if let Err(e) = opened {
@@ -223,8 +230,8 @@ impl Links {
 
     /// Every TTL / 3, while up: a Redis that hangs (stopped, or a network that drops
     /// everything) closes no connection, so silence is the only sign. This instance publishes a
-    /// `HELLO` every TTL / 3 and hears it back on the subscriber, and the command connection
-    /// always has replies due then; so nothing heard on either for a whole TTL means Redis is
+    /// `HELLO` every TTL / 3 and reads it back from the stream (and an idle `XREAD` comes back
+    /// empty every TTL / 3), and the command connection always has replies due then; so nothing heard on either for a whole TTL means Redis is
     /// gone, and the backplane is re-opened as for any failure.
     pub fn check_alive(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Happening>) {
         if self.state != State::Up {
@@ -233,7 +240,7 @@ impl Links {
         let ttl = self.config.nick_ttl;
         let silent = |since: Instant| now.saturating_duration_since(since) > ttl;
         let waiting = self.talk.is_waiting();
-        if silent(self.heard_on_sub) || (waiting && silent(self.heard_on_cmd)) {
+        if silent(self.heard_on_reader) || (waiting && silent(self.heard_on_cmd)) {
             let reason = format!("Redis has not answered for over {} s", ttl.as_secs_f64());
             self.fail(&reason, registry, now, out);
         }
@@ -250,8 +257,8 @@ impl Links {
         now: Instant,
         out: &mut Vec<Happening>,
     ) {
-        let role = if token == self.sub.token {
-            Role::Subscriber
+        let role = if token == self.reader.token {
+            Role::Reader
         } else {
             Role::Commands
         };
@@ -262,7 +269,7 @@ impl Links {
 
     /// Whether a connection still had bytes to read when its read budget ran out.
     pub fn has_unread(&self) -> bool {
-        self.sub.unread || self.cmd.unread
+        self.reader.unread || self.cmd.unread
     }
 
     /// Step 3 of the loop for the backplane: reads on where the budget stopped last turn.
@@ -273,8 +280,8 @@ impl Links {
         now: Instant,
         out: &mut Vec<Happening>,
     ) {
-        for role in [Role::Subscriber, Role::Commands] {
-            let link = link_of(&mut self.sub, &mut self.cmd, role);
+        for role in [Role::Reader, Role::Commands] {
+            let link = link_of(&mut self.reader, &mut self.cmd, role);
             if std::mem::take(&mut link.unread) {
                 let token = link.token;
                 self.handle(token, true, registry, scratch, now, out);
@@ -292,7 +299,7 @@ impl Links {
         out: &mut Vec<Happening>,
     ) -> Result<(), String> {
         let addr = self.addr;
-        let link = link_of(&mut self.sub, &mut self.cmd, role);
+        let link = link_of(&mut self.reader, &mut self.cmd, role);
         // An event after the backplane went down in this batch: nothing to serve.
         if link.socket.is_none() {
             return Ok(());
@@ -304,7 +311,7 @@ impl Links {
                 Err(e) => return Err(format!("cannot connect to {addr}: {}", describe(&e))),
             }
         }
-        let link = link_of(&mut self.sub, &mut self.cmd, role);
+        let link = link_of(&mut self.reader, &mut self.cmd, role);
         if readable {
             let name = link.name();
             let before = link.input.len();
@@ -314,20 +321,20 @@ impl Links {
             link.unread = !drained;
             if link.input.len() > before {
                 match role {
-                    Role::Subscriber => self.heard_on_sub = now,
+                    Role::Reader => self.heard_on_reader = now,
                     Role::Commands => self.heard_on_cmd = now,
                 }
             }
-            let link = link_of(&mut self.sub, &mut self.cmd, role);
+            let link = link_of(&mut self.reader, &mut self.cmd, role);
             self.talk.decode_all(role, link, out)?;
         }
         self.flush_link(role, registry)?;
         if matches!(self.state, State::Connecting { .. })
-            && self.sub.phase == LinkPhase::Ready
+            && self.reader.phase == LinkPhase::Ready
             && self.cmd.phase == LinkPhase::Ready
         {
             self.state = State::Up;
-            (self.heard_on_sub, self.heard_on_cmd) = (now, now);
+            (self.heard_on_reader, self.heard_on_cmd) = (now, now);
             self.backoff = BACKPLANE_RETRY_FIRST;
             self.warned = false;
             info!(
@@ -340,7 +347,7 @@ impl Links {
     }
 
     fn flush_link(&mut self, role: Role, registry: &Registry) -> Result<(), String> {
-        let link = link_of(&mut self.sub, &mut self.cmd, role);
+        let link = link_of(&mut self.reader, &mut self.cmd, role);
         let name = link.name();
         link.flush(registry)
             .map_err(|e| format!("{name}: {}", describe(&e)))?;
@@ -362,10 +369,11 @@ impl Links {
 
     /// End of the batch: writes what was queued, on both connections.
     pub fn flush(&mut self, registry: &Registry, now: Instant, out: &mut Vec<Happening>) {
+        self.talk.flush_batch(&mut self.cmd);
         if self.state == State::Up
             && let Err(reason) = self
                 .flush_link(Role::Commands, registry)
-                .and_then(|()| self.flush_link(Role::Subscriber, registry))
+                .and_then(|()| self.flush_link(Role::Reader, registry))
         {
             self.fail(&reason, registry, now, out);
         }
@@ -387,7 +395,7 @@ impl Links {
             );
             self.warned = true;
         }
-        self.sub.close(registry);
+        self.reader.close(registry);
         self.cmd.close(registry);
         let lost = self.talk.lost_claims();
         self.state = State::Down {
@@ -400,9 +408,9 @@ impl Links {
 }
 
 /// One of the two connections, borrowed apart from the rest of [`Links`].
-fn link_of<'a>(sub: &'a mut Link, cmd: &'a mut Link, role: Role) -> &'a mut Link {
+fn link_of<'a>(reader: &'a mut Link, cmd: &'a mut Link, role: Role) -> &'a mut Link {
     match role {
-        Role::Subscriber => sub,
+        Role::Reader => reader,
         Role::Commands => cmd,
     }
 }

@@ -1,36 +1,44 @@
 //! The backplane (`--backplane redis://HOST:PORT/CHANNEL`): several pollchat instances forming
-//! one chat through Redis pub/sub, driven from the same poll loop as the clients.
+//! one chat through one Redis Stream, driven from the same poll loop as the clients.
 //!
 //! ```text
-//!   clients ──► instance A ──PUBLISH──►┐                 ┌──message──► instance A ──► its clients
-//!                                       ├─► Redis channel ┤
-//!   clients ──► instance B ──PUBLISH──►┘                 └──message──► instance B ──► its clients
+//!   clients ──► instance A ──XADD──►┐                        ┌──XREAD from A's last id──► A ──► its clients
+//!                                    ├─► stream CHANNEL:stream┤
+//!   clients ──► instance B ──XADD──►┘   (MAXLEN ~ N entries)  └──XREAD from B's last id──► B ──► its clients
 //! ```
 //!
-//! It is the Redis implementation of the bus seam (`bus.rs`): [`RedisBus`] publishes what the
-//! room says and hands back, as [`BusNews`], what comes from the channel. It owns two
+//! It is the Redis implementation of the bus seam (`bus.rs`): [`RedisBus`] adds what the room
+//! says to the stream and hands back, as [`BusNews`], what it reads from it. It owns two
 //! non-blocking TCP connections to Redis, registered in the server's `mio::Poll` under the
 //! two tokens the loop sets aside for a bus, and everything the chat needs to be shared: who
 //! is on the other instances ([`Replica`]), the nick claims in flight, and
-//! whether clients were told the chat is local only. Two connections, because a connection
-//! that has subscribed may only (un)subscribe and ping:
+//! whether clients were told the chat is local only. Two connections, because a blocking
+//! read holds its connection until it is answered:
 //!
-//! - the **subscriber** sends `SUBSCRIBE channel` once and then only reads: every event every
-//!   instance publishes, its own included, in the one order Redis gives them;
-//! - the **command connection** sends `PUBLISH` and the nick claims, pipelined. Redis answers
-//!   in order, so a FIFO (`Awaiting`, in `conversation.rs`) says what each reply is for.
+//! - the **reader** (`stream.rs`) reads the stream with `XREAD BLOCK` from the id of the last
+//!   entry this instance delivered, one read at a time: every event every instance adds, its
+//!   own included, in the stream's one order. It remembers that id across reconnects, so a
+//!   connection that drops and comes back delivers what was said meanwhile, once, in order;
+//!   if the stream was trimmed past it (a **gap**), clients are told some lines were missed.
+//!   A new instance first loads the rooms' history from the stream (`XREVRANGE`), then reads
+//!   on from its newest entry;
+//! - the **command connection** sends `XADD CHANNEL:stream MAXLEN ~ N * e EVENT` and the nick
+//!   claims, pipelined. Redis answers in order, so a FIFO (`Awaiting`, in `conversation.rs`)
+//!   says what each reply is for.
 //!
 //! Each connection (`link.rs`) keeps its own read and write buffers, exactly like a client
 //! connection; the two live and die together (`links.rs`). Nothing here blocks: connects are
-//! non-blocking and finished by a writable event, and the host name is resolved once, at
-//! start-up. While Redis cannot be reached the chat runs "local only": events are delivered
-//! here at once, as a lone server's are, and clients are told.
+//! non-blocking and finished by a writable event, `XREAD BLOCK` blocks Redis's answer, not the
+//! loop (the reply is read when the socket is readable, like any other), and the host name is
+//! resolved once, at start-up. While Redis cannot be reached the chat runs "local only":
+//! events are delivered here at once, as a lone server's are, and clients are told; they are
+//! not added to the stream later.
 //!
-//! Rooms share the one channel: every event names its room, and each instance delivers it to
-//! its own members of that room and keeps the history of every room it knows of. One channel
+//! Rooms share the one stream: every event names its room, and each instance delivers it to
+//! its own members of that room and keeps the history of every room it knows of. One stream
 //! keeps a room's lines in one order with the moves, nick claims and `HELLO`s around them,
-//! costs no `SUBSCRIBE` round trip when a room appears, and lets an instance keep the history
-//! of a room it has nobody in; the price is that every instance reads every room's events
+//! costs nothing when a room appears, and lets an instance keep the history of a room it has
+//! nobody in; the price is that every instance reads every room's events
 //! (docs/scaling-out.md says when that would stop being the right trade).
 //!
 //! Nicks are claimed in Redis, which is the authority across instances: the key
@@ -49,6 +57,7 @@ mod link;
 mod links;
 pub mod replica;
 pub mod resp;
+mod stream;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -75,6 +84,9 @@ pub struct BackplaneConfig {
     /// How long a nick's key lives in Redis without a refresh: how soon the nicks of an
     /// instance that died are free again. Refreshed every third of it.
     pub nick_ttl: Duration,
+    /// `MAXLEN ~` of the stream: how many events Redis keeps, for instances that come back or
+    /// start (`--backplane-stream-len`).
+    pub stream_len: usize,
 }
 
 impl BackplaneConfig {
@@ -82,6 +94,7 @@ impl BackplaneConfig {
         BackplaneConfig {
             url,
             nick_ttl: crate::limits::DEFAULT_NICK_TTL,
+            stream_len: crate::limits::DEFAULT_STREAM_LEN,
         }
     }
 }
@@ -91,7 +104,7 @@ impl BackplaneConfig {
 pub struct RedisUrl {
     pub host: String,
     pub port: u16,
-    /// The pub/sub channel, and the prefix of the nick keys.
+    /// The prefix of every key: the stream `CHANNEL:stream`, the nick keys, the ban hash.
     pub channel: String,
 }
 
@@ -242,6 +255,15 @@ impl RedisBus {
                     news.extend(heard.into_iter().map(BusNews::Deliver));
                 }
                 Happening::Down { lost } => self.went_down(lost, &mut news),
+                Happening::Gap => news.push(BusNews::Tell(protocol::BACKPLANE_GAP)),
+                // The copy of who is elsewhere first: the rooms they are in stay with their
+                // history when the chat next asks which rooms nobody is in any more.
+                Happening::History { rooms, recent } => {
+                    for message in &recent {
+                        self.replica.apply(message, now);
+                    }
+                    news.push(BusNews::History(rooms));
+                }
                 Happening::Heard(message) => self.heard(message, now, &mut news),
                 Happening::Claimed { claim, ok } => {
                     self.claiming.remove(&nick_key(&claim.nick));
@@ -262,7 +284,7 @@ impl RedisBus {
         news
     }
 
-    /// A message from the channel: the copy of who is elsewhere learns from it, a new instance
+    /// A message from the stream: the copy of who is elsewhere learns from it, a new instance
     /// is introduced to at once (not after TTL / 3), and the chat delivers the event, or hears
     /// of the other instance.
     fn heard(&mut self, message: Message, now: Instant, news: &mut Vec<BusNews>) {
@@ -323,7 +345,7 @@ impl RedisBus {
 }
 
 impl Bus for RedisBus {
-    /// Published while up: it comes back from the subscription, here too. Local only, it is
+    /// Published while up: it comes back from the stream, here too. Local only, it is
     /// delivered here at once.
     fn publish(&mut self, event: Event) -> Option<Event> {
         if !self.up {

@@ -21,11 +21,12 @@ use std::fmt;
 /// plus a header); anything near this is not a reply pollchat asked for.
 pub const MAX_BULK: usize = 1024 * 1024;
 
-/// Most elements in one array, and deepest nesting: the replies pollchat gets are flat
-/// arrays of three (pushes), scalars, and the ban hash (`HGETALL`: a field and a value per
-/// ban, and the hash's marker), so these only stop garbage from costing memory or stack.
+/// Most elements in one array, and deepest nesting: the replies pollchat gets are scalars,
+/// the ban hash (`HGETALL`: a field and a value per ban, and the hash's marker), and stream
+/// entries (`XREAD`: streams of entries of an id and fields, five deep; `XREVRANGE`: at most
+/// `--backplane-stream-len` of them), so these only stop garbage from costing memory or stack.
 const MAX_ELEMENTS: usize = 2 * crate::limits::MAX_BANS + 2;
-const MAX_DEPTH: usize = 4;
+const MAX_DEPTH: usize = 5;
 
 /// One decoded reply, borrowing its bytes from the read buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]

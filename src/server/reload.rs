@@ -175,10 +175,11 @@ fn keep_running(old: &Config, new: &mut Config) -> Vec<&'static str> {
     );
     let url = |c: &Config| c.backplane.as_ref().map(|b| b.url.clone());
     keep("backplane", url(old) != url(new));
-    keep(
-        "backplane-nick-ttl",
-        url(old) == url(new) && old.backplane != new.backplane,
-    );
+    let same = url(old) == url(new);
+    let ttl = |c: &Config| c.backplane.as_ref().map(|b| b.nick_ttl);
+    keep("backplane-nick-ttl", same && ttl(old) != ttl(new));
+    let len = |c: &Config| c.backplane.as_ref().map(|b| b.stream_len);
+    keep("backplane-stream-len", same && len(old) != len(new));
     keep("stats-udp", old.stats_udp != new.stats_udp);
     keep("log-file", old.log_file != new.log_file);
     keep("bans-file", old.bans_file != new.bans_file);

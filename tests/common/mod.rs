@@ -674,7 +674,8 @@ pub fn bench_args(args: &str) -> bench::BenchArgs {
     bench::BenchArgs(args.split_whitespace().map(str::to_string).collect())
 }
 
-/// A `redis-server` on a free loopback port, persistence off. Stopped when dropped.
+/// A `redis-server` on a free loopback port, persistence off, `DEBUG` allowed from loopback.
+/// Stopped when dropped.
 pub struct RedisServer {
     /// Ends the process when the test ends, pass or fail.
     process: Guard,
@@ -721,6 +722,8 @@ impl RedisServer {
             Command::new("redis-server")
                 .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+                // `DEBUG SLEEP` stops Redis on demand (tests/streams.rs).
+                .args(["--enable-debug-command", "local"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null()),

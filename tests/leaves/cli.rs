@@ -45,11 +45,27 @@ fn backplane_flags_make_a_backplane_config() {
         "redis://127.0.0.1:6379/chat",
         "--backplane-nick-ttl",
         "2.5",
+        "--backplane-stream-len",
+        "500",
     ])
     .unwrap();
     let backplane = cli.config().backplane.unwrap();
     assert_eq!(backplane.url.channel, "chat");
     assert_eq!(backplane.nick_ttl, Duration::from_millis(2500));
+    assert_eq!(backplane.stream_len, 500);
+    let url = "redis://127.0.0.1:6379";
+    let default = Cli::try_parse_from(["pollchat", "--backplane", url]).unwrap();
+    assert_eq!(default.config().backplane.unwrap().stream_len, 10_000);
+    for bad in ["0", "200001", "many"] {
+        let args = [
+            "pollchat",
+            "--backplane",
+            url,
+            "--backplane-stream-len",
+            bad,
+        ];
+        assert!(Cli::try_parse_from(args).is_err(), "{bad}");
+    }
     assert!(
         Cli::try_parse_from(["pollchat"])
             .unwrap()
@@ -59,4 +75,5 @@ fn backplane_flags_make_a_backplane_config() {
     );
     assert!(Cli::try_parse_from(["pollchat", "--backplane", "127.0.0.1:6379"]).is_err());
     assert!(Cli::try_parse_from(["pollchat", "--backplane-nick-ttl", "3"]).is_err());
+    assert!(Cli::try_parse_from(["pollchat", "--backplane-stream-len", "3"]).is_err());
 }

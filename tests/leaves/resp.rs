@@ -48,10 +48,13 @@ fn garbage_is_an_error_not_a_wait() {
         b"+OK\n",
         b"$99999999999\r\n",
         b"*-7\r\n",
-        b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
+        b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
     ] {
         assert!(decode(garbage).is_err(), "{:?}", lossy(garbage));
     }
+    // Five deep is an `XREAD` reply: streams, a stream, its entries, an entry, its fields.
+    let xread = b"*1\r\n*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\ne\r\n$1\r\nx\r\n";
+    assert!(matches!(decode(xread), Ok(Some(_))));
     assert!(decode(&[b'+'; 70_000]).is_err());
 }
 

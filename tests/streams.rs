@@ -1,0 +1,380 @@
+//! The backplane's Redis Stream, with a real `redis-server`: an instance whose links are cut
+//! resumes from the last entry it delivered; a stream trimmed past that entry is told as a
+//! gap; a new instance loads the rooms' history from the stream. Each test says loudly that
+//! it skipped if `redis-server` is missing.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "a failed unwrap in a test is a failed test, with its message"
+)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use common::{DEADLINE, RedisServer, TestServer};
+use pollchat::backplane::resp::{self, Value};
+use pollchat::backplane::{BackplaneConfig, RedisUrl};
+use pollchat::config::HttpSettings;
+
+/// An in-process instance on `redis`'s `channel`, with `--stats-udp` and `/metrics` on, once
+/// its backplane is up.
+fn instance(
+    redis: &RedisServer,
+    channel: &str,
+    tweak: impl FnOnce(&mut pollchat::Config),
+) -> TestServer {
+    let url = RedisUrl::parse(&redis.url(channel)).unwrap();
+    let server = TestServer::with(|c| {
+        c.stats_udp = Some("127.0.0.1:0".parse().unwrap());
+        c.http = Some(HttpSettings::new(SocketAddr::from(([127, 0, 0, 1], 0))));
+        c.backplane = Some(BackplaneConfig::new(url));
+        c.quiet_joins = true;
+        tweak(c);
+    });
+    server.wait_backplane("up");
+    server
+}
+
+/// One command to Redis on a connection of its own, sent now; the connection, to read the
+/// reply from (or not: `DEBUG SLEEP` answers only when Redis wakes).
+fn send(redis: &RedisServer, parts: &[&str]) -> TcpStream {
+    let mut socket = TcpStream::connect(redis.addr).unwrap();
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut command = Vec::new();
+    let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+    resp::command(&mut command, &parts);
+    socket.write_all(&command).unwrap();
+    socket
+}
+
+/// One command to Redis and its reply: a string's text, or anything else as RESP-like text.
+fn ask(redis: &RedisServer, parts: &[&str]) -> String {
+    let mut socket = send(redis, parts);
+    let (mut input, mut buf) = (Vec::new(), [0u8; 65536]);
+    loop {
+        if let Some((value, _)) = resp::decode(&input).unwrap() {
+            return match value {
+                Value::Simple(b) | Value::Bulk(Some(b)) => String::from_utf8_lossy(b).into(),
+                other => other.describe(),
+            };
+        }
+        let n = socket.read(&mut buf).unwrap();
+        assert!(n > 0, "Redis closed the connection");
+        input.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The instance's counter `field` from `--stats-udp`'s backplane object.
+fn counter(server: &TestServer, field: &str) -> u64 {
+    let stats = server.ask_stats(b"stats");
+    let needle = format!("\"{field}\":");
+    let at = stats.find(&needle).unwrap_or_else(|| panic!("{stats}")) + needle.len();
+    let digits: String = stats[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().unwrap()
+}
+
+/// Closes both of an instance's connections to Redis (`CLIENT KILL`), found by their names,
+/// `pollchat-INSTANCE-ROLE`: `guest` is a guest nick of that instance, `guest-TAG-N`, TAG
+/// being the start of its id.
+fn kill_links(redis: &RedisServer, guest: &str) {
+    let tag = guest.split('-').nth(1).unwrap();
+    let list = ask(redis, &["CLIENT", "LIST"]);
+    let ids: Vec<&str> = list
+        .lines()
+        .filter(|l| l.contains(&format!(" name=pollchat-{tag}")))
+        .filter_map(|l| l.split(' ').next()?.strip_prefix("id="))
+        .collect();
+    assert_eq!(ids.len(), 2, "the instance's two connections in:\n{list}");
+    for id in ids {
+        // Once one is closed, the instance closes the other itself: it may be gone.
+        ask(redis, &["CLIENT", "KILL", "ID", id]);
+    }
+}
+
+/// How an instance's links to Redis are cut in [`resumes_after`].
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// `CLIENT KILL` of its two connections: it reconnects after its first backoff.
+    Kill,
+    /// `CLIENT PAUSE`: every client's commands wait; the instance with the short nick TTL
+    /// takes the silence for a failure and reconnects, the other only waits.
+    Pause,
+    /// `DEBUG SLEEP`: the whole of Redis stops; the same.
+    Sleep,
+}
+
+/// A client on A says lines at a steady pace while B's links are cut and come back: a client
+/// on B receives every one of them, once, in order, and B counts some as resumed (so the
+/// cut really fell in the middle of them).
+fn resumes_after(cut: Cut) {
+    const LINES: usize = 1200;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "resume", |_| {});
+    let b = instance(&redis, "resume", |c| {
+        // B notices a silent Redis within a second; A (15 s) goes on waiting for it.
+        c.backplane.as_mut().unwrap().nick_ttl = Duration::from_millis(900);
+    });
+    let (mut a1, mut b1) = (a.connect(), b.connect());
+    let said = format!("<{}> ", a1.nick);
+    a1.send("warm");
+    b1.expect(&format!("{said}warm"));
+    let sender = thread::spawn(move || {
+        for n in 0..LINES {
+            a1.send(&format!("n{n}"));
+            // Pacing the load (about 3 s of it), not synchronisation: the cut falls inside.
+            thread::sleep(Duration::from_millis(2));
+        }
+        a1
+    });
+    b1.read_until(|l| l == format!("{said}n100"));
+    let mut received: Vec<String> = (0..=100).map(|n| format!("n{n}")).collect();
+    let _sleeping = match cut {
+        Cut::Kill => {
+            kill_links(&redis, &b1.nick);
+            None
+        }
+        Cut::Pause => {
+            assert_eq!(ask(&redis, &["CLIENT", "PAUSE", "2500", "ALL"]), "OK");
+            None
+        }
+        Cut::Sleep => Some(send(&redis, &["DEBUG", "SLEEP", "2.5"])),
+    };
+    // Up to the last line, so that a line missed shows as such rather than as a wait.
+    let last = format!("{said}n{}", LINES - 1);
+    let (seen, _) = b1.read_until(|l| l == last);
+    let (mut told, mut mine) = (Vec::new(), seen.into_iter().chain([last]));
+    for line in &mut mine {
+        match line.strip_prefix(&said) {
+            Some(text) => received.push(text.to_string()),
+            None => told.push(line),
+        }
+    }
+    let expected: Vec<String> = (0..LINES).map(|n| format!("n{n}")).collect();
+    assert!(received == expected, "{cut:?}: B received {received:?}");
+    assert!(
+        told.iter().any(|l| l.contains("backplane unavailable")),
+        "{cut:?}: B's links were never cut: {told:?}"
+    );
+    assert!(counter(&b, "resumed") > 0, "{cut:?}: nothing resumed");
+    assert_eq!(counter(&b, "gaps"), 0);
+    // Nothing more (a line twice, late): B has handled all A said once `/who` is answered.
+    sender.join().unwrap();
+    let rest = b1.sync();
+    assert!(rest.iter().all(|l| !l.starts_with(&said)), "{rest:?}");
+    metrics_pass_promtool(&b);
+}
+
+/// B's `/metrics` counts what was resumed, and passes `promtool check metrics` if it is there.
+fn metrics_pass_promtool(server: &TestServer) {
+    let body = common::web::get(server.http_addr.unwrap(), "/metrics").body;
+    assert!(
+        body.contains("\npollchat_backplane_resumed_total "),
+        "{body}"
+    );
+    assert!(
+        body.contains("\npollchat_backplane_gaps_total 0\n"),
+        "{body}"
+    );
+    if !common::peer_present(Command::new("promtool").arg("--version"), "promtool") {
+        return;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let checked = child.wait_with_output().unwrap();
+    assert!(checked.status.success(), "promtool: {checked:?}\n{body}");
+}
+
+/// Links closed by Redis (`CLIENT KILL`): the instance reconnects and reads on from the last
+/// entry it delivered, so nothing said meanwhile on another instance is lost or doubled.
+#[test]
+fn streams_killed_links_resume_every_line_once_in_order() {
+    resumes_after(Cut::Kill);
+}
+
+/// Redis pausing every client (`CLIENT PAUSE`) for longer than the nick TTL: the same.
+#[test]
+fn streams_paused_redis_resumes_every_line_once_in_order() {
+    resumes_after(Cut::Pause);
+}
+
+/// Redis asleep (`DEBUG SLEEP`) for longer than the nick TTL: the same.
+#[test]
+fn streams_sleeping_redis_resumes_every_line_once_in_order() {
+    resumes_after(Cut::Sleep);
+}
+
+/// A stream trimmed past the last entry an instance read (a tiny `--backplane-stream-len`, and
+/// many lines while its links were cut): its clients are told some lines were missed, once,
+/// and it goes on with what the stream still holds.
+#[test]
+fn streams_trimmed_past_the_last_entry_read_tell_of_the_gap() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let tiny = |c: &mut pollchat::Config| c.backplane.as_mut().unwrap().stream_len = 10;
+    let a = instance(&redis, "gap", tiny);
+    let b = instance(&redis, "gap", tiny);
+    let (mut a1, mut b1) = (a.connect(), b.connect());
+    let said = format!("<{}> ", a1.nick);
+    a1.send("before");
+    b1.expect(&format!("{said}before"));
+    kill_links(&redis, &b1.nick);
+    // Far more than the stream keeps, while B is away (it reconnects after 100 ms at least).
+    let burst: String = (0..300).map(|n| format!("n{n}\n")).collect();
+    a1.send_bytes(burst.as_bytes());
+    a1.send("after");
+    let (seen, _) = b1.read_until(|l| l == format!("{said}after"));
+    assert_eq!(
+        seen.iter()
+            .filter(|l| *l == "*** some lines were missed")
+            .count(),
+        1,
+        "{seen:?}"
+    );
+    assert!(!seen.contains(&format!("{said}n0")), "{seen:?}");
+    assert_eq!(counter(&b, "gaps"), 1);
+}
+
+/// A new instance loads the rooms' history (and topics) from the stream: a client joining a
+/// room there gets the lines said on another instance before it started, once each, and
+/// then what is said from now on, once.
+#[test]
+fn streams_a_new_instance_loads_history_from_the_stream() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "history", |_| {});
+    let mut ann = a.connect();
+    ann.join("#far");
+    ann.send("/topic far away");
+    ann.read_until(|l| l.contains("set the topic"));
+    for n in 1..=3 {
+        ann.send(&format!("far {n}"));
+    }
+    ann.send("/me waves");
+    ann.sync();
+    let b = instance(&redis, "history", |_| {});
+    let mut dee = b.connect();
+    dee.join("#far");
+    let said = format!("<{}> ", ann.nick);
+    let mut expected = vec![
+        "*** topic for #far: far away".to_string(),
+        "*** last 4 lines in #far:".to_string(),
+    ];
+    expected.extend((1..=3).map(|n| format!("{said}far {n}")));
+    expected.push(format!("* {} waves", ann.nick));
+    expected.push("*** end of history".to_string());
+    assert_eq!(dee.sync(), expected);
+    ann.send("now");
+    dee.expect(&format!("{said}now"));
+    assert!(dee.sync().is_empty());
+}
+
+/// With `--state-dir` too, the stream is the shared truth: a restarted instance's rooms take
+/// the stream's lines over what its file kept (the lines said elsewhere while it was down
+/// included), and a line in both is shown once.
+#[test]
+fn streams_history_from_the_stream_wins_over_the_state_dir() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let state = common::TempDir::new();
+    let keep = |c: &mut pollchat::Config| c.state_dir = Some(state.path.clone());
+    let a = instance(&redis, "truth", keep);
+    let mut ann = a.connect();
+    ann.join("#far");
+    ann.send("one");
+    ann.send("two");
+    ann.sync();
+    a.stop().unwrap();
+
+    let w = instance(&redis, "truth", |_| {});
+    let mut wes = w.connect();
+    wes.join("#far");
+    wes.send("three");
+    wes.sync();
+    let a = instance(&redis, "truth", keep);
+    let mut dee = a.connect();
+    dee.join("#far");
+    let (ann, wes) = (&ann.nick, &wes.nick);
+    assert_eq!(
+        dee.sync(),
+        [
+            "*** last 3 lines in #far:".to_string(),
+            format!("<{ann}> one"),
+            format!("<{ann}> two"),
+            format!("<{wes}> three"),
+            "*** end of history".to_string(),
+        ]
+    );
+}
+
+/// A stream made anew while an instance was cut off (as when Redis restarts without its data)
+/// lost nothing to trimming: no gap is told, and the chat goes on.
+#[test]
+fn streams_a_stream_made_anew_is_no_gap() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "anew", |_| {});
+    let b = instance(&redis, "anew", |_| {});
+    let (mut a1, mut b1) = (a.connect(), b.connect());
+    let said = format!("<{}> ", a1.nick);
+    a1.send("before");
+    b1.expect(&format!("{said}before"));
+    kill_links(&redis, &b1.nick);
+    // Gone and made again, before B is back (it reconnects after 100 ms at least).
+    assert_eq!(ask(&redis, &["DEL", "anew:stream"]), ":1");
+    ask(&redis, &["XADD", "anew:stream", "*", "e", "not an event"]);
+    a1.send("after");
+    let (seen, _) = b1.read_until(|l| l == format!("{said}after"));
+    assert!(!seen.iter().any(|l| l.contains("missed")), "{seen:?}");
+    assert_eq!(counter(&b, "gaps"), 0);
+}
+
+/// An entry another program added to the stream without pollchat's field is read past once,
+/// not asked for again and again while it is the newest.
+#[test]
+fn streams_an_entry_that_is_not_an_event_is_read_past() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "stranger", |_| {});
+    let (mut a1, mut a2) = (a.connect(), a.connect());
+    a1.send("before");
+    a2.expect(&format!("<{}> before", a1.nick));
+    assert_eq!(ask(&redis, &["CONFIG", "RESETSTAT"]), "OK");
+    ask(&redis, &["XADD", "stranger:stream", "*", "other", "field"]);
+    // Not synchronisation: the time in which a reader stuck on it would ask thousands of
+    // times, where one that read past it waits in one XREAD.
+    thread::sleep(Duration::from_millis(300));
+    let stats = ask(&redis, &["INFO", "commandstats"]);
+    let xreads: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_xread:calls="))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap());
+    assert!(xreads < 10, "{xreads} XREADs:\n{stats}");
+    a1.send("after");
+    a2.expect(&format!("<{}> after", a1.nick));
+}
