@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let max_line = usize::from(*limit) + 1;
     let read = usize::from(*read) + 1;
     let mut framer = LineFramer::new(max_line);
-    let mut check = |frame: Frame| {
+    let check = |frame: Frame| {
         if let Frame::Line(line) = frame {
             assert!(!line.chars().any(is_forbidden), "{line:?}");
             if let Ok(Some(Command::Nick(nick))) = protocol::parse(&line) {

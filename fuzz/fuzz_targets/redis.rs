@@ -13,8 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pollchat::bus::Event;
-use pollchat::backplane::event::Origins;
+use pollchat::backplane::event::{Message, Origins};
 use pollchat::backplane::resp::{self, Value};
 use pollchat::framing::is_forbidden;
 
@@ -52,7 +51,7 @@ fn check_messages(value: &Value<'_>) {
 fn check_event(message: &[u8]) {
     // Instance names are numbered as they are heard; this instance is "me".
     let mut origins = Origins::new("me");
-    let Ok(event) = Event::decode(message, &mut origins) else {
+    let Ok(event) = Message::decode(message, &mut origins) else {
         return;
     };
     // An event that decoded is UTF-8 with its origin's name as its second field.
@@ -65,7 +64,7 @@ fn check_event(message: &[u8]) {
     let text = event.encode(name);
     assert!(!text.chars().any(is_forbidden), "{text:?}");
     assert_eq!(
-        Event::decode(text.as_bytes(), &mut origins).as_ref(),
+        Message::decode(text.as_bytes(), &mut origins).as_ref(),
         Ok(&event),
         "{text:?}"
     );

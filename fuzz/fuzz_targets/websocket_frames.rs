@@ -54,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
     let read = usize::from(*read) + 1;
     let (cut, cut_result) = parse(stream, read);
     let (whole, whole_result) = parse(stream, stream.len().max(1));
-    assert_eq!(cut_result, whole_result, "reads of {read} changed the verdict");
+    assert_eq!(
+        cut_result, whole_result,
+        "reads of {read} changed the verdict"
+    );
     // Before a violation, text can be handed on in different pieces; the messages finished
     // before it are the same.
     if cut_result.is_ok() {
