@@ -19,10 +19,10 @@
 //! `XINFO STREAM`'s first entry standing past the last id read means some were lost (or,
 //! rarely, that the trim stopped exactly at that id: then the notice is one too many; the
 //! exact answer would need Redis 7's count of entries added matched with one kept here). A
-//! stream that never lost an entry (Redis restarted empty) is no gap. The check is made on every resume, and after a
-//! read that came back full (the reader may be behind); a reader keeping up cannot fall a
-//! whole stream behind in one round trip, unless the stream is shorter than what the whole
-//! cluster adds in one.
+//! stream that never lost an entry (Redis restarted empty) is no gap. The check is made on
+//! every resume, and after a read that came back full (the reader may be behind); a reader
+//! keeping up cannot fall a whole stream behind in one round trip, unless the stream is
+//! shorter than what the whole cluster adds in one.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
