@@ -68,6 +68,7 @@ mod client;
 mod event_loop;
 mod history;
 mod json;
+mod operator;
 mod report;
 mod roles;
 mod rooms;
