@@ -178,6 +178,11 @@ struct Evader {
 }
 
 impl Step {
+    /// The operator acted on the troll, and the troll was told.
+    fn dealt_with(&self) -> bool {
+        self.ordered && self.told.is_some()
+    }
+
     /// Nothing more will happen in this step.
     fn over(&self) -> bool {
         if self.refused || self.timed_out {
@@ -186,8 +191,8 @@ impl Step {
         if !self.gone {
             return false;
         }
-        // Without being told, the troll was not sanctioned: nothing follows.
-        if self.told.is_none() {
+        // A troll not dealt with was not sanctioned: nothing follows.
+        if !self.dealt_with() {
             return true;
         }
         match self.sanction {
@@ -308,7 +313,7 @@ pub(super) fn act(chaos: &mut Chaos) {
         if let Some(evader) = &mut step.evader {
             evader.gone = evader.gone || !here(evader.serial);
         }
-        if step.gone && step.told.is_some() && !step.followed {
+        if step.gone && step.dealt_with() && !step.followed {
             step.followed = true;
             match step.sanction {
                 Sanction::Kick => {}
@@ -594,7 +599,7 @@ impl Desk {
         let steps = || self.steps.iter().filter(|s| !s.refused);
         let told = |sanction| {
             steps()
-                .filter(|s| s.sanction == sanction && s.told.is_some())
+                .filter(|s| s.sanction == sanction && s.dealt_with())
                 .count() as u64
         };
         let figures = Figures {
@@ -655,6 +660,11 @@ impl Desk {
         for step in steps {
             let expected = step.told_as(&self.nick);
             let who = step.who();
+            if let Some(told) = step.told.as_ref().filter(|_| !step.ordered) {
+                // Turned away before the operator did anything: a ban still in force.
+                broken.push(format!("{who} was told {told:?} before the operator acted"));
+                continue;
+            }
             match &step.told {
                 None if !step.ordered => broken.push(format!(
                     "{who}: the operator never heard it join {SECOND_ROOM}, and did nothing"
@@ -691,9 +701,14 @@ impl Desk {
                     Some(e) if e.welcomed => broken.push(format!(
                         "a client from the banned {TROLL_ADDRESS} was welcomed"
                     )),
-                    Some(e) if e.told.as_ref() != Some(&expected) => broken.push(format!(
-                        "a client from the banned {TROLL_ADDRESS} was told {:?}, not {expected:?}",
-                        e.told
+                    Some(Evader { told: None, .. }) => broken.push(format!(
+                        "a client from the banned {TROLL_ADDRESS} was never told {expected:?}"
+                    )),
+                    Some(Evader {
+                        told: Some(told), ..
+                    }) if *told != expected => broken.push(format!(
+                        "a client from the banned {TROLL_ADDRESS} was told {told:?}, not \
+                         {expected:?}"
                     )),
                     Some(e) if !e.closed => broken.push(format!(
                         "a client from the banned {TROLL_ADDRESS} was not disconnected"
@@ -718,17 +733,27 @@ impl Desk {
     /// member of the second room, and to nobody else.
     fn announced(&self) -> Result<(), String> {
         let mut broken = Vec::new();
-        for step in self.steps.iter().filter(|s| s.told.is_some()) {
+        for step in self.steps.iter().filter(|s| s.dealt_with()) {
             let line = step.announced_as(&self.nick);
-            for member in &self.members {
-                let times = (self.heard.iter())
+            let times = |member: &String| {
+                (self.heard.iter())
                     .filter(|(l, who)| *l == line && who == member)
-                    .count();
-                match times {
-                    1 => {}
-                    0 => broken.push(format!("{member} never heard {line:?}")),
-                    n => broken.push(format!("{member} heard {line:?} {n} times")),
-                }
+                    .count()
+            };
+            let never: Vec<&str> = (self.members.iter())
+                .filter(|m| times(m) == 0)
+                .map(String::as_str)
+                .collect();
+            if !never.is_empty() {
+                broken.push(format!(
+                    "{line:?} never reached {} of the {} members of {SECOND_ROOM}: {}",
+                    never.len(),
+                    self.members.len(),
+                    never.join(", ")
+                ));
+            }
+            for member in self.members.iter().filter(|m| times(m) > 1) {
+                broken.push(format!("{member} heard {line:?} {} times", times(member)));
             }
         }
         let strangers = (self.heard.iter()).filter(|(_, who)| !self.members.contains(who));
@@ -747,7 +772,7 @@ impl Desk {
     fn lifted(&self) -> Result<(), String> {
         let mut broken = Vec::new();
         let bans = (self.steps.iter())
-            .filter(|s| s.told.is_some() && s.sanction != Sanction::Kick)
+            .filter(|s| s.dealt_with() && s.sanction != Sanction::Kick)
             .count();
         if self.placed.len() < bans {
             broken.push(format!(
@@ -850,4 +875,256 @@ pub(super) fn checks(rounds: &[Option<&Verdicts>], figures: Figures) -> Vec<Chec
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The operator's nick in the crafted rounds.
+    const OP: &str = "guest-1";
+
+    /// A troll dealt with as it must be, but not yet told.
+    fn step(sanction: Sanction, troll: u64, nick: &str) -> Step {
+        Step {
+            sanction,
+            troll,
+            opened: Instant::now(),
+            nick: nick.into(),
+            reason: format!("flooding #chaos (step {troll})"),
+            refused: false,
+            ordered: true,
+            told: None,
+            after: 0,
+            closed: true,
+            gone: true,
+            followed: true,
+            nick_answer: None,
+            evader: None,
+            timed_out: false,
+        }
+    }
+
+    /// A round in which the operator kept every promise: two kicks, a nick ban and an
+    /// address ban, each announced to the two members of #chaos, the bans lifted.
+    fn kept() -> Desk {
+        let members = vec!["chatter 10".to_string(), "operator".to_string()];
+        let mut steps = vec![
+            step(Sanction::Kick, 1, "guest-2"),
+            step(Sanction::NickBan, 2, "guest-3"),
+            step(Sanction::Kick, 3, "guest-4"),
+            step(Sanction::AddressBan, 4, "guest-5"),
+        ];
+        for s in &mut steps {
+            s.told = Some(s.told_as(OP));
+        }
+        steps[1].nick_answer = Some("*** nick \"guest-3\" is banned".into());
+        steps[3].evader = Some(Evader {
+            serial: 5,
+            told: Some(steps[3].told_as(OP)),
+            welcomed: false,
+            closed: true,
+            gone: true,
+        });
+        let heard = (steps.iter())
+            .flat_map(|s| members.iter().map(|m| (s.announced_as(OP), m.clone())))
+            .collect();
+        Desk {
+            login: Some("chaos=pw".parse().unwrap()),
+            plan: PLAN.to_vec(),
+            nick: OP.into(),
+            opered: Some("*** you are now an operator (chaos)".into()),
+            bans_before: Some("*** no bans".into()),
+            bans_after: Some("*** no bans".into()),
+            steps,
+            members,
+            heard,
+            placed: vec!["guest-3".into(), "127.0.0.2".into()],
+            lifted: vec![
+                "*** ban on guest-3 lifted".into(),
+                "*** ban on 127.0.0.2 lifted".into(),
+            ],
+            unbanning: true,
+            refusals: Vec::new(),
+        }
+    }
+
+    /// The one check `desk` fails, and why (every other must pass).
+    fn only_broken(desk: &Desk, check: &str) -> String {
+        let (verdicts, _) = desk.judge();
+        let verdicts = verdicts.expect("an operator");
+        let mut why = None;
+        for (name, verdict) in CHECKS.iter().zip(verdicts) {
+            match verdict {
+                Err(e) if *name == check => why = Some(e),
+                Err(e) => panic!("{name} failed too: {e}"),
+                Ok(()) => {}
+            }
+        }
+        why.unwrap_or_else(|| panic!("{check} passed"))
+    }
+
+    #[test]
+    fn a_round_that_kept_every_promise_passes_with_its_figures() {
+        let (verdicts, figures) = kept().judge();
+        assert!(verdicts.unwrap().iter().all(Result::is_ok));
+        assert_eq!(
+            (figures.kicks, figures.nick_bans, figures.address_bans),
+            (2, 1, 1)
+        );
+        assert_eq!((figures.evaders_refused, figures.unbans), (1, 2));
+        let round = kept().judge().0.unwrap();
+        let checks = checks(&[Some(&round)], figures);
+        assert!(checks.iter().all(|c| c.outcome == Outcome::Pass));
+    }
+
+    #[test]
+    fn without_oper_the_checks_are_skipped() {
+        let desk = Desk::default();
+        assert!(desk.judge().0.is_none());
+        let checks = checks(&[None], Figures::default());
+        assert_eq!(checks.len(), CHECKS.len());
+        assert!(checks.iter().all(|c| c.outcome == Outcome::Skipped));
+    }
+
+    #[test]
+    fn an_operator_never_granted_fails_every_check() {
+        for answer in [Some("*** wrong operator name or password"), None] {
+            let mut desk = kept();
+            desk.opered = answer.map(String::from);
+            let verdicts = desk.judge().0.unwrap();
+            assert!(verdicts.iter().all(Result::is_err));
+            let why = verdicts[0].as_ref().unwrap_err();
+            assert!(why.starts_with("/oper was"), "{why}");
+        }
+    }
+
+    #[test]
+    fn a_kicked_troll_told_another_reason_fails() {
+        let mut desk = kept();
+        desk.steps[0].told = Some(format!("*** kicked by {OP}: spam"));
+        let why = only_broken(&desk, "kicks told and closed");
+        assert!(
+            why.contains("was told \"*** kicked by guest-1: spam\", not"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_kicked_troll_that_heard_more_or_was_not_closed_fails() {
+        let mut desk = kept();
+        desk.steps[2].after = 3;
+        let why = only_broken(&desk, "kicks told and closed");
+        assert!(why.contains("got 3 lines after"), "{why}");
+        let mut desk = kept();
+        desk.steps[2].closed = false;
+        let why = only_broken(&desk, "kicks told and closed");
+        assert!(why.contains("was not disconnected"), "{why}");
+    }
+
+    #[test]
+    fn a_troll_turned_away_before_the_operator_acted_fails() {
+        // A ban left from the round before refuses it at accept, with the same reason.
+        let mut desk = kept();
+        desk.steps[3].ordered = false;
+        desk.placed.pop();
+        desk.lifted.pop();
+        let why = only_broken(&desk, "bans told and enforced");
+        assert!(why.contains("before the operator acted"), "{why}");
+    }
+
+    #[test]
+    fn a_banned_nick_taken_or_a_banned_address_welcomed_fails() {
+        let mut desk = kept();
+        desk.steps[1].nick_answer = Some(format!("*** {OP} is now known as guest-3"));
+        let why = only_broken(&desk, "bans told and enforced");
+        assert!(
+            why.contains("/nick guest-3 while banned was answered"),
+            "{why}"
+        );
+        let mut desk = kept();
+        if let Some(evader) = &mut desk.steps[3].evader {
+            evader.welcomed = true;
+        }
+        let why = only_broken(&desk, "bans told and enforced");
+        assert!(
+            why.contains("from the banned 127.0.0.2 was welcomed"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_plan_cut_short_fails() {
+        let mut desk = kept();
+        desk.steps.pop();
+        desk.placed.pop();
+        desk.lifted.pop();
+        let why = only_broken(&desk, "bans told and enforced");
+        assert!(why.starts_with("1 of the 2 trolls planned"), "{why}");
+    }
+
+    #[test]
+    fn an_announcement_missed_repeated_or_heard_elsewhere_fails() {
+        let kick = kept().steps[0].announced_as(OP);
+        let mut desk = kept();
+        desk.heard
+            .retain(|(l, who)| !(*l == kick && who == "operator"));
+        let why = only_broken(&desk, "moderation announced");
+        assert!(
+            why.contains("never reached 1 of the 2 members of #chaos: operator"),
+            "{why}"
+        );
+        let mut desk = kept();
+        desk.heard.push((kick.clone(), "chatter 10".into()));
+        let why = only_broken(&desk, "moderation announced");
+        assert!(
+            why.contains("chatter 10 heard") && why.ends_with("2 times"),
+            "{why}"
+        );
+        let mut desk = kept();
+        desk.heard.push((kick, "chatter 0".into()));
+        let why = only_broken(&desk, "moderation announced");
+        assert!(why.starts_with("chatter 0, not in #chaos, heard"), "{why}");
+    }
+
+    #[test]
+    fn bans_left_in_force_fail() {
+        let mut desk = kept();
+        desk.lifted.clear();
+        desk.bans_after = Some("*** 2 bans:".into());
+        let why = only_broken(&desk, "bans lifted");
+        assert!(why.contains("/unban 127.0.0.2 was not answered"), "{why}");
+        assert!(
+            why.ends_with("/bans said \"*** 2 bans:\" after the round, \"*** no bans\" before")
+        );
+    }
+
+    #[test]
+    fn a_failure_names_its_round() {
+        let good = kept().judge().0.unwrap();
+        let mut desk = kept();
+        desk.steps[0].closed = false;
+        let bad = desk.judge().0.unwrap();
+        let checks = checks(&[Some(&good), Some(&bad)], Figures::default());
+        let kicks = checks
+            .iter()
+            .find(|c| c.name == "kicks told and closed")
+            .unwrap();
+        assert_eq!(kicks.outcome, Outcome::Fail);
+        assert!(
+            kicks.detail.starts_with("round 2: troll 1 (guest-2)"),
+            "{}",
+            kicks.detail
+        );
+    }
+
+    #[test]
+    fn the_bans_answer_is_read_back_as_written() {
+        assert!(is_bans_header("*** 1 ban:"));
+        assert!(is_bans_header("*** 12 bans:"));
+        assert!(!is_bans_header(
+            "***   guest-3 by chaos, 29s left: flooding"
+        ));
+        assert!(!is_bans_header("*** no bans"));
+    }
 }

@@ -918,7 +918,7 @@ mod tests {
         let names: Vec<String> = r
             .checks
             .iter()
-            .map(|c| format!("\"{}\":\"PASS\"", c.name))
+            .map(|c| format!("\"{}\":\"{}\"", c.name, c.outcome.word()))
             .collect();
         let at: Vec<usize> = names
             .iter()
