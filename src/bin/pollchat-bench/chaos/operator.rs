@@ -13,8 +13,8 @@
 //! well-behaved client uses (so only with a target on 127.0.0.1; otherwise the plan has no
 //! address ban). After the nick ban the operator tries to take the banned nick itself;
 //! after the address ban one more client, the *ban evader*, connects from the banned
-//! address. A troll the server turned away as full (a connect storm) is replaced, up to
-//! [`TRIES`] times a step. Once the plan is done (after the chaos phase if the machine was
+//! address. A troll the server turned away as full (a connect storm) is replaced, the round
+//! opening at most [`TRIES`] trolls per step of the plan. Once the plan is done (after the chaos phase if the machine was
 //! slow: [`wind_up`]), the operator lifts every ban it placed and asks `/bans` again, so the
 //! next round starts with the bans the server had before.
 //!
@@ -82,7 +82,8 @@ const PLAN: [Sanction; 4] = [
 /// before the next, and short enough that a run cut short leaves none for long.
 const BAN_FOR: &str = "30s";
 
-/// Trolls a step may take: one turned away by a full server (a connect storm) is replaced.
+/// Trolls a round may open per step of its plan: one turned away by a full server (a connect
+/// storm) is replaced, but not without end.
 const TRIES: usize = 3;
 
 /// How long a step may take, from its troll's connect to its last answer: on a quiet
