@@ -13,8 +13,8 @@
 //! well-behaved client uses (so only with a target on 127.0.0.1; otherwise the plan has no
 //! address ban). After the nick ban the operator tries to take the banned nick itself;
 //! after the address ban one more client, the *ban evader*, connects from the banned
-//! address. A troll the server turned away as full (a connect storm) is replaced, the round
-//! opening at most [`TRIES`] trolls per step of the plan. Once the plan is done (after the chaos phase if the machine was
+//! address. A troll the server turned away as full (a connect storm) is replaced
+//! [`RETRY_AFTER`] later, up to [`REPLACED`] times a round. Once the plan is done (after the chaos phase if the machine was
 //! slow: [`wind_up`]), the operator lifts every ban it placed and asks `/bans` again, so the
 //! next round starts with the bans the server had before.
 //!
@@ -82,9 +82,13 @@ const PLAN: [Sanction; 4] = [
 /// before the next, and short enough that a run cut short leaves none for long.
 const BAN_FOR: &str = "30s";
 
-/// Trolls a round may open per step of its plan: one turned away by a full server (a connect
-/// storm) is replaced, but not without end.
-const TRIES: usize = 3;
+/// A troll turned away by a full server (a connect storm) is replaced this much later, and at
+/// most this many times a round. A storm holds the server full for up to a second (its
+/// clients stay 0.3 to 1 s), and there are two a round: replaced at once, a troll was turned
+/// away up to 8 times in a row in the chaos test, where three tries a step would soon have
+/// run out.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+const REPLACED: usize = 40;
 
 /// How long a step may take, from its troll's connect to its last answer: on a quiet
 /// machine a fraction of a second.
@@ -149,8 +153,9 @@ struct Step {
     /// The troll's nick, from its welcome.
     nick: String,
     reason: String,
-    /// The server was full: another troll takes the step.
+    /// The server was full: another troll takes the step. When it said so.
     refused: bool,
+    refused_at: Option<Instant>,
     /// The operator has sent its command.
     ordered: bool,
     /// The troll's `*** kicked by` or `*** banned:` line, and the lines it got after it.
@@ -271,7 +276,7 @@ impl Desk {
     /// The sanction the next troll is for, if the plan is not done.
     fn next_sanction(&self) -> Option<Sanction> {
         let done = self.steps.iter().filter(|s| !s.refused).count();
-        if self.steps.len() >= self.plan.len() * TRIES {
+        if self.steps.len() - done >= REPLACED {
             return None;
         }
         self.plan.get(done).copied()
@@ -343,7 +348,11 @@ pub(super) fn act(chaos: &mut Chaos) {
         }
     }
     let desk = &chaos.ctx.desk;
-    let ready = desk.steps.last().is_none_or(Step::over);
+    // After a troll the server turned away, the next waits a moment: the storm may last.
+    let ready = desk
+        .steps
+        .last()
+        .is_none_or(|s| s.over() && s.refused_at.is_none_or(|at| at.elapsed() >= RETRY_AFTER));
     if chaos.ctx.phase != Phase::Chaos || !ready {
         return;
     }
@@ -371,6 +380,7 @@ pub(super) fn act(chaos: &mut Chaos) {
         nick: String::new(),
         reason: format!("flooding {SECOND_ROOM} ({what} {number})"),
         refused: false,
+        refused_at: None,
         ordered: false,
         told: None,
         after: 0,
@@ -526,6 +536,7 @@ fn troll_heard(client: &mut Client, text: &str, desk: &mut Desk) {
         client.leaving = true;
     } else if text.starts_with("*** server full") || text.starts_with("*** too many connections") {
         step.refused = true;
+        step.refused_at = Some(Instant::now());
     }
 }
 
@@ -894,6 +905,7 @@ mod tests {
             nick: nick.into(),
             reason: format!("flooding #chaos (step {troll})"),
             refused: false,
+            refused_at: None,
             ordered: true,
             told: None,
             after: 0,
