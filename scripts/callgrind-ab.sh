@@ -6,19 +6,24 @@
 # fanning 64-byte lines out to 1,000 receivers, the server's `lines_out` from its stats
 # datagram, then SIGTERM (callgrind writes its totals on exit). The figure includes the
 # start-up and the 1,001 connects, a few million instructions, in both. Loopback only; each
-# run is bounded by --duration; every process it starts is stopped, by PID.
+# run is bounded by --duration; every process it starts is stopped, by PID. --a-args and
+# --b-args add server flags to one side only (the same binary with and without a feature:
+# --a-args "" --b-args "--state-dir DIR"); both default to "--history 0".
 set -euo pipefail
 
 usage() {
   echo "usage: scripts/callgrind-ab.sh --a BINARY --b BINARY [--duration SECS] [--generator BINARY]"
+  echo "                                 [--a-args \"FLAGS\"] [--b-args \"FLAGS\"]"
 }
-a="" b="" duration=5 generator=""
+a="" b="" duration=5 generator="" a_args="--history 0" b_args="--history 0"
 while [ $# -gt 0 ]; do
   case "$1" in
     --a) a=$(realpath "$2"); shift 2 ;;
     --b) b=$(realpath "$2"); shift 2 ;;
     --duration) duration="$2"; shift 2 ;;
     --generator) generator=$(realpath "$2"); shift 2 ;;
+    --a-args) a_args="$2"; shift 2 ;;
+    --b-args) b_args="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -44,10 +49,11 @@ PY
 
 for shape in line batch; do
   for label in A B; do
-    bin=$a; [ "$label" = B ] && bin=$b
+    bin=$a extra=$a_args; [ "$label" = B ] && bin=$b extra=$b_args
     port=$((20000 + RANDOM % 20000)); sport=$((port + 1))
+    # shellcheck disable=SC2086 # --a-args and --b-args are split into flags on purpose
     valgrind --tool=callgrind --callgrind-out-file="$out/$label-$shape.out" "$bin" \
-      --bind "127.0.0.1:$port" --rate 0 --quiet-joins --history 0 --log-level warn \
+      --bind "127.0.0.1:$port" --rate 0 --quiet-joins --log-level warn $extra \
       --stats-udp "127.0.0.1:$sport" 2>"$out/$label-$shape.log" &
     server_pid=$!
     for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done

@@ -63,8 +63,10 @@ pub enum Refused {
 pub struct Chat {
     /// Who is here, under which nick, in which room (`nicks.rs`).
     nicks: Nicks,
-    /// The rooms this instance keeps (`rooms.rs`). Every client's room is one of them.
-    rooms: Rooms,
+    /// The rooms this instance keeps (`rooms.rs`). Every client's room is one of them. Public
+    /// for the server's end of batch and start-up, which hand their history to the keeper
+    /// (`state/`) and restore it from there.
+    pub rooms: Rooms,
     /// What the chat asks of the bus, for the server to hand over (`requests.rs`).
     requests: Requests,
     /// The message of the day, as server lines (`protocol::motd`); empty when there is none.
@@ -93,11 +95,6 @@ impl Chat {
     /// Who is here, under which nick.
     pub fn nicks(&self) -> &Nicks {
         &self.nicks
-    }
-
-    /// The rooms this instance keeps.
-    pub fn rooms(&self) -> &Rooms {
-        &self.rooms
     }
 
     pub fn set_rules(&mut self, rules: RoomRules) {

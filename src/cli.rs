@@ -13,6 +13,7 @@ use crate::backplane::{BackplaneConfig, RedisUrl};
 use crate::config::{Config, HttpSettings, Motd, TlsSettings};
 use crate::limits;
 use crate::operators::{Operator, parse_operator};
+use crate::state::Fsync;
 
 /// A single-threaded chat server for nc and telnet clients, built on one mio poll loop.
 #[derive(Debug, Parser)]
@@ -167,6 +168,17 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub bans_file: Option<PathBuf>,
 
+    /// Keep the rooms' history and topics in this directory, so they survive a restart (off by
+    /// default)
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// When --state-dir's file is synced to the disk: always (every batch), everysec (at most
+    /// once a second) or no (when the kernel likes)
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Fsync::Everysec,
+          requires = "state_dir")]
+    pub fsync: Fsync,
+
     /// Log level: off, error, warn, info, debug or trace (trace logs every line)
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     pub log_level: LevelFilter,
@@ -270,6 +282,8 @@ impl Cli {
                 nick_ttl: Duration::from_secs_f64(self.backplane_nick_ttl.clamp(0.3, 1e6)),
             }),
             bans_file: self.bans_file.clone(),
+            state_dir: self.state_dir.clone(),
+            fsync: self.fsync,
             operators: self.operators.clone(),
             oper_plaintext: self.oper_plaintext,
             topic_ops_only: self.topic_ops_only,

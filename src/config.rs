@@ -14,6 +14,7 @@ use log::LevelFilter;
 use crate::backplane::BackplaneConfig;
 use crate::limits;
 use crate::operators::Operator;
+use crate::state::Fsync;
 
 /// Everything the server needs to run.
 #[derive(Debug, Clone)]
@@ -61,6 +62,11 @@ pub struct Config {
     pub backplane: Option<BackplaneConfig>,
     /// `--bans-file`: where bans are kept across restarts; `None` keeps them in memory only.
     pub bans_file: Option<PathBuf>,
+    /// `--state-dir`: where the rooms' history and topics are kept across restarts (`state/`);
+    /// `None` keeps them in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// `--fsync`: when the state file is synced to the disk.
+    pub fsync: Fsync,
     /// The operators (`[operators]`): a name and its argon2 hash each.
     pub operators: Vec<Operator>,
     /// `/oper` over plain text from another machine is allowed (by default it is refused).
@@ -158,6 +164,8 @@ impl Default for Config {
             stats_udp: None,
             backplane: None,
             bans_file: None,
+            state_dir: None,
+            fsync: Fsync::default(),
             operators: Vec::new(),
             oper_plaintext: false,
             topic_ops_only: false,

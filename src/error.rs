@@ -24,6 +24,8 @@ pub enum Error {
     Backplane(String),
     /// The `--config` file cannot be used (the sentence says which key, on which line, and why).
     Config(String),
+    /// `--state-dir`'s file cannot be used (the sentence says why, and what to do).
+    State(String),
     /// The command line is wrong, or asks for `--help`: clap prints it and exits (status 2, or 0).
     Usage(clap::Error),
 }
@@ -49,9 +51,10 @@ impl fmt::Display for Error {
                 )
             }
             Error::Poll(source) => write!(f, "event loop failed: {}", describe(source)),
-            Error::Tls(sentence) | Error::Backplane(sentence) | Error::Config(sentence) => {
-                f.write_str(sentence)
-            }
+            Error::Tls(sentence)
+            | Error::Backplane(sentence)
+            | Error::Config(sentence)
+            | Error::State(sentence) => f.write_str(sentence),
             Error::Usage(e) => write!(f, "{e}"),
             Error::NoListeners => f.write_str(
                 "nothing to listen on: give --bind, or --tls-cert and --tls-key for TLS",
@@ -67,7 +70,11 @@ impl std::error::Error for Error {
                 Some(source)
             }
             Error::Usage(e) => Some(e),
-            Error::Tls(_) | Error::NoListeners | Error::Backplane(_) | Error::Config(_) => None,
+            Error::Tls(_)
+            | Error::NoListeners
+            | Error::Backplane(_)
+            | Error::Config(_)
+            | Error::State(_) => None,
         }
     }
 }

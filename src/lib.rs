@@ -46,6 +46,8 @@
 //! - [`notices`]: join and leave notices, said at the end of the batch and summarized in a
 //!   burst, so a connection storm cannot make every member pay for every connection.
 //! - [`protocol`]: what a line means ([`protocol::Command`]) and all the text the server sends.
+//! - [`state`]: `--state-dir`, the rooms' history and topics kept in a file that outlives the
+//!   process: appended once per batch, synced by `--fsync`, compacted, loaded with care.
 //! - [`bus`]: the seam between the chat and the backplane: where an event goes.
 //! - [`backplane`]: `--backplane`, the Redis bus: several instances as one chat through Redis
 //!   pub/sub, its two connections driven in the same loop.
@@ -138,6 +140,7 @@ pub mod protocol;
 pub mod rate_limit;
 pub mod room;
 pub mod server;
+pub mod state;
 pub mod stats;
 pub mod table;
 pub mod telnet;

@@ -38,8 +38,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let mut config = cli.config();
-    // SIGHUP reads the same command line over the file again (`server/reload.rs`).
-    config.reload_args = cli.config.is_some().then(|| std::env::args_os().collect());
+    // SIGHUP reads the same command line (over the file, if one is named) again, and the
+    // files it names (`server/reload.rs`).
+    config.reload_args = Some(std::env::args_os().collect());
     let result = logging::init(cli.log_level, cli.log_file.as_deref())
         .and_then(|()| Server::bind(config))
         .and_then(Server::run);

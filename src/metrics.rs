@@ -11,6 +11,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use crate::state;
 use crate::stats::{Gauges, Stats};
 
 /// Transports always listed in `pollchat_clients_by_transport`, so that a query for one finds
@@ -25,7 +26,55 @@ pub fn render(stats: &Stats, gauges: &Gauges) -> String {
     if let Some(backplane) = &gauges.backplane {
         out.backplane(backplane.get());
     }
+    if let Some(state) = &gauges.state {
+        kept(&mut out, state);
+    }
     out.text
+}
+
+/// `--state-dir`'s journal (`state/`): what it wrote, how long the disk kept the loop waiting.
+fn kept(out: &mut Exposition, state: &state::Stats) {
+    let counters = [
+        (
+            "state_bytes_written_total",
+            "Bytes written to the state file, compactions included.",
+            state.bytes_written,
+        ),
+        (
+            "state_records_written_total",
+            "Records written to the state file, compactions included.",
+            state.records_written,
+        ),
+        (
+            "state_fsyncs_total",
+            "Syncs of the state file (--fsync), the loop waiting for the disk.",
+            state.fsyncs,
+        ),
+        (
+            "state_compactions_total",
+            "Times the state file was rewritten from what the rooms hold.",
+            state.compactions,
+        ),
+        (
+            "state_errors_total",
+            "Writes and syncs of the state file that failed (logged once).",
+            state.errors,
+        ),
+    ];
+    for (name, help, value) in counters {
+        out.one(name, "counter", help, value);
+    }
+    let help = "Seconds the loop spent waiting for the state file's syncs.";
+    out.one(
+        "state_fsync_seconds_total",
+        "counter",
+        help,
+        state.fsync_seconds,
+    );
+    let help = "Seconds reading the state file took at start-up.";
+    out.one("state_load_seconds", "gauge", help, state.load_seconds);
+    let help = "The state file's size now, in bytes.";
+    out.one("state_file_bytes", "gauge", help, state.file_bytes);
 }
 
 /// The gauges: what the server holds now.

@@ -120,6 +120,18 @@ impl Room {
         self.topic = Some(topic.to_string());
     }
 
+    /// The lines kept for whoever comes in next, oldest first.
+    pub fn history(&self) -> impl Iterator<Item = &[u8]> {
+        self.history.iter().map(|line| &**line)
+    }
+
+    /// What `--state-dir` kept of this room (see `state/`), restored at start-up.
+    pub fn restore(&mut self, saved: crate::state::Saved) {
+        self.topic = saved.topic;
+        self.history = saved.lines;
+        self.set_history_len(self.history_len);
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -167,6 +179,11 @@ impl Room {
             return false;
         }
         self.members.remove(&who.token).is_some()
+    }
+
+    /// Whether lines said here are kept for whoever comes in later (`--history` is not 0).
+    pub fn keeps_history(&self) -> bool {
+        self.history_len > 0
     }
 
     /// A chat line said here: sent to every member but its sender (the connection id

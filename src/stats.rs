@@ -82,6 +82,8 @@ pub struct Gauges {
     pub backplane: Option<Box<RawValue>>,
     /// Moderation actions since the start, by kind (the chat counts them: `chat/moderation.rs`).
     pub moderation: BTreeMap<&'static str, u64>,
+    /// `--state-dir`'s journal, if it is on (`state/`).
+    pub state: Option<crate::state::Stats>,
 }
 
 /// The reply to `stats`, field by field in the order it is sent.

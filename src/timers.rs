@@ -42,6 +42,9 @@ pub enum Timer {
     LogSummary,
     /// The shutdown grace period is over: exit whatever is still queued.
     ShutdownDeadline,
+    /// The state journal asked for it (`state/`): an `everysec` sync, or a retry after an
+    /// error.
+    State,
     /// A deadline the bus asked for (the backplane: a reconnect, a connect timeout, a refresh
     /// of the nick claims).
     Bus,
@@ -59,6 +62,7 @@ impl Timer {
             Timer::ResumeAccept
             | Timer::ShutdownDeadline
             | Timer::Bus
+            | Timer::State
             | Timer::Notices
             | Timer::LogSummary => None,
         }

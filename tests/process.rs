@@ -52,14 +52,14 @@ fn server_with_a_stuck_client() -> StuckServer {
 }
 
 /// SIGHUP (a closed terminal, a service manager's reload) does not stop the server: without
-/// `--config` it says there is nothing to reload, its clients stay and are served, and
-/// SIGTERM still ends it with status 0.
+/// `--config` it reads its command line again, its clients stay and are served, and SIGTERM
+/// still ends it with status 0.
 #[test]
 fn sighup_does_not_stop_the_server() {
     let mut server = ServerProcess::start(&["--quiet-joins"]);
     let mut a = Client::connect(server.addr);
     server.signal("HUP");
-    server.wait_for_log("SIGHUP: there is no --config file to reload; nothing changes");
+    server.wait_for_log("reload: configuration reloaded");
     let mut b = Client::connect(server.addr);
     b.send("still here?");
     a.expect(&format!("<{}> still here?", b.nick));

@@ -193,6 +193,33 @@ fn reload_swaps_the_certificate_for_new_handshakes_only() {
     after.read_until(|line| line.ends_with("> yes"));
 }
 
+/// Without a config file, SIGHUP still reads the certificate and key the flags name again: a
+/// certificate renewed in place (certbot writes over the same paths) is what the next
+/// handshake gets.
+#[test]
+fn reload_without_a_config_file_rereads_the_certificate_files() {
+    let (old, new) = (TestCert::new(), TestCert::new());
+    let dir = TempDir::new();
+    let cert = dir.file("cert.pem", &std::fs::read(&old.cert).unwrap());
+    let key = dir.file("key.pem", &std::fs::read(&old.key).unwrap());
+    let (cert_arg, key_arg) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mut server = ServerProcess::start(&[
+        "--tls-cert",
+        cert_arg,
+        "--tls-key",
+        key_arg,
+        "--tls-bind",
+        "127.0.0.1:0",
+    ]);
+    let tls = listening(&mut server, "(TLS)");
+    assert_eq!(peer_certificate(tls, &[&old, &new]), der(&old));
+    std::fs::copy(&new.cert, &cert).unwrap();
+    std::fs::copy(&new.key, &key).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("reload: configuration reloaded");
+    assert_eq!(peer_certificate(tls, &[&old, &new]), der(&new));
+}
+
 fn der(cert: &TestCert) -> CertificateDer<'static> {
     CertificateDer::from_pem_file(&cert.cert).unwrap()
 }

@@ -175,7 +175,7 @@ fn http_head_not_finished_in_time_is_closed() {
 }
 
 /// `promtool check metrics`, Prometheus's own parser and linter, passes a live `/metrics`
-/// taken after chat traffic (so the counters are not all zero), and fails the same body with
+/// (`--state-dir`'s included) taken after chat traffic (so the counters are not all zero), and fails the same body with
 /// one line broken, so its pass means something.
 #[test]
 fn metrics_pass_promtool_check_metrics() {
@@ -185,13 +185,19 @@ fn metrics_pass_promtool_check_metrics() {
     ) {
         return;
     }
-    let (server, http_addr) = web_server(|_| {});
+    // With --state-dir, so that its metrics are checked too.
+    let state = common::TempDir::new();
+    let (server, http_addr) = web_server(|c| c.state_dir = Some(state.path.clone()));
     let mut nc = server.connect();
     let mut web = ws_client(http_addr);
     nc.send("counted");
     web.expect(&format!("<{}> counted", nc.nick));
     let body = get(http_addr, "/metrics").body;
     assert!(body.contains("\npollchat_lines_in_total 1\n"), "{body}");
+    assert!(
+        body.contains("\npollchat_state_records_written_total 1\n"),
+        "{body}"
+    );
     let promtool = |text: &str| {
         let mut child = Command::new("promtool")
             .args(["check", "metrics"])

@@ -16,6 +16,7 @@ use crate::connection::ConnRef;
 use crate::limits::LOBBY;
 use crate::protocol::room_key;
 use crate::room::{CutOff, Outbox, Room};
+use crate::state::{Forgetful, Keeper, Saved};
 
 /// Every room this instance keeps, by key.
 #[derive(Debug)]
@@ -23,6 +24,9 @@ pub struct Rooms {
     /// Lower-cased name → the room. Ordered, so `/list` goes room by room in one order.
     by_key: BTreeMap<Rc<str>, Room>,
     rules: RoomRules,
+    /// Where history goes to outlive the process: `--state-dir`'s journal, or nowhere
+    /// ([`Forgetful`]). Told of every line kept, topic set and room forgotten (`state/`).
+    keeper: Box<dyn Keeper>,
 }
 
 impl Rooms {
@@ -30,6 +34,7 @@ impl Rooms {
         let mut rooms = Rooms {
             by_key: BTreeMap::new(),
             rules,
+            keeper: Box::new(Forgetful),
         };
         rooms.open(LOBBY);
         rooms
@@ -42,6 +47,49 @@ impl Rooms {
         for room in self.by_key.values_mut() {
             room.set_history_len(rules.history);
         }
+    }
+
+    /// Start-up with `--state-dir`: the rooms the file kept, as far as `--max-rooms` allows.
+    pub fn restore(&mut self, saved: Vec<Saved>) {
+        for saved in saved {
+            let key = room_key(&saved.name).into_owned();
+            if !self.by_key.contains_key(key.as_str()) && self.by_key.len() >= self.rules.max_rooms
+            {
+                warn!(
+                    "state: room {} not restored: --max-rooms is reached",
+                    saved.name
+                );
+                continue;
+            }
+            self.open_known(&saved.name);
+            self.room_mut(&key).restore(saved);
+        }
+    }
+
+    /// From now on, the lines kept, topics set and rooms forgotten go to `keeper`.
+    pub fn keep_with(&mut self, keeper: Box<dyn Keeper>) {
+        self.keeper = keeper;
+    }
+
+    /// Every room, in key order.
+    pub fn all(&self) -> impl Iterator<Item = &Room> {
+        self.by_key.values()
+    }
+
+    /// The keeper and the rooms it reads when it compacts (the end of the batch, its timer).
+    pub fn keeper(&mut self) -> (&mut dyn Keeper, impl Iterator<Item = &Room>) {
+        (&mut *self.keeper, self.by_key.values())
+    }
+
+    /// The keeper's figures, for `/metrics` (`None` without `--state-dir`).
+    pub fn keeper_stats(&self) -> Option<crate::state::Stats> {
+        self.keeper.stats()
+    }
+
+    /// The server is shutting down: the keeper writes what is pending and stops, so that the
+    /// rooms emptying as everyone leaves are not recorded as forgotten.
+    pub fn close_keeper(&mut self) {
+        std::mem::replace(&mut self.keeper, Box::new(Forgetful)).close();
     }
 
     /// Rooms this instance keeps (`#lobby` included).
@@ -180,6 +228,9 @@ impl Rooms {
         let except = event.origin.is_here().then_some(event.conn);
         let mut cut_off = room.announce_arrival(event.origin, event.conn, out);
         cut_off.extend(room.say(except, line, out));
+        if room.keeps_history() {
+            self.keeper.said(room.name(), line);
+        }
         cut_off
     }
 
@@ -212,6 +263,7 @@ impl Rooms {
             return Vec::new();
         };
         room.set_topic(topic);
+        self.keeper.topic(room.name(), topic);
         let mut cut_off = room.announce_arrival(event.origin, event.conn, out);
         cut_off.extend(room.tell_everyone(line, out));
         cut_off
@@ -265,6 +317,7 @@ impl Rooms {
         };
         if self.emptied(key).is_some() && !elsewhere.is_room_elsewhere(room.name()) {
             debug!("room {} closed: nobody is in it", room.name());
+            self.keeper.forgot(room.name());
             self.by_key.remove(key);
         }
     }

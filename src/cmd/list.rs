@@ -9,7 +9,7 @@ use crate::room::Outbox;
 pub fn apply(cx: &mut Ctx<'_, impl Outbox>) {
     // By key, so a room this instance and another spell differently is counted once.
     let mut rooms: BTreeMap<String, (&str, usize)> = BTreeMap::new();
-    let everywhere = cx.chat.rooms().list().chain(cx.elsewhere.rooms_elsewhere());
+    let everywhere = cx.chat.rooms.list().chain(cx.elsewhere.rooms_elsewhere());
     for (name, members) in everywhere {
         rooms
             .entry(room_key(name).into_owned())

@@ -35,6 +35,7 @@ impl Server {
                 }
                 Timer::ShutdownDeadline => self.exit_now = true,
                 Timer::Notices => self.clients.hub.notices_fired(),
+                Timer::State => self.clients.hub.state_timer(now, &mut self.clients.timers),
                 Timer::LogSummary => self.clients.table.log.summarize(now),
                 Timer::Bus => {
                     let Clients { hub, scratch, .. } = &mut self.clients;

@@ -19,6 +19,7 @@ use crate::connlog::Kind;
 use crate::error::Error;
 use crate::protocol;
 use crate::room::Outbox;
+use crate::state::{self, Journal};
 use crate::table::ConnTable;
 use crate::timers::{Timer, Timers};
 
@@ -53,6 +54,21 @@ impl Hub {
         };
         let mut chat = Chat::new(room_rules(config), &*bus);
         chat.moderation.operators.configure(config);
+        if let Some(dir) = &config.state_dir {
+            let lock = state::lock(dir)?;
+            let loaded = state::load(dir, config.history)?;
+            chat.rooms.restore(loaded.rooms);
+            let (fsync, seconds, now) = (config.fsync, loaded.seconds, Instant::now());
+            let journal = Journal::new(
+                dir.clone(),
+                lock,
+                fsync,
+                seconds,
+                &mut chat.rooms.all(),
+                now,
+            );
+            chat.rooms.keep_with(Box::new(journal));
+        }
         Ok(Hub {
             chat,
             bus,
@@ -129,7 +145,7 @@ impl Hub {
     /// notices (or a timer for when one may come), then what the chat published goes out on
     /// the bus, once per batch like every other write. If that takes the bus down, the chat
     /// delivers the rest here; a few rounds settle it. Last, the bans file, if the batch
-    /// changed the bans.
+    /// changed the bans, and the history the batch kept, to `--state-dir`'s file.
     pub fn end_batch(
         &mut self,
         registry: &Registry,
@@ -156,6 +172,18 @@ impl Hub {
             self.absorb(news, table, timers);
         }
         self.chat.moderation.bans.save_if_changed();
+        let (keeper, mut rooms) = self.chat.rooms.keeper();
+        if let Some(at) = keeper.end_batch(&mut rooms, now) {
+            timers.add(at, Timer::State);
+        }
+    }
+
+    /// The state journal's timer fired (`state/`): a sync, or a retry after an error.
+    pub fn state_timer(&mut self, now: Instant, timers: &mut Timers) {
+        let (keeper, mut rooms) = self.chat.rooms.keeper();
+        if let Some(at) = keeper.on_timer(&mut rooms, now) {
+            timers.add(at, Timer::State);
+        }
     }
 
     /// The connection's transport is ready (at once, or once its handshake is over): it

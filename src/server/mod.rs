@@ -198,9 +198,10 @@ fn gauges(table: &ConnTable, chat: &Chat, bus: &dyn BusIo) -> Gauges {
         connections_now: table.len(),
         clients: chat.members(),
         clients_by_transport: stats::clients_by_transport(table.iter().map(|(_, c)| c)),
-        rooms: chat.rooms().count(),
+        rooms: chat.rooms.count(),
         backplane: bus.stats(),
         moderation: chat.moderation.counts.clone(),
+        state: chat.rooms.keeper_stats(),
     }
 }
 
@@ -461,6 +462,7 @@ impl Server {
             table, hub, timers, ..
         } = &mut self.clients;
         table.close_handshakes(&CloseReason::Shutdown);
+        hub.chat.rooms.close_keeper();
         hub.chat.shutdown(table);
         hub.forward(table);
         timers.add(now + SHUTDOWN_GRACE, Timer::ShutdownDeadline);

@@ -1,4 +1,6 @@
 //! SIGHUP: the `--config` file read again, and what changed applied without a restart.
+//! Without a `--config` file the command line is read again, which still re-reads the files
+//! it names: a certificate renewed in place, the MOTD file, the bans file.
 //!
 //! A reload is two steps, so that a file that does not parse or validate changes nothing.
 //! [`load`] does everything that can fail: the command line is parsed again over the file
@@ -93,7 +95,7 @@ fn read_motd(path: &Path) -> Result<String, Error> {
 /// by result either way.
 pub(super) fn on_sighup(server: &mut Server) {
     let Some(args) = server.clients.config.reload_args.clone() else {
-        return info!("SIGHUP: there is no --config file to reload; nothing changes");
+        return info!("SIGHUP: this server has no command line to read again; nothing changes");
     };
     let loaded = config_file::parse(args.clone()).and_then(|(cli, _)| {
         let mut config = cli.config();
@@ -180,6 +182,8 @@ fn keep_running(old: &Config, new: &mut Config) -> Vec<&'static str> {
     keep("stats-udp", old.stats_udp != new.stats_udp);
     keep("log-file", old.log_file != new.log_file);
     keep("bans-file", old.bans_file != new.bans_file);
+    keep("state-dir", old.state_dir != new.state_dir);
+    keep("fsync", old.fsync != new.fsync);
     new.bind.clone_from(&old.bind);
     match (&old.tls, &mut new.tls) {
         (Some(old), Some(new)) => new.bind.clone_from(&old.bind),
@@ -190,5 +194,7 @@ fn keep_running(old: &Config, new: &mut Config) -> Vec<&'static str> {
     new.stats_udp = old.stats_udp;
     new.log_file.clone_from(&old.log_file);
     new.bans_file.clone_from(&old.bans_file);
+    new.state_dir.clone_from(&old.state_dir);
+    new.fsync = old.fsync;
     keys
 }

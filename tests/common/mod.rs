@@ -414,6 +414,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     /// Lines the process writes to stderr (its log), forwarded by a thread.
     log: Receiver<String>,
+    /// Its log up to the first "listening on" line, which [`ServerProcess::start`] read.
+    pub start_log: Vec<String>,
 }
 
 impl ServerProcess {
@@ -431,12 +433,20 @@ impl ServerProcess {
         ServerProcess::start_under_ulimit(&format!("-S -n {limit}"), args)
     }
 
-    /// `sh -c 'ulimit ULIMIT_ARGS && exec pollchat ARGS'`.
+    /// Runs the binary with files it writes limited to `blocks` blocks (`ulimit -f`), with
+    /// SIGXFSZ ignored: a write past the limit then fails with EFBIG, as a full disk fails one
+    /// with ENOSPC, whoever runs the test (root included).
+    pub fn start_with_file_size_limit(blocks: u32, args: &[&str]) -> ServerProcess {
+        ServerProcess::start_under_ulimit(&format!("-f {blocks}"), args)
+    }
+
+    /// `sh -c 'trap "" XFSZ; ulimit ULIMIT_ARGS && exec pollchat ARGS'` (an ignored signal
+    /// stays ignored across exec; only a file size limit raises this one).
     fn start_under_ulimit(ulimit_args: &str, args: &[&str]) -> ServerProcess {
         let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(format!("ulimit {ulimit_args} && exec \"$0\" \"$@\""));
+        command.arg("-c").arg(format!(
+            "trap '' XFSZ; ulimit {ulimit_args} && exec \"$0\" \"$@\""
+        ));
         command.arg(env!("CARGO_BIN_EXE_pollchat"));
         ServerProcess::start_command(command, args)
     }
@@ -476,8 +486,10 @@ impl ServerProcess {
             process,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
+            start_log: Vec::new(),
         };
-        let listening = server.wait_for_log("listening on ");
+        server.start_log = server.log_until("listening on ");
+        let listening = server.start_log.last().expect("the listening line");
         let addr = listening.rsplit(' ').next().expect("address in log line");
         server.addr = addr.parse().expect("listening address");
         server

@@ -131,7 +131,7 @@ fn a_room_goes_when_its_last_member_leaves_and_the_limit_counts_the_lobby() {
     chat.enter(ann, &LocalBus, &mut Recorder::default());
     assert_eq!(join(&mut chat, ann, "#a"), Ok(()));
     assert_eq!(join(&mut chat, ann, "#b"), Ok(()));
-    assert_eq!(chat.rooms().count(), 2, "#a went when ann left it");
+    assert_eq!(chat.rooms.count(), 2, "#a went when ann left it");
     assert_eq!(join(&mut chat, ann, "#c"), Ok(()));
     chat.enter(
         ConnRef { token: 1, id: 2 },
@@ -140,7 +140,7 @@ fn a_room_goes_when_its_last_member_leaves_and_the_limit_counts_the_lobby() {
     );
     let bo = ConnRef { token: 1, id: 2 };
     assert_eq!(join(&mut chat, bo, "#d"), Ok(()));
-    assert_eq!(chat.rooms().count(), 3, "#lobby, #c, #d");
+    assert_eq!(chat.rooms.count(), 3, "#lobby, #c, #d");
     assert_eq!(
         join(&mut chat, ann, "#e"),
         Err(Refused::TooManyRooms { max: 3 })

@@ -24,6 +24,10 @@ fn every_metric_has_help_and_type_and_counters_end_in_total() {
         )
         .ok(),
         moderation: [("kick", 2), ("ban", 4)].into_iter().collect(),
+        state: Some(pollchat::state::Stats {
+            fsyncs: 3,
+            ..Default::default()
+        }),
     };
     let text = render(&stats, &gauges);
     assert!(text.contains("pollchat_lines_in_total 7\n"), "{text}");
@@ -33,6 +37,7 @@ fn every_metric_has_help_and_type_and_counters_end_in_total() {
     assert!(text.contains("pollchat_http_responses_total{code=\"404\"} 1\n"));
     assert!(text.contains("pollchat_backplane_state{state=\"up\"} 1\n"));
     assert!(text.contains("pollchat_backplane_published_total 5\n"));
+    assert!(text.contains("pollchat_state_fsyncs_total 3\n"), "{text}");
     assert!(text.contains("pollchat_moderation_total{action=\"kick\"} 2\n"));
     assert!(text.contains("pollchat_moderation_total{action=\"oper\"} 0\n"));
     assert!(text.contains("pollchat_moderation_total{action=\"ban\"} 4\n"));
