@@ -40,6 +40,42 @@ impl Serialize for Rate {
     }
 }
 
+/// `--oper NAME=PASSWORD`: an operator the server knows (its `--operators NAME=HASH`), for
+/// the chaos run's operator (`chaos/operator.rs`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct OperLogin {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::str::FromStr for OperLogin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<OperLogin, String> {
+        match s.split_once('=') {
+            Some((name, password))
+                if !name.is_empty()
+                    && !password.is_empty()
+                    && !name.contains(char::is_whitespace) =>
+            {
+                Ok(OperLogin {
+                    name: name.to_string(),
+                    password: password.to_string(),
+                })
+            }
+            _ => Err(format!(
+                "{s:?} is not NAME=PASSWORD (a name without spaces)"
+            )),
+        }
+    }
+}
+
+/// The password stays out of debug output.
+impl std::fmt::Debug for OperLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OperLogin({}=...)", self.name)
+    }
+}
+
 /// How a sender hands its lines to its socket: the sender's write pattern decides how many lines
 /// one `read` on the server finds, and so how the server batches (see `--writes`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -201,6 +237,13 @@ pub struct BenchArgs {
     /// --max-line, an unfinished request head, a WebSocket client that stops reading)
     #[arg(long, value_name = "ADDR")]
     pub ws_target: Option<SocketAddr>,
+
+    /// Chaos: an operator the server knows (its --operators NAME=HASH). Each round an
+    /// operator client `/oper`s in #chaos and kicks and bans flooders that join it ("trolls"),
+    /// and the run checks what they, the room and the operator were told. Without it, those
+    /// checks are skipped
+    #[arg(long, value_name = "NAME=PASSWORD")]
+    pub oper: Option<OperLogin>,
 
     /// The server's --stats-udp address, to report its counters at the end
     #[arg(long, value_name = "ADDR")]

@@ -16,6 +16,7 @@ use super::client::{After, Client, Listener, TlsTarget, WsFraming, close};
 use super::roles::{
     MISBEHAVING, MISBEHAVING_TLS, MISBEHAVING_WS, Role, TARGET_DOSE, service, timed,
 };
+use super::rooms::SECOND_ROOM;
 use super::round::{ChatterLog, Context, Plan, Target};
 use crate::BenchArgs;
 use crate::worker::connect;
@@ -113,7 +114,7 @@ impl Chaos {
         tally.opened += 1;
         let entry = self.clients.vacant_entry();
         let registered = prepared.and_then(|(addr, (tls, ws))| {
-            let mut stream = connect(addr, None, role.receive_buffer())?;
+            let mut stream = connect(addr, role.source(), role.receive_buffer())?;
             if let Some(bytes) = role.send_buffer() {
                 SockRef::from(&stream).set_send_buffer_size(bytes)?;
             }
@@ -129,6 +130,9 @@ impl Chaos {
                 let mut client = Client::new(stream, tls, ws, role, kind, serial, until);
                 if let Role::Chatter(n) = role {
                     client.home = self.ctx.layout.room_of(n);
+                }
+                if role == Role::Operator {
+                    client.home = SECOND_ROOM;
                 }
                 entry.insert(client);
             }
@@ -188,6 +192,7 @@ impl Chaos {
         if now - self.last_timed >= Duration::from_millis(1) {
             self.last_timed = now;
             self.choose_target();
+            super::operator::act(self);
             let ctx = &mut self.ctx;
             self.clients.retain(|_, client| {
                 let after = timed(client, ctx, now);

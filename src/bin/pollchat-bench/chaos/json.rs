@@ -6,6 +6,7 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::history::Replays;
+use super::operator::Figures;
 use super::report::{ChaosReport, RoundFigures, Tally};
 use super::rooms::RoomLines;
 use crate::report::one_line;
@@ -45,6 +46,7 @@ impl ChaosReport {
             server: self.server_json(),
             server_stats: self.server_stats.as_deref().map(Embedded::new),
             roles: Object(&self.tallies),
+            operator: self.operator,
             per_round: (1..).zip(&self.rounds).map(RoundJson::new).collect(),
             checks: Object(&checks),
         })
@@ -93,6 +95,8 @@ struct Json<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     server_stats: Option<Embedded<'a>>,
     roles: Object<'a, &'static str, Tally>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operator: Option<Figures>,
     per_round: Vec<RoundJson<'a>>,
     checks: Object<'a, &'a str, &'a str>,
 }

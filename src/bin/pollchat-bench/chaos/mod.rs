@@ -13,7 +13,9 @@
 //! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; each pinger
 //!    sends itself a `/msg` five times a second and times the answer; misbehaving clients
 //!    come and go, up to `--conns` at once, cycling through the roles of `roles.rs`; two connect
-//!    storms of `--storm` connections each, a third and two thirds of the way through;
+//!    storms of `--storm` connections each, a third and two thirds of the way through; with
+//!    `--oper`, an operator kicks and bans trolls one by one (below), and once the phase is
+//!    over finishes with them (up to 15 s more if the machine is slow) and lifts its bans;
 //! 4. **calm**: every misbehaving client vanishes; chatters stop and wait for what is in
 //!    flight; once the server has let every stranger go (with `--server-pid`), each chatter
 //!    says one last line, so that the rooms' history ends with lines the next round can
@@ -38,9 +40,23 @@
 //! head never finished (closed by `--http-head-timeout`) and a WebSocket client that stops
 //! reading. The flooders' doses go to plain, TLS and WebSocket non-readers in turn.
 //!
-//! The misbehaving clients all stay in `#lobby`, so `#chaos` is a room beside a flooded one:
-//! each room's chatters must get exactly that room's lines, once, in one order, and nothing
-//! of the other's. Both rooms keep history, and every client entering a room is first
+//! With `--oper NAME=PASSWORD` (an operator the server knows, `--operators NAME=HASH`), one
+//! more well-behaved client, the operator, `/oper`s in the join phase and watches `#chaos`.
+//! In the chaos phase, one at a time, a troll connects, joins `#chaos` and floods the server
+//! with `/msg`s to itself (none of it reaches the room); once the operator hears its join
+//! announced it acts on it by nick: two
+//! are kicked with a reason, one is banned by nick for 30 s (and the operator then fails to
+//! take the nick), and one, connecting from 127.0.0.2, is banned by address (and a client
+//! from there is then refused at accept); 127.0.0.1, every other client's, is never banned,
+//! and with a target not on 127.0.0.1 there is no address ban. At the end of the round the
+//! operator lifts its bans. Five more checks follow what the operator, the trolls and the
+//! room were told (`operator.rs`); without `--oper` they are skipped. The trolls are in
+//! `#chaos` because there a kick is announced on a line of its own: in the lobby, with leaves
+//! by the dozen, the server says them in one summary line that names only three.
+//!
+//! The misbehaving clients otherwise stay in `#lobby`, so `#chaos` is a room beside a flooded
+//! one: each room's chatters must get exactly that room's lines, once, in one order, and
+//! nothing of the other's. Both rooms keep history, and every client entering a room is first
 //! replayed its last lines: that replay is not a delivery, and is judged apart
 //! (`history.rs`).
 //!
@@ -61,6 +77,7 @@
 //! - `event_loop.rs`: a round's one mio loop over its clients: opening them, timed actions,
 //!   readiness;
 //! - `round.rs`: one round's phases, 2 to 6 above, and what its well-behaved clients recorded;
+//! - `operator.rs`: the operator and its trolls (`--oper`), and its five checks;
 //! - `report.rs`: the rounds merged into one [`ChaosReport`], with its checks, as a summary;
 //! - `json.rs`: the same report as one JSON object, for scripts.
 
@@ -68,6 +85,7 @@ mod client;
 mod event_loop;
 mod history;
 mod json;
+mod operator;
 mod report;
 mod roles;
 mod rooms;

@@ -10,6 +10,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::history::Replays;
+use super::operator::{self, Figures, Verdicts};
 use super::rooms::RoomLines;
 use crate::worker::latency_histogram;
 use pollchat::limits::TRIM_FREE;
@@ -137,6 +138,11 @@ impl RoundFigures {
             failed: PER_ROUND
                 .iter()
                 .zip(&round.verdicts)
+                .chain(
+                    operator::CHECKS
+                        .iter()
+                        .zip(round.moderation.iter().flatten()),
+                )
                 .filter(|(_, verdict)| verdict.is_err())
                 .map(|(&name, _)| name)
                 .collect(),
@@ -175,6 +181,8 @@ pub struct ChaosReport {
     pub heap_kib_peak: Option<u64>,
     /// The server's counters at the end (`--server-stats`), as it sent them.
     pub server_stats: Option<String>,
+    /// What the operator did, summed over the rounds (with `--oper`).
+    pub operator: Option<Figures>,
     pub checks: Vec<Check>,
 }
 
@@ -270,6 +278,20 @@ impl ChaosReport {
              slowest {max:.2} ms",
             self.pings_sent, self.pings_answered
         );
+        if let Some(f) = self.operator {
+            let _ = writeln!(
+                s,
+                "operator: {} trolls kicked, {} banned by nick and {} by address, {} clients \
+                 from a banned address refused, {} bans lifted ({} trolls replaced, the \
+                 server full)",
+                f.kicks,
+                f.nick_bans,
+                f.address_bans,
+                f.evaders_refused,
+                f.unbans,
+                f.trolls_replaced
+            );
+        }
         if let (Some((fds, rss)), Some(peak)) = (self.cold, self.heap_kib_peak) {
             let _ = writeln!(
                 s,
@@ -377,6 +399,10 @@ pub(super) struct Round {
     pub(super) round_trip: Histogram<u64>,
     /// One per promise of [`PER_ROUND`], in that order: `Err` says how it was broken.
     pub(super) verdicts: [Result<(), String>; PER_ROUND.len()],
+    /// The same for the operator's checks (`operator::CHECKS`), without `--oper` none, and
+    /// what it did.
+    pub(super) moderation: Option<Verdicts>,
+    pub(super) operator: Figures,
     /// The server's descriptors and heap after the settle phase, and its highest heap during
     /// the round (with `--server-pid`).
     pub(super) end: Option<(usize, u64)>,
@@ -437,10 +463,20 @@ impl ChaosReport {
                     .fold(rss, u64::max)
             }),
             server_stats,
+            operator: rounds.iter().all(|r| r.moderation.is_some()).then(|| {
+                let mut sum = Figures::default();
+                for round in &rounds {
+                    sum += round.operator;
+                }
+                sum
+            }),
             checks: Vec::new(),
         };
         report.ping_us[2] = u64::try_from(ping_slowest.as_micros()).unwrap_or(u64::MAX);
         report.checks = per_round_checks(&report, chatters, ping_slowest, &rounds);
+        let moderation: Vec<_> = rounds.iter().map(|r| r.moderation.as_ref()).collect();
+        let figures = report.operator.unwrap_or_default();
+        report.checks.extend(operator::checks(&moderation, figures));
         let ends: Vec<_> = rounds.iter().map(|r| r.end).collect();
         report.checks.extend(resource_checks(cold, &ends));
         Ok(report)
@@ -714,6 +750,8 @@ mod tests {
             ping_limit: Duration::from_secs(2),
             round_trip: latency_histogram().unwrap(),
             verdicts: PER_ROUND.map(|_| Ok(())),
+            moderation: None,
+            operator: Figures::default(),
             end,
             heap_peak: end.map(|(_, rss)| rss),
         }
@@ -880,7 +918,7 @@ mod tests {
         let names: Vec<String> = r
             .checks
             .iter()
-            .map(|c| format!("\"{}\":\"PASS\"", c.name))
+            .map(|c| format!("\"{}\":\"{}\"", c.name, c.outcome.word()))
             .collect();
         let at: Vec<usize> = names
             .iter()

@@ -4,10 +4,12 @@
 //! record what they see in the round's [`Context`]; the misbehaving ones only abuse the server.
 
 use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::client::{After, Client, Listener, PushStr, receive, write_out};
 use super::history;
+use super::operator::{self, Sanction, TROLL_ADDRESS};
 use super::round::{Context, Phase};
 use crate::invariants;
 use crate::wire::{self, Proto, Stamp};
@@ -129,6 +131,16 @@ pub(super) enum Role {
     /// On the HTTP port: upgrades and names itself `wnr-N` in its first flight, then never
     /// reads, with a small receive buffer. Flooders aim at it like at a [`Role::NonReader`].
     WsNonReader,
+    /// Well-behaved, with `--oper`: `/oper`s, watches the second room, and kicks and bans the
+    /// trolls there (`operator.rs`).
+    Operator,
+    /// With `--oper`, one at a time: joins the second room and floods (with `/msg` to itself)
+    /// until the operator deals with it as the sanction says (`operator.rs`). The one for
+    /// an address ban connects from [`TROLL_ADDRESS`].
+    Troll(Sanction),
+    /// After an address ban: connects from the banned [`TROLL_ADDRESS`], and must be told
+    /// it is banned and closed, never welcomed.
+    BanEvader,
 }
 
 /// The misbehaving roles, in the order they are started.
@@ -191,6 +203,9 @@ impl Role {
             Role::WsOversized => "ws-oversized",
             Role::HttpSlowloris => "http-slowloris",
             Role::WsNonReader => "ws-non-reader",
+            Role::Operator => "operator",
+            Role::Troll(sanction) => sanction.kind(),
+            Role::BanEvader => "ban evader",
         }
     }
 
@@ -220,7 +235,7 @@ impl Role {
     }
 
     pub(super) fn well_behaved(self) -> bool {
-        matches!(self, Role::Chatter(_) | Role::Pinger(_))
+        matches!(self, Role::Chatter(_) | Role::Pinger(_) | Role::Operator)
     }
 
     /// The listener it connects to, of those the run has (`tls`, `http`): the TLS and HTTP
@@ -269,9 +284,15 @@ impl Role {
         self.non_reader().then_some(NON_READER_BUFFER)
     }
 
-    /// The send buffer it sets once connected: a small one for flooders.
+    /// The send buffer it sets once connected: a small one for flooders (trolls too).
     pub(super) fn send_buffer(self) -> Option<usize> {
-        (self == Role::Flooder).then_some(FLOODER_SEND_BUFFER)
+        matches!(self, Role::Flooder | Role::Troll(_)).then_some(FLOODER_SEND_BUFFER)
+    }
+
+    /// The address it connects from, if not the one the system picks (127.0.0.1 on
+    /// loopback): the troll of the address ban and the ban evader.
+    pub(super) fn source(self) -> Option<IpAddr> {
+        matches!(self, Role::Troll(Sanction::AddressBan) | Role::BanEvader).then_some(TROLL_ADDRESS)
     }
 
     /// How long a misbehaving client stays, in milliseconds (a range the run picks from).
@@ -292,6 +313,10 @@ impl Role {
             Role::Storm => (300, 1000),
             // These leave by themselves; the lifetime is a backstop.
             Role::Vanisher | Role::HalfCloser => (2000, 2000),
+            // Leave when the server closes them; a backstop past any round's chaos phase
+            // (the calm phase sends them away with the others).
+            Role::Troll(_) => (60_000, 60_000),
+            Role::BanEvader => (3000, 3000),
             _ => (200, 1000),
         }
     }
@@ -327,9 +352,13 @@ pub(super) fn timed(client: &mut Client, ctx: &mut Context, now: Instant) -> Aft
             client.output.resize(PRODUCE_AHEAD, b'x');
         }
         Role::Flooder if client.welcomed => flood(client, ctx),
+        Role::Troll(_) => operator::flood(client),
         _ => {}
     }
-    write_out(client)
+    match write_out(client) {
+        After::Close if matches!(client.role, Role::Troll(_)) => write_failed(client, ctx),
+        after => after,
+    }
 }
 
 /// Chatter `me` queues the numbered lines that are due at the chat rate.
@@ -406,7 +435,7 @@ pub(super) fn service(client: &mut Client, ctx: &mut Context) -> After {
         return after;
     }
     if write_out(client) == After::Close {
-        return lost(client, ctx, "writing failed");
+        return write_failed(client, ctx);
     }
     if matches!(client.role, Role::NonReader | Role::WsNonReader)
         || (client.role == Role::TlsNonReader && tls_done(client))
@@ -501,7 +530,20 @@ fn lost(client: &Client, ctx: &mut Context, why: &str) -> After {
         ctx.lost
             .push(format!("{}: {why} ({:?} phase)", client.name(), ctx.phase));
     }
+    operator::closed(client, &mut ctx.desk);
     After::Close
+}
+
+/// Writing to a client failed: the server closed it. A troll first reads what the server said
+/// before: a kicked or banned client is closed as soon as its last line is out, and the
+/// troll's flood, still arriving, makes the close a reset, which fails the troll's next write
+/// with that line unread.
+fn write_failed(client: &mut Client, ctx: &mut Context) -> After {
+    if matches!(client.role, Role::Troll(_)) {
+        let _ = receive(client, &mut ctx.scratch);
+        let _ = on_lines(client, ctx);
+    }
+    lost(client, ctx, "writing failed")
 }
 
 /// Reacts to one line from the server.
@@ -509,6 +551,7 @@ fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
     if client.role.well_behaved() {
         check_clean(line, ctx);
     }
+    operator::heard(client, line, &mut ctx.desk);
     let tally = ctx.tallies.entry(client.kind).or_default();
     if line.starts_with(b"*** server full") || line.starts_with(b"*** too many connections") {
         tally.refused += 1;
@@ -651,7 +694,7 @@ fn welcomed(client: &mut Client, line: &[u8]) -> After {
 
 /// The nick a welcome gives: "*** welcome to pollchat, you are NICK (type /help for
 /// commands)".
-fn nick_in_welcome(line: &[u8]) -> String {
+pub(super) fn nick_in_welcome(line: &[u8]) -> String {
     lossy(line)
         .split_once("you are ")
         .and_then(|(_, rest)| rest.split_whitespace().next())

@@ -1,7 +1,8 @@
 //! Which chatter is in which room, and what each room's chatters sent and heard.
 //!
 //! The chaos run has two rooms: `#lobby`, where every client starts and every misbehaving
-//! one stays, and [`SECOND_ROOM`], which only its own chatters ever join. Chatters
+//! one stays, and [`SECOND_ROOM`], which only its own chatters ever join (and, with `--oper`,
+//! the operator and the trolls it deals with, who say nothing there: `operator.rs`). Chatters
 //! `0..--chatters` stay in the lobby; the `--room-chatters` after them `/join` the second
 //! room once welcomed. A chatter line is expected by every other chatter of its room and by
 //! nobody else, so the figures are kept room by room ([`RoomLines`]) and summed for the

@@ -13,6 +13,7 @@ use hdrhistogram::Histogram;
 use super::client::{Listener, TlsTarget, close, write_out};
 use super::event_loop::Chaos;
 use super::history::{self, Replayed, Said};
+use super::operator::{self, Desk};
 use super::report::{HEAP_MARGIN_KIB, Round, Tally, answered, counted};
 use super::roles::{Role, earlier, say};
 use super::rooms::{Layout, RoomLines, SECOND_ROOM};
@@ -108,6 +109,8 @@ pub(super) struct Context {
     pub(super) doses: [u32; 3],
     /// A target was chosen in this round.
     pub(super) dosed: bool,
+    /// The operator's doings and its trolls' fate, with `--oper` (`operator.rs`).
+    pub(super) desk: Desk,
 }
 
 impl Context {
@@ -158,6 +161,7 @@ impl Context {
             target: None,
             doses,
             dosed: false,
+            desk: Desk::new(args),
         })
     }
 }
@@ -203,6 +207,7 @@ pub(super) fn run_round(
     let mut rss = HeapPeak::new(args.server_pid);
     join(&mut chaos, plan)?;
     misbehave(&mut chaos, plan, &mut rss);
+    operator::wind_up(&mut chaos);
     calm(&mut chaos);
     last_words(&mut chaos, plan);
     rss.sample();
@@ -229,7 +234,12 @@ fn join(chaos: &mut Chaos, plan: &Plan) -> Result<(), String> {
     for (pinger, _) in (0..).zip(pingers).filter(|&(_, present)| present) {
         chaos.open(Role::Pinger(pinger));
     }
-    let well_behaved = layout.total() + pingers.iter().filter(|&&p| p).count();
+    let operator = plan.args.oper.is_some();
+    if operator {
+        chaos.open(Role::Operator);
+    }
+    let well_behaved =
+        layout.total() + pingers.iter().filter(|&&p| p).count() + usize::from(operator);
     // The second room's chatters are there once the server says so: a line said before
     // would not be theirs to hear.
     let joined = chaos.run_until(JOIN_LIMIT, |c| {
@@ -433,6 +443,7 @@ impl Context {
         earlier: Option<&Said>,
     ) -> (Round, Said) {
         let ctx = self;
+        let (moderation, operator) = ctx.desk.judge();
         let rooms = ctx.layout.rooms();
         let lines = ctx
             .layout
@@ -474,6 +485,8 @@ impl Context {
             ping_limit: pings.limit,
             round_trip: pings.round_trip,
             verdicts,
+            moderation,
+            operator,
             end,
             heap_peak,
         };
