@@ -372,7 +372,7 @@ impl ConnTable {
                 debug!("token {token}: deregister failed: {e}");
             }
             if let Phase::Closed(reason) = conn.phase() {
-                self.stats.count_disconnect(reason);
+                self.stats.count_closed(reason, conn.transport_name());
             }
             self.log.disconnected(&conn);
         }
