@@ -16,6 +16,7 @@ use super::client::{After, Client, Listener, TlsTarget, WsFraming, close};
 use super::roles::{
     MISBEHAVING, MISBEHAVING_TLS, MISBEHAVING_WS, Role, TARGET_DOSE, service, timed,
 };
+use super::rooms::Layout;
 use super::round::{ChatterLog, Context, Plan, Target};
 use crate::BenchArgs;
 use crate::worker::connect;
@@ -50,7 +51,7 @@ pub(super) struct Chaos {
 impl Chaos {
     /// A round's loop, with no client yet; `doses` are those of the rounds before.
     pub(super) fn new(args: &BenchArgs, plan: &Plan, doses: [u32; 3]) -> io::Result<Chaos> {
-        let (target, tls, ws) = (plan.target, plan.tls, plan.ws);
+        let (target, tls, ws) = (plan.target, plan.tls.as_ref(), plan.ws);
         let mut misbehaving = MISBEHAVING.to_vec();
         if tls.is_some() {
             misbehaving.extend(MISBEHAVING_TLS);
@@ -127,9 +128,11 @@ impl Chaos {
         match registered {
             Ok((stream, tls, ws)) => {
                 let mut client = Client::new(stream, tls, ws, role, kind, serial, until);
-                if let Role::Chatter(n) = role {
-                    client.home = self.ctx.layout.room_of(n);
-                }
+                client.home = match role {
+                    Role::Chatter(n) => self.ctx.layout.room_of(n),
+                    Role::Witness(n) | Role::Checker(n) => Layout::room(n),
+                    _ => client.home,
+                };
                 entry.insert(client);
             }
             Err(e) => {
