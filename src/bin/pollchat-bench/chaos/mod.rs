@@ -1,15 +1,18 @@
 //! `pollchat-bench --scenario chaos`: well-behaved chatters talk while strangers misbehave
 //! around them, and the run says, promise by promise, whether the server kept it (PASS/FAIL).
 //!
-//! The generator is one thread and one mio loop, built like the server. A run is
-//! `--rounds` rounds (two by default), each with fresh clients, each through fixed phases
-//! bounded in time:
+//! The generator is built like the server, a mio loop per thread: the well-behaved clients in
+//! one, the strangers in another, each on its own thread during the chaos phase (so that the
+//! flood never keeps the chatters from being read; the reset storms have threads of their own,
+//! at nice 19). A run is `--rounds` rounds (two by default), each with fresh clients, each
+//! through fixed phases bounded in time:
 //!
 //! 1. **baseline** (once, before round 1): the server's open descriptors and memory, cold
 //!    (with `--server-pid`);
 //! 2. **join**: `--chatters` chatters and one pinger per listener (plain, TLS, WebSocket)
 //!    connect and are welcomed in `#lobby`; `--room-chatters` more connect and `/join` a second room,
-//!    `#chaos`, and the phase ends once the server has said they are there;
+//!    `#chaos`, and a silent witness sits in each room; the phase ends once the server has said
+//!    they are there;
 //! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; each pinger
 //!    sends itself a `/msg` five times a second and times the answer; misbehaving clients
 //!    come and go, up to `--conns` at once, cycling through the roles of `roles.rs`; two connect
@@ -19,8 +22,12 @@
 //!    says one last line, so that the rooms' history ends with lines the next round can
 //!    check;
 //! 5. **leave**: chatters and pingers `/quit` and wait for the server to close them;
-//! 6. **settle**: wait for the server's descriptors to come back down to the cold baseline,
-//!    read its memory.
+//! 6. **settle**: wait for the server's descriptors to come back down to the cold baseline
+//!    (but the witnesses'), read its memory;
+//! 7. **check**: with `--restarts`, the server is restarted ([`RESTART_ASK`]); then a checker
+//!    enters each room and must be replayed exactly the lines its witness heard last
+//!    (`history.rs`), and the witnesses (unless the restart let them go) and the checkers
+//!    `/quit`.
 //!
 //! With `--tls-target` and `--tls-ca`, every other chatter and a second pinger talk to the
 //! server's TLS listener through a non-blocking rustls client (the same steps as
