@@ -367,14 +367,37 @@ fn misbehave(chaos: &mut Chaos, strangers: &mut Chaos, plan: &Plan, rss: &mut He
         let stagger = plan.chat_interval.mul_f64(key as f64 / spread);
         client.next_send = started + stagger;
     }
-    std::thread::scope(|scope| {
-        scope.spawn(|| {
-            while started.elapsed() < duration {
-                chaos.turn();
-            }
-        });
-        strangers_misbehave(strangers, plan, started, duration, rss);
+    let no_thread = std::thread::scope(|scope| {
+        // Named, so that `top -H` and `perf` tell the threads apart.
+        let well_behaved = std::thread::Builder::new()
+            .name("well-behaved".into())
+            .spawn_scoped(scope, || {
+                while started.elapsed() < duration {
+                    chaos.turn();
+                }
+            });
+        // The strangers' loop at nice 5: on a busy machine the well-behaved clients' loop
+        // gets three times its share of the processor, as the server reads them against
+        // `--output-grace`; on an idle one, nothing changes.
+        let strangers = std::thread::Builder::new()
+            .name("strangers".into())
+            .spawn_scoped(scope, || {
+                nice_this_thread(5);
+                strangers_misbehave(strangers, plan, started, duration, rss);
+            });
+        [well_behaved.err(), strangers.err()]
     });
+    for (e, whose) in no_thread
+        .into_iter()
+        .zip(["well-behaved clients", "strangers"])
+    {
+        if let Some(e) = e {
+            chaos
+                .ctx
+                .lost
+                .push(format!("no thread for the {whose}: {e}"));
+        }
+    }
     for (kind, tally) in std::mem::take(&mut strangers.ctx.tallies) {
         *chaos.ctx.tallies.entry(kind).or_default() += tally;
     }
@@ -420,7 +443,7 @@ fn strangers_misbehave(
         rss.sample();
     }
     let tally = chaos.ctx.tallies.entry("reset storm").or_default();
-    for storm in reset_storms {
+    for storm in reset_storms.into_iter().flatten() {
         let (opened, failed) = storm.join().unwrap_or_default();
         tally.opened += opened;
         tally.failed += failed;
@@ -436,9 +459,12 @@ fn strangers_misbehave(
 /// the rest of the run leaves it. At the same priority it took most of the generator's time
 /// on a machine busy with other work, before the well-behaved clients' thread, whose reads the
 /// server's `--max-output` grace is counting.
-fn reset_storm(target: SocketAddr, until: Instant) -> std::thread::JoinHandle<(u64, u64)> {
-    std::thread::spawn(move || {
-        nice_this_thread();
+fn reset_storm(
+    target: SocketAddr,
+    until: Instant,
+) -> Result<std::thread::JoinHandle<(u64, u64)>, String> {
+    let storm = move || {
+        nice_this_thread(19);
         let (mut opened, mut failed) = (0, 0);
         while Instant::now() < until {
             match std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
@@ -450,13 +476,17 @@ fn reset_storm(target: SocketAddr, until: Instant) -> std::thread::JoinHandle<(u
             }
         }
         (opened, failed)
-    })
+    };
+    std::thread::Builder::new()
+        .name("reset-storm".into())
+        .spawn(storm)
+        .map_err(|e| e.to_string())
 }
 
-/// Lowers the calling thread's priority to nice 19, best effort: `renice` on the thread's id
+/// Lowers the calling thread's priority to `nice`, best effort: `renice` on the thread's id
 /// (from `/proc/thread-self`), since the crate has no `unsafe` to call `setpriority` itself. A
 /// machine without either keeps the thread at its priority.
-fn nice_this_thread() {
+fn nice_this_thread(nice: u8) {
     let Ok(link) = std::fs::read_link("/proc/thread-self") else {
         return;
     };
@@ -464,7 +494,7 @@ fn nice_this_thread() {
         return;
     };
     let _ = std::process::Command::new("renice")
-        .args(["-n", "19", "-p"])
+        .args(["-n", &nice.to_string(), "-p"])
         .arg(tid)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
