@@ -12,7 +12,7 @@ use log::LevelFilter;
 use crate::backplane::{BackplaneConfig, RedisUrl};
 use crate::config::{Config, HttpSettings, Motd, TlsSettings};
 use crate::limits;
-use crate::moderation::{Operator, parse_operator};
+use crate::operators::{Operator, parse_operator};
 use crate::state::Fsync;
 
 /// A single-threaded chat server for nc and telnet clients, built on one mio poll loop.

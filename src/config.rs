@@ -13,7 +13,7 @@ use log::LevelFilter;
 
 use crate::backplane::BackplaneConfig;
 use crate::limits;
-use crate::moderation::Operator;
+use crate::operators::Operator;
 use crate::state::Fsync;
 
 /// Everything the server needs to run.

@@ -41,7 +41,7 @@
 //! - [`cmd`]: what each command does, one file per command.
 //! - [`bans`]: who may not be here (a nick, an address, a CIDR range) and until when, and the
 //!   `bans-file`; `/ban` makes a ban an event, and the chat applies it (`chat/moderation.rs`).
-//! - [`moderation`]: the operators (`/oper`, argon2 hashes), who is one now, and the limit on
+//! - [`operators`]: the operators (`/oper`, argon2 hashes), who is one now, and the limit on
 //!   guessing their passwords.
 //! - [`notices`]: join and leave notices, said at the end of the batch and summarized in a
 //!   burst, so a connection storm cannot make every member pay for every connection.
@@ -132,9 +132,9 @@ pub mod limits;
 pub mod logging;
 pub mod memory;
 pub mod metrics;
-pub mod moderation;
 pub mod nonblocking;
 pub mod notices;
+pub mod operators;
 pub mod os;
 pub mod protocol;
 pub mod rate_limit;

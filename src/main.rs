@@ -64,7 +64,7 @@ fn hash_password() -> ExitCode {
     let hashed = match read {
         Err(e) => Err(format!("cannot read standard input: {e}")),
         Ok(_) if password.is_empty() => Err("no password on standard input".to_string()),
-        Ok(_) => pollchat::moderation::hash_password(password),
+        Ok(_) => pollchat::operators::hash_password(password),
     };
     match hashed {
         Ok(hash) => {

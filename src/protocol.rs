@@ -277,7 +277,7 @@ pub fn oper_granted(name: &str) -> String {
 /// A wrong name and a wrong password get the same line, so names cannot be found by trying.
 pub const OPER_DENIED: &str = "*** wrong operator name or password\n";
 
-/// `/oper` from an address that failed too recently (see `moderation.rs`).
+/// `/oper` from an address that failed too recently (see `operators.rs`).
 pub fn oper_wait(wait: Duration) -> String {
     let secs = wait.as_secs_f64().ceil().max(1.0);
     server_line(format_args!(

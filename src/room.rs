@@ -181,6 +181,11 @@ impl Room {
         self.members.remove(&who.token).is_some()
     }
 
+    /// Whether lines said here are kept for whoever comes in later (`--history` is not 0).
+    pub fn keeps_history(&self) -> bool {
+        self.history_len > 0
+    }
+
     /// A chat line said here: sent to every member but its sender (the connection id
     /// `except`), and kept for whoever comes in later.
     pub fn say(&mut self, except: Option<u64>, line: &Rc<[u8]>, out: &mut impl Outbox) -> CutOff {

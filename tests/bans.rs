@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::{Client, DEADLINE, RedisServer, ServerProcess, TempDir, TestServer};
 use pollchat::backplane::{BackplaneConfig, RedisUrl};
 use pollchat::bans::{self, Ban, BanList, Mask};
-use pollchat::moderation::{Operator, hash_password};
+use pollchat::operators::{Operator, hash_password};
 
 /// One hash for the whole file: each costs an argon2 run.
 static HASH: LazyLock<String> = LazyLock::new(|| hash_password("s3cret").unwrap());

@@ -2,7 +2,7 @@
 //! the crate: one submodule per module, each using `pollchat::...` only.
 //!
 //! They lived in `#[cfg(test)]` modules beside the code. They moved here so that the server
-//! library reads shorter (issue 20 caps it at 14,000 lines, its unit tests included), and
+//! library reads shorter (issue 20 counted the library with its unit tests), and
 //! because what they test is reachable as any user of the crate reaches it. The first were
 //! leaves: they use little or nothing else of the crate, and most of them (frames, the write
 //! queue, the protocol, non-blocking I/O, RESP, framing) are used by the tools too

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use std::time::Instant;
 
 use common::{Client, DEADLINE, TestServer};
-use pollchat::moderation::{Operator, hash_password, plaintext_refused};
+use pollchat::operators::{Operator, hash_password, plaintext_refused};
 
 /// One hash for the whole file: each costs an argon2 run.
 static HASH: LazyLock<String> = LazyLock::new(|| hash_password("s3cret").unwrap());

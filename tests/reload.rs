@@ -296,7 +296,7 @@ fn ask_stats(addr: SocketAddr) -> String {
 /// more, and one added can `/oper` at once.
 #[test]
 fn reload_replaces_the_operators() {
-    let hash = pollchat::moderation::hash_password("s3cret").unwrap();
+    let hash = pollchat::operators::hash_password("s3cret").unwrap();
     let dir = TempDir::new();
     let table = |name: &str| format!("[operators]\n{name} = \"{hash}\"\n");
     let (mut server, path) = start(&dir, &table("ann"), &[]);

@@ -367,3 +367,51 @@ fn metric(http: std::net::SocketAddr, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {name}: {body}"));
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
+
+/// Two servers on one state directory would each compact the other's lines away: a second is
+/// refused at start-up with one sentence, the file is left as it is, and the first goes on.
+#[test]
+fn state_dir_in_use_refuses_a_second_server() {
+    let dir = TempDir::new();
+    let flags = args(&dir.path, &["--history", "5"]);
+    let server = ServerProcess::start(&flags);
+    let (_a, _b) = chat(&server, "#rust", 3);
+    let path = dir.path.join(FILE_NAME);
+    let before = std::fs::read(&path).unwrap();
+    let output = common::guard::output(
+        Command::new(env!("CARGO_BIN_EXE_pollchat")).args(
+            ["--bind", "127.0.0.1:0", "--log-level", "warn"]
+                .iter()
+                .chain(&flags),
+        ),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is in use by another pollchat"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one sentence: {stderr}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file was changed"
+    );
+    let history = shown(&server, "#rust");
+    assert!(
+        history[history.len() - 2].ends_with("line 2"),
+        "{history:?}"
+    );
+}
+
+/// With `--history 0` no line is kept, so none is written: the file has the topic only.
+#[test]
+fn state_history_zero_writes_no_lines() {
+    let dir = TempDir::new();
+    let flags = args(&dir.path, &["--history", "0"]);
+    let mut server = ServerProcess::start(&flags);
+    let (_a, _b) = chat(&server, "#rust", 3);
+    server.signal("TERM");
+    server.wait_exit();
+    let records = records(&dir.path);
+    let lines = records.iter().filter(|r| matches!(r, Record::Line { .. }));
+    assert_eq!(lines.count(), 0, "{records:?}");
+    assert!(records.iter().any(|r| matches!(r, Record::Topic { .. })));
+}

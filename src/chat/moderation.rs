@@ -1,4 +1,4 @@
-//! Moderation, the chat's fourth part: the operators (the crate's `moderation.rs`), the bans
+//! Moderation, the chat's fourth part: the operators (`operators.rs`), the bans
 //! (`bans.rs`) and their counters, and what they mean for the clients here. A ban or a kick is
 //! an event like any other, applied on every instance as the bus hands it back. Like a room,
 //! moderation never sends a client away itself: whoever a ban is on, or a kick is for, is told
@@ -14,7 +14,7 @@ use crate::bans::{Ban, BanList, Bans, Mask, describe_left, now_ms};
 use crate::bus::What;
 use crate::connection::{CloseReason, ConnRef};
 use crate::limits::MAX_BANS;
-use crate::moderation::Operators;
+use crate::operators::Operators;
 use crate::protocol;
 use crate::room::{CutOff, Outbox};
 

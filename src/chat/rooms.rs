@@ -228,7 +228,9 @@ impl Rooms {
         let except = event.origin.is_here().then_some(event.conn);
         let mut cut_off = room.announce_arrival(event.origin, event.conn, out);
         cut_off.extend(room.say(except, line, out));
-        self.keeper.said(room.name(), line);
+        if room.keeps_history() {
+            self.keeper.said(room.name(), line);
+        }
         cut_off
     }
 

@@ -1,10 +1,10 @@
 //! `/oper NAME PASSWORD`: the client becomes an operator if the password is right. What is
-//! checked, in which order, and what it costs the loop: `moderation.rs`.
+//! checked, in which order, and what it costs the loop: `operators.rs`.
 
 use log::{debug, info, warn};
 
 use super::Ctx;
-use crate::moderation::Oper;
+use crate::operators::Oper;
 use crate::protocol;
 use crate::room::Outbox;
 

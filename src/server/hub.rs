@@ -55,10 +55,18 @@ impl Hub {
         let mut chat = Chat::new(room_rules(config), &*bus);
         chat.moderation.operators.configure(config);
         if let Some(dir) = &config.state_dir {
+            let lock = state::lock(dir)?;
             let loaded = state::load(dir, config.history)?;
             chat.rooms.restore(loaded.rooms);
             let (fsync, seconds, now) = (config.fsync, loaded.seconds, Instant::now());
-            let journal = Journal::new(dir.clone(), fsync, seconds, &mut chat.rooms.all(), now);
+            let journal = Journal::new(
+                dir.clone(),
+                lock,
+                fsync,
+                seconds,
+                &mut chat.rooms.all(),
+                now,
+            );
             chat.rooms.keep_with(Box::new(journal));
         }
         Ok(Hub {

@@ -17,6 +17,8 @@ use crate::room::Room;
 #[derive(Debug)]
 pub struct Journal {
     dir: PathBuf,
+    /// The directory's lock (`state::lock`), held for as long as the journal lives.
+    _lock: Option<File>,
     path: PathBuf,
     /// Open for appending; `None` after an error, until a compaction writes the file whole.
     file: Option<File>,
@@ -44,6 +46,7 @@ impl Journal {
     /// the chat runs from memory and it is tried again (see `failed`).
     pub fn new(
         dir: PathBuf,
+        lock: Option<File>,
         fsync: Fsync,
         load_seconds: f64,
         rooms: &mut dyn Iterator<Item = &Room>,
@@ -52,6 +55,7 @@ impl Journal {
         let mut journal = Journal {
             path: dir.join(FILE_NAME),
             dir,
+            _lock: lock,
             file: None,
             pending: Vec::new(),
             pending_records: 0,

@@ -37,15 +37,58 @@ pub mod format;
 mod journal;
 mod load;
 
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use log::debug;
 
 pub use journal::Journal;
 pub use load::{Loaded, Saved, load};
 
+use crate::error::{Error, describe};
 use crate::room::Room;
 
 /// The file in `--state-dir` that holds the state.
 pub const FILE_NAME: &str = "pollchat.state";
+/// The file in `--state-dir` whose lock says a server is using the directory.
+pub const LOCK_NAME: &str = "pollchat.lock";
+
+/// Takes `dir`'s lock, held while the returned file is open (the kernel lets it go when the
+/// process ends, however it ends). Two servers on one state file would each compact the
+/// other's lines away, so a lock another process holds stops start-up. A directory where the
+/// lock cannot even be made is not refused here: the journal's first write fails the same way,
+/// and is logged, counted and retried as any disk error is.
+pub fn lock(dir: &Path) -> Result<Option<File>, Error> {
+    let path = dir.join(LOCK_NAME);
+    let opened = fs::create_dir_all(dir).and_then(|()| {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+    });
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) => {
+            debug!("state: no lock on {}: {}", path.display(), describe(&e));
+            return Ok(None);
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Err(Error::State(format!(
+            "state directory {} is in use by another pollchat (it holds {}): give each \
+             instance a directory of its own",
+            dir.display(),
+            path.display()
+        ))),
+        Err(TryLockError::Error(e)) => {
+            debug!("state: no lock on {}: {}", path.display(), describe(&e));
+            Ok(None)
+        }
+    }
+}
 /// A file under this size is not compacted, however much it grew: rewriting it would cost
 /// more than the disk it frees.
 pub const COMPACT_MIN: u64 = 256 * 1024;
