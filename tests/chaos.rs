@@ -4,7 +4,8 @@
 //! every round, and also that the limits were really hit, the TLS and WebSocket clients and
 //! the second room really took part, each WebSocket misbehaviour really happened and was
 //! handled, and history was really replayed, so it cannot pass by a run in which nothing
-//! happened.
+//! happened. The server is restarted on its `--state-dir` after each round (SIGTERM, then
+//! SIGKILL), and each room's history must come back exactly as it was said.
 
 mod common;
 
