@@ -268,7 +268,8 @@ impl Chaos {
             });
     }
 
-    /// Every chatter has every line sent so far by the others in its room, and every ping is
+    /// Every chatter has every line sent so far by the others in its room, each witness every
+    /// chatter line of its room (so everything said before them too), and every ping is
     /// answered.
     pub(super) fn drained(&self) -> bool {
         let chatters = &self.ctx.chatters;
@@ -284,10 +285,16 @@ impl Chaos {
             .layout
             .each()
             .map(|(room, _)| (room, said_in(room)));
-        chatters.iter().all(|c| {
-            let total = totals.iter().find(|(r, _)| *r == c.room).map_or(0, |t| t.1);
-            c.received.len() as u64 >= total.saturating_sub(c.sent())
-        }) && self.ctx.pings.pending.is_empty()
+        let total_in = |room: &str| totals.iter().find(|(r, _)| *r == room).map_or(0, |t| t.1);
+        chatters
+            .iter()
+            .all(|c| c.received.len() as u64 >= total_in(c.room).saturating_sub(c.sent()))
+            && self
+                .ctx
+                .witnessed
+                .iter()
+                .all(|w| w.said >= total_in(w.room))
+            && self.ctx.pings.pending.is_empty()
     }
 }
 

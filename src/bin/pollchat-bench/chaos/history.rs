@@ -89,6 +89,8 @@ pub(super) struct Witnessed {
     pub(super) room: &'static str,
     pub(super) last: VecDeque<Vec<u8>>,
     pub(super) heard: u64,
+    /// Of `heard`, the chatters' lines: once it has them all, it has everything said before.
+    pub(super) said: u64,
 }
 
 impl Witnessed {
@@ -97,6 +99,7 @@ impl Witnessed {
             room,
             last: VecDeque::new(),
             heard: 0,
+            said: 0,
         }
     }
 }
@@ -110,6 +113,7 @@ pub(super) fn witness(n: u32, line: &[u8], ctx: &mut Context) {
         return;
     };
     w.heard += 1;
+    w.said += u64::from(stamp(line).is_some());
     w.last.push_back(line.to_vec());
     while w.last.len() > keep {
         w.last.pop_front();
