@@ -163,6 +163,19 @@ fn counters(out: &mut Exposition, stats: &Stats, gauges: &Gauges) {
         "reason",
         &stats.disconnects,
     );
+    let help = "Connections closed after they had a slot, by reason and transport.";
+    out.header("disconnects_by_transport_total", "counter", help);
+    for (&(reason, transport), value) in &stats.disconnects_by_transport {
+        let labels = format!(
+            "reason=\"{}\",transport=\"{}\"",
+            escape(reason),
+            escape(transport)
+        );
+        let _ = writeln!(
+            out.text,
+            "pollchat_disconnects_by_transport_total{{{labels}}} {value}"
+        );
+    }
     let help =
         "Moderation actions: oper, oper_failed, oper_refused (not checked), kick, ban, unban.";
     let actions = [

@@ -42,6 +42,10 @@ pub struct Stats {
     pub accept_pauses: u64,
     /// Connections closed, by reason (see `CloseReason::kind`).
     pub disconnects: BTreeMap<&'static str, u64>,
+    /// Of those, the ones that had a slot, by reason and transport: a test or an operator
+    /// tells a TLS client cut off as too slow from a plain one without reading the log, whose
+    /// per-connection lines a storm may hold back (`connlog.rs`).
+    pub disconnects_by_transport: BTreeMap<(&'static str, &'static str), u64>,
     /// HTTP requests answered and closed (`--http-bind`; upgrades are not), by status.
     pub http_responses: BTreeMap<u16, u64>,
     /// Reloads (SIGHUP) by result, `ok` or `error`, both listed from the start.
@@ -60,6 +64,7 @@ impl Default for Stats {
             writes: WriteCalls::default(),
             accept_pauses: 0,
             disconnects: BTreeMap::new(),
+            disconnects_by_transport: BTreeMap::new(),
             http_responses: BTreeMap::new(),
             reloads: BTreeMap::from([("error", 0), ("ok", 0)]),
         }
@@ -126,6 +131,15 @@ pub fn clients_by_transport<'a>(
 impl Stats {
     pub fn count_disconnect(&mut self, reason: &CloseReason) {
         *self.disconnects.entry(reason.kind()).or_insert(0) += 1;
+    }
+
+    /// A connection that had a slot closed: counted by reason, and by reason and transport.
+    pub fn count_closed(&mut self, reason: &CloseReason, transport: &'static str) {
+        self.count_disconnect(reason);
+        *self
+            .disconnects_by_transport
+            .entry((reason.kind(), transport))
+            .or_insert(0) += 1;
     }
 
     /// A connection closed as it was accepted, before it had a slot.

@@ -597,10 +597,11 @@ impl Connection {
             .flush(socket, transport, farewell, calls, (registry, token))
     }
 
-    /// After a flush: notes whether it is over `limit`. True when it has just gone over, so
-    /// the caller starts its grace; a flush that leaves it under ends the grace.
-    pub fn judge_output(&mut self, limit: usize, now: Instant) -> bool {
-        let over = self.is_chatting() && self.held() > limit;
+    /// After a flush: notes whether it is over `limit` by its own doing (not `taking` all the
+    /// flush gave it). True when it has just gone over, so the caller starts its grace; a
+    /// flush that leaves it under ends the grace.
+    pub fn judge_output(&mut self, limit: usize, now: Instant, taking: bool) -> bool {
+        let over = !taking && self.is_chatting() && self.held() > limit;
         self.output.judge(over, now)
     }
 }

@@ -958,6 +958,37 @@ mod tests {
         );
     }
 
+    /// A client over `--max-output` whose socket takes all it is given is not behind by its
+    /// own doing when the flush stops at the turn's write budget: its grace over the limit
+    /// does not start (a loop short of processor time writes few budgets a second, and cut
+    /// off readers that took every byte). A client whose socket is full still is (the slow
+    /// consumer tests in `tests/limits.rs`, `tests/tls.rs`, `tests/web.rs`).
+    #[test]
+    fn a_backlog_stopped_by_the_write_budget_is_not_the_clients_fault() {
+        use crate::room::Outbox;
+        let mut server = Server::bind(Config {
+            bind: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
+            max_output: 256 * 1024,
+            quiet_joins: true,
+            ..Config::default()
+        })
+        .expect("bind on loopback");
+        let (client, r) = admit_one(&mut server);
+        let line: std::rc::Rc<[u8]> = std::rc::Rc::from(vec![b'x'; 4096]);
+        for _ in 0..256 {
+            server
+                .clients
+                .table
+                .send(r, &line)
+                .expect("under the hard limit");
+        }
+        server.end_batch(Instant::now());
+        let conn = server.clients.table.get(r).expect("still there");
+        assert!(conn.unsent() > 256 * 1024, "the backlog went in one turn");
+        assert_eq!(conn.over_limit_since(), None, "judged behind by the budget");
+        drop(client);
+    }
+
     /// The hard output limit counts what a queue holds: a line's bytes and its pointer. A
     /// queue of two-byte lines is cut off once its pointers reach the limit, long before its
     /// bytes alone would.

@@ -275,6 +275,9 @@ impl ConnTable {
         let conn = live_mut(&mut self.conns, r).filter(|c| !c.is_closed())?;
         let unsent = conn.unsent();
         let result = conn.flush(registry, Token(r.token), &mut self.stats.writes);
+        // Stopped by this turn's budget, not by the socket: the client is taking all it is
+        // given, and a queue it is behind by is the loop's doing, not its own.
+        let taking = matches!(result, Ok(Flush::Budget));
         let left = conn.unsent();
         self.stats.bytes_out += unsent.saturating_sub(left) as u64;
         match result {
@@ -317,7 +320,7 @@ impl ConnTable {
             }
         }
         if let Some(conn) = live_mut(&mut self.conns, r)
-            && let Some(due) = self.rules.output.judge(conn, now)
+            && let Some(due) = self.rules.output.judge(conn, now, taking)
         {
             timers.add(due, Timer::SlowCheck(r));
         }
@@ -372,7 +375,7 @@ impl ConnTable {
                 debug!("token {token}: deregister failed: {e}");
             }
             if let Phase::Closed(reason) = conn.phase() {
-                self.stats.count_disconnect(reason);
+                self.stats.count_closed(reason, conn.transport_name());
             }
             self.log.disconnected(&conn);
         }

@@ -61,9 +61,14 @@ impl OutputRule {
     /// Judged after writing, and not when lines are queued: within one batch the loop may
     /// queue the bursts of many senders for a client before writing it a byte, and a client
     /// that reads takes them within a few round trips. Only a client that stays behind for the
-    /// whole grace has stopped reading.
-    pub fn judge(&self, conn: &mut Connection, now: Instant) -> Option<Instant> {
-        conn.judge_output(self.max_output, now)
+    /// whole grace has stopped reading. A client whose socket still took more when the flush
+    /// stopped at the turn's write budget (`taking`) is not behind by its own doing: a loop
+    /// short of processor time writes few budgets a second, and would otherwise cut off, as
+    /// too slow, readers that took every byte it wrote (2026-12-07, the chaos test's chatters
+    /// on a machine busy with other work). It ends the grace like a flush that leaves it
+    /// under; the hard limit still bounds what it may hold.
+    pub fn judge(&self, conn: &mut Connection, now: Instant, taking: bool) -> Option<Instant> {
+        conn.judge_output(self.max_output, now, taking)
             .then_some(now + self.grace)
     }
 

@@ -166,6 +166,10 @@ pub mod chaos {
     pub struct Replays {
         pub replays: u64,
         pub said_the_round_before: u64,
+        /// Lines replayed to a checker after a round, each as the room's witness heard it.
+        pub checked: u64,
+        /// Restarts of the server before the checkers came.
+        pub restarts: u64,
     }
 
     /// What a chaos run found, as much of it as the tests read, and its summary.
@@ -239,7 +243,20 @@ pub mod chaos {
     /// Runs the chaos scenario to its end: its report (passed or not), or why it could not
     /// run.
     pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
-        let (json, summary): (ChaosJson, String) = run_binary(args)?;
+        report(run_binary(args)?)
+    }
+
+    /// As [`run`], with `--restarts`: each time the generator asks for the server to be
+    /// restarted, `restart(n)` (n counting from 1) restarts it and returns the new server's
+    /// flags, which the generator is given on its stdin.
+    pub fn run_restarting(
+        args: &BenchArgs,
+        restart: impl FnMut(u32) -> String,
+    ) -> Result<ChaosReport, String> {
+        report(super::run_binary_restarting(args, restart)?)
+    }
+
+    fn report((json, summary): (ChaosJson, String)) -> Result<ChaosReport, String> {
         let checks = json
             .checks
             .into_iter()
@@ -282,6 +299,79 @@ fn run_binary<T: DeserializeOwned>(args: &BenchArgs) -> Result<(T, String), Stri
     let (stdout, stderr) = output_with_deadline(child);
     match std::fs::read_to_string(&json_path) {
         Ok(json) => Ok((parse(&json, &json_path), stdout)),
+        Err(_) => Err(stderr),
+    }
+}
+
+/// The line the generator says on stdout when it wants the server restarted (its
+/// `chaos::RESTART_ASK`).
+const RESTART_ASK: &str = "chaos: restart the server";
+
+/// As [`run_binary`], for a run with `--restarts`: the generator's stdout is read line by
+/// line as it comes, and each [`RESTART_ASK`] is answered on its stdin with what `restart`
+/// returns; the summary is the rest of stdout.
+fn run_binary_restarting<T: DeserializeOwned>(
+    args: &BenchArgs,
+    mut restart: impl FnMut(u32) -> String,
+) -> Result<(T, String), String> {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = TempDir::new();
+    let json_path = dir.path.join("report.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat-bench"))
+        .args(&args.0)
+        .arg("--json-file")
+        .arg(&json_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start pollchat-bench");
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    let stdout = child.stdout.take().expect("a piped stdout");
+    let stderr = child.stderr.take().expect("a piped stderr");
+    let running = Running(child);
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let stderr = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut text);
+        text
+    });
+    let deadline = std::time::Instant::now() + RUN_DEADLINE;
+    let mut summary = String::new();
+    let mut restarts = 0;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) if line == RESTART_ASK => {
+                restarts += 1;
+                let flags = restart(restarts);
+                writeln!(stdin, "{flags}").expect("give the generator the restarted server");
+                stdin.flush().expect("flush the generator's stdin");
+            }
+            Ok(line) => {
+                summary.push_str(&line);
+                summary.push('\n');
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            // `running` is dropped on the way out: the generator is killed.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                panic!("pollchat-bench did not finish within {RUN_DEADLINE:?}")
+            }
+        }
+    }
+    let mut running = running;
+    let _ = running.0.wait();
+    let stderr = stderr.join().unwrap_or_default();
+    match std::fs::read_to_string(&json_path) {
+        Ok(json) => Ok((parse(&json, &json_path), summary)),
         Err(_) => Err(stderr),
     }
 }

@@ -13,6 +13,7 @@ fn every_metric_has_help_and_type_and_counters_end_in_total() {
         ..Stats::default()
     };
     stats.count_disconnect(&CloseReason::Idle);
+    stats.count_closed(&CloseReason::TooSlow { limit: 1024 }, "TLS");
     stats.count_http(404);
     let gauges = Gauges {
         connections_now: 3,
@@ -34,6 +35,10 @@ fn every_metric_has_help_and_type_and_counters_end_in_total() {
     assert!(text.contains("pollchat_clients_by_transport{transport=\"WebSocket\"} 2\n"));
     assert!(text.contains("pollchat_clients_by_transport{transport=\"plain\"} 0\n"));
     assert!(text.contains("pollchat_disconnects_total{reason=\"idle\"} 1\n"));
+    assert!(text.contains("pollchat_disconnects_total{reason=\"too_slow\"} 1\n"));
+    let by_transport =
+        "pollchat_disconnects_by_transport_total{reason=\"too_slow\",transport=\"TLS\"} 1\n";
+    assert!(text.contains(by_transport), "{text}");
     assert!(text.contains("pollchat_http_responses_total{code=\"404\"} 1\n"));
     assert!(text.contains("pollchat_backplane_state{state=\"up\"} 1\n"));
     assert!(text.contains("pollchat_backplane_published_total 5\n"));

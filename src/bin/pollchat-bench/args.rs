@@ -216,6 +216,19 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub rounds: u32,
 
+    /// Chaos: the server's --history, the lines a room replays to a newcomer: after every
+    /// round a new client in each room must be replayed exactly that many of the room's last
+    /// lines (fewer if the room heard fewer)
+    #[arg(long, value_name = "LINES", default_value_t = pollchat::limits::DEFAULT_HISTORY)]
+    pub history: usize,
+
+    /// Chaos: after every round, have the server restarted before the history check: say
+    /// "chaos: restart the server" on stdout and read one line on stdin with the restarted
+    /// server's --target, --tls-target, --ws-target, --server-pid and --server-stats (those
+    /// left out stay as they were). Run the server with --state-dir, so that history outlives it
+    #[arg(long)]
+    pub restarts: bool,
+
     /// Chaos: seed for the misbehaving clients' lifetimes (same seed, same schedule)
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub seed: u64,

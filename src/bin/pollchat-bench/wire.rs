@@ -239,7 +239,7 @@ fn pollchat_line(line: &[u8]) -> Incoming {
 }
 
 /// The stamp of a chat line `<nick> B ...` (without its newline).
-fn chat_stamp(line: &[u8]) -> Option<Stamp> {
+pub fn chat_stamp(line: &[u8]) -> Option<Stamp> {
     // Nicks cannot contain '>', so the text starts after the first "> ".
     let close = memchr::memchr(b'>', line)?;
     (line.first() == Some(&b'<') && line.get(close + 1) == Some(&b' ')).then_some(())?;

@@ -71,6 +71,9 @@ pub(super) struct Client {
     pub(super) room: String,
     /// While a history replay is arriving: which of the round's replays it is.
     pub(super) replay: Option<usize>,
+    /// A checker has heard the answer to the `/msg` it sent itself after entering its room:
+    /// any replay of the room's history came before it.
+    pub(super) synced: bool,
 }
 
 impl Client {
@@ -106,6 +109,7 @@ impl Client {
             home: LOBBY,
             room: String::new(),
             replay: None,
+            synced: false,
         }
     }
 
@@ -118,6 +122,7 @@ impl Client {
     pub(super) fn name(&self) -> String {
         match self.role {
             Role::Chatter(n) => format!("{} {n}", self.kind),
+            Role::Witness(_) | Role::Checker(_) => format!("{} in {}", self.kind, self.home),
             _ => self.kind.to_string(),
         }
     }
@@ -164,6 +169,12 @@ impl TlsTarget {
             config: Arc::new(config),
             name: ServerName::from(addr.ip()),
         }))
+    }
+
+    /// The listener, restarted at `addr` (`--restarts`): the same certificate to trust.
+    pub(super) fn moved_to(&mut self, addr: SocketAddr) {
+        self.addr = addr;
+        self.name = ServerName::from(addr.ip());
     }
 
     /// A new client session, its ClientHello ready to send.

@@ -16,7 +16,7 @@ use super::client::{After, Client, Listener, TlsTarget, WsFraming, close};
 use super::roles::{
     MISBEHAVING, MISBEHAVING_TLS, MISBEHAVING_WS, Role, TARGET_DOSE, service, timed,
 };
-use super::rooms::SECOND_ROOM;
+use super::rooms::{Layout, SECOND_ROOM};
 use super::round::{ChatterLog, Context, Plan, Target};
 use crate::BenchArgs;
 use crate::worker::connect;
@@ -51,7 +51,7 @@ pub(super) struct Chaos {
 impl Chaos {
     /// A round's loop, with no client yet; `doses` are those of the rounds before.
     pub(super) fn new(args: &BenchArgs, plan: &Plan, doses: [u32; 3]) -> io::Result<Chaos> {
-        let (target, tls, ws) = (plan.target, plan.tls, plan.ws);
+        let (target, tls, ws) = (plan.target, plan.tls.as_ref(), plan.ws);
         let mut misbehaving = MISBEHAVING.to_vec();
         if tls.is_some() {
             misbehaving.extend(MISBEHAVING_TLS);
@@ -128,12 +128,12 @@ impl Chaos {
         match registered {
             Ok((stream, tls, ws)) => {
                 let mut client = Client::new(stream, tls, ws, role, kind, serial, until);
-                if let Role::Chatter(n) = role {
-                    client.home = self.ctx.layout.room_of(n);
-                }
-                if role == Role::Operator {
-                    client.home = SECOND_ROOM;
-                }
+                client.home = match role {
+                    Role::Chatter(n) => self.ctx.layout.room_of(n),
+                    Role::Witness(n) | Role::Checker(n) => Layout::room(n),
+                    Role::Operator => SECOND_ROOM,
+                    _ => client.home,
+                };
                 entry.insert(client);
             }
             Err(e) => {
@@ -270,7 +270,8 @@ impl Chaos {
             });
     }
 
-    /// Every chatter has every line sent so far by the others in its room, and every ping is
+    /// Every chatter has every line sent so far by the others in its room, each witness every
+    /// chatter line of its room (so everything said before them too), and every ping is
     /// answered.
     pub(super) fn drained(&self) -> bool {
         let chatters = &self.ctx.chatters;
@@ -286,10 +287,16 @@ impl Chaos {
             .layout
             .each()
             .map(|(room, _)| (room, said_in(room)));
-        chatters.iter().all(|c| {
-            let total = totals.iter().find(|(r, _)| *r == c.room).map_or(0, |t| t.1);
-            c.received.len() as u64 >= total.saturating_sub(c.sent())
-        }) && self.ctx.pings.pending.is_empty()
+        let total_in = |room: &str| totals.iter().find(|(r, _)| *r == room).map_or(0, |t| t.1);
+        chatters
+            .iter()
+            .all(|c| c.received.len() as u64 >= total_in(c.room).saturating_sub(c.sent()))
+            && self
+                .ctx
+                .witnessed
+                .iter()
+                .all(|w| w.said >= total_in(w.room))
+            && self.ctx.pings.pending.is_empty()
     }
 }
 

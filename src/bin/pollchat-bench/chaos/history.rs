@@ -10,16 +10,26 @@
 //! said ([`Said`]), holding only the room's latest lines in the order the room saw them live
 //! (`invariants::replays_follow`). Other replayed lines (the flooders', garbage, lines from
 //! before the run) are counted and not judged: nothing records what they were.
+//!
+//! That judgement is of whatever chatter lines a replay holds. A second, exact one comes after
+//! every round: a silent witness in each room keeps the room's last chat lines as the server
+//! relayed them live ([`Witnessed`]: flooders' and garbage lines included, and only what was
+//! relayed, not what the strangers sent), and once the round's chatters have gone (and, with
+//! `--restarts`, the server has been restarted) a new client, a checker, enters each room:
+//! its replay must be exactly those lines, as many as `--history` (fewer if the room heard
+//! fewer), in the order the room heard them ([`kept_whole`]).
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
 use super::client::Client;
+use super::roles::Role;
 use super::rooms::SECOND_ROOM;
 use super::round::Context;
 use crate::invariants::{self, LineId, Replay};
-use crate::wire::{self, Incoming, Proto, Stamp};
+use crate::wire::{self, Stamp};
 use pollchat::protocol;
 
 /// One replay a well-behaved client got, as it arrived.
@@ -35,6 +45,8 @@ pub(super) struct Replayed {
     lines: usize,
     /// Those of them that were chatter lines, in the order replayed.
     said: Vec<Stamp>,
+    /// The lines themselves, for a checker only (the others' are judged by `said`).
+    text: Vec<Vec<u8>>,
     /// The footer came.
     ended: bool,
 }
@@ -55,6 +67,10 @@ pub struct Replays {
     pub lines: u64,
     /// Of `lines`, the chatter lines of the round before, which were judged.
     pub said_the_round_before: u64,
+    /// Lines the checkers were replayed after the round, each the same as its witness heard.
+    pub checked: u64,
+    /// Restarts of the server before the checkers came (`--restarts`).
+    pub restarts: u64,
 }
 
 impl std::ops::AddAssign for Replays {
@@ -62,7 +78,111 @@ impl std::ops::AddAssign for Replays {
         self.replays += other.replays;
         self.lines += other.lines;
         self.said_the_round_before += other.said_the_round_before;
+        self.checked += other.checked;
+        self.restarts += other.restarts;
     }
+}
+
+/// A room's last chat lines as its witness heard them live, at most `--history` of them, and
+/// how many it heard in all.
+pub(super) struct Witnessed {
+    pub(super) room: &'static str,
+    pub(super) last: VecDeque<Vec<u8>>,
+    pub(super) heard: u64,
+    /// Of `heard`, the chatters' lines: once it has them all, it has everything said before.
+    pub(super) said: u64,
+}
+
+impl Witnessed {
+    pub(super) fn new(room: &'static str) -> Witnessed {
+        Witnessed {
+            room,
+            last: VecDeque::new(),
+            heard: 0,
+            said: 0,
+        }
+    }
+}
+
+/// The witness of room `n` heard `line` live: a chat line (`<nick> ...`, `* nick ...`, what a
+/// room keeps in its history) is kept, the oldest going past `--history`.
+pub(super) fn witness(n: u32, line: &[u8], ctx: &mut Context) {
+    let chat = line.starts_with(b"<") || line.starts_with(b"* ");
+    let keep = ctx.history;
+    let Some(w) = ctx.witnessed.get_mut(n as usize).filter(|_| chat) else {
+        return;
+    };
+    w.heard += 1;
+    w.said += u64::from(stamp(line).is_some());
+    w.last.push_back(line.to_vec());
+    while w.last.len() > keep {
+        w.last.pop_front();
+    }
+}
+
+/// The checkers' replays against what the witnesses heard: for each room, the checker that
+/// entered it was replayed exactly the witness's lines (framed as announced, in order), or,
+/// for a room that heard none, nothing. `history` is the server's `--history`, which bounds
+/// what a witness keeps; `Ok` holds the lines checked.
+pub(super) fn kept_whole(
+    witnessed: &[Witnessed],
+    replays: &[Replayed],
+    history: usize,
+) -> Result<u64, String> {
+    let mut checked = 0;
+    for w in witnessed {
+        let who = format!("checker in {}", w.room);
+        let mine: Vec<&Replayed> = replays
+            .iter()
+            .filter(|r| r.who == who && r.entering.eq_ignore_ascii_case(w.room))
+            .collect();
+        let want = w.last.len();
+        let replay = match (mine.as_slice(), want) {
+            ([], 0) => continue,
+            ([], _) => {
+                return Err(format!(
+                    "{who} was replayed no history, where the room's last {want} lines (of {} \
+                     it heard) were due",
+                    w.heard
+                ));
+            }
+            ([replay], _) => replay,
+            _ => return Err(format!("{who} was replayed {} histories", mine.len())),
+        };
+        framed(replay)?;
+        if replay.text.len() != want {
+            return Err(format!(
+                "{who} was replayed {} lines, where the room had heard {} and keeps {history} \
+                 (--history): {want} were due",
+                replay.text.len(),
+                w.heard
+            ));
+        }
+        if let Some(i) = (0..want).find(|&i| replay.text[i] != w.last[i]) {
+            let shown = |line: &[u8]| -> String { lossy_start(line) };
+            let mut why = format!(
+                "line {} of the {want} replayed to {who} was {:?}, where the room heard {:?}",
+                i + 1,
+                shown(&replay.text[i]),
+                shown(&w.last[i])
+            );
+            let mut sorted_replay = replay.text.clone();
+            let mut sorted_heard: Vec<Vec<u8>> = w.last.iter().cloned().collect();
+            sorted_replay.sort();
+            sorted_heard.sort();
+            if sorted_replay == sorted_heard {
+                why.push_str(" (the same lines, in another order)");
+            }
+            return Err(why);
+        }
+        checked += want as u64;
+    }
+    Ok(checked)
+}
+
+/// The start of a line, as text, for a message.
+fn lossy_start(line: &[u8]) -> String {
+    String::from_utf8_lossy(line).chars().take(48).collect()
 }
 
 impl Replays {
@@ -72,11 +192,25 @@ impl Replays {
             replays,
             lines,
             said_the_round_before: said,
+            ..
         } = self;
         if replays == 0 {
             return "no client entering a room was replayed any history".into();
         }
         let mut kept = format!("{replays} replays of {lines} lines, each framed as announced");
+        if self.checked > 0 {
+            let _ = write!(
+                kept,
+                "; after each round{}, a newcomer to each room was replayed exactly its last \
+                 lines as a witness heard them, in order ({} lines)",
+                if self.restarts > 0 {
+                    " and a restart of the server"
+                } else {
+                    ""
+                },
+                self.checked
+            );
+        }
         if said > 0 {
             let _ = write!(
                 kept,
@@ -103,8 +237,15 @@ pub(super) fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> bo
         } else {
             replay.lines += 1;
             replay.said.extend(stamp(line));
+            if matches!(client.role, Role::Checker(_)) {
+                replay.text.push(line.to_vec());
+            }
         }
         return true;
+    }
+    // Both lines looked for here are the server's own: the flood is not.
+    if !line.starts_with(b"*** ") {
+        return false;
     }
     let text = String::from_utf8_lossy(line);
     if let Some((announced, room)) = header(&text) {
@@ -116,6 +257,7 @@ pub(super) fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> bo
             announced,
             lines: 0,
             said: Vec::new(),
+            text: Vec::new(),
             ended: false,
         });
         return true;
@@ -127,14 +269,10 @@ pub(super) fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> bo
     false
 }
 
-/// The chatter line's stamp, if `line` is one.
+/// The chatter line's stamp, if `line` is one (read in place: most lines the well-behaved
+/// clients get are 4 KB flood lines, which are not).
 pub(super) fn stamp(line: &[u8]) -> Option<Stamp> {
-    let mut framed = line.to_vec();
-    framed.push(b'\n');
-    match wire::decode(Proto::Pollchat, &framed) {
-        Some((Incoming::Line(stamp), _)) => Some(stamp),
-        _ => None,
-    }
+    wire::chat_stamp(line)
 }
 
 /// `*** last N lines in #room:` ([`protocol::history_header`]): N and the room.
@@ -248,6 +386,7 @@ mod tests {
             announced,
             lines,
             said: Vec::new(),
+            text: Vec::new(),
             ended,
         }
     }
@@ -266,6 +405,46 @@ mod tests {
         elsewhere.named = SECOND_ROOM.into();
         let elsewhere = framed(&elsewhere).unwrap_err();
         assert!(elsewhere.contains("the history of #chaos"), "{elsewhere}");
+    }
+
+    /// A room's witness that heard `lines` (the last of them kept), and the checker's replay
+    /// of that room: `replayed`, or none.
+    fn checked(lines: &[&str], replay: Option<&[&str]>) -> Result<u64, String> {
+        let mut witnessed = Witnessed::new("#lobby");
+        for line in lines {
+            witnessed.heard += 1;
+            witnessed.last.push_back(line.as_bytes().to_vec());
+        }
+        let replays: Vec<Replayed> = replay
+            .map(|text| {
+                let mut replay = replayed(text.len(), text.len(), true);
+                replay.who = "checker in #lobby".into();
+                replay.text = text.iter().map(|l| l.as_bytes().to_vec()).collect();
+                replay
+            })
+            .into_iter()
+            .collect();
+        kept_whole(&[witnessed], &replays, 20)
+    }
+
+    #[test]
+    fn a_checker_must_be_replayed_exactly_what_the_witness_heard_last() {
+        let heard = ["<a> 1", "<b> 2", "* c waves"];
+        assert_eq!(checked(&heard, Some(&heard)), Ok(3));
+        // A room that heard nothing replays nothing.
+        assert_eq!(checked(&[], None), Ok(0));
+        let lost = checked(&heard, None).unwrap_err();
+        assert!(lost.contains("replayed no history"), "{lost}");
+        let reversed = checked(&heard, Some(&["* c waves", "<b> 2", "<a> 1"])).unwrap_err();
+        assert!(reversed.contains("line 1 of the 3"), "{reversed}");
+        assert!(reversed.contains("in another order"), "{reversed}");
+        let short = checked(&heard, Some(&heard[1..])).unwrap_err();
+        assert!(short.contains("replayed 2 lines"), "{short}");
+        let other = checked(&heard, Some(&["<a> 1", "<b> 2", "<x> cut"])).unwrap_err();
+        assert!(other.contains("line 3 of the 3"), "{other}");
+        assert!(!other.contains("another order"), "{other}");
+        let ghost = checked(&[], Some(&["<a> 1"])).unwrap_err();
+        assert!(ghost.contains("replayed 1 lines"), "{ghost}");
     }
 
     #[test]

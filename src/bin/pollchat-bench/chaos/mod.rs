@@ -1,15 +1,18 @@
 //! `pollchat-bench --scenario chaos`: well-behaved chatters talk while strangers misbehave
 //! around them, and the run says, promise by promise, whether the server kept it (PASS/FAIL).
 //!
-//! The generator is one thread and one mio loop, built like the server. A run is
-//! `--rounds` rounds (two by default), each with fresh clients, each through fixed phases
-//! bounded in time:
+//! The generator is built like the server, a mio loop per thread: the well-behaved clients in
+//! one, the strangers in another, each on its own thread during the chaos phase (so that the
+//! flood never keeps the chatters from being read; the reset storms have threads of their own,
+//! at nice 19). A run is `--rounds` rounds (two by default), each with fresh clients, each
+//! through fixed phases bounded in time:
 //!
 //! 1. **baseline** (once, before round 1): the server's open descriptors and memory, cold
 //!    (with `--server-pid`);
 //! 2. **join**: `--chatters` chatters and one pinger per listener (plain, TLS, WebSocket)
 //!    connect and are welcomed in `#lobby`; `--room-chatters` more connect and `/join` a second room,
-//!    `#chaos`, and the phase ends once the server has said they are there;
+//!    `#chaos`, and a silent witness sits in each room; the phase ends once the server has said
+//!    they are there;
 //! 3. **chaos** (`--duration`): each chatter sends numbered lines at `--chat-rate`; each pinger
 //!    sends itself a `/msg` five times a second and times the answer; misbehaving clients
 //!    come and go, up to `--conns` at once, cycling through the roles of `roles.rs`; two connect
@@ -21,8 +24,12 @@
 //!    says one last line, so that the rooms' history ends with lines the next round can
 //!    check;
 //! 5. **leave**: chatters and pingers `/quit` and wait for the server to close them;
-//! 6. **settle**: wait for the server's descriptors to come back down to the cold baseline,
-//!    read its memory.
+//! 6. **settle**: wait for the server's descriptors to come back down to the cold baseline
+//!    (but the witnesses'), read its memory;
+//! 7. **check**: with `--restarts`, the server is restarted ([`RESTART_ASK`]); then a checker
+//!    enters each room and must be replayed exactly the lines its witness heard last
+//!    (`history.rs`), and the witnesses (unless the restart let them go) and the checkers
+//!    `/quit`.
 //!
 //! With `--tls-target` and `--tls-ca`, every other chatter and a second pinger talk to the
 //! server's TLS listener through a non-blocking rustls client (the same steps as
@@ -91,6 +98,7 @@ mod roles;
 mod rooms;
 mod round;
 
+use std::io::Write as _;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
@@ -129,11 +137,13 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
         .ok_or("--target: give the server's address")?;
     // 1. Baseline, cold: what the server holds before anyone connects.
     let cold = args.server_pid.and_then(resources);
-    let plan = Plan {
+    let mut plan = Plan {
         args,
         target,
-        tls: tls.as_ref(),
+        tls,
         ws: args.ws_target,
+        server_pid: args.server_pid,
+        server_stats: args.server_stats,
         chat_interval,
         spawn_interval,
         cold,
@@ -144,15 +154,91 @@ pub fn run(args: &BenchArgs) -> Result<ChaosReport, String> {
     // The flooders' doses to each kind of non-reader: the turn goes on from round to round.
     let mut doses = [0; 3];
     for round in 1..=args.rounds {
-        let (figures, heard) = run_round(&plan, said.as_ref(), &mut doses)
+        let (figures, heard) = run_round(&mut plan, said.as_ref(), &mut doses)
             .map_err(|e| format!("round {round}: {e}"))?;
         rounds.push(figures);
         said = Some(heard);
     }
     let secs = started.elapsed().as_secs_f64();
-    let server_stats = args.server_stats.and_then(ask_stats);
+    let server_stats = plan.server_stats.and_then(ask_stats);
     let chatters = args.chatters + args.room_chatters;
     ChaosReport::new(secs, chatters, rounds, cold, server_stats)
+}
+
+/// What the generator says on stdout, a line of its own, when it wants the server restarted
+/// (`--restarts`).
+pub const RESTART_ASK: &str = "chaos: restart the server";
+
+/// How long the generator waits for the restarted server's flags.
+const RESTART_LIMIT: Duration = Duration::from_secs(60);
+
+/// `--restarts`: asks for the server to be restarted ([`RESTART_ASK`]) and waits, up to
+/// [`RESTART_LIMIT`], for the restarted server's flags on stdin; the plan then holds them,
+/// and the new server's descriptors and heap as its cold baseline.
+fn restart(plan: &mut Plan) -> Result<(), String> {
+    println!("{RESTART_ASK}");
+    std::io::stdout()
+        .flush()
+        .map_err(|e| format!("asking for a restart: {e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = tx.send(std::io::stdin().read_line(&mut line).map(|_| line));
+    });
+    let line = match rx.recv_timeout(RESTART_LIMIT) {
+        Ok(Ok(line)) if !line.trim().is_empty() => line,
+        Ok(Ok(_)) => return Err("stdin ended instead of giving the restarted server".into()),
+        Ok(Err(e)) => return Err(format!("reading the restarted server from stdin: {e}")),
+        Err(_) => {
+            return Err(format!(
+                "no restarted server on stdin within {} s",
+                RESTART_LIMIT.as_secs()
+            ));
+        }
+    };
+    restarted(plan, &line)?;
+    plan.cold = plan.server_pid.and_then(resources);
+    Ok(())
+}
+
+/// Takes the restarted server's flags into the plan: `--target ADDR`, `--tls-target ADDR`,
+/// `--ws-target ADDR`, `--server-pid PID`, `--server-stats ADDR`, any of them.
+fn restarted(plan: &mut Plan, line: &str) -> Result<(), String> {
+    let mut words = line.split_whitespace();
+    while let Some(flag) = words.next() {
+        let value = words
+            .next()
+            .ok_or_else(|| format!("restarted server: {flag} without a value"))?;
+        let addr = || {
+            value
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("restarted server: {flag} {value}: {e}"))
+        };
+        match flag {
+            "--target" => plan.target = addr()?,
+            "--tls-target" => {
+                let tls = plan
+                    .tls
+                    .as_mut()
+                    .ok_or("restarted server: --tls-target in a run without TLS")?;
+                tls.moved_to(addr()?);
+            }
+            "--ws-target" => plan.ws = Some(addr()?),
+            "--server-stats" => plan.server_stats = Some(addr()?),
+            "--server-pid" => {
+                let pid = value
+                    .parse()
+                    .map_err(|e| format!("restarted server: --server-pid {value}: {e}"))?;
+                plan.server_pid = Some(pid);
+            }
+            _ => {
+                return Err(format!(
+                    "restarted server: {flag} is not a flag a restart changes"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The interval between events at `rate` per second.

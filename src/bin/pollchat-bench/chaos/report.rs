@@ -742,6 +742,7 @@ mod tests {
                 replays: 4,
                 lines: 20,
                 said_the_round_before: 12,
+                ..Replays::default()
             },
             latency,
             pings_sent: 5,

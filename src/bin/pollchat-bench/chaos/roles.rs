@@ -16,6 +16,10 @@ use crate::wire::{self, Proto, Stamp};
 use pollchat::limits::LOBBY;
 use pollchat::nonblocking::connect_finished;
 
+/// Lines found clean that the well-behaved clients remember, the latest (see
+/// [`check_clean`]).
+const CLEAN_KEPT: usize = 32;
+
 /// How often the pinger asks the server for an answer.
 const PING_EVERY: Duration = Duration::from_millis(200);
 
@@ -90,6 +94,15 @@ pub(super) enum Role {
     /// is on the plain listener; with a TLS target, pinger 1 is on the TLS one, and with a
     /// WebSocket target pinger 2 on the HTTP one.
     Pinger(u32),
+    /// Well-behaved: sits in room `n` (0 the lobby, 1 the second room) and says nothing, and
+    /// keeps the room's last chat lines as it heard them live (`history.rs`). It stays after the
+    /// round's chatters have gone, until the history check after the round (or the restart
+    /// before it): a second room with nobody in it would be forgotten, history and all.
+    Witness(u32),
+    /// Well-behaved: comes after a round (and the restart, with `--restarts`), enters room `n`
+    /// as [`Role::Witness`] numbers them, and keeps the history it is replayed there, which must
+    /// be what the witness heard last (`history.rs`).
+    Checker(u32),
     /// Connects and resets (SO_LINGER 0): half of them as soon as connected, before the
     /// welcome; the others after the welcome and half a line.
     Vanisher,
@@ -189,6 +202,8 @@ impl Role {
         match self {
             Role::Chatter(_) => "chatter",
             Role::Pinger(_) => "pinger",
+            Role::Witness(_) => "witness",
+            Role::Checker(_) => "checker",
             Role::Vanisher => "vanisher",
             Role::NonReader => "non-reader",
             Role::Endless => "endless line",
@@ -235,7 +250,14 @@ impl Role {
     }
 
     pub(super) fn well_behaved(self) -> bool {
-        matches!(self, Role::Chatter(_) | Role::Pinger(_) | Role::Operator)
+        matches!(
+            self,
+            Role::Chatter(_)
+                | Role::Pinger(_)
+                | Role::Witness(_)
+                | Role::Checker(_)
+                | Role::Operator
+        )
     }
 
     /// The listener it connects to, of those the run has (`tls`, `http`): the TLS and HTTP
@@ -504,7 +526,7 @@ fn finish_connect(client: &mut Client, ctx: &mut Context) -> Option<After> {
 fn on_lines(client: &mut Client, ctx: &mut Context) -> After {
     let mut used = 0;
     let mut after = After::Keep;
-    while let Some(end) = memchr::memchr(b'\n', &client.input[used..]) {
+    while let Some(end) = line_end(&client.input[used..]) {
         let line = used..used + end;
         used += end + 1;
         let line = client.input[line].to_vec();
@@ -515,6 +537,16 @@ fn on_lines(client: &mut Client, ctx: &mut Context) -> After {
     }
     client.input.drain(..used);
     after
+}
+
+/// Where the first line of `bytes` ends (its newline), if it does. Found by
+/// `BufRead::skip_until`, which the standard library does with the C library's `memchr`: the
+/// memchr crate's vector code, in the debug build `cargo test` runs, took a quarter of the
+/// well-behaved clients' time scanning the flood for newlines (perf, 2026-12-07).
+fn line_end(bytes: &[u8]) -> Option<usize> {
+    let mut rest = bytes;
+    let n = std::io::BufRead::skip_until(&mut rest, b'\n').ok()?;
+    (n > 0 && bytes.get(n - 1) == Some(&b'\n')).then(|| n - 1)
 }
 
 /// The server closed a client (or the connection failed): expected for some, a broken
@@ -578,6 +610,11 @@ fn on_line(client: &mut Client, line: &[u8], ctx: &mut Context) -> After {
     match client.role {
         Role::Chatter(me) => record_line(client, me, line, ctx),
         Role::Pinger(me) => record_answer(client, me, line, ctx),
+        Role::Witness(room) if client.at_home() => history::witness(room, line, ctx),
+        Role::Checker(_) => {
+            let answer = format!("*{}* S ", client.nick);
+            client.synced |= line.starts_with(answer.as_bytes());
+        }
         Role::WsOversized => kept_after_too_long(client, line, ctx),
         _ => {}
     }
@@ -598,7 +635,18 @@ fn kept_after_too_long(client: &mut Client, line: &[u8], ctx: &mut Context) {
 /// Counts a line a well-behaved client received that is not clean text (the clean text
 /// promise), and keeps the first one to show.
 fn check_clean(line: &[u8], ctx: &mut Context) {
+    // Every well-behaved client gets each flood line: one found clean is clean for the next
+    // (a comparison is the C library's `memcmp`, which stops at the first byte that differs).
+    if ctx.clean.iter().any(|seen| seen.as_slice() == line) {
+        return;
+    }
     let clean = std::str::from_utf8(line).is_ok_and(invariants::is_clean_text);
+    if clean {
+        if ctx.clean.len() == CLEAN_KEPT {
+            ctx.clean.pop_front();
+        }
+        ctx.clean.push_back(line.to_vec());
+    }
     if !clean {
         ctx.dirty += 1;
         if ctx.first_dirty.is_none() {
@@ -657,8 +705,17 @@ fn tls_done(client: &Client) -> bool {
 /// What a client does once it is in (the lobby).
 fn welcomed(client: &mut Client, line: &[u8]) -> After {
     match client.role {
-        Role::Chatter(_) if client.home != LOBBY => {
+        Role::Chatter(_) | Role::Witness(_) if client.home != LOBBY => {
             let _ = writeln!(PushStr(&mut client.output), "/join {}", client.home);
+        }
+        // Its room's history (if any) comes before the answer to its `/msg`.
+        Role::Checker(_) => {
+            client.nick = nick_in_welcome(line);
+            let mut out = PushStr(&mut client.output);
+            if client.home != LOBBY {
+                let _ = writeln!(out, "/join {}", client.home);
+            }
+            let _ = writeln!(out, "/msg {} S synced", client.nick);
         }
         Role::Pinger(_) => client.nick = nick_in_welcome(line),
         Role::WsUnmasked => {
@@ -709,4 +766,19 @@ pub(super) fn earlier(at: Instant, by: Duration) -> Instant {
 
 fn lossy(line: &[u8]) -> String {
     String::from_utf8_lossy(line).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_ends_at_its_first_newline_and_half_a_line_has_no_end() {
+        assert_eq!(line_end(b"ab\ncd\n"), Some(2));
+        assert_eq!(line_end(b"\n"), Some(0));
+        assert_eq!(line_end(b"half a li"), None);
+        assert_eq!(line_end(b""), None);
+        let long = [vec![b'x'; 5000], b"\nmore".to_vec()].concat();
+        assert_eq!(line_end(&long), Some(5000));
+    }
 }

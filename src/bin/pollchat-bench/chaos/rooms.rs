@@ -39,6 +39,11 @@ impl Layout {
         }
     }
 
+    /// Room `n` of the two: 0 the lobby, any other the second room.
+    pub(super) fn room(n: u32) -> &'static str {
+        if n == 0 { LOBBY } else { SECOND_ROOM }
+    }
+
     /// Each chatter's room, by chatter number: what the checks in `invariants.rs` take.
     pub(super) fn rooms(self) -> Vec<&'static str> {
         (0..self.total())

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::client::{Listener, TlsTarget, close, write_out};
+use super::client::{Client, Listener, TlsTarget, close, write_out};
 use super::event_loop::Chaos;
-use super::history::{self, Replayed, Said};
+use super::history::{self, Replayed, Said, Witnessed};
 use super::operator::{self, Desk};
 use super::report::{HEAP_MARGIN_KIB, Round, Tally, answered, counted};
 use super::roles::{Role, earlier, say};
@@ -27,6 +27,9 @@ use crate::worker::latency_histogram;
 const JOIN_LIMIT: Duration = Duration::from_secs(10);
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 const LEAVE_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long the checkers get to be welcomed, enter their rooms and be replayed their history.
+const CHECK_LIMIT: Duration = Duration::from_secs(10);
 
 /// How long the server gets to close every socket once all clients are gone. Its lingering
 /// closes take up to `limits::LINGER` (2 s).
@@ -86,6 +89,10 @@ pub(super) struct Context {
     pub(super) chatters: Vec<ChatterLog>,
     /// Every history replay a well-behaved client got, in the order they began.
     pub(super) replays: Vec<Replayed>,
+    /// Each room's last chat lines as its witness heard them, the lobby's first.
+    pub(super) witnessed: Vec<Witnessed>,
+    /// The server's `--history`: how many lines a witness keeps.
+    pub(super) history: usize,
     /// Chat lines other than chatter lines that reached a chatter of the second room (they
     /// can only have come from the lobby), and the first one.
     pub(super) strays: u64,
@@ -93,6 +100,8 @@ pub(super) struct Context {
     pub(super) pings: PingLog,
     pub(super) latency: Histogram<u64>,
     pub(super) scratch: Vec<u8>,
+    /// The latest lines found clean, which other well-behaved clients get too.
+    pub(super) clean: VecDeque<Vec<u8>>,
     /// Lines a well-behaved client received that were not clean text, and the first one.
     pub(super) dirty: u64,
     pub(super) first_dirty: Option<String>,
@@ -150,11 +159,14 @@ impl Context {
             layout,
             chatters,
             replays: Vec::new(),
+            witnessed: layout.each().map(|(room, _)| Witnessed::new(room)).into(),
+            history: args.history,
             strays: 0,
             first_stray: None,
             pings,
             latency: latency_histogram()?,
             scratch: vec![0; 64 * 1024],
+            clean: VecDeque::new(),
             dirty: 0,
             first_dirty: None,
             lost: Vec::new(),
@@ -181,43 +193,122 @@ pub(super) struct Plan<'a> {
     pub(super) args: &'a BenchArgs,
     /// The server's plain listener (the first `--target`).
     pub(super) target: SocketAddr,
-    pub(super) tls: Option<&'a TlsTarget>,
+    pub(super) tls: Option<TlsTarget>,
     /// The server's HTTP listener (`--ws-target`).
     pub(super) ws: Option<SocketAddr>,
+    /// The server's process and its `--stats-udp` (`--server-pid`, `--server-stats`), those
+    /// of the restarted server once there is one.
+    pub(super) server_pid: Option<u32>,
+    pub(super) server_stats: Option<SocketAddr>,
     /// Time between two lines of one chatter, and between two misbehaving clients started.
     pub(super) chat_interval: Duration,
     pub(super) spawn_interval: Duration,
-    /// The server's descriptors and heap before round 1, which the settle phase waits for.
+    /// The server's descriptors and heap before round 1 (or since its restart), which the
+    /// settle phase waits for.
     pub(super) cold: Option<(usize, u64)>,
 }
 
 /// One round, phases 2 to 6, with fresh clients (and the same `--seed`, so every round runs
-/// the same schedule and only a leak makes the server hold more after it). `earlier` is what
-/// the previous round's chatters said, which the history replayed in this one must agree
-/// with; the round returns its own for the next. `doses` are the flooders' doses to each kind
-/// of non-reader so far in the run, which the round adds to.
+/// the same schedule and only a leak makes the server hold more after it), then the history
+/// check (after a restart of the server, with `--restarts`; the plan then holds the new
+/// server). `earlier` is what the previous round's chatters said, which the history replayed
+/// in this one must agree with; the round returns its own for the next. `doses` are the
+/// flooders' doses to each kind of non-reader so far in the run, which the round adds to.
 pub(super) fn run_round(
-    plan: &Plan,
+    plan: &mut Plan,
     earlier: Option<&Said>,
     doses: &mut [u32; 3],
 ) -> Result<(Round, Said), String> {
     let started = Instant::now();
     let args = plan.args;
-    let mut chaos = Chaos::new(args, plan, *doses).map_err(|e| format!("cannot start: {e}"))?;
-    let mut rss = HeapPeak::new(args.server_pid);
+    let cannot = |e: io::Error| format!("cannot start: {e}");
+    // Two loops: the well-behaved clients' and the strangers'. During the chaos phase each
+    // runs on a thread of its own, so that however long the flooders keep the strangers'
+    // loop busy, the chatters are read (see `misbehave`).
+    let mut chaos = Chaos::new(args, plan, *doses).map_err(cannot)?;
+    let mut strangers = Chaos::new(args, plan, *doses).map_err(cannot)?;
+    let mut rss = HeapPeak::new(plan.server_pid);
     join(&mut chaos, plan)?;
-    misbehave(&mut chaos, plan, &mut rss);
+    misbehave(&mut chaos, &mut strangers, plan, &mut rss);
+    *doses = strangers.ctx.doses;
     operator::wind_up(&mut chaos);
-    calm(&mut chaos);
+    calm(&mut chaos, strangers);
     last_words(&mut chaos, plan);
     rss.sample();
-    *doses = chaos.ctx.doses;
     leave(&mut chaos);
-    let end = settle(args.server_pid, plan.cold);
+    // The witnesses stay, each on one of the server's descriptors.
+    let end = settle(plan.server_pid, plan.cold, chaos.clients.len());
     let heap_peak = rss.peak.max(end.map(|(_, rss)| rss));
-    Ok(chaos
-        .ctx
-        .into_round(started.elapsed().as_secs_f64(), end, heap_peak, earlier))
+    let mut restarts = 0;
+    if args.restarts {
+        for (_, witness) in chaos.clients.iter_mut() {
+            witness.leaving = true;
+        }
+        super::restart(plan)?;
+        restarts = 1;
+    }
+    let kept = check_history(&mut chaos, plan).map_err(|e| format!("history check: {e}"))?;
+    let (mut round, said) = chaos.ctx.into_round(
+        started.elapsed().as_secs_f64(),
+        end,
+        heap_peak,
+        earlier,
+        kept,
+    );
+    round.replays.restarts = restarts;
+    Ok((round, said))
+}
+
+/// After the round: a checker enters each room and is replayed its history, which must be
+/// what the room's witness heard last (`history::kept_whole`); then the checkers and the
+/// witnesses still there (none after a restart) `/quit`, and must be closed. The verdict,
+/// with the lines checked; `Err` only if the checkers cannot start.
+fn check_history(chaos: &mut Chaos, plan: &Plan) -> Result<Result<u64, String>, String> {
+    let mut checkers =
+        Chaos::new(plan.args, plan, [0; 3]).map_err(|e| format!("cannot start: {e}"))?;
+    for room in 0..2 {
+        checkers.open(Role::Checker(room));
+    }
+    let synced = checkers.run_until(CHECK_LIMIT, |c| {
+        c.clients.iter().all(|(_, c)| c.synced) && !c.clients.is_empty()
+    });
+    let verdict = if synced {
+        history::kept_whole(
+            &chaos.ctx.witnessed,
+            &checkers.ctx.replays,
+            plan.args.history,
+        )
+    } else {
+        Err(format!(
+            "the checkers were not welcomed into their rooms and answered within {} s",
+            CHECK_LIMIT.as_secs()
+        ))
+    };
+    for (_, client) in chaos.clients.iter_mut().chain(checkers.clients.iter_mut()) {
+        if !client.leaving {
+            client.output.extend_from_slice(b"/quit\n");
+            client.leaving = true;
+            let _ = write_out(client);
+        }
+    }
+    let started = Instant::now();
+    while started.elapsed() < LEAVE_LIMIT
+        && !(chaos.clients.is_empty() && checkers.clients.is_empty())
+    {
+        chaos.turn();
+        checkers.turn();
+    }
+    for (kind, tally) in std::mem::take(&mut checkers.ctx.tallies) {
+        *chaos.ctx.tallies.entry(kind).or_default() += tally;
+    }
+    chaos.ctx.lost.append(&mut checkers.ctx.lost);
+    for client in chaos.clients.drain().chain(checkers.clients.drain()) {
+        chaos
+            .ctx
+            .lost
+            .push(format!("{} was not closed after /quit", client.name()));
+    }
+    Ok(verdict)
 }
 
 /// Phase 2, join: the chatters and one pinger per listener connect, and must all be welcomed
@@ -238,8 +329,12 @@ fn join(chaos: &mut Chaos, plan: &Plan) -> Result<(), String> {
     if operator {
         chaos.open(Role::Operator);
     }
+    // A witness in each room.
+    for room in 0..2 {
+        chaos.open(Role::Witness(room));
+    }
     let well_behaved =
-        layout.total() + pingers.iter().filter(|&&p| p).count() + usize::from(operator);
+        layout.total() + pingers.iter().filter(|&&p| p).count() + usize::from(operator) + 2;
     // The second room's chatters are there once the server says so: a line said before
     // would not be theirs to hear.
     let joined = chaos.run_until(JOIN_LIMIT, |c| {
@@ -264,10 +359,16 @@ fn join(chaos: &mut Chaos, plan: &Plan) -> Result<(), String> {
 
 /// Phase 3, chaos, for `--duration`: the well-behaved talk while misbehaving clients are
 /// started in turn, up to `--conns` at once, and two storms of `--storm` connections come a
-/// third and two thirds of the way through.
-fn misbehave(chaos: &mut Chaos, plan: &Plan, rss: &mut HeapPeak) {
+/// third and two thirds of the way through. The well-behaved clients' loop (`chaos`) runs on
+/// a thread of its own meanwhile: in one loop with the strangers, a debug build of the
+/// generator on a machine busy with other work spent seconds writing the flood and reading
+/// none of what the chatters were sent, and the server, keeping its rule, cut every chatter
+/// off as too slow (2026-12-07, five busy loops on 2 cores). The strangers' counts join the
+/// round's once the phase is over.
+fn misbehave(chaos: &mut Chaos, strangers: &mut Chaos, plan: &Plan, rss: &mut HeapPeak) {
     let args = plan.args;
     chaos.ctx.phase = Phase::Chaos;
+    strangers.ctx.phase = Phase::Chaos;
     let started = Instant::now();
     let duration = Duration::from_secs_f64(args.duration.max(0.0));
     let spread = (chaos.ctx.layout.total() + 1) as f64;
@@ -276,6 +377,52 @@ fn misbehave(chaos: &mut Chaos, plan: &Plan, rss: &mut HeapPeak) {
         let stagger = plan.chat_interval.mul_f64(key as f64 / spread);
         client.next_send = started + stagger;
     }
+    let no_thread = std::thread::scope(|scope| {
+        // Named, so that `top -H` and `perf` tell the threads apart.
+        let well_behaved = std::thread::Builder::new()
+            .name("well-behaved".into())
+            .spawn_scoped(scope, || {
+                while started.elapsed() < duration {
+                    chaos.turn();
+                }
+            });
+        // The strangers' loop at nice 5: on a busy machine the well-behaved clients' loop
+        // gets three times its share of the processor, as the server reads them against
+        // `--output-grace`; on an idle one, nothing changes.
+        let strangers = std::thread::Builder::new()
+            .name("strangers".into())
+            .spawn_scoped(scope, || {
+                nice_this_thread(5);
+                strangers_misbehave(strangers, plan, started, duration, rss);
+            });
+        [well_behaved.err(), strangers.err()]
+    });
+    for (e, whose) in no_thread
+        .into_iter()
+        .zip(["well-behaved clients", "strangers"])
+    {
+        if let Some(e) = e {
+            chaos
+                .ctx
+                .lost
+                .push(format!("no thread for the {whose}: {e}"));
+        }
+    }
+    for (kind, tally) in std::mem::take(&mut strangers.ctx.tallies) {
+        *chaos.ctx.tallies.entry(kind).or_default() += tally;
+    }
+}
+
+/// The strangers' side of phase 3: misbehaving clients started in turn, the storms, the
+/// reset storms beside them, until `duration` has passed since `started`.
+fn strangers_misbehave(
+    chaos: &mut Chaos,
+    plan: &Plan,
+    started: Instant,
+    duration: Duration,
+    rss: &mut HeapPeak,
+) {
+    let args = plan.args;
     let mut storms: VecDeque<Instant> = if args.storm > 0 {
         [duration / 3, duration * 2 / 3]
             .map(|at| started + at)
@@ -306,7 +453,7 @@ fn misbehave(chaos: &mut Chaos, plan: &Plan, rss: &mut HeapPeak) {
         rss.sample();
     }
     let tally = chaos.ctx.tallies.entry("reset storm").or_default();
-    for storm in reset_storms {
+    for storm in reset_storms.into_iter().flatten() {
         let (opened, failed) = storm.join().unwrap_or_default();
         tally.opened += opened;
         tally.failed += failed;
@@ -317,8 +464,17 @@ fn misbehave(chaos: &mut Chaos, plan: &Plan, rss: &mut HeapPeak) {
 /// clients must not wait for it): every connection is reset (SO_LINGER 0) as soon as it is
 /// made, before the server has a chance to greet it, so the server pays for the accept and
 /// nothing else can. Returns the connections made and the connects that failed.
-fn reset_storm(target: SocketAddr, until: Instant) -> std::thread::JoinHandle<(u64, u64)> {
-    std::thread::spawn(move || {
+///
+/// The thread runs at the lowest priority (nice 19): "as fast as it can" means with the time
+/// the rest of the run leaves it. At the same priority it took most of the generator's time
+/// on a machine busy with other work, before the well-behaved clients' thread, whose reads the
+/// server's `--max-output` grace is counting.
+fn reset_storm(
+    target: SocketAddr,
+    until: Instant,
+) -> Result<std::thread::JoinHandle<(u64, u64)>, String> {
+    let storm = move || {
+        nice_this_thread(19);
         let (mut opened, mut failed) = (0, 0);
         while Instant::now() < until {
             match std::net::TcpStream::connect_timeout(&target, Duration::from_secs(1)) {
@@ -330,19 +486,40 @@ fn reset_storm(target: SocketAddr, until: Instant) -> std::thread::JoinHandle<(u
             }
         }
         (opened, failed)
-    })
+    };
+    std::thread::Builder::new()
+        .name("reset-storm".into())
+        .spawn(storm)
+        .map_err(|e| e.to_string())
+}
+
+/// Lowers the calling thread's priority to `nice`, best effort: `renice` on the thread's id
+/// (from `/proc/thread-self`), since the crate has no `unsafe` to call `setpriority` itself. A
+/// machine without either keeps the thread at its priority.
+fn nice_this_thread(nice: u8) {
+    let Ok(link) = std::fs::read_link("/proc/thread-self") else {
+        return;
+    };
+    let Some(tid) = link.file_name() else {
+        return;
+    };
+    let _ = std::process::Command::new("renice")
+        .args(["-n", &nice.to_string(), "-p"])
+        .arg(tid)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// Phase 4, calm: the strangers go; what the chatters sent must all arrive (within
 /// [`DRAIN_LIMIT`]).
-fn calm(chaos: &mut Chaos) {
+fn calm(chaos: &mut Chaos, strangers: Chaos) {
     chaos.ctx.phase = Phase::Calm;
-    chaos.clients.retain(|_, c| {
-        if !c.role.well_behaved() {
-            close(c);
-        }
-        c.role.well_behaved()
-    });
+    for (_, client) in strangers.clients.iter() {
+        close(client);
+    }
+    drop(strangers);
     chaos.run_until(DRAIN_LIMIT, |c| c.drained());
 }
 
@@ -353,7 +530,7 @@ fn calm(chaos: &mut Chaos) {
 /// `--rate` allows, so its lines go on for seconds after it has gone. Seeing the strangers
 /// gone takes the server's descriptors (`--server-pid`); without, there are no last words.
 fn last_words(chaos: &mut Chaos, plan: &Plan) {
-    let (Some(pid), Some((fds_cold, _))) = (plan.args.server_pid, plan.cold) else {
+    let (Some(pid), Some((fds_cold, _))) = (plan.server_pid, plan.cold) else {
         return;
     };
     // Only the well-behaved are left, each on one descriptor of the server's.
@@ -371,39 +548,43 @@ fn last_words(chaos: &mut Chaos, plan: &Plan) {
 }
 
 /// Phase 5, leave: chatters and pingers `/quit`; the server must close each of them within
-/// [`LEAVE_LIMIT`].
+/// [`LEAVE_LIMIT`]. The witnesses stay for the history check.
 fn leave(chaos: &mut Chaos) {
     chaos.ctx.phase = Phase::Leave;
-    for (_, client) in chaos.clients.iter_mut() {
+    let witness = |c: &Client| matches!(c.role, Role::Witness(_));
+    for (_, client) in chaos.clients.iter_mut().filter(|(_, c)| !witness(c)) {
         client.output.extend_from_slice(b"/quit\n");
         client.leaving = true;
         let _ = write_out(client);
     }
-    chaos.run_until(LEAVE_LIMIT, |c| c.clients.is_empty());
-    for client in chaos.clients.drain() {
-        chaos
-            .ctx
-            .lost
-            .push(format!("{} was not closed after /quit", client.kind));
-    }
+    chaos.run_until(LEAVE_LIMIT, |c| c.clients.iter().all(|(_, c)| witness(c)));
+    let ctx = &mut chaos.ctx;
+    chaos.clients.retain(|_, client| {
+        if !witness(client) {
+            ctx.lost
+                .push(format!("{} was not closed after /quit", client.kind));
+        }
+        witness(client)
+    });
 }
 
 /// Phase 6, settle: the server closes what it still holds (lingering closes take up to 2 s)
 /// and gives the round's memory back (within a second of going quiet). Waits, up to
-/// [`SETTLE_LIMIT`], for its descriptors to come back down to `cold` and its heap to within
-/// [`HEAP_MARGIN_KIB`] of it; returns its descriptors and heap then (with `--server-pid`).
-fn settle(pid: Option<u32>, cold: Option<(usize, u64)>) -> Option<(usize, u64)> {
+/// [`SETTLE_LIMIT`], for its descriptors to come back down to `cold` (but the `staying`
+/// clients', one each) and its heap to within [`HEAP_MARGIN_KIB`] of it; returns its
+/// descriptors (the staying ones' not counted) and heap then (with `--server-pid`).
+fn settle(pid: Option<u32>, cold: Option<(usize, u64)>, staying: usize) -> Option<(usize, u64)> {
     let started = Instant::now();
     let mut end = pid.and_then(resources);
     while let (Some((fds_cold, heap_cold)), Some((fds, rss))) = (cold, end) {
-        let back = fds <= fds_cold && rss <= heap_cold + HEAP_MARGIN_KIB;
+        let back = fds <= fds_cold + staying && rss <= heap_cold + HEAP_MARGIN_KIB;
         if back || started.elapsed() >= SETTLE_LIMIT {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
         end = pid.and_then(resources);
     }
-    end
+    end.map(|(fds, rss)| (fds.saturating_sub(staying), rss))
 }
 
 /// The server's highest heap during a round, read at most every 100 ms as the loop turns.
@@ -441,6 +622,7 @@ impl Context {
         end: Option<(usize, u64)>,
         heap_peak: Option<u64>,
         earlier: Option<&Said>,
+        kept: Result<u64, String>,
     ) -> (Round, Said) {
         let ctx = self;
         let (moderation, operator) = ctx.desk.judge();
@@ -457,7 +639,10 @@ impl Context {
             .unzip();
         let strayed = (ctx.strays, ctx.first_stray.as_deref());
         let [once, order, apart] = deliveries(&sent, &rooms, &received, &lines, strayed);
-        let (replayed, replays) = history::judge(&ctx.replays, earlier, &rooms);
+        let (replayed, mut replays) = history::judge(&ctx.replays, earlier, &rooms);
+        let replayed = replayed.and(kept).map(|checked| {
+            replays.checked = checked;
+        });
         let pings = ctx.pings;
         // A ping never answered counts as taking until now.
         let ping_slowest = pings
