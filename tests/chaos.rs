@@ -429,7 +429,6 @@ fn chaos_keeps_every_promise_while_clients_hit_the_limits() {
         &summary,
     );
 }
-}
 
 /// A `--tls-ca` that cannot be used stops the run with a reason naming it, before anything
 /// connects (the target has no server).
