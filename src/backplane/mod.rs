@@ -233,12 +233,11 @@ impl RedisBus {
             match happening {
                 Happening::Up => {
                     // Every nick is claimed again (it may have been taken elsewhere while
-                    // Redis was away), and this instance says hello.
+                    // Redis was away), and this instance says hello. The others were silent
+                    // only because this instance could not hear them: their TTL starts again.
                     self.up = true;
                     self.resync_pending = true;
-                    for gone in self.replica.expire(now, self.nick_ttl()) {
-                        self.links.talk.forget(gone);
-                    }
+                    self.replica.heard_all(now);
                     news.push(BusNews::Refresh);
                     self.outbox.push(Outgoing::LoadBans);
                     self.bans_since_up = Some(Vec::new());
@@ -317,10 +316,16 @@ impl RedisBus {
     /// Chat is local only. Events not yet sent are delivered here; claims waiting for Redis
     /// are the chat's to decide (as any claim is while Redis is away: the re-claim on its
     /// return settles conflicts); clients are told, once per outage.
+    ///
+    /// The copy of who is elsewhere is kept, not cleared: `/who`, `/list`, `/msg` and `/kick`
+    /// do not see it while the chat is local only (the `Elsewhere` answers below), but the
+    /// rooms it says others are in stay here, with their history, and the resume (every
+    /// event missed, once, in order) brings the copy and those rooms up to date. Cleared, it
+    /// would let the rooms nobody here is in go at the outage's first sweep, and the lines
+    /// resumed for them would find no room.
     fn went_down(&mut self, lost: Vec<Claim>, news: &mut Vec<BusNews>) {
         self.up = false;
         self.resync_pending = false;
-        self.replica.clear();
         self.claiming.clear();
         self.bans_since_up = None;
         let mut unanswered = lost;
@@ -402,18 +407,27 @@ impl Elsewhere for RedisBus {
         self.claiming.contains(&nick_key(nick))
     }
 
+    /// Local only, nobody elsewhere can be reached: the copy is not asked (see `went_down`).
     fn is_elsewhere(&self, nick: &str) -> bool {
-        self.replica.has(nick)
+        self.up && self.replica.has(nick)
     }
 
     fn nicks_elsewhere(&self, room: &str) -> Vec<&str> {
+        if !self.up {
+            return Vec::new();
+        }
         self.replica.nicks_in(room).collect()
     }
 
     fn rooms_elsewhere(&self) -> Vec<(&str, usize)> {
+        if !self.up {
+            return Vec::new();
+        }
         self.replica.rooms().collect()
     }
 
+    /// Asked even while local only: a room others were in when Redis went away keeps its
+    /// history here through the outage, and the resume fills in what was said in it.
     fn is_room_elsewhere(&self, room: &str) -> bool {
         self.replica.in_room(room)
     }
@@ -475,13 +489,12 @@ impl BusIo for RedisBus {
             self.links.check_alive(registry, now, &mut happened);
         }
         let mut news = self.absorb(happened, now);
-        if refresh {
+        // Local only, nothing is heard from anyone: their silence is not news of them.
+        if refresh && self.up {
             for gone in self.replica.expire(now, self.nick_ttl()) {
                 self.links.talk.forget(gone);
             }
-            if self.up {
-                news.push(BusNews::Refresh);
-            }
+            news.push(BusNews::Refresh);
         }
         news
     }
