@@ -1,7 +1,9 @@
 //! The backplane's Redis Stream, with a real `redis-server`: an instance whose links are cut
 //! resumes from the last entry it delivered; a stream trimmed past that entry is told as a
-//! gap; a new instance loads the rooms' history from the stream. Each test says loudly that
-//! it skipped if `redis-server` is missing.
+//! gap; a new instance loads the rooms' history from the stream; a room nobody on an instance
+//! is in keeps its history there through that instance's outage; with `--state-dir`, the
+//! history loaded from the stream is in the state file at once. Each test says loudly that it
+//! skipped if `redis-server` is missing.
 
 #![allow(
     clippy::unwrap_used,

@@ -32,7 +32,9 @@
 //! loop (the reply is read when the socket is readable, like any other), and the host name is
 //! resolved once, at start-up. While Redis cannot be reached the chat runs "local only":
 //! events are delivered here at once, as a lone server's are, and clients are told; they are
-//! not added to the stream later.
+//! not added to the stream later. The copy of who is elsewhere is kept through the outage
+//! (hidden from `/who` and `/msg`), so the rooms only others are in keep their history here,
+//! and the resume fills in what was said in them meanwhile.
 //!
 //! Rooms share the one stream: every event names its room, and each instance delivers it to
 //! its own members of that room and keeps the history of every room it knows of. One stream
