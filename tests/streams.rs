@@ -493,3 +493,79 @@ fn streams_history_from_the_stream_is_recorded_in_the_state_dir_at_once() {
     let mut dee = common::Client::connect(b.addr);
     assert_eq!(history_shown(&mut dee, "#far"), from_stream);
 }
+
+/// A stream that holds only a room's topic (its lines trimmed away) gives the room that topic
+/// and leaves the lines `--state-dir` restored, as it does when it holds nothing of the room.
+#[test]
+fn streams_a_topic_alone_in_the_stream_keeps_the_state_dirs_lines() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let state = common::TempDir::new();
+    let keep = |c: &mut pollchat::Config| c.state_dir = Some(state.path.clone());
+    let b = instance(&redis, "topiconly", keep);
+    let (mut bea, mut bex) = (b.connect(), b.connect());
+    bea.join("#t");
+    bex.join("#t");
+    for line in ["one", "two"] {
+        bea.send(line);
+    }
+    bex.read_until(|l| l.ends_with("> two"));
+    b.stop().unwrap();
+    // All the stream keeps of `#t` now: a topic, set on an instance long gone.
+    assert_eq!(ask(&redis, &["DEL", "topiconly:stream"]), ":1");
+    let topic = "pc2 gone 1 TOPIC #t zed trimmed but kept";
+    ask(&redis, &["XADD", "topiconly:stream", "*", "e", topic]);
+    // Someone in `#t` elsewhere, so that B keeps the room it restores.
+    let w = instance(&redis, "topiconly", |_| {});
+    let mut wes = w.connect();
+    wes.join("#t");
+    wes.sync();
+    let b = instance(&redis, "topiconly", keep);
+    let bea = &bea.nick;
+    assert_eq!(
+        history_shown(&mut b.connect(), "#t"),
+        [
+            "*** topic for #t: trimmed but kept".to_string(),
+            "*** last 2 lines in #t:".to_string(),
+            format!("<{bea}> one"),
+            format!("<{bea}> two"),
+            "*** end of history".to_string(),
+        ]
+    );
+}
+
+/// The same through a hang of Redis longer than the nick TTL (SIGSTOP, both instances local
+/// only): B does not drop A from its copy of who is where for a silence it could not hear
+/// through, so `#far`, only A's client's room, keeps its history on B.
+#[test]
+fn streams_a_room_nobody_here_is_in_keeps_its_history_through_a_hang() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let short = |c: &mut pollchat::Config| {
+        c.history = 5;
+        c.backplane.as_mut().unwrap().nick_ttl = Duration::from_millis(900);
+    };
+    let a = instance(&redis, "hang", short);
+    let b = instance(&redis, "hang", short);
+    let (mut ann, mut amy, mut bob) = (a.connect(), a.connect(), b.connect());
+    ann.join("#far");
+    let far = format!("<{}> far ", ann.nick);
+    for n in 1..=3 {
+        ann.send(&format!("far {n}"));
+    }
+    ann.sync();
+    amy.send("mark");
+    bob.read_until(|l| l == format!("<{}> mark", amy.nick));
+    redis.signal("STOP");
+    bob.read_until(|l| l.contains("backplane unavailable"));
+    // Not synchronisation: the hang must outlast B's nick TTL (900 ms) to be what is tested.
+    thread::sleep(Duration::from_millis(1000));
+    redis.signal("CONT");
+    bob.read_until(|l| l.contains("backplane back"));
+    let mut expected = vec!["*** last 3 lines in #far:".to_string()];
+    expected.extend((1..=3).map(|n| format!("{far}{n}")));
+    expected.push("*** end of history".to_string());
+    assert_eq!(history_shown(&mut b.connect(), "#far"), expected);
+}
