@@ -372,8 +372,9 @@ fn backplane_bench_spreads_over_instances_and_counts_every_delivery() {
 }
 
 /// Redis hangs (SIGSTOP: connections open, nothing answered): the silence is noticed within
-/// the nick TTL and clients are told the chat is local only; when Redis resumes, the
-/// backplane reconnects and the chat is shared again.
+/// the nick TTL and clients are told the chat is local only, and `/who` sees only this
+/// instance (though it keeps its copy of the others, for the rooms they are in); when Redis
+/// resumes, the backplane reconnects and the chat is shared again, `/who` too.
 #[test]
 fn backplane_hung_redis_is_noticed_and_survived() {
     let Some(redis) = RedisServer::start() else {
@@ -387,12 +388,17 @@ fn backplane_hung_redis_is_noticed_and_survived() {
     let b = instance(&redis, "hang", ttl);
     let mut a1 = a.connect();
     let mut b1 = b.connect();
+    let both = who_line("#lobby", &[&a1.nick, &b1.nick]);
+    who_until(&mut b1, &both);
     redis.signal("STOP");
     a1.expect("*** backplane unavailable, chat is local only");
     b1.expect("*** backplane unavailable, chat is local only");
+    b1.send("/who");
+    assert_eq!(b1.line(), who_line("#lobby", &[&b1.nick]));
     redis.signal("CONT");
     a1.expect("*** backplane back, chat is shared again");
     b1.expect("*** backplane back, chat is shared again");
+    who_until(&mut b1, &both);
     a1.send("still here");
     b1.read_until(|l| l == format!("<{}> still here", a1.nick));
 }

@@ -1,7 +1,9 @@
 //! The backplane's Redis Stream, with a real `redis-server`: an instance whose links are cut
 //! resumes from the last entry it delivered; a stream trimmed past that entry is told as a
-//! gap; a new instance loads the rooms' history from the stream. Each test says loudly that
-//! it skipped if `redis-server` is missing.
+//! gap; a new instance loads the rooms' history from the stream; a room nobody on an instance
+//! is in keeps its history there through that instance's outage; with `--state-dir`, the
+//! history loaded from the stream is in the state file at once. Each test says loudly that it
+//! skipped if `redis-server` is missing.
 
 #![allow(
     clippy::unwrap_used,
@@ -377,4 +379,193 @@ fn streams_an_entry_that_is_not_an_event_is_read_past() {
     assert!(xreads < 10, "{xreads} XREADs:\n{stats}");
     a1.send("after");
     a2.expect(&format!("<{}> after", a1.nick));
+}
+
+/// What a client is shown on joining `room`: its topic, if any, and its history block.
+fn history_shown(client: &mut common::Client, room: &str) -> Vec<String> {
+    client.join(room);
+    client.sync()
+}
+
+/// Issue 23's outage: B has nobody in `#far`, where A's client talks; B's links are cut while
+/// A's client says more, and come back. A newcomer to `#far` on B is shown exactly the last
+/// `--history` lines, in order, once, as on an instance that loads them from the stream: B
+/// kept the room through the outage, and the resume filled it in.
+#[test]
+fn streams_a_room_nobody_here_is_in_keeps_its_history_across_an_outage() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let five = |c: &mut pollchat::Config| c.history = 5;
+    let a = instance(&redis, "outage", five);
+    let b = instance(&redis, "outage", five);
+    let (mut ann, mut amy, mut bob) = (a.connect(), a.connect(), b.connect());
+    ann.join("#far");
+    let (far, marked) = (
+        format!("<{}> far ", ann.nick),
+        format!("<{}> mark ", amy.nick),
+    );
+    // Once B has shown `#lobby` amy's mark, said after ann's lines were added, it has kept
+    // them in `#far`.
+    let mut said_then_marked = |from: usize, to: usize, bob: &mut common::Client| {
+        for n in from..=to {
+            ann.send(&format!("far {n}"));
+        }
+        ann.sync();
+        amy.send(&format!("mark {to}"));
+        bob.read_until(|l| l == format!("{marked}{to}")).0
+    };
+    said_then_marked(1, 2, &mut bob);
+    kill_links(&redis, &bob.nick);
+    bob.read_until(|l| l.contains("backplane unavailable"));
+    // Said while B is away (it reconnects after 100 ms at least), and read by B on resuming.
+    let mut seen = said_then_marked(3, 7, &mut bob);
+    if !seen.iter().any(|l| l.contains("backplane back")) {
+        seen = bob.read_until(|l| l.contains("backplane back")).0;
+    }
+    assert!(seen.iter().all(|l| !l.contains(&far)), "{seen:?}");
+    assert!(counter(&b, "resumed") > 0, "nothing resumed");
+    let mut expected = vec!["*** last 5 lines in #far:".to_string()];
+    expected.extend((3..=7).map(|n| format!("{far}{n}")));
+    expected.push("*** end of history".to_string());
+    let mut dee = b.connect();
+    assert_eq!(history_shown(&mut dee, "#far"), expected, "on B");
+    // The stream's own last lines, as a new instance loads them: the same.
+    let c = instance(&redis, "outage", five);
+    assert_eq!(history_shown(&mut c.connect(), "#far"), expected, "on C");
+    ann.send("far 8");
+    dee.expect(&format!("{far}8"));
+    assert!(dee.sync().is_empty());
+}
+
+/// With `--state-dir`, history loaded from the stream is recorded in the state file at once:
+/// an instance killed right after loading it, and started again without the backplane, is
+/// shown the stream's lines, not the older ones its file had before.
+#[test]
+fn streams_history_from_the_stream_is_recorded_in_the_state_dir_at_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let state = common::TempDir::new();
+    let dir = state.path.to_str().unwrap();
+    let url = redis.url("recorded");
+    let base = ["--state-dir", dir, "--quiet-joins", "--rate", "0"];
+    let b = instance(&redis, "recorded", |c| {
+        c.state_dir = Some(state.path.clone())
+    });
+    let (mut bea, mut bex) = (b.connect(), b.connect());
+    bea.join("#far");
+    bex.join("#far");
+    for line in ["one", "two"] {
+        bea.send(line);
+    }
+    // Back from the stream, so kept in B's history (and file).
+    bex.read_until(|l| l.ends_with("> two"));
+    b.stop().unwrap();
+    // Said while B is down: the stream holds them, B's file does not.
+    let w = instance(&redis, "recorded", |_| {});
+    let (mut wes, mut wil) = (w.connect(), w.connect());
+    wes.join("#far");
+    wil.join("#far");
+    for line in ["three", "four"] {
+        wes.send(line);
+    }
+    wil.read_until(|l| l.ends_with("> four"));
+    let (bea, wes) = (&bea.nick, &wes.nick);
+    let from_stream = [
+        "*** last 4 lines in #far:".to_string(),
+        format!("<{bea}> one"),
+        format!("<{bea}> two"),
+        format!("<{wes}> three"),
+        format!("<{wes}> four"),
+        "*** end of history".to_string(),
+    ];
+
+    let mut with_backplane = base.to_vec();
+    with_backplane.extend(["--backplane", &url]);
+    let mut b = common::ServerProcess::start(&with_backplane);
+    b.wait_for_log("backplane up");
+    // The batch that loaded the stream has ended once a later one answers.
+    common::Client::connect(b.addr).sync();
+    b.signal("KILL");
+    b.wait_exit();
+    let b = common::ServerProcess::start(&base);
+    let mut dee = common::Client::connect(b.addr);
+    assert_eq!(history_shown(&mut dee, "#far"), from_stream);
+}
+
+/// A stream that holds only a room's topic (its lines trimmed away) gives the room that topic
+/// and leaves the lines `--state-dir` restored, as it does when it holds nothing of the room.
+#[test]
+fn streams_a_topic_alone_in_the_stream_keeps_the_state_dirs_lines() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let state = common::TempDir::new();
+    let keep = |c: &mut pollchat::Config| c.state_dir = Some(state.path.clone());
+    let b = instance(&redis, "topiconly", keep);
+    let (mut bea, mut bex) = (b.connect(), b.connect());
+    bea.join("#t");
+    bex.join("#t");
+    for line in ["one", "two"] {
+        bea.send(line);
+    }
+    bex.read_until(|l| l.ends_with("> two"));
+    b.stop().unwrap();
+    // All the stream keeps of `#t` now: a topic, set on an instance long gone.
+    assert_eq!(ask(&redis, &["DEL", "topiconly:stream"]), ":1");
+    let topic = "pc2 gone 1 TOPIC #t zed trimmed but kept";
+    ask(&redis, &["XADD", "topiconly:stream", "*", "e", topic]);
+    // Someone in `#t` elsewhere, so that B keeps the room it restores.
+    let w = instance(&redis, "topiconly", |_| {});
+    let mut wes = w.connect();
+    wes.join("#t");
+    wes.sync();
+    let b = instance(&redis, "topiconly", keep);
+    let bea = &bea.nick;
+    assert_eq!(
+        history_shown(&mut b.connect(), "#t"),
+        [
+            "*** topic for #t: trimmed but kept".to_string(),
+            "*** last 2 lines in #t:".to_string(),
+            format!("<{bea}> one"),
+            format!("<{bea}> two"),
+            "*** end of history".to_string(),
+        ]
+    );
+}
+
+/// The same through a hang of Redis longer than the nick TTL (SIGSTOP, both instances local
+/// only): B does not drop A from its copy of who is where for a silence it could not hear
+/// through, so `#far`, only A's client's room, keeps its history on B.
+#[test]
+fn streams_a_room_nobody_here_is_in_keeps_its_history_through_a_hang() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let short = |c: &mut pollchat::Config| {
+        c.history = 5;
+        c.backplane.as_mut().unwrap().nick_ttl = Duration::from_millis(900);
+    };
+    let a = instance(&redis, "hang", short);
+    let b = instance(&redis, "hang", short);
+    let (mut ann, mut amy, mut bob) = (a.connect(), a.connect(), b.connect());
+    ann.join("#far");
+    let far = format!("<{}> far ", ann.nick);
+    for n in 1..=3 {
+        ann.send(&format!("far {n}"));
+    }
+    ann.sync();
+    amy.send("mark");
+    bob.read_until(|l| l == format!("<{}> mark", amy.nick));
+    redis.signal("STOP");
+    bob.read_until(|l| l.contains("backplane unavailable"));
+    // Not synchronisation: the hang must outlast B's nick TTL (900 ms) to be what is tested.
+    thread::sleep(Duration::from_millis(1000));
+    redis.signal("CONT");
+    bob.read_until(|l| l.contains("backplane back"));
+    let mut expected = vec!["*** last 3 lines in #far:".to_string()];
+    expected.extend((1..=3).map(|n| format!("{far}{n}")));
+    expected.push("*** end of history".to_string());
+    assert_eq!(history_shown(&mut b.connect(), "#far"), expected);
 }

@@ -32,7 +32,9 @@
 //! loop (the reply is read when the socket is readable, like any other), and the host name is
 //! resolved once, at start-up. While Redis cannot be reached the chat runs "local only":
 //! events are delivered here at once, as a lone server's are, and clients are told; they are
-//! not added to the stream later.
+//! not added to the stream later. The copy of who is elsewhere is kept through the outage
+//! (hidden from `/who` and `/msg`), so the rooms only others are in keep their history here,
+//! and the resume fills in what was said in them meanwhile.
 //!
 //! Rooms share the one stream: every event names its room, and each instance delivers it to
 //! its own members of that room and keeps the history of every room it knows of. One stream
@@ -233,12 +235,11 @@ impl RedisBus {
             match happening {
                 Happening::Up => {
                     // Every nick is claimed again (it may have been taken elsewhere while
-                    // Redis was away), and this instance says hello.
+                    // Redis was away), and this instance says hello. The others were silent
+                    // only because this instance could not hear them: their TTL starts again.
                     self.up = true;
                     self.resync_pending = true;
-                    for gone in self.replica.expire(now, self.nick_ttl()) {
-                        self.links.talk.forget(gone);
-                    }
+                    self.replica.heard_all(now);
                     news.push(BusNews::Refresh);
                     self.outbox.push(Outgoing::LoadBans);
                     self.bans_since_up = Some(Vec::new());
@@ -317,10 +318,16 @@ impl RedisBus {
     /// Chat is local only. Events not yet sent are delivered here; claims waiting for Redis
     /// are the chat's to decide (as any claim is while Redis is away: the re-claim on its
     /// return settles conflicts); clients are told, once per outage.
+    ///
+    /// The copy of who is elsewhere is kept, not cleared: `/who`, `/list`, `/msg` and `/kick`
+    /// do not see it while the chat is local only (the `Elsewhere` answers below), but the
+    /// rooms it says others are in stay here, with their history, and the resume (every
+    /// event missed, once, in order) brings the copy and those rooms up to date. Cleared, it
+    /// would let the rooms nobody here is in go at the outage's first sweep, and the lines
+    /// resumed for them would find no room.
     fn went_down(&mut self, lost: Vec<Claim>, news: &mut Vec<BusNews>) {
         self.up = false;
         self.resync_pending = false;
-        self.replica.clear();
         self.claiming.clear();
         self.bans_since_up = None;
         let mut unanswered = lost;
@@ -402,18 +409,27 @@ impl Elsewhere for RedisBus {
         self.claiming.contains(&nick_key(nick))
     }
 
+    /// Local only, nobody elsewhere can be reached: the copy is not asked (see `went_down`).
     fn is_elsewhere(&self, nick: &str) -> bool {
-        self.replica.has(nick)
+        self.up && self.replica.has(nick)
     }
 
     fn nicks_elsewhere(&self, room: &str) -> Vec<&str> {
+        if !self.up {
+            return Vec::new();
+        }
         self.replica.nicks_in(room).collect()
     }
 
     fn rooms_elsewhere(&self) -> Vec<(&str, usize)> {
+        if !self.up {
+            return Vec::new();
+        }
         self.replica.rooms().collect()
     }
 
+    /// Asked even while local only: a room others were in when Redis went away keeps its
+    /// history here through the outage, and the resume fills in what was said in it.
     fn is_room_elsewhere(&self, room: &str) -> bool {
         self.replica.in_room(room)
     }
@@ -475,13 +491,12 @@ impl BusIo for RedisBus {
             self.links.check_alive(registry, now, &mut happened);
         }
         let mut news = self.absorb(happened, now);
-        if refresh {
+        // Local only, nothing is heard from anyone: their silence is not news of them.
+        if refresh && self.up {
             for gone in self.replica.expire(now, self.nick_ttl()) {
                 self.links.talk.forget(gone);
             }
-            if self.up {
-                news.push(BusNews::Refresh);
-            }
+            news.push(BusNews::Refresh);
         }
         news
     }

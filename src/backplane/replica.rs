@@ -9,6 +9,10 @@
 //! is dropped with all its clients: it died without a word, and its nicks in Redis have
 //! expired by then too. The copy can be briefly behind (an event in flight); the nick keys
 //! in Redis, not this copy, decide who owns a nick.
+//!
+//! While Redis is away the copy is kept as it was, unasked by `/who` and `/msg`, and nobody
+//! in it expires (nothing can be heard): the rooms it names keep their history here, and the
+//! resume, which delivers every event missed once and in order, brings it up to date.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -101,10 +105,13 @@ impl Replica {
         silent
     }
 
-    /// Forgets everyone (the backplane is down: nobody else can be reached).
-    pub fn clear(&mut self) {
-        self.instances.clear();
-        self.rooms.clear();
+    /// Every instance counts as heard from now: the backplane is back after an outage, in
+    /// which this instance heard nobody, and an instance is dropped for a whole TTL of its own
+    /// silence, not of this one's deafness.
+    pub fn heard_all(&mut self, now: Instant) {
+        for instance in self.instances.values_mut() {
+            instance.last_heard = now;
+        }
     }
 
     fn drop_instance(&mut self, origin: Origin) {

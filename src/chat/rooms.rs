@@ -49,7 +49,10 @@ impl Rooms {
         }
     }
 
-    /// Start-up with `--state-dir`: the rooms the file kept, as far as `--max-rooms` allows.
+    /// The rooms `--state-dir`'s file kept (at start-up, while the keeper is still
+    /// [`Forgetful`]: the journal is then made from them), or the backplane's stream holds
+    /// (the keeper records each room replaced, so a restart finds what the rooms hold), as
+    /// far as `--max-rooms` allows.
     pub fn restore(&mut self, saved: Vec<Saved>) {
         for saved in saved {
             let key = room_key(&saved.name).into_owned();
@@ -63,6 +66,9 @@ impl Rooms {
             }
             self.open_known(&saved.name);
             self.room_mut(&key).restore(saved);
+            if let Some(room) = self.by_key.get(key.as_str()) {
+                self.keeper.replaced(room);
+            }
         }
     }
 

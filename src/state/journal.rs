@@ -127,16 +127,7 @@ impl Journal {
     /// over the old one, so that a crash at any point leaves the old file or the new one.
     fn compact(&mut self, rooms: &mut dyn Iterator<Item = &Room>, now: Instant) {
         let mut out = format::header();
-        let mut records = 0u64;
-        for room in rooms {
-            if let Some(topic) = room.topic() {
-                let encoded = format::encode(TOPIC, room.name(), topic.as_bytes(), &mut out);
-                records += u64::from(encoded);
-            }
-            for line in room.history() {
-                records += u64::from(format::encode(LINE, room.name(), line, &mut out));
-            }
-        }
+        let records: u64 = rooms.map(|room| encode_room(room, &mut out)).sum();
         self.pending.clear();
         self.pending_records = 0;
         let tmp = self.dir.join(format!(".{FILE_NAME}.tmp"));
@@ -230,6 +221,14 @@ impl Keeper for Journal {
         self.record(FORGOT, room, &[]);
     }
 
+    /// Appended like any record, so the file says it at the end of this batch, not at the
+    /// next compaction: the room forgotten, then what it holds now. Loading replays them to
+    /// the same room.
+    fn replaced(&mut self, room: &Room) {
+        self.record(FORGOT, room.name(), &[]);
+        self.pending_records += encode_room(room, &mut self.pending);
+    }
+
     fn end_batch(
         &mut self,
         rooms: &mut dyn Iterator<Item = &Room>,
@@ -272,4 +271,17 @@ impl Keeper for Journal {
             ..self.stats.clone()
         })
     }
+}
+
+/// One room's records, as a compaction writes them and a replaced room is recorded: its topic,
+/// then its history, oldest first. Returns how many.
+fn encode_room(room: &Room, out: &mut Vec<u8>) -> u64 {
+    let name = room.name();
+    let topic = room
+        .topic()
+        .map(|topic| format::encode(TOPIC, name, topic.as_bytes(), out));
+    let lines = room
+        .history()
+        .map(|line| format::encode(LINE, name, line, out));
+    topic.into_iter().chain(lines).map(u64::from).sum()
 }

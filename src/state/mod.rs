@@ -2,7 +2,8 @@
 //! written from the loop without waiting on the disk more than one `write(2)` per batch.
 //!
 //! The seam is [`Keeper`], which the rooms (`chat/rooms.rs`) hold: a chat line kept in a
-//! room's history is handed to it in one call, as are a topic set and a room forgotten. With
+//! room's history is handed to it in one call, as are a topic set, a room forgotten, and a
+//! room whose history the backplane's stream replaced (off the chat line's path). With
 //! `--state-dir` off the keeper is [`Forgetful`], whose methods do nothing; the rooms never ask
 //! which one they have. With it on, the keeper is a [`Journal`] (`journal.rs`), built on
 //! Redis's append-only file:
@@ -119,6 +120,10 @@ pub trait Keeper: std::fmt::Debug {
 
     /// `room` went, and its history with it.
     fn forgot(&mut self, _room: &str) {}
+
+    /// `room`'s history and topic were replaced whole (by what the backplane's stream holds
+    /// of it): what it holds now, recorded as it is.
+    fn replaced(&mut self, _room: &Room) {}
 
     /// The end of the batch: what it kept goes to the file (and a compaction, if one is due,
     /// reads `rooms`). Returns when to call [`Keeper::on_timer`], if a new timer is wanted.
