@@ -16,23 +16,6 @@ use std::time::{Duration, Instant};
 use common::{Client, DEADLINE, RedisServer, ServerProcess, TestServer};
 use pollchat::backplane::{BackplaneConfig, RedisUrl};
 
-/// An in-process instance on `redis`'s `channel`, with `--stats-udp` on (to see the
-/// backplane's state), once its backplane is up.
-fn instance(
-    redis: &RedisServer,
-    channel: &str,
-    tweak: impl FnOnce(&mut pollchat::Config),
-) -> TestServer {
-    let url = RedisUrl::parse(&redis.url(channel)).unwrap();
-    let server = TestServer::with(|c| {
-        c.stats_udp = Some("127.0.0.1:0".parse().unwrap());
-        c.backplane = Some(BackplaneConfig::new(url));
-        tweak(c);
-    });
-    server.wait_backplane("up");
-    server
-}
-
 /// Sends `/nick NAME` and reads until it is granted (true) or refused (false), skipping other
 /// lines (another client's rename, joins).
 fn try_nick(client: &mut Client, name: &str) -> bool {
@@ -58,8 +41,8 @@ fn backplane_two_instances_chat_in_one_global_order() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = instance(&redis, "order", |c| c.quiet_joins = true);
-    let b = instance(&redis, "order", |c| c.quiet_joins = true);
+    let a = redis.instance("order", |c| c.quiet_joins = true);
+    let b = redis.instance("order", |c| c.quiet_joins = true);
     let mut observers = [a.connect(), b.connect()];
     let senders: Vec<Client> = vec![a.connect(), b.connect()];
     let nicks: Vec<String> = senders.iter().map(|c| c.nick.clone()).collect();
@@ -108,8 +91,8 @@ fn backplane_notices_and_who_span_instances() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = instance(&redis, "notices", |_| {});
-    let b = instance(&redis, "notices", |_| {});
+    let a = redis.instance("notices", |_| {});
+    let b = redis.instance("notices", |_| {});
     let mut alice = a.connect();
     let mut bob = b.connect();
     alice.expect(&format!("*** {} joined", bob.nick));
@@ -146,8 +129,8 @@ fn backplane_nick_collision_across_instances() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = instance(&redis, "nicks", |c| c.quiet_joins = true);
-    let b = instance(&redis, "nicks", |c| c.quiet_joins = true);
+    let a = redis.instance("nicks", |c| c.quiet_joins = true);
+    let b = redis.instance("nicks", |c| c.quiet_joins = true);
     let mut a1 = a.connect();
     let mut b1 = b.connect();
     assert!(try_nick(&mut a1, "alice"));
@@ -174,8 +157,8 @@ fn backplane_msg_reaches_a_client_on_another_instance() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = instance(&redis, "msg", |c| c.quiet_joins = true);
-    let b = instance(&redis, "msg", |c| c.quiet_joins = true);
+    let a = redis.instance("msg", |c| c.quiet_joins = true);
+    let b = redis.instance("msg", |c| c.quiet_joins = true);
     let mut alice = a.connect();
     let mut other = a.connect();
     let mut bob = b.connect();
@@ -198,8 +181,8 @@ fn backplane_redis_killed_and_restarted_mid_chat() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
-    let a = instance(&redis, "outage", |c| c.quiet_joins = true);
-    let b = instance(&redis, "outage", |c| c.quiet_joins = true);
+    let a = redis.instance("outage", |c| c.quiet_joins = true);
+    let b = redis.instance("outage", |c| c.quiet_joins = true);
     let mut a1 = a.connect();
     let mut a2 = a.connect();
     let mut b1 = b.connect();
@@ -259,7 +242,7 @@ fn backplane_instance_killed_its_nicks_become_free() {
         "--quiet-joins",
     ]);
     doomed.wait_for_log("backplane up");
-    let b = instance(&redis, "killed", |c| {
+    let b = redis.instance("killed", |c| {
         c.quiet_joins = true;
         c.backplane.as_mut().unwrap().nick_ttl = Duration::from_millis(1500);
     });
@@ -355,8 +338,8 @@ fn backplane_bench_spreads_over_instances_and_counts_every_delivery() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = instance(&redis, "bench", |c| c.quiet_joins = true);
-    let b = instance(&redis, "bench", |c| c.quiet_joins = true);
+    let a = redis.instance("bench", |c| c.quiet_joins = true);
+    let b = redis.instance("bench", |c| c.quiet_joins = true);
     let report = common::bench::run(&common::bench_args(&format!(
         "--target {} --target {} --conns 100 --senders 2 --rate 100 --duration 1 --hold 0.1",
         a.addr, b.addr
@@ -384,8 +367,8 @@ fn backplane_hung_redis_is_noticed_and_survived() {
         c.quiet_joins = true;
         c.backplane.as_mut().unwrap().nick_ttl = Duration::from_millis(900);
     };
-    let a = instance(&redis, "hang", ttl);
-    let b = instance(&redis, "hang", ttl);
+    let a = redis.instance("hang", ttl);
+    let b = redis.instance("hang", ttl);
     let mut a1 = a.connect();
     let mut b1 = b.connect();
     let both = who_line("#lobby", &[&a1.nick, &b1.nick]);
@@ -497,8 +480,8 @@ fn backplane_rooms_span_instances_with_their_history() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = instance(&redis, "rooms", |c| c.quiet_joins = true);
-    let b = instance(&redis, "rooms", |c| c.quiet_joins = true);
+    let a = redis.instance("rooms", |c| c.quiet_joins = true);
+    let b = redis.instance("rooms", |c| c.quiet_joins = true);
     let (mut ann, mut eve) = (a.connect(), a.connect());
     let (mut bo, mut cy, mut dee) = (b.connect(), b.connect(), b.connect());
     ann.join("#ops");
@@ -674,8 +657,8 @@ fn backplane_graceful_shutdown_frees_nicks_at_once() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let a = instance(&redis, "shutdown", |_| {});
-    let b = instance(&redis, "shutdown", |_| {});
+    let a = redis.instance("shutdown", |_| {});
+    let b = redis.instance("shutdown", |_| {});
     let mut alice = a.connect();
     let mut bob = b.connect();
     let alice_was = alice.nick.clone();
@@ -703,8 +686,8 @@ fn backplane_carries_a_tls_client_to_a_plain_client_on_another_instance() {
     let cert = common::tls::TestCert::new();
     let settings =
         pollchat::config::TlsSettings::new(&cert.cert, &cert.key, "127.0.0.1:0".parse().unwrap());
-    let a = instance(&redis, "tls", |c| c.tls = Some(settings));
-    let b = instance(&redis, "tls", |_| {});
+    let a = redis.instance("tls", |c| c.tls = Some(settings));
+    let b = redis.instance("tls", |_| {});
     let mut plain = b.connect();
     let mut secure = Client::connect_tls(a.tls_addr.unwrap(), &cert);
     plain.expect(&format!("*** {} joined", secure.nick));

@@ -18,7 +18,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{Client, DEADLINE, RedisServer, ServerProcess, TempDir, TestServer};
-use pollchat::backplane::{BackplaneConfig, RedisUrl};
 use pollchat::bans::{self, Ban, BanList, Mask};
 use pollchat::operators::{Operator, hash_password};
 
@@ -363,14 +362,7 @@ fn bans_corrupt_file_stops_start_up() {
 
 /// An in-process instance on `redis`'s `channel`, once its backplane is up.
 fn instance(redis: &RedisServer, channel: &str) -> TestServer {
-    let url = RedisUrl::parse(&redis.url(channel)).unwrap();
-    let server = TestServer::with(|c| {
-        c.stats_udp = Some("127.0.0.1:0".parse().unwrap());
-        c.backplane = Some(BackplaneConfig::new(url));
-        c.operators = vec![operator_root()];
-    });
-    server.wait_backplane("up");
-    server
+    redis.instance(channel, |c| c.operators = vec![operator_root()])
 }
 
 /// A ban placed on one instance sends away a client of the other and is refused there too;

@@ -234,14 +234,7 @@ fn topic_ops_only_refuses_members_who_are_not_operators() {
 
 /// An instance on `redis`'s `channel`, with operator `root`, once its backplane is up.
 fn instance(redis: &common::RedisServer, channel: &str) -> TestServer {
-    let url = pollchat::backplane::RedisUrl::parse(&redis.url(channel)).unwrap();
-    let server = TestServer::with(|c| {
-        with_operator(c);
-        c.stats_udp = Some("127.0.0.1:0".parse().unwrap());
-        c.backplane = Some(pollchat::backplane::BackplaneConfig::new(url));
-    });
-    server.wait_backplane("up");
-    server
+    redis.instance(channel, with_operator)
 }
 
 /// Across instances: an operator on one kicks a client of the other, which lets it go (as

@@ -14,13 +14,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
 use common::{DEADLINE, RedisServer, TestServer};
 use pollchat::backplane::resp::{self, Value};
-use pollchat::backplane::{BackplaneConfig, RedisUrl};
 use pollchat::config::HttpSettings;
 
 /// An in-process instance on `redis`'s `channel`, with `--stats-udp` and `/metrics` on, once
@@ -30,16 +29,11 @@ fn instance(
     channel: &str,
     tweak: impl FnOnce(&mut pollchat::Config),
 ) -> TestServer {
-    let url = RedisUrl::parse(&redis.url(channel)).unwrap();
-    let server = TestServer::with(|c| {
-        c.stats_udp = Some("127.0.0.1:0".parse().unwrap());
+    redis.instance(channel, |c| {
         c.http = Some(HttpSettings::new(SocketAddr::from(([127, 0, 0, 1], 0))));
-        c.backplane = Some(BackplaneConfig::new(url));
         c.quiet_joins = true;
         tweak(c);
-    });
-    server.wait_backplane("up");
-    server
+    })
 }
 
 /// One command to Redis on a connection of its own, sent now; the connection, to read the
@@ -190,20 +184,7 @@ fn metrics_pass_promtool(server: &TestServer) {
     if !common::peer_present(Command::new("promtool").arg("--version"), "promtool") {
         return;
     }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let checked = child.wait_with_output().unwrap();
+    let checked = common::web::promtool(&body);
     assert!(checked.status.success(), "promtool: {checked:?}\n{body}");
 }
 

@@ -12,7 +12,7 @@ mod common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::tls::TestCert;
@@ -198,30 +198,14 @@ fn metrics_pass_promtool_check_metrics() {
         body.contains("\npollchat_state_records_written_total 1\n"),
         "{body}"
     );
-    let promtool = |text: &str| {
-        let mut child = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    };
-    let checked = promtool(&body);
+    let checked = common::web::promtool(&body);
     assert!(
         checked.status.success() && checked.stdout.is_empty() && checked.stderr.is_empty(),
         "promtool: {checked:?}\n{body}"
     );
     let broken = body.replacen(" 1\n", " one\n", 1);
     assert!(
-        !promtool(&broken).status.success(),
+        !common::web::promtool(&broken).status.success(),
         "promtool passed:\n{broken}"
     );
 }

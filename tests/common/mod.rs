@@ -766,6 +766,20 @@ impl RedisServer {
         format!("redis://{}/{channel}", self.addr)
     }
 
+    /// An in-process instance on this Redis's `channel`, with `--stats-udp` on (to see the
+    /// backplane's state) and `tweak` applied, once its backplane is up.
+    pub fn instance(&self, channel: &str, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let url = self.url(channel);
+        let url = pollchat::backplane::RedisUrl::parse(&url).expect("a test's Redis URL");
+        let server = TestServer::with(|c| {
+            c.stats_udp = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            c.backplane = Some(pollchat::backplane::BackplaneConfig::new(url));
+            tweak(c);
+        });
+        server.wait_backplane("up");
+        server
+    }
+
     /// Kills this Redis (SIGKILL, by its PID: it goes without a word, as in a crash) and
     /// waits until it is gone.
     pub fn kill(&mut self) {

@@ -356,3 +356,20 @@ pub fn browser_kit() -> Option<BrowserKit> {
     );
     None
 }
+
+/// `promtool check metrics` (Prometheus's own parser and linter) run on `text`: its status and
+/// what it said. The caller checks first that promtool is there (`peer_present`).
+pub fn promtool(text: &str) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    let mut stdin = child.stdin.take().expect("promtool's stdin");
+    stdin.write_all(text.as_bytes()).expect("write to promtool");
+    drop(stdin);
+    child.wait_with_output().expect("promtool's verdict")
+}
