@@ -195,7 +195,7 @@ pub struct Cli {
     pub log_file: Option<PathBuf>,
 
     /// An operator: a name and the hash `pollchat hash-password` prints; repeat for several.
-    /// In the file, a table: [operators] with NAME = "PHC" lines
+    /// In the file, a table: `[operators]` with NAME = "PHC" lines
     #[arg(long, value_name = "NAME=PHC", value_parser = parse_operator)]
     pub operators: Vec<Operator>,
 
@@ -216,7 +216,7 @@ pub struct Cli {
 #[derive(Debug, clap::Subcommand)]
 pub enum Subcommand {
     /// Read a password (one line) from standard input and print its argon2 hash, for
-    /// [operators]
+    /// `[operators]`
     HashPassword,
 }
 

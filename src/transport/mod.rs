@@ -469,7 +469,7 @@ impl Protocol for Lines {
     }
 
     /// Into the framer, Telnet's commands taken out on the way (`telnet.rs`). The first bytes
-    /// are looked at once for another protocol's (see [`wrong_protocol`]).
+    /// are looked at once for another protocol's (see `wrong_protocol`).
     #[inline]
     fn take(&mut self, bytes: &mut [u8], framer: Option<&mut LineFramer>) -> Result<(), Broken> {
         if let Some(framer) = framer {
