@@ -58,6 +58,7 @@ pub mod event;
 mod link;
 mod links;
 pub mod replica;
+mod resend;
 pub mod resp;
 mod stream;
 
