@@ -326,6 +326,8 @@ impl Conversation {
         match (awaiting, value) {
             (Awaiting::Handshake, Value::Simple(b"PONG")) => *phase = LinkPhase::Ready,
             (Awaiting::Named, Value::Simple(b"OK")) => {}
+            // A count (a Redis-speaking server may answer so): confirmed, with no id to note.
+            (Awaiting::Publish(_), Value::Integer(_)) => {}
             (Awaiting::Publish(_), Value::Bulk(Some(id))) => {
                 if let Some(id) = StreamId::parse(id) {
                     self.resend.confirmed(id);
