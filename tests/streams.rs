@@ -1,6 +1,7 @@
 //! The backplane's Redis Stream, with a real `redis-server`: an instance whose links are cut
-//! resumes from the last entry it delivered; a stream trimmed past that entry is told as a
-//! gap; a new instance loads the rooms' history from the stream; a room nobody on an instance
+//! resumes from the last entry it delivered; lines whose `XADD` Redis never confirmed are
+//! added again, once (not if they landed and only the reply was lost); a stream trimmed past
+//! the last entry read is told as a gap; a new instance loads the rooms' history from the stream; a room nobody on an instance
 //! is in keeps its history there through that instance's outage; with `--state-dir`, the
 //! history loaded from the stream is in the state file at once. Each test says loudly that it
 //! skipped if `redis-server` is missing.
