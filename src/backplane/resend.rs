@@ -104,3 +104,44 @@ impl Resend {
         waiting.into_iter().map(|w| w.text).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(ms: u64) -> StreamId {
+        StreamId::parse(format!("{ms}-0").as_bytes()).unwrap_or_else(|| unreachable!())
+    }
+
+    /// Kept events are a multiset: one entry read back forgets one of two equal lines.
+    #[test]
+    fn resend_one_entry_back_forgets_one_equal_line() {
+        let mut resend = Resend::new(10);
+        resend.keep(["x".to_string(), "x".to_string()], true);
+        resend.came_back(id(5), b"x");
+        assert_eq!(resend.take(), ["x"]);
+        assert_eq!(resend.resent, 1);
+    }
+
+    /// An entry up to the last confirmed id is a confirmed line read late, not a kept one.
+    #[test]
+    fn resend_an_entry_up_to_the_confirmed_id_is_not_a_kept_one() {
+        let mut resend = Resend::new(10);
+        resend.confirmed(id(7));
+        resend.keep(["x".to_string()], true);
+        resend.came_back(id(7), b"x");
+        assert_eq!(resend.take(), ["x"]);
+    }
+
+    /// Lines never sent cannot have landed: never matched. Past the bound, the oldest go.
+    #[test]
+    fn resend_unsent_lines_are_never_matched_and_the_oldest_go_past_the_bound() {
+        let mut resend = Resend::new(2);
+        resend.keep(["a".to_string()], true);
+        resend.keep(["b".to_string(), "c".to_string()], false);
+        resend.came_back(id(1), b"c");
+        assert_eq!(resend.dropped, 1);
+        assert_eq!(resend.take(), ["b", "c"]);
+        assert_eq!(resend.resent, 0);
+    }
+}
