@@ -220,6 +220,13 @@ pub const BACKPLANE_RETRY_MAX: Duration = Duration::from_secs(5);
 /// a stuck Redis can make the server hold (tens of thousands of events).
 pub const BACKPLANE_MAX_OUTPUT: usize = 64 * 1024 * 1024;
 
+/// Most events kept to send again after the backplane's links drop (those Redis had not
+/// confirmed, and those said while the reader catches up), and never more than
+/// `--backplane-stream-len`: a few seconds of a busy cluster's chat, under 1 MiB. Past it the
+/// oldest are dropped (logged once, counted): they would land long after the lines around
+/// them anyway.
+pub const BACKPLANE_MAX_RESEND: usize = 5_000;
+
 /// Most bans held at once (the `bans-file`, the backplane's ban hash). Looking an address up
 /// costs the same however many there are (`bans.rs`), so the bound is for memory and for
 /// the file, rewritten whole on each change: 100,000 bans are a few MiB. A list longer than

@@ -1,6 +1,7 @@
 //! The backplane's Redis Stream, with a real `redis-server`: an instance whose links are cut
-//! resumes from the last entry it delivered; a stream trimmed past that entry is told as a
-//! gap; a new instance loads the rooms' history from the stream; a room nobody on an instance
+//! resumes from the last entry it delivered; lines whose `XADD` Redis never confirmed are
+//! added again, once (not if they landed and only the reply was lost); a stream trimmed past
+//! the last entry read is told as a gap; a new instance loads the rooms' history from the stream; a room nobody on an instance
 //! is in keeps its history there through that instance's outage; with `--state-dir`, the
 //! history loaded from the stream is in the state file at once. Each test says loudly that it
 //! skipped if `redis-server` is missing.
@@ -549,4 +550,184 @@ fn streams_a_room_nobody_here_is_in_keeps_its_history_through_a_hang() {
     expected.extend((1..=3).map(|n| format!("{far}{n}")));
     expected.push("*** end of history".to_string());
     assert_eq!(history_shown(&mut b.connect(), "#far"), expected);
+}
+
+/// The lines `client` receives from `sender` (`<nick> `) up to and with `last`, and the rest.
+fn lines_from(client: &mut common::Client, sender: &str, last: &str) -> (Vec<String>, Vec<String>) {
+    let said = format!("<{sender}> ");
+    let last = format!("{said}{last}");
+    let (seen, _) = client.read_until(|l| l == last);
+    let (mut from, mut other) = (Vec::new(), Vec::new());
+    for line in seen.into_iter().chain([last]) {
+        match line.strip_prefix(&said) {
+            Some(text) => from.push(text.to_string()),
+            None => other.push(line),
+        }
+    }
+    (from, other)
+}
+
+/// Waits until Redis holds a write command of the instance of guest nick `guest` on its
+/// commands connection (`CLIENT PAUSE ... WRITE` postpones it: `flags` has `b`).
+fn wait_held_write(redis: &RedisServer, guest: &str) {
+    let tag = guest.split('-').nth(1).unwrap();
+    let name = format!(" name=pollchat-{tag}");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let list = ask(redis, &["CLIENT", "LIST"]);
+        let mine = |l: &&str| l.contains(&name) && l.contains("-commands ");
+        let line = list.lines().find(mine).unwrap_or_default();
+        let flags = line.split(' ').find_map(|f| f.strip_prefix("flags="));
+        let cmd = line.split(' ').find_map(|f| f.strip_prefix("cmd="));
+        if flags.is_some_and(|f| f.contains('b')) && matches!(cmd, Some("xadd" | "eval")) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no write held:\n{list}"
+        );
+        // Polling Redis for a state it shows, under a deadline.
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// An `XADD` that never reached the stream (Redis held it under `CLIENT PAUSE WRITE`, and
+/// dropped it with the connection, `CLIENT KILL`ed): once the links are back, the lines are
+/// added again, and every client, on the other instance and on the sender's own, gets each
+/// once, in the order said, before what the sender says next.
+#[test]
+fn streams_an_xadd_lost_with_the_link_is_sent_again_once() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "resend", |_| {});
+    let b = instance(&redis, "resend", |_| {});
+    let (mut a1, mut a2, mut b1) = (a.connect(), a.connect(), b.connect());
+    a1.send("warm");
+    b1.expect(&format!("<{}> warm", a1.nick));
+    a2.expect(&format!("<{}> warm", a1.nick));
+    assert_eq!(ask(&redis, &["CLIENT", "PAUSE", "20000", "WRITE"]), "OK");
+    a1.send("lost1");
+    a1.send("lost2");
+    wait_held_write(&redis, &a1.nick);
+    // Between the two sends above and the kill, both lines are in A's buffer, in Redis's
+    // held command, or in its query buffer behind it: all dropped with the connection.
+    kill_links(&redis, &a1.nick);
+    b1.send("meanwhile");
+    assert_eq!(ask(&redis, &["CLIENT", "UNPAUSE"]), "OK");
+    a1.read_until(|l| l == "*** backplane back, chat is shared again");
+    a1.send("after");
+    let (meanwhile, b_nick) = (format!("<{}> meanwhile", b1.nick), b1.nick.clone());
+    for client in [&mut b1, &mut a2] {
+        let (from, other) = lines_from(client, &a1.nick, "after");
+        assert_eq!(from, ["lost1", "lost2", "after"], "{}", client.nick);
+        // Nothing more (a line twice, late), and B's line once (on A: a sender is not
+        // sent its own line).
+        let rest = client.sync();
+        assert!(
+            rest.iter()
+                .all(|l| !l.starts_with(&format!("<{}> ", a1.nick))),
+            "{rest:?}"
+        );
+        let all: Vec<_> = other
+            .iter()
+            .chain(&rest)
+            .filter(|l| **l == meanwhile)
+            .collect();
+        let once = usize::from(client.nick != b_nick);
+        assert_eq!(all.len(), once, "{other:?} {rest:?}");
+    }
+    assert_eq!(counter(&a, "resent"), 2);
+    let body = common::web::get(a.http_addr.unwrap(), "/metrics").body;
+    assert!(
+        body.contains("\npollchat_backplane_resent_total 2\n"),
+        "{body}"
+    );
+}
+
+/// The stream's entries, oldest first: id and event.
+fn entries(redis: &RedisServer, key: &str) -> Vec<(String, String)> {
+    let mut socket = send(redis, &["XRANGE", key, "-", "+"]);
+    let (mut input, mut buf) = (Vec::new(), [0u8; 65536]);
+    let value = loop {
+        if let Some((value, _)) = resp::decode(&input).unwrap() {
+            break value;
+        }
+        let n = socket.read(&mut buf).unwrap();
+        assert!(n > 0, "Redis closed the connection");
+        input.extend_from_slice(&buf[..n]);
+    };
+    let text = |v: &Value<'_>| String::from_utf8_lossy(v.bytes().unwrap()).into_owned();
+    let Value::Array(Some(items)) = value else {
+        panic!("{}", value.describe())
+    };
+    items
+        .iter()
+        .map(|item| match item {
+            Value::Array(Some(parts)) => match parts.as_slice() {
+                [id, Value::Array(Some(fields))] => (text(id), text(&fields[1])),
+                _ => panic!("{}", item.describe()),
+            },
+            _ => panic!("{}", item.describe()),
+        })
+        .collect()
+}
+
+/// An `XADD` that Redis applied after the instance had given up on the connection (Redis
+/// asleep, `DEBUG SLEEP`, longer than the instance's nick TTL): its reply is lost, but the
+/// lines come back through the resumed read, so they are not added again: each is in the
+/// stream once and reaches every client once, in order.
+#[test]
+fn streams_an_xadd_whose_reply_was_lost_is_not_sent_twice() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let a = instance(&redis, "landed", |c| {
+        // A takes Redis's silence for a failure within a second and closes its links.
+        c.backplane.as_mut().unwrap().nick_ttl = Duration::from_millis(900);
+    });
+    let b = instance(&redis, "landed", |_| {});
+    let (mut a1, mut a2, mut b1) = (a.connect(), a.connect(), b.connect());
+    a1.send("warm");
+    b1.expect(&format!("<{}> warm", a1.nick));
+    a2.expect(&format!("<{}> warm", a1.nick));
+    // A line can reach Redis before the `DEBUG SLEEP` sent just before it does (then it is
+    // simply confirmed): the round is tried again, a few times at most.
+    for round in 0..4 {
+        let before = entries(&redis, "landed:stream").last().unwrap().0.clone();
+        let slept_at: u64 = before.split('-').next().unwrap().parse().unwrap();
+        let sleeping = send(&redis, &["DEBUG", "SLEEP", "2.5"]);
+        let said = [format!("slept{round}a"), format!("slept{round}b")];
+        a1.send(&said[0]);
+        a1.send(&said[1]);
+        a1.read_until(|l| l == "*** backplane unavailable, chat is local only");
+        a1.read_until(|l| l == "*** backplane back, chat is shared again");
+        drop(sleeping);
+        let after = format!("after{round}");
+        a1.send(&after);
+        for client in [&mut b1, &mut a2] {
+            let (from, _) = lines_from(client, &a1.nick, &after);
+            assert_eq!(
+                from,
+                [said[0].clone(), said[1].clone(), after.clone()],
+                "{}",
+                client.nick
+            );
+            let rest = client.sync();
+            assert!(rest.iter().all(|l| !l.starts_with('<')), "{rest:?}");
+        }
+        let stream = entries(&redis, "landed:stream");
+        let landed: Vec<_> = stream
+            .iter()
+            .filter(|(_, e)| e.ends_with(&said[0]))
+            .collect();
+        assert_eq!(landed.len(), 1, "{stream:?}");
+        assert_eq!(counter(&a, "resent"), 0);
+        // Added after Redis woke, when A had closed the connection: the reply was lost.
+        let added_at: u64 = landed[0].0.split('-').next().unwrap().parse().unwrap();
+        if added_at >= slept_at + 2000 {
+            return;
+        }
+    }
+    panic!("the lines never reached Redis after its sleep");
 }

@@ -13,8 +13,9 @@ use log::{debug, trace};
 use super::event::{Message, Origins};
 use super::link::{Link, LinkPhase, Role};
 use super::links::{Happening, Stats};
+use super::resend::Resend;
 use super::resp::{self, Value};
-use super::stream::Reader;
+use super::stream::{Reader, StreamId};
 use crate::bans::{Ban, BanList, now_ms};
 use crate::bus::{Claim, Origin, What};
 
@@ -30,10 +31,11 @@ end
 return 0";
 
 /// Adds events to the stream, in order: `KEYS[1]` the stream, `ARGV[1]` its `MAXLEN ~`, the
-/// rest the events.
+/// rest the events. Returns the last one's id, as `XADD` does (see [`Resend::confirmed`]).
 const XADD_SCRIPT: &str = "\
-for i = 2, #ARGV do redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i]) end
-return #ARGV - 1";
+local id
+for i = 2, #ARGV do id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i]) end
+return id";
 
 /// Deletes a nick's key only if it is still this instance's (after expiring it may have been
 /// claimed by another instance, which must keep it).
@@ -48,7 +50,9 @@ enum Awaiting {
     Named,
     /// `PING` on connecting: `PONG` proves Redis is there and speaks RESP.
     Handshake,
-    Publish,
+    /// An `XADD` (or a script of them), and its events: kept until Redis confirms them, to
+    /// be sent again if the links drop first (see `resend.rs`).
+    Publish(Vec<String>),
     Claim(Claim),
     Release,
     /// A `PING` sent after the re-claims that follow a reconnect: its `PONG` means they are
@@ -66,7 +70,7 @@ impl Awaiting {
         match self {
             Awaiting::Handshake | Awaiting::Resync => "PING",
             Awaiting::Named => "CLIENT SETNAME",
-            Awaiting::Publish => "XADD",
+            Awaiting::Publish(_) => "XADD",
             Awaiting::Claim(_) => "a nick claim",
             Awaiting::Release => "a nick release",
             Awaiting::BanStored => "a ban's HSET or HDEL",
@@ -107,6 +111,8 @@ pub struct Conversation {
     batch: Vec<String>,
     /// The reader connection's side, and where in the stream it is.
     pub reader: Reader,
+    /// Events Redis had not confirmed when the links dropped, to send again.
+    resend: Resend,
     /// Events published since the server started.
     pub published: u64,
 }
@@ -124,6 +130,7 @@ impl Conversation {
             stream_len: config.stream_len.to_string(),
             batch: Vec::new(),
             reader: Reader::new(channel, nick_ttl, config.stream_len),
+            resend: Resend::new(config.stream_len.min(crate::limits::BACKPLANE_MAX_RESEND)),
             published: 0,
         }
     }
@@ -137,6 +144,8 @@ impl Conversation {
             reconnects,
             resumed: self.reader.resumed,
             gaps: self.reader.gaps,
+            resent: self.resend.resent,
+            resend_dropped: self.resend.dropped,
         }
     }
 
@@ -151,16 +160,20 @@ impl Conversation {
     }
 
     /// The connections closed: nothing sent on them will be answered, and the claims still
-    /// waiting for an answer will never have one.
+    /// waiting for an answer will never have one. The events not confirmed are kept, to be
+    /// sent again once the links are back (those of the batch were never sent).
     pub fn lost_claims(&mut self) -> Vec<Claim> {
         self.reader.reset();
-        self.batch.clear();
-        let awaiting = std::mem::take(&mut self.awaiting).into_iter();
-        let claim = |a| match a {
-            Awaiting::Claim(claim) => Some(claim),
-            _ => None,
-        };
-        awaiting.filter_map(claim).collect()
+        let mut claims = Vec::new();
+        for awaiting in std::mem::take(&mut self.awaiting) {
+            match awaiting {
+                Awaiting::Claim(claim) => claims.push(claim),
+                Awaiting::Publish(events) => self.resend.keep(events, true),
+                _ => {}
+            }
+        }
+        self.resend.keep(std::mem::take(&mut self.batch), false);
+        claims
     }
 
     /// An event for the stream: kept for [`Conversation::flush_batch`], so that the batch's
@@ -202,8 +215,22 @@ impl Conversation {
     /// `XADD`s. One command, because Redis answers a reader blocked on the stream as soon as a
     /// command has added to it: after a pipeline's first `XADD`, the reader would get that one
     /// event, and the rest a round trip later.
+    ///
+    /// After a drop, events not confirmed wait for the reader to catch up with the stream
+    /// (new ones wait behind them); then those that did not come back go first.
     pub fn flush_batch(&mut self, cmd: &mut Link) {
-        let events = std::mem::take(&mut self.batch);
+        let mut events = std::mem::take(&mut self.batch);
+        let (resent, mut again) = (self.resend.resent, 0);
+        if self.resend.is_pending() {
+            if !(self.reader.caught_up() && cmd.phase == LinkPhase::Ready) {
+                return self.resend.keep(events, false);
+            }
+            events = [self.resend.take(), events].concat();
+            again = self.resend.resent - resent;
+            if again > 0 {
+                debug!("backplane: sending {again} events again after a drop");
+            }
+        }
         let (key, len) = (self.reader.key.as_bytes(), self.stream_len.as_bytes());
         let payloads = events.iter().map(String::as_bytes);
         let head: &[&[u8]] = match events.len() {
@@ -215,8 +242,8 @@ impl Conversation {
             &mut cmd.output,
             &[head, &payloads.collect::<Vec<_>>()].concat(),
         );
-        self.published += events.len() as u64;
-        self.awaiting.push_back(Awaiting::Publish);
+        self.published += events.len() as u64 - again;
+        self.awaiting.push_back(Awaiting::Publish(events));
     }
 
     /// A nick's key in Redis.
@@ -258,8 +285,9 @@ impl Conversation {
                     let handled = match role {
                         Role::Reader => {
                             let (phase, output) = (&mut link.phase, &mut link.output);
-                            let origins = &mut self.origins;
-                            self.reader.on_reply(value, phase, origins, output, out)
+                            let (origins, resend) = (&mut self.origins, &mut self.resend);
+                            self.reader
+                                .on_reply(value, phase, origins, resend, output, out)
                         }
                         Role::Commands => self.on_reply(value, &mut link.phase, out),
                     };
@@ -298,7 +326,13 @@ impl Conversation {
         match (awaiting, value) {
             (Awaiting::Handshake, Value::Simple(b"PONG")) => *phase = LinkPhase::Ready,
             (Awaiting::Named, Value::Simple(b"OK")) => {}
-            (Awaiting::Publish, Value::Bulk(Some(_)) | Value::Integer(_)) => {}
+            // A count (a Redis-speaking server may answer so): confirmed, with no id to note.
+            (Awaiting::Publish(_), Value::Integer(_)) => {}
+            (Awaiting::Publish(_), Value::Bulk(Some(id))) => {
+                if let Some(id) = StreamId::parse(id) {
+                    self.resend.confirmed(id);
+                }
+            }
             (Awaiting::Release | Awaiting::BanStored, Value::Integer(_)) => {}
             (Awaiting::Bans, Value::Array(Some(items))) => {
                 out.push(Happening::Bans(bans_from_hash(&items)));

@@ -83,6 +83,11 @@ pub struct Stats {
     pub resumed: u64,
     /// Times the stream was found trimmed past the last entry read.
     pub gaps: u64,
+    /// Events Redis had not confirmed when the links dropped, added again once they were
+    /// back (those that had landed after all came back through the stream instead).
+    pub resent: u64,
+    /// Events to send again dropped past [`crate::limits::BACKPLANE_MAX_RESEND`].
+    pub resend_dropped: u64,
 }
 
 /// Both connections, their state, and what is said on them (a [`Conversation`]).

@@ -24,7 +24,9 @@
 //!   on from its newest entry;
 //! - the **command connection** sends `XADD CHANNEL:stream MAXLEN ~ N * e EVENT` and the nick
 //!   claims, pipelined. Redis answers in order, so a FIFO (`Awaiting`, in `conversation.rs`)
-//!   says what each reply is for.
+//!   says what each reply is for. Events stay in it until Redis confirms them: those it had
+//!   not when the links dropped are added again once the reader has caught up, unless they
+//!   came back through the stream (`resend.rs`).
 //!
 //! Each connection (`link.rs`) keeps its own read and write buffers, exactly like a client
 //! connection; the two live and die together (`links.rs`). Nothing here blocks: connects are
@@ -58,6 +60,7 @@ pub mod event;
 mod link;
 mod links;
 pub mod replica;
+mod resend;
 pub mod resp;
 mod stream;
 

@@ -33,6 +33,7 @@ use log::{debug, trace, warn};
 use super::event::{Message, Origins};
 use super::link::LinkPhase;
 use super::links::Happening;
+use super::resend::Resend;
 use super::resp::{self, Value};
 use crate::bus::What;
 use crate::protocol::{self, room_key};
@@ -49,7 +50,7 @@ impl StreamId {
     /// Before every entry: reading from it reads the whole stream.
     const ZERO: StreamId = StreamId(0, 0);
 
-    fn parse(text: &[u8]) -> Option<StreamId> {
+    pub(super) fn parse(text: &[u8]) -> Option<StreamId> {
         let text = std::str::from_utf8(text).ok()?;
         let (ms, seq) = text.split_once('-')?;
         Some(StreamId(ms.parse().ok()?, seq.parse().ok()?))
@@ -88,6 +89,11 @@ pub struct Reader {
     load: String,
     /// Entries up to this id were added while this instance was away: counted as resumed.
     resume_until: Option<StreamId>,
+    /// The reader has read up to the stream's end as `XINFO` gave it on resuming (or loaded
+    /// the history): what did not come back of the events to send again can go now.
+    synced: bool,
+    /// The stream's last id when resuming: read up to it, the reader has caught up.
+    catch_up_to: Option<StreamId>,
     /// Entries read since the server started; of them, resumed after a reconnect; gaps seen.
     pub received: u64,
     pub resumed: u64,
@@ -104,6 +110,8 @@ impl Reader {
             ttl_ms: u64::try_from(nick_ttl.as_millis()).unwrap_or(u64::MAX),
             load: stream_len.to_string(),
             resume_until: None,
+            synced: false,
+            catch_up_to: None,
             received: 0,
             resumed: 0,
             gaps: 0,
@@ -113,6 +121,12 @@ impl Reader {
     /// The connection closed: no reply will come for what was sent on it.
     pub fn reset(&mut self) {
         self.awaiting.clear();
+        (self.synced, self.catch_up_to) = (false, None);
+    }
+
+    /// Whether the reader has caught up with the stream since the links came back.
+    pub fn caught_up(&self) -> bool {
+        self.synced
     }
 
     /// The reader connection's first commands: load the history, or resume.
@@ -162,6 +176,7 @@ impl Reader {
         value: Value<'_>,
         phase: &mut LinkPhase,
         origins: &mut Origins,
+        resend: &mut Resend,
         out: &mut Vec<u8>,
         happened: &mut Vec<Happening>,
     ) -> Result<(), String> {
@@ -188,15 +203,22 @@ impl Reader {
                     recent: recent.filter(|m| !m.origin().is_here()).collect(),
                 });
                 self.last = Some(last);
+                self.synced = true;
                 *phase = LinkPhase::Ready;
                 self.read(last, out);
             }
             // No stream at all (a new or emptied Redis): nothing to resume, no gap to see.
             (Awaiting::Info(_), Value::Error(text)) if text.starts_with(b"ERR no such key") => {
+                self.synced = true;
                 *phase = LinkPhase::Ready;
             }
             (Awaiting::Info(last), Value::Array(Some(fields))) => {
                 self.gap_check(last, &fields, happened);
+                if *phase != LinkPhase::Ready {
+                    // Resuming: caught up once read to what the stream holds now.
+                    self.catch_up_to = self.resume_until;
+                    self.synced = self.catch_up_to.is_none();
+                }
                 *phase = LinkPhase::Ready;
             }
             (Awaiting::Read, Value::Array(None)) => self.read(self.last_read(), out),
@@ -209,9 +231,15 @@ impl Reader {
                     _ => return Err(unexpected(&Value::Array(Some(streams)))),
                 };
                 for (id, payload) in entries.iter().filter_map(entry) {
+                    if !self.synced {
+                        resend.came_back(id, payload);
+                    }
                     self.deliver(id, payload, origins, happened);
                 }
                 let last = self.last_read();
+                if self.catch_up_to.is_some_and(|to| last >= to) {
+                    (self.synced, self.catch_up_to) = (true, None);
+                }
                 if entries.len() >= READ_COUNT {
                     self.check(last, out);
                 }
