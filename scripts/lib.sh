@@ -4,9 +4,11 @@
 # start_server, and has them stopped by PID on exit or Ctrl-C through the traps set here.
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-pollchat=target/release/pollchat
+# Where `cargo build` puts them: CARGO_TARGET_DIR when set (a stale target/ would otherwise be
+# run instead of what build_release just built).
+pollchat=${CARGO_TARGET_DIR:-target}/release/pollchat
 # The load generator, a binary of its own beside the server (it was `pollchat bench`).
-pollchat_bench=target/release/pollchat-bench
+pollchat_bench=${CARGO_TARGET_DIR:-target}/release/pollchat-bench
 server_pid=""
 
 need() {  # need COMMAND DEBIAN_PACKAGE: installs the package (as root) if COMMAND is missing
