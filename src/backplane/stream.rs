@@ -289,13 +289,7 @@ impl Reader {
     /// `XINFO STREAM`'s answer, a flat list of names and values: was anything after `last`
     /// trimmed away? And how far do the entries added while away go?
     fn gap_check(&mut self, last: StreamId, fields: &[Value<'_>], happened: &mut Vec<Happening>) {
-        let field = |name: &[u8]| {
-            let mut pairs = fields.chunks(2);
-            pairs.find_map(|pair| match pair {
-                [n, value] if n.bytes() == Some(name) => Some(value),
-                _ => None,
-            })
-        };
+        let field = |name: &[u8]| field(fields, name);
         let id = |value: Option<&Value<'_>>| value.and_then(Value::bytes).and_then(StreamId::parse);
         let newest = id(field(b"last-generated-id"));
         self.resume_until = newest.filter(|&newest| newest > last);
@@ -338,11 +332,17 @@ fn entry<'a>(value: &'a Value<'a>) -> Option<(StreamId, &'a [u8])> {
     let [id, Value::Array(Some(fields))] = parts.as_slice() else {
         return None;
     };
-    let payload = fields.chunks(2).find_map(|pair| match pair {
-        [name, value] if name.bytes() == Some(b"e") => value.bytes(),
-        _ => None,
-    });
+    let payload = field(fields, b"e").and_then(Value::bytes);
     Some((StreamId::parse(id.bytes()?)?, payload.unwrap_or_default()))
+}
+
+/// The value after `name` in a flat list of names and values, as Redis gives a stream entry's
+/// fields and `XINFO STREAM`'s answer.
+fn field<'v, 'a>(fields: &'v [Value<'a>], name: &[u8]) -> Option<&'v Value<'a>> {
+    fields.chunks(2).find_map(|pair| match pair {
+        [n, value] if n.bytes() == Some(name) => Some(value),
+        _ => None,
+    })
 }
 
 /// The rooms' history as the stream has it, `entries` oldest first: each room's chat lines
