@@ -367,10 +367,7 @@ fn history(entries: &[(StreamId, &[u8])]) -> Vec<Saved> {
         let saved = rooms.entry(room_key(name).into_owned()).or_default();
         saved.name = name.to_string();
         if let Some(line) = line {
-            if saved.lines.len() == crate::limits::MAX_HISTORY {
-                saved.lines.pop_front();
-            }
-            saved.lines.push_back(line);
+            saved.keep_line(line, crate::limits::MAX_HISTORY);
         }
         if let Some(topic) = topic {
             saved.topic = Some(topic.clone());

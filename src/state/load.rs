@@ -24,6 +24,16 @@ pub struct Saved {
     pub lines: VecDeque<Rc<[u8]>>,
 }
 
+impl Saved {
+    /// `line` said after the others: kept, with at most `most` lines in all (the oldest go).
+    pub fn keep_line(&mut self, line: Rc<[u8]>, most: usize) {
+        self.lines.push_back(line);
+        if self.lines.len() > most {
+            self.lines.pop_front();
+        }
+    }
+}
+
 /// What the file held.
 #[derive(Debug, Default)]
 pub struct Loaded {
@@ -95,10 +105,7 @@ fn replay(records: Vec<Record>, history: usize) -> Vec<Saved> {
         saved.name.clone_from(name);
         match record {
             Record::Line { line, .. } => {
-                saved.lines.push_back(Rc::from(line));
-                if saved.lines.len() > history {
-                    saved.lines.pop_front();
-                }
+                saved.keep_line(Rc::from(line), history);
             }
             Record::Topic { topic, .. } => saved.topic = Some(topic),
             Record::Forgot { .. } => *saved = Saved::default(),
