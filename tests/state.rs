@@ -250,6 +250,22 @@ fn chat_goes_on(mut server: ServerProcess) {
     assert!(metric(http, "pollchat_state_errors_total") >= 2.0);
 }
 
+/// The flags of a server whose state directory `dir` cannot be written: `/metrics` (to read
+/// the failures' count) and debug logging (where the retries that fail again are said).
+fn failing_disk_args(dir: &Path) -> Vec<&str> {
+    args(
+        dir,
+        &[
+            "--history",
+            "50",
+            "--http-bind",
+            "127.0.0.1:0",
+            "--log-level",
+            "debug",
+        ],
+    )
+}
+
 /// A state directory that is read-only: start-up goes on, the chat from memory. Skipped, and
 /// said so, when running as root (chmod does not stop root's writes; the file size limit test
 /// below covers the same path for root).
@@ -266,17 +282,7 @@ fn state_read_only_dir_logs_once_counts_and_chat_goes_on() {
         );
         return;
     }
-    let flags = args(
-        &state,
-        &[
-            "--history",
-            "50",
-            "--http-bind",
-            "127.0.0.1:0",
-            "--log-level",
-            "debug",
-        ],
-    );
+    let flags = failing_disk_args(&state);
     chat_goes_on(ServerProcess::start(&flags));
 }
 
@@ -285,17 +291,7 @@ fn state_read_only_dir_logs_once_counts_and_chat_goes_on() {
 #[test]
 fn state_dir_that_cannot_be_made_logs_once_counts_and_chat_goes_on() {
     let state = Path::new("/proc/pollchat-test-state");
-    let flags = args(
-        state,
-        &[
-            "--history",
-            "50",
-            "--http-bind",
-            "127.0.0.1:0",
-            "--log-level",
-            "debug",
-        ],
-    );
+    let flags = failing_disk_args(state);
     chat_goes_on(ServerProcess::start(&flags));
 }
 
@@ -304,17 +300,7 @@ fn state_dir_that_cannot_be_made_logs_once_counts_and_chat_goes_on() {
 #[test]
 fn state_full_disk_logs_once_counts_and_chat_goes_on() {
     let dir = TempDir::new();
-    let flags = args(
-        &dir.path,
-        &[
-            "--history",
-            "50",
-            "--http-bind",
-            "127.0.0.1:0",
-            "--log-level",
-            "debug",
-        ],
-    );
+    let flags = failing_disk_args(&dir.path);
     chat_goes_on(ServerProcess::start_with_file_size_limit(2, &flags));
 }
 
