@@ -923,15 +923,9 @@ mod tests {
         drop(clients);
     }
 
-    /// A client with a megabyte queued and a socket that takes it all at once still gets one
-    /// write budget per turn: the rest waits for the next turn (no event would announce it),
-    /// so one backlog cannot hold the loop.
-    #[test]
-    fn a_huge_backlog_is_written_one_budget_per_turn() {
-        use crate::limits::WRITE_BUDGET;
+    /// 256 lines of 4 KiB queued for `r` in one batch, under the hard limit.
+    fn queue_a_megabyte(server: &mut Server, r: ConnRef) {
         use crate::room::Outbox;
-        let mut server = test_server();
-        let (_client, r) = admit_one(&mut server);
         let line: std::rc::Rc<[u8]> = std::rc::Rc::from(vec![b'x'; 4096]);
         for _ in 0..256 {
             server
@@ -940,6 +934,17 @@ mod tests {
                 .send(r, &line)
                 .expect("under the hard limit");
         }
+    }
+
+    /// A client with a megabyte queued and a socket that takes it all at once still gets one
+    /// write budget per turn: the rest waits for the next turn (no event would announce it),
+    /// so one backlog cannot hold the loop.
+    #[test]
+    fn a_huge_backlog_is_written_one_budget_per_turn() {
+        use crate::limits::WRITE_BUDGET;
+        let mut server = test_server();
+        let (_client, r) = admit_one(&mut server);
+        queue_a_megabyte(&mut server, r);
         let before = server.clients.table.stats.bytes_out;
         server.end_batch(Instant::now());
         let written = server.clients.table.stats.bytes_out - before;
@@ -965,7 +970,6 @@ mod tests {
     /// consumer tests in `tests/limits.rs`, `tests/tls.rs`, `tests/web.rs`).
     #[test]
     fn a_backlog_stopped_by_the_write_budget_is_not_the_clients_fault() {
-        use crate::room::Outbox;
         let mut server = Server::bind(Config {
             bind: vec![SocketAddr::from(([127, 0, 0, 1], 0))],
             max_output: 256 * 1024,
@@ -974,14 +978,7 @@ mod tests {
         })
         .expect("bind on loopback");
         let (client, r) = admit_one(&mut server);
-        let line: std::rc::Rc<[u8]> = std::rc::Rc::from(vec![b'x'; 4096]);
-        for _ in 0..256 {
-            server
-                .clients
-                .table
-                .send(r, &line)
-                .expect("under the hard limit");
-        }
+        queue_a_megabyte(&mut server, r);
         server.end_batch(Instant::now());
         let conn = server.clients.table.get(r).expect("still there");
         assert!(conn.unsent() > 256 * 1024, "the backlog went in one turn");
