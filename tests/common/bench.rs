@@ -287,18 +287,33 @@ pub mod chaos {
 fn run_binary<T: DeserializeOwned>(args: &BenchArgs) -> Result<(T, String), String> {
     let dir = TempDir::new();
     let json_path = dir.path.join("report.json");
-    let child = Command::new(env!("CARGO_BIN_EXE_pollchat-bench"))
+    let child = spawn(args, &json_path, Stdio::null());
+    let (stdout, stderr) = output_with_deadline(child);
+    report(&json_path, stdout, stderr)
+}
+
+/// The built `pollchat-bench` with `args`, writing its JSON report to `json_path`, its stdout
+/// and stderr piped.
+fn spawn(args: &BenchArgs, json_path: &Path, stdin: Stdio) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_pollchat-bench"))
         .args(&args.0)
         .arg("--json-file")
-        .arg(&json_path)
-        .stdin(Stdio::null())
+        .arg(json_path)
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start pollchat-bench");
-    let (stdout, stderr) = output_with_deadline(child);
-    match std::fs::read_to_string(&json_path) {
-        Ok(json) => Ok((parse(&json, &json_path), stdout)),
+        .expect("start pollchat-bench")
+}
+
+/// The report at `json_path` with the `summary`, if the run wrote one; otherwise `stderr`.
+fn report<T: DeserializeOwned>(
+    json_path: &Path,
+    summary: String,
+    stderr: String,
+) -> Result<(T, String), String> {
+    match std::fs::read_to_string(json_path) {
+        Ok(json) => Ok((parse(&json, json_path), summary)),
         Err(_) => Err(stderr),
     }
 }
@@ -317,15 +332,7 @@ fn run_binary_restarting<T: DeserializeOwned>(
     use std::io::{BufRead, BufReader, Write};
     let dir = TempDir::new();
     let json_path = dir.path.join("report.json");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pollchat-bench"))
-        .args(&args.0)
-        .arg("--json-file")
-        .arg(&json_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start pollchat-bench");
+    let mut child = spawn(args, &json_path, Stdio::piped());
     let mut stdin = child.stdin.take().expect("a piped stdin");
     let stdout = child.stdout.take().expect("a piped stdout");
     let stderr = child.stderr.take().expect("a piped stderr");
@@ -370,10 +377,7 @@ fn run_binary_restarting<T: DeserializeOwned>(
     let mut running = running;
     let _ = running.0.wait();
     let stderr = stderr.join().unwrap_or_default();
-    match std::fs::read_to_string(&json_path) {
-        Ok(json) => Ok((parse(&json, &json_path), summary)),
-        Err(_) => Err(stderr),
-    }
+    report(&json_path, summary, stderr)
 }
 
 fn parse<T: DeserializeOwned>(json: &str, path: &Path) -> T {
