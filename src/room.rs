@@ -128,10 +128,10 @@ impl Room {
     /// What `--state-dir` kept of this room (see `state/`), restored at start-up, or what the
     /// backplane's stream holds of it: its lines, if it has any, replace the history (the
     /// stream may hold only a topic of a room, its lines trimmed away); a topic, if it has one.
-    pub fn restore(&mut self, saved: crate::state::Saved) {
-        self.topic = saved.topic.or(self.topic.take());
-        if !saved.lines.is_empty() {
-            self.history = saved.lines;
+    pub fn restore(&mut self, topic: Option<String>, lines: VecDeque<Rc<[u8]>>) {
+        self.topic = topic.or(self.topic.take());
+        if !lines.is_empty() {
+            self.history = lines;
         }
         self.set_history_len(self.history_len);
     }

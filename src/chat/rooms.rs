@@ -65,7 +65,7 @@ impl Rooms {
                 continue;
             }
             self.open_known(&saved.name);
-            self.room_mut(&key).restore(saved);
+            self.room_mut(&key).restore(saved.topic, saved.lines);
             if let Some(room) = self.by_key.get(key.as_str()) {
                 self.keeper.replaced(room);
             }
