@@ -187,25 +187,8 @@ impl Reader {
         match (awaiting, value) {
             (Awaiting::Named, Value::Simple(b"OK")) => {}
             (Awaiting::Load, Value::Array(Some(entries))) => {
-                let entries: Vec<_> = entries.iter().rev().filter_map(entry).collect();
-                let last = entries.last().map_or(StreamId::ZERO, |(id, _)| *id);
-                debug!(
-                    "backplane: {} entries of history, up to {last}",
-                    entries.len()
-                );
-                // Who is where now, as far as the last nick TTL of the stream says (each live
-                // instance said `HELLO` in it), so that rooms with members elsewhere are kept.
-                let since = StreamId(last.0.saturating_sub(self.ttl_ms), 0);
-                let recent = entries.iter().filter(|(id, _)| *id >= since);
-                let recent = recent.filter_map(|(_, e)| Message::decode(e, origins).ok());
-                happened.push(Happening::History {
-                    rooms: history(&entries),
-                    recent: recent.filter(|m| !m.origin().is_here()).collect(),
-                });
-                self.last = Some(last);
-                self.synced = true;
+                self.loaded(&entries, origins, out, happened);
                 *phase = LinkPhase::Ready;
-                self.read(last, out);
             }
             // No stream at all (a new or emptied Redis): nothing to resume, no gap to see.
             (Awaiting::Info(_), Value::Error(text)) if text.starts_with(b"ERR no such key") => {
@@ -230,20 +213,7 @@ impl Reader {
                     },
                     _ => return Err(unexpected(&Value::Array(Some(streams)))),
                 };
-                for (id, payload) in entries.iter().filter_map(entry) {
-                    if !self.synced {
-                        resend.came_back(id, payload);
-                    }
-                    self.deliver(id, payload, origins, happened);
-                }
-                let last = self.last_read();
-                if self.catch_up_to.is_some_and(|to| last >= to) {
-                    (self.synced, self.catch_up_to) = (true, None);
-                }
-                if entries.len() >= READ_COUNT {
-                    self.check(last, out);
-                }
-                self.read(last, out);
+                self.read_entries(entries, origins, resend, out, happened);
             }
             (Awaiting::Named | Awaiting::Info(_), Value::Error(text)) => {
                 return Err(format!("Redis refused: {}", resp::lossy(text)));
@@ -251,6 +221,62 @@ impl Reader {
             (_, value) => return Err(unexpected(&value)),
         }
         Ok(())
+    }
+
+    /// The whole stream, newest first (`XREVRANGE`), read once by an instance that never
+    /// read it: the rooms' history, who is where, and the place to read on from.
+    fn loaded(
+        &mut self,
+        entries: &[Value<'_>],
+        origins: &mut Origins,
+        out: &mut Vec<u8>,
+        happened: &mut Vec<Happening>,
+    ) {
+        let entries: Vec<_> = entries.iter().rev().filter_map(entry).collect();
+        let last = entries.last().map_or(StreamId::ZERO, |(id, _)| *id);
+        debug!(
+            "backplane: {} entries of history, up to {last}",
+            entries.len()
+        );
+        // Who is where now, as far as the last nick TTL of the stream says (each live
+        // instance said `HELLO` in it), so that rooms with members elsewhere are kept.
+        let since = StreamId(last.0.saturating_sub(self.ttl_ms), 0);
+        let recent = entries.iter().filter(|(id, _)| *id >= since);
+        let recent = recent.filter_map(|(_, e)| Message::decode(e, origins).ok());
+        happened.push(Happening::History {
+            rooms: history(&entries),
+            recent: recent.filter(|m| !m.origin().is_here()).collect(),
+        });
+        self.last = Some(last);
+        self.synced = true;
+        self.read(last, out);
+    }
+
+    /// An `XREAD`'s entries: each delivered (and, while resuming, matched against the events
+    /// kept to be sent again), then the next read, after a gap check if the read came back
+    /// full.
+    fn read_entries(
+        &mut self,
+        entries: &[Value<'_>],
+        origins: &mut Origins,
+        resend: &mut Resend,
+        out: &mut Vec<u8>,
+        happened: &mut Vec<Happening>,
+    ) {
+        for (id, payload) in entries.iter().filter_map(entry) {
+            if !self.synced {
+                resend.came_back(id, payload);
+            }
+            self.deliver(id, payload, origins, happened);
+        }
+        let last = self.last_read();
+        if self.catch_up_to.is_some_and(|to| last >= to) {
+            (self.synced, self.catch_up_to) = (true, None);
+        }
+        if entries.len() >= READ_COUNT {
+            self.check(last, out);
+        }
+        self.read(last, out);
     }
 
     fn last_read(&self) -> StreamId {
